@@ -1,0 +1,58 @@
+/* common.h - tiny helpers every module may use: cleanup macros, array size,
+ * checked arithmetic, and the error convention.
+ *
+ * Not for: anything with state. Logging is in log.h (and only daemon/ and api/
+ * may call it); bounded buffers in buf.h.
+ *
+ * Error convention (systemd CODING_STYLE): functions return int, 0 on success
+ * and a negative errno-style code on failure; outputs go through ret_ pointers
+ * that are left untouched on failure. Where a user needs to know *what* was
+ * wrong, the function also fills a struct ft_error with a message.
+ */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define FT_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define FT_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define _unused_ __attribute__((unused))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define _warn_unused_ __attribute__((warn_unused_result))
+
+/* A message for the user: what was wrong and where (field, file:line:col,
+ * tensor name). Lowercase, no full stop, subject quoted. `param` names the
+ * request field when there is one (the API puts it in the error envelope). */
+#define FT_ERROR_MSG_MAX 512
+#define FT_ERROR_PARAM_MAX 128
+struct ft_error {
+        int code; /* negative errno */
+        char message[FT_ERROR_MSG_MAX];
+        char param[FT_ERROR_PARAM_MAX];
+};
+
+/* Fill err (which may be NULL) and return -abs(code). param may be NULL. */
+int ft_error_set(struct ft_error *err, int code, const char *param, const char *fmt, ...) _printf_(4, 5);
+void ft_error_clear(struct ft_error *err);
+
+static inline void freep(void *p) {
+        free(*(void **)p);
+}
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _cleanup_free_ _cleanup_(freep)
+
+/* Overflow-checked size arithmetic: return false on overflow. */
+static inline bool ft_mul_size(size_t a, size_t b, size_t *ret) {
+        return !__builtin_mul_overflow(a, b, ret);
+}
+static inline bool ft_add_size(size_t a, size_t b, size_t *ret) {
+        return !__builtin_add_overflow(a, b, ret);
+}
+
+/* Monotonic and wall clocks. */
+double ft_now_monotonic(void); /* seconds */
+int64_t ft_now_unix_ms(void);

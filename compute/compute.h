@@ -1,0 +1,17 @@
+/* compute.h - the machine-learning library's contract: runtime information.
+ * (Tensors, layers, models, losses, optimizers and the trainer are declared
+ * here as they land.) No HTTP, no SQL, no globals, no logging, no exits. */
+#pragma once
+
+#include <stdbool.h>
+
+struct compute_runtime_info {
+        char onednn_version[32]; /* "2.6.3" */
+        char onednn_isa[32];     /* the CPU ISA oneDNN dispatches to: "avx512_core_bf16" */
+        bool cuda_compiled;      /* built with -Dcuda=enabled */
+        bool cuda_device;        /* and a device is present now */
+        char cuda_device_name[128];
+};
+
+/* Fill info. Never fails; unknown fields are empty strings. */
+void compute_runtime_info(struct compute_runtime_info *info);

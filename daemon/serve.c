@@ -1,0 +1,150 @@
+/* serve.c - `finetuned serve`: prepare the state directory, open the store,
+ * bind the socket, start the HTTP server, then wait for a signal and shut
+ * everything down in reverse order. Not for: flag parsing (config.c). */
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "config.h"
+#include "daemon/daemon.h"
+#include "store/store.h"
+
+extern char **environ;
+
+/* mkdir -p with 0700 for the parts we create. */
+static int mkdir_p(const char *path, struct ft_error *err) {
+        char tmp[PATH_MAX];
+        snprintf(tmp, sizeof(tmp), "%s", path);
+        for (char *p = tmp + 1; *p; p++) {
+                if (*p != '/')
+                        continue;
+                *p = '\0';
+                if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+                        return ft_error_set(err, -errno, "state-dir", "cannot create state directory '%s': %s", path,
+                                            strerror(errno));
+                *p = '/';
+        }
+        if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+                return ft_error_set(err, -errno, "state-dir", "cannot create state directory '%s': %s", path,
+                                    strerror(errno));
+        return 0;
+}
+
+static int prepare_state_dir(const char *path, struct ft_error *err) {
+        struct stat st;
+        if (stat(path, &st) == 0 && !S_ISDIR(st.st_mode))
+                return ft_error_set(err, -ENOTDIR, "state-dir", "state directory '%s' is not a directory", path);
+        int r = mkdir_p(path, err);
+        if (r < 0)
+                return r;
+        if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+                return ft_error_set(err, -ENOTDIR, "state-dir", "state directory '%s' is not a directory", path);
+
+        /* access(2) says yes to root everywhere: try for real. */
+        char probe[PATH_MAX];
+        if (snprintf(probe, sizeof(probe), "%s/.write-test-XXXXXX", path) >= (int)sizeof(probe))
+                return ft_error_set(err, -ENAMETOOLONG, "state-dir", "state directory path is too long");
+        int fd = mkstemp(probe);
+        if (fd < 0)
+                return ft_error_set(err, -errno, "state-dir", "state directory '%s' is not writable: %s", path,
+                                    strerror(errno));
+        close(fd);
+        unlink(probe);
+        return 0;
+}
+
+int serve_main(int argc, char **argv) {
+        struct daemon_config cfg;
+        struct ft_error err = {0};
+        bool usage = false, exit_now = false;
+        struct store *store = NULL;
+        struct api_server *server = NULL;
+        int listen_fd = -1, status = 1;
+        char bound[128];
+
+        config_init(&cfg);
+        int r = config_parse_serve(argc, argv, environ, &cfg, &usage, &exit_now, &err);
+        if (r < 0) {
+                fprintf(stderr, "finetuned serve: %s\n", err.message);
+                if (usage) {
+                        serve_usage(stderr);
+                        return 2;
+                }
+                return 1;
+        }
+        if (exit_now) {
+                serve_usage(stdout);
+                return 0;
+        }
+        log_set_level(cfg.log_level);
+
+        /* Signals are taken synchronously by this thread; every thread started
+         * from here on inherits the blocked mask. */
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        r = prepare_state_dir(cfg.state_dir, &err);
+        if (r < 0) {
+                log_error("%s", err.message);
+                return 1;
+        }
+        r = store_open(cfg.state_dir, &store, &err);
+        if (r < 0) {
+                log_error("%s", err.message);
+                return 1;
+        }
+        r = api_listen(cfg.listen_host, cfg.listen_port, &listen_fd, bound, sizeof(bound), &err);
+        if (r < 0) {
+                log_error("%s", err.message);
+                goto out;
+        }
+        struct api_options opts = {
+                .listen_fd = listen_fd,
+                .state_dir = cfg.state_dir,
+                .http_threads = 4,
+                .max_connections = 512,
+                .max_connections_per_ip = 0,
+                .connection_timeout_s = 60,
+        };
+        r = api_server_start(&opts, &server, &err);
+        if (r < 0) {
+                close(listen_fd);
+                log_error("%s", err.message);
+                goto out;
+        }
+        log_notice("finetuned %s listening on http://%s (state %s, schema v%d, %u worker%s)", FINETUNED_VERSION,
+                   bound, cfg.state_dir, store_schema_version(store), cfg.workers, cfg.workers == 1 ? "" : "s");
+
+        for (;;) {
+                int sig = sigwaitinfo(&mask, NULL);
+                if (sig < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        log_error("sigwaitinfo: %s", strerror(errno));
+                        break;
+                }
+                if (sig == SIGHUP) {
+                        log_info("SIGHUP: nothing to reload yet");
+                        continue;
+                }
+                log_notice("%s received, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+                break;
+        }
+        status = 0;
+out:
+        api_server_stop(server);
+        store_close(store);
+        if (status == 0)
+                log_notice("stopped");
+        return status;
+}
