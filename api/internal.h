@@ -26,6 +26,7 @@ struct api_request {
         unsigned n_path_params;
         const char *body; /* request body (NULL when none) */
         size_t body_size;
+        const char *route; /* the matched route's pattern, set by api_dispatch (a metrics label) */
 };
 
 /* Every API error code, mapped to its HTTP status in one table (errors.c). */
@@ -66,3 +67,6 @@ struct api_route {
 extern const struct api_route api_routes[];
 extern const size_t api_routes_count;
 enum MHD_Result api_dispatch(struct api_request *req);
+
+/* GET /metrics (metrics.c). */
+enum MHD_Result api_handle_metrics(struct api_request *req);

@@ -21,6 +21,7 @@ static enum MHD_Result handle_version(struct api_request *req) {
 const struct api_route api_routes[] = {
         {"GET", "/healthz", handle_healthz},
         {"GET", "/v1/version", handle_version},
+        {"GET", "/metrics", api_handle_metrics},
 };
 const size_t api_routes_count = ARRAY_SIZE(api_routes);
 
@@ -72,6 +73,7 @@ enum MHD_Result api_dispatch(struct api_request *req) {
                     (strcmp(req->method, "HEAD") == 0 && strcmp(route->method, "GET") == 0)) {
                         memcpy(req->path_params, params, sizeof(params));
                         req->n_path_params = n_params;
+                        req->route = route->pattern;
                         return route->handler(req);
                 }
                 path_known = true;

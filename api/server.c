@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "api/internal.h"
+#include "api/metrics.h"
 #include "common/log.h"
 
 #define API_DEFAULT_BODY_MAX (1u << 20)
@@ -15,6 +16,8 @@ struct request_ctx {
         char *body;
         size_t size, cap;
         bool too_large;
+        double started;             /* metrics: monotonic seconds at the first callback */
+        const char *method, *route; /* metrics labels (static strings) */
 };
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap) {
@@ -34,6 +37,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 if (!ctx)
                         return MHD_NO;
                 *con_cls = ctx;
+                ctx->started = ft_now_monotonic();
+                ctx->method = api_metrics_method_label(method);
                 return MHD_YES;
         }
         if (*upload_data_size > 0) {
@@ -68,7 +73,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (ctx->too_large)
                 return api_reply_error(&req, API_ERR_PAYLOAD_TOO_LARGE, NULL, "request body exceeds %u bytes",
                                        API_DEFAULT_BODY_MAX);
-        return api_dispatch(&req);
+        enum MHD_Result ret = api_dispatch(&req);
+        ctx->route = req.route;
+        return ret;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -76,6 +83,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         struct request_ctx *ctx = *con_cls;
         if (!ctx)
                 return;
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+        if (ci && ci->http_status)
+                api_metrics_http_observe(ctx->method, ctx->route, ci->http_status, ft_now_monotonic() - ctx->started);
         free(ctx->body);
         free(ctx);
         *con_cls = NULL;

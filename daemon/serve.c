@@ -12,6 +12,7 @@
 #include "api/api.h"
 #include "config.h"
 #include "daemon/daemon.h"
+#include "daemon/notify.h"
 #include "store/store.h"
 
 extern char **environ;
@@ -81,7 +82,18 @@ int serve_main(int argc, char **argv) {
                 serve_usage(stdout);
                 return 0;
         }
+        if (cfg.check_config) {
+                r = config_check(&cfg, stdout, &err);
+                if (r < 0)
+                        fprintf(stderr, "finetuned serve: %s\n", err.message);
+                return r < 0 ? 1 : 0;
+        }
         log_set_level(cfg.log_level);
+        if (config_log_file_open(cfg.log_file, &err) < 0) {
+                fprintf(stderr, "finetuned serve: %s\n", err.message);
+                return 1;
+        }
+        notify_init();
 
         /* Signals are taken synchronously by this thread; every thread started
          * from here on inherits the blocked mask. */
@@ -124,20 +136,34 @@ int serve_main(int argc, char **argv) {
         }
         log_notice("finetuned %s listening on http://%s (state %s, schema v%d, %u worker%s)", FINETUNED_VERSION,
                    bound, cfg.state_dir, store_schema_version(store), cfg.workers, cfg.workers == 1 ? "" : "s");
+        if (cfg.config_file[0])
+                log_info("configuration file %s", cfg.config_file);
+        char ready[160];
+        snprintf(ready, sizeof(ready), "listening on http://%s", bound);
+        notify_ready(ready); /* the database is open and migrated, the socket bound and served */
+        struct timespec tick = {.tv_sec = notify_tick_interval_ms() / 1000,
+                                .tv_nsec = (long)(notify_tick_interval_ms() % 1000) * 1000000};
 
         for (;;) {
-                int sig = sigwaitinfo(&mask, NULL);
+                int sig = sigtimedwait(&mask, NULL, &tick);
                 if (sig < 0) {
-                        if (errno == EINTR)
+                        if (errno == EAGAIN)
+                                notify_tick(store);
+                        if (errno == EINTR || errno == EAGAIN)
                                 continue;
                         log_error("sigwaitinfo: %s", strerror(errno));
                         break;
                 }
                 if (sig == SIGHUP) {
-                        log_info("SIGHUP: nothing to reload yet");
+                        notify_reloading();
+                        if (config_log_file_open(cfg.log_file, &err) < 0)
+                                log_error("%s", err.message);
+                        log_notice("SIGHUP: log file reopened");
+                        notify_ready(ready);
                         continue;
                 }
                 log_notice("%s received, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+                notify_stopping("stopping");
                 break;
         }
         status = 0;
