@@ -146,10 +146,12 @@ int serve_main(int argc, char **argv) {
 
         for (;;) {
                 int sig = sigtimedwait(&mask, NULL, &tick);
+                if (sig < 0 && errno == EAGAIN) {
+                        notify_tick(store); /* watchdog, STATUS=, job-count metrics */
+                        continue;
+                }
                 if (sig < 0) {
-                        if (errno == EAGAIN)
-                                notify_tick(store);
-                        if (errno == EINTR || errno == EAGAIN)
+                        if (errno == EINTR)
                                 continue;
                         log_error("sigwaitinfo: %s", strerror(errno));
                         break;
