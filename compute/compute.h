@@ -6,6 +6,8 @@
 #include <stdbool.h>
 
 #include "compute/jobspec.h"
+#include "compute/metrics.h"
+#include "compute/schedule.h"
 
 struct compute_runtime_info {
         char onednn_version[32]; /* "2.6.3" */
