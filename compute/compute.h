@@ -5,6 +5,9 @@
 
 #include <stdbool.h>
 
+#include "compute/data.h"
+#include "compute/safetensors.h"
+
 struct compute_runtime_info {
         char onednn_version[32]; /* "2.6.3" */
         char onednn_isa[32];     /* the CPU ISA oneDNN dispatches to: "avx512_core_bf16" */
