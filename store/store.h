@@ -401,9 +401,13 @@ uint64_t store_queue_generation(struct store *s);
 int store_queue_wait(struct store *s, uint64_t seen, int timeout_ms, uint64_t *ret_gen);
 
 /* Callback for code that cannot block a thread (libmicrohttpd suspended
- * connections): called after each commit that changes a job, on the writer's
- * thread, with no store lock held. It must be quick and must not call into the
- * same struct store. job_id is NULL for a queue-only change. */
+ * connections): called after each commit, on the writer's thread, once per job
+ * the commit changed, and once with job_id NULL when the queue changed (or
+ * when too many jobs changed to name them: treat NULL as "anything may have
+ * changed"). No database lock is held; it must be quick, must not call into the
+ * store, and must not subscribe/unsubscribe. After store_unsubscribe returns
+ * the callback is never called again. A subscription may outlive the store it
+ * was made on. */
 typedef void (*store_change_fn)(const char *job_id, void *userdata);
 struct store_subscription;
 int store_subscribe(struct store *s, store_change_fn fn, void *userdata, struct store_subscription **ret,
