@@ -15,6 +15,7 @@
 #include "compute/safetensors.h"
 #include "compute/schedule.h"
 #include "compute/tensor.h"
+#include "compute/train.h"
 
 struct compute_runtime_info {
         char onednn_version[32]; /* "2.6.3" */
