@@ -17,6 +17,7 @@ void config_init(struct daemon_config *cfg) {
         cfg->log_level = LOG_LEVEL_INFO;
         cfg->max_queued_jobs = DAEMON_DEFAULT_MAX_QUEUED;
         cfg->max_upload_mb = DAEMON_DEFAULT_MAX_UPLOAD_MB;
+        cfg->http_timeout_s = 30;
 }
 
 static int parse_port(const char *s, const char *value, char out[8], struct ft_error *err) {
@@ -101,6 +102,8 @@ static int set_option(struct daemon_config *cfg, const char *name, const char *v
         }
         if (strcmp(name, "max-queued-jobs") == 0)
                 return parse_uint(value, 1, 1000000, name, &cfg->max_queued_jobs, err);
+        if (strcmp(name, "http-timeout") == 0)
+                return parse_uint(value, 1, 3600, name, &cfg->http_timeout_s, err);
         if (strcmp(name, "max-upload-mb") == 0)
                 return parse_uint(value, 1, 1024 * 1024, name, &cfg->max_upload_mb, err);
         if (strcmp(name, "log-level") == 0) {
@@ -121,6 +124,7 @@ static const struct {
         {"FINETUNED_WORKERS", "workers"}, {"FINETUNED_THREADS", "threads"},
         {"FINETUNED_LOG_LEVEL", "log-level"}, {"FINETUNED_TOKEN_FILE", "token-file"},
         {"FINETUNED_MAX_QUEUED_JOBS", "max-queued-jobs"}, {"FINETUNED_MAX_UPLOAD_MB", "max-upload-mb"},
+        {"FINETUNED_HTTP_TIMEOUT", "http-timeout"},
 };
 
 void serve_usage(FILE *out) {
@@ -148,6 +152,8 @@ void serve_usage(FILE *out) {
                 "                      FINETUNED_MAX_QUEUED_JOBS)\n"
                 "  --max-upload-mb N   largest dataset or weights upload in MiB (default 1024;\n"
                 "                      FINETUNED_MAX_UPLOAD_MB)\n"
+                "  --http-timeout S    close HTTP connections idle for S seconds (default 30;\n"
+                "                      FINETUNED_HTTP_TIMEOUT)\n"
                 "  -h, --help          show this help\n"
                 "\n"
                 "Flags override environment variables, which override defaults.\n");
@@ -160,7 +166,7 @@ int config_parse_serve(int argc, char **argv, char *const *envp, struct daemon_c
                 {"workers", required_argument, NULL, 'w'}, {"threads", required_argument, NULL, 't'},
                 {"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
                 {"token-file", required_argument, NULL, 'T'}, {"max-queued-jobs", required_argument, NULL, 'Q'},
-                {"max-upload-mb", required_argument, NULL, 'U'},
+                {"max-upload-mb", required_argument, NULL, 'U'}, {"http-timeout", required_argument, NULL, 'H'},
                 {NULL, 0, NULL, 0},
         };
         int r;
@@ -224,6 +230,9 @@ int config_parse_serve(int argc, char **argv, char *const *envp, struct daemon_c
                         break;
                 case 'U':
                         r = set_option(cfg, "max-upload-mb", optarg, err);
+                        break;
+                case 'H':
+                        r = set_option(cfg, "http-timeout", optarg, err);
                         break;
                 case ':':
                         *ret_usage = true;

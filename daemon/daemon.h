@@ -27,6 +27,7 @@ struct daemon_config {
         char token_file[PATH_MAX]; /* "" : no auth (only allowed on loopback) */
         unsigned max_queued_jobs;  /* POST /v1/jobs answers 429 beyond this */
         unsigned max_upload_mb;    /* largest dataset / weights upload, MiB */
+        unsigned http_timeout_s;   /* idle HTTP connections are closed after this */
 };
 
 /* Defaults, before the environment and flags are applied. */

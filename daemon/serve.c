@@ -130,7 +130,7 @@ int serve_main(int argc, char **argv) {
                 .http_threads = 4,
                 .max_connections = 512,
                 .max_connections_per_ip = 64,
-                .connection_timeout_s = 30,
+                .connection_timeout_s = cfg.http_timeout_s,
                 .token = token,
                 .upload_max = (uint64_t)cfg.max_upload_mb << 20,
                 .max_queued_jobs = cfg.max_queued_jobs,

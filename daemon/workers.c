@@ -244,9 +244,12 @@ static int load_weights(struct model *m, const char *path, const char *skip_pref
                 if (skip_n && strncmp(t->name, skip_prefix, skip_n) == 0 && t->name[skip_n] == '.')
                         continue;
                 const struct st_tensor *s = st_file_find(f, t->name);
-                if (!s || s->numel != t->numel) {
-                        r = ft_error_set(err, -EINVAL, "model", "the model's weights have no tensor '%s' of %zu values",
-                                         t->name, t->numel);
+                bool shape_ok = s && s->ndim == (size_t)t->ndim;
+                for (int d = 0; shape_ok && d < t->ndim; d++)
+                        shape_ok = s->shape[d] == t->shape[d];
+                if (!shape_ok) {
+                        r = ft_error_set(err, -EINVAL, "model", "the model's weights have no tensor '%s' of its shape",
+                                         t->name);
                         break;
                 }
                 if (t->dtype == TENSOR_I64)
@@ -254,51 +257,94 @@ static int load_weights(struct model *m, const char *path, const char *skip_pref
                 else
                         r = st_tensor_read_f32(f, s, t->data, t->numel, err);
         }
+        for (size_t i = 0; i < f->n_tensors && r == 0; i++)
+                if (!model_tensor_find(m, f->tensors[i].name) &&
+                    !(skip_n && strncmp(f->tensors[i].name, skip_prefix, skip_n) == 0))
+                        r = ft_error_set(err, -EINVAL, "model", "the model's weights have a tensor '%s' it does not use",
+                                         f->tensors[i].name);
         st_file_free(f);
         return r;
 }
 
-/* Build the job's model: its spec, with the head resized to the data's class
- * count when they differ (head replacement: the last linear layer is
- * re-initialised), and its weights when it has any. */
+/* The module of the last parameter: the head ("fc", "6"). */
+static void head_prefix(struct model *m, char *out, size_t size) {
+        out[0] = '\0';
+        for (size_t i = model_tensor_count(m); i-- > 0;) {
+                const struct tensor *t = model_tensor_at(m, i);
+                if (!t->is_param)
+                        continue;
+                const char *dot = strrchr(t->name, '.');
+                snprintf(out, size, "%.*s", dot ? (int)(dot - t->name) : (int)strlen(t->name), t->name);
+                return;
+        }
+}
+
+/* Build the job's model from its spec and weights. When the data's classes
+ * differ from the model's (count, or names recorded by an earlier job), the
+ * head is replaced: the last linear layer resized and re-initialised, every
+ * other tensor loaded (the same rules as `finetuned train`). */
 static int build_model(struct worker *w, const struct store_model *rec, const struct jobspec *spec,
                        const struct dataset *train, struct model **ret, struct ft_error *err) {
-        json_t *mspec = json_loads(rec->spec_json, 0, NULL);
+        size_t outputs = spec->task.type == JOBSPEC_TASK_CLASSIFICATION ? train->n_classes : 1;
+        json_t *mspec = json_loads(rec->spec_json, 0, NULL), *classes = NULL;
+        struct model *m = NULL;
+        char head[TENSOR_NAME_MAX] = "";
         if (!mspec)
                 return ft_error_set(err, -EINVAL, "model", "model '%s' has an unreadable spec", rec->id);
-        char head[128] = "";
-        size_t classes = spec->task.type == JOBSPEC_TASK_CLASSIFICATION ? train->n_classes : 1;
-        json_t *layers = json_object_get(mspec, "layers");
-        for (size_t i = json_array_size(layers); i > 0; i--) {
-                json_t *layer = json_array_get(layers, i - 1);
-                json_t *out = json_object_get(layer, "out_features");
-                if (!json_is_integer(out))
-                        continue;
-                if ((size_t)json_integer_value(out) != classes) {
-                        const char *name = json_string_value(json_object_get(layer, "name"));
-                        if (name)
-                                snprintf(head, sizeof(head), "%s", name);
-                        else
-                                snprintf(head, sizeof(head), "%zu", i - 1);
-                        json_object_set_new(layer, "out_features", json_integer((json_int_t)classes));
-                }
-                break;
-        }
-        struct model *m = NULL;
         int r = model_new(mspec, &m, err);
-        json_decref(mspec);
         if (r < 0)
-                return r;
+                goto out;
+        bool replace = model_output_count(m) != outputs;
+        if (!replace && rec->weights_path[0] && spec->task.type == JOBSPEC_TASK_CLASSIFICATION) {
+                struct st_file *f = NULL;
+                if (st_file_open(rec->weights_path, 0, &f, NULL) == 0) {
+                        const char *c = st_file_metadata(f, "finetuned.classes");
+                        classes = c ? json_loads(c, 0, NULL) : NULL;
+                        st_file_free(f);
+                }
+                if (json_array_size(classes) > 0) {
+                        replace = json_array_size(classes) != train->n_classes;
+                        for (size_t i = 0; !replace && i < train->n_classes; i++) {
+                                const char *name = json_string_value(json_array_get(classes, i));
+                                replace = !name || strcmp(name, train->class_names[i]) != 0;
+                        }
+                }
+        }
+        head_prefix(m, head, sizeof(head));
+        if (model_output_count(m) != outputs) {
+                json_t *layers = json_object_get(mspec, "layers");
+                bool set = false;
+                for (size_t i = json_array_size(layers); !set && i-- > 0;) {
+                        json_t *l = json_array_get(layers, i);
+                        const char *type = json_string_value(json_object_get(l, "type"));
+                        if (type && strcmp(type, "linear") == 0) {
+                                json_object_set_new(l, "out_features", json_integer((json_int_t)outputs));
+                                set = true;
+                        }
+                }
+                if (!set) {
+                        r = ft_error_set(err, -EINVAL, "model", "model '%s' has %zu outputs, the data %zu classes, "
+                                         "and no linear head to replace", rec->id, model_output_count(m), outputs);
+                        goto out;
+                }
+                model_free(m);
+                m = NULL;
+                r = model_new(mspec, &m, err);
+                if (r < 0)
+                        goto out;
+        }
         model_init(m, spec->seed);
         if (rec->weights_path[0]) {
-                r = load_weights(m, rec->weights_path, head[0] ? head : NULL, err);
-                if (r == 0 && head[0]) {
+                r = load_weights(m, rec->weights_path, replace ? head : NULL, err);
+                if (r == 0 && replace) {
                         r = model_init_prefix(m, head, spec->seed, err);
-                        if (r == 0)
-                                log_info("worker %u: %s: head '%s' replaced for %zu outputs", w->index, w->job_id,
-                                         head, classes);
+                        log_info("worker %u: %s: head '%s' replaced for %zu outputs", w->index, w->job_id, head,
+                                 outputs);
                 }
         }
+out:
+        json_decref(mspec);
+        json_decref(classes);
         if (r < 0) {
                 model_free(m);
                 return r;
@@ -359,11 +405,13 @@ static int save_result(struct worker *w, struct model *m, const struct dataset *
                         ts[i].shape[d] = t->shape[d];
                 ts[i].data = t->data;
         }
+        /* the same metadata as `finetuned train` writes */
         struct st_meta meta[] = {
+                {"format", "pt"},
                 {"finetuned.spec", spec_text},
-                {"finetuned.transform", transform},
-                {"finetuned.task", jobspec_task_name(spec->task.type)},
+                {"finetuned.preprocess", transform},
                 {"finetuned.classes", classes_text},
+                {"finetuned.task", jobspec_task_name(spec->task.type)},
                 {"finetuned.job", w->job_id},
         };
         snprintf(path, sizeof(path), "%s/model.safetensors", dir);
