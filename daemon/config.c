@@ -21,11 +21,13 @@ static const struct config_option {
         {"listen", "FINETUNED_LISTEN"},         {"state-dir", "FINETUNED_STATE_DIR"},
         {"workers", "FINETUNED_WORKERS"},       {"threads", "FINETUNED_THREADS"},
         {"log-level", "FINETUNED_LOG_LEVEL"},   {"token-file", "FINETUNED_TOKEN_FILE"},
-        {"log-file", "FINETUNED_LOG_FILE"},
+        {"log-file", "FINETUNED_LOG_FILE"},     {"max-queued-jobs", "FINETUNED_MAX_QUEUED_JOBS"},
+        {"max-upload-mb", "FINETUNED_MAX_UPLOAD_MB"}, {"http-timeout", "FINETUNED_HTTP_TIMEOUT"},
 };
 
 static const char *const option_names[DAEMON_CONFIG_OPTION_COUNT + 1] = {
-        "listen", "state-dir", "workers", "threads", "log-level", "token-file", "log-file", NULL,
+        "listen",   "state-dir",       "workers",       "threads",      "log-level",
+        "token-file", "log-file",      "max-queued-jobs", "max-upload-mb", "http-timeout", NULL,
 };
 
 const char *const *config_option_names(void) {
@@ -47,6 +49,9 @@ void config_init(struct daemon_config *cfg) {
         cfg->workers = 1;
         cfg->threads = 0;
         cfg->log_level = LOG_LEVEL_INFO;
+        cfg->max_queued_jobs = DAEMON_DEFAULT_MAX_QUEUED;
+        cfg->max_upload_mb = DAEMON_DEFAULT_MAX_UPLOAD_MB;
+        cfg->http_timeout_s = 30;
         for (size_t i = 0; i < ARRAY_SIZE(options); i++)
                 snprintf(cfg->origin[i], sizeof(cfg->origin[i]), "default");
 }
@@ -132,6 +137,12 @@ static int set_option(struct daemon_config *cfg, const char *name, const char *v
                 return set_path(cfg->token_file, sizeof(cfg->token_file), name, value, true, err);
         if (strcmp(name, "log-file") == 0)
                 return set_path(cfg->log_file, sizeof(cfg->log_file), name, value, true, err);
+        if (strcmp(name, "max-queued-jobs") == 0)
+                return parse_uint(value, 1, 1000000, name, &cfg->max_queued_jobs, err);
+        if (strcmp(name, "max-upload-mb") == 0)
+                return parse_uint(value, 1, 1024 * 1024, name, &cfg->max_upload_mb, err);
+        if (strcmp(name, "http-timeout") == 0)
+                return parse_uint(value, 1, 3600, name, &cfg->http_timeout_s, err);
         if (strcmp(name, "workers") == 0)
                 return parse_uint(value, 1, DAEMON_MAX_WORKERS, name, &cfg->workers, err);
         if (strcmp(name, "threads") == 0)
@@ -327,8 +338,15 @@ void serve_usage(FILE *out) {
                 "                      (default 0; FINETUNED_THREADS)\n"
                 "  --log-level LEVEL   error, warning, notice, info or debug (default info;\n"
                 "                      FINETUNED_LOG_LEVEL)\n"
-                "  --token-file FILE   bearer tokens accepted by the API, one per line; re-read on\n"
-                "                      SIGHUP (FINETUNED_TOKEN_FILE)\n"
+                "  --token-file PATH   require 'Authorization: Bearer TOKEN' with the token in\n"
+                "                      PATH (mode 0600); required unless listening on loopback\n"
+                "                      (FINETUNED_TOKEN_FILE)\n"
+                "  --max-queued-jobs N answer 429 to new jobs beyond N queued (default 1000;\n"
+                "                      FINETUNED_MAX_QUEUED_JOBS)\n"
+                "  --max-upload-mb N   largest dataset or weights upload in MiB (default 1024;\n"
+                "                      FINETUNED_MAX_UPLOAD_MB)\n"
+                "  --http-timeout S    close HTTP connections idle for S seconds (default 30;\n"
+                "                      FINETUNED_HTTP_TIMEOUT)\n"
                 "  --log-file FILE     append log lines to FILE instead of stderr; reopened on\n"
                 "                      SIGHUP (FINETUNED_LOG_FILE)\n"
                 "  --config FILE       configuration file (FINETUNED_CONFIG; default\n"
@@ -349,7 +367,9 @@ int config_parse_serve(int argc, char **argv, char *const *envp, struct daemon_c
                 {"listen", required_argument, NULL, 0},     {"state-dir", required_argument, NULL, 0},
                 {"workers", required_argument, NULL, 0},    {"threads", required_argument, NULL, 0},
                 {"log-level", required_argument, NULL, 0},  {"token-file", required_argument, NULL, 0},
-                {"log-file", required_argument, NULL, 0},   {"config", required_argument, NULL, OPT_CONFIG},
+                {"log-file", required_argument, NULL, 0},   {"max-queued-jobs", required_argument, NULL, 0},
+                {"max-upload-mb", required_argument, NULL, 0}, {"http-timeout", required_argument, NULL, 0},
+                {"config", required_argument, NULL, OPT_CONFIG},
                 {"check-config", no_argument, NULL, OPT_CHECK}, {"help", no_argument, NULL, 'h'},
                 {NULL, 0, NULL, 0},
         };
@@ -487,6 +507,15 @@ void config_option_format(const struct daemon_config *cfg, size_t index, char *b
                 return;
         case 6:
                 snprintf(buf, size, "%s", cfg->log_file);
+                return;
+        case 7:
+                snprintf(buf, size, "%u", cfg->max_queued_jobs);
+                return;
+        case 8:
+                snprintf(buf, size, "%u", cfg->max_upload_mb);
+                return;
+        case 9:
+                snprintf(buf, size, "%u", cfg->http_timeout_s);
                 return;
         default:
                 snprintf(buf, size, "?");

@@ -14,11 +14,13 @@
 #define DAEMON_DEFAULT_STATE_DIR "./var"
 #define DAEMON_MAX_WORKERS 64
 #define DAEMON_MAX_THREADS 1024
+#define DAEMON_DEFAULT_MAX_QUEUED 1000
+#define DAEMON_DEFAULT_MAX_UPLOAD_MB 1024
 #define DAEMON_CONFIG_FILE_NAME "finetuned.conf"
 #define DAEMON_CONFIG_FILE_MAX (64u * 1024) /* bytes; a longer file is refused */
 #define DAEMON_CONFIG_LINE_MAX 4096
 #define DAEMON_CONFIG_ORIGIN_MAX 48
-#define DAEMON_CONFIG_OPTION_COUNT 7
+#define DAEMON_CONFIG_OPTION_COUNT 10
 
 struct daemon_config {
         char listen_host[256]; /* numeric address or name; IPv6 without brackets */
@@ -27,7 +29,10 @@ struct daemon_config {
         unsigned workers; /* concurrent jobs, >= 1 */
         unsigned threads; /* OpenMP threads per worker; 0 = cores / workers */
         enum log_level log_level;
-        char token_file[PATH_MAX]; /* bearer tokens for the API (api/ reads it); "" = none */
+        char token_file[PATH_MAX]; /* the API's bearer token (api/auth.c reads it); "" = none (loopback only) */
+        unsigned max_queued_jobs;  /* POST /v1/jobs answers 429 beyond this */
+        unsigned max_upload_mb;    /* largest dataset / weights upload, MiB */
+        unsigned http_timeout_s;   /* idle HTTP connections are closed after this */
         char log_file[PATH_MAX];   /* append log lines here instead of stderr; reopened on SIGHUP; "" = stderr */
         char config_file[PATH_MAX]; /* the configuration file that was read; "" when none */
         bool check_config;          /* --check-config: validate, print the effective settings, exit */
@@ -89,3 +94,4 @@ int config_log_file_open(const char *path, struct ft_error *err);
 
 /* Subcommands: each returns the process exit status. */
 int serve_main(int argc, char **argv);
+int inspect_main(int argc, char **argv);
