@@ -18,6 +18,7 @@ void config_init(struct daemon_config *cfg) {
         cfg->max_queued_jobs = DAEMON_DEFAULT_MAX_QUEUED;
         cfg->max_upload_mb = DAEMON_DEFAULT_MAX_UPLOAD_MB;
         cfg->http_timeout_s = 30;
+        cfg->lease_s = 30;
 }
 
 static int parse_port(const char *s, const char *value, char out[8], struct ft_error *err) {
@@ -102,6 +103,8 @@ static int set_option(struct daemon_config *cfg, const char *name, const char *v
         }
         if (strcmp(name, "max-queued-jobs") == 0)
                 return parse_uint(value, 1, 1000000, name, &cfg->max_queued_jobs, err);
+        if (strcmp(name, "lease") == 0)
+                return parse_uint(value, 1, 3600, name, &cfg->lease_s, err);
         if (strcmp(name, "http-timeout") == 0)
                 return parse_uint(value, 1, 3600, name, &cfg->http_timeout_s, err);
         if (strcmp(name, "max-upload-mb") == 0)
@@ -124,7 +127,7 @@ static const struct {
         {"FINETUNED_WORKERS", "workers"}, {"FINETUNED_THREADS", "threads"},
         {"FINETUNED_LOG_LEVEL", "log-level"}, {"FINETUNED_TOKEN_FILE", "token-file"},
         {"FINETUNED_MAX_QUEUED_JOBS", "max-queued-jobs"}, {"FINETUNED_MAX_UPLOAD_MB", "max-upload-mb"},
-        {"FINETUNED_HTTP_TIMEOUT", "http-timeout"},
+        {"FINETUNED_HTTP_TIMEOUT", "http-timeout"}, {"FINETUNED_LEASE", "lease"},
 };
 
 void serve_usage(FILE *out) {
@@ -154,6 +157,8 @@ void serve_usage(FILE *out) {
                 "                      FINETUNED_MAX_UPLOAD_MB)\n"
                 "  --http-timeout S    close HTTP connections idle for S seconds (default 30;\n"
                 "                      FINETUNED_HTTP_TIMEOUT)\n"
+                "  --lease S           job lease: a crashed daemon's running jobs are requeued\n"
+                "                      S seconds after its last heartbeat (default 30; FINETUNED_LEASE)\n"
                 "  -h, --help          show this help\n"
                 "\n"
                 "Flags override environment variables, which override defaults.\n");
@@ -167,6 +172,7 @@ int config_parse_serve(int argc, char **argv, char *const *envp, struct daemon_c
                 {"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
                 {"token-file", required_argument, NULL, 'T'}, {"max-queued-jobs", required_argument, NULL, 'Q'},
                 {"max-upload-mb", required_argument, NULL, 'U'}, {"http-timeout", required_argument, NULL, 'H'},
+                {"lease", required_argument, NULL, 'E'},
                 {NULL, 0, NULL, 0},
         };
         int r;
@@ -233,6 +239,9 @@ int config_parse_serve(int argc, char **argv, char *const *envp, struct daemon_c
                         break;
                 case 'H':
                         r = set_option(cfg, "http-timeout", optarg, err);
+                        break;
+                case 'E':
+                        r = set_option(cfg, "lease", optarg, err);
                         break;
                 case ':':
                         *ret_usage = true;
