@@ -26,7 +26,7 @@ json_t *api_job_json(struct api_server *server, const struct store_job *j) {
         }
         if (!progress)
                 progress = api_json_text(j->progress_json);
-        return json_pack("{s:s,s:s,s:s,s:i,s:i,s:s,s:s,s:s?,s:o,s:o,s:o,s:o,s:s?,s:I,s:I?,s:I?}", "id", j->id, "object",
+        return json_pack("{s:s,s:s,s:s,s:i,s:i,s:s,s:s,s:s?,s:o,s:o,s:o,s:o,s:s?,s:I,s:o,s:o}", "id", j->id, "object",
                          "job", "state", store_job_state_name(j->state), "attempt", j->attempt, "max_attempts",
                          j->max_attempts, "model", j->model_id, "training_file", j->training_file,
                          "validation_file", j->validation_file[0] ? j->validation_file : NULL, "spec",

@@ -50,6 +50,7 @@ static const char *const e_delete[] = {"401", "404", "409", NULL};
 static const char *const e_upload[] = {"400", "401", "413", "415", NULL};
 static const char *const e_create[] = {"400", "401", "404", "413", "415", NULL};
 static const char *const e_jobs_create[] = {"400", "401", "413", "415", "422", "429", NULL};
+static const char *const e_predict[] = {"400", "401", "404", "409", "413", "415", NULL};
 static const char *const e_cancel[] = {"401", "404", "409", NULL};
 
 const struct api_route api_routes[] = {
@@ -86,6 +87,11 @@ const struct api_route api_routes[] = {
          .summary = "delete a model; 409 while a queued or running job uses it"},
         {"GET", "/v1/models/{id}/weights", api_models_weights, .flags = API_ROUTE_BINARY, .tag = "models",
          .errors = e_get, .summary = "download the model's weights as safetensors"},
+        {"POST", "/v1/models/{id}/predict", api_models_predict, .flags = API_ROUTE_JSON,
+         .body = api_predict_fields, .body_max = 16u << 20, .tag = "models", .errors = e_predict,
+         .summary = "predict: rows of features or images -> labels with class probabilities (or values), "
+                    "applying the preprocessing the model was trained with"},
+
         {"POST", "/v1/jobs", api_jobs_create, .flags = API_ROUTE_JSON, .tag = "jobs", .success = 201,
          .errors = e_jobs_create,
          .summary = "create a fine-tuning job from a job spec (docs/job-spec.md)",

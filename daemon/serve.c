@@ -152,6 +152,7 @@ int serve_main(int argc, char **argv) {
                 .state_dir = cfg.state_dir,
                 .n = cfg.workers,
                 .threads = cfg.threads,
+                .lease_ms = (int64_t)cfg.lease_s * 1000,
         };
         r = workers_start(&wopts, &workers, &err);
         if (r < 0) {

@@ -148,7 +148,7 @@ static int cb_event(void *userdata, const json_t *event) {
                         return 0; /* re-run after a resume: already in the stream */
                 w->max_epoch_recorded = epoch;
         }
-        char *data = json_dumps(event, JSON_COMPACT);
+        char *data = json_dumps(event, JSON_COMPACT | JSON_REAL_PRECISION(10));
         if (!data)
                 return -ENOMEM;
         struct ft_error err = {0};
@@ -163,7 +163,7 @@ static int cb_event(void *userdata, const json_t *event) {
 
 static void cb_progress(void *userdata, const json_t *progress) {
         struct worker *w = userdata;
-        char *text = json_dumps(progress, JSON_COMPACT);
+        char *text = json_dumps(progress, JSON_COMPACT | JSON_REAL_PRECISION(10));
         if (!text)
                 return;
         pthread_mutex_lock(&w->lock);
@@ -570,7 +570,10 @@ static void run_job(struct worker *w, struct store_job *job) {
                 fail(w, "internal_error", &err);
                 goto out;
         }
-        char *metrics = json_dumps(res.metrics, JSON_COMPACT);
+        json_t *mcopy = json_deep_copy(res.metrics);
+        json_object_del(mcopy, "type");
+        char *metrics = mcopy ? json_dumps(mcopy, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+        json_decref(mcopy);
         char *mspec = json_dumps(model_spec(m), JSON_COMPACT | JSON_SORT_KEYS);
         char name[STORE_NAME_MAX];
         snprintf(name, sizeof(name), "%.200s (fine-tuned by %s)", base->name, job->id);
