@@ -15,6 +15,7 @@
 #include "config.h"
 #include "daemon/daemon.h"
 #include "daemon/notify.h"
+#include "store/store.h"
 
 #if HAVE_LIBSYSTEMD
 #include <systemd/sd-daemon.h>
@@ -194,7 +195,20 @@ unsigned notify_tick_interval_ms(void) {
 
 void notify_tick(struct store *store) {
         notify_progress_beat(state.main_slot);
-        (void)store; /* job counts come from the store once it reports them (store_job_count) */
+        if (store) {
+                const char *names[STORE_JOB_STATE_COUNT];
+                int64_t counts[STORE_JOB_STATE_COUNT];
+                size_t n = 0;
+                for (int st = 0; st < STORE_JOB_STATE_COUNT; st++) {
+                        struct ft_error err = {0};
+                        if (store_job_count(store, STORE_JOB_STATE_BIT(st), &counts[n], &err) < 0) {
+                                log_warning("cannot count jobs: %s", err.message);
+                                return; /* a store that cannot answer is no progress: no WATCHDOG=1 */
+                        }
+                        names[n++] = store_job_state_name((enum store_job_state)st);
+                }
+                api_metrics_jobs_set(names, counts, n);
+        }
 
         char status[NOTIFY_MESSAGE_MAX];
         int64_t queued = api_metrics_jobs_get("queued");

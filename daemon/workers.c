@@ -35,7 +35,9 @@
 #include "compute/jobspec.h"
 #include "compute/model.h"
 #include "compute/safetensors.h"
+#include "api/metrics.h"
 #include "compute/train.h"
+#include "daemon/notify.h"
 #include "store/store.h"
 
 #define PROGRESS_DB_INTERVAL_S 1.0
@@ -62,6 +64,11 @@ struct worker {
         int64_t lease_ms;
         bool cancel, lost;
         int64_t max_epoch_recorded;
+        /* ops: /metrics and the watchdog (api/metrics.h, daemon/notify.h) */
+        int progress_slot;
+        const char *final_state; /* for api_metrics_job_finish */
+        unsigned batch_size;
+        int64_t batches_counted;
 };
 
 struct workers {
@@ -117,6 +124,7 @@ static void mark_lost(struct worker *w, int r, const struct ft_error *err) {
 
 static bool cb_should_stop(void *userdata) {
         struct worker *w = userdata;
+        notify_progress_beat(w->progress_slot); /* polled before every batch */
         if (w->lost || w->cancel)
                 return true;
         double now = ft_now_monotonic();
@@ -137,6 +145,7 @@ static bool cb_should_stop(void *userdata) {
 
 static int cb_event(void *userdata, const json_t *event) {
         struct worker *w = userdata;
+        notify_progress_beat(w->progress_slot);
         if (w->lost)
                 return -ESTALE;
         const char *type = json_string_value(json_object_get(event, "type"));
@@ -147,6 +156,8 @@ static int cb_event(void *userdata, const json_t *event) {
                 if (epoch <= w->max_epoch_recorded)
                         return 0; /* re-run after a resume: already in the stream */
                 w->max_epoch_recorded = epoch;
+                api_metrics_job_epoch(w->job_id, (unsigned)epoch,
+                                      json_number_value(json_object_get(event, "train_loss")));
         }
         char *data = json_dumps(event, JSON_COMPACT | JSON_REAL_PRECISION(10));
         if (!data)
@@ -163,6 +174,16 @@ static int cb_event(void *userdata, const json_t *event) {
 
 static void cb_progress(void *userdata, const json_t *progress) {
         struct worker *w = userdata;
+        notify_progress_beat(w->progress_slot);
+        /* samples = batches x batch_size (an epoch's last, smaller batch counts as full) */
+        json_int_t epoch = json_integer_value(json_object_get(progress, "epoch"));
+        json_int_t batch = json_integer_value(json_object_get(progress, "batch"));
+        json_int_t batches = json_integer_value(json_object_get(progress, "batches"));
+        int64_t done = (int64_t)(epoch - 1) * batches + batch;
+        int64_t delta = w->batches_counted >= 0 && done > w->batches_counted ? done - w->batches_counted : 0;
+        w->batches_counted = done;
+        api_metrics_job_progress(w->job_id, (unsigned)epoch, (uint64_t)delta * w->batch_size,
+                                 json_number_value(json_object_get(progress, "train_loss")));
         char *text = json_dumps(progress, JSON_COMPACT | JSON_REAL_PRECISION(10));
         if (!text)
                 return;
@@ -459,6 +480,7 @@ static void finish(struct worker *w, enum store_job_state state, const char *res
         struct ft_error err = {0};
         char model_id[STORE_ID_MAX] = "";
         int r = store_job_finish(w->store, w->job_id, w->attempt, state, result, error, model, model_id, &err);
+        w->final_state = r < 0 ? "lost" : store_job_state_name(state);
         if (r < 0)
                 mark_lost(w, r, &err);
         else
@@ -507,6 +529,10 @@ static void run_job(struct worker *w, struct store_job *job) {
                 goto out;
         }
         have_spec = true;
+        api_metrics_job_start(job->id, spec.hyperparameters.epochs);
+        w->final_state = "lost";
+        w->batch_size = spec.hyperparameters.batch_size;
+        w->batches_counted = -1; /* the first progress report sets the baseline (a resumed job) */
         r = load_dataset(w, job->training_file, &spec, &train, &err);
         if (r == 0 && job->validation_file[0])
                 r = load_dataset(w, job->validation_file, &spec, &val, &err);
@@ -555,6 +581,7 @@ static void run_job(struct worker *w, struct store_job *job) {
                         finish(w, STORE_JOB_CANCELLED, NULL, NULL, NULL);
                 } else { /* the daemon is stopping: back to the queue, resumed at the next start */
                         r = store_job_release(w->store, job->id, w->attempt, &err);
+                        w->final_state = "queued";
                         log_info("worker %u: job %s released for the next start%s%s", w->index, job->id,
                                  r < 0 ? ": " : "", r < 0 ? err.message : "");
                 }
@@ -590,8 +617,10 @@ out:
         store_model_free(base);
         dataset_free(train);
         dataset_free(val);
-        if (have_spec)
+        if (have_spec) {
+                api_metrics_job_finish(job->id, w->final_state);
                 jobspec_deinit(&spec);
+        }
         pthread_mutex_lock(&w->lock);
         w->job_id[0] = '\0';
         free(w->progress);
@@ -603,6 +632,7 @@ static void *worker_main(void *arg) {
         struct worker *w = arg;
         struct ft_error err = {0};
         while (!atomic_load(&w->pool->stop)) {
+                notify_progress_beat(w->progress_slot); /* idle or between jobs: alive */
                 uint64_t gen = store_queue_generation(w->store);
                 struct store_job *job = NULL;
                 int r = store_job_claim(w->store, w->id, w->pool->lease_ms, &job, &err);
@@ -646,6 +676,9 @@ int workers_start(const struct workers_options *opts, struct workers **ret, stru
                 struct worker *w = &pool->w[i];
                 w->index = i;
                 snprintf(w->id, sizeof(w->id), "%.60s:%d:w%u", host, (int)getpid(), i);
+                char slot_name[32];
+                snprintf(slot_name, sizeof(slot_name), "worker %u", i);
+                w->progress_slot = notify_progress_add(slot_name);
                 r = store_open(pool->state_dir, &w->store, err);
         }
         for (unsigned i = 0; r == 0 && i < pool->n; i++) {
@@ -668,8 +701,10 @@ void workers_stop(struct workers *pool) {
                 return;
         atomic_store(&pool->stop, true);
         for (unsigned i = 0; pool->w && i < pool->n; i++)
-                if (pool->w[i].started)
+                if (pool->w[i].started) {
                         pthread_join(pool->w[i].thread, NULL);
+                        notify_progress_remove(pool->w[i].progress_slot);
+                }
         store_unsubscribe(pool->sub);
         for (unsigned i = 0; pool->w && i < pool->n; i++) {
                 store_close(pool->w[i].store);
