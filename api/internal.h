@@ -24,6 +24,7 @@ struct api_server {
         struct compute_runtime_info runtime;
         char token[API_TOKEN_MAX + 1]; /* empty: no auth */
         size_t token_len;
+        pthread_rwlock_t token_lock; /* token, token_len: replaced on SIGHUP (api_server_token_set) */
         struct api_sse_hub *sse;
         char *openapi; /* the generated OpenAPI document, built once at start */
         size_t openapi_len;

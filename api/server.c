@@ -49,7 +49,7 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap) {
 
 /* Constant-time comparison of the Authorization header with the token: the
  * time taken depends only on the token's length, never on where they differ. */
-static bool auth_ok(struct api_server *server, struct MHD_Connection *conn) {
+static bool auth_ok_locked(struct api_server *server, struct MHD_Connection *conn) {
         if (server->token_len == 0)
                 return true;
         const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
@@ -61,6 +61,30 @@ static bool auth_ok(struct api_server *server, struct MHD_Connection *conn) {
         for (size_t i = 0; i < server->token_len; i++)
                 diff |= (unsigned char)(server->token[i] ^ (i < n ? h[i] : 0));
         return diff == 0;
+}
+
+static bool auth_ok(struct api_server *server, struct MHD_Connection *conn) {
+        pthread_rwlock_rdlock(&server->token_lock);
+        bool ok = auth_ok_locked(server, conn);
+        pthread_rwlock_unlock(&server->token_lock);
+        return ok;
+}
+
+int api_server_token_set(struct api_server *server, const char *token, struct ft_error *err) {
+        size_t n = token ? strlen(token) : 0;
+        if (n == 0 || n > API_TOKEN_MAX)
+                return ft_error_set(err, -EINVAL, "token-file", "the new token is empty or longer than %d characters",
+                                    API_TOKEN_MAX);
+        pthread_rwlock_wrlock(&server->token_lock);
+        if (server->token_len == 0) {
+                pthread_rwlock_unlock(&server->token_lock);
+                return ft_error_set(err, -EPERM, "token-file", "started without a token: restart to turn auth on");
+        }
+        explicit_bzero(server->token, sizeof(server->token));
+        memcpy(server->token, token, n + 1);
+        server->token_len = n;
+        pthread_rwlock_unlock(&server->token_lock);
+        return 0;
 }
 
 static bool media_type_is(const char *ct, const char *want) {
@@ -405,6 +429,7 @@ int api_server_start(const struct api_options *opts, struct api_server **ret, st
         if (!server)
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         server->opts = *opts;
+        pthread_rwlock_init(&server->token_lock, NULL);
         if (!server->opts.upload_max)
                 server->opts.upload_max = UPLOAD_DEFAULT_MAX;
         if (!server->opts.max_queued_jobs)
@@ -473,6 +498,7 @@ void api_server_stop(struct api_server *server) {
                 close(fd);
         api_store_close_all();
         explicit_bzero(server->token, sizeof(server->token));
+        pthread_rwlock_destroy(&server->token_lock);
         free(server->openapi);
         free(server);
 }

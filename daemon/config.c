@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "api/api.h"
 #include "config.h"
 #include "daemon/daemon.h"
 
@@ -532,22 +533,12 @@ void config_option_format(const struct daemon_config *cfg, size_t index, char *b
         }
 }
 
+/* The same checks the daemon makes when it starts (api/auth.c). */
 static int check_token_file(const char *path, struct ft_error *err) {
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return ft_error_set(err, -errno, "token-file", "cannot open token-file '%s': %s", path,
-                                    strerror(errno));
-        struct stat st;
-        int r = fstat(fd, &st);
-        close(fd);
-        if (r < 0 || !S_ISREG(st.st_mode))
-                return ft_error_set(err, -EINVAL, "token-file", "token-file '%s' is not a regular file", path);
-        if (st.st_mode & S_IROTH)
-                return ft_error_set(err, -EPERM, "token-file",
-                                    "token-file '%s' is readable by every user: chmod o-r it", path);
-        if (st.st_size == 0)
-                return ft_error_set(err, -EINVAL, "token-file", "token-file '%s' is empty", path);
-        return 0;
+        char token[API_TOKEN_MAX + 1];
+        int r = api_token_load(path, token, sizeof(token), err);
+        explicit_bzero(token, sizeof(token));
+        return r;
 }
 
 int config_check(const struct daemon_config *cfg, FILE *out, struct ft_error *err) {

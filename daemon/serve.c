@@ -195,6 +195,15 @@ int serve_main(int argc, char **argv) {
                         notify_reloading();
                         if (config_log_file_open(cfg.log_file, &err) < 0)
                                 log_error("%s", err.message);
+                        if (cfg.token_file[0]) {
+                                char fresh[API_TOKEN_MAX + 1] = "";
+                                if (api_token_load(cfg.token_file, fresh, sizeof(fresh), &err) < 0 ||
+                                    api_server_token_set(server, fresh, &err) < 0)
+                                        log_error("SIGHUP: keeping the old token: %s", err.message);
+                                else
+                                        log_notice("SIGHUP: token file re-read");
+                                explicit_bzero(fresh, sizeof(fresh));
+                        }
                         log_notice("SIGHUP: log file reopened");
                         notify_ready(ready);
                         continue;
