@@ -503,9 +503,10 @@ static int check_token_file(const char *path, struct ft_error *err) {
         close(fd);
         if (r < 0 || !S_ISREG(st.st_mode))
                 return ft_error_set(err, -EINVAL, "token-file", "token-file '%s' is not a regular file", path);
-        if (st.st_mode & S_IROTH)
+        /* the same rule as api/auth.c, which reads it at start and on SIGHUP */
+        if (st.st_mode & (S_IRWXG | S_IRWXO))
                 return ft_error_set(err, -EPERM, "token-file",
-                                    "token-file '%s' is readable by every user: chmod o-r it", path);
+                                    "token-file '%s' is readable by group or others (chmod 600 it)", path);
         if (st.st_size == 0)
                 return ft_error_set(err, -EINVAL, "token-file", "token-file '%s' is empty", path);
         return 0;

@@ -1,4 +1,4 @@
-/* test_metrics.c - the metrics registry: HTTP series and histograms, job
+/* test_prometheus.c - the metrics registry behind GET /metrics: HTTP series and histograms, job
  * counts, per-job series, label escaping, thread safety under concurrent
  * writers, and the rendered text accepted by Prometheus's own parser
  * (`promtool check metrics`, from Debian's prometheus package). */
