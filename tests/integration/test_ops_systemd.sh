@@ -67,7 +67,7 @@ mkdir -p "$root/etc"
 systemd-sysusers --root="$root" "$root$prefix/lib/sysusers.d/finetuned.conf" >/dev/null 2>&1 &&
         grep -q '^finetuned:x:[0-9]*:[0-9]*:.*:/var/lib/finetuned:' "$root/etc/passwd"
 ok $? "systemd-sysusers creates the finetuned user: $(grep finetuned "$root/etc/passwd")"
-mkdir -p "$root/etc/finetuned" && echo "token-$RANDOM$RANDOM$RANDOM" >"$root/etc/finetuned/token" &&
+mkdir -p "$root/etc/finetuned" && head -c 16 /dev/urandom | od -An -tx1 | tr -d " \n" >"$root/etc/finetuned/token" &&
         chmod 0644 "$root/etc/finetuned/token"
 out=$(systemd-tmpfiles --root="$root" --create "$root$prefix/lib/tmpfiles.d/finetuned.conf" 2>&1); rc=$?
 gid=$(sed -n 's/^finetuned:x:\([0-9]*\):.*/\1/p' "$root/etc/group")
@@ -80,7 +80,7 @@ ok $? "systemd-tmpfiles makes the token file 0600 user finetuned ($out$(stat -c 
 example="$root$prefix/share/doc/finetuned/finetuned.conf.example"
 "$FINETUNED" serve --config "$example" --check-config >"$TMP/out" 2>&1; ok $? "the example config as shipped passes --check-config"
 mkdir -p "$TMP/logs"
-echo "token-$RANDOM$RANDOM$RANDOM" >"$TMP/token" && chmod 600 "$TMP/token"
+head -c 16 /dev/urandom | od -An -tx1 | tr -d " \n" >"$TMP/token" && chmod 600 "$TMP/token"
 sed -e 's/^#\([a-z-]* = \)/\1/' -e "s|^token-file = .*|token-file = $TMP/token|" \
         -e "s|^log-file = .*|log-file = $TMP/logs/finetuned.log|" "$example" >"$TMP/all.conf"
 n=$(grep -c '^[a-z-]* = ' "$TMP/all.conf")
