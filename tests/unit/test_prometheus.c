@@ -60,6 +60,7 @@ int main(void) {
         api_metrics_job_progress("job_a", 1, 640, 2.25);
         api_metrics_job_epoch("job_a", 1, 2.0);
         api_metrics_job_progress("job_a", 2, 360, 1.5);
+        api_metrics_job_progress("job_a", 2, 0, NAN); /* loss not known yet: the last one stays */
         api_metrics_job_finish("job_\"b\\\n", "succeeded");
         is_int(api_metrics_jobs_running(), 1, "one left running");
         api_metrics_job_finish("ghost", "failed"); /* never started: counted, not crashing */
