@@ -155,7 +155,8 @@ void api_metrics_job_progress(const char *job_id, unsigned epoch, uint64_t sampl
         struct running_job *j = find_job(job_id);
         if (j) {
                 j->epoch = epoch;
-                j->loss = loss;
+                if (!isnan(loss))
+                        j->loss = loss;
                 j->window_samples += samples;
                 if (now - j->window_start >= API_METRICS_RATE_WINDOW_S) {
                         j->samples_per_second = (double)j->window_samples / (now - j->window_start);
@@ -172,7 +173,8 @@ void api_metrics_job_epoch(const char *job_id, unsigned epoch, double train_loss
         struct running_job *j = find_job(job_id);
         if (j) {
                 j->epoch = epoch;
-                j->loss = train_loss;
+                if (!isnan(train_loss))
+                        j->loss = train_loss;
         }
         pthread_mutex_unlock(&reg.lock);
 }

@@ -41,7 +41,7 @@ int64_t api_metrics_jobs_get(const char *name);
  * API_METRICS_MAX_RUNNING jobs already run (its totals still count). */
 int api_metrics_job_start(const char *job_id, unsigned epochs_total);
 /* Progress within an epoch: samples processed since the previous call and the
- * current (running mean) training loss. */
+ * current (running mean) training loss (NAN: not known yet, keep the last). */
 void api_metrics_job_progress(const char *job_id, unsigned epoch, uint64_t samples, double loss);
 /* An epoch ended: the epoch number (1-based) and its training loss. */
 void api_metrics_job_epoch(const char *job_id, unsigned epoch, double train_loss);

@@ -68,7 +68,7 @@ CONFIGURATION_DIRECTORY="$TMP/nothing" "$FINETUNED" serve --check-config >"$TMP/
 # A token file others can read is refused by --check-config.
 echo "secret-token-$RANDOM$RANDOM" >"$TMP/token"; chmod 644 "$TMP/token"
 "$FINETUNED" serve --config '' --token-file "$TMP/token" --check-config >/dev/null 2>"$TMP/err"; rc=$?
-[ $rc -eq 1 ] && grep -q "readable by every user" "$TMP/err"; ok $? "world-readable token file refused: $(cat "$TMP/err")"
+[ $rc -eq 1 ] && grep -q "readable by group or others" "$TMP/err"; ok $? "world-readable token file refused: $(cat "$TMP/err")"
 chmod 600 "$TMP/token"
 "$FINETUNED" serve --config '' --token-file "$TMP/token" --check-config >"$TMP/out" 2>&1; ok $? "a 0600 token file passes"
 ! grep -q secret-token "$TMP/out"; ok $? "the token itself is never printed"

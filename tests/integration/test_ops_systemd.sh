@@ -71,8 +71,9 @@ mkdir -p "$root/etc/finetuned" && head -c 16 /dev/urandom | od -An -tx1 | tr -d 
         chmod 0644 "$root/etc/finetuned/token"
 out=$(systemd-tmpfiles --root="$root" --create "$root$prefix/lib/tmpfiles.d/finetuned.conf" 2>&1); rc=$?
 gid=$(sed -n 's/^finetuned:x:\([0-9]*\):.*/\1/p' "$root/etc/group")
-[ $rc -eq 0 ] && [ "$(stat -c '%a %g' "$root/etc/finetuned/token")" = "640 $gid" ]
-ok $? "systemd-tmpfiles makes the token file 0640 group finetuned ($out$(stat -c '%a %g' "$root/etc/finetuned/token"))"
+uid=$(sed -n 's/^finetuned:x:\([0-9]*\):.*/\1/p' "$root/etc/passwd")
+[ $rc -eq 0 ] && [ "$(stat -c '%a %u %g' "$root/etc/finetuned/token")" = "600 $uid $gid" ]
+ok $? "systemd-tmpfiles makes the token file 0600 user finetuned ($out$(stat -c '%a %u %g' "$root/etc/finetuned/token"))"
 
 # The example configuration: as shipped (all commented) and with every option
 # uncommented, --check-config accepts it.

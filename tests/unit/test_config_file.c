@@ -219,8 +219,10 @@ int main(void) {
         config_init(&cfg);
         snprintf(cfg.token_file, sizeof(cfg.token_file), "%s", token);
         f = fopen("/dev/null", "w");
-        ok(config_check(&cfg, f, &err) == -EPERM && strstr(err.message, "readable by every user"),
+        ok(config_check(&cfg, f, &err) == -EPERM && strstr(err.message, "readable by group or others"),
            "check refuses a world-readable token file: %s", err.message);
+        chmod(token, 0640);
+        ok(config_check(&cfg, f, &err) == -EPERM, "check refuses a group-readable token file");
         chmod(token, 0600);
         ok(config_check(&cfg, f, &err) == 0, "check accepts a 0600 token file");
         snprintf(cfg.token_file, sizeof(cfg.token_file), "%s/nope", dir);
