@@ -42,9 +42,10 @@ static int spec_from(const char *preset, json_t *config, json_t *spec, json_t **
         if (preset) {
                 r = model_preset_spec(preset, config, &built, err);
                 if (r < 0) {
-                        if (err && strncmp(err->param, "opts", 4) == 0) { /* "opts.hidden" -> "config.hidden" */
+                        if (err && err->param[0]) { /* "opts.hidden" or "hidden" -> "config.hidden" */
+                                const char *rest = strncmp(err->param, "opts", 4) == 0 ? err->param + 4 : err->param;
                                 char p[FT_ERROR_PARAM_MAX + 8];
-                                snprintf(p, sizeof(p), "config%s", err->param + 4);
+                                snprintf(p, sizeof(p), "config%s%s", *rest && *rest != '.' ? "." : "", rest);
                                 snprintf(err->param, sizeof(err->param), "%.*s", (int)sizeof(err->param) - 1, p);
                         }
                         return r;

@@ -20,6 +20,7 @@
  */
 #include "daemon/workers.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -182,8 +183,9 @@ static void cb_progress(void *userdata, const json_t *progress) {
         int64_t done = (int64_t)(epoch - 1) * batches + batch;
         int64_t delta = w->batches_counted >= 0 && done > w->batches_counted ? done - w->batches_counted : 0;
         w->batches_counted = done;
+        const json_t *loss = json_object_get(progress, "train_loss"); /* null before the first batch */
         api_metrics_job_progress(w->job_id, (unsigned)epoch, (uint64_t)delta * w->batch_size,
-                                 json_number_value(json_object_get(progress, "train_loss")));
+                                 json_is_number(loss) ? json_number_value(loss) : NAN);
         char *text = json_dumps(progress, JSON_COMPACT | JSON_REAL_PRECISION(10));
         if (!text)
                 return;
