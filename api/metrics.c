@@ -16,8 +16,7 @@
 #include "config.h"
 
 /* Upper bounds of the request-latency buckets, in seconds (+Inf is implicit). */
-static const double http_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                      0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+static const double http_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 #define N_BUCKETS ARRAY_SIZE(http_buckets)
 
 struct http_series {
@@ -139,8 +138,8 @@ int api_metrics_job_start(const char *job_id, unsigned epochs_total) {
                         reg.n_running++;
                 }
         if (j) {
-                *j = (struct running_job){.used = true, .epochs_total = epochs_total, .loss = NAN,
-                                          .window_start = ft_now_monotonic()};
+                *j = (struct running_job){
+                        .used = true, .epochs_total = epochs_total, .loss = NAN, .window_start = ft_now_monotonic()};
                 snprintf(j->id, sizeof(j->id), "%s", job_id);
                 r = 0;
         }
@@ -309,7 +308,9 @@ static void render_http(struct out *o) {
                 char nb[32];
                 for (size_t j = 0; j < N_BUCKETS; j++) {
                         cum += b[j];
-                        put(o, "finetuned_http_request_duration_seconds_bucket{method=\"%s\",route=\"%s\",le=\"%s\"} %llu\n",
+                        put(o,
+                            "finetuned_http_request_duration_seconds_bucket{method=\"%s\",route=\"%s\",le=\"%s\"} "
+                            "%llu\n",
                             e1, e2, num(http_buckets[j], nb), (unsigned long long)cum);
                 }
                 put(o, "finetuned_http_request_duration_seconds_bucket{method=\"%s\",route=\"%s\",le=\"+Inf\"} %llu\n",
@@ -370,8 +371,10 @@ static void render_jobs(struct out *o) {
                         const struct running_job *j = &reg.running[i];
                         if (!j->used)
                                 continue;
-                        double v = m == 0 ? j->epoch : m == 1 ? j->epochs_total : m == 2 ? j->loss
-                                                                                          : j->samples_per_second;
+                        double v = m == 0   ? j->epoch
+                                   : m == 1 ? j->epochs_total
+                                   : m == 2 ? j->loss
+                                            : j->samples_per_second;
                         put(o, "%s{job=\"%s\"} %s\n", per_job[m].name, esc(j->id, e, sizeof(e)), num(v, nb));
                 }
         }
@@ -444,7 +447,8 @@ static void render_process(struct out *o) {
         long hz = sysconf(_SC_CLK_TCK);
         if (btime > 0 && hz > 0) {
                 char nb[32];
-                header(o, "process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch in seconds.");
+                header(o, "process_start_time_seconds", "gauge",
+                       "Start time of the process since the Unix epoch in seconds.");
                 put(o, "process_start_time_seconds %s\n", num((double)btime + (double)start_ticks / (double)hz, nb));
         }
 }

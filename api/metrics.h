@@ -18,7 +18,7 @@
 
 #include "common/common.h"
 
-#define API_METRICS_MAX_RUNNING 64   /* running jobs shown with per-job series */
+#define API_METRICS_MAX_RUNNING 64 /* running jobs shown with per-job series */
 #define API_METRICS_MAX_HTTP_SERIES 512
 #define API_METRICS_RATE_WINDOW_S 2.0 /* samples/s is measured over windows at least this long */
 

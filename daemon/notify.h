@@ -35,10 +35,10 @@ int notify_send(const char *message);
  * AF_UNIX socket at path ("@name" for the abstract namespace). */
 int notify_send_to(const char *socket_path, const char *message);
 
-int notify_ready(const char *status);    /* READY=1 and STATUS= */
-int notify_reloading(void);              /* RELOADING=1 (READY=1 follows through notify_ready) */
+int notify_ready(const char *status); /* READY=1 and STATUS= */
+int notify_reloading(void); /* RELOADING=1 (READY=1 follows through notify_ready) */
 int notify_stopping(const char *status); /* STOPPING=1 and STATUS= */
-int notify_status(const char *status);   /* STATUS= */
+int notify_status(const char *status); /* STATUS= */
 
 /* Progress slots: name is for the log ("main", "worker 2"). Returns a slot
  * index >= 0 or -ENOSPC. A new slot counts as having just beaten. */

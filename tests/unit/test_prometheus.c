@@ -174,17 +174,23 @@ int main(void) {
            "no route matched -> route=\"unmatched\"");
         ok(has_line(text, "finetuned_http_requests_total{method=\"GET\",route=\"/v1/jobs/{id}\",code=\"200\"} 80000"),
            "80000 concurrent observations from 4 threads all counted");
-        ok(has_line(text, "finetuned_http_request_duration_seconds_bucket{method=\"GET\",route=\"/healthz\",le=\"0.0005\"} 1"),
+        ok(has_line(
+                   text,
+                   "finetuned_http_request_duration_seconds_bucket{method=\"GET\",route=\"/healthz\",le=\"0.0005\"} 1"),
            "0.2 ms lands in the 0.5 ms bucket");
-        ok(has_line(text, "finetuned_http_request_duration_seconds_bucket{method=\"GET\",route=\"/healthz\",le=\"0.005\"} 2"),
+        ok(has_line(text,
+                    "finetuned_http_request_duration_seconds_bucket{method=\"GET\",route=\"/healthz\",le=\"0.005\"} 2"),
            "buckets are cumulative");
-        ok(has_line(text, "finetuned_http_request_duration_seconds_bucket{method=\"GET\",route=\"/healthz\",le=\"10\"} 2"),
+        ok(has_line(text,
+                    "finetuned_http_request_duration_seconds_bucket{method=\"GET\",route=\"/healthz\",le=\"10\"} 2"),
            "20 s is above the last finite bucket");
-        ok(has_line(text, "finetuned_http_request_duration_seconds_bucket{method=\"GET\",route=\"/healthz\",le=\"+Inf\"} 3"),
+        ok(has_line(text,
+                    "finetuned_http_request_duration_seconds_bucket{method=\"GET\",route=\"/healthz\",le=\"+Inf\"} 3"),
            "+Inf bucket counts every request, all statuses merged");
         ok(has_line(text, "finetuned_http_request_duration_seconds_count{method=\"GET\",route=\"/healthz\"} 3"),
            "histogram count");
-        ok(has_line(text, "finetuned_jobs{state=\"queued\"} 3") && has_line(text, "finetuned_jobs{state=\"succeeded\"} 7"),
+        ok(has_line(text, "finetuned_jobs{state=\"queued\"} 3") &&
+                   has_line(text, "finetuned_jobs{state=\"succeeded\"} 7"),
            "jobs by state");
         ok(has_line(text, "finetuned_queue_depth 3"), "queue depth");
         ok(has_line(text, "finetuned_jobs_running 1"), "running jobs");
