@@ -121,8 +121,8 @@ http POST /v1/datasets "${AUTH[@]}" -H 'Content-Type: application/json' --data-b
 envelope 415 unsupported_media_type; ok $? "upload sent as JSON -> 415"
 http POST /v1/datasets "${AUTH[@]}" -F images=@"$TMP/iris.csv"
 envelope 400 invalid_request labels; ok $? "'images' without 'labels' -> 400 param labels"
-http POST /v1/datasets "${AUTH[@]}" -F file=@"$TMP/iris.csv" -F extra=@"$TMP/iris.csv" -F more=@"$TMP/iris.csv"
-envelope 400 invalid_request; ok $? "three parts -> 400"
+http POST /v1/datasets "${AUTH[@]}" -F file=@"$TMP/iris.csv" $(for i in 1 2 3 4 5 6; do echo -F "p$i=@$TMP/iris.csv"; done)
+envelope 400 invalid_request; ok $? "seven parts -> 400"
 # IDX: the first 200 Fashion-MNIST test images and labels, gzip'd
 { printf '\x00\x00\x08\x03\x00\x00\x00\xc8\x00\x00\x00\x1c\x00\x00\x00\x1c'; gunzip -c "$FMNIST/t10k-images-idx3-ubyte.gz" | tail -c +17 | head -c $((200 * 784)); } | gzip >"$TMP/img.gz"
 { printf '\x00\x00\x08\x01\x00\x00\x00\xc8'; gunzip -c "$FMNIST/t10k-labels-idx1-ubyte.gz" | tail -c +9 | head -c 200; } | gzip >"$TMP/lbl.gz"
