@@ -71,7 +71,7 @@ static const char *const migrations[] = {
         ") STRICT;"
         "CREATE INDEX jobs_claim ON jobs(state, priority DESC, seq);"
         "CREATE INDEX jobs_state_seq ON jobs(state, seq);"
-        "CREATE INDEX jobs_lease ON jobs(lease_expires_at) WHERE state IN ('running', 'cancelling');"
+        "CREATE INDEX jobs_lease ON jobs(state, lease_expires_at);"
         "CREATE INDEX jobs_active_model ON jobs(model_id) WHERE state IN ('queued', 'running', 'cancelling');"
         "CREATE INDEX jobs_active_train ON jobs(training_file)"
         "  WHERE state IN ('queued', 'running', 'cancelling');"
