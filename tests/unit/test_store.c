@@ -198,6 +198,8 @@ static void test_enqueue_and_idempotency(struct store *s) {
         ok(store_job_enqueue(s, &in, &j, &err) == 0, "keyed enqueue creates");
         ok(store_job_enqueue(s, &in, &j2, &err) == 1, "same key and hash returns 1");
         ok(j && j2 && strcmp(j->id, j2->id) == 0, "and the same job");
+        store_job_free(j2);
+        j2 = NULL;
         ok(j && j->state == STORE_JOB_QUEUED && j->attempt == 0 && j->max_attempts == 3, "queued, attempt 0, 3 tries");
         ok(j && strcmp(j->progress_json, "{}") == 0 && strcmp(j->result_json, "null") == 0, "empty progress/result");
         in.request_hash = "hash-b";
