@@ -148,8 +148,8 @@ int main(int argc, char **argv) {
         /* a cursor in the middle of the table */
         const char *after = NULL;
         char cursor[STORE_ID_MAX] = "";
-        for (int p = 0; p < 10 && store_job_list(s, NULL, &(struct store_page){.limit = 100, .after = after}, &mid,
-                                                 &err) == 0;
+        for (int p = 0;
+             p < 10 && store_job_list(s, NULL, &(struct store_page){.limit = 100, .after = after}, &mid, &err) == 0;
              p++) {
                 snprintf(cursor, sizeof(cursor), "%s", mid.items[mid.n - 1]->id);
                 after = cursor;
@@ -157,7 +157,8 @@ int main(int argc, char **argv) {
         }
         struct store_job_filter queued = {STORE_JOB_STATE_BIT(STORE_JOB_QUEUED)};
         struct store_job_filter running = {STORE_JOB_STATE_BIT(STORE_JOB_RUNNING)};
-        struct store_job_filter active = {STORE_JOB_STATE_BIT(STORE_JOB_QUEUED) | STORE_JOB_STATE_BIT(STORE_JOB_RUNNING)};
+        struct store_job_filter active = {STORE_JOB_STATE_BIT(STORE_JOB_QUEUED) |
+                                          STORE_JOB_STATE_BIT(STORE_JOB_RUNNING)};
         int reps = 200;
         printf("page of 50 from %lld jobs, first page, no filter: %.3f ms\n", (long long)count,
                page_ms(s, NULL, NULL, reps));

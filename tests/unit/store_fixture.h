@@ -60,11 +60,13 @@ __attribute__((unused)) static void refs_make(struct store *s, struct refs *ret)
         if (store_blob_begin(s, 0, &w, &err) < 0 || store_blob_write(w, csv, sizeof(csv) - 1, &err) < 0 ||
             store_blob_commit(w, ret->sha, NULL, &err) < 0)
                 goto fail;
-        if (store_dataset_create(s, &(struct store_dataset_new){.name = "tiny.csv", .format = "csv", .sha256 = ret->sha},
+        if (store_dataset_create(s,
+                                 &(struct store_dataset_new){.name = "tiny.csv", .format = "csv", .sha256 = ret->sha},
                                  &d, &err) < 0)
                 goto fail;
         if (store_model_create(s,
-                               &(struct store_model_new){.name = "mlp", .spec_json = "{\"preset\":\"mlp\"}",
+                               &(struct store_model_new){.name = "mlp",
+                                                         .spec_json = "{\"preset\":\"mlp\"}",
                                                          .source = STORE_MODEL_PRESET},
                                &m, &err) < 0)
                 goto fail;

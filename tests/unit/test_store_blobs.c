@@ -26,11 +26,14 @@ static void test_sha256(void) {
         is_str(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "sha256 of abc");
         const char *m448 = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
         hex_of(m448, strlen(m448), hex);
-        is_str(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1", "sha256 of the 448-bit message");
-        const char *m896 = "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrs"
-                           "mnopqrstnopqrstu";
+        is_str(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1",
+               "sha256 of the 448-bit message");
+        const char *m896 =
+                "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrs"
+                "mnopqrstnopqrstu";
         hex_of(m896, strlen(m896), hex);
-        is_str(hex, "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1", "sha256 of the 896-bit message");
+        is_str(hex, "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1",
+               "sha256 of the 896-bit message");
 
         /* One million 'a', streamed in uneven chunks across block boundaries. */
         struct sha256_ctx c;
@@ -222,7 +225,8 @@ static void test_blobs(const char *dir) {
         nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL); /* file times are coarse */
         ok(store_blob_gc(s, 0, &removed, &err) == 0, "gc with no grace: %s", err.message);
         is_int(count_files(tmp), 0, "the half file is gone");
-        ok(store_blob_path(s, sha, path, sizeof(path), &err) == -ENOENT, "the unreferenced 1 MB blob was collected too");
+        ok(store_blob_path(s, sha, path, sizeof(path), &err) == -ENOENT,
+           "the unreferenced 1 MB blob was collected too");
         ok(access(expect, F_OK) < 0, "and its file");
 
         /* A file renamed into place whose row never got written (crash between
