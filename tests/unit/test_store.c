@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "tests/unit/store_fixture.h"
@@ -646,6 +647,79 @@ static void test_concurrent_claims(struct store *s) {
         ok(done >= CLAIM_JOBS, "all succeeded (%lld)", (long long)done);
 }
 
+/* Several processes (each its own connection, as several daemons on one
+ * SQLite file would be) and this one claim 400 jobs: each exactly once. */
+#define PROC_JOBS 400
+#define PROCS 3
+
+static void test_process_claims(struct store *s) {
+        struct ft_error err = {0};
+        struct store_job_new in = job_new(&R);
+        static char ids[PROC_JOBS * 2][STORE_ID_MAX];
+        int n = 0, fds[PROCS], errors = 0;
+        pid_t pids[PROCS];
+
+        drain_queue(s);
+        for (int i = 0; i < PROC_JOBS; i++)
+                if (store_job_enqueue(s, &in, NULL, &err) < 0)
+                        errors++;
+        fflush(stdout);
+        for (int p = 0; p < PROCS; p++) {
+                int pfd[2];
+                if (pipe(pfd) < 0)
+                        exit(2);
+                pids[p] = fork();
+                if (pids[p] == 0) {
+                        struct store *cs = NULL;
+                        struct store_job *j;
+                        close(pfd[0]);
+                        FILE *out = fdopen(pfd[1], "w");
+                        if (store_open(dir, &cs, &err) < 0)
+                                _exit(3);
+                        int r;
+                        while ((r = store_job_claim(cs, "proc", 60000, &j, &err)) == 1) {
+                                fprintf(out, "%s\n", j->id);
+                                store_job_free(j);
+                        }
+                        fclose(out);
+                        store_close(cs);
+                        _exit(r < 0 ? 4 : 0);
+                }
+                close(pfd[1]);
+                fds[p] = pfd[0];
+        }
+        struct store_job *j;
+        int r;
+        while ((r = store_job_claim(s, "parent", 60000, &j, &err)) == 1) {
+                if (n < (int)ARRAY_SIZE(ids))
+                        snprintf(ids[n++], STORE_ID_MAX, "%s", j->id);
+                store_job_free(j);
+        }
+        if (r < 0)
+                errors++;
+        for (int p = 0; p < PROCS; p++) {
+                FILE *in_f = fdopen(fds[p], "r");
+                char line[64];
+                while (fgets(line, sizeof(line), in_f))
+                        if (n < (int)ARRAY_SIZE(ids)) {
+                                line[strcspn(line, "\n")] = 0;
+                                snprintf(ids[n++], STORE_ID_MAX, "%.31s", line);
+                        }
+                fclose(in_f);
+                int status = 0;
+                waitpid(pids[p], &status, 0);
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                        errors++;
+        }
+        is_int(errors, 0, "%d processes + this one claimed without errors", PROCS);
+        is_int(n, PROC_JOBS, "400 claims across processes");
+        qsort(ids, (size_t)n, STORE_ID_MAX, cmp_id);
+        int dups = 0;
+        for (int i = 1; i < n; i++)
+                dups += strcmp(ids[i - 1], ids[i]) == 0;
+        is_int(dups, 0, "each claimed exactly once across processes");
+}
+
 int main(void) {
         struct ft_error err = {0};
         struct store *s = NULL;
@@ -665,6 +739,7 @@ int main(void) {
         test_finish_cancel_release(s);
         test_notifier(s);
         test_concurrent_claims(s);
+        test_process_claims(s);
         store_close(s);
         tmpdir_remove(dir);
         free(dir);
