@@ -276,7 +276,10 @@ int store_job_claim(struct store *s, const char *worker_id, int64_t lease_ms, st
 
 /* Renew the lease to now + lease_ms. *ret_cancel (may be NULL) is set when a
  * cancel was requested (state cancelling). -ESTALE when (id, attempt) no longer
- * holds the job: the worker must stop and write nothing more. */
+ * holds the job: the worker must stop and write nothing more. A heartbeat that
+ * arrives after the lease ran out but before anyone requeued the job still
+ * succeeds (nobody else can have claimed it). Renew at a fraction of lease_ms
+ * (e.g. lease 60 s, heartbeat every 10 s). */
 int store_job_heartbeat(struct store *s, const char *id, int attempt, int64_t lease_ms, bool *ret_cancel,
                         struct ft_error *err);
 /* Replace the job's progress JSON. Fenced: -ESTALE as above. */
