@@ -19,6 +19,7 @@ void config_init(struct daemon_config *cfg) {
         cfg->max_upload_mb = DAEMON_DEFAULT_MAX_UPLOAD_MB;
         cfg->http_timeout_s = 30;
         cfg->lease_s = 30;
+        cfg->max_per_ip = 64;
 }
 
 static int parse_port(const char *s, const char *value, char out[8], struct ft_error *err) {
@@ -103,6 +104,8 @@ static int set_option(struct daemon_config *cfg, const char *name, const char *v
         }
         if (strcmp(name, "max-queued-jobs") == 0)
                 return parse_uint(value, 1, 1000000, name, &cfg->max_queued_jobs, err);
+        if (strcmp(name, "max-connections-per-ip") == 0)
+                return parse_uint(value, 1, 100000, name, &cfg->max_per_ip, err);
         if (strcmp(name, "lease") == 0)
                 return parse_uint(value, 1, 3600, name, &cfg->lease_s, err);
         if (strcmp(name, "http-timeout") == 0)
@@ -128,6 +131,7 @@ static const struct {
         {"FINETUNED_LOG_LEVEL", "log-level"}, {"FINETUNED_TOKEN_FILE", "token-file"},
         {"FINETUNED_MAX_QUEUED_JOBS", "max-queued-jobs"}, {"FINETUNED_MAX_UPLOAD_MB", "max-upload-mb"},
         {"FINETUNED_HTTP_TIMEOUT", "http-timeout"}, {"FINETUNED_LEASE", "lease"},
+        {"FINETUNED_MAX_CONNECTIONS_PER_IP", "max-connections-per-ip"},
 };
 
 void serve_usage(FILE *out) {
@@ -157,6 +161,9 @@ void serve_usage(FILE *out) {
                 "                      FINETUNED_MAX_UPLOAD_MB)\n"
                 "  --http-timeout S    close HTTP connections idle for S seconds (default 30;\n"
                 "                      FINETUNED_HTTP_TIMEOUT)\n"
+                "  --max-connections-per-ip N\n"
+                "                      concurrent connections from one address (default 64;\n"
+                "                      FINETUNED_MAX_CONNECTIONS_PER_IP)\n"
                 "  --lease S           job lease: a crashed daemon's running jobs are requeued\n"
                 "                      S seconds after its last heartbeat (default 30; FINETUNED_LEASE)\n"
                 "  -h, --help          show this help\n"
@@ -172,7 +179,7 @@ int config_parse_serve(int argc, char **argv, char *const *envp, struct daemon_c
                 {"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
                 {"token-file", required_argument, NULL, 'T'}, {"max-queued-jobs", required_argument, NULL, 'Q'},
                 {"max-upload-mb", required_argument, NULL, 'U'}, {"http-timeout", required_argument, NULL, 'H'},
-                {"lease", required_argument, NULL, 'E'},
+                {"lease", required_argument, NULL, 'E'}, {"max-connections-per-ip", required_argument, NULL, 'P'},
                 {NULL, 0, NULL, 0},
         };
         int r;
@@ -242,6 +249,9 @@ int config_parse_serve(int argc, char **argv, char *const *envp, struct daemon_c
                         break;
                 case 'E':
                         r = set_option(cfg, "lease", optarg, err);
+                        break;
+                case 'P':
+                        r = set_option(cfg, "max-connections-per-ip", optarg, err);
                         break;
                 case ':':
                         *ret_usage = true;

@@ -28,6 +28,7 @@ struct daemon_config {
         unsigned max_queued_jobs;  /* POST /v1/jobs answers 429 beyond this */
         unsigned max_upload_mb;    /* largest dataset / weights upload, MiB */
         unsigned http_timeout_s;   /* idle HTTP connections are closed after this */
+        unsigned max_per_ip;       /* concurrent connections from one client address */
         unsigned lease_s;          /* a claimed job's lease; a dead daemon's jobs are requeued after it */
 };
 

@@ -4,7 +4,7 @@
 # answered in the error envelope with the daemon still serving, slow clients
 # cut off, the OpenAPI document matching the routes the daemon really serves,
 # and datasets: CSV and IDX uploads (validated, schema detected), list with
-# cursor pagination, get, delete.
+# cursor pagination, get, delete; the per-address connection limit.
 . "$(dirname "$0")/lib.sh"
 
 FMNIST=/usr/share/datasets/fashion-mnist
@@ -29,7 +29,7 @@ cp "$TMP/token" "$TMP/token644"; chmod 644 "$TMP/token644"
 [ $rc -eq 1 ] && grep -q "chmod 600" "$TMP/err"; ok $? "token file readable by others -> exit 1: $(head -n1 "$TMP/err")"
 
 state="$TMP/state"
-start_daemon "$state" --token-file "$TMP/token" --max-upload-mb 1 --http-timeout 2; ok $? "daemon starts with a token file"
+start_daemon "$state" --token-file "$TMP/token" --max-upload-mb 1 --http-timeout 2 --max-connections-per-ip 3; ok $? "daemon starts with a token file"
 
 # ---- auth ----------------------------------------------------------------------------
 http GET /v1/version
@@ -169,6 +169,14 @@ timeout 10 cat <&3 >/dev/null
 t1=$(date +%s)
 exec 3<&-
 [ $((t1 - t0)) -le 6 ]; ok $? "a client that stops mid-headers is cut off after the timeout ($((t1 - t0)) s, --http-timeout 2)"
+
+# ---- per-address connection limit (3 here) ---------------------------------------------------------
+exec 4<>"/dev/tcp/127.0.0.1/$port" 5<>"/dev/tcp/127.0.0.1/$port" 6<>"/dev/tcp/127.0.0.1/$port"
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$BASE/healthz")
+exec 4<&- 5<&- 6<&-
+sleep 0.2
+code2=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/healthz")
+[ "$code" = 000 ] && [ "$code2" = 200 ]; ok $? "a 4th connection from one address is refused ($code), served again once they close ($code2)"
 
 # ---- the OpenAPI document matches the routes ------------------------------------------------------------
 http GET /v1/openapi.json
