@@ -26,11 +26,11 @@ struct tok {
 };
 
 static int buf_push(struct tok *t, char c, struct ft_error *err, size_t line, size_t col) {
+        if (t->len > DATA_FIELD_MAX) /* the NUL makes len + 1 */
+                return ft_error_set(err, -EFBIG, NULL, "'%s':%zu:%zu: field longer than %zu bytes", t->label, line,
+                                    col, DATA_FIELD_MAX);
         if (t->len + 1 >= t->cap) {
-                if (t->len + 1 > DATA_FIELD_MAX)
-                        return ft_error_set(err, -EFBIG, NULL, "'%s':%zu:%zu: field longer than %zu bytes", t->label,
-                                            line, col, DATA_FIELD_MAX);
-                size_t cap = t->cap ? t->cap * 2 : 256;
+                size_t cap = t->cap ? FT_MIN(t->cap * 2, DATA_FIELD_MAX + 2) : 256;
                 char *b = realloc(t->buf, cap);
                 if (!b)
                         return ft_error_set(err, -ENOMEM, NULL, "out of memory");
