@@ -117,7 +117,7 @@ static void image_sample(struct data_loader *l, size_t row, float *out) {
                 if (c == 0 || ds->channels != 1) {
                         const uint8_t *p = ds->pixels + (row * ds->channels + sc) * hw;
                         for (size_t i = 0; i < hw; i++)
-                                l->plane[i] = (float)p[i] * (1.0f / 255.0f);
+                                l->plane[i] = (float)p[i] / 255.0f; /* as ToTensor: div(255) */
                         if (resize)
                                 data_resize_bilinear(l->plane, ds->height, ds->width, l->resized, oh, ow);
                 }
