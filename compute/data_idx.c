@@ -61,7 +61,7 @@ static int src_read(struct src *s, uint8_t *dst, size_t n, size_t *got, struct f
 int idx_parse(const void *bytes, size_t size, const char *label, size_t max_bytes, uint8_t *ret_ndim,
               uint32_t ret_dims[4], uint8_t **ret_data, size_t *ret_len, struct ft_error *err) {
         struct src s = {.bytes = bytes, .size = size, .label = label};
-        uint8_t hdr[16], *data = NULL, extra;
+        uint8_t hdr[4 + 4 * 4], *data = NULL, extra;
         size_t got, len = 1;
         int r;
         if (size == 0)
