@@ -106,9 +106,17 @@ int data_summary_json(const struct dataset *ds, void **ret_json, struct ft_error
 /* What `finetuned inspect` and uploads call: detect the format of path (and
  * path2 for an IDX pair, in either order) by content (safetensors, IDX, gzip'd
  * IDX, else CSV), validate it fully and return a JSON summary (the dataset
- * summary, or every tensor with dtype and shape plus metadata). target may be
- * NULL (CSV: last column). max_bytes bounds each file (0: no limit). */
-int data_inspect(const char *path, const char *path2, const char *target, size_t max_bytes, void **ret_json,
+ * summary, or every tensor with dtype and shape plus metadata). opt may be NULL:
+ * CSV target = the last column, classification, missing values counted and
+ * dropped, the delimiter detected, no byte limit. */
+struct data_inspect_options {
+        const char *target;  /* CSV target column; NULL: the last */
+        enum data_task task; /* CSV: how to read the target */
+        bool strict_missing; /* CSV: a missing value is an error (default: counted and dropped) */
+        char delimiter;      /* CSV: 0 detects */
+        size_t max_bytes;    /* each file, compressed and not (0: no limit) */
+};
+int data_inspect(const char *path, const char *path2, const struct data_inspect_options *opt, void **ret_json,
                  struct ft_error *err);
 
 /* ---- preprocessing --------------------------------------------------------- */

@@ -125,8 +125,12 @@ static json_t *safetensors_json(const struct st_file *f) {
         return o;
 }
 
-int data_inspect(const char *path, const char *path2, const char *target, size_t max_bytes, void **ret_json,
+int data_inspect(const char *path, const char *path2, const struct data_inspect_options *opt, void **ret_json,
                  struct ft_error *err) {
+        struct data_inspect_options defaults = {0};
+        if (!opt)
+                opt = &defaults;
+        size_t max_bytes = opt->max_bytes;
         enum fmt f1, f2;
         uint8_t n1, n2;
         struct dataset *ds = NULL;
@@ -161,8 +165,8 @@ int data_inspect(const char *path, const char *path2, const char *target, size_t
                 return ft_error_set(err, -EINVAL, NULL,
                                     "'%s' is an IDX file: inspect it with its pair (images and labels)", path);
         } else {
-                struct csv_options o = {.target = target, .task = DATA_CLASSIFICATION, .dropna = true,
-                                        .max_bytes = max_bytes};
+                struct csv_options o = {.target = opt->target, .task = opt->task, .dropna = !opt->strict_missing,
+                                        .delimiter = opt->delimiter, .max_bytes = max_bytes};
                 if ((r = csv_read(path, &o, &ds, err)) < 0)
                         return r;
         }

@@ -12,6 +12,10 @@ out=$("$FINETUNED" inspect --target "kind, of" "$TMP/iris.csv"); rc=$?
         and .missing_values==1 and .rows_dropped==1 and .classes[0].name=="setosa"' >/dev/null
 ok $? "CSV summary: rows, features, classes with counts, missing values"
 
+printf 'x;y\n1;0.5\n2;1.5\n' >"$TMP/reg.csv"
+out=$("$FINETUNED" inspect --regression --delimiter ';' "$TMP/reg.csv"); rc=$?
+[ $rc -eq 0 ] && echo "$out" | jq -e '.task=="regression" and .target_stats.mean==1.0' >/dev/null
+ok $? "--regression --delimiter: target statistics"
 out=$("$FINETUNED" inspect $FM/train-labels-idx1-ubyte.gz $FM/train-images-idx3-ubyte.gz); rc=$?
 [ $rc -eq 0 ] && echo "$out" | jq -e '.format=="idx" and .rows==60000 and .image_shape==[1,28,28] and .num_classes==10
         and ([.classes[].count]|unique)==[6000]' >/dev/null
@@ -48,6 +52,7 @@ printf "\\x$(printf %02x ${#h})\\0\\0\\0\\0\\0\\0\\0%sx" "$h" >"$TMP/bad.safeten
 expect_error "unknown dtype" "tensor 'w': unknown dtype 'Q8'" "$TMP/bad.safetensors"
 expect_error "byte limit" "over the limit of 10" --max-bytes 10 "$FIX/cnn_bn.safetensors"
 expect_error "missing file" "cannot open" "$TMP/nope.csv"
+expect_error "--strict-missing" "iris.csv':4:2: missing value in column 'petal'" --strict-missing "$TMP/iris.csv"
 "$FINETUNED" inspect >/dev/null 2>&1; [ $? -eq 2 ]; ok $? "no file is a usage error (exit 2)"
 "$FINETUNED" inspect --help | grep -q "safetensors"; ok $? "--help describes it"
 done_testing

@@ -90,13 +90,13 @@ static void test_small(void) {
         /* inspect: the pair in either order */
         void *j = NULL;
         struct ft_error err = {0};
-        ok(data_inspect(tmp("lab"), tmp("img"), NULL, 0, &j, &err) == 0, "inspect takes the pair reversed: %s",
+        ok(data_inspect(tmp("lab"), tmp("img"), NULL, &j, &err) == 0, "inspect takes the pair reversed: %s",
            err.message);
         char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
         ok(s && strstr(s, "\"image_shape\":[1,3,4]") && strstr(s, "\"rows\":5"), "inspect summary: %s", s);
         free(s);
         json_decref(j);
-        ok(data_inspect(tmp("img"), NULL, NULL, 0, &j, &err) < 0 && strstr(err.message, "pair"),
+        ok(data_inspect(tmp("img"), NULL, NULL, &j, &err) < 0 && strstr(err.message, "pair"),
            "inspect of one IDX file asks for its pair: %s", err.message);
 }
 
