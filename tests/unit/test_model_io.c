@@ -123,7 +123,7 @@ static void fill_formula(struct model *m) {
                 bool gamma = t->ndim == 1 && len > 7 && strcmp(t->name + len - 7, ".weight") == 0;
                 size_t fan_in = t->ndim >= 2 ? t->numel / (size_t)t->shape[0] : 1;
                 int log2 = 63 - __builtin_clzll(fan_in);
-                double scale = ldexp(1.0, -(log2 / 2));
+                double scale = ldexp(1.0, 2 - log2 / 2);
                 for (size_t i = 0; i < t->numel; i++) {
                         double v = formula(t->name, i);
                         v = rv || gamma ? v + 1.0 : t->ndim >= 2 ? v * scale : v * 0.25;
@@ -171,6 +171,10 @@ static void test_resnet18(void) {
         const float *out = forward(m, x, 2);
         float e = out ? max_rel_err(out, want, 20) : INFINITY;
         ok(e <= 1e-4f, "resnet18: logits match torchvision (max relative error %.2g)", e);
+        float spread = 0;
+        for (size_t i = 0; i < 10; i++)
+                spread = fmaxf(spread, fabsf(want[i] - want[10 + i]));
+        ok(spread > 0.5f, "the two inputs' logits differ (%.2f): the check sees the whole network", spread);
         ok(st_model_save(path, m, NULL, NULL, 0, &err) == 0, "save resnet18 for tools/check_torch_load.py");
         st_file_free(w);
         free(bytes);
