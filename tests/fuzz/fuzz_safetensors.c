@@ -1,9 +1,11 @@
 /* fuzz_safetensors.c - fuzz the safetensors parser: any bytes either parse or
  * fail cleanly; a file that parses converts every tensor and survives a
- * write/parse round trip with the same tensors and metadata. */
+ * write/parse round trip with the same tensors and metadata; its preprocessing
+ * metadata, if any, parses or fails cleanly. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "compute/data.h"
 #include "compute/safetensors.h"
 #include "tests/fuzz/fuzz.h"
 
@@ -21,6 +23,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         (void)st_tensor_read_f32(f, t, x, t->numel, &err);
                 free(x);
         }
+        const char *pre = st_file_metadata(f, ST_META_PREPROCESS);
+        struct data_transform t;
+        if (pre && data_transform_from_json(pre, &t, &err) == 0)
+                data_transform_deinit(&t);
         struct st_meta *meta = calloc(f->n_meta + 1, sizeof(*meta));
         for (size_t i = 0; i < f->n_meta; i++)
                 meta[i] = (struct st_meta){f->meta_keys[i], f->meta_values[i]};
