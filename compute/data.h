@@ -103,20 +103,27 @@ int idx_parse(const void *bytes, size_t size, const char *label, size_t max_byte
  * image shape, task, classes with counts, missing values, rows dropped. */
 int data_summary_json(const struct dataset *ds, void **ret_json, struct ft_error *err);
 
-/* What `finetuned inspect` and uploads call: detect the format of path (and
- * path2 for an IDX pair, in either order) by content (safetensors, IDX, gzip'd
- * IDX, else CSV), validate it fully and return a JSON summary (the dataset
- * summary, or every tensor with dtype and shape plus metadata). opt may be NULL:
- * CSV target = the last column, classification, missing values counted and
+/* How to read a dataset file whatever its format. opt may be NULL: CSV target =
+ * the last column, classification, missing values counted and their rows
  * dropped, the delimiter detected, no byte limit. */
-struct data_inspect_options {
+struct data_open_options {
         const char *target;  /* CSV target column; NULL: the last */
-        enum data_task task; /* CSV: how to read the target */
+        enum data_task task; /* CSV: how to read the target (IDX is always classification) */
         bool strict_missing; /* CSV: a missing value is an error (default: counted and dropped) */
         char delimiter;      /* CSV: 0 detects */
         size_t max_bytes;    /* each file, compressed and not (0: no limit) */
 };
-int data_inspect(const char *path, const char *path2, const struct data_inspect_options *opt, void **ret_json,
+
+/* Open a dataset by content: path alone is CSV; path and path2 are an IDX
+ * image/label pair (plain or gzip, in either order). What the trainer calls. */
+int data_open(const char *path, const char *path2, const struct data_open_options *opt, struct dataset **ret,
+              struct ft_error *err);
+
+/* What `finetuned inspect` and uploads call: data_open, or for a safetensors
+ * file (detected by content) the weights' validation; returns a JSON summary
+ * (jansson json_t *, caller decrefs): the dataset summary, or every tensor with
+ * dtype and shape plus the metadata. */
+int data_inspect(const char *path, const char *path2, const struct data_open_options *opt, void **ret_json,
                  struct ft_error *err);
 
 /* ---- preprocessing --------------------------------------------------------- */

@@ -37,7 +37,7 @@ int inspect_main(int argc, char **argv) {
                 {"help", no_argument, NULL, 'h'},
                 {0},
         };
-        struct data_inspect_options o = {.max_bytes = INSPECT_DEFAULT_MAX_BYTES};
+        struct data_open_options o = {.max_bytes = INSPECT_DEFAULT_MAX_BYTES};
         int c;
         optind = 1;
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {

@@ -98,6 +98,12 @@ static void test_small(void) {
         json_decref(j);
         ok(data_inspect(tmp("img"), NULL, NULL, &j, &err) < 0 && strstr(err.message, "pair"),
            "inspect of one IDX file asks for its pair: %s", err.message);
+        struct dataset *ds = NULL;
+        ok(data_open(tmp("lab"), tmp("img"), NULL, &ds, &err) == 0 && ds->n == 5, "data_open: the pair reversed");
+        dataset_free(ds);
+        ds = NULL;
+        ok(data_open(FIXTURES "/mlp.safetensors", NULL, NULL, &ds, &err) < 0 && strstr(err.message, "not a dataset"),
+           "data_open refuses weights: %s", err.message);
 }
 
 static void test_bad(void) {
