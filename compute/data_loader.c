@@ -16,7 +16,7 @@ struct data_loader {
         size_t pos;
         struct data_rng aug;
         size_t c, h, w; /* output sample shape */
-        float *x;       /* batch_size * c * h * w */
+        float *x; /* batch_size * c * h * w */
         int32_t *labels;
         float *targets;
         float *plane, *resized; /* one source plane in [0,1], and resized */
@@ -167,7 +167,7 @@ int data_loader_next(struct data_loader *l, struct data_batch *ret) {
                         l->targets[i] = ds->targets[row];
         }
         l->pos += k;
-        *ret = (struct data_batch){.n = k, .c = l->c, .h = l->h, .w = l->w, .x = l->x, .labels = l->labels,
-                                   .targets = l->targets};
+        *ret = (struct data_batch){
+                .n = k, .c = l->c, .h = l->h, .w = l->w, .x = l->x, .labels = l->labels, .targets = l->targets};
         return 1;
 }

@@ -49,8 +49,9 @@ int data_summary_json(const struct dataset *ds, void **ret_json, struct ft_error
                 json_object_set_new(o, "feature_names", f);
                 json_object_set_new(o, "target", json_string(ds->target_name));
         } else {
-                json_object_set_new(o, "image_shape", json_pack("[I, I, I]", (json_int_t)ds->channels,
-                                                                (json_int_t)ds->height, (json_int_t)ds->width));
+                json_object_set_new(o, "image_shape",
+                                    json_pack("[I, I, I]", (json_int_t)ds->channels, (json_int_t)ds->height,
+                                              (json_int_t)ds->width));
         }
         json_object_set_new(o, "task", json_string(ds->task == DATA_CLASSIFICATION ? "classification" : "regression"));
         if (ds->task == DATA_CLASSIFICATION) {
@@ -110,8 +111,8 @@ static json_t *safetensors_json(const struct st_file *f) {
                 json_t *shape = json_array();
                 for (size_t d = 0; d < t->ndim; d++)
                         json_array_append_new(shape, json_integer(t->shape[d]));
-                json_array_append_new(ts, json_pack("{s:s, s:s, s:o}", "name", t->name, "dtype", st_dtype_name(t->dtype),
-                                                    "shape", shape));
+                json_array_append_new(ts, json_pack("{s:s, s:s, s:o}", "name", t->name, "dtype",
+                                                    st_dtype_name(t->dtype), "shape", shape));
                 params += t->numel;
         }
         for (size_t i = 0; i < f->n_meta; i++)
@@ -158,8 +159,11 @@ int data_open(const char *path, const char *path2, const struct data_open_option
         if (f1 == FMT_IDX)
                 return ft_error_set(err, -EINVAL, NULL,
                                     "'%s' is an IDX file: give it with its pair (images and labels)", path);
-        struct csv_options o = {.target = opt->target, .task = opt->task, .dropna = !opt->strict_missing,
-                                .delimiter = opt->delimiter, .max_bytes = max_bytes};
+        struct csv_options o = {.target = opt->target,
+                                .task = opt->task,
+                                .dropna = !opt->strict_missing,
+                                .delimiter = opt->delimiter,
+                                .max_bytes = max_bytes};
         return csv_read(path, &o, ret, err);
 }
 

@@ -41,10 +41,10 @@ struct st_tensor {
         enum st_dtype dtype;
         size_t ndim; /* 0 for a scalar */
         int64_t shape[ST_MAX_DIMS];
-        size_t numel;     /* product of shape (1 for a scalar) */
-        size_t nbytes;    /* numel * dtype size */
+        size_t numel; /* product of shape (1 for a scalar) */
+        size_t nbytes; /* numel * dtype size */
         const void *data; /* raw little-endian bytes; reading: points into the mapping */
-        uint64_t offset;  /* reading: absolute byte offset of the data in the file */
+        uint64_t offset; /* reading: absolute byte offset of the data in the file */
 };
 
 /* A parsed, validated file. Tensors are in file order (by offset); their data
@@ -59,7 +59,7 @@ struct st_file {
         char **meta_keys; /* __metadata__, in header order */
         char **meta_values;
         size_t n_meta;
-        void *json;   /* the parsed header (owns the tensor names) */
+        void *json; /* the parsed header (owns the tensor names) */
         void *mapped; /* non-NULL when we own an mmap of path */
 };
 
@@ -81,8 +81,7 @@ const char *st_file_metadata(const struct st_file *f, const char *key);
 /* Convert a tensor's data to float32 into dst (n must equal t->numel).
  * F32/F16/BF16/F64 convert; I64 converts exactly where |v| <= 2^24 and is
  * otherwise an error (it is a counter, not a weight). */
-int st_tensor_read_f32(const struct st_file *f, const struct st_tensor *t, float *dst, size_t n,
-                       struct ft_error *err);
+int st_tensor_read_f32(const struct st_file *f, const struct st_tensor *t, float *dst, size_t n, struct ft_error *err);
 /* I64 data into dst (n must equal t->numel). */
 int st_tensor_read_i64(const struct st_file *f, const struct st_tensor *t, int64_t *dst, size_t n,
                        struct ft_error *err);
@@ -113,10 +112,10 @@ struct model;
 struct data_transform;
 
 /* Metadata keys of a model saved by finetuned (values are JSON text). */
-#define ST_META_FORMAT "format"                 /* "pt", as the safetensors torch helpers write */
-#define ST_META_SPEC "finetuned.spec"           /* the canonical model spec: model_new() rebuilds the model */
+#define ST_META_FORMAT "format" /* "pt", as the safetensors torch helpers write */
+#define ST_META_SPEC "finetuned.spec" /* the canonical model spec: model_new() rebuilds the model */
 #define ST_META_PREPROCESS "finetuned.preprocess" /* data_transform_to_json(): standardization, normalize, input */
-#define ST_META_CLASSES "finetuned.classes"     /* ["cat", "dog", ...], index order */
+#define ST_META_CLASSES "finetuned.classes" /* ["cat", "dog", ...], index order */
 
 /* Save every tensor of m under its state_dict name (F32, I64 for num_batches_tracked),
  * in state_dict order, plus the metadata above (t and class_names may be NULL).
@@ -139,9 +138,9 @@ struct st_load_options {
 };
 
 struct st_load_report {
-        size_t loaded;        /* tensors copied (adapted ones included) */
-        bool head_replaced;   /* the head was re-initialised */
-        char head[128];       /* its prefix, "fc" */
+        size_t loaded; /* tensors copied (adapted ones included) */
+        bool head_replaced; /* the head was re-initialised */
+        char head[128]; /* its prefix, "fc" */
         bool input_adapted;
         char input_conv[128]; /* "conv1.weight" */
         size_t from_channels, to_channels;

@@ -313,8 +313,7 @@ int st_model_open(const char *path, size_t max_bytes, struct model **ret_model, 
                 goto fail;
         if ((r = st_model_load(m, f, NULL, NULL, err)) < 0)
                 goto fail;
-        if ((s = st_file_metadata(f, ST_META_PREPROCESS)) && ret_t &&
-            (r = data_transform_from_json(s, &t, err)) < 0)
+        if ((s = st_file_metadata(f, ST_META_PREPROCESS)) && ret_t && (r = data_transform_from_json(s, &t, err)) < 0)
                 goto fail;
         if ((s = st_file_metadata(f, ST_META_CLASSES)) && ret_classes) {
                 ca = json_loads(s, JSON_REJECT_DUPLICATES, &je);
@@ -331,8 +330,8 @@ int st_model_open(const char *path, size_t max_bytes, struct model **ret_model, 
                 for (size_t i = 0; i < nc; i++) {
                         const char *v = json_string_value(json_array_get(ca, i));
                         if (!v || !(classes[i] = strdup(v))) {
-                                r = ft_error_set(err, -EINVAL, NULL, "'%s': class %zu in '%s' is not a string", path,
-                                                 i, ST_META_CLASSES);
+                                r = ft_error_set(err, -EINVAL, NULL, "'%s': class %zu in '%s' is not a string", path, i,
+                                                 ST_META_CLASSES);
                                 goto fail;
                         }
                 }

@@ -42,15 +42,9 @@ int inspect_main(int argc, char **argv) {
         optind = 1;
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (c) {
-                case 't':
-                        o.target = optarg;
-                        break;
-                case 'r':
-                        o.task = DATA_REGRESSION;
-                        break;
-                case 's':
-                        o.strict_missing = true;
-                        break;
+                case 't': o.target = optarg; break;
+                case 'r': o.task = DATA_REGRESSION; break;
+                case 's': o.strict_missing = true; break;
                 case 'd':
                         if (strlen(optarg) != 1 && strcmp(optarg, "\\t") != 0) {
                                 fprintf(stderr, "finetuned inspect: --delimiter '%s' is not one character\n", optarg);
@@ -69,12 +63,8 @@ int inspect_main(int argc, char **argv) {
                         o.max_bytes = (size_t)v;
                         break;
                 }
-                case 'h':
-                        inspect_usage(stdout);
-                        return 0;
-                default:
-                        inspect_usage(stderr);
-                        return 2;
+                case 'h': inspect_usage(stdout); return 0;
+                default: inspect_usage(stderr); return 2;
                 }
         }
         int nfiles = argc - optind;

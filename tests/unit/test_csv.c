@@ -47,8 +47,8 @@ static void test_basic(void) {
         void *j;
         ok(data_summary_json(ds, &j, &err) == 0, "summary");
         char *s = json_dumps(j, JSON_COMPACT);
-        ok(s && strstr(s, "\"rows\":4") && strstr(s, "{\"name\":\"dog\",\"count\":2}") &&
-                   strstr(s, "\"features\":2") && strstr(s, "\"missing_values\":0"),
+        ok(s && strstr(s, "\"rows\":4") && strstr(s, "{\"name\":\"dog\",\"count\":2}") && strstr(s, "\"features\":2") &&
+                   strstr(s, "\"missing_values\":0"),
            "summary has rows, features, classes with counts: %s", s);
         free(s);
         json_decref(j);
@@ -56,8 +56,8 @@ static void test_basic(void) {
 
         /* target defaults to the last column; numeric labels sort numerically */
         ds = parse("x,y\n1,10\n2,9\n3,10\n4,-1\n", NULL, &err);
-        ok(ds && ds->n_classes == 3 && strcmp(ds->class_names[0], "-1") == 0 &&
-                   strcmp(ds->class_names[2], "10") == 0 && ds->labels[1] == 1,
+        ok(ds && ds->n_classes == 3 && strcmp(ds->class_names[0], "-1") == 0 && strcmp(ds->class_names[2], "10") == 0 &&
+                   ds->labels[1] == 1,
            "integer labels sort numerically; the last column is the default target");
         dataset_free(ds);
 }
@@ -65,15 +65,19 @@ static void test_basic(void) {
 static void test_dialects(void) {
         struct ft_error err = {0};
         struct dataset *ds;
-        static const char *texts[] = {"f;g;t\n1;2;a\n3;4;b\n", "f\tg\tt\n1\t2\ta\n3\t4\tb\n",
-                                      "f|g|t\n1|2|a\n3|4|b\n", "\xEF\xBB\xBF" "f,g,t\r\n1,2,a\r\n3,4,b\r\n",
-                                      "f,g,t\n1,2,a\n\n3,4,b", "\"f\",\"g\",\"t\"\n\"1\",2,\"a\"\n3,\"4\",b\n"};
-        static const char *names[] = {"semicolon", "tab", "pipe", "BOM and CRLF", "blank line, no final newline",
-                                      "quoted header and cells"};
+        static const char *texts[] = {"f;g;t\n1;2;a\n3;4;b\n",
+                                      "f\tg\tt\n1\t2\ta\n3\t4\tb\n",
+                                      "f|g|t\n1|2|a\n3|4|b\n",
+                                      "\xEF\xBB\xBF"
+                                      "f,g,t\r\n1,2,a\r\n3,4,b\r\n",
+                                      "f,g,t\n1,2,a\n\n3,4,b",
+                                      "\"f\",\"g\",\"t\"\n\"1\",2,\"a\"\n3,\"4\",b\n"};
+        static const char *names[] = {
+                "semicolon", "tab", "pipe", "BOM and CRLF", "blank line, no final newline", "quoted header and cells"};
         for (size_t i = 0; i < ARRAY_SIZE(texts); i++) {
                 ds = parse(texts[i], &(struct csv_options){.target = "t"}, &err);
-                ok(ds && ds->n == 2 && ds->n_features == 2 && ds->x[3] == 4.0f && strcmp(ds->feature_names[0], "f") == 0 &&
-                           strcmp(ds->class_names[1], "b") == 0,
+                ok(ds && ds->n == 2 && ds->n_features == 2 && ds->x[3] == 4.0f &&
+                           strcmp(ds->feature_names[0], "f") == 0 && strcmp(ds->class_names[1], "b") == 0,
                    "%s: %s", names[i], ds ? "" : err.message);
                 dataset_free(ds);
         }
@@ -103,7 +107,8 @@ static void test_missing(void) {
         is_int(ds->n_classes, 2, "a class seen only in dropped rows is gone");
         ok(ds->x[0] == 2 && ds->x[1] == 3 && ds->x[4] == 10 && ds->labels[2] == 0, "kept rows in order");
         dataset_free(ds);
-        bad("a missing value without dropna", "a,b,t\n1,2,x\n3,,y\n", NULL, "'d.csv':3:2:", "missing value in column 'b'");
+        bad("a missing value without dropna", "a,b,t\n1,2,x\n3,,y\n", NULL,
+            "'d.csv':3:2:", "missing value in column 'b'");
         bad("NaN without dropna", "a,b,t\n1,2,x\n3,NaN,y\n", NULL, "'d.csv':3:2:", "missing");
         bad("every row missing", "a,t\n,x\nNA,y\n", &o, "every one of the 2 rows", NULL);
 }
@@ -114,11 +119,12 @@ static void test_bad(void) {
         bad("a header only", "a,b,t\n", NULL, "no data rows", NULL);
         bad("a short row", "a,b,t\n1,2,x\n3,4\n", NULL, "'d.csv':3:", "2 fields, the header has 3");
         bad("a long row", "a,b,t\n1,2,x\n3,4,y,5\n", NULL, "'d.csv':3:4:", "more fields");
-        bad("a non-numeric cell", "a,b,t\n1,2,x\n3,abc,y\n", NULL, "'d.csv':3:2:", "column 'b': \"abc\" is not a number");
+        bad("a non-numeric cell", "a,b,t\n1,2,x\n3,abc,y\n", NULL,
+            "'d.csv':3:2:", "column 'b': \"abc\" is not a number");
         bad("hex that strtod would take", "a,t\n0x10,x\n1,y\n", NULL, "'d.csv':2:1:", "not a number");
         bad("inf", "a,b,t\n1,2,x\n3,inf,y\n", NULL, "'d.csv':3:2:", "not a finite number");
-        bad("-Infinity", "a,b,t\n1,-Infinity,x\n3,4,y\n", &(struct csv_options){.dropna = true}, "'d.csv':2:2:",
-            "not a finite number");
+        bad("-Infinity", "a,b,t\n1,-Infinity,x\n3,4,y\n", &(struct csv_options){.dropna = true},
+            "'d.csv':2:2:", "not a finite number");
         bad("a float overflow", "a,t\n1e39,x\n1,y\n", NULL, "'d.csv':2:1:", "out of the float range");
         bad("a missing target column", "a,b,t\n1,2,x\n", &(struct csv_options){.target = "label"},
             "target column 'label' not found", "'a', 'b', 't'");

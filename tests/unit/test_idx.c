@@ -24,8 +24,8 @@ static const char *tmp(const char *name) {
 
 /* Write an IDX file: header for ndim dims, then `len` payload bytes (which may
  * disagree with the dims), optionally gzip'd. */
-static void write_idx(const char *path, bool gz, uint8_t type, uint8_t ndim, const uint32_t *dims,
-                      const uint8_t *data, size_t len) {
+static void write_idx(const char *path, bool gz, uint8_t type, uint8_t ndim, const uint32_t *dims, const uint8_t *data,
+                      size_t len) {
         uint8_t h[20] = {0, 0, type, ndim};
         for (uint8_t i = 0; i < ndim; i++) {
                 h[4 + 4 * i] = (uint8_t)(dims[i] >> 24);
@@ -191,8 +191,8 @@ static void test_fmnist(void) {
         st_file_free(facts);
         struct dataset *tr = NULL, *te = NULL;
         double t0 = ft_now_monotonic();
-        ok(idx_read(FMNIST_DIR "/train-images-idx3-ubyte.gz", FMNIST_DIR "/train-labels-idx1-ubyte.gz", 0, &tr,
-                    &err) == 0,
+        ok(idx_read(FMNIST_DIR "/train-images-idx3-ubyte.gz", FMNIST_DIR "/train-labels-idx1-ubyte.gz", 0, &tr, &err) ==
+                   0,
            "Fashion-MNIST train loads: %s", err.message);
         ok(idx_read(FMNIST_DIR "/t10k-images-idx3-ubyte.gz", FMNIST_DIR "/t10k-labels-idx1-ubyte.gz", 0, &te, &err) ==
                    0,

@@ -147,8 +147,10 @@ static void test_resnet18(void) {
         struct st_tensor *ts = calloc(n, sizeof(*ts));
         for (size_t i = 0; i < n; i++) {
                 struct tensor *t = model_tensor_at(gen, i);
-                ts[i] = (struct st_tensor){.name = t->name, .dtype = t->dtype == TENSOR_I64 ? ST_DTYPE_I64 : ST_DTYPE_F32,
-                                           .ndim = (size_t)t->ndim, .data = t->data};
+                ts[i] = (struct st_tensor){.name = t->name,
+                                           .dtype = t->dtype == TENSOR_I64 ? ST_DTYPE_I64 : ST_DTYPE_F32,
+                                           .ndim = (size_t)t->ndim,
+                                           .data = t->data};
                 for (int d = 0; d < t->ndim; d++)
                         ts[i].shape[d] = t->shape[d];
         }
@@ -161,8 +163,7 @@ static void test_resnet18(void) {
         snprintf(crc, sizeof(crc), "%08lx", crc32(0, bytes, (uInt)size));
         is_int(size, strtoull(st_file_metadata(io, "bytes"), NULL, 10), "same size as the file PyTorch wrote");
         is_str(crc, st_file_metadata(io, "crc32"), "same CRC-32 as the file PyTorch wrote (byte-identical)");
-        ok(st_file_parse(bytes, size, "resnet18 formula", &w, &err) == 0 &&
-                   st_model_load(m, w, NULL, NULL, &err) == 0,
+        ok(st_file_parse(bytes, size, "resnet18 formula", &w, &err) == 0 && st_model_load(m, w, NULL, NULL, &err) == 0,
            "torchvision resnet18 state_dict loads strictly: %s", err.message);
         float *x = malloc(2 * 3 * 64 * 64 * sizeof(float)), want[20];
         for (size_t i = 0; i < 2 * 3 * 64 * 64; i++)
@@ -194,7 +195,8 @@ static void test_strict(void) {
         float before = tensor_f32(model_tensor_find(m, "0.weight"))[0];
         ok(st_model_load(m, w, NULL, &rep, &err) == -EINVAL, "a different architecture is refused");
         diag("%s", err.message);
-        ok(rep.mismatch && strstr(rep.mismatch, "mis-shaped: 2.weight is [12, 16] in the file, [13, 16] in the model") &&
+        ok(rep.mismatch &&
+                   strstr(rep.mismatch, "mis-shaped: 2.weight is [12, 16] in the file, [13, 16] in the model") &&
                    strstr(rep.mismatch, "mis-shaped: 4.weight is [3, 12] in the file, [4, 13] in the model") &&
                    strstr(rep.mismatch, "missing: 6.weight") && strstr(rep.mismatch, "missing: 6.bias"),
            "every mis-shaped and missing tensor is listed by name");
@@ -263,7 +265,8 @@ static void test_adapt(void) {
         st_load_report_deinit(&rep);
         ok(st_model_load(m3, w, NULL, NULL, &err) == 0 && st_model_load(m1, w, &o, &rep, &err) == 0,
            "adapt_input loads 3 -> 1: %s", err.message);
-        ok(rep.input_adapted && rep.from_channels == 3 && rep.to_channels == 1 && strcmp(rep.input_conv, "0.weight") == 0,
+        ok(rep.input_adapted && rep.from_channels == 3 && rep.to_channels == 1 &&
+                   strcmp(rep.input_conv, "0.weight") == 0,
            "report: 0.weight adapted from 3 to 1 channels");
         float g[2 * 36], g3[2 * 108], o1[6], o3[6];
         for (size_t i = 0; i < 72; i++)
@@ -292,7 +295,8 @@ static void test_adapt(void) {
         ok(st_model_load(c1, w, NULL, NULL, &err) == 0 && st_model_load(c3, w, &o, &rep, &err) == 0 &&
                    rep.from_channels == 1 && rep.to_channels == 3,
            "adapt_input loads 1 -> 3: %s", err.message);
-        float w1 = tensor_f32(model_tensor_find(c1, "0.weight"))[4], *w3 = tensor_f32(model_tensor_find(c3, "0.weight"));
+        float w1 = tensor_f32(model_tensor_find(c1, "0.weight"))[4],
+              *w3 = tensor_f32(model_tensor_find(c3, "0.weight"));
         ok(w3[4] == w1 / 3 && w3[9 + 4] == w1 / 3 && w3[18 + 4] == w1 / 3, "each input channel gets w / 3");
         float x[196], x3[588], r1[5], r3[5];
         for (size_t i = 0; i < 196; i++)

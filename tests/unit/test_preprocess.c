@@ -165,8 +165,14 @@ static void test_resize(void) {
 
 static void test_images(void) {
         /* four 1x4x4 images: image i has pixel value 10*i + y*4 + x */
-        struct dataset ds = {.kind = DATA_IMAGES, .task = DATA_CLASSIFICATION, .source = "img", .n = 4,
-                             .channels = 1, .height = 4, .width = 4, .n_classes = 2};
+        struct dataset ds = {.kind = DATA_IMAGES,
+                             .task = DATA_CLASSIFICATION,
+                             .source = "img",
+                             .n = 4,
+                             .channels = 1,
+                             .height = 4,
+                             .width = 4,
+                             .n_classes = 2};
         uint8_t pixels[64];
         int32_t labels[4] = {0, 1, 0, 1};
         for (size_t i = 0; i < 64; i++)

@@ -48,8 +48,7 @@ static void test_bad(void) {
         uint8_t huge[16] = {0};
         uint64_t hl = ST_HEADER_MAX + 1;
         memcpy(huge, &hl, 8);
-        ok(st_file_parse(huge, sizeof(huge), "w.safetensors", &f, &err) == -EFBIG &&
-                   strstr(err.message, "100000001"),
+        ok(st_file_parse(huge, sizeof(huge), "w.safetensors", &f, &err) == -EFBIG && strstr(err.message, "100000001"),
            "rejects a header over 100 MB: %s", err.message);
         hl = 100;
         memcpy(huge, &hl, 8);
@@ -82,8 +81,8 @@ static void test_bad(void) {
             12, "'b'", "gap");
         bad("trailing bytes", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 9, "5 trailing",
             "byte offset");
-        bad("a length that disagrees with shape", "{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}",
-            8, "'w'", "need 12");
+        bad("a length that disagrees with shape", "{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8,
+            "'w'", "need 12");
         bad("a shape product that overflows",
             "{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4],\"data_offsets\":[0,4]}}", 4, "'w'",
             "overflows");
@@ -125,8 +124,8 @@ static void test_roundtrip(void) {
         is_str(f->tensors[0].name, "layer.weight", "file order kept");
         const struct st_tensor *t = st_file_find(f, "layer.weight");
         float back[6];
-        ok(t && t->ndim == 2 && t->shape[0] == 2 && t->shape[1] == 3 &&
-                   st_tensor_read_f32(f, t, back, 6, &err) == 0 && memcmp(back, w, sizeof(w)) == 0,
+        ok(t && t->ndim == 2 && t->shape[0] == 2 && t->shape[1] == 3 && st_tensor_read_f32(f, t, back, 6, &err) == 0 &&
+                   memcmp(back, w, sizeof(w)) == 0,
            "F32 data and shape survive");
         int64_t n64 = 0;
         t = st_file_find(f, "layer.num_batches_tracked");
@@ -156,8 +155,8 @@ static void test_pytorch_dtypes(void) {
                 err.message))
                 return;
         is_str(st_file_metadata(f, "format"), "pt", "metadata from Python");
-        static const char *pairs[][2] = {{"f16", "f16_as_f32"}, {"bf16", "bf16_as_f32"}, {"f64", "f64_as_f32"},
-                                         {"f32", "f64_as_f32"}};
+        static const char *pairs[][2] = {
+                {"f16", "f16_as_f32"}, {"bf16", "bf16_as_f32"}, {"f64", "f64_as_f32"}, {"f32", "f64_as_f32"}};
         for (size_t p = 0; p < ARRAY_SIZE(pairs); p++) {
                 const struct st_tensor *a = st_file_find(f, pairs[p][0]), *b = st_file_find(f, pairs[p][1]);
                 float x[64], y[64];
