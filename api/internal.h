@@ -14,7 +14,7 @@
 #define API_JSON_BODY_MAX (256u << 10) /* default cap for JSON request bodies */
 #define API_JSON_MAX_DEPTH 32          /* nesting depth of a JSON request body */
 #define API_ID_MAX 64                  /* longest id accepted in a path or body */
-#define API_UPLOAD_PARTS_MAX 2         /* multipart files per request */
+#define API_UPLOAD_PARTS_MAX 6         /* multipart parts per request */
 
 struct api_sse_hub;
 

@@ -992,7 +992,7 @@ static int end_of_epoch(struct trainer *tr, size_t batches, struct ft_error *err
                                 tr->bad_epochs = 0;
                                 if (tr->best)
                                         weights_copy(tr->m, tr->best, true);
-                        } else if (++tr->bad_epochs > es->patience) {
+                        } else if (++tr->bad_epochs >= es->patience) {
                                 tr->stopped_early = true;
                         }
                 }
@@ -1030,15 +1030,14 @@ static int run_epoch(struct trainer *tr, struct ft_error *err) {
                 if (data_loader_next(tr->train_loader, &b) <= 0)
                         break;
         tr->epoch_start = ft_now_monotonic();
-        for (;;) {
+        while (data_loader_next(tr->train_loader, &b) > 0) {
+                /* polled before every batch; the batch fetched is redone on resume */
                 if (tr->cb && tr->cb->should_stop && tr->cb->should_stop(tr->cb->userdata)) {
                         r = checkpoint_write(tr, true, err);
                         if (r < 0)
                                 return r;
                         return ft_error_set(err, -ECANCELED, NULL, "training was cancelled");
                 }
-                if (data_loader_next(tr->train_loader, &b) <= 0)
-                        break;
                 const float *out;
                 float loss;
                 r = model_forward(tr->m, b.x, (int)b.n, true, &out, err);

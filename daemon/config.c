@@ -24,12 +24,12 @@ static const struct config_option {
         {"log-level", "FINETUNED_LOG_LEVEL"},   {"token-file", "FINETUNED_TOKEN_FILE"},
         {"log-file", "FINETUNED_LOG_FILE"},     {"max-queued-jobs", "FINETUNED_MAX_QUEUED_JOBS"},
         {"max-upload-mb", "FINETUNED_MAX_UPLOAD_MB"}, {"http-timeout", "FINETUNED_HTTP_TIMEOUT"},
-        {"lease", "FINETUNED_LEASE"},
+        {"lease", "FINETUNED_LEASE"},           {"max-connections-per-ip", "FINETUNED_MAX_CONNECTIONS_PER_IP"},
 };
 
 static const char *const option_names[DAEMON_CONFIG_OPTION_COUNT + 1] = {
         "listen",   "state-dir",       "workers",       "threads",      "log-level",
-        "token-file", "log-file",      "max-queued-jobs", "max-upload-mb", "http-timeout", "lease", NULL,
+        "token-file", "log-file",      "max-queued-jobs", "max-upload-mb", "http-timeout", "lease", "max-connections-per-ip", NULL,
 };
 
 const char *const *config_option_names(void) {
@@ -55,6 +55,7 @@ void config_init(struct daemon_config *cfg) {
         cfg->max_upload_mb = DAEMON_DEFAULT_MAX_UPLOAD_MB;
         cfg->http_timeout_s = 30;
         cfg->lease_s = 30;
+        cfg->max_per_ip = 64;
         for (size_t i = 0; i < ARRAY_SIZE(options); i++)
                 snprintf(cfg->origin[i], sizeof(cfg->origin[i]), "default");
 }
@@ -148,6 +149,8 @@ static int set_option(struct daemon_config *cfg, const char *name, const char *v
                 return parse_uint(value, 1, 3600, name, &cfg->http_timeout_s, err);
         if (strcmp(name, "lease") == 0)
                 return parse_uint(value, 1, 3600, name, &cfg->lease_s, err);
+        if (strcmp(name, "max-connections-per-ip") == 0)
+                return parse_uint(value, 1, 100000, name, &cfg->max_per_ip, err);
         if (strcmp(name, "workers") == 0)
                 return parse_uint(value, 1, DAEMON_MAX_WORKERS, name, &cfg->workers, err);
         if (strcmp(name, "threads") == 0)
@@ -352,6 +355,9 @@ void serve_usage(FILE *out) {
                 "                      FINETUNED_MAX_UPLOAD_MB)\n"
                 "  --http-timeout S    close HTTP connections idle for S seconds (default 30;\n"
                 "                      FINETUNED_HTTP_TIMEOUT)\n"
+                "  --max-connections-per-ip N\n"
+                "                      concurrent connections from one address (default 64;\n"
+                "                      FINETUNED_MAX_CONNECTIONS_PER_IP)\n"
                 "  --lease S           job lease: a crashed daemon's running jobs are requeued\n"
                 "                      S seconds after its last heartbeat (default 30; FINETUNED_LEASE)\n"
                 "  --log-file FILE     append log lines to FILE instead of stderr; reopened on\n"
@@ -376,7 +382,7 @@ int config_parse_serve(int argc, char **argv, char *const *envp, struct daemon_c
                 {"log-level", required_argument, NULL, 0},  {"token-file", required_argument, NULL, 0},
                 {"log-file", required_argument, NULL, 0},   {"max-queued-jobs", required_argument, NULL, 0},
                 {"max-upload-mb", required_argument, NULL, 0}, {"http-timeout", required_argument, NULL, 0},
-                {"lease", required_argument, NULL, 0},
+                {"lease", required_argument, NULL, 0},      {"max-connections-per-ip", required_argument, NULL, 0},
                 {"config", required_argument, NULL, OPT_CONFIG},
                 {"check-config", no_argument, NULL, OPT_CHECK}, {"help", no_argument, NULL, 'h'},
                 {NULL, 0, NULL, 0},
@@ -527,6 +533,9 @@ void config_option_format(const struct daemon_config *cfg, size_t index, char *b
                 return;
         case 10:
                 snprintf(buf, size, "%u", cfg->lease_s);
+                return;
+        case 11:
+                snprintf(buf, size, "%u", cfg->max_per_ip);
                 return;
         default:
                 snprintf(buf, size, "?");

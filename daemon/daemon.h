@@ -20,7 +20,7 @@
 #define DAEMON_CONFIG_FILE_MAX (64u * 1024) /* bytes; a longer file is refused */
 #define DAEMON_CONFIG_LINE_MAX 4096
 #define DAEMON_CONFIG_ORIGIN_MAX 48
-#define DAEMON_CONFIG_OPTION_COUNT 11
+#define DAEMON_CONFIG_OPTION_COUNT 12
 
 struct daemon_config {
         char listen_host[256]; /* numeric address or name; IPv6 without brackets */
@@ -33,6 +33,7 @@ struct daemon_config {
         unsigned max_queued_jobs;  /* POST /v1/jobs answers 429 beyond this */
         unsigned max_upload_mb;    /* largest dataset / weights upload, MiB */
         unsigned http_timeout_s;   /* idle HTTP connections are closed after this */
+        unsigned max_per_ip;       /* concurrent connections from one client address */
         unsigned lease_s;          /* a claimed job's lease; a dead daemon's jobs are requeued after it */
         char log_file[PATH_MAX];   /* append log lines here instead of stderr; reopened on SIGHUP; "" = stderr */
         char config_file[PATH_MAX]; /* the configuration file that was read; "" when none */

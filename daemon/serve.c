@@ -141,7 +141,7 @@ int serve_main(int argc, char **argv) {
                 .state_dir = cfg.state_dir,
                 .http_threads = 4,
                 .max_connections = 512,
-                .max_connections_per_ip = 64,
+                .max_connections_per_ip = cfg.max_per_ip,
                 .connection_timeout_s = cfg.http_timeout_s,
                 .token = token,
                 .upload_max = (uint64_t)cfg.max_upload_mb << 20,

@@ -59,7 +59,7 @@ static int cli_on_event(void *ud, const json_t *ev) {
                 fprintf(stderr, "\r%*s\r", (int)c->progress_len, "");
                 c->progress_len = 0;
         }
-        if (json_dumpf(ev, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER) < 0 || fputc('\n', stdout) == EOF ||
+        if (json_dumpf(ev, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) < 0 || fputc('\n', stdout) == EOF ||
             fflush(stdout) != 0)
                 return -EIO;
         return 0;
@@ -422,6 +422,8 @@ static int save_model(const char *path, struct model *m, const struct data_trans
                         {"finetuned.classes", classes},
                 };
                 r = st_write(path, st, n, meta, ARRAY_SIZE(meta), err);
+                if (r >= 0)
+                        (void)chmod(path, 0644);
         }
         free(st);
         free(spec);
@@ -577,7 +579,7 @@ int train_main(int argc, char **argv) {
                                res.history, "job", jobspec_to_json(&spec));
         json_object_set(mj, "best_epoch", json_object_get(res.metrics, "best_epoch"));
         json_object_set(mj, "stopped_early", json_object_get(res.metrics, "stopped_early"));
-        char *mtext = mj ? json_dumps(mj, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+        char *mtext = mj ? json_dumps(mj, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) : NULL;
         json_decref(mj);
         snprintf(path, sizeof(path), "%s/metrics.json", out);
         r = mtext ? fileio_write_atomic(path, mtext, strlen(mtext), 0644, &err) : -ENOMEM;

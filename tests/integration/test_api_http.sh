@@ -4,7 +4,7 @@
 # answered in the error envelope with the daemon still serving, slow clients
 # cut off, the OpenAPI document matching the routes the daemon really serves,
 # and datasets: CSV and IDX uploads (validated, schema detected), list with
-# cursor pagination, get, delete.
+# cursor pagination, get, delete; the per-address connection limit.
 . "$(dirname "$0")/lib.sh"
 
 FMNIST=/usr/share/datasets/fashion-mnist
@@ -29,7 +29,7 @@ cp "$TMP/token" "$TMP/token644"; chmod 644 "$TMP/token644"
 [ $rc -eq 1 ] && grep -q "chmod 600" "$TMP/err"; ok $? "token file readable by others -> exit 1: $(head -n1 "$TMP/err")"
 
 state="$TMP/state"
-start_daemon "$state" --token-file "$TMP/token" --max-upload-mb 1 --http-timeout 2; ok $? "daemon starts with a token file"
+start_daemon "$state" --token-file "$TMP/token" --max-upload-mb 1 --http-timeout 2 --max-connections-per-ip 3; ok $? "daemon starts with a token file"
 
 # ---- auth ----------------------------------------------------------------------------
 http GET /v1/version
@@ -121,8 +121,8 @@ http POST /v1/datasets "${AUTH[@]}" -H 'Content-Type: application/json' --data-b
 envelope 415 unsupported_media_type; ok $? "upload sent as JSON -> 415"
 http POST /v1/datasets "${AUTH[@]}" -F images=@"$TMP/iris.csv"
 envelope 400 invalid_request labels; ok $? "'images' without 'labels' -> 400 param labels"
-http POST /v1/datasets "${AUTH[@]}" -F file=@"$TMP/iris.csv" -F extra=@"$TMP/iris.csv" -F more=@"$TMP/iris.csv"
-envelope 400 invalid_request; ok $? "three parts -> 400"
+http POST /v1/datasets "${AUTH[@]}" -F file=@"$TMP/iris.csv" $(for i in 1 2 3 4 5 6; do echo -F "p$i=@$TMP/iris.csv"; done)
+envelope 400 invalid_request; ok $? "seven parts -> 400"
 # IDX: the first 200 Fashion-MNIST test images and labels, gzip'd
 { printf '\x00\x00\x08\x03\x00\x00\x00\xc8\x00\x00\x00\x1c\x00\x00\x00\x1c'; gunzip -c "$FMNIST/t10k-images-idx3-ubyte.gz" | tail -c +17 | head -c $((200 * 784)); } | gzip >"$TMP/img.gz"
 { printf '\x00\x00\x08\x01\x00\x00\x00\xc8'; gunzip -c "$FMNIST/t10k-labels-idx1-ubyte.gz" | tail -c +9 | head -c 200; } | gzip >"$TMP/lbl.gz"
@@ -169,6 +169,14 @@ timeout 10 cat <&3 >/dev/null
 t1=$(date +%s)
 exec 3<&-
 [ $((t1 - t0)) -le 6 ]; ok $? "a client that stops mid-headers is cut off after the timeout ($((t1 - t0)) s, --http-timeout 2)"
+
+# ---- per-address connection limit (3 here) ---------------------------------------------------------
+exec 4<>"/dev/tcp/127.0.0.1/$port" 5<>"/dev/tcp/127.0.0.1/$port" 6<>"/dev/tcp/127.0.0.1/$port"
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$BASE/healthz")
+exec 4<&- 5<&- 6<&-
+sleep 0.2
+code2=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/healthz")
+[ "$code" = 000 ] && [ "$code2" = 200 ]; ok $? "a 4th connection from one address is refused ($code), served again once they close ($code2)"
 
 # ---- the OpenAPI document matches the routes ------------------------------------------------------------
 http GET /v1/openapi.json

@@ -145,6 +145,12 @@ TARGET=label
 http POST /v1/jobs "${J[@]}" -d "$(TARGET=label spec "$mbig" "$big" 500)"
 long=$(echo "$BODY" | jq -r .id)
 wait_state "$long" running; ok $? "a long job is running"
+for i in $(seq 1 100); do
+        http GET "/v1/jobs/$long"
+        echo "$BODY" | jq -e '.progress.batch > 0 and .progress.epochs == 500 and (.progress | has("eta_seconds"))' >/dev/null && break
+        sleep 0.1
+done
+echo "$BODY" | jq -e '.progress.batch > 0' >/dev/null; ok $? "GET shows live progress: $(echo "$BODY" | jq -c '.progress | {epoch, batch, batches, eta_seconds}')"
 http DELETE "/v1/datasets/$big"
 envelope 409 conflict; ok $? "DELETE a dataset a running job uses -> 409"
 http DELETE "/v1/models/$mbig"

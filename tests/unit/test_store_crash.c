@@ -71,7 +71,7 @@ int main(void) {
         struct store *s = NULL;
         struct refs r;
         static struct ack acks[MAX_ACKS];
-        char *dir = tmpdir_make("crash");
+        char *dir = tmpdir_make_on("crash", true);
 
         if (store_open(dir, &s, &err) < 0) {
                 printf("Bail out! %s\n", err.message);
