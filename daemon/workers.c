@@ -69,7 +69,7 @@ struct worker {
         int progress_slot;
         const char *final_state; /* for api_metrics_job_finish */
         unsigned batch_size;
-        int64_t batches_counted;
+        int64_t batches_counted, batches_per_epoch;
 };
 
 struct workers {
@@ -157,6 +157,13 @@ static int cb_event(void *userdata, const json_t *event) {
                 if (epoch <= w->max_epoch_recorded)
                         return 0; /* re-run after a resume: already in the stream */
                 w->max_epoch_recorded = epoch;
+                /* progress is rate-limited: count the epoch's last batches now */
+                int64_t end = (int64_t)epoch * w->batches_per_epoch;
+                if (w->batches_per_epoch > 0 && w->batches_counted >= 0 && end > w->batches_counted) {
+                        api_metrics_job_progress(w->job_id, (unsigned)epoch,
+                                                 (uint64_t)(end - w->batches_counted) * w->batch_size, NAN);
+                        w->batches_counted = end;
+                }
                 api_metrics_job_epoch(w->job_id, (unsigned)epoch,
                                       json_number_value(json_object_get(event, "train_loss")));
         }
@@ -181,8 +188,11 @@ static void cb_progress(void *userdata, const json_t *progress) {
         json_int_t batch = json_integer_value(json_object_get(progress, "batch"));
         json_int_t batches = json_integer_value(json_object_get(progress, "batches"));
         int64_t done = (int64_t)(epoch - 1) * batches + batch;
-        int64_t delta = w->batches_counted >= 0 && done > w->batches_counted ? done - w->batches_counted : 0;
-        w->batches_counted = done;
+        if (w->batches_counted < 0) /* first report of this run: a resumed job starts at an epoch boundary */
+                w->batches_counted = (int64_t)(epoch - 1) * batches;
+        int64_t delta = done > w->batches_counted ? done - w->batches_counted : 0;
+        w->batches_counted = FT_MAX(w->batches_counted, done);
+        w->batches_per_epoch = batches;
         const json_t *loss = json_object_get(progress, "train_loss"); /* null before the first batch */
         api_metrics_job_progress(w->job_id, (unsigned)epoch, (uint64_t)delta * w->batch_size,
                                  json_is_number(loss) ? json_number_value(loss) : NAN);
@@ -549,6 +559,7 @@ static void run_job(struct worker *w, struct store_job *job) {
         w->final_state = "lost";
         w->batch_size = spec.hyperparameters.batch_size;
         w->batches_counted = -1; /* the first progress report sets the baseline (a resumed job) */
+        w->batches_per_epoch = 0;
         r = load_dataset(w, job->training_file, &spec, &train, &err);
         if (r == 0 && job->validation_file[0])
                 r = load_dataset(w, job->validation_file, &spec, &val, &err);
