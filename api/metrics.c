@@ -322,7 +322,17 @@ static void render_http(struct out *o) {
         }
 }
 
+/* The last complete window's rate; the open window's while there is none yet
+ * or when the job has stopped reporting (so a stalled job drops to 0). */
+static double job_rate(const struct running_job *j, double now) {
+        double open = now - j->window_start;
+        if (j->samples_per_second > 0 && open < 2 * API_METRICS_RATE_WINDOW_S)
+                return j->samples_per_second;
+        return open >= 0.25 ? (double)j->window_samples / open : j->samples_per_second;
+}
+
 static void render_jobs(struct out *o) {
+        double now = ft_now_monotonic();
         char e[160], nb[32];
         if (reg.n_states > 0) {
                 header(o, "finetuned_jobs", "gauge", "Jobs in the store, by state.");
@@ -352,7 +362,7 @@ static void render_jobs(struct out *o) {
         double total_rate = 0;
         for (size_t i = 0; i < ARRAY_SIZE(reg.running); i++)
                 if (reg.running[i].used)
-                        total_rate += reg.running[i].samples_per_second;
+                        total_rate += job_rate(&reg.running[i], now);
         header(o, "finetuned_training_samples_per_second", "gauge",
                "Training throughput of all running jobs, over the last few seconds.");
         put(o, "finetuned_training_samples_per_second %s\n", num(total_rate, nb));
@@ -374,7 +384,7 @@ static void render_jobs(struct out *o) {
                         double v = m == 0   ? j->epoch
                                    : m == 1 ? j->epochs_total
                                    : m == 2 ? j->loss
-                                            : j->samples_per_second;
+                                            : job_rate(j, now);
                         put(o, "%s{job=\"%s\"} %s\n", per_job[m].name, esc(j->id, e, sizeof(e)), num(v, nb));
                 }
         }

@@ -20,7 +20,7 @@
 
 #define API_METRICS_MAX_RUNNING 64 /* running jobs shown with per-job series */
 #define API_METRICS_MAX_HTTP_SERIES 512
-#define API_METRICS_RATE_WINDOW_S 2.0 /* samples/s is measured over windows at least this long */
+#define API_METRICS_RATE_WINDOW_S 1.0 /* samples/s is measured over windows at least this long */
 
 /* A static string for a request method: one of GET HEAD POST PUT PATCH
  * DELETE OPTIONS, else "other". */

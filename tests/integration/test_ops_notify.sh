@@ -47,7 +47,7 @@ n0=$(grep -c '^WATCHDOG=1$' "$NLOG")
 sleep 1
 n1=$(grep -c '^WATCHDOG=1$' "$NLOG")
 [ $((n1 - n0)) -ge 4 ]; ok $? "WATCHDOG=1 keeps coming while the daemon makes progress ($((n1 - n0)) in 1 s)"
-grep -q '^STATUS=listening on http://.*; 0 running$' "$NLOG"; ok $? "STATUS= reports the running jobs: $(grep '^STATUS=' "$NLOG" | tail -n1)"
+grep -Eq "^STATUS=listening on http://.*; (0 queued, )?0 running$" "$NLOG"; ok $? "STATUS= reports the running jobs: $(grep '^STATUS=' "$NLOG" | tail -n1)"
 
 # A stopped process stops pinging (the pings come from its own main loop).
 kill -STOP "$DAEMON_PID"; sleep 0.2
