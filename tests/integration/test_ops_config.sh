@@ -2,7 +2,8 @@
 # test_ops_config.sh - the configuration file on the real binary: the daemon
 # runs with what the file says, flags and FINETUNED_* beat the file,
 # $CONFIGURATION_DIRECTORY is searched, and `serve --check-config` prints the
-# effective settings or rejects a bad file naming FILE:LINE:COL, exit 1.
+# effective settings or rejects a bad file naming FILE:LINE:COL, exit 1;
+# SIGHUP re-reads --token-file.
 . "$(dirname "$0")/lib.sh"
 
 state="$TMP/state"
@@ -72,5 +73,23 @@ echo "secret-token-$RANDOM$RANDOM" >"$TMP/token"; chmod 644 "$TMP/token"
 chmod 600 "$TMP/token"
 "$FINETUNED" serve --config '' --token-file "$TMP/token" --check-config >"$TMP/out" 2>&1; ok $? "a 0600 token file passes"
 ! grep -q secret-token "$TMP/out"; ok $? "the token itself is never printed"
+
+# SIGHUP re-reads the token file; a bad new file keeps the old token.
+newtok() { head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+t1=$(newtok); t2=$(newtok)
+printf '%s\n' "$t1" >"$TMP/tok"; chmod 600 "$TMP/tok"
+start_daemon "$TMP/state-auth" --config '' --token-file "$TMP/tok"; ok $? "daemon starts with a token file"
+code() { curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $1" "$BASE/v1/version"; }
+[ "$(code "$t1")" = 200 ] && [ "$(code "$t2")" = 401 ]; ok $? "the first token works, another does not"
+printf '%s\n' "$t2" >"$TMP/tok"
+kill -HUP "$DAEMON_PID"
+for i in $(seq 1 50); do [ "$(code "$t2")" = 200 ] && break; sleep 0.05; done
+[ "$(code "$t2")" = 200 ] && [ "$(code "$t1")" = 401 ]; ok $? "after SIGHUP the new token works and the old one is refused"
+printf 'short\n' >"$TMP/tok"
+kill -HUP "$DAEMON_PID"
+for i in $(seq 1 50); do grep -q "keeping the old token" "$LOG" && break; sleep 0.05; done
+grep -q "keeping the old token" "$LOG" && [ "$(code "$t2")" = 200 ]; ok $? "a bad token file on SIGHUP keeps the old token: $(grep -o 'keeping the old token.*' "$LOG" | head -n1)"
+! grep -q "$t1\|$t2" "$LOG"; ok $? "no token ever reaches the log"
+stop_daemon; ok $? "stops"
 
 done_testing
