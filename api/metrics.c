@@ -32,6 +32,7 @@ struct running_job {
         char id[64];
         unsigned epoch, epochs_total;
         double loss; /* NAN until the first report */
+        bool rate_started; /* the first progress report opens the first window */
         double window_start;
         uint64_t window_samples;
         double samples_per_second;
@@ -156,7 +157,13 @@ void api_metrics_job_progress(const char *job_id, unsigned epoch, uint64_t sampl
                 j->epoch = epoch;
                 if (!isnan(loss))
                         j->loss = loss;
-                j->window_samples += samples;
+                if (!j->rate_started) {
+                        /* when these samples started is unknown (loading, building the model) */
+                        j->rate_started = true;
+                        j->window_start = now;
+                } else {
+                        j->window_samples += samples;
+                }
                 if (now - j->window_start >= API_METRICS_RATE_WINDOW_S) {
                         j->samples_per_second = (double)j->window_samples / (now - j->window_start);
                         j->window_start = now;
@@ -328,7 +335,9 @@ static double job_rate(const struct running_job *j, double now) {
         double open = now - j->window_start;
         if (j->samples_per_second > 0 && open < 2 * API_METRICS_RATE_WINDOW_S)
                 return j->samples_per_second;
-        return open >= 0.25 ? (double)j->window_samples / open : j->samples_per_second;
+        if (open > 0 && j->window_samples > 0)
+                return (double)j->window_samples / open;
+        return open < 2 * API_METRICS_RATE_WINDOW_S ? j->samples_per_second : 0;
 }
 
 static void render_jobs(struct out *o) {
