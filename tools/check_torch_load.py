@@ -7,7 +7,7 @@ Reads the files tests/unit/test_model_io.c leaves in the build directory
 the matching torch module strictly, and compares its logits with the committed
 PyTorch fixtures. Not for: CI (tests never need Python); run it by hand after
 `meson test -C build model_io`:
-    /usr/bin/python3 tools/check_torch_load.py build/tests
+    /usr/bin/python3 tools/check_torch_load.py build
 """
 import json
 import os
@@ -55,7 +55,7 @@ def check(label, module, saved, io_name, x=None):
 
 
 def main():
-    d = sys.argv[1] if len(sys.argv) > 1 else "build/tests"
+    d = sys.argv[1] if len(sys.argv) > 1 else "build"
     good = True
     mlp = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 3))
     good &= check("mlp", mlp, os.path.join(d, "saved_mlp.safetensors"), "mlp_io.safetensors")
