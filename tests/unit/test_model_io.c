@@ -242,6 +242,22 @@ static void test_head(void) {
                 in = in && fabsf(tensor_f32(hb)[i]) <= bound;
         ok(hw->shape[0] == 5 && in && mx > bound / 2 && mn < -bound / 2,
            "the new head is U(-1/sqrt(12), 1/sqrt(12)) as nn.Linear initialises it");
+        /* for tools/check_torch_load.py: this model (a head finetuned made) and the logits finetuned computes */
+        struct st_file *io = NULL;
+        if (st_file_open(FIXTURES "/mlp_io.safetensors", 0, &io, &err) == 0) {
+                float x[32], y[20];
+                st_tensor_read_f32(io, st_file_find(io, "x"), x, 32, &err);
+                const float *out = forward(m, x, 4);
+                if (out)
+                        memcpy(y, out, sizeof(y));
+                struct st_tensor t[] = {
+                        {.name = "x", .dtype = ST_DTYPE_F32, .ndim = 2, .shape = {4, 8}, .data = x},
+                        {.name = "logits", .dtype = ST_DTYPE_F32, .ndim = 2, .shape = {4, 5}, .data = y}};
+                ok(out && st_model_save("saved_mlp_head5.safetensors", m, NULL, NULL, 0, &err) == 0 &&
+                           st_write("saved_mlp_head5_io.safetensors", t, 2, NULL, 0, &err) == 0,
+                   "save the head-replaced model and its logits");
+                st_file_free(io);
+        }
         st_load_report_deinit(&rep);
         model_free(m);
         /* the body must match for a head swap: a different hidden size is still refused */
