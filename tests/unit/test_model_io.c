@@ -177,6 +177,22 @@ static void test_resnet18(void) {
                 spread = fmaxf(spread, fabsf(want[i] - want[10 + i]));
         ok(spread > 0.5f, "the two inputs' logits differ (%.2f): the check sees the whole network", spread);
         ok(st_model_save(path, m, NULL, NULL, 0, &err) == 0, "save resnet18 for tools/check_torch_load.py");
+        /* fine-tuning torchvision's resnet18 to 5 classes on gray images: new fc, conv1 summed to 1 channel */
+        struct model *ft = preset("resnet18", "{\"num_classes\": 5, \"in_channels\": 1, \"input_size\": [64, 64]}");
+        struct st_load_report rep = {0};
+        struct st_load_options o = {.replace_head = true, .adapt_input = true, .seed = 1};
+        ok(ft && st_model_load(ft, w, NULL, &rep, &err) < 0 && strstr(rep.mismatch, "conv1.weight") &&
+                   strstr(rep.mismatch, "fc.weight is [10, 512] in the file, [5, 512] in the model"),
+           "resnet18 with 5 classes and 1 channel: strict load names conv1.weight and fc.weight");
+        st_load_report_deinit(&rep);
+        ft_error_clear(&err);
+        ok(ft && st_model_load(ft, w, &o, &rep, &err) == 0 && rep.head_replaced && strcmp(rep.head, "fc") == 0 &&
+                   rep.input_adapted && strcmp(rep.input_conv, "conv1.weight") == 0 &&
+                   rep.loaded == model_tensor_count(ft) - 2,
+           "with replace_head and adapt_input: fc re-initialised, conv1 adapted 3 -> 1, the rest loaded: %s",
+           err.message);
+        st_load_report_deinit(&rep);
+        model_free(ft);
         st_file_free(w);
         free(bytes);
         free(x);
