@@ -10,6 +10,8 @@
 #include "compute/model.h"
 #include "compute/optim.h"
 #include "compute/tensor.h"
+#include "compute/data.h"
+#include "compute/safetensors.h"
 
 struct compute_runtime_info {
         char onednn_version[32]; /* "2.6.3" */
