@@ -543,7 +543,7 @@ int train_main(int argc, char **argv) {
                 goto out;
         }
 
-        struct sigaction sa = {.sa_handler = on_signal};
+        struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
         sigemptyset(&sa.sa_mask);
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
