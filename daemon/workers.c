@@ -76,10 +76,14 @@ struct workers {
 
 /* ---- the change notifier ---------------------------------------------------------- */
 
+/* The notifier runs on the writer's thread: a worker's own writes (events,
+ * progress) are not news to it, and skipping them saves a heartbeat commit. */
 static void on_change(const char *job_id, void *userdata) {
         struct workers *pool = userdata;
         for (unsigned i = 0; i < pool->n; i++) {
                 struct worker *w = &pool->w[i];
+                if (w->started && pthread_equal(w->thread, pthread_self()))
+                        continue;
                 pthread_mutex_lock(&w->lock);
                 if (w->job_id[0] && (!job_id || strcmp(job_id, w->job_id) == 0))
                         atomic_store(&w->check, true);
