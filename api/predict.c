@@ -69,7 +69,8 @@ static int build_input(const json_t *body, const struct model *m, struct dataset
                         return -ENOMEM;
         } else {
                 const json_t *shape = json_object_get(body, "image_shape");
-                size_t c = nd == 3 ? (size_t)in[0] : 1, h = nd == 3 ? (size_t)in[1] : 0, w = nd == 3 ? (size_t)in[2] : 0;
+                size_t c = nd == 3 ? (size_t)in[0] : 1, h = nd == 3 ? (size_t)in[1] : 0,
+                       w = nd == 3 ? (size_t)in[2] : 0;
                 if (shape) {
                         c = (size_t)json_integer_value(json_array_get(shape, 0));
                         h = (size_t)json_integer_value(json_array_get(shape, 1));
