@@ -84,4 +84,20 @@ http GET "/v1/jobs/$job2/events?limit=1000"
 [ "$(echo "$BODY" | jq -c '[.data[] | select(.type == "epoch") | .data.epoch]')" = "$(seq -s, 1 $EPOCHS | sed 's/^/[/; s/$/]/')" ]
 ok $? "after SIGTERM + restart it finishes with every epoch once"
 stop_daemon; ok $? "clean stop"
+
+# ---- two workers run two jobs at once ----------------------------------------------------------------
+start_daemon "$state" --workers 2 --threads 1
+short=$(echo "$spec" | jq -c '.hyperparameters.epochs = 8')
+http POST /v1/jobs "${J[@]}" -d "$short"; a=$(echo "$BODY" | jq -r .id)
+http POST /v1/jobs "${J[@]}" -d "$short"; b=$(echo "$BODY" | jq -r .id)
+both=0
+for i in $(seq 1 200); do
+        [ "$(curl -s "$BASE/v1/jobs?state=running" | jq '.data | length')" = 2 ] && { both=1; break; }
+        sleep 0.02
+done
+[ $both = 1 ]; ok $? "--workers 2: two jobs running at the same time"
+wait_state "$a" succeeded failed && wait_state "$b" succeeded failed
+[ "$(curl -s "$BASE/v1/jobs/$a" | jq -r .state)$(curl -s "$BASE/v1/jobs/$b" | jq -r .state)" = succeededsucceeded ]
+ok $? "both succeed"
+stop_daemon; ok $? "clean stop"
 done_testing
