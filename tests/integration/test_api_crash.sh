@@ -9,7 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 
 J=(-H 'Content-Type: application/json')
-EPOCHS=30
+EPOCHS=16
 awk 'BEGIN { print "a,b,c,d,label"; s = 3;
         for (i = 0; i < 2000; i++) { s = (s * 1103515245 + 12345) % 2147483648; v = s / 2147483648;
                 printf "%.4f,%.4f,%.4f,%.4f,%d\n", v, 1 - v, v * v, i % 7 / 7, (v > 0.5) } }' >"$TMP/big.csv"
