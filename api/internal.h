@@ -66,3 +66,7 @@ struct api_route {
 extern const struct api_route api_routes[];
 extern const size_t api_routes_count;
 enum MHD_Result api_dispatch(struct api_request *req);
+
+/* The embedded dashboard (static.c): GET / and GET /static/{name}. */
+enum MHD_Result api_static_index(struct api_request *req);
+enum MHD_Result api_static_file(struct api_request *req);

@@ -21,6 +21,8 @@ static enum MHD_Result handle_version(struct api_request *req) {
 const struct api_route api_routes[] = {
         {"GET", "/healthz", handle_healthz},
         {"GET", "/v1/version", handle_version},
+        {"GET", "/", api_static_index},
+        {"GET", "/static/{name}", api_static_file},
 };
 const size_t api_routes_count = ARRAY_SIZE(api_routes);
 
