@@ -546,11 +546,18 @@
                 return dl;
         }
 
+        /* Scalar metrics, with one level of nesting flattened: macro_avg.f1. */
         function metricsTable(metrics) {
                 const rows = [];
-                for (const [k, v] of Object.entries(metrics || {}))
+                const row = (k, v) => rows.push(h('tr', {}, h('th', {scope: 'row'}, k), h('td', {class: 'num'}, fmtNum(v))));
+                for (const [k, v] of Object.entries(metrics || {})) {
                         if (isNum(v))
-                                rows.push(h('tr', {}, h('th', {scope: 'row'}, k), h('td', {class: 'num'}, fmtNum(v))));
+                                row(k, v);
+                        else if (v && typeof v === 'object' && !Array.isArray(v) && k !== 'confusion_matrix')
+                                for (const [k2, v2] of Object.entries(v))
+                                        if (isNum(v2))
+                                                row(k + '.' + k2, v2);
+                }
                 if (!rows.length)
                         return null;
                 return h('table', {id: 'final-metrics'}, h('caption', {class: 'sr-only'}, 'Final metrics'),
@@ -559,7 +566,9 @@
         }
 
         function classNames(metrics, n) {
-                const names = metrics.classes || metrics.class_names || metrics.labels;
+                const cm = metrics.confusion_matrix;
+                const names = (cm && !Array.isArray(cm) && cm.labels) || metrics.class_names || metrics.labels ||
+                              (Array.isArray(metrics.classes) ? metrics.classes.map((c) => (c && c.name !== undefined ? c.name : c)) : null);
                 const out = [];
                 for (let i = 0; i < n; i++)
                         out.push(Array.isArray(names) && names[i] !== undefined ? String(names[i]) : String(i));
@@ -585,11 +594,13 @@
         }
 
         function confusionTable(metrics) {
-                const m = metrics.confusion_matrix || metrics.confusion;
+                /* {"labels": [...], "matrix": [[...]]} or a bare matrix; rows are true classes */
+                const cm = metrics.confusion_matrix || metrics.confusion;
+                const m = cm && !Array.isArray(cm) ? cm.matrix : cm;
                 if (!Array.isArray(m) || !m.length)
                         return null;
                 let names = classNames(metrics, m.length);
-                if (!(metrics.classes || metrics.class_names || metrics.labels) && Array.isArray(metrics.per_class))
+                if (!(cm.labels || metrics.class_names) && Array.isArray(metrics.per_class))
                         names = metrics.per_class.map((r, i) => String(r.class !== undefined ? r.class : r.name !== undefined ? r.name : i));
                 const max = Math.max(1, ...m.map((row) => Math.max(...row.map((v) => (isNum(v) ? v : 0)))));
                 return h('table', {class: 'confusion', id: 'confusion-matrix'},
@@ -966,7 +977,7 @@
         async function uploadDataset(file, labels) {
                 if (labels) {
                         const fd = new FormData();
-                        fd.append('file', file, file.name);
+                        fd.append('images', file, file.name);
                         fd.append('labels', labels, labels.name);
                         return api('POST', '/v1/datasets?name=' + encodeURIComponent(file.name), {body: fd});
                 }
@@ -985,7 +996,8 @@
                 modelSelect.value = 'preset:mlp';
                 const upload = h('input', {type: 'file', accept: '.csv,.idx,.gz,.ubyte,text/csv'});
                 const uploadLabels = h('input', {type: 'file', accept: '.idx,.gz,.ubyte'});
-                const target = h('input', {type: 'text', value: 'label', list: 'target-columns', autocomplete: 'off'});
+                const target = h('input', {type: 'text', value: '', placeholder: 'the last column', list: 'target-columns',
+                                           autocomplete: 'off'});
                 const columns = h('datalist', {id: 'target-columns'});
                 const f = {
                         training_file: dsSelect,
@@ -997,19 +1009,23 @@
                         task_type: select(['classification', 'regression'], 'classification'),
                         target,
                         epochs: numInput(10, {min: 1, max: 10000, step: 1}),
-                        batch_size: numInput(64, {min: 1, max: 65536, step: 1}),
+                        batch_size: numInput(32, {min: 1, max: 65536, step: 1}),
                         learning_rate: numInput(0.001, {min: 0}),
-                        optimizer: select(['adam', 'adamw', 'sgd'], 'adam'),
+                        optimizer: select(['adam', 'adamw', 'sgd', 'momentum', 'nesterov', 'gd'], 'adam'),
                         momentum: numInput(0.9, {min: 0, max: 1}),
                         weight_decay: numInput(0, {min: 0}),
                         schedule: select(['cosine', 'constant', 'step', 'linear'], 'cosine'),
+                        label_smoothing: numInput(0, {min: 0, max: 1}),
                         warmup_epochs: numInput(0, {min: 0, step: 1}),
-                        strategy: select([['full', 'full (train everything)'], ['linear_probe', 'linear probe (head only)'],
-                                          ['freeze', 'freeze the listed layers']], 'full'),
+                        strategy: select([['full', 'full: every parameter trains'],
+                                          ['partial', 'partial: freeze / trainable patterns'],
+                                          ['layerwise', 'layerwise: learning rate decays with depth']], 'full'),
                         freeze: h('input', {type: 'text', placeholder: 'conv1.*, layer1.*'}),
+                        trainable: h('input', {type: 'text', placeholder: 'fc.*'}),
                         train_batchnorm: h('input', {type: 'checkbox', checked: true}),
-                        layer_decay: h('input', {type: 'number', step: 'any', min: 0, max: 1, placeholder: 'off'}),
-                        es_metric: select([['', 'off'], 'val_loss', 'val_accuracy', 'val_f1'], ''),
+                        layer_decay: numInput(0.75, {min: 0, max: 1}),
+                        es_metric: select([['', 'off'], 'val_loss', 'val_accuracy', 'val_f1', 'val_precision', 'val_recall',
+                                           'val_mse', 'val_rmse', 'val_mae', 'val_r2', 'train_loss'], ''),
                         patience: numInput(3, {min: 1, step: 1}),
                         min_delta: numInput(0, {min: 0}),
                         standardize: h('input', {type: 'checkbox', checked: true}),
@@ -1029,20 +1045,22 @@
                         h('fieldset', {}, h('legend', {}, 'Model and task'),
                           field('model', 'Base model or preset', f.model),
                           field('task.type', 'Task', f.task_type),
-                          field('task.target', 'Target column', f.target, 'CSV column holding the label'), columns),
+                          field('task.target', 'Target column', f.target, 'CSV column holding the label or value'), columns),
                         h('fieldset', {}, h('legend', {}, 'Hyperparameters'),
                           field('hyperparameters.epochs', 'Epochs', f.epochs),
                           field('hyperparameters.batch_size', 'Batch size', f.batch_size),
                           field('hyperparameters.learning_rate', 'Learning rate', f.learning_rate),
                           field('hyperparameters.optimizer', 'Optimizer', f.optimizer),
-                          field('hyperparameters.momentum', 'Momentum (SGD)', f.momentum),
+                          field('hyperparameters.momentum', 'Momentum', f.momentum, 'momentum and nesterov optimizers'),
                           field('hyperparameters.weight_decay', 'Weight decay', f.weight_decay),
                           field('hyperparameters.schedule', 'Learning-rate schedule', f.schedule),
-                          field('hyperparameters.warmup_epochs', 'Warm-up epochs', f.warmup_epochs)),
+                          field('hyperparameters.warmup_epochs', 'Warm-up epochs', f.warmup_epochs),
+                          field('hyperparameters.label_smoothing', 'Label smoothing', f.label_smoothing)),
                         h('fieldset', {}, h('legend', {}, 'Strategy'),
                           field('strategy.type', 'Strategy', f.strategy),
-                          field('strategy.freeze', 'Frozen parameters', f.freeze, 'comma-separated name patterns'),
-                          field('strategy.layer_decay', 'Layer-wise LR decay', f.layer_decay, 'empty: off'),
+                          field('strategy.freeze', 'Frozen parameters (partial)', f.freeze, 'comma-separated name patterns'),
+                          field('strategy.trainable', 'Trainable parameters (partial)', f.trainable, 'comma-separated name patterns'),
+                          field('strategy.layer_decay', 'Layer decay (layerwise)', f.layer_decay, 'learning rate × decay per layer from the top'),
                           field('strategy.train_batchnorm', 'Train batch-norm layers', f.train_batchnorm)),
                         h('fieldset', {}, h('legend', {}, 'Early stopping, preprocessing, seed'),
                           field('early_stopping.metric', 'Early stopping on', f.es_metric),
@@ -1059,7 +1077,7 @@
                 const datasets = new Map();
                 function showColumns() {
                         const ds = datasets.get(dsSelect.value);
-                        const cols = ((ds && ds.schema && ds.schema.columns) || []).map((c) => (typeof c === 'string' ? c : c.name));
+                        const cols = datasetColumns(ds);
                         columns.replaceChildren(...cols.map((c) => h('option', {value: c})));
                 }
                 dsSelect.addEventListener('change', showColumns);
@@ -1113,7 +1131,10 @@
                                 let model = modelSelect.value;
                                 if (model.startsWith('preset:')) {
                                         try {
-                                                const m = await api('POST', '/v1/models', {json: {preset: model.slice(7), dataset: training}});
+                                                const preset = model.slice(7);
+                                                const m = await api('POST', '/v1/models', {json: {
+                                                        name: preset + ' for ' + training, preset,
+                                                        config: presetConfig(preset, datasets.get(training), f.task_type.value)}});
                                                 model = m.id;
                                         } catch (e) {
                                                 if (e instanceof ApiError)
@@ -1124,7 +1145,7 @@
                                 const spec = {
                                         model,
                                         training_file: training,
-                                        task: {type: f.task_type.value, target: f.target.value.trim()},
+                                        task: {type: f.task_type.value},
                                         preprocess: {standardize: f.standardize.checked, shuffle: f.shuffle.checked, dropna: f.dropna.checked},
                                         hyperparameters: {
                                                 epochs: num(f.epochs), batch_size: num(f.batch_size),
@@ -1135,16 +1156,22 @@
                                         strategy: {type: f.strategy.value, train_batchnorm: f.train_batchnorm.checked},
                                         seed: num(f.seed),
                                 };
-                                if (f.optimizer.value === 'sgd')
+                                if (f.target.value.trim())
+                                        spec.task.target = f.target.value.trim();
+                                if (f.optimizer.value === 'momentum' || f.optimizer.value === 'nesterov')
                                         spec.hyperparameters.momentum = num(f.momentum);
+                                if (num(f.label_smoothing))
+                                        spec.hyperparameters.label_smoothing = num(f.label_smoothing);
                                 if (valSelect.value)
                                         spec.validation_file = valSelect.value;
                                 else
                                         spec.validation_split = num(f.validation_split);
-                                const freeze = f.freeze.value.split(',').map((s) => s.trim()).filter(Boolean);
-                                if (freeze.length)
-                                        spec.strategy.freeze = freeze;
-                                if (f.layer_decay.value !== '')
+                                const globs = (el) => el.value.split(',').map((x) => x.trim()).filter(Boolean);
+                                if (globs(f.freeze).length)
+                                        spec.strategy.freeze = globs(f.freeze);
+                                if (globs(f.trainable).length)
+                                        spec.strategy.trainable = globs(f.trainable);
+                                if (f.strategy.value === 'layerwise' && f.layer_decay.value !== '')
                                         spec.strategy.layer_decay = num(f.layer_decay);
                                 if (f.es_metric.value)
                                         spec.early_stopping = {metric: f.es_metric.value, patience: num(f.patience), min_delta: num(f.min_delta)};
@@ -1166,22 +1193,56 @@
         }
 
         /* -- datasets -- */
+        const schemaOf = (d) => (d && (d.schema || d.summary)) || {};
+        function numClasses(s) {
+                return isNum(s.num_classes) ? s.num_classes : Array.isArray(s.classes) ? s.classes.length : isNum(s.classes) ? s.classes : 0;
+        }
         function schemaSummary(d) {
-                const s = d.schema || {};
+                const s = schemaOf(d);
                 const parts = [];
                 if (s.format || d.format)
                         parts.push(s.format || d.format);
                 if (isNum(s.rows))
                         parts.push(s.rows + ' rows');
-                if (Array.isArray(s.image_shape || s.shape))
-                        parts.push('images ' + (s.image_shape || s.shape).join('×'));
-                if (isNum(s.classes) || Array.isArray(s.classes))
-                        parts.push((Array.isArray(s.classes) ? s.classes.length : s.classes) + ' classes');
+                if (isNum(s.features))
+                        parts.push(s.features + ' features');
+                if (Array.isArray(s.image_shape))
+                        parts.push('images ' + s.image_shape.join('×'));
+                if (s.task)
+                        parts.push(s.task);
+                if (numClasses(s))
+                        parts.push(numClasses(s) + ' classes');
                 return parts.join(' · ');
         }
+        /* The CSV's columns: features then the target. */
+        function datasetColumns(d) {
+                const s = schemaOf(d);
+                const cols = (s.feature_names || s.columns || []).map((c) => (typeof c === 'string' ? c : c.name));
+                if (s.target && !cols.includes(s.target))
+                        cols.push(s.target);
+                return cols;
+        }
         function columnsText(d) {
-                const cols = (d.schema && d.schema.columns) || [];
-                return cols.map((c) => (typeof c === 'string' ? c : c.name + (c.type ? ': ' + c.type : ''))).join(', ');
+                const s = schemaOf(d), parts = [];
+                const feats = (s.feature_names || []).join(', ');
+                if (feats)
+                        parts.push(feats);
+                if (s.target)
+                        parts.push('target: ' + s.target);
+                if (Array.isArray(s.classes) && s.classes.length)
+                        parts.push('classes: ' + s.classes.map((c) => (c && c.name !== undefined ? c.name + ' (' + c.count + ')' : c)).join(', '));
+                return parts.join(' · ');
+        }
+        /* A preset's config from the dataset it will train on (compute/model.h presets). */
+        function presetConfig(preset, d, task) {
+                const s = schemaOf(d);
+                const outputs = task === 'regression' ? 1 : numClasses(s) || 2;
+                const shape = Array.isArray(s.image_shape) ? s.image_shape : null; /* [C, H, W] */
+                if (preset === 'mlp')
+                        return {inputs: shape ? shape[0] * shape[1] * shape[2] : s.features || 1, outputs, hidden: [64]};
+                if (preset === 'cnn')
+                        return {in_channels: shape ? shape[0] : 1, input_size: shape ? [shape[1], shape[2]] : [28, 28], outputs};
+                return {num_classes: outputs, in_channels: shape ? shape[0] : 3, input_size: shape ? [shape[1], shape[2]] : [224, 224]};
         }
 
         function viewDatasets() {

@@ -95,8 +95,8 @@ async function main() {
                 [...document.querySelectorAll('#job-form [data-param]')].map((el) => [el.dataset.param,
                         el.type === 'checkbox' ? el.checked : el.value])));
         ok(defaults['hyperparameters.epochs'] === '10' && defaults['hyperparameters.learning_rate'] === '0.001' &&
-           defaults['hyperparameters.batch_size'] === '64' && defaults['strategy.type'] === 'full' &&
-           defaults['task.target'] === 'label', 'submit form: defaults filled in', defaults);
+           defaults['hyperparameters.batch_size'] === '32' && defaults['strategy.type'] === 'full' &&
+           defaults['task.target'] === '', 'submit form: defaults filled in', defaults);
 
         // A narrow window: nothing overflows sideways except inside scrolling table boxes.
         await page.setViewportSize({width: 390, height: 800});
