@@ -180,7 +180,9 @@
                         items.push(...data);
                         if (Array.isArray(page) || !page.has_more || !data.length || items.length >= max)
                                 return items;
-                        after = page.next_after || page.last_id || data[data.length - 1].id;
+                        const last = data[data.length - 1];
+                        after = page.next_after !== undefined && page.next_after !== null ? page.next_after :
+                                last.seq !== undefined ? last.seq : last.id;
                 }
         }
 
@@ -698,8 +700,9 @@
                                 h('tr', {'data-epoch': k}, cols.map((col) => h('td', {class: 'num'}, fmtNum(epochs.get(k)[col]))))));
                 }
 
-                function onEvent(ev) {
-                        const type = ev.type || ev.event;
+                /* ev: the event's data; sseType: its SSE "event:" name (the event type). */
+                function onEvent(ev, sseType) {
+                        const type = sseType || ev.type || ev.event;
                         const data = Object.assign({}, ev.data && typeof ev.data === 'object' ? ev.data : {}, ev);
                         if (type === 'epoch')
                                 onEpoch(data);
@@ -1304,7 +1307,7 @@
         /* -- models -- */
         function modelSource(m) {
                 const src = m.source || m.provenance || {};
-                const job = m.job_id || m.job || src.job_id || src.job;
+                const job = m.source_job || m.job_id || src.job_id || src.job;
                 if (job)
                         return h('span', {}, 'job ', h('a', {href: '#/jobs/' + encodeURIComponent(job), class: 'mono'}, job));
                 const kind = typeof src === 'string' ? src : src.type || src.kind;
@@ -1324,11 +1327,13 @@
                         const items = await listAll('/v1/models', 500);
                         tbody.replaceChildren(...items.map((m) => {
                                 const spec = m.spec || {};
-                                const arch = m.architecture || spec.preset || spec.type || m.preset || '—';
+                                const arch = spec.preset || spec.name || spec.type || m.preset ||
+                             (Array.isArray(spec.layers) ? spec.layers.length + ' layers' : '—');
                                 return h('tr', {'data-model': m.id},
                                          h('td', {class: 'mono'}, m.id), h('td', {}, m.name || '—'), h('td', {}, String(arch)),
                                          h('td', {}, modelSource(m)),
-                                         h('td', {class: 'num'}, fmtNum(m.parameters || m.num_params || m.params)),
+                                         h('td', {class: 'num'}, m.has_weights === false ? 'no weights' :
+                                           fmtNum(m.parameters || m.num_params || m.params)),
                                          h('td', {class: 'hide-narrow'}, fmtTime(m.created_at)),
                                          h('td', {},
                                            h('button', {type: 'button', 'aria-label': 'download weights of ' + m.id,
