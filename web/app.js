@@ -310,41 +310,74 @@
                 const p = jobProgress(job), hp = specOf(job).hyperparameters || job.hyperparameters || {};
                 return p.epochs || p.total_epochs || hp.epochs;
         }
-        /* The best validation metric so far: {name, value} or null. */
+        /* The metric a job is judged by: its early-stopping metric, else validation
+         * accuracy (classification) or R² (regression); and whether higher is better. */
+        function jobMetric(job) {
+                const spec = specOf(job), es = spec.early_stopping;
+                const name = (es && es.metric) ||
+                             ((spec.task && spec.task.type) === 'regression' ? 'val_r2' : 'val_accuracy');
+                return {name, max: !/loss|mse|mae|rmse/.test(name)};
+        }
+
+        /* Best validation metric per job from its epoch events, read incrementally
+         * (?after=last seq) so a poll costs one small request per running job. */
+        const bestCache = new Map(); /* id -> {after, best, final} */
+        async function jobBestUpdate(job) {
+                let c = bestCache.get(job.id);
+                if (!c) {
+                        c = {after: 0, best: null, final: false};
+                        bestCache.set(job.id, c);
+                }
+                if (c.final || job.state === 'queued')
+                        return;
+                const terminal = TERMINAL.has(job.state);
+                const metric = jobMetric(job);
+                for (let pages = 0; pages < 20; pages++) {
+                        const page = await api('GET', '/v1/jobs/' + encodeURIComponent(job.id) + '/events?limit=1000&after=' + c.after);
+                        const items = (page && page.data) || [];
+                        for (const e of items) {
+                                if (isNum(e.seq))
+                                        c.after = Math.max(c.after, e.seq);
+                                const d = e.data || {};
+                                if (e.type !== 'epoch' || !isNum(d[metric.name]))
+                                        continue;
+                                if (!c.best || (metric.max ? d[metric.name] > c.best.value : d[metric.name] < c.best.value))
+                                        c.best = {name: metric.name, value: d[metric.name], epoch: d.epoch};
+                        }
+                        if (!page || !page.has_more)
+                                break;
+                }
+                c.final = terminal;
+        }
         function jobBest(job) {
-                const p = jobProgress(job), m = job.metrics || {};
-                const best = job.best || p.best || null;
-                if (best && isNum(best.value))
-                        return {name: best.metric || best.name || 'best', value: best.value};
-                for (const k of ['best_val_f1', 'best_val_accuracy', 'best_val_metric', 'best_val_loss'])
-                        if (isNum(p[k]) || isNum(job[k]))
-                                return {name: k.replace(/^best_/, ''), value: isNum(p[k]) ? p[k] : job[k]};
-                for (const k of ['f1', 'accuracy', 'r2', 'mse'])
-                        if (isNum(m[k]))
-                                return {name: k, value: m[k]};
-                return null;
+                const c = bestCache.get(job.id);
+                return c ? c.best : null;
+        }
+
+        /* {frac, within, epoch, epochs, eta}: the run's fraction done and the current epoch's. */
+        function progressOf(job) {
+                const p = jobProgress(job), epochs = jobEpochs(job);
+                const epoch = isNum(p.epoch) ? p.epoch : 0;
+                let within = null, frac = 0;
+                if (isNum(p.batch) && p.batches)
+                        within = Math.min(1, p.batch / p.batches);
+                if (job.state === 'succeeded')
+                        frac = 1;
+                else if (isNum(p.step) && p.steps)
+                        frac = Math.min(1, p.step / p.steps);
+                else if (epochs)
+                        frac = Math.min(1, (Math.max(0, epoch - 1) + (within || 0)) / epochs);
+                const eta = isNum(p.eta_seconds) ? p.eta_seconds : isNum(p.eta_s) ? p.eta_s : null;
+                return {frac, within, epoch, epochs, eta};
         }
 
         function progressCell(job) {
-                const p = jobProgress(job), epochs = jobEpochs(job);
-                const epoch = isNum(p.epoch) ? p.epoch : 0;
-                let frac = 0;
-                if (job.state === 'succeeded')
-                        frac = 1;
-                else if (isNum(p.fraction))
-                        frac = p.fraction;
-                else if (epochs) {
-                        const within = isNum(p.step) && p.steps ? p.step / p.steps : 0;
-                        frac = Math.min(1, (Math.max(0, epoch - (within > 0 ? 1 : 0)) + within) / epochs);
-                        if (!within)
-                                frac = Math.min(1, epoch / epochs);
-                }
-                const eta = p.eta_seconds !== undefined ? p.eta_seconds : p.eta_s !== undefined ? p.eta_s : p.eta;
-                let text = epochs ? 'epoch ' + epoch + '/' + epochs : '';
-                if (!TERMINAL.has(job.state) && isNum(eta))
-                        text += (text ? ' · ' : '') + 'ETA ' + fmtDuration(eta);
-                const bar = h('progress', {max: 1, value: frac, 'aria-label': 'progress of job ' + job.id});
-                bar.value = frac;
+                const pr = progressOf(job);
+                let text = pr.epochs && job.state !== 'queued' ? 'epoch ' + pr.epoch + '/' + pr.epochs : '';
+                if (!TERMINAL.has(job.state) && isNum(pr.eta))
+                        text += (text ? ' · ' : '') + 'ETA ' + fmtDuration(pr.eta);
+                const bar = h('progress', {max: 1, 'aria-label': 'progress of job ' + job.id});
+                bar.value = pr.frac;
                 return h('div', {class: 'progress'}, bar, h('small', {}, text || (job.state === 'queued' ? 'waiting' : '')));
         }
 
@@ -495,7 +528,7 @@
                         c[4].textContent = jobDataset(job) || '—';
                         c[5].textContent = jobStrategy(job);
                         c[6].replaceChildren(progressCell(job));
-                        c[7].textContent = best ? best.name + ' ' + fmtNum(best.value) : '—';
+                        c[7].textContent = best ? best.name + ' ' + fmtNum(best.value) + ' (epoch ' + best.epoch + ')' : '—';
                         c[8].textContent = fmtTime(job.created_at || job.created);
                 }
                 const stop = every(POLL_MS, async () => {
@@ -503,6 +536,7 @@
                         const page = await api('GET', '/v1/jobs?limit=100' + q);
                         const jobs = (page && page.data) || [];
                         const seen = new Set();
+                        await Promise.all(jobs.map((job) => jobBestUpdate(job).catch(() => {})));
                         jobs.forEach((job, i) => {
                                 const r = rowFor(job);
                                 fill(r, job);
@@ -718,19 +752,18 @@
                 }
 
                 function renderProgress() {
-                        const p = jobProgress(job), total = jobEpochs(job);
-                        const epoch = isNum(p.epoch) ? p.epoch : job.state === 'succeeded' ? total : 0;
-                        epochBar.value = total ? Math.min(1, (job.state === 'succeeded' ? total : epoch) / total) : 0;
-                        epochText.textContent = total ? 'epoch ' + epoch + ' of ' + total : 'epochs';
-                        const steps = p.steps || p.steps_per_epoch || p.total_steps;
-                        stepBar.value = job.state === 'succeeded' ? 1 : steps && isNum(p.step) ? Math.min(1, p.step / steps) : 0;
-                        stepText.textContent = steps && isNum(p.step) ? 'step ' + p.step + ' of ' + steps + ' in this epoch' : 'within the epoch';
-                        const eta = p.eta_seconds !== undefined ? p.eta_seconds : p.eta_s;
+                        const pr = progressOf(job), p = jobProgress(job);
+                        epochBar.value = pr.frac;
+                        epochText.textContent = pr.epochs ? (job.state === 'succeeded' ? 'all ' + pr.epochs + ' epochs' :
+                                'epoch ' + pr.epoch + ' of ' + pr.epochs) : 'epochs';
+                        stepBar.value = job.state === 'succeeded' ? 1 : pr.within || 0;
+                        stepText.textContent = isNum(p.batch) && p.batches && !TERMINAL.has(job.state) ?
+                                'batch ' + p.batch + ' of ' + p.batches + ' in this epoch' : 'within the epoch';
                         const parts = [];
-                        if (!TERMINAL.has(job.state) && isNum(eta))
-                                parts.push('ETA ' + fmtDuration(eta));
-                        if (isNum(p.samples_per_sec))
-                                parts.push(fmtNum(p.samples_per_sec, 0) + ' samples/s');
+                        if (!TERMINAL.has(job.state) && isNum(pr.eta))
+                                parts.push('ETA ' + fmtDuration(pr.eta));
+                        if (isNum(p.train_loss) && !TERMINAL.has(job.state))
+                                parts.push('running train loss ' + fmtNum(p.train_loss));
                         if (job.attempt > 1)
                                 parts.push('attempt ' + job.attempt);
                         etaText.textContent = parts.join(' · ');
@@ -740,11 +773,13 @@
                         if (metricsLoaded || !job || job.state !== 'succeeded')
                                 return;
                         metricsLoaded = true;
-                        let metrics = job.metrics || {};
-                        if (!metrics.confusion_matrix && !metrics.per_class) {
+                        /* The metrics object itself, or the final "metrics" event wrapping it. */
+                        const unwrap = (m) => (m && m.metrics && typeof m.metrics === 'object' ? m.metrics : m) || {};
+                        let metrics = unwrap(job.metrics);
+                        if (!metrics.confusion_matrix && !metrics.per_class && !isNum(metrics.mse)) {
                                 try {
                                         const res = await api('GET', path + '/artifacts/metrics.json', {raw: true});
-                                        metrics = Object.assign({}, metrics, await res.json());
+                                        metrics = Object.assign({}, metrics, unwrap(await res.json()));
                                 } catch (e) {
                                         /* metrics.json missing: show what the job carries */
                                 }
