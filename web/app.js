@@ -211,8 +211,10 @@
         /* ---- server-sent events over fetch ------------------------------------ */
 
         /* Follow a job's event stream: replays everything after lastId, then
-         * pushes new events; reconnects with Last-Event-ID after a drop and
-         * stops after the terminal event. Returns {close()}. */
+         * pushes new events; reconnects with Last-Event-ID whenever the stream
+         * drops before the terminal status event, and stops after it.
+         * onEvent(data, type) gets each event's JSON data and its SSE name.
+         * Returns {close()}. */
         function followEvents(jobId, onEvent, onEnd) {
                 const ctl = new AbortController();
                 let lastId = null, closed = false, delay = 500;
@@ -249,8 +251,12 @@
                                                                         } catch (e) {
                                                                                 payload = null;
                                                                         }
-                                                                        if (payload && onEvent(payload, ev.event) === 'end')
-                                                                                ended = true;
+                                                                        if (payload) {
+                                                                                onEvent(payload, ev.event);
+                                                                                if ((ev.event || payload.type) === 'status' &&
+                                                                                    TERMINAL.has(payload.state))
+                                                                                        ended = true;
+                                                                        }
                                                                 }
                                                                 ev = {data: []};
                                                         } else if (line.startsWith(':')) {
@@ -267,9 +273,13 @@
                                                                         ev.event = val;
                                                         }
                                                 }
+                                                if (ended) {
+                                                        reader.cancel().catch(() => {});
+                                                        break;
+                                                }
                                         }
-                                        /* The server ends the stream after the terminal event. */
-                                        ended = true;
+                                        /* The server ends the stream after the terminal event; any
+                                         * other end is a drop: reconnect from lastId. */
                                 } catch (e) {
                                         if (closed || e.name === 'AbortError')
                                                 return;
@@ -677,6 +687,17 @@
                                                onclick: () => download(path + '/artifacts/metrics.json', id + '-metrics.json').catch(reportError)},
                                     'Download metrics');
                 const compareLink = h('a', {class: 'button', href: '#/compare?ids=' + encodeURIComponent(id)}, 'Compare with…');
+                const deleteBtn = h('button', {type: 'button', class: 'danger', id: 'delete-job', hidden: true,
+                                               onclick: async () => {
+                                                       if (!confirm('Delete job ' + id + ' and its events and checkpoints?'))
+                                                               return;
+                                                       try {
+                                                               await api('DELETE', path);
+                                                               location.hash = '#/jobs';
+                                                       } catch (e) {
+                                                               reportError(e);
+                                                       }
+                                               }}, 'Delete job');
 
                 const epochBar = h('progress', {max: 1, value: 0, id: 'epoch-progress', 'aria-labelledby': 'lbl-epoch'});
                 const stepBar = h('progress', {max: 1, value: 0, id: 'step-progress', 'aria-labelledby': 'lbl-step'});
@@ -700,7 +721,7 @@
                 const results = h('section', {id: 'results', 'aria-labelledby': 'results-title'});
 
                 setView('Job ' + id,
-                        h('div', {class: 'toolbar'}, title, badge, cancelBtn, dlModel, dlMetrics, compareLink),
+                        h('div', {class: 'toolbar'}, title, badge, cancelBtn, dlModel, dlMetrics, compareLink, deleteBtn),
                         errorBox,
                         h('div', {class: 'cards'},
                           h('div', {class: 'card', id: 'job-progress'}, h('h2', {}, 'Progress'),
@@ -802,6 +823,7 @@
                         cancelBtn.hidden = !live;
                         cancelBtn.disabled = !live;
                         dlModel.hidden = dlMetrics.hidden = job.state !== 'succeeded';
+                        deleteBtn.hidden = !TERMINAL.has(job.state);
                         renderProgress();
                         if (job.error) {
                                 errorBox.hidden = false;
@@ -1362,8 +1384,13 @@
                         const items = await listAll('/v1/models', 500);
                         tbody.replaceChildren(...items.map((m) => {
                                 const spec = m.spec || {};
-                                const arch = spec.preset || spec.name || spec.type || m.preset ||
-                             (Array.isArray(spec.layers) ? spec.layers.length + ' layers' : '—');
+                                let arch = spec.preset || m.preset || '';
+                if (Array.isArray(spec.layers)) {
+                        const kinds = spec.layers.filter((l) => /linear|conv|block/.test(l.type || '')).map((l) => l.type);
+                        arch = (arch ? arch + ' · ' : '') + 'input ' + JSON.stringify(spec.input || '?') + ', ' +
+                               spec.layers.length + ' layers (' + kinds.length + ' with weights)';
+                }
+                arch = arch || '—';
                                 return h('tr', {'data-model': m.id},
                                          h('td', {class: 'mono'}, m.id), h('td', {}, m.name || '—'), h('td', {}, String(arch)),
                                          h('td', {}, modelSource(m)),
