@@ -384,6 +384,10 @@
         function progressCell(job) {
                 const pr = progressOf(job);
                 let text = pr.epochs && job.state !== 'queued' ? 'epoch ' + pr.epoch + '/' + pr.epochs : '';
+                if (job.state === 'succeeded')
+                        text = ((job.metrics && job.metrics.epochs_run) || pr.epochs || '') + ' epochs, done';
+                else if (TERMINAL.has(job.state) && pr.epochs)
+                        text = 'stopped in epoch ' + pr.epoch + '/' + pr.epochs;
                 if (!TERMINAL.has(job.state) && isNum(pr.eta))
                         text += (text ? ' · ' : '') + 'ETA ' + fmtDuration(pr.eta);
                 const bar = h('progress', {max: 1, 'aria-label': 'progress of job ' + job.id});
@@ -717,21 +721,21 @@
                 const epochTable = h('table', {id: 'epoch-table'}, h('thead'), epochRows);
                 const epochs = new Map();
 
-                const setup = h('div', {class: 'card', id: 'job-setup'}, h('h2', {}, 'Setup'));
+                const setup = h('section', {class: 'card', id: 'job-setup'}, h('h2', {}, 'Setup'));
                 const results = h('section', {id: 'results', 'aria-labelledby': 'results-title'});
 
                 setView('Job ' + id,
                         h('div', {class: 'toolbar'}, title, badge, cancelBtn, dlModel, dlMetrics, compareLink, deleteBtn),
                         errorBox,
-                        h('div', {class: 'cards'},
-                          h('div', {class: 'card', id: 'job-progress'}, h('h2', {}, 'Progress'),
-                            h('div', {class: 'progress'}, epochText, epochBar),
-                            h('div', {class: 'progress'}, stepText, stepBar), etaText),
-                          setup),
+                        h('section', {class: 'card progress-card', id: 'job-progress'}, h('h2', {}, 'Progress'),
+                          h('div', {class: 'progress'}, epochText, epochBar),
+                          h('div', {class: 'progress'}, stepText, stepBar), etaText),
                         h('h2', {}, 'Curves'),
                         h('div', {class: 'charts'}, loss.box, metric.box),
                         h('details', {}, h('summary', {}, 'Per-epoch numbers'), h('div', {class: 'table-wrap'}, epochTable)),
-                        results);
+                        results,
+                        h('h2', {}, 'Setup'),
+                        setup);
 
                 function onEpoch(e) {
                         const ep = e.epoch;
@@ -805,16 +809,20 @@
                                         /* metrics.json missing: show what the job carries */
                                 }
                         }
-                        const parts = [h('h2', {id: 'results-title'}, 'Final metrics')];
                         const scalar = metricsTable(metrics.final || metrics.test || metrics);
-                        parts.push(scalar ? h('div', {class: 'table-wrap'}, scalar) : h('p', {class: 'muted'}, 'no metrics recorded'));
+                        const left = [h('h3', {}, 'Overall'),
+                                      scalar ? h('div', {class: 'table-wrap'}, scalar) : h('p', {class: 'muted'}, 'no metrics recorded')];
+                        const right = [];
                         const pc = perClassTable(metrics);
                         if (pc)
-                                parts.push(h('h3', {}, 'Per class'), h('div', {class: 'table-wrap'}, pc));
+                                right.push(h('h3', {}, 'Per class'), h('div', {class: 'table-wrap'}, pc));
                         const cm = confusionTable(metrics);
                         if (cm)
-                                parts.push(h('h3', {}, 'Confusion matrix'), h('div', {class: 'table-wrap'}, cm));
-                        results.replaceChildren(...parts);
+                                right.push(h('h3', {}, 'Confusion matrix'), h('div', {class: 'table-wrap'}, cm));
+                        const where = job.metrics && job.metrics.split ? ' (' + job.metrics.split + ' data' +
+                                (isNum(job.metrics.best_epoch) ? ', best epoch ' + job.metrics.best_epoch : '') + ')' : '';
+                        results.replaceChildren(h('h2', {id: 'results-title'}, 'Final metrics' + where),
+                                                h('div', {class: 'results-grid'}, h('div', {}, ...left), h('div', {}, ...right)));
                 }
 
                 function render() {
@@ -830,7 +838,7 @@
                                 errorBox.textContent = 'failed: ' + (job.error.message || JSON.stringify(job.error));
                         }
                         const spec = specOf(job);
-                        const parts = [h('h2', {}, 'Setup')];
+                        const parts = [];
                         parts.push(h('dl', {class: 'kv'},
                                      h('dt', {}, 'model'), h('dd', {class: 'mono'}, jobModel(job) || '—'),
                                      h('dt', {}, 'training data'), h('dd', {class: 'mono'}, jobDataset(job) || '—'),
@@ -846,7 +854,8 @@
                                         rest[k] = spec[k];
                         if (Object.keys(rest).length)
                                 parts.push(h('details', {}, h('summary', {}, 'Data, task and the rest'), kvList(rest)));
-                        setup.replaceChildren(...parts);
+                        setup.replaceChildren(h('div', {class: 'setup-grid'}, h('div', {}, h('h3', {}, 'Job'), parts[0]),
+                                                h('div', {}, ...parts.slice(1, 3)), h('div', {}, ...parts.slice(3))));
                         if (job.result_model || job.output_model)
                                 setup.append(h('p', {}, 'Produced model ',
                                                 h('a', {href: '#/models', class: 'mono'}, job.result_model || job.output_model)));
@@ -914,7 +923,9 @@
                         let i = 0;
                         for (const id of chosen) {
                                 const job = jobs.get(id), evs = events.get(id) || [];
-                                const label = id + (job ? ' · ' + jobStrategy(job) : '');
+                                const hp = job ? specOf(job).hyperparameters || {} : {};
+                                const label = id + (job ? ' · ' + jobStrategy(job) + (hp.optimizer ? ' · ' + hp.optimizer : '') +
+                                                    (isNum(hp.learning_rate) ? ' lr ' + hp.learning_rate : '') : '');
                                 const ds = chartSeries(chart, label, PALETTE[i++ % PALETTE.length]);
                                 ds.data = evs.filter((e) => isNum(e.epoch) && isNum(e[metricSel.value]))
                                         .map((e) => ({x: e.epoch, y: e[metricSel.value]}));
@@ -1066,6 +1077,7 @@
                         validation_file: valSelect,
                         validation_split: numInput(0.2, {min: 0, max: 0.9, step: 0.05}),
                         model: modelSelect,
+                        hidden: h('input', {type: 'text', value: '64', inputmode: 'numeric'}),
                         task_type: select(['classification', 'regression'], 'classification'),
                         target,
                         epochs: numInput(10, {min: 1, max: 10000, step: 1}),
@@ -1104,6 +1116,7 @@
                           field('validation_split', 'Validation split', f.validation_split, 'used when there is no validation data')),
                         h('fieldset', {}, h('legend', {}, 'Model and task'),
                           field('model', 'Base model or preset', f.model),
+                          field('config.hidden', 'Hidden layer sizes (mlp preset)', f.hidden, 'comma-separated, e.g. 256, 128'),
                           field('task.type', 'Task', f.task_type),
                           field('task.target', 'Target column', f.target, 'CSV column holding the label or value'), columns),
                         h('fieldset', {}, h('legend', {}, 'Hyperparameters'),
@@ -1192,12 +1205,16 @@
                                 if (model.startsWith('preset:')) {
                                         try {
                                                 const preset = model.slice(7);
+                                                const config = presetConfig(preset, datasets.get(training), f.task_type.value);
+                                                const hidden = f.hidden.value.split(',').map((x) => x.trim()).filter(Boolean);
+                                                if (preset === 'mlp')
+                                                        config.hidden = hidden.map(Number);
                                                 const m = await api('POST', '/v1/models', {json: {
-                                                        name: preset + ' for ' + training, preset,
-                                                        config: presetConfig(preset, datasets.get(training), f.task_type.value)}});
+                                                        name: preset + ' for ' + training, preset, config}});
                                                 model = m.id;
                                         } catch (e) {
-                                                if (e instanceof ApiError)
+                                                /* "config.hidden[1]" has a field of its own; the rest is the model's */
+                                                if (e instanceof ApiError && !/^config\.hidden/.test(e.param || ''))
                                                         e.param = 'model';
                                                 throw e;
                                         }
@@ -1299,7 +1316,7 @@
                 const outputs = task === 'regression' ? 1 : numClasses(s) || 2;
                 const shape = Array.isArray(s.image_shape) ? s.image_shape : null; /* [C, H, W] */
                 if (preset === 'mlp')
-                        return {inputs: shape ? shape[0] * shape[1] * shape[2] : s.features || 1, outputs, hidden: [64]};
+                        return {inputs: shape ? shape[0] * shape[1] * shape[2] : s.features || 1, outputs};
                 if (preset === 'cnn')
                         return {in_channels: shape ? shape[0] : 1, input_size: shape ? [shape[1], shape[2]] : [28, 28], outputs};
                 return {num_classes: outputs, in_channels: shape ? shape[0] : 3, input_size: shape ? [shape[1], shape[2]] : [224, 224]};
