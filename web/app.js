@@ -498,12 +498,12 @@
                                 h('thead', {}, h('tr', {},
                                                  h('th', {scope: 'col'}, h('span', {class: 'sr-only'}, 'Compare')),
                                                  h('th', {scope: 'col'}, 'Job'), h('th', {scope: 'col'}, 'State'),
-                                                 h('th', {scope: 'col', class: 'hide-narrow'}, 'Model'),
-                                                 h('th', {scope: 'col', class: 'hide-narrow'}, 'Dataset'),
+                                                 h('th', {scope: 'col'}, 'Model'),
+                                                 h('th', {scope: 'col'}, 'Dataset'),
                                                  h('th', {scope: 'col'}, 'Strategy'),
                                                  h('th', {scope: 'col'}, 'Progress'),
                                                  h('th', {scope: 'col', class: 'num'}, 'Best val metric'),
-                                                 h('th', {scope: 'col', class: 'hide-narrow'}, 'Created'))),
+                                                 h('th', {scope: 'col'}, 'Created'))),
                                 tbody);
                 setView('Jobs',
                         h('div', {class: 'toolbar'}, h('h1', {}, 'Jobs'),
@@ -526,9 +526,12 @@
                                                         compareBtn.disabled = selected.size < 2;
                                                 }});
                         r = {tr: h('tr', {'data-job': job.id}), box, cells: []};
-                        r.cells = [h('td', {}, box), h('td'), h('td'), h('td', {class: 'hide-narrow'}),
-                                   h('td', {class: 'hide-narrow'}), h('td'), h('td'), h('td', {class: 'num'}),
-                                   h('td', {class: 'hide-narrow'})];
+                        /* data-label: the column name, shown beside each cell when a narrow window stacks the rows */
+                        r.cells = [h('td', {'data-label': 'Compare'}, box), h('td', {'data-label': 'Job'}),
+                                   h('td', {'data-label': 'State'}), h('td', {'data-label': 'Model'}),
+                                   h('td', {'data-label': 'Dataset'}), h('td', {'data-label': 'Strategy'}),
+                                   h('td', {'data-label': 'Progress'}), h('td', {class: 'num', 'data-label': 'Best val metric'}),
+                                   h('td', {'data-label': 'Created'})];
                         r.tr.append(...r.cells);
                         rows.set(job.id, r);
                         return r;

@@ -183,6 +183,18 @@ async function main() {
            'datasets list: the schema (rows, classes and their names)', schema);
         await screenshot(page, artifacts, 'datasets');
 
+        // ---- a narrow window with real data --------------------------------------------
+        await page.setViewportSize({width: 390, height: 800});
+        for (const [hash, sel, name] of [[`#/jobs/${job1}`, '#confusion-matrix', 'job'], ['#/jobs', `tr[data-job="${job1}"]`, 'jobs']]) {
+                await page.evaluate((h) => { location.hash = h; }, hash);
+                await page.waitForSelector(sel);
+                await page.waitForTimeout(300);
+                const over = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+                ok(over <= 0, `narrow window (390 px): the ${name} page fits without sideways scrolling`, `${over} px too wide`);
+                await screenshot(page, artifacts, `390x800-${name}`);
+        }
+        await page.setViewportSize({width: 1280, height: 800});
+
         // ---- a second job, cancelled while it runs ------------------------------------
         await page.evaluate((ds) => { location.hash = '#/submit?dataset=' + ds; }, uploaded);
         await page.waitForFunction((ds) => document.querySelector('#f-training_file').value === ds, uploaded);
