@@ -1160,7 +1160,10 @@
                 (async () => {
                         try {
                                 const [dss, models] = await Promise.all([listAll('/v1/datasets', 200), listAll('/v1/models', 200)]);
+                                const labelHalves = new Set(dss.map((d) => schemaOf(d).labels_dataset).filter(Boolean));
                                 for (const d of dss) {
+                                        if (labelHalves.has(d.id))
+                                                continue;
                                         datasets.set(d.id, d);
                                         const label = (d.name || d.filename || d.id) + ' · ' + d.id;
                                         dsSelect.append(h('option', {value: d.id}, label));
@@ -1337,18 +1340,24 @@
                 setView('Datasets', h('h1', {}, 'Datasets'), form,
                         h('div', {class: 'table-wrap'},
                           h('table', {id: 'datasets-table'},
-                            h('thead', {}, h('tr', {}, ['Dataset', 'Name', 'Schema', 'Columns', 'Size', 'sha256', 'Created', ''].map(
+                            h('thead', {}, h('tr', {}, ['Dataset', 'Name', 'Schema', 'Columns and classes', 'Size', 'sha256', 'Created', ''].map(
                                     (t, i) => h('th', {scope: 'col', class: i === 5 || i === 6 ? 'hide-narrow' : null}, t)))),
                             tbody)));
                 async function load() {
                         const items = await listAll('/v1/datasets', 500);
+                        /* the labels half of an IDX pair: named by its images dataset's schema */
+                        const labelsOf = new Map(items.filter((d) => schemaOf(d).labels_dataset)
+                                                      .map((d) => [schemaOf(d).labels_dataset, d.id]));
                         tbody.replaceChildren(...items.map((d) => h('tr', {'data-dataset': d.id},
                                 h('td', {class: 'mono'}, d.id), h('td', {}, d.name || d.filename || '—'),
-                                h('td', {}, schemaSummary(d)), h('td', {class: 'mono'}, columnsText(d)),
+                                h('td', {}, labelsOf.has(d.id) ? h('span', {}, 'IDX labels of ', h('span', {class: 'mono'}, labelsOf.get(d.id))) :
+                                  schemaSummary(d)),
+                                h('td', {class: 'mono'}, columnsText(d)),
                                 h('td', {class: 'num'}, fmtBytes(d.size || d.bytes)),
                                 h('td', {class: 'mono hide-narrow', title: d.sha256 || ''}, (d.sha256 || '').slice(0, 12)),
                                 h('td', {class: 'hide-narrow'}, fmtTime(d.created_at)),
-                                h('td', {}, h('a', {class: 'button', href: '#/submit?dataset=' + encodeURIComponent(d.id)}, 'Use'), ' ',
+                                h('td', {}, labelsOf.has(d.id) ? null :
+                                  h('a', {class: 'button', href: '#/submit?dataset=' + encodeURIComponent(d.id)}, 'Use'), ' ',
                                   h('button', {type: 'button', class: 'danger', 'aria-label': 'delete dataset ' + d.id,
                                                onclick: async () => {
                                                        try {

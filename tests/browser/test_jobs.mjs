@@ -181,6 +181,16 @@ async function main() {
         const schema = await page.evaluate(() => document.querySelector('#datasets-table tbody tr[data-dataset]').textContent);
         ok(schema.includes(ROWS + ' rows') && schema.includes('3 classes') && schema.includes('circle'),
            'datasets list: the schema (rows, classes and their names)', schema);
+        // IDX images and labels uploaded together (multipart) from the datasets page.
+        const fm = '/usr/share/datasets/fashion-mnist/';
+        await page.setInputFiles('#ds-file', fm + 't10k-images-idx3-ubyte.gz');
+        await page.setInputFiles('#ds-labels', fm + 't10k-labels-idx1-ubyte.gz');
+        await page.click('#dataset-form button[type="submit"]');
+        await page.waitForFunction(() => [...document.querySelectorAll('#datasets-table tbody tr')]
+                .some((tr) => tr.textContent.includes('images 1×28×28')), null, {timeout: 30000});
+        const idx = await page.evaluate(() => [...document.querySelectorAll('#datasets-table tbody tr')].map((tr) => tr.textContent));
+        ok(idx.some((t) => t.includes('10000 rows') && t.includes('10 classes')) && idx.some((t) => t.includes('IDX labels of')),
+           'datasets page: an IDX images + labels upload shows its schema and its labels half', idx);
         await screenshot(page, artifacts, 'datasets');
 
         // ---- a narrow window with real data --------------------------------------------
