@@ -237,6 +237,8 @@
                                                 if (done)
                                                         break;
                                                 buf += decoder.decode(value, {stream: true});
+                                                if (buf.length > (1 << 20))
+                                                        throw new Error('an event stream line longer than 1 MiB');
                                                 let nl;
                                                 while ((nl = buf.indexOf('\n')) >= 0) {
                                                         const line = buf.slice(0, nl).replace(/\r$/, '');
@@ -460,11 +462,15 @@
                 view().replaceChildren(...children);
         }
 
+        /* Run fn now and every ms after it finishes, skipping ticks while the tab is hidden. */
         function every(ms, fn) {
-                let timer = null, stopped = false;
+                let timer = null, stopped = false, first = true;
                 async function tick() {
                         try {
-                                await fn();
+                                const run = first || !document.hidden;
+                                first = false;
+                                if (run)
+                                        await fn();
                         } catch (e) {
                                 reportError(e);
                         }
