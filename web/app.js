@@ -844,8 +844,20 @@
                         renderProgress();
                         if (job.error) {
                                 errorBox.hidden = false;
-                                errorBox.textContent = 'failed: ' + (job.error.message || JSON.stringify(job.error));
+                                errorBox.textContent = 'failed: ' + (job.error.message || JSON.stringify(job.error)) +
+                                        (job.error.param ? ' (' + job.error.param + ')' : '');
                         }
+                        /* The setup never changes: draw it once (and again when the produced model appears),
+                         * so polling does not close the details a reader opened. */
+                        const setupKey = job.id + '/' + (job.result_model || '') + '/' + job.attempt;
+                        if (setup.dataset.key !== setupKey) {
+                                setup.dataset.key = setupKey;
+                                renderSetup();
+                        }
+                        loadResults();
+                }
+
+                function renderSetup() {
                         const spec = specOf(job);
                         const parts = [];
                         parts.push(h('dl', {class: 'kv'},
@@ -865,10 +877,12 @@
                                 parts.push(h('details', {}, h('summary', {}, 'Data, task and the rest'), kvList(rest)));
                         setup.replaceChildren(h('div', {class: 'setup-grid'}, h('div', {}, h('h3', {}, 'Job'), parts[0]),
                                                 h('div', {}, ...parts.slice(1, 3)), h('div', {}, ...parts.slice(3))));
+                        if (job.attempt > 1)
+                                setup.append(h('p', {}, 'attempt ' + job.attempt + ' of ' + (job.max_attempts || '?')));
                         if (job.result_model || job.output_model)
                                 setup.append(h('p', {}, 'Produced model ',
-                                                h('a', {href: '#/models', class: 'mono'}, job.result_model || job.output_model)));
-                        loadResults();
+                                                h('a', {href: '#/models', class: 'mono', id: 'result-model'},
+                                                  job.result_model || job.output_model)));
                 }
 
                 async function refresh() {
