@@ -1,9 +1,21 @@
-/* compute.h - the machine-learning library's contract: runtime information.
- * (Tensors, layers, models, losses, optimizers and the trainer are declared
- * here as they land.) No HTTP, no SQL, no globals, no logging, no exits. */
+/* compute.h - the machine-learning library's umbrella header: runtime information, and the contracts of
+ * tensors (tensor.h), per-thread contexts (context.h), models (model.h), losses (loss.h) and optimizers
+ * (optim.h). No HTTP, no SQL, no globals, no logging, no exits. */
 #pragma once
 
 #include <stdbool.h>
+
+#include "compute/context.h"
+#include "compute/data.h"
+#include "compute/jobspec.h"
+#include "compute/loss.h"
+#include "compute/metrics.h"
+#include "compute/model.h"
+#include "compute/optim.h"
+#include "compute/safetensors.h"
+#include "compute/schedule.h"
+#include "compute/tensor.h"
+#include "compute/train.h"
 
 struct compute_runtime_info {
         char onednn_version[32]; /* "2.6.3" */

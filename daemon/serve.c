@@ -1,6 +1,7 @@
-/* serve.c - `finetuned serve`: prepare the state directory, open the store,
- * bind the socket, start the HTTP server, then wait for a signal and shut
- * everything down in reverse order. Not for: flag parsing (config.c). */
+/* serve.c - `finetuned serve`: prepare the state directory, load the token,
+ * open the store, bind the socket, start the workers and the HTTP server, then
+ * wait for a signal and shut everything down in reverse order.
+ * Not for: flag parsing (config.c), running jobs (workers.c). */
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include "api/api.h"
 #include "config.h"
 #include "daemon/daemon.h"
+#include "daemon/workers.h"
 #include "store/store.h"
 
 extern char **environ;
@@ -64,6 +66,7 @@ int serve_main(int argc, char **argv) {
         bool usage = false, exit_now = false;
         struct store *store = NULL;
         struct api_server *server = NULL;
+        struct workers *workers = NULL;
         int listen_fd = -1, status = 1;
         char bound[128];
 
@@ -98,6 +101,19 @@ int serve_main(int argc, char **argv) {
                 log_error("%s", err.message);
                 return 1;
         }
+        char token[API_TOKEN_MAX + 1] = "";
+        if (cfg.token_file[0]) {
+                r = api_token_load(cfg.token_file, token, sizeof(token), &err);
+                if (r < 0) {
+                        log_error("%s", err.message);
+                        return 1;
+                }
+        } else if (!api_host_is_loopback(cfg.listen_host)) {
+                log_error("listening on '%s' (not loopback) needs --token-file: anyone who can reach the port "
+                          "could otherwise run jobs and read data",
+                          cfg.listen_host);
+                return 1;
+        }
         r = store_open(cfg.state_dir, &store, &err);
         if (r < 0) {
                 log_error("%s", err.message);
@@ -113,17 +129,36 @@ int serve_main(int argc, char **argv) {
                 .state_dir = cfg.state_dir,
                 .http_threads = 4,
                 .max_connections = 512,
-                .max_connections_per_ip = 0,
-                .connection_timeout_s = 60,
+                .max_connections_per_ip = cfg.max_per_ip,
+                .connection_timeout_s = cfg.http_timeout_s,
+                .token = token,
+                .upload_max = (uint64_t)cfg.max_upload_mb << 20,
+                .max_queued_jobs = cfg.max_queued_jobs,
+                .job_progress = workers_progress,
         };
-        r = api_server_start(&opts, &server, &err);
+        struct workers_options wopts = {
+                .state_dir = cfg.state_dir,
+                .n = cfg.workers,
+                .threads = cfg.threads,
+                .lease_ms = (int64_t)cfg.lease_s * 1000,
+        };
+        r = workers_start(&wopts, &workers, &err);
         if (r < 0) {
                 close(listen_fd);
                 log_error("%s", err.message);
                 goto out;
         }
-        log_notice("finetuned %s listening on http://%s (state %s, schema v%d, %u worker%s)", FINETUNED_VERSION,
-                   bound, cfg.state_dir, store_schema_version(store), cfg.workers, cfg.workers == 1 ? "" : "s");
+        opts.job_progress_userdata = workers;
+        r = api_server_start(&opts, &server, &err);
+        explicit_bzero(token, sizeof(token));
+        if (r < 0) {
+                close(listen_fd);
+                log_error("%s", err.message);
+                goto out;
+        }
+        log_notice("finetuned %s listening on http://%s (state %s, schema v%d, %u worker%s, auth %s)",
+                   FINETUNED_VERSION, bound, cfg.state_dir, store_schema_version(store), cfg.workers,
+                   cfg.workers == 1 ? "" : "s", cfg.token_file[0] ? "bearer token" : "off (loopback)");
 
         for (;;) {
                 int sig = sigwaitinfo(&mask, NULL);
@@ -142,7 +177,9 @@ int serve_main(int argc, char **argv) {
         }
         status = 0;
 out:
+        /* HTTP first (no new jobs or cancels), then the workers hand their jobs back. */
         api_server_stop(server);
+        workers_stop(workers);
         store_close(store);
         if (status == 0)
                 log_notice("stopped");

@@ -1,0 +1,132 @@
+/* model.h - a network built from a JSON spec, with PyTorch state_dict names: build, init, forward, backward,
+ * freeze. Presets: mlp, cnn, resnet18, resnet34.
+ *
+ * Not for: losses (loss.h), updates (optim.h), files (safetensors), the training loop (train).
+ *
+ * The spec (jansson json_t) is an object:
+ *   {"input": [features] | [C, H, W],
+ *    "layers": [ {"type": "...", "name": "...", ...fields}, ... ]}
+ * The layers run in order, like torch.nn.Sequential; a layer's "name" is its state_dict prefix and defaults to
+ * its index in the list (as nn.Sequential names them: "0.weight", "2.bias"). Layer types and fields (defaults
+ * in brackets; the input size of each layer is inferred from the previous one):
+ *   linear       out_features, bias [true]                         -> NAME.weight [out,in], NAME.bias [out]
+ *   conv2d       out_channels, kernel_size (int or [kh,kw]), stride [1], padding [0], dilation [1], bias [true]
+ *                                                                  -> NAME.weight [O,I,kh,kw], NAME.bias [O]
+ *   batchnorm2d  eps [1e-5], momentum [0.1]  -> NAME.weight, NAME.bias, NAME.running_mean, NAME.running_var,
+ *                                               NAME.num_batches_tracked (I64 scalar)
+ *   relu, tanh, sigmoid, gelu (exact erf form), leaky_relu (negative_slope [0.01])
+ *   maxpool2d    kernel_size, stride [kernel_size], padding [0]    (floor mode, like PyTorch's default)
+ *   avgpool2d    kernel_size, stride [kernel_size], padding [0]    (count_include_pad true, PyTorch's default)
+ *   global_avg_pool                                                 (nn.AdaptiveAvgPool2d(1): [N,C,H,W] -> [N,C,1,1])
+ *   flatten                                                         ([N,C,H,W] -> [N,C*H*W])
+ *   dropout      p [0.5]                                            (training only)
+ *   basic_block  out_channels, stride [1]     torchvision's ResNet BasicBlock: NAME.conv1, NAME.bn1, NAME.conv2,
+ *                NAME.bn2 and, when stride != 1 or channels change, NAME.downsample.0 (conv 1x1, no bias) and
+ *                NAME.downsample.1 (batchnorm)
+ * Limits: at most MODEL_LAYERS_MAX layers, every size at most MODEL_DIM_MAX, at most MODEL_PARAMS_MAX scalars.
+ * Bad specs are refused with -EINVAL and an ft_error naming the layer and field, e.g.
+ *   layers[3] ("fc"): "in_features" ... / unknown layer type "conv3d" / kernel 7x7 larger than input 5x5;
+ * err->param is the JSON path ("layers[3].kernel_size").
+ *
+ * Threads: building, init, freeze and tensor access need no context; model_prepare, forward and backward run
+ * on the thread that owns the context given to model_prepare. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "common/common.h"
+#include "compute/context.h"
+#include "compute/tensor.h"
+
+#define MODEL_LAYERS_MAX 512
+#define MODEL_DIM_MAX (1 << 20)        /* any single size: features, channels, H, W */
+#define MODEL_PARAMS_MAX (1ull << 30)  /* total scalars in parameters + buffers */
+#define MODEL_BATCH_MAX 65536
+
+struct model;
+
+/* Preset specs. name: "mlp" | "cnn" | "resnet18" | "resnet34"; opts may be NULL (all defaults):
+ *   mlp:      {"inputs": 784, "hidden": [512, 256], "outputs": 10, "activation": "relu"
+ *              (relu|leaky_relu|gelu|tanh|sigmoid), "dropout": 0.0}
+ *             -> Sequential names: Linear at 0, activation, [dropout], Linear ...
+ *   cnn:      {"in_channels": 1, "input_size": [28, 28], "channels": [32, 64], "hidden": 128, "outputs": 10}
+ *             -> per channel entry: conv 3x3 (no padding) + relu + maxpool 2; then flatten, linear(hidden), relu,
+ *             linear(outputs). With the defaults this is the benchmark CNN (fc 1600 -> 128 -> 10).
+ *   resnet18, resnet34: {"num_classes": 1000, "in_channels": 3, "input_size": [224, 224]}
+ *             -> torchvision topology and names (conv1, bn1, relu, maxpool, layer1.0.conv1 ..., avgpool, fc)
+ * Returns a new spec (caller owns the reference) or -EINVAL with err naming the option ("opts.hidden"). */
+int model_preset_spec(const char *name, const json_t *opts, json_t **ret_spec, struct ft_error *err);
+
+/* Check a spec without allocating weights; on success *ret_canonical (may be NULL) is the canonical spec (every
+ * default filled in, every layer named). For the API's request validation. */
+int model_spec_validate(const json_t *spec, json_t **ret_canonical, struct ft_error *err);
+
+/* Build a model from a spec: layers, shapes, one arena with every parameter, gradient and buffer (all zero:
+ * call model_init or load weights). The spec is copied; the caller keeps its reference. */
+int model_new(const json_t *spec, struct model **ret, struct ft_error *err);
+void model_free(struct model *m); /* NULL is a no-op; releases primitives too (call on the context's thread) */
+
+/* The canonical spec (borrowed, valid while m lives). It goes into safetensors metadata; model_new on it
+ * rebuilds the same model. */
+const json_t *model_spec(const struct model *m);
+
+/* Input shape without the batch: ndim 1 ([features]) or 3 ([C, H, W]); returns ndim, fills shape[0..ndim). */
+int model_input_shape(const struct model *m, int64_t shape[3]);
+size_t model_input_numel(const struct model *m);  /* floats per sample */
+size_t model_output_count(const struct model *m); /* floats per sample of the last layer (classes) */
+
+/* Tensors in state_dict order (the order PyTorch's model.state_dict() lists them). */
+size_t model_tensor_count(const struct model *m);
+struct tensor *model_tensor_at(struct model *m, size_t i);
+struct tensor *model_tensor_find(struct model *m, const char *name); /* NULL when absent */
+size_t model_param_numel(const struct model *m);                     /* scalars in parameters (not buffers) */
+
+/* Initialise every parameter and buffer as PyTorch does on construction, from a deterministic generator
+ * seeded with `seed` (the same distributions as torch, not torch's random stream):
+ *   Linear / Conv2d weight: kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in)); bias: same bound;
+ *   BatchNorm: weight 1, bias 0, running_mean 0, running_var 1, num_batches_tracked 0;
+ *   in resnet18/34 (spec "init": "torchvision", set by the presets): conv weights kaiming_normal(fan_out, relu),
+ *   BN weight 1 bias 0, fc as Linear. Also resets the dropout generator to `seed`. */
+void model_init(struct model *m, uint64_t seed);
+/* Re-initialise the parameters and buffers whose names start with `prefix` followed by '.' (e.g. "fc" for head
+ * replacement) with the distributions above. -ENOENT when no tensor matches. */
+int model_init_prefix(struct model *m, const char *prefix, uint64_t seed, struct ft_error *err);
+
+/* Freeze (frozen=true) or unfreeze the parameters whose names match the fnmatch(3) glob `pattern`
+ * ("conv1.*", "layer1.*", "*"). *ret_count (may be NULL) gets the number of parameters matched; a pattern
+ * that matches nothing is -ENOENT with err naming it. Frozen parameters get no weight gradient and no update;
+ * backward stops below the lowest layer that has a trainable parameter. */
+int model_freeze(struct model *m, const char *pattern, bool frozen, size_t *ret_count, struct ft_error *err);
+/* When on, a BatchNorm layer whose weight and bias are both frozen uses its running statistics during training
+ * forward and does not update them (train_batchnorm=false). Off by default. */
+void model_set_frozen_bn_eval(struct model *m, bool on);
+
+/* Create the backend's primitives and buffers for batches of 1..max_batch on ctx's thread. Forward at a
+ * batch size seen before reuses its primitives; nothing is allocated per step after the first step at a batch
+ * size. -EINVAL for max_batch < 1 or > MODEL_BATCH_MAX. Calling it again with another ctx re-binds. */
+int model_prepare(struct model *m, struct compute_ctx *ctx, int max_batch, struct ft_error *err);
+
+/* Forward a contiguous batch x ([batch, input numel] floats, NCHW per sample). training: BatchNorm uses batch
+ * statistics and updates its running stats (momentum, unbiased running_var, num_batches_tracked += 1), dropout
+ * is active; otherwise eval (running stats, no dropout). *ret_out: [batch, output count] floats owned by the
+ * model, valid until the next forward. batch must be 1..max_batch of model_prepare: -EINVAL otherwise. */
+int model_forward(struct model *m, const float *x, int batch, bool training, const float **ret_out,
+                  struct ft_error *err);
+/* Backward from d(out) ([batch, output count], the batch of the last forward, which must have been a training
+ * forward): writes (overwrites, does not accumulate) the grad of every trainable parameter. */
+int model_backward(struct model *m, const float *d_out, struct ft_error *err);
+/* Set every parameter gradient to zero. */
+void model_zero_grad(struct model *m);
+
+/* The dropout generator: a counter-based generator (seed, counter). Save and restore it with checkpoints to
+ * resume bit-identically. */
+struct model_rng_state {
+        uint64_t seed;
+        uint64_t counter;
+};
+void model_rng_get(const struct model *m, struct model_rng_state *ret);
+void model_rng_set(struct model *m, const struct model_rng_state *state);
