@@ -1,0 +1,962 @@
+/* backend_onednn.c - the CPU backend: executes a model's layer graph with oneDNN 2.6 primitives.
+ *
+ * One plan per (model, batch size): every primitive, memory and buffer is created when the plan is made (forward)
+ * or on its first backward, and reused for every step after. Activations stay in the formats oneDNN picks
+ * (format_tag_any: blocked nChw16c on AVX-512) from layer to layer; a reorder is inserted only where a layer
+ * wants another format than its producer wrote. Parameters live in PyTorch layout in the model's arena; layers
+ * whose primitives prefer blocked weights get a reorder per step (weights change every step) and their weight
+ * gradients are reordered back. BatchNorm running statistics are updated here exactly as PyTorch does (oneDNN
+ * only returns the batch statistics).
+ *
+ * Not for: spec parsing or shapes (model.c), losses, optimizers. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl_debug.h>
+
+#include "compute/nn.h"
+
+struct conform { /* converts a producer's format to the format a layer reads */
+        bool needed;
+        dnnl_memory_desc_t md;
+        dnnl_memory_t mem, dmem;
+        dnnl_primitive_t fwd, bwd;
+};
+
+struct wview { /* a parameter in the format a primitive wants */
+        dnnl_memory_desc_t md;
+        dnnl_memory_t user;  /* plain, over tensor data (or grad) */
+        dnnl_memory_t mem;   /* == user when the format is plain */
+        dnnl_primitive_t reorder;
+};
+
+struct bvalue {
+        dnnl_memory_desc_t md;
+        dnnl_memory_t mem, dmem;
+        size_t nfloats; /* floats in the buffer, padding included */
+        bool written;  /* its diff has been written during this backward */
+};
+
+struct bnode {
+        struct conform in[2];
+        dnnl_memory_t din_scratch[2]; /* diff target when the producer has several consumers or a conform */
+        dnnl_primitive_desc_t fwd_pd, fwd_g_pd;
+        dnnl_primitive_t fwd, fwd_g; /* fwd_g: batchnorm with global (running) statistics */
+        dnnl_primitive_t bwd_data, bwd_weights, bwd_g;
+        struct wview w_fwd, w_bwd, dw;
+        dnnl_memory_t bias, dbias, dbias_scratch, dw_scratch;
+        dnnl_memory_t ws, mean, var, rmean, rvar;
+        dnnl_memory_t flat_view, flat_dview; /* flatten: the output buffer seen as nchw */
+        uint8_t *mask;                        /* dropout */
+        float dropout_scale;
+        bool used_global; /* bn: the last forward used running statistics */
+        bool dropout_on;
+};
+
+struct backend_plan {
+        int batch;
+        dnnl_engine_t eng;
+        dnnl_stream_t st;
+        struct bvalue *vals;
+        struct bnode *nodes;
+        int n_nodes;
+        dnnl_memory_t x_mem;
+        dnnl_memory_t out_mem, dout_mem; /* plain [batch, outputs] */
+        dnnl_primitive_t out_reorder, dout_reorder;
+        float *out;
+        bool bwd_ready;
+        bool *rg;
+        /* everything to release */
+        dnnl_memory_t *mems;
+        size_t n_mems, cap_mems;
+        dnnl_primitive_t *prims;
+        size_t n_prims, cap_prims;
+        dnnl_primitive_desc_t *pds;
+        size_t n_pds, cap_pds;
+};
+
+#define CHK(call, what)                                                                                             \
+        do {                                                                                                        \
+                dnnl_status_t s_ = (call);                                                                          \
+                if (s_ != dnnl_success)                                                                             \
+                        return ft_error_set(err, -EIO, NULL, "onednn: %s for layer \"%s\" failed: %s", what, name,  \
+                                            dnnl_status2str(s_));                                                   \
+        } while (0)
+
+static int track(void **arr_p, size_t *n, size_t *cap, void *obj, struct ft_error *err) {
+        void ***arr = (void ***)arr_p;
+        if (*n == *cap) {
+                size_t c = *cap ? *cap * 2 : 64;
+                void **a = realloc(*arr, c * sizeof(void *));
+                if (!a)
+                        return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+                *arr = a;
+                *cap = c;
+        }
+        (*arr)[(*n)++] = obj;
+        return 0;
+}
+
+static int mem_new(struct backend_plan *p, const dnnl_memory_desc_t *md, void *handle, dnnl_memory_t *ret,
+                   const char *name, struct ft_error *err) {
+        dnnl_memory_t m;
+        CHK(dnnl_memory_create(&m, md, p->eng, handle), "memory_create");
+        int r = track((void **)&p->mems, &p->n_mems, &p->cap_mems, m, err);
+        if (r < 0) {
+                dnnl_memory_destroy(m);
+                return r;
+        }
+        *ret = m;
+        return 0;
+}
+
+static int prim_new(struct backend_plan *p, dnnl_primitive_desc_t pd, dnnl_primitive_t *ret, const char *name,
+                    struct ft_error *err) {
+        dnnl_primitive_t prim;
+        CHK(dnnl_primitive_create(&prim, pd), "primitive_create");
+        int r = track((void **)&p->prims, &p->n_prims, &p->cap_prims, prim, err);
+        if (r < 0) {
+                dnnl_primitive_destroy(prim);
+                return r;
+        }
+        *ret = prim;
+        return 0;
+}
+
+static int pd_new(struct backend_plan *p, const void *desc, const_dnnl_primitive_desc_t hint, dnnl_primitive_desc_t *ret,
+                  const char *what, const char *name, struct ft_error *err) {
+        dnnl_primitive_desc_t pd;
+        CHK(dnnl_primitive_desc_create(&pd, desc, NULL, p->eng, hint), what);
+        int r = track((void **)&p->pds, &p->n_pds, &p->cap_pds, pd, err);
+        if (r < 0) {
+                dnnl_primitive_desc_destroy(pd);
+                return r;
+        }
+        *ret = pd;
+        return 0;
+}
+
+static int reorder_new(struct backend_plan *p, const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst,
+                       dnnl_primitive_t *ret, const char *name, struct ft_error *err) {
+        dnnl_primitive_desc_t pd;
+        CHK(dnnl_reorder_primitive_desc_create(&pd, src, p->eng, dst, p->eng, NULL), "reorder");
+        int r = prim_new(p, pd, ret, name, err);
+        dnnl_primitive_desc_destroy(pd);
+        return r;
+}
+
+static int run(struct backend_plan *p, dnnl_primitive_t prim, int n, const dnnl_exec_arg_t *args, const char *name,
+               struct ft_error *err) {
+        CHK(dnnl_primitive_execute(prim, p->st, n, args), "execute");
+        return 0;
+}
+
+static int run_reorder(struct backend_plan *p, dnnl_primitive_t prim, dnnl_memory_t src, dnnl_memory_t dst,
+                       const char *name, struct ft_error *err) {
+        dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}};
+        return run(p, prim, 2, a, name, err);
+}
+
+static void *mem_ptr(dnnl_memory_t m) {
+        void *h = NULL;
+        dnnl_memory_get_data_handle(m, &h);
+        return h;
+}
+
+static const dnnl_memory_desc_t *q_md(const_dnnl_primitive_desc_t pd, dnnl_query_t q) {
+        return dnnl_primitive_desc_query_md(pd, q, 0);
+}
+
+static void plain_md(dnnl_memory_desc_t *md, int batch, const struct value_shape *s) {
+        if (s->ndim == 1) {
+                dnnl_dims_t d = {batch, s->c};
+                dnnl_memory_desc_init_by_tag(md, 2, d, dnnl_f32, dnnl_nc);
+        } else {
+                dnnl_dims_t d = {batch, s->c, s->h, s->w};
+                dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, dnnl_nchw);
+        }
+}
+
+static void any_md(dnnl_memory_desc_t *md, int batch, const struct value_shape *s) {
+        if (s->ndim == 1) {
+                dnnl_dims_t d = {batch, s->c};
+                dnnl_memory_desc_init_by_tag(md, 2, d, dnnl_f32, dnnl_format_tag_any);
+        } else {
+                dnnl_dims_t d = {batch, s->c, s->h, s->w};
+                dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, dnnl_format_tag_any);
+        }
+}
+
+static void tensor_md(dnnl_memory_desc_t *md, const struct tensor *t) {
+        dnnl_dims_t d;
+        for (int i = 0; i < t->ndim; i++)
+                d[i] = t->shape[i];
+        dnnl_format_tag_t tag = t->ndim == 1 ? dnnl_x : t->ndim == 2 ? dnnl_oi : dnnl_oihw;
+        dnnl_memory_desc_init_by_tag(md, t->ndim, d, dnnl_f32, tag);
+}
+
+/* the value v's memory with diff, allocated */
+static int value_init(struct backend_plan *p, struct bvalue *v, const dnnl_memory_desc_t *md, const char *name,
+                      struct ft_error *err) {
+        int r;
+        v->md = *md;
+        v->nfloats = dnnl_memory_desc_get_size(md) / sizeof(float);
+        if ((r = mem_new(p, md, DNNL_MEMORY_ALLOCATE, &v->mem, name, err)) < 0 ||
+            (r = mem_new(p, md, DNNL_MEMORY_ALLOCATE, &v->dmem, name, err)) < 0)
+                return r;
+        return 0;
+}
+
+/* make input j of node n read format md */
+static int conform_init(struct backend_plan *p, struct model *m, int ni, int j, const dnnl_memory_desc_t *md,
+                        struct ft_error *err) {
+        struct bnode *bn = &p->nodes[ni];
+        struct bvalue *v = &p->vals[m->nodes[ni].in[j]];
+        const char *name = m->nodes[ni].name;
+        struct conform *c = &bn->in[j];
+        c->md = *md;
+        if (dnnl_memory_desc_equal(md, &v->md)) {
+                c->needed = false;
+                c->mem = v->mem;
+                return 0;
+        }
+        c->needed = true;
+        int r;
+        if ((r = mem_new(p, md, DNNL_MEMORY_ALLOCATE, &c->mem, name, err)) < 0 ||
+            (r = reorder_new(p, &v->md, md, &c->fwd, name, err)) < 0)
+                return r;
+        return 0;
+}
+
+static int wview_init(struct backend_plan *p, struct wview *w, const struct tensor *t, void *data,
+                      const dnnl_memory_desc_t *want, bool to_user, const char *name, struct ft_error *err) {
+        dnnl_memory_desc_t umd;
+        tensor_md(&umd, t);
+        int r = mem_new(p, &umd, data, &w->user, name, err);
+        if (r < 0)
+                return r;
+        w->md = *want;
+        if (dnnl_memory_desc_equal(&umd, want)) {
+                w->mem = w->user;
+                w->reorder = NULL;
+                return 0;
+        }
+        if ((r = mem_new(p, want, DNNL_MEMORY_ALLOCATE, &w->mem, name, err)) < 0)
+                return r;
+        return to_user ? reorder_new(p, want, &umd, &w->reorder, name, err)
+                       : reorder_new(p, &umd, want, &w->reorder, name, err);
+}
+
+static dnnl_alg_kind_t act_alg(enum act_kind a) {
+        switch (a) {
+        case ACT_RELU:
+        case ACT_LEAKY_RELU: return dnnl_eltwise_relu;
+        case ACT_GELU: return dnnl_eltwise_gelu_erf;
+        case ACT_TANH: return dnnl_eltwise_tanh;
+        case ACT_SIGMOID: return dnnl_eltwise_logistic;
+        }
+        return dnnl_eltwise_relu;
+}
+
+static void conv_dims(const struct node *n, dnnl_dims_t s, dnnl_dims_t d, dnnl_dims_t pl, dnnl_dims_t pr) {
+        s[0] = n->sh, s[1] = n->sw;
+        d[0] = n->dh - 1, d[1] = n->dw - 1;
+        pl[0] = pr[0] = n->ph;
+        pl[1] = pr[1] = n->pw;
+}
+
+/* ---- plan: forward ----------------------------------------------------------------------------------- */
+
+static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct ft_error *err) {
+        struct node *n = &m->nodes[ni];
+        struct bnode *bn = &p->nodes[ni];
+        struct bvalue *in = &p->vals[n->in[0]], *out = &p->vals[ni + 1];
+        const char *name = n->name;
+        int B = p->batch, r;
+        dnnl_memory_desc_t omd;
+        any_md(&omd, B, &n->out);
+
+        switch (n->kind) {
+        case NODE_LINEAR:
+        case NODE_CONV: {
+                dnnl_memory_desc_t smd, wmd, bmd, *bp = NULL;
+                const struct value_shape *is = n->in[0] == 0 ? &m->input : &m->nodes[n->in[0] - 1].out;
+                any_md(&smd, B, is);
+                dnnl_dims_t wd;
+                for (int i = 0; i < n->weight->ndim; i++)
+                        wd[i] = n->weight->shape[i];
+                dnnl_memory_desc_init_by_tag(&wmd, n->weight->ndim, wd, dnnl_f32, dnnl_format_tag_any);
+                if (n->bias) {
+                        tensor_md(&bmd, n->bias);
+                        bp = &bmd;
+                }
+                if (n->kind == NODE_CONV) {
+                        dnnl_convolution_desc_t cd;
+                        dnnl_dims_t s, d, pl, pr;
+                        conv_dims(n, s, d, pl, pr);
+                        CHK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training,
+                                                                       dnnl_convolution_direct, &smd, &wmd, bp, &omd, s,
+                                                                       d, pl, pr),
+                            "convolution_forward_desc_init");
+                        if ((r = pd_new(p, &cd, NULL, &bn->fwd_pd, "convolution forward", name, err)) < 0)
+                                return r;
+                } else {
+                        dnnl_inner_product_desc_t id;
+                        CHK(dnnl_inner_product_forward_desc_init(&id, dnnl_forward_training, &smd, &wmd, bp, &omd),
+                            "inner_product_forward_desc_init");
+                        if ((r = pd_new(p, &id, NULL, &bn->fwd_pd, "inner product forward", name, err)) < 0)
+                                return r;
+                }
+                if ((r = prim_new(p, bn->fwd_pd, &bn->fwd, name, err)) < 0 ||
+                    (r = conform_init(p, m, ni, 0, q_md(bn->fwd_pd, dnnl_query_src_md), err)) < 0 ||
+                    (r = wview_init(p, &bn->w_fwd, n->weight, n->weight->data, q_md(bn->fwd_pd, dnnl_query_weights_md),
+                                    false, name, err)) < 0 ||
+                    (r = value_init(p, out, q_md(bn->fwd_pd, dnnl_query_dst_md), name, err)) < 0)
+                        return r;
+                if (n->bias && (r = mem_new(p, &bmd, n->bias->data, &bn->bias, name, err)) < 0)
+                        return r;
+                return 0;
+        }
+        case NODE_BN: {
+                dnnl_batch_normalization_desc_t bd;
+                unsigned flags = dnnl_use_scale | dnnl_use_shift;
+                CHK(dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_training, &in->md, n->eps, flags),
+                    "batch_normalization_forward_desc_init");
+                if ((r = pd_new(p, &bd, NULL, &bn->fwd_pd, "batch normalization forward", name, err)) < 0 ||
+                    (r = prim_new(p, bn->fwd_pd, &bn->fwd, name, err)) < 0)
+                        return r;
+                CHK(dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_training, &in->md, n->eps,
+                                                               flags | dnnl_use_global_stats),
+                    "batch_normalization_forward_desc_init");
+                if ((r = pd_new(p, &bd, NULL, &bn->fwd_g_pd, "batch normalization forward", name, err)) < 0 ||
+                    (r = prim_new(p, bn->fwd_g_pd, &bn->fwd_g, name, err)) < 0)
+                        return r;
+                dnnl_memory_desc_t cmd;
+                tensor_md(&cmd, n->weight);
+                if ((r = conform_init(p, m, ni, 0, &in->md, err)) < 0 ||
+                    (r = value_init(p, out, q_md(bn->fwd_pd, dnnl_query_dst_md), name, err)) < 0 ||
+                    (r = mem_new(p, &cmd, n->weight->data, &bn->w_fwd.user, name, err)) < 0 ||
+                    (r = mem_new(p, &cmd, n->bias->data, &bn->bias, name, err)) < 0 ||
+                    (r = mem_new(p, &cmd, DNNL_MEMORY_ALLOCATE, &bn->mean, name, err)) < 0 ||
+                    (r = mem_new(p, &cmd, DNNL_MEMORY_ALLOCATE, &bn->var, name, err)) < 0 ||
+                    (r = mem_new(p, &cmd, n->running_mean->data, &bn->rmean, name, err)) < 0 ||
+                    (r = mem_new(p, &cmd, n->running_var->data, &bn->rvar, name, err)) < 0)
+                        return r;
+                return 0;
+        }
+        case NODE_ACT: {
+                dnnl_eltwise_desc_t ed;
+                CHK(dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_training, act_alg(n->act), &in->md, n->alpha, 0.f),
+                    "eltwise_forward_desc_init");
+                if ((r = pd_new(p, &ed, NULL, &bn->fwd_pd, "eltwise forward", name, err)) < 0 ||
+                    (r = prim_new(p, bn->fwd_pd, &bn->fwd, name, err)) < 0 ||
+                    (r = conform_init(p, m, ni, 0, &in->md, err)) < 0 ||
+                    (r = value_init(p, out, q_md(bn->fwd_pd, dnnl_query_dst_md), name, err)) < 0)
+                        return r;
+                return 0;
+        }
+        case NODE_MAXPOOL:
+        case NODE_AVGPOOL:
+        case NODE_GAP: {
+                dnnl_pooling_desc_t pdsc;
+                const struct value_shape *is = n->in[0] == 0 ? &m->input : &m->nodes[n->in[0] - 1].out;
+                dnnl_dims_t k, s, pl, pr;
+                dnnl_alg_kind_t alg;
+                if (n->kind == NODE_GAP) {
+                        k[0] = s[0] = is->h, k[1] = s[1] = is->w;
+                        pl[0] = pl[1] = pr[0] = pr[1] = 0;
+                        alg = dnnl_pooling_avg_exclude_padding;
+                } else {
+                        k[0] = n->kh, k[1] = n->kw, s[0] = n->sh, s[1] = n->sw;
+                        pl[0] = pr[0] = n->ph, pl[1] = pr[1] = n->pw;
+                        alg = n->kind == NODE_MAXPOOL ? dnnl_pooling_max : dnnl_pooling_avg_include_padding;
+                }
+                CHK(dnnl_pooling_forward_desc_init(&pdsc, dnnl_forward_training, alg, &in->md, &omd, s, k, pl, pr),
+                    "pooling_forward_desc_init");
+                if ((r = pd_new(p, &pdsc, NULL, &bn->fwd_pd, "pooling forward", name, err)) < 0 ||
+                    (r = prim_new(p, bn->fwd_pd, &bn->fwd, name, err)) < 0 ||
+                    (r = conform_init(p, m, ni, 0, &in->md, err)) < 0 ||
+                    (r = value_init(p, out, q_md(bn->fwd_pd, dnnl_query_dst_md), name, err)) < 0)
+                        return r;
+                const dnnl_memory_desc_t *wsmd = q_md(bn->fwd_pd, dnnl_query_workspace_md);
+                if (wsmd && wsmd->ndims > 0 && (r = mem_new(p, wsmd, DNNL_MEMORY_ALLOCATE, &bn->ws, name, err)) < 0)
+                        return r;
+                return 0;
+        }
+        case NODE_FLATTEN: {
+                dnnl_memory_desc_t pmd, nchw;
+                plain_md(&pmd, B, &n->out);
+                const struct value_shape *is = n->in[0] == 0 ? &m->input : &m->nodes[n->in[0] - 1].out;
+                plain_md(&nchw, B, is);
+                if ((r = conform_init(p, m, ni, 0, &in->md, err)) < 0 || (r = value_init(p, out, &pmd, name, err)) < 0 ||
+                    (r = mem_new(p, &nchw, mem_ptr(out->mem), &bn->flat_view, name, err)) < 0 ||
+                    (r = mem_new(p, &nchw, mem_ptr(out->dmem), &bn->flat_dview, name, err)) < 0 ||
+                    (r = reorder_new(p, &in->md, &nchw, &bn->fwd, name, err)) < 0)
+                        return r;
+                return 0;
+        }
+        case NODE_DROPOUT: {
+                if ((r = conform_init(p, m, ni, 0, &in->md, err)) < 0 || (r = value_init(p, out, &in->md, name, err)) < 0)
+                        return r;
+                bn->mask = malloc(out->nfloats ? out->nfloats : 1);
+                if (!bn->mask)
+                        return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+                bn->dropout_scale = n->alpha < 1.0f ? 1.0f / (1.0f - n->alpha) : 0.0f;
+                return 0;
+        }
+        case NODE_ADD: {
+                dnnl_binary_desc_t bd;
+                if ((r = conform_init(p, m, ni, 0, &in->md, err)) < 0 ||
+                    (r = conform_init(p, m, ni, 1, &in->md, err)) < 0)
+                        return r;
+                CHK(dnnl_binary_desc_init(&bd, dnnl_binary_add, &in->md, &in->md, &in->md), "binary_desc_init");
+                if ((r = pd_new(p, &bd, NULL, &bn->fwd_pd, "binary add", name, err)) < 0 ||
+                    (r = prim_new(p, bn->fwd_pd, &bn->fwd, name, err)) < 0 || (r = value_init(p, out, &in->md, name, err)) < 0)
+                        return r;
+                return 0;
+        }
+        }
+        return ft_error_set(err, -EINVAL, NULL, "layer \"%s\": unknown kind", name);
+}
+
+static void plan_free(struct backend_plan *p) {
+        if (!p)
+                return;
+        for (size_t i = 0; i < p->n_prims; i++)
+                dnnl_primitive_destroy(p->prims[i]);
+        for (size_t i = 0; i < p->n_pds; i++)
+                dnnl_primitive_desc_destroy(p->pds[i]);
+        for (size_t i = 0; i < p->n_mems; i++)
+                dnnl_memory_destroy(p->mems[i]);
+        if (p->nodes)
+                for (int i = 0; i < p->n_nodes; i++)
+                        free(p->nodes[i].mask);
+        free(p->prims);
+        free(p->pds);
+        free(p->mems);
+        free(p->nodes);
+        free(p->vals);
+        free(p->rg);
+        free(p);
+}
+
+static int plan_new(struct model *m, struct compute_ctx *ctx, int batch, struct backend_plan **ret,
+                    struct ft_error *err) {
+        struct backend_plan *p = calloc(1, sizeof(*p));
+        int r;
+        const char *name = "input";
+        if (!p)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        p->batch = batch;
+        p->eng = ctx->engine;
+        p->st = ctx->stream;
+        p->n_nodes = m->n_nodes;
+        p->vals = calloc((size_t)m->n_values, sizeof(*p->vals));
+        p->nodes = calloc((size_t)m->n_nodes, sizeof(*p->nodes));
+        p->rg = calloc((size_t)m->n_values, sizeof(bool));
+        if (!p->vals || !p->nodes || !p->rg) {
+                r = ft_error_set(err, -ENOMEM, NULL, "out of memory");
+                goto fail;
+        }
+        dnnl_memory_desc_t md;
+        plain_md(&md, batch, &m->input);
+        p->vals[0].md = md;
+        if ((r = mem_new(p, &md, DNNL_MEMORY_NONE, &p->vals[0].mem, name, err)) < 0)
+                goto fail;
+        p->x_mem = p->vals[0].mem;
+        for (int i = 0; i < m->n_nodes; i++)
+                if ((r = node_fwd_init(m, p, i, err)) < 0)
+                        goto fail;
+        struct bvalue *last = &p->vals[m->n_nodes];
+        plain_md(&md, batch, &m->nodes[m->n_nodes - 1].out);
+        if (dnnl_memory_desc_equal(&md, &last->md)) {
+                p->out_mem = last->mem;
+                p->dout_mem = last->dmem;
+        } else {
+                name = "output";
+                if ((r = mem_new(p, &md, DNNL_MEMORY_ALLOCATE, &p->out_mem, name, err)) < 0 ||
+                    (r = mem_new(p, &md, DNNL_MEMORY_ALLOCATE, &p->dout_mem, name, err)) < 0 ||
+                    (r = reorder_new(p, &last->md, &md, &p->out_reorder, name, err)) < 0 ||
+                    (r = reorder_new(p, &md, &last->md, &p->dout_reorder, name, err)) < 0)
+                        goto fail;
+        }
+        p->out = mem_ptr(p->out_mem);
+        *ret = p;
+        return 0;
+fail:
+        plan_free(p);
+        return r;
+}
+
+/* ---- forward ----------------------------------------------------------------------------------------- */
+
+static void bn_update_running(struct node *n, struct bnode *bn, int batch) {
+        float *mean = mem_ptr(bn->mean), *var = mem_ptr(bn->var);
+        float *rm = tensor_f32(n->running_mean), *rv = tensor_f32(n->running_var);
+        double cnt = (double)batch * (double)n->out.h * (double)n->out.w;
+        double unbias = cnt / (cnt - 1.0);
+        float mom = n->momentum;
+        for (int64_t c = 0; c < n->out.c; c++) {
+                rm[c] = (1.0f - mom) * rm[c] + mom * mean[c];
+                rv[c] = (1.0f - mom) * rv[c] + mom * (float)(var[c] * unbias);
+        }
+        tensor_i64(n->num_batches_tracked)[0] += 1;
+}
+
+static int node_forward(struct model *m, struct backend_plan *p, int ni, bool training, struct ft_error *err) {
+        struct node *n = &m->nodes[ni];
+        struct bnode *bn = &p->nodes[ni];
+        struct bvalue *out = &p->vals[ni + 1];
+        const char *name = n->name;
+        int r;
+        for (int j = 0; j < n->n_in; j++)
+                if (bn->in[j].needed &&
+                    (r = run_reorder(p, bn->in[j].fwd, p->vals[n->in[j]].mem, bn->in[j].mem, name, err)) < 0)
+                        return r;
+        dnnl_memory_t src = bn->in[0].mem;
+        switch (n->kind) {
+        case NODE_LINEAR:
+        case NODE_CONV: {
+                if (bn->w_fwd.reorder && (r = run_reorder(p, bn->w_fwd.reorder, bn->w_fwd.user, bn->w_fwd.mem, name, err)) < 0)
+                        return r;
+                dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, bn->w_fwd.mem}, {DNNL_ARG_DST, out->mem},
+                                        {DNNL_ARG_BIAS, bn->bias}};
+                return run(p, bn->fwd, n->bias ? 4 : 3, a, name, err);
+        }
+        case NODE_BN: {
+                bool global = !training || (m->frozen_bn_eval && !nn_node_trainable(n));
+                bn->used_global = global;
+                if (!global) {
+                        double cnt = (double)p->batch * (double)n->out.h * (double)n->out.w;
+                        if (cnt < 2)
+                                return ft_error_set(err, -EINVAL, "batch_size",
+                                                    "layer \"%s\": batch normalization in training needs more than one "
+                                                    "value per channel (batch size 1 with a 1x1 input)",
+                                                    name);
+                }
+                dnnl_memory_t mean = global ? bn->rmean : bn->mean, var = global ? bn->rvar : bn->var;
+                dnnl_exec_arg_t a[6] = {{DNNL_ARG_SRC, src},           {DNNL_ARG_DST, out->mem},
+                                        {DNNL_ARG_SCALE, bn->w_fwd.user}, {DNNL_ARG_SHIFT, bn->bias},
+                                        {DNNL_ARG_MEAN, mean},          {DNNL_ARG_VARIANCE, var}};
+                r = run(p, global ? bn->fwd_g : bn->fwd, 6, a, name, err);
+                if (r < 0)
+                        return r;
+                if (global)
+                        return 0;
+                dnnl_stream_wait(p->st);
+                bn_update_running(n, bn, p->batch);
+                return 0;
+        }
+        case NODE_ACT:
+        case NODE_ADD:
+        case NODE_MAXPOOL:
+        case NODE_AVGPOOL:
+        case NODE_GAP: {
+                dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out->mem}, {DNNL_ARG_SRC_1, bn->in[1].mem},
+                                        {DNNL_ARG_WORKSPACE, bn->ws}};
+                if (n->kind == NODE_ADD)
+                        return run(p, bn->fwd, 3, a, name, err);
+                if (bn->ws) {
+                        a[2] = a[3];
+                        return run(p, bn->fwd, 3, a, name, err);
+                }
+                return run(p, bn->fwd, 2, a, name, err);
+        }
+        case NODE_FLATTEN:
+                return run_reorder(p, bn->fwd, src, bn->flat_view, name, err);
+        case NODE_DROPOUT: {
+                dnnl_stream_wait(p->st);
+                const float *x = mem_ptr(src);
+                float *y = mem_ptr(out->mem);
+                size_t cnt = out->nfloats;
+                bn->dropout_on = training && n->alpha > 0.0f;
+                if (!bn->dropout_on) {
+                        memcpy(y, x, cnt * sizeof(float));
+                        return 0;
+                }
+                uint64_t seed = m->rng.seed, counter = m->rng.counter++;
+                float p_ = n->alpha, scale = bn->dropout_scale;
+                uint8_t *mask = bn->mask;
+#pragma omp parallel for schedule(static)
+                for (size_t i = 0; i < cnt; i++) {
+                        mask[i] = nn_dropout_keep(seed, counter, i, p_);
+                        y[i] = mask[i] ? x[i] * scale : 0.0f;
+                }
+                return 0;
+        }
+        }
+        return 0;
+}
+
+static int onednn_forward(struct model *m, struct backend_plan *p, const float *x, bool training,
+                          const float **ret_out, struct ft_error *err) {
+        int r;
+        const char *name = "input";
+        CHK(dnnl_memory_set_data_handle(p->x_mem, (void *)x), "set_data_handle");
+        for (int i = 0; i < m->n_nodes; i++)
+                if ((r = node_forward(m, p, i, training, err)) < 0)
+                        return r;
+        name = "output";
+        if (p->out_reorder && (r = run_reorder(p, p->out_reorder, p->vals[m->n_nodes].mem, p->out_mem, name, err)) < 0)
+                return r;
+        CHK(dnnl_stream_wait(p->st), "stream_wait");
+        *ret_out = p->out;
+        return 0;
+}
+
+/* ---- backward ---------------------------------------------------------------------------------------- */
+
+/* diff target for input j of node ni: the producer's diff directly when this is its only consumer and no
+ * format conversion is needed; a scratch buffer otherwise (merged by din_merge) */
+static int din_init(struct model *m, struct backend_plan *p, int ni, int j, struct ft_error *err) {
+        struct node *n = &m->nodes[ni];
+        struct bnode *bn = &p->nodes[ni];
+        struct bvalue *v = &p->vals[n->in[j]];
+        const char *name = n->name;
+        int r;
+        if (n->in[j] == 0) { /* nobody wants the input's diff; batchnorm computes it anyway: give it a scratch */
+                if (n->kind == NODE_BN)
+                        return mem_new(p, &bn->in[j].md, DNNL_MEMORY_ALLOCATE, &bn->in[j].dmem, name, err);
+                return 0;
+        }
+        if (!bn->in[j].needed && m->consumers[n->in[j]] == 1) {
+                bn->in[j].dmem = v->dmem;
+                return 0;
+        }
+        if ((r = mem_new(p, &bn->in[j].md, DNNL_MEMORY_ALLOCATE, &bn->in[j].dmem, name, err)) < 0)
+                return r;
+        if (bn->in[j].needed) {
+                if ((r = mem_new(p, &v->md, DNNL_MEMORY_ALLOCATE, &bn->din_scratch[j], name, err)) < 0 ||
+                    (r = reorder_new(p, &bn->in[j].md, &v->md, &bn->in[j].bwd, name, err)) < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int din_merge(struct model *m, struct backend_plan *p, int ni, int j, struct ft_error *err) {
+        struct node *n = &m->nodes[ni];
+        struct bnode *bn = &p->nodes[ni];
+        struct bvalue *v = &p->vals[n->in[j]];
+        const char *name = n->name;
+        int r;
+        if (bn->in[j].dmem == v->dmem) {
+                v->written = true;
+                return 0;
+        }
+        dnnl_memory_t src = bn->in[j].dmem;
+        if (bn->in[j].needed) {
+                dnnl_memory_t dst = v->written ? bn->din_scratch[j] : v->dmem;
+                if ((r = run_reorder(p, bn->in[j].bwd, src, dst, name, err)) < 0)
+                        return r;
+                if (!v->written) {
+                        v->written = true;
+                        return 0;
+                }
+                src = dst;
+        }
+        CHK(dnnl_stream_wait(p->st), "stream_wait");
+        float *d = mem_ptr(v->dmem);
+        const float *s = mem_ptr(src);
+        size_t cnt = v->nfloats;
+        if (!v->written)
+                memcpy(d, s, cnt * sizeof(float));
+        else {
+#pragma omp parallel for schedule(static)
+                for (size_t i = 0; i < cnt; i++)
+                        d[i] += s[i];
+        }
+        v->written = true;
+        return 0;
+}
+
+static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct ft_error *err) {
+        struct node *n = &m->nodes[ni];
+        struct bnode *bn = &p->nodes[ni];
+        struct bvalue *in = &p->vals[n->in[0]], *out = &p->vals[ni + 1];
+        const char *name = n->name;
+        int r;
+        for (int j = 0; j < n->n_in; j++)
+                if ((r = din_init(m, p, ni, j, err)) < 0)
+                        return r;
+        switch (n->kind) {
+        case NODE_LINEAR:
+        case NODE_CONV: {
+                dnnl_memory_desc_t wmd, bmd, *bp = NULL;
+                dnnl_dims_t wd;
+                for (int i = 0; i < n->weight->ndim; i++)
+                        wd[i] = n->weight->shape[i];
+                dnnl_memory_desc_init_by_tag(&wmd, n->weight->ndim, wd, dnnl_f32, dnnl_format_tag_any);
+                if (n->bias) {
+                        tensor_md(&bmd, n->bias);
+                        bp = &bmd;
+                }
+                const dnnl_memory_desc_t *smd = &bn->in[0].md;
+                dnnl_primitive_desc_t dpd = NULL, wpd;
+                if (n->kind == NODE_CONV) {
+                        dnnl_convolution_desc_t cd;
+                        dnnl_dims_t s, d, pl, pr;
+                        conv_dims(n, s, d, pl, pr);
+                        if (n->in[0] != 0) {
+                                CHK(dnnl_dilated_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, smd,
+                                                                                     &wmd, &out->md, s, d, pl, pr),
+                                    "convolution_backward_data_desc_init");
+                                if ((r = pd_new(p, &cd, bn->fwd_pd, &dpd, "convolution backward data", name, err)) < 0)
+                                        return r;
+                        }
+                        CHK(dnnl_dilated_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, smd, &wmd,
+                                                                                bp, &out->md, s, d, pl, pr),
+                            "convolution_backward_weights_desc_init");
+                        if ((r = pd_new(p, &cd, bn->fwd_pd, &wpd, "convolution backward weights", name, err)) < 0)
+                                return r;
+                } else {
+                        dnnl_inner_product_desc_t id;
+                        if (n->in[0] != 0) {
+                                CHK(dnnl_inner_product_backward_data_desc_init(&id, smd, &wmd, &out->md),
+                                    "inner_product_backward_data_desc_init");
+                                if ((r = pd_new(p, &id, bn->fwd_pd, &dpd, "inner product backward data", name, err)) < 0)
+                                        return r;
+                        }
+                        CHK(dnnl_inner_product_backward_weights_desc_init(&id, smd, &wmd, bp, &out->md),
+                            "inner_product_backward_weights_desc_init");
+                        if ((r = pd_new(p, &id, bn->fwd_pd, &wpd, "inner product backward weights", name, err)) < 0)
+                                return r;
+                }
+                if (dpd) {
+                        const dnnl_memory_desc_t *dsmd = q_md(dpd, dnnl_query_diff_src_md);
+                        if (!dnnl_memory_desc_equal(dsmd, smd))
+                                return ft_error_set(err, -EIO, NULL,
+                                                    "onednn: layer \"%s\": backward data picked another format", name);
+                        if ((r = prim_new(p, dpd, &bn->bwd_data, name, err)) < 0)
+                                return r;
+                        const dnnl_memory_desc_t *bwmd = q_md(dpd, dnnl_query_weights_md);
+                        if (dnnl_memory_desc_equal(bwmd, &bn->w_fwd.md))
+                                bn->w_bwd = bn->w_fwd;
+                        else if ((r = wview_init(p, &bn->w_bwd, n->weight, n->weight->data, bwmd, false, name, err)) < 0)
+                                return r;
+                }
+                if ((r = prim_new(p, wpd, &bn->bwd_weights, name, err)) < 0 ||
+                    (r = wview_init(p, &bn->dw, n->weight, n->weight->grad, q_md(wpd, dnnl_query_diff_weights_md), true,
+                                    name, err)) < 0 ||
+                    (r = mem_new(p, &bn->dw.md, DNNL_MEMORY_ALLOCATE, &bn->dw_scratch, name, err)) < 0)
+                        return r;
+                if (n->bias && ((r = mem_new(p, &bmd, n->bias->grad, &bn->dbias, name, err)) < 0 ||
+                                (r = mem_new(p, &bmd, DNNL_MEMORY_ALLOCATE, &bn->dbias_scratch, name, err)) < 0))
+                        return r;
+                return 0;
+        }
+        case NODE_BN: {
+                dnnl_batch_normalization_desc_t bd;
+                unsigned flags = dnnl_use_scale | dnnl_use_shift;
+                dnnl_primitive_desc_t pd;
+                CHK(dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, &in->md, &in->md, n->eps, flags),
+                    "batch_normalization_backward_desc_init");
+                if ((r = pd_new(p, &bd, bn->fwd_pd, &pd, "batch normalization backward", name, err)) < 0 ||
+                    (r = prim_new(p, pd, &bn->bwd_data, name, err)) < 0)
+                        return r;
+                CHK(dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, &in->md, &in->md, n->eps,
+                                                                flags | dnnl_use_global_stats),
+                    "batch_normalization_backward_desc_init");
+                if ((r = pd_new(p, &bd, bn->fwd_g_pd, &pd, "batch normalization backward", name, err)) < 0 ||
+                    (r = prim_new(p, pd, &bn->bwd_g, name, err)) < 0)
+                        return r;
+                dnnl_memory_desc_t cmd;
+                tensor_md(&cmd, n->weight);
+                if ((r = mem_new(p, &cmd, n->weight->grad, &bn->dw.user, name, err)) < 0 ||
+                    (r = mem_new(p, &cmd, n->bias->grad, &bn->dbias, name, err)) < 0 ||
+                    (r = mem_new(p, &cmd, DNNL_MEMORY_ALLOCATE, &bn->dw_scratch, name, err)) < 0 ||
+                    (r = mem_new(p, &cmd, DNNL_MEMORY_ALLOCATE, &bn->dbias_scratch, name, err)) < 0)
+                        return r;
+                return 0;
+        }
+        case NODE_ACT: {
+                dnnl_eltwise_desc_t ed;
+                dnnl_primitive_desc_t pd;
+                CHK(dnnl_eltwise_backward_desc_init(&ed, act_alg(n->act), &in->md, &in->md, n->alpha, 0.f),
+                    "eltwise_backward_desc_init");
+                if ((r = pd_new(p, &ed, bn->fwd_pd, &pd, "eltwise backward", name, err)) < 0 ||
+                    (r = prim_new(p, pd, &bn->bwd_data, name, err)) < 0)
+                        return r;
+                return 0;
+        }
+        case NODE_MAXPOOL:
+        case NODE_AVGPOOL:
+        case NODE_GAP: {
+                dnnl_pooling_desc_t pdsc;
+                dnnl_primitive_desc_t pd;
+                const struct value_shape *is = n->in[0] == 0 ? &m->input : &m->nodes[n->in[0] - 1].out;
+                dnnl_dims_t k, s, pl, pr;
+                dnnl_alg_kind_t alg;
+                if (n->kind == NODE_GAP) {
+                        k[0] = s[0] = is->h, k[1] = s[1] = is->w;
+                        pl[0] = pl[1] = pr[0] = pr[1] = 0;
+                        alg = dnnl_pooling_avg_exclude_padding;
+                } else {
+                        k[0] = n->kh, k[1] = n->kw, s[0] = n->sh, s[1] = n->sw;
+                        pl[0] = pr[0] = n->ph, pl[1] = pr[1] = n->pw;
+                        alg = n->kind == NODE_MAXPOOL ? dnnl_pooling_max : dnnl_pooling_avg_include_padding;
+                }
+                CHK(dnnl_pooling_backward_desc_init(&pdsc, alg, &in->md, &out->md, s, k, pl, pr),
+                    "pooling_backward_desc_init");
+                if ((r = pd_new(p, &pdsc, bn->fwd_pd, &pd, "pooling backward", name, err)) < 0 ||
+                    (r = prim_new(p, pd, &bn->bwd_data, name, err)) < 0)
+                        return r;
+                return 0;
+        }
+        case NODE_FLATTEN: {
+                dnnl_memory_desc_t nchw;
+                const struct value_shape *is = n->in[0] == 0 ? &m->input : &m->nodes[n->in[0] - 1].out;
+                plain_md(&nchw, p->batch, is);
+                return reorder_new(p, &nchw, &in->md, &bn->bwd_data, name, err);
+        }
+        case NODE_DROPOUT:
+        case NODE_ADD: return 0;
+        }
+        return 0;
+}
+
+static int node_backward(struct model *m, struct backend_plan *p, int ni, struct ft_error *err) {
+        struct node *n = &m->nodes[ni];
+        struct bnode *bn = &p->nodes[ni];
+        struct bvalue *out = &p->vals[ni + 1];
+        const char *name = n->name;
+        bool need0 = p->rg[n->in[0]], need1 = n->n_in > 1 && p->rg[n->in[1]];
+        dnnl_memory_t src = bn->in[0].mem, dsrc = bn->in[0].dmem;
+        int r;
+        switch (n->kind) {
+        case NODE_LINEAR:
+        case NODE_CONV: {
+                if (need0) {
+                        if (bn->w_bwd.reorder && bn->w_bwd.reorder != bn->w_fwd.reorder &&
+                            (r = run_reorder(p, bn->w_bwd.reorder, bn->w_bwd.user, bn->w_bwd.mem, name, err)) < 0)
+                                return r;
+                        dnnl_exec_arg_t a[3] = {{DNNL_ARG_DIFF_DST, out->dmem}, {DNNL_ARG_WEIGHTS, bn->w_bwd.mem},
+                                                {DNNL_ARG_DIFF_SRC, dsrc}};
+                        if ((r = run(p, bn->bwd_data, 3, a, name, err)) < 0)
+                                return r;
+                }
+                if (nn_node_trainable(n)) {
+                        bool wt = !n->weight->frozen;
+                        dnnl_memory_t dw = wt ? bn->dw.mem : bn->dw_scratch;
+                        if (!wt && bn->dw.mem == bn->dw.user)
+                                dw = bn->dw_scratch;
+                        dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, out->dmem},
+                                                {DNNL_ARG_DIFF_WEIGHTS, dw},
+                                                {DNNL_ARG_DIFF_BIAS, n->bias && !n->bias->frozen ? bn->dbias
+                                                                                                 : bn->dbias_scratch}};
+                        if ((r = run(p, bn->bwd_weights, n->bias ? 4 : 3, a, name, err)) < 0)
+                                return r;
+                        if (wt && bn->dw.reorder && (r = run_reorder(p, bn->dw.reorder, bn->dw.mem, bn->dw.user, name, err)) < 0)
+                                return r;
+                }
+                break;
+        }
+        case NODE_BN: {
+                bool wt = !n->weight->frozen, bt = !n->bias->frozen;
+                dnnl_memory_t mean = bn->used_global ? bn->rmean : bn->mean;
+                dnnl_memory_t var = bn->used_global ? bn->rvar : bn->var;
+                dnnl_exec_arg_t a[8] = {{DNNL_ARG_SRC, src},
+                                        {DNNL_ARG_DIFF_DST, out->dmem},
+                                        {DNNL_ARG_SCALE, bn->w_fwd.user},
+                                        {DNNL_ARG_SHIFT, bn->bias},
+                                        {DNNL_ARG_MEAN, mean},
+                                        {DNNL_ARG_VARIANCE, var},
+                                        {DNNL_ARG_DIFF_SRC, dsrc},
+                                        {DNNL_ARG_DIFF_SCALE, wt ? bn->dw.user : bn->dw_scratch}};
+                dnnl_exec_arg_t b8 = {DNNL_ARG_DIFF_SHIFT, bt ? bn->dbias : bn->dbias_scratch};
+                dnnl_exec_arg_t all[9];
+                memcpy(all, a, sizeof(a));
+                all[8] = b8;
+                if ((r = run(p, bn->used_global ? bn->bwd_g : bn->bwd_data, 9, all, name, err)) < 0)
+                        return r;
+                break;
+        }
+        case NODE_ACT:
+        case NODE_MAXPOOL:
+        case NODE_AVGPOOL:
+        case NODE_GAP: {
+                if (!need0)
+                        break;
+                dnnl_exec_arg_t a[3] = {{DNNL_ARG_DIFF_DST, out->dmem}, {DNNL_ARG_DIFF_SRC, dsrc},
+                                        {n->kind == NODE_ACT ? DNNL_ARG_SRC : DNNL_ARG_WORKSPACE,
+                                         n->kind == NODE_ACT ? src : bn->ws}};
+                if ((r = run(p, bn->bwd_data, n->kind == NODE_ACT || bn->ws ? 3 : 2, a, name, err)) < 0)
+                        return r;
+                break;
+        }
+        case NODE_FLATTEN:
+                if (need0 && (r = run_reorder(p, bn->bwd_data, bn->flat_dview, dsrc, name, err)) < 0)
+                        return r;
+                break;
+        case NODE_DROPOUT: {
+                if (!need0)
+                        break;
+                CHK(dnnl_stream_wait(p->st), "stream_wait");
+                const float *dy = mem_ptr(out->dmem);
+                float *dx = mem_ptr(dsrc);
+                size_t cnt = out->nfloats;
+                if (!bn->dropout_on) {
+                        memcpy(dx, dy, cnt * sizeof(float));
+                        break;
+                }
+                const uint8_t *mask = bn->mask;
+                float scale = bn->dropout_scale;
+#pragma omp parallel for schedule(static)
+                for (size_t i = 0; i < cnt; i++)
+                        dx[i] = mask[i] ? dy[i] * scale : 0.0f;
+                break;
+        }
+        case NODE_ADD: {
+                CHK(dnnl_stream_wait(p->st), "stream_wait");
+                size_t bytes = out->nfloats * sizeof(float);
+                if (need0)
+                        memcpy(mem_ptr(dsrc), mem_ptr(out->dmem), bytes);
+                if (need1)
+                        memcpy(mem_ptr(bn->in[1].dmem), mem_ptr(out->dmem), bytes);
+                break;
+        }
+        }
+        if (need0 && (r = din_merge(m, p, ni, 0, err)) < 0)
+                return r;
+        if (need1 && (r = din_merge(m, p, ni, 1, err)) < 0)
+                return r;
+        return 0;
+}
+
+static int onednn_backward(struct model *m, struct backend_plan *p, const float *d_out, struct ft_error *err) {
+        int r;
+        const char *name = "output";
+        if (!p->bwd_ready) {
+                for (int i = 0; i < m->n_nodes; i++)
+                        if ((r = node_bwd_init(m, p, i, err)) < 0)
+                                return r;
+                p->bwd_ready = true;
+        }
+        nn_requires_grad(m, p->rg);
+        for (int v = 0; v < m->n_values; v++)
+                p->vals[v].written = false;
+        if (!p->rg[m->n_nodes])
+                return 0; /* everything frozen */
+        size_t outn = (size_t)p->batch * model_output_count(m);
+        memcpy(mem_ptr(p->dout_mem), d_out, outn * sizeof(float));
+        if (p->dout_reorder && (r = run_reorder(p, p->dout_reorder, p->dout_mem, p->vals[m->n_nodes].dmem, name, err)) < 0)
+                return r;
+        for (int i = m->n_nodes - 1; i >= 0; i--) {
+                if (!p->rg[i + 1])
+                        continue;
+                if ((r = node_backward(m, p, i, err)) < 0)
+                        return r;
+        }
+        CHK(dnnl_stream_wait(p->st), "stream_wait");
+        return 0;
+}
+
+const struct backend_ops backend_onednn_ops = {
+        .name = "onednn",
+        .plan_new = plan_new,
+        .plan_free = plan_free,
+        .forward = onednn_forward,
+        .backward = onednn_backward,
+};

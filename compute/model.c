@@ -1,0 +1,916 @@
+/* model.c - model specs (JSON) -> layer graph with PyTorch state_dict names; presets; init; freezing; the
+ * forward/backward entry points that dispatch to the backend.
+ *
+ * Not for: executing layers (backend_*.c), losses, optimizers. */
+#include "compute/model.h"
+
+#include <fnmatch.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "compute/nn.h"
+
+/* ---- building ---------------------------------------------------------------------------------------- */
+
+struct builder {
+        struct model *m;
+        int cap_nodes;
+        size_t cap_tensors;
+        uint64_t total_numel;
+        int layer;        /* index of the spec layer being parsed */
+        const char *lname; /* its name */
+        struct ft_error *err;
+};
+
+#define LAYER_NAME_MAX 80
+
+static int layer_error(struct builder *b, const char *field, const char *fmt, ...) _printf_(3, 4);
+static int layer_error(struct builder *b, const char *field, const char *fmt, ...) {
+        char msg[FT_ERROR_MSG_MAX], param[FT_ERROR_PARAM_MAX];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        if (field)
+                snprintf(param, sizeof(param), "layers[%d].%s", b->layer, field);
+        else
+                snprintf(param, sizeof(param), "layers[%d]", b->layer);
+        if (b->lname)
+                return ft_error_set(b->err, -EINVAL, param, "layers[%d] (\"%s\"): %s", b->layer, b->lname, msg);
+        return ft_error_set(b->err, -EINVAL, param, "layers[%d]: %s", b->layer, msg);
+}
+
+static int get_int(struct builder *b, const json_t *o, const char *key, bool required, int64_t def, int64_t min,
+                   int64_t max, int64_t *ret) {
+        json_t *v = json_object_get(o, key);
+        if (!v) {
+                if (required)
+                        return layer_error(b, key, "missing \"%s\"", key);
+                *ret = def;
+                return 0;
+        }
+        if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
+                return layer_error(b, key, "\"%s\" must be an integer from %lld to %lld", key, (long long)min,
+                                   (long long)max);
+        *ret = json_integer_value(v);
+        return 0;
+}
+
+/* an int or a [h, w] pair */
+static int get_pair(struct builder *b, const json_t *o, const char *key, bool required, int64_t def, int64_t min,
+                    int64_t max, int64_t ret[2]) {
+        json_t *v = json_object_get(o, key);
+        if (!v) {
+                if (required)
+                        return layer_error(b, key, "missing \"%s\"", key);
+                ret[0] = ret[1] = def;
+                return 0;
+        }
+        if (json_is_integer(v)) {
+                if (json_integer_value(v) < min || json_integer_value(v) > max)
+                        goto bad;
+                ret[0] = ret[1] = json_integer_value(v);
+                return 0;
+        }
+        if (json_is_array(v) && json_array_size(v) == 2) {
+                for (int i = 0; i < 2; i++) {
+                        json_t *e = json_array_get(v, (size_t)i);
+                        if (!json_is_integer(e) || json_integer_value(e) < min || json_integer_value(e) > max)
+                                goto bad;
+                        ret[i] = json_integer_value(e);
+                }
+                return 0;
+        }
+bad:
+        return layer_error(b, key, "\"%s\" must be an integer or a pair of integers from %lld to %lld", key,
+                           (long long)min, (long long)max);
+}
+
+static int get_real(struct builder *b, const json_t *o, const char *key, double def, double min, double max,
+                    bool max_inclusive, double *ret) {
+        json_t *v = json_object_get(o, key);
+        if (!v) {
+                *ret = def;
+                return 0;
+        }
+        if (!json_is_number(v))
+                return layer_error(b, key, "\"%s\" must be a number", key);
+        double d = json_number_value(v);
+        if (!isfinite(d) || d < min || d > max || (!max_inclusive && d == max))
+                return layer_error(b, key, "\"%s\" must be from %g to %g%s", key, min, max,
+                                   max_inclusive ? "" : " (exclusive)");
+        *ret = d;
+        return 0;
+}
+
+static int get_bool(struct builder *b, const json_t *o, const char *key, bool def, bool *ret) {
+        json_t *v = json_object_get(o, key);
+        if (!v) {
+                *ret = def;
+                return 0;
+        }
+        if (!json_is_boolean(v))
+                return layer_error(b, key, "\"%s\" must be true or false", key);
+        *ret = json_is_true(v);
+        return 0;
+}
+
+static int check_fields(struct builder *b, const json_t *o, const char *const *allowed) {
+        const char *key;
+        json_t *v;
+        json_object_foreach((json_t *)o, key, v) {
+                bool found = false;
+                for (size_t i = 0; allowed[i]; i++)
+                        if (strcmp(allowed[i], key) == 0)
+                                found = true;
+                if (!found)
+                        return layer_error(b, key, "unknown field \"%s\"", key);
+        }
+        return 0;
+}
+
+static int add_tensor(struct builder *b, const char *prefix, const char *suffix, enum tensor_dtype dtype, int ndim,
+                      const int64_t *shape, bool is_param) {
+        struct model *m = b->m;
+        if (m->n_tensors == b->cap_tensors) {
+                size_t cap = b->cap_tensors ? b->cap_tensors * 2 : 64;
+                struct tensor *t = realloc(m->tensors, cap * sizeof(*t));
+                if (!t)
+                        return ft_error_set(b->err, -ENOMEM, NULL, "out of memory");
+                m->tensors = t;
+                b->cap_tensors = cap;
+        }
+        struct tensor *t = &m->tensors[m->n_tensors];
+        memset(t, 0, sizeof(*t));
+        snprintf(t->name, sizeof(t->name), "%s.%s", prefix, suffix);
+        t->dtype = dtype;
+        t->ndim = ndim;
+        t->numel = 1;
+        for (int i = 0; i < TENSOR_NDIM_MAX; i++)
+                t->shape[i] = 1;
+        for (int i = 0; i < ndim; i++) {
+                t->shape[i] = shape[i];
+                t->numel *= (size_t)shape[i];
+        }
+        t->is_param = is_param;
+        t->lr_mult = 1.0f;
+        b->total_numel += t->numel;
+        if (b->total_numel > MODEL_PARAMS_MAX)
+                return layer_error(b, NULL, "the model has more than %llu parameters",
+                                   (unsigned long long)MODEL_PARAMS_MAX);
+        for (size_t i = 0; i < m->n_tensors; i++)
+                if (strcmp(m->tensors[i].name, t->name) == 0)
+                        return layer_error(b, "name", "duplicate tensor name \"%s\"", t->name);
+        return (int)m->n_tensors++;
+}
+
+static int add_node(struct builder *b, enum node_kind kind, const char *name, int in0, struct node **ret) {
+        struct model *m = b->m;
+        if (m->n_nodes == b->cap_nodes) {
+                int cap = b->cap_nodes ? b->cap_nodes * 2 : 32;
+                struct node *n = realloc(m->nodes, (size_t)cap * sizeof(*n));
+                if (!n)
+                        return ft_error_set(b->err, -ENOMEM, NULL, "out of memory");
+                m->nodes = n;
+                b->cap_nodes = cap;
+        }
+        struct node *n = &m->nodes[m->n_nodes++];
+        memset(n, 0, sizeof(*n));
+        n->kind = kind;
+        n->n_in = 1;
+        n->in[0] = in0;
+        n->in[1] = -1;
+        n->ti_weight = n->ti_bias = n->ti_rmean = n->ti_rvar = n->ti_nbt = -1;
+        n->out = in0 == 0 ? m->input : m->nodes[in0 - 1].out;
+        snprintf(n->name, sizeof(n->name), "%s", name);
+        *ret = n;
+        return m->n_nodes; /* value index of its output */
+}
+
+static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
+        int64_t ext = d * (k - 1) + 1;
+        if (in + 2 * p < ext)
+                return 0;
+        return (in + 2 * p - ext) / s + 1;
+}
+
+static int build_conv(struct builder *b, int in, const char *name, int64_t oc, const int64_t k[2],
+                      const int64_t s[2], const int64_t p[2], const int64_t d[2], bool bias, bool tv, int *ret_v) {
+        struct model *m = b->m;
+        struct value_shape is = in == 0 ? m->input : m->nodes[in - 1].out;
+        int64_t oh = conv_out(is.h, k[0], s[0], p[0], d[0]), ow = conv_out(is.w, k[1], s[1], p[1], d[1]);
+        if (oh < 1 || ow < 1)
+                return layer_error(b, "kernel_size",
+                                   "kernel %lldx%lld (dilation %lldx%lld) larger than the padded input %lldx%lld",
+                                   (long long)k[0], (long long)k[1], (long long)d[0], (long long)d[1],
+                                   (long long)(is.h + 2 * p[0]), (long long)(is.w + 2 * p[1]));
+        struct node *n;
+        int v = add_node(b, NODE_CONV, name, in, &n);
+        if (v < 0)
+                return v;
+        n->kh = k[0], n->kw = k[1], n->sh = s[0], n->sw = s[1], n->ph = p[0], n->pw = p[1], n->dh = d[0],
+        n->dw = d[1];
+        n->torchvision_init = tv;
+        n->out = (struct value_shape){3, oc, oh, ow};
+        int64_t ws[4] = {oc, is.c, k[0], k[1]};
+        int ti = add_tensor(b, name, "weight", TENSOR_F32, 4, ws, true);
+        if (ti < 0)
+                return ti;
+        m->nodes[v - 1].ti_weight = ti;
+        if (bias) {
+                ti = add_tensor(b, name, "bias", TENSOR_F32, 1, &oc, true);
+                if (ti < 0)
+                        return ti;
+                m->nodes[v - 1].ti_bias = ti;
+        }
+        *ret_v = v;
+        return 0;
+}
+
+static int build_bn(struct builder *b, int in, const char *name, double eps, double momentum, int *ret_v) {
+        struct node *n;
+        int v = add_node(b, NODE_BN, name, in, &n);
+        if (v < 0)
+                return v;
+        n->eps = (float)eps;
+        n->momentum = (float)momentum;
+        int64_t c = n->out.c;
+        int r;
+        struct model *m = b->m;
+        if ((r = add_tensor(b, name, "weight", TENSOR_F32, 1, &c, true)) < 0)
+                return r;
+        m->nodes[v - 1].ti_weight = r;
+        if ((r = add_tensor(b, name, "bias", TENSOR_F32, 1, &c, true)) < 0)
+                return r;
+        m->nodes[v - 1].ti_bias = r;
+        if ((r = add_tensor(b, name, "running_mean", TENSOR_F32, 1, &c, false)) < 0)
+                return r;
+        m->nodes[v - 1].ti_rmean = r;
+        if ((r = add_tensor(b, name, "running_var", TENSOR_F32, 1, &c, false)) < 0)
+                return r;
+        m->nodes[v - 1].ti_rvar = r;
+        if ((r = add_tensor(b, name, "num_batches_tracked", TENSOR_I64, 0, NULL, false)) < 0)
+                return r;
+        m->nodes[v - 1].ti_nbt = r;
+        *ret_v = v;
+        return 0;
+}
+
+static const char *act_names[] = {
+        [ACT_RELU] = "relu", [ACT_LEAKY_RELU] = "leaky_relu", [ACT_GELU] = "gelu",
+        [ACT_TANH] = "tanh", [ACT_SIGMOID] = "sigmoid",
+};
+
+static int need_3d(struct builder *b, const struct value_shape *s, const char *type) {
+        if (s->ndim != 3)
+                return layer_error(b, NULL, "\"%s\" needs an image input [C, H, W], got [%lld] features", type,
+                                   (long long)s->c);
+        return 0;
+}
+
+/* Parse one layer, append its nodes, and append its canonical form to `canon`. */
+static int build_layer(struct builder *b, const json_t *lo, int *cur, json_t *canon) {
+        struct model *m = b->m;
+        char defname[32];
+        snprintf(defname, sizeof(defname), "%d", b->layer);
+        b->lname = NULL;
+        if (!json_is_object(lo))
+                return layer_error(b, NULL, "a layer must be an object");
+        json_t *jt = json_object_get(lo, "type");
+        if (!json_is_string(jt))
+                return layer_error(b, "type", "missing \"type\"");
+        const char *type = json_string_value(jt);
+        const char *name = defname;
+        json_t *jn = json_object_get(lo, "name");
+        if (jn) {
+                if (!json_is_string(jn) || json_string_length(jn) < 1 || json_string_length(jn) > LAYER_NAME_MAX ||
+                    strlen(json_string_value(jn)) != json_string_length(jn))
+                        return layer_error(b, "name", "\"name\" must be a string of 1 to %d characters",
+                                           LAYER_NAME_MAX);
+                name = json_string_value(jn);
+        }
+        b->lname = name;
+        struct value_shape is = *cur == 0 ? m->input : m->nodes[*cur - 1].out;
+        json_t *c = json_object();
+        if (!c)
+                return ft_error_set(b->err, -ENOMEM, NULL, "out of memory");
+        json_array_append_new(canon, c);
+        json_object_set_new(c, "type", json_string(type));
+        json_object_set_new(c, "name", json_string(name));
+        int r;
+        struct node *n;
+        int v;
+
+        if (strcmp(type, "linear") == 0) {
+                static const char *const f[] = {"type", "name", "out_features", "bias", NULL};
+                int64_t of;
+                bool bias = true;
+                if ((r = check_fields(b, lo, f)) < 0 || (r = get_int(b, lo, "out_features", true, 0, 1, MODEL_DIM_MAX, &of)) < 0 ||
+                    (r = get_bool(b, lo, "bias", true, &bias)) < 0)
+                        return r;
+                if (is.ndim != 1)
+                        return layer_error(b, NULL,
+                                           "\"linear\" needs flat input [features], got [%lld, %lld, %lld]: add a "
+                                           "\"flatten\" layer",
+                                           (long long)is.c, (long long)is.h, (long long)is.w);
+                if ((v = add_node(b, NODE_LINEAR, name, *cur, &n)) < 0)
+                        return v;
+                n->out = (struct value_shape){1, of, 1, 1};
+                int64_t ws[2] = {of, is.c};
+                if ((r = add_tensor(b, name, "weight", TENSOR_F32, 2, ws, true)) < 0)
+                        return r;
+                m->nodes[v - 1].ti_weight = r;
+                if (bias) {
+                        if ((r = add_tensor(b, name, "bias", TENSOR_F32, 1, &of, true)) < 0)
+                                return r;
+                        m->nodes[v - 1].ti_bias = r;
+                }
+                json_object_set_new(c, "out_features", json_integer(of));
+                json_object_set_new(c, "bias", json_boolean(bias));
+        } else if (strcmp(type, "conv2d") == 0) {
+                static const char *const f[] = {"type", "name", "out_channels", "kernel_size", "stride",
+                                                "padding", "dilation", "bias", NULL};
+                int64_t oc, k[2], s[2], p[2], d[2];
+                bool bias = true;
+                if ((r = check_fields(b, lo, f)) < 0 ||
+                    (r = get_int(b, lo, "out_channels", true, 0, 1, MODEL_DIM_MAX, &oc)) < 0 ||
+                    (r = get_pair(b, lo, "kernel_size", true, 0, 1, 1024, k)) < 0 ||
+                    (r = get_pair(b, lo, "stride", false, 1, 1, 1024, s)) < 0 ||
+                    (r = get_pair(b, lo, "padding", false, 0, 0, 1024, p)) < 0 ||
+                    (r = get_pair(b, lo, "dilation", false, 1, 1, 1024, d)) < 0 ||
+                    (r = get_bool(b, lo, "bias", true, &bias)) < 0 || (r = need_3d(b, &is, type)) < 0)
+                        return r;
+                if ((r = build_conv(b, *cur, name, oc, k, s, p, d, bias, false, &v)) < 0)
+                        return r;
+                json_object_set_new(c, "out_channels", json_integer(oc));
+                json_object_set_new(c, "kernel_size", json_pack("[II]", (json_int_t)k[0], (json_int_t)k[1]));
+                json_object_set_new(c, "stride", json_pack("[II]", (json_int_t)s[0], (json_int_t)s[1]));
+                json_object_set_new(c, "padding", json_pack("[II]", (json_int_t)p[0], (json_int_t)p[1]));
+                json_object_set_new(c, "dilation", json_pack("[II]", (json_int_t)d[0], (json_int_t)d[1]));
+                json_object_set_new(c, "bias", json_boolean(bias));
+        } else if (strcmp(type, "batchnorm2d") == 0) {
+                static const char *const f[] = {"type", "name", "eps", "momentum", NULL};
+                double eps, mom;
+                if ((r = check_fields(b, lo, f)) < 0 || (r = get_real(b, lo, "eps", 1e-5, 1e-12, 1.0, true, &eps)) < 0 ||
+                    (r = get_real(b, lo, "momentum", 0.1, 0.0, 1.0, true, &mom)) < 0 || (r = need_3d(b, &is, type)) < 0)
+                        return r;
+                if ((r = build_bn(b, *cur, name, eps, mom, &v)) < 0)
+                        return r;
+                json_object_set_new(c, "eps", json_real(eps));
+                json_object_set_new(c, "momentum", json_real(mom));
+        } else if (strcmp(type, "relu") == 0 || strcmp(type, "leaky_relu") == 0 || strcmp(type, "gelu") == 0 ||
+                   strcmp(type, "tanh") == 0 || strcmp(type, "sigmoid") == 0) {
+                static const char *const f[] = {"type", "name", NULL};
+                static const char *const fl[] = {"type", "name", "negative_slope", NULL};
+                enum act_kind a = ACT_RELU;
+                for (size_t i = 0; i < ARRAY_SIZE(act_names); i++)
+                        if (strcmp(type, act_names[i]) == 0)
+                                a = (enum act_kind)i;
+                double slope = 0.0;
+                if ((r = check_fields(b, lo, a == ACT_LEAKY_RELU ? fl : f)) < 0)
+                        return r;
+                if (a == ACT_LEAKY_RELU) {
+                        if ((r = get_real(b, lo, "negative_slope", 0.01, 0.0, 1.0, true, &slope)) < 0)
+                                return r;
+                        json_object_set_new(c, "negative_slope", json_real(slope));
+                }
+                if ((v = add_node(b, NODE_ACT, name, *cur, &n)) < 0)
+                        return v;
+                n->act = a;
+                n->alpha = (float)slope;
+        } else if (strcmp(type, "maxpool2d") == 0 || strcmp(type, "avgpool2d") == 0) {
+                static const char *const f[] = {"type", "name", "kernel_size", "stride", "padding", NULL};
+                int64_t k[2], s[2], p[2];
+                if ((r = check_fields(b, lo, f)) < 0 || (r = get_pair(b, lo, "kernel_size", true, 0, 1, 1024, k)) < 0 ||
+                    (r = get_pair(b, lo, "stride", false, -1, 1, 1024, s)) < 0 ||
+                    (r = get_pair(b, lo, "padding", false, 0, 0, 512, p)) < 0 || (r = need_3d(b, &is, type)) < 0)
+                        return r;
+                if (s[0] < 0)
+                        s[0] = k[0], s[1] = k[1];
+                if (2 * p[0] > k[0] || 2 * p[1] > k[1])
+                        return layer_error(b, "padding", "\"padding\" must be at most half of \"kernel_size\"");
+                int64_t d[2] = {1, 1};
+                int64_t oh = conv_out(is.h, k[0], s[0], p[0], 1), ow = conv_out(is.w, k[1], s[1], p[1], 1);
+                if (oh < 1 || ow < 1)
+                        return layer_error(b, "kernel_size", "kernel %lldx%lld larger than the padded input %lldx%lld",
+                                           (long long)k[0], (long long)k[1], (long long)(is.h + 2 * p[0]),
+                                           (long long)(is.w + 2 * p[1]));
+                if ((v = add_node(b, type[0] == 'm' ? NODE_MAXPOOL : NODE_AVGPOOL, name, *cur, &n)) < 0)
+                        return v;
+                n->kh = k[0], n->kw = k[1], n->sh = s[0], n->sw = s[1], n->ph = p[0], n->pw = p[1];
+                n->dh = d[0], n->dw = d[1];
+                n->out = (struct value_shape){3, is.c, oh, ow};
+                json_object_set_new(c, "kernel_size", json_pack("[II]", (json_int_t)k[0], (json_int_t)k[1]));
+                json_object_set_new(c, "stride", json_pack("[II]", (json_int_t)s[0], (json_int_t)s[1]));
+                json_object_set_new(c, "padding", json_pack("[II]", (json_int_t)p[0], (json_int_t)p[1]));
+        } else if (strcmp(type, "global_avg_pool") == 0) {
+                static const char *const f[] = {"type", "name", NULL};
+                if ((r = check_fields(b, lo, f)) < 0 || (r = need_3d(b, &is, type)) < 0)
+                        return r;
+                if ((v = add_node(b, NODE_GAP, name, *cur, &n)) < 0)
+                        return v;
+                n->out = (struct value_shape){3, is.c, 1, 1};
+        } else if (strcmp(type, "flatten") == 0) {
+                static const char *const f[] = {"type", "name", NULL};
+                if ((r = check_fields(b, lo, f)) < 0)
+                        return r;
+                if (is.ndim == 1)
+                        return 0; /* already flat: nothing to do */
+                if ((v = add_node(b, NODE_FLATTEN, name, *cur, &n)) < 0)
+                        return v;
+                n->out = (struct value_shape){1, is.c * is.h * is.w, 1, 1};
+        } else if (strcmp(type, "dropout") == 0) {
+                static const char *const f[] = {"type", "name", "p", NULL};
+                double p;
+                if ((r = check_fields(b, lo, f)) < 0 || (r = get_real(b, lo, "p", 0.5, 0.0, 1.0, false, &p)) < 0)
+                        return r;
+                if ((v = add_node(b, NODE_DROPOUT, name, *cur, &n)) < 0)
+                        return v;
+                n->alpha = (float)p;
+                json_object_set_new(c, "p", json_real(p));
+        } else if (strcmp(type, "basic_block") == 0) {
+                static const char *const f[] = {"type", "name", "out_channels", "stride", NULL};
+                int64_t oc, st;
+                if ((r = check_fields(b, lo, f)) < 0 ||
+                    (r = get_int(b, lo, "out_channels", true, 0, 1, MODEL_DIM_MAX, &oc)) < 0 ||
+                    (r = get_int(b, lo, "stride", false, 1, 1, 64, &st)) < 0 || (r = need_3d(b, &is, type)) < 0)
+                        return r;
+                char sub[TENSOR_NAME_MAX];
+                int64_t k3[2] = {3, 3}, k1[2] = {1, 1}, s[2] = {st, st}, s1[2] = {1, 1}, p1[2] = {1, 1},
+                        p0[2] = {0, 0}, d1[2] = {1, 1};
+                int in = *cur, x;
+                snprintf(sub, sizeof(sub), "%s.conv1", name);
+                if ((r = build_conv(b, in, sub, oc, k3, s, p1, d1, false, true, &x)) < 0)
+                        return r;
+                snprintf(sub, sizeof(sub), "%s.bn1", name);
+                if ((r = build_bn(b, x, sub, 1e-5, 0.1, &x)) < 0)
+                        return r;
+                snprintf(sub, sizeof(sub), "%s.relu", name);
+                if ((x = add_node(b, NODE_ACT, sub, x, &n)) < 0)
+                        return x;
+                n->act = ACT_RELU;
+                snprintf(sub, sizeof(sub), "%s.conv2", name);
+                if ((r = build_conv(b, x, sub, oc, k3, s1, p1, d1, false, true, &x)) < 0)
+                        return r;
+                snprintf(sub, sizeof(sub), "%s.bn2", name);
+                if ((r = build_bn(b, x, sub, 1e-5, 0.1, &x)) < 0)
+                        return r;
+                int shortcut = in;
+                if (st != 1 || oc != is.c) {
+                        snprintf(sub, sizeof(sub), "%s.downsample.0", name);
+                        if ((r = build_conv(b, in, sub, oc, k1, s, p0, d1, false, true, &shortcut)) < 0)
+                                return r;
+                        snprintf(sub, sizeof(sub), "%s.downsample.1", name);
+                        if ((r = build_bn(b, shortcut, sub, 1e-5, 0.1, &shortcut)) < 0)
+                                return r;
+                }
+                snprintf(sub, sizeof(sub), "%s.add", name);
+                if ((x = add_node(b, NODE_ADD, sub, x, &n)) < 0)
+                        return x;
+                n->n_in = 2;
+                n->in[1] = shortcut;
+                snprintf(sub, sizeof(sub), "%s.relu_out", name);
+                if ((v = add_node(b, NODE_ACT, sub, x, &n)) < 0)
+                        return v;
+                n->act = ACT_RELU;
+                json_object_set_new(c, "out_channels", json_integer(oc));
+                json_object_set_new(c, "stride", json_integer(st));
+        } else {
+                return layer_error(b, "type", "unknown layer type \"%s\"", type);
+        }
+        *cur = m->n_nodes;
+        return 0;
+}
+
+static void model_plans_release(struct model *m) {
+        for (int i = 0; i < m->n_plans; i++)
+                if (m->plans[i] && m->ctx)
+                        m->ctx->ops->plan_free(m->plans[i]);
+        m->n_plans = 0;
+        m->last_plan = NULL;
+}
+
+void model_free(struct model *m) {
+        if (!m)
+                return;
+        model_plans_release(m);
+        json_decref(m->spec);
+        free(m->nodes);
+        free(m->consumers);
+        free(m->tensors);
+        arena_deinit(&m->arena);
+        free(m);
+}
+
+static int build(const json_t *spec, struct model **ret, bool alloc, json_t **ret_canon, struct ft_error *err) {
+        struct model *m = calloc(1, sizeof(*m));
+        json_t *canon = NULL;
+        int r;
+        if (!m)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        struct builder b = {.m = m, .err = err};
+        if (!json_is_object(spec)) {
+                r = ft_error_set(err, -EINVAL, "spec", "the model spec must be a JSON object");
+                goto fail;
+        }
+        const char *key;
+        json_t *val;
+        json_object_foreach((json_t *)spec, key, val) {
+                if (strcmp(key, "input") && strcmp(key, "layers") && strcmp(key, "init")) {
+                        r = ft_error_set(err, -EINVAL, key, "unknown field \"%s\" in the model spec", key);
+                        goto fail;
+                }
+        }
+        const char *init = "pytorch";
+        json_t *ji = json_object_get(spec, "init");
+        if (ji) {
+                if (!json_is_string(ji) || (strcmp(json_string_value(ji), "pytorch") &&
+                                            strcmp(json_string_value(ji), "torchvision"))) {
+                        r = ft_error_set(err, -EINVAL, "init", "\"init\" must be \"pytorch\" or \"torchvision\"");
+                        goto fail;
+                }
+                init = json_string_value(ji);
+        }
+        json_t *in = json_object_get(spec, "input");
+        if (!json_is_array(in) || (json_array_size(in) != 1 && json_array_size(in) != 3)) {
+                r = ft_error_set(err, -EINVAL, "input", "\"input\" must be [features] or [channels, height, width]");
+                goto fail;
+        }
+        int64_t dims[3] = {1, 1, 1};
+        for (size_t i = 0; i < json_array_size(in); i++) {
+                json_t *e = json_array_get(in, i);
+                if (!json_is_integer(e) || json_integer_value(e) < 1 || json_integer_value(e) > MODEL_DIM_MAX) {
+                        r = ft_error_set(err, -EINVAL, "input", "\"input\" sizes must be integers from 1 to %d",
+                                         MODEL_DIM_MAX);
+                        goto fail;
+                }
+                dims[i] = json_integer_value(e);
+        }
+        if (dims[0] * dims[1] * dims[2] > (int64_t)MODEL_DIM_MAX * 64) {
+                r = ft_error_set(err, -EINVAL, "input", "\"input\" has more than %d values", MODEL_DIM_MAX * 64);
+                goto fail;
+        }
+        m->input = (struct value_shape){(int)json_array_size(in), dims[0], dims[1], dims[2]};
+        json_t *layers = json_object_get(spec, "layers");
+        if (!json_is_array(layers) || json_array_size(layers) < 1 || json_array_size(layers) > MODEL_LAYERS_MAX) {
+                r = ft_error_set(err, -EINVAL, "layers", "\"layers\" must be an array of 1 to %d layers",
+                                 MODEL_LAYERS_MAX);
+                goto fail;
+        }
+        canon = json_object();
+        json_t *cl = json_array();
+        json_object_set_new(canon, "input", json_deep_copy(in));
+        json_object_set_new(canon, "init", json_string(init));
+        json_object_set_new(canon, "layers", cl);
+        int cur = 0;
+        for (size_t i = 0; i < json_array_size(layers); i++) {
+                b.layer = (int)i;
+                if ((r = build_layer(&b, json_array_get(layers, i), &cur, cl)) < 0)
+                        goto fail;
+        }
+        if (m->n_nodes == 0 || m->nodes[m->n_nodes - 1].out.ndim != 1) {
+                r = ft_error_set(err, -EINVAL, "layers",
+                                 "the last layer must produce flat outputs [outputs]: end with \"linear\" or add "
+                                 "\"flatten\"");
+                goto fail;
+        }
+        if (strcmp(init, "torchvision") != 0)
+                for (int i = 0; i < m->n_nodes; i++)
+                        m->nodes[i].torchvision_init = false;
+        m->n_values = m->n_nodes + 1;
+        m->consumers = calloc((size_t)m->n_values, sizeof(int));
+        if (!m->consumers) {
+                r = ft_error_set(err, -ENOMEM, NULL, "out of memory");
+                goto fail;
+        }
+        for (int i = 0; i < m->n_nodes; i++)
+                for (int j = 0; j < m->nodes[i].n_in; j++)
+                        m->consumers[m->nodes[i].in[j]]++;
+        if (alloc) {
+                size_t total = 0;
+                for (size_t i = 0; i < m->n_tensors; i++) {
+                        struct tensor *t = &m->tensors[i];
+                        if (!arena_size_add(&total, tensor_nbytes(t)) ||
+                            (t->is_param && !arena_size_add(&total, tensor_nbytes(t)))) {
+                                r = ft_error_set(err, -ENOMEM, NULL, "model too large");
+                                goto fail;
+                        }
+                }
+                if ((r = arena_init(&m->arena, total)) < 0) {
+                        r = ft_error_set(err, r, NULL, "out of memory for %zu bytes of weights", total);
+                        goto fail;
+                }
+                for (size_t i = 0; i < m->n_tensors; i++) {
+                        struct tensor *t = &m->tensors[i];
+                        t->data = arena_alloc(&m->arena, tensor_nbytes(t));
+                        if (t->is_param)
+                                t->grad = arena_alloc(&m->arena, tensor_nbytes(t));
+                }
+                for (int i = 0; i < m->n_nodes; i++) {
+                        struct node *n = &m->nodes[i];
+                        n->weight = n->ti_weight >= 0 ? &m->tensors[n->ti_weight] : NULL;
+                        n->bias = n->ti_bias >= 0 ? &m->tensors[n->ti_bias] : NULL;
+                        n->running_mean = n->ti_rmean >= 0 ? &m->tensors[n->ti_rmean] : NULL;
+                        n->running_var = n->ti_rvar >= 0 ? &m->tensors[n->ti_rvar] : NULL;
+                        n->num_batches_tracked = n->ti_nbt >= 0 ? &m->tensors[n->ti_nbt] : NULL;
+                }
+        }
+        m->spec = canon;
+        canon = NULL;
+        if (ret_canon)
+                *ret_canon = json_incref(m->spec);
+        if (ret)
+                *ret = m;
+        else
+                model_free(m);
+        return 0;
+fail:
+        json_decref(canon);
+        model_free(m);
+        return r;
+}
+
+int model_spec_validate(const json_t *spec, json_t **ret_canonical, struct ft_error *err) {
+        return build(spec, NULL, false, ret_canonical, err);
+}
+
+int model_new(const json_t *spec, struct model **ret, struct ft_error *err) {
+        struct model *m = NULL;
+        int r = build(spec, &m, true, NULL, err);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < m->n_tensors; i++) /* sensible buffers before any init */
+                if (strstr(m->tensors[i].name, ".running_var"))
+                        for (size_t j = 0; j < m->tensors[i].numel; j++)
+                                tensor_f32(&m->tensors[i])[j] = 1.0f;
+        *ret = m;
+        return 0;
+}
+
+const json_t *model_spec(const struct model *m) {
+        return m->spec;
+}
+
+int model_input_shape(const struct model *m, int64_t shape[3]) {
+        shape[0] = m->input.c;
+        if (m->input.ndim == 3) {
+                shape[1] = m->input.h;
+                shape[2] = m->input.w;
+        }
+        return m->input.ndim;
+}
+
+size_t model_input_numel(const struct model *m) {
+        return (size_t)value_numel(&m->input);
+}
+
+size_t model_output_count(const struct model *m) {
+        return (size_t)value_numel(&m->nodes[m->n_nodes - 1].out);
+}
+
+size_t model_tensor_count(const struct model *m) {
+        return m->n_tensors;
+}
+
+struct tensor *model_tensor_at(struct model *m, size_t i) {
+        return i < m->n_tensors ? &m->tensors[i] : NULL;
+}
+
+struct tensor *model_tensor_find(struct model *m, const char *name) {
+        for (size_t i = 0; i < m->n_tensors; i++)
+                if (strcmp(m->tensors[i].name, name) == 0)
+                        return &m->tensors[i];
+        return NULL;
+}
+
+size_t model_param_numel(const struct model *m) {
+        size_t n = 0;
+        for (size_t i = 0; i < m->n_tensors; i++)
+                if (m->tensors[i].is_param)
+                        n += m->tensors[i].numel;
+        return n;
+}
+
+/* ---- init -------------------------------------------------------------------------------------------- */
+
+static uint64_t splitmix64(uint64_t *s) {
+        uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        return z ^ (z >> 31);
+}
+
+static double rng_uniform(uint64_t *s) { /* [0, 1) */
+        return (double)(splitmix64(s) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static uint64_t name_hash(const char *s) {
+        uint64_t h = 1469598103934665603ull;
+        for (; *s; s++)
+                h = (h ^ (uint8_t)*s) * 1099511628211ull;
+        return h;
+}
+
+bool nn_dropout_keep(uint64_t seed, uint64_t counter, uint64_t i, float p) {
+        uint64_t s = seed ^ (counter * 0xD1B54A32D192ED03ull) ^ (i * 0x9E3779B97F4A7C15ull);
+        uint64_t z = splitmix64(&s);
+        return (double)(z >> 40) * (1.0 / 16777216.0) >= (double)p;
+}
+
+static void init_node(struct model *m, struct node *n, uint64_t seed) {
+        (void)m;
+        if (n->kind == NODE_BN) {
+                for (size_t j = 0; j < n->weight->numel; j++) {
+                        tensor_f32(n->weight)[j] = 1.0f;
+                        tensor_f32(n->bias)[j] = 0.0f;
+                        tensor_f32(n->running_mean)[j] = 0.0f;
+                        tensor_f32(n->running_var)[j] = 1.0f;
+                }
+                tensor_i64(n->num_batches_tracked)[0] = 0;
+                return;
+        }
+        if (n->kind != NODE_LINEAR && n->kind != NODE_CONV)
+                return;
+        struct tensor *w = n->weight;
+        size_t fan_in = w->numel / (size_t)w->shape[0];
+        uint64_t s = seed ^ name_hash(w->name);
+        if (n->torchvision_init) {
+                /* kaiming_normal_(mode="fan_out", nonlinearity="relu") */
+                double fan_out = (double)w->shape[0] * (double)(w->numel / ((size_t)w->shape[0] * (size_t)w->shape[1]));
+                double std = sqrt(2.0 / fan_out);
+                for (size_t j = 0; j < w->numel; j++) {
+                        double u1 = rng_uniform(&s), u2 = rng_uniform(&s);
+                        double z = sqrt(-2.0 * log(1.0 - u1)) * cos(2.0 * M_PI * u2);
+                        tensor_f32(w)[j] = (float)(z * std);
+                }
+        } else {
+                double bound = 1.0 / sqrt((double)fan_in);
+                for (size_t j = 0; j < w->numel; j++)
+                        tensor_f32(w)[j] = (float)((2.0 * rng_uniform(&s) - 1.0) * bound);
+        }
+        if (n->bias) {
+                double bound = 1.0 / sqrt((double)fan_in);
+                uint64_t sb = seed ^ name_hash(n->bias->name);
+                for (size_t j = 0; j < n->bias->numel; j++)
+                        tensor_f32(n->bias)[j] = (float)((2.0 * rng_uniform(&sb) - 1.0) * bound);
+        }
+}
+
+void model_init(struct model *m, uint64_t seed) {
+        for (int i = 0; i < m->n_nodes; i++)
+                init_node(m, &m->nodes[i], seed);
+        m->rng.seed = seed;
+        m->rng.counter = 0;
+}
+
+static bool name_has_prefix(const char *name, const char *prefix) {
+        size_t n = strlen(prefix);
+        return strncmp(name, prefix, n) == 0 && name[n] == '.';
+}
+
+int model_init_prefix(struct model *m, const char *prefix, uint64_t seed, struct ft_error *err) {
+        int count = 0;
+        for (int i = 0; i < m->n_nodes; i++) {
+                struct node *n = &m->nodes[i];
+                if (n->weight && name_has_prefix(n->weight->name, prefix)) {
+                        init_node(m, n, seed);
+                        count++;
+                }
+        }
+        if (!count)
+                return ft_error_set(err, -ENOENT, "prefix", "no layer named \"%s\"", prefix);
+        return 0;
+}
+
+/* ---- freezing ---------------------------------------------------------------------------------------- */
+
+int model_freeze(struct model *m, const char *pattern, bool frozen, size_t *ret_count, struct ft_error *err) {
+        size_t count = 0;
+        for (size_t i = 0; i < m->n_tensors; i++) {
+                struct tensor *t = &m->tensors[i];
+                if (!t->is_param || fnmatch(pattern, t->name, 0) != 0)
+                        continue;
+                t->frozen = frozen;
+                if (frozen)
+                        memset(t->grad, 0, tensor_nbytes(t));
+                count++;
+        }
+        if (!count)
+                return ft_error_set(err, -ENOENT, "freeze", "pattern \"%s\" matches no parameter", pattern);
+        if (ret_count)
+                *ret_count = count;
+        return 0;
+}
+
+void model_set_frozen_bn_eval(struct model *m, bool on) {
+        m->frozen_bn_eval = on;
+}
+
+bool nn_node_trainable(const struct node *n) {
+        return (n->weight && !n->weight->frozen) || (n->bias && !n->bias->frozen);
+}
+
+void nn_requires_grad(const struct model *m, bool *out) {
+        out[0] = false;
+        for (int i = 0; i < m->n_nodes; i++) {
+                const struct node *n = &m->nodes[i];
+                bool r = nn_node_trainable(n);
+                for (int j = 0; j < n->n_in; j++)
+                        r = r || out[n->in[j]];
+                out[i + 1] = r;
+        }
+}
+
+/* ---- execution --------------------------------------------------------------------------------------- */
+
+int model_prepare(struct model *m, struct compute_ctx *ctx, int max_batch, struct ft_error *err) {
+        if (!ctx)
+                return ft_error_set(err, -EINVAL, "ctx", "no compute context");
+        if (max_batch < 1 || max_batch > MODEL_BATCH_MAX)
+                return ft_error_set(err, -EINVAL, "batch_size", "\"batch_size\" must be from 1 to %d",
+                                    MODEL_BATCH_MAX);
+        if (m->ctx != ctx)
+                model_plans_release(m);
+        m->ctx = ctx;
+        m->max_batch = max_batch;
+        return 0;
+}
+
+static int plan_get(struct model *m, int batch, struct backend_plan **ret, struct ft_error *err) {
+        for (int i = 0; i < m->n_plans; i++)
+                if (m->plan_batch[i] == batch) {
+                        m->plan_used[i] = ++m->plan_clock;
+                        *ret = m->plans[i];
+                        return 0;
+                }
+        int slot = m->n_plans;
+        if (slot == MODEL_PLANS_MAX) {
+                slot = 0;
+                for (int i = 1; i < m->n_plans; i++)
+                        if (m->plan_used[i] < m->plan_used[slot])
+                                slot = i;
+                if (m->plans[slot] == m->last_plan)
+                        m->last_plan = NULL;
+                m->ctx->ops->plan_free(m->plans[slot]);
+                m->plans[slot] = NULL;
+                m->n_plans--;
+                m->plans[slot] = m->plans[m->n_plans];
+                m->plan_batch[slot] = m->plan_batch[m->n_plans];
+                m->plan_used[slot] = m->plan_used[m->n_plans];
+                slot = m->n_plans;
+        }
+        struct backend_plan *p;
+        int r = m->ctx->ops->plan_new(m, m->ctx, batch, &p, err);
+        if (r < 0)
+                return r;
+        m->plans[slot] = p;
+        m->plan_batch[slot] = batch;
+        m->plan_used[slot] = ++m->plan_clock;
+        m->n_plans++;
+        *ret = p;
+        return 0;
+}
+
+int model_forward(struct model *m, const float *x, int batch, bool training, const float **ret_out,
+                  struct ft_error *err) {
+        if (!m->ctx)
+                return ft_error_set(err, -EINVAL, NULL, "the model is not prepared: call model_prepare");
+        if (batch < 1 || batch > m->max_batch)
+                return ft_error_set(err, -EINVAL, "batch_size", "batch size %d is not from 1 to %d", batch,
+                                    m->max_batch);
+        if (!x)
+                return ft_error_set(err, -EINVAL, "input", "no input");
+        struct backend_plan *p;
+        int r = plan_get(m, batch, &p, err);
+        if (r < 0)
+                return r;
+        m->last_plan = NULL;
+        r = m->ctx->ops->forward(m, p, x, training, ret_out, err);
+        if (r < 0)
+                return r;
+        m->last_plan = p;
+        m->last_training = training;
+        return 0;
+}
+
+int model_backward(struct model *m, const float *d_out, struct ft_error *err) {
+        if (!m->last_plan || !m->last_training)
+                return ft_error_set(err, -EINVAL, NULL, "backward needs a training forward first");
+        return m->ctx->ops->backward(m, m->last_plan, d_out, err);
+}
+
+void model_zero_grad(struct model *m) {
+        for (size_t i = 0; i < m->n_tensors; i++)
+                if (m->tensors[i].grad)
+                        memset(m->tensors[i].grad, 0, tensor_nbytes(&m->tensors[i]));
+}
+
+void model_rng_get(const struct model *m, struct model_rng_state *ret) {
+        *ret = m->rng;
+}
+
+void model_rng_set(struct model *m, const struct model_rng_state *state) {
+        m->rng = *state;
+}
