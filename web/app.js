@@ -1426,8 +1426,8 @@
                 setView('Models', h('h1', {}, 'Models'),
                         h('div', {class: 'table-wrap'},
                           h('table', {id: 'models-table'},
-                            h('thead', {}, h('tr', {}, ['Model', 'Name', 'Architecture', 'Produced by', 'Parameters', 'Created', ''].map(
-                                    (t, i) => h('th', {scope: 'col', class: i === 5 ? 'hide-narrow' : i === 4 ? 'num' : null}, t)))),
+                            h('thead', {}, h('tr', {}, ['Model', 'Name', 'Architecture', 'Produced by', 'Weights', 'Created', ''].map(
+                                    (t, i) => h('th', {scope: 'col', class: i === 5 ? 'hide-narrow' : null}, t)))),
                             tbody)));
                 async function load() {
                         const items = await listAll('/v1/models', 500);
@@ -1443,10 +1443,11 @@
                                 return h('tr', {'data-model': m.id},
                                          h('td', {class: 'mono'}, m.id), h('td', {}, m.name || '—'), h('td', {}, String(arch)),
                                          h('td', {}, modelSource(m)),
-                                         h('td', {class: 'num'}, m.has_weights === false ? 'no weights' :
-                                           fmtNum(m.parameters || m.num_params || m.params)),
+                                         h('td', {class: 'mono', title: m.weights_sha256 || ''}, m.has_weights === false ?
+                                           'none: initialised when trained' : 'sha256 ' + (m.weights_sha256 || '').slice(0, 12)),
                                          h('td', {class: 'hide-narrow'}, fmtTime(m.created_at)),
                                          h('td', {},
+                                           m.has_weights === false ? null :
                                            h('button', {type: 'button', 'aria-label': 'download weights of ' + m.id,
                                                         onclick: () => download('/v1/models/' + encodeURIComponent(m.id) + '/weights',
                                                                                 m.id + '.safetensors').catch(reportError)}, 'Weights'), ' ',
