@@ -53,3 +53,4 @@ void serve_usage(FILE *out);
 /* Subcommands: each returns the process exit status. */
 int serve_main(int argc, char **argv);
 int inspect_main(int argc, char **argv);
+int train_main(int argc, char **argv);
