@@ -47,9 +47,5 @@ int api_token_load(const char *path, char *ret_token, size_t size, struct ft_err
 /* Start serving on opts->listen_fd with libmicrohttpd's own threads. */
 int api_server_start(const struct api_options *opts, struct api_server **ret, struct ft_error *err);
 
-/* Wake the event streams of job_id (NULL: all). The worker pool calls this
- * after appending events; thread-safe and non-blocking. */
-void api_server_job_changed(struct api_server *server, const char *job_id);
-
 /* Stop accepting, close every connection, join the HTTP threads, free. */
 void api_server_stop(struct api_server *server);

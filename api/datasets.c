@@ -119,8 +119,8 @@ enum MHD_Result api_datasets_create(struct api_request *req) {
 
         struct ft_error err = {0};
         void *summary_ptr = NULL;
-        int r = data_inspect(main->path, images ? labels->path : NULL, NULL, req->server->opts.upload_max,
-                             &summary_ptr, &err);
+        struct data_open_options oo = {.max_bytes = (size_t)req->server->opts.upload_max * 4};
+        int r = data_inspect(main->path, images ? labels->path : NULL, &oo, &summary_ptr, &err);
         if (r < 0) {
                 /* the blobs stay unreferenced; store_blob_gc collects them */
                 api_message_replace(err.message, sizeof(err.message), main->path,

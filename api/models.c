@@ -205,6 +205,9 @@ enum MHD_Result api_models_create(struct api_request *req) {
         if (weights) {
                 r = weights_check(spec, weights->path, req->server->opts.upload_max, &err);
                 if (r < 0) {
+                        if (r != -ENOMEM && r != -EIO)
+                                r = -EINVAL; /* whatever the reader says, the file is the client's problem */
+                        snprintf(err.param, sizeof(err.param), "weights");
                         api_message_replace(err.message, sizeof(err.message), weights->path,
                                             weights->filename[0] ? weights->filename : "weights");
                         goto fail;

@@ -445,11 +445,6 @@ int api_server_start(const struct api_options *opts, struct api_server **ret, st
         return 0;
 }
 
-void api_server_job_changed(struct api_server *server, const char *job_id) {
-        if (server)
-                api_sse_wake(server->sse, job_id);
-}
-
 void api_server_stop(struct api_server *server) {
         if (!server)
                 return;

@@ -76,10 +76,14 @@ struct workers {
 
 /* ---- the change notifier ---------------------------------------------------------- */
 
+/* The notifier runs on the writer's thread: a worker's own writes (events,
+ * progress) are not news to it, and skipping them saves a heartbeat commit. */
 static void on_change(const char *job_id, void *userdata) {
         struct workers *pool = userdata;
         for (unsigned i = 0; i < pool->n; i++) {
                 struct worker *w = &pool->w[i];
+                if (w->started && pthread_equal(w->thread, pthread_self()))
+                        continue;
                 pthread_mutex_lock(&w->lock);
                 if (w->job_id[0] && (!job_id || strcmp(job_id, w->job_id) == 0))
                         atomic_store(&w->check, true);
@@ -205,6 +209,18 @@ static int cb_checkpoint(void *userdata, const struct train_checkpoint_info *inf
 
 /* ---- loading what a job names ------------------------------------------------------- */
 
+static void replace_all(char *msg, size_t size, const char *what, const char *with) {
+        size_t wn = strlen(what), n = strlen(with);
+        char *at;
+        while (wn && (at = strstr(msg, what))) {
+                size_t tail = strlen(at + wn);
+                if ((size_t)(at - msg) + n + tail + 1 > size)
+                        break;
+                memmove(at + n, at + wn, tail + 1);
+                memcpy(at, with, n);
+        }
+}
+
 static int load_dataset(struct worker *w, const char *id, const struct jobspec *spec, struct dataset **ret,
                         struct ft_error *err) {
         struct store_dataset *d = NULL, *labels = NULL;
@@ -213,17 +229,19 @@ static int load_dataset(struct worker *w, const char *id, const struct jobspec *
                 return r;
         json_t *schema = json_loads(d->schema_json, 0, NULL);
         const char *lid = json_string_value(json_object_get(schema, "labels_dataset"));
-        if (lid) {
+        struct data_open_options o = {
+                .target = spec->task.target[0] ? spec->task.target : NULL,
+                .task = spec->task.type == JOBSPEC_TASK_REGRESSION ? DATA_REGRESSION : DATA_CLASSIFICATION,
+                .strict_missing = !spec->preprocess.dropna,
+        };
+        if (lid)
                 r = store_dataset_get(w->store, lid, &labels, err);
-                if (r == 0)
-                        r = idx_read(d->path, labels->path, 0, ret, err);
-        } else {
-                struct csv_options o = {
-                        .target = spec->task.target[0] ? spec->task.target : NULL,
-                        .task = spec->task.type == JOBSPEC_TASK_REGRESSION ? DATA_REGRESSION : DATA_CLASSIFICATION,
-                        .dropna = spec->preprocess.dropna,
-                };
-                r = csv_read(d->path, &o, ret, err);
+        if (r == 0)
+                r = data_open(d->path, labels ? labels->path : NULL, &o, ret, err);
+        if (r < 0 && err) { /* name the dataset, not its blob path */
+                replace_all(err->message, sizeof(err->message), d->path, id);
+                if (labels)
+                        replace_all(err->message, sizeof(err->message), labels->path, labels->id);
         }
         json_decref(schema);
         store_dataset_free(d);

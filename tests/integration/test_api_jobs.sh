@@ -82,6 +82,16 @@ hlen=$(od -An -tu8 -N8 "$TMP/model.safetensors" | tr -d ' ')
 ok $? "artifacts/model.safetensors is safetensors with state_dict names (0.weight [16,2], 2.weight [3,16])"
 curl -s -o "$TMP/w2" "$BASE/v1/models/$result/weights"
 cmp -s "$TMP/model.safetensors" "$TMP/w2"; ok $? "GET /v1/models/{result}/weights is the same file"
+SPEC16='{"input":[2],"layers":[{"type":"linear","out_features":16},{"type":"relu"},{"type":"linear","out_features":3}]}'
+http POST /v1/models -F weights=@"$TMP/model.safetensors" -F "spec=$SPEC16" -F name=reuploaded
+[ "$STATUS" = 201 ] && echo "$BODY" | jq -e '.source == "upload" and .has_weights and .name == "reuploaded"' >/dev/null
+ok $? "upload safetensors weights with their spec -> 201 source upload"
+http POST /v1/models -F weights=@"$TMP/model.safetensors" -F "spec=${SPEC16/16/8}"
+envelope 400 invalid_request weights && echo "$BODY" | grep -q "0.weight"; ok $? "weights that do not fit the spec -> 400 param weights: $(echo "$BODY" | jq -r .error.message)"
+http POST /v1/models -F weights=@"$TMP/iris.csv" -F preset=mlp
+envelope 400 invalid_request weights; ok $? "a CSV as weights -> 400 param weights: $(echo "$BODY" | jq -r .error.message)"
+http POST /v1/models -F weights=@"$TMP/model.safetensors" -F preset=gpt
+envelope 400 invalid_request preset; ok $? "multipart with a bad preset -> 400 param preset"
 http GET "/v1/jobs/$job/artifacts/model.pt"
 envelope 404 not_found name; ok $? "unknown artifact -> 404"
 http GET "/v1/jobs/$job/checkpoints"
@@ -145,6 +155,12 @@ TARGET=label
 http POST /v1/jobs "${J[@]}" -d "$(TARGET=label spec "$mbig" "$big" 500)"
 long=$(echo "$BODY" | jq -r .id)
 wait_state "$long" running; ok $? "a long job is running"
+for i in $(seq 1 100); do
+        http GET "/v1/jobs/$long"
+        echo "$BODY" | jq -e '.progress.batch > 0 and .progress.epochs == 500 and (.progress | has("eta_seconds"))' >/dev/null && break
+        sleep 0.1
+done
+echo "$BODY" | jq -e '.progress.batch > 0' >/dev/null; ok $? "GET shows live progress: $(echo "$BODY" | jq -c '.progress | {epoch, batch, batches, eta_seconds}')"
 http DELETE "/v1/datasets/$big"
 envelope 409 conflict; ok $? "DELETE a dataset a running job uses -> 409"
 http DELETE "/v1/models/$mbig"
