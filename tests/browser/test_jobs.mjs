@@ -210,6 +210,7 @@ async function main() {
         await page.waitForFunction((ds) => document.querySelector('#f-training_file').value === ds, uploaded);
         await page.fill('#f-hyperparameters-epochs', '500');
         await page.fill('#f-config-hidden', HIDDEN);
+        await page.selectOption('#f-strategy-type', 'layerwise');
         await page.selectOption('#f-hyperparameters-optimizer', 'sgd');
         await page.fill('#f-hyperparameters-learning_rate', '0.05');
         await page.click('#submit-job');
@@ -238,7 +239,10 @@ async function main() {
                 const c = window.Chart.getChart(document.querySelector('#compare-chart'));
                 return c && c.data.datasets.length === 2 && c.data.datasets.every((d) => d.data.length > 0);
         }, null, {timeout: 30000});
-        ok(true, 'compare: both jobs overlaid on one chart');
+        const labels = await page.evaluate(() => window.Chart.getChart(document.querySelector('#compare-chart')).data.datasets
+                .map((d) => d.label));
+        ok(labels.some((l) => l.startsWith(job1) && l.includes('full')) && labels.some((l) => l.startsWith(job2) && l.includes('layerwise')),
+           'compare: both jobs overlaid on one chart, labelled with their strategies', labels);
         await screenshot(page, artifacts, 'compare');
         errors = unexpected(cons.take(), []);
         ok(errors.length === 0, 'no console errors while running, cancelling and comparing jobs', errors.join('\n'));
