@@ -788,8 +788,13 @@
                 function renderProgress() {
                         const pr = progressOf(job), p = jobProgress(job);
                         epochBar.value = pr.frac;
-                        epochText.textContent = pr.epochs ? (job.state === 'succeeded' ? 'all ' + pr.epochs + ' epochs' :
-                                'epoch ' + pr.epoch + ' of ' + pr.epochs) : 'epochs';
+                        const run = job.metrics && job.metrics.epochs_run;
+                        epochText.textContent = !pr.epochs ? 'epochs' :
+                                job.state === 'succeeded' ? (run && run < pr.epochs ? run + ' of ' + pr.epochs + ' epochs (stopped early)' :
+                                                             'all ' + pr.epochs + ' epochs') :
+                                TERMINAL.has(job.state) ? job.state + ' in epoch ' + pr.epoch + ' of ' + pr.epochs :
+                                job.state === 'queued' ? 'queued: ' + pr.epochs + ' epochs' :
+                                'epoch ' + pr.epoch + ' of ' + pr.epochs;
                         stepBar.value = job.state === 'succeeded' ? 1 : pr.within || 0;
                         stepText.textContent = isNum(p.batch) && p.batches && !TERMINAL.has(job.state) ?
                                 'batch ' + p.batch + ' of ' + p.batches + ' in this epoch' : 'within the epoch';
