@@ -751,6 +751,8 @@
                         if (!isNum(ep))
                                 return;
                         epochs.set(ep, e);
+                        /* how many epoch events arrived, replays included (a resumed stream must not replay) */
+                        epochTable.dataset.received = Number(epochTable.dataset.received || 0) + 1;
                         chartPoint(lossChart, 'train loss', PALETTE[0], ep, e.train_loss);
                         chartPoint(lossChart, 'validation loss', PALETTE[1], ep, e.val_loss);
                         let c = 2;

@@ -57,10 +57,11 @@ export async function cleanup() {
 }
 
 // ---- the daemon -------------------------------------------------------------
-// startDaemon(bin, stateDir, extraArgs) -> {base, proc, log(), stop()}
-export function startDaemon(bin, stateDir, extra) {
+// startDaemon(bin, stateDir, extraArgs, listen) -> {base, proc, log(), stop()}; listen defaults to an
+// ephemeral loopback port ("127.0.0.1:0").
+export function startDaemon(bin, stateDir, extra, listen) {
         return new Promise((resolve, reject) => {
-                const proc = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--state-dir', stateDir, ...(extra || [])],
+                const proc = spawn(bin, ['serve', '--listen', listen || '127.0.0.1:0', '--state-dir', stateDir, ...(extra || [])],
                                    {stdio: ['ignore', 'ignore', 'pipe']});
                 let log = '', done = false;
                 const d = {proc, base: null, log: () => log};
@@ -151,4 +152,27 @@ export async function screenshot(page, dir, name) {
 export function writeText(path, text) {
         writeFileSync(path, text);
         return path;
+}
+
+// A seeded, learnable CSV at path: one Gaussian blob per class in `features`
+// dimensions, the class names in a last column "label".
+export function makeCsv(path, rows, features, classes) {
+        let seed = 12345;
+        const rand = () => {
+                seed = (seed + 0x6d2b79f5) | 0;
+                let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+                t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+                return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+        };
+        const gauss = () => Math.sqrt(-2 * Math.log(rand() + 1e-12)) * Math.cos(2 * Math.PI * rand());
+        const lines = [[...Array(features).keys()].map((i) => 'f' + i).concat('label').join(',')];
+        for (let r = 0; r < rows; r++) {
+                const c = r % classes.length;
+                const row = [];
+                for (let i = 0; i < features; i++)
+                        row.push(((i % classes.length === c ? 1.5 : 0) + gauss()).toFixed(4));
+                row.push(classes[c]);
+                lines.push(row.join(','));
+        }
+        return writeText(path, lines.join('\n') + '\n');
 }

@@ -11,7 +11,7 @@
 //   node test_jobs.mjs FINETUNED_BINARY ARTIFACTS_DIR
 //
 // Prints TAP. Not for: API edge cases (tests/integration covers them with curl).
-import { ok, diag, doneTesting, cleanup, startDaemon, launchBrowser, watchConsole, screenshot, TMP, writeText }
+import { ok, diag, doneTesting, cleanup, startDaemon, launchBrowser, watchConsole, screenshot, TMP, writeText, makeCsv }
         from './harness.mjs';
 import { join } from 'node:path';
 import { chmodSync, readFileSync } from 'node:fs';
@@ -22,28 +22,6 @@ const ROWS = 3000, FEATURES = 16, EPOCHS = 5;
 // Wide enough hidden layers that an epoch takes a visible fraction of a second,
 // so the chart is seen gaining points while the job runs.
 const HIDDEN = '256, 256';
-
-// A seeded, learnable CSV: three Gaussian blobs in FEATURES dimensions, named classes.
-function makeCsv() {
-        let seed = 12345;
-        const rand = () => {
-                seed = (seed + 0x6d2b79f5) | 0;
-                let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-                t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-                return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-        };
-        const gauss = () => Math.sqrt(-2 * Math.log(rand() + 1e-12)) * Math.cos(2 * Math.PI * rand());
-        const lines = [[...Array(FEATURES).keys()].map((i) => 'f' + i).concat('label').join(',')];
-        for (let r = 0; r < ROWS; r++) {
-                const c = r % CLASSES.length;
-                const row = [];
-                for (let i = 0; i < FEATURES; i++)
-                        row.push(((i % CLASSES.length === c ? 1.5 : 0) + gauss()).toFixed(4));
-                row.push(CLASSES[c]);
-                lines.push(row.join(','));
-        }
-        return writeText(join(TMP, 'shapes.csv'), lines.join('\n') + '\n');
-}
 
 // Console errors the step expects (the API answering 400 or 401 on purpose) are
 // allowed only by status; anything else fails the step.
@@ -57,7 +35,7 @@ async function jobState(base, id, token) {
 }
 
 async function main() {
-        const csv = makeCsv();
+        const csv = makeCsv(join(TMP, 'shapes.csv'), ROWS, FEATURES, CLASSES);
         const state = join(TMP, 'state');
         let daemon = await startDaemon(bin, state, ['--workers', '1']);
         const base = daemon.base;
