@@ -162,6 +162,45 @@ struct tensor *optim_state_find(struct optim *o, const char *name) {
         return NULL;
 }
 
+/* The update kernels: compiled with full optimisation even in debug (and sanitizer) builds, since they touch
+ * every parameter at every step. */
+#define KERNEL __attribute__((optimize("O3", "no-math-errno")))
+
+KERNEL static void kernel_sgd(float *restrict p, const float *restrict g, long n, float lr, float wd, int nth) {
+#pragma omp parallel for simd num_threads(nth) schedule(static)
+        for (long j = 0; j < n; j++)
+                p[j] -= lr * (g[j] + wd * p[j]);
+}
+
+KERNEL static void kernel_momentum(float *restrict p, const float *restrict g, float *restrict b, long n, float lr,
+                                   float wd, float mu, float damp, bool nesterov, bool first, int nth) {
+#pragma omp parallel for simd num_threads(nth) schedule(static)
+        for (long j = 0; j < n; j++) {
+                float gj = g[j] + wd * p[j];
+                float bj = first ? gj : mu * b[j] + (1.0f - damp) * gj;
+                b[j] = bj;
+                p[j] -= lr * (nesterov ? gj + mu * bj : bj);
+        }
+}
+
+KERNEL static void kernel_adam(float *restrict p, const float *restrict g, float *restrict m1, float *restrict m2,
+                               long n, bool decoupled, float step_size, float bc2_sqrt, float decay, float wd,
+                               float b1, float b2, float eps, int nth) {
+#pragma omp parallel for simd num_threads(nth) schedule(static)
+        for (long j = 0; j < n; j++) {
+                float pj = p[j], gj = g[j];
+                if (decoupled)
+                        pj *= decay;
+                else
+                        gj += wd * pj;
+                float mj = b1 * m1[j] + (1.0f - b1) * gj;
+                float vj = b2 * m2[j] + (1.0f - b2) * gj * gj;
+                m1[j] = mj;
+                m2[j] = vj;
+                p[j] = pj - step_size * (mj / (sqrtf(vj) / bc2_sqrt + eps));
+        }
+}
+
 int optim_step(struct optim *o, struct compute_ctx *ctx, float lr, struct ft_error *err) {
         if (!(lr >= 0.0f) || !isfinite(lr))
                 return ft_error_set(err, -EINVAL, "learning_rate", "\"learning_rate\" must be a finite number >= 0");
@@ -184,50 +223,18 @@ int optim_step(struct optim *o, struct compute_ctx *ctx, float lr, struct ft_err
                 switch (c->kind) {
                 case OPTIM_GD:
                 case OPTIM_SGD:
-#pragma omp parallel for num_threads(nth) schedule(static)
-                        for (long j = 0; j < n; j++) {
-                                float gj = g[j];
-                                if (wd != 0.0f)
-                                        gj += wd * p[j];
-                                p[j] -= lrt * gj;
-                        }
+                        kernel_sgd(p, g, n, lrt, wd, nth);
                         break;
                 case OPTIM_MOMENTUM:
-                case OPTIM_NESTEROV: {
-                        float *b = tensor_f32(o->buf1[i]);
-                        bool nest = c->kind == OPTIM_NESTEROV, first = step == 1;
-#pragma omp parallel for num_threads(nth) schedule(static)
-                        for (long j = 0; j < n; j++) {
-                                float gj = g[j];
-                                if (wd != 0.0f)
-                                        gj += wd * p[j];
-                                b[j] = first ? gj : mu * b[j] + (1.0f - damp) * gj;
-                                float d = nest ? gj + mu * b[j] : b[j];
-                                p[j] -= lrt * d;
-                        }
+                case OPTIM_NESTEROV:
+                        kernel_momentum(p, g, tensor_f32(o->buf1[i]), n, lrt, wd, mu, damp, c->kind == OPTIM_NESTEROV,
+                                        step == 1, nth);
                         break;
-                }
                 case OPTIM_ADAM:
-                case OPTIM_ADAMW: {
-                        float *m1 = tensor_f32(o->buf1[i]), *m2 = tensor_f32(o->buf2[i]);
-                        bool decoupled = c->kind == OPTIM_ADAMW;
-                        float step_size = (float)(lrt / bc1);
-                        float bc2s = (float)bc2_sqrt;
-                        float decay = 1.0f - lrt * wd;
-#pragma omp parallel for num_threads(nth) schedule(static)
-                        for (long j = 0; j < n; j++) {
-                                float gj = g[j];
-                                if (decoupled)
-                                        p[j] *= decay;
-                                else if (wd != 0.0f)
-                                        gj += wd * p[j];
-                                m1[j] = b1 * m1[j] + (1.0f - b1) * gj;
-                                m2[j] = b2 * m2[j] + (1.0f - b2) * gj * gj;
-                                float denom = sqrtf(m2[j]) / bc2s + eps;
-                                p[j] -= step_size * (m1[j] / denom);
-                        }
+                case OPTIM_ADAMW:
+                        kernel_adam(p, g, tensor_f32(o->buf1[i]), tensor_f32(o->buf2[i]), n, c->kind == OPTIM_ADAMW,
+                                    (float)(lrt / bc1), (float)bc2_sqrt, 1.0f - lrt * wd, wd, b1, b2, eps, nth);
                         break;
-                }
                 }
         }
         return 0;

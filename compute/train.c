@@ -226,7 +226,7 @@ int train_apply_strategy(const struct jobspec *spec, struct model *m, struct ft_
                                 any = true;
                         }
                         if (!any) {
-                                snprintf(param, sizeof(param), "strategy.lr_multipliers.%s", lm->pattern);
+                                snprintf(param, sizeof(param), "strategy.lr_multipliers.%.100s", lm->pattern);
                                 free(depth);
                                 return ft_error_set(err, -EINVAL, param,
                                                     "'%s' pattern matches no parameter of the model", param);

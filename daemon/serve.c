@@ -1,6 +1,7 @@
 /* serve.c - `finetuned serve`: prepare the state directory, load the token,
  * open the store, bind the socket, start the workers and the HTTP server, then
- * wait for a signal and shut everything down in reverse order.
+ * wait for a signal (collecting unused blobs hourly) and shut everything down
+ * in reverse order.
  * Not for: flag parsing (config.c), running jobs (workers.c). */
 #include <fcntl.h>
 #include <pthread.h>
@@ -59,6 +60,24 @@ static int prepare_state_dir(const char *path, struct ft_error *err) {
         close(fd);
         unlink(probe);
         return 0;
+}
+
+#define MAINTENANCE_INTERVAL_S 3600
+#define BLOB_GRACE_MS (3600 * 1000LL)            /* an upload being registered is never collected */
+#define IDEMPOTENCY_TTL_MS (24 * 3600 * 1000LL) /* a retry a day later is a new request */
+
+/* Hourly housekeeping: remove blobs nothing refers to (uploads the readers
+ * refused, deleted datasets and models) and forget old idempotency keys. */
+static void maintenance(struct store *store) {
+        struct ft_error err = {0};
+        int removed = 0, pruned = 0;
+        if (store_blob_gc(store, BLOB_GRACE_MS, &removed, &err) < 0)
+                log_warning("blob garbage collection: %s", err.message);
+        if (store_idempotency_prune(store, IDEMPOTENCY_TTL_MS, &pruned, &err) < 0)
+                log_warning("idempotency key pruning: %s", err.message);
+        if (removed || pruned)
+                log_info("maintenance: %d unused blob file%s removed, %d idempotency key%s forgotten", removed,
+                         removed == 1 ? "" : "s", pruned, pruned == 1 ? "" : "s");
 }
 
 int serve_main(int argc, char **argv) {
@@ -179,16 +198,23 @@ int serve_main(int argc, char **argv) {
         struct timespec tick = {.tv_sec = notify_tick_interval_ms() / 1000,
                                 .tv_nsec = (long)(notify_tick_interval_ms() % 1000) * 1000000};
 
+        maintenance(store);
+        double last_maintenance = ft_now_monotonic();
         for (;;) {
                 int sig = sigtimedwait(&mask, NULL, &tick);
-                if (sig < 0 && errno == EAGAIN) {
+                int saved = errno; /* maintenance and the tick may change errno */
+                if (ft_now_monotonic() - last_maintenance >= MAINTENANCE_INTERVAL_S) {
+                        maintenance(store);
+                        last_maintenance = ft_now_monotonic();
+                }
+                if (sig < 0 && saved == EAGAIN) {
                         notify_tick(store); /* watchdog, STATUS=, job-count metrics */
                         continue;
                 }
                 if (sig < 0) {
-                        if (errno == EINTR)
+                        if (saved == EINTR)
                                 continue;
-                        log_error("sigwaitinfo: %s", strerror(errno));
+                        log_error("sigtimedwait: %s", strerror(saved));
                         break;
                 }
                 if (sig == SIGHUP) {

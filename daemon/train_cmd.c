@@ -502,7 +502,7 @@ int train_main(int argc, char **argv) {
         struct compute_ctx *ctx = NULL;
         struct train_result res = {0};
         char *text = NULL, *ckpt = NULL;
-        size_t len;
+        size_t len = 0;
         int status = 1, r;
         char base_dir[PATH_MAX], path[PATH_MAX], ckpt_dir[PATH_MAX];
 
@@ -543,7 +543,7 @@ int train_main(int argc, char **argv) {
                 goto out;
         }
 
-        struct sigaction sa = {.sa_handler = on_signal};
+        struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
         sigemptyset(&sa.sa_mask);
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);

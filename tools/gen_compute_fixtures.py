@@ -189,8 +189,23 @@ def losses():
     w.close()
 
 
+def names():
+    """state_dict names and shapes of the presets, as torchvision / nn.Sequential name them"""
+    models = {
+        "resnet18": torchvision.models.resnet18(num_classes=1000),
+        "resnet34": torchvision.models.resnet34(num_classes=7),
+        "mlp": mlp(),
+        "cnn": cnn(),
+    }
+    with open(f"{OUT}/state_dict_names.txt", "w") as f:
+        for mname, m in models.items():
+            for n, t in m.state_dict().items():
+                f.write(f"{mname} {n} {'x'.join(str(d) for d in t.shape) or 'scalar'}\n")
+
+
 if __name__ == "__main__":
     OUT = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/compute"
+    names()
     g = torch.Generator().manual_seed(1)
     losses()
     run(mlp, "mlp", torch.randn(8, 64, generator=g), torch.randint(0, 5, (8,), generator=g), True, False)

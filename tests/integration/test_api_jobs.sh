@@ -82,6 +82,16 @@ hlen=$(od -An -tu8 -N8 "$TMP/model.safetensors" | tr -d ' ')
 ok $? "artifacts/model.safetensors is safetensors with state_dict names (0.weight [16,2], 2.weight [3,16])"
 curl -s -o "$TMP/w2" "$BASE/v1/models/$result/weights"
 cmp -s "$TMP/model.safetensors" "$TMP/w2"; ok $? "GET /v1/models/{result}/weights is the same file"
+SPEC16='{"input":[2],"layers":[{"type":"linear","out_features":16},{"type":"relu"},{"type":"linear","out_features":3}]}'
+http POST /v1/models -F weights=@"$TMP/model.safetensors" -F "spec=$SPEC16" -F name=reuploaded
+[ "$STATUS" = 201 ] && echo "$BODY" | jq -e '.source == "upload" and .has_weights and .name == "reuploaded"' >/dev/null
+ok $? "upload safetensors weights with their spec -> 201 source upload"
+http POST /v1/models -F weights=@"$TMP/model.safetensors" -F "spec=${SPEC16/16/8}"
+envelope 400 invalid_request weights && echo "$BODY" | grep -q "0.weight"; ok $? "weights that do not fit the spec -> 400 param weights: $(echo "$BODY" | jq -r .error.message)"
+http POST /v1/models -F weights=@"$TMP/iris.csv" -F preset=mlp
+envelope 400 invalid_request weights; ok $? "a CSV as weights -> 400 param weights: $(echo "$BODY" | jq -r .error.message)"
+http POST /v1/models -F weights=@"$TMP/model.safetensors" -F preset=gpt
+envelope 400 invalid_request preset; ok $? "multipart with a bad preset -> 400 param preset"
 http GET "/v1/jobs/$job/artifacts/model.pt"
 envelope 404 not_found name; ok $? "unknown artifact -> 404"
 http GET "/v1/jobs/$job/checkpoints"
@@ -90,6 +100,9 @@ http POST "/v1/models/$result/predict" "${J[@]}" -d '{"rows": [[0.5, 0.5], [2.5,
 [ "$STATUS" = 200 ] && [ "$(echo "$BODY" | jq -r '[.predictions[].label] | join(",")')" = setosa,versicolor,virginica ] &&
         echo "$BODY" | jq -e '[.predictions[] | (.probabilities | add)] | all(. > 0.999 and . < 1.001)' >/dev/null
 ok $? "predict -> setosa, versicolor, virginica with probabilities summing to 1"
+rows=$(for i in $(seq 1 70); do echo "[0.$i, 0.5]"; done | paste -sd, -)
+http POST "/v1/models/$result/predict" "${J[@]}" -d "{\"rows\": [$rows]}"
+[ "$(echo "$BODY" | jq '.predictions | length')" = 70 ]; ok $? "predict 70 rows (three batches) -> 70 answers"
 http POST "/v1/models/$result/predict" "${J[@]}" -d '{"rows": [[0.5]]}'
 envelope 400 invalid_request 'rows[0]'; ok $? "predict with a short row -> 400 param rows[0]"
 http POST "/v1/models/$mdl/predict" "${J[@]}" -d '{"rows": [[0.5, 0.5]]}'
