@@ -6,7 +6,8 @@
 # cancelled. A second job: SIGTERM mid-training sends STOPPING=1, exits well
 # inside TimeoutStopSec, leaves a checkpoint and the job back in the queue
 # with its lease released; after a restart it resumes from that checkpoint,
-# succeeds, and only the remaining epochs are counted.
+# succeeds, and only the remaining epochs are counted. A job with long batches:
+# the worker cannot beat inside a batch, so WATCHDOG=1 is withheld meanwhile.
 . "$(dirname "$0")/lib.sh"
 
 J=(-H 'Content-Type: application/json')
@@ -69,7 +70,10 @@ samples=$(grep '^finetuned_training_samples_total ' "$TMP/m" | awk '{print $2}')
 epochs=$(grep '^finetuned_training_epochs_total ' "$TMP/m" | awk '{print $2}')
 [ "$samples" -ge $((epochs * PER_EPOCH)) ] && [ "$samples" -le $(((epochs + 1) * PER_EPOCH)) ]
 ok $? "samples ($samples) match the epochs done ($epochs x $PER_EPOCH + the current one)"
-new_job 40; short=$JOB
+# The second job should last about 3 s at the speed just measured, so that SIGTERM
+# lands in its middle on any machine and the rest is quick after the restart.
+EPOCHS2=$(echo "e = $rate * 3 / $PER_EPOCH; if (e < 10) e = 10; if (e > 3000) e = 3000; e / 1" | bc)
+new_job "$EPOCHS2"; short=$JOB
 wait_metric 'finetuned_queue_depth 1'; ok $? "a second job waits: queue depth 1"
 wait_for 3 grep -q '^STATUS=listening on http://.*; 1 queued, 1 running$' "$NLOG"; ok $? "STATUS= counts queued and running jobs"
 n0=$(grep -c '^WATCHDOG=1$' "$NLOG"); sleep 1.5; n1=$(grep -c '^WATCHDOG=1$' "$NLOG")
@@ -80,7 +84,7 @@ wait_for 30 cancelled; ok $? "the cancelled job is counted as cancelled"
 
 # ---- the second job: SIGTERM in the middle, resume after a restart ----
 running_short() { [ "$(metric "finetuned_job_epoch{job=\"$short\"}")" -ge 2 ] 2>/dev/null; }
-wait_for 60 running_short; ok $? "the second job runs (epoch $(metric "finetuned_job_epoch{job=\"$short\"}") of 40)"
+wait_for 60 running_short; ok $? "the second job runs (epoch $(metric "finetuned_job_epoch{job=\"$short\"}") of $EPOCHS2)"
 : >"$NLOG"
 stop_daemon; rc=$?
 [ $rc -eq 0 ]; ok $? "SIGTERM mid-training -> exit 0"
@@ -97,13 +101,36 @@ done_job() { [ "$(curl -s "$BASE/v1/jobs/$short" | jq -r .state)" = succeeded ];
 wait_for 120 done_job; ok $? "the requeued job succeeds after the restart"
 http GET "/v1/jobs/$short/events?limit=1000"
 n=$(echo "$BODY" | jq '[.data[] | select(.type == "epoch")] | length')
-[ "$n" = 40 ]; ok $? "every epoch's event exactly once ($n)"
+[ "$n" = "$EPOCHS2" ]; ok $? "every epoch's event exactly once ($n)"
 curl -s "$BASE/metrics" >"$TMP/m2"
 grep -q 'finished_total{state="succeeded"} 1$' "$TMP/m2" && ! grep -q '^finetuned_job_epoch{job=' "$TMP/m2"
 ok $? "the finished job is counted and its per-job series are gone"
 e2=$(grep '^finetuned_training_epochs_total ' "$TMP/m2" | awk '{print $2}')
 s2=$(grep '^finetuned_training_samples_total ' "$TMP/m2" | awk '{print $2}')
-[ "$e2" -ge 1 ] && [ "$e2" -lt 40 ] && [ "$s2" -eq $((e2 * PER_EPOCH)) ]
+[ "$e2" -ge 1 ] && [ "$e2" -lt "$EPOCHS2" ] && [ "$s2" -eq $((e2 * PER_EPOCH)) ]
 ok $? "after the restart only the remaining epochs ran: $e2 epochs, exactly $s2 samples"
+stop_daemon; ok $? "stops"
+
+# ---- a worker inside a long batch holds the watchdog back ----
+# WATCHDOG_USEC 0.5 s (an idle worker beats every 0.25 s) and batches of 800 samples
+# through two 3072-wide layers (about 1.5 s each here): while the worker is inside a batch
+# it cannot report progress, so the main loop must stop sending WATCHDOG=1 (and says
+# why); idle, the pings come back.
+export WATCHDOG_USEC=500000
+start_daemon "$TMP/state" --workers 1; ok $? "daemon restarts with WATCHDOG_USEC=0.5 s"
+sleep 0.5
+! grep -q "made no progress" "$LOG"; ok $? "idle: every slot is fresh, no stall reported"
+http POST /v1/models "${J[@]}" -d '{"name": "wide", "preset": "mlp", "config": {"inputs": 4, "hidden": [3072, 3072], "outputs": 2}}'
+wide=$(echo "$BODY" | jq -r .id)
+http POST /v1/jobs "${J[@]}" -d "{\"model\": \"$wide\", \"training_file\": \"$ds\",
+        \"task\": {\"type\": \"classification\", \"target\": \"label\"},
+        \"hyperparameters\": {\"epochs\": 2, \"batch_size\": 800}, \"seed\": 1}"
+wjob=$(echo "$BODY" | jq -r .id)
+wide_done() { [ "$(curl -s "$BASE/v1/jobs/$wjob" | jq -r .state)" = succeeded ]; }
+wait_for 120 wide_done; ok $? "the wide job succeeds"
+grep -q "error: worker 0 made no progress for 0.5 s: not feeding the watchdog" "$LOG"
+ok $? "inside a long batch the worker's slot went stale and WATCHDOG=1 was withheld ($(grep -c 'made no progress' "$LOG") times)"
+n0=$(grep -c '^WATCHDOG=1$' "$NLOG"); sleep 0.5; n1=$(grep -c '^WATCHDOG=1$' "$NLOG")
+[ $((n1 - n0)) -ge 2 ]; ok $? "idle again: WATCHDOG=1 resumes ($((n1 - n0)) in 0.5 s)"
 stop_daemon; ok $? "stops"
 done_testing
