@@ -533,9 +533,9 @@
                                                 }});
                         r = {tr: h('tr', {'data-job': job.id}), box, cells: []};
                         /* data-label: the column name, shown beside each cell when a narrow window stacks the rows */
-                        r.cells = [h('td', {'data-label': 'Compare'}, box), h('td', {'data-label': 'Job'}),
-                                   h('td', {'data-label': 'State'}), h('td', {'data-label': 'Model'}),
-                                   h('td', {'data-label': 'Dataset'}), h('td', {'data-label': 'Strategy'}),
+                        r.cells = [h('td', {'data-label': 'Compare'}, box), h('td', {'data-label': 'Job', class: 'clip'}),
+                                   h('td', {'data-label': 'State'}), h('td', {'data-label': 'Model', class: 'clip mono'}),
+                                   h('td', {'data-label': 'Dataset', class: 'clip mono'}), h('td', {'data-label': 'Strategy'}),
                                    h('td', {'data-label': 'Progress'}), h('td', {class: 'num', 'data-label': 'Best val metric'}),
                                    h('td', {'data-label': 'Created'})];
                         r.tr.append(...r.cells);
@@ -545,10 +545,12 @@
                 function fill(r, job) {
                         const best = jobBest(job);
                         const c = r.cells;
-                        c[1].replaceChildren(h('a', {href: '#/jobs/' + encodeURIComponent(job.id), class: 'mono'}, job.id));
+                        c[1].replaceChildren(h('a', {href: '#/jobs/' + encodeURIComponent(job.id), class: 'mono', title: job.id}, job.id));
                         c[2].replaceChildren(stateBadge(job.state));
                         c[3].textContent = jobModel(job) || '—';
+                        c[3].title = c[3].textContent;
                         c[4].textContent = jobDataset(job) || '—';
+                        c[4].title = c[4].textContent;
                         c[5].textContent = jobStrategy(job);
                         c[6].replaceChildren(progressCell(job));
                         c[7].textContent = best ? best.name + ' ' + fmtNum(best.value) + ' (epoch ' + best.epoch + ')' : '—';
