@@ -124,7 +124,9 @@ enum MHD_Result api_datasets_create(struct api_request *req) {
         if (r < 0) {
                 /* the blobs stay unreferenced; store_blob_gc collects them */
                 api_message_replace(err.message, sizeof(err.message), main->path,
-                                    main->filename[0] ? main->filename : main == images ? "images" : "upload");
+                                    main->filename[0] ? main->filename
+                                    : main == images  ? "images"
+                                                      : "upload");
                 if (images)
                         api_message_replace(err.message, sizeof(err.message), labels->path,
                                             labels->filename[0] ? labels->filename : "labels");
@@ -137,8 +139,10 @@ enum MHD_Result api_datasets_create(struct api_request *req) {
         if (images) {
                 char lname[STORE_NAME_MAX];
                 snprintf(lname, sizeof(lname), "%.200s (labels)", name);
-                struct store_dataset_new ln = {.name = lname, .format = sniff_format(labels->path),
-                                               .sha256 = labels->sha256, .schema_json = "{\"labels_only\":true}"};
+                struct store_dataset_new ln = {.name = lname,
+                                               .format = sniff_format(labels->path),
+                                               .sha256 = labels->sha256,
+                                               .schema_json = "{\"labels_only\":true}"};
                 r = store_dataset_create(st, &ln, &labels_ds, &err);
                 if (r < 0) {
                         json_decref(summary);
@@ -237,5 +241,6 @@ enum MHD_Result api_datasets_delete(struct api_request *req) {
                 return api_reply_ft_error(req, r, &err);
         if (labels[0] && api_id_valid(labels, "ds"))
                 store_dataset_delete(st, labels, NULL);
-        return api_reply_json(req, MHD_HTTP_OK, json_pack("{s:s,s:s,s:b}", "id", id, "object", "dataset", "deleted", 1));
+        return api_reply_json(req, MHD_HTTP_OK,
+                              json_pack("{s:s,s:s,s:b}", "id", id, "object", "dataset", "deleted", 1));
 }

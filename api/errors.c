@@ -73,7 +73,11 @@ enum MHD_Result api_reply_json(struct api_request *req, unsigned status, json_t 
 static void utf8_sanitize(char *s) {
         unsigned char *p = (unsigned char *)s;
         while (*p) {
-                unsigned n = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2 : (*p & 0xf8) == 0xf0 ? 3 : 9;
+                unsigned n = *p < 0x80             ? 0
+                             : (*p & 0xe0) == 0xc0 ? 1
+                             : (*p & 0xf0) == 0xe0 ? 2
+                             : (*p & 0xf8) == 0xf0 ? 3
+                                                   : 9;
                 bool ok = n != 9 && !(n == 1 && *p < 0xc2);
                 for (unsigned i = 1; ok && i <= n; i++)
                         ok = (p[i] & 0xc0) == 0x80;
@@ -98,15 +102,15 @@ static enum MHD_Result reply_error_va(struct api_request *req, enum api_error_co
                 utf8_sanitize(param_buf);
                 param = param_buf;
         }
-        json_t *body = json_pack("{s:{s:s,s:s,s:o}}", "error", "code", api_error_code_name(code), "message",
-                                 message, "param", param && *param ? json_string(param) : json_null());
+        json_t *body = json_pack("{s:{s:s,s:s,s:o}}", "error", "code", api_error_code_name(code), "message", message,
+                                 "param", param && *param ? json_string(param) : json_null());
         if (!body)
                 return MHD_NO;
         return api_reply_json_headers(req, api_error_http_status(code), body, headers);
 }
 
-enum MHD_Result api_reply_error(struct api_request *req, enum api_error_code code, const char *param,
-                                const char *fmt, ...) {
+enum MHD_Result api_reply_error(struct api_request *req, enum api_error_code code, const char *param, const char *fmt,
+                                ...) {
         va_list ap;
         va_start(ap, fmt);
         enum MHD_Result r = reply_error_va(req, code, param, NULL, fmt, ap);
@@ -127,20 +131,16 @@ enum MHD_Result api_reply_ft_error(struct api_request *req, int r, const struct 
         const char *param = err && err->param[0] ? err->param : NULL;
         const char *msg = err && err->message[0] ? err->message : strerror(-r);
         switch (r) {
-        case -ENOENT:
-                return api_reply_error(req, API_ERR_NOT_FOUND, param, "%s", msg);
+        case -ENOENT: return api_reply_error(req, API_ERR_NOT_FOUND, param, "%s", msg);
         case -EBUSY:
         case -EEXIST:
-        case -EALREADY:
-                return api_reply_error(req, API_ERR_CONFLICT, param, "%s", msg);
+        case -EALREADY: return api_reply_error(req, API_ERR_CONFLICT, param, "%s", msg);
         case -EINVAL:
         case -ERANGE:
         case -EBADMSG:
-        case -EDOM:
-                return api_reply_error(req, API_ERR_INVALID_REQUEST, param, "%s", msg);
+        case -EDOM: return api_reply_error(req, API_ERR_INVALID_REQUEST, param, "%s", msg);
         case -EFBIG:
-        case -E2BIG:
-                return api_reply_error(req, API_ERR_PAYLOAD_TOO_LARGE, param, "%s", msg);
+        case -E2BIG: return api_reply_error(req, API_ERR_PAYLOAD_TOO_LARGE, param, "%s", msg);
         case -EAGAIN:
                 return api_reply_error_headers(req, API_ERR_RATE_LIMITED, param,
                                                (const char *const[]){"Retry-After", "5", NULL}, "%s", msg);

@@ -12,9 +12,9 @@
 
 #define API_MAX_PATH_PARAMS 4
 #define API_JSON_BODY_MAX (256u << 10) /* default cap for JSON request bodies */
-#define API_JSON_MAX_DEPTH 32          /* nesting depth of a JSON request body */
-#define API_ID_MAX 64                  /* longest id accepted in a path or body */
-#define API_UPLOAD_PARTS_MAX 6         /* multipart parts per request */
+#define API_JSON_MAX_DEPTH 32 /* nesting depth of a JSON request body */
+#define API_ID_MAX 64 /* longest id accepted in a path or body */
+#define API_UPLOAD_PARTS_MAX 6 /* multipart parts per request */
 
 struct api_sse_hub;
 
@@ -37,9 +37,9 @@ struct api_server {
 #define API_FORM_FIELD_MAX (64u << 10)
 struct store_blob_writer;
 struct api_upload {
-        char name[32];      /* multipart field name ("" for a raw body) */
+        char name[32]; /* multipart field name ("" for a raw body) */
         char filename[128]; /* client-side file name from multipart, or "" */
-        bool is_file;       /* false: a form field, in text */
+        bool is_file; /* false: a form field, in text */
         struct store_blob_writer *writer;
         char sha256[65];
         char path[4096];
@@ -66,17 +66,17 @@ struct api_request {
 
 /* Every API error code, mapped to its HTTP status in one table (errors.c). */
 enum api_error_code {
-        API_ERR_INVALID_REQUEST,  /* 400 */
-        API_ERR_UNAUTHORIZED,     /* 401 */
-        API_ERR_NOT_FOUND,        /* 404 */
+        API_ERR_INVALID_REQUEST, /* 400 */
+        API_ERR_UNAUTHORIZED, /* 401 */
+        API_ERR_NOT_FOUND, /* 404 */
         API_ERR_METHOD_NOT_ALLOWED, /* 405 */
-        API_ERR_CONFLICT,         /* 409 */
+        API_ERR_CONFLICT, /* 409 */
         API_ERR_PAYLOAD_TOO_LARGE, /* 413 */
         API_ERR_UNSUPPORTED_MEDIA_TYPE, /* 415 */
         API_ERR_IDEMPOTENCY_MISMATCH, /* 422 */
-        API_ERR_RATE_LIMITED,     /* 429 */
-        API_ERR_INTERNAL,         /* 500 */
-        API_ERR_UNAVAILABLE,      /* 503 */
+        API_ERR_RATE_LIMITED, /* 429 */
+        API_ERR_INTERNAL, /* 500 */
+        API_ERR_UNAVAILABLE, /* 503 */
         _API_ERR_MAX,
 };
 
@@ -89,8 +89,8 @@ enum MHD_Result api_reply_json(struct api_request *req, unsigned status, json_t 
 enum MHD_Result api_reply_json_headers(struct api_request *req, unsigned status, json_t *body,
                                        const char *const *headers);
 /* Queue {"error":{"code","message","param"}}; param may be NULL (-> JSON null). */
-enum MHD_Result api_reply_error(struct api_request *req, enum api_error_code code, const char *param,
-                                const char *fmt, ...) _printf_(4, 5);
+enum MHD_Result api_reply_error(struct api_request *req, enum api_error_code code, const char *param, const char *fmt,
+                                ...) _printf_(4, 5);
 /* The same with extra headers (NULL-terminated name, value pairs): Allow, Retry-After, WWW-Authenticate. */
 enum MHD_Result api_reply_error_headers(struct api_request *req, enum api_error_code code, const char *param,
                                         const char *const *headers, const char *fmt, ...) _printf_(5, 6);
@@ -99,8 +99,7 @@ enum MHD_Result api_reply_error_headers(struct api_request *req, enum api_error_
  * (logged, with a generic message). */
 enum MHD_Result api_reply_ft_error(struct api_request *req, int r, const struct ft_error *err);
 /* Queue a file as the response body (application/octet-stream or ctype). */
-enum MHD_Result api_reply_file(struct api_request *req, const char *path, const char *ctype,
-                               const char *download_name);
+enum MHD_Result api_reply_file(struct api_request *req, const char *path, const char *ctype, const char *download_name);
 
 typedef enum MHD_Result (*api_handler_fn)(struct api_request *req);
 
@@ -111,27 +110,27 @@ enum api_type {
         API_T_INT,
         API_T_NUMBER,
         API_T_BOOL,
-        API_T_OBJECT,       /* fields: the nested table; NULL = any object (free-form) */
-        API_T_MAP_NUMBER,   /* an object whose values are numbers (lr_multipliers) */
+        API_T_OBJECT, /* fields: the nested table; NULL = any object (free-form) */
+        API_T_MAP_NUMBER, /* an object whose values are numbers (lr_multipliers) */
         API_T_ARRAY_NUMBER, /* an array of numbers, min_items..max_items long */
         API_T_ARRAY_INT,
         API_T_ARRAY_STRING,
         API_T_ARRAY_ARRAY_NUMBER, /* rows of numbers (predict) */
-        API_T_ANY,          /* any JSON value (validated by the handler) */
+        API_T_ANY, /* any JSON value (validated by the handler) */
 };
 
 struct api_field {
         const char *name;
         enum api_type type;
         bool required;
-        double min, max;            /* numbers/ints: inclusive bounds (unless min == max == 0) */
-        bool exclusive_min;         /* min is exclusive (learning_rate > 0) */
-        size_t max_len;             /* strings: longest (0: 256); arrays: most items (0: 4096) */
-        size_t min_items;           /* arrays */
+        double min, max; /* numbers/ints: inclusive bounds (unless min == max == 0) */
+        bool exclusive_min; /* min is exclusive (learning_rate > 0) */
+        size_t max_len; /* strings: longest (0: 256); arrays: most items (0: 4096) */
+        size_t min_items; /* arrays */
         const char *const *choices; /* strings: NULL-terminated allowed values */
-        const char *id_prefix;      /* strings that are ids: "ds", "mdl", "job" */
+        const char *id_prefix; /* strings that are ids: "ds", "mdl", "job" */
         const struct api_field *fields; /* API_T_OBJECT: nested table, {NULL} terminated */
-        const char *description;    /* for the OpenAPI document */
+        const char *description; /* for the OpenAPI document */
 };
 
 /* Check obj against fields: unknown members, wrong types, out-of-range or
@@ -196,24 +195,24 @@ json_t *api_page_envelope(json_t *items, bool has_more, const char *id_key);
 enum {
         API_ROUTE_PUBLIC = 1u << 0, /* no bearer token needed (/healthz, the dashboard) */
         API_ROUTE_UPLOAD = 1u << 1, /* the body is streamed to files (raw or multipart), not buffered */
-        API_ROUTE_JSON = 1u << 2,   /* the body is JSON (Content-Type: application/json) */
+        API_ROUTE_JSON = 1u << 2, /* the body is JSON (Content-Type: application/json) */
         API_ROUTE_STREAM = 1u << 3, /* may answer text/event-stream */
         API_ROUTE_BINARY = 1u << 4, /* answers a file (application/octet-stream), not JSON */
 };
 
 struct api_route {
-        const char *method;  /* "GET", "POST", ... */
+        const char *method; /* "GET", "POST", ... */
         const char *pattern; /* "/v1/jobs/{id}" - a {name} segment captures one path segment */
         api_handler_fn handler;
         unsigned flags;
-        uint64_t body_max;                      /* largest body accepted (0: none allowed / JSON default) */
-        const struct api_field *body;           /* JSON body fields, for validation and OpenAPI */
-        const struct api_query_param *query;    /* accepted query arguments, {NULL} terminated */
-        const char *summary;                    /* OpenAPI: one line */
-        const char *description;                /* OpenAPI: longer text (may be NULL) */
-        const char *tag;                        /* OpenAPI: group */
-        unsigned success;                       /* the success status (200 unless set) */
-        const char *const *errors;              /* OpenAPI: the error statuses it can answer, e.g. "404" */
+        uint64_t body_max; /* largest body accepted (0: none allowed / JSON default) */
+        const struct api_field *body; /* JSON body fields, for validation and OpenAPI */
+        const struct api_query_param *query; /* accepted query arguments, {NULL} terminated */
+        const char *summary; /* OpenAPI: one line */
+        const char *description; /* OpenAPI: longer text (may be NULL) */
+        const char *tag; /* OpenAPI: group */
+        unsigned success; /* the success status (200 unless set) */
+        const char *const *errors; /* OpenAPI: the error statuses it can answer, e.g. "404" */
 };
 
 /* The route table (routes.c) and dispatch: 404 for an unknown path, 405 with
@@ -223,8 +222,7 @@ extern const size_t api_routes_count;
 
 /* Find the route for method+url. Returns the route, or NULL with *ret_status
  * 404 or 405 (and the allowed methods in allow). Captures go to req. */
-const struct api_route *api_route_find(struct api_request *req, char *allow, size_t allow_size,
-                                       unsigned *ret_status);
+const struct api_route *api_route_find(struct api_request *req, char *allow, size_t allow_size, unsigned *ret_status);
 enum MHD_Result api_dispatch(struct api_request *req);
 
 /* The OpenAPI document built from the route table (openapi.c). */

@@ -28,10 +28,10 @@ json_t *api_job_json(struct api_server *server, const struct store_job *j) {
                 progress = api_json_text(j->progress_json);
         return json_pack("{s:s,s:s,s:s,s:i,s:i,s:s,s:s,s:s?,s:o,s:o,s:o,s:o,s:s?,s:I,s:o,s:o}", "id", j->id, "object",
                          "job", "state", store_job_state_name(j->state), "attempt", j->attempt, "max_attempts",
-                         j->max_attempts, "model", j->model_id, "training_file", j->training_file,
-                         "validation_file", j->validation_file[0] ? j->validation_file : NULL, "spec",
-                         api_json_text(j->spec_json), "progress", progress, "metrics", api_json_text(j->result_json),
-                         "error", api_json_text(j->error_json), "result_model",
+                         j->max_attempts, "model", j->model_id, "training_file", j->training_file, "validation_file",
+                         j->validation_file[0] ? j->validation_file : NULL, "spec", api_json_text(j->spec_json),
+                         "progress", progress, "metrics", api_json_text(j->result_json), "error",
+                         api_json_text(j->error_json), "result_model",
                          j->result_model_id[0] ? j->result_model_id : NULL, "created_at",
                          (json_int_t)(j->created_at / 1000), "started_at",
                          j->started_at ? json_integer(j->started_at / 1000) : json_null(), "finished_at",
@@ -56,8 +56,8 @@ static int check_dataset(struct store *st, const char *id, const char *param, js
         store_dataset_free(d);
         if (json_is_true(json_object_get(summary, "labels_only"))) {
                 json_decref(summary);
-                return ft_error_set(err, -EINVAL, param,
-                                    "'%s': dataset '%s' holds IDX labels; name the images dataset", param, id);
+                return ft_error_set(err, -EINVAL, param, "'%s': dataset '%s' holds IDX labels; name the images dataset",
+                                    param, id);
         }
         *ret_summary = summary;
         return 0;
@@ -115,7 +115,8 @@ static int check_spec(struct store *st, const struct jobspec *spec, struct ft_er
         if (!images && target) {
                 bool found = default_target && strcmp(default_target, target) == 0;
                 for (size_t i = 0; !found && i < json_array_size(names); i++)
-                        found = json_string_value(json_array_get(names, i)) && strcmp(json_string_value(json_array_get(names, i)), target) == 0;
+                        found = json_string_value(json_array_get(names, i)) &&
+                                strcmp(json_string_value(json_array_get(names, i)), target) == 0;
                 if (!found) {
                         r = ft_error_set(err, -EINVAL, "task.target", "'task.target': dataset '%s' has no column '%s'",
                                          spec->training_file[0], target);
@@ -141,9 +142,10 @@ static int check_spec(struct store *st, const struct jobspec *spec, struct ft_er
                 json_int_t want = json_integer_value(json_array_get(input, 0));
                 json_int_t have = (json_int_t)json_array_size(names);
                 if (want != have)
-                        r = ft_error_set(err, -EINVAL, "model",
-                                         "'model' takes %lld input features, dataset '%s' has %lld (besides the target)",
-                                         (long long)want, spec->training_file[0], (long long)have);
+                        r = ft_error_set(
+                                err, -EINVAL, "model",
+                                "'model' takes %lld input features, dataset '%s' has %lld (besides the target)",
+                                (long long)want, spec->training_file[0], (long long)have);
         } else if (!images && json_array_size(input) == 3) {
                 r = ft_error_set(err, -EINVAL, "model", "'model' takes images, dataset '%s' is a table",
                                  spec->training_file[0]);
@@ -236,8 +238,8 @@ enum MHD_Result api_jobs_create(struct api_request *req) {
                 json_decref(root);
                 return api_reply_error_headers(req, API_ERR_RATE_LIMITED, NULL,
                                                (const char *const[]){"Retry-After", RETRY_AFTER_S, NULL},
-                                               "%lld jobs are queued (the limit is %u): retry later",
-                                               (long long)queued, req->server->opts.max_queued_jobs);
+                                               "%lld jobs are queued (the limit is %u): retry later", (long long)queued,
+                                               req->server->opts.max_queued_jobs);
         }
         r = store_job_enqueue(st, &jn, &job, &err);
         free(spec_text);
@@ -260,9 +262,9 @@ enum MHD_Result api_jobs_create(struct api_request *req) {
         snprintf(location, sizeof(location), "/v1/jobs/%s", job->id);
         json_t *body = api_job_json(req->server, job);
         store_job_free(job);
-        return api_reply_json_headers(req, replay ? MHD_HTTP_OK : MHD_HTTP_CREATED, body,
-                                      (const char *const[]){"Location", location, "Idempotent-Replayed",
-                                                            replay ? "true" : "false", NULL});
+        return api_reply_json_headers(
+                req, replay ? MHD_HTTP_OK : MHD_HTTP_CREATED, body,
+                (const char *const[]){"Location", location, "Idempotent-Replayed", replay ? "true" : "false", NULL});
 fail:
         jobspec_deinit(&spec);
         json_decref(root);

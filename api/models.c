@@ -25,8 +25,9 @@ json_t *api_model_json(const struct store_model *m) {
         return json_pack("{s:s,s:s,s:s,s:o,s:b,s:s?,s:s,s:s?,s:I}", "id", m->id, "object", "model", "name", m->name,
                          "spec", api_json_text(m->spec_json), "has_weights", m->weights_sha256[0] != 0,
                          "weights_sha256", m->weights_sha256[0] ? m->weights_sha256 : NULL, "source",
-                         store_model_source_name(m->source), "source_job", m->source_job_id[0] ? m->source_job_id : NULL,
-                         "created_at", (json_int_t)(m->created_at / 1000));
+                         store_model_source_name(m->source), "source_job",
+                         m->source_job_id[0] ? m->source_job_id : NULL, "created_at",
+                         (json_int_t)(m->created_at / 1000));
 }
 
 /* The canonical spec from {preset, config} or {spec}. */
@@ -99,8 +100,9 @@ static int weights_check(const json_t *spec, const char *path, uint64_t max, str
                         for (size_t d = 0; d < s->ndim; d++)
                                 snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%lld", d ? ", " : "",
                                          (long long)s->shape[d]);
-                        r = ft_error_set(err, -EINVAL, "weights", "weights: tensor '%s' has shape [%s], the model wants [%s]",
-                                         t->name, got, want);
+                        r = ft_error_set(err, -EINVAL, "weights",
+                                         "weights: tensor '%s' has shape [%s], the model wants [%s]", t->name, got,
+                                         want);
                         goto out;
                 }
         }
@@ -215,7 +217,9 @@ enum MHD_Result api_models_create(struct api_request *req) {
         }
         char *spec_text = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
         struct store_model_new mn = {
-                .name = name ? name : preset ? preset : "model",
+                .name = name     ? name
+                        : preset ? preset
+                                 : "model",
                 .spec_json = spec_text,
                 .weights_sha256 = weights ? weights->sha256 : NULL,
                 .source = weights ? STORE_MODEL_UPLOAD : STORE_MODEL_PRESET,

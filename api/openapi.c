@@ -56,9 +56,10 @@ static json_t *operation(const struct api_route *r) {
                                                         "in", "path", "required", 1, "schema", "type", "string"));
         }
         for (const struct api_query_param *q = r->query; q && q->name; q++) {
-                json_t *schema = json_pack("{s:s}", "type", q->type == API_T_INT    ? "integer"
-                                                                : q->type == API_T_BOOL ? "boolean"
-                                                                                        : "string");
+                json_t *schema = json_pack("{s:s}", "type",
+                                           q->type == API_T_INT    ? "integer"
+                                           : q->type == API_T_BOOL ? "boolean"
+                                                                   : "string");
                 if (q->type == API_T_INT) {
                         json_object_set_new(schema, "minimum", json_real(q->min));
                         json_object_set_new(schema, "maximum", json_real(q->max));
@@ -69,9 +70,9 @@ static json_t *operation(const struct api_route *r) {
                                 json_array_append_new(e, json_string(*c));
                         json_object_set_new(schema, "enum", e);
                 }
-                json_array_append_new(params, json_pack("{s:s,s:s,s:s,s:o}", "name", q->name, "in", "query",
-                                                        "description", q->description ? q->description : "",
-                                                        "schema", schema));
+                json_array_append_new(params,
+                                      json_pack("{s:s,s:s,s:s,s:o}", "name", q->name, "in", "query", "description",
+                                                q->description ? q->description : "", "schema", schema));
         }
         if (strcmp(r->pattern, "/v1/jobs") == 0 && strcmp(r->method, "POST") == 0)
                 json_array_append_new(params, json_pack("{s:s,s:s,s:s,s:{s:s,s:i}}", "name", "Idempotency-Key", "in",
@@ -79,10 +80,10 @@ static json_t *operation(const struct api_route *r) {
                                                         "retries with the same key and body return the original job",
                                                         "schema", "type", "string", "maxLength", 256));
         if (r->flags & API_ROUTE_STREAM)
-                json_array_append_new(params, json_pack("{s:s,s:s,s:s,s:{s:s}}", "name", "Last-Event-ID", "in",
-                                                        "header", "description",
-                                                        "event streams resume after this sequence number", "schema",
-                                                        "type", "integer"));
+                json_array_append_new(params,
+                                      json_pack("{s:s,s:s,s:s,s:{s:s}}", "name", "Last-Event-ID", "in", "header",
+                                                "description", "event streams resume after this sequence number",
+                                                "schema", "type", "integer"));
         if (json_array_size(params))
                 json_object_set_new(op, "parameters", params);
         else
@@ -101,14 +102,13 @@ static json_t *operation(const struct api_route *r) {
                 if (!(r->flags & API_ROUTE_JSON))
                         json_object_set_new(content, "application/octet-stream",
                                             json_pack("{s:{s:s,s:s}}", "schema", "type", "string", "format", "binary"));
-                json_object_set_new(content, "multipart/form-data",
-                                    json_pack("{s:{s:s}}", "schema", "type", "object"));
+                json_object_set_new(content, "multipart/form-data", json_pack("{s:{s:s}}", "schema", "type", "object"));
         }
         if (json_object_size(content))
                 json_object_set_new(op, "requestBody",
-                                    json_pack("{s:b,s:o}", "required", !!(r->flags & API_ROUTE_UPLOAD) ||
-                                                                             (strcmp(r->method, "POST") == 0 &&
-                                                                              r->body != NULL),
+                                    json_pack("{s:b,s:o}", "required",
+                                              !!(r->flags & API_ROUTE_UPLOAD) ||
+                                                      (strcmp(r->method, "POST") == 0 && r->body != NULL),
                                               "content", content));
         else
                 json_decref(content);
@@ -123,13 +123,13 @@ static json_t *operation(const struct api_route *r) {
         else
                 ok_content = json_pack("{s:{s:{s:s}}}", "application/json", "schema", "type", "object");
         if (r->flags & API_ROUTE_STREAM)
-                json_object_set_new(ok_content, "text/event-stream", json_pack("{s:{s:s}}", "schema", "type", "string"));
+                json_object_set_new(ok_content, "text/event-stream",
+                                    json_pack("{s:{s:s}}", "schema", "type", "string"));
         json_object_set_new(responses, ok, json_pack("{s:s,s:o}", "description", "success", "content", ok_content));
         for (const char *const *e = r->errors; e && *e; e++)
                 json_object_set_new(responses, *e,
                                     json_pack("{s:s,s:{s:{s:{s:s}}}}", "description", status_text(*e), "content",
-                                              "application/json", "schema", "$ref",
-                                              "#/components/schemas/Error"));
+                                              "application/json", "schema", "$ref", "#/components/schemas/Error"));
         json_object_set_new(op, "responses", responses);
         if (r->flags & API_ROUTE_PUBLIC)
                 json_object_set_new(op, "security", json_array());
@@ -152,13 +152,13 @@ int api_openapi_build(struct api_server *server) {
                 method[k] = '\0';
                 json_object_set_new(item, method, operation(r));
         }
-        json_t *doc = json_pack(
-                "{s:s,s:{s:s,s:s,s:s},s:[{s:s}],s:o,s:{s:{s:o},s:{s:{s:s,s:s}}},s:[{s:[]}]}", "openapi", "3.0.3",
-                "info", "title", "finetuned", "version", FINETUNED_VERSION, "description",
-                "Fine-tuning service: upload datasets and models, run fine-tuning jobs, stream their events. "
-                "Errors are {\"error\":{\"code\",\"message\",\"param\"}}. docs/api.md has curl examples.",
-                "servers", "url", "/", "paths", paths, "components", "schemas", "Error", error_schema(),
-                "securitySchemes", "bearer", "type", "http", "scheme", "bearer", "security", "bearer");
+        json_t *doc =
+                json_pack("{s:s,s:{s:s,s:s,s:s},s:[{s:s}],s:o,s:{s:{s:o},s:{s:{s:s,s:s}}},s:[{s:[]}]}", "openapi",
+                          "3.0.3", "info", "title", "finetuned", "version", FINETUNED_VERSION, "description",
+                          "Fine-tuning service: upload datasets and models, run fine-tuning jobs, stream their events. "
+                          "Errors are {\"error\":{\"code\",\"message\",\"param\"}}. docs/api.md has curl examples.",
+                          "servers", "url", "/", "paths", paths, "components", "schemas", "Error", error_schema(),
+                          "securitySchemes", "bearer", "type", "http", "scheme", "bearer", "security", "bearer");
         if (!doc)
                 return -ENOMEM;
         server->openapi = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
@@ -170,8 +170,8 @@ int api_openapi_build(struct api_server *server) {
 }
 
 enum MHD_Result api_openapi_get(struct api_request *req) {
-        struct MHD_Response *resp = MHD_create_response_from_buffer(req->server->openapi_len, req->server->openapi,
-                                                                    MHD_RESPMEM_PERSISTENT);
+        struct MHD_Response *resp =
+                MHD_create_response_from_buffer(req->server->openapi_len, req->server->openapi, MHD_RESPMEM_PERSISTENT);
         if (!resp)
                 return MHD_NO;
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");

@@ -17,6 +17,7 @@
 #include "store/store.h"
 
 #define PREDICT_ROWS_MAX 1024
+#define PREDICT_BATCH 32
 
 const struct api_field api_predict_fields[] = {
         {"rows", API_T_ARRAY_ARRAY_NUMBER, .min_items = 1, .max_len = PREDICT_ROWS_MAX,
@@ -40,6 +41,34 @@ static int load_weights(struct model *m, const struct st_file *f, struct ft_erro
                         return r;
         }
         return 0;
+}
+
+/* One row's answer: the label with class probabilities (softmax of the
+ * logits), or the regression value. */
+static json_t *prediction(const float *o, size_t k, bool regression, const json_t *classes) {
+        if (regression)
+                return k == 1 ? json_pack("{s:f}", "value", (double)o[0]) : json_null();
+        double mx = o[0], sum = 0;
+        size_t best = 0;
+        for (size_t c = 1; c < k; c++)
+                if (o[c] > mx) {
+                        mx = o[c];
+                        best = c;
+                }
+        for (size_t c = 0; c < k; c++)
+                sum += exp((double)o[c] - mx);
+        json_t *probs = json_object();
+        for (size_t c = 0; c < k; c++) {
+                char fallback[24];
+                snprintf(fallback, sizeof(fallback), "%zu", c);
+                const char *name = json_string_value(json_array_get(classes, c));
+                json_object_set_new(probs, name ? name : fallback, json_real(exp((double)o[c] - mx) / sum));
+        }
+        char fb[24];
+        snprintf(fb, sizeof(fb), "%zu", best);
+        const char *label = json_string_value(json_array_get(classes, best));
+        return json_pack("{s:s,s:I,s:o}", "label", label ? label : fb, "index", (json_int_t)best, "probabilities",
+                         probs);
 }
 
 /* The request's rows as a dataset the loader can read (buffers owned by the caller). */
@@ -69,7 +98,8 @@ static int build_input(const json_t *body, const struct model *m, struct dataset
                         return -ENOMEM;
         } else {
                 const json_t *shape = json_object_get(body, "image_shape");
-                size_t c = nd == 3 ? (size_t)in[0] : 1, h = nd == 3 ? (size_t)in[1] : 0, w = nd == 3 ? (size_t)in[2] : 0;
+                size_t c = nd == 3 ? (size_t)in[0] : 1, h = nd == 3 ? (size_t)in[1] : 0,
+                       w = nd == 3 ? (size_t)in[2] : 0;
                 if (shape) {
                         c = (size_t)json_integer_value(json_array_get(shape, 0));
                         h = (size_t)json_integer_value(json_array_get(shape, 1));
@@ -173,59 +203,35 @@ enum MHD_Result api_models_predict(struct api_request *req) {
         }
         for (size_t i = 0; i < ds.n; i++)
                 idx[i] = i;
-        struct data_loader_options lo = {.batch_size = ds.n};
+        /* Batches of PREDICT_BATCH: memory is bounded by the batch, not by the request. */
+        size_t batch = FT_MIN(ds.n, (size_t)PREDICT_BATCH);
+        struct data_loader_options lo = {.batch_size = batch};
         r = data_loader_new(&ds, idx, ds.n, &t, &lo, &loader, &err);
+        if (r == 0)
+                r = compute_ctx_new(1, &ctx, &err);
+        if (r == 0)
+                r = model_prepare(m, ctx, (int)batch, &err);
         if (r < 0)
                 goto fail;
         data_loader_start(loader, 0);
-        struct data_batch b;
-        if (data_loader_next(loader, &b) != 1 || b.n != ds.n) {
-                r = ft_error_set(&err, -EIO, NULL, "the loader returned no batch");
-                goto fail;
-        }
-        if (b.c * b.h * b.w != model_input_numel(m)) {
-                r = ft_error_set(&err, -EINVAL, ds.kind == DATA_TABLE ? "rows" : "image_shape",
-                                 "the preprocessed input has %zu values, the model takes %zu", b.c * b.h * b.w,
-                                 model_input_numel(m));
-                goto fail;
-        }
-        r = compute_ctx_new(1, &ctx, &err);
-        if (r == 0)
-                r = model_prepare(m, ctx, (int)ds.n, &err);
-        const float *y = NULL;
-        if (r == 0)
-                r = model_forward(m, b.x, (int)ds.n, false, &y, &err);
-        if (r < 0)
-                goto fail;
         size_t k = model_output_count(m);
         json_t *preds = json_array();
-        for (size_t i = 0; i < ds.n; i++) {
-                const float *o = y + i * k;
-                if (regression) {
-                        json_array_append_new(preds, k == 1 ? json_pack("{s:f}", "value", (double)o[0]) : json_null());
-                        continue;
+        struct data_batch b;
+        while (r == 0 && data_loader_next(loader, &b) == 1) {
+                if (b.c * b.h * b.w != model_input_numel(m)) {
+                        r = ft_error_set(&err, -EINVAL, ds.kind == DATA_TABLE ? "rows" : "image_shape",
+                                         "the preprocessed input has %zu values, the model takes %zu", b.c * b.h * b.w,
+                                         model_input_numel(m));
+                        break;
                 }
-                double mx = o[0], sum = 0;
-                size_t best = 0;
-                for (size_t c = 1; c < k; c++)
-                        if (o[c] > mx) {
-                                mx = o[c];
-                                best = c;
-                        }
-                for (size_t c = 0; c < k; c++)
-                        sum += exp((double)o[c] - mx);
-                json_t *probs = json_object();
-                for (size_t c = 0; c < k; c++) {
-                        char fallback[24];
-                        snprintf(fallback, sizeof(fallback), "%zu", c);
-                        const char *name = json_string_value(json_array_get(classes, c));
-                        json_object_set_new(probs, name ? name : fallback, json_real(exp((double)o[c] - mx) / sum));
-                }
-                const char *label = json_string_value(json_array_get(classes, best));
-                char fb[24];
-                snprintf(fb, sizeof(fb), "%zu", best);
-                json_array_append_new(preds, json_pack("{s:s,s:I,s:o}", "label", label ? label : fb, "index",
-                                                       (json_int_t)best, "probabilities", probs));
+                const float *y = NULL;
+                r = model_forward(m, b.x, (int)b.n, false, &y, &err);
+                for (size_t i = 0; r == 0 && i < b.n; i++)
+                        json_array_append_new(preds, prediction(y + i * k, k, regression, classes));
+        }
+        if (r < 0) {
+                json_decref(preds);
+                goto fail;
         }
         out = json_pack("{s:s,s:s,s:o}", "object", "prediction", "model", rec->id, "predictions", preds);
         r = out ? 0 : -ENOMEM;

@@ -20,9 +20,10 @@ static enum MHD_Result handle_version(struct api_request *req) {
 }
 
 /* Query arguments shared by the lists. */
-#define PAGE_QUERY                                                                                         \
-        {"limit", API_T_INT, 1, API_PAGE_LIMIT_MAX, NULL, "items per page (default 20)"},                  \
-        {"after", API_T_STRING, 0, 0, NULL, "the id of the last item of the previous page (next_after)"}
+#define PAGE_QUERY                                                                                                     \
+        {"limit", API_T_INT, 1, API_PAGE_LIMIT_MAX, NULL, "items per page (default 20)"}, {                            \
+                "after", API_T_STRING, 0, 0, NULL, "the id of the last item of the previous page (next_after)"         \
+        }
 
 static const struct api_query_param page_query[] = {PAGE_QUERY, {NULL}};
 static const char *const job_states[] = {"queued", "running", "cancelling", "succeeded", "failed", "cancelled", NULL};
@@ -87,14 +88,13 @@ const struct api_route api_routes[] = {
          .summary = "delete a model; 409 while a queued or running job uses it"},
         {"GET", "/v1/models/{id}/weights", api_models_weights, .flags = API_ROUTE_BINARY, .tag = "models",
          .errors = e_get, .summary = "download the model's weights as safetensors"},
-        {"POST", "/v1/models/{id}/predict", api_models_predict, .flags = API_ROUTE_JSON,
-         .body = api_predict_fields, .body_max = 16u << 20, .tag = "models", .errors = e_predict,
+        {"POST", "/v1/models/{id}/predict", api_models_predict, .flags = API_ROUTE_JSON, .body = api_predict_fields,
+         .body_max = 16u << 20, .tag = "models", .errors = e_predict,
          .summary = "predict: rows of features or images -> labels with class probabilities (or values), "
                     "applying the preprocessing the model was trained with"},
 
         {"POST", "/v1/jobs", api_jobs_create, .flags = API_ROUTE_JSON, .tag = "jobs", .success = 201,
-         .errors = e_jobs_create,
-         .summary = "create a fine-tuning job from a job spec (docs/job-spec.md)",
+         .errors = e_jobs_create, .summary = "create a fine-tuning job from a job spec (docs/job-spec.md)",
          .description = "Validated before it is queued: every field, the model and dataset ids, the target "
                         "column. An Idempotency-Key header makes a retried POST return the original job "
                         "(422 if the body differs). 429 with Retry-After when too many jobs are queued."},
@@ -102,14 +102,13 @@ const struct api_route api_routes[] = {
          .summary = "list jobs, newest first, optionally in one state (cursor pagination)"},
         {"GET", "/v1/jobs/{id}", api_jobs_get, .tag = "jobs", .errors = e_get,
          .summary = "one job: state, attempt, progress (epoch, step, ETA), metrics when done, error when failed"},
-        {"POST", "/v1/jobs/{id}/cancel", api_jobs_cancel, .flags = API_ROUTE_JSON, .tag = "jobs",
-         .errors = e_cancel,
+        {"POST", "/v1/jobs/{id}/cancel", api_jobs_cancel, .flags = API_ROUTE_JSON, .tag = "jobs", .errors = e_cancel,
          .summary = "cancel a job: a queued job at once, a running one within one batch; 409 if finished"},
         {"GET", "/v1/jobs/{id}/events", api_jobs_events, .flags = API_ROUTE_STREAM, .query = events_query,
          .tag = "jobs", .errors = e_get,
          .summary = "the job's events (status, epoch, checkpoint, metrics) as JSON, or as Server-Sent Events"},
-        {"GET", "/v1/jobs/{id}/checkpoints", api_jobs_checkpoints, .query = page_query, .tag = "jobs",
-         .errors = e_get, .summary = "the job's checkpoints, oldest first"},
+        {"GET", "/v1/jobs/{id}/checkpoints", api_jobs_checkpoints, .query = page_query, .tag = "jobs", .errors = e_get,
+         .summary = "the job's checkpoints, oldest first"},
         {"GET", "/v1/jobs/{id}/artifacts/{name}", api_jobs_artifact, .flags = API_ROUTE_BINARY, .tag = "jobs",
          .errors = e_get,
          .summary = "a finished job's artifact: 'model.safetensors' (loads with load_state_dict) or "
@@ -124,8 +123,8 @@ const size_t api_routes_count = ARRAY_SIZE(api_routes);
 
 /* Match url against pattern segment by segment. On success store {name}
  * captures into params (pointing into scratch, which must outlive the request). */
-static bool route_match(const char *pattern, const char *url, char *scratch, size_t scratch_size,
-                        const char **params, unsigned *n_params) {
+static bool route_match(const char *pattern, const char *url, char *scratch, size_t scratch_size, const char **params,
+                        unsigned *n_params) {
         const char *p = pattern, *u = url;
         size_t used = 0;
         unsigned n = 0;
@@ -155,8 +154,7 @@ static bool route_match(const char *pattern, const char *url, char *scratch, siz
         return true;
 }
 
-const struct api_route *api_route_find(struct api_request *req, char *allow, size_t allow_size,
-                                       unsigned *ret_status) {
+const struct api_route *api_route_find(struct api_request *req, char *allow, size_t allow_size, unsigned *ret_status) {
         char scratch[512];
         const char *params[API_MAX_PATH_PARAMS];
         unsigned n_params = 0;
@@ -202,8 +200,8 @@ enum MHD_Result api_dispatch(struct api_request *req) {
                                                        req->method, req->url);
                         return api_reply_error_headers(req, API_ERR_METHOD_NOT_ALLOWED, NULL,
                                                        (const char *const[]){MHD_HTTP_HEADER_ALLOW, allow, NULL},
-                                                       "method %s not allowed on '%s' (allowed: %s)",
-                                                       req->method, req->url, allow);
+                                                       "method %s not allowed on '%s' (allowed: %s)", req->method,
+                                                       req->url, allow);
                 }
         }
         if (!api_query_check(req, &ret))

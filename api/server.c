@@ -265,8 +265,7 @@ static enum MHD_Result reply_early(struct request_ctx *ctx) {
                 return api_reply_error_headers(req, API_ERR_UNAUTHORIZED, NULL,
                                                (const char *const[]){"WWW-Authenticate", "Bearer", NULL},
                                                "missing or invalid bearer token");
-        case 404:
-                return api_reply_error(req, API_ERR_NOT_FOUND, NULL, "no route for %s '%s'", req->method, req->url);
+        case 404: return api_reply_error(req, API_ERR_NOT_FOUND, NULL, "no route for %s '%s'", req->method, req->url);
         case 405:
                 return api_reply_error_headers(req, API_ERR_METHOD_NOT_ALLOWED, NULL,
                                                (const char *const[]){MHD_HTTP_HEADER_ALLOW, ctx->allow, NULL},
@@ -382,8 +381,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return api_dispatch(&ctx->req);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe) {
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
         ctx_free(*con_cls);
         *con_cls = NULL;
 }
@@ -422,19 +420,15 @@ int api_server_start(const struct api_options *opts, struct api_server **ret, st
                 return ft_error_set(err, r, NULL, "cannot start the event-stream hub");
         }
 
-        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                         MHD_USE_ERROR_LOG;
-        server->mhd = MHD_start_daemon(
-                flags, 0, NULL, NULL, on_request, server,
-                MHD_OPTION_LISTEN_SOCKET, (MHD_socket)opts->listen_fd,
-                MHD_OPTION_THREAD_POOL_SIZE, (unsigned)FT_MAX(opts->http_threads, 1u),
-                MHD_OPTION_CONNECTION_LIMIT, (unsigned)FT_MAX(opts->max_connections, 16u),
-                MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opts->max_connections_per_ip,
-                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opts->connection_timeout_s,
-                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-                MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
-                MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, server,
-                MHD_OPTION_END);
+        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+        server->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, server, MHD_OPTION_LISTEN_SOCKET,
+                                       (MHD_socket)opts->listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
+                                       (unsigned)FT_MAX(opts->http_threads, 1u), MHD_OPTION_CONNECTION_LIMIT,
+                                       (unsigned)FT_MAX(opts->max_connections, 16u), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                       (unsigned)opts->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+                                       (unsigned)opts->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                       (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
+                                       MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, server, MHD_OPTION_END);
         if (!server->mhd) {
                 api_sse_hub_free(server->sse);
                 free(server->openapi);

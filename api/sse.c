@@ -278,8 +278,8 @@ enum MHD_Result api_sse_start(struct api_request *req, const char *job_id, int64
         buf_append(s, job_id, strlen(job_id));
         buf_append(s, "\nretry: 2000\n\n", 14);
 
-        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, s,
-                                                                      stream_free);
+        struct MHD_Response *resp =
+                MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, s, stream_free);
         if (!resp) {
                 free(s->buf);
                 free(s);

@@ -30,27 +30,17 @@ bool api_id_valid(const char *s, const char *prefix) {
 
 static const char *type_name(enum api_type t) {
         switch (t) {
-        case API_T_STRING:
-                return "a string";
-        case API_T_INT:
-                return "an integer";
-        case API_T_NUMBER:
-                return "a number";
-        case API_T_BOOL:
-                return "true or false";
+        case API_T_STRING: return "a string";
+        case API_T_INT: return "an integer";
+        case API_T_NUMBER: return "a number";
+        case API_T_BOOL: return "true or false";
         case API_T_OBJECT:
-        case API_T_MAP_NUMBER:
-                return "an object";
-        case API_T_ARRAY_NUMBER:
-                return "an array of numbers";
-        case API_T_ARRAY_INT:
-                return "an array of integers";
-        case API_T_ARRAY_STRING:
-                return "an array of strings";
-        case API_T_ARRAY_ARRAY_NUMBER:
-                return "an array of arrays of numbers";
-        case API_T_ANY:
-                return "a JSON value";
+        case API_T_MAP_NUMBER: return "an object";
+        case API_T_ARRAY_NUMBER: return "an array of numbers";
+        case API_T_ARRAY_INT: return "an array of integers";
+        case API_T_ARRAY_STRING: return "an array of strings";
+        case API_T_ARRAY_ARRAY_NUMBER: return "an array of arrays of numbers";
+        case API_T_ANY: return "a JSON value";
         }
         return "a value";
 }
@@ -83,8 +73,8 @@ static int check_array(const json_t *v, const struct api_field *f, const char *p
         size_t max = f->max_len ? f->max_len : 4096, n = json_array_size(v);
         if (n < f->min_items || n > max) {
                 if (f->min_items == max)
-                        return ft_error_set(err, -EINVAL, path, "'%s' must have exactly %zu items, got %zu", path,
-                                            max, n);
+                        return ft_error_set(err, -EINVAL, path, "'%s' must have exactly %zu items, got %zu", path, max,
+                                            n);
                 return ft_error_set(err, -EINVAL, path, "'%s' must have from %zu to %zu items, got %zu", path,
                                     f->min_items, max, n);
         }
@@ -92,15 +82,9 @@ static int check_array(const json_t *v, const struct api_field *f, const char *p
         item.max_len = 0;
         item.min_items = 0;
         switch (f->type) {
-        case API_T_ARRAY_NUMBER:
-                item.type = API_T_NUMBER;
-                break;
-        case API_T_ARRAY_INT:
-                item.type = API_T_INT;
-                break;
-        case API_T_ARRAY_STRING:
-                item.type = API_T_STRING;
-                break;
+        case API_T_ARRAY_NUMBER: item.type = API_T_NUMBER; break;
+        case API_T_ARRAY_INT: item.type = API_T_INT; break;
+        case API_T_ARRAY_STRING: item.type = API_T_STRING; break;
         default: /* API_T_ARRAY_ARRAY_NUMBER: each row an array of numbers, up to 65536 wide */
                 item.type = API_T_ARRAY_NUMBER;
                 item.max_len = 65536;
@@ -184,8 +168,7 @@ static int check_value(const json_t *v, const struct api_field *f, const char *p
                 if (!json_is_array(v))
                         break;
                 return check_array(v, f, path, err);
-        case API_T_ANY:
-                return 0;
+        case API_T_ANY: return 0;
         }
         return ft_error_set(err, -EINVAL, path, "'%s' must be %s", path, type_name(f->type));
 }
@@ -255,8 +238,8 @@ int api_json_parse_body(const struct api_request *req, json_t **ret, struct ft_e
         json_error_t jerr;
         json_t *j = json_loadb(req->body, req->body_size, JSON_REJECT_DUPLICATES, &jerr);
         if (!j)
-                return ft_error_set(err, -EINVAL, NULL, "invalid JSON at line %d column %d: %s", jerr.line,
-                                    jerr.column, jerr.text);
+                return ft_error_set(err, -EINVAL, NULL, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
+                                    jerr.text);
         if (!json_is_object(j)) {
                 json_decref(j);
                 return ft_error_set(err, -EINVAL, NULL, "the request body must be a JSON object");
@@ -307,9 +290,7 @@ static json_t *field_schema(const struct api_field *f) {
                                 json_object_set_new(s, "exclusiveMinimum", json_true());
                 }
                 break;
-        case API_T_BOOL:
-                json_object_set_new(s, "type", json_string("boolean"));
-                break;
+        case API_T_BOOL: json_object_set_new(s, "type", json_string("boolean")); break;
         case API_T_OBJECT:
                 json_decref(s);
                 s = f->fields ? api_fields_schema(f->fields) : json_pack("{s:s}", "type", "object");
@@ -322,19 +303,20 @@ static json_t *field_schema(const struct api_field *f) {
         case API_T_ARRAY_INT:
         case API_T_ARRAY_STRING:
         case API_T_ARRAY_ARRAY_NUMBER: {
-                const char *it = f->type == API_T_ARRAY_INT ? "integer" : f->type == API_T_ARRAY_STRING ? "string" : "number";
+                const char *it = f->type == API_T_ARRAY_INT      ? "integer"
+                                 : f->type == API_T_ARRAY_STRING ? "string"
+                                                                 : "number";
                 json_object_set_new(s, "type", json_string("array"));
                 if (f->type == API_T_ARRAY_ARRAY_NUMBER)
-                        json_object_set_new(s, "items", json_pack("{s:s,s:{s:s}}", "type", "array", "items", "type",
-                                                                  "number"));
+                        json_object_set_new(s, "items",
+                                            json_pack("{s:s,s:{s:s}}", "type", "array", "items", "type", "number"));
                 else
                         json_object_set_new(s, "items", json_pack("{s:s}", "type", it));
                 json_object_set_new(s, "minItems", json_integer((json_int_t)f->min_items));
                 json_object_set_new(s, "maxItems", json_integer((json_int_t)(f->max_len ? f->max_len : 4096)));
                 break;
         }
-        case API_T_ANY:
-                break;
+        case API_T_ANY: break;
         }
         if (f->description)
                 json_object_set_new(s, "description", json_string(f->description));
@@ -382,14 +364,15 @@ static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char
                 errno = 0;
                 long long n = strtoll(v, &end, 10);
                 if (!*v || *end || errno || n < (long long)q->min || n > (long long)q->max) {
-                        snprintf(qc->message, sizeof(qc->message), "query parameter '%s' must be an integer from %.0f to %.0f",
-                                 q->name, q->min, q->max);
+                        snprintf(qc->message, sizeof(qc->message),
+                                 "query parameter '%s' must be an integer from %.0f to %.0f", q->name, q->min, q->max);
                         qc->bad = true;
                         return MHD_NO;
                 }
         } else if (q->type == API_T_BOOL) {
                 if (strcmp(v, "true") && strcmp(v, "false") && strcmp(v, "1") && strcmp(v, "0")) {
-                        snprintf(qc->message, sizeof(qc->message), "query parameter '%s' must be true or false", q->name);
+                        snprintf(qc->message, sizeof(qc->message), "query parameter '%s' must be true or false",
+                                 q->name);
                         qc->bad = true;
                         return MHD_NO;
                 }
@@ -404,8 +387,8 @@ static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char
                         while (*c && strcmp(*c, v) != 0)
                                 c++;
                         if (!*c) {
-                                snprintf(qc->message, sizeof(qc->message), "query parameter '%s' has an unknown value '%.60s'",
-                                         q->name, v);
+                                snprintf(qc->message, sizeof(qc->message),
+                                         "query parameter '%s' has an unknown value '%.60s'", q->name, v);
                                 qc->bad = true;
                                 return MHD_NO;
                         }
@@ -452,9 +435,9 @@ void api_page_from_query(struct api_request *req, struct api_page *page) {
 }
 
 json_t *api_page_envelope(json_t *items, bool has_more, const char *id_key) {
-        json_t *last = json_array_size(items) ? json_object_get(json_array_get(items, json_array_size(items) - 1),
-                                                                id_key)
-                                              : NULL;
+        json_t *last = json_array_size(items)
+                               ? json_object_get(json_array_get(items, json_array_size(items) - 1), id_key)
+                               : NULL;
         return json_pack("{s:s,s:o,s:b,s:O}", "object", "list", "data", items, "has_more", has_more, "next_after",
                          has_more && last ? last : json_null());
 }

@@ -1,6 +1,7 @@
 /* serve.c - `finetuned serve`: prepare the state directory, load the token,
  * open the store, bind the socket, start the workers and the HTTP server, then
- * wait for a signal and shut everything down in reverse order.
+ * wait for a signal (collecting unused blobs hourly) and shut everything down
+ * in reverse order.
  * Not for: flag parsing (config.c), running jobs (workers.c). */
 #include <fcntl.h>
 #include <pthread.h>
@@ -58,6 +59,24 @@ static int prepare_state_dir(const char *path, struct ft_error *err) {
         close(fd);
         unlink(probe);
         return 0;
+}
+
+#define MAINTENANCE_INTERVAL_S 3600
+#define BLOB_GRACE_MS (3600 * 1000LL)            /* an upload being registered is never collected */
+#define IDEMPOTENCY_TTL_MS (24 * 3600 * 1000LL) /* a retry a day later is a new request */
+
+/* Hourly housekeeping: remove blobs nothing refers to (uploads the readers
+ * refused, deleted datasets and models) and forget old idempotency keys. */
+static void maintenance(struct store *store) {
+        struct ft_error err = {0};
+        int removed = 0, pruned = 0;
+        if (store_blob_gc(store, BLOB_GRACE_MS, &removed, &err) < 0)
+                log_warning("blob garbage collection: %s", err.message);
+        if (store_idempotency_prune(store, IDEMPOTENCY_TTL_MS, &pruned, &err) < 0)
+                log_warning("idempotency key pruning: %s", err.message);
+        if (removed || pruned)
+                log_info("maintenance: %d unused blob file%s removed, %d idempotency key%s forgotten", removed,
+                         removed == 1 ? "" : "s", pruned, pruned == 1 ? "" : "s");
 }
 
 int serve_main(int argc, char **argv) {
@@ -160,12 +179,19 @@ int serve_main(int argc, char **argv) {
                    FINETUNED_VERSION, bound, cfg.state_dir, store_schema_version(store), cfg.workers,
                    cfg.workers == 1 ? "" : "s", cfg.token_file[0] ? "bearer token" : "off (loopback)");
 
+        maintenance(store);
+        double last_maintenance = ft_now_monotonic();
         for (;;) {
-                int sig = sigwaitinfo(&mask, NULL);
+                struct timespec tick = {.tv_sec = 60};
+                int sig = sigtimedwait(&mask, NULL, &tick);
+                if (ft_now_monotonic() - last_maintenance >= MAINTENANCE_INTERVAL_S) {
+                        maintenance(store);
+                        last_maintenance = ft_now_monotonic();
+                }
                 if (sig < 0) {
-                        if (errno == EINTR)
+                        if (errno == EINTR || errno == EAGAIN)
                                 continue;
-                        log_error("sigwaitinfo: %s", strerror(errno));
+                        log_error("sigtimedwait: %s", strerror(errno));
                         break;
                 }
                 if (sig == SIGHUP) {

@@ -196,8 +196,8 @@ static int cb_checkpoint(void *userdata, const struct train_checkpoint_info *inf
                 rel += n + 1;
         char meta[96];
         snprintf(meta, sizeof(meta), "{\"partial\":%s}", info->partial ? "true" : "false");
-        struct store_checkpoint_new cn = {.epoch = (int)info->epoch, .step = (int64_t)info->step, .dir = rel,
-                                          .meta_json = meta};
+        struct store_checkpoint_new cn = {
+                .epoch = (int)info->epoch, .step = (int64_t)info->step, .dir = rel, .meta_json = meta};
         struct ft_error err = {0};
         int r = store_checkpoint_add(w->store, w->job_id, w->attempt, &cn, NULL, &err);
         if (r < 0) {
@@ -278,8 +278,8 @@ static int load_weights(struct model *m, const char *path, const char *skip_pref
         for (size_t i = 0; i < f->n_tensors && r == 0; i++)
                 if (!model_tensor_find(m, f->tensors[i].name) &&
                     !(skip_n && strncmp(f->tensors[i].name, skip_prefix, skip_n) == 0))
-                        r = ft_error_set(err, -EINVAL, "model", "the model's weights have a tensor '%s' it does not use",
-                                         f->tensors[i].name);
+                        r = ft_error_set(err, -EINVAL, "model",
+                                         "the model's weights have a tensor '%s' it does not use", f->tensors[i].name);
         st_file_free(f);
         return r;
 }
@@ -341,8 +341,10 @@ static int build_model(struct worker *w, const struct store_model *rec, const st
                         }
                 }
                 if (!set) {
-                        r = ft_error_set(err, -EINVAL, "model", "model '%s' has %zu outputs, the data %zu classes, "
-                                         "and no linear head to replace", rec->id, model_output_count(m), outputs);
+                        r = ft_error_set(err, -EINVAL, "model",
+                                         "model '%s' has %zu outputs, the data %zu classes, "
+                                         "and no linear head to replace",
+                                         rec->id, model_output_count(m), outputs);
                         goto out;
                 }
                 model_free(m);
@@ -595,8 +597,11 @@ static void run_job(struct worker *w, struct store_job *job) {
         char *mspec = json_dumps(model_spec(m), JSON_COMPACT | JSON_SORT_KEYS);
         char name[STORE_NAME_MAX];
         snprintf(name, sizeof(name), "%.200s (fine-tuned by %s)", base->name, job->id);
-        struct store_model_new mn = {.name = name, .spec_json = mspec, .weights_sha256 = sha,
-                                     .source = STORE_MODEL_JOB, .source_job_id = job->id};
+        struct store_model_new mn = {.name = name,
+                                     .spec_json = mspec,
+                                     .weights_sha256 = sha,
+                                     .source = STORE_MODEL_JOB,
+                                     .source_job_id = job->id};
         finish(w, STORE_JOB_SUCCEEDED, metrics ? metrics : "{}", NULL, &mn);
         free(metrics);
         free(mspec);

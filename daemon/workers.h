@@ -12,9 +12,9 @@ struct workers;
 
 struct workers_options {
         const char *state_dir;
-        unsigned n;        /* threads, each running one job at a time (>= 1) */
-        unsigned threads;  /* OpenMP threads per worker; 0: cores / n */
-        int64_t lease_ms;  /* lease length; renewed every lease_ms / 3 (0: 30000) */
+        unsigned n; /* threads, each running one job at a time (>= 1) */
+        unsigned threads; /* OpenMP threads per worker; 0: cores / n */
+        int64_t lease_ms; /* lease length; renewed every lease_ms / 3 (0: 30000) */
 };
 
 /* Start the threads. They claim queued jobs at once; a job whose lease expired

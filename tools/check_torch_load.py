@@ -3,11 +3,12 @@
 load_state_dict(strict=True) and give the reference logits?
 
 Reads the files tests/unit/test_model_io.c leaves in the build directory
-(saved_mlp, saved_cnn_bn, saved_resnet18_formula .safetensors), loads each into
-the matching torch module strictly, and compares its logits with the committed
-PyTorch fixtures. Not for: CI (tests never need Python); run it by hand after
+(saved_mlp, saved_mlp_head5, saved_cnn_bn, saved_resnet18_formula .safetensors),
+loads each into the matching torch module strictly, and compares its logits with
+the committed PyTorch fixtures (for saved_mlp_head5, whose head finetuned
+initialised, with the logits finetuned computed). Not for: CI (tests never need Python); run it by hand after
 `meson test -C build model_io`:
-    /usr/bin/python3 tools/check_torch_load.py build/tests
+    /usr/bin/python3 tools/check_torch_load.py build
 """
 import json
 import os
@@ -38,11 +39,11 @@ def load(path):
     return out, meta
 
 
-def check(label, module, saved, io_name, x=None):
+def check(label, module, saved, io_name, x=None, io_dir=FIX):
     sd, meta = load(saved)
     module.load_state_dict(sd, strict=True)  # raises on any missing / unexpected / mis-shaped key
     module.eval()
-    io, _ = load(os.path.join(FIX, io_name))
+    io, _ = load(os.path.join(io_dir, io_name))
     x = io["x"] if x is None else x
     with torch.no_grad():
         got = module(x)
@@ -55,10 +56,13 @@ def check(label, module, saved, io_name, x=None):
 
 
 def main():
-    d = sys.argv[1] if len(sys.argv) > 1 else "build/tests"
+    d = sys.argv[1] if len(sys.argv) > 1 else "build"
     good = True
     mlp = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 3))
     good &= check("mlp", mlp, os.path.join(d, "saved_mlp.safetensors"), "mlp_io.safetensors")
+    head5 = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 5))
+    good &= check("mlp with a head finetuned re-initialised (finetuned's logits)", head5,
+                  os.path.join(d, "saved_mlp_head5.safetensors"), "saved_mlp_head5_io.safetensors", io_dir=d)
     bn = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
                        nn.Flatten(), nn.Linear(4, 3))
     good &= check("cnn_bn", bn, os.path.join(d, "saved_cnn_bn.safetensors"), "cnn_bn_io.safetensors")

@@ -9,7 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 
 J=(-H 'Content-Type: application/json')
-EPOCHS=30
+EPOCHS=16
 awk 'BEGIN { print "a,b,c,d,label"; s = 3;
         for (i = 0; i < 2000; i++) { s = (s * 1103515245 + 12345) % 2147483648; v = s / 2147483648;
                 printf "%.4f,%.4f,%.4f,%.4f,%d\n", v, 1 - v, v * v, i % 7 / 7, (v > 0.5) } }' >"$TMP/big.csv"
@@ -83,5 +83,22 @@ wait_state "$job2" succeeded failed
 http GET "/v1/jobs/$job2/events?limit=1000"
 [ "$(echo "$BODY" | jq -c '[.data[] | select(.type == "epoch") | .data.epoch]')" = "$(seq -s, 1 $EPOCHS | sed 's/^/[/; s/$/]/')" ]
 ok $? "after SIGTERM + restart it finishes with every epoch once"
+stop_daemon; ok $? "clean stop"
+
+# ---- two workers run two jobs at once ----------------------------------------------------------------
+start_daemon "$state" --workers 2 --threads 1
+long=$(echo "$spec" | jq -c '.hyperparameters.epochs = 100000')
+http POST /v1/jobs "${J[@]}" -d "$long"; a=$(echo "$BODY" | jq -r .id)
+http POST /v1/jobs "${J[@]}" -d "$long"; b=$(echo "$BODY" | jq -r .id)
+both=0
+for i in $(seq 1 300); do
+        [ "$(curl -s "$BASE/v1/jobs?state=running" | jq '.data | length')" = 2 ] && { both=1; break; }
+        sleep 0.05
+done
+[ $both = 1 ]; ok $? "--workers 2: two jobs running at the same time"
+workers=$(for j in "$a" "$b"; do curl -s "$BASE/v1/jobs/$j/events" | jq -r '.data[] | select(.data.state == "running") | .data.worker'; done | sort -u | wc -l)
+[ "$workers" = 2 ]; ok $? "on two different workers"
+curl -s -X POST "$BASE/v1/jobs/$a/cancel" >/dev/null; curl -s -X POST "$BASE/v1/jobs/$b/cancel" >/dev/null
+wait_state "$a" cancelled && wait_state "$b" cancelled; ok $? "both cancel"
 stop_daemon; ok $? "clean stop"
 done_testing

@@ -100,6 +100,9 @@ http POST "/v1/models/$result/predict" "${J[@]}" -d '{"rows": [[0.5, 0.5], [2.5,
 [ "$STATUS" = 200 ] && [ "$(echo "$BODY" | jq -r '[.predictions[].label] | join(",")')" = setosa,versicolor,virginica ] &&
         echo "$BODY" | jq -e '[.predictions[] | (.probabilities | add)] | all(. > 0.999 and . < 1.001)' >/dev/null
 ok $? "predict -> setosa, versicolor, virginica with probabilities summing to 1"
+rows=$(for i in $(seq 1 70); do echo "[0.$i, 0.5]"; done | paste -sd, -)
+http POST "/v1/models/$result/predict" "${J[@]}" -d "{\"rows\": [$rows]}"
+[ "$(echo "$BODY" | jq '.predictions | length')" = 70 ]; ok $? "predict 70 rows (three batches) -> 70 answers"
 http POST "/v1/models/$result/predict" "${J[@]}" -d '{"rows": [[0.5]]}'
 envelope 400 invalid_request 'rows[0]'; ok $? "predict with a short row -> 400 param rows[0]"
 http POST "/v1/models/$mdl/predict" "${J[@]}" -d '{"rows": [[0.5, 0.5]]}'

@@ -107,8 +107,8 @@ int main(void) {
            "schema: closed object, 'name' required");
         json_decref(want);
         json_t *hp = json_object_get(json_object_get(schema, "properties"), "hp");
-        ok(json_integer_value(json_object_get(json_object_get(json_object_get(hp, "properties"), "epochs"), "maximum")) ==
-                           100 ||
+        ok(json_integer_value(
+                   json_object_get(json_object_get(json_object_get(hp, "properties"), "epochs"), "maximum")) == 100 ||
                    json_real_value(json_object_get(json_object_get(json_object_get(hp, "properties"), "epochs"),
                                                    "maximum")) == 100,
            "schema: nested bounds");

@@ -177,6 +177,22 @@ static void test_resnet18(void) {
                 spread = fmaxf(spread, fabsf(want[i] - want[10 + i]));
         ok(spread > 0.5f, "the two inputs' logits differ (%.2f): the check sees the whole network", spread);
         ok(st_model_save(path, m, NULL, NULL, 0, &err) == 0, "save resnet18 for tools/check_torch_load.py");
+        /* fine-tuning torchvision's resnet18 to 5 classes on gray images: new fc, conv1 summed to 1 channel */
+        struct model *ft = preset("resnet18", "{\"num_classes\": 5, \"in_channels\": 1, \"input_size\": [64, 64]}");
+        struct st_load_report rep = {0};
+        struct st_load_options o = {.replace_head = true, .adapt_input = true, .seed = 1};
+        ok(ft && st_model_load(ft, w, NULL, &rep, &err) < 0 && strstr(rep.mismatch, "conv1.weight") &&
+                   strstr(rep.mismatch, "fc.weight is [10, 512] in the file, [5, 512] in the model"),
+           "resnet18 with 5 classes and 1 channel: strict load names conv1.weight and fc.weight");
+        st_load_report_deinit(&rep);
+        ft_error_clear(&err);
+        ok(ft && st_model_load(ft, w, &o, &rep, &err) == 0 && rep.head_replaced && strcmp(rep.head, "fc") == 0 &&
+                   rep.input_adapted && strcmp(rep.input_conv, "conv1.weight") == 0 &&
+                   rep.loaded == model_tensor_count(ft) - 2,
+           "with replace_head and adapt_input: fc re-initialised, conv1 adapted 3 -> 1, the rest loaded: %s",
+           err.message);
+        st_load_report_deinit(&rep);
+        model_free(ft);
         st_file_free(w);
         free(bytes);
         free(x);
@@ -242,6 +258,22 @@ static void test_head(void) {
                 in = in && fabsf(tensor_f32(hb)[i]) <= bound;
         ok(hw->shape[0] == 5 && in && mx > bound / 2 && mn < -bound / 2,
            "the new head is U(-1/sqrt(12), 1/sqrt(12)) as nn.Linear initialises it");
+        /* for tools/check_torch_load.py: this model (a head finetuned made) and the logits finetuned computes */
+        struct st_file *io = NULL;
+        if (st_file_open(FIXTURES "/mlp_io.safetensors", 0, &io, &err) == 0) {
+                float x[32], y[20];
+                st_tensor_read_f32(io, st_file_find(io, "x"), x, 32, &err);
+                const float *out = forward(m, x, 4);
+                if (out)
+                        memcpy(y, out, sizeof(y));
+                struct st_tensor t[] = {
+                        {.name = "x", .dtype = ST_DTYPE_F32, .ndim = 2, .shape = {4, 8}, .data = x},
+                        {.name = "logits", .dtype = ST_DTYPE_F32, .ndim = 2, .shape = {4, 5}, .data = y}};
+                ok(out && st_model_save("saved_mlp_head5.safetensors", m, NULL, NULL, 0, &err) == 0 &&
+                           st_write("saved_mlp_head5_io.safetensors", t, 2, NULL, 0, &err) == 0,
+                   "save the head-replaced model and its logits");
+                st_file_free(io);
+        }
         st_load_report_deinit(&rep);
         model_free(m);
         /* the body must match for a head swap: a different hidden size is still refused */
