@@ -1212,6 +1212,7 @@
                 })();
 
                 const num = (el) => (el.value === '' ? undefined : Number(el.value));
+                let lastPost = null;
                 form.addEventListener('submit', async (ev) => {
                         ev.preventDefault();
                         showFieldError(form, null);
@@ -1290,7 +1291,13 @@
                                 for (const k of Object.keys(spec.hyperparameters))
                                         if (spec.hyperparameters[k] === undefined)
                                                 delete spec.hyperparameters[k];
-                                const job = await api('POST', '/v1/jobs', {json: spec});
+                                /* The same spec sent again (a retry after a lost answer) reuses its
+                                 * Idempotency-Key, so the daemon answers with the job it already made. */
+                                const body = JSON.stringify(spec);
+                                if (!lastPost || lastPost.body !== body)
+                                        lastPost = {body, key: 'dash-' + Date.now().toString(36) + '-' +
+                                                    Math.random().toString(36).slice(2, 10)};
+                                const job = await api('POST', '/v1/jobs', {json: spec, headers: {'Idempotency-Key': lastPost.key}});
                                 location.hash = '#/jobs/' + encodeURIComponent(job.id);
                         } catch (e) {
                                 if (!(e instanceof ApiError))
