@@ -1506,7 +1506,13 @@
                                         a.setAttribute('aria-current', 'page');
                                 else
                                         a.removeAttribute('aria-current');
-                        cleanup = fn(params, ...m.slice(1).map(decodeURIComponent)) || null;
+                        let args;
+                        try {
+                                args = m.slice(1).map(decodeURIComponent);
+                        } catch (e) {
+                                break; /* a malformed %-escape: not a page */
+                        }
+                        cleanup = fn(params, ...args) || null;
                         return;
                 }
                 setView('Not found', h('h1', {}, 'Not found'), h('p', {}, 'No page ', h('code', {}, location.hash), '. ',
