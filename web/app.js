@@ -497,6 +497,7 @@
                                                         location.hash = '#/compare?ids=' + [...selected].join(',');
                                                 }},
                                      'Compare selected');
+                const more = h('p', {class: 'muted', hidden: true}, 'Showing the newest 100 jobs; filter by state to see others.');
                 const empty = h('p', {class: 'empty', hidden: true}, 'No jobs yet. ',
                                 h('a', {href: '#/submit'}, 'Start one'), '.');
                 const table = h('table', {id: 'jobs-table'},
@@ -515,7 +516,7 @@
                         h('div', {class: 'toolbar'}, h('h1', {}, 'Jobs'),
                           h('label', {for: 'state-filter'}, 'State '), filter, compareBtn,
                           h('a', {class: 'button', href: '#/submit'}, 'New job')),
-                        h('div', {class: 'table-wrap'}, table, empty));
+                        h('div', {class: 'table-wrap'}, table, empty), more);
 
                 const rows = new Map();
                 function rowFor(job) {
@@ -577,6 +578,7 @@
                                 }
                         compareBtn.disabled = selected.size < 2;
                         empty.hidden = jobs.length > 0;
+                        more.hidden = !(page && page.has_more);
                         table.hidden = jobs.length === 0;
                         showBanner('');
                 });
