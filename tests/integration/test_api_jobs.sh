@@ -35,7 +35,7 @@ awk 'BEGIN { print "a,b,c,d,label"; s = 3;
         for (i = 0; i < 4000; i++) { s = (s * 1103515245 + 12345) % 2147483648; v = s / 2147483648;
                 printf "%.4f,%.4f,%.4f,%.4f,%d\n", v, 1 - v, v * v, i % 7 / 7, (v > 0.5) } }' >"$TMP/big.csv"
 
-start_daemon "$TMP/state" --workers 1 --max-queued-jobs 3; ok $? "daemon starts (1 worker, at most 3 queued jobs)"
+start_daemon "$TMP/state" --workers 1 --threads 1 --max-queued-jobs 3; ok $? "daemon starts (1 worker, at most 3 queued jobs)"
 
 http POST '/v1/datasets?name=iris' --data-binary @"$TMP/iris.csv"
 ds=$(echo "$BODY" | jq -r .id); [ "$STATUS" = 201 ]; ok $? "upload iris.csv -> $ds"
