@@ -138,6 +138,21 @@ http POST /v1/models "${J[@]}" -d '{"preset": "mlp", "config": {"inputs": 5, "ou
 m5=$(echo "$BODY" | jq -r .id)
 bad "model inputs do not fit the data" model "$(spec "$m5" "$ds" 1)"
 
+bad "regression on a text column" task.type "$(spec "$mdl" "$ds" 1 | jq -c '.task.type = "regression"')"
+
+# ---- a job that fails at run time reports why ----------------------------------------------------------
+{ head -n 20 "$TMP/iris.csv"; echo "1.5,,setosa"; } >"$TMP/holes.csv"
+http POST '/v1/datasets?name=holes' --data-binary @"$TMP/holes.csv"
+holes=$(echo "$BODY" | jq -r .id)
+[ "$(echo "$BODY" | jq .schema.missing_values)" = 1 ]; ok $? "a CSV with a missing value uploads (its summary counts it)"
+http POST /v1/jobs "${J[@]}" -d "$(spec "$mdl" "$holes" 1 | jq -c '.preprocess.dropna = false')"
+bad_job=$(echo "$BODY" | jq -r .id)
+wait_state "$bad_job" failed succeeded
+http GET "/v1/jobs/$bad_job"
+echo "$BODY" | jq -e '.state == "failed" and .error.code == "invalid_data" and (.error.message | test("blobs") | not) and .metrics == null and .result_model == null' >/dev/null
+ok $? "dropna=false on it fails at run time with the reason: $(echo "$BODY" | jq -c .error)"
+timeout 10 curl -s -N "$BASE/v1/jobs/$bad_job/events?stream=true" | grep '^data:' | tail -n1 | grep -q '"failed"'; ok $? "its stream ends with status failed"
+
 # ---- idempotency --------------------------------------------------------------------------------------
 K=(-H "Idempotency-Key: retry-$RANDOM")
 http POST /v1/jobs "${J[@]}" "${K[@]}" -d "$(spec "$mdl" "$ds" 1)"
