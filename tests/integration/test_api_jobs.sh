@@ -120,6 +120,9 @@ http GET "/v1/jobs/$job/events?after=2&limit=3"
 [ "$(echo "$BODY" | jq -c '[.data[].seq]')" = '[3,4,5]' ] && [ "$(echo "$BODY" | jq .has_more)" = true ]; ok $? "events?after=2&limit=3 -> 3,4,5 and has_more"
 first=$(curl -s -H 'Accept: text/event-stream' -H 'Last-Event-ID: 5' "$BASE/v1/jobs/$job/events" | sed -n 's/^id: //p' | head -n1)
 [ "$first" = 6 ]; ok $? "Accept: text/event-stream + Last-Event-ID: 5 replays from 6"
+last=$(curl -s "$BASE/v1/jobs/$job/events?limit=1000" | jq '.data[-1].seq')
+timeout 5 curl -s -N -H "Last-Event-ID: $last" "$BASE/v1/jobs/$job/events?stream=true" >"$TMP/tail"; rc=$?
+[ $rc -eq 0 ] && ! grep -q '^id:' "$TMP/tail"; ok $? "resuming after the terminal event ends the stream at once"
 
 # ---- validation before queueing ----------------------------------------------------------------------
 bad() { # bad DESCRIPTION PARAM BODY
