@@ -682,7 +682,7 @@
         }
 
         function viewJob(params, id) {
-                let job = null, stream = null, stopPoll = null, metricsLoaded = false;
+                let job = null, stream = null, stopPoll = null, metricsLoaded = false, left = false;
                 const path = '/v1/jobs/' + encodeURIComponent(id);
                 const title = h('h1', {}, 'Job ', h('span', {class: 'mono'}, id));
                 const badge = h('span', {id: 'job-state'});
@@ -788,7 +788,7 @@
                                 render();
                         }
                         if (TERMINAL.has(data.state) || type === 'completed' || type === 'done')
-                                refresh();
+                                refresh().catch(reportError);
                 }
 
                 function renderProgress() {
@@ -897,7 +897,10 @@
                 }
 
                 async function refresh() {
-                        job = await api('GET', path);
+                        const fresh = await api('GET', path);
+                        if (left)
+                                return;
+                        job = fresh;
                         render();
                         if (TERMINAL.has(job.state) && stopPoll) {
                                 stopPoll();
@@ -909,6 +912,8 @@
                         try {
                                 await refresh();
                         } catch (e) {
+                                if (left)
+                                        return;
                                 if (e instanceof ApiError && e.status === 404) {
                                         setView('Job not found', h('h1', {}, 'Job not found'),
                                                 h('p', {}, 'There is no job ', h('code', {}, id), '. ', h('a', {href: '#/jobs'}, 'All jobs')));
@@ -917,12 +922,17 @@
                                 reportError(e);
                                 return;
                         }
+                        /* The reader may have left while the job loaded: start nothing then,
+                         * or the stream would hold one of the browser's few connections forever. */
+                        if (left)
+                                return;
                         stream = followEvents(id, onEvent, () => refresh().catch(reportError));
                         if (!TERMINAL.has(job.state))
                                 stopPoll = every(POLL_MS, refresh);
                 })();
 
                 return () => {
+                        left = true;
                         if (stream)
                                 stream.close();
                         if (stopPoll)

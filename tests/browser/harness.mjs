@@ -61,7 +61,10 @@ export async function cleanup() {
 // ephemeral loopback port ("127.0.0.1:0").
 export function startDaemon(bin, stateDir, extra, listen) {
         return new Promise((resolve, reject) => {
-                const proc = spawn(bin, ['serve', '--listen', listen || '127.0.0.1:0', '--state-dir', stateDir, ...(extra || [])],
+                // One compute thread: OpenMP threads spinning on a shared, oversubscribed CI machine are
+                // several times slower than one.
+                const proc = spawn(bin, ['serve', '--listen', listen || '127.0.0.1:0', '--state-dir', stateDir,
+                                         '--threads', '1', ...(extra || [])],
                                    {stdio: ['ignore', 'ignore', 'pipe']});
                 let log = '', done = false;
                 const d = {proc, base: null, log: () => log};
