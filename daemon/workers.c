@@ -560,6 +560,10 @@ static void run_job(struct worker *w, struct store_job *job) {
                 topt.resume_from = resume;
                 log_info("worker %u: job %s resumes from %s (epoch %d)", w->index, job->id, ckpt->dir, ckpt->epoch);
         }
+        /* Loading and building may have taken a while: renew before the first batch. */
+        w->last_heartbeat = 0;
+        if (cb_should_stop(w) && w->lost)
+                goto out;
         struct train_callbacks cb = {
                 .userdata = w,
                 .on_event = cb_event,
