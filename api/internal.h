@@ -280,3 +280,6 @@ enum MHD_Result api_jobs_cancel(struct api_request *req);
 enum MHD_Result api_jobs_events(struct api_request *req);
 enum MHD_Result api_jobs_checkpoints(struct api_request *req);
 enum MHD_Result api_jobs_artifact(struct api_request *req);
+/* The embedded dashboard (static.c): GET / and GET /static/{name}. */
+enum MHD_Result api_static_index(struct api_request *req);
+enum MHD_Result api_static_file(struct api_request *req);

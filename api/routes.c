@@ -113,6 +113,11 @@ const struct api_route api_routes[] = {
          .errors = e_get,
          .summary = "a finished job's artifact: 'model.safetensors' (loads with load_state_dict) or "
                     "'metrics.json'"},
+
+        {"GET", "/", api_static_index, .flags = API_ROUTE_PUBLIC | API_ROUTE_BINARY, .tag = "dashboard",
+         .summary = "the web dashboard (text/html), embedded in the binary; needs no token (docs/dashboard.md)"},
+        {"GET", "/static/{name}", api_static_file, .flags = API_ROUTE_PUBLIC | API_ROUTE_BINARY, .tag = "dashboard",
+         .summary = "the dashboard's scripts, styles and Chart.js, with ETag revalidation"},
 };
 const size_t api_routes_count = ARRAY_SIZE(api_routes);
 

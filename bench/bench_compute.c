@@ -90,7 +90,6 @@ int main(int argc, char **argv) {
                         t0 = ft_now_monotonic(); /* 3 warm-up steps */
                 const float *out;
                 float loss;
-                model_zero_grad(m);
                 if (model_forward(m, x, batch, true, &out, &err) < 0 ||
                     loss_cross_entropy(out, y, batch, (int)classes, NULL, &loss, dlogits, &err) < 0 ||
                     model_backward(m, dlogits, &err) < 0 || optim_step(opt, ctx, 1e-3f, &err) < 0) {
