@@ -283,3 +283,5 @@ enum MHD_Result api_jobs_artifact(struct api_request *req);
 /* The embedded dashboard (static.c): GET / and GET /static/{name}. */
 enum MHD_Result api_static_index(struct api_request *req);
 enum MHD_Result api_static_file(struct api_request *req);
+/* GET /metrics (metrics.c). */
+enum MHD_Result api_handle_metrics(struct api_request *req);

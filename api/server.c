@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "api/internal.h"
+#include "api/metrics.h"
 #include "common/log.h"
 #include "store/store.h"
 
@@ -33,6 +34,8 @@ struct request_ctx {
         unsigned n_uploads;
         int upload_error; /* a write failed or too many parts: 500/400 at the end */
         char upload_error_msg[160];
+        double started; /* metrics: monotonic seconds at the first callback */
+        const char *method; /* metrics label (a static string) */
 };
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap) {
@@ -310,6 +313,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 if (!ctx)
                         return MHD_NO;
                 *con_cls = ctx;
+                ctx->started = ft_now_monotonic();
+                ctx->method = api_metrics_method_label(method);
                 ctx->req.server = server;
                 ctx->req.conn = conn;
                 ctx->req.method = method;
@@ -382,7 +387,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
-        ctx_free(*con_cls);
+        struct request_ctx *ctx = *con_cls;
+        if (!ctx)
+                return;
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+        if (ci && ci->http_status)
+                api_metrics_http_observe(ctx->method, ctx->req.route ? ctx->req.route->pattern : NULL, ci->http_status,
+                                         ft_now_monotonic() - ctx->started);
+        ctx_free(ctx);
         *con_cls = NULL;
 }
 
