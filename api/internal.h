@@ -22,6 +22,7 @@ struct api_server {
         struct MHD_Daemon *mhd;
         struct api_options opts;
         struct compute_runtime_info runtime;
+        pthread_rwlock_t token_lock; /* SIGHUP may replace the token while requests are checked */
         char token[API_TOKEN_MAX + 1]; /* empty: no auth */
         size_t token_len;
         struct api_sse_hub *sse;
