@@ -198,16 +198,12 @@ static void tensor_md(dnnl_memory_desc_t *md, const struct tensor *t) {
         dnnl_memory_desc_init_by_tag(md, t->ndim, d, dnnl_f32, tag);
 }
 
-/* the value v's memory with diff, allocated */
+/* the value v's memory (its diff comes with the plan's first backward: eval-only plans never have one) */
 static int value_init(struct backend_plan *p, struct bvalue *v, const dnnl_memory_desc_t *md, const char *name,
                       struct ft_error *err) {
-        int r;
         v->md = *md;
         v->nfloats = dnnl_memory_desc_get_size(md) / sizeof(float);
-        if ((r = mem_new(p, md, DNNL_MEMORY_ALLOCATE, &v->mem, name, err)) < 0 ||
-            (r = mem_new(p, md, DNNL_MEMORY_ALLOCATE, &v->dmem, name, err)) < 0)
-                return r;
-        return 0;
+        return mem_new(p, md, DNNL_MEMORY_ALLOCATE, &v->mem, name, err);
 }
 
 /* make input j of node n read format md */
@@ -393,7 +389,6 @@ static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
                 plain_md(&nchw, B, is);
                 if ((r = conform_init(p, m, ni, 0, &in->md, err)) < 0 || (r = value_init(p, out, &pmd, name, err)) < 0 ||
                     (r = mem_new(p, &nchw, mem_ptr(out->mem), &bn->flat_view, name, err)) < 0 ||
-                    (r = mem_new(p, &nchw, mem_ptr(out->dmem), &bn->flat_dview, name, err)) < 0 ||
                     (r = reorder_new(p, &in->md, &nchw, &bn->fwd, name, err)) < 0)
                         return r;
                 return 0;
@@ -474,13 +469,10 @@ static int plan_new(struct model *m, struct compute_ctx *ctx, int batch, struct 
         plain_md(&md, batch, &m->nodes[m->n_nodes - 1].out);
         if (dnnl_memory_desc_equal(&md, &last->md)) {
                 p->out_mem = last->mem;
-                p->dout_mem = last->dmem;
         } else {
                 name = "output";
                 if ((r = mem_new(p, &md, DNNL_MEMORY_ALLOCATE, &p->out_mem, name, err)) < 0 ||
-                    (r = mem_new(p, &md, DNNL_MEMORY_ALLOCATE, &p->dout_mem, name, err)) < 0 ||
-                    (r = reorder_new(p, &last->md, &md, &p->out_reorder, name, err)) < 0 ||
-                    (r = reorder_new(p, &md, &last->md, &p->dout_reorder, name, err)) < 0)
+                    (r = reorder_new(p, &last->md, &md, &p->out_reorder, name, err)) < 0)
                         goto fail;
         }
         p->out = mem_ptr(p->out_mem);
@@ -814,6 +806,8 @@ static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
                 dnnl_memory_desc_t nchw;
                 const struct value_shape *is = n->in[0] == 0 ? &m->input : &m->nodes[n->in[0] - 1].out;
                 plain_md(&nchw, p->batch, is);
+                if ((r = mem_new(p, &nchw, mem_ptr(out->dmem), &bn->flat_dview, name, err)) < 0)
+                        return r;
                 return reorder_new(p, &nchw, &in->md, &bn->bwd_data, name, err);
         }
         case NODE_DROPOUT:
@@ -934,6 +928,18 @@ static int onednn_backward(struct model *m, struct backend_plan *p, const float 
         int r;
         const char *name = "output";
         if (!p->bwd_ready) {
+                for (int v = 1; v < m->n_values; v++)
+                        if (!p->vals[v].dmem &&
+                            (r = mem_new(p, &p->vals[v].md, DNNL_MEMORY_ALLOCATE, &p->vals[v].dmem, name, err)) < 0)
+                                return r;
+                dnnl_memory_desc_t md;
+                plain_md(&md, p->batch, &m->nodes[m->n_nodes - 1].out);
+                struct bvalue *last = &p->vals[m->n_nodes];
+                if (dnnl_memory_desc_equal(&md, &last->md))
+                        p->dout_mem = last->dmem;
+                else if ((r = mem_new(p, &md, DNNL_MEMORY_ALLOCATE, &p->dout_mem, name, err)) < 0 ||
+                         (r = reorder_new(p, &md, &last->md, &p->dout_reorder, name, err)) < 0)
+                        return r;
                 for (int i = 0; i < m->n_nodes; i++)
                         if ((r = node_bwd_init(m, p, i, err)) < 0)
                                 return r;

@@ -68,7 +68,9 @@ int model_spec_validate(const json_t *spec, json_t **ret_canonical, struct ft_er
 /* Build a model from a spec: layers, shapes, one arena with every parameter, gradient and buffer (all zero:
  * call model_init or load weights). The spec is copied; the caller keeps its reference. */
 int model_new(const json_t *spec, struct model **ret, struct ft_error *err);
-void model_free(struct model *m); /* NULL is a no-op; releases primitives too (call on the context's thread) */
+/* NULL is a no-op. Releases the backend's primitives too: call it on the context's thread, before
+ * compute_ctx_free of the context given to model_prepare. */
+void model_free(struct model *m);
 
 /* The canonical spec (borrowed, valid while m lives). It goes into safetensors metadata; model_new on it
  * rebuilds the same model. */

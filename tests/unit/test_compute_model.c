@@ -339,6 +339,11 @@ static void test_batches_and_dropout(struct compute_ctx *ctx) {
         r = model_forward(m, x, 4, false, &out, &err);
         same = same && r == 0 && memcmp(out, o4, 16 * sizeof(float)) == 0;
         ok(same, "eval outputs agree across batch sizes 1..8 and after plan eviction");
+        r = train_step(m, x, 4, dout);
+        float g4 = model_tensor_find(m, "fc.weight")->grad[0];
+        r = r ? r : train_step(m, x, 3, dout);
+        r = r ? r : train_step(m, x, 4, dout);
+        ok(r == 0 && g4 != 0.0f, "plans made for eval train and backward too, at several batch sizes");
         model_free(m);
         json_t *spec = json_loads("{\"input\": [3, 1, 1], \"layers\": [{\"type\": \"conv2d\", \"out_channels\": 4, "
                                   "\"kernel_size\": 1}, {\"type\": \"batchnorm2d\", \"name\": \"bn\"}, {\"type\": \"flatten\"}]}",
