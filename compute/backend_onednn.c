@@ -28,8 +28,8 @@ struct conform { /* converts a producer's format to the format a layer reads */
 
 struct wview { /* a parameter in the format a primitive wants */
         dnnl_memory_desc_t md;
-        dnnl_memory_t user;  /* plain, over tensor data (or grad) */
-        dnnl_memory_t mem;   /* == user when the format is plain */
+        dnnl_memory_t user; /* plain, over tensor data (or grad) */
+        dnnl_memory_t mem; /* == user when the format is plain */
         dnnl_primitive_t reorder;
 };
 
@@ -37,7 +37,7 @@ struct bvalue {
         dnnl_memory_desc_t md;
         dnnl_memory_t mem, dmem;
         size_t nfloats; /* floats in the buffer, padding included */
-        bool written;  /* its diff has been written during this backward */
+        bool written; /* its diff has been written during this backward */
 };
 
 struct bnode {
@@ -50,7 +50,7 @@ struct bnode {
         dnnl_memory_t bias, dbias, dbias_scratch, dw_scratch;
         dnnl_memory_t ws, mean, var, rmean, rvar;
         dnnl_memory_t flat_view, flat_dview; /* flatten: the output buffer seen as nchw */
-        uint8_t *mask;                        /* dropout */
+        uint8_t *mask; /* dropout */
         float dropout_scale;
         bool used_global; /* bn: the last forward used running statistics */
         bool dropout_on;
@@ -78,12 +78,12 @@ struct backend_plan {
         size_t n_pds, cap_pds;
 };
 
-#define CHK(call, what)                                                                                             \
-        do {                                                                                                        \
-                dnnl_status_t s_ = (call);                                                                          \
-                if (s_ != dnnl_success)                                                                             \
-                        return ft_error_set(err, -EIO, NULL, "onednn: %s for layer \"%s\" failed: %s", what, name,  \
-                                            dnnl_status2str(s_));                                                   \
+#define CHK(call, what)                                                                                                \
+        do {                                                                                                           \
+                dnnl_status_t s_ = (call);                                                                             \
+                if (s_ != dnnl_success)                                                                                \
+                        return ft_error_set(err, -EIO, NULL, "onednn: %s for layer \"%s\" failed: %s", what, name,     \
+                                            dnnl_status2str(s_));                                                      \
         } while (0)
 
 static int track(void **arr_p, size_t *n, size_t *cap, void *obj, struct ft_error *err) {
@@ -126,8 +126,8 @@ static int prim_new(struct backend_plan *p, dnnl_primitive_desc_t pd, dnnl_primi
         return 0;
 }
 
-static int pd_new(struct backend_plan *p, const void *desc, const_dnnl_primitive_desc_t hint, dnnl_primitive_desc_t *ret,
-                  const char *what, const char *name, struct ft_error *err) {
+static int pd_new(struct backend_plan *p, const void *desc, const_dnnl_primitive_desc_t hint,
+                  dnnl_primitive_desc_t *ret, const char *what, const char *name, struct ft_error *err) {
         dnnl_primitive_desc_t pd;
         CHK(dnnl_primitive_desc_create(&pd, desc, NULL, p->eng, hint), what);
         int r = track((void **)&p->pds, &p->n_pds, &p->cap_pds, pd, err);
@@ -387,14 +387,16 @@ static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
                 plain_md(&pmd, B, &n->out);
                 const struct value_shape *is = n->in[0] == 0 ? &m->input : &m->nodes[n->in[0] - 1].out;
                 plain_md(&nchw, B, is);
-                if ((r = conform_init(p, m, ni, 0, &in->md, err)) < 0 || (r = value_init(p, out, &pmd, name, err)) < 0 ||
+                if ((r = conform_init(p, m, ni, 0, &in->md, err)) < 0 ||
+                    (r = value_init(p, out, &pmd, name, err)) < 0 ||
                     (r = mem_new(p, &nchw, mem_ptr(out->mem), &bn->flat_view, name, err)) < 0 ||
                     (r = reorder_new(p, &in->md, &nchw, &bn->fwd, name, err)) < 0)
                         return r;
                 return 0;
         }
         case NODE_DROPOUT: {
-                if ((r = conform_init(p, m, ni, 0, &in->md, err)) < 0 || (r = value_init(p, out, &in->md, name, err)) < 0)
+                if ((r = conform_init(p, m, ni, 0, &in->md, err)) < 0 ||
+                    (r = value_init(p, out, &in->md, name, err)) < 0)
                         return r;
                 bn->mask = malloc(out->nfloats ? out->nfloats : 1);
                 if (!bn->mask)
@@ -409,7 +411,8 @@ static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
                         return r;
                 CHK(dnnl_binary_desc_init(&bd, dnnl_binary_add, &in->md, &in->md, &in->md), "binary_desc_init");
                 if ((r = pd_new(p, &bd, NULL, &bn->fwd_pd, "binary add", name, err)) < 0 ||
-                    (r = prim_new(p, bn->fwd_pd, &bn->fwd, name, err)) < 0 || (r = value_init(p, out, &in->md, name, err)) < 0)
+                    (r = prim_new(p, bn->fwd_pd, &bn->fwd, name, err)) < 0 ||
+                    (r = value_init(p, out, &in->md, name, err)) < 0)
                         return r;
                 return 0;
         }
@@ -512,9 +515,12 @@ static int node_forward(struct model *m, struct backend_plan *p, int ni, bool tr
         switch (n->kind) {
         case NODE_LINEAR:
         case NODE_CONV: {
-                if (bn->w_fwd.reorder && (r = run_reorder(p, bn->w_fwd.reorder, bn->w_fwd.user, bn->w_fwd.mem, name, err)) < 0)
+                if (bn->w_fwd.reorder &&
+                    (r = run_reorder(p, bn->w_fwd.reorder, bn->w_fwd.user, bn->w_fwd.mem, name, err)) < 0)
                         return r;
-                dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, bn->w_fwd.mem}, {DNNL_ARG_DST, out->mem},
+                dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, src},
+                                        {DNNL_ARG_WEIGHTS, bn->w_fwd.mem},
+                                        {DNNL_ARG_DST, out->mem},
                                         {DNNL_ARG_BIAS, bn->bias}};
                 return run(p, bn->fwd, n->bias ? 4 : 3, a, name, err);
         }
@@ -530,9 +536,9 @@ static int node_forward(struct model *m, struct backend_plan *p, int ni, bool tr
                                                     name);
                 }
                 dnnl_memory_t mean = global ? bn->rmean : bn->mean, var = global ? bn->rvar : bn->var;
-                dnnl_exec_arg_t a[6] = {{DNNL_ARG_SRC, src},           {DNNL_ARG_DST, out->mem},
-                                        {DNNL_ARG_SCALE, bn->w_fwd.user}, {DNNL_ARG_SHIFT, bn->bias},
-                                        {DNNL_ARG_MEAN, mean},          {DNNL_ARG_VARIANCE, var}};
+                dnnl_exec_arg_t a[6] = {
+                        {DNNL_ARG_SRC, src},        {DNNL_ARG_DST, out->mem}, {DNNL_ARG_SCALE, bn->w_fwd.user},
+                        {DNNL_ARG_SHIFT, bn->bias}, {DNNL_ARG_MEAN, mean},    {DNNL_ARG_VARIANCE, var}};
                 r = run(p, global ? bn->fwd_g : bn->fwd, 6, a, name, err);
                 if (r < 0)
                         return r;
@@ -547,7 +553,9 @@ static int node_forward(struct model *m, struct backend_plan *p, int ni, bool tr
         case NODE_MAXPOOL:
         case NODE_AVGPOOL:
         case NODE_GAP: {
-                dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out->mem}, {DNNL_ARG_SRC_1, bn->in[1].mem},
+                dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, src},
+                                        {DNNL_ARG_DST, out->mem},
+                                        {DNNL_ARG_SRC_1, bn->in[1].mem},
                                         {DNNL_ARG_WORKSPACE, bn->ws}};
                 if (n->kind == NODE_ADD)
                         return run(p, bn->fwd, 3, a, name, err);
@@ -557,8 +565,7 @@ static int node_forward(struct model *m, struct backend_plan *p, int ni, bool tr
                 }
                 return run(p, bn->fwd, 2, a, name, err);
         }
-        case NODE_FLATTEN:
-                return run_reorder(p, bn->fwd, src, bn->flat_view, name, err);
+        case NODE_FLATTEN: return run_reorder(p, bn->fwd, src, bn->flat_view, name, err);
         case NODE_DROPOUT: {
                 dnnl_stream_wait(p->st);
                 const float *x = mem_ptr(src);
@@ -583,8 +590,8 @@ static int node_forward(struct model *m, struct backend_plan *p, int ni, bool tr
         return 0;
 }
 
-static int onednn_forward(struct model *m, struct backend_plan *p, const float *x, bool training,
-                          const float **ret_out, struct ft_error *err) {
+static int onednn_forward(struct model *m, struct backend_plan *p, const float *x, bool training, const float **ret_out,
+                          struct ft_error *err) {
         int r;
         const char *name = "input";
         CHK(dnnl_memory_set_data_handle(p->x_mem, (void *)x), "set_data_handle");
@@ -708,7 +715,8 @@ static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
                         if (n->in[0] != 0) {
                                 CHK(dnnl_inner_product_backward_data_desc_init(&id, smd, &wmd, &out->md),
                                     "inner_product_backward_data_desc_init");
-                                if ((r = pd_new(p, &id, bn->fwd_pd, &dpd, "inner product backward data", name, err)) < 0)
+                                if ((r = pd_new(p, &id, bn->fwd_pd, &dpd, "inner product backward data", name, err)) <
+                                    0)
                                         return r;
                         }
                         CHK(dnnl_inner_product_backward_weights_desc_init(&id, smd, &wmd, bp, &out->md),
@@ -831,7 +839,8 @@ static int node_backward(struct model *m, struct backend_plan *p, int ni, struct
                         if (bn->w_bwd.reorder && bn->w_bwd.reorder != bn->w_fwd.reorder &&
                             (r = run_reorder(p, bn->w_bwd.reorder, bn->w_bwd.user, bn->w_bwd.mem, name, err)) < 0)
                                 return r;
-                        dnnl_exec_arg_t a[3] = {{DNNL_ARG_DIFF_DST, out->dmem}, {DNNL_ARG_WEIGHTS, bn->w_bwd.mem},
+                        dnnl_exec_arg_t a[3] = {{DNNL_ARG_DIFF_DST, out->dmem},
+                                                {DNNL_ARG_WEIGHTS, bn->w_bwd.mem},
                                                 {DNNL_ARG_DIFF_SRC, dsrc}};
                         if ((r = run(p, bn->bwd_data, 3, a, name, err)) < 0)
                                 return r;
@@ -841,13 +850,15 @@ static int node_backward(struct model *m, struct backend_plan *p, int ni, struct
                         dnnl_memory_t dw = wt ? bn->dw.mem : bn->dw_scratch;
                         if (!wt && bn->dw.mem == bn->dw.user)
                                 dw = bn->dw_scratch;
-                        dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, out->dmem},
-                                                {DNNL_ARG_DIFF_WEIGHTS, dw},
-                                                {DNNL_ARG_DIFF_BIAS, n->bias && !n->bias->frozen ? bn->dbias
-                                                                                                 : bn->dbias_scratch}};
+                        dnnl_exec_arg_t a[4] = {
+                                {DNNL_ARG_SRC, src},
+                                {DNNL_ARG_DIFF_DST, out->dmem},
+                                {DNNL_ARG_DIFF_WEIGHTS, dw},
+                                {DNNL_ARG_DIFF_BIAS, n->bias && !n->bias->frozen ? bn->dbias : bn->dbias_scratch}};
                         if ((r = run(p, bn->bwd_weights, n->bias ? 4 : 3, a, name, err)) < 0)
                                 return r;
-                        if (wt && bn->dw.reorder && (r = run_reorder(p, bn->dw.reorder, bn->dw.mem, bn->dw.user, name, err)) < 0)
+                        if (wt && bn->dw.reorder &&
+                            (r = run_reorder(p, bn->dw.reorder, bn->dw.mem, bn->dw.user, name, err)) < 0)
                                 return r;
                 }
                 break;
@@ -878,9 +889,10 @@ static int node_backward(struct model *m, struct backend_plan *p, int ni, struct
         case NODE_GAP: {
                 if (!need0)
                         break;
-                dnnl_exec_arg_t a[3] = {{DNNL_ARG_DIFF_DST, out->dmem}, {DNNL_ARG_DIFF_SRC, dsrc},
-                                        {n->kind == NODE_ACT ? DNNL_ARG_SRC : DNNL_ARG_WORKSPACE,
-                                         n->kind == NODE_ACT ? src : bn->ws}};
+                dnnl_exec_arg_t a[3] = {
+                        {DNNL_ARG_DIFF_DST, out->dmem},
+                        {DNNL_ARG_DIFF_SRC, dsrc},
+                        {n->kind == NODE_ACT ? DNNL_ARG_SRC : DNNL_ARG_WORKSPACE, n->kind == NODE_ACT ? src : bn->ws}};
                 if ((r = run(p, bn->bwd_data, n->kind == NODE_ACT || bn->ws ? 3 : 2, a, name, err)) < 0)
                         return r;
                 break;
@@ -952,7 +964,8 @@ static int onednn_backward(struct model *m, struct backend_plan *p, const float 
                 return 0; /* everything frozen */
         size_t outn = (size_t)p->batch * model_output_count(m);
         memcpy(mem_ptr(p->dout_mem), d_out, outn * sizeof(float));
-        if (p->dout_reorder && (r = run_reorder(p, p->dout_reorder, p->dout_mem, p->vals[m->n_nodes].dmem, name, err)) < 0)
+        if (p->dout_reorder &&
+            (r = run_reorder(p, p->dout_reorder, p->dout_mem, p->vals[m->n_nodes].dmem, name, err)) < 0)
                 return r;
         for (int i = m->n_nodes - 1; i >= 0; i--) {
                 if (!p->rg[i + 1])

@@ -43,8 +43,8 @@
 #include "compute/tensor.h"
 
 #define MODEL_LAYERS_MAX 512
-#define MODEL_DIM_MAX (1 << 20)        /* any single size: features, channels, H, W */
-#define MODEL_PARAMS_MAX (1ull << 30)  /* total scalars in parameters + buffers */
+#define MODEL_DIM_MAX (1 << 20) /* any single size: features, channels, H, W */
+#define MODEL_PARAMS_MAX (1ull << 30) /* total scalars in parameters + buffers */
 #define MODEL_BATCH_MAX 65536
 
 struct model;
@@ -78,7 +78,7 @@ const json_t *model_spec(const struct model *m);
 
 /* Input shape without the batch: ndim 1 ([features]) or 3 ([C, H, W]); returns ndim, fills shape[0..ndim). */
 int model_input_shape(const struct model *m, int64_t shape[3]);
-size_t model_input_numel(const struct model *m);  /* floats per sample */
+size_t model_input_numel(const struct model *m); /* floats per sample */
 size_t model_output_count(const struct model *m); /* floats per sample of the last layer (classes) */
 
 /* Forward floating-point operations per sample (2 per multiply-add of linear and conv layers; elementwise layers
@@ -89,7 +89,7 @@ double model_forward_flops(const struct model *m);
 size_t model_tensor_count(const struct model *m);
 struct tensor *model_tensor_at(struct model *m, size_t i);
 struct tensor *model_tensor_find(struct model *m, const char *name); /* NULL when absent */
-size_t model_param_numel(const struct model *m);                     /* scalars in parameters (not buffers) */
+size_t model_param_numel(const struct model *m); /* scalars in parameters (not buffers) */
 
 /* Initialise every parameter and buffer as PyTorch does on construction, from a deterministic generator
  * seeded with `seed` (the same distributions as torch, not torch's random stream):
