@@ -53,6 +53,9 @@ struct bnode {
         uint8_t *mask; /* dropout */
         float dropout_scale;
         bool used_global; /* bn: the last forward used running statistics */
+        bool fused_relu; /* bn: the relu after it is fused in (oneDNN fuse_norm_relu, with a workspace) */
+        bool alias; /* relu fused into the batchnorm before it: its value is the batchnorm's, no work */
+        dnnl_memory_t ws_g; /* bn: the workspace of the running-statistics variant */
         bool dropout_on;
 };
 
@@ -319,6 +322,12 @@ static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
         case NODE_BN: {
                 dnnl_batch_normalization_desc_t bd;
                 unsigned flags = dnnl_use_scale | dnnl_use_shift;
+                /* fuse a relu that is this batchnorm's only consumer (the value before it is then never read) */
+                const struct node *nx = ni + 1 < m->n_nodes ? &m->nodes[ni + 1] : NULL;
+                bn->fused_relu = nx && m->consumers[ni + 1] == 1 && nx->kind == NODE_ACT && nx->act == ACT_RELU &&
+                                 nx->alpha == 0.0f && nx->in[0] == ni + 1;
+                if (bn->fused_relu)
+                        flags |= dnnl_fuse_norm_relu;
                 CHK(dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_training, &in->md, n->eps, flags),
                     "batch_normalization_forward_desc_init");
                 if ((r = pd_new(p, &bd, NULL, &bn->fwd_pd, "batch normalization forward", name, err)) < 0 ||
@@ -341,10 +350,22 @@ static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
                     (r = mem_new(p, &cmd, n->running_mean->data, &bn->rmean, name, err)) < 0 ||
                     (r = mem_new(p, &cmd, n->running_var->data, &bn->rvar, name, err)) < 0)
                         return r;
+                if (bn->fused_relu && ((r = mem_new(p, q_md(bn->fwd_pd, dnnl_query_workspace_md), DNNL_MEMORY_ALLOCATE,
+                                                    &bn->ws, name, err)) < 0 ||
+                                       (r = mem_new(p, q_md(bn->fwd_g_pd, dnnl_query_workspace_md),
+                                                    DNNL_MEMORY_ALLOCATE, &bn->ws_g, name, err)) < 0))
+                        return r;
                 return 0;
         }
         case NODE_ACT: {
                 dnnl_eltwise_desc_t ed;
+                if (ni > 0 && p->nodes[ni - 1].fused_relu) {
+                        bn->alias = true; /* the batchnorm before wrote relu(bn(x)) into its own value */
+                        out->md = in->md;
+                        out->mem = in->mem;
+                        out->nfloats = in->nfloats;
+                        return conform_init(p, m, ni, 0, &in->md, err);
+                }
                 CHK(dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_training, act_alg(n->act), &in->md, n->alpha, 0.f),
                     "eltwise_forward_desc_init");
                 if ((r = pd_new(p, &ed, NULL, &bn->fwd_pd, "eltwise forward", name, err)) < 0 ||
@@ -536,10 +557,14 @@ static int node_forward(struct model *m, struct backend_plan *p, int ni, bool tr
                                                     name);
                 }
                 dnnl_memory_t mean = global ? bn->rmean : bn->mean, var = global ? bn->rvar : bn->var;
-                dnnl_exec_arg_t a[6] = {
-                        {DNNL_ARG_SRC, src},        {DNNL_ARG_DST, out->mem}, {DNNL_ARG_SCALE, bn->w_fwd.user},
-                        {DNNL_ARG_SHIFT, bn->bias}, {DNNL_ARG_MEAN, mean},    {DNNL_ARG_VARIANCE, var}};
-                r = run(p, global ? bn->fwd_g : bn->fwd, 6, a, name, err);
+                dnnl_exec_arg_t a[7] = {{DNNL_ARG_SRC, src},
+                                        {DNNL_ARG_DST, out->mem},
+                                        {DNNL_ARG_SCALE, bn->w_fwd.user},
+                                        {DNNL_ARG_SHIFT, bn->bias},
+                                        {DNNL_ARG_MEAN, mean},
+                                        {DNNL_ARG_VARIANCE, var},
+                                        {DNNL_ARG_WORKSPACE, global ? bn->ws_g : bn->ws}};
+                r = run(p, global ? bn->fwd_g : bn->fwd, bn->fused_relu ? 7 : 6, a, name, err);
                 if (r < 0)
                         return r;
                 if (global)
@@ -553,6 +578,8 @@ static int node_forward(struct model *m, struct backend_plan *p, int ni, bool tr
         case NODE_MAXPOOL:
         case NODE_AVGPOOL:
         case NODE_GAP: {
+                if (bn->alias)
+                        return 0;
                 dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, src},
                                         {DNNL_ARG_DST, out->mem},
                                         {DNNL_ARG_SRC_1, bn->in[1].mem},
@@ -754,7 +781,7 @@ static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
         }
         case NODE_BN: {
                 dnnl_batch_normalization_desc_t bd;
-                unsigned flags = dnnl_use_scale | dnnl_use_shift;
+                unsigned flags = dnnl_use_scale | dnnl_use_shift | (bn->fused_relu ? dnnl_fuse_norm_relu : 0u);
                 dnnl_primitive_desc_t pd;
                 CHK(dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, &in->md, &in->md, n->eps, flags),
                     "batch_normalization_backward_desc_init");
@@ -779,6 +806,8 @@ static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
         case NODE_ACT: {
                 dnnl_eltwise_desc_t ed;
                 dnnl_primitive_desc_t pd;
+                if (bn->alias)
+                        return 0;
                 CHK(dnnl_eltwise_backward_desc_init(&ed, act_alg(n->act), &in->md, &in->md, n->alpha, 0.f),
                     "eltwise_backward_desc_init");
                 if ((r = pd_new(p, &ed, bn->fwd_pd, &pd, "eltwise backward", name, err)) < 0 ||
@@ -875,11 +904,12 @@ static int node_backward(struct model *m, struct backend_plan *p, int ni, struct
                                         {DNNL_ARG_VARIANCE, var},
                                         {DNNL_ARG_DIFF_SRC, dsrc},
                                         {DNNL_ARG_DIFF_SCALE, wt ? bn->dw.user : bn->dw_scratch}};
-                dnnl_exec_arg_t b8 = {DNNL_ARG_DIFF_SHIFT, bt ? bn->dbias : bn->dbias_scratch};
-                dnnl_exec_arg_t all[9];
+                dnnl_exec_arg_t all[10];
                 memcpy(all, a, sizeof(a));
-                all[8] = b8;
-                if ((r = run(p, bn->used_global ? bn->bwd_g : bn->bwd_data, 9, all, name, err)) < 0)
+                all[8] = (dnnl_exec_arg_t){DNNL_ARG_DIFF_SHIFT, bt ? bn->dbias : bn->dbias_scratch};
+                all[9] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, bn->used_global ? bn->ws_g : bn->ws};
+                if ((r = run(p, bn->used_global ? bn->bwd_g : bn->bwd_data, bn->fused_relu ? 10 : 9, all, name, err)) <
+                    0)
                         return r;
                 break;
         }
@@ -887,7 +917,7 @@ static int node_backward(struct model *m, struct backend_plan *p, int ni, struct
         case NODE_MAXPOOL:
         case NODE_AVGPOOL:
         case NODE_GAP: {
-                if (!need0)
+                if (!need0 || bn->alias) /* alias: the batchnorm below applies the relu mask */
                         break;
                 dnnl_exec_arg_t a[3] = {
                         {DNNL_ARG_DIFF_DST, out->dmem},
@@ -940,10 +970,15 @@ static int onednn_backward(struct model *m, struct backend_plan *p, const float 
         int r;
         const char *name = "output";
         if (!p->bwd_ready) {
-                for (int v = 1; v < m->n_values; v++)
-                        if (!p->vals[v].dmem &&
-                            (r = mem_new(p, &p->vals[v].md, DNNL_MEMORY_ALLOCATE, &p->vals[v].dmem, name, err)) < 0)
+                for (int v = 1; v < m->n_values; v++) {
+                        if (p->vals[v].dmem)
+                                continue;
+                        if (p->nodes[v - 1].alias)
+                                p->vals[v].dmem = p->vals[m->nodes[v - 1].in[0]].dmem;
+                        else if ((r = mem_new(p, &p->vals[v].md, DNNL_MEMORY_ALLOCATE, &p->vals[v].dmem, name, err)) <
+                                 0)
                                 return r;
+                }
                 dnnl_memory_desc_t md;
                 plain_md(&md, p->batch, &m->nodes[m->n_nodes - 1].out);
                 struct bvalue *last = &p->vals[m->n_nodes];
