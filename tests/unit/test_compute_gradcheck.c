@@ -213,6 +213,14 @@ int main(void) {
               "{\"type\": \"batchnorm2d\", \"name\": \"bn\"}, {\"type\": \"flatten\"}, {\"type\": \"linear\", "
               "\"out_features\": 3}]}",
               true, 2e-2);
+        check("batchnorm2d + relu fused (frozen, running statistics)",
+              "{\"input\": [3, 5, 5], \"layers\": [{\"type\": \"conv2d\", \"out_channels\": 17, \"kernel_size\": 3},"
+              "{\"type\": \"batchnorm2d\", \"name\": \"bn\"}, {\"type\": \"relu\"}, {\"type\": \"flatten\"}]}",
+              true, 2e-2);
+        check("batchnorm2d + relu fused (training)",
+              "{\"input\": [3, 5, 5], \"layers\": [{\"type\": \"conv2d\", \"out_channels\": 17, \"kernel_size\": 3},"
+              "{\"type\": \"batchnorm2d\", \"name\": \"bn\"}, {\"type\": \"relu\"}, {\"type\": \"flatten\"}]}",
+              false, 2e-2);
         const char *acts[] = {"relu", "leaky_relu", "gelu", "tanh", "sigmoid"};
         for (size_t i = 0; i < ARRAY_SIZE(acts); i++) {
                 char spec[512], label[64];
