@@ -8,10 +8,7 @@
 
 #include "compute/compute.h"
 #include "tests/tap.h"
-
-#ifndef FIXTURE_DIR
-#define FIXTURE_DIR "tests/fixtures/compute"
-#endif
+#include "tests/unit/compute_fixture.h"
 
 static struct model *preset(const char *name, const char *opts_json) {
         json_t *opts = opts_json ? json_loads(opts_json, 0, NULL) : NULL, *spec = NULL;
@@ -26,7 +23,9 @@ static struct model *preset(const char *name, const char *opts_json) {
 
 static void test_names(const char *preset_name, const char *fixture_name, const char *opts) {
         struct model *m = preset(preset_name, opts);
-        FILE *f = fopen(FIXTURE_DIR "/state_dict_names.txt", "r");
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/state_dict_names.txt", fx_dir());
+        FILE *f = fopen(path, "r");
         if (!ok(m && f, "%s: built, names fixture opened", preset_name)) {
                 model_free(m);
                 if (f)

@@ -9,10 +9,6 @@
 #include "tests/tap.h"
 #include "tests/unit/compute_fixture.h"
 
-#ifndef FIXTURE_DIR
-#define FIXTURE_DIR "tests/fixtures/compute"
-#endif
-
 static const char *optims[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
 
 static void formula_init(struct model *m) {
@@ -142,8 +138,8 @@ static double compare_params(struct model *m, const struct fx_file *fx, const ch
 static void run_model(const char *file, const char *preset, const char *opts_json, bool full, bool formula,
                       int threads) {
         struct fx_file fx;
-        char path[512];
-        snprintf(path, sizeof(path), "%s/%s", FIXTURE_DIR, file);
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/%s", fx_dir(), file);
         if (!ok(fx_load(path, &fx) == 0, "%s: load %s", preset, path))
                 return;
         struct ft_error err = {0};
@@ -270,7 +266,9 @@ out:
 
 static void run_losses(void) {
         struct fx_file fx;
-        if (!ok(fx_load(FIXTURE_DIR "/losses.bin", &fx) == 0, "load losses.bin"))
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/losses.bin", fx_dir());
+        if (!ok(fx_load(path, &fx) == 0, "load %s", path))
                 return;
         const struct fx_record *z = fx_get(&fx, "logits"), *yf = fx_get(&fx, "y"), *cw = fx_get(&fx, "class_weights");
         int32_t y[6];
