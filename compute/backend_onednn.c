@@ -163,6 +163,7 @@ static int run_reorder(struct backend_plan *p, dnnl_primitive_t prim, dnnl_memor
         return run(p, prim, 2, a, name, err);
 }
 
+/* The buffer of a memory this plan created (with a buffer): cannot fail for those. */
 static void *mem_ptr(dnnl_memory_t m) {
         void *h = NULL;
         dnnl_memory_get_data_handle(m, &h);
@@ -173,32 +174,30 @@ static const dnnl_memory_desc_t *q_md(const_dnnl_primitive_desc_t pd, dnnl_query
         return dnnl_primitive_desc_query_md(pd, q, 0);
 }
 
-static void plain_md(dnnl_memory_desc_t *md, int batch, const struct value_shape *s) {
+static dnnl_status_t plain_md(dnnl_memory_desc_t *md, int batch, const struct value_shape *s) {
         if (s->ndim == 1) {
                 dnnl_dims_t d = {batch, s->c};
-                dnnl_memory_desc_init_by_tag(md, 2, d, dnnl_f32, dnnl_nc);
-        } else {
-                dnnl_dims_t d = {batch, s->c, s->h, s->w};
-                dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, dnnl_nchw);
+                return dnnl_memory_desc_init_by_tag(md, 2, d, dnnl_f32, dnnl_nc);
         }
+        dnnl_dims_t d = {batch, s->c, s->h, s->w};
+        return dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, dnnl_nchw);
 }
 
-static void any_md(dnnl_memory_desc_t *md, int batch, const struct value_shape *s) {
+static dnnl_status_t any_md(dnnl_memory_desc_t *md, int batch, const struct value_shape *s) {
         if (s->ndim == 1) {
                 dnnl_dims_t d = {batch, s->c};
-                dnnl_memory_desc_init_by_tag(md, 2, d, dnnl_f32, dnnl_format_tag_any);
-        } else {
-                dnnl_dims_t d = {batch, s->c, s->h, s->w};
-                dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, dnnl_format_tag_any);
+                return dnnl_memory_desc_init_by_tag(md, 2, d, dnnl_f32, dnnl_format_tag_any);
         }
+        dnnl_dims_t d = {batch, s->c, s->h, s->w};
+        return dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, dnnl_format_tag_any);
 }
 
-static void tensor_md(dnnl_memory_desc_t *md, const struct tensor *t) {
+static dnnl_status_t tensor_md(dnnl_memory_desc_t *md, const struct tensor *t) {
         dnnl_dims_t d;
         for (int i = 0; i < t->ndim; i++)
                 d[i] = t->shape[i];
         dnnl_format_tag_t tag = t->ndim == 1 ? dnnl_x : t->ndim == 2 ? dnnl_oi : dnnl_oihw;
-        dnnl_memory_desc_init_by_tag(md, t->ndim, d, dnnl_f32, tag);
+        return dnnl_memory_desc_init_by_tag(md, t->ndim, d, dnnl_f32, tag);
 }
 
 /* the value v's memory (its diff comes with the plan's first backward: eval-only plans never have one) */
@@ -233,7 +232,7 @@ static int conform_init(struct backend_plan *p, struct model *m, int ni, int j, 
 static int wview_init(struct backend_plan *p, struct wview *w, const struct tensor *t, void *data,
                       const dnnl_memory_desc_t *want, bool to_user, const char *name, struct ft_error *err) {
         dnnl_memory_desc_t umd;
-        tensor_md(&umd, t);
+        CHK(tensor_md(&umd, t), "memory_desc_init");
         int r = mem_new(p, &umd, data, &w->user, name, err);
         if (r < 0)
                 return r;
@@ -276,20 +275,21 @@ static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
         const char *name = n->name;
         int B = p->batch, r;
         dnnl_memory_desc_t omd;
-        any_md(&omd, B, &n->out);
+        CHK(any_md(&omd, B, &n->out), "memory_desc_init");
 
         switch (n->kind) {
         case NODE_LINEAR:
         case NODE_CONV: {
                 dnnl_memory_desc_t smd, wmd, bmd, *bp = NULL;
                 const struct value_shape *is = n->in[0] == 0 ? &m->input : &m->nodes[n->in[0] - 1].out;
-                any_md(&smd, B, is);
+                CHK(any_md(&smd, B, is), "memory_desc_init");
                 dnnl_dims_t wd;
                 for (int i = 0; i < n->weight->ndim; i++)
                         wd[i] = n->weight->shape[i];
-                dnnl_memory_desc_init_by_tag(&wmd, n->weight->ndim, wd, dnnl_f32, dnnl_format_tag_any);
+                CHK(dnnl_memory_desc_init_by_tag(&wmd, n->weight->ndim, wd, dnnl_f32, dnnl_format_tag_any),
+                    "memory_desc_init");
                 if (n->bias) {
-                        tensor_md(&bmd, n->bias);
+                        CHK(tensor_md(&bmd, n->bias), "memory_desc_init");
                         bp = &bmd;
                 }
                 if (n->kind == NODE_CONV) {
@@ -340,7 +340,7 @@ static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
                     (r = prim_new(p, bn->fwd_g_pd, &bn->fwd_g, name, err)) < 0)
                         return r;
                 dnnl_memory_desc_t cmd;
-                tensor_md(&cmd, n->weight);
+                CHK(tensor_md(&cmd, n->weight), "memory_desc_init");
                 if ((r = conform_init(p, m, ni, 0, &in->md, err)) < 0 ||
                     (r = value_init(p, out, q_md(bn->fwd_pd, dnnl_query_dst_md), name, err)) < 0 ||
                     (r = mem_new(p, &cmd, n->weight->data, &bn->w_fwd.user, name, err)) < 0 ||
@@ -405,9 +405,9 @@ static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
         }
         case NODE_FLATTEN: {
                 dnnl_memory_desc_t pmd, nchw;
-                plain_md(&pmd, B, &n->out);
+                CHK(plain_md(&pmd, B, &n->out), "memory_desc_init");
                 const struct value_shape *is = n->in[0] == 0 ? &m->input : &m->nodes[n->in[0] - 1].out;
-                plain_md(&nchw, B, is);
+                CHK(plain_md(&nchw, B, is), "memory_desc_init");
                 if ((r = conform_init(p, m, ni, 0, &in->md, err)) < 0 ||
                     (r = value_init(p, out, &pmd, name, err)) < 0 ||
                     (r = mem_new(p, &nchw, mem_ptr(out->mem), &bn->flat_view, name, err)) < 0 ||
@@ -481,7 +481,10 @@ static int plan_new(struct model *m, struct compute_ctx *ctx, int batch, struct 
                 goto fail;
         }
         dnnl_memory_desc_t md;
-        plain_md(&md, batch, &m->input);
+        if (plain_md(&md, batch, &m->input) != dnnl_success) {
+                r = ft_error_set(err, -EIO, NULL, "onednn: cannot describe the input");
+                goto fail;
+        }
         p->vals[0].md = md;
         if ((r = mem_new(p, &md, DNNL_MEMORY_NONE, &p->vals[0].mem, name, err)) < 0)
                 goto fail;
@@ -490,7 +493,10 @@ static int plan_new(struct model *m, struct compute_ctx *ctx, int batch, struct 
                 if ((r = node_fwd_init(m, p, i, err)) < 0)
                         goto fail;
         struct bvalue *last = &p->vals[m->n_nodes];
-        plain_md(&md, batch, &m->nodes[m->n_nodes - 1].out);
+        if (plain_md(&md, batch, &m->nodes[m->n_nodes - 1].out) != dnnl_success) {
+                r = ft_error_set(err, -EIO, NULL, "onednn: cannot describe the output");
+                goto fail;
+        }
         if (dnnl_memory_desc_equal(&md, &last->md)) {
                 p->out_mem = last->mem;
         } else {
@@ -569,7 +575,7 @@ static int node_forward(struct model *m, struct backend_plan *p, int ni, bool tr
                         return r;
                 if (global)
                         return 0;
-                dnnl_stream_wait(p->st);
+                CHK(dnnl_stream_wait(p->st), "stream_wait");
                 bn_update_running(n, bn, p->batch);
                 return 0;
         }
@@ -594,7 +600,7 @@ static int node_forward(struct model *m, struct backend_plan *p, int ni, bool tr
         }
         case NODE_FLATTEN: return run_reorder(p, bn->fwd, src, bn->flat_view, name, err);
         case NODE_DROPOUT: {
-                dnnl_stream_wait(p->st);
+                CHK(dnnl_stream_wait(p->st), "stream_wait");
                 const float *x = mem_ptr(src);
                 float *y = mem_ptr(out->mem);
                 size_t cnt = out->nfloats;
@@ -714,9 +720,10 @@ static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
                 dnnl_dims_t wd;
                 for (int i = 0; i < n->weight->ndim; i++)
                         wd[i] = n->weight->shape[i];
-                dnnl_memory_desc_init_by_tag(&wmd, n->weight->ndim, wd, dnnl_f32, dnnl_format_tag_any);
+                CHK(dnnl_memory_desc_init_by_tag(&wmd, n->weight->ndim, wd, dnnl_f32, dnnl_format_tag_any),
+                    "memory_desc_init");
                 if (n->bias) {
-                        tensor_md(&bmd, n->bias);
+                        CHK(tensor_md(&bmd, n->bias), "memory_desc_init");
                         bp = &bmd;
                 }
                 const dnnl_memory_desc_t *smd = &bn->in[0].md;
@@ -795,7 +802,7 @@ static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
                     (r = prim_new(p, pd, &bn->bwd_g, name, err)) < 0)
                         return r;
                 dnnl_memory_desc_t cmd;
-                tensor_md(&cmd, n->weight);
+                CHK(tensor_md(&cmd, n->weight), "memory_desc_init");
                 if ((r = mem_new(p, &cmd, n->weight->grad, &bn->dw.user, name, err)) < 0 ||
                     (r = mem_new(p, &cmd, n->bias->grad, &bn->dbias, name, err)) < 0 ||
                     (r = mem_new(p, &cmd, DNNL_MEMORY_ALLOCATE, &bn->dw_scratch, name, err)) < 0 ||
@@ -842,7 +849,7 @@ static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
         case NODE_FLATTEN: {
                 dnnl_memory_desc_t nchw;
                 const struct value_shape *is = n->in[0] == 0 ? &m->input : &m->nodes[n->in[0] - 1].out;
-                plain_md(&nchw, p->batch, is);
+                CHK(plain_md(&nchw, p->batch, is), "memory_desc_init");
                 if ((r = mem_new(p, &nchw, mem_ptr(out->dmem), &bn->flat_dview, name, err)) < 0)
                         return r;
                 return reorder_new(p, &nchw, &in->md, &bn->bwd_data, name, err);
@@ -980,7 +987,7 @@ static int onednn_backward(struct model *m, struct backend_plan *p, const float 
                                 return r;
                 }
                 dnnl_memory_desc_t md;
-                plain_md(&md, p->batch, &m->nodes[m->n_nodes - 1].out);
+                CHK(plain_md(&md, p->batch, &m->nodes[m->n_nodes - 1].out), "memory_desc_init");
                 struct bvalue *last = &p->vals[m->n_nodes];
                 if (dnnl_memory_desc_equal(&md, &last->md))
                         p->dout_mem = last->dmem;

@@ -164,7 +164,11 @@ struct tensor *optim_state_find(struct optim *o, const char *name) {
 
 /* The update kernels: compiled with full optimisation even in debug (and sanitizer) builds, since they touch
  * every parameter at every step. */
+#if defined(__clang__)
+#define KERNEL
+#else
 #define KERNEL __attribute__((optimize("O3", "no-math-errno")))
+#endif
 
 KERNEL static void kernel_sgd(float *restrict p, const float *restrict g, long n, float lr, float wd, int nth) {
 #pragma omp parallel for simd num_threads(nth) schedule(static)
