@@ -448,6 +448,32 @@ static void test_batches_and_dropout(struct compute_ctx *ctx) {
 }
 
 /* one step on hand-computed cases: p = 1, g = 0.5 (and lr_mult 2 on a second tensor) */
+/* resnet34 on a grayscale 32x32 input: builds, trains a step, every parameter gets a gradient */
+static void test_resnet34(struct compute_ctx *ctx) {
+        struct model *m = preset("resnet34", "{\"num_classes\": 7, \"in_channels\": 1, \"input_size\": [32, 32]}");
+        struct ft_error err = {0};
+        float x[2 * 32 * 32], dout[14];
+        fill(x, ARRAY_SIZE(x), 5);
+        int r = m ? model_prepare(m, ctx, 2, &err) : -1;
+        if (r == 0)
+                model_init(m, 1);
+        r = r ? r : train_step(m, x, 2, dout);
+        size_t zero = 0, params = 0;
+        for (size_t i = 0; r == 0 && i < model_tensor_count(m); i++) {
+                struct tensor *t = model_tensor_at(m, i);
+                if (!t->is_param)
+                        continue;
+                params++;
+                bool any = false;
+                for (size_t j = 0; j < t->numel && !any; j++)
+                        any = t->grad[j] != 0.0f;
+                zero += !any;
+        }
+        ok(r == 0 && params == 110 && zero == 0 && model_tensor_find(m, "conv1.weight")->shape[1] == 1,
+           "resnet34 (1 input channel, 7 classes): a training step gives all %zu parameters a gradient", params);
+        model_free(m);
+}
+
 static void test_optim_rules(struct compute_ctx *ctx) {
         json_t *spec =
                 json_loads("{\"input\": [1], \"layers\": [{\"type\": \"linear\", \"out_features\": 1}]}", 0, NULL);
@@ -557,6 +583,7 @@ int main(void) {
         test_hostile_specs(ctx);
         test_freeze(ctx);
         test_batches_and_dropout(ctx);
+        test_resnet34(ctx);
         test_optim_rules(ctx);
         test_loss_errors();
         compute_ctx_free(ctx);
