@@ -6,10 +6,16 @@
 #include <stdbool.h>
 
 #include "compute/context.h"
+#include "compute/data.h"
+#include "compute/jobspec.h"
 #include "compute/loss.h"
+#include "compute/metrics.h"
 #include "compute/model.h"
 #include "compute/optim.h"
+#include "compute/safetensors.h"
+#include "compute/schedule.h"
 #include "compute/tensor.h"
+#include "compute/train.h"
 
 struct compute_runtime_info {
         char onednn_version[32]; /* "2.6.3" */

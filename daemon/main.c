@@ -12,6 +12,8 @@ static const struct command {
         const char *summary;
 } commands[] = {
         {"serve", serve_main, "run the daemon: HTTP API, dashboard and workers"},
+        {"train", train_main, "run a fine-tuning job in the foreground, events as NDJSON on stdout"},
+        {"inspect", inspect_main, "validate a dataset or weights file and print its summary as JSON"},
 };
 
 static void usage(FILE *out) {

@@ -1,23 +1,110 @@
-/* store.c - opening the SQLite database and migrating its schema.
- * Not for: queue logic or blobs (they get their own files). */
-#include "store/store.h"
+/* store.c - opening the SQLite database, migrating its schema, and the helpers
+ * every store file uses (statement cache, transactions, ids, argument checks).
+ * Not for: queue logic (jobs.c), catalog rows (catalog.c), blobs (blobs.c),
+ * the change notifier (notify.c). */
+#include "store/internal.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 
-#include <sqlite3.h>
-
-struct store {
-        sqlite3 *db;
-        int schema_version;
-};
+#include "common/fileio.h"
 
 /* Migrations, applied in order by PRAGMA user_version; each runs in one
  * transaction together with the version bump, so a crash mid-way leaves the
- * previous version intact and a re-run is safe. */
+ * previous version intact and a re-run is safe. Never edit a shipped entry:
+ * append a new one. */
 static const char *const migrations[] = {
         /* 1: bookkeeping */
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;",
+
+        /* 2: datasets, models, jobs, events, checkpoints, idempotency keys, blobs */
+        "CREATE TABLE blobs ("
+        "  sha256 TEXT PRIMARY KEY,"
+        "  size INTEGER NOT NULL,"
+        "  created_at INTEGER NOT NULL,"
+        "  touched_at INTEGER NOT NULL"
+        ") STRICT, WITHOUT ROWID;"
+        "CREATE TABLE datasets ("
+        "  seq INTEGER PRIMARY KEY,"
+        "  id TEXT NOT NULL UNIQUE,"
+        "  name TEXT NOT NULL,"
+        "  format TEXT NOT NULL,"
+        "  sha256 TEXT NOT NULL REFERENCES blobs(sha256),"
+        "  size INTEGER NOT NULL,"
+        "  schema_json TEXT NOT NULL,"
+        "  created_at INTEGER NOT NULL"
+        ") STRICT;"
+        "CREATE INDEX datasets_sha256 ON datasets(sha256);"
+        "CREATE TABLE models ("
+        "  seq INTEGER PRIMARY KEY,"
+        "  id TEXT NOT NULL UNIQUE,"
+        "  name TEXT NOT NULL,"
+        "  spec_json TEXT NOT NULL,"
+        "  weights_sha256 TEXT REFERENCES blobs(sha256),"
+        "  source TEXT NOT NULL CHECK (source IN ('preset', 'upload', 'job')),"
+        "  source_job_id TEXT,"
+        "  created_at INTEGER NOT NULL"
+        ") STRICT;"
+        "CREATE INDEX models_weights ON models(weights_sha256);"
+        "CREATE TABLE jobs ("
+        "  seq INTEGER PRIMARY KEY,"
+        "  id TEXT NOT NULL UNIQUE,"
+        "  spec_json TEXT NOT NULL,"
+        "  state TEXT NOT NULL CHECK (state IN"
+        "    ('queued', 'running', 'cancelling', 'succeeded', 'failed', 'cancelled')),"
+        "  priority INTEGER NOT NULL,"
+        "  attempt INTEGER NOT NULL,"
+        "  max_attempts INTEGER NOT NULL,"
+        "  lease_owner TEXT,"
+        "  lease_expires_at INTEGER,"
+        "  model_id TEXT NOT NULL,"
+        "  training_file TEXT NOT NULL,"
+        "  validation_file TEXT,"
+        "  result_model_id TEXT,"
+        "  progress_json TEXT NOT NULL,"
+        "  result_json TEXT NOT NULL,"
+        "  error_json TEXT NOT NULL,"
+        "  created_at INTEGER NOT NULL,"
+        "  started_at INTEGER,"
+        "  finished_at INTEGER"
+        ") STRICT;"
+        "CREATE INDEX jobs_claim ON jobs(state, priority DESC, seq);"
+        "CREATE INDEX jobs_state_seq ON jobs(state, seq);"
+        "CREATE INDEX jobs_lease ON jobs(state, lease_expires_at);"
+        "CREATE INDEX jobs_active_model ON jobs(model_id) WHERE state IN ('queued', 'running', 'cancelling');"
+        "CREATE INDEX jobs_active_train ON jobs(training_file)"
+        "  WHERE state IN ('queued', 'running', 'cancelling');"
+        "CREATE INDEX jobs_active_valid ON jobs(validation_file)"
+        "  WHERE state IN ('queued', 'running', 'cancelling');"
+        "CREATE TABLE events ("
+        "  job_id TEXT NOT NULL REFERENCES jobs(id),"
+        "  seq INTEGER NOT NULL,"
+        "  type TEXT NOT NULL,"
+        "  data_json TEXT NOT NULL,"
+        "  created_at INTEGER NOT NULL,"
+        "  PRIMARY KEY (job_id, seq)"
+        ") STRICT, WITHOUT ROWID;"
+        "CREATE TABLE checkpoints ("
+        "  id INTEGER PRIMARY KEY,"
+        "  job_id TEXT NOT NULL REFERENCES jobs(id),"
+        "  attempt INTEGER NOT NULL,"
+        "  epoch INTEGER NOT NULL,"
+        "  step INTEGER NOT NULL,"
+        "  dir TEXT NOT NULL,"
+        "  blob_sha256 TEXT REFERENCES blobs(sha256),"
+        "  meta_json TEXT NOT NULL,"
+        "  created_at INTEGER NOT NULL"
+        ") STRICT;"
+        "CREATE INDEX checkpoints_job ON checkpoints(job_id, id);"
+        "CREATE INDEX checkpoints_blob ON checkpoints(blob_sha256);"
+        "CREATE TABLE idempotency_keys ("
+        "  key TEXT PRIMARY KEY,"
+        "  request_hash TEXT NOT NULL,"
+        "  job_id TEXT NOT NULL REFERENCES jobs(id),"
+        "  created_at INTEGER NOT NULL"
+        ") STRICT, WITHOUT ROWID;"
+        "CREATE INDEX idempotency_created ON idempotency_keys(created_at);",
 };
 
 static int exec_sql(struct store *s, const char *sql, struct ft_error *err) {
@@ -48,6 +135,15 @@ static int read_user_version(struct store *s, int *ret, struct ft_error *err) {
 
 static int migrate(struct store *s, struct ft_error *err) {
         int version, r;
+
+        /* Fast path: an up-to-date database needs no write lock. */
+        r = read_user_version(s, &version, err);
+        if (r < 0)
+                return r;
+        if (version == (int)ARRAY_SIZE(migrations)) {
+                s->schema_version = version;
+                return 0;
+        }
         r = exec_sql(s, "BEGIN IMMEDIATE", err);
         if (r < 0)
                 return r;
@@ -56,8 +152,8 @@ static int migrate(struct store *s, struct ft_error *err) {
                 goto fail;
         if (version > (int)ARRAY_SIZE(migrations)) {
                 r = ft_error_set(err, -EPROTO, NULL,
-                                 "database schema version %d is newer than this finetuned understands (%zu)",
-                                 version, ARRAY_SIZE(migrations));
+                                 "database schema version %d is newer than this finetuned understands (%zu)", version,
+                                 ARRAY_SIZE(migrations));
                 goto fail;
         }
         for (int v = version; v < (int)ARRAY_SIZE(migrations); v++) {
@@ -81,25 +177,31 @@ fail:
 }
 
 int store_open(const char *state_dir, struct store **ret, struct ft_error *err) {
-        char path[4096];
+        return store_open_with(state_dir, NULL, ret, err);
+}
+
+int store_open_with(const char *state_dir, const struct store_options *opts, struct store **ret, struct ft_error *err) {
+        char path[PATH_MAX];
         struct store *s;
         int r;
 
-        if (snprintf(path, sizeof(path), "%s/finetuned.db", state_dir) >= (int)sizeof(path))
+        if (snprintf(path, sizeof(path), "%s/finetuned.db", state_dir) >= (int)sizeof(path) - 64)
                 return ft_error_set(err, -ENAMETOOLONG, NULL, "state directory path is too long");
         s = calloc(1, sizeof(*s));
         if (!s)
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        snprintf(s->state_dir, sizeof(s->state_dir), "%s", state_dir);
+        snprintf(s->blob_dir, sizeof(s->blob_dir), "%s/blobs", state_dir);
+        snprintf(s->tmp_dir, sizeof(s->tmp_dir), "%s/blobs/tmp", state_dir);
 
-        r = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                            NULL);
+        r = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
         if (r != SQLITE_OK) {
                 r = ft_error_set(err, -EIO, NULL, "cannot open database '%s': %s", path,
                                  s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(r));
                 goto fail;
         }
         sqlite3_extended_result_codes(s->db, 1);
-        sqlite3_busy_timeout(s->db, 5000);
+        sqlite3_busy_timeout(s->db, opts && opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : 10000);
 
         /* The first statement that reads the file tells us whether it is a
          * database at all; nothing is written before that. */
@@ -111,7 +213,12 @@ int store_open(const char *state_dir, struct store **ret, struct ft_error *err) 
                 sqlite3_free(msg);
                 goto fail;
         }
-        r = exec_sql(s, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", err);
+        /* FULL: in WAL mode every COMMIT fsyncs the WAL, so an acknowledged
+         * write survives power loss, not only kill -9 (docs/decisions.md). */
+        r = exec_sql(s,
+                     opts && opts->relaxed_sync ? "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
+                                                : "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+                     err);
         if (r < 0)
                 goto fail;
         r = migrate(s, err);
@@ -121,6 +228,12 @@ int store_open(const char *state_dir, struct store **ret, struct ft_error *err) 
                 r = ft_error_set(err, r, NULL, "cannot migrate database '%s': %s", path, inner);
                 goto fail;
         }
+        r = fileio_mkdir_p(s->tmp_dir, 0755, err);
+        if (r < 0)
+                goto fail;
+        r = notifier_acquire(state_dir, &s->notifier, err);
+        if (r < 0)
+                goto fail;
         *ret = s;
         return 0;
 fail:
@@ -131,10 +244,199 @@ fail:
 void store_close(struct store *s) {
         if (!s)
                 return;
+        if (s->in_tx)
+                store_tx_rollback(s);
+        for (size_t i = 0; i < s->n_cache; i++)
+                sqlite3_finalize(s->cache[i].st);
         sqlite3_close_v2(s->db);
+        notifier_release(s->notifier);
         free(s);
 }
 
 int store_schema_version(struct store *s) {
         return s->schema_version;
+}
+
+const char *store_state_dir(struct store *s) {
+        return s->state_dir;
+}
+
+/* ---- helpers shared by the store files -------------------------------------- */
+
+int store_db_error(struct store *s, struct ft_error *err, const char *what) {
+        int code = sqlite3_extended_errcode(s->db);
+        if ((code & 0xff) == SQLITE_BUSY)
+                return ft_error_set(err, -EIO, NULL, "database is busy (%s): %s", what, sqlite3_errmsg(s->db));
+        return ft_error_set(err, -EIO, NULL, "database error (%s): %s", what, sqlite3_errmsg(s->db));
+}
+
+sqlite3_stmt *store_stmt(struct store *s, const char *sql, struct ft_error *err) {
+        for (size_t i = 0; i < s->n_cache; i++)
+                if (s->cache[i].sql == sql) {
+                        sqlite3_reset(s->cache[i].st);
+                        sqlite3_clear_bindings(s->cache[i].st);
+                        return s->cache[i].st;
+                }
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+                store_db_error(s, err, "prepare");
+                return NULL;
+        }
+        if (s->n_cache < STMT_CACHE_MAX) {
+                s->cache[s->n_cache].sql = sql;
+                s->cache[s->n_cache].st = st;
+                s->n_cache++;
+                return st;
+        }
+        /* Full cache: a programming error (more distinct statements than
+         * STMT_CACHE_MAX); refuse rather than leak. */
+        sqlite3_finalize(st);
+        ft_error_set(err, -ENOSPC, NULL, "statement cache is full");
+        return NULL;
+}
+
+int store_step_done(struct store *s, sqlite3_stmt *st, struct ft_error *err) {
+        int r;
+        while ((r = sqlite3_step(st)) == SQLITE_ROW)
+                ;
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (r != SQLITE_DONE)
+                return store_db_error(s, err, "write");
+        return 0;
+}
+
+int store_tx_begin(struct store *s, struct ft_error *err) {
+        sqlite3_stmt *st = store_stmt(s, "BEGIN IMMEDIATE", err);
+        if (!st)
+                return -EIO;
+        int r = store_step_done(s, st, err);
+        if (r < 0)
+                return r;
+        s->in_tx = true;
+        s->n_pending = 0;
+        s->pending_overflow = false;
+        s->pending_queue = false;
+        return 0;
+}
+
+int store_tx_commit(struct store *s, struct ft_error *err) {
+        sqlite3_stmt *st = store_stmt(s, "COMMIT", err);
+        int r = st ? store_step_done(s, st, err) : -EIO;
+        if (r < 0) {
+                store_tx_rollback(s);
+                return r;
+        }
+        s->in_tx = false;
+        if (s->n_pending || s->pending_overflow || s->pending_queue)
+                notifier_signal(s->notifier, (const char(*)[STORE_ID_MAX])s->pending, s->n_pending, s->pending_overflow,
+                                s->pending_queue);
+        s->n_pending = 0;
+        return 0;
+}
+
+void store_tx_rollback(struct store *s) {
+        if (sqlite3_get_autocommit(s->db) == 0)
+                sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        s->in_tx = false;
+        s->n_pending = 0;
+        s->pending_overflow = false;
+        s->pending_queue = false;
+}
+
+void store_mark_changed(struct store *s, const char *job_id, bool queue) {
+        if (queue)
+                s->pending_queue = true;
+        if (!job_id)
+                return;
+        for (size_t i = 0; i < s->n_pending; i++)
+                if (strcmp(s->pending[i], job_id) == 0)
+                        return;
+        if (s->n_pending == PENDING_JOBS_MAX) {
+                s->pending_overflow = true;
+                return;
+        }
+        snprintf(s->pending[s->n_pending++], STORE_ID_MAX, "%s", job_id);
+}
+
+char *store_col_strdup(sqlite3_stmt *st, int i) {
+        const unsigned char *t = sqlite3_column_text(st, i);
+        return strdup(t ? (const char *)t : "");
+}
+
+void store_col_copy(sqlite3_stmt *st, int i, char *buf, size_t size) {
+        const unsigned char *t = sqlite3_column_text(st, i);
+        snprintf(buf, size, "%s", t ? (const char *)t : "");
+}
+
+int store_bind_text(sqlite3_stmt *st, int i, const char *text) {
+        if (!text || !*text)
+                return sqlite3_bind_null(st, i);
+        return sqlite3_bind_text(st, i, text, -1, SQLITE_TRANSIENT);
+}
+
+int store_id_new(const char *prefix, char out[STORE_ID_MAX], struct ft_error *err) {
+        unsigned char rnd[12];
+        size_t got = 0;
+        while (got < sizeof(rnd)) {
+                ssize_t k = getrandom(rnd + got, sizeof(rnd) - got, 0);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return ft_error_set(err, -errno, NULL, "cannot get random bytes for an id: %s",
+                                            strerror(errno));
+                }
+                got += (size_t)k;
+        }
+        int n = snprintf(out, STORE_ID_MAX, "%s", prefix);
+        for (size_t i = 0; i < sizeof(rnd); i++)
+                n += snprintf(out + n, STORE_ID_MAX - (size_t)n, "%02x", rnd[i]);
+        return 0;
+}
+
+int64_t store_now_ms(void) {
+        return ft_now_unix_ms();
+}
+
+int store_check_string(const char *param, const char *value, size_t max, bool required, struct ft_error *err) {
+        if (!value || !*value) {
+                if (required)
+                        return ft_error_set(err, -EINVAL, param, "'%s' is required", param);
+                return 0;
+        }
+        if (strnlen(value, max + 1) > max)
+                return ft_error_set(err, -EINVAL, param, "'%s' is longer than %zu bytes", param, max);
+        return 0;
+}
+
+int store_check_json(struct store *s, const char *param, const char *json, bool required, struct ft_error *err) {
+        int r = store_check_string(param, json, STORE_JSON_MAX, required, err);
+        if (r < 0 || !json || !*json)
+                return r;
+        sqlite3_stmt *st = store_stmt(s, "SELECT json_valid(?1)", err);
+        if (!st)
+                return -EIO;
+        sqlite3_bind_text(st, 1, json, -1, SQLITE_STATIC);
+        int valid = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1;
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (!valid)
+                return ft_error_set(err, -EINVAL, param, "'%s' is not valid JSON", param);
+        return 0;
+}
+
+int store_page_limit(const struct store_page *page, unsigned *ret, struct ft_error *err) {
+        unsigned limit = page ? page->limit : 0;
+        if (limit == 0)
+                limit = 20;
+        if (limit > STORE_PAGE_MAX)
+                return ft_error_set(err, -EINVAL, "limit", "'limit' must be between 1 and %d", STORE_PAGE_MAX);
+        *ret = limit;
+        return 0;
+}
+
+int store_blob_file(struct store *s, const char *sha256, char *buf, size_t size) {
+        if (snprintf(buf, size, "%s/%.2s/%s", s->blob_dir, sha256, sha256) >= (int)size)
+                return -ENAMETOOLONG;
+        return 0;
 }

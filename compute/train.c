@@ -1,0 +1,1200 @@
+/* train.c - the fine-tuning loop (see train.h): strategy, epochs over the data
+ * loader, loss, backward, clipping, optimizer step with the scheduled rate,
+ * validation and metrics every epoch, early stopping with best-weight restore,
+ * checkpoints and resume, cancellation.
+ *
+ * Determinism: the data order and augmentation are functions of (seed, epoch),
+ * dropout of the model's counter-based generator, and everything else is
+ * arithmetic in a fixed order, so the same seed and thread count give the same
+ * bits, and a checkpoint holds all the state needed to continue exactly:
+ * weights and BatchNorm statistics, optimizer state, dropout generator,
+ * position in the epoch, the epoch's running loss, a full-batch (gd) gradient
+ * accumulator, the best weights and the early-stopping counters.
+ *
+ * Not for: printing, logging, the store, loading models or datasets.
+ */
+#include "compute/train.h"
+
+#include <dirent.h>
+#include <fnmatch.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/fileio.h"
+#include "compute/loss.h"
+#include "compute/metrics.h"
+#include "compute/optim.h"
+#include "compute/safetensors.h"
+#include "compute/schedule.h"
+
+#define STATE_VERSION 1
+#define STATE_JSON_MAX ((size_t)64 * 1024 * 1024)
+
+struct trainer {
+        const struct jobspec *spec;
+        struct model *m;
+        struct compute_ctx *ctx;
+        const struct train_callbacks *cb;
+        const struct train_options *opt;
+        bool classification;
+
+        struct dataset train_view, val_view; /* shallow copies; val_view.labels may be remapped */
+        int32_t *val_labels;                 /* owned remapped labels, or NULL */
+        const struct dataset *train_ds, *val_ds;
+        size_t *train_idx, n_train;
+        size_t *val_idx, n_val;
+        struct data_transform t;
+        struct data_loader *train_loader, *eval_loader;
+        struct optim *optim;
+        struct schedule sched;
+
+        size_t n_out;
+        int max_batch;
+        float *d_out;  /* max_batch * n_out */
+        float *accum;  /* gd: gradient sum over the epoch, param numel; NULL otherwise */
+        size_t accum_n;
+        uint8_t *best; /* early stopping: copy of every model tensor's bytes */
+        size_t best_bytes;
+        int32_t *pred_cls, *true_cls; /* eval: n_eval */
+        float *pred_reg, *true_reg;
+
+        /* progress of the run (all in checkpoints) */
+        unsigned epoch; /* completed epochs */
+        size_t batch;   /* batches done in the current epoch */
+        uint64_t step;  /* optimizer steps taken */
+        double epoch_loss_sum;
+        uint64_t epoch_samples;
+        bool has_best;
+        double best_value;
+        unsigned best_epoch, bad_epochs;
+        bool stopped_early;
+        json_t *history;
+
+        double run_start, last_progress;
+        uint64_t run_start_step;
+        double epoch_start, epoch_train_seconds;
+        double last_lr;
+};
+
+/* ---- strategy ----------------------------------------------------------------- */
+
+static bool is_digits(const char *s, size_t n) {
+        if (n == 0)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (s[i] < '0' || s[i] > '9')
+                        return false;
+        return true;
+}
+
+/* The group key of a tensor name into buf: the top-level module, or "stage.block" inside a ResNet stage. */
+static void group_key(const char *name, char *buf, size_t size) {
+        const char *d1 = strchr(name, '.');
+        if (!d1) {
+                snprintf(buf, size, "%s", name);
+                return;
+        }
+        const char *d2 = strchr(d1 + 1, '.');
+        if (d2 && is_digits(d1 + 1, (size_t)(d2 - d1 - 1)) && strchr(d2 + 1, '.')) {
+                snprintf(buf, size, "%.*s", (int)(d2 - name), name);
+                return;
+        }
+        snprintf(buf, size, "%.*s", (int)(d1 - name), name);
+}
+
+int train_layer_depths(struct model *m, int *ret_depth) {
+        size_t n = model_tensor_count(m), n_keys = 0;
+        int *group = calloc(n ? n : 1, sizeof(int)), *key_group = calloc(n ? n : 1, sizeof(int));
+        char(*keys)[TENSOR_NAME_MAX] = calloc(n ? n : 1, TENSOR_NAME_MAX);
+        int n_groups = 0;
+        if (!group || !key_group || !keys) {
+                free(group);
+                free(key_group);
+                free(keys);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                const char *name = model_tensor_at(m, i)->name;
+                char key[TENSOR_NAME_MAX], module[TENSOR_NAME_MAX], probe[TENSOR_NAME_MAX + 16];
+                group_key(name, key, sizeof(key));
+                const char *last = strrchr(name, '.');
+                snprintf(module, sizeof(module), "%.*s", last ? (int)(last - name) : 0, name);
+                snprintf(probe, sizeof(probe), "%s.running_mean", module);
+                int g = -1;
+                for (size_t k = 0; k < n_keys; k++)
+                        if (strcmp(keys[k], key) == 0)
+                                g = key_group[k];
+                if (g < 0) {
+                        bool top_level_bn = strcmp(module, key) == 0 && model_tensor_find(m, probe) != NULL;
+                        /* a top-level BatchNorm joins the group before it (conv1 + bn1) */
+                        g = top_level_bn && i > 0 ? group[i - 1] : n_groups++;
+                        snprintf(keys[n_keys], TENSOR_NAME_MAX, "%s", key);
+                        key_group[n_keys++] = g;
+                }
+                group[i] = g;
+        }
+        for (size_t i = 0; i < n; i++)
+                ret_depth[i] = n_groups - 1 - group[i];
+        free(group);
+        free(key_group);
+        free(keys);
+        return n_groups;
+}
+
+int train_apply_strategy(const struct jobspec *spec, struct model *m, struct ft_error *err) {
+        char param[FT_ERROR_PARAM_MAX];
+        size_t n = model_tensor_count(m), count;
+        enum jobspec_strategy type = spec->strategy.type;
+        int r;
+
+        r = model_freeze(m, "*", false, NULL, NULL);
+        (void)r;
+        for (size_t i = 0; i < n; i++)
+                model_tensor_at(m, i)->lr_mult = 1.0f;
+        model_set_frozen_bn_eval(m, false);
+        if (type == JOBSPEC_STRATEGY_FULL)
+                return 0;
+
+        int *depth = calloc(n ? n : 1, sizeof(int));
+        if (!depth)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        train_layer_depths(m, depth);
+
+        if (spec->strategy.n_freeze) {
+                for (size_t i = 0; i < spec->strategy.n_freeze; i++) {
+                        snprintf(param, sizeof(param), "strategy.freeze[%zu]", i);
+                        r = model_freeze(m, spec->strategy.freeze[i], true, &count, NULL);
+                        if (r < 0 || count == 0) {
+                                free(depth);
+                                return ft_error_set(err, -EINVAL, param,
+                                                    "'%s' pattern \"%s\" matches no parameter of the model", param,
+                                                    spec->strategy.freeze[i]);
+                        }
+                }
+        } else if (spec->strategy.n_trainable) {
+                model_freeze(m, "*", true, NULL, NULL);
+                for (size_t i = 0; i < spec->strategy.n_trainable; i++) {
+                        snprintf(param, sizeof(param), "strategy.trainable[%zu]", i);
+                        r = model_freeze(m, spec->strategy.trainable[i], false, &count, NULL);
+                        if (r < 0 || count == 0) {
+                                free(depth);
+                                return ft_error_set(err, -EINVAL, param,
+                                                    "'%s' pattern \"%s\" matches no parameter of the model", param,
+                                                    spec->strategy.trainable[i]);
+                        }
+                }
+        } else if (type == JOBSPEC_STRATEGY_PARTIAL) {
+                /* partial with no lists: train the head only (a linear probe) */
+                model_freeze(m, "*", true, NULL, NULL);
+                for (size_t i = 0; i < n; i++) {
+                        struct tensor *t = model_tensor_at(m, i);
+                        if (t->is_param && depth[i] == 0)
+                                model_freeze(m, t->name, false, NULL, NULL);
+                }
+        }
+        model_set_frozen_bn_eval(m, !spec->strategy.train_batchnorm);
+
+        size_t trainable = 0;
+        for (size_t i = 0; i < n; i++) {
+                struct tensor *t = model_tensor_at(m, i);
+                trainable += t->is_param && !t->frozen;
+        }
+        if (trainable == 0) {
+                free(depth);
+                return ft_error_set(err, -EINVAL, "strategy", "'strategy' leaves no parameter to train");
+        }
+
+        if (type == JOBSPEC_STRATEGY_LAYERWISE) {
+                for (size_t i = 0; i < n; i++)
+                        model_tensor_at(m, i)->lr_mult = (float)pow(spec->strategy.layer_decay, depth[i]);
+                for (size_t k = 0; k < spec->strategy.n_lr_multipliers; k++) {
+                        const struct jobspec_lr_multiplier *lm = &spec->strategy.lr_multipliers[k];
+                        bool any = false;
+                        for (size_t i = 0; i < n; i++) {
+                                struct tensor *t = model_tensor_at(m, i);
+                                if (!t->is_param || fnmatch(lm->pattern, t->name, 0) != 0)
+                                        continue;
+                                /* the first matching pattern wins */
+                                bool earlier = false;
+                                for (size_t e = 0; e < k; e++)
+                                        earlier |= fnmatch(spec->strategy.lr_multipliers[e].pattern, t->name, 0) == 0;
+                                if (!earlier)
+                                        t->lr_mult = (float)((double)t->lr_mult * lm->multiplier);
+                                any = true;
+                        }
+                        if (!any) {
+                                snprintf(param, sizeof(param), "strategy.lr_multipliers.%.100s", lm->pattern);
+                                free(depth);
+                                return ft_error_set(err, -EINVAL, param,
+                                                    "'%s' pattern matches no parameter of the model", param);
+                        }
+                }
+        }
+        free(depth);
+        return 0;
+}
+
+/* ---- setup ---------------------------------------------------------------------- */
+
+static int setup_data(struct trainer *tr, const struct dataset *train, const struct dataset *val,
+                      struct ft_error *err) {
+        const struct jobspec *spec = tr->spec;
+        int64_t shape[3];
+        int ndim = model_input_shape(tr->m, shape);
+
+        if (train->n == 0)
+                return ft_error_set(err, -EINVAL, "training_file", "'%s' has no rows", train->source);
+        if (tr->classification != (train->task == DATA_CLASSIFICATION))
+                return ft_error_set(err, -EINVAL, "task.type", "'task.type' is %s but '%s' was read for %s",
+                                    jobspec_task_name(spec->task.type), train->source,
+                                    train->task == DATA_CLASSIFICATION ? "classification" : "regression");
+        if (tr->classification) {
+                if (train->n_classes < 2)
+                        return ft_error_set(err, -EINVAL, "training_file", "'%s' has only %zu class", train->source,
+                                            train->n_classes);
+                if (tr->n_out != train->n_classes)
+                        return ft_error_set(err, -EINVAL, "model",
+                                            "'model' has %zu outputs but '%s' has %zu classes", tr->n_out,
+                                            train->source, train->n_classes);
+        } else if (tr->n_out != 1) {
+                return ft_error_set(err, -EINVAL, "model", "'model' has %zu outputs; regression needs 1", tr->n_out);
+        }
+
+        /* the transform: model input shape, spec preprocessing */
+        memset(&tr->t, 0, sizeof(tr->t));
+        if (train->kind == DATA_TABLE) {
+                if (ndim != 1 || (size_t)shape[0] != train->n_features)
+                        return ft_error_set(err, -EINVAL, "model",
+                                            "'model' expects %zu inputs per sample but '%s' has %zu features",
+                                            model_input_numel(tr->m), train->source, train->n_features);
+                tr->t.standardize = spec->preprocess.standardize;
+                tr->t.n_features = train->n_features;
+        } else {
+                if (ndim != 3)
+                        return ft_error_set(err, -EINVAL, "model", "'model' takes %lld features, not images",
+                                            (long long)shape[0]);
+                if (spec->preprocess.resize[0] &&
+                    (spec->preprocess.resize[0] != shape[1] || spec->preprocess.resize[1] != shape[2]))
+                        return ft_error_set(err, -EINVAL, "preprocess.resize",
+                                            "'preprocess.resize' [%u, %u] differs from the model's input %lldx%lld",
+                                            spec->preprocess.resize[0], spec->preprocess.resize[1],
+                                            (long long)shape[1], (long long)shape[2]);
+                if (spec->preprocess.channels && spec->preprocess.channels != shape[0])
+                        return ft_error_set(err, -EINVAL, "preprocess.channels",
+                                            "'preprocess.channels' %u differs from the model's %lld input channels",
+                                            spec->preprocess.channels, (long long)shape[0]);
+                tr->t.channels = (size_t)shape[0];
+                tr->t.height = (size_t)shape[1];
+                tr->t.width = (size_t)shape[2];
+                tr->t.n_norm = spec->preprocess.normalize_n;
+                for (unsigned i = 0; i < spec->preprocess.normalize_n; i++) {
+                        tr->t.norm_mean[i] = (float)spec->preprocess.normalize_mean[i];
+                        tr->t.norm_std[i] = (float)spec->preprocess.normalize_std[i];
+                }
+                tr->t.crop_padding = spec->preprocess.random_crop_padding;
+                tr->t.hflip = spec->preprocess.hflip;
+        }
+
+        /* the split */
+        tr->train_view = *train;
+        tr->train_ds = &tr->train_view;
+        if (val) {
+                if (val->kind != train->kind || val->task != train->task)
+                        return ft_error_set(err, -EINVAL, "validation_file",
+                                            "'%s' is not the same kind of data as '%s'", val->source,
+                                            train->source);
+                tr->val_view = *val;
+                if (tr->classification) {
+                        /* map the validation file's class names onto the training file's */
+                        tr->val_labels = malloc((val->n ? val->n : 1) * sizeof(int32_t));
+                        int32_t *map = malloc(val->n_classes * sizeof(int32_t));
+                        if (!tr->val_labels || !map) {
+                                free(map);
+                                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+                        }
+                        for (size_t c = 0; c < val->n_classes; c++) {
+                                map[c] = -1;
+                                for (size_t k = 0; k < train->n_classes; k++)
+                                        if (strcmp(val->class_names[c], train->class_names[k]) == 0)
+                                                map[c] = (int32_t)k;
+                                if (map[c] < 0) {
+                                        int r = ft_error_set(err, -EINVAL, "validation_file",
+                                                             "'%s' has class \"%s\" that '%s' does not have",
+                                                             val->source, val->class_names[c], train->source);
+                                        free(map);
+                                        return r;
+                                }
+                        }
+                        for (size_t i = 0; i < val->n; i++)
+                                tr->val_labels[i] = map[val->labels[i]];
+                        free(map);
+                        tr->val_view.labels = tr->val_labels;
+                        tr->val_view.n_classes = train->n_classes;
+                        tr->val_view.class_names = train->class_names;
+                }
+                tr->val_ds = &tr->val_view;
+                tr->n_train = train->n;
+                tr->n_val = val->n;
+                tr->train_idx = malloc(tr->n_train * sizeof(size_t));
+                tr->val_idx = malloc((tr->n_val ? tr->n_val : 1) * sizeof(size_t));
+                if (!tr->train_idx || !tr->val_idx)
+                        return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+                for (size_t i = 0; i < tr->n_train; i++)
+                        tr->train_idx[i] = i;
+                for (size_t i = 0; i < tr->n_val; i++)
+                        tr->val_idx[i] = i;
+        } else {
+                struct data_split split;
+                int r = data_split_make(train, spec->validation_split, spec->preprocess.shuffle, spec->seed, &split,
+                                        err);
+                if (r < 0) {
+                        if (err && !err->param[0])
+                                snprintf(err->param, sizeof(err->param), "validation_split");
+                        return r;
+                }
+                tr->train_idx = split.train;
+                tr->n_train = split.n_train;
+                tr->val_idx = split.val;
+                tr->n_val = split.n_val;
+                tr->val_ds = &tr->train_view;
+                if (tr->n_train == 0)
+                        return ft_error_set(err, -EINVAL, "validation_split",
+                                            "'validation_split' %g leaves no training rows", spec->validation_split);
+        }
+
+        int r = data_transform_fit(&tr->t, tr->train_ds, tr->train_idx, tr->n_train, err);
+        if (r >= 0)
+                r = data_transform_check(&tr->t, tr->train_ds, err);
+        if (r >= 0 && val)
+                r = data_transform_check(&tr->t, tr->val_ds, err);
+        if (r < 0)
+                return r;
+
+        /* loaders: the training one shuffles and augments, the evaluation one neither */
+        bool gd = spec->hyperparameters.optimizer == JOBSPEC_OPT_GD;
+        size_t bs = spec->hyperparameters.batch_size;
+        tr->max_batch = (int)FT_MIN(bs, FT_MAX(tr->n_train, tr->n_val));
+        struct data_loader_options lo = {
+                .batch_size = bs,
+                .shuffle = spec->preprocess.shuffle && !gd,
+                .augment = true,
+                .drop_last = false,
+                .seed = spec->seed,
+        };
+        r = data_loader_new(tr->train_ds, tr->train_idx, tr->n_train, &tr->t, &lo, &tr->train_loader, err);
+        if (r < 0)
+                return r;
+        size_t n_eval = tr->n_val ? tr->n_val : tr->n_train;
+        struct data_loader_options eo = {.batch_size = bs, .seed = spec->seed};
+        r = data_loader_new(tr->n_val ? tr->val_ds : tr->train_ds, tr->n_val ? tr->val_idx : tr->train_idx, n_eval,
+                            &tr->t, &eo, &tr->eval_loader, err);
+        if (r < 0)
+                return r;
+        if (tr->classification) {
+                tr->pred_cls = malloc(n_eval * sizeof(int32_t));
+                tr->true_cls = malloc(n_eval * sizeof(int32_t));
+                if (!tr->pred_cls || !tr->true_cls)
+                        return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        } else {
+                tr->pred_reg = malloc(n_eval * sizeof(float));
+                tr->true_reg = malloc(n_eval * sizeof(float));
+                if (!tr->pred_reg || !tr->true_reg)
+                        return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        }
+        return 0;
+}
+
+static int setup_optim(struct trainer *tr, struct ft_error *err) {
+        const __typeof__(tr->spec->hyperparameters) *h = &tr->spec->hyperparameters;
+        static const enum optim_kind kinds[] = {
+                [JOBSPEC_OPT_GD] = OPTIM_GD,           [JOBSPEC_OPT_SGD] = OPTIM_SGD,
+                [JOBSPEC_OPT_MOMENTUM] = OPTIM_MOMENTUM, [JOBSPEC_OPT_NESTEROV] = OPTIM_NESTEROV,
+                [JOBSPEC_OPT_ADAM] = OPTIM_ADAM,       [JOBSPEC_OPT_ADAMW] = OPTIM_ADAMW,
+        };
+        struct optim_config cfg;
+        optim_config_default(kinds[h->optimizer], &cfg);
+        cfg.momentum = (float)h->momentum;
+        cfg.dampening = 0.0f;
+        cfg.beta1 = (float)h->betas[0];
+        cfg.beta2 = (float)h->betas[1];
+        cfg.eps = (float)h->eps;
+        cfg.weight_decay = (float)h->weight_decay;
+        int r = optim_new(tr->m, &cfg, &tr->optim, err);
+        if (r < 0) {
+                if (err)
+                        snprintf(err->param, sizeof(err->param), "hyperparameters");
+                return r;
+        }
+        uint64_t steps = h->optimizer == JOBSPEC_OPT_GD ? 1 : data_loader_batches(tr->train_loader);
+        schedule_init(&tr->sched, tr->spec, steps);
+
+        tr->n_out = model_output_count(tr->m);
+        tr->d_out = malloc((size_t)tr->max_batch * tr->n_out * sizeof(float));
+        if (!tr->d_out)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        if (h->optimizer == JOBSPEC_OPT_GD) {
+                tr->accum_n = model_param_numel(tr->m);
+                tr->accum = calloc(tr->accum_n ? tr->accum_n : 1, sizeof(float));
+                if (!tr->accum)
+                        return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        }
+        if (tr->spec->early_stopping.enabled && tr->spec->early_stopping.restore_best) {
+                size_t total = 0;
+                for (size_t i = 0; i < model_tensor_count(tr->m); i++)
+                        total += tensor_nbytes(model_tensor_at(tr->m, i));
+                tr->best_bytes = total;
+                tr->best = malloc(total ? total : 1);
+                if (!tr->best)
+                        return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        }
+        return 0;
+}
+
+/* ---- weights copies ------------------------------------------------------------ */
+
+static void weights_copy(struct model *m, uint8_t *buf, bool save) {
+        size_t off = 0;
+        for (size_t i = 0; i < model_tensor_count(m); i++) {
+                struct tensor *t = model_tensor_at(m, i);
+                size_t nb = tensor_nbytes(t);
+                if (save)
+                        memcpy(buf + off, t->data, nb);
+                else
+                        memcpy(t->data, buf + off, nb);
+                off += nb;
+        }
+}
+
+/* ---- checkpoints ------------------------------------------------------------------ */
+
+static void fill_st(struct st_tensor *st, const struct tensor *t, const void *data) {
+        memset(st, 0, sizeof(*st));
+        st->name = t->name;
+        st->dtype = t->dtype == TENSOR_I64 ? ST_DTYPE_I64 : ST_DTYPE_F32;
+        st->ndim = (size_t)t->ndim;
+        for (int d = 0; d < t->ndim; d++)
+                st->shape[d] = t->shape[d];
+        st->data = data ? data : t->data;
+}
+
+static int write_model_tensors(const char *path, struct model *m, const uint8_t *from, struct ft_error *err) {
+        size_t n = model_tensor_count(m), off = 0;
+        struct st_tensor *st = calloc(n ? n : 1, sizeof(*st));
+        if (!st)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        for (size_t i = 0; i < n; i++) {
+                struct tensor *t = model_tensor_at(m, i);
+                fill_st(&st[i], t, from ? from + off : NULL);
+                off += tensor_nbytes(t);
+        }
+        char *spec = json_dumps(model_spec(m), JSON_COMPACT);
+        struct st_meta meta[] = {{"finetuned.spec", spec ? spec : "{}"}};
+        int r = st_write(path, st, n, meta, 1, err);
+        free(spec);
+        free(st);
+        return r;
+}
+
+static int write_optim_tensors(const char *path, struct trainer *tr, struct ft_error *err) {
+        size_t n = optim_state_count(tr->optim);
+        struct st_tensor *st = calloc(n + 1, sizeof(*st));
+        if (!st)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        for (size_t i = 0; i < n; i++)
+                fill_st(&st[i], optim_state_at(tr->optim, i), NULL);
+        if (tr->accum) {
+                st[n].name = "__grad_accum";
+                st[n].dtype = ST_DTYPE_F32;
+                st[n].ndim = 1;
+                st[n].shape[0] = (int64_t)tr->accum_n;
+                st[n].data = tr->accum;
+                n++;
+        }
+        int r = st_write(path, st, n, NULL, 0, err);
+        free(st);
+        return r;
+}
+
+static json_t *state_json(const struct trainer *tr, bool partial) {
+        struct model_rng_state rng;
+        model_rng_get(tr->m, &rng);
+        return json_pack("{s:i s:I s:I s:I s:b s:f s:I s:{s:I s:I} s:{s:b s:f s:I s:I s:b} s:{s:I s:I s:I} s:O s:o}",
+                         "version", STATE_VERSION, "epoch", (json_int_t)tr->epoch, "batch", (json_int_t)tr->batch,
+                         "step", (json_int_t)tr->step, "partial", partial, "epoch_loss_sum", tr->epoch_loss_sum,
+                         "epoch_samples", (json_int_t)tr->epoch_samples, "rng", "seed", (json_int_t)rng.seed,
+                         "counter", (json_int_t)rng.counter, "early_stopping", "has_best", tr->has_best,
+                         "best_value", tr->best_value, "best_epoch", (json_int_t)tr->best_epoch, "bad_epochs",
+                         (json_int_t)tr->bad_epochs, "stopped", tr->stopped_early, "data", "seed",
+                         (json_int_t)tr->spec->seed, "n_train", (json_int_t)tr->n_train, "n_val",
+                         (json_int_t)tr->n_val, "history", tr->history, "spec", jobspec_to_json(tr->spec));
+}
+
+static int remove_tree_files(const char *dir) {
+        DIR *d = opendir(dir);
+        if (!d)
+                return errno == ENOENT ? 0 : -errno;
+        struct dirent *e;
+        char path[4096];
+        while ((e = readdir(d))) {
+                if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                        continue;
+                snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+                unlink(path);
+        }
+        closedir(d);
+        return rmdir(dir) < 0 ? -errno : 0;
+}
+
+static int checkpoint_write(struct trainer *tr, bool partial, struct ft_error *err) {
+        const char *root = tr->opt ? tr->opt->checkpoint_dir : NULL;
+        char final[4096], tmp[4096], path[4200];
+        int r;
+        if (!root)
+                return 0;
+        r = fileio_mkdir_p(root, 0755, err);
+        if (r < 0)
+                return r;
+        snprintf(final, sizeof(final), "%s/ckpt-%llu", root, (unsigned long long)tr->step);
+        snprintf(tmp, sizeof(tmp), "%s/.tmp-ckpt-%llu", root, (unsigned long long)tr->step);
+        remove_tree_files(tmp);
+        if (mkdir(tmp, 0755) < 0)
+                return ft_error_set(err, -errno, NULL, "cannot create '%s': %s", tmp, strerror(errno));
+
+        snprintf(path, sizeof(path), "%s/model.safetensors", tmp);
+        r = write_model_tensors(path, tr->m, NULL, err);
+        if (r >= 0) {
+                snprintf(path, sizeof(path), "%s/optimizer.safetensors", tmp);
+                r = write_optim_tensors(path, tr, err);
+        }
+        if (r >= 0 && tr->best && tr->has_best) {
+                snprintf(path, sizeof(path), "%s/best.safetensors", tmp);
+                r = write_model_tensors(path, tr->m, tr->best, err);
+        }
+        if (r >= 0) {
+                json_t *state = state_json(tr, partial);
+                char *text = state ? json_dumps(state, JSON_INDENT(1) | JSON_REAL_PRECISION(17)) : NULL;
+                json_decref(state);
+                snprintf(path, sizeof(path), "%s/state.json", tmp);
+                r = text ? fileio_write_atomic(path, text, strlen(text), 0644, err)
+                         : ft_error_set(err, -ENOMEM, NULL, "out of memory");
+                free(text);
+        }
+        if (r < 0) {
+                remove_tree_files(tmp);
+                return r;
+        }
+        /* a checkpoint of the same step already there holds the same state: replace it */
+        remove_tree_files(final);
+        if (rename(tmp, final) < 0) {
+                r = ft_error_set(err, -errno, NULL, "cannot rename '%s' to '%s': %s", tmp, final, strerror(errno));
+                remove_tree_files(tmp);
+                return r;
+        }
+        r = fileio_fsync_dir(root, err);
+        if (r < 0)
+                return r;
+
+        if (tr->cb && tr->cb->on_checkpoint) {
+                struct train_checkpoint_info info = {final, tr->epoch, tr->step, partial};
+                r = tr->cb->on_checkpoint(tr->cb->userdata, &info);
+                if (r < 0)
+                        return ft_error_set(err, r, NULL, "checkpoint callback failed");
+        }
+        if (tr->cb && tr->cb->on_event) {
+                json_t *ev = json_pack("{s:s s:I s:I s:b}", "type", "checkpoint", "epoch", (json_int_t)tr->epoch,
+                                       "step", (json_int_t)tr->step, "partial", partial);
+                r = ev ? tr->cb->on_event(tr->cb->userdata, ev) : 0;
+                json_decref(ev);
+                if (r < 0)
+                        return ft_error_set(err, r, NULL, "event callback failed");
+        }
+        return 0;
+}
+
+int train_checkpoint_find_latest(const char *dir, char **ret_path, struct ft_error *err) {
+        char path[4400];
+        struct stat st;
+        if (strlen(dir) > 4000)
+                return ft_error_set(err, -ENAMETOOLONG, NULL, "'%.64s...' is too long a path", dir);
+        snprintf(path, sizeof(path), "%s/state.json", dir);
+        if (stat(path, &st) == 0) {
+                char *p = strdup(dir);
+                if (!p)
+                        return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+                *ret_path = p;
+                return 0;
+        }
+        const char *subs[] = {"", "/checkpoints"};
+        for (size_t s = 0; s < ARRAY_SIZE(subs); s++) {
+                char base[4100];
+                snprintf(base, sizeof(base), "%s%s", dir, subs[s]);
+                DIR *d = opendir(base);
+                if (!d)
+                        continue;
+                struct dirent *e;
+                unsigned long long best = 0;
+                bool found = false;
+                while ((e = readdir(d))) {
+                        unsigned long long step;
+                        char tail;
+                        if (sscanf(e->d_name, "ckpt-%llu%c", &step, &tail) != 1)
+                                continue;
+                        if (snprintf(path, sizeof(path), "%s/%s/state.json", base, e->d_name) >= (int)sizeof(path) ||
+                            stat(path, &st) < 0)
+                                continue;
+                        if (!found || step > best) {
+                                best = step;
+                                found = true;
+                        }
+                }
+                closedir(d);
+                if (found) {
+                        if (snprintf(path, sizeof(path), "%s/ckpt-%llu", base, best) >= (int)sizeof(path))
+                                return ft_error_set(err, -ENAMETOOLONG, NULL, "'%s' is too long a path", dir);
+                        char *p = strdup(path);
+                        if (!p)
+                                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+                        *ret_path = p;
+                        return 0;
+                }
+        }
+        return ft_error_set(err, -ENOENT, NULL, "no checkpoint in '%s'", dir);
+}
+
+static int load_tensors(const char *path, size_t n, struct tensor *(*at)(void *, size_t), void *obj,
+                        uint8_t *into, float *accum, size_t accum_n, struct ft_error *err) {
+        struct st_file *f = NULL;
+        int r = st_file_open(path, 0, &f, err);
+        if (r < 0)
+                return r;
+        size_t off = 0;
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                struct tensor *t = at(obj, i);
+                const struct st_tensor *s = st_file_find(f, t->name);
+                if (!s || s->numel != t->numel) {
+                        r = ft_error_set(err, -EINVAL, NULL, "'%s': tensor \"%s\" is %s", path, t->name,
+                                         s ? "of another shape" : "missing");
+                        break;
+                }
+                void *dst = into ? (void *)(into + off) : t->data;
+                if (t->dtype == TENSOR_I64)
+                        r = st_tensor_read_i64(f, s, dst, t->numel, err);
+                else
+                        r = st_tensor_read_f32(f, s, dst, t->numel, err);
+                off += tensor_nbytes(t);
+        }
+        if (r >= 0 && accum) {
+                const struct st_tensor *s = st_file_find(f, "__grad_accum");
+                if (!s || s->numel != accum_n)
+                        r = ft_error_set(err, -EINVAL, NULL, "'%s': the gradient accumulator is missing", path);
+                else
+                        r = st_tensor_read_f32(f, s, accum, accum_n, err);
+        }
+        st_file_free(f);
+        return r;
+}
+
+static struct tensor *model_at(void *m, size_t i) {
+        return model_tensor_at(m, i);
+}
+static struct tensor *optim_at(void *o, size_t i) {
+        return optim_state_at(o, i);
+}
+
+static int checkpoint_load(struct trainer *tr, const char *dir, struct ft_error *err) {
+        char path[4200];
+        json_error_t jerr;
+        int r;
+        snprintf(path, sizeof(path), "%s/state.json", dir);
+        json_t *state = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+        if (!state)
+                return ft_error_set(err, -EINVAL, NULL, "'%s':%d:%d: %s", path, jerr.line, jerr.column, jerr.text);
+        json_int_t version = 0, epoch = 0, batch = 0, step = 0, samples = 0, rseed = 0, rcounter = 0;
+        json_int_t best_epoch = 0, bad = 0, dseed = 0, n_train = 0, n_val = 0;
+        int partial = 0, has_best = 0, stopped = 0;
+        double loss_sum = 0, best_value = 0;
+        json_t *history = NULL;
+        if (json_unpack_ex(state, &jerr, 0,
+                           "{s:I s:I s:I s:I s:b s:F s:I s:{s:I s:I} s:{s:b s:F s:I s:I s:b} s:{s:I s:I s:I} s:o}",
+                           "version", &version, "epoch", &epoch, "batch", &batch, "step", &step, "partial", &partial,
+                           "epoch_loss_sum", &loss_sum, "epoch_samples", &samples, "rng", "seed", &rseed, "counter",
+                           &rcounter, "early_stopping", "has_best", &has_best, "best_value", &best_value,
+                           "best_epoch", &best_epoch, "bad_epochs", &bad, "stopped", &stopped, "data", "seed",
+                           &dseed, "n_train", &n_train, "n_val", &n_val, "history", &history) < 0 ||
+            version != STATE_VERSION || !json_is_array(history)) {
+                json_decref(state);
+                return ft_error_set(err, -EINVAL, NULL, "'%s': not a checkpoint state of this version (%s)", path,
+                                    jerr.text);
+        }
+        if ((uint64_t)dseed != tr->spec->seed || (size_t)n_train != tr->n_train || (size_t)n_val != tr->n_val) {
+                json_decref(state);
+                return ft_error_set(err, -EINVAL, "seed",
+                                    "'%s' was written for other data (seed %lld, %lld training and %lld validation "
+                                    "rows; now seed %llu, %zu and %zu)",
+                                    path, (long long)dseed, (long long)n_train, (long long)n_val,
+                                    (unsigned long long)tr->spec->seed, tr->n_train, tr->n_val);
+        }
+        tr->epoch = (unsigned)epoch;
+        tr->batch = (size_t)batch;
+        tr->step = (uint64_t)step;
+        tr->epoch_loss_sum = loss_sum;
+        tr->epoch_samples = (uint64_t)samples;
+        tr->has_best = has_best;
+        tr->best_value = best_value;
+        tr->best_epoch = (unsigned)best_epoch;
+        tr->bad_epochs = (unsigned)bad;
+        tr->stopped_early = stopped;
+        json_decref(tr->history);
+        tr->history = json_incref(history);
+        struct model_rng_state rng = {(uint64_t)rseed, (uint64_t)rcounter};
+        json_decref(state);
+
+        snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+        r = load_tensors(path, model_tensor_count(tr->m), model_at, tr->m, NULL, NULL, 0, err);
+        if (r < 0)
+                return r;
+        snprintf(path, sizeof(path), "%s/optimizer.safetensors", dir);
+        r = load_tensors(path, optim_state_count(tr->optim), optim_at, tr->optim, NULL, tr->accum, tr->accum_n, err);
+        if (r < 0)
+                return r;
+        if (tr->best && tr->has_best) {
+                snprintf(path, sizeof(path), "%s/best.safetensors", dir);
+                r = load_tensors(path, model_tensor_count(tr->m), model_at, tr->m, tr->best, NULL, 0, err);
+                if (r < 0)
+                        return r;
+        }
+        model_rng_set(tr->m, &rng);
+        return 0;
+}
+
+/* ---- the loop ---------------------------------------------------------------------- */
+
+static int emit(struct trainer *tr, json_t *ev, struct ft_error *err) {
+        int r = 0;
+        if (!ev)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        if (tr->cb && tr->cb->on_event)
+                r = tr->cb->on_event(tr->cb->userdata, ev);
+        json_decref(ev);
+        return r < 0 ? ft_error_set(err, r, NULL, "event callback failed") : 0;
+}
+
+static double grad_norm(struct model *m) {
+        double sum = 0;
+        for (size_t i = 0; i < model_tensor_count(m); i++) {
+                struct tensor *t = model_tensor_at(m, i);
+                if (!t->is_param || t->frozen)
+                        continue;
+                for (size_t k = 0; k < t->numel; k++)
+                        sum += (double)t->grad[k] * (double)t->grad[k];
+        }
+        return sqrt(sum);
+}
+
+static void grad_clip(struct model *m, double max_norm) {
+        double norm = grad_norm(m);
+        float coef = (float)(max_norm / (norm + 1e-6));
+        if (coef >= 1.0f)
+                return;
+        for (size_t i = 0; i < model_tensor_count(m); i++) {
+                struct tensor *t = model_tensor_at(m, i);
+                if (!t->is_param || t->frozen)
+                        continue;
+                for (size_t k = 0; k < t->numel; k++)
+                        t->grad[k] *= coef;
+        }
+}
+
+static void accum_grads(struct trainer *tr, float scale, bool add_to_accum) {
+        size_t off = 0;
+        for (size_t i = 0; i < model_tensor_count(tr->m); i++) {
+                struct tensor *t = model_tensor_at(tr->m, i);
+                if (!t->is_param)
+                        continue;
+                if (!t->frozen) {
+                        if (add_to_accum)
+                                for (size_t k = 0; k < t->numel; k++)
+                                        tr->accum[off + k] += scale * t->grad[k];
+                        else
+                                memcpy(t->grad, tr->accum + off, t->numel * sizeof(float));
+                }
+                off += t->numel;
+        }
+}
+
+static int optimizer_step(struct trainer *tr, struct ft_error *err) {
+        if (tr->spec->hyperparameters.max_grad_norm > 0)
+                grad_clip(tr->m, tr->spec->hyperparameters.max_grad_norm);
+        double lr = schedule_lr(&tr->sched, tr->step);
+        tr->last_lr = lr;
+        int r = optim_step(tr->optim, tr->ctx, (float)lr, err);
+        if (r < 0)
+                return r;
+        tr->step++;
+        return 0;
+}
+
+static int batch_loss(struct trainer *tr, const struct data_batch *b, const float *out, float *loss, float *d_out,
+                      struct ft_error *err) {
+        if (tr->classification) {
+                struct loss_ce_options o = {.label_smoothing = (float)tr->spec->hyperparameters.label_smoothing};
+                return loss_cross_entropy(out, b->labels, (int)b->n, (int)tr->n_out, &o, loss, d_out, err);
+        }
+        return loss_mse(out, b->targets, (int)b->n, 1, loss, d_out, err);
+}
+
+static void progress(struct trainer *tr, size_t batches, bool force) {
+        if (!tr->cb || !tr->cb->on_progress)
+                return;
+        double now = ft_now_monotonic();
+        if (!force && now - tr->last_progress < 1.0 / TRAIN_PROGRESS_HZ)
+                return;
+        tr->last_progress = now;
+        uint64_t steps_per_epoch = tr->sched.steps_per_epoch;
+        uint64_t total_batches = (uint64_t)batches * tr->spec->hyperparameters.epochs;
+        uint64_t done_batches = (uint64_t)tr->epoch * batches + tr->batch;
+        uint64_t run_batches = done_batches - FT_MIN(done_batches, tr->run_start_step);
+        double eta = run_batches ? (now - tr->run_start) / (double)run_batches * (double)(total_batches - done_batches)
+                                 : -1;
+        json_t *p = json_pack("{s:s s:I s:I s:I s:I s:I s:I s:o s:o}", "type", "progress", "epoch",
+                              (json_int_t)tr->epoch + 1, "epochs", (json_int_t)tr->spec->hyperparameters.epochs,
+                              "step", (json_int_t)tr->step, "steps",
+                              (json_int_t)(steps_per_epoch * tr->spec->hyperparameters.epochs), "batch",
+                              (json_int_t)tr->batch, "batches", (json_int_t)batches, "eta_seconds",
+                              eta >= 0 ? json_real(round(eta * 10) / 10) : json_null(), "train_loss",
+                              tr->epoch_samples ? json_real(tr->epoch_loss_sum / (double)tr->epoch_samples)
+                                                : json_null());
+        if (p)
+                tr->cb->on_progress(tr->cb->userdata, p);
+        json_decref(p);
+}
+
+/* Evaluate on the evaluation loader: mean loss and predictions. */
+static int evaluate(struct trainer *tr, double *ret_loss, size_t *ret_n, struct ft_error *err) {
+        struct data_batch b;
+        double loss_sum = 0;
+        size_t n = 0;
+        data_loader_start(tr->eval_loader, 0);
+        while (data_loader_next(tr->eval_loader, &b) > 0) {
+                const float *out;
+                float loss;
+                int r = model_forward(tr->m, b.x, (int)b.n, false, &out, err);
+                if (r >= 0)
+                        r = batch_loss(tr, &b, out, &loss, NULL, err);
+                if (r < 0)
+                        return r;
+                loss_sum += (double)loss * (double)b.n;
+                for (size_t i = 0; i < b.n; i++) {
+                        const float *row = out + i * tr->n_out;
+                        if (tr->classification) {
+                                int32_t best = 0;
+                                for (size_t c = 1; c < tr->n_out; c++)
+                                        if (row[c] > row[best])
+                                                best = (int32_t)c;
+                                tr->pred_cls[n + i] = best;
+                                tr->true_cls[n + i] = b.labels[i];
+                        } else {
+                                tr->pred_reg[n + i] = row[0];
+                                tr->true_reg[n + i] = b.targets[i];
+                        }
+                }
+                n += b.n;
+        }
+        *ret_loss = n ? loss_sum / (double)n : 0;
+        *ret_n = n;
+        return 0;
+}
+
+/* The value of a metric name from an epoch event. */
+static bool event_metric(const json_t *ev, const char *name, double *ret) {
+        const json_t *v = json_object_get(ev, name);
+        if (!json_is_number(v))
+                return false;
+        *ret = json_number_value(v);
+        return true;
+}
+
+static int end_of_epoch(struct trainer *tr, size_t batches, struct ft_error *err) {
+        double train_seconds = ft_now_monotonic() - tr->epoch_start;
+        double train_loss = tr->epoch_samples ? tr->epoch_loss_sum / (double)tr->epoch_samples : 0;
+        tr->epoch++;
+        tr->batch = 0;
+        json_t *ev = json_pack("{s:s s:I s:I s:I s:f}", "type", "epoch", "epoch", (json_int_t)tr->epoch, "epochs",
+                               (json_int_t)tr->spec->hyperparameters.epochs, "step", (json_int_t)tr->step,
+                               "train_loss", train_loss);
+        if (!ev)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        if (tr->n_val) {
+                double val_loss;
+                size_t n;
+                int r = evaluate(tr, &val_loss, &n, err);
+                if (r < 0) {
+                        json_decref(ev);
+                        return r;
+                }
+                json_object_set_new(ev, "val_loss", json_real(val_loss));
+                if (tr->classification) {
+                        struct metrics_classification mc;
+                        r = metrics_classification_compute(tr->true_cls, tr->pred_cls, n, tr->n_out, &mc, err);
+                        if (r < 0) {
+                                json_decref(ev);
+                                return r;
+                        }
+                        json_object_set_new(ev, "val_accuracy", json_real(mc.accuracy));
+                        json_object_set_new(ev, "val_f1", json_real(mc.macro_f1));
+                        json_object_set_new(ev, "val_precision", json_real(mc.macro_precision));
+                        json_object_set_new(ev, "val_recall", json_real(mc.macro_recall));
+                        metrics_classification_deinit(&mc);
+                } else {
+                        struct metrics_regression mr;
+                        r = metrics_regression_compute(tr->true_reg, tr->pred_reg, n, &mr, err);
+                        if (r < 0) {
+                                json_decref(ev);
+                                return r;
+                        }
+                        json_object_set_new(ev, "val_mse", json_real(mr.mse));
+                        json_object_set_new(ev, "val_rmse", json_real(mr.rmse));
+                        json_object_set_new(ev, "val_mae", json_real(mr.mae));
+                        json_object_set_new(ev, "val_r2", json_real(mr.r2));
+                }
+        } else {
+                json_object_set_new(ev, "val_loss", json_null());
+                if (tr->classification) {
+                        json_object_set_new(ev, "val_accuracy", json_null());
+                        json_object_set_new(ev, "val_f1", json_null());
+                } else {
+                        json_object_set_new(ev, "val_mse", json_null());
+                        json_object_set_new(ev, "val_r2", json_null());
+                }
+        }
+        double seconds = ft_now_monotonic() - tr->epoch_start;
+        json_object_set_new(ev, "lr", json_real(tr->last_lr));
+        json_object_set_new(ev, "seconds", json_real(round(seconds * 1000) / 1000));
+        json_object_set_new(ev, "samples_per_sec",
+                            json_real(train_seconds > 0 ? round((double)tr->n_train / train_seconds * 10) / 10 : 0));
+        (void)batches;
+
+        /* early stopping */
+        const __typeof__(tr->spec->early_stopping) *es = &tr->spec->early_stopping;
+        if (es->enabled) {
+                double v;
+                if (event_metric(ev, es->metric, &v)) {
+                        bool better = !tr->has_best ||
+                                      (es->mode == JOBSPEC_MODE_MIN ? v < tr->best_value - es->min_delta
+                                                                    : v > tr->best_value + es->min_delta);
+                        if (better) {
+                                tr->has_best = true;
+                                tr->best_value = v;
+                                tr->best_epoch = tr->epoch;
+                                tr->bad_epochs = 0;
+                                if (tr->best)
+                                        weights_copy(tr->m, tr->best, true);
+                        } else if (++tr->bad_epochs >= es->patience) {
+                                tr->stopped_early = true;
+                        }
+                }
+        }
+        json_array_append(tr->history, ev);
+        int r = emit(tr, ev, err);
+        if (r < 0)
+                return r;
+        if (tr->stopped_early) {
+                r = emit(tr,
+                         json_pack("{s:s s:I s:I s:s s:f}", "type", "early_stopping", "epoch", (json_int_t)tr->epoch,
+                                   "best_epoch", (json_int_t)tr->best_epoch, "metric", es->metric, "best_value",
+                                   tr->best_value),
+                         err);
+                if (r < 0)
+                        return r;
+        }
+        tr->epoch_loss_sum = 0;
+        tr->epoch_samples = 0;
+        unsigned every = tr->spec->checkpoint.every_epochs;
+        if (every && (tr->epoch % every == 0 || tr->stopped_early || tr->epoch == tr->spec->hyperparameters.epochs))
+                return checkpoint_write(tr, false, err);
+        return 0;
+}
+
+static int run_epoch(struct trainer *tr, struct ft_error *err) {
+        struct data_batch b;
+        bool gd = tr->accum != NULL;
+        size_t batches = data_loader_batches(tr->train_loader);
+        int r;
+
+        data_loader_start(tr->train_loader, tr->epoch);
+        /* resuming inside an epoch: skip the batches already done (same order, same augmentation) */
+        for (size_t i = 0; i < tr->batch; i++)
+                if (data_loader_next(tr->train_loader, &b) <= 0)
+                        break;
+        tr->epoch_start = ft_now_monotonic();
+        while (data_loader_next(tr->train_loader, &b) > 0) {
+                /* polled before every batch; the batch fetched is redone on resume */
+                if (tr->cb && tr->cb->should_stop && tr->cb->should_stop(tr->cb->userdata)) {
+                        r = checkpoint_write(tr, true, err);
+                        if (r < 0)
+                                return r;
+                        return ft_error_set(err, -ECANCELED, NULL, "training was cancelled");
+                }
+                const float *out;
+                float loss;
+                r = model_forward(tr->m, b.x, (int)b.n, true, &out, err);
+                if (r >= 0)
+                        r = batch_loss(tr, &b, out, &loss, tr->d_out, err);
+                if (r >= 0 && !isfinite(loss))
+                        r = ft_error_set(err, -EDOM, "hyperparameters.learning_rate",
+                                         "the training loss became %f at epoch %u step %llu: lower "
+                                         "'hyperparameters.learning_rate' or set 'hyperparameters.max_grad_norm'",
+                                         (double)loss, tr->epoch + 1, (unsigned long long)tr->step + 1);
+                if (r >= 0)
+                        r = model_backward(tr->m, tr->d_out, err);
+                if (r < 0)
+                        return r;
+                if (gd)
+                        accum_grads(tr, (float)((double)b.n / (double)tr->n_train), true);
+                else if ((r = optimizer_step(tr, err)) < 0)
+                        return r;
+                tr->epoch_loss_sum += (double)loss * (double)b.n;
+                tr->epoch_samples += b.n;
+                tr->batch++;
+                progress(tr, batches, false);
+        }
+        if (gd) {
+                accum_grads(tr, 0, false);
+                memset(tr->accum, 0, tr->accum_n * sizeof(float));
+                if ((r = optimizer_step(tr, err)) < 0)
+                        return r;
+        }
+        return end_of_epoch(tr, batches, err);
+}
+
+static int final_metrics(struct trainer *tr, struct train_result *res, struct ft_error *err) {
+        double loss;
+        size_t n;
+        int r = evaluate(tr, &loss, &n, err);
+        if (r < 0)
+                return r;
+        json_t *mj;
+        if (tr->classification) {
+                struct metrics_classification mc;
+                r = metrics_classification_compute(tr->true_cls, tr->pred_cls, n, tr->n_out, &mc, err);
+                if (r < 0)
+                        return r;
+                mj = metrics_classification_to_json(&mc, (const char *const *)tr->train_ds->class_names);
+                metrics_classification_deinit(&mc);
+        } else {
+                struct metrics_regression mr;
+                r = metrics_regression_compute(tr->true_reg, tr->pred_reg, n, &mr, err);
+                if (r < 0)
+                        return r;
+                mj = metrics_regression_to_json(&mr);
+        }
+        if (!mj)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        json_object_set_new(mj, "loss", json_real(loss));
+        json_t *ev = json_pack("{s:s s:s s:o s:I s:b s:o}", "type", "metrics", "split",
+                               tr->n_val ? "validation" : "training", "best_epoch",
+                               tr->has_best ? json_integer(tr->best_epoch) : json_null(), "epochs_run",
+                               (json_int_t)tr->epoch, "stopped_early", tr->stopped_early, "metrics", mj);
+        if (!ev)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        res->metrics = json_incref(ev);
+        return emit(tr, ev, err);
+}
+
+static void trainer_deinit(struct trainer *tr) {
+        data_loader_free(tr->train_loader);
+        data_loader_free(tr->eval_loader);
+        optim_free(tr->optim);
+        free(tr->train_idx);
+        free(tr->val_idx);
+        free(tr->val_labels);
+        free(tr->d_out);
+        free(tr->accum);
+        free(tr->best);
+        free(tr->pred_cls);
+        free(tr->true_cls);
+        free(tr->pred_reg);
+        free(tr->true_reg);
+        json_decref(tr->history);
+        data_transform_deinit(&tr->t);
+}
+
+void train_result_deinit(struct train_result *r) {
+        if (!r)
+                return;
+        json_decref(r->metrics);
+        json_decref(r->history);
+        data_transform_deinit(&r->transform);
+        memset(r, 0, sizeof(*r));
+}
+
+int train_run(const struct jobspec *spec, struct model *m, struct compute_ctx *ctx, const struct dataset *train,
+              const struct dataset *val, const struct train_options *opt, const struct train_callbacks *cb,
+              struct train_result *ret, struct ft_error *err) {
+        struct trainer tr = {
+                .spec = spec,
+                .m = m,
+                .ctx = ctx,
+                .cb = cb,
+                .opt = opt,
+                .classification = spec->task.type == JOBSPEC_TASK_CLASSIFICATION,
+                .history = json_array(),
+        };
+        struct train_result res = {0};
+        int r;
+
+        tr.n_out = model_output_count(m);
+        if (!tr.history) {
+                r = ft_error_set(err, -ENOMEM, NULL, "out of memory");
+                goto fail;
+        }
+        r = setup_data(&tr, train, val, err);
+        if (r < 0)
+                goto fail;
+        r = train_apply_strategy(spec, m, err);
+        if (r < 0)
+                goto fail;
+        r = model_prepare(m, ctx, tr.max_batch, err);
+        if (r < 0)
+                goto fail;
+        r = setup_optim(&tr, err);
+        if (r < 0)
+                goto fail;
+        model_rng_set(m, &(struct model_rng_state){spec->seed, 0});
+        if (opt && opt->resume_from) {
+                r = checkpoint_load(&tr, opt->resume_from, err);
+                if (r < 0)
+                        goto fail;
+        }
+
+        tr.run_start = ft_now_monotonic();
+        tr.run_start_step = (uint64_t)tr.epoch * data_loader_batches(tr.train_loader) + tr.batch;
+        tr.last_lr = schedule_lr(&tr.sched, tr.step ? tr.step - 1 : 0);
+        while (tr.epoch < spec->hyperparameters.epochs && !tr.stopped_early) {
+                r = run_epoch(&tr, err);
+                if (r < 0)
+                        goto fail;
+        }
+        if (tr.best && tr.has_best)
+                weights_copy(m, tr.best, false);
+        r = final_metrics(&tr, &res, err);
+        if (r < 0)
+                goto fail;
+
+        res.history = json_incref(tr.history);
+        res.best_epoch = tr.has_best ? tr.best_epoch : 0;
+        res.epochs_run = tr.epoch;
+        res.stopped_early = tr.stopped_early;
+        res.transform = tr.t;
+        memset(&tr.t, 0, sizeof(tr.t));
+        trainer_deinit(&tr);
+        *ret = res;
+        return 0;
+fail:
+        trainer_deinit(&tr);
+        train_result_deinit(&res);
+        return r;
+}

@@ -1,0 +1,602 @@
+/* train_cmd.c - `finetuned train JOB.json --out DIR [--resume DIR]`: run one
+ * job in the foreground with the same trainer the daemon's workers run.
+ * Resolves the spec's references as paths (relative to the job file), loads
+ * the datasets and the base model, prints the trainer's events as NDJSON on
+ * stdout and a progress line on stderr when it is a terminal, and writes
+ * model.safetensors, metrics.json and checkpoints/ under --out.
+ *
+ * Not for: the training itself (compute/train.c), queues or HTTP.
+ */
+#include <fnmatch.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "common/fileio.h"
+#include "compute/compute.h"
+#include "daemon/daemon.h"
+
+#define TRAIN_MAX_FILE_BYTES ((size_t)4 << 30)
+#define TRAIN_MAX_SPEC_BYTES ((size_t)1 << 20)
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig) {
+        (void)sig;
+        stop_requested = 1;
+}
+
+static void train_usage(FILE *out) {
+        fprintf(out, "Usage: finetuned train JOB.json --out DIR [--resume DIR] [--threads N]\n\n"
+                     "Run the fine-tuning job JOB.json (the job spec of docs/job-spec.md) in the\n"
+                     "foreground. File references in the spec are paths, relative to JOB.json's\n"
+                     "directory; \"model\" is a preset name, a .safetensors path or a model spec.\n"
+                     "Events go to stdout as NDJSON; a progress line goes to stderr when it is a\n"
+                     "terminal. DIR receives model.safetensors, metrics.json and checkpoints/.\n"
+                     "SIGINT/SIGTERM stop within one batch after writing a checkpoint (exit 130).\n\n"
+                     "  --out DIR      where the results go (created)\n"
+                     "  --resume DIR   continue from the latest checkpoint in DIR (a previous --out,\n"
+                     "                 its checkpoints/ or one checkpoint directory)\n"
+                     "  --threads N    OpenMP threads (default: all cores)\n"
+                     "  -h, --help     show this help\n");
+}
+
+struct cli {
+        bool tty;
+        size_t progress_len;
+};
+
+static int cli_on_event(void *ud, const json_t *ev) {
+        struct cli *c = ud;
+        if (c->tty && c->progress_len) {
+                fprintf(stderr, "\r%*s\r", (int)c->progress_len, "");
+                c->progress_len = 0;
+        }
+        if (json_dumpf(ev, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) < 0 || fputc('\n', stdout) == EOF ||
+            fflush(stdout) != 0)
+                return -EIO;
+        return 0;
+}
+
+static void cli_on_progress(void *ud, const json_t *p) {
+        struct cli *c = ud;
+        if (!c->tty)
+                return;
+        char line[256];
+        const json_t *loss = json_object_get(p, "train_loss"), *eta = json_object_get(p, "eta_seconds");
+        int n = snprintf(line, sizeof(line), "epoch %lld/%lld  batch %lld/%lld  loss %s%.4f  eta %s%.0fs",
+                         json_integer_value(json_object_get(p, "epoch")),
+                         json_integer_value(json_object_get(p, "epochs")),
+                         json_integer_value(json_object_get(p, "batch")),
+                         json_integer_value(json_object_get(p, "batches")), json_is_number(loss) ? "" : "~",
+                         json_is_number(loss) ? json_number_value(loss) : 0.0, json_is_number(eta) ? "" : "~",
+                         json_is_number(eta) ? json_number_value(eta) : 0.0);
+        if (n < 0)
+                return;
+        fprintf(stderr, "\r%s", line);
+        if ((size_t)n < c->progress_len)
+                fprintf(stderr, "%*s", (int)(c->progress_len - (size_t)n), "");
+        c->progress_len = (size_t)n;
+        fflush(stderr);
+}
+
+static bool cli_should_stop(void *ud) {
+        (void)ud;
+        return stop_requested != 0;
+}
+
+/* ---- references --------------------------------------------------------------- */
+
+static void resolve(const char *base_dir, const char *ref, char *out, size_t size) {
+        if (ref[0] == '/' || !base_dir[0])
+                snprintf(out, size, "%s", ref);
+        else
+                snprintf(out, size, "%s/%s", base_dir, ref);
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+        size_t a = strlen(s), b = strlen(suffix);
+        return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* An IDX images file's labels file by the usual naming: *-images-idx3-ubyte[.gz] -> *-labels-idx1-ubyte[.gz]. */
+static bool idx_labels_path(const char *images, char *out, size_t size) {
+        const char *p = strstr(images, "images-idx3");
+        if (!p)
+                return false;
+        snprintf(out, size, "%.*slabels-idx1%s", (int)(p - images), images, p + strlen("images-idx3"));
+        return true;
+}
+
+static bool looks_like_idx(const char *path) {
+        return strstr(path, "idx3") || strstr(path, "idx1") || ends_with(path, ".idx");
+}
+
+/* Drop classes that have no row (an IDX subset with labels 5..9 has 10 label values): renumber labels, keep
+ * the names of the classes present. */
+static int compact_classes(struct dataset *ds) {
+        if (ds->task != DATA_CLASSIFICATION || !ds->class_counts)
+                return 0;
+        int32_t *map = malloc(ds->n_classes * sizeof(int32_t));
+        if (!map)
+                return -ENOMEM;
+        size_t k = 0;
+        for (size_t c = 0; c < ds->n_classes; c++) {
+                if (ds->class_counts[c] == 0) {
+                        map[c] = -1;
+                        free(ds->class_names[c]);
+                        continue;
+                }
+                map[c] = (int32_t)k;
+                ds->class_names[k] = ds->class_names[c];
+                ds->class_counts[k] = ds->class_counts[c];
+                k++;
+        }
+        for (size_t i = 0; i < ds->n; i++)
+                ds->labels[i] = map[ds->labels[i]];
+        ds->n_classes = k;
+        free(map);
+        return 0;
+}
+
+static int load_data(const char *base_dir, const char refs[2][JOBSPEC_REF_MAX], const struct jobspec *spec,
+                     const char *param, struct dataset **ret, struct ft_error *err) {
+        char a[PATH_MAX], b[PATH_MAX];
+        int r;
+        resolve(base_dir, refs[0], a, sizeof(a));
+        if (refs[1][0] || looks_like_idx(a)) {
+                if (refs[1][0])
+                        resolve(base_dir, refs[1], b, sizeof(b));
+                else if (!idx_labels_path(a, b, sizeof(b)))
+                        return ft_error_set(err, -EINVAL, param,
+                                            "'%s': give the IDX labels file too: [\"images\", \"labels\"]", param);
+                r = idx_read(a, b, TRAIN_MAX_FILE_BYTES, ret, err);
+        } else {
+                struct csv_options o = {
+                        .target = spec->task.target[0] ? spec->task.target : NULL,
+                        .task = spec->task.type == JOBSPEC_TASK_CLASSIFICATION ? DATA_CLASSIFICATION
+                                                                               : DATA_REGRESSION,
+                        .dropna = spec->preprocess.dropna,
+                        .max_bytes = TRAIN_MAX_FILE_BYTES,
+                };
+                r = csv_read(a, &o, ret, err);
+        }
+        if (r < 0) {
+                if (err && !err->param[0])
+                        snprintf(err->param, sizeof(err->param), "%s", param);
+                return r;
+        }
+        if (spec->task.type == JOBSPEC_TASK_CLASSIFICATION && (*ret)->kind == DATA_IMAGES &&
+            compact_classes(*ret) < 0) {
+                dataset_free(*ret);
+                *ret = NULL;
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        }
+        return 0;
+}
+
+/* ---- the model ------------------------------------------------------------------- */
+
+static const char *const presets[] = {"mlp", "cnn", "resnet18", "resnet34"};
+
+static bool is_preset(const char *s) {
+        for (size_t i = 0; i < ARRAY_SIZE(presets); i++)
+                if (strcmp(presets[i], s) == 0)
+                        return true;
+        return false;
+}
+
+/* Preset options sized to the data; the user's options (when given) win. */
+static json_t *preset_options(const char *name, const struct jobspec *spec, const struct dataset *ds,
+                              size_t outputs, const json_t *user) {
+        json_t *o = json_object();
+        if (strcmp(name, "mlp") == 0) {
+                json_object_set_new(o, "inputs", json_integer((json_int_t)ds->n_features));
+                json_object_set_new(o, "outputs", json_integer((json_int_t)outputs));
+        } else {
+                size_t ch = spec->preprocess.channels ? spec->preprocess.channels : ds->channels;
+                size_t h = spec->preprocess.resize[0] ? spec->preprocess.resize[0] : ds->height;
+                size_t w = spec->preprocess.resize[1] ? spec->preprocess.resize[1] : ds->width;
+                json_object_set_new(o, "in_channels", json_integer((json_int_t)ch));
+                json_object_set_new(o, "input_size", json_pack("[II]", (json_int_t)h, (json_int_t)w));
+                json_object_set_new(o, strcmp(name, "cnn") == 0 ? "outputs" : "num_classes",
+                                    json_integer((json_int_t)outputs));
+        }
+        if (user)
+                json_object_update(o, (json_t *)user);
+        return o;
+}
+
+/* The name prefix of the head: the module of the last parameter ("fc", "6"). */
+static void head_prefix(struct model *m, char *out, size_t size) {
+        out[0] = 0;
+        for (size_t i = model_tensor_count(m); i-- > 0;) {
+                struct tensor *t = model_tensor_at(m, i);
+                if (!t->is_param)
+                        continue;
+                const char *dot = strrchr(t->name, '.');
+                snprintf(out, size, "%.*s", dot ? (int)(dot - t->name) : (int)strlen(t->name), t->name);
+                return;
+        }
+}
+
+/* Set the last linear layer's out_features in a spec (for head replacement). */
+static int spec_set_outputs(json_t *spec, size_t outputs) {
+        json_t *layers = json_object_get(spec, "layers");
+        for (size_t i = json_array_size(layers); i-- > 0;) {
+                json_t *l = json_array_get(layers, i);
+                if (json_is_string(json_object_get(l, "type")) &&
+                    strcmp(json_string_value(json_object_get(l, "type")), "linear") == 0) {
+                        json_object_set_new(l, "out_features", json_integer((json_int_t)outputs));
+                        return 0;
+                }
+        }
+        return -ENOENT;
+}
+
+/* Load the weights in path into m, strictly, except the tensors under skip_prefix (the head being replaced). */
+static int load_weights(struct model *m, const char *path, const char *skip_prefix, struct ft_error *err) {
+        struct st_file *f = NULL;
+        int r = st_file_open(path, TRAIN_MAX_FILE_BYTES, &f, err);
+        if (r < 0)
+                return r;
+        size_t plen = skip_prefix ? strlen(skip_prefix) : 0;
+        for (size_t i = 0; i < model_tensor_count(m) && r >= 0; i++) {
+                struct tensor *t = model_tensor_at(m, i);
+                if (plen && strncmp(t->name, skip_prefix, plen) == 0 && t->name[plen] == '.')
+                        continue;
+                const struct st_tensor *s = st_file_find(f, t->name);
+                bool shape_ok = s && s->ndim == (size_t)t->ndim;
+                for (int d = 0; shape_ok && d < t->ndim; d++)
+                        shape_ok = s->shape[d] == t->shape[d];
+                if (!s)
+                        r = ft_error_set(err, -EINVAL, "model", "'%s' has no tensor \"%s\"", path, t->name);
+                else if (!shape_ok)
+                        r = ft_error_set(err, -EINVAL, "model", "'%s': tensor \"%s\" has another shape than the model's",
+                                         path, t->name);
+                else if (t->dtype == TENSOR_I64)
+                        r = st_tensor_read_i64(f, s, t->data, t->numel, err);
+                else
+                        r = st_tensor_read_f32(f, s, t->data, t->numel, err);
+        }
+        for (size_t i = 0; i < f->n_tensors && r >= 0; i++)
+                if (!model_tensor_find(m, f->tensors[i].name) &&
+                    !(plen && strncmp(f->tensors[i].name, skip_prefix, plen) == 0))
+                        r = ft_error_set(err, -EINVAL, "model", "'%s' has tensor \"%s\" that the model does not have",
+                                         path, f->tensors[i].name);
+        st_file_free(f);
+        return r;
+}
+
+/* Build the base model: a preset sized to the data, a spec, or a saved model; load weights; replace the head
+ * when the classes differ (count or names). */
+static int build_model(const char *base_dir, const struct jobspec *spec, const struct dataset *ds,
+                       struct model **ret, struct ft_error *err) {
+        size_t outputs = spec->task.type == JOBSPEC_TASK_CLASSIFICATION ? ds->n_classes : 1;
+        json_t *mspec = NULL, *classes = NULL;
+        char weights[PATH_MAX] = "";
+        bool from_file = false;
+        struct model *m = NULL;
+        int r;
+
+        if (spec->model_spec) {
+                const json_t *preset = json_object_get(spec->model_spec, "preset");
+                const json_t *w = json_object_get(spec->model_spec, "weights");
+                if (w && !json_is_string(w))
+                        return ft_error_set(err, -EINVAL, "model.weights", "'model.weights' must be a path");
+                if (w)
+                        resolve(base_dir, json_string_value(w), weights, sizeof(weights));
+                if (preset) {
+                        if (!json_is_string(preset) || !is_preset(json_string_value(preset)))
+                                return ft_error_set(err, -EINVAL, "model.preset",
+                                                    "'model.preset' must be one of mlp, cnn, resnet18, resnet34");
+                        json_t *opts = preset_options(json_string_value(preset), spec, ds, outputs,
+                                                      json_object_get(spec->model_spec, "options"));
+                        r = model_preset_spec(json_string_value(preset), opts, &mspec, err);
+                        json_decref(opts);
+                        if (r < 0) {
+                                if (err)
+                                        snprintf(err->param, sizeof(err->param), "model.options");
+                                return r;
+                        }
+                } else {
+                        mspec = json_deep_copy(spec->model_spec);
+                        json_object_del(mspec, "weights");
+                }
+        } else if (is_preset(spec->model_ref)) {
+                json_t *opts = preset_options(spec->model_ref, spec, ds, outputs, NULL);
+                r = model_preset_spec(spec->model_ref, opts, &mspec, err);
+                json_decref(opts);
+                if (r < 0)
+                        return r;
+        } else {
+                /* a model saved by finetuned: the spec and class names are in its metadata */
+                struct st_file *f = NULL;
+                resolve(base_dir, spec->model_ref, weights, sizeof(weights));
+                r = st_file_open(weights, TRAIN_MAX_FILE_BYTES, &f, err);
+                if (r < 0) {
+                        if (err)
+                                snprintf(err->param, sizeof(err->param), "model");
+                        return r;
+                }
+                const char *s = st_file_metadata(f, "finetuned.spec");
+                const char *c = st_file_metadata(f, "finetuned.classes");
+                mspec = s ? json_loads(s, 0, NULL) : NULL;
+                classes = c ? json_loads(c, 0, NULL) : NULL;
+                st_file_free(f);
+                if (!mspec)
+                        return ft_error_set(err, -EINVAL, "model",
+                                            "'%s' has no model spec in its metadata: give {\"preset\": ..., "
+                                            "\"weights\": \"%s\"} or a full spec",
+                                            weights, spec->model_ref);
+                from_file = true;
+        }
+        if (!mspec)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+
+        r = model_new(mspec, &m, err);
+        if (r < 0) {
+                if (err && !err->param[0])
+                        snprintf(err->param, sizeof(err->param), "model");
+                goto out;
+        }
+        model_init(m, spec->seed);
+        if (weights[0]) {
+                /* replace the head when the number of classes or their names differ */
+                bool replace = model_output_count(m) != outputs;
+                if (!replace && from_file && classes && spec->task.type == JOBSPEC_TASK_CLASSIFICATION) {
+                        replace = json_array_size(classes) != ds->n_classes;
+                        for (size_t i = 0; !replace && i < ds->n_classes; i++)
+                                replace = strcmp(json_string_value(json_array_get(classes, i)) ?: "",
+                                                 ds->class_names[i]) != 0;
+                }
+                char head[TENSOR_NAME_MAX];
+                head_prefix(m, head, sizeof(head));
+                if (replace && model_output_count(m) != outputs) {
+                        model_free(m);
+                        m = NULL;
+                        if (spec_set_outputs(mspec, outputs) < 0) {
+                                r = ft_error_set(err, -EINVAL, "model", "'model' has no linear head to replace");
+                                goto out;
+                        }
+                        r = model_new(mspec, &m, err);
+                        if (r < 0)
+                                goto out;
+                        model_init(m, spec->seed);
+                }
+                r = load_weights(m, weights, replace ? head : NULL, err);
+                if (r < 0)
+                        goto out;
+                if (replace)
+                        model_init_prefix(m, head, spec->seed, NULL);
+        } else if (model_output_count(m) != outputs) {
+                r = ft_error_set(err, -EINVAL, "model", "'model' has %zu outputs but the data has %zu classes",
+                                 model_output_count(m), outputs);
+                goto out;
+        }
+        *ret = m;
+        m = NULL;
+        r = 0;
+out:
+        model_free(m);
+        json_decref(mspec);
+        json_decref(classes);
+        return r;
+}
+
+static int save_model(const char *path, struct model *m, const struct data_transform *t, const struct dataset *ds,
+                      struct ft_error *err) {
+        size_t n = model_tensor_count(m);
+        struct st_tensor *st = calloc(n ? n : 1, sizeof(*st));
+        char *spec = json_dumps(model_spec(m), JSON_COMPACT);
+        char *pre = NULL, *classes = NULL;
+        int r = data_transform_to_json(t, &pre, err);
+        json_t *cj = json_array();
+        for (size_t i = 0; ds->task == DATA_CLASSIFICATION && i < ds->n_classes; i++)
+                json_array_append_new(cj, json_string(ds->class_names[i]));
+        classes = json_dumps(cj, JSON_COMPACT);
+        json_decref(cj);
+        if (r >= 0 && (!st || !spec || !classes))
+                r = ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        if (r >= 0) {
+                for (size_t i = 0; i < n; i++) {
+                        struct tensor *tt = model_tensor_at(m, i);
+                        st[i].name = tt->name;
+                        st[i].dtype = tt->dtype == TENSOR_I64 ? ST_DTYPE_I64 : ST_DTYPE_F32;
+                        st[i].ndim = (size_t)tt->ndim;
+                        for (int d = 0; d < tt->ndim; d++)
+                                st[i].shape[d] = tt->shape[d];
+                        st[i].data = tt->data;
+                }
+                struct st_meta meta[] = {
+                        {"format", "pt"},
+                        {"finetuned.spec", spec},
+                        {"finetuned.preprocess", pre},
+                        {"finetuned.classes", classes},
+                };
+                r = st_write(path, st, n, meta, ARRAY_SIZE(meta), err);
+                if (r >= 0)
+                        (void)chmod(path, 0644);
+        }
+        free(st);
+        free(spec);
+        free(pre);
+        free(classes);
+        return r;
+}
+
+static int read_file(const char *path, size_t max, char **ret, size_t *ret_len, struct ft_error *err) {
+        FILE *f = fopen(path, "rb");
+        if (!f)
+                return ft_error_set(err, -errno, NULL, "cannot open '%s': %s", path, strerror(errno));
+        char *buf = malloc(max + 1);
+        size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+        bool bad = ferror(f);
+        fclose(f);
+        if (!buf)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        if (bad || n > max) {
+                free(buf);
+                return ft_error_set(err, bad ? -EIO : -EFBIG, NULL, "'%s' %s", path,
+                                    bad ? "cannot be read" : "is larger than 1 MiB");
+        }
+        buf[n] = 0;
+        *ret = buf;
+        *ret_len = n;
+        return 0;
+}
+
+int train_main(int argc, char **argv) {
+        static const struct option opts[] = {
+                {"out", required_argument, NULL, 'o'},
+                {"resume", required_argument, NULL, 'r'},
+                {"threads", required_argument, NULL, 't'},
+                {"help", no_argument, NULL, 'h'},
+                {0},
+        };
+        const char *out = NULL, *resume = NULL;
+        int threads = 0, c;
+        optind = 1;
+        while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+                switch (c) {
+                case 'o':
+                        out = optarg;
+                        break;
+                case 'r':
+                        resume = optarg;
+                        break;
+                case 't': {
+                        char *e;
+                        long v = strtol(optarg, &e, 10);
+                        if (*e || e == optarg || v < 0 || v > COMPUTE_THREADS_MAX) {
+                                fprintf(stderr, "finetuned train: --threads '%s' is not a thread count\n", optarg);
+                                return 2;
+                        }
+                        threads = (int)v;
+                        break;
+                }
+                case 'h':
+                        train_usage(stdout);
+                        return 0;
+                default:
+                        train_usage(stderr);
+                        return 2;
+                }
+        }
+        if (argc - optind != 1 || !out) {
+                train_usage(stderr);
+                return 2;
+        }
+        const char *job_path = argv[optind];
+        struct ft_error err = {0};
+        struct jobspec spec;
+        struct dataset *train = NULL, *val = NULL;
+        struct model *m = NULL;
+        struct compute_ctx *ctx = NULL;
+        struct train_result res = {0};
+        char *text = NULL, *ckpt = NULL;
+        size_t len = 0;
+        int status = 1, r;
+        char base_dir[PATH_MAX], path[PATH_MAX], ckpt_dir[PATH_MAX];
+
+        jobspec_init(&spec);
+        snprintf(path, sizeof(path), "%s", job_path);
+        snprintf(base_dir, sizeof(base_dir), "%s", dirname(path));
+        if (read_file(job_path, TRAIN_MAX_SPEC_BYTES, &text, &len, &err) < 0 ||
+            jobspec_parse_string(text, len, &spec, &err) < 0) {
+                fprintf(stderr, "finetuned train: '%s': %s\n", job_path, err.message);
+                goto out;
+        }
+        if (spec.device == JOBSPEC_DEVICE_CUDA) {
+                fprintf(stderr, "finetuned train: '%s': 'device' \"cuda\" is not available in this build\n",
+                        job_path);
+                goto out;
+        }
+        if (load_data(base_dir, spec.training_file, &spec, "training_file", &train, &err) < 0 ||
+            (spec.validation_file[0][0] &&
+             load_data(base_dir, spec.validation_file, &spec, "validation_file", &val, &err) < 0)) {
+                fprintf(stderr, "finetuned train: %s\n", err.message);
+                goto out;
+        }
+        if (build_model(base_dir, &spec, train, &m, &err) < 0) {
+                fprintf(stderr, "finetuned train: %s%s%s\n", err.param[0] ? err.param : "",
+                        err.param[0] ? ": " : "", err.message);
+                goto out;
+        }
+        if (compute_ctx_new(threads, &ctx, &err) < 0) {
+                fprintf(stderr, "finetuned train: %s\n", err.message);
+                goto out;
+        }
+        if (fileio_mkdir_p(out, 0755, &err) < 0) {
+                fprintf(stderr, "finetuned train: %s\n", err.message);
+                goto out;
+        }
+        if (resume && train_checkpoint_find_latest(resume, &ckpt, &err) < 0) {
+                fprintf(stderr, "finetuned train: --resume: %s\n", err.message);
+                goto out;
+        }
+
+        struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+
+        struct cli cli = {.tty = isatty(STDERR_FILENO)};
+        struct train_callbacks cb = {
+                .userdata = &cli,
+                .on_event = cli_on_event,
+                .on_progress = cli_on_progress,
+                .should_stop = cli_should_stop,
+        };
+        snprintf(ckpt_dir, sizeof(ckpt_dir), "%s/checkpoints", out);
+        struct train_options topt = {.checkpoint_dir = ckpt_dir, .resume_from = ckpt};
+        r = train_run(&spec, m, ctx, train, val, &topt, &cb, &res, &err);
+        if (cli.tty && cli.progress_len)
+                fprintf(stderr, "\n");
+        if (r == -ECANCELED) {
+                fprintf(stderr, "finetuned train: stopped; continue with --resume %s\n", out);
+                status = 130;
+                goto out;
+        }
+        if (r < 0) {
+                fprintf(stderr, "finetuned train: %s%s%s\n", err.param[0] ? err.param : "",
+                        err.param[0] ? ": " : "", err.message);
+                goto out;
+        }
+        snprintf(path, sizeof(path), "%s/model.safetensors", out);
+        if (save_model(path, m, &res.transform, train, &err) < 0) {
+                fprintf(stderr, "finetuned train: %s\n", err.message);
+                goto out;
+        }
+        json_t *mj = json_pack("{s:O s:O s:o}", "final", json_object_get(res.metrics, "metrics"), "history",
+                               res.history, "job", jobspec_to_json(&spec));
+        json_object_set(mj, "best_epoch", json_object_get(res.metrics, "best_epoch"));
+        json_object_set(mj, "stopped_early", json_object_get(res.metrics, "stopped_early"));
+        char *mtext = mj ? json_dumps(mj, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) : NULL;
+        json_decref(mj);
+        snprintf(path, sizeof(path), "%s/metrics.json", out);
+        r = mtext ? fileio_write_atomic(path, mtext, strlen(mtext), 0644, &err) : -ENOMEM;
+        free(mtext);
+        if (r < 0) {
+                fprintf(stderr, "finetuned train: %s\n", err.message);
+                goto out;
+        }
+        status = 0;
+out:
+        train_result_deinit(&res);
+        model_free(m);
+        compute_ctx_free(ctx);
+        dataset_free(train);
+        dataset_free(val);
+        jobspec_deinit(&spec);
+        free(text);
+        free(ckpt);
+        return status;
+}

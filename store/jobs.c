@@ -1,0 +1,1150 @@
+/* jobs.c - the job queue: enqueue with idempotency keys, claim with a lease,
+ * heartbeat, progress, finish, release, cancel, requeue of expired leases;
+ * every worker write fenced by the attempt number. Also job events and
+ * checkpoints, which are written under the same fence.
+ * Not for: datasets/models (catalog.c), files (blobs.c), wake-ups (notify.c). */
+#include "store/internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define JOB_COLS                                                                                                       \
+        "id, spec_json, state, priority, attempt, max_attempts, lease_owner, lease_expires_at, model_id, "             \
+        "training_file, validation_file, result_model_id, progress_json, result_json, error_json, created_at, "        \
+        "started_at, finished_at"
+
+#define MAX_ATTEMPTS_DEFAULT 3
+#define MAX_ATTEMPTS_LIMIT 100
+#define LEASE_MS_MAX (24LL * 3600 * 1000)
+#define REQUEUE_BATCH 256
+#define CHECKPOINT_DIR_MAX 1024
+
+static const char *const state_names[STORE_JOB_STATE_COUNT] = {
+        [STORE_JOB_QUEUED] = "queued",       [STORE_JOB_RUNNING] = "running", [STORE_JOB_CANCELLING] = "cancelling",
+        [STORE_JOB_SUCCEEDED] = "succeeded", [STORE_JOB_FAILED] = "failed",   [STORE_JOB_CANCELLED] = "cancelled",
+};
+
+const char *store_job_state_name(enum store_job_state st) {
+        return (unsigned)st < STORE_JOB_STATE_COUNT ? state_names[st] : "unknown";
+}
+
+int store_job_state_from_name(const char *name, enum store_job_state *ret) {
+        for (int i = 0; i < STORE_JOB_STATE_COUNT; i++)
+                if (name && strcmp(name, state_names[i]) == 0) {
+                        *ret = (enum store_job_state)i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+bool store_job_state_is_terminal(enum store_job_state st) {
+        return st == STORE_JOB_SUCCEEDED || st == STORE_JOB_FAILED || st == STORE_JOB_CANCELLED;
+}
+
+static enum store_job_state state_of_text(const unsigned char *t) {
+        enum store_job_state st = STORE_JOB_FAILED;
+        store_job_state_from_name((const char *)t, &st);
+        return st;
+}
+
+void store_job_free(struct store_job *j) {
+        if (!j)
+                return;
+        free(j->spec_json);
+        free(j->lease_owner);
+        free(j->progress_json);
+        free(j->result_json);
+        free(j->error_json);
+        free(j);
+}
+
+static int job_from_row(sqlite3_stmt *st, struct store_job **ret, struct ft_error *err) {
+        struct store_job *j = calloc(1, sizeof(*j));
+        if (!j)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        store_col_copy(st, 0, j->id, sizeof(j->id));
+        j->spec_json = store_col_strdup(st, 1);
+        j->state = state_of_text(sqlite3_column_text(st, 2));
+        j->priority = sqlite3_column_int(st, 3);
+        j->attempt = sqlite3_column_int(st, 4);
+        j->max_attempts = sqlite3_column_int(st, 5);
+        j->lease_owner = store_col_strdup(st, 6);
+        j->lease_expires_at = sqlite3_column_int64(st, 7);
+        store_col_copy(st, 8, j->model_id, sizeof(j->model_id));
+        store_col_copy(st, 9, j->training_file, sizeof(j->training_file));
+        store_col_copy(st, 10, j->validation_file, sizeof(j->validation_file));
+        store_col_copy(st, 11, j->result_model_id, sizeof(j->result_model_id));
+        j->progress_json = store_col_strdup(st, 12);
+        j->result_json = store_col_strdup(st, 13);
+        j->error_json = store_col_strdup(st, 14);
+        j->created_at = sqlite3_column_int64(st, 15);
+        j->started_at = sqlite3_column_int64(st, 16);
+        j->finished_at = sqlite3_column_int64(st, 17);
+        if (!j->spec_json || !j->lease_owner || !j->progress_json || !j->result_json || !j->error_json) {
+                store_job_free(j);
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        }
+        *ret = j;
+        return 0;
+}
+
+static int job_get_locked(struct store *s, const char *id, struct store_job **ret, struct ft_error *err) {
+        sqlite3_stmt *st = store_stmt(s, "SELECT " JOB_COLS " FROM jobs WHERE id = ?1", err);
+        if (!st)
+                return -EIO;
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW)
+                r = job_from_row(st, ret, err);
+        else if (r == SQLITE_DONE)
+                r = ft_error_set(err, -ENOENT, "id", "job '%.64s' does not exist", id);
+        else
+                r = store_db_error(s, err, "read job");
+        sqlite3_reset(st);
+        return r;
+}
+
+int store_job_get(struct store *s, const char *id, struct store_job **ret, struct ft_error *err) {
+        return job_get_locked(s, id ? id : "", ret, err);
+}
+
+/* The state and attempt of a job, inside a transaction. */
+static int job_state_locked(struct store *s, const char *id, enum store_job_state *ret_state, int *ret_attempt,
+                            struct ft_error *err) {
+        sqlite3_stmt *st = store_stmt(s, "SELECT state, attempt FROM jobs WHERE id = ?1", err);
+        if (!st)
+                return -EIO;
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW) {
+                *ret_state = state_of_text(sqlite3_column_text(st, 0));
+                if (ret_attempt)
+                        *ret_attempt = sqlite3_column_int(st, 1);
+                r = 0;
+        } else if (r == SQLITE_DONE) {
+                r = ft_error_set(err, -ENOENT, "id", "job '%.64s' does not exist", id);
+        } else {
+                r = store_db_error(s, err, "read job");
+        }
+        sqlite3_reset(st);
+        return r;
+}
+
+/* The fence: (id, attempt) must still hold a running or cancelling job. */
+static int fence_locked(struct store *s, const char *id, int attempt, enum store_job_state *ret_state,
+                        struct ft_error *err) {
+        enum store_job_state st;
+        int cur;
+        int r = job_state_locked(s, id, &st, &cur, err);
+        if (r < 0)
+                return r;
+        if (cur != attempt || (st != STORE_JOB_RUNNING && st != STORE_JOB_CANCELLING))
+                return ft_error_set(err, -ESTALE, "attempt",
+                                    "job '%s' is no longer held by attempt %d (it is %s at attempt %d)", id, attempt,
+                                    state_names[st], cur);
+        if (ret_state)
+                *ret_state = st;
+        return 0;
+}
+
+/* ---- events (inside a transaction) ------------------------------------------------ */
+
+int store_event_insert(struct store *s, const char *job_id, const char *type, const char *data_json, int64_t *ret_seq,
+                       struct ft_error *err) {
+        sqlite3_stmt *st = store_stmt(s,
+                                      "INSERT INTO events (job_id, seq, type, data_json, created_at) VALUES (?1,"
+                                      " (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job_id = ?1),"
+                                      " ?2, ?3, ?4) RETURNING seq",
+                                      err);
+        if (!st)
+                return -EIO;
+        sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, data_json && *data_json ? data_json : "{}", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, store_now_ms());
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW && ret_seq)
+                *ret_seq = sqlite3_column_int64(st, 0);
+        if (r == SQLITE_ROW)
+                r = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (r != SQLITE_DONE)
+                return store_db_error(s, err, "append event");
+        store_mark_changed(s, job_id, false);
+        return 0;
+}
+
+int store_event_status(struct store *s, const char *job_id, enum store_job_state state, int attempt, const char *reason,
+                       const char *worker, struct ft_error *err) {
+        sqlite3_stmt *st = store_stmt(
+                s,
+                "INSERT INTO events (job_id, seq, type, data_json, created_at) VALUES (?1,"
+                " (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job_id = ?1), 'status',"
+                " json_patch(json_object('state', ?2, 'attempt', ?3), json_object('reason', ?4, 'worker', ?5)), ?6)",
+                err);
+        if (!st)
+                return -EIO;
+        sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, state_names[state], -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 3, attempt);
+        store_bind_text(st, 4, reason);
+        store_bind_text(st, 5, worker);
+        sqlite3_bind_int64(st, 6, store_now_ms());
+        int r = store_step_done(s, st, err);
+        if (r < 0)
+                return r;
+        store_mark_changed(s, job_id, false);
+        return 0;
+}
+
+/* ---- enqueue, get, list ------------------------------------------------------------- */
+
+static int ref_exists(struct store *s, const char *sql, const char *param, const char *kind, const char *id,
+                      struct ft_error *err) {
+        sqlite3_stmt *st = store_stmt(s, sql, err);
+        if (!st)
+                return -EIO;
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        int r = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (r == SQLITE_ROW)
+                return 0;
+        if (r == SQLITE_DONE)
+                return ft_error_set(err, -ENOENT, param, "%s '%.64s' does not exist", kind, id);
+        return store_db_error(s, err, "check reference");
+}
+
+/* Look up an idempotency key: 1 with the job id when the key is known and the
+ * hash matches, 0 when unknown, -EEXIST when the hash differs. */
+static int idempotency_lookup(struct store *s, const struct store_job_new *in, char job_id[STORE_ID_MAX],
+                              struct ft_error *err) {
+        sqlite3_stmt *st = store_stmt(s, "SELECT request_hash, job_id FROM idempotency_keys WHERE key = ?1", err);
+        if (!st)
+                return -EIO;
+        sqlite3_bind_text(st, 1, in->idempotency_key, -1, SQLITE_STATIC);
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW) {
+                const char *hash = (const char *)sqlite3_column_text(st, 0);
+                if (hash && strcmp(hash, in->request_hash) == 0) {
+                        store_col_copy(st, 1, job_id, STORE_ID_MAX);
+                        r = 1;
+                } else {
+                        r = ft_error_set(err, -EEXIST, "idempotency_key",
+                                         "idempotency key '%.64s' was already used with a different request",
+                                         in->idempotency_key);
+                }
+        } else if (r == SQLITE_DONE) {
+                r = 0;
+        } else {
+                r = store_db_error(s, err, "read idempotency key");
+        }
+        sqlite3_reset(st);
+        return r;
+}
+
+int store_job_enqueue(struct store *s, const struct store_job_new *in, struct store_job **ret, struct ft_error *err) {
+        char id[STORE_ID_MAX];
+        struct store_job *j = NULL;
+        int max_attempts = in->max_attempts ? in->max_attempts : MAX_ATTEMPTS_DEFAULT;
+        bool keyed = in->idempotency_key && *in->idempotency_key;
+        int r, existed = 0;
+
+        if ((r = store_check_json(s, "spec", in->spec_json, true, err)) < 0 ||
+            (r = store_check_string("model", in->model_id, STORE_ID_MAX - 1, true, err)) < 0 ||
+            (r = store_check_string("training_file", in->training_file, STORE_ID_MAX - 1, true, err)) < 0 ||
+            (r = store_check_string("validation_file", in->validation_file, STORE_ID_MAX - 1, false, err)) < 0 ||
+            (r = store_check_string("idempotency_key", in->idempotency_key, STORE_KEY_MAX, false, err)) < 0 ||
+            (keyed && (r = store_check_string("request_hash", in->request_hash, 128, true, err)) < 0))
+                return r;
+        if (max_attempts < 1 || max_attempts > MAX_ATTEMPTS_LIMIT)
+                return ft_error_set(err, -EINVAL, "max_attempts", "'max_attempts' must be between 1 and %d",
+                                    MAX_ATTEMPTS_LIMIT);
+        r = store_id_new("job_", id, err);
+        if (r < 0)
+                return r;
+        r = store_tx_begin(s, err);
+        if (r < 0)
+                return r;
+        if (keyed) {
+                r = idempotency_lookup(s, in, id, err);
+                if (r < 0)
+                        goto fail;
+                existed = r;
+        }
+        if (!existed) {
+                r = ref_exists(s, "SELECT 1 FROM models WHERE id = ?1", "model", "model", in->model_id, err);
+                if (r == 0)
+                        r = ref_exists(s, "SELECT 1 FROM datasets WHERE id = ?1", "training_file", "dataset",
+                                       in->training_file, err);
+                if (r == 0 && in->validation_file && *in->validation_file)
+                        r = ref_exists(s, "SELECT 1 FROM datasets WHERE id = ?1", "validation_file", "dataset",
+                                       in->validation_file, err);
+                if (r < 0)
+                        goto fail;
+                sqlite3_stmt *st = store_stmt(
+                        s,
+                        "INSERT INTO jobs (id, spec_json, state, priority, attempt, max_attempts, model_id,"
+                        " training_file, validation_file, progress_json, result_json, error_json, created_at)"
+                        " VALUES (?1, ?2, 'queued', ?3, 0, ?4, ?5, ?6, ?7, '{}', 'null', 'null', ?8)",
+                        err);
+                if (!st) {
+                        r = -EIO;
+                        goto fail;
+                }
+                sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 2, in->spec_json, -1, SQLITE_STATIC);
+                sqlite3_bind_int(st, 3, in->priority);
+                sqlite3_bind_int(st, 4, max_attempts);
+                sqlite3_bind_text(st, 5, in->model_id, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 6, in->training_file, -1, SQLITE_STATIC);
+                store_bind_text(st, 7, in->validation_file);
+                sqlite3_bind_int64(st, 8, store_now_ms());
+                r = store_step_done(s, st, err);
+                if (r < 0)
+                        goto fail;
+                r = store_event_status(s, id, STORE_JOB_QUEUED, 0, NULL, NULL, err);
+                if (r < 0)
+                        goto fail;
+                if (keyed) {
+                        st = store_stmt(s,
+                                        "INSERT INTO idempotency_keys (key, request_hash, job_id, created_at)"
+                                        " VALUES (?1, ?2, ?3, ?4)",
+                                        err);
+                        if (!st) {
+                                r = -EIO;
+                                goto fail;
+                        }
+                        sqlite3_bind_text(st, 1, in->idempotency_key, -1, SQLITE_STATIC);
+                        sqlite3_bind_text(st, 2, in->request_hash, -1, SQLITE_STATIC);
+                        sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
+                        sqlite3_bind_int64(st, 4, store_now_ms());
+                        r = store_step_done(s, st, err);
+                        if (r < 0)
+                                goto fail;
+                }
+                store_mark_changed(s, id, true);
+        }
+        if (ret) {
+                r = job_get_locked(s, id, &j, err);
+                if (r < 0)
+                        goto fail;
+        }
+        r = store_tx_commit(s, err);
+        if (r < 0) {
+                store_job_free(j);
+                return r;
+        }
+        if (ret)
+                *ret = j;
+        return existed;
+fail:
+        store_tx_rollback(s);
+        return r;
+}
+
+/* "state IN ('a', 'b')" for a mask, or "" for all. */
+static int states_sql(unsigned states, char *buf, size_t size, struct ft_error *err) {
+        size_t n = 0;
+        buf[0] = '\0';
+        if (states == 0)
+                return 0;
+        if (states >> STORE_JOB_STATE_COUNT)
+                return ft_error_set(err, -EINVAL, "state", "'state' filter names an unknown state");
+        n += (size_t)snprintf(buf + n, size - n, "state IN (");
+        bool first = true;
+        for (int i = 0; i < STORE_JOB_STATE_COUNT; i++)
+                if (states & STORE_JOB_STATE_BIT(i)) {
+                        n += (size_t)snprintf(buf + n, size - n, "%s'%s'", first ? "" : ", ", state_names[i]);
+                        first = false;
+                }
+        snprintf(buf + n, size - n, ")");
+        return 0;
+}
+
+int store_job_list(struct store *s, const struct store_job_filter *filter, const struct store_page *page,
+                   struct store_job_list *ret, struct ft_error *err) {
+        struct store_job_list l = {0};
+        char where[160], sql[512];
+        sqlite3_stmt *st = NULL;
+        unsigned limit;
+        int64_t after = INT64_MAX;
+        int r = store_page_limit(page, &limit, err);
+        if (r < 0)
+                return r;
+        r = states_sql(filter ? filter->states : 0, where, sizeof(where), err);
+        if (r < 0)
+                return r;
+        if (page && page->after && *page->after) {
+                sqlite3_stmt *c = store_stmt(s, "SELECT seq FROM jobs WHERE id = ?1", err);
+                if (!c)
+                        return -EIO;
+                sqlite3_bind_text(c, 1, page->after, -1, SQLITE_STATIC);
+                r = sqlite3_step(c);
+                if (r == SQLITE_ROW)
+                        after = sqlite3_column_int64(c, 0);
+                sqlite3_reset(c);
+                if (r == SQLITE_DONE)
+                        return ft_error_set(err, -ENOENT, "after", "'after' names job '%.64s', which does not exist",
+                                            page->after);
+                if (r != SQLITE_ROW)
+                        return store_db_error(s, err, "read cursor");
+        }
+        snprintf(sql, sizeof(sql), "SELECT " JOB_COLS " FROM jobs WHERE seq < ?1 %s %s ORDER BY seq DESC LIMIT ?2",
+                 where[0] ? "AND" : "", where);
+        if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+                return store_db_error(s, err, "prepare job list");
+        sqlite3_bind_int64(st, 1, after);
+        sqlite3_bind_int(st, 2, (int)limit + 1);
+        l.items = calloc(limit, sizeof(*l.items));
+        if (!l.items) {
+                r = ft_error_set(err, -ENOMEM, NULL, "out of memory");
+                goto fail;
+        }
+        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+                if (l.n == limit) {
+                        l.has_more = true;
+                        break;
+                }
+                r = job_from_row(st, &l.items[l.n], err);
+                if (r < 0)
+                        goto fail;
+                l.n++;
+        }
+        if (r != SQLITE_ROW && r != SQLITE_DONE) {
+                r = store_db_error(s, err, "list jobs");
+                goto fail;
+        }
+        sqlite3_finalize(st);
+        *ret = l;
+        return 0;
+fail:
+        sqlite3_finalize(st);
+        store_job_list_deinit(&l);
+        return r;
+}
+
+void store_job_list_deinit(struct store_job_list *l) {
+        if (!l)
+                return;
+        for (size_t i = 0; i < l->n; i++)
+                store_job_free(l->items[i]);
+        free(l->items);
+        memset(l, 0, sizeof(*l));
+}
+
+int store_job_count(struct store *s, unsigned states, int64_t *ret, struct ft_error *err) {
+        char where[160], sql[256];
+        sqlite3_stmt *st = NULL;
+        int r = states_sql(states, where, sizeof(where), err);
+        if (r < 0)
+                return r;
+        snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM jobs %s %s", where[0] ? "WHERE" : "", where);
+        if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+                return store_db_error(s, err, "prepare job count");
+        r = sqlite3_step(st);
+        if (r == SQLITE_ROW) {
+                *ret = sqlite3_column_int64(st, 0);
+                r = 0;
+        } else {
+                r = store_db_error(s, err, "count jobs");
+        }
+        sqlite3_finalize(st);
+        return r;
+}
+
+/* ---- state changes -------------------------------------------------------------------- */
+
+/* Move a job to a terminal state (clearing its lease). */
+static int set_terminal_locked(struct store *s, const char *id, enum store_job_state state, const char *error_json,
+                               struct ft_error *err) {
+        sqlite3_stmt *st = store_stmt(s,
+                                      "UPDATE jobs SET state = ?2, lease_owner = NULL, lease_expires_at = NULL,"
+                                      " finished_at = ?3, error_json = COALESCE(?4, error_json) WHERE id = ?1",
+                                      err);
+        if (!st)
+                return -EIO;
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, state_names[state], -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, store_now_ms());
+        store_bind_text(st, 4, error_json);
+        return store_step_done(s, st, err);
+}
+
+static int requeue_locked(struct store *s, const char *id, bool refund_attempt, struct ft_error *err) {
+        sqlite3_stmt *st = store_stmt(s,
+                                      "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,"
+                                      " max_attempts = max_attempts + ?2 WHERE id = ?1",
+                                      err);
+        if (!st)
+                return -EIO;
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, refund_attempt ? 1 : 0);
+        int r = store_step_done(s, st, err);
+        if (r == 0)
+                store_mark_changed(s, id, true);
+        return r;
+}
+
+struct expired {
+        char id[STORE_ID_MAX];
+        enum store_job_state state;
+        int attempt, max_attempts;
+};
+
+static int requeue_expired_locked(struct store *s, int *ret_count, struct ft_error *err) {
+        struct expired batch[32];
+        int total = 0, r = 0;
+
+        for (int round = 0; round < REQUEUE_BATCH / (int)ARRAY_SIZE(batch); round++) {
+                size_t n = 0;
+                sqlite3_stmt *st = store_stmt(s,
+                                              "SELECT id, state, attempt, max_attempts FROM jobs"
+                                              " WHERE state IN ('running', 'cancelling') AND lease_expires_at <= ?1"
+                                              " LIMIT ?2",
+                                              err);
+                if (!st)
+                        return -EIO;
+                sqlite3_bind_int64(st, 1, store_now_ms());
+                sqlite3_bind_int(st, 2, (int)ARRAY_SIZE(batch));
+                while ((r = sqlite3_step(st)) == SQLITE_ROW && n < ARRAY_SIZE(batch)) {
+                        store_col_copy(st, 0, batch[n].id, sizeof(batch[n].id));
+                        batch[n].state = state_of_text(sqlite3_column_text(st, 1));
+                        batch[n].attempt = sqlite3_column_int(st, 2);
+                        batch[n].max_attempts = sqlite3_column_int(st, 3);
+                        n++;
+                }
+                sqlite3_reset(st);
+                if (r != SQLITE_DONE && r != SQLITE_ROW)
+                        return store_db_error(s, err, "find expired leases");
+                for (size_t i = 0; i < n; i++) {
+                        struct expired *e = &batch[i];
+                        if (e->state == STORE_JOB_CANCELLING) {
+                                r = set_terminal_locked(s, e->id, STORE_JOB_CANCELLED, NULL, err);
+                                if (r == 0)
+                                        r = store_event_status(s, e->id, STORE_JOB_CANCELLED, e->attempt,
+                                                               "lease_expired", NULL, err);
+                        } else if (e->attempt >= e->max_attempts) {
+                                char error[384];
+                                snprintf(error, sizeof(error),
+                                         "{\"code\":\"lease_expired\",\"message\":\"the worker stopped renewing its"
+                                         " lease on attempt %d of %d; giving up\"}",
+                                         e->attempt, e->max_attempts);
+                                r = set_terminal_locked(s, e->id, STORE_JOB_FAILED, error, err);
+                                if (r == 0)
+                                        r = store_event_status(s, e->id, STORE_JOB_FAILED, e->attempt, "lease_expired",
+                                                               NULL, err);
+                        } else {
+                                r = requeue_locked(s, e->id, false, err);
+                                if (r == 0)
+                                        r = store_event_status(s, e->id, STORE_JOB_QUEUED, e->attempt, "lease_expired",
+                                                               NULL, err);
+                        }
+                        if (r < 0)
+                                return r;
+                        total++;
+                }
+                if (n < ARRAY_SIZE(batch))
+                        break;
+        }
+        if (ret_count)
+                *ret_count = total;
+        return 0;
+}
+
+int store_job_requeue_expired(struct store *s, int *ret_count, struct ft_error *err) {
+        int count = 0;
+        int r = store_tx_begin(s, err);
+        if (r < 0)
+                return r;
+        r = requeue_expired_locked(s, &count, err);
+        if (r < 0) {
+                store_tx_rollback(s);
+                return r;
+        }
+        r = store_tx_commit(s, err);
+        if (r < 0)
+                return r;
+        if (ret_count)
+                *ret_count = count;
+        return 0;
+}
+
+static int check_lease(int64_t lease_ms, struct ft_error *err) {
+        if (lease_ms < 1 || lease_ms > LEASE_MS_MAX)
+                return ft_error_set(err, -EINVAL, "lease_ms", "'lease_ms' must be between 1 and %lld",
+                                    (long long)LEASE_MS_MAX);
+        return 0;
+}
+
+int store_job_claim(struct store *s, const char *worker_id, int64_t lease_ms, struct store_job **ret,
+                    struct ft_error *err) {
+        char id[STORE_ID_MAX];
+        struct store_job *j = NULL;
+        int attempt = 0, r;
+
+        if ((r = store_check_string("worker_id", worker_id, STORE_NAME_MAX, true, err)) < 0 ||
+            (r = check_lease(lease_ms, err)) < 0)
+                return r;
+        r = store_tx_begin(s, err);
+        if (r < 0)
+                return r;
+        r = requeue_expired_locked(s, NULL, err);
+        if (r < 0)
+                goto fail;
+        int64_t now = store_now_ms();
+        sqlite3_stmt *st = store_stmt(s,
+                                      "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = ?1,"
+                                      " lease_expires_at = ?2, started_at = COALESCE(started_at, ?3)"
+                                      " WHERE seq = (SELECT seq FROM jobs WHERE state = 'queued'"
+                                      " ORDER BY priority DESC, seq LIMIT 1) RETURNING id, attempt",
+                                      err);
+        if (!st) {
+                r = -EIO;
+                goto fail;
+        }
+        sqlite3_bind_text(st, 1, worker_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, now + lease_ms);
+        sqlite3_bind_int64(st, 3, now);
+        r = sqlite3_step(st);
+        bool claimed = r == SQLITE_ROW;
+        if (claimed) {
+                store_col_copy(st, 0, id, sizeof(id));
+                attempt = sqlite3_column_int(st, 1);
+                r = sqlite3_step(st);
+        }
+        sqlite3_reset(st);
+        if (r != SQLITE_DONE) {
+                r = store_db_error(s, err, "claim job");
+                goto fail;
+        }
+        if (claimed) {
+                r = store_event_status(s, id, STORE_JOB_RUNNING, attempt, NULL, worker_id, err);
+                if (r == 0)
+                        r = job_get_locked(s, id, &j, err);
+                if (r < 0)
+                        goto fail;
+        }
+        r = store_tx_commit(s, err);
+        if (r < 0) {
+                store_job_free(j);
+                return r;
+        }
+        if (!claimed)
+                return 0;
+        if (ret)
+                *ret = j;
+        else
+                store_job_free(j);
+        return 1;
+fail:
+        store_tx_rollback(s);
+        return r;
+}
+
+int store_job_heartbeat(struct store *s, const char *id, int attempt, int64_t lease_ms, bool *ret_cancel,
+                        struct ft_error *err) {
+        enum store_job_state state;
+        int r = check_lease(lease_ms, err);
+        if (r < 0)
+                return r;
+        r = store_tx_begin(s, err);
+        if (r < 0)
+                return r;
+        r = fence_locked(s, id, attempt, &state, err);
+        if (r < 0)
+                goto fail;
+        sqlite3_stmt *st = store_stmt(s, "UPDATE jobs SET lease_expires_at = ?2 WHERE id = ?1", err);
+        if (!st) {
+                r = -EIO;
+                goto fail;
+        }
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, store_now_ms() + lease_ms);
+        r = store_step_done(s, st, err);
+        if (r < 0)
+                goto fail;
+        r = store_tx_commit(s, err);
+        if (r < 0)
+                return r;
+        if (ret_cancel)
+                *ret_cancel = state == STORE_JOB_CANCELLING;
+        return 0;
+fail:
+        store_tx_rollback(s);
+        return r;
+}
+
+int store_job_progress_set(struct store *s, const char *id, int attempt, const char *progress_json,
+                           struct ft_error *err) {
+        int r = store_check_json(s, "progress", progress_json, true, err);
+        if (r < 0)
+                return r;
+        r = store_tx_begin(s, err);
+        if (r < 0)
+                return r;
+        r = fence_locked(s, id, attempt, NULL, err);
+        if (r < 0)
+                goto fail;
+        sqlite3_stmt *st = store_stmt(s, "UPDATE jobs SET progress_json = ?2 WHERE id = ?1", err);
+        if (!st) {
+                r = -EIO;
+                goto fail;
+        }
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, progress_json, -1, SQLITE_STATIC);
+        r = store_step_done(s, st, err);
+        if (r < 0)
+                goto fail;
+        store_mark_changed(s, id, false);
+        return store_tx_commit(s, err);
+fail:
+        store_tx_rollback(s);
+        return r;
+}
+
+int store_job_finish(struct store *s, const char *id, int attempt, enum store_job_state state, const char *result_json,
+                     const char *error_json, const struct store_model_new *result_model,
+                     char ret_model_id[STORE_ID_MAX], struct ft_error *err) {
+        char model_id[STORE_ID_MAX] = "";
+        int r;
+
+        if (!store_job_state_is_terminal(state))
+                return ft_error_set(err, -EINVAL, "state", "a job can only finish as succeeded, failed or cancelled");
+        if ((r = store_check_json(s, "result", result_json, false, err)) < 0 ||
+            (r = store_check_json(s, "error", error_json, false, err)) < 0)
+                return r;
+        r = store_tx_begin(s, err);
+        if (r < 0)
+                return r;
+        r = fence_locked(s, id, attempt, NULL, err);
+        if (r < 0)
+                goto fail;
+        if (result_model) {
+                struct store_model_new m = *result_model;
+                m.source = STORE_MODEL_JOB;
+                m.source_job_id = id;
+                r = store_model_insert(s, &m, model_id, err);
+                if (r < 0)
+                        goto fail;
+        }
+        sqlite3_stmt *st = store_stmt(s,
+                                      "UPDATE jobs SET state = ?2, lease_owner = NULL, lease_expires_at = NULL,"
+                                      " finished_at = ?3, result_json = ?4, error_json = ?5, result_model_id = ?6"
+                                      " WHERE id = ?1",
+                                      err);
+        if (!st) {
+                r = -EIO;
+                goto fail;
+        }
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, state_names[state], -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, store_now_ms());
+        sqlite3_bind_text(st, 4, result_json && *result_json ? result_json : "null", -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, error_json && *error_json ? error_json : "null", -1, SQLITE_STATIC);
+        store_bind_text(st, 6, model_id);
+        r = store_step_done(s, st, err);
+        if (r < 0)
+                goto fail;
+        r = store_event_status(s, id, state, attempt, NULL, NULL, err);
+        if (r < 0)
+                goto fail;
+        r = store_tx_commit(s, err);
+        if (r < 0)
+                return r;
+        if (ret_model_id)
+                memcpy(ret_model_id, model_id, STORE_ID_MAX);
+        return 0;
+fail:
+        store_tx_rollback(s);
+        return r;
+}
+
+int store_job_release(struct store *s, const char *id, int attempt, struct ft_error *err) {
+        enum store_job_state state;
+        int r = store_tx_begin(s, err);
+        if (r < 0)
+                return r;
+        r = fence_locked(s, id, attempt, &state, err);
+        if (r < 0)
+                goto fail;
+        if (state == STORE_JOB_CANCELLING) {
+                r = set_terminal_locked(s, id, STORE_JOB_CANCELLED, NULL, err);
+                if (r == 0)
+                        r = store_event_status(s, id, STORE_JOB_CANCELLED, attempt, "released", NULL, err);
+        } else {
+                r = requeue_locked(s, id, true, err);
+                if (r == 0)
+                        r = store_event_status(s, id, STORE_JOB_QUEUED, attempt, "released", NULL, err);
+        }
+        if (r < 0)
+                goto fail;
+        return store_tx_commit(s, err);
+fail:
+        store_tx_rollback(s);
+        return r;
+}
+
+int store_job_cancel(struct store *s, const char *id, struct store_job **ret, struct ft_error *err) {
+        enum store_job_state state;
+        struct store_job *j = NULL;
+        int attempt;
+        int r = store_tx_begin(s, err);
+        if (r < 0)
+                return r;
+        r = job_state_locked(s, id ? id : "", &state, &attempt, err);
+        if (r < 0)
+                goto fail;
+        if (store_job_state_is_terminal(state)) {
+                r = ft_error_set(err, -EALREADY, "id", "job '%s' already %s", id, state_names[state]);
+                goto fail;
+        }
+        if (state == STORE_JOB_QUEUED) {
+                r = set_terminal_locked(s, id, STORE_JOB_CANCELLED, NULL, err);
+                if (r == 0)
+                        r = store_event_status(s, id, STORE_JOB_CANCELLED, attempt, "cancel_requested", NULL, err);
+        } else if (state == STORE_JOB_RUNNING) {
+                sqlite3_stmt *st = store_stmt(s, "UPDATE jobs SET state = 'cancelling' WHERE id = ?1", err);
+                if (!st) {
+                        r = -EIO;
+                        goto fail;
+                }
+                sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+                r = store_step_done(s, st, err);
+                if (r == 0)
+                        r = store_event_status(s, id, STORE_JOB_CANCELLING, attempt, "cancel_requested", NULL, err);
+        }
+        if (r < 0)
+                goto fail;
+        if (ret) {
+                r = job_get_locked(s, id, &j, err);
+                if (r < 0)
+                        goto fail;
+        }
+        r = store_tx_commit(s, err);
+        if (r < 0) {
+                store_job_free(j);
+                return r;
+        }
+        if (ret)
+                *ret = j;
+        return 0;
+fail:
+        store_tx_rollback(s);
+        return r;
+}
+
+/* ---- events ---------------------------------------------------------------------------- */
+
+int store_event_append(struct store *s, const char *job_id, int attempt, const char *type, const char *data_json,
+                       int64_t *ret_seq, struct ft_error *err) {
+        enum store_job_state state;
+        int64_t seq = 0;
+        int r;
+
+        if ((r = store_check_string("type", type, STORE_EVENT_TYPE_MAX - 1, true, err)) < 0 ||
+            (r = store_check_json(s, "data", data_json, false, err)) < 0)
+                return r;
+        r = store_tx_begin(s, err);
+        if (r < 0)
+                return r;
+        if (attempt > 0) {
+                r = fence_locked(s, job_id, attempt, NULL, err);
+        } else {
+                r = job_state_locked(s, job_id, &state, NULL, err);
+                if (r == 0 && store_job_state_is_terminal(state))
+                        r = ft_error_set(err, -EALREADY, "id", "job '%s' already %s", job_id, state_names[state]);
+        }
+        if (r < 0)
+                goto fail;
+        r = store_event_insert(s, job_id, type, data_json, &seq, err);
+        if (r < 0)
+                goto fail;
+        r = store_tx_commit(s, err);
+        if (r < 0)
+                return r;
+        if (ret_seq)
+                *ret_seq = seq;
+        return 0;
+fail:
+        store_tx_rollback(s);
+        return r;
+}
+
+int store_event_list(struct store *s, const char *job_id, int64_t after_seq, unsigned limit,
+                     struct store_event_list *ret, struct ft_error *err) {
+        struct store_event_list l = {0};
+        enum store_job_state state;
+        int r;
+
+        if (limit == 0)
+                limit = 100;
+        if (limit > 1000)
+                return ft_error_set(err, -EINVAL, "limit", "'limit' must be between 1 and 1000");
+        if (after_seq < 0)
+                return ft_error_set(err, -EINVAL, "after", "'after' must not be negative");
+        r = job_state_locked(s, job_id ? job_id : "", &state, NULL, err);
+        if (r < 0)
+                return r;
+        sqlite3_stmt *st = store_stmt(s,
+                                      "SELECT seq, type, data_json, created_at FROM events"
+                                      " WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                                      err);
+        if (!st)
+                return -EIO;
+        sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, after_seq);
+        sqlite3_bind_int(st, 3, (int)limit + 1);
+        l.items = calloc(limit, sizeof(*l.items));
+        if (!l.items) {
+                sqlite3_reset(st);
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        }
+        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+                if (l.n == limit) {
+                        l.has_more = true;
+                        break;
+                }
+                struct store_event *e = &l.items[l.n];
+                snprintf(e->job_id, sizeof(e->job_id), "%s", job_id);
+                e->seq = sqlite3_column_int64(st, 0);
+                store_col_copy(st, 1, e->type, sizeof(e->type));
+                e->data_json = store_col_strdup(st, 2);
+                e->created_at = sqlite3_column_int64(st, 3);
+                if (!e->data_json) {
+                        r = ft_error_set(err, -ENOMEM, NULL, "out of memory");
+                        goto fail;
+                }
+                l.n++;
+        }
+        if (r != SQLITE_ROW && r != SQLITE_DONE) {
+                r = store_db_error(s, err, "list events");
+                goto fail;
+        }
+        sqlite3_reset(st);
+        *ret = l;
+        return 0;
+fail:
+        sqlite3_reset(st);
+        store_event_list_deinit(&l);
+        return r;
+}
+
+void store_event_list_deinit(struct store_event_list *l) {
+        if (!l)
+                return;
+        for (size_t i = 0; i < l->n; i++)
+                free(l->items[i].data_json);
+        free(l->items);
+        memset(l, 0, sizeof(*l));
+}
+
+/* ---- checkpoints ------------------------------------------------------------------------ */
+
+#define CHECKPOINT_COLS "id, job_id, attempt, epoch, step, dir, blob_sha256, meta_json, created_at"
+
+void store_checkpoint_free(struct store_checkpoint *c) {
+        if (!c)
+                return;
+        free(c->dir);
+        free(c->meta_json);
+        free(c);
+}
+
+static int checkpoint_from_row(sqlite3_stmt *st, struct store_checkpoint **ret, struct ft_error *err) {
+        struct store_checkpoint *c = calloc(1, sizeof(*c));
+        if (!c)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        c->id = sqlite3_column_int64(st, 0);
+        store_col_copy(st, 1, c->job_id, sizeof(c->job_id));
+        c->attempt = sqlite3_column_int(st, 2);
+        c->epoch = sqlite3_column_int(st, 3);
+        c->step = sqlite3_column_int64(st, 4);
+        c->dir = store_col_strdup(st, 5);
+        store_col_copy(st, 6, c->blob_sha256, sizeof(c->blob_sha256));
+        c->meta_json = store_col_strdup(st, 7);
+        c->created_at = sqlite3_column_int64(st, 8);
+        if (!c->dir || !c->meta_json) {
+                store_checkpoint_free(c);
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        }
+        *ret = c;
+        return 0;
+}
+
+int store_checkpoint_add(struct store *s, const char *job_id, int attempt, const struct store_checkpoint_new *in,
+                         int64_t *ret_id, struct ft_error *err) {
+        bool has_dir = in->dir && *in->dir, has_blob = in->blob_sha256 && *in->blob_sha256;
+        char data[128];
+        int64_t id = 0;
+        int r;
+
+        if (has_dir == has_blob)
+                return ft_error_set(err, -EINVAL, "dir", "a checkpoint needs exactly one of a directory or a blob");
+        if ((r = store_check_string("dir", in->dir, CHECKPOINT_DIR_MAX, false, err)) < 0 ||
+            (r = store_check_json(s, "meta", in->meta_json, false, err)) < 0)
+                return r;
+        if (has_blob && !sha256_hex_valid(in->blob_sha256))
+                return ft_error_set(err, -EINVAL, "blob_sha256", "'blob_sha256' must be 64 lowercase hex digits");
+        if (in->epoch < 0 || in->step < 0)
+                return ft_error_set(err, -EINVAL, "epoch", "'epoch' and 'step' must not be negative");
+        r = store_tx_begin(s, err);
+        if (r < 0)
+                return r;
+        r = fence_locked(s, job_id, attempt, NULL, err);
+        if (r == 0 && has_blob)
+                r = ref_exists(s, "SELECT 1 FROM blobs WHERE sha256 = ?1", "blob_sha256", "blob", in->blob_sha256, err);
+        if (r < 0)
+                goto fail;
+        sqlite3_stmt *st = store_stmt(s,
+                                      "INSERT INTO checkpoints (job_id, attempt, epoch, step, dir, blob_sha256,"
+                                      " meta_json, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+                                      err);
+        if (!st) {
+                r = -EIO;
+                goto fail;
+        }
+        sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, attempt);
+        sqlite3_bind_int(st, 3, in->epoch);
+        sqlite3_bind_int64(st, 4, in->step);
+        sqlite3_bind_text(st, 5, has_dir ? in->dir : "", -1, SQLITE_STATIC);
+        store_bind_text(st, 6, in->blob_sha256);
+        sqlite3_bind_text(st, 7, in->meta_json && *in->meta_json ? in->meta_json : "{}", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 8, store_now_ms());
+        r = sqlite3_step(st);
+        if (r == SQLITE_ROW) {
+                id = sqlite3_column_int64(st, 0);
+                r = sqlite3_step(st);
+        }
+        sqlite3_reset(st);
+        if (r != SQLITE_DONE) {
+                r = store_db_error(s, err, "record checkpoint");
+                goto fail;
+        }
+        snprintf(data, sizeof(data), "{\"checkpoint\":%lld,\"epoch\":%d,\"step\":%lld}", (long long)id, in->epoch,
+                 (long long)in->step);
+        r = store_event_insert(s, job_id, "checkpoint", data, NULL, err);
+        if (r < 0)
+                goto fail;
+        r = store_tx_commit(s, err);
+        if (r < 0)
+                return r;
+        if (ret_id)
+                *ret_id = id;
+        return 0;
+fail:
+        store_tx_rollback(s);
+        return r;
+}
+
+int store_checkpoint_latest(struct store *s, const char *job_id, struct store_checkpoint **ret, struct ft_error *err) {
+        sqlite3_stmt *st = store_stmt(
+                s, "SELECT " CHECKPOINT_COLS " FROM checkpoints WHERE job_id = ?1 ORDER BY id DESC LIMIT 1", err);
+        if (!st)
+                return -EIO;
+        sqlite3_bind_text(st, 1, job_id ? job_id : "", -1, SQLITE_STATIC);
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW) {
+                r = checkpoint_from_row(st, ret, err);
+                if (r == 0)
+                        r = 1;
+        } else if (r == SQLITE_DONE) {
+                r = 0;
+        } else {
+                r = store_db_error(s, err, "read checkpoint");
+        }
+        sqlite3_reset(st);
+        return r;
+}
+
+int store_checkpoint_list(struct store *s, const char *job_id, const struct store_page *page,
+                          struct store_checkpoint_list *ret, struct ft_error *err) {
+        struct store_checkpoint_list l = {0};
+        enum store_job_state state;
+        unsigned limit;
+        int64_t after = 0;
+        int r = store_page_limit(page, &limit, err);
+        if (r < 0)
+                return r;
+        if (page && page->after && *page->after) {
+                char *end;
+                errno = 0;
+                long long v = strtoll(page->after, &end, 10);
+                if (errno || *end || v < 0)
+                        return ft_error_set(err, -EINVAL, "after", "'after' must be a checkpoint id");
+                after = v;
+        }
+        r = job_state_locked(s, job_id ? job_id : "", &state, NULL, err);
+        if (r < 0)
+                return r;
+        sqlite3_stmt *st = store_stmt(s,
+                                      "SELECT " CHECKPOINT_COLS " FROM checkpoints WHERE job_id = ?1 AND id > ?2"
+                                      " ORDER BY id LIMIT ?3",
+                                      err);
+        if (!st)
+                return -EIO;
+        sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, after);
+        sqlite3_bind_int(st, 3, (int)limit + 1);
+        l.items = calloc(limit, sizeof(*l.items));
+        if (!l.items) {
+                sqlite3_reset(st);
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        }
+        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+                if (l.n == limit) {
+                        l.has_more = true;
+                        break;
+                }
+                r = checkpoint_from_row(st, &l.items[l.n], err);
+                if (r < 0)
+                        goto fail;
+                l.n++;
+        }
+        if (r != SQLITE_ROW && r != SQLITE_DONE) {
+                r = store_db_error(s, err, "list checkpoints");
+                goto fail;
+        }
+        sqlite3_reset(st);
+        *ret = l;
+        return 0;
+fail:
+        sqlite3_reset(st);
+        store_checkpoint_list_deinit(&l);
+        return r;
+}
+
+void store_checkpoint_list_deinit(struct store_checkpoint_list *l) {
+        if (!l)
+                return;
+        for (size_t i = 0; i < l->n; i++)
+                store_checkpoint_free(l->items[i]);
+        free(l->items);
+        memset(l, 0, sizeof(*l));
+}
+
+/* ---- idempotency keys ------------------------------------------------------------------ */
+
+int store_idempotency_prune(struct store *s, int64_t max_age_ms, int *ret_removed, struct ft_error *err) {
+        int r = store_tx_begin(s, err);
+        if (r < 0)
+                return r;
+        sqlite3_stmt *st = store_stmt(s, "DELETE FROM idempotency_keys WHERE created_at < ?1", err);
+        if (!st) {
+                store_tx_rollback(s);
+                return -EIO;
+        }
+        sqlite3_bind_int64(st, 1, store_now_ms() - max_age_ms);
+        r = store_step_done(s, st, err);
+        if (r < 0) {
+                store_tx_rollback(s);
+                return r;
+        }
+        int removed = sqlite3_changes(s->db);
+        r = store_tx_commit(s, err);
+        if (r < 0)
+                return r;
+        if (ret_removed)
+                *ret_removed = removed;
+        return 0;
+}

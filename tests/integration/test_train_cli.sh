@@ -1,0 +1,98 @@
+#!/bin/bash
+# test_train_cli.sh - `finetuned train` as a user runs it: the tabular example
+# end to end (NDJSON events, model.safetensors, metrics.json), the saved model
+# fine-tuned again, bad specs and bad data exiting non-zero with the field or
+# file:line named, SIGTERM stopping with a checkpoint and --resume finishing
+# with the same weights as an uninterrupted run.
+# Not for: the trainer's numerics (tests/unit/test_train*.c).
+. "$(dirname "$0")/lib.sh"
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+
+cp "$SRC/examples/tabular/wine.csv" "$SRC/examples/tabular/job.json" "$TMP/"
+
+# 1. the example
+"$FINETUNED" train "$TMP/job.json" --out "$TMP/out" --threads 1 >"$TMP/events.ndjson" 2>"$TMP/err"
+ok $? "tabular example trains (exit 0)"
+jq -e . "$TMP/events.ndjson" >/dev/null 2>&1
+ok $? "every stdout line is JSON"
+n_epochs=$(jq -r 'select(.type == "epoch") | .epoch' "$TMP/events.ndjson" | wc -l)
+[ "$n_epochs" -ge 1 ]
+ok $? "epoch events ($n_epochs)"
+jq -e 'select(.type == "epoch") | has("train_loss") and has("val_loss") and has("val_accuracy") and has("val_f1")
+       and has("lr") and has("seconds") and has("samples_per_sec")' "$TMP/events.ndjson" | grep -qv true
+[ $? -ne 0 ]
+ok $? "epoch events carry train_loss, val_loss, val_accuracy, val_f1, lr, seconds, samples_per_sec"
+acc=$(jq -r 'select(.type == "metrics") | .metrics.accuracy' "$TMP/events.ndjson")
+diag "wine validation accuracy $acc"
+[ "$(echo "$acc >= 0.9" | bc)" = 1 ]
+ok $? "wine validation accuracy $acc >= 0.9"
+[ -s "$TMP/out/model.safetensors" ] && jq -e '.final.per_class | length == 3' "$TMP/out/metrics.json" >/dev/null
+ok $? "model.safetensors and metrics.json (3 classes) written"
+"$FINETUNED" inspect "$TMP/out/model.safetensors" >"$TMP/inspect.json" 2>&1 &&
+        jq -e '.metadata["finetuned.classes"] | fromjson | . == ["barbera","barolo","grignolino"]' "$TMP/inspect.json" \
+                >/dev/null
+ok $? "the saved model carries its class names and spec"
+[ ! -s "$TMP/err" ]
+ok $? "nothing on stderr when it is not a terminal"
+
+# 2. the saved model as the base of another job (same classes: the head is kept)
+jq '.model = "out/model.safetensors" | .hyperparameters.epochs = 2 | del(.early_stopping)' "$TMP/job.json" \
+        >"$TMP/again.json"
+"$FINETUNED" train "$TMP/again.json" --out "$TMP/again" >"$TMP/again.ndjson" 2>"$TMP/err"
+ok $? "a saved model fine-tunes again ($(head -c 200 "$TMP/err"))"
+
+# 3. bad specs and bad data
+echo '{"model": "mlp", "training_file": "wine.csv", "hyperparameters": {"learning_rate": -1}}' >"$TMP/bad.json"
+"$FINETUNED" train "$TMP/bad.json" --out "$TMP/bad" >/dev/null 2>"$TMP/err"
+rc=$?
+[ $rc -eq 1 ] && grep -q "hyperparameters.learning_rate" "$TMP/err"
+ok $? "a negative learning rate exits 1 naming the field: $(cat "$TMP/err")"
+echo '{"model": "mlp", "training_file": "wine.csv", "epochs": 3}' >"$TMP/bad.json"
+"$FINETUNED" train "$TMP/bad.json" --out "$TMP/bad" >/dev/null 2>"$TMP/err"
+[ $? -eq 1 ] && grep -q "'epochs'" "$TMP/err"
+ok $? "an unknown field exits 1 naming it: $(cat "$TMP/err")"
+printf 'a,b,label\n1,2,x\n3,oops,y\n' >"$TMP/broken.csv"
+echo '{"model": "mlp", "training_file": "broken.csv"}' >"$TMP/bad.json"
+"$FINETUNED" train "$TMP/bad.json" --out "$TMP/bad" >/dev/null 2>"$TMP/err"
+[ $? -eq 1 ] && grep -q "broken.csv.*:3:" "$TMP/err"
+ok $? "a non-numeric cell exits 1 naming file:line: $(cat "$TMP/err")"
+echo '{"model": "mlp", "training_file": "missing.csv"}' >"$TMP/bad.json"
+"$FINETUNED" train "$TMP/bad.json" --out "$TMP/bad" >/dev/null 2>"$TMP/err"
+[ $? -eq 1 ] && grep -q "missing.csv" "$TMP/err"
+ok $? "a missing file exits 1 naming it: $(cat "$TMP/err")"
+"$FINETUNED" train "$TMP/job.json" >/dev/null 2>&1
+[ $? -eq 2 ]
+ok $? "no --out is a usage error (exit 2)"
+
+# 4. SIGTERM stops with a checkpoint; --resume gives the uninterrupted weights. A fast machine may finish
+# before the signal lands: then try again with more epochs.
+epochs=100
+for attempt in 1 2 3 4; do
+        jq ".hyperparameters.epochs = $epochs | .hyperparameters.batch_size = 4 | del(.early_stopping)
+            | .checkpoint.every_epochs = 25" "$TMP/job.json" >"$TMP/long.json"
+        rm -rf "$TMP/long"
+        "$FINETUNED" train "$TMP/long.json" --out "$TMP/long" --threads 1 >"$TMP/long.ndjson" 2>"$TMP/err" &
+        pid=$!
+        for _ in $(seq 1 400); do
+                grep -q '"epoch":3,' "$TMP/long.ndjson" 2>/dev/null && break
+                sleep 0.01
+        done
+        kill -TERM $pid 2>/dev/null
+        wait $pid
+        rc=$?
+        [ $rc -eq 0 ] || break
+        epochs=$((epochs * 5))
+done
+diag "stopped a run of $epochs epochs after $(jq -r 'select(.type == "epoch") | .epoch' "$TMP/long.ndjson" | tail -1)"
+[ $rc -eq 130 ] && grep -q -- "--resume" "$TMP/err"
+ok $? "SIGTERM stops the run (exit $rc) and says how to resume"
+jq -e 'select(.type == "checkpoint" and .partial == true)' "$TMP/long.ndjson" >/dev/null
+ok $? "a partial checkpoint was written on stop"
+"$FINETUNED" train "$TMP/long.json" --out "$TMP/long" --resume "$TMP/long" --threads 1 >"$TMP/resumed.ndjson" \
+        2>"$TMP/err"
+ok $? "--resume finishes the run ($(head -c 200 "$TMP/err"))"
+"$FINETUNED" train "$TMP/long.json" --out "$TMP/whole" --threads 1 >/dev/null 2>&1
+cmp -s "$TMP/long/model.safetensors" "$TMP/whole/model.safetensors"
+ok $? "resumed model.safetensors is byte-identical to an uninterrupted run's"
+
+done_testing

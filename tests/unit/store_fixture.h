@@ -1,0 +1,89 @@
+/* store_fixture.h - helpers shared by the store tests: a temporary state
+ * directory, and a dataset + model to point jobs at. Header-only. */
+#pragma once
+
+#include <ftw.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/store.h"
+#include "tests/tap.h"
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+        (void)sb;
+        (void)flag;
+        (void)ftw;
+        return remove(path);
+}
+
+__attribute__((unused)) static void tmpdir_remove(const char *dir) {
+        nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A fresh directory under $TMPDIR, else /dev/shm (the logic tests do not need
+ * a disk, and fsync on a disk shared with parallel builds makes them slow),
+ * else /tmp. on_disk: skip /dev/shm (the crash test wants a real file system). */
+__attribute__((unused)) static char *tmpdir_make_on(const char *tag, bool on_disk) {
+        const char *base = getenv("TMPDIR");
+        char tmpl[512];
+        if (!base || !*base)
+                base = !on_disk && access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+        snprintf(tmpl, sizeof(tmpl), "%s/ft-%s-XXXXXX", base, tag);
+        char *d = mkdtemp(tmpl);
+        if (!d) {
+                perror("mkdtemp");
+                exit(2);
+        }
+        return strdup(d);
+}
+
+__attribute__((unused)) static char *tmpdir_make(const char *tag) {
+        return tmpdir_make_on(tag, false);
+}
+
+struct refs {
+        char dataset[STORE_ID_MAX];
+        char model[STORE_ID_MAX];
+        char sha[STORE_SHA256_HEX];
+};
+
+/* A blob, a dataset on it and a preset model; bails out on failure. */
+__attribute__((unused)) static void refs_make(struct store *s, struct refs *ret) {
+        struct ft_error err = {0};
+        struct store_blob_writer *w;
+        struct store_dataset *d = NULL;
+        struct store_model *m = NULL;
+        static const char csv[] = "x,label\n1,0\n2,1\n";
+        if (store_blob_begin(s, 0, &w, &err) < 0 || store_blob_write(w, csv, sizeof(csv) - 1, &err) < 0 ||
+            store_blob_commit(w, ret->sha, NULL, &err) < 0)
+                goto fail;
+        if (store_dataset_create(s,
+                                 &(struct store_dataset_new){.name = "tiny.csv", .format = "csv", .sha256 = ret->sha},
+                                 &d, &err) < 0)
+                goto fail;
+        if (store_model_create(s,
+                               &(struct store_model_new){.name = "mlp",
+                                                         .spec_json = "{\"preset\":\"mlp\"}",
+                                                         .source = STORE_MODEL_PRESET},
+                               &m, &err) < 0)
+                goto fail;
+        snprintf(ret->dataset, sizeof(ret->dataset), "%s", d->id);
+        snprintf(ret->model, sizeof(ret->model), "%s", m->id);
+        store_dataset_free(d);
+        store_model_free(m);
+        return;
+fail:
+        printf("Bail out! cannot make fixtures: %s\n", err.message);
+        exit(1);
+}
+
+__attribute__((unused)) static struct store_job_new job_new(const struct refs *r) {
+        return (struct store_job_new){
+                .spec_json = "{\"hyperparameters\":{\"epochs\":1}}",
+                .model_id = r->model,
+                .training_file = r->dataset,
+        };
+}

@@ -1,0 +1,747 @@
+/* test_store.c - the store against a real SQLite file: migrations, catalog
+ * rows, pagination and filters, the queue (claim order, leases, fencing,
+ * cancel, terminal states, idempotency), events, the change notifier, and
+ * several threads claiming 1,000 jobs. Crash and blob tests live in
+ * test_store_crash.c and test_store_blobs.c. */
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "tests/unit/store_fixture.h"
+
+static char *dir;
+static struct refs R;
+
+static void sleep_ms(int ms) {
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+}
+
+static int raw_exec(const char *path, const char *sql) {
+        sqlite3 *db;
+        if (sqlite3_open(path, &db) != SQLITE_OK)
+                return -1;
+        int r = sqlite3_exec(db, sql, NULL, NULL, NULL);
+        sqlite3_close(db);
+        return r == SQLITE_OK ? 0 : -1;
+}
+
+static void test_migrations(void) {
+        struct ft_error err = {0};
+        struct store *s = NULL;
+        char *d = tmpdir_make("mig"), path[600];
+
+        ok(store_open(d, &s, &err) == 0, "open on an empty directory creates the database");
+        is_int(store_schema_version(s), 2, "empty database migrated to version 2");
+        store_close(s);
+        s = NULL;
+        ok(store_open(d, &s, &err) == 0, "reopen an already migrated database");
+        is_int(store_schema_version(s), 2, "still version 2, nothing re-run");
+        store_close(s);
+        s = NULL;
+
+        /* A database left at version 1 by an older finetuned. */
+        char *d1 = tmpdir_make("mig1");
+        snprintf(path, sizeof(path), "%s/finetuned.db", d1);
+        ok(raw_exec(path, "PRAGMA journal_mode=WAL; CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+                          " STRICT; INSERT INTO meta VALUES ('k', 'v'); PRAGMA user_version = 1;") == 0,
+           "made a version 1 database");
+        ok(store_open(d1, &s, &err) == 0, "version 1 database opens");
+        is_int(store_schema_version(s), 2, "version 1 migrated to 2");
+        store_close(s);
+        s = NULL;
+        sqlite3 *db;
+        sqlite3_stmt *st;
+        sqlite3_open(path, &db);
+        sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'k'", -1, &st, NULL);
+        ok(sqlite3_step(st) == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(st, 0), "v") == 0,
+           "existing rows kept by the migration");
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+
+        /* A newer schema is refused, and so is a file that is not a database. */
+        ok(raw_exec(path, "PRAGMA user_version = 99") == 0, "bumped to version 99");
+        ok(store_open(d1, &s, &err) == -EPROTO, "newer schema refused");
+        ok(strstr(err.message, "newer") != NULL, "message says newer: %s", err.message);
+
+        char *d2 = tmpdir_make("mig2");
+        snprintf(path, sizeof(path), "%s/finetuned.db", d2);
+        FILE *f = fopen(path, "w");
+        fputs("this is not a database, and it must survive\n", f);
+        fclose(f);
+        ok(store_open(d2, &s, &err) < 0, "a non-database file is refused");
+        f = fopen(path, "r");
+        char line[128] = "";
+        ok(fgets(line, sizeof(line), f) && strncmp(line, "this is not a database", 22) == 0, "and left untouched");
+        fclose(f);
+
+        tmpdir_remove(d);
+        tmpdir_remove(d1);
+        tmpdir_remove(d2);
+        free(d);
+        free(d1);
+        free(d2);
+}
+
+static void test_catalog(struct store *s) {
+        struct ft_error err = {0};
+        struct store_dataset *d = NULL;
+        char ids[7][STORE_ID_MAX];
+
+        ok(store_dataset_create(s,
+                                &(struct store_dataset_new){
+                                        .name = "x",
+                                        .format = "csv",
+                                        .sha256 = "0000000000000000000000000000000000000000000000000000000000000000"},
+                                &d, &err) == -ENOENT,
+           "dataset on an unknown blob refused");
+        is_str(err.param, "sha256", "param names sha256");
+        ok(store_dataset_create(s,
+                                &(struct store_dataset_new){
+                                        .name = "x", .format = "csv", .sha256 = R.sha, .schema_json = "{not json"},
+                                &d, &err) == -EINVAL,
+           "bad schema JSON refused");
+        is_str(err.param, "schema", "param names schema");
+
+        for (int i = 0; i < 7; i++) {
+                char name[32];
+                snprintf(name, sizeof(name), "set-%d", i);
+                d = NULL;
+                ok(store_dataset_create(
+                           s,
+                           &(struct store_dataset_new){
+                                   .name = name, .format = "csv", .sha256 = R.sha, .schema_json = "{\"rows\":2}"},
+                           &d, &err) == 0,
+                   "dataset %d created", i);
+                snprintf(ids[i], sizeof(ids[i]), "%s", d->id);
+                if (i == 0) {
+                        ok(strncmp(d->id, "ds_", 3) == 0 && strlen(d->id) == 27, "id is ds_ + 24 hex: %s", d->id);
+                        is_int(d->size, 16, "size taken from the blob");
+                        ok(strstr(d->path, R.sha) != NULL && access(d->path, R_OK) == 0, "path is the blob file");
+                }
+                store_dataset_free(d);
+        }
+        /* Pages of 3 over the 7 new ones plus the fixture: newest first. */
+        struct store_dataset_list l;
+        const char *after = NULL;
+        int seen = 0, pages = 0;
+        bool order_ok = true, more_ok = true;
+        do {
+                ok(store_dataset_list(s, &(struct store_page){.limit = 3, .after = after}, &l, &err) == 0,
+                   "dataset page %d", pages);
+                for (size_t i = 0; i < l.n; i++, seen++)
+                        if (seen < 7 && strcmp(l.items[i]->id, ids[6 - seen]) != 0)
+                                order_ok = false;
+                if (l.has_more != (seen < 8))
+                        more_ok = false;
+                static char cursor[STORE_ID_MAX];
+                if (l.n)
+                        snprintf(cursor, sizeof(cursor), "%s", l.items[l.n - 1]->id);
+                after = cursor;
+                bool more = l.has_more;
+                store_dataset_list_deinit(&l);
+                pages++;
+                if (!more)
+                        break;
+        } while (pages < 10);
+        is_int(seen, 8, "all 8 datasets seen once");
+        is_int(pages, 3, "in 3 pages");
+        ok(order_ok, "newest first");
+        ok(more_ok, "has_more true until the last page");
+        ok(store_dataset_list(s, &(struct store_page){.limit = 3, .after = "ds_nope"}, &l, &err) == -ENOENT,
+           "unknown cursor refused");
+        is_str(err.param, "after", "param names after");
+        ok(store_dataset_list(s, &(struct store_page){.limit = 101}, &l, &err) == -EINVAL, "limit over 100 refused");
+
+        ok(store_dataset_delete(s, ids[0], &err) == 0, "unused dataset deleted");
+        ok(store_dataset_get(s, ids[0], &d, &err) == -ENOENT, "and gone");
+        ok(store_dataset_delete(s, ids[0], &err) == -ENOENT, "second delete is -ENOENT");
+
+        struct store_model *m = NULL;
+        ok(store_model_create(
+                   s,
+                   &(struct store_model_new){
+                           .name = "w", .spec_json = "{}", .weights_sha256 = R.sha, .source = STORE_MODEL_UPLOAD},
+                   &m, &err) == 0,
+           "model with weights created");
+        ok(m && strncmp(m->id, "mdl_", 4) == 0 && m->source == STORE_MODEL_UPLOAD, "model id and source");
+        ok(m && strcmp(m->weights_sha256, R.sha) == 0 && strstr(m->weights_path, R.sha), "weights blob recorded");
+        store_model_free(m);
+        ok(store_model_create(
+                   s,
+                   &(struct store_model_new){
+                           .name = "w", .spec_json = "{}", .weights_sha256 = "abc", .source = STORE_MODEL_UPLOAD},
+                   NULL, &err) == -EINVAL,
+           "malformed weights hash refused");
+        ok(store_model_create(
+                   s,
+                   &(struct store_model_new){
+                           .name = "w", .spec_json = "{}", .source = STORE_MODEL_JOB, .source_job_id = "job_nope"},
+                   NULL, &err) == -ENOENT,
+           "model from an unknown job refused");
+        struct store_model_list ml;
+        ok(store_model_list(s, NULL, &ml, &err) == 0 && ml.n == 2 && !ml.has_more, "two models listed");
+        store_model_list_deinit(&ml);
+}
+
+static void test_enqueue_and_idempotency(struct store *s) {
+        struct ft_error err = {0};
+        struct store_job *j = NULL, *j2 = NULL;
+        struct store_job_new in = job_new(&R);
+
+        in.model_id = "mdl_nope";
+        ok(store_job_enqueue(s, &in, &j, &err) == -ENOENT, "unknown model refused");
+        is_str(err.param, "model", "param names model");
+        in = job_new(&R);
+        in.validation_file = "ds_nope";
+        ok(store_job_enqueue(s, &in, &j, &err) == -ENOENT, "unknown validation file refused");
+        is_str(err.param, "validation_file", "param names validation_file");
+        in = job_new(&R);
+        in.spec_json = "[1,";
+        ok(store_job_enqueue(s, &in, &j, &err) == -EINVAL, "bad spec JSON refused");
+        in = job_new(&R);
+        in.max_attempts = 1000;
+        ok(store_job_enqueue(s, &in, &j, &err) == -EINVAL, "max_attempts over the limit refused");
+
+        in = job_new(&R);
+        in.idempotency_key = "key-1";
+        in.request_hash = "hash-a";
+        ok(store_job_enqueue(s, &in, &j, &err) == 0, "keyed enqueue creates");
+        ok(store_job_enqueue(s, &in, &j2, &err) == 1, "same key and hash returns 1");
+        ok(j && j2 && strcmp(j->id, j2->id) == 0, "and the same job");
+        store_job_free(j2);
+        j2 = NULL;
+        ok(j && j->state == STORE_JOB_QUEUED && j->attempt == 0 && j->max_attempts == 3, "queued, attempt 0, 3 tries");
+        ok(j && strcmp(j->progress_json, "{}") == 0 && strcmp(j->result_json, "null") == 0, "empty progress/result");
+        in.request_hash = "hash-b";
+        ok(store_job_enqueue(s, &in, NULL, &err) == -EEXIST, "same key, other request: -EEXIST");
+        is_str(err.param, "idempotency_key", "param names idempotency_key");
+        int removed = -1;
+        ok(store_idempotency_prune(s, 3600 * 1000, &removed, &err) == 0 && removed == 0, "young keys kept");
+        sleep_ms(5);
+        ok(store_idempotency_prune(s, 1, &removed, &err) == 0 && removed == 1, "old keys pruned");
+        ok(store_job_enqueue(s, &in, &j2, &err) == 0 && strcmp(j2->id, j->id) != 0,
+           "after pruning the key is free again");
+        store_job_free(j2);
+        j2 = NULL;
+
+        /* Events: status queued is seq 1. */
+        struct store_event_list ev;
+        ok(store_event_list(s, j->id, 0, 0, &ev, &err) == 0 && ev.n == 1, "one event after enqueue");
+        ok(ev.n == 1 && ev.items[0].seq == 1 && strcmp(ev.items[0].type, "status") == 0 &&
+                   strstr(ev.items[0].data_json, "\"queued\""),
+           "status queued as seq 1: %s", ev.n ? ev.items[0].data_json : "");
+        store_event_list_deinit(&ev);
+        ok(store_event_list(s, "job_nope", 0, 0, &ev, &err) == -ENOENT, "events of an unknown job: -ENOENT");
+
+        /* Cancel a queued job: straight to cancelled, and cancelled stays. */
+        ok(store_job_cancel(s, j->id, &j2, &err) == 0 && j2->state == STORE_JOB_CANCELLED, "queued -> cancelled");
+        ok(j2 && j2->finished_at > 0, "finished_at set");
+        store_job_free(j2);
+        ok(store_job_cancel(s, j->id, NULL, &err) == -EALREADY, "cancel of a cancelled job: -EALREADY");
+        ok(store_event_append(s, j->id, 0, "note", "{}", NULL, &err) == -EALREADY, "no events on a terminal job");
+        store_job_free(j);
+}
+
+static void drain_queue(struct store *s) {
+        struct store_job *j;
+        struct ft_error err;
+        while (store_job_claim(s, "drain", 60000, &j, &err) == 1) {
+                store_job_finish(s, j->id, j->attempt, STORE_JOB_CANCELLED, NULL, NULL, NULL, NULL, &err);
+                store_job_free(j);
+        }
+}
+
+static void test_claim_order_and_lists(struct store *s) {
+        struct ft_error err = {0};
+        struct store_job *j = NULL;
+        char ids[25][STORE_ID_MAX];
+
+        drain_queue(s);
+        for (int i = 0; i < 25; i++) {
+                struct store_job_new in = job_new(&R);
+                in.priority = i == 20 ? 5 : 0; /* one urgent job enqueued late */
+                store_job_enqueue(s, &in, &j, &err);
+                snprintf(ids[i], sizeof(ids[i]), "%s", j->id);
+                store_job_free(j);
+        }
+        int64_t count = -1;
+        ok(store_job_count(s, STORE_JOB_STATE_BIT(STORE_JOB_QUEUED), &count, &err) == 0 && count == 25, "25 queued");
+        ok(store_job_claim(s, "w1", 60000, &j, &err) == 1 && strcmp(j->id, ids[20]) == 0,
+           "higher priority claimed first");
+        ok(j->state == STORE_JOB_RUNNING && j->attempt == 1 && strcmp(j->lease_owner, "w1") == 0 &&
+                   j->lease_expires_at > j->started_at,
+           "running, attempt 1, leased to w1");
+        store_job_free(j);
+        for (int i = 0; i < 4; i++) {
+                ok(store_job_claim(s, "w1", 60000, &j, &err) == 1 && strcmp(j->id, ids[i]) == 0,
+                   "then oldest first (%d)", i);
+                store_job_free(j);
+        }
+        ok(store_job_cancel(s, ids[5], NULL, &err) == 0, "cancel one queued");
+        ok(store_job_cancel(s, ids[0], &j, &err) == 0 && j->state == STORE_JOB_CANCELLING, "running -> cancelling");
+        store_job_free(j);
+
+        /* Filters and pagination over 19 queued, 4 running, 1 cancelling, 1 cancelled (+ earlier jobs). */
+        struct store_job_list l;
+        struct store_job_filter queued = {STORE_JOB_STATE_BIT(STORE_JOB_QUEUED)};
+        const char *after = NULL;
+        char cursor[STORE_ID_MAX];
+        int seen = 0, pages = 0;
+        bool all_queued = true, order_ok = true;
+        int64_t prev_created = INT64_MAX;
+        for (;;) {
+                if (store_job_list(s, &queued, &(struct store_page){.limit = 5, .after = after}, &l, &err) < 0) {
+                        ok(0, "list failed: %s", err.message);
+                        break;
+                }
+                for (size_t i = 0; i < l.n; i++) {
+                        if (l.items[i]->state != STORE_JOB_QUEUED)
+                                all_queued = false;
+                        if (l.items[i]->created_at > prev_created)
+                                order_ok = false;
+                        prev_created = l.items[i]->created_at;
+                }
+                seen += (int)l.n;
+                pages++;
+                if (l.n)
+                        snprintf(cursor, sizeof(cursor), "%s", l.items[l.n - 1]->id);
+                after = cursor;
+                bool more = l.has_more;
+                store_job_list_deinit(&l);
+                if (!more)
+                        break;
+        }
+        is_int(seen, 19, "19 queued jobs listed");
+        is_int(pages, 4, "in 4 pages of 5");
+        ok(all_queued, "filter returns only queued");
+        ok(order_ok, "newest first");
+        struct store_job_filter active = {STORE_JOB_STATE_BIT(STORE_JOB_RUNNING) |
+                                          STORE_JOB_STATE_BIT(STORE_JOB_CANCELLING)};
+        ok(store_job_list(s, &active, &(struct store_page){.limit = 100}, &l, &err) == 0 && l.n == 5 && !l.has_more,
+           "running|cancelling filter: 5");
+        store_job_list_deinit(&l);
+        ok(store_job_count(s, active.states, &count, &err) == 0 && count == 5, "count agrees");
+        ok(store_job_list(s, &(struct store_job_filter){1u << 10}, NULL, &l, &err) == -EINVAL,
+           "unknown state bit refused");
+        enum store_job_state st;
+        ok(store_job_state_from_name("cancelling", &st) == 0 && st == STORE_JOB_CANCELLING, "state names parse");
+        ok(store_job_state_from_name("done", &st) == -EINVAL, "unknown state name refused");
+
+        /* A dataset used by a queued job cannot be deleted; the model neither. */
+        bool busy = false;
+        ok(store_dataset_in_use(s, R.dataset, &busy, &err) == 0 && busy, "dataset in use");
+        ok(store_dataset_delete(s, R.dataset, &err) == -EBUSY, "delete of a used dataset: -EBUSY");
+        ok(store_model_delete(s, R.model, &err) == -EBUSY, "delete of a used model: -EBUSY");
+        drain_queue(s);
+        /* the running ones still hold it */
+        ok(store_dataset_in_use(s, R.dataset, &busy, &err) == 0 && busy, "still in use by running jobs");
+}
+
+static void test_lease_and_fencing(struct store *s) {
+        struct ft_error err = {0};
+        struct store_job *j = NULL, *j2 = NULL, *cur = NULL;
+        struct store_job_new in = job_new(&R);
+        bool cancel = true;
+
+        drain_queue(s);
+        in.max_attempts = 2;
+        store_job_enqueue(s, &in, &j, &err);
+        char id[STORE_ID_MAX];
+        snprintf(id, sizeof(id), "%s", j->id);
+        store_job_free(j);
+
+        ok(store_job_claim(s, "old", 1, &j, &err) == 1 && strcmp(j->id, id) == 0 && j->attempt == 1,
+           "claimed with a 1 ms lease");
+        ok(store_job_progress_set(s, id, 1, "{\"epoch\":1}", &err) == 0, "attempt 1 writes progress");
+        ok(store_checkpoint_add(s, id, 1,
+                                &(struct store_checkpoint_new){.epoch = 1, .step = 10, .dir = "jobs/x/ckpt-1"}, NULL,
+                                &err) == 0,
+           "attempt 1 writes a checkpoint");
+        sleep_ms(5);
+        int n = -1;
+        ok(store_job_requeue_expired(s, &n, &err) == 0 && n >= 1, "expired lease requeued (%d)", n);
+        ok(store_job_get(s, id, &cur, &err) == 0 && cur->state == STORE_JOB_QUEUED && cur->attempt == 1 &&
+                   cur->lease_owner[0] == 0,
+           "queued again, lease cleared");
+        store_job_free(cur);
+        ok(store_job_heartbeat(s, id, 1, 60000, &cancel, &err) == -ESTALE, "old attempt heartbeat: -ESTALE");
+        is_str(err.param, "attempt", "param names attempt");
+
+        ok(store_job_claim(s, "new", 60000, &j2, &err) == 1 && strcmp(j2->id, id) == 0 && j2->attempt == 2,
+           "reclaimed with attempt 2");
+        ok(strcmp(j2->progress_json, "{\"epoch\":1}") == 0, "progress survives the requeue");
+        struct store_checkpoint *c = NULL;
+        ok(store_checkpoint_latest(s, id, &c, &err) == 1 && c->epoch == 1 && c->step == 10 && c->attempt == 1 &&
+                   strcmp(c->dir, "jobs/x/ckpt-1") == 0,
+           "latest checkpoint available to resume from");
+        store_checkpoint_free(c);
+
+        ok(store_job_heartbeat(s, id, 1, 60000, NULL, &err) == -ESTALE, "stale heartbeat refused");
+        ok(store_job_progress_set(s, id, 1, "{\"epoch\":9}", &err) == -ESTALE, "stale progress refused");
+        ok(store_event_append(s, id, 1, "epoch", "{}", NULL, &err) == -ESTALE, "stale event refused");
+        ok(store_checkpoint_add(s, id, 1, &(struct store_checkpoint_new){.epoch = 9, .dir = "d"}, NULL, &err) ==
+                   -ESTALE,
+           "stale checkpoint refused");
+        ok(store_job_finish(s, id, 1, STORE_JOB_SUCCEEDED, "{}", NULL, NULL, NULL, &err) == -ESTALE,
+           "stale finish refused");
+        ok(store_job_release(s, id, 1, &err) == -ESTALE, "stale release refused");
+
+        ok(store_job_heartbeat(s, id, 2, 60000, &cancel, &err) == 0 && !cancel, "current attempt heartbeats");
+        int64_t seq = 0;
+        ok(store_event_append(s, id, 2, "epoch", "{\"epoch\":2,\"train_loss\":0.5}", &seq, &err) == 0,
+           "current attempt appends an event");
+        ok(store_job_get(s, id, &cur, &err) == 0 && strcmp(cur->progress_json, "{\"epoch\":1}") == 0,
+           "stale writes changed nothing");
+        store_job_free(cur);
+
+        /* Lose the lease again: attempt 2 of 2 fails the job with the reason. */
+        ok(store_job_heartbeat(s, id, 2, 1, NULL, &err) == 0, "lease shortened to 1 ms");
+        sleep_ms(5);
+        ok(store_job_requeue_expired(s, &n, &err) == 0 && n == 1, "expired again");
+        ok(store_job_get(s, id, &cur, &err) == 0 && cur->state == STORE_JOB_FAILED, "failed after max attempts");
+        ok(strstr(cur->error_json, "lease_expired") != NULL, "error says why: %s", cur->error_json);
+        store_job_free(cur);
+        ok(store_job_finish(s, id, 2, STORE_JOB_SUCCEEDED, "{}", NULL, NULL, NULL, &err) == -ESTALE,
+           "a failed job stays failed");
+
+        /* Events tell the story in order with no gaps. */
+        struct store_event_list ev;
+        ok(store_event_list(s, id, 0, 0, &ev, &err) == 0, "events listed");
+        bool gapless = true;
+        for (size_t i = 0; i < ev.n; i++)
+                if (ev.items[i].seq != (int64_t)i + 1)
+                        gapless = false;
+        ok(gapless && ev.n == 7, "7 events numbered 1..7 (got %zu)", ev.n);
+        ok(ev.n == 7 && strstr(ev.items[3].data_json, "\"lease_expired\"") && strstr(ev.items[6].data_json, "failed"),
+           "requeue and failure are status events");
+        ok(ev.n == 7 && ev.items[4].seq == seq - 1 && strcmp(ev.items[5].type, "epoch") == 0,
+           "the worker event has the seq it was given");
+        store_event_list_deinit(&ev);
+        ok(store_event_list(s, id, 5, 1, &ev, &err) == 0 && ev.n == 1 && ev.items[0].seq == 6 && ev.has_more,
+           "after 5, limit 1: seq 6 and more");
+        store_event_list_deinit(&ev);
+        store_job_free(j);
+        store_job_free(j2);
+}
+
+static void test_finish_cancel_release(struct store *s) {
+        struct ft_error err = {0};
+        struct store_job *j = NULL, *cur = NULL;
+        struct store_job_new in = job_new(&R);
+        char model_id[STORE_ID_MAX] = "x";
+        bool cancel = false;
+
+        drain_queue(s);
+        store_job_enqueue(s, &in, NULL, &err);
+        ok(store_job_claim(s, "w", 60000, &j, &err) == 1, "claimed");
+        ok(store_job_release(s, j->id, j->attempt, &err) == 0, "released on shutdown");
+        ok(store_job_get(s, j->id, &cur, &err) == 0 && cur->state == STORE_JOB_QUEUED && cur->max_attempts == 4,
+           "queued again, the released claim refunded");
+        store_job_free(cur);
+        store_job_free(j);
+        ok(store_job_claim(s, "w", 60000, &j, &err) == 1 && j->attempt == 2, "reclaimed, attempt 2");
+        ok(store_job_finish(s, j->id, j->attempt, STORE_JOB_QUEUED, NULL, NULL, NULL, NULL, &err) == -EINVAL,
+           "finish to a non-terminal state refused");
+        ok(store_job_finish(s, j->id, j->attempt, STORE_JOB_SUCCEEDED, "{\"val_accuracy\":0.9}", NULL,
+                            &(struct store_model_new){.name = "tuned", .spec_json = "{}", .weights_sha256 = R.sha},
+                            model_id, &err) == 0,
+           "finished with a result model");
+        ok(store_job_get(s, j->id, &cur, &err) == 0 && cur->state == STORE_JOB_SUCCEEDED &&
+                   strcmp(cur->result_model_id, model_id) == 0 && cur->lease_owner[0] == 0 && cur->finished_at > 0,
+           "succeeded, result model recorded, lease cleared");
+        store_job_free(cur);
+        struct store_model *m = NULL;
+        ok(store_model_get(s, model_id, &m, &err) == 0 && m->source == STORE_MODEL_JOB &&
+                   strcmp(m->source_job_id, j->id) == 0,
+           "the model says which job made it");
+        store_model_free(m);
+        ok(store_job_cancel(s, j->id, NULL, &err) == -EALREADY, "cancel of a succeeded job refused");
+        ok(store_job_finish(s, j->id, j->attempt, STORE_JOB_FAILED, NULL, "{}", NULL, NULL, &err) == -ESTALE,
+           "a succeeded job cannot finish again");
+        store_job_free(j);
+
+        /* Cancel a running job: cancelling, seen on heartbeat, then cancelled. */
+        store_job_enqueue(s, &in, NULL, &err);
+        store_job_claim(s, "w", 60000, &j, &err);
+        ok(store_job_cancel(s, j->id, NULL, &err) == 0, "cancel requested");
+        ok(store_job_cancel(s, j->id, &cur, &err) == 0 && cur->state == STORE_JOB_CANCELLING, "twice is fine");
+        store_job_free(cur);
+        ok(store_job_heartbeat(s, j->id, j->attempt, 60000, &cancel, &err) == 0 && cancel, "heartbeat sees cancel");
+        ok(store_job_finish(s, j->id, j->attempt, STORE_JOB_CANCELLED, NULL, NULL, NULL, NULL, &err) == 0,
+           "worker finishes as cancelled");
+        ok(store_job_get(s, j->id, &cur, &err) == 0 && cur->state == STORE_JOB_CANCELLED, "cancelled");
+        store_job_free(cur);
+        store_job_free(j);
+        /* A cancelling job whose worker died becomes cancelled, not requeued. */
+        store_job_enqueue(s, &in, NULL, &err);
+        store_job_claim(s, "w", 1, &j, &err);
+        store_job_cancel(s, j->id, NULL, &err);
+        sleep_ms(5);
+        store_job_requeue_expired(s, NULL, &err);
+        ok(store_job_get(s, j->id, &cur, &err) == 0 && cur->state == STORE_JOB_CANCELLED,
+           "cancelling + lost lease -> cancelled");
+        store_job_free(cur);
+        store_job_free(j);
+}
+
+/* ---- notifier ---------------------------------------------------------------------- */
+
+struct waiter {
+        const char *id;
+        uint64_t gen;
+        int changed;
+        struct store *s;
+};
+
+static void *wait_thread(void *p) {
+        struct waiter *w = p;
+        w->changed = store_job_wait(w->s, w->id, w->gen, 20000, NULL);
+        return NULL;
+}
+
+static atomic_int callbacks, queue_callbacks;
+static void on_change(const char *job_id, void *userdata) {
+        (void)userdata;
+        if (job_id)
+                atomic_fetch_add(&callbacks, 1);
+        else
+                atomic_fetch_add(&queue_callbacks, 1);
+}
+
+static void test_notifier(struct store *s) {
+        struct ft_error err = {0};
+        struct store *s2 = NULL;
+        struct store_job *j = NULL;
+        struct store_subscription *sub = NULL;
+
+        drain_queue(s);
+        ok(store_open(dir, &s2, &err) == 0, "second connection for the waiter");
+        ok(store_subscribe(s, on_change, NULL, &sub, &err) == 0, "subscribed");
+        struct store_job_new in = job_new(&R);
+        store_job_enqueue(s, &in, NULL, &err);
+        ok(atomic_load(&callbacks) == 1 && atomic_load(&queue_callbacks) == 1,
+           "enqueue: one job and one queue callback");
+        ok(store_job_wait(s2, "job_x", store_job_generation(s2, "job_x"), 0, NULL) == 0, "nothing changed: timeout");
+        uint64_t qgen = store_queue_generation(s2);
+        store_job_claim(s, "w", 60000, &j, &err);
+
+        struct waiter w = {.id = j->id, .gen = store_job_generation(s2, j->id), .s = s2};
+        pthread_t t;
+        pthread_create(&t, NULL, wait_thread, &w);
+        sleep_ms(20); /* let it block (not required for correctness: the generation was read first) */
+        store_event_append(s, j->id, j->attempt, "epoch", "{\"epoch\":1}", NULL, &err);
+        pthread_join(t, NULL);
+        is_int(w.changed, 1, "waiter on another connection woken by the event");
+        ok(store_job_generation(s2, j->id) != w.gen, "generation moved");
+
+        store_job_enqueue(s, &in, NULL, &err);
+        ok(store_queue_wait(s2, qgen, 0, NULL) == 1, "queue generation moved on enqueue");
+        store_unsubscribe(sub);
+        int before = atomic_load(&callbacks);
+        store_job_finish(s, j->id, j->attempt, STORE_JOB_SUCCEEDED, NULL, NULL, NULL, NULL, &err);
+        is_int(atomic_load(&callbacks), before, "no callbacks after unsubscribe");
+        store_job_free(j);
+        store_close(s2);
+}
+
+/* ---- many threads claiming -------------------------------------------------------- */
+
+#define CLAIM_JOBS 1000
+#define CLAIM_THREADS 8
+
+struct claimer {
+        int index;
+        int claimed;
+        int errors;
+        char (*ids)[STORE_ID_MAX];
+        char errmsg[FT_ERROR_MSG_MAX];
+};
+
+static atomic_int claim_slot;
+static char claimed_ids[CLAIM_JOBS + CLAIM_THREADS][STORE_ID_MAX];
+
+static void *claim_thread(void *p) {
+        struct claimer *c = p;
+        struct ft_error err = {0};
+        struct store *s = NULL;
+        char worker[32];
+        snprintf(worker, sizeof(worker), "worker-%d", c->index);
+        if (store_open(dir, &s, &err) < 0) {
+                c->errors++;
+                snprintf(c->errmsg, sizeof(c->errmsg), "%s", err.message);
+                return NULL;
+        }
+        for (;;) {
+                struct store_job *j = NULL;
+                int r = store_job_claim(s, worker, 60000, &j, &err);
+                if (r < 0) {
+                        c->errors++;
+                        snprintf(c->errmsg, sizeof(c->errmsg), "%s", err.message);
+                        break;
+                }
+                if (r == 0)
+                        break;
+                int slot = atomic_fetch_add(&claim_slot, 1);
+                if (slot < (int)ARRAY_SIZE(claimed_ids))
+                        snprintf(claimed_ids[slot], STORE_ID_MAX, "%s", j->id);
+                c->claimed++;
+                if (store_job_finish(s, j->id, j->attempt, STORE_JOB_SUCCEEDED, "{}", NULL, NULL, NULL, &err) < 0) {
+                        c->errors++;
+                        snprintf(c->errmsg, sizeof(c->errmsg), "%s", err.message);
+                }
+                store_job_free(j);
+        }
+        store_close(s);
+        return NULL;
+}
+
+static int cmp_id(const void *a, const void *b) {
+        return strcmp(a, b);
+}
+
+static void test_concurrent_claims(struct store *s) {
+        struct ft_error err = {0};
+        struct claimer cl[CLAIM_THREADS] = {0};
+        pthread_t t[CLAIM_THREADS];
+        struct store_job_new in = job_new(&R);
+        int enqueue_errors = 0;
+
+        drain_queue(s);
+        for (int i = 0; i < CLAIM_JOBS; i++)
+                if (store_job_enqueue(s, &in, NULL, &err) < 0)
+                        enqueue_errors++;
+        is_int(enqueue_errors, 0, "1000 jobs enqueued");
+        for (int i = 0; i < CLAIM_THREADS; i++) {
+                cl[i].index = i;
+                pthread_create(&t[i], NULL, claim_thread, &cl[i]);
+        }
+        /* Keep enqueueing a few while they claim, to mix writers. */
+        int total = 0, errors = 0;
+        for (int i = 0; i < CLAIM_THREADS; i++) {
+                pthread_join(t[i], NULL);
+                total += cl[i].claimed;
+                errors += cl[i].errors;
+                if (cl[i].errors)
+                        diag("thread %d: %s", i, cl[i].errmsg);
+        }
+        is_int(errors, 0, "no errors (no SQLITE_BUSY) reached any of %d threads", CLAIM_THREADS);
+        is_int(total, CLAIM_JOBS, "1000 claims in total");
+        int n = FT_MIN(atomic_load(&claim_slot), (int)ARRAY_SIZE(claimed_ids));
+        qsort(claimed_ids, (size_t)n, STORE_ID_MAX, cmp_id);
+        int dups = 0;
+        for (int i = 1; i < n; i++)
+                if (strcmp(claimed_ids[i - 1], claimed_ids[i]) == 0)
+                        dups++;
+        is_int(dups, 0, "each job claimed exactly once");
+        int busy_threads = 0;
+        for (int i = 0; i < CLAIM_THREADS; i++)
+                busy_threads += cl[i].claimed > 0;
+        diag("claims per thread spread over %d threads", busy_threads);
+        int64_t left = -1, done = -1;
+        store_job_count(s, STORE_JOB_STATE_BIT(STORE_JOB_QUEUED), &left, &err);
+        store_job_count(s, STORE_JOB_STATE_BIT(STORE_JOB_SUCCEEDED), &done, &err);
+        is_int(left, 0, "queue empty");
+        ok(done >= CLAIM_JOBS, "all succeeded (%lld)", (long long)done);
+}
+
+/* Several processes (each its own connection, as several daemons on one
+ * SQLite file would be) and this one claim 400 jobs: each exactly once. */
+#define PROC_JOBS 400
+#define PROCS 3
+
+static void test_process_claims(struct store *s) {
+        struct ft_error err = {0};
+        struct store_job_new in = job_new(&R);
+        static char ids[PROC_JOBS * 2][STORE_ID_MAX];
+        int n = 0, fds[PROCS], errors = 0;
+        pid_t pids[PROCS];
+
+        drain_queue(s);
+        for (int i = 0; i < PROC_JOBS; i++)
+                if (store_job_enqueue(s, &in, NULL, &err) < 0)
+                        errors++;
+        fflush(stdout);
+        for (int p = 0; p < PROCS; p++) {
+                int pfd[2];
+                if (pipe(pfd) < 0)
+                        exit(2);
+                pids[p] = fork();
+                if (pids[p] == 0) {
+                        struct store *cs = NULL;
+                        struct store_job *j;
+                        close(pfd[0]);
+                        FILE *out = fdopen(pfd[1], "w");
+                        if (store_open(dir, &cs, &err) < 0)
+                                _exit(3);
+                        int r;
+                        while ((r = store_job_claim(cs, "proc", 60000, &j, &err)) == 1) {
+                                fprintf(out, "%s\n", j->id);
+                                store_job_free(j);
+                        }
+                        fclose(out);
+                        store_close(cs);
+                        _exit(r < 0 ? 4 : 0);
+                }
+                close(pfd[1]);
+                fds[p] = pfd[0];
+        }
+        struct store_job *j;
+        int r;
+        while ((r = store_job_claim(s, "parent", 60000, &j, &err)) == 1) {
+                if (n < (int)ARRAY_SIZE(ids))
+                        snprintf(ids[n++], STORE_ID_MAX, "%s", j->id);
+                store_job_free(j);
+        }
+        if (r < 0)
+                errors++;
+        for (int p = 0; p < PROCS; p++) {
+                FILE *in_f = fdopen(fds[p], "r");
+                char line[64];
+                while (fgets(line, sizeof(line), in_f))
+                        if (n < (int)ARRAY_SIZE(ids)) {
+                                line[strcspn(line, "\n")] = 0;
+                                snprintf(ids[n++], STORE_ID_MAX, "%.31s", line);
+                        }
+                fclose(in_f);
+                int status = 0;
+                waitpid(pids[p], &status, 0);
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                        errors++;
+        }
+        is_int(errors, 0, "%d processes + this one claimed without errors", PROCS);
+        is_int(n, PROC_JOBS, "400 claims across processes");
+        qsort(ids, (size_t)n, STORE_ID_MAX, cmp_id);
+        int dups = 0;
+        for (int i = 1; i < n; i++)
+                dups += strcmp(ids[i - 1], ids[i]) == 0;
+        is_int(dups, 0, "each claimed exactly once across processes");
+}
+
+int main(void) {
+        struct ft_error err = {0};
+        struct store *s = NULL;
+
+        test_migrations();
+
+        dir = tmpdir_make("store");
+        if (store_open(dir, &s, &err) < 0) {
+                printf("Bail out! %s\n", err.message);
+                return 1;
+        }
+        refs_make(s, &R);
+        test_catalog(s);
+        test_enqueue_and_idempotency(s);
+        test_claim_order_and_lists(s);
+        test_lease_and_fencing(s);
+        test_finish_cancel_release(s);
+        test_notifier(s);
+        test_concurrent_claims(s);
+        test_process_claims(s);
+        store_close(s);
+        tmpdir_remove(dir);
+        free(dir);
+        return tap_done();
+}

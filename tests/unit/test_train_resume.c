@@ -1,0 +1,203 @@
+/* test_train_resume.c - checkpoints, resume, cancel, early stopping and
+ * determinism of the training loop, on a small MLP with dropout, shuffling and
+ * a validation split (so the dropout generator, the data order and the
+ * optimizer state all matter):
+ *   - the same seed and thread count give bit-identical weights;
+ *   - resuming from every checkpoint gives bit-identical final weights and
+ *     the same per-epoch losses as the uninterrupted run;
+ *   - should_stop stops before the next batch, writes a partial checkpoint,
+ *     and resuming from it is bit-identical too;
+ *   - early stopping stops `patience` epochs after the best one and restores
+ *     exactly the best epoch's weights.
+ * Not for: numerics against PyTorch (test_train.c). */
+#include <dirent.h>
+
+#include "tests/tap.h"
+#include "tests/unit/train_fixture.h"
+
+static const char *job =
+        "{\"model\": \"mlp\", \"training_file\": \"x\", \"validation_split\": 0.25, \"seed\": 7,"
+        " \"hyperparameters\": {\"epochs\": 4, \"batch_size\": 16, \"learning_rate\": 0.01, \"warmup_epochs\": 1},"
+        " \"early_stopping\": {\"metric\": \"val_loss\", \"patience\": 10}}";
+
+struct outcome {
+        int r;
+        uint8_t *weights;
+        size_t n;
+        json_t *history;
+        struct capture cap;
+        struct ft_error err;
+};
+
+static struct outcome run(struct compute_ctx *ctx, const struct dataset *ds, const char *text, const char *ckpt_dir,
+                          const char *resume, unsigned batches_allowed) {
+        struct outcome o = {0};
+        struct jobspec spec;
+        parse_job(text, &spec);
+        struct model *m = mlp_new(ds->n_features, 24, ds->n_classes, 0.3);
+        model_init(m, 5);
+        o.cap.events = json_array();
+        o.cap.batches_allowed = batches_allowed;
+        struct train_callbacks cb = capture_callbacks(&o.cap);
+        struct train_options opt = {.checkpoint_dir = ckpt_dir, .resume_from = resume};
+        struct train_result res = {0};
+        o.r = train_run(&spec, m, ctx, ds, NULL, &opt, &cb, &res, &o.err);
+        o.weights = snapshot(m, &o.n);
+        if (o.r == 0)
+                o.history = json_incref(res.history);
+        train_result_deinit(&res);
+        model_free(m);
+        jobspec_deinit(&spec);
+        return o;
+}
+
+static void outcome_free(struct outcome *o) {
+        free(o->weights);
+        json_decref(o->history);
+        json_decref(o->cap.events);
+}
+
+static bool same_weights(const struct outcome *a, const struct outcome *b) {
+        return a->n == b->n && memcmp(a->weights, b->weights, a->n) == 0;
+}
+
+static bool same_losses(const json_t *a, const json_t *b) {
+        if (json_array_size(a) != json_array_size(b))
+                return false;
+        for (size_t i = 0; i < json_array_size(a); i++) {
+                static const char *keys[] = {"train_loss", "val_loss", "val_accuracy", "lr"};
+                for (size_t k = 0; k < ARRAY_SIZE(keys); k++)
+                        if (json_number_value(json_object_get(json_array_get(a, i), keys[k])) !=
+                            json_number_value(json_object_get(json_array_get(b, i), keys[k])))
+                                return false;
+        }
+        return true;
+}
+
+int main(void) {
+        struct compute_ctx *ctx = NULL;
+        struct ft_error err = {0};
+        if (!ok(compute_ctx_new(1, &ctx, &err) == 0, "context (%s)", err.message))
+                return tap_done();
+        char tmpl[] = "/tmp/ft-train-XXXXXX";
+        const char *tmp = mkdtemp(tmpl);
+        char dir_a[512], dir_r[512], dir_c[512], dir_e[512];
+        snprintf(dir_a, sizeof(dir_a), "%s/a", tmp);
+        snprintf(dir_c, sizeof(dir_c), "%s/c", tmp);
+        snprintf(dir_e, sizeof(dir_e), "%s/e", tmp);
+
+        struct dataset *ds = blobs_new(120, 6, 3, 1.0, 3);
+
+        /* uninterrupted, twice */
+        struct outcome a = run(ctx, ds, job, dir_a, NULL, 0);
+        is_int(a.r, 0, "uninterrupted run (%s)", a.err.message);
+        struct outcome a2 = run(ctx, ds, job, NULL, NULL, 0);
+        ok(a2.r == 0 && same_weights(&a, &a2), "same seed and threads: bit-identical weights");
+        ok(same_losses(a.history, a2.history), "same seed and threads: identical losses");
+        is_int(a.cap.checkpoints, 4, "a checkpoint every epoch");
+
+        /* resume from every checkpoint */
+        DIR *d = opendir(dir_a);
+        struct dirent *e;
+        int resumed = 0;
+        while (d && (e = readdir(d))) {
+                if (strncmp(e->d_name, "ckpt-", 5) != 0)
+                        continue;
+                char ck[1024];
+                snprintf(ck, sizeof(ck), "%s/%s", dir_a, e->d_name);
+                snprintf(dir_r, sizeof(dir_r), "%s/r-%s", tmp, e->d_name);
+                struct outcome b = run(ctx, ds, job, dir_r, ck, 0);
+                ok(b.r == 0 && same_weights(&a, &b), "resume from %s: bit-identical final weights (%s)", e->d_name,
+                   b.err.message);
+                ok(b.r == 0 && same_losses(a.history, b.history), "resume from %s: identical epoch history",
+                   e->d_name);
+                outcome_free(&b);
+                resumed++;
+        }
+        if (d)
+                closedir(d);
+        is_int(resumed, 4, "resumed from each of the 4 checkpoints");
+
+        char *latest = NULL;
+        ok(train_checkpoint_find_latest(dir_a, &latest, &err) == 0 && strstr(latest, "ckpt-24"),
+           "latest checkpoint is the last epoch's (%s)", latest ? latest : err.message);
+        free(latest);
+
+        /* cancel in the middle of epoch 2: 6 batches per epoch, stop after 8 */
+        struct outcome c = run(ctx, ds, job, dir_c, NULL, 8);
+        is_int(c.r, -ECANCELED, "should_stop cancels the run");
+        is_int(c.cap.polls, 9, "polled before each batch: stopped before batch 9");
+        char *partial = NULL;
+        json_t *st = NULL;
+        if (train_checkpoint_find_latest(dir_c, &partial, &err) == 0) {
+                char p[1100];
+                snprintf(p, sizeof(p), "%s/state.json", partial);
+                st = json_load_file(p, 0, NULL);
+        }
+        ok(st && json_integer_value(json_object_get(st, "step")) == 8 &&
+                   json_integer_value(json_object_get(st, "epoch")) == 1 &&
+                   json_integer_value(json_object_get(st, "batch")) == 2 && json_is_true(json_object_get(st, "partial")),
+           "partial checkpoint after 8 steps: epoch 1 done, 2 batches into epoch 2");
+        json_decref(st);
+        struct outcome c2 = run(ctx, ds, job, dir_c, partial, 0);
+        ok(c2.r == 0 && same_weights(&a, &c2), "resume after cancel: bit-identical final weights (%s)",
+           c2.err.message);
+        ok(c2.r == 0 && same_losses(a.history, c2.history), "resume after cancel: identical epoch history");
+        free(partial);
+        outcome_free(&c);
+        outcome_free(&c2);
+
+        /* early stopping: a small noisy training set and a high rate overfit quickly */
+        struct dataset *noisy = blobs_new(48, 6, 3, 0.6, 9);
+        const char *es_job = "{\"model\": \"mlp\", \"training_file\": \"x\", \"validation_split\": 0.5, \"seed\": 3,"
+                             " \"hyperparameters\": {\"epochs\": 30, \"batch_size\": 8, \"learning_rate\": 0.02,"
+                             " \"schedule\": \"constant\"},"
+                             " \"early_stopping\": {\"metric\": \"val_loss\", \"patience\": 3}}";
+        struct outcome es = run(ctx, noisy, es_job, dir_e, NULL, 0);
+        is_int(es.r, 0, "early-stopping run (%s)", es.err.message);
+        json_t *stop = events_of(es.cap.events, "early_stopping"), *fin = events_of(es.cap.events, "metrics");
+        size_t n_epochs = json_array_size(es.history);
+        size_t argmin = 0;
+        for (size_t i = 1; i < n_epochs; i++)
+                if (json_number_value(json_object_get(json_array_get(es.history, i), "val_loss")) <
+                    json_number_value(json_object_get(json_array_get(es.history, argmin), "val_loss")))
+                        argmin = i;
+        json_int_t best = json_integer_value(json_object_get(json_array_get(fin, 0), "best_epoch"));
+        diag("early stopping: %zu epochs run, best epoch %lld", n_epochs, (long long)best);
+        ok(json_array_size(stop) == 1 && n_epochs < 30 && best > 1, "stopped early, after a best epoch past the first");
+        is_int(best, argmin + 1, "best epoch is the one with the lowest val_loss");
+        is_int(n_epochs, best + 3, "stopped 'patience' epochs after the best");
+        /* the final weights are the best epoch's checkpoint */
+        bool same = false;
+        if (best > 0 && best < 64 && es.cap.by_epoch[best][0]) {
+                char p[700];
+                snprintf(p, sizeof(p), "%s/model.safetensors", es.cap.by_epoch[best]);
+                struct st_file *f = NULL;
+                if (st_file_open(p, 0, &f, &err) == 0) {
+                        struct model *m = mlp_new(6, 24, 3, 0.3);
+                        size_t off = 0;
+                        same = true;
+                        for (size_t i = 0; i < model_tensor_count(m); i++) {
+                                struct tensor *t = model_tensor_at(m, i);
+                                const struct st_tensor *s = st_file_find(f, t->name);
+                                same &= s && s->nbytes == tensor_nbytes(t) &&
+                                        memcmp(s->data, es.weights + off, s->nbytes) == 0;
+                                off += tensor_nbytes(t);
+                        }
+                        model_free(m);
+                        st_file_free(f);
+                }
+        }
+        ok(same, "final weights are bit-identical to the best epoch's checkpoint");
+        json_decref(stop);
+        json_decref(fin);
+        outcome_free(&es);
+        table_free(noisy);
+
+        outcome_free(&a);
+        outcome_free(&a2);
+        table_free(ds);
+        compute_ctx_free(ctx);
+        rm_rf(tmp);
+        return tap_done();
+}
