@@ -246,6 +246,51 @@ static void reaches_accuracy(struct compute_ctx *ctx) {
         table_free(ds);
 }
 
+static void regression(struct compute_ctx *ctx) {
+        /* y = sum of the features with weights 1..6 plus a little noise */
+        size_t n = 200, f = 6;
+        struct dataset *ds = blobs_new(n, f, 2, 1.0, 21);
+        ds->task = DATA_REGRESSION;
+        ds->targets = malloc(n * sizeof(float));
+        struct data_rng rng;
+        data_rng_seed(&rng, 4);
+        for (size_t i = 0; i < n; i++) {
+                double y = 0;
+                for (size_t j = 0; j < f; j++)
+                        y += (double)(j + 1) * ds->x[i * f + j];
+                ds->targets[i] = (float)(y + ((double)data_rng_below(&rng, 1001) / 1000.0 - 0.5) * 0.5);
+        }
+        struct model *m = mlp_new(f, 16, 1, 0);
+        model_init(m, 2);
+        struct jobspec spec;
+        parse_job("{\"model\": \"mlp\", \"training_file\": \"x\", \"task\": {\"type\": \"regression\"},"
+                  " \"hyperparameters\": {\"epochs\": 30, \"batch_size\": 16, \"learning_rate\": 0.01},"
+                  " \"early_stopping\": {\"metric\": \"val_r2\", \"patience\": 30}}",
+                  &spec);
+        struct capture cap = {.events = json_array()};
+        struct train_callbacks cb = capture_callbacks(&cap);
+        struct train_result res;
+        struct ft_error err = {0};
+        is_int(train_run(&spec, m, ctx, ds, NULL, NULL, &cb, &res, &err), 0, "regression trains (%s)", err.message);
+        const json_t *mj = json_object_get(res.metrics, "metrics");
+        double r2 = json_number_value(json_object_get(mj, "r2"));
+        double mse = json_number_value(json_object_get(mj, "mse")), rmse = json_number_value(json_object_get(mj, "rmse"));
+        ok(r2 > 0.9, "regression: validation R2 %.3f > 0.9", r2);
+        is_close(rmse, sqrt(mse), 1e-12, "regression: rmse = sqrt(mse)");
+        json_t *epochs = events_of(cap.events, "epoch");
+        ok(json_is_number(json_object_get(json_array_get(epochs, 0), "val_r2")) &&
+                   json_is_number(json_object_get(json_array_get(epochs, 0), "val_mae")),
+           "regression epoch events carry val_mse/val_rmse/val_mae/val_r2");
+        json_decref(epochs);
+        json_decref(cap.events);
+        train_result_deinit(&res);
+        jobspec_deinit(&spec);
+        model_free(m);
+        free(ds->targets);
+        ds->targets = NULL;
+        table_free(ds);
+}
+
 int main(void) {
         struct compute_ctx *ctx = NULL;
         struct ft_error err = {0};
@@ -254,6 +299,7 @@ int main(void) {
         torch_parity(ctx);
         layer_rates();
         reaches_accuracy(ctx);
+        regression(ctx);
         compute_ctx_free(ctx);
         return tap_done();
 }
