@@ -71,6 +71,7 @@ struct trainer {
         double best_value;
         unsigned best_epoch, bad_epochs;
         bool stopped_early;
+        bool eval_pending; /* the epoch's batches are done, its validation and report are not */
         json_t *history;
 
         double run_start, last_progress;
@@ -521,9 +522,9 @@ static int write_optim_tensors(const char *path, struct trainer *tr, struct ft_e
 static json_t *state_json(const struct trainer *tr, bool partial) {
         struct model_rng_state rng;
         model_rng_get(tr->m, &rng);
-        return json_pack("{s:i s:I s:I s:I s:b s:f s:I s:{s:I s:I} s:{s:b s:f s:I s:I s:b} s:{s:I s:I s:I} s:O s:o}",
+        return json_pack("{s:i s:I s:I s:I s:b s:b s:f s:I s:{s:I s:I} s:{s:b s:f s:I s:I s:b} s:{s:I s:I s:I} s:O s:o}",
                          "version", STATE_VERSION, "epoch", (json_int_t)tr->epoch, "batch", (json_int_t)tr->batch,
-                         "step", (json_int_t)tr->step, "partial", partial, "epoch_loss_sum", tr->epoch_loss_sum,
+                         "step", (json_int_t)tr->step, "partial", partial, "eval_pending", tr->eval_pending, "epoch_loss_sum", tr->epoch_loss_sum,
                          "epoch_samples", (json_int_t)tr->epoch_samples, "rng", "seed", (json_int_t)rng.seed,
                          "counter", (json_int_t)rng.counter, "early_stopping", "has_best", tr->has_best,
                          "best_value", tr->best_value, "best_epoch", (json_int_t)tr->best_epoch, "bad_epochs",
@@ -714,12 +715,13 @@ static int checkpoint_load(struct trainer *tr, const char *dir, struct ft_error 
                 return ft_error_set(err, -EINVAL, NULL, "'%s':%d:%d: %s", path, jerr.line, jerr.column, jerr.text);
         json_int_t version = 0, epoch = 0, batch = 0, step = 0, samples = 0, rseed = 0, rcounter = 0;
         json_int_t best_epoch = 0, bad = 0, dseed = 0, n_train = 0, n_val = 0;
-        int partial = 0, has_best = 0, stopped = 0;
+        int partial = 0, has_best = 0, stopped = 0, eval_pending = 0;
         double loss_sum = 0, best_value = 0;
         json_t *history = NULL;
         if (json_unpack_ex(state, &jerr, 0,
-                           "{s:I s:I s:I s:I s:b s:F s:I s:{s:I s:I} s:{s:b s:F s:I s:I s:b} s:{s:I s:I s:I} s:o}",
+                           "{s:I s:I s:I s:I s:b s:b s:F s:I s:{s:I s:I} s:{s:b s:F s:I s:I s:b} s:{s:I s:I s:I} s:o}",
                            "version", &version, "epoch", &epoch, "batch", &batch, "step", &step, "partial", &partial,
+                           "eval_pending", &eval_pending,
                            "epoch_loss_sum", &loss_sum, "epoch_samples", &samples, "rng", "seed", &rseed, "counter",
                            &rcounter, "early_stopping", "has_best", &has_best, "best_value", &best_value,
                            "best_epoch", &best_epoch, "bad_epochs", &bad, "stopped", &stopped, "data", "seed",
@@ -747,6 +749,7 @@ static int checkpoint_load(struct trainer *tr, const char *dir, struct ft_error 
         tr->best_epoch = (unsigned)best_epoch;
         tr->bad_epochs = (unsigned)bad;
         tr->stopped_early = stopped;
+        tr->eval_pending = eval_pending;
         json_decref(tr->history);
         tr->history = json_incref(history);
         struct model_rng_state rng = {(uint64_t)rseed, (uint64_t)rcounter};
@@ -881,6 +884,8 @@ static int evaluate(struct trainer *tr, double *ret_loss, size_t *ret_n, struct 
         while (data_loader_next(tr->eval_loader, &b) > 0) {
                 const float *out;
                 float loss;
+                if (tr->cb && tr->cb->should_stop && tr->cb->should_stop(tr->cb->userdata))
+                        return -ECANCELED;
                 int r = model_forward(tr->m, b.x, (int)b.n, false, &out, err);
                 if (r >= 0)
                         r = batch_loss(tr, &b, out, &loss, NULL, err);
@@ -917,11 +922,10 @@ static bool event_metric(const json_t *ev, const char *name, double *ret) {
         return true;
 }
 
-static int end_of_epoch(struct trainer *tr, size_t batches, struct ft_error *err) {
-        double train_seconds = ft_now_monotonic() - tr->epoch_start;
+/* The epoch's report: validation, the epoch event, early stopping, the checkpoint. Runs with eval_pending set
+ * (also first thing after resuming from a checkpoint written during validation). */
+static int end_of_epoch(struct trainer *tr, double train_seconds, struct ft_error *err) {
         double train_loss = tr->epoch_samples ? tr->epoch_loss_sum / (double)tr->epoch_samples : 0;
-        tr->epoch++;
-        tr->batch = 0;
         json_t *ev = json_pack("{s:s s:I s:I s:I s:f}", "type", "epoch", "epoch", (json_int_t)tr->epoch, "epochs",
                                (json_int_t)tr->spec->hyperparameters.epochs, "step", (json_int_t)tr->step,
                                "train_loss", train_loss);
@@ -931,6 +935,11 @@ static int end_of_epoch(struct trainer *tr, size_t batches, struct ft_error *err
                 double val_loss;
                 size_t n;
                 int r = evaluate(tr, &val_loss, &n, err);
+                if (r == -ECANCELED) {
+                        json_decref(ev);
+                        r = checkpoint_write(tr, true, err);
+                        return r < 0 ? r : ft_error_set(err, -ECANCELED, NULL, "training was cancelled");
+                }
                 if (r < 0) {
                         json_decref(ev);
                         return r;
@@ -975,7 +984,6 @@ static int end_of_epoch(struct trainer *tr, size_t batches, struct ft_error *err
         json_object_set_new(ev, "seconds", json_real(round(seconds * 1000) / 1000));
         json_object_set_new(ev, "samples_per_sec",
                             json_real(train_seconds > 0 ? round((double)tr->n_train / train_seconds * 10) / 10 : 0));
-        (void)batches;
 
         /* early stopping */
         const __typeof__(tr->spec->early_stopping) *es = &tr->spec->early_stopping;
@@ -1012,6 +1020,7 @@ static int end_of_epoch(struct trainer *tr, size_t batches, struct ft_error *err
         }
         tr->epoch_loss_sum = 0;
         tr->epoch_samples = 0;
+        tr->eval_pending = false;
         unsigned every = tr->spec->checkpoint.every_epochs;
         if (every && (tr->epoch % every == 0 || tr->stopped_early || tr->epoch == tr->spec->hyperparameters.epochs))
                 return checkpoint_write(tr, false, err);
@@ -1067,13 +1076,18 @@ static int run_epoch(struct trainer *tr, struct ft_error *err) {
                 if ((r = optimizer_step(tr, err)) < 0)
                         return r;
         }
-        return end_of_epoch(tr, batches, err);
+        tr->epoch++;
+        tr->batch = 0;
+        tr->eval_pending = true;
+        return end_of_epoch(tr, ft_now_monotonic() - tr->epoch_start, err);
 }
 
 static int final_metrics(struct trainer *tr, struct train_result *res, struct ft_error *err) {
         double loss;
         size_t n;
         int r = evaluate(tr, &loss, &n, err);
+        if (r == -ECANCELED) /* the last epoch's checkpoint resumes straight into this evaluation */
+                return ft_error_set(err, -ECANCELED, NULL, "training was cancelled");
         if (r < 0)
                 return r;
         json_t *mj;
@@ -1173,6 +1187,9 @@ int train_run(const struct jobspec *spec, struct model *m, struct compute_ctx *c
         tr.run_start = ft_now_monotonic();
         tr.run_start_step = (uint64_t)tr.epoch * data_loader_batches(tr.train_loader) + tr.batch;
         tr.last_lr = schedule_lr(&tr.sched, tr.step ? tr.step - 1 : 0);
+        tr.epoch_start = ft_now_monotonic();
+        if (tr.eval_pending && (r = end_of_epoch(&tr, 0, err)) < 0)
+                goto fail;
         while (tr.epoch < spec->hyperparameters.epochs && !tr.stopped_early) {
                 r = run_epoch(&tr, err);
                 if (r < 0)

@@ -53,8 +53,9 @@ struct train_callbacks {
         void (*on_progress)(void *userdata, const json_t *progress);
         /* A checkpoint is durable at info->path. A negative return aborts the run. */
         int (*on_checkpoint)(void *userdata, const struct train_checkpoint_info *info);
-        /* Polled before every batch; true stops the run within that batch: a partial checkpoint is written
-         * (when checkpoints are on) and train_run returns -ECANCELED. */
+        /* Polled before every training and validation batch; true stops the run within that batch: a partial
+         * checkpoint is written (when checkpoints are on) and train_run returns -ECANCELED. During the final
+         * evaluation no checkpoint is written: the last epoch's checkpoint resumes straight into it. */
         bool (*should_stop)(void *userdata);
 };
 
