@@ -42,7 +42,7 @@ struct trainer {
         bool classification;
 
         struct dataset train_view, val_view; /* shallow copies; val_view.labels may be remapped */
-        int32_t *val_labels;                 /* owned remapped labels, or NULL */
+        int32_t *val_labels; /* owned remapped labels, or NULL */
         const struct dataset *train_ds, *val_ds;
         size_t *train_idx, n_train;
         size_t *val_idx, n_val;
@@ -53,8 +53,8 @@ struct trainer {
 
         size_t n_out;
         int max_batch;
-        float *d_out;  /* max_batch * n_out */
-        float *accum;  /* gd: gradient sum over the epoch, param numel; NULL otherwise */
+        float *d_out; /* max_batch * n_out */
+        float *accum; /* gd: gradient sum over the epoch, param numel; NULL otherwise */
         size_t accum_n;
         uint8_t *best; /* early stopping: copy of every model tensor's bytes */
         size_t best_bytes;
@@ -63,8 +63,8 @@ struct trainer {
 
         /* progress of the run (all in checkpoints) */
         unsigned epoch; /* completed epochs */
-        size_t batch;   /* batches done in the current epoch */
-        uint64_t step;  /* optimizer steps taken */
+        size_t batch; /* batches done in the current epoch */
+        uint64_t step; /* optimizer steps taken */
         double epoch_loss_sum;
         uint64_t epoch_samples;
         bool has_best;
@@ -257,9 +257,8 @@ static int setup_data(struct trainer *tr, const struct dataset *train, const str
                         return ft_error_set(err, -EINVAL, "training_file", "'%s' has only %zu class", train->source,
                                             train->n_classes);
                 if (tr->n_out != train->n_classes)
-                        return ft_error_set(err, -EINVAL, "model",
-                                            "'model' has %zu outputs but '%s' has %zu classes", tr->n_out,
-                                            train->source, train->n_classes);
+                        return ft_error_set(err, -EINVAL, "model", "'model' has %zu outputs but '%s' has %zu classes",
+                                            tr->n_out, train->source, train->n_classes);
         } else if (tr->n_out != 1) {
                 return ft_error_set(err, -EINVAL, "model", "'model' has %zu outputs; regression needs 1", tr->n_out);
         }
@@ -281,8 +280,8 @@ static int setup_data(struct trainer *tr, const struct dataset *train, const str
                     (spec->preprocess.resize[0] != shape[1] || spec->preprocess.resize[1] != shape[2]))
                         return ft_error_set(err, -EINVAL, "preprocess.resize",
                                             "'preprocess.resize' [%u, %u] differs from the model's input %lldx%lld",
-                                            spec->preprocess.resize[0], spec->preprocess.resize[1],
-                                            (long long)shape[1], (long long)shape[2]);
+                                            spec->preprocess.resize[0], spec->preprocess.resize[1], (long long)shape[1],
+                                            (long long)shape[2]);
                 if (spec->preprocess.channels && spec->preprocess.channels != shape[0])
                         return ft_error_set(err, -EINVAL, "preprocess.channels",
                                             "'preprocess.channels' %u differs from the model's %lld input channels",
@@ -305,8 +304,7 @@ static int setup_data(struct trainer *tr, const struct dataset *train, const str
         if (val) {
                 if (val->kind != train->kind || val->task != train->task)
                         return ft_error_set(err, -EINVAL, "validation_file",
-                                            "'%s' is not the same kind of data as '%s'", val->source,
-                                            train->source);
+                                            "'%s' is not the same kind of data as '%s'", val->source, train->source);
                 tr->val_view = *val;
                 if (tr->classification) {
                         /* map the validation file's class names onto the training file's */
@@ -411,9 +409,12 @@ static int setup_data(struct trainer *tr, const struct dataset *train, const str
 static int setup_optim(struct trainer *tr, struct ft_error *err) {
         const __typeof__(tr->spec->hyperparameters) *h = &tr->spec->hyperparameters;
         static const enum optim_kind kinds[] = {
-                [JOBSPEC_OPT_GD] = OPTIM_GD,           [JOBSPEC_OPT_SGD] = OPTIM_SGD,
-                [JOBSPEC_OPT_MOMENTUM] = OPTIM_MOMENTUM, [JOBSPEC_OPT_NESTEROV] = OPTIM_NESTEROV,
-                [JOBSPEC_OPT_ADAM] = OPTIM_ADAM,       [JOBSPEC_OPT_ADAMW] = OPTIM_ADAMW,
+                [JOBSPEC_OPT_GD] = OPTIM_GD,
+                [JOBSPEC_OPT_SGD] = OPTIM_SGD,
+                [JOBSPEC_OPT_MOMENTUM] = OPTIM_MOMENTUM,
+                [JOBSPEC_OPT_NESTEROV] = OPTIM_NESTEROV,
+                [JOBSPEC_OPT_ADAM] = OPTIM_ADAM,
+                [JOBSPEC_OPT_ADAMW] = OPTIM_ADAMW,
         };
         struct optim_config cfg;
         optim_config_default(kinds[h->optimizer], &cfg);
@@ -522,15 +523,16 @@ static int write_optim_tensors(const char *path, struct trainer *tr, struct ft_e
 static json_t *state_json(const struct trainer *tr, bool partial) {
         struct model_rng_state rng;
         model_rng_get(tr->m, &rng);
-        return json_pack("{s:i s:I s:I s:I s:b s:b s:f s:I s:{s:I s:I} s:{s:b s:f s:I s:I s:b} s:{s:I s:I s:I} s:O s:o}",
-                         "version", STATE_VERSION, "epoch", (json_int_t)tr->epoch, "batch", (json_int_t)tr->batch,
-                         "step", (json_int_t)tr->step, "partial", partial, "eval_pending", tr->eval_pending, "epoch_loss_sum", tr->epoch_loss_sum,
-                         "epoch_samples", (json_int_t)tr->epoch_samples, "rng", "seed", (json_int_t)rng.seed,
-                         "counter", (json_int_t)rng.counter, "early_stopping", "has_best", tr->has_best,
-                         "best_value", tr->best_value, "best_epoch", (json_int_t)tr->best_epoch, "bad_epochs",
-                         (json_int_t)tr->bad_epochs, "stopped", tr->stopped_early, "data", "seed",
-                         (json_int_t)tr->spec->seed, "n_train", (json_int_t)tr->n_train, "n_val",
-                         (json_int_t)tr->n_val, "history", tr->history, "spec", jobspec_to_json(tr->spec));
+        return json_pack(
+                "{s:i s:I s:I s:I s:b s:b s:f s:I s:{s:I s:I} s:{s:b s:f s:I s:I s:b} s:{s:I s:I s:I} s:O s:o}",
+                "version", STATE_VERSION, "epoch", (json_int_t)tr->epoch, "batch", (json_int_t)tr->batch, "step",
+                (json_int_t)tr->step, "partial", partial, "eval_pending", tr->eval_pending, "epoch_loss_sum",
+                tr->epoch_loss_sum, "epoch_samples", (json_int_t)tr->epoch_samples, "rng", "seed", (json_int_t)rng.seed,
+                "counter", (json_int_t)rng.counter, "early_stopping", "has_best", tr->has_best, "best_value",
+                tr->best_value, "best_epoch", (json_int_t)tr->best_epoch, "bad_epochs", (json_int_t)tr->bad_epochs,
+                "stopped", tr->stopped_early, "data", "seed", (json_int_t)tr->spec->seed, "n_train",
+                (json_int_t)tr->n_train, "n_val", (json_int_t)tr->n_val, "history", tr->history, "spec",
+                jobspec_to_json(tr->spec));
 }
 
 static int remove_tree_files(const char *dir) {
@@ -665,8 +667,8 @@ int train_checkpoint_find_latest(const char *dir, char **ret_path, struct ft_err
         return ft_error_set(err, -ENOENT, NULL, "no checkpoint in '%s'", dir);
 }
 
-static int load_tensors(const char *path, size_t n, struct tensor *(*at)(void *, size_t), void *obj,
-                        uint8_t *into, float *accum, size_t accum_n, struct ft_error *err) {
+static int load_tensors(const char *path, size_t n, struct tensor *(*at)(void *, size_t), void *obj, uint8_t *into,
+                        float *accum, size_t accum_n, struct ft_error *err) {
         struct st_file *f = NULL;
         int r = st_file_open(path, 0, &f, err);
         if (r < 0)
@@ -721,11 +723,10 @@ static int checkpoint_load(struct trainer *tr, const char *dir, struct ft_error 
         if (json_unpack_ex(state, &jerr, 0,
                            "{s:I s:I s:I s:I s:b s:b s:F s:I s:{s:I s:I} s:{s:b s:F s:I s:I s:b} s:{s:I s:I s:I} s:o}",
                            "version", &version, "epoch", &epoch, "batch", &batch, "step", &step, "partial", &partial,
-                           "eval_pending", &eval_pending,
-                           "epoch_loss_sum", &loss_sum, "epoch_samples", &samples, "rng", "seed", &rseed, "counter",
-                           &rcounter, "early_stopping", "has_best", &has_best, "best_value", &best_value,
-                           "best_epoch", &best_epoch, "bad_epochs", &bad, "stopped", &stopped, "data", "seed",
-                           &dseed, "n_train", &n_train, "n_val", &n_val, "history", &history) < 0 ||
+                           "eval_pending", &eval_pending, "epoch_loss_sum", &loss_sum, "epoch_samples", &samples, "rng",
+                           "seed", &rseed, "counter", &rcounter, "early_stopping", "has_best", &has_best, "best_value",
+                           &best_value, "best_epoch", &best_epoch, "bad_epochs", &bad, "stopped", &stopped, "data",
+                           "seed", &dseed, "n_train", &n_train, "n_val", &n_val, "history", &history) < 0 ||
             version != STATE_VERSION || !json_is_array(history)) {
                 json_decref(state);
                 return ft_error_set(err, -EINVAL, NULL, "'%s': not a checkpoint state of this version (%s)", path,
@@ -860,16 +861,15 @@ static void progress(struct trainer *tr, size_t batches, bool force) {
         uint64_t total_batches = (uint64_t)batches * tr->spec->hyperparameters.epochs;
         uint64_t done_batches = (uint64_t)tr->epoch * batches + tr->batch;
         uint64_t run_batches = done_batches - FT_MIN(done_batches, tr->run_start_step);
-        double eta = run_batches ? (now - tr->run_start) / (double)run_batches * (double)(total_batches - done_batches)
-                                 : -1;
-        json_t *p = json_pack("{s:s s:I s:I s:I s:I s:I s:I s:o s:o}", "type", "progress", "epoch",
-                              (json_int_t)tr->epoch + 1, "epochs", (json_int_t)tr->spec->hyperparameters.epochs,
-                              "step", (json_int_t)tr->step, "steps",
-                              (json_int_t)(steps_per_epoch * tr->spec->hyperparameters.epochs), "batch",
-                              (json_int_t)tr->batch, "batches", (json_int_t)batches, "eta_seconds",
-                              eta >= 0 ? json_real(round(eta * 10) / 10) : json_null(), "train_loss",
-                              tr->epoch_samples ? json_real(tr->epoch_loss_sum / (double)tr->epoch_samples)
-                                                : json_null());
+        double eta =
+                run_batches ? (now - tr->run_start) / (double)run_batches * (double)(total_batches - done_batches) : -1;
+        json_t *p = json_pack(
+                "{s:s s:I s:I s:I s:I s:I s:I s:o s:o}", "type", "progress", "epoch", (json_int_t)tr->epoch + 1,
+                "epochs", (json_int_t)tr->spec->hyperparameters.epochs, "step", (json_int_t)tr->step, "steps",
+                (json_int_t)(steps_per_epoch * tr->spec->hyperparameters.epochs), "batch", (json_int_t)tr->batch,
+                "batches", (json_int_t)batches, "eta_seconds", eta >= 0 ? json_real(round(eta * 10) / 10) : json_null(),
+                "train_loss",
+                tr->epoch_samples ? json_real(tr->epoch_loss_sum / (double)tr->epoch_samples) : json_null());
         if (p)
                 tr->cb->on_progress(tr->cb->userdata, p);
         json_decref(p);
@@ -927,8 +927,8 @@ static bool event_metric(const json_t *ev, const char *name, double *ret) {
 static int end_of_epoch(struct trainer *tr, double train_seconds, struct ft_error *err) {
         double train_loss = tr->epoch_samples ? tr->epoch_loss_sum / (double)tr->epoch_samples : 0;
         json_t *ev = json_pack("{s:s s:I s:I s:I s:f}", "type", "epoch", "epoch", (json_int_t)tr->epoch, "epochs",
-                               (json_int_t)tr->spec->hyperparameters.epochs, "step", (json_int_t)tr->step,
-                               "train_loss", train_loss);
+                               (json_int_t)tr->spec->hyperparameters.epochs, "step", (json_int_t)tr->step, "train_loss",
+                               train_loss);
         if (!ev)
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         if (tr->n_val) {
@@ -990,9 +990,9 @@ static int end_of_epoch(struct trainer *tr, double train_seconds, struct ft_erro
         if (es->enabled) {
                 double v;
                 if (event_metric(ev, es->metric, &v)) {
-                        bool better = !tr->has_best ||
-                                      (es->mode == JOBSPEC_MODE_MIN ? v < tr->best_value - es->min_delta
-                                                                    : v > tr->best_value + es->min_delta);
+                        bool better =
+                                !tr->has_best || (es->mode == JOBSPEC_MODE_MIN ? v < tr->best_value - es->min_delta
+                                                                               : v > tr->best_value + es->min_delta);
                         if (better) {
                                 tr->has_best = true;
                                 tr->best_value = v;

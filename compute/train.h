@@ -40,9 +40,9 @@
 
 struct train_checkpoint_info {
         const char *path; /* the checkpoint directory, durable when the callback runs */
-        unsigned epoch;   /* completed epochs */
-        uint64_t step;    /* optimizer steps taken */
-        bool partial;     /* written on cancel, in the middle of an epoch */
+        unsigned epoch; /* completed epochs */
+        uint64_t step; /* optimizer steps taken */
+        bool partial; /* written on cancel, in the middle of an epoch */
 };
 
 struct train_callbacks {
@@ -69,8 +69,8 @@ struct train_options {
 };
 
 struct train_result {
-        json_t *metrics;     /* the final "metrics" event's object (owned) */
-        json_t *history;     /* array of the epoch events (owned) */
+        json_t *metrics; /* the final "metrics" event's object (owned) */
+        json_t *history; /* array of the epoch events (owned) */
         unsigned best_epoch; /* 0 when early stopping is off */
         unsigned epochs_run;
         bool stopped_early;

@@ -87,8 +87,7 @@ static void torch_parity(struct compute_ctx *ctx) {
                                  json_number_value(json_array_get(tl, e)), 1e-4, "%s: epoch %zu train loss", name,
                                  e + 1);
                         is_close(json_number_value(json_object_get(ev, "val_loss")),
-                                 json_number_value(json_array_get(vl, e)), 1e-4, "%s: epoch %zu val loss", name,
-                                 e + 1);
+                                 json_number_value(json_array_get(vl, e)), 1e-4, "%s: epoch %zu val loss", name, e + 1);
                         is_close(json_number_value(json_object_get(ev, "lr")), json_number_value(json_array_get(lr, e)),
                                  1e-6, "%s: epoch %zu lr", name, e + 1);
                 }
@@ -117,8 +116,8 @@ static void torch_parity(struct compute_ctx *ctx) {
                 }
                 json_t *fin = events_of(cap.events, "metrics");
                 ok(json_array_size(fin) == 1 &&
-                           json_is_number(json_object_get(
-                                   json_object_get(json_array_get(fin, 0), "metrics"), "accuracy")),
+                           json_is_number(
+                                   json_object_get(json_object_get(json_array_get(fin, 0), "metrics"), "accuracy")),
                    "%s: final metrics event", name);
                 json_decref(fin);
                 json_decref(epochs);
@@ -161,7 +160,7 @@ static void layer_rates(void) {
                 double rate;
         } want[] = {
                 {"conv1.weight", 0.001953125}, /* 0.5^9 */
-                {"bn1.weight", 0.001953125},   /* joins conv1 */
+                {"bn1.weight", 0.001953125}, /* joins conv1 */
                 {"layer1.0.conv1.weight", 0.00390625},
                 {"layer2.0.downsample.0.weight", 0.015625}, /* 0.5^6 */
                 {"layer2.0.bn2.bias", 0.015625},
@@ -223,10 +222,11 @@ static void reaches_accuracy(struct compute_ctx *ctx) {
         is_str(json_string_value(json_array_get(json_object_get(cm, "labels"), 2)), "c2", "class names in metrics");
         json_t *epochs = events_of(cap.events, "epoch");
         const json_t *e1 = json_array_get(epochs, 0), *last = json_array_get(epochs, json_array_size(epochs) - 1);
-        ok(json_number_value(json_object_get(last, "train_loss")) < json_number_value(json_object_get(e1, "train_loss")),
+        ok(json_number_value(json_object_get(last, "train_loss")) <
+                   json_number_value(json_object_get(e1, "train_loss")),
            "training loss falls");
-        static const char *keys[] = {"epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "lr", "seconds",
-                                     "samples_per_sec"};
+        static const char *keys[] = {"epoch",  "train_loss", "val_loss", "val_accuracy",
+                                     "val_f1", "lr",         "seconds",  "samples_per_sec"};
         bool all = true;
         for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
                 all &= json_object_get(e1, keys[i]) != NULL;
@@ -238,8 +238,7 @@ static void reaches_accuracy(struct compute_ctx *ctx) {
 
         /* a spec that does not fit the model or data names the field */
         parse_job("{\"model\": \"mlp\", \"training_file\": \"x\", \"task\": {\"type\": \"regression\"}}", &spec);
-        ok(train_run(&spec, m, ctx, ds, NULL, NULL, NULL, &res, &err) == -EINVAL &&
-                   strcmp(err.param, "task.type") == 0,
+        ok(train_run(&spec, m, ctx, ds, NULL, NULL, NULL, &res, &err) == -EINVAL && strcmp(err.param, "task.type") == 0,
            "regression spec on classification data names task.type: %s", err.message);
         jobspec_deinit(&spec);
         model_free(m);
@@ -274,7 +273,8 @@ static void regression(struct compute_ctx *ctx) {
         is_int(train_run(&spec, m, ctx, ds, NULL, NULL, &cb, &res, &err), 0, "regression trains (%s)", err.message);
         const json_t *mj = json_object_get(res.metrics, "metrics");
         double r2 = json_number_value(json_object_get(mj, "r2"));
-        double mse = json_number_value(json_object_get(mj, "mse")), rmse = json_number_value(json_object_get(mj, "rmse"));
+        double mse = json_number_value(json_object_get(mj, "mse")),
+               rmse = json_number_value(json_object_get(mj, "rmse"));
         ok(r2 > 0.9, "regression: validation R2 %.3f > 0.9", r2);
         is_close(rmse, sqrt(mse), 1e-12, "regression: rmse = sqrt(mse)");
         json_t *epochs = events_of(cap.events, "epoch");

@@ -110,8 +110,7 @@ int main(void) {
                 struct outcome b = run(ctx, ds, job, dir_r, ck, 0);
                 ok(b.r == 0 && same_weights(&a, &b), "resume from %s: bit-identical final weights (%s)", e->d_name,
                    b.err.message);
-                ok(b.r == 0 && same_losses(a.history, b.history), "resume from %s: identical epoch history",
-                   e->d_name);
+                ok(b.r == 0 && same_losses(a.history, b.history), "resume from %s: identical epoch history", e->d_name);
                 outcome_free(&b);
                 resumed++;
         }
@@ -138,12 +137,12 @@ int main(void) {
         }
         ok(st && json_integer_value(json_object_get(st, "step")) == 8 &&
                    json_integer_value(json_object_get(st, "epoch")) == 1 &&
-                   json_integer_value(json_object_get(st, "batch")) == 2 && json_is_true(json_object_get(st, "partial")),
+                   json_integer_value(json_object_get(st, "batch")) == 2 &&
+                   json_is_true(json_object_get(st, "partial")),
            "partial checkpoint after 8 steps: epoch 1 done, 2 batches into epoch 2");
         json_decref(st);
         struct outcome c2 = run(ctx, ds, job, dir_c, partial, 0);
-        ok(c2.r == 0 && same_weights(&a, &c2), "resume after cancel: bit-identical final weights (%s)",
-           c2.err.message);
+        ok(c2.r == 0 && same_weights(&a, &c2), "resume after cancel: bit-identical final weights (%s)", c2.err.message);
         ok(c2.r == 0 && same_losses(a.history, c2.history), "resume after cancel: identical epoch history");
         free(partial);
         outcome_free(&c);
