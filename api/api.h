@@ -1,6 +1,6 @@
 /* api.h - the HTTP surface: libmicrohttpd + jansson, routing, the error
- * envelope, limits. The daemon creates one api_server; everything else about
- * HTTP stays inside api/.
+ * envelope, limits, auth, event streams. The daemon creates one api_server;
+ * everything else about HTTP stays inside api/.
  *
  * Not for: training or SQL directly (handlers call store/ and compute/).
  */
@@ -8,23 +8,40 @@
 
 #include "common/common.h"
 
+#define API_TOKEN_MAX 256
+
 struct api_server;
 
 struct api_options {
-        int listen_fd;          /* a bound, listening socket (api_listen); owned by the server from start */
-        const char *state_dir;  /* the daemon's state directory */
-        unsigned http_threads;  /* libmicrohttpd thread pool size */
+        int listen_fd; /* a bound, listening socket (api_listen); owned by the server from start */
+        const char *state_dir; /* the daemon's state directory */
+        unsigned http_threads; /* libmicrohttpd thread pool size */
         unsigned max_connections;
-        unsigned max_connections_per_ip;
-        unsigned connection_timeout_s;
+        unsigned max_connections_per_ip; /* 0: unlimited */
+        unsigned connection_timeout_s; /* idle connections are closed after this */
+        const char *token; /* bearer token required on every non-public route; NULL/"": none */
+        uint64_t upload_max; /* largest dataset/model upload in bytes (0: 1 GiB) */
+        unsigned max_queued_jobs; /* POST /v1/jobs answers 429 beyond this many queued jobs (0: 1000) */
+        /* The live progress of a running job, fresher than the database copy
+         * (which workers write at most once a second): malloc'd JSON text, or
+         * NULL when this process is not running the job. May be NULL. */
+        char *(*job_progress)(void *userdata, const char *job_id);
+        void *job_progress_userdata;
 };
 
 /* Resolve host:port (numeric or a name such as localhost), create, bind and
  * listen on a socket. Returns the fd in *ret_fd and the bound address (with
  * the real port when port was 0) as "host:port" in bound. Errors name the
  * address: "cannot bind 127.0.0.1:8080: Address already in use". */
-int api_listen(const char *host, const char *port, int *ret_fd, char *bound, size_t bound_size,
-               struct ft_error *err);
+int api_listen(const char *host, const char *port, int *ret_fd, char *bound, size_t bound_size, struct ft_error *err);
+
+/* Is host a loopback name or address (127.0.0.0/8, ::1, localhost)? The daemon
+ * refuses to listen elsewhere without a token. */
+bool api_host_is_loopback(const char *host);
+
+/* Read a bearer token from path: one line, 16..API_TOKEN_MAX printable
+ * characters, the file not readable by group or others. */
+int api_token_load(const char *path, char *ret_token, size_t size, struct ft_error *err);
 
 /* Start serving on opts->listen_fd with libmicrohttpd's own threads. */
 int api_server_start(const struct api_options *opts, struct api_server **ret, struct ft_error *err);

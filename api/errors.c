@@ -1,10 +1,14 @@
 /* errors.c - the one table from API error codes to HTTP statuses, and the one
  * function that builds the error envelope (Janus apierror.h style). */
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "api/internal.h"
+#include "common/log.h"
 
 static const struct {
         const char *name;
@@ -31,8 +35,9 @@ unsigned api_error_http_status(enum api_error_code code) {
         return (unsigned)code < _API_ERR_MAX ? error_table[code].status : 500;
 }
 
-enum MHD_Result api_reply_json(struct api_request *req, unsigned status, json_t *body) {
-        char *text = json_dumps(body, JSON_COMPACT);
+enum MHD_Result api_reply_json_headers(struct api_request *req, unsigned status, json_t *body,
+                                       const char *const *headers) {
+        char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
         json_decref(body);
         if (!text)
                 return MHD_NO;
@@ -52,21 +57,124 @@ enum MHD_Result api_reply_json(struct api_request *req, unsigned status, json_t 
         }
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
         MHD_add_response_header(resp, "Cache-Control", "no-store");
+        for (const char *const *h = headers; h && h[0] && h[1]; h += 2)
+                MHD_add_response_header(resp, h[0], h[1]);
         enum MHD_Result ret = MHD_queue_response(req->conn, status, resp);
         MHD_destroy_response(resp);
         return ret;
 }
 
-enum MHD_Result api_reply_error(struct api_request *req, enum api_error_code code, const char *param,
-                                const char *fmt, ...) {
+enum MHD_Result api_reply_json(struct api_request *req, unsigned status, json_t *body) {
+        return api_reply_json_headers(req, status, body, NULL);
+}
+
+/* Messages may quote client input (a CSV cell, a file name): keep them valid
+ * UTF-8 without control characters, or jansson would refuse the envelope. */
+static void utf8_sanitize(char *s) {
+        unsigned char *p = (unsigned char *)s;
+        while (*p) {
+                unsigned n = *p < 0x80             ? 0
+                             : (*p & 0xe0) == 0xc0 ? 1
+                             : (*p & 0xf0) == 0xe0 ? 2
+                             : (*p & 0xf8) == 0xf0 ? 3
+                                                   : 9;
+                bool ok = n != 9 && !(n == 1 && *p < 0xc2);
+                for (unsigned i = 1; ok && i <= n; i++)
+                        ok = (p[i] & 0xc0) == 0x80;
+                if (!ok) {
+                        *p++ = '?';
+                        continue;
+                }
+                if (n == 0 && *p < 0x20)
+                        *p = ' ';
+                p += n + 1;
+        }
+}
+
+static enum MHD_Result reply_error_va(struct api_request *req, enum api_error_code code, const char *param,
+                                      const char *const *headers, const char *fmt, va_list ap) {
         char message[1024];
-        va_list ap;
-        va_start(ap, fmt);
         vsnprintf(message, sizeof(message), fmt, ap);
-        va_end(ap);
-        json_t *body = json_pack("{s:{s:s,s:s,s:o}}", "error", "code", api_error_code_name(code), "message",
-                                 message, "param", param && *param ? json_string(param) : json_null());
+        utf8_sanitize(message);
+        char param_buf[FT_ERROR_PARAM_MAX];
+        if (param) {
+                snprintf(param_buf, sizeof(param_buf), "%s", param);
+                utf8_sanitize(param_buf);
+                param = param_buf;
+        }
+        json_t *body = json_pack("{s:{s:s,s:s,s:o}}", "error", "code", api_error_code_name(code), "message", message,
+                                 "param", param && *param ? json_string(param) : json_null());
         if (!body)
                 return MHD_NO;
-        return api_reply_json(req, api_error_http_status(code), body);
+        return api_reply_json_headers(req, api_error_http_status(code), body, headers);
+}
+
+enum MHD_Result api_reply_error(struct api_request *req, enum api_error_code code, const char *param, const char *fmt,
+                                ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        enum MHD_Result r = reply_error_va(req, code, param, NULL, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+enum MHD_Result api_reply_error_headers(struct api_request *req, enum api_error_code code, const char *param,
+                                        const char *const *headers, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        enum MHD_Result r = reply_error_va(req, code, param, headers, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+enum MHD_Result api_reply_ft_error(struct api_request *req, int r, const struct ft_error *err) {
+        const char *param = err && err->param[0] ? err->param : NULL;
+        const char *msg = err && err->message[0] ? err->message : strerror(-r);
+        switch (r) {
+        case -ENOENT: return api_reply_error(req, API_ERR_NOT_FOUND, param, "%s", msg);
+        case -EBUSY:
+        case -EEXIST:
+        case -EALREADY: return api_reply_error(req, API_ERR_CONFLICT, param, "%s", msg);
+        case -EINVAL:
+        case -ERANGE:
+        case -EBADMSG:
+        case -EDOM: return api_reply_error(req, API_ERR_INVALID_REQUEST, param, "%s", msg);
+        case -EFBIG:
+        case -E2BIG: return api_reply_error(req, API_ERR_PAYLOAD_TOO_LARGE, param, "%s", msg);
+        case -EAGAIN:
+                return api_reply_error_headers(req, API_ERR_RATE_LIMITED, param,
+                                               (const char *const[]){"Retry-After", "5", NULL}, "%s", msg);
+        default:
+                log_error("%s %s: %s (%s)", req->method, req->url, msg, strerror(-r));
+                return api_reply_error(req, API_ERR_INTERNAL, NULL, "internal error");
+        }
+}
+
+enum MHD_Result api_reply_file(struct api_request *req, const char *path, const char *ctype,
+                               const char *download_name) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                int e = errno;
+                if (fd >= 0)
+                        close(fd);
+                if (e == ENOENT)
+                        return api_reply_error(req, API_ERR_NOT_FOUND, NULL, "file not found");
+                log_error("cannot open '%s': %s", path, strerror(e));
+                return api_reply_error(req, API_ERR_INTERNAL, NULL, "internal error");
+        }
+        struct MHD_Response *resp = MHD_create_response_from_fd((uint64_t)st.st_size, fd);
+        if (!resp) {
+                close(fd);
+                return MHD_NO;
+        }
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype ? ctype : "application/octet-stream");
+        if (download_name) {
+                char cd[256];
+                snprintf(cd, sizeof(cd), "attachment; filename=\"%s\"", download_name);
+                MHD_add_response_header(resp, "Content-Disposition", cd);
+        }
+        enum MHD_Result ret = MHD_queue_response(req->conn, MHD_HTTP_OK, resp);
+        MHD_destroy_response(resp);
+        return ret;
 }

@@ -1,46 +1,82 @@
 /* internal.h - private to api/: the request object handlers see, the route
- * table, response helpers and the error-code table. Nothing outside api/
- * includes this. */
+ * table, response helpers, the error-code table, declarative validation,
+ * pagination and SSE helpers. Nothing outside api/ includes this. */
 #pragma once
 
 #include <microhttpd.h>
 #include <jansson.h>
+#include <pthread.h>
 
 #include "api/api.h"
 #include "compute/compute.h"
 
 #define API_MAX_PATH_PARAMS 4
+#define API_JSON_BODY_MAX (256u << 10) /* default cap for JSON request bodies */
+#define API_JSON_MAX_DEPTH 32 /* nesting depth of a JSON request body */
+#define API_ID_MAX 64 /* longest id accepted in a path or body */
+#define API_UPLOAD_PARTS_MAX 6 /* multipart parts per request */
+
+struct api_sse_hub;
 
 struct api_server {
         struct MHD_Daemon *mhd;
         struct api_options opts;
         struct compute_runtime_info runtime;
+        char token[API_TOKEN_MAX + 1]; /* empty: no auth */
+        size_t token_len;
+        struct api_sse_hub *sse;
+        char *openapi; /* the generated OpenAPI document, built once at start */
+        size_t openapi_len;
 };
+
+/* One file streamed from the request body (the raw body or one multipart
+ * file part) straight into the blob store, hashed as it streams; or a small
+ * multipart form field kept in memory. By the time a handler runs, files are
+ * committed blobs (sha256, path); an unreferenced blob is collected by
+ * store_blob_gc, so a handler that rejects a file just returns. */
+#define API_FORM_FIELD_MAX (64u << 10)
+struct store_blob_writer;
+struct api_upload {
+        char name[32]; /* multipart field name ("" for a raw body) */
+        char filename[128]; /* client-side file name from multipart, or "" */
+        bool is_file; /* false: a form field, in text */
+        struct store_blob_writer *writer;
+        char sha256[65];
+        char path[4096];
+        uint64_t size;
+        char *text; /* form fields: the value, NUL-terminated */
+};
+
+struct api_route;
 
 struct api_request {
         struct api_server *server;
         struct MHD_Connection *conn;
+        const struct api_route *route;
         const char *method;
         const char *url;
         const char *path_params[API_MAX_PATH_PARAMS]; /* {id} captures, NUL-terminated copies */
         unsigned n_path_params;
-        const char *body; /* request body (NULL when none) */
+        const char *body; /* request body for JSON routes (NULL when none) */
         size_t body_size;
+        struct api_upload *uploads; /* upload routes: the files received */
+        unsigned n_uploads;
+        char scratch[512]; /* backing store of path_params */
 };
 
 /* Every API error code, mapped to its HTTP status in one table (errors.c). */
 enum api_error_code {
-        API_ERR_INVALID_REQUEST,  /* 400 */
-        API_ERR_UNAUTHORIZED,     /* 401 */
-        API_ERR_NOT_FOUND,        /* 404 */
+        API_ERR_INVALID_REQUEST, /* 400 */
+        API_ERR_UNAUTHORIZED, /* 401 */
+        API_ERR_NOT_FOUND, /* 404 */
         API_ERR_METHOD_NOT_ALLOWED, /* 405 */
-        API_ERR_CONFLICT,         /* 409 */
+        API_ERR_CONFLICT, /* 409 */
         API_ERR_PAYLOAD_TOO_LARGE, /* 413 */
         API_ERR_UNSUPPORTED_MEDIA_TYPE, /* 415 */
         API_ERR_IDEMPOTENCY_MISMATCH, /* 422 */
-        API_ERR_RATE_LIMITED,     /* 429 */
-        API_ERR_INTERNAL,         /* 500 */
-        API_ERR_UNAVAILABLE,      /* 503 */
+        API_ERR_RATE_LIMITED, /* 429 */
+        API_ERR_INTERNAL, /* 500 */
+        API_ERR_UNAVAILABLE, /* 503 */
         _API_ERR_MAX,
 };
 
@@ -49,20 +85,201 @@ unsigned api_error_http_status(enum api_error_code code);
 
 /* Queue a JSON response (steals the reference to body). */
 enum MHD_Result api_reply_json(struct api_request *req, unsigned status, json_t *body);
+/* The same with extra headers: a NULL-terminated list of name, value pairs. */
+enum MHD_Result api_reply_json_headers(struct api_request *req, unsigned status, json_t *body,
+                                       const char *const *headers);
 /* Queue {"error":{"code","message","param"}}; param may be NULL (-> JSON null). */
-enum MHD_Result api_reply_error(struct api_request *req, enum api_error_code code, const char *param,
-                                const char *fmt, ...) _printf_(4, 5);
+enum MHD_Result api_reply_error(struct api_request *req, enum api_error_code code, const char *param, const char *fmt,
+                                ...) _printf_(4, 5);
+/* The same with extra headers (NULL-terminated name, value pairs): Allow, Retry-After, WWW-Authenticate. */
+enum MHD_Result api_reply_error_headers(struct api_request *req, enum api_error_code code, const char *param,
+                                        const char *const *headers, const char *fmt, ...) _printf_(5, 6);
+/* Map a store/compute failure (negative errno + ft_error) to the envelope:
+ * -ENOENT 404, -EBUSY 409, -EINVAL 400, -EEXIST 409, -EFBIG 413, anything else 500
+ * (logged, with a generic message). */
+enum MHD_Result api_reply_ft_error(struct api_request *req, int r, const struct ft_error *err);
+/* Queue a file as the response body (application/octet-stream or ctype). */
+enum MHD_Result api_reply_file(struct api_request *req, const char *path, const char *ctype, const char *download_name);
 
 typedef enum MHD_Result (*api_handler_fn)(struct api_request *req);
 
+/* ---- declarative validation (validate.c) ---------------------------------- */
+
+enum api_type {
+        API_T_STRING = 1,
+        API_T_INT,
+        API_T_NUMBER,
+        API_T_BOOL,
+        API_T_OBJECT, /* fields: the nested table; NULL = any object (free-form) */
+        API_T_MAP_NUMBER, /* an object whose values are numbers (lr_multipliers) */
+        API_T_ARRAY_NUMBER, /* an array of numbers, min_items..max_items long */
+        API_T_ARRAY_INT,
+        API_T_ARRAY_STRING,
+        API_T_ARRAY_ARRAY_NUMBER, /* rows of numbers (predict) */
+        API_T_ANY, /* any JSON value (validated by the handler) */
+};
+
+struct api_field {
+        const char *name;
+        enum api_type type;
+        bool required;
+        double min, max; /* numbers/ints: inclusive bounds (unless min == max == 0) */
+        bool exclusive_min; /* min is exclusive (learning_rate > 0) */
+        size_t max_len; /* strings: longest (0: 256); arrays: most items (0: 4096) */
+        size_t min_items; /* arrays */
+        const char *const *choices; /* strings: NULL-terminated allowed values */
+        const char *id_prefix; /* strings that are ids: "ds", "mdl", "job" */
+        const struct api_field *fields; /* API_T_OBJECT: nested table, {NULL} terminated */
+        const char *description; /* for the OpenAPI document */
+};
+
+/* Check obj against fields: unknown members, wrong types, out-of-range or
+ * impossible values and missing required fields fail with err->param naming
+ * the field by its dotted path ("hyperparameters.epochs", "preprocess.resize[1]").
+ * prefix is the path of obj itself ("" at the top). */
+int api_validate(const json_t *obj, const struct api_field *fields, const char *prefix, struct ft_error *err);
+
+/* Parse req->body as a JSON object, refusing more than API_JSON_MAX_DEPTH
+ * levels of nesting, trailing data, duplicate keys or a non-object. On error
+ * fills err (param NULL, message with line:column). */
+int api_json_parse_body(const struct api_request *req, json_t **ret, struct ft_error *err);
+
+/* Parse a body and validate it in one go; on failure queues a 400 and sets
+ * *ret_mhd. Returns the object (new reference) or NULL. */
+json_t *api_request_json(struct api_request *req, const struct api_field *fields, enum MHD_Result *ret_mhd);
+
+/* JSON Schema (OpenAPI 3.0 flavour) for a field table. */
+json_t *api_fields_schema(const struct api_field *fields);
+
+/* The upload named name (multipart part or "" for a raw body), or NULL. */
+struct api_upload *api_upload_get(struct api_request *req, const char *name);
+
+/* Is s a well-formed id "<prefix>_<1..48 of [0-9a-z]>"? */
+bool api_id_valid(const char *s, const char *prefix);
+
+/* ---- query strings and pagination --------------------------------------- */
+
+struct api_query_param {
+        const char *name;
+        enum api_type type; /* API_T_STRING, API_T_INT or API_T_BOOL */
+        double min, max;
+        const char *const *choices;
+        const char *description;
+};
+
+/* Refuse query arguments the route does not declare, and those with a bad
+ * value (400 with param). Returns true when the request may continue; else a
+ * response is queued in *ret_mhd. */
+bool api_query_check(struct api_request *req, enum MHD_Result *ret_mhd);
+const char *api_query_get(struct api_request *req, const char *name);
+/* The {name} captures of the route, in order. */
+const char *api_path_param(struct api_request *req, unsigned i);
+
+/* Path id check: malformed ids are 404 before anything touches the store. */
+bool api_path_id(struct api_request *req, unsigned i, const char *prefix, const char *what, const char **ret_id,
+                 enum MHD_Result *ret_mhd);
+
+#define API_PAGE_LIMIT_DEFAULT 20
+#define API_PAGE_LIMIT_MAX 100
+struct api_page {
+        unsigned limit;
+        const char *after; /* id of the last item of the previous page, or NULL */
+};
+/* Read limit/after (already checked by api_query_check). */
+void api_page_from_query(struct api_request *req, struct api_page *page);
+/* {"object":"list","data":items,"has_more":b,"next_after":last id or null}; steals items. */
+json_t *api_page_envelope(json_t *items, bool has_more, const char *id_key);
+
+/* ---- the route table -------------------------------------------------- */
+
+enum {
+        API_ROUTE_PUBLIC = 1u << 0, /* no bearer token needed (/healthz, the dashboard) */
+        API_ROUTE_UPLOAD = 1u << 1, /* the body is streamed to files (raw or multipart), not buffered */
+        API_ROUTE_JSON = 1u << 2, /* the body is JSON (Content-Type: application/json) */
+        API_ROUTE_STREAM = 1u << 3, /* may answer text/event-stream */
+        API_ROUTE_BINARY = 1u << 4, /* answers a file (application/octet-stream), not JSON */
+};
+
 struct api_route {
-        const char *method;  /* "GET", "POST", ... */
+        const char *method; /* "GET", "POST", ... */
         const char *pattern; /* "/v1/jobs/{id}" - a {name} segment captures one path segment */
         api_handler_fn handler;
+        unsigned flags;
+        uint64_t body_max; /* largest body accepted (0: none allowed / JSON default) */
+        const struct api_field *body; /* JSON body fields, for validation and OpenAPI */
+        const struct api_query_param *query; /* accepted query arguments, {NULL} terminated */
+        const char *summary; /* OpenAPI: one line */
+        const char *description; /* OpenAPI: longer text (may be NULL) */
+        const char *tag; /* OpenAPI: group */
+        unsigned success; /* the success status (200 unless set) */
+        const char *const *errors; /* OpenAPI: the error statuses it can answer, e.g. "404" */
 };
 
 /* The route table (routes.c) and dispatch: 404 for an unknown path, 405 with
  * Allow for a known path with another method. */
 extern const struct api_route api_routes[];
 extern const size_t api_routes_count;
+
+/* Find the route for method+url. Returns the route, or NULL with *ret_status
+ * 404 or 405 (and the allowed methods in allow). Captures go to req. */
+const struct api_route *api_route_find(struct api_request *req, char *allow, size_t allow_size, unsigned *ret_status);
 enum MHD_Result api_dispatch(struct api_request *req);
+
+/* The OpenAPI document built from the route table (openapi.c). */
+int api_openapi_build(struct api_server *server);
+
+/* ---- per-thread store connections (db.c) ---------------------------------- */
+struct store;
+/* The calling thread's store connection, opened on first use and closed by
+ * api_server_stop. NULL (and a 503 queued) if it cannot be opened. */
+struct store *api_store(struct api_request *req, enum MHD_Result *ret_mhd);
+struct store *api_store_thread(struct api_server *server, struct ft_error *err);
+void api_store_close_all(void);
+
+/* ---- server-sent events (sse.c) -------------------------------------------- */
+int api_sse_hub_new(struct api_server *server, struct api_sse_hub **ret);
+void api_sse_shutdown(struct api_sse_hub *hub); /* end every stream (before MHD_stop_daemon) */
+void api_sse_hub_free(struct api_sse_hub *hub);
+/* Wake every stream waiting on job_id (NULL: all streams). Thread-safe, never blocks on I/O. */
+void api_sse_wake(struct api_sse_hub *hub, const char *job_id);
+/* Answer req with an event stream for job_id starting after sequence `after`. */
+enum MHD_Result api_sse_start(struct api_request *req, const char *job_id, int64_t after);
+
+/* Replace every occurrence of path in msg with label (blob paths never reach clients). */
+void api_message_replace(char *msg, size_t size, const char *path, const char *label);
+/* Stored JSON text as a value (JSON null when absent or unparsable). */
+json_t *api_json_text(const char *text);
+struct store_dataset;
+struct store_model;
+struct store_job;
+json_t *api_dataset_json(const struct store_dataset *d);
+json_t *api_model_json(const struct store_model *m);
+json_t *api_job_json(struct api_server *server, const struct store_job *j);
+
+/* ---- handlers (one file per resource) -------------------------------------- */
+enum MHD_Result api_openapi_get(struct api_request *req);
+
+enum MHD_Result api_datasets_create(struct api_request *req);
+enum MHD_Result api_datasets_list(struct api_request *req);
+enum MHD_Result api_datasets_get(struct api_request *req);
+enum MHD_Result api_datasets_delete(struct api_request *req);
+
+extern const struct api_field api_model_create_fields[];
+extern const struct api_field api_predict_fields[];
+enum MHD_Result api_models_create(struct api_request *req);
+enum MHD_Result api_models_list(struct api_request *req);
+enum MHD_Result api_models_get(struct api_request *req);
+enum MHD_Result api_models_delete(struct api_request *req);
+enum MHD_Result api_models_weights(struct api_request *req);
+enum MHD_Result api_models_predict(struct api_request *req);
+
+enum MHD_Result api_jobs_create(struct api_request *req);
+enum MHD_Result api_jobs_list(struct api_request *req);
+enum MHD_Result api_jobs_get(struct api_request *req);
+enum MHD_Result api_jobs_cancel(struct api_request *req);
+enum MHD_Result api_jobs_events(struct api_request *req);
+enum MHD_Result api_jobs_checkpoints(struct api_request *req);
+enum MHD_Result api_jobs_artifact(struct api_request *req);
+/* The embedded dashboard (static.c): GET / and GET /static/{name}. */
+enum MHD_Result api_static_index(struct api_request *req);
+enum MHD_Result api_static_file(struct api_request *req);

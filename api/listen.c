@@ -29,9 +29,9 @@ static void format_addr(const struct sockaddr *sa, char *out, size_t size) {
         }
 }
 
-int api_listen(const char *host, const char *port, int *ret_fd, char *bound, size_t bound_size,
-               struct ft_error *err) {
-        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+int api_listen(const char *host, const char *port, int *ret_fd, char *bound, size_t bound_size, struct ft_error *err) {
+        struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                                 .ai_socktype = SOCK_STREAM,
                                  .ai_flags = AI_PASSIVE | AI_NUMERICSERV | AI_ADDRCONFIG};
         struct addrinfo *res = NULL;
         int r = getaddrinfo(host, port, &hints, &res);

@@ -1,26 +1,302 @@
-/* server.c - libmicrohttpd glue: starting/stopping the daemon, collecting the
- * request body under a size cap, and handing complete requests to the router.
- * Not for: route logic (routes.c) or resource handlers. */
+/* server.c - libmicrohttpd glue: starting/stopping the daemon and the life of
+ * one request before its handler runs: route lookup, bearer-token auth, body
+ * caps (413) and media types (415) checked on the first callback, JSON bodies
+ * buffered under a cap, uploads streamed into the blob store (raw body or
+ * multipart/form-data parts).
+ * Not for: route logic (routes.c), resource handlers, SSE (sse.c). */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "api/internal.h"
 #include "common/log.h"
+#include "store/store.h"
 
-#define API_DEFAULT_BODY_MAX (1u << 20)
+#define UPLOAD_DEFAULT_MAX (1ull << 30)
+#define UPLOAD_DISCARD_SLACK (16u << 20) /* bytes read past a cap before the connection is dropped */
 
-/* Per-connection state, allocated on the first callback of a request. */
+/* Per-request state, allocated on the first callback of a request. */
 struct request_ctx {
+        struct api_request req;
+        unsigned early_status; /* 404/405/401/413/415 decided from the headers */
+        char allow[128];
         char *body;
         size_t size, cap;
+        uint64_t received, limit;
         bool too_large;
+        bool upload; /* the body goes to files, not to memory */
+        struct MHD_PostProcessor *pp;
+        struct api_upload uploads[API_UPLOAD_PARTS_MAX];
+        unsigned n_uploads;
+        int upload_error; /* a write failed or too many parts: 500/400 at the end */
+        char upload_error_msg[160];
 };
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap) {
         char buf[512];
         vsnprintf(buf, sizeof(buf), fmt, ap);
+        size_t n = strlen(buf);
+        if (n && buf[n - 1] == '\n')
+                buf[n - 1] = '\0';
         log_debug("http: %s", buf);
+}
+
+/* Constant-time comparison of the Authorization header with the token: the
+ * time taken depends only on the token's length, never on where they differ. */
+static bool auth_ok(struct api_server *server, struct MHD_Connection *conn) {
+        if (server->token_len == 0)
+                return true;
+        const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+        if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+                return false;
+        h += 7;
+        size_t n = strlen(h);
+        unsigned char diff = (unsigned char)(n != server->token_len);
+        for (size_t i = 0; i < server->token_len; i++)
+                diff |= (unsigned char)(server->token[i] ^ (i < n ? h[i] : 0));
+        return diff == 0;
+}
+
+static bool media_type_is(const char *ct, const char *want) {
+        size_t n = strlen(want);
+        if (!ct || strncasecmp(ct, want, n) != 0)
+                return false;
+        return ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ';
+}
+
+static void set_upload_error(struct request_ctx *ctx, int status, const char *fmt, ...) _printf_(3, 4);
+static void set_upload_error(struct request_ctx *ctx, int status, const char *fmt, ...) {
+        if (ctx->upload_error)
+                return;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(ctx->upload_error_msg, sizeof(ctx->upload_error_msg), fmt, ap);
+        va_end(ap);
+        ctx->upload_error = status;
+}
+
+static int upload_open(struct request_ctx *ctx, const char *name, const char *filename, bool is_file) {
+        if (ctx->n_uploads >= API_UPLOAD_PARTS_MAX) {
+                set_upload_error(ctx, 400, "too many parts in the request (at most %d)", API_UPLOAD_PARTS_MAX);
+                return -E2BIG;
+        }
+        struct api_upload *u = &ctx->uploads[ctx->n_uploads];
+        memset(u, 0, sizeof(*u));
+        snprintf(u->name, sizeof(u->name), "%s", name ? name : "");
+        snprintf(u->filename, sizeof(u->filename), "%s", filename ? filename : "");
+        u->is_file = is_file;
+        if (is_file) {
+                struct ft_error err = {0};
+                struct store *st = api_store_thread(ctx->req.server, &err);
+                int r = st ? store_blob_begin(st, (int64_t)ctx->limit, &u->writer, &err) : -EIO;
+                if (r < 0) {
+                        log_error("cannot start an upload: %s", err.message);
+                        set_upload_error(ctx, 500, "cannot store the upload");
+                        return r;
+                }
+        }
+        ctx->n_uploads++;
+        return 0;
+}
+
+static int upload_write(struct request_ctx *ctx, struct api_upload *u, const char *data, size_t n) {
+        if (!u->is_file) {
+                if (u->size + n > API_FORM_FIELD_MAX) {
+                        set_upload_error(ctx, 413, "form field '%s' is longer than %u bytes", u->name,
+                                         API_FORM_FIELD_MAX);
+                        return -EFBIG;
+                }
+                char *t = realloc(u->text, u->size + n + 1);
+                if (!t)
+                        return -ENOMEM;
+                memcpy(t + u->size, data, n);
+                u->text = t;
+                u->size += n;
+                t[u->size] = '\0';
+                return 0;
+        }
+        struct ft_error err = {0};
+        int r = store_blob_write(u->writer, data, n, &err);
+        if (r < 0) {
+                if (r == -EFBIG) {
+                        ctx->too_large = true;
+                        return r;
+                }
+                log_error("cannot write an upload: %s", err.message);
+                set_upload_error(ctx, r == -ENOSPC ? 507 : 500, "cannot store the upload");
+                return r;
+        }
+        u->size += n;
+        return 0;
+}
+
+static enum MHD_Result on_post_part(void *cls, enum MHD_ValueKind kind, const char *key, const char *filename,
+                                    const char *content_type, const char *transfer_encoding, const char *data,
+                                    uint64_t off, size_t size) {
+        struct request_ctx *ctx = cls;
+        if (ctx->upload_error || ctx->too_large)
+                return MHD_YES;
+        struct api_upload *cur = ctx->n_uploads ? &ctx->uploads[ctx->n_uploads - 1] : NULL;
+        if (!cur || off == 0 || strcmp(cur->name, key ? key : "") != 0) {
+                if (upload_open(ctx, key, filename, filename != NULL) < 0)
+                        return MHD_YES;
+                cur = &ctx->uploads[ctx->n_uploads - 1];
+        }
+        if (size > 0)
+                upload_write(ctx, cur, data, size);
+        return MHD_YES;
+}
+
+/* Commit every file part to the blob store; 0 or the HTTP status to answer. */
+static int uploads_commit(struct request_ctx *ctx) {
+        for (unsigned i = 0; i < ctx->n_uploads; i++) {
+                struct api_upload *u = &ctx->uploads[i];
+                if (!u->is_file)
+                        continue;
+                struct ft_error err = {0};
+                int64_t size = 0;
+                struct store_blob_writer *w = u->writer;
+                u->writer = NULL;
+                int r = store_blob_commit(w, u->sha256, &size, &err);
+                struct store *st = r == 0 ? api_store_thread(ctx->req.server, &err) : NULL;
+                if (r == 0)
+                        r = st ? store_blob_path(st, u->sha256, u->path, sizeof(u->path), &err) : -EIO;
+                if (r < 0) {
+                        log_error("cannot store an upload: %s", err.message);
+                        set_upload_error(ctx, r == -ENOSPC ? 507 : 500, "cannot store the upload");
+                        return ctx->upload_error;
+                }
+                u->size = (uint64_t)size;
+        }
+        return 0;
+}
+
+struct api_upload *api_upload_get(struct api_request *req, const char *name) {
+        for (unsigned i = 0; i < req->n_uploads; i++)
+                if (strcmp(req->uploads[i].name, name) == 0)
+                        return &req->uploads[i];
+        return NULL;
+}
+
+static void ctx_free(struct request_ctx *ctx) {
+        if (!ctx)
+                return;
+        if (ctx->pp)
+                MHD_destroy_post_processor(ctx->pp);
+        for (unsigned i = 0; i < ctx->n_uploads; i++) {
+                store_blob_abort(ctx->uploads[i].writer);
+                free(ctx->uploads[i].text);
+        }
+        free(ctx->body);
+        free(ctx);
+}
+
+/* The first callback of a request: everything that can be decided from the
+ * request line and headers is decided here, before any body is read. */
+static void request_begin(struct request_ctx *ctx) {
+        struct api_request *req = &ctx->req;
+        unsigned status = 0;
+        req->route = api_route_find(req, ctx->allow, sizeof(ctx->allow), &status);
+        bool public_route = req->route && (req->route->flags & API_ROUTE_PUBLIC);
+        if (!public_route && !auth_ok(req->server, req->conn)) {
+                ctx->early_status = 401;
+                return;
+        }
+        if (!req->route) {
+                ctx->early_status = status;
+                return;
+        }
+        const struct api_route *r = req->route;
+        const char *ct = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+        /* A route that takes JSON or files: the media type says which this request sends. */
+        ctx->upload = (r->flags & API_ROUTE_UPLOAD) &&
+                      !((r->flags & API_ROUTE_JSON) && media_type_is(ct, "application/json"));
+        if (ctx->upload)
+                ctx->limit = r->body_max ? r->body_max : req->server->opts.upload_max;
+        else if (r->flags & API_ROUTE_JSON)
+                ctx->limit = r->body_max ? r->body_max : API_JSON_BODY_MAX;
+        else
+                ctx->limit = 0;
+
+        const char *cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl) {
+                char *end;
+                errno = 0;
+                unsigned long long n = strtoull(cl, &end, 10);
+                if (errno || *end || n > ctx->limit) {
+                        ctx->early_status = 413;
+                        return;
+                }
+        }
+        bool has_body = (cl && strcmp(cl, "0") != 0) ||
+                        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        if (has_body && !ctx->upload && (r->flags & API_ROUTE_JSON) && !media_type_is(ct, "application/json")) {
+                ctx->early_status = 415;
+                return;
+        }
+        if (ctx->upload) {
+                if (ct && media_type_is(ct, "multipart/form-data")) {
+                        ctx->pp = MHD_create_post_processor(req->conn, 64 * 1024, on_post_part, ctx);
+                        if (!ctx->pp) {
+                                ctx->early_status = 400;
+                                return;
+                        }
+                } else if (r->flags & API_ROUTE_JSON) {
+                        ctx->early_status = 415; /* JSON or multipart, nothing else */
+                        return;
+                } else if (ct && media_type_is(ct, "application/json")) {
+                        /* a file goes as itself (any other type: curl --data-binary sends a form type) */
+                        ctx->early_status = 415;
+                        return;
+                } else if (upload_open(ctx, "", NULL, true) < 0) {
+                        ctx->early_status = ctx->upload_error;
+                        return;
+                }
+        }
+}
+
+static enum MHD_Result reply_early(struct request_ctx *ctx) {
+        struct api_request *req = &ctx->req;
+        switch (ctx->early_status) {
+        case 401:
+                return api_reply_error_headers(req, API_ERR_UNAUTHORIZED, NULL,
+                                               (const char *const[]){"WWW-Authenticate", "Bearer", NULL},
+                                               "missing or invalid bearer token");
+        case 404: return api_reply_error(req, API_ERR_NOT_FOUND, NULL, "no route for %s '%s'", req->method, req->url);
+        case 405:
+                return api_reply_error_headers(req, API_ERR_METHOD_NOT_ALLOWED, NULL,
+                                               (const char *const[]){MHD_HTTP_HEADER_ALLOW, ctx->allow, NULL},
+                                               "method %s not allowed on '%s' (allowed: %s)", req->method, req->url,
+                                               ctx->allow);
+        case 413:
+                if (ctx->limit == 0)
+                        return api_reply_error(req, API_ERR_PAYLOAD_TOO_LARGE, NULL, "%s '%s' takes no request body",
+                                               req->method, req->url);
+                return api_reply_error(req, API_ERR_PAYLOAD_TOO_LARGE, NULL,
+                                       "request body exceeds the limit of %llu bytes for %s '%s'",
+                                       (unsigned long long)ctx->limit, req->method, req->route->pattern);
+        case 415:
+                if ((req->route->flags & API_ROUTE_UPLOAD) && (req->route->flags & API_ROUTE_JSON))
+                        return api_reply_error(req, API_ERR_UNSUPPORTED_MEDIA_TYPE, "Content-Type",
+                                               "send JSON ('Content-Type: application/json') or "
+                                               "multipart/form-data (curl -F)");
+                if (req->route->flags & API_ROUTE_UPLOAD)
+                        return api_reply_error(req, API_ERR_UNSUPPORTED_MEDIA_TYPE, "Content-Type",
+                                               "send the file as the raw body (curl --data-binary @FILE) or as "
+                                               "multipart/form-data (curl -F), not as JSON");
+                return api_reply_error(req, API_ERR_UNSUPPORTED_MEDIA_TYPE, "Content-Type",
+                                       "the request body must be JSON with 'Content-Type: application/json'");
+        case 500:
+        case 507:
+                return api_reply_error(req, API_ERR_INTERNAL, NULL, "%s",
+                                       ctx->upload_error_msg[0] ? ctx->upload_error_msg : "internal error");
+        default:
+                return api_reply_error(req, API_ERR_INVALID_REQUEST, NULL, "%s",
+                                       ctx->upload_error_msg[0] ? ctx->upload_error_msg : "malformed request");
+        }
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -34,13 +310,37 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 if (!ctx)
                         return MHD_NO;
                 *con_cls = ctx;
+                ctx->req.server = server;
+                ctx->req.conn = conn;
+                ctx->req.method = method;
+                ctx->req.url = url;
+                request_begin(ctx);
+                if (ctx->early_status)
+                        return reply_early(ctx);
                 return MHD_YES;
         }
         if (*upload_data_size > 0) {
                 size_t n = *upload_data_size;
                 *upload_data_size = 0;
-                if (ctx->too_large || ctx->size + n > API_DEFAULT_BODY_MAX) {
+                ctx->received += n;
+                if (ctx->too_large || ctx->received > ctx->limit) {
+                        /* Chunked bodies have no Content-Length: the cap is found mid-way. Read (and
+                         * drop) a little more so the 413 can be delivered, then give up on the peer. */
                         ctx->too_large = true;
+                        return ctx->received > ctx->limit + UPLOAD_DISCARD_SLACK ? MHD_NO : MHD_YES;
+                }
+                if (ctx->upload_error)
+                        return MHD_YES;
+                if (ctx->upload) {
+                        if (ctx->pp) {
+                                if (MHD_post_process(ctx->pp, upload_data, n) != MHD_YES && !ctx->upload_error) {
+                                        ctx->upload_error = 400;
+                                        snprintf(ctx->upload_error_msg, sizeof(ctx->upload_error_msg),
+                                                 "malformed multipart/form-data body");
+                                }
+                        } else {
+                                upload_write(ctx, &ctx->uploads[0], upload_data, n);
+                        }
                         return MHD_YES;
                 }
                 if (ctx->size + n + 1 > ctx->cap) {
@@ -57,27 +357,32 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 return MHD_YES;
         }
 
-        struct api_request req = {
-                .server = server,
-                .conn = conn,
-                .method = method,
-                .url = url,
-                .body = ctx->body,
-                .body_size = ctx->size,
-        };
-        if (ctx->too_large)
-                return api_reply_error(&req, API_ERR_PAYLOAD_TOO_LARGE, NULL, "request body exceeds %u bytes",
-                                       API_DEFAULT_BODY_MAX);
-        return api_dispatch(&req);
+        /* The whole request has arrived. */
+        if (ctx->upload_error && !ctx->too_large) {
+                ctx->early_status = (unsigned)ctx->upload_error;
+                return reply_early(ctx);
+        }
+        if (ctx->pp) {
+                MHD_destroy_post_processor(ctx->pp); /* flushes the last part */
+                ctx->pp = NULL;
+        }
+        if (ctx->too_large) {
+                ctx->early_status = 413;
+                return reply_early(ctx);
+        }
+        if (uploads_commit(ctx)) {
+                ctx->early_status = (unsigned)ctx->upload_error;
+                return reply_early(ctx);
+        }
+        ctx->req.body = ctx->body;
+        ctx->req.body_size = ctx->size;
+        ctx->req.uploads = ctx->uploads;
+        ctx->req.n_uploads = ctx->n_uploads;
+        return api_dispatch(&ctx->req);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe) {
-        struct request_ctx *ctx = *con_cls;
-        if (!ctx)
-                return;
-        free(ctx->body);
-        free(ctx);
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
+        ctx_free(*con_cls);
         *con_cls = NULL;
 }
 
@@ -86,21 +391,47 @@ int api_server_start(const struct api_options *opts, struct api_server **ret, st
         if (!server)
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         server->opts = *opts;
+        if (!server->opts.upload_max)
+                server->opts.upload_max = UPLOAD_DEFAULT_MAX;
+        if (!server->opts.max_queued_jobs)
+                server->opts.max_queued_jobs = 1000;
+        if (opts->token && *opts->token) {
+                size_t n = strlen(opts->token);
+                if (n > API_TOKEN_MAX) {
+                        free(server);
+                        return ft_error_set(err, -EINVAL, "token-file", "the token is longer than %d characters",
+                                            API_TOKEN_MAX);
+                }
+                memcpy(server->token, opts->token, n + 1);
+                server->token_len = n;
+        }
+        server->opts.token = NULL; /* never kept outside server->token */
         compute_runtime_info(&server->runtime);
 
-        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                         MHD_USE_ERROR_LOG;
-        server->mhd = MHD_start_daemon(
-                flags, 0, NULL, NULL, on_request, server,
-                MHD_OPTION_LISTEN_SOCKET, (MHD_socket)opts->listen_fd,
-                MHD_OPTION_THREAD_POOL_SIZE, (unsigned)FT_MAX(opts->http_threads, 1u),
-                MHD_OPTION_CONNECTION_LIMIT, (unsigned)FT_MAX(opts->max_connections, 16u),
-                MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opts->max_connections_per_ip,
-                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opts->connection_timeout_s,
-                MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
-                MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, server,
-                MHD_OPTION_END);
+        int r = api_openapi_build(server);
+        if (r < 0) {
+                free(server);
+                return ft_error_set(err, r, NULL, "cannot build the OpenAPI document");
+        }
+        r = api_sse_hub_new(server, &server->sse);
+        if (r < 0) {
+                free(server->openapi);
+                free(server);
+                return ft_error_set(err, r, NULL, "cannot start the event-stream hub");
+        }
+
+        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+        server->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, server, MHD_OPTION_LISTEN_SOCKET,
+                                       (MHD_socket)opts->listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
+                                       (unsigned)FT_MAX(opts->http_threads, 1u), MHD_OPTION_CONNECTION_LIMIT,
+                                       (unsigned)FT_MAX(opts->max_connections, 16u), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                       (unsigned)opts->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+                                       (unsigned)opts->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                       (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
+                                       MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, server, MHD_OPTION_END);
         if (!server->mhd) {
+                api_sse_hub_free(server->sse);
+                free(server->openapi);
                 free(server);
                 return ft_error_set(err, -EIO, NULL, "cannot start the HTTP server");
         }
@@ -112,8 +443,13 @@ void api_server_stop(struct api_server *server) {
         if (!server)
                 return;
         MHD_socket fd = MHD_quiesce_daemon(server->mhd);
+        api_sse_shutdown(server->sse); /* resumes and ends every stream, so the connections can close */
         MHD_stop_daemon(server->mhd);
+        api_sse_hub_free(server->sse);
         if (fd != MHD_INVALID_SOCKET)
                 close(fd);
+        api_store_close_all();
+        explicit_bzero(server->token, sizeof(server->token));
+        free(server->openapi);
         free(server);
 }

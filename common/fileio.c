@@ -79,8 +79,7 @@ int fileio_mkdir_p(const char *path, mode_t mode, struct ft_error *err) {
                 } else {
                         struct stat st;
                         if (stat(buf, &st) < 0 || !S_ISDIR(st.st_mode))
-                                return ft_error_set(err, -ENOTDIR, NULL, "'%s' exists and is not a directory",
-                                                    buf);
+                                return ft_error_set(err, -ENOTDIR, NULL, "'%s' exists and is not a directory", buf);
                 }
                 buf[i] = c;
         }
@@ -138,8 +137,7 @@ static int flush_buf(struct fileio_writer *w, struct ft_error *err) {
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
-                        return ft_error_set(err, -errno, NULL, "cannot write '%s': %s", w->tmp_path,
-                                            strerror(errno));
+                        return ft_error_set(err, -errno, NULL, "cannot write '%s': %s", w->tmp_path, strerror(errno));
                 }
                 off += (size_t)k;
         }
@@ -153,8 +151,7 @@ static int write_all(struct fileio_writer *w, const unsigned char *p, size_t n, 
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;
-                        return ft_error_set(err, -errno, NULL, "cannot write '%s': %s", w->tmp_path,
-                                            strerror(errno));
+                        return ft_error_set(err, -errno, NULL, "cannot write '%s': %s", w->tmp_path, strerror(errno));
                 }
                 p += k;
                 n -= (size_t)k;
@@ -203,8 +200,7 @@ int fileio_writer_sync(struct fileio_writer *w, struct ft_error *err) {
         if (r < 0)
                 return r;
         if (fchmod(w->fd, w->mode) < 0)
-                return ft_error_set(err, -errno, NULL, "cannot set the mode of '%s': %s", w->tmp_path,
-                                    strerror(errno));
+                return ft_error_set(err, -errno, NULL, "cannot set the mode of '%s': %s", w->tmp_path, strerror(errno));
         if (fsync(w->fd) < 0)
                 return ft_error_set(err, -errno, NULL, "cannot sync '%s': %s", w->tmp_path, strerror(errno));
         return 0;

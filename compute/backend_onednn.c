@@ -734,8 +734,13 @@ static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
                         const dnnl_memory_desc_t *bwmd = q_md(dpd, dnnl_query_weights_md);
                         if (dnnl_memory_desc_equal(bwmd, &bn->w_fwd.md))
                                 bn->w_bwd = bn->w_fwd;
-                        else if ((r = wview_init(p, &bn->w_bwd, n->weight, n->weight->data, bwmd, false, name, err)) < 0)
-                                return r;
+                        else { /* from the forward's blocked copy (block to block is much cheaper than from plain) */
+                                bn->w_bwd.md = *bwmd;
+                                bn->w_bwd.user = bn->w_fwd.mem;
+                                if ((r = mem_new(p, bwmd, DNNL_MEMORY_ALLOCATE, &bn->w_bwd.mem, name, err)) < 0 ||
+                                    (r = reorder_new(p, &bn->w_fwd.md, bwmd, &bn->w_bwd.reorder, name, err)) < 0)
+                                        return r;
+                        }
                 }
                 if ((r = prim_new(p, wpd, &bn->bwd_weights, name, err)) < 0 ||
                     (r = wview_init(p, &bn->dw, n->weight, n->weight->grad, q_md(wpd, dnnl_query_diff_weights_md), true,

@@ -21,24 +21,24 @@
 #define DATA_FIELD_MAX ((size_t)10 * 1024 * 1024) /* one CSV field */
 #define DATA_COLUMNS_MAX 100000
 #define DATA_CLASSES_MAX 100000
-#define DATA_NAME_MAX 1024       /* a column or class name */
+#define DATA_NAME_MAX 1024 /* a column or class name */
 #define DATA_IMAGE_SIDE_MAX 4096 /* IDX rows / columns, resize targets */
 
 enum data_kind {
-        DATA_TABLE,  /* rows x features, float */
+        DATA_TABLE, /* rows x features, float */
         DATA_IMAGES, /* N x C x H x W, uint8 */
 };
 
 enum data_task {
         DATA_CLASSIFICATION, /* labels are class indices */
-        DATA_REGRESSION,     /* targets are floats */
+        DATA_REGRESSION, /* targets are floats */
 };
 
 struct dataset {
         enum data_kind kind;
         enum data_task task;
         char *source; /* the file name(s), for messages */
-        size_t n;     /* rows or images */
+        size_t n; /* rows or images */
 
         /* DATA_TABLE */
         size_t n_features;
@@ -51,14 +51,14 @@ struct dataset {
         uint8_t *pixels; /* n * channels * height * width */
 
         int32_t *labels; /* DATA_CLASSIFICATION: n class indices */
-        float *targets;  /* DATA_REGRESSION: n values */
+        float *targets; /* DATA_REGRESSION: n values */
         size_t n_classes;
         char **class_names; /* sorted: numerically when every label is an integer, else bytewise */
         size_t *class_counts;
 
         /* what the reader found */
-        size_t rows_read;      /* data rows in the file, dropped ones included */
-        size_t rows_dropped;   /* dropna */
+        size_t rows_read; /* data rows in the file, dropped ones included */
+        size_t rows_dropped; /* dropna */
         size_t missing_values; /* missing cells seen */
 };
 
@@ -67,10 +67,10 @@ void dataset_free(struct dataset *ds);
 /* ---- CSV ---------------------------------------------------------------- */
 
 struct csv_options {
-        char delimiter;     /* 0: detect from the header line among , ; TAB | */
+        char delimiter; /* 0: detect from the header line among , ; TAB | */
         const char *target; /* target column name; NULL: the last column */
         enum data_task task;
-        bool dropna;      /* drop rows with a missing value; otherwise a missing value is an error */
+        bool dropna; /* drop rows with a missing value; otherwise a missing value is an error */
         size_t max_bytes; /* 0: no limit */
 };
 
@@ -80,8 +80,8 @@ struct csv_options {
  * accepted; blank lines are skipped. */
 int csv_read(const char *path, const struct csv_options *opt, struct dataset **ret, struct ft_error *err);
 /* The same over a buffer (fuzzing, uploads); label names it in messages. */
-int csv_parse(const char *bytes, size_t size, const char *label, const struct csv_options *opt,
-              struct dataset **ret, struct ft_error *err);
+int csv_parse(const char *bytes, size_t size, const char *label, const struct csv_options *opt, struct dataset **ret,
+              struct ft_error *err);
 
 /* ---- IDX ---------------------------------------------------------------- */
 
@@ -103,12 +103,27 @@ int idx_parse(const void *bytes, size_t size, const char *label, size_t max_byte
  * image shape, task, classes with counts, missing values, rows dropped. */
 int data_summary_json(const struct dataset *ds, void **ret_json, struct ft_error *err);
 
-/* What `finetuned inspect` and uploads call: detect the format of path (and
- * path2 for an IDX pair, in either order) by content (safetensors, IDX, gzip'd
- * IDX, else CSV), validate it fully and return a JSON summary (the dataset
- * summary, or every tensor with dtype and shape plus metadata). target may be
- * NULL (CSV: last column). max_bytes bounds each file (0: no limit). */
-int data_inspect(const char *path, const char *path2, const char *target, size_t max_bytes, void **ret_json,
+/* How to read a dataset file whatever its format. opt may be NULL: CSV target =
+ * the last column, classification, missing values counted and their rows
+ * dropped, the delimiter detected, no byte limit. */
+struct data_open_options {
+        const char *target; /* CSV target column; NULL: the last */
+        enum data_task task; /* CSV: how to read the target (IDX is always classification) */
+        bool strict_missing; /* CSV: a missing value is an error (default: counted and dropped) */
+        char delimiter; /* CSV: 0 detects */
+        size_t max_bytes; /* each file, compressed and not (0: no limit) */
+};
+
+/* Open a dataset by content: path alone is CSV; path and path2 are an IDX
+ * image/label pair (plain or gzip, in either order). What the trainer calls. */
+int data_open(const char *path, const char *path2, const struct data_open_options *opt, struct dataset **ret,
+              struct ft_error *err);
+
+/* What `finetuned inspect` and uploads call: data_open, or for a safetensors
+ * file (detected by content) the weights' validation; returns a JSON summary
+ * (jansson json_t *, caller decrefs): the dataset summary, or every tensor with
+ * dtype and shape plus the metadata. */
+int data_inspect(const char *path, const char *path2, const struct data_open_options *opt, void **ret_json,
                  struct ft_error *err);
 
 /* ---- preprocessing --------------------------------------------------------- */
@@ -133,8 +148,8 @@ struct data_split {
         size_t *val;
         size_t n_val;
 };
-int data_split_make(const struct dataset *ds, double val_fraction, bool shuffle, uint64_t seed,
-                    struct data_split *ret, struct ft_error *err);
+int data_split_make(const struct dataset *ds, double val_fraction, bool shuffle, uint64_t seed, struct data_split *ret,
+                    struct ft_error *err);
 void data_split_deinit(struct data_split *s);
 
 /* The preprocessing a model was trained with; saved in the model's safetensors
@@ -145,14 +160,14 @@ struct data_transform {
         bool standardize;
         size_t n_features;
         float *mean; /* n_features, malloc'd (NULL when !standardize) */
-        float *std;  /* n_features; a constant column gets 1 */
+        float *std; /* n_features; a constant column gets 1 */
         /* images: scale to [0,1], resize, channels, normalize; augmentation in training only */
         size_t channels, height, width; /* the model's input; 0: as the data */
-        size_t n_norm;                  /* 0: none; 1: one value for every channel; else one per channel */
+        size_t n_norm; /* 0: none; 1: one value for every channel; else one per channel */
         float norm_mean[DATA_NORM_MAX];
         float norm_std[DATA_NORM_MAX];
         size_t crop_padding; /* random crop with this zero padding; 0: none */
-        bool hflip;          /* random horizontal flip with p = 0.5 */
+        bool hflip; /* random horizontal flip with p = 0.5 */
 };
 void data_transform_deinit(struct data_transform *t);
 
@@ -180,15 +195,15 @@ void data_resize_bilinear(const float *src, size_t sh, size_t sw, float *dst, si
 struct data_batch {
         size_t n; /* rows in this batch (the last may be short) */
         size_t c, h, w;
-        float *x;              /* n*c*h*w */
+        float *x; /* n*c*h*w */
         const int32_t *labels; /* classification, else NULL */
-        const float *targets;  /* regression, else NULL */
+        const float *targets; /* regression, else NULL */
 };
 
 struct data_loader_options {
         size_t batch_size;
-        bool shuffle;  /* reshuffle every epoch with seed + epoch */
-        bool augment;  /* apply t's crop/flip (training) */
+        bool shuffle; /* reshuffle every epoch with seed + epoch */
+        bool augment; /* apply t's crop/flip (training) */
         bool drop_last;
         uint64_t seed;
 };

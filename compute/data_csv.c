@@ -21,16 +21,16 @@ struct tok {
         const char *label;
         char delim;
         size_t line; /* line of the next byte, 1-based */
-        char *buf;   /* the current field, unescaped, NUL-terminated */
+        char *buf; /* the current field, unescaped, NUL-terminated */
         size_t len, cap;
 };
 
 static int buf_push(struct tok *t, char c, struct ft_error *err, size_t line, size_t col) {
+        if (t->len > DATA_FIELD_MAX) /* the NUL makes len + 1 */
+                return ft_error_set(err, -EFBIG, NULL, "'%s':%zu:%zu: field longer than %zu bytes", t->label, line, col,
+                                    DATA_FIELD_MAX);
         if (t->len + 1 >= t->cap) {
-                if (t->len + 1 > DATA_FIELD_MAX)
-                        return ft_error_set(err, -EFBIG, NULL, "'%s':%zu:%zu: field longer than %zu bytes", t->label,
-                                            line, col, DATA_FIELD_MAX);
-                size_t cap = t->cap ? t->cap * 2 : 256;
+                size_t cap = t->cap ? FT_MIN(t->cap * 2, DATA_FIELD_MAX + 2) : 256;
                 char *b = realloc(t->buf, cap);
                 if (!b)
                         return ft_error_set(err, -ENOMEM, NULL, "out of memory");
@@ -142,8 +142,8 @@ static char detect_delimiter(const char *p, const char *end) {
 /* ---- cells ----------------------------------------------------------------- */
 
 static bool is_missing(const char *s) {
-        static const char *const na[] = {"", "NA", "N/A", "NaN", "nan", "NAN", "null", "NULL", "None", "n/a", "-NaN",
-                                         "-nan", "<NA>"};
+        static const char *const na[] = {"",     "NA",   "N/A", "NaN",  "nan",  "NAN", "null",
+                                         "NULL", "None", "n/a", "-NaN", "-nan", "<NA>"};
         while (*s == ' ' || *s == '\t')
                 s++;
         size_t n = strlen(s);
@@ -300,8 +300,8 @@ static int labels_finish(struct labels *L, struct dataset *ds) {
 
 /* ---- the table builder ----------------------------------------------------- */
 
-int csv_parse(const char *bytes, size_t size, const char *label, const struct csv_options *opt,
-              struct dataset **ret, struct ft_error *err) {
+int csv_parse(const char *bytes, size_t size, const char *label, const struct csv_options *opt, struct dataset **ret,
+              struct ft_error *err) {
         struct csv_options defaults = {0};
         if (!opt)
                 opt = &defaults;
@@ -432,8 +432,8 @@ int csv_parse(const char *bytes, size_t size, const char *label, const struct cs
                                 goto fail;
                         if (col >= ncols) {
                                 r = ft_error_set(err, -EINVAL, NULL,
-                                                 "'%s':%zu:%zu: row has more fields than the header's %zu", label,
-                                                 line, col + 1, ncols);
+                                                 "'%s':%zu:%zu: row has more fields than the header's %zu", label, line,
+                                                 col + 1, ncols);
                                 goto fail;
                         }
                         const char *cname = col == target ? ds->target_name : ds->feature_names[k];
@@ -471,8 +471,9 @@ int csv_parse(const char *bytes, size_t size, const char *label, const struct cs
                                 float v = 0;
                                 enum num nr = parse_float(t.buf, &v);
                                 if (nr != NUM_OK) {
-                                        r = ft_error_set(err, -EINVAL, NULL, "'%s':%zu:%zu: column '%s': \"%.40s%s\" %s",
-                                                         label, line, col + 1, cname, t.buf, t.len > 40 ? "..." : "",
+                                        r = ft_error_set(err, -EINVAL, NULL,
+                                                         "'%s':%zu:%zu: column '%s': \"%.40s%s\" %s", label, line,
+                                                         col + 1, cname, t.buf, t.len > 40 ? "..." : "",
                                                          nr == NUM_INF     ? "is not a finite number"
                                                          : nr == NUM_RANGE ? "is out of the float range"
                                                                            : "is not a number");
@@ -486,8 +487,8 @@ int csv_parse(const char *bytes, size_t size, const char *label, const struct cs
                         col++;
                 }
                 if (col != ncols) {
-                        r = ft_error_set(err, -EINVAL, NULL, "'%s':%zu: row has %zu field%s, the header has %zu",
-                                         label, line, col, col == 1 ? "" : "s", ncols);
+                        r = ft_error_set(err, -EINVAL, NULL, "'%s':%zu: row has %zu field%s, the header has %zu", label,
+                                         line, col, col == 1 ? "" : "s", ncols);
                         goto fail;
                 }
                 ds->rows_read++;

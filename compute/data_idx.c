@@ -49,9 +49,9 @@ static int src_read(struct src *s, uint8_t *dst, size_t n, size_t *got, struct f
                                             "'%s': gzip data is truncated at compressed byte offset %zu", s->label,
                                             (size_t)s->z.total_in);
                 } else if (zr != Z_OK) {
-                        return ft_error_set(err, -EINVAL, NULL, "'%s': corrupt gzip data at compressed byte offset %zu%s%s",
-                                            s->label, (size_t)s->z.total_in, s->z.msg ? ": " : "",
-                                            s->z.msg ? s->z.msg : "");
+                        return ft_error_set(err, -EINVAL, NULL,
+                                            "'%s': corrupt gzip data at compressed byte offset %zu%s%s", s->label,
+                                            (size_t)s->z.total_in, s->z.msg ? ": " : "", s->z.msg ? s->z.msg : "");
                 }
         }
         *got = total;
@@ -61,7 +61,7 @@ static int src_read(struct src *s, uint8_t *dst, size_t n, size_t *got, struct f
 int idx_parse(const void *bytes, size_t size, const char *label, size_t max_bytes, uint8_t *ret_ndim,
               uint32_t ret_dims[4], uint8_t **ret_data, size_t *ret_len, struct ft_error *err) {
         struct src s = {.bytes = bytes, .size = size, .label = label};
-        uint8_t hdr[16], *data = NULL, extra;
+        uint8_t hdr[4 + 4 * 4], *data = NULL, extra;
         size_t got, len = 1;
         int r;
         if (size == 0)
@@ -142,8 +142,9 @@ int idx_parse(const void *bytes, size_t size, const char *label, size_t max_byte
         if ((r = src_read(&s, &extra, 1, &got, err)) < 0)
                 goto fail;
         if (got > 0 || (s.gz && s.z.avail_in > 0)) {
-                r = ft_error_set(err, -EINVAL, NULL, "'%s': trailing bytes after the %zu bytes of data at byte offset %zu",
-                                 label, len, hlen + len);
+                r = ft_error_set(err, -EINVAL, NULL,
+                                 "'%s': trailing bytes after the %zu bytes of data at byte offset %zu", label, len,
+                                 hlen + len);
                 goto fail;
         }
         if (s.gz)
@@ -201,12 +202,14 @@ int idx_read(const char *images_path, const char *labels_path, size_t max_bytes,
         if ((r = load(labels_path, max_bytes, &nl, dl, &lab, &ll, err)) < 0)
                 goto fail;
         if (ni != 3) {
-                r = ft_error_set(err, -EINVAL, NULL, "'%s': an image file has 3 dimensions (N x rows x columns), this has %u",
-                                 images_path, ni);
+                r = ft_error_set(err, -EINVAL, NULL,
+                                 "'%s': an image file has 3 dimensions (N x rows x columns), this has %u", images_path,
+                                 ni);
                 goto fail;
         }
         if (nl != 1) {
-                r = ft_error_set(err, -EINVAL, NULL, "'%s': a label file has 1 dimension, this has %u", labels_path, nl);
+                r = ft_error_set(err, -EINVAL, NULL, "'%s': a label file has 1 dimension, this has %u", labels_path,
+                                 nl);
                 goto fail;
         }
         if (di[0] != dl[0]) {

@@ -16,7 +16,7 @@ struct data_loader {
         size_t pos;
         struct data_rng aug;
         size_t c, h, w; /* output sample shape */
-        float *x;       /* batch_size * c * h * w */
+        float *x; /* batch_size * c * h * w */
         int32_t *labels;
         float *targets;
         float *plane, *resized; /* one source plane in [0,1], and resized */
@@ -117,7 +117,7 @@ static void image_sample(struct data_loader *l, size_t row, float *out) {
                 if (c == 0 || ds->channels != 1) {
                         const uint8_t *p = ds->pixels + (row * ds->channels + sc) * hw;
                         for (size_t i = 0; i < hw; i++)
-                                l->plane[i] = (float)p[i] * (1.0f / 255.0f);
+                                l->plane[i] = (float)p[i] / 255.0f; /* as ToTensor: div(255) */
                         if (resize)
                                 data_resize_bilinear(l->plane, ds->height, ds->width, l->resized, oh, ow);
                 }
@@ -167,7 +167,7 @@ int data_loader_next(struct data_loader *l, struct data_batch *ret) {
                         l->targets[i] = ds->targets[row];
         }
         l->pos += k;
-        *ret = (struct data_batch){.n = k, .c = l->c, .h = l->h, .w = l->w, .x = l->x, .labels = l->labels,
-                                   .targets = l->targets};
+        *ret = (struct data_batch){
+                .n = k, .c = l->c, .h = l->h, .w = l->w, .x = l->x, .labels = l->labels, .targets = l->targets};
         return 1;
 }

@@ -67,8 +67,8 @@ void data_split_deinit(struct data_split *s) {
         memset(s, 0, sizeof(*s));
 }
 
-int data_split_make(const struct dataset *ds, double val_fraction, bool shuffle, uint64_t seed,
-                    struct data_split *ret, struct ft_error *err) {
+int data_split_make(const struct dataset *ds, double val_fraction, bool shuffle, uint64_t seed, struct data_split *ret,
+                    struct ft_error *err) {
         if (!(val_fraction >= 0 && val_fraction < 1))
                 return ft_error_set(err, -EINVAL, "validation_split", "validation split %g is not in [0, 1)",
                                     val_fraction);
@@ -220,8 +220,9 @@ int data_transform_to_json(const struct data_transform *t, char **ret, struct ft
                 json_object_set_new(o, "std", s);
         }
         if (t->channels || t->height) {
-                json_object_set_new(o, "input", json_pack("[I, I, I]", (json_int_t)t->channels,
-                                                          (json_int_t)t->height, (json_int_t)t->width));
+                json_object_set_new(
+                        o, "input",
+                        json_pack("[I, I, I]", (json_int_t)t->channels, (json_int_t)t->height, (json_int_t)t->width));
         }
         if (t->n_norm) {
                 json_t *m = json_array(), *s = json_array();
@@ -231,8 +232,9 @@ int data_transform_to_json(const struct data_transform *t, char **ret, struct ft
                 }
                 json_object_set_new(o, "normalize", json_pack("{s:o, s:o}", "mean", m, "std", s));
         }
-        json_object_set_new(o, "augment", json_pack("{s:I, s:b}", "random_crop_padding",
-                                                    (json_int_t)t->crop_padding, "hflip", t->hflip));
+        json_object_set_new(
+                o, "augment",
+                json_pack("{s:I, s:b}", "random_crop_padding", (json_int_t)t->crop_padding, "hflip", t->hflip));
         char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
         json_decref(o);
         if (!s)

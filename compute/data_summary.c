@@ -49,8 +49,9 @@ int data_summary_json(const struct dataset *ds, void **ret_json, struct ft_error
                 json_object_set_new(o, "feature_names", f);
                 json_object_set_new(o, "target", json_string(ds->target_name));
         } else {
-                json_object_set_new(o, "image_shape", json_pack("[I, I, I]", (json_int_t)ds->channels,
-                                                                (json_int_t)ds->height, (json_int_t)ds->width));
+                json_object_set_new(o, "image_shape",
+                                    json_pack("[I, I, I]", (json_int_t)ds->channels, (json_int_t)ds->height,
+                                              (json_int_t)ds->width));
         }
         json_object_set_new(o, "task", json_string(ds->task == DATA_CLASSIFICATION ? "classification" : "regression"));
         if (ds->task == DATA_CLASSIFICATION) {
@@ -110,8 +111,8 @@ static json_t *safetensors_json(const struct st_file *f) {
                 json_t *shape = json_array();
                 for (size_t d = 0; d < t->ndim; d++)
                         json_array_append_new(shape, json_integer(t->shape[d]));
-                json_array_append_new(ts, json_pack("{s:s, s:s, s:o}", "name", t->name, "dtype", st_dtype_name(t->dtype),
-                                                    "shape", shape));
+                json_array_append_new(ts, json_pack("{s:s, s:s, s:o}", "name", t->name, "dtype",
+                                                    st_dtype_name(t->dtype), "shape", shape));
                 params += t->numel;
         }
         for (size_t i = 0; i < f->n_meta; i++)
@@ -125,11 +126,14 @@ static json_t *safetensors_json(const struct st_file *f) {
         return o;
 }
 
-int data_inspect(const char *path, const char *path2, const char *target, size_t max_bytes, void **ret_json,
-                 struct ft_error *err) {
+int data_open(const char *path, const char *path2, const struct data_open_options *opt, struct dataset **ret,
+              struct ft_error *err) {
+        struct data_open_options defaults = {0};
+        if (!opt)
+                opt = &defaults;
+        size_t max_bytes = opt->max_bytes;
         enum fmt f1, f2;
         uint8_t n1, n2;
-        struct dataset *ds = NULL;
         int r = sniff(path, &f1, &n1, err);
         if (r < 0)
                 return r;
@@ -140,32 +144,49 @@ int data_inspect(const char *path, const char *path2, const char *target, size_t
                         return ft_error_set(err, -EINVAL, NULL,
                                             "two files make an IDX image/label pair; '%s' is not IDX",
                                             f1 != FMT_IDX ? path : path2);
-                /* images have 3 dimensions, labels 1; gzip'd files are tried in the given order */
+                /* images have 3 dimensions, labels 1; gzip'd files are tried in the given order, then swapped */
                 bool swap = n1 == 1 || n2 == 3;
-                r = swap ? idx_read(path2, path, max_bytes, &ds, err) : idx_read(path, path2, max_bytes, &ds, err);
+                r = swap ? idx_read(path2, path, max_bytes, ret, err) : idx_read(path, path2, max_bytes, ret, err);
                 if (r < 0 && !swap && (n1 == 0 || n2 == 0)) {
                         struct ft_error e2;
-                        if (idx_read(path2, path, max_bytes, &ds, &e2) == 0)
+                        if (idx_read(path2, path, max_bytes, ret, &e2) == 0)
                                 r = 0;
                 }
-                if (r < 0)
-                        return r;
-        } else if (f1 == FMT_SAFETENSORS) {
-                struct st_file *st;
-                if ((r = st_file_open(path, max_bytes, &st, err)) < 0)
-                        return r;
-                *ret_json = safetensors_json(st);
-                st_file_free(st);
-                return 0;
-        } else if (f1 == FMT_IDX) {
-                return ft_error_set(err, -EINVAL, NULL,
-                                    "'%s' is an IDX file: inspect it with its pair (images and labels)", path);
-        } else {
-                struct csv_options o = {.target = target, .task = DATA_CLASSIFICATION, .dropna = true,
-                                        .max_bytes = max_bytes};
-                if ((r = csv_read(path, &o, &ds, err)) < 0)
-                        return r;
+                return r;
         }
+        if (f1 == FMT_SAFETENSORS)
+                return ft_error_set(err, -EINVAL, NULL, "'%s' is a safetensors weights file, not a dataset", path);
+        if (f1 == FMT_IDX)
+                return ft_error_set(err, -EINVAL, NULL,
+                                    "'%s' is an IDX file: give it with its pair (images and labels)", path);
+        struct csv_options o = {.target = opt->target,
+                                .task = opt->task,
+                                .dropna = !opt->strict_missing,
+                                .delimiter = opt->delimiter,
+                                .max_bytes = max_bytes};
+        return csv_read(path, &o, ret, err);
+}
+
+int data_inspect(const char *path, const char *path2, const struct data_open_options *opt, void **ret_json,
+                 struct ft_error *err) {
+        enum fmt f1;
+        uint8_t n1;
+        int r;
+        if (!path2) {
+                if ((r = sniff(path, &f1, &n1, err)) < 0)
+                        return r;
+                if (f1 == FMT_SAFETENSORS) {
+                        struct st_file *st;
+                        if ((r = st_file_open(path, opt ? opt->max_bytes : 0, &st, err)) < 0)
+                                return r;
+                        *ret_json = safetensors_json(st);
+                        st_file_free(st);
+                        return 0;
+                }
+        }
+        struct dataset *ds = NULL;
+        if ((r = data_open(path, path2, opt, &ds, err)) < 0)
+                return r;
         void *j;
         r = data_summary_json(ds, &j, err);
         dataset_free(ds);

@@ -670,6 +670,16 @@ size_t model_output_count(const struct model *m) {
         return (size_t)value_numel(&m->nodes[m->n_nodes - 1].out);
 }
 
+double model_forward_flops(const struct model *m) {
+        double f = 0.0;
+        for (int i = 0; i < m->n_nodes; i++) {
+                const struct node *n = &m->nodes[i];
+                if (n->kind == NODE_LINEAR || n->kind == NODE_CONV)
+                        f += 2.0 * (double)n->weight->numel * (double)n->out.h * (double)n->out.w;
+        }
+        return f;
+}
+
 size_t model_tensor_count(const struct model *m) {
         return m->n_tensors;
 }

@@ -79,6 +79,10 @@ int model_input_shape(const struct model *m, int64_t shape[3]);
 size_t model_input_numel(const struct model *m);  /* floats per sample */
 size_t model_output_count(const struct model *m); /* floats per sample of the last layer (classes) */
 
+/* Forward floating-point operations per sample (2 per multiply-add of linear and conv layers; elementwise layers
+ * not counted). A training step costs about 3x this per sample. For throughput reports. */
+double model_forward_flops(const struct model *m);
+
 /* Tensors in state_dict order (the order PyTorch's model.state_dict() lists them). */
 size_t model_tensor_count(const struct model *m);
 struct tensor *model_tensor_at(struct model *m, size_t i);

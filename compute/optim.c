@@ -164,17 +164,17 @@ struct tensor *optim_state_find(struct optim *o, const char *name) {
 
 /* The update kernels: compiled with full optimisation even in debug (and sanitizer) builds, since they touch
  * every parameter at every step. */
-#define KERNEL __attribute__((optimize("O3")))
+#define KERNEL __attribute__((optimize("O3", "no-math-errno")))
 
 KERNEL static void kernel_sgd(float *restrict p, const float *restrict g, long n, float lr, float wd, int nth) {
-#pragma omp parallel for num_threads(nth) schedule(static)
+#pragma omp parallel for simd num_threads(nth) schedule(static)
         for (long j = 0; j < n; j++)
                 p[j] -= lr * (g[j] + wd * p[j]);
 }
 
 KERNEL static void kernel_momentum(float *restrict p, const float *restrict g, float *restrict b, long n, float lr,
                                    float wd, float mu, float damp, bool nesterov, bool first, int nth) {
-#pragma omp parallel for num_threads(nth) schedule(static)
+#pragma omp parallel for simd num_threads(nth) schedule(static)
         for (long j = 0; j < n; j++) {
                 float gj = g[j] + wd * p[j];
                 float bj = first ? gj : mu * b[j] + (1.0f - damp) * gj;
@@ -186,7 +186,7 @@ KERNEL static void kernel_momentum(float *restrict p, const float *restrict g, f
 KERNEL static void kernel_adam(float *restrict p, const float *restrict g, float *restrict m1, float *restrict m2,
                                long n, bool decoupled, float step_size, float bc2_sqrt, float decay, float wd,
                                float b1, float b2, float eps, int nth) {
-#pragma omp parallel for num_threads(nth) schedule(static)
+#pragma omp parallel for simd num_threads(nth) schedule(static)
         for (long j = 0; j < n; j++) {
                 float pj = p[j], gj = g[j];
                 if (decoupled)

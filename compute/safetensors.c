@@ -30,9 +30,8 @@ static const struct {
 };
 
 /* dtypes the format defines but we do not load: named so the error says "unsupported", not "unknown". */
-static const char *const other_dtypes[] = {"BOOL", "U8",  "I8",  "I16", "U16",     "I32",      "U32",
-                                           "U64",  "F8_E4M3", "F8_E5M2", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2",
-                                           "C64"};
+static const char *const other_dtypes[] = {"BOOL",    "U8",      "I8",      "I16", "U16",     "I32",     "U32", "U64",
+                                           "F8_E4M3", "F8_E5M2", "F8_E8M0", "F4",  "F6_E2M3", "F6_E3M2", "C64"};
 
 const char *st_dtype_name(enum st_dtype dtype) {
         return (size_t)dtype < ARRAY_SIZE(dtypes) ? dtypes[dtype].name : "?";
@@ -167,8 +166,8 @@ static int parse_tensor(struct st_file *f, const char *name, json_t *info, struc
                                     p, name, b, e, data_size, 8 + f->header_len);
         if (e - b != t->nbytes)
                 return ft_error_set(err, -EINVAL, NULL,
-                                    "'%s': tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64
-                                    "] span %" PRIu64 " bytes but shape and dtype %s need %zu",
+                                    "'%s': tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] span %" PRIu64
+                                    " bytes but shape and dtype %s need %zu",
                                     p, name, b, e, e - b, dtypes[k].name, t->nbytes);
         t->offset = 8 + f->header_len + b;
         t->data = f->bytes + t->offset;
@@ -342,17 +341,14 @@ const char *st_file_metadata(const struct st_file *f, const char *key) {
         return NULL;
 }
 
-int st_tensor_read_f32(const struct st_file *f, const struct st_tensor *t, float *dst, size_t n,
-                       struct ft_error *err) {
+int st_tensor_read_f32(const struct st_file *f, const struct st_tensor *t, float *dst, size_t n, struct ft_error *err) {
         const char *p = f ? f->path : "(tensors)";
         if (n != t->numel)
                 return ft_error_set(err, -EINVAL, NULL, "'%s': tensor '%s' has %zu elements, expected %zu", p, t->name,
                                     t->numel, n);
         const uint8_t *s = t->data;
         switch (t->dtype) {
-        case ST_DTYPE_F32:
-                memcpy(dst, s, n * 4);
-                return 0;
+        case ST_DTYPE_F32: memcpy(dst, s, n * 4); return 0;
         case ST_DTYPE_F16:
         case ST_DTYPE_BF16:
                 for (size_t i = 0; i < n; i++) {
@@ -418,8 +414,7 @@ int st_write_buffer(const struct st_tensor *tensors, size_t n_tensors, const str
                         goto fail;
                 for (size_t i = 0; i < n_meta; i++)
                         if (json_object_set_new(m, meta[i].key, json_string(meta[i].value)) < 0) {
-                                r = ft_error_set(err, -EINVAL, NULL, "metadata '%s' is not valid UTF-8",
-                                                 meta[i].key);
+                                r = ft_error_set(err, -EINVAL, NULL, "metadata '%s' is not valid UTF-8", meta[i].key);
                                 goto fail;
                         }
         }

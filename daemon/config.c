@@ -15,6 +15,11 @@ void config_init(struct daemon_config *cfg) {
         cfg->workers = 1;
         cfg->threads = 0;
         cfg->log_level = LOG_LEVEL_INFO;
+        cfg->max_queued_jobs = DAEMON_DEFAULT_MAX_QUEUED;
+        cfg->max_upload_mb = DAEMON_DEFAULT_MAX_UPLOAD_MB;
+        cfg->http_timeout_s = 30;
+        cfg->lease_s = 30;
+        cfg->max_per_ip = 64;
 }
 
 static int parse_port(const char *s, const char *value, char out[8], struct ft_error *err) {
@@ -91,6 +96,22 @@ static int set_option(struct daemon_config *cfg, const char *name, const char *v
                 return parse_uint(value, 1, DAEMON_MAX_WORKERS, name, &cfg->workers, err);
         if (strcmp(name, "threads") == 0)
                 return parse_uint(value, 0, DAEMON_MAX_THREADS, name, &cfg->threads, err);
+        if (strcmp(name, "token-file") == 0) {
+                if (!*value || strlen(value) >= sizeof(cfg->token_file))
+                        return ft_error_set(err, -EINVAL, name, "invalid token-file: empty or too long");
+                snprintf(cfg->token_file, sizeof(cfg->token_file), "%s", value);
+                return 0;
+        }
+        if (strcmp(name, "max-queued-jobs") == 0)
+                return parse_uint(value, 1, 1000000, name, &cfg->max_queued_jobs, err);
+        if (strcmp(name, "max-connections-per-ip") == 0)
+                return parse_uint(value, 1, 100000, name, &cfg->max_per_ip, err);
+        if (strcmp(name, "lease") == 0)
+                return parse_uint(value, 1, 3600, name, &cfg->lease_s, err);
+        if (strcmp(name, "http-timeout") == 0)
+                return parse_uint(value, 1, 3600, name, &cfg->http_timeout_s, err);
+        if (strcmp(name, "max-upload-mb") == 0)
+                return parse_uint(value, 1, 1024 * 1024, name, &cfg->max_upload_mb, err);
         if (strcmp(name, "log-level") == 0) {
                 if (log_level_from_string(value, &cfg->log_level) < 0)
                         return ft_error_set(err, -EINVAL, name,
@@ -107,7 +128,10 @@ static const struct {
 } env_options[] = {
         {"FINETUNED_LISTEN", "listen"},   {"FINETUNED_STATE_DIR", "state-dir"},
         {"FINETUNED_WORKERS", "workers"}, {"FINETUNED_THREADS", "threads"},
-        {"FINETUNED_LOG_LEVEL", "log-level"},
+        {"FINETUNED_LOG_LEVEL", "log-level"}, {"FINETUNED_TOKEN_FILE", "token-file"},
+        {"FINETUNED_MAX_QUEUED_JOBS", "max-queued-jobs"}, {"FINETUNED_MAX_UPLOAD_MB", "max-upload-mb"},
+        {"FINETUNED_HTTP_TIMEOUT", "http-timeout"}, {"FINETUNED_LEASE", "lease"},
+        {"FINETUNED_MAX_CONNECTIONS_PER_IP", "max-connections-per-ip"},
 };
 
 void serve_usage(FILE *out) {
@@ -128,6 +152,20 @@ void serve_usage(FILE *out) {
                 "                      (default 0; FINETUNED_THREADS)\n"
                 "  --log-level LEVEL   error, warning, notice, info or debug (default info;\n"
                 "                      FINETUNED_LOG_LEVEL)\n"
+                "  --token-file PATH   require 'Authorization: Bearer TOKEN' with the token in\n"
+                "                      PATH (mode 0600); required unless listening on loopback\n"
+                "                      (FINETUNED_TOKEN_FILE)\n"
+                "  --max-queued-jobs N answer 429 to new jobs beyond N queued (default 1000;\n"
+                "                      FINETUNED_MAX_QUEUED_JOBS)\n"
+                "  --max-upload-mb N   largest dataset or weights upload in MiB (default 1024;\n"
+                "                      FINETUNED_MAX_UPLOAD_MB)\n"
+                "  --http-timeout S    close HTTP connections idle for S seconds (default 30;\n"
+                "                      FINETUNED_HTTP_TIMEOUT)\n"
+                "  --max-connections-per-ip N\n"
+                "                      concurrent connections from one address (default 64;\n"
+                "                      FINETUNED_MAX_CONNECTIONS_PER_IP)\n"
+                "  --lease S           job lease: a crashed daemon's running jobs are requeued\n"
+                "                      S seconds after its last heartbeat (default 30; FINETUNED_LEASE)\n"
                 "  -h, --help          show this help\n"
                 "\n"
                 "Flags override environment variables, which override defaults.\n");
@@ -139,6 +177,9 @@ int config_parse_serve(int argc, char **argv, char *const *envp, struct daemon_c
                 {"listen", required_argument, NULL, 'l'},  {"state-dir", required_argument, NULL, 's'},
                 {"workers", required_argument, NULL, 'w'}, {"threads", required_argument, NULL, 't'},
                 {"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
+                {"token-file", required_argument, NULL, 'T'}, {"max-queued-jobs", required_argument, NULL, 'Q'},
+                {"max-upload-mb", required_argument, NULL, 'U'}, {"http-timeout", required_argument, NULL, 'H'},
+                {"lease", required_argument, NULL, 'E'}, {"max-connections-per-ip", required_argument, NULL, 'P'},
                 {NULL, 0, NULL, 0},
         };
         int r;
@@ -193,6 +234,24 @@ int config_parse_serve(int argc, char **argv, char *const *envp, struct daemon_c
                         break;
                 case 'L':
                         r = set_option(cfg, "log-level", optarg, err);
+                        break;
+                case 'T':
+                        r = set_option(cfg, "token-file", optarg, err);
+                        break;
+                case 'Q':
+                        r = set_option(cfg, "max-queued-jobs", optarg, err);
+                        break;
+                case 'U':
+                        r = set_option(cfg, "max-upload-mb", optarg, err);
+                        break;
+                case 'H':
+                        r = set_option(cfg, "http-timeout", optarg, err);
+                        break;
+                case 'E':
+                        r = set_option(cfg, "lease", optarg, err);
+                        break;
+                case 'P':
+                        r = set_option(cfg, "max-connections-per-ip", optarg, err);
                         break;
                 case ':':
                         *ret_usage = true;

@@ -14,6 +14,8 @@
 #define DAEMON_DEFAULT_STATE_DIR "./var"
 #define DAEMON_MAX_WORKERS 64
 #define DAEMON_MAX_THREADS 1024
+#define DAEMON_DEFAULT_MAX_QUEUED 1000
+#define DAEMON_DEFAULT_MAX_UPLOAD_MB 1024
 
 struct daemon_config {
         char listen_host[256]; /* numeric address or name; IPv6 without brackets */
@@ -22,6 +24,12 @@ struct daemon_config {
         unsigned workers; /* concurrent jobs, >= 1 */
         unsigned threads; /* OpenMP threads per worker; 0 = cores / workers */
         enum log_level log_level;
+        char token_file[PATH_MAX]; /* "" : no auth (only allowed on loopback) */
+        unsigned max_queued_jobs;  /* POST /v1/jobs answers 429 beyond this */
+        unsigned max_upload_mb;    /* largest dataset / weights upload, MiB */
+        unsigned http_timeout_s;   /* idle HTTP connections are closed after this */
+        unsigned max_per_ip;       /* concurrent connections from one client address */
+        unsigned lease_s;          /* a claimed job's lease; a dead daemon's jobs are requeued after it */
 };
 
 /* Defaults, before the environment and flags are applied. */

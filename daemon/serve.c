@@ -1,6 +1,8 @@
-/* serve.c - `finetuned serve`: prepare the state directory, open the store,
- * bind the socket, start the HTTP server, then wait for a signal and shut
- * everything down in reverse order. Not for: flag parsing (config.c). */
+/* serve.c - `finetuned serve`: prepare the state directory, load the token,
+ * open the store, bind the socket, start the workers and the HTTP server, then
+ * wait for a signal (collecting unused blobs hourly) and shut everything down
+ * in reverse order.
+ * Not for: flag parsing (config.c), running jobs (workers.c). */
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -12,6 +14,7 @@
 #include "api/api.h"
 #include "config.h"
 #include "daemon/daemon.h"
+#include "daemon/workers.h"
 #include "store/store.h"
 
 extern char **environ;
@@ -58,12 +61,31 @@ static int prepare_state_dir(const char *path, struct ft_error *err) {
         return 0;
 }
 
+#define MAINTENANCE_INTERVAL_S 3600
+#define BLOB_GRACE_MS (3600 * 1000LL)            /* an upload being registered is never collected */
+#define IDEMPOTENCY_TTL_MS (24 * 3600 * 1000LL) /* a retry a day later is a new request */
+
+/* Hourly housekeeping: remove blobs nothing refers to (uploads the readers
+ * refused, deleted datasets and models) and forget old idempotency keys. */
+static void maintenance(struct store *store) {
+        struct ft_error err = {0};
+        int removed = 0, pruned = 0;
+        if (store_blob_gc(store, BLOB_GRACE_MS, &removed, &err) < 0)
+                log_warning("blob garbage collection: %s", err.message);
+        if (store_idempotency_prune(store, IDEMPOTENCY_TTL_MS, &pruned, &err) < 0)
+                log_warning("idempotency key pruning: %s", err.message);
+        if (removed || pruned)
+                log_info("maintenance: %d unused blob file%s removed, %d idempotency key%s forgotten", removed,
+                         removed == 1 ? "" : "s", pruned, pruned == 1 ? "" : "s");
+}
+
 int serve_main(int argc, char **argv) {
         struct daemon_config cfg;
         struct ft_error err = {0};
         bool usage = false, exit_now = false;
         struct store *store = NULL;
         struct api_server *server = NULL;
+        struct workers *workers = NULL;
         int listen_fd = -1, status = 1;
         char bound[128];
 
@@ -98,6 +120,19 @@ int serve_main(int argc, char **argv) {
                 log_error("%s", err.message);
                 return 1;
         }
+        char token[API_TOKEN_MAX + 1] = "";
+        if (cfg.token_file[0]) {
+                r = api_token_load(cfg.token_file, token, sizeof(token), &err);
+                if (r < 0) {
+                        log_error("%s", err.message);
+                        return 1;
+                }
+        } else if (!api_host_is_loopback(cfg.listen_host)) {
+                log_error("listening on '%s' (not loopback) needs --token-file: anyone who can reach the port "
+                          "could otherwise run jobs and read data",
+                          cfg.listen_host);
+                return 1;
+        }
         r = store_open(cfg.state_dir, &store, &err);
         if (r < 0) {
                 log_error("%s", err.message);
@@ -113,24 +148,50 @@ int serve_main(int argc, char **argv) {
                 .state_dir = cfg.state_dir,
                 .http_threads = 4,
                 .max_connections = 512,
-                .max_connections_per_ip = 0,
-                .connection_timeout_s = 60,
+                .max_connections_per_ip = cfg.max_per_ip,
+                .connection_timeout_s = cfg.http_timeout_s,
+                .token = token,
+                .upload_max = (uint64_t)cfg.max_upload_mb << 20,
+                .max_queued_jobs = cfg.max_queued_jobs,
+                .job_progress = workers_progress,
         };
-        r = api_server_start(&opts, &server, &err);
+        struct workers_options wopts = {
+                .state_dir = cfg.state_dir,
+                .n = cfg.workers,
+                .threads = cfg.threads,
+                .lease_ms = (int64_t)cfg.lease_s * 1000,
+        };
+        r = workers_start(&wopts, &workers, &err);
         if (r < 0) {
                 close(listen_fd);
                 log_error("%s", err.message);
                 goto out;
         }
-        log_notice("finetuned %s listening on http://%s (state %s, schema v%d, %u worker%s)", FINETUNED_VERSION,
-                   bound, cfg.state_dir, store_schema_version(store), cfg.workers, cfg.workers == 1 ? "" : "s");
+        opts.job_progress_userdata = workers;
+        r = api_server_start(&opts, &server, &err);
+        explicit_bzero(token, sizeof(token));
+        if (r < 0) {
+                close(listen_fd);
+                log_error("%s", err.message);
+                goto out;
+        }
+        log_notice("finetuned %s listening on http://%s (state %s, schema v%d, %u worker%s, auth %s)",
+                   FINETUNED_VERSION, bound, cfg.state_dir, store_schema_version(store), cfg.workers,
+                   cfg.workers == 1 ? "" : "s", cfg.token_file[0] ? "bearer token" : "off (loopback)");
 
+        maintenance(store);
+        double last_maintenance = ft_now_monotonic();
         for (;;) {
-                int sig = sigwaitinfo(&mask, NULL);
+                struct timespec tick = {.tv_sec = 60};
+                int sig = sigtimedwait(&mask, NULL, &tick);
+                if (ft_now_monotonic() - last_maintenance >= MAINTENANCE_INTERVAL_S) {
+                        maintenance(store);
+                        last_maintenance = ft_now_monotonic();
+                }
                 if (sig < 0) {
-                        if (errno == EINTR)
+                        if (errno == EINTR || errno == EAGAIN)
                                 continue;
-                        log_error("sigwaitinfo: %s", strerror(errno));
+                        log_error("sigtimedwait: %s", strerror(errno));
                         break;
                 }
                 if (sig == SIGHUP) {
@@ -142,7 +203,9 @@ int serve_main(int argc, char **argv) {
         }
         status = 0;
 out:
+        /* HTTP first (no new jobs or cancels), then the workers hand their jobs back. */
         api_server_stop(server);
+        workers_stop(workers);
         store_close(store);
         if (status == 0)
                 log_notice("stopped");

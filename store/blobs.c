@@ -245,7 +245,7 @@ static int trash_file(struct store *s, const char *sha, char *buf, size_t size) 
 }
 
 int store_blob_gc(struct store *s, int64_t min_age_ms, int *ret_removed, struct ft_error *err) {
-        char (*victims)[SHA256_HEX_SIZE] = NULL;
+        char(*victims)[SHA256_HEX_SIZE] = NULL;
         size_t n = 0, cap = 0;
         int removed = 0, r;
         int64_t cutoff = store_now_ms() - (min_age_ms > 0 ? min_age_ms : 0);

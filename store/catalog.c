@@ -154,8 +154,8 @@ int store_dataset_list(struct store *s, const struct store_page *page, struct st
                 if (r < 0)
                         return r;
         }
-        sqlite3_stmt *st = store_stmt(
-                s, "SELECT " DATASET_COLS " FROM datasets WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2", err);
+        sqlite3_stmt *st =
+                store_stmt(s, "SELECT " DATASET_COLS " FROM datasets WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2", err);
         if (!st)
                 return -EIO;
         sqlite3_bind_int64(st, 1, after);
@@ -227,8 +227,8 @@ int store_model_in_use(struct store *s, const char *id, bool *ret, struct ft_err
         return in_use_locked(s, model_in_use_sql, id, ret, err);
 }
 
-static int delete_row(struct store *s, const char *kind, const char *in_use_sql, const char *delete_sql,
-                      const char *id, struct ft_error *err) {
+static int delete_row(struct store *s, const char *kind, const char *in_use_sql, const char *delete_sql, const char *id,
+                      struct ft_error *err) {
         bool busy = false;
         int r = store_tx_begin(s, err);
         if (r < 0)
@@ -260,8 +260,7 @@ fail:
 }
 
 int store_dataset_delete(struct store *s, const char *id, struct ft_error *err) {
-        return delete_row(s, "dataset", dataset_in_use_sql, "DELETE FROM datasets WHERE id = ?1", id ? id : "",
-                          err);
+        return delete_row(s, "dataset", dataset_in_use_sql, "DELETE FROM datasets WHERE id = ?1", id ? id : "", err);
 }
 
 /* ---- models ------------------------------------------------------------------- */
@@ -270,12 +269,9 @@ int store_dataset_delete(struct store *s, const char *id, struct ft_error *err) 
 
 const char *store_model_source_name(enum store_model_source src) {
         switch (src) {
-        case STORE_MODEL_PRESET:
-                return "preset";
-        case STORE_MODEL_UPLOAD:
-                return "upload";
-        case STORE_MODEL_JOB:
-                return "job";
+        case STORE_MODEL_PRESET: return "preset";
+        case STORE_MODEL_UPLOAD: return "upload";
+        case STORE_MODEL_JOB: return "job";
         }
         return "unknown";
 }
@@ -347,8 +343,7 @@ static int exists_locked(struct store *s, const char *sql, const char *key, bool
         return r;
 }
 
-int store_model_insert(struct store *s, const struct store_model_new *in, char id[STORE_ID_MAX],
-                       struct ft_error *err) {
+int store_model_insert(struct store *s, const struct store_model_new *in, char id[STORE_ID_MAX], struct ft_error *err) {
         bool found;
         int r;
 

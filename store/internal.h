@@ -20,7 +20,7 @@ struct store {
         int schema_version;
         char state_dir[PATH_MAX];
         char blob_dir[PATH_MAX]; /* <state>/blobs */
-        char tmp_dir[PATH_MAX];  /* <state>/blobs/tmp */
+        char tmp_dir[PATH_MAX]; /* <state>/blobs/tmp */
         struct notifier *notifier;
         bool in_tx;
         /* changes committed by the current transaction, signalled after COMMIT */
@@ -72,10 +72,10 @@ void notifier_release(struct notifier *n);
 void notifier_signal(struct notifier *n, const char (*jobs)[STORE_ID_MAX], size_t n_jobs, bool all_jobs, bool queue);
 
 /* Internal event append inside an open transaction. */
-int store_event_insert(struct store *s, const char *job_id, const char *type, const char *data_json,
-                       int64_t *ret_seq, struct ft_error *err);
+int store_event_insert(struct store *s, const char *job_id, const char *type, const char *data_json, int64_t *ret_seq,
+                       struct ft_error *err);
 /* Append a "status" event: {"state", "attempt"[, "reason"][, "worker"]}. */
-int store_event_status(struct store *s, const char *job_id, enum store_job_state state, int attempt,
-                       const char *reason, const char *worker, struct ft_error *err);
+int store_event_status(struct store *s, const char *job_id, enum store_job_state state, int attempt, const char *reason,
+                       const char *worker, struct ft_error *err);
 /* Model insert inside an open transaction (catalog.c). */
 int store_model_insert(struct store *s, const struct store_model_new *in, char id[STORE_ID_MAX], struct ft_error *err);

@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#define JOB_COLS                                                                                                  \
-        "id, spec_json, state, priority, attempt, max_attempts, lease_owner, lease_expires_at, model_id, "        \
-        "training_file, validation_file, result_model_id, progress_json, result_json, error_json, created_at, " \
+#define JOB_COLS                                                                                                       \
+        "id, spec_json, state, priority, attempt, max_attempts, lease_owner, lease_expires_at, model_id, "             \
+        "training_file, validation_file, result_model_id, progress_json, result_json, error_json, created_at, "        \
         "started_at, finished_at"
 
 #define MAX_ATTEMPTS_DEFAULT 3
@@ -149,8 +149,8 @@ static int fence_locked(struct store *s, const char *id, int attempt, enum store
 
 /* ---- events (inside a transaction) ------------------------------------------------ */
 
-int store_event_insert(struct store *s, const char *job_id, const char *type, const char *data_json,
-                       int64_t *ret_seq, struct ft_error *err) {
+int store_event_insert(struct store *s, const char *job_id, const char *type, const char *data_json, int64_t *ret_seq,
+                       struct ft_error *err) {
         sqlite3_stmt *st = store_stmt(s,
                                       "INSERT INTO events (job_id, seq, type, data_json, created_at) VALUES (?1,"
                                       " (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job_id = ?1),"
@@ -174,8 +174,8 @@ int store_event_insert(struct store *s, const char *job_id, const char *type, co
         return 0;
 }
 
-int store_event_status(struct store *s, const char *job_id, enum store_job_state state, int attempt,
-                       const char *reason, const char *worker, struct ft_error *err) {
+int store_event_status(struct store *s, const char *job_id, enum store_job_state state, int attempt, const char *reason,
+                       const char *worker, struct ft_error *err) {
         sqlite3_stmt *st = store_stmt(
                 s,
                 "INSERT INTO events (job_id, seq, type, data_json, created_at) VALUES (?1,"
@@ -242,8 +242,7 @@ static int idempotency_lookup(struct store *s, const struct store_job_new *in, c
         return r;
 }
 
-int store_job_enqueue(struct store *s, const struct store_job_new *in, struct store_job **ret,
-                      struct ft_error *err) {
+int store_job_enqueue(struct store *s, const struct store_job_new *in, struct store_job **ret, struct ft_error *err) {
         char id[STORE_ID_MAX];
         struct store_job *j = NULL;
         int max_attempts = in->max_attempts ? in->max_attempts : MAX_ATTEMPTS_DEFAULT;
@@ -532,13 +531,13 @@ static int requeue_expired_locked(struct store *s, int *ret_count, struct ft_err
                                          e->attempt, e->max_attempts);
                                 r = set_terminal_locked(s, e->id, STORE_JOB_FAILED, error, err);
                                 if (r == 0)
-                                        r = store_event_status(s, e->id, STORE_JOB_FAILED, e->attempt,
-                                                               "lease_expired", NULL, err);
+                                        r = store_event_status(s, e->id, STORE_JOB_FAILED, e->attempt, "lease_expired",
+                                                               NULL, err);
                         } else {
                                 r = requeue_locked(s, e->id, false, err);
                                 if (r == 0)
-                                        r = store_event_status(s, e->id, STORE_JOB_QUEUED, e->attempt,
-                                                               "lease_expired", NULL, err);
+                                        r = store_event_status(s, e->id, STORE_JOB_QUEUED, e->attempt, "lease_expired",
+                                                               NULL, err);
                         }
                         if (r < 0)
                                 return r;
@@ -703,8 +702,8 @@ fail:
         return r;
 }
 
-int store_job_finish(struct store *s, const char *id, int attempt, enum store_job_state state,
-                     const char *result_json, const char *error_json, const struct store_model_new *result_model,
+int store_job_finish(struct store *s, const char *id, int attempt, enum store_job_state state, const char *result_json,
+                     const char *error_json, const struct store_model_new *result_model,
                      char ret_model_id[STORE_ID_MAX], struct ft_error *err) {
         char model_id[STORE_ID_MAX] = "";
         int r;
@@ -993,8 +992,7 @@ int store_checkpoint_add(struct store *s, const char *job_id, int attempt, const
                 return r;
         r = fence_locked(s, job_id, attempt, NULL, err);
         if (r == 0 && has_blob)
-                r = ref_exists(s, "SELECT 1 FROM blobs WHERE sha256 = ?1", "blob_sha256", "blob", in->blob_sha256,
-                               err);
+                r = ref_exists(s, "SELECT 1 FROM blobs WHERE sha256 = ?1", "blob_sha256", "blob", in->blob_sha256, err);
         if (r < 0)
                 goto fail;
         sqlite3_stmt *st = store_stmt(s,
@@ -1039,8 +1037,7 @@ fail:
         return r;
 }
 
-int store_checkpoint_latest(struct store *s, const char *job_id, struct store_checkpoint **ret,
-                            struct ft_error *err) {
+int store_checkpoint_latest(struct store *s, const char *job_id, struct store_checkpoint **ret, struct ft_error *err) {
         sqlite3_stmt *st = store_stmt(
                 s, "SELECT " CHECKPOINT_COLS " FROM checkpoints WHERE job_id = ?1 ORDER BY id DESC LIMIT 1", err);
         if (!st)

@@ -71,7 +71,7 @@ static const char *const migrations[] = {
         ") STRICT;"
         "CREATE INDEX jobs_claim ON jobs(state, priority DESC, seq);"
         "CREATE INDEX jobs_state_seq ON jobs(state, seq);"
-        "CREATE INDEX jobs_lease ON jobs(lease_expires_at) WHERE state IN ('running', 'cancelling');"
+        "CREATE INDEX jobs_lease ON jobs(state, lease_expires_at);"
         "CREATE INDEX jobs_active_model ON jobs(model_id) WHERE state IN ('queued', 'running', 'cancelling');"
         "CREATE INDEX jobs_active_train ON jobs(training_file)"
         "  WHERE state IN ('queued', 'running', 'cancelling');"
@@ -152,8 +152,8 @@ static int migrate(struct store *s, struct ft_error *err) {
                 goto fail;
         if (version > (int)ARRAY_SIZE(migrations)) {
                 r = ft_error_set(err, -EPROTO, NULL,
-                                 "database schema version %d is newer than this finetuned understands (%zu)",
-                                 version, ARRAY_SIZE(migrations));
+                                 "database schema version %d is newer than this finetuned understands (%zu)", version,
+                                 ARRAY_SIZE(migrations));
                 goto fail;
         }
         for (int v = version; v < (int)ARRAY_SIZE(migrations); v++) {
@@ -180,8 +180,7 @@ int store_open(const char *state_dir, struct store **ret, struct ft_error *err) 
         return store_open_with(state_dir, NULL, ret, err);
 }
 
-int store_open_with(const char *state_dir, const struct store_options *opts, struct store **ret,
-                    struct ft_error *err) {
+int store_open_with(const char *state_dir, const struct store_options *opts, struct store **ret, struct ft_error *err) {
         char path[PATH_MAX];
         struct store *s;
         int r;
@@ -195,8 +194,7 @@ int store_open_with(const char *state_dir, const struct store_options *opts, str
         snprintf(s->blob_dir, sizeof(s->blob_dir), "%s/blobs", state_dir);
         snprintf(s->tmp_dir, sizeof(s->tmp_dir), "%s/blobs/tmp", state_dir);
 
-        r = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                            NULL);
+        r = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
         if (r != SQLITE_OK) {
                 r = ft_error_set(err, -EIO, NULL, "cannot open database '%s': %s", path,
                                  s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(r));
@@ -217,8 +215,9 @@ int store_open_with(const char *state_dir, const struct store_options *opts, str
         }
         /* FULL: in WAL mode every COMMIT fsyncs the WAL, so an acknowledged
          * write survives power loss, not only kill -9 (docs/decisions.md). */
-        r = exec_sql(s, opts && opts->relaxed_sync ? "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
-                                                   : "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+        r = exec_sql(s,
+                     opts && opts->relaxed_sync ? "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
+                                                : "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
                      err);
         if (r < 0)
                 goto fail;
@@ -330,8 +329,8 @@ int store_tx_commit(struct store *s, struct ft_error *err) {
         }
         s->in_tx = false;
         if (s->n_pending || s->pending_overflow || s->pending_queue)
-                notifier_signal(s->notifier, (const char(*)[STORE_ID_MAX])s->pending, s->n_pending,
-                                s->pending_overflow, s->pending_queue);
+                notifier_signal(s->notifier, (const char(*)[STORE_ID_MAX])s->pending, s->n_pending, s->pending_overflow,
+                                s->pending_queue);
         s->n_pending = 0;
         return 0;
 }

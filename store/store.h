@@ -50,12 +50,12 @@
 
 struct store;
 
-#define STORE_ID_MAX 32          /* buffer size for any id, NUL included ("job_" + 24 hex + NUL = 29) */
-#define STORE_SHA256_HEX 65      /* 64 lowercase hex digits + NUL */
-#define STORE_PAGE_MAX 100       /* largest page a list returns */
-#define STORE_NAME_MAX 256       /* bytes, for dataset/model names and worker ids */
-#define STORE_KEY_MAX 256        /* bytes, for idempotency keys */
-#define STORE_EVENT_TYPE_MAX 64  /* bytes, for event types */
+#define STORE_ID_MAX 32 /* buffer size for any id, NUL included ("job_" + 24 hex + NUL = 29) */
+#define STORE_SHA256_HEX 65 /* 64 lowercase hex digits + NUL */
+#define STORE_PAGE_MAX 100 /* largest page a list returns */
+#define STORE_NAME_MAX 256 /* bytes, for dataset/model names and worker ids */
+#define STORE_KEY_MAX 256 /* bytes, for idempotency keys */
+#define STORE_EVENT_TYPE_MAX 64 /* bytes, for event types */
 #define STORE_JSON_MAX (1 << 20) /* bytes, for any one JSON text field */
 
 /* ---- opening --------------------------------------------------------------- */
@@ -73,8 +73,7 @@ struct store_options {
  * file that is not a finetuned database is refused, never truncated or
  * overwritten. opts may be NULL (defaults). store_open == store_open_with(NULL). */
 int store_open(const char *state_dir, struct store **ret, struct ft_error *err);
-int store_open_with(const char *state_dir, const struct store_options *opts, struct store **ret,
-                    struct ft_error *err);
+int store_open_with(const char *state_dir, const struct store_options *opts, struct store **ret, struct ft_error *err);
 void store_close(struct store *s); /* NULL is a no-op */
 
 /* The schema version after migrations (PRAGMA user_version). */
@@ -98,18 +97,18 @@ struct store_page {
 struct store_dataset {
         char id[STORE_ID_MAX];
         char *name;
-        char *format;               /* e.g. "csv", "idx", "idx.gz" (free text, caller's vocabulary) */
+        char *format; /* e.g. "csv", "idx", "idx.gz" (free text, caller's vocabulary) */
         char sha256[STORE_SHA256_HEX]; /* of the blob holding the file */
-        int64_t size;               /* bytes */
-        char *path;                 /* absolute path of the blob file (derived, read-only) */
-        char *schema_json;          /* detected schema: columns, rows, classes, image shape */
+        int64_t size; /* bytes */
+        char *path; /* absolute path of the blob file (derived, read-only) */
+        char *schema_json; /* detected schema: columns, rows, classes, image shape */
         int64_t created_at;
 };
 
 struct store_dataset_new {
-        const char *name;        /* required, <= STORE_NAME_MAX */
-        const char *format;      /* required, <= 32 bytes */
-        const char *sha256;      /* a blob already committed with store_blob_commit */
+        const char *name; /* required, <= STORE_NAME_MAX */
+        const char *format; /* required, <= 32 bytes */
+        const char *sha256; /* a blob already committed with store_blob_commit */
         const char *schema_json; /* NULL: "{}" */
 };
 
@@ -147,17 +146,17 @@ const char *store_model_source_name(enum store_model_source src); /* "preset", "
 struct store_model {
         char id[STORE_ID_MAX];
         char *name;
-        char *spec_json;                       /* architecture JSON */
+        char *spec_json; /* architecture JSON */
         char weights_sha256[STORE_SHA256_HEX]; /* "" when the model has no weights yet (fresh preset) */
-        char *weights_path;                    /* absolute blob path, "" when no weights */
+        char *weights_path; /* absolute blob path, "" when no weights */
         enum store_model_source source;
         char source_job_id[STORE_ID_MAX]; /* "" unless source == STORE_MODEL_JOB */
         int64_t created_at;
 };
 
 struct store_model_new {
-        const char *name;           /* required, <= STORE_NAME_MAX */
-        const char *spec_json;      /* required */
+        const char *name; /* required, <= STORE_NAME_MAX */
+        const char *spec_json; /* required */
         const char *weights_sha256; /* NULL/"": none; else a committed blob (-ENOENT param "weights") */
         enum store_model_source source;
         const char *source_job_id; /* for STORE_MODEL_JOB; the job must exist */
@@ -205,41 +204,40 @@ struct store_job {
         char id[STORE_ID_MAX];
         char *spec_json;
         enum store_job_state state;
-        int priority;     /* higher runs first */
-        int attempt;      /* number of claims so far; 0 while never claimed; the fencing token */
+        int priority; /* higher runs first */
+        int attempt; /* number of claims so far; 0 while never claimed; the fencing token */
         int max_attempts; /* claims allowed before a lost lease fails the job */
-        char *lease_owner;         /* worker id of the current claim, "" when none */
-        int64_t lease_expires_at;  /* 0 when not leased */
-        char model_id[STORE_ID_MAX];           /* base model */
-        char training_file[STORE_ID_MAX];      /* dataset id */
-        char validation_file[STORE_ID_MAX];    /* dataset id or "" */
-        char result_model_id[STORE_ID_MAX];    /* "" until succeeded with a model */
-        char *progress_json;       /* "{}" until the worker reports */
-        char *result_json;         /* "null" until finished */
-        char *error_json;          /* "null" unless failed: {"code","message"} as given by the finisher */
+        char *lease_owner; /* worker id of the current claim, "" when none */
+        int64_t lease_expires_at; /* 0 when not leased */
+        char model_id[STORE_ID_MAX]; /* base model */
+        char training_file[STORE_ID_MAX]; /* dataset id */
+        char validation_file[STORE_ID_MAX]; /* dataset id or "" */
+        char result_model_id[STORE_ID_MAX]; /* "" until succeeded with a model */
+        char *progress_json; /* "{}" until the worker reports */
+        char *result_json; /* "null" until finished */
+        char *error_json; /* "null" unless failed: {"code","message"} as given by the finisher */
         int64_t created_at, started_at, finished_at; /* started_at: first claim */
 };
 
 struct store_job_new {
-        const char *spec_json;       /* required */
-        const char *model_id;        /* required; must exist (-ENOENT param "model") */
-        const char *training_file;   /* required dataset id (-ENOENT param "training_file") */
+        const char *spec_json; /* required */
+        const char *model_id; /* required; must exist (-ENOENT param "model") */
+        const char *training_file; /* required dataset id (-ENOENT param "training_file") */
         const char *validation_file; /* NULL/"" or a dataset id (-ENOENT param "validation_file") */
-        int priority;                /* default 0; higher first */
-        int max_attempts;            /* 0: 3 */
+        int priority; /* default 0; higher first */
+        int max_attempts; /* 0: 3 */
         /* Optional idempotency: the same key with the same request_hash returns
          * the job created the first time (and store_job_enqueue returns 1); the
          * same key with a different hash is -EEXIST param "idempotency_key". */
         const char *idempotency_key; /* NULL/"": none; <= STORE_KEY_MAX */
-        const char *request_hash;    /* e.g. hex sha256 of the request body; required with a key */
+        const char *request_hash; /* e.g. hex sha256 of the request body; required with a key */
 };
 
 /* Enqueue a job (state queued, an event "status" {"state":"queued"} as seq 1).
  * The references are checked in the same transaction as the insert, so a
  * concurrent delete cannot leave the job pointing at nothing. Returns 0 when
  * created, 1 when an idempotency key returned an existing job. */
-int store_job_enqueue(struct store *s, const struct store_job_new *in, struct store_job **ret,
-                      struct ft_error *err);
+int store_job_enqueue(struct store *s, const struct store_job_new *in, struct store_job **ret, struct ft_error *err);
 int store_job_get(struct store *s, const char *id, struct store_job **ret, struct ft_error *err);
 
 struct store_job_filter {
@@ -278,7 +276,10 @@ int store_job_claim(struct store *s, const char *worker_id, int64_t lease_ms, st
 
 /* Renew the lease to now + lease_ms. *ret_cancel (may be NULL) is set when a
  * cancel was requested (state cancelling). -ESTALE when (id, attempt) no longer
- * holds the job: the worker must stop and write nothing more. */
+ * holds the job: the worker must stop and write nothing more. A heartbeat that
+ * arrives after the lease ran out but before anyone requeued the job still
+ * succeeds (nobody else can have claimed it). Renew at a fraction of lease_ms
+ * (e.g. lease 60 s, heartbeat every 10 s). */
 int store_job_heartbeat(struct store *s, const char *id, int attempt, int64_t lease_ms, bool *ret_cancel,
                         struct ft_error *err);
 /* Replace the job's progress JSON. Fenced: -ESTALE as above. */
@@ -290,8 +291,8 @@ int store_job_progress_set(struct store *s, const char *id, int attempt, const c
  * model (source job, source_job_id = id) is created in the same transaction and
  * becomes the job's result_model_id; *ret_model_id (may be NULL) receives its
  * id. Appends an event "status" {"state": ...}. Fenced: -ESTALE. */
-int store_job_finish(struct store *s, const char *id, int attempt, enum store_job_state state,
-                     const char *result_json, const char *error_json, const struct store_model_new *result_model,
+int store_job_finish(struct store *s, const char *id, int attempt, enum store_job_state state, const char *result_json,
+                     const char *error_json, const struct store_model_new *result_model,
                      char ret_model_id[STORE_ID_MAX], struct ft_error *err);
 
 /* Give a job back without failing it (graceful shutdown): running/cancelling ->
@@ -345,18 +346,18 @@ struct store_checkpoint {
         int attempt;
         int epoch;
         int64_t step;
-        char *dir;                         /* relative to the state dir, e.g. "jobs/job_x/ckpt-3", or "" */
+        char *dir; /* relative to the state dir, e.g. "jobs/job_x/ckpt-3", or "" */
         char blob_sha256[STORE_SHA256_HEX]; /* "" when the checkpoint is a directory */
-        char *meta_json;                   /* whatever the trainer wants back on resume; "{}" default */
+        char *meta_json; /* whatever the trainer wants back on resume; "{}" default */
         int64_t created_at;
 };
 
 struct store_checkpoint_new {
         int epoch;
         int64_t step;
-        const char *dir;         /* written and fsynced before this call */
+        const char *dir; /* written and fsynced before this call */
         const char *blob_sha256; /* or a committed blob */
-        const char *meta_json;   /* NULL: "{}" */
+        const char *meta_json; /* NULL: "{}" */
 };
 
 /* Record a checkpoint (after its files are durable) and append an event
@@ -364,8 +365,7 @@ struct store_checkpoint_new {
 int store_checkpoint_add(struct store *s, const char *job_id, int attempt, const struct store_checkpoint_new *in,
                          int64_t *ret_id, struct ft_error *err);
 /* The newest checkpoint of a job: returns 1 and fills *ret, 0 if there is none. */
-int store_checkpoint_latest(struct store *s, const char *job_id, struct store_checkpoint **ret,
-                            struct ft_error *err);
+int store_checkpoint_latest(struct store *s, const char *job_id, struct store_checkpoint **ret, struct ft_error *err);
 struct store_checkpoint_list {
         struct store_checkpoint **items;
         size_t n;

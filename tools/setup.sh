@@ -13,6 +13,8 @@ packages=(
         curl jq bc sqlite3 dataset-fashion-mnist
         # dashboard
         libjs-chart.js
+        # browser tests: Debian's chromium driven by playwright-core from npm (tests/browser)
+        chromium nodejs
 )
 if [ "${1:-}" = "--dev" ]; then
         packages+=(python3-torch python3-torchvision python3-numpy python3-sklearn wrk clang-format valgrind)
@@ -22,12 +24,25 @@ if [ -f "$(dirname "$0")/setup.d/extra-packages" ]; then
         packages+=($(grep -v '^#' "$(dirname "$0")/setup.d/extra-packages"))
 fi
 
+# playwright-core for tests/browser from the committed package-lock.json; never a
+# browser download (Debian's chromium is used). Re-run when the lock file changes.
+browser_deps() {
+        local dir
+        dir="$(cd "$(dirname "$0")/../tests/browser" && pwd)"
+        cmp -s "$dir/package-lock.json" "$dir/node_modules/.finetuned-lock" 2>/dev/null && return 0
+        echo "setup: npm ci in tests/browser" >&2
+        (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+        cp "$dir/package-lock.json" "$dir/node_modules/.finetuned-lock"
+}
+
 missing=()
 for p in "${packages[@]}"; do
         status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
         [ "$status" = installed ] || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# Debian's nodejs comes without npm (package npm); NodeSource's bundles it.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+[ ${#missing[@]} -eq 0 ] && { browser_deps; exit 0; }
 
 echo "setup: installing ${missing[*]}" >&2
 sudo=
@@ -35,3 +50,4 @@ sudo=
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+browser_deps

@@ -203,6 +203,10 @@ int main(void) {
               "{\"input\": [3, 5, 5], \"layers\": [{\"type\": \"conv2d\", \"out_channels\": 17, \"kernel_size\": 3},"
               "{\"type\": \"batchnorm2d\", \"name\": \"bn\"}, {\"type\": \"flatten\"}]}",
               false, 2e-2);
+        check("batchnorm2d as the first layer",
+              "{\"input\": [3, 4, 4], \"layers\": [{\"type\": \"batchnorm2d\", \"name\": \"first\"}, "
+              "{\"type\": \"flatten\"}, {\"type\": \"linear\", \"out_features\": 3}]}",
+              false, 2e-2);
         check("batchnorm2d (frozen, running statistics)",
               "{\"input\": [3, 5, 5], \"layers\": [{\"type\": \"conv2d\", \"out_channels\": 4, \"kernel_size\": 3},"
               "{\"type\": \"batchnorm2d\", \"name\": \"bn\"}, {\"type\": \"flatten\"}, {\"type\": \"linear\", "

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "tests/unit/store_fixture.h"
@@ -89,13 +90,17 @@ static void test_catalog(struct store *s) {
         struct store_dataset *d = NULL;
         char ids[7][STORE_ID_MAX];
 
-        ok(store_dataset_create(s, &(struct store_dataset_new){.name = "x", .format = "csv",
-                                                               .sha256 = "0000000000000000000000000000000000000000000000000000000000000000"},
+        ok(store_dataset_create(s,
+                                &(struct store_dataset_new){
+                                        .name = "x",
+                                        .format = "csv",
+                                        .sha256 = "0000000000000000000000000000000000000000000000000000000000000000"},
                                 &d, &err) == -ENOENT,
            "dataset on an unknown blob refused");
         is_str(err.param, "sha256", "param names sha256");
-        ok(store_dataset_create(s, &(struct store_dataset_new){.name = "x", .format = "csv", .sha256 = R.sha,
-                                                               .schema_json = "{not json"},
+        ok(store_dataset_create(s,
+                                &(struct store_dataset_new){
+                                        .name = "x", .format = "csv", .sha256 = R.sha, .schema_json = "{not json"},
                                 &d, &err) == -EINVAL,
            "bad schema JSON refused");
         is_str(err.param, "schema", "param names schema");
@@ -104,9 +109,11 @@ static void test_catalog(struct store *s) {
                 char name[32];
                 snprintf(name, sizeof(name), "set-%d", i);
                 d = NULL;
-                ok(store_dataset_create(s, &(struct store_dataset_new){.name = name, .format = "csv", .sha256 = R.sha,
-                                                                       .schema_json = "{\"rows\":2}"},
-                                        &d, &err) == 0,
+                ok(store_dataset_create(
+                           s,
+                           &(struct store_dataset_new){
+                                   .name = name, .format = "csv", .sha256 = R.sha, .schema_json = "{\"rows\":2}"},
+                           &d, &err) == 0,
                    "dataset %d created", i);
                 snprintf(ids[i], sizeof(ids[i]), "%s", d->id);
                 if (i == 0) {
@@ -153,20 +160,26 @@ static void test_catalog(struct store *s) {
         ok(store_dataset_delete(s, ids[0], &err) == -ENOENT, "second delete is -ENOENT");
 
         struct store_model *m = NULL;
-        ok(store_model_create(s, &(struct store_model_new){.name = "w", .spec_json = "{}", .weights_sha256 = R.sha,
-                                                           .source = STORE_MODEL_UPLOAD},
-                              &m, &err) == 0,
+        ok(store_model_create(
+                   s,
+                   &(struct store_model_new){
+                           .name = "w", .spec_json = "{}", .weights_sha256 = R.sha, .source = STORE_MODEL_UPLOAD},
+                   &m, &err) == 0,
            "model with weights created");
         ok(m && strncmp(m->id, "mdl_", 4) == 0 && m->source == STORE_MODEL_UPLOAD, "model id and source");
         ok(m && strcmp(m->weights_sha256, R.sha) == 0 && strstr(m->weights_path, R.sha), "weights blob recorded");
         store_model_free(m);
-        ok(store_model_create(s, &(struct store_model_new){.name = "w", .spec_json = "{}", .weights_sha256 = "abc",
-                                                           .source = STORE_MODEL_UPLOAD},
-                              NULL, &err) == -EINVAL,
+        ok(store_model_create(
+                   s,
+                   &(struct store_model_new){
+                           .name = "w", .spec_json = "{}", .weights_sha256 = "abc", .source = STORE_MODEL_UPLOAD},
+                   NULL, &err) == -EINVAL,
            "malformed weights hash refused");
-        ok(store_model_create(s, &(struct store_model_new){.name = "w", .spec_json = "{}", .source = STORE_MODEL_JOB,
-                                                           .source_job_id = "job_nope"},
-                              NULL, &err) == -ENOENT,
+        ok(store_model_create(
+                   s,
+                   &(struct store_model_new){
+                           .name = "w", .spec_json = "{}", .source = STORE_MODEL_JOB, .source_job_id = "job_nope"},
+                   NULL, &err) == -ENOENT,
            "model from an unknown job refused");
         struct store_model_list ml;
         ok(store_model_list(s, NULL, &ml, &err) == 0 && ml.n == 2 && !ml.has_more, "two models listed");
@@ -198,6 +211,8 @@ static void test_enqueue_and_idempotency(struct store *s) {
         ok(store_job_enqueue(s, &in, &j, &err) == 0, "keyed enqueue creates");
         ok(store_job_enqueue(s, &in, &j2, &err) == 1, "same key and hash returns 1");
         ok(j && j2 && strcmp(j->id, j2->id) == 0, "and the same job");
+        store_job_free(j2);
+        j2 = NULL;
         ok(j && j->state == STORE_JOB_QUEUED && j->attempt == 0 && j->max_attempts == 3, "queued, attempt 0, 3 tries");
         ok(j && strcmp(j->progress_json, "{}") == 0 && strcmp(j->result_json, "null") == 0, "empty progress/result");
         in.request_hash = "hash-b";
@@ -253,8 +268,7 @@ static void test_claim_order_and_lists(struct store *s) {
                 store_job_free(j);
         }
         int64_t count = -1;
-        ok(store_job_count(s, STORE_JOB_STATE_BIT(STORE_JOB_QUEUED), &count, &err) == 0 && count == 25,
-           "25 queued");
+        ok(store_job_count(s, STORE_JOB_STATE_BIT(STORE_JOB_QUEUED), &count, &err) == 0 && count == 25, "25 queued");
         ok(store_job_claim(s, "w1", 60000, &j, &err) == 1 && strcmp(j->id, ids[20]) == 0,
            "higher priority claimed first");
         ok(j->state == STORE_JOB_RUNNING && j->attempt == 1 && strcmp(j->lease_owner, "w1") == 0 &&
@@ -267,8 +281,7 @@ static void test_claim_order_and_lists(struct store *s) {
                 store_job_free(j);
         }
         ok(store_job_cancel(s, ids[5], NULL, &err) == 0, "cancel one queued");
-        ok(store_job_cancel(s, ids[0], &j, &err) == 0 && j->state == STORE_JOB_CANCELLING,
-           "running -> cancelling");
+        ok(store_job_cancel(s, ids[0], &j, &err) == 0 && j->state == STORE_JOB_CANCELLING, "running -> cancelling");
         store_job_free(j);
 
         /* Filters and pagination over 19 queued, 4 running, 1 cancelling, 1 cancelled (+ earlier jobs). */
@@ -343,9 +356,9 @@ static void test_lease_and_fencing(struct store *s) {
         ok(store_job_claim(s, "old", 1, &j, &err) == 1 && strcmp(j->id, id) == 0 && j->attempt == 1,
            "claimed with a 1 ms lease");
         ok(store_job_progress_set(s, id, 1, "{\"epoch\":1}", &err) == 0, "attempt 1 writes progress");
-        ok(store_checkpoint_add(s, id, 1, &(struct store_checkpoint_new){.epoch = 1, .step = 10,
-                                                                          .dir = "jobs/x/ckpt-1"},
-                                NULL, &err) == 0,
+        ok(store_checkpoint_add(s, id, 1,
+                                &(struct store_checkpoint_new){.epoch = 1, .step = 10, .dir = "jobs/x/ckpt-1"}, NULL,
+                                &err) == 0,
            "attempt 1 writes a checkpoint");
         sleep_ms(5);
         int n = -1;
@@ -509,7 +522,8 @@ static void test_notifier(struct store *s) {
         ok(store_subscribe(s, on_change, NULL, &sub, &err) == 0, "subscribed");
         struct store_job_new in = job_new(&R);
         store_job_enqueue(s, &in, NULL, &err);
-        ok(atomic_load(&callbacks) == 1 && atomic_load(&queue_callbacks) == 1, "enqueue: one job and one queue callback");
+        ok(atomic_load(&callbacks) == 1 && atomic_load(&queue_callbacks) == 1,
+           "enqueue: one job and one queue callback");
         ok(store_job_wait(s2, "job_x", store_job_generation(s2, "job_x"), 0, NULL) == 0, "nothing changed: timeout");
         uint64_t qgen = store_queue_generation(s2);
         store_job_claim(s, "w", 60000, &j, &err);
@@ -633,6 +647,79 @@ static void test_concurrent_claims(struct store *s) {
         ok(done >= CLAIM_JOBS, "all succeeded (%lld)", (long long)done);
 }
 
+/* Several processes (each its own connection, as several daemons on one
+ * SQLite file would be) and this one claim 400 jobs: each exactly once. */
+#define PROC_JOBS 400
+#define PROCS 3
+
+static void test_process_claims(struct store *s) {
+        struct ft_error err = {0};
+        struct store_job_new in = job_new(&R);
+        static char ids[PROC_JOBS * 2][STORE_ID_MAX];
+        int n = 0, fds[PROCS], errors = 0;
+        pid_t pids[PROCS];
+
+        drain_queue(s);
+        for (int i = 0; i < PROC_JOBS; i++)
+                if (store_job_enqueue(s, &in, NULL, &err) < 0)
+                        errors++;
+        fflush(stdout);
+        for (int p = 0; p < PROCS; p++) {
+                int pfd[2];
+                if (pipe(pfd) < 0)
+                        exit(2);
+                pids[p] = fork();
+                if (pids[p] == 0) {
+                        struct store *cs = NULL;
+                        struct store_job *j;
+                        close(pfd[0]);
+                        FILE *out = fdopen(pfd[1], "w");
+                        if (store_open(dir, &cs, &err) < 0)
+                                _exit(3);
+                        int r;
+                        while ((r = store_job_claim(cs, "proc", 60000, &j, &err)) == 1) {
+                                fprintf(out, "%s\n", j->id);
+                                store_job_free(j);
+                        }
+                        fclose(out);
+                        store_close(cs);
+                        _exit(r < 0 ? 4 : 0);
+                }
+                close(pfd[1]);
+                fds[p] = pfd[0];
+        }
+        struct store_job *j;
+        int r;
+        while ((r = store_job_claim(s, "parent", 60000, &j, &err)) == 1) {
+                if (n < (int)ARRAY_SIZE(ids))
+                        snprintf(ids[n++], STORE_ID_MAX, "%s", j->id);
+                store_job_free(j);
+        }
+        if (r < 0)
+                errors++;
+        for (int p = 0; p < PROCS; p++) {
+                FILE *in_f = fdopen(fds[p], "r");
+                char line[64];
+                while (fgets(line, sizeof(line), in_f))
+                        if (n < (int)ARRAY_SIZE(ids)) {
+                                line[strcspn(line, "\n")] = 0;
+                                snprintf(ids[n++], STORE_ID_MAX, "%.31s", line);
+                        }
+                fclose(in_f);
+                int status = 0;
+                waitpid(pids[p], &status, 0);
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                        errors++;
+        }
+        is_int(errors, 0, "%d processes + this one claimed without errors", PROCS);
+        is_int(n, PROC_JOBS, "400 claims across processes");
+        qsort(ids, (size_t)n, STORE_ID_MAX, cmp_id);
+        int dups = 0;
+        for (int i = 1; i < n; i++)
+                dups += strcmp(ids[i - 1], ids[i]) == 0;
+        is_int(dups, 0, "each claimed exactly once across processes");
+}
+
 int main(void) {
         struct ft_error err = {0};
         struct store *s = NULL;
@@ -652,6 +739,7 @@ int main(void) {
         test_finish_cancel_release(s);
         test_notifier(s);
         test_concurrent_claims(s);
+        test_process_claims(s);
         store_close(s);
         tmpdir_remove(dir);
         free(dir);

@@ -1,0 +1,467 @@
+/* jobs.c - /v1/jobs: create (job spec validated with compute/jobspec.h plus
+ * the checks that need the store: ids, target column, feature and class
+ * counts), idempotent retries, the queue cap, list, get, cancel, events (JSON
+ * or SSE), checkpoints and artifacts.
+ * Not for: running jobs (daemon/workers.c), the SSE machinery (sse.c). */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "api/internal.h"
+#include "common/log.h"
+#include "common/sha256.h"
+#include "compute/jobspec.h"
+#include "compute/model.h"
+#include "store/store.h"
+
+#define RETRY_AFTER_S "10"
+
+json_t *api_job_json(struct api_server *server, const struct store_job *j) {
+        json_t *progress = NULL;
+        if (server->opts.job_progress && (j->state == STORE_JOB_RUNNING || j->state == STORE_JOB_CANCELLING)) {
+                char *live = server->opts.job_progress(server->opts.job_progress_userdata, j->id);
+                if (live)
+                        progress = json_loads(live, 0, NULL);
+                free(live);
+        }
+        if (!progress)
+                progress = api_json_text(j->progress_json);
+        return json_pack("{s:s,s:s,s:s,s:i,s:i,s:s,s:s,s:s?,s:o,s:o,s:o,s:o,s:s?,s:I,s:o,s:o}", "id", j->id, "object",
+                         "job", "state", store_job_state_name(j->state), "attempt", j->attempt, "max_attempts",
+                         j->max_attempts, "model", j->model_id, "training_file", j->training_file, "validation_file",
+                         j->validation_file[0] ? j->validation_file : NULL, "spec", api_json_text(j->spec_json),
+                         "progress", progress, "metrics", api_json_text(j->result_json), "error",
+                         api_json_text(j->error_json), "result_model",
+                         j->result_model_id[0] ? j->result_model_id : NULL, "created_at",
+                         (json_int_t)(j->created_at / 1000), "started_at",
+                         j->started_at ? json_integer(j->started_at / 1000) : json_null(), "finished_at",
+                         j->finished_at ? json_integer(j->finished_at / 1000) : json_null());
+}
+
+/* The dataset a job spec names, checked: exists (400 if not: it is a body
+ * field), is not the labels half of an IDX pair. *ret_summary gets its schema. */
+static int check_dataset(struct store *st, const char *id, const char *param, json_t **ret_summary,
+                         struct ft_error *err) {
+        if (!api_id_valid(id, "ds"))
+                return ft_error_set(err, -EINVAL, param,
+                                    "'%s' must be a dataset id ('ds_...', from POST /v1/datasets), got '%.64s'", param,
+                                    id);
+        struct store_dataset *d = NULL;
+        int r = store_dataset_get(st, id, &d, err);
+        if (r == -ENOENT)
+                return ft_error_set(err, -EINVAL, param, "'%s': no dataset '%s'", param, id);
+        if (r < 0)
+                return r;
+        json_t *summary = api_json_text(d->schema_json);
+        store_dataset_free(d);
+        if (json_is_true(json_object_get(summary, "labels_only"))) {
+                json_decref(summary);
+                return ft_error_set(err, -EINVAL, param, "'%s': dataset '%s' holds IDX labels; name the images dataset",
+                                    param, id);
+        }
+        *ret_summary = summary;
+        return 0;
+}
+
+/* The model's input shape and output count, from its canonical spec: the
+ * spec's "input" and the last layer with out_features (linear). */
+static void model_io(const json_t *spec, json_t **ret_input, json_int_t *ret_outputs) {
+        *ret_input = json_object_get(spec, "input");
+        *ret_outputs = 0;
+        json_t *layers = json_object_get(spec, "layers");
+        for (size_t i = json_array_size(layers); i > 0; i--) {
+                json_t *o = json_object_get(json_array_get(layers, i - 1), "out_features");
+                if (json_is_integer(o)) {
+                        *ret_outputs = json_integer_value(o);
+                        return;
+                }
+        }
+}
+
+/* Everything that can be known before queueing. */
+static int check_spec(struct store *st, const struct jobspec *spec, struct ft_error *err) {
+        if (spec->model_spec)
+                return ft_error_set(err, -EINVAL, "model",
+                                    "'model' must be a model id: register an inline spec with POST /v1/models first");
+        if (!api_id_valid(spec->model_ref, "mdl"))
+                return ft_error_set(err, -EINVAL, "model",
+                                    "'model' must be a model id ('mdl_...', from POST /v1/models), got '%.64s'",
+                                    spec->model_ref);
+        if (spec->training_file[1][0] || spec->validation_file[1][0])
+                return ft_error_set(err, -EINVAL, spec->training_file[1][0] ? "training_file" : "validation_file",
+                                    "name one dataset id: an IDX dataset uploaded as images + labels is one dataset");
+
+        json_t *train = NULL, *val = NULL;
+        struct store_model *m = NULL;
+        int r = check_dataset(st, spec->training_file[0], "training_file", &train, err);
+        if (r == 0 && spec->validation_file[0][0])
+                r = check_dataset(st, spec->validation_file[0], "validation_file", &val, err);
+        if (r == 0) {
+                r = store_model_get(st, spec->model_ref, &m, err);
+                if (r == -ENOENT)
+                        r = ft_error_set(err, -EINVAL, "model", "'model': no model '%s'", spec->model_ref);
+        }
+        if (r < 0)
+                goto out;
+
+        bool images = json_object_get(train, "image_shape") != NULL;
+        const char *default_target = json_string_value(json_object_get(train, "target"));
+        const char *target = spec->task.target[0] ? spec->task.target : default_target;
+        json_t *names = json_object_get(train, "feature_names");
+        if (images && spec->task.target[0]) {
+                r = ft_error_set(err, -EINVAL, "task.target", "'task.target' does not apply to an image dataset");
+                goto out;
+        }
+        if (!images && target) {
+                bool found = default_target && strcmp(default_target, target) == 0;
+                for (size_t i = 0; !found && i < json_array_size(names); i++)
+                        found = json_string_value(json_array_get(names, i)) &&
+                                strcmp(json_string_value(json_array_get(names, i)), target) == 0;
+                if (!found) {
+                        r = ft_error_set(err, -EINVAL, "task.target", "'task.target': dataset '%s' has no column '%s'",
+                                         spec->training_file[0], target);
+                        goto out;
+                }
+        }
+        if (val && (json_object_get(val, "image_shape") != NULL) != images) {
+                r = ft_error_set(err, -EINVAL, "validation_file",
+                                 "'validation_file' is not the same kind of dataset as 'training_file'");
+                goto out;
+        }
+        if (val && !images && !json_equal(json_object_get(val, "feature_names"), names) &&
+            json_array_size(json_object_get(val, "feature_names")) != json_array_size(names)) {
+                r = ft_error_set(err, -EINVAL, "validation_file",
+                                 "'validation_file' has different columns from 'training_file'");
+                goto out;
+        }
+
+        json_t *mspec = api_json_text(m->spec_json), *input;
+        json_int_t outputs;
+        model_io(mspec, &input, &outputs);
+        if (!images && json_array_size(input) == 1) {
+                json_int_t want = json_integer_value(json_array_get(input, 0));
+                json_int_t have = (json_int_t)json_array_size(names);
+                if (want != have)
+                        r = ft_error_set(
+                                err, -EINVAL, "model",
+                                "'model' takes %lld input features, dataset '%s' has %lld (besides the target)",
+                                (long long)want, spec->training_file[0], (long long)have);
+        } else if (!images && json_array_size(input) == 3) {
+                r = ft_error_set(err, -EINVAL, "model", "'model' takes images, dataset '%s' is a table",
+                                 spec->training_file[0]);
+        } else if (images && json_array_size(input) == 1 && !spec->preprocess.resize[0]) {
+                json_t *shape = json_object_get(train, "image_shape");
+                json_int_t n = 1;
+                for (size_t i = 0; i < json_array_size(shape); i++)
+                        n *= json_integer_value(json_array_get(shape, i));
+                json_int_t want = json_integer_value(json_array_get(input, 0));
+                if (want != n)
+                        r = ft_error_set(err, -EINVAL, "model",
+                                         "'model' takes %lld input features, the images have %lld pixels",
+                                         (long long)want, (long long)n);
+        }
+        if (r == 0 && spec->task.type == JOBSPEC_TASK_CLASSIFICATION && outputs > 0 &&
+            (!target || !default_target || strcmp(target, default_target) == 0)) {
+                json_int_t classes = json_integer_value(json_object_get(train, "num_classes"));
+                if (classes > outputs)
+                        r = ft_error_set(err, -EINVAL, "model",
+                                         "'model' has %lld outputs, dataset '%s' has %lld classes", (long long)outputs,
+                                         spec->training_file[0], (long long)classes);
+        }
+        json_decref(mspec);
+out:
+        json_decref(train);
+        json_decref(val);
+        store_model_free(m);
+        return r;
+}
+
+enum MHD_Result api_jobs_create(struct api_request *req) {
+        enum MHD_Result ret;
+        struct store *st = api_store(req, &ret);
+        if (!st)
+                return ret;
+        struct ft_error err = {0};
+        const char *key = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Idempotency-Key");
+        if (key && (!*key || strlen(key) > 255))
+                return api_reply_error(req, API_ERR_INVALID_REQUEST, "Idempotency-Key",
+                                       "'Idempotency-Key' must be 1 to 255 characters");
+
+        json_t *root = NULL;
+        int r = api_json_parse_body(req, &root, &err);
+        if (r < 0)
+                return api_reply_ft_error(req, r, &err);
+        struct jobspec spec;
+        r = jobspec_parse(root, &spec, &err);
+        if (r < 0) {
+                json_decref(root);
+                return api_reply_ft_error(req, -EINVAL, &err);
+        }
+        r = check_spec(st, &spec, &err);
+        if (r < 0)
+                goto fail;
+
+        int64_t queued = 0;
+        r = store_job_count(st, STORE_JOB_STATE_BIT(STORE_JOB_QUEUED), &queued, &err);
+        if (r < 0)
+                goto fail;
+
+        /* Canonical JSON (sorted keys, compact) of what the client sent: the
+         * idempotency hash, insensitive to whitespace and key order. */
+        char *canonical = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
+        json_t *full = jobspec_to_json(&spec);
+        char *spec_text = full ? json_dumps(full, JSON_COMPACT) : NULL;
+        json_decref(full);
+        char hash[SHA256_HEX_SIZE] = "";
+        if (canonical) {
+                uint8_t d[SHA256_DIGEST_SIZE];
+                sha256_buffer(canonical, strlen(canonical), d);
+                sha256_to_hex(d, hash);
+        }
+        free(canonical);
+        if (!spec_text) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        struct store_job_new jn = {
+                .spec_json = spec_text,
+                .model_id = spec.model_ref,
+                .training_file = spec.training_file[0],
+                .validation_file = spec.validation_file[0],
+                .idempotency_key = key,
+                .request_hash = hash,
+        };
+        struct store_job *job = NULL;
+        if (queued >= (int64_t)req->server->opts.max_queued_jobs) {
+                free(spec_text);
+                jobspec_deinit(&spec);
+                json_decref(root);
+                return api_reply_error_headers(req, API_ERR_RATE_LIMITED, NULL,
+                                               (const char *const[]){"Retry-After", RETRY_AFTER_S, NULL},
+                                               "%lld jobs are queued (the limit is %u): retry later", (long long)queued,
+                                               req->server->opts.max_queued_jobs);
+        }
+        r = store_job_enqueue(st, &jn, &job, &err);
+        free(spec_text);
+        if (r == -EEXIST) {
+                jobspec_deinit(&spec);
+                json_decref(root);
+                return api_reply_error(req, API_ERR_IDEMPOTENCY_MISMATCH, "Idempotency-Key",
+                                       "'Idempotency-Key' was already used with a different request body");
+        }
+        if (r == -ENOENT) /* a dataset or model deleted meanwhile: a body field */
+                r = -EINVAL;
+        if (r < 0)
+                goto fail;
+        bool replay = r == 1;
+        jobspec_deinit(&spec);
+        json_decref(root);
+        if (!replay)
+                log_info("job %s queued (model %s, data %s)", job->id, job->model_id, job->training_file);
+        char location[64];
+        snprintf(location, sizeof(location), "/v1/jobs/%s", job->id);
+        json_t *body = api_job_json(req->server, job);
+        store_job_free(job);
+        return api_reply_json_headers(
+                req, replay ? MHD_HTTP_OK : MHD_HTTP_CREATED, body,
+                (const char *const[]){"Location", location, "Idempotent-Replayed", replay ? "true" : "false", NULL});
+fail:
+        jobspec_deinit(&spec);
+        json_decref(root);
+        return api_reply_ft_error(req, r, &err);
+}
+
+enum MHD_Result api_jobs_list(struct api_request *req) {
+        enum MHD_Result ret;
+        struct store *st = api_store(req, &ret);
+        if (!st)
+                return ret;
+        struct api_page page;
+        api_page_from_query(req, &page);
+        struct store_page sp = {.limit = page.limit, .after = page.after};
+        struct store_job_filter filter = {0};
+        const char *state = api_query_get(req, "state");
+        enum store_job_state s;
+        if (state && store_job_state_from_name(state, &s) == 0)
+                filter.states = STORE_JOB_STATE_BIT(s);
+        struct store_job_list l = {0};
+        struct ft_error err = {0};
+        int r = store_job_list(st, &filter, &sp, &l, &err);
+        if (r < 0)
+                return api_reply_ft_error(req, r == -ENOENT ? -EINVAL : r, &err);
+        json_t *items = json_array();
+        for (size_t i = 0; i < l.n; i++)
+                json_array_append_new(items, api_job_json(req->server, l.items[i]));
+        bool more = l.has_more;
+        store_job_list_deinit(&l);
+        return api_reply_json(req, MHD_HTTP_OK, api_page_envelope(items, more, "id"));
+}
+
+static int job_load(struct api_request *req, struct store **ret_st, struct store_job **ret_job,
+                    enum MHD_Result *ret_mhd) {
+        const char *id;
+        if (!api_path_id(req, 0, "job", "job", &id, ret_mhd))
+                return -1;
+        struct store *st = api_store(req, ret_mhd);
+        if (!st)
+                return -1;
+        struct ft_error err = {0};
+        int r = store_job_get(st, id, ret_job, &err);
+        if (r < 0) {
+                *ret_mhd = api_reply_ft_error(req, r, &err);
+                return -1;
+        }
+        *ret_st = st;
+        return 0;
+}
+
+enum MHD_Result api_jobs_get(struct api_request *req) {
+        enum MHD_Result ret;
+        struct store *st;
+        struct store_job *job = NULL;
+        if (job_load(req, &st, &job, &ret) < 0)
+                return ret;
+        json_t *body = api_job_json(req->server, job);
+        store_job_free(job);
+        return api_reply_json(req, MHD_HTTP_OK, body);
+}
+
+enum MHD_Result api_jobs_cancel(struct api_request *req) {
+        enum MHD_Result ret;
+        const char *id;
+        if (!api_path_id(req, 0, "job", "job", &id, &ret))
+                return ret;
+        if (req->body_size > 0) { /* an optional empty object */
+                json_t *j = api_request_json(req, (const struct api_field[]){{NULL}}, &ret);
+                if (!j)
+                        return ret;
+                json_decref(j);
+        }
+        struct store *st = api_store(req, &ret);
+        if (!st)
+                return ret;
+        struct store_job *job = NULL;
+        struct ft_error err = {0};
+        int r = store_job_cancel(st, id, &job, &err);
+        if (r == -EALREADY)
+                return api_reply_error(req, API_ERR_CONFLICT, "id", "%s", err.message);
+        if (r < 0)
+                return api_reply_ft_error(req, r, &err);
+        log_info("job %s: cancel requested (%s)", id, store_job_state_name(job->state));
+        json_t *body = api_job_json(req->server, job);
+        store_job_free(job);
+        return api_reply_json(req, MHD_HTTP_OK, body);
+}
+
+enum MHD_Result api_jobs_events(struct api_request *req) {
+        enum MHD_Result ret;
+        struct store *st;
+        struct store_job *job = NULL;
+        if (job_load(req, &st, &job, &ret) < 0)
+                return ret;
+        char id[STORE_ID_MAX];
+        snprintf(id, sizeof(id), "%s", job->id);
+        store_job_free(job);
+
+        const char *a = api_query_get(req, "after");
+        int64_t after = a ? strtoll(a, NULL, 10) : 0;
+        const char *s = api_query_get(req, "stream");
+        const char *accept = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+        bool stream = s ? (strcmp(s, "true") == 0 || strcmp(s, "1") == 0)
+                        : (accept && strstr(accept, "text/event-stream") != NULL);
+        if (stream) {
+                const char *last = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Last-Event-ID");
+                if (last) {
+                        char *end;
+                        errno = 0;
+                        long long v = strtoll(last, &end, 10);
+                        if (errno || *end || v < 0)
+                                return api_reply_error(req, API_ERR_INVALID_REQUEST, "Last-Event-ID",
+                                                       "'Last-Event-ID' must be an event sequence number");
+                        if (v > after)
+                                after = v;
+                }
+                return api_sse_start(req, id, after);
+        }
+        const char *l = api_query_get(req, "limit");
+        struct store_event_list list = {0};
+        struct ft_error err = {0};
+        int r = store_event_list(st, id, after, l ? (unsigned)strtoul(l, NULL, 10) : 100, &list, &err);
+        if (r < 0)
+                return api_reply_ft_error(req, r, &err);
+        json_t *items = json_array();
+        for (size_t i = 0; i < list.n; i++) {
+                const struct store_event *e = &list.items[i];
+                json_array_append_new(items, json_pack("{s:I,s:s,s:o,s:I}", "seq", (json_int_t)e->seq, "type", e->type,
+                                                       "data", api_json_text(e->data_json), "created_at",
+                                                       (json_int_t)(e->created_at / 1000)));
+        }
+        bool more = list.has_more;
+        store_event_list_deinit(&list);
+        return api_reply_json(req, MHD_HTTP_OK, api_page_envelope(items, more, "seq"));
+}
+
+enum MHD_Result api_jobs_checkpoints(struct api_request *req) {
+        enum MHD_Result ret;
+        struct store *st;
+        struct store_job *job = NULL;
+        if (job_load(req, &st, &job, &ret) < 0)
+                return ret;
+        struct api_page page;
+        api_page_from_query(req, &page);
+        struct store_page sp = {.limit = page.limit, .after = page.after};
+        struct store_checkpoint_list l = {0};
+        struct ft_error err = {0};
+        int r = store_checkpoint_list(st, job->id, &sp, &l, &err);
+        store_job_free(job);
+        if (r < 0)
+                return api_reply_ft_error(req, r == -ENOENT ? -EINVAL : r, &err);
+        json_t *items = json_array();
+        for (size_t i = 0; i < l.n; i++) {
+                const struct store_checkpoint *c = l.items[i];
+                char cid[32];
+                snprintf(cid, sizeof(cid), "%lld", (long long)c->id);
+                json_array_append_new(items, json_pack("{s:s,s:s,s:i,s:i,s:I,s:o,s:I}", "id", cid, "object",
+                                                       "checkpoint", "attempt", c->attempt, "epoch", c->epoch, "step",
+                                                       (json_int_t)c->step, "meta", api_json_text(c->meta_json),
+                                                       "created_at", (json_int_t)(c->created_at / 1000)));
+        }
+        bool more = l.has_more;
+        store_checkpoint_list_deinit(&l);
+        return api_reply_json(req, MHD_HTTP_OK, api_page_envelope(items, more, "id"));
+}
+
+enum MHD_Result api_jobs_artifact(struct api_request *req) {
+        enum MHD_Result ret;
+        struct store *st;
+        struct store_job *job = NULL;
+        const char *name = api_path_param(req, 1);
+        if (!name || (strcmp(name, "model.safetensors") != 0 && strcmp(name, "metrics.json") != 0))
+                return api_reply_error(req, API_ERR_NOT_FOUND, "name",
+                                       "no artifact '%.64s' (there are 'model.safetensors' and 'metrics.json')",
+                                       name ? name : "");
+        if (job_load(req, &st, &job, &ret) < 0)
+                return ret;
+        if (job->state != STORE_JOB_SUCCEEDED) {
+                ret = api_reply_error(req, API_ERR_CONFLICT, "id", "job '%s' is %s: artifacts exist once it succeeds",
+                                      job->id, store_job_state_name(job->state));
+                store_job_free(job);
+                return ret;
+        }
+        if (strcmp(name, "metrics.json") == 0) {
+                json_t *metrics = api_json_text(job->result_json);
+                store_job_free(job);
+                return api_reply_json(req, MHD_HTTP_OK, metrics);
+        }
+        struct store_model *m = NULL;
+        struct ft_error err = {0};
+        int r = job->result_model_id[0] ? store_model_get(st, job->result_model_id, &m, &err) : -ENOENT;
+        store_job_free(job);
+        if (r < 0 || !m->weights_path[0]) {
+                store_model_free(m);
+                return api_reply_error(req, API_ERR_NOT_FOUND, "name", "the job's model is gone (deleted)");
+        }
+        ret = api_reply_file(req, m->weights_path, "application/octet-stream", "model.safetensors");
+        store_model_free(m);
+        return ret;
+}

@@ -1,0 +1,256 @@
+/* predict.c - POST /v1/models/{id}/predict: rows of features (or images) in,
+ * labels with class probabilities (or regression values) out. The model's
+ * safetensors metadata carries its spec, the preprocessing it was trained with
+ * (standardization statistics, image transform) and its class names; the rows
+ * go through the same data loader as training (no augmentation), so the
+ * preprocessing is exactly the training one.
+ * Not for: training, batching across requests. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "api/internal.h"
+#include "compute/context.h"
+#include "compute/data.h"
+#include "compute/model.h"
+#include "compute/safetensors.h"
+#include "store/store.h"
+
+#define PREDICT_ROWS_MAX 1024
+#define PREDICT_BATCH 32
+
+const struct api_field api_predict_fields[] = {
+        {"rows", API_T_ARRAY_ARRAY_NUMBER, .min_items = 1, .max_len = PREDICT_ROWS_MAX,
+         .description = "feature rows, in the training file's column order without the target"},
+        {"images", API_T_ARRAY_ARRAY_NUMBER, .min_items = 1, .max_len = PREDICT_ROWS_MAX,
+         .description = "images as flat arrays of C*H*W pixel values 0..255 (as in the IDX file)"},
+        {"image_shape", API_T_ARRAY_INT, .min = 1, .max = 4096, .min_items = 3, .max_len = 3,
+         .description = "[C, H, W] of the images (default: the model's input)"},
+        {NULL},
+};
+
+static int load_weights(struct model *m, const struct st_file *f, struct ft_error *err) {
+        for (size_t i = 0; i < model_tensor_count(m); i++) {
+                struct tensor *t = model_tensor_at(m, i);
+                const struct st_tensor *s = st_file_find(f, t->name);
+                if (!s || s->numel != t->numel)
+                        return ft_error_set(err, -EIO, NULL, "weights lack tensor '%s'", t->name);
+                int r = t->dtype == TENSOR_I64 ? st_tensor_read_i64(f, s, t->data, t->numel, err)
+                                               : st_tensor_read_f32(f, s, t->data, t->numel, err);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* One row's answer: the label with class probabilities (softmax of the
+ * logits), or the regression value. */
+static json_t *prediction(const float *o, size_t k, bool regression, const json_t *classes) {
+        if (regression)
+                return k == 1 ? json_pack("{s:f}", "value", (double)o[0]) : json_null();
+        double mx = o[0], sum = 0;
+        size_t best = 0;
+        for (size_t c = 1; c < k; c++)
+                if (o[c] > mx) {
+                        mx = o[c];
+                        best = c;
+                }
+        for (size_t c = 0; c < k; c++)
+                sum += exp((double)o[c] - mx);
+        json_t *probs = json_object();
+        for (size_t c = 0; c < k; c++) {
+                char fallback[24];
+                snprintf(fallback, sizeof(fallback), "%zu", c);
+                const char *name = json_string_value(json_array_get(classes, c));
+                json_object_set_new(probs, name ? name : fallback, json_real(exp((double)o[c] - mx) / sum));
+        }
+        char fb[24];
+        snprintf(fb, sizeof(fb), "%zu", best);
+        const char *label = json_string_value(json_array_get(classes, best));
+        return json_pack("{s:s,s:I,s:o}", "label", label ? label : fb, "index", (json_int_t)best, "probabilities",
+                         probs);
+}
+
+/* The request's rows as a dataset the loader can read (buffers owned by the caller). */
+static int build_input(const json_t *body, const struct model *m, struct dataset *ds, struct ft_error *err) {
+        const json_t *rows = json_object_get(body, "rows"), *images = json_object_get(body, "images");
+        int64_t in[3] = {0};
+        int nd = model_input_shape(m, in);
+        if ((rows != NULL) == (images != NULL))
+                return ft_error_set(err, -EINVAL, "rows", "give either 'rows' (features) or 'images'");
+        const json_t *data = rows ? rows : images;
+        size_t n = json_array_size(data), width;
+        memset(ds, 0, sizeof(*ds));
+        ds->n = n;
+        ds->task = DATA_CLASSIFICATION;
+        ds->labels = calloc(n, sizeof(int32_t));
+        ds->targets = calloc(n, sizeof(float));
+        if (!ds->labels || !ds->targets)
+                return -ENOMEM;
+        if (rows) {
+                if (nd != 1)
+                        return ft_error_set(err, -EINVAL, "rows", "this model takes images: send 'images'");
+                width = (size_t)in[0];
+                ds->kind = DATA_TABLE;
+                ds->n_features = width;
+                ds->x = calloc(n * width, sizeof(float));
+                if (!ds->x)
+                        return -ENOMEM;
+        } else {
+                const json_t *shape = json_object_get(body, "image_shape");
+                size_t c = nd == 3 ? (size_t)in[0] : 1, h = nd == 3 ? (size_t)in[1] : 0,
+                       w = nd == 3 ? (size_t)in[2] : 0;
+                if (shape) {
+                        c = (size_t)json_integer_value(json_array_get(shape, 0));
+                        h = (size_t)json_integer_value(json_array_get(shape, 1));
+                        w = (size_t)json_integer_value(json_array_get(shape, 2));
+                } else if (nd == 1) {
+                        size_t side = (size_t)sqrt((double)in[0]);
+                        h = w = side;
+                }
+                if (c * h * w == 0 || c * h * w > (size_t)16 << 20)
+                        return ft_error_set(err, -EINVAL, "image_shape", "'image_shape' is needed ([C, H, W])");
+                width = c * h * w;
+                ds->kind = DATA_IMAGES;
+                ds->channels = c;
+                ds->height = h;
+                ds->width = w;
+                ds->pixels = calloc(n, width);
+                if (!ds->pixels)
+                        return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                const json_t *row = json_array_get(data, i);
+                char param[48];
+                snprintf(param, sizeof(param), "%s[%zu]", rows ? "rows" : "images", i);
+                if (json_array_size(row) != width)
+                        return ft_error_set(err, -EINVAL, param, "'%s' has %zu values, the model takes %zu", param,
+                                            json_array_size(row), width);
+                for (size_t k = 0; k < width; k++) {
+                        double v = json_number_value(json_array_get(row, k));
+                        if (rows) {
+                                ds->x[i * width + k] = (float)v;
+                        } else {
+                                if (v < 0 || v > 255)
+                                        return ft_error_set(err, -EINVAL, param, "'%s' has a pixel outside 0..255",
+                                                            param);
+                                ds->pixels[i * width + k] = (uint8_t)lrint(v);
+                        }
+                }
+        }
+        return 0;
+}
+
+enum MHD_Result api_models_predict(struct api_request *req) {
+        enum MHD_Result ret;
+        const char *id;
+        if (!api_path_id(req, 0, "mdl", "model", &id, &ret))
+                return ret;
+        json_t *body = api_request_json(req, api_predict_fields, &ret);
+        if (!body)
+                return ret;
+        struct store *st = api_store(req, &ret);
+        if (!st) {
+                json_decref(body);
+                return ret;
+        }
+        struct ft_error err = {0};
+        struct store_model *rec = NULL;
+        struct st_file *f = NULL;
+        struct model *m = NULL;
+        struct compute_ctx *ctx = NULL;
+        struct data_transform t = {0};
+        struct data_loader *loader = NULL;
+        struct dataset ds = {0};
+        json_t *classes = NULL, *mspec = NULL, *out = NULL;
+        size_t *idx = NULL;
+        bool regression = false;
+
+        int r = store_model_get(st, id, &rec, &err);
+        if (r < 0)
+                goto fail;
+        if (!rec->weights_path[0]) {
+                r = ft_error_set(&err, -EBUSY, "id", "model '%s' has no weights yet: train it with a job first", id);
+                goto fail;
+        }
+        r = st_file_open(rec->weights_path, 0, &f, &err);
+        if (r < 0)
+                goto fail;
+        const char *pre = st_file_metadata(f, "finetuned.preprocess");
+        const char *cls = st_file_metadata(f, "finetuned.classes");
+        const char *task = st_file_metadata(f, "finetuned.task");
+        regression = task && strcmp(task, "regression") == 0;
+        classes = cls ? json_loads(cls, 0, NULL) : NULL;
+        mspec = json_loads(rec->spec_json, 0, NULL);
+        r = mspec ? model_new(mspec, &m, &err) : -EIO;
+        if (r == 0)
+                r = load_weights(m, f, &err);
+        if (r == 0 && pre)
+                r = data_transform_from_json(pre, &t, &err);
+        if (r < 0)
+                goto fail;
+        r = build_input(body, m, &ds, &err);
+        if (r < 0)
+                goto fail;
+        if (ds.kind == DATA_TABLE && t.standardize && t.n_features != ds.n_features) {
+                r = ft_error_set(&err, -EINVAL, "rows", "the model was trained on %zu features", t.n_features);
+                goto fail;
+        }
+        idx = calloc(ds.n, sizeof(*idx));
+        if (!idx) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        for (size_t i = 0; i < ds.n; i++)
+                idx[i] = i;
+        /* Batches of PREDICT_BATCH: memory is bounded by the batch, not by the request. */
+        size_t batch = FT_MIN(ds.n, (size_t)PREDICT_BATCH);
+        struct data_loader_options lo = {.batch_size = batch};
+        r = data_loader_new(&ds, idx, ds.n, &t, &lo, &loader, &err);
+        if (r == 0)
+                r = compute_ctx_new(1, &ctx, &err);
+        if (r == 0)
+                r = model_prepare(m, ctx, (int)batch, &err);
+        if (r < 0)
+                goto fail;
+        data_loader_start(loader, 0);
+        size_t k = model_output_count(m);
+        json_t *preds = json_array();
+        struct data_batch b;
+        while (r == 0 && data_loader_next(loader, &b) == 1) {
+                if (b.c * b.h * b.w != model_input_numel(m)) {
+                        r = ft_error_set(&err, -EINVAL, ds.kind == DATA_TABLE ? "rows" : "image_shape",
+                                         "the preprocessed input has %zu values, the model takes %zu", b.c * b.h * b.w,
+                                         model_input_numel(m));
+                        break;
+                }
+                const float *y = NULL;
+                r = model_forward(m, b.x, (int)b.n, false, &y, &err);
+                for (size_t i = 0; r == 0 && i < b.n; i++)
+                        json_array_append_new(preds, prediction(y + i * k, k, regression, classes));
+        }
+        if (r < 0) {
+                json_decref(preds);
+                goto fail;
+        }
+        out = json_pack("{s:s,s:s,s:o}", "object", "prediction", "model", rec->id, "predictions", preds);
+        r = out ? 0 : -ENOMEM;
+fail:
+        data_loader_free(loader);
+        free(idx);
+        free(ds.x);
+        free(ds.pixels);
+        free(ds.labels);
+        free(ds.targets);
+        data_transform_deinit(&t);
+        model_free(m);
+        compute_ctx_free(ctx);
+        st_file_free(f);
+        store_model_free(rec);
+        json_decref(classes);
+        json_decref(mspec);
+        json_decref(body);
+        if (r < 0)
+                return api_reply_ft_error(req, r == -EBUSY ? -EALREADY : r, &err);
+        return api_reply_json(req, MHD_HTTP_OK, out);
+}

@@ -1,0 +1,443 @@
+/* validate.c - declarative request validation: JSON bodies checked against a
+ * table of fields (types, bounds, choices, nested objects), query strings
+ * against the route's declared arguments, ids in paths, cursor pagination, and
+ * the JSON Schema of a field table for the OpenAPI document.
+ * Not for: checks that need the store (ids that exist, columns of a dataset):
+ * handlers do those after this has passed. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "api/internal.h"
+
+bool api_id_valid(const char *s, const char *prefix) {
+        if (!s)
+                return false;
+        size_t pn = strlen(prefix);
+        if (strncmp(s, prefix, pn) != 0 || s[pn] != '_')
+                return false;
+        const char *rest = s + pn + 1;
+        size_t n = strlen(rest);
+        if (n == 0 || n > 48)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = rest[i];
+                if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')))
+                        return false;
+        }
+        return true;
+}
+
+static const char *type_name(enum api_type t) {
+        switch (t) {
+        case API_T_STRING: return "a string";
+        case API_T_INT: return "an integer";
+        case API_T_NUMBER: return "a number";
+        case API_T_BOOL: return "true or false";
+        case API_T_OBJECT:
+        case API_T_MAP_NUMBER: return "an object";
+        case API_T_ARRAY_NUMBER: return "an array of numbers";
+        case API_T_ARRAY_INT: return "an array of integers";
+        case API_T_ARRAY_STRING: return "an array of strings";
+        case API_T_ARRAY_ARRAY_NUMBER: return "an array of arrays of numbers";
+        case API_T_ANY: return "a JSON value";
+        }
+        return "a value";
+}
+
+static bool bounded(const struct api_field *f) {
+        return !(f->min == 0 && f->max == 0);
+}
+
+static int check_number(double v, bool is_int, const struct api_field *f, const char *path, struct ft_error *err) {
+        if (!isfinite(v))
+                return ft_error_set(err, -EINVAL, path, "'%s' must be a finite number", path);
+        if (is_int && v != floor(v))
+                return ft_error_set(err, -EINVAL, path, "'%s' must be an integer", path);
+        if (!bounded(f))
+                return 0;
+        bool low = f->exclusive_min ? v <= f->min : v < f->min;
+        if (low || v > f->max) {
+                if (is_int)
+                        return ft_error_set(err, -EINVAL, path, "'%s' must be from %.0f to %.0f, got %.17g", path,
+                                            f->min, f->max, v);
+                return ft_error_set(err, -EINVAL, path, "'%s' must be %s %g and at most %g, got %.17g", path,
+                                    f->exclusive_min ? "greater than" : "at least", f->min, f->max, v);
+        }
+        return 0;
+}
+
+static int check_value(const json_t *v, const struct api_field *f, const char *path, struct ft_error *err);
+
+static int check_array(const json_t *v, const struct api_field *f, const char *path, struct ft_error *err) {
+        size_t max = f->max_len ? f->max_len : 4096, n = json_array_size(v);
+        if (n < f->min_items || n > max) {
+                if (f->min_items == max)
+                        return ft_error_set(err, -EINVAL, path, "'%s' must have exactly %zu items, got %zu", path, max,
+                                            n);
+                return ft_error_set(err, -EINVAL, path, "'%s' must have from %zu to %zu items, got %zu", path,
+                                    f->min_items, max, n);
+        }
+        struct api_field item = *f;
+        item.max_len = 0;
+        item.min_items = 0;
+        switch (f->type) {
+        case API_T_ARRAY_NUMBER: item.type = API_T_NUMBER; break;
+        case API_T_ARRAY_INT: item.type = API_T_INT; break;
+        case API_T_ARRAY_STRING: item.type = API_T_STRING; break;
+        default: /* API_T_ARRAY_ARRAY_NUMBER: each row an array of numbers, up to 65536 wide */
+                item.type = API_T_ARRAY_NUMBER;
+                item.max_len = 65536;
+                item.min_items = 1;
+                break;
+        }
+        for (size_t i = 0; i < n; i++) {
+                char sub[FT_ERROR_PARAM_MAX];
+                snprintf(sub, sizeof(sub), "%s[%zu]", path, i);
+                int r = check_value(json_array_get(v, i), &item, sub, err);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int check_value(const json_t *v, const struct api_field *f, const char *path, struct ft_error *err) {
+        switch (f->type) {
+        case API_T_STRING: {
+                if (!json_is_string(v))
+                        break;
+                const char *s = json_string_value(v);
+                size_t n = json_string_length(v), max = f->max_len ? f->max_len : 256;
+                if (n > max)
+                        return ft_error_set(err, -EINVAL, path, "'%s' is longer than %zu characters", path, max);
+                if (strlen(s) != n)
+                        return ft_error_set(err, -EINVAL, path, "'%s' must not contain NUL characters", path);
+                if (f->id_prefix && !api_id_valid(s, f->id_prefix))
+                        return ft_error_set(err, -EINVAL, path, "'%s' must be an id starting with '%s_', got '%.64s'",
+                                            path, f->id_prefix, s);
+                if (f->choices) {
+                        char list[256] = "";
+                        for (const char *const *c = f->choices; *c; c++) {
+                                if (strcmp(*c, s) == 0)
+                                        return 0;
+                                size_t len = strlen(list);
+                                snprintf(list + len, sizeof(list) - len, "%s'%s'", len ? ", " : "", *c);
+                        }
+                        return ft_error_set(err, -EINVAL, path, "'%s' must be one of %s, got '%.64s'", path, list, s);
+                }
+                return 0;
+        }
+        case API_T_INT:
+                if (!json_is_integer(v) && !(json_is_real(v) && json_real_value(v) == floor(json_real_value(v))))
+                        break;
+                return check_number(json_number_value(v), true, f, path, err);
+        case API_T_NUMBER:
+                if (!json_is_number(v))
+                        break;
+                return check_number(json_number_value(v), false, f, path, err);
+        case API_T_BOOL:
+                if (!json_is_boolean(v))
+                        break;
+                return 0;
+        case API_T_OBJECT:
+                if (!json_is_object(v))
+                        break;
+                return f->fields ? api_validate(v, f->fields, path, err) : 0;
+        case API_T_MAP_NUMBER: {
+                if (!json_is_object(v))
+                        break;
+                if (json_object_size(v) > (f->max_len ? f->max_len : 256))
+                        return ft_error_set(err, -EINVAL, path, "'%s' has too many entries", path);
+                const char *k;
+                json_t *val;
+                struct api_field item = *f;
+                item.type = API_T_NUMBER;
+                json_object_foreach((json_t *)v, k, val) {
+                        char sub[FT_ERROR_PARAM_MAX];
+                        snprintf(sub, sizeof(sub), "%s.%s", path, k);
+                        int r = check_value(val, &item, sub, err);
+                        if (r < 0)
+                                return r;
+                }
+                return 0;
+        }
+        case API_T_ARRAY_NUMBER:
+        case API_T_ARRAY_INT:
+        case API_T_ARRAY_STRING:
+        case API_T_ARRAY_ARRAY_NUMBER:
+                if (!json_is_array(v))
+                        break;
+                return check_array(v, f, path, err);
+        case API_T_ANY: return 0;
+        }
+        return ft_error_set(err, -EINVAL, path, "'%s' must be %s", path, type_name(f->type));
+}
+
+int api_validate(const json_t *obj, const struct api_field *fields, const char *prefix, struct ft_error *err) {
+        const char *key;
+        json_t *v;
+        char path[FT_ERROR_PARAM_MAX];
+
+        if (!json_is_object(obj))
+                return ft_error_set(err, -EINVAL, prefix, "'%s' must be an object", *prefix ? prefix : "body");
+        json_object_foreach((json_t *)obj, key, v) {
+                const struct api_field *f = fields;
+                while (f->name && strcmp(f->name, key) != 0)
+                        f++;
+                snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", key);
+                if (!f->name)
+                        return ft_error_set(err, -EINVAL, path, "unknown field '%s'", path);
+                if (json_is_null(v) && !f->required)
+                        continue; /* null means "the default" */
+                int r = check_value(v, f, path, err);
+                if (r < 0)
+                        return r;
+        }
+        for (const struct api_field *f = fields; f->name; f++) {
+                if (!f->required)
+                        continue;
+                json_t *got = json_object_get(obj, f->name);
+                if (!got || json_is_null(got)) {
+                        snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", f->name);
+                        return ft_error_set(err, -EINVAL, path, "missing required field '%s'", path);
+                }
+        }
+        return 0;
+}
+
+/* Nesting depth of a JSON text, counted outside strings; a quick scan before
+ * jansson builds anything, so deep input costs no memory. */
+static bool json_depth_ok(const char *s, size_t n, unsigned max) {
+        unsigned depth = 0;
+        bool in_str = false;
+        for (size_t i = 0; i < n; i++) {
+                char c = s[i];
+                if (in_str) {
+                        if (c == '\\')
+                                i++;
+                        else if (c == '"')
+                                in_str = false;
+                } else if (c == '"') {
+                        in_str = true;
+                } else if (c == '{' || c == '[') {
+                        if (++depth > max)
+                                return false;
+                } else if ((c == '}' || c == ']') && depth > 0) {
+                        depth--;
+                }
+        }
+        return true;
+}
+
+int api_json_parse_body(const struct api_request *req, json_t **ret, struct ft_error *err) {
+        if (!req->body || req->body_size == 0)
+                return ft_error_set(err, -EINVAL, NULL, "the request body is empty: send a JSON object");
+        if (!json_depth_ok(req->body, req->body_size, API_JSON_MAX_DEPTH))
+                return ft_error_set(err, -EINVAL, NULL, "the request body is nested more than %d levels deep",
+                                    API_JSON_MAX_DEPTH);
+        json_error_t jerr;
+        json_t *j = json_loadb(req->body, req->body_size, JSON_REJECT_DUPLICATES, &jerr);
+        if (!j)
+                return ft_error_set(err, -EINVAL, NULL, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
+                                    jerr.text);
+        if (!json_is_object(j)) {
+                json_decref(j);
+                return ft_error_set(err, -EINVAL, NULL, "the request body must be a JSON object");
+        }
+        *ret = j;
+        return 0;
+}
+
+json_t *api_request_json(struct api_request *req, const struct api_field *fields, enum MHD_Result *ret_mhd) {
+        struct ft_error err = {0};
+        json_t *j = NULL;
+        int r = api_json_parse_body(req, &j, &err);
+        if (r == 0 && fields)
+                r = api_validate(j, fields, "", &err);
+        if (r < 0) {
+                json_decref(j);
+                *ret_mhd = api_reply_error(req, API_ERR_INVALID_REQUEST, err.param, "%s", err.message);
+                return NULL;
+        }
+        return j;
+}
+
+static json_t *field_schema(const struct api_field *f) {
+        json_t *s = json_object();
+        switch (f->type) {
+        case API_T_STRING:
+                json_object_set_new(s, "type", json_string("string"));
+                json_object_set_new(s, "maxLength", json_integer((json_int_t)(f->max_len ? f->max_len : 256)));
+                if (f->id_prefix) {
+                        char pat[64];
+                        snprintf(pat, sizeof(pat), "^%s_[0-9A-Za-z]{1,48}$", f->id_prefix);
+                        json_object_set_new(s, "pattern", json_string(pat));
+                }
+                if (f->choices) {
+                        json_t *e = json_array();
+                        for (const char *const *c = f->choices; *c; c++)
+                                json_array_append_new(e, json_string(*c));
+                        json_object_set_new(s, "enum", e);
+                }
+                break;
+        case API_T_INT:
+        case API_T_NUMBER:
+                json_object_set_new(s, "type", json_string(f->type == API_T_INT ? "integer" : "number"));
+                if (bounded(f)) {
+                        json_object_set_new(s, "minimum", json_real(f->min));
+                        json_object_set_new(s, "maximum", json_real(f->max));
+                        if (f->exclusive_min)
+                                json_object_set_new(s, "exclusiveMinimum", json_true());
+                }
+                break;
+        case API_T_BOOL: json_object_set_new(s, "type", json_string("boolean")); break;
+        case API_T_OBJECT:
+                json_decref(s);
+                s = f->fields ? api_fields_schema(f->fields) : json_pack("{s:s}", "type", "object");
+                break;
+        case API_T_MAP_NUMBER:
+                json_object_set_new(s, "type", json_string("object"));
+                json_object_set_new(s, "additionalProperties", json_pack("{s:s}", "type", "number"));
+                break;
+        case API_T_ARRAY_NUMBER:
+        case API_T_ARRAY_INT:
+        case API_T_ARRAY_STRING:
+        case API_T_ARRAY_ARRAY_NUMBER: {
+                const char *it = f->type == API_T_ARRAY_INT      ? "integer"
+                                 : f->type == API_T_ARRAY_STRING ? "string"
+                                                                 : "number";
+                json_object_set_new(s, "type", json_string("array"));
+                if (f->type == API_T_ARRAY_ARRAY_NUMBER)
+                        json_object_set_new(s, "items",
+                                            json_pack("{s:s,s:{s:s}}", "type", "array", "items", "type", "number"));
+                else
+                        json_object_set_new(s, "items", json_pack("{s:s}", "type", it));
+                json_object_set_new(s, "minItems", json_integer((json_int_t)f->min_items));
+                json_object_set_new(s, "maxItems", json_integer((json_int_t)(f->max_len ? f->max_len : 4096)));
+                break;
+        }
+        case API_T_ANY: break;
+        }
+        if (f->description)
+                json_object_set_new(s, "description", json_string(f->description));
+        return s;
+}
+
+json_t *api_fields_schema(const struct api_field *fields) {
+        json_t *props = json_object(), *required = json_array();
+        for (const struct api_field *f = fields; f->name; f++) {
+                json_object_set_new(props, f->name, field_schema(f));
+                if (f->required)
+                        json_array_append_new(required, json_string(f->name));
+        }
+        json_t *s = json_pack("{s:s,s:o,s:b}", "type", "object", "properties", props, "additionalProperties", 0);
+        if (json_array_size(required))
+                json_object_set_new(s, "required", required);
+        else
+                json_decref(required);
+        return s;
+}
+
+/* ---- query strings ---------------------------------------------------------- */
+
+struct query_check {
+        struct api_request *req;
+        char param[64];
+        char message[256];
+        bool bad;
+};
+
+static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+        struct query_check *qc = cls;
+        const struct api_query_param *q = qc->req->route->query;
+        while (q && q->name && strcmp(q->name, key) != 0)
+                q++;
+        snprintf(qc->param, sizeof(qc->param), "%.60s", key);
+        if (!q || !q->name) {
+                snprintf(qc->message, sizeof(qc->message), "unknown query parameter '%.60s'", key);
+                qc->bad = true;
+                return MHD_NO;
+        }
+        const char *v = value ? value : "";
+        if (q->type == API_T_INT) {
+                char *end;
+                errno = 0;
+                long long n = strtoll(v, &end, 10);
+                if (!*v || *end || errno || n < (long long)q->min || n > (long long)q->max) {
+                        snprintf(qc->message, sizeof(qc->message),
+                                 "query parameter '%s' must be an integer from %.0f to %.0f", q->name, q->min, q->max);
+                        qc->bad = true;
+                        return MHD_NO;
+                }
+        } else if (q->type == API_T_BOOL) {
+                if (strcmp(v, "true") && strcmp(v, "false") && strcmp(v, "1") && strcmp(v, "0")) {
+                        snprintf(qc->message, sizeof(qc->message), "query parameter '%s' must be true or false",
+                                 q->name);
+                        qc->bad = true;
+                        return MHD_NO;
+                }
+        } else {
+                if (strlen(v) > 128) {
+                        snprintf(qc->message, sizeof(qc->message), "query parameter '%s' is too long", q->name);
+                        qc->bad = true;
+                        return MHD_NO;
+                }
+                if (q->choices) {
+                        const char *const *c = q->choices;
+                        while (*c && strcmp(*c, v) != 0)
+                                c++;
+                        if (!*c) {
+                                snprintf(qc->message, sizeof(qc->message),
+                                         "query parameter '%s' has an unknown value '%.60s'", q->name, v);
+                                qc->bad = true;
+                                return MHD_NO;
+                        }
+                }
+        }
+        return MHD_YES;
+}
+
+bool api_query_check(struct api_request *req, enum MHD_Result *ret_mhd) {
+        struct query_check qc = {.req = req};
+        MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_iter, &qc);
+        if (qc.bad) {
+                *ret_mhd = api_reply_error(req, API_ERR_INVALID_REQUEST, qc.param, "%s", qc.message);
+                return false;
+        }
+        return true;
+}
+
+const char *api_query_get(struct api_request *req, const char *name) {
+        return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *api_path_param(struct api_request *req, unsigned i) {
+        return i < req->n_path_params ? req->path_params[i] : NULL;
+}
+
+bool api_path_id(struct api_request *req, unsigned i, const char *prefix, const char *what, const char **ret_id,
+                 enum MHD_Result *ret_mhd) {
+        const char *id = api_path_param(req, i);
+        if (!api_id_valid(id, prefix)) {
+                *ret_mhd = api_reply_error(req, API_ERR_NOT_FOUND, "id", "no %s '%.64s' (%s ids look like '%s_...')",
+                                           what, id ? id : "", what, prefix);
+                return false;
+        }
+        *ret_id = id;
+        return true;
+}
+
+void api_page_from_query(struct api_request *req, struct api_page *page) {
+        const char *l = api_query_get(req, "limit");
+        page->limit = l ? (unsigned)strtoul(l, NULL, 10) : API_PAGE_LIMIT_DEFAULT;
+        const char *a = api_query_get(req, "after");
+        page->after = a && *a ? a : NULL;
+}
+
+json_t *api_page_envelope(json_t *items, bool has_more, const char *id_key) {
+        json_t *last = json_array_size(items)
+                               ? json_object_get(json_array_get(items, json_array_size(items) - 1), id_key)
+                               : NULL;
+        return json_pack("{s:s,s:o,s:b,s:O}", "object", "list", "data", items, "has_more", has_more, "next_after",
+                         has_more && last ? last : json_null());
+}

@@ -1,0 +1,51 @@
+#!/bin/bash
+# run.sh - the compute engine against PyTorch on the three reference models (bench/bench_compute.c vs
+# bench/bench_torch.py), run alternately on the same machine, each with 1 and 2 threads. Prints the median
+# samples/s of each, the ratio (ours / PyTorch at the same thread count, and ours / PyTorch at its best thread
+# count), GFLOP/s against the measured dnnl_sgemm peak, and peak RSS.
+#
+#   bench/run.sh [BUILD_DIR] [ROUNDS] [SECONDS]      defaults: build 3 5
+# Not a test: timings are never assertions. On shared machines, run it when the machine is quiet.
+set -euo pipefail
+BUILD=${1:-build}
+ROUNDS=${2:-3}
+SECONDS_PER_RUN=${3:-5}
+HERE=$(cd "$(dirname "$0")" && pwd)
+BIN="$BUILD/bench/bench_compute"
+PY=/usr/bin/python3
+OUT=$(mktemp)
+trap 'rm -f "$OUT"' EXIT
+[ -x "$BIN" ] || { echo "build $BIN first (ninja -C $BUILD)" >&2; exit 1; }
+for t in 1 2; do "$BIN" sgemm "$t" 0 >>"$OUT"; done
+for r in $(seq "$ROUNDS"); do
+        for m in mlp cnn resnet18; do
+                for t in 1 2; do
+                        if [ $((r % 2)) -eq 1 ]; then
+                                "$BIN" "$m" "$t" "$SECONDS_PER_RUN" >>"$OUT"
+                                "$PY" "$HERE/bench_torch.py" "$m" "$t" "$SECONDS_PER_RUN" >>"$OUT"
+                        else
+                                "$PY" "$HERE/bench_torch.py" "$m" "$t" "$SECONDS_PER_RUN" >>"$OUT"
+                                "$BIN" "$m" "$t" "$SECONDS_PER_RUN" >>"$OUT"
+                        fi
+                done
+        done
+done
+"$PY" - "$OUT" <<'PYEOF'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+peak = {r["threads"]: r["gflops"] for r in rows if r["model"] == "sgemm"}
+def med(impl, model, t, key):
+    v = [r[key] for r in rows if r["impl"] == impl and r["model"] == model and r["threads"] == t]
+    return statistics.median(v) if v else float("nan")
+print(f"dnnl_sgemm peak: 1 thread {peak.get(1, 0):.1f} GFLOP/s, 2 threads {peak.get(2, 0):.1f} GFLOP/s")
+for model in ("mlp", "cnn", "resnet18"):
+    torch_best = max(med("pytorch", model, t, "samples_per_sec") for t in (1, 2))
+    for t in (1, 2):
+        ours, theirs = med("finetuned", model, t, "samples_per_sec"), med("pytorch", model, t, "samples_per_sec")
+        gf = med("finetuned", model, t, "gflops")
+        print(f"{model:9s} threads {t}: finetuned {ours:9.1f} samples/s, pytorch {theirs:9.1f} samples/s, "
+              f"{ours / theirs:5.1f}x same threads, {ours / torch_best:5.1f}x vs pytorch's best; "
+              f"{gf:6.1f} GFLOP/s = {100 * gf / peak.get(t, float('nan')):4.1f}% of sgemm peak (pytorch "
+              f"{100 * gf * theirs / ours / peak.get(t, float('nan')):4.1f}%); peak RSS "
+              f"{med('finetuned', model, t, 'peak_rss_mb'):.0f} MB vs {med('pytorch', model, t, 'peak_rss_mb'):.0f} MB")
+PYEOF

@@ -1,0 +1,706 @@
+/* workers.c - the worker pool: threads that claim jobs from the store, build
+ * the model and load the data the job names, run compute/train with callbacks
+ * that record events, progress and checkpoints in the store, and register the
+ * result as a model.
+ *
+ * Leases: a claim holds the job for lease_ms; the worker renews it from the
+ * trainer's should_stop callback (polled before every batch) every lease/3,
+ * and at once when the store's change notifier says its job changed (a cancel
+ * request), so a cancel lands within one batch. Every write is fenced by the
+ * attempt number: a worker whose lease was lost (-ESTALE) stops and writes
+ * nothing more.
+ *
+ * Resume: a job requeued after a crash is claimed again with attempt + 1 and
+ * continues from its newest recorded checkpoint. Events already stored are
+ * never repeated: epoch events for epochs already recorded (the epochs run
+ * again between the checkpoint and the crash) are dropped, so the stream has
+ * every epoch exactly once.
+ *
+ * Not for: HTTP, the training loop (compute/train.c).
+ */
+#include "daemon/workers.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "common/log.h"
+#include "compute/context.h"
+#include "compute/data.h"
+#include "compute/jobspec.h"
+#include "compute/model.h"
+#include "compute/safetensors.h"
+#include "compute/train.h"
+#include "store/store.h"
+
+#define PROGRESS_DB_INTERVAL_S 1.0
+#define IDLE_WAIT_MS 250 /* bounds how long stop waits for an idle worker */
+
+struct workers;
+
+struct worker {
+        struct workers *pool;
+        pthread_t thread;
+        bool started;
+        unsigned index;
+        char id[96];
+        struct store *store;
+
+        pthread_mutex_t lock; /* job_id, progress */
+        char job_id[STORE_ID_MAX];
+        char *progress;
+
+        /* the running job */
+        atomic_bool check; /* the notifier saw a change to our job: heartbeat now */
+        int attempt;
+        double last_heartbeat, last_progress_write;
+        int64_t lease_ms;
+        bool cancel, lost;
+        int64_t max_epoch_recorded;
+};
+
+struct workers {
+        char state_dir[4096];
+        unsigned n, threads;
+        int64_t lease_ms;
+        atomic_bool stop;
+        struct store *sub_store;
+        struct store_subscription *sub;
+        struct worker *w;
+};
+
+/* ---- the change notifier ---------------------------------------------------------- */
+
+/* The notifier runs on the writer's thread: a worker's own writes (events,
+ * progress) are not news to it, and skipping them saves a heartbeat commit. */
+static void on_change(const char *job_id, void *userdata) {
+        struct workers *pool = userdata;
+        for (unsigned i = 0; i < pool->n; i++) {
+                struct worker *w = &pool->w[i];
+                if (w->started && pthread_equal(w->thread, pthread_self()))
+                        continue;
+                pthread_mutex_lock(&w->lock);
+                if (w->job_id[0] && (!job_id || strcmp(job_id, w->job_id) == 0))
+                        atomic_store(&w->check, true);
+                pthread_mutex_unlock(&w->lock);
+        }
+}
+
+char *workers_progress(void *userdata, const char *job_id) {
+        struct workers *pool = userdata;
+        char *out = NULL;
+        if (!pool)
+                return NULL;
+        for (unsigned i = 0; i < pool->n && !out; i++) {
+                struct worker *w = &pool->w[i];
+                pthread_mutex_lock(&w->lock);
+                if (w->progress && strcmp(w->job_id, job_id) == 0)
+                        out = strdup(w->progress);
+                pthread_mutex_unlock(&w->lock);
+        }
+        return out;
+}
+
+/* ---- trainer callbacks ------------------------------------------------------------- */
+
+static void mark_lost(struct worker *w, int r, const struct ft_error *err) {
+        if (r == -ESTALE) {
+                if (!w->lost)
+                        log_warning("worker %u: lost the lease on %s (attempt %d): stopping", w->index, w->job_id,
+                                    w->attempt);
+                w->lost = true;
+        } else {
+                log_error("worker %u: %s: %s", w->index, w->job_id, err->message);
+        }
+}
+
+static bool cb_should_stop(void *userdata) {
+        struct worker *w = userdata;
+        if (w->lost || w->cancel)
+                return true;
+        double now = ft_now_monotonic();
+        bool due = now - w->last_heartbeat >= (double)w->lease_ms / 3000.0;
+        if (atomic_exchange(&w->check, false) || due) {
+                bool cancel = false;
+                struct ft_error err = {0};
+                int r = store_job_heartbeat(w->store, w->job_id, w->attempt, w->lease_ms, &cancel, &err);
+                if (r < 0)
+                        mark_lost(w, r, &err);
+                else
+                        w->last_heartbeat = now;
+                if (cancel)
+                        w->cancel = true;
+        }
+        return w->lost || w->cancel || atomic_load(&w->pool->stop);
+}
+
+static int cb_event(void *userdata, const json_t *event) {
+        struct worker *w = userdata;
+        if (w->lost)
+                return -ESTALE;
+        const char *type = json_string_value(json_object_get(event, "type"));
+        if (!type || strcmp(type, "checkpoint") == 0)
+                return 0; /* store_checkpoint_add appends the checkpoint event itself */
+        if (strcmp(type, "epoch") == 0) {
+                json_int_t epoch = json_integer_value(json_object_get(event, "epoch"));
+                if (epoch <= w->max_epoch_recorded)
+                        return 0; /* re-run after a resume: already in the stream */
+                w->max_epoch_recorded = epoch;
+        }
+        char *data = json_dumps(event, JSON_COMPACT | JSON_REAL_PRECISION(10));
+        if (!data)
+                return -ENOMEM;
+        struct ft_error err = {0};
+        int r = store_event_append(w->store, w->job_id, w->attempt, type, data, NULL, &err);
+        free(data);
+        if (r < 0) {
+                mark_lost(w, r, &err);
+                return r;
+        }
+        return 0;
+}
+
+static void cb_progress(void *userdata, const json_t *progress) {
+        struct worker *w = userdata;
+        char *text = json_dumps(progress, JSON_COMPACT | JSON_REAL_PRECISION(10));
+        if (!text)
+                return;
+        pthread_mutex_lock(&w->lock);
+        free(w->progress);
+        w->progress = strdup(text);
+        pthread_mutex_unlock(&w->lock);
+        double now = ft_now_monotonic();
+        if (!w->lost && now - w->last_progress_write >= PROGRESS_DB_INTERVAL_S) {
+                struct ft_error err = {0};
+                int r = store_job_progress_set(w->store, w->job_id, w->attempt, text, &err);
+                if (r < 0)
+                        mark_lost(w, r, &err);
+                w->last_progress_write = now;
+        }
+        free(text);
+}
+
+static int cb_checkpoint(void *userdata, const struct train_checkpoint_info *info) {
+        struct worker *w = userdata;
+        if (w->lost)
+                return -ESTALE;
+        /* the store keeps paths relative to the state directory */
+        size_t n = strlen(w->pool->state_dir);
+        const char *rel = info->path;
+        if (strncmp(rel, w->pool->state_dir, n) == 0 && rel[n] == '/')
+                rel += n + 1;
+        char meta[96];
+        snprintf(meta, sizeof(meta), "{\"partial\":%s}", info->partial ? "true" : "false");
+        struct store_checkpoint_new cn = {
+                .epoch = (int)info->epoch, .step = (int64_t)info->step, .dir = rel, .meta_json = meta};
+        struct ft_error err = {0};
+        int r = store_checkpoint_add(w->store, w->job_id, w->attempt, &cn, NULL, &err);
+        if (r < 0) {
+                mark_lost(w, r, &err);
+                return r;
+        }
+        return 0;
+}
+
+/* ---- loading what a job names ------------------------------------------------------- */
+
+static void replace_all(char *msg, size_t size, const char *what, const char *with) {
+        size_t wn = strlen(what), n = strlen(with);
+        char *at;
+        while (wn && (at = strstr(msg, what))) {
+                size_t tail = strlen(at + wn);
+                if ((size_t)(at - msg) + n + tail + 1 > size)
+                        break;
+                memmove(at + n, at + wn, tail + 1);
+                memcpy(at, with, n);
+        }
+}
+
+static int load_dataset(struct worker *w, const char *id, const struct jobspec *spec, struct dataset **ret,
+                        struct ft_error *err) {
+        struct store_dataset *d = NULL, *labels = NULL;
+        int r = store_dataset_get(w->store, id, &d, err);
+        if (r < 0)
+                return r;
+        json_t *schema = json_loads(d->schema_json, 0, NULL);
+        const char *lid = json_string_value(json_object_get(schema, "labels_dataset"));
+        struct data_open_options o = {
+                .target = spec->task.target[0] ? spec->task.target : NULL,
+                .task = spec->task.type == JOBSPEC_TASK_REGRESSION ? DATA_REGRESSION : DATA_CLASSIFICATION,
+                .strict_missing = !spec->preprocess.dropna,
+        };
+        if (lid)
+                r = store_dataset_get(w->store, lid, &labels, err);
+        if (r == 0)
+                r = data_open(d->path, labels ? labels->path : NULL, &o, ret, err);
+        if (r < 0 && err) { /* name the dataset, not its blob path */
+                replace_all(err->message, sizeof(err->message), d->path, id);
+                if (labels)
+                        replace_all(err->message, sizeof(err->message), labels->path, labels->id);
+        }
+        json_decref(schema);
+        store_dataset_free(d);
+        store_dataset_free(labels);
+        return r;
+}
+
+/* Copy the tensors of a safetensors file into m. skip_prefix (may be NULL):
+ * tensors of the replaced head, left to model_init_prefix. */
+static int load_weights(struct model *m, const char *path, const char *skip_prefix, struct ft_error *err) {
+        struct st_file *f = NULL;
+        int r = st_file_open(path, 0, &f, err);
+        if (r < 0)
+                return r;
+        size_t skip_n = skip_prefix ? strlen(skip_prefix) : 0;
+        for (size_t i = 0; i < model_tensor_count(m) && r == 0; i++) {
+                struct tensor *t = model_tensor_at(m, i);
+                if (skip_n && strncmp(t->name, skip_prefix, skip_n) == 0 && t->name[skip_n] == '.')
+                        continue;
+                const struct st_tensor *s = st_file_find(f, t->name);
+                bool shape_ok = s && s->ndim == (size_t)t->ndim;
+                for (int d = 0; shape_ok && d < t->ndim; d++)
+                        shape_ok = s->shape[d] == t->shape[d];
+                if (!shape_ok) {
+                        r = ft_error_set(err, -EINVAL, "model", "the model's weights have no tensor '%s' of its shape",
+                                         t->name);
+                        break;
+                }
+                if (t->dtype == TENSOR_I64)
+                        r = st_tensor_read_i64(f, s, t->data, t->numel, err);
+                else
+                        r = st_tensor_read_f32(f, s, t->data, t->numel, err);
+        }
+        for (size_t i = 0; i < f->n_tensors && r == 0; i++)
+                if (!model_tensor_find(m, f->tensors[i].name) &&
+                    !(skip_n && strncmp(f->tensors[i].name, skip_prefix, skip_n) == 0))
+                        r = ft_error_set(err, -EINVAL, "model",
+                                         "the model's weights have a tensor '%s' it does not use", f->tensors[i].name);
+        st_file_free(f);
+        return r;
+}
+
+/* The module of the last parameter: the head ("fc", "6"). */
+static void head_prefix(struct model *m, char *out, size_t size) {
+        out[0] = '\0';
+        for (size_t i = model_tensor_count(m); i-- > 0;) {
+                const struct tensor *t = model_tensor_at(m, i);
+                if (!t->is_param)
+                        continue;
+                const char *dot = strrchr(t->name, '.');
+                snprintf(out, size, "%.*s", dot ? (int)(dot - t->name) : (int)strlen(t->name), t->name);
+                return;
+        }
+}
+
+/* Build the job's model from its spec and weights. When the data's classes
+ * differ from the model's (count, or names recorded by an earlier job), the
+ * head is replaced: the last linear layer resized and re-initialised, every
+ * other tensor loaded (the same rules as `finetuned train`). */
+static int build_model(struct worker *w, const struct store_model *rec, const struct jobspec *spec,
+                       const struct dataset *train, struct model **ret, struct ft_error *err) {
+        size_t outputs = spec->task.type == JOBSPEC_TASK_CLASSIFICATION ? train->n_classes : 1;
+        json_t *mspec = json_loads(rec->spec_json, 0, NULL), *classes = NULL;
+        struct model *m = NULL;
+        char head[TENSOR_NAME_MAX] = "";
+        if (!mspec)
+                return ft_error_set(err, -EINVAL, "model", "model '%s' has an unreadable spec", rec->id);
+        int r = model_new(mspec, &m, err);
+        if (r < 0)
+                goto out;
+        bool replace = model_output_count(m) != outputs;
+        if (!replace && rec->weights_path[0] && spec->task.type == JOBSPEC_TASK_CLASSIFICATION) {
+                struct st_file *f = NULL;
+                if (st_file_open(rec->weights_path, 0, &f, NULL) == 0) {
+                        const char *c = st_file_metadata(f, "finetuned.classes");
+                        classes = c ? json_loads(c, 0, NULL) : NULL;
+                        st_file_free(f);
+                }
+                if (json_array_size(classes) > 0) {
+                        replace = json_array_size(classes) != train->n_classes;
+                        for (size_t i = 0; !replace && i < train->n_classes; i++) {
+                                const char *name = json_string_value(json_array_get(classes, i));
+                                replace = !name || strcmp(name, train->class_names[i]) != 0;
+                        }
+                }
+        }
+        head_prefix(m, head, sizeof(head));
+        if (model_output_count(m) != outputs) {
+                json_t *layers = json_object_get(mspec, "layers");
+                bool set = false;
+                for (size_t i = json_array_size(layers); !set && i-- > 0;) {
+                        json_t *l = json_array_get(layers, i);
+                        const char *type = json_string_value(json_object_get(l, "type"));
+                        if (type && strcmp(type, "linear") == 0) {
+                                json_object_set_new(l, "out_features", json_integer((json_int_t)outputs));
+                                set = true;
+                        }
+                }
+                if (!set) {
+                        r = ft_error_set(err, -EINVAL, "model",
+                                         "model '%s' has %zu outputs, the data %zu classes, "
+                                         "and no linear head to replace",
+                                         rec->id, model_output_count(m), outputs);
+                        goto out;
+                }
+                model_free(m);
+                m = NULL;
+                r = model_new(mspec, &m, err);
+                if (r < 0)
+                        goto out;
+        }
+        model_init(m, spec->seed);
+        if (rec->weights_path[0]) {
+                r = load_weights(m, rec->weights_path, replace ? head : NULL, err);
+                if (r == 0 && replace) {
+                        r = model_init_prefix(m, head, spec->seed, err);
+                        log_info("worker %u: %s: head '%s' replaced for %zu outputs", w->index, w->job_id, head,
+                                 outputs);
+                }
+        }
+out:
+        json_decref(mspec);
+        json_decref(classes);
+        if (r < 0) {
+                model_free(m);
+                return r;
+        }
+        *ret = m;
+        return 0;
+}
+
+/* The largest epoch already in the job's event stream (resume dedup). */
+static int64_t recorded_max_epoch(struct worker *w) {
+        int64_t after = 0, max = 0;
+        for (;;) {
+                struct store_event_list l = {0};
+                if (store_event_list(w->store, w->job_id, after, 1000, &l, NULL) < 0)
+                        break;
+                for (size_t i = 0; i < l.n; i++) {
+                        after = l.items[i].seq;
+                        if (strcmp(l.items[i].type, "epoch") != 0)
+                                continue;
+                        json_t *d = json_loads(l.items[i].data_json, 0, NULL);
+                        int64_t e = json_integer_value(json_object_get(d, "epoch"));
+                        json_decref(d);
+                        if (e > max)
+                                max = e;
+                }
+                bool more = l.has_more;
+                store_event_list_deinit(&l);
+                if (!more)
+                        break;
+        }
+        return max;
+}
+
+/* The final model as safetensors (with its spec, preprocessing and class
+ * names as metadata, which predict applies), streamed into the blob store. */
+static int save_result(struct worker *w, struct model *m, const struct dataset *train, const struct jobspec *spec,
+                       const struct train_result *res, const char *dir, char ret_sha[STORE_SHA256_HEX],
+                       struct ft_error *err) {
+        size_t n = model_tensor_count(m);
+        struct st_tensor *ts = calloc(n ? n : 1, sizeof(*ts));
+        char *spec_text = json_dumps(model_spec(m), JSON_COMPACT | JSON_SORT_KEYS);
+        char *transform = NULL;
+        json_t *classes = json_array();
+        char *classes_text = NULL, path[4400];
+        int r = ts && spec_text && classes ? 0 : -ENOMEM;
+        if (r == 0)
+                r = data_transform_to_json(&res->transform, &transform, err);
+        for (size_t i = 0; r == 0 && spec->task.type == JOBSPEC_TASK_CLASSIFICATION && i < train->n_classes; i++)
+                json_array_append_new(classes, json_string(train->class_names[i]));
+        if (r == 0 && !(classes_text = json_dumps(classes, JSON_COMPACT)))
+                r = -ENOMEM;
+        for (size_t i = 0; r == 0 && i < n; i++) {
+                const struct tensor *t = model_tensor_at(m, i);
+                ts[i].name = t->name;
+                ts[i].dtype = t->dtype == TENSOR_I64 ? ST_DTYPE_I64 : ST_DTYPE_F32;
+                ts[i].ndim = (size_t)t->ndim;
+                for (int d = 0; d < t->ndim; d++)
+                        ts[i].shape[d] = t->shape[d];
+                ts[i].data = t->data;
+        }
+        /* the same metadata as `finetuned train` writes */
+        struct st_meta meta[] = {
+                {"format", "pt"},
+                {"finetuned.spec", spec_text},
+                {"finetuned.preprocess", transform},
+                {"finetuned.classes", classes_text},
+                {"finetuned.task", jobspec_task_name(spec->task.type)},
+                {"finetuned.job", w->job_id},
+        };
+        snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+        if (r == 0)
+                r = st_write(path, ts, n, meta, ARRAY_SIZE(meta), err);
+        /* into the blob store */
+        struct store_blob_writer *bw = NULL;
+        FILE *f = NULL;
+        if (r == 0)
+                r = store_blob_begin(w->store, 0, &bw, err);
+        if (r == 0 && !(f = fopen(path, "rb")))
+                r = ft_error_set(err, -errno, NULL, "cannot read '%s': %s", path, strerror(errno));
+        char buf[1 << 16];
+        size_t got;
+        while (r == 0 && (got = fread(buf, 1, sizeof(buf), f)) > 0)
+                r = store_blob_write(bw, buf, got, err);
+        if (f)
+                fclose(f);
+        if (r == 0) {
+                r = store_blob_commit(bw, ret_sha, NULL, err);
+                bw = NULL;
+        }
+        store_blob_abort(bw);
+        unlink(path);
+        free(ts);
+        free(spec_text);
+        free(transform);
+        free(classes_text);
+        json_decref(classes);
+        return r;
+}
+
+static int mkdir_p2(const char *state, const char *job_id, char *out, size_t size) {
+        snprintf(out, size, "%s/jobs", state);
+        if (mkdir(out, 0700) < 0 && errno != EEXIST)
+                return -errno;
+        snprintf(out, size, "%s/jobs/%s", state, job_id);
+        if (mkdir(out, 0700) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+static void finish(struct worker *w, enum store_job_state state, const char *result, const char *error,
+                   const struct store_model_new *model) {
+        struct ft_error err = {0};
+        char model_id[STORE_ID_MAX] = "";
+        int r = store_job_finish(w->store, w->job_id, w->attempt, state, result, error, model, model_id, &err);
+        if (r < 0)
+                mark_lost(w, r, &err);
+        else
+                log_info("worker %u: job %s %s%s%s", w->index, w->job_id, store_job_state_name(state),
+                         model_id[0] ? ", model " : "", model_id);
+}
+
+static void fail(struct worker *w, const char *code, const struct ft_error *err) {
+        json_t *e = json_pack("{s:s,s:s,s:s?}", "code", code, "message", err->message[0] ? err->message : "failed",
+                              "param", err->param[0] ? err->param : NULL);
+        char *text = e ? json_dumps(e, JSON_COMPACT) : NULL;
+        json_decref(e);
+        log_warning("worker %u: job %s failed: %s", w->index, w->job_id, err->message);
+        finish(w, STORE_JOB_FAILED, NULL, text, NULL);
+        free(text);
+}
+
+static void run_job(struct worker *w, struct store_job *job) {
+        struct ft_error err = {0};
+        struct jobspec spec;
+        struct dataset *train = NULL, *val = NULL;
+        struct store_model *base = NULL;
+        struct model *m = NULL;
+        struct compute_ctx *ctx = NULL;
+        struct store_checkpoint *ckpt = NULL;
+        struct train_result res = {0};
+        char dir[4200], resume[4200];
+        bool have_spec = false;
+
+        pthread_mutex_lock(&w->lock);
+        snprintf(w->job_id, sizeof(w->job_id), "%s", job->id);
+        free(w->progress);
+        w->progress = NULL;
+        pthread_mutex_unlock(&w->lock);
+        w->attempt = job->attempt;
+        w->cancel = w->lost = false;
+        w->last_heartbeat = w->last_progress_write = ft_now_monotonic();
+        w->lease_ms = w->pool->lease_ms;
+        atomic_store(&w->check, false);
+        w->max_epoch_recorded = recorded_max_epoch(w);
+        log_info("worker %u: job %s claimed (attempt %d)", w->index, job->id, job->attempt);
+
+        int r = jobspec_parse_string(job->spec_json, strlen(job->spec_json), &spec, &err);
+        if (r < 0) {
+                fail(w, "invalid_job", &err);
+                goto out;
+        }
+        have_spec = true;
+        r = load_dataset(w, job->training_file, &spec, &train, &err);
+        if (r == 0 && job->validation_file[0])
+                r = load_dataset(w, job->validation_file, &spec, &val, &err);
+        if (r < 0) {
+                fail(w, "invalid_data", &err);
+                goto out;
+        }
+        r = store_model_get(w->store, job->model_id, &base, &err);
+        if (r == 0)
+                r = build_model(w, base, &spec, train, &m, &err);
+        if (r < 0) {
+                fail(w, "invalid_model", &err);
+                goto out;
+        }
+        unsigned threads = w->pool->threads;
+        r = compute_ctx_new((int)threads, &ctx, &err);
+        if (r < 0) {
+                fail(w, "internal_error", &err);
+                goto out;
+        }
+        r = mkdir_p2(w->pool->state_dir, job->id, dir, sizeof(dir));
+        if (r < 0) {
+                err.message[0] = '\0';
+                ft_error_set(&err, r, NULL, "cannot create '%s': %s", dir, strerror(-r));
+                fail(w, "internal_error", &err);
+                goto out;
+        }
+        struct train_options topt = {.checkpoint_dir = dir};
+        if (store_checkpoint_latest(w->store, job->id, &ckpt, NULL) == 1 && ckpt->dir[0]) {
+                snprintf(resume, sizeof(resume), "%s/%s", w->pool->state_dir, ckpt->dir);
+                topt.resume_from = resume;
+                log_info("worker %u: job %s resumes from %s (epoch %d)", w->index, job->id, ckpt->dir, ckpt->epoch);
+        }
+        struct train_callbacks cb = {
+                .userdata = w,
+                .on_event = cb_event,
+                .on_progress = cb_progress,
+                .on_checkpoint = cb_checkpoint,
+                .should_stop = cb_should_stop,
+        };
+        r = train_run(&spec, m, ctx, train, val, &topt, &cb, &res, &err);
+        if (w->lost)
+                goto out;
+        if (r == -ECANCELED) {
+                if (w->cancel) {
+                        finish(w, STORE_JOB_CANCELLED, NULL, NULL, NULL);
+                } else { /* the daemon is stopping: back to the queue, resumed at the next start */
+                        r = store_job_release(w->store, job->id, w->attempt, &err);
+                        log_info("worker %u: job %s released for the next start%s%s", w->index, job->id,
+                                 r < 0 ? ": " : "", r < 0 ? err.message : "");
+                }
+                goto out;
+        }
+        if (r < 0) {
+                fail(w, r == -EINVAL ? "invalid_job" : "training_failed", &err);
+                goto out;
+        }
+        char sha[STORE_SHA256_HEX] = "";
+        r = save_result(w, m, train, &spec, &res, dir, sha, &err);
+        if (r < 0) {
+                fail(w, "internal_error", &err);
+                goto out;
+        }
+        json_t *mcopy = json_deep_copy(res.metrics);
+        json_object_del(mcopy, "type");
+        char *metrics = mcopy ? json_dumps(mcopy, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+        json_decref(mcopy);
+        char *mspec = json_dumps(model_spec(m), JSON_COMPACT | JSON_SORT_KEYS);
+        char name[STORE_NAME_MAX];
+        snprintf(name, sizeof(name), "%.200s (fine-tuned by %s)", base->name, job->id);
+        struct store_model_new mn = {.name = name,
+                                     .spec_json = mspec,
+                                     .weights_sha256 = sha,
+                                     .source = STORE_MODEL_JOB,
+                                     .source_job_id = job->id};
+        finish(w, STORE_JOB_SUCCEEDED, metrics ? metrics : "{}", NULL, &mn);
+        free(metrics);
+        free(mspec);
+out:
+        train_result_deinit(&res);
+        store_checkpoint_free(ckpt);
+        model_free(m);
+        compute_ctx_free(ctx);
+        store_model_free(base);
+        dataset_free(train);
+        dataset_free(val);
+        if (have_spec)
+                jobspec_deinit(&spec);
+        pthread_mutex_lock(&w->lock);
+        w->job_id[0] = '\0';
+        free(w->progress);
+        w->progress = NULL;
+        pthread_mutex_unlock(&w->lock);
+}
+
+static void *worker_main(void *arg) {
+        struct worker *w = arg;
+        struct ft_error err = {0};
+        while (!atomic_load(&w->pool->stop)) {
+                uint64_t gen = store_queue_generation(w->store);
+                struct store_job *job = NULL;
+                int r = store_job_claim(w->store, w->id, w->pool->lease_ms, &job, &err);
+                if (r < 0) {
+                        log_error("worker %u: cannot claim a job: %s", w->index, err.message);
+                        store_queue_wait(w->store, gen, 1000, NULL);
+                        continue;
+                }
+                if (r == 0) {
+                        store_queue_wait(w->store, gen, IDLE_WAIT_MS, NULL);
+                        continue;
+                }
+                run_job(w, job);
+                store_job_free(job);
+        }
+        return NULL;
+}
+
+int workers_start(const struct workers_options *opts, struct workers **ret, struct ft_error *err) {
+        struct workers *pool = calloc(1, sizeof(*pool));
+        if (!pool)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        snprintf(pool->state_dir, sizeof(pool->state_dir), "%s", opts->state_dir);
+        pool->n = opts->n ? opts->n : 1;
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        pool->threads = opts->threads ? opts->threads : (unsigned)FT_MAX(1, cores / (long)pool->n);
+        pool->lease_ms = opts->lease_ms ? opts->lease_ms : 30000;
+        pool->w = calloc(pool->n, sizeof(*pool->w));
+        int r = pool->w ? 0 : -ENOMEM;
+        for (unsigned i = 0; r == 0 && i < pool->n; i++) {
+                pool->w[i].pool = pool;
+                pthread_mutex_init(&pool->w[i].lock, NULL);
+        }
+        if (r == 0)
+                r = store_open(pool->state_dir, &pool->sub_store, err);
+        if (r == 0)
+                r = store_subscribe(pool->sub_store, on_change, pool, &pool->sub, err);
+        char host[64] = "host";
+        gethostname(host, sizeof(host) - 1);
+        for (unsigned i = 0; r == 0 && i < pool->n; i++) {
+                struct worker *w = &pool->w[i];
+                w->index = i;
+                snprintf(w->id, sizeof(w->id), "%.60s:%d:w%u", host, (int)getpid(), i);
+                r = store_open(pool->state_dir, &w->store, err);
+        }
+        for (unsigned i = 0; r == 0 && i < pool->n; i++) {
+                r = -pthread_create(&pool->w[i].thread, NULL, worker_main, &pool->w[i]);
+                if (r < 0)
+                        ft_error_set(err, r, NULL, "cannot start worker threads: %s", strerror(-r));
+                else
+                        pool->w[i].started = true;
+        }
+        if (r < 0) {
+                workers_stop(pool);
+                return r;
+        }
+        *ret = pool;
+        return 0;
+}
+
+void workers_stop(struct workers *pool) {
+        if (!pool)
+                return;
+        atomic_store(&pool->stop, true);
+        for (unsigned i = 0; pool->w && i < pool->n; i++)
+                if (pool->w[i].started)
+                        pthread_join(pool->w[i].thread, NULL);
+        store_unsubscribe(pool->sub);
+        for (unsigned i = 0; pool->w && i < pool->n; i++) {
+                store_close(pool->w[i].store);
+                free(pool->w[i].progress);
+                if (pool->w[i].pool)
+                        pthread_mutex_destroy(&pool->w[i].lock);
+        }
+        store_close(pool->sub_store);
+        free(pool->w);
+        free(pool);
+}

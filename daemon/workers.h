@@ -1,0 +1,31 @@
+/* workers.h - the worker pool of `finetuned serve`: --workers N threads that
+ * claim jobs from the store with a lease, run compute/train on them and record
+ * what happens (events, progress, checkpoints, the final model).
+ *
+ * Not for: HTTP (api/), the training loop itself (compute/train.h).
+ */
+#pragma once
+
+#include "common/common.h"
+
+struct workers;
+
+struct workers_options {
+        const char *state_dir;
+        unsigned n; /* threads, each running one job at a time (>= 1) */
+        unsigned threads; /* OpenMP threads per worker; 0: cores / n */
+        int64_t lease_ms; /* lease length; renewed every lease_ms / 3 (0: 30000) */
+};
+
+/* Start the threads. They claim queued jobs at once; a job whose lease expired
+ * (a daemon killed mid-training) is requeued by the claim and resumes from its
+ * last checkpoint, its event stream continuing without gaps or duplicates. */
+int workers_start(const struct workers_options *opts, struct workers **ret, struct ft_error *err);
+
+/* Stop: running jobs stop within one batch, write a checkpoint and go back to
+ * the queue (store_job_release) for the next start; then join. NULL is a no-op. */
+void workers_stop(struct workers *w);
+
+/* The live progress JSON of job_id if a worker of this pool runs it
+ * (malloc'd), else NULL. userdata is the struct workers. Thread-safe. */
+char *workers_progress(void *userdata, const char *job_id);

@@ -1,0 +1,270 @@
+// test_jobs.mjs - the dashboard's whole job flow in a real browser against the
+// real daemon and trainer: upload a CSV and submit a job through the form (a bad
+// learning rate first: the API's error appears next to that field), watch the
+// loss chart gain one point per epoch while the job runs, read the final
+// metrics, per-class table and confusion matrix with the class names, download
+// the model, see the produced model and the dataset's schema in their lists,
+// cancel a second job while it runs, overlay both jobs on one chart, and ask
+// for the token once when the daemon has one. Screenshots go to the artifacts
+// directory.
+//
+//   node test_jobs.mjs FINETUNED_BINARY ARTIFACTS_DIR
+//
+// Prints TAP. Not for: API edge cases (tests/integration covers them with curl).
+import { ok, diag, doneTesting, cleanup, startDaemon, launchBrowser, watchConsole, screenshot, TMP, writeText, makeCsv }
+        from './harness.mjs';
+import { join } from 'node:path';
+import { chmodSync, readFileSync } from 'node:fs';
+
+const [bin, artifacts] = process.argv.slice(2);
+const CLASSES = ['circle', 'square', 'triangle'];
+const ROWS = 3000, FEATURES = 16, EPOCHS = 5;
+// Wide enough hidden layers that an epoch takes a visible fraction of a second,
+// so the chart is seen gaining points while the job runs.
+const HIDDEN = '256, 256';
+
+// Console errors the step expects (the API answering 400 or 401 on purpose) are
+// allowed only by status; anything else fails the step.
+function unexpected(errors, statuses) {
+        return errors.filter((e) => !statuses.some((s) => e.includes(`status of ${s}`)));
+}
+
+async function jobState(base, id, token) {
+        const r = await fetch(`${base}/v1/jobs/${id}`, {headers: token ? {Authorization: 'Bearer ' + token} : {}});
+        return (await r.json()).state;
+}
+
+async function main() {
+        const csv = makeCsv(join(TMP, 'shapes.csv'), ROWS, FEATURES, CLASSES);
+        const state = join(TMP, 'state');
+        let daemon = await startDaemon(bin, state, ['--workers', '1']);
+        const base = daemon.base;
+        ok(true, `daemon listening on ${base}`);
+
+        const context = await launchBrowser();
+        const page = context.pages()[0] || await context.newPage();
+        const cons = watchConsole(page);
+
+        // ---- submit through the form, with a bad value first ----------------------
+        await page.goto(base + '/#/submit');
+        await page.waitForSelector('#job-form');
+        await page.setInputFiles('#f-file', csv);
+        await page.fill('#f-hyperparameters-learning_rate', '-1');
+        await page.fill('#f-hyperparameters-epochs', String(EPOCHS));
+        await page.fill('#f-config-hidden', HIDDEN);
+        await page.click('#submit-job');
+        const errSel = '[data-error-for="hyperparameters.learning_rate"]';
+        await page.waitForFunction((s) => document.querySelector(s).textContent !== '', errSel, {timeout: 30000});
+        const bad = await page.evaluate((s) => ({
+                message: document.querySelector(s).textContent,
+                invalid: document.querySelector('#f-hyperparameters-learning_rate').getAttribute('aria-invalid'),
+                focused: document.activeElement.id,
+                others: [...document.querySelectorAll('.field-error')].filter((e) => e.textContent && !e.matches(s)).length,
+        }), errSel);
+        ok(bad.invalid === 'true' && bad.others === 0 && bad.message.includes('learning_rate'),
+           'a bad learning rate: the API error appears next to that field only', bad);
+        ok(bad.focused === 'f-hyperparameters-learning_rate', 'focus moves to the field in error', bad.focused);
+        await screenshot(page, artifacts, 'submit-error');
+        let errors = unexpected(cons.take(), [400]);
+        ok(errors.length === 0, 'no console errors but the expected 400', errors.join('\n'));
+
+        const uploaded = await page.evaluate(() => document.querySelector('#f-training_file').value);
+        ok(/\S/.test(uploaded), `the uploaded dataset ${uploaded} is now selected in the form`);
+
+        await page.fill('#f-hyperparameters-learning_rate', '0.01');
+        await page.click('#submit-job');
+        await page.waitForURL(/#\/jobs\/[^/]+$/, {timeout: 30000});
+        const job1 = decodeURIComponent(page.url().replace(/.*#\/jobs\//, ''));
+        ok(true, `submitted job ${job1}; the page shows it`);
+
+        // ---- the chart gains a point per epoch while the job runs ------------------
+        await page.waitForSelector('#loss-chart');
+        await page.evaluate(() => {
+                window.__points = [];
+                const c = document.querySelector('#loss-chart');
+                new MutationObserver(() => window.__points.push({
+                        n: Number(c.getAttribute('data-points')),
+                        state: document.querySelector('#job-state').textContent,
+                })).observe(c, {attributes: true, attributeFilter: ['data-points']});
+        });
+        await page.waitForFunction(() => Number(document.querySelector('#loss-chart').getAttribute('data-points')) >= 1,
+                                   null, {timeout: 60000});
+        const stateAtFirst = await jobState(base, job1);
+        ok(stateAtFirst === 'running', `the first epoch's point is on the chart while the job still runs (${stateAtFirst})`);
+        await screenshot(page, artifacts, 'job-running');
+        await page.waitForFunction(() => document.querySelector('#job-state').textContent === 'succeeded', null,
+                                   {timeout: 120000});
+        const points = await page.evaluate(() => window.__points.map((p) => p.n));
+        const distinct = points.filter((n, i) => i === 0 || n !== points[i - 1]);
+        ok(JSON.stringify(distinct) === JSON.stringify([...Array(EPOCHS).keys()].map((i) => i + 1)),
+           `the loss chart gained one point per epoch: ${distinct.join(' ')}`, points);
+        const series = await page.evaluate(() => window.Chart.getChart(document.querySelector('#loss-chart')).data.datasets
+                .map((d) => d.label + ':' + d.data.length));
+        ok(series.includes('train loss:' + EPOCHS) && series.includes('validation loss:' + EPOCHS),
+           'train and validation loss curves have every epoch', series);
+        const metricSeries = await page.evaluate(() => window.Chart.getChart(document.querySelector('#metric-chart')).data
+                .datasets.map((d) => d.label));
+        ok(metricSeries.includes('validation accuracy'), 'the metric chart shows validation accuracy', metricSeries);
+
+        // ---- final metrics, per class, confusion matrix -----------------------------
+        await page.waitForSelector('#confusion-matrix', {timeout: 30000});
+        const results = await page.evaluate(() => ({
+                metrics: Object.fromEntries([...document.querySelectorAll('#final-metrics tbody tr')].map((tr) =>
+                        [tr.cells[0].textContent, Number(tr.cells[1].textContent)])),
+                perClass: [...document.querySelectorAll('#per-class tbody tr')].map((tr) => tr.cells[0].textContent),
+                head: [...document.querySelectorAll('#confusion-matrix thead th')].slice(1).map((th) => th.textContent),
+                rows: [...document.querySelectorAll('#confusion-matrix tbody tr')].map((tr) =>
+                        [tr.cells[0].textContent, ...[...tr.cells].slice(1).map((td) => Number(td.textContent))]),
+                colored: [...document.querySelectorAll('#confusion-matrix tbody td')].every((td) => td.style.background !== ''),
+        }));
+        ok(results.metrics.accuracy > 0.8 && results.metrics.accuracy <= 1, `final metrics table: accuracy ${results.metrics.accuracy}`,
+           results.metrics);
+        ok(JSON.stringify(results.perClass) === JSON.stringify(CLASSES), 'per-class table names every class', results.perClass);
+        ok(JSON.stringify(results.head) === JSON.stringify(CLASSES) && results.rows.map((r) => r[0]).join() === CLASSES.join(),
+           'confusion matrix labels rows and columns with the class names', results);
+        const total = results.rows.reduce((s, r) => s + r.slice(1).reduce((a, b) => a + b, 0), 0);
+        const diag_ = results.rows.reduce((s, r, i) => s + r[i + 1], 0);
+        ok(total > 0 && Math.abs(diag_ / total - results.metrics.accuracy) < 1e-3 && results.colored,
+           `confusion matrix is a coloured heat map whose diagonal matches the accuracy (${diag_}/${total})`);
+        await screenshot(page, artifacts, 'job-succeeded');
+
+        // ---- downloads ----------------------------------------------------------
+        const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#download-model')]);
+        const weights = readFileSync(await dl.path());
+        const headerLen = weights.length >= 8 ? Number(weights.readBigUInt64LE(0)) : 0;
+        ok(headerLen > 0 && headerLen + 8 <= weights.length && weights[8] === 0x7b,
+           `the model downloads as safetensors (${weights.length} bytes)`);
+        const [dl2] = await Promise.all([page.waitForEvent('download'), page.click('#download-metrics')]);
+        const mjson = JSON.parse(readFileSync(await dl2.path(), 'utf8'));
+        const mj = mjson.metrics || mjson;
+        ok(Math.abs(mj.accuracy - results.metrics.accuracy) < 1e-3, 'metrics.json downloads and matches the table');
+
+        // ---- the lists ----------------------------------------------------------
+        await page.evaluate(() => { location.hash = '#/jobs'; });
+        await page.waitForSelector(`tr[data-job="${job1}"] .state`);
+        const row = await page.evaluate((id) => {
+                const tr = document.querySelector(`tr[data-job="${id}"]`);
+                return {state: tr.cells[2].textContent, strategy: tr.cells[5].textContent,
+                        progress: tr.querySelector('progress').value, best: tr.cells[7].textContent};
+        }, job1);
+        ok(row.state === 'succeeded' && row.strategy === 'full' && row.progress === 1 && row.best !== '—',
+           'jobs list: state, strategy, full progress bar, best validation metric', row);
+        await page.evaluate(() => { location.hash = '#/models'; });
+        await page.waitForSelector('#models-table tbody tr');
+        const produced = await page.evaluate((id) => !!document.querySelector(`#models-table a[href="#/jobs/${id}"]`), job1);
+        ok(produced, 'models list: the fine-tuned model links to the job that produced it');
+        await screenshot(page, artifacts, 'models');
+        await page.evaluate(() => { location.hash = '#/datasets'; });
+        await page.waitForSelector('#datasets-table tbody tr[data-dataset]');
+        const schema = await page.evaluate(() => document.querySelector('#datasets-table tbody tr[data-dataset]').textContent);
+        ok(schema.includes(ROWS + ' rows') && schema.includes('3 classes') && schema.includes('circle'),
+           'datasets list: the schema (rows, classes and their names)', schema);
+        // IDX images and labels uploaded together (multipart) from the datasets page.
+        const fm = '/usr/share/datasets/fashion-mnist/';
+        await page.setInputFiles('#ds-file', fm + 't10k-images-idx3-ubyte.gz');
+        await page.setInputFiles('#ds-labels', fm + 't10k-labels-idx1-ubyte.gz');
+        await page.click('#dataset-form button[type="submit"]');
+        await page.waitForFunction(() => [...document.querySelectorAll('#datasets-table tbody tr')]
+                .some((tr) => tr.textContent.includes('images 1×28×28')), null, {timeout: 30000});
+        const idx = await page.evaluate(() => [...document.querySelectorAll('#datasets-table tbody tr')].map((tr) => tr.textContent));
+        ok(idx.some((t) => t.includes('10000 rows') && t.includes('10 classes')) && idx.some((t) => t.includes('IDX labels of')),
+           'datasets page: an IDX images + labels upload shows its schema and its labels half', idx);
+        await screenshot(page, artifacts, 'datasets');
+
+        // ---- a narrow window with real data --------------------------------------------
+        await page.setViewportSize({width: 390, height: 800});
+        for (const [hash, sel, name] of [[`#/jobs/${job1}`, '#confusion-matrix', 'job'], ['#/jobs', `tr[data-job="${job1}"]`, 'jobs']]) {
+                await page.evaluate((h) => { location.hash = h; }, hash);
+                await page.waitForSelector(sel);
+                await page.waitForTimeout(300);
+                const over = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+                ok(over <= 0, `narrow window (390 px): the ${name} page fits without sideways scrolling`, `${over} px too wide`);
+                await screenshot(page, artifacts, `390x800-${name}`);
+        }
+        await page.setViewportSize({width: 1280, height: 800});
+
+        // ---- a second job, cancelled while it runs ------------------------------------
+        await page.evaluate((ds) => { location.hash = '#/submit?dataset=' + ds; }, uploaded);
+        await page.waitForFunction((ds) => document.querySelector('#f-training_file').value === ds, uploaded);
+        await page.fill('#f-hyperparameters-epochs', '500');
+        await page.fill('#f-config-hidden', HIDDEN);
+        await page.selectOption('#f-strategy-type', 'layerwise');
+        await page.selectOption('#f-hyperparameters-optimizer', 'sgd');
+        await page.fill('#f-hyperparameters-learning_rate', '0.05');
+        await page.click('#submit-job');
+        await page.waitForURL((u) => /#\/jobs\/[^/]+$/.test(u.hash) && !u.hash.endsWith(job1), {timeout: 30000});
+        const job2 = decodeURIComponent(page.url().replace(/.*#\/jobs\//, ''));
+        await page.waitForFunction(() => Number(document.querySelector('#loss-chart').getAttribute('data-points')) >= 1,
+                                   null, {timeout: 60000});
+        await page.click('#cancel-job');
+        await page.waitForFunction(() => document.querySelector('#job-state').textContent === 'cancelled', null,
+                                   {timeout: 30000});
+        const after = await page.evaluate(() => ({
+                cancelVisible: !document.querySelector('#cancel-job').hidden,
+                points: Number(document.querySelector('#loss-chart').getAttribute('data-points')),
+        }));
+        ok(!after.cancelVisible && after.points < 500, `job ${job2} cancelled from its page after ${after.points} epochs`, after);
+        ok((await jobState(base, job2)) === 'cancelled', 'the daemon reports the job cancelled');
+        await screenshot(page, artifacts, 'job-cancelled');
+
+        // ---- overlay both jobs on one chart ---------------------------------------
+        await page.evaluate(() => { location.hash = '#/jobs'; });
+        await page.waitForSelector(`tr[data-job="${job2}"]`);
+        await page.check(`#sel-${job1}`);
+        await page.check(`#sel-${job2}`);
+        await page.click('#compare-selected');
+        await page.waitForFunction(() => {
+                const c = window.Chart.getChart(document.querySelector('#compare-chart'));
+                return c && c.data.datasets.length === 2 && c.data.datasets.every((d) => d.data.length > 0);
+        }, null, {timeout: 30000});
+        const labels = await page.evaluate(() => window.Chart.getChart(document.querySelector('#compare-chart')).data.datasets
+                .map((d) => d.label));
+        ok(labels.some((l) => l.startsWith(job1) && l.includes('full')) && labels.some((l) => l.startsWith(job2) && l.includes('layerwise')),
+           'compare: both jobs overlaid on one chart, labelled with their strategies', labels);
+        await screenshot(page, artifacts, 'compare');
+        errors = unexpected(cons.take(), []);
+        ok(errors.length === 0, 'no console errors while running, cancelling and comparing jobs', errors.join('\n'));
+
+        // ---- a daemon with a token: asked once, kept for the tab ------------------
+        ok((await daemon.stop()) === 0, 'daemon stops cleanly');
+        const token = 'dashboard-test-token-0123456789';
+        const tokenFile = writeText(join(TMP, 'token'), token + '\n');
+        chmodSync(tokenFile, 0o600);
+        daemon = await startDaemon(bin, state, ['--token-file', tokenFile]);
+        const tbase = daemon.base;
+        await page.goto(tbase + '/#/jobs');
+        await page.waitForSelector('#token-dialog[open]', {timeout: 15000});
+        ok(true, 'the page asks for the token when the daemon answers 401');
+        await screenshot(page, artifacts, 'token-prompt');
+        await page.fill('#token-input', 'wrong-token-wrong-token');
+        await page.press('#token-input', 'Enter');
+        await page.waitForFunction(() => document.querySelector('#token-error').textContent !== '', null, {timeout: 15000});
+        ok(await page.evaluate(() => document.querySelector('#token-dialog').open), 'a wrong token is refused and asked again');
+        await page.fill('#token-input', token);
+        await page.press('#token-input', 'Enter');
+        await page.waitForSelector(`tr[data-job="${job1}"]`, {timeout: 15000});
+        ok(!(await page.evaluate(() => document.querySelector('#token-dialog').open)), 'with the token the jobs list loads');
+        await page.reload();
+        await page.waitForSelector(`tr[data-job="${job1}"]`, {timeout: 15000});
+        const kept = await page.evaluate(() => ({open: document.querySelector('#token-dialog').open,
+                                                 stored: sessionStorage.getItem('finetuned.token')}));
+        ok(!kept.open && kept.stored === token, 'after a reload the token comes from sessionStorage: no second prompt');
+        await page.evaluate((id) => { location.hash = '#/jobs/' + id; }, job1);
+        await page.waitForSelector('#confusion-matrix', {timeout: 30000});
+        ok(true, 'with a token, the job page still streams its events and shows its results');
+        errors = unexpected(cons.take(), [401]);
+        ok(errors.length === 0, 'no console errors but the expected 401s', errors.join('\n'));
+        ok((await daemon.stop()) === 0, 'daemon stops cleanly');
+}
+
+let failed = false;
+try {
+        await main();
+} catch (e) {
+        failed = true;
+        ok(false, 'test ran to the end', e.stack || String(e));
+}
+await cleanup();
+if (artifacts)
+        diag(`screenshots in ${artifacts}`);
+process.exit(doneTesting() && !failed ? 0 : 1);
