@@ -149,6 +149,11 @@ async function main() {
         }, job1);
         ok(row.state === 'succeeded' && row.strategy === 'full' && row.progress === 1 && row.best !== '—',
            'jobs list: state, strategy, full progress bar, best validation metric', row);
+        const fit = await page.evaluate(() => {
+                const w = document.querySelector('#jobs-table').parentElement;
+                return w.scrollWidth - w.clientWidth;
+        });
+        ok(fit <= 0, 'jobs list: every column fits at 1280x800 without scrolling', `${fit} px too wide`);
         await page.evaluate(() => { location.hash = '#/models'; });
         await page.waitForSelector('#models-table tbody tr');
         const produced = await page.evaluate((id) => !!document.querySelector(`#models-table a[href="#/jobs/${id}"]`), job1);
@@ -194,6 +199,26 @@ async function main() {
         await page.click('#submit-job');
         await page.waitForURL((u) => /#\/jobs\/[^/]+$/.test(u.hash) && !u.hash.endsWith(job1), {timeout: 30000});
         const job2 = decodeURIComponent(page.url().replace(/.*#\/jobs\//, ''));
+        // The jobs list follows it without a reload: the row's progress bar moves on.
+        await page.evaluate(() => { location.hash = '#/jobs'; });
+        const progressOf = (id) => page.evaluate((i) => {
+                const tr = document.querySelector(`tr[data-job="${i}"]`);
+                return tr ? {state: tr.cells[2].textContent, value: tr.querySelector('progress').value,
+                             text: tr.querySelector('.progress small').textContent} : null;
+        }, id);
+        await page.waitForFunction((i) => {
+                const tr = document.querySelector(`tr[data-job="${i}"]`);
+                return tr && tr.cells[2].textContent === 'running' && tr.querySelector('progress').value > 0;
+        }, job2, {timeout: 60000});
+        const p1 = await progressOf(job2);
+        await page.waitForFunction(([i, v]) => document.querySelector(`tr[data-job="${i}"] progress`).value > v,
+                                   [job2, p1.value], {timeout: 60000});
+        const p2 = await progressOf(job2);
+        ok(p2.value > p1.value && /ETA/.test(p2.text), `jobs list updates live: progress ${p1.value.toFixed(4)} -> ` +
+           `${p2.value.toFixed(4)} (${p2.text})`, [p1, p2]);
+        await screenshot(page, artifacts, 'jobs-running');
+        await page.evaluate((i) => { location.hash = '#/jobs/' + i; }, job2);
+        await page.waitForSelector('#loss-chart');
         await page.waitForFunction(() => Number(document.querySelector('#loss-chart').getAttribute('data-points')) >= 1,
                                    null, {timeout: 60000});
         await page.click('#cancel-job');
