@@ -221,6 +221,12 @@ echo "$BODY" | jq -e '(.data | length) >= 3 and all(.data[]; .state == "succeede
 http GET '/v1/models'
 echo "$BODY" | jq -e "any(.data[]; .id == \"$result\" and .source == \"job\" and .source_job == \"$job\")" >/dev/null; ok $? "the result model is listed with source job"
 
+curl -s "$BASE/metrics" >"$TMP/metrics"
+grep -q '^finetuned_http_requests_total{.*route="/v1/jobs/{id}".*} [1-9]' "$TMP/metrics" &&
+        grep -q '^finetuned_jobs_finished_total{.*succeeded.*} [1-9]' "$TMP/metrics" &&
+        grep -q '^finetuned_training_epochs_total [1-9]' "$TMP/metrics"
+ok $? "GET /metrics counts requests by route and the workers' jobs and epochs"
+
 http GET /healthz
 [ "$STATUS" = 200 ]; ok $? "still serving"
 stop_daemon; ok $? "clean stop"
