@@ -1,4 +1,4 @@
-/* app.js - the dashboard's behaviour: a hash router over five views (jobs,
+/* app.js - the dashboard's behaviour: a hash router over six views (jobs,
  * one job, submit, datasets, models, compare), an API client that asks for
  * the bearer token once on 401 and keeps it in sessionStorage, a server-sent
  * events reader over fetch (so it can send the token and Last-Event-ID), and
