@@ -45,6 +45,13 @@ const cleanups = [];
 export function atExit(fn) {
         cleanups.push(fn);
 }
+// A timeout (meson) or ^C still stops the daemons and the browser this test started.
+for (const sig of ['SIGTERM', 'SIGINT'])
+        process.once(sig, () => {
+                console.log(`Bail out! ${sig}`);
+                cleanup().finally(() => process.exit(1));
+        });
+
 export async function cleanup() {
         while (cleanups.length) {
                 try {
