@@ -32,6 +32,7 @@
 
 #include "api/metrics.h"
 #include "common/log.h"
+#include "daemon/notify.h"
 #include "compute/context.h"
 #include "compute/data.h"
 #include "compute/jobspec.h"
@@ -52,6 +53,7 @@ struct worker {
         unsigned index;
         char id[96];
         struct store *store;
+        int slot; /* the watchdog's progress slot (notify.h), -1 if none */
 
         pthread_mutex_t lock; /* job_id, progress */
         char job_id[STORE_ID_MAX];
@@ -127,6 +129,7 @@ static void mark_lost(struct worker *w, int r, const struct ft_error *err) {
 
 static bool cb_should_stop(void *userdata) {
         struct worker *w = userdata;
+        notify_progress_beat(w->slot); /* polled before every batch: a hung batch stops the watchdog */
         if (w->lost || w->cancel)
                 return true;
         double now = ft_now_monotonic();
@@ -656,6 +659,7 @@ static void *worker_main(void *arg) {
         struct worker *w = arg;
         struct ft_error err = {0};
         while (!atomic_load(&w->pool->stop)) {
+                notify_progress_beat(w->slot);
                 uint64_t gen = store_queue_generation(w->store);
                 struct store_job *job = NULL;
                 int r = store_job_claim(w->store, w->id, w->pool->lease_ms, &job, &err);
@@ -687,6 +691,7 @@ int workers_start(const struct workers_options *opts, struct workers **ret, stru
         int r = pool->w ? 0 : -ENOMEM;
         for (unsigned i = 0; r == 0 && i < pool->n; i++) {
                 pool->w[i].pool = pool;
+                pool->w[i].slot = -1;
                 pthread_mutex_init(&pool->w[i].lock, NULL);
         }
         if (r == 0)
@@ -698,6 +703,9 @@ int workers_start(const struct workers_options *opts, struct workers **ret, stru
         for (unsigned i = 0; r == 0 && i < pool->n; i++) {
                 struct worker *w = &pool->w[i];
                 w->index = i;
+                char name[32];
+                snprintf(name, sizeof(name), "worker %u", i);
+                w->slot = notify_progress_add(name);
                 snprintf(w->id, sizeof(w->id), "%.60s:%d:w%u", host, (int)getpid(), i);
                 r = store_open(pool->state_dir, &w->store, err);
         }
@@ -725,6 +733,8 @@ void workers_stop(struct workers *pool) {
                         pthread_join(pool->w[i].thread, NULL);
         store_unsubscribe(pool->sub);
         for (unsigned i = 0; pool->w && i < pool->n; i++) {
+                if (pool->w[i].pool && pool->w[i].slot >= 0)
+                        notify_progress_remove(pool->w[i].slot);
                 store_close(pool->w[i].store);
                 free(pool->w[i].progress);
                 if (pool->w[i].pool)
