@@ -15,10 +15,10 @@
 
 enum kind {
         K_BOOL,
-        K_UINT,   /* integer in [lo, hi] */
-        K_U64,    /* integer in [0, 2^63) */
+        K_UINT, /* integer in [lo, hi] */
+        K_U64, /* integer in [0, 2^63) */
         K_NUMBER, /* finite number in [lo, hi] (lo exclusive when lo_open) */
-        K_ENUM,   /* string, one of names[] -> int */
+        K_ENUM, /* string, one of names[] -> int */
         K_STRING, /* string, at most size-1 bytes */
         K_OBJECT, /* nested table */
         K_CUSTOM,
@@ -30,12 +30,12 @@ typedef int (*custom_fn)(const json_t *v, struct jobspec *s, const char *param, 
 struct field {
         const char *key;
         enum kind kind;
-        size_t off;  /* offset in struct jobspec */
+        size_t off; /* offset in struct jobspec */
         size_t size; /* K_STRING: buffer size */
         double lo, hi;
         bool lo_open, hi_open;
         const char *const *names; /* K_ENUM, NULL-terminated */
-        const struct field *sub;  /* K_OBJECT, terminated by key == NULL */
+        const struct field *sub; /* K_OBJECT, terminated by key == NULL */
         custom_fn custom;
 };
 
@@ -223,10 +223,9 @@ static int parse_number_array(const json_t *v, double *dst, size_t min_n, size_t
         }
         if (!json_is_array(v) || json_array_size(v) < min_n || json_array_size(v) > max_n) {
                 if (min_n == max_n)
-                        return ft_error_set(err, -EINVAL, param, "'%s' must be an array of %zu numbers", param,
-                                            min_n);
-                return ft_error_set(err, -EINVAL, param, "'%s' must be an array of %zu to %zu numbers", param,
-                                    min_n, max_n);
+                        return ft_error_set(err, -EINVAL, param, "'%s' must be an array of %zu numbers", param, min_n);
+                return ft_error_set(err, -EINVAL, param, "'%s' must be an array of %zu to %zu numbers", param, min_n,
+                                    max_n);
         }
         for (size_t i = 0; i < json_array_size(v); i++) {
                 const json_t *e = json_array_get(v, i);
@@ -297,8 +296,7 @@ static int parse_globs(const json_t *v, char dst[][JOBSPEC_NAME_MAX], size_t *re
         if (!json_is_array(v))
                 return ft_error_set(err, -EINVAL, param, "'%s' must be an array of glob patterns", param);
         if (json_array_size(v) > JOBSPEC_GLOBS_MAX)
-                return ft_error_set(err, -EINVAL, param, "'%s' has more than %d patterns", param,
-                                    JOBSPEC_GLOBS_MAX);
+                return ft_error_set(err, -EINVAL, param, "'%s' has more than %d patterns", param, JOBSPEC_GLOBS_MAX);
         for (size_t i = 0; i < json_array_size(v); i++) {
                 snprintf(p, sizeof(p), "%s[%zu]", param, i);
                 int r = copy_string(json_array_get(v, i), dst[i], JOBSPEC_NAME_MAX, false, p, err);
@@ -326,8 +324,7 @@ static int parse_lr_multipliers(const json_t *v, struct jobspec *s, const char *
                 return ft_error_set(err, -EINVAL, param, "'%s' must be an object mapping glob patterns to numbers",
                                     param);
         if (json_object_size(v) > JOBSPEC_GLOBS_MAX)
-                return ft_error_set(err, -EINVAL, param, "'%s' has more than %d patterns", param,
-                                    JOBSPEC_GLOBS_MAX);
+                return ft_error_set(err, -EINVAL, param, "'%s' has more than %d patterns", param, JOBSPEC_GLOBS_MAX);
         json_object_foreach((json_t *)v, key, val) {
                 snprintf(p, sizeof(p), "%s.%s", param, key);
                 size_t kl = strlen(key);
@@ -352,14 +349,20 @@ static int parse_es_metric(const json_t *v, struct jobspec *s, const char *param
 
 /* ---- the tables ------------------------------------------------------------ */
 
-#define F_BOOL(k, m) {.key = k, .kind = K_BOOL, .off = OFF(m)}
-#define F_UINT(k, m, l, h) {.key = k, .kind = K_UINT, .off = OFF(m), .lo = l, .hi = h}
-#define F_NUM(k, m, l, lopen, h, hopen)                                                                      \
-        {.key = k, .kind = K_NUMBER, .off = OFF(m), .lo = l, .lo_open = lopen, .hi = h, .hi_open = hopen}
-#define F_ENUM(k, m, n) {.key = k, .kind = K_ENUM, .off = OFF(m), .names = n}
-#define F_STR(k, m) {.key = k, .kind = K_STRING, .off = OFF(m), .size = sizeof(((struct jobspec *)0)->m)}
-#define F_OBJ(k, t) {.key = k, .kind = K_OBJECT, .sub = t}
-#define F_FN(k, f) {.key = k, .kind = K_CUSTOM, .custom = f}
+#define F_BOOL(k, m)                                                                                                   \
+        { .key = k, .kind = K_BOOL, .off = OFF(m) }
+#define F_UINT(k, m, l, h)                                                                                             \
+        { .key = k, .kind = K_UINT, .off = OFF(m), .lo = l, .hi = h }
+#define F_NUM(k, m, l, lopen, h, hopen)                                                                                \
+        { .key = k, .kind = K_NUMBER, .off = OFF(m), .lo = l, .lo_open = lopen, .hi = h, .hi_open = hopen }
+#define F_ENUM(k, m, n)                                                                                                \
+        { .key = k, .kind = K_ENUM, .off = OFF(m), .names = n }
+#define F_STR(k, m)                                                                                                    \
+        { .key = k, .kind = K_STRING, .off = OFF(m), .size = sizeof(((struct jobspec *)0)->m) }
+#define F_OBJ(k, t)                                                                                                    \
+        { .key = k, .kind = K_OBJECT, .sub = t }
+#define F_FN(k, f)                                                                                                     \
+        { .key = k, .kind = K_CUSTOM, .custom = f }
 
 static const struct field task_fields[] = {
         F_ENUM("type", task.type, task_names),
@@ -374,14 +377,10 @@ static const struct field augment_fields[] = {
 };
 
 static const struct field preprocess_fields[] = {
-        F_BOOL("dropna", preprocess.dropna),
-        F_BOOL("standardize", preprocess.standardize),
-        F_BOOL("shuffle", preprocess.shuffle),
-        F_FN("resize", parse_resize),
-        F_FN("channels", parse_channels),
-        F_FN("normalize", parse_normalize),
-        F_OBJ("augment", augment_fields),
-        {0},
+        F_BOOL("dropna", preprocess.dropna),   F_BOOL("standardize", preprocess.standardize),
+        F_BOOL("shuffle", preprocess.shuffle), F_FN("resize", parse_resize),
+        F_FN("channels", parse_channels),      F_FN("normalize", parse_normalize),
+        F_OBJ("augment", augment_fields),      {0},
 };
 
 static const struct field hyper_fields[] = {
@@ -472,20 +471,18 @@ static int parse_normalize(const json_t *v, struct jobspec *s, const char *param
         snprintf(p, sizeof(p), "%s.mean", param);
         if (!mean)
                 return ft_error_set(err, -EINVAL, p, "'%s' is required", p);
-        int r = parse_number_array(mean, s->preprocess.normalize_mean, 1, JOBSPEC_CHANNELS_MAX, &nm, -1e6, false,
-                                   1e6, p, err);
+        int r = parse_number_array(mean, s->preprocess.normalize_mean, 1, JOBSPEC_CHANNELS_MAX, &nm, -1e6, false, 1e6,
+                                   p, err);
         if (r < 0)
                 return r;
         snprintf(p, sizeof(p), "%s.std", param);
         if (!std)
                 return ft_error_set(err, -EINVAL, p, "'%s' is required", p);
-        r = parse_number_array(std, s->preprocess.normalize_std, 1, JOBSPEC_CHANNELS_MAX, &ns, 0, true, 1e6, p,
-                               err);
+        r = parse_number_array(std, s->preprocess.normalize_std, 1, JOBSPEC_CHANNELS_MAX, &ns, 0, true, 1e6, p, err);
         if (r < 0)
                 return r;
         if (nm != ns)
-                return ft_error_set(err, -EINVAL, p, "'%s' has %zu entries but '%s.mean' has %zu", p, ns, param,
-                                    nm);
+                return ft_error_set(err, -EINVAL, p, "'%s' has %zu entries but '%s.mean' has %zu", p, ns, param, nm);
         s->preprocess.normalize_n = (unsigned)nm;
         return 0;
 }
@@ -535,8 +532,7 @@ static int parse_object(const json_t *obj, const struct field *table, const char
                 }
                 case K_U64:
                         if (!json_is_integer(v) || json_integer_value(v) < 0)
-                                return ft_error_set(err, -EINVAL, param, "'%s' must be a non-negative integer",
-                                                    param);
+                                return ft_error_set(err, -EINVAL, param, "'%s' must be a non-negative integer", param);
                         *(uint64_t *)dst = (uint64_t)json_integer_value(v);
                         break;
                 case K_NUMBER: {
@@ -564,10 +560,10 @@ static int parse_object(const json_t *obj, const struct field *table, const char
                                 char list[256] = "";
                                 size_t len = 0;
                                 for (size_t j = 0; f->names[j] && len < sizeof(list); j++)
-                                        len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s",
-                                                                j ? ", " : "", f->names[j]);
-                                return ft_error_set(err, -EINVAL, param, "'%s' must be one of %s, not \"%.64s\"",
-                                                    param, list, str);
+                                        len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", j ? ", " : "",
+                                                                f->names[j]);
+                                return ft_error_set(err, -EINVAL, param, "'%s' must be one of %s, not \"%.64s\"", param,
+                                                    list, str);
                         }
                         *(int *)dst = (int)i;
                         break;
@@ -657,8 +653,8 @@ int jobspec_parse_string(const char *text, size_t len, struct jobspec *ret_spec,
         json_error_t jerr;
         json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
         if (!root)
-                return ft_error_set(err, -EINVAL, NULL, "invalid JSON at line %d column %d: %s", jerr.line,
-                                    jerr.column, jerr.text);
+                return ft_error_set(err, -EINVAL, NULL, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
+                                    jerr.text);
         int r = jobspec_parse(root, ret_spec, err);
         json_decref(root);
         return r;
@@ -688,14 +684,13 @@ json_t *jobspec_to_json(const struct jobspec *s) {
         for (size_t i = 0; i < s->strategy.n_lr_multipliers; i++)
                 json_object_set_new(mult, s->strategy.lr_multipliers[i].pattern,
                                     json_real(s->strategy.lr_multipliers[i].multiplier));
-        json_t *resize = s->preprocess.resize[0]
-                                 ? json_pack("[II]", (json_int_t)s->preprocess.resize[0],
-                                             (json_int_t)s->preprocess.resize[1])
-                                 : json_null();
+        json_t *resize = s->preprocess.resize[0] ? json_pack("[II]", (json_int_t)s->preprocess.resize[0],
+                                                             (json_int_t)s->preprocess.resize[1])
+                                                 : json_null();
         json_t *normalize = s->preprocess.normalize_n
                                     ? json_pack("{s:o s:o}", "mean",
-                                                numbers(s->preprocess.normalize_mean, s->preprocess.normalize_n),
-                                                "std", numbers(s->preprocess.normalize_std, s->preprocess.normalize_n))
+                                                numbers(s->preprocess.normalize_mean, s->preprocess.normalize_n), "std",
+                                                numbers(s->preprocess.normalize_std, s->preprocess.normalize_n))
                                     : json_null();
         json_t *channels = s->preprocess.channels ? json_integer(s->preprocess.channels) : json_null();
         json_t *model = s->model_spec ? json_deep_copy(s->model_spec) : json_string(s->model_ref);
@@ -713,20 +708,19 @@ json_t *jobspec_to_json(const struct jobspec *s) {
                 " s:{s:s s:o s:o s:b s:f s:o}"
                 " s:o s:{s:I} s:I s:s}",
                 "model", model, "training_file", file_ref_json(s->training_file), "validation_file",
-                file_ref_json(s->validation_file), "validation_split", s->validation_split,
-                "task", "type", jobspec_task_name(s->task.type), "target", s->task.target,
-                "preprocess", "dropna", s->preprocess.dropna, "standardize", s->preprocess.standardize, "shuffle",
-                s->preprocess.shuffle, "resize", resize, "channels", channels, "normalize", normalize, "augment",
-                "random_crop_padding", (json_int_t)s->preprocess.random_crop_padding, "hflip", s->preprocess.hflip,
-                "hyperparameters", "epochs", (json_int_t)h->epochs, "batch_size", (json_int_t)h->batch_size,
-                "learning_rate", h->learning_rate, "optimizer", jobspec_optimizer_name(h->optimizer), "momentum",
-                h->momentum, "betas", h->betas[0], h->betas[1], "eps", h->eps, "weight_decay", h->weight_decay,
-                "schedule", jobspec_schedule_name(h->schedule), "warmup_epochs", h->warmup_epochs, "step_size",
+                file_ref_json(s->validation_file), "validation_split", s->validation_split, "task", "type",
+                jobspec_task_name(s->task.type), "target", s->task.target, "preprocess", "dropna", s->preprocess.dropna,
+                "standardize", s->preprocess.standardize, "shuffle", s->preprocess.shuffle, "resize", resize,
+                "channels", channels, "normalize", normalize, "augment", "random_crop_padding",
+                (json_int_t)s->preprocess.random_crop_padding, "hflip", s->preprocess.hflip, "hyperparameters",
+                "epochs", (json_int_t)h->epochs, "batch_size", (json_int_t)h->batch_size, "learning_rate",
+                h->learning_rate, "optimizer", jobspec_optimizer_name(h->optimizer), "momentum", h->momentum, "betas",
+                h->betas[0], h->betas[1], "eps", h->eps, "weight_decay", h->weight_decay, "schedule",
+                jobspec_schedule_name(h->schedule), "warmup_epochs", h->warmup_epochs, "step_size",
                 (json_int_t)h->step_size, "gamma", h->gamma, "min_lr", h->min_lr, "max_grad_norm", h->max_grad_norm,
-                "label_smoothing", h->label_smoothing,
-                "strategy", "type", jobspec_strategy_name(s->strategy.type), "freeze", freeze, "trainable", trainable,
-                "train_batchnorm", s->strategy.train_batchnorm, "layer_decay", s->strategy.layer_decay,
-                "lr_multipliers", mult,
-                "early_stopping", early, "checkpoint", "every_epochs", (json_int_t)s->checkpoint.every_epochs,
-                "seed", (json_int_t)s->seed, "device", jobspec_device_name(s->device));
+                "label_smoothing", h->label_smoothing, "strategy", "type", jobspec_strategy_name(s->strategy.type),
+                "freeze", freeze, "trainable", trainable, "train_batchnorm", s->strategy.train_batchnorm, "layer_decay",
+                s->strategy.layer_decay, "lr_multipliers", mult, "early_stopping", early, "checkpoint", "every_epochs",
+                (json_int_t)s->checkpoint.every_epochs, "seed", (json_int_t)s->seed, "device",
+                jobspec_device_name(s->device));
 }

@@ -21,10 +21,10 @@
 #include "common/common.h"
 
 /* Limits on everything a client controls. */
-#define JOBSPEC_REF_MAX 1024         /* model / file references (ids or paths) */
-#define JOBSPEC_NAME_MAX 256         /* target column, glob patterns */
-#define JOBSPEC_GLOBS_MAX 64         /* freeze / trainable / lr_multipliers entries */
-#define JOBSPEC_CHANNELS_MAX 4       /* normalize mean/std entries */
+#define JOBSPEC_REF_MAX 1024 /* model / file references (ids or paths) */
+#define JOBSPEC_NAME_MAX 256 /* target column, glob patterns */
+#define JOBSPEC_GLOBS_MAX 64 /* freeze / trainable / lr_multipliers entries */
+#define JOBSPEC_CHANNELS_MAX 4 /* normalize mean/std entries */
 #define JOBSPEC_EPOCHS_MAX 100000
 #define JOBSPEC_BATCH_MAX 65536
 #define JOBSPEC_RESIZE_MAX 4096
@@ -36,24 +36,24 @@ enum jobspec_task {
 };
 
 enum jobspec_optimizer {
-        JOBSPEC_OPT_GD,       /* full-batch gradient descent: one step per epoch over all rows */
-        JOBSPEC_OPT_SGD,      /* minibatch SGD, no momentum */
+        JOBSPEC_OPT_GD, /* full-batch gradient descent: one step per epoch over all rows */
+        JOBSPEC_OPT_SGD, /* minibatch SGD, no momentum */
         JOBSPEC_OPT_MOMENTUM, /* SGD with heavy-ball momentum (torch.optim.SGD momentum=m) */
         JOBSPEC_OPT_NESTEROV, /* SGD with Nesterov momentum */
-        JOBSPEC_OPT_ADAM,     /* L2 weight decay added to the gradient */
-        JOBSPEC_OPT_ADAMW,    /* decoupled weight decay */
+        JOBSPEC_OPT_ADAM, /* L2 weight decay added to the gradient */
+        JOBSPEC_OPT_ADAMW, /* decoupled weight decay */
 };
 
 enum jobspec_schedule {
         JOBSPEC_SCHED_CONSTANT,
-        JOBSPEC_SCHED_STEP,   /* lr * gamma^floor(epoch / step_size) */
+        JOBSPEC_SCHED_STEP, /* lr * gamma^floor(epoch / step_size) */
         JOBSPEC_SCHED_COSINE, /* cosine from lr to min_lr over the steps after warmup */
         JOBSPEC_SCHED_LINEAR, /* linear from lr to min_lr over the steps after warmup */
 };
 
 enum jobspec_strategy {
-        JOBSPEC_STRATEGY_FULL,      /* every parameter trains */
-        JOBSPEC_STRATEGY_PARTIAL,   /* freeze / trainable globs */
+        JOBSPEC_STRATEGY_FULL, /* every parameter trains */
+        JOBSPEC_STRATEGY_PARTIAL, /* freeze / trainable globs */
         JOBSPEC_STRATEGY_LAYERWISE, /* layer_decay^depth and lr_multipliers */
 };
 
@@ -71,7 +71,7 @@ enum jobspec_mode {
 
 struct jobspec_lr_multiplier {
         char pattern[JOBSPEC_NAME_MAX]; /* fnmatch glob over parameter names */
-        double multiplier;             /* >= 0 */
+        double multiplier; /* >= 0 */
 };
 
 struct jobspec {
@@ -86,7 +86,7 @@ struct jobspec {
          * the caller finds), or an array [images, labels] for an IDX pair. */
         char training_file[2][JOBSPEC_REF_MAX];
         char validation_file[2][JOBSPEC_REF_MAX]; /* [0][0] == 0: none */
-        double validation_split;                  /* used when no validation_file; 0 = no validation */
+        double validation_split; /* used when no validation_file; 0 = no validation */
 
         struct {
                 enum jobspec_task type;
@@ -97,8 +97,8 @@ struct jobspec {
                 bool dropna;
                 bool standardize;
                 bool shuffle;
-                unsigned resize[2];  /* {0,0}: no resize (the model's input size is used if needed) */
-                unsigned channels;   /* 0: as the model wants */
+                unsigned resize[2]; /* {0,0}: no resize (the model's input size is used if needed) */
+                unsigned channels; /* 0: as the model wants */
                 unsigned normalize_n; /* 0: no normalization beyond scaling images to [0,1] */
                 double normalize_mean[JOBSPEC_CHANNELS_MAX];
                 double normalize_std[JOBSPEC_CHANNELS_MAX];
@@ -117,9 +117,9 @@ struct jobspec {
                 double weight_decay;
                 enum jobspec_schedule schedule;
                 double warmup_epochs; /* linear warmup from ~0 to learning_rate; may be fractional */
-                unsigned step_size;   /* step schedule: epochs between decays; 0 = max(1, epochs/3) */
-                double gamma;         /* step schedule decay factor */
-                double min_lr;        /* cosine/linear end point */
+                unsigned step_size; /* step schedule: epochs between decays; 0 = max(1, epochs/3) */
+                double gamma; /* step schedule decay factor */
+                double min_lr; /* cosine/linear end point */
                 double max_grad_norm; /* 0 = no clipping (global L2 norm, as clip_grad_norm_) */
                 double label_smoothing;
         } hyperparameters;

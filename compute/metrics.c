@@ -33,8 +33,7 @@ int metrics_classification_compute(const int32_t *y_true, const int32_t *y_pred,
         if (!ft_mul_size(n_classes, n_classes, &cells))
                 return ft_error_set(err, -EINVAL, NULL, "too many classes");
         for (size_t i = 0; i < n; i++)
-                if (y_true[i] < 0 || (size_t)y_true[i] >= n_classes || y_pred[i] < 0 ||
-                    (size_t)y_pred[i] >= n_classes)
+                if (y_true[i] < 0 || (size_t)y_true[i] >= n_classes || y_pred[i] < 0 || (size_t)y_pred[i] >= n_classes)
                         return ft_error_set(err, -EINVAL, NULL, "label at sample %zu is outside 0..%zu", i,
                                             n_classes - 1);
         m.n_classes = n_classes;
@@ -124,8 +123,8 @@ json_t *metrics_classification_to_json(const struct metrics_classification *m, c
                         name = buf;
                 }
                 json_array_append_new(per, json_pack("{s:s s:f s:f s:f s:I}", "class", name, "precision",
-                                                     m->precision[c], "recall", m->recall[c], "f1", m->f1[c],
-                                                     "support", (json_int_t)m->support[c]));
+                                                     m->precision[c], "recall", m->recall[c], "f1", m->f1[c], "support",
+                                                     (json_int_t)m->support[c]));
                 json_array_append_new(labels, json_string(name));
                 json_t *row = json_array();
                 for (size_t k = 0; k < m->n_classes; k++)
@@ -140,6 +139,6 @@ json_t *metrics_classification_to_json(const struct metrics_classification *m, c
 }
 
 json_t *metrics_regression_to_json(const struct metrics_regression *m) {
-        return json_pack("{s:f s:f s:f s:f s:I}", "mse", m->mse, "rmse", m->rmse, "mae", m->mae, "r2", m->r2,
-                         "samples", (json_int_t)m->n_samples);
+        return json_pack("{s:f s:f s:f s:f s:I}", "mse", m->mse, "rmse", m->rmse, "mae", m->mae, "r2", m->r2, "samples",
+                         (json_int_t)m->n_samples);
 }

@@ -31,8 +31,8 @@ struct metrics_classification {
         size_t n_samples;
         double accuracy;
         double *precision; /* [n_classes] */
-        double *recall;    /* [n_classes] */
-        double *f1;        /* [n_classes] */
+        double *recall; /* [n_classes] */
+        double *f1; /* [n_classes] */
         uint64_t *support; /* [n_classes] true samples per class */
         double macro_precision, macro_recall, macro_f1;
         double weighted_precision, weighted_recall, weighted_f1;

@@ -32,14 +32,10 @@ double schedule_lr(const struct schedule *s, uint64_t step) {
         if (p > 1)
                 p = 1;
         switch (s->kind) {
-        case JOBSPEC_SCHED_CONSTANT:
-                return s->base_lr;
-        case JOBSPEC_SCHED_STEP:
-                return s->base_lr * pow(s->gamma, (double)(step / s->steps_per_epoch / s->step_size));
-        case JOBSPEC_SCHED_COSINE:
-                return s->min_lr + (s->base_lr - s->min_lr) * 0.5 * (1.0 + cos(M_PI * p));
-        case JOBSPEC_SCHED_LINEAR:
-                return s->base_lr + (s->min_lr - s->base_lr) * p;
+        case JOBSPEC_SCHED_CONSTANT: return s->base_lr;
+        case JOBSPEC_SCHED_STEP: return s->base_lr * pow(s->gamma, (double)(step / s->steps_per_epoch / s->step_size));
+        case JOBSPEC_SCHED_COSINE: return s->min_lr + (s->base_lr - s->min_lr) * 0.5 * (1.0 + cos(M_PI * p));
+        case JOBSPEC_SCHED_LINEAR: return s->base_lr + (s->min_lr - s->base_lr) * p;
         }
         return s->base_lr;
 }

@@ -42,7 +42,7 @@ struct trainer {
         bool classification;
 
         struct dataset train_view, val_view; /* shallow copies; val_view.labels may be remapped */
-        int32_t *val_labels;                 /* owned remapped labels, or NULL */
+        int32_t *val_labels; /* owned remapped labels, or NULL */
         const struct dataset *train_ds, *val_ds;
         size_t *train_idx, n_train;
         size_t *val_idx, n_val;
@@ -53,8 +53,8 @@ struct trainer {
 
         size_t n_out;
         int max_batch;
-        float *d_out;  /* max_batch * n_out */
-        float *accum;  /* gd: gradient sum over the epoch, param numel; NULL otherwise */
+        float *d_out; /* max_batch * n_out */
+        float *accum; /* gd: gradient sum over the epoch, param numel; NULL otherwise */
         size_t accum_n;
         uint8_t *best; /* early stopping: copy of every model tensor's bytes */
         size_t best_bytes;
@@ -63,14 +63,15 @@ struct trainer {
 
         /* progress of the run (all in checkpoints) */
         unsigned epoch; /* completed epochs */
-        size_t batch;   /* batches done in the current epoch */
-        uint64_t step;  /* optimizer steps taken */
+        size_t batch; /* batches done in the current epoch */
+        uint64_t step; /* optimizer steps taken */
         double epoch_loss_sum;
         uint64_t epoch_samples;
         bool has_best;
         double best_value;
         unsigned best_epoch, bad_epochs;
         bool stopped_early;
+        bool eval_pending; /* the epoch's batches are done, its validation and report are not */
         json_t *history;
 
         double run_start, last_progress;
@@ -256,9 +257,8 @@ static int setup_data(struct trainer *tr, const struct dataset *train, const str
                         return ft_error_set(err, -EINVAL, "training_file", "'%s' has only %zu class", train->source,
                                             train->n_classes);
                 if (tr->n_out != train->n_classes)
-                        return ft_error_set(err, -EINVAL, "model",
-                                            "'model' has %zu outputs but '%s' has %zu classes", tr->n_out,
-                                            train->source, train->n_classes);
+                        return ft_error_set(err, -EINVAL, "model", "'model' has %zu outputs but '%s' has %zu classes",
+                                            tr->n_out, train->source, train->n_classes);
         } else if (tr->n_out != 1) {
                 return ft_error_set(err, -EINVAL, "model", "'model' has %zu outputs; regression needs 1", tr->n_out);
         }
@@ -280,8 +280,8 @@ static int setup_data(struct trainer *tr, const struct dataset *train, const str
                     (spec->preprocess.resize[0] != shape[1] || spec->preprocess.resize[1] != shape[2]))
                         return ft_error_set(err, -EINVAL, "preprocess.resize",
                                             "'preprocess.resize' [%u, %u] differs from the model's input %lldx%lld",
-                                            spec->preprocess.resize[0], spec->preprocess.resize[1],
-                                            (long long)shape[1], (long long)shape[2]);
+                                            spec->preprocess.resize[0], spec->preprocess.resize[1], (long long)shape[1],
+                                            (long long)shape[2]);
                 if (spec->preprocess.channels && spec->preprocess.channels != shape[0])
                         return ft_error_set(err, -EINVAL, "preprocess.channels",
                                             "'preprocess.channels' %u differs from the model's %lld input channels",
@@ -304,8 +304,7 @@ static int setup_data(struct trainer *tr, const struct dataset *train, const str
         if (val) {
                 if (val->kind != train->kind || val->task != train->task)
                         return ft_error_set(err, -EINVAL, "validation_file",
-                                            "'%s' is not the same kind of data as '%s'", val->source,
-                                            train->source);
+                                            "'%s' is not the same kind of data as '%s'", val->source, train->source);
                 tr->val_view = *val;
                 if (tr->classification) {
                         /* map the validation file's class names onto the training file's */
@@ -410,9 +409,12 @@ static int setup_data(struct trainer *tr, const struct dataset *train, const str
 static int setup_optim(struct trainer *tr, struct ft_error *err) {
         const __typeof__(tr->spec->hyperparameters) *h = &tr->spec->hyperparameters;
         static const enum optim_kind kinds[] = {
-                [JOBSPEC_OPT_GD] = OPTIM_GD,           [JOBSPEC_OPT_SGD] = OPTIM_SGD,
-                [JOBSPEC_OPT_MOMENTUM] = OPTIM_MOMENTUM, [JOBSPEC_OPT_NESTEROV] = OPTIM_NESTEROV,
-                [JOBSPEC_OPT_ADAM] = OPTIM_ADAM,       [JOBSPEC_OPT_ADAMW] = OPTIM_ADAMW,
+                [JOBSPEC_OPT_GD] = OPTIM_GD,
+                [JOBSPEC_OPT_SGD] = OPTIM_SGD,
+                [JOBSPEC_OPT_MOMENTUM] = OPTIM_MOMENTUM,
+                [JOBSPEC_OPT_NESTEROV] = OPTIM_NESTEROV,
+                [JOBSPEC_OPT_ADAM] = OPTIM_ADAM,
+                [JOBSPEC_OPT_ADAMW] = OPTIM_ADAMW,
         };
         struct optim_config cfg;
         optim_config_default(kinds[h->optimizer], &cfg);
@@ -521,15 +523,16 @@ static int write_optim_tensors(const char *path, struct trainer *tr, struct ft_e
 static json_t *state_json(const struct trainer *tr, bool partial) {
         struct model_rng_state rng;
         model_rng_get(tr->m, &rng);
-        return json_pack("{s:i s:I s:I s:I s:b s:f s:I s:{s:I s:I} s:{s:b s:f s:I s:I s:b} s:{s:I s:I s:I} s:O s:o}",
-                         "version", STATE_VERSION, "epoch", (json_int_t)tr->epoch, "batch", (json_int_t)tr->batch,
-                         "step", (json_int_t)tr->step, "partial", partial, "epoch_loss_sum", tr->epoch_loss_sum,
-                         "epoch_samples", (json_int_t)tr->epoch_samples, "rng", "seed", (json_int_t)rng.seed,
-                         "counter", (json_int_t)rng.counter, "early_stopping", "has_best", tr->has_best,
-                         "best_value", tr->best_value, "best_epoch", (json_int_t)tr->best_epoch, "bad_epochs",
-                         (json_int_t)tr->bad_epochs, "stopped", tr->stopped_early, "data", "seed",
-                         (json_int_t)tr->spec->seed, "n_train", (json_int_t)tr->n_train, "n_val",
-                         (json_int_t)tr->n_val, "history", tr->history, "spec", jobspec_to_json(tr->spec));
+        return json_pack(
+                "{s:i s:I s:I s:I s:b s:b s:f s:I s:{s:I s:I} s:{s:b s:f s:I s:I s:b} s:{s:I s:I s:I} s:O s:o}",
+                "version", STATE_VERSION, "epoch", (json_int_t)tr->epoch, "batch", (json_int_t)tr->batch, "step",
+                (json_int_t)tr->step, "partial", partial, "eval_pending", tr->eval_pending, "epoch_loss_sum",
+                tr->epoch_loss_sum, "epoch_samples", (json_int_t)tr->epoch_samples, "rng", "seed", (json_int_t)rng.seed,
+                "counter", (json_int_t)rng.counter, "early_stopping", "has_best", tr->has_best, "best_value",
+                tr->best_value, "best_epoch", (json_int_t)tr->best_epoch, "bad_epochs", (json_int_t)tr->bad_epochs,
+                "stopped", tr->stopped_early, "data", "seed", (json_int_t)tr->spec->seed, "n_train",
+                (json_int_t)tr->n_train, "n_val", (json_int_t)tr->n_val, "history", tr->history, "spec",
+                jobspec_to_json(tr->spec));
 }
 
 static int remove_tree_files(const char *dir) {
@@ -664,8 +667,8 @@ int train_checkpoint_find_latest(const char *dir, char **ret_path, struct ft_err
         return ft_error_set(err, -ENOENT, NULL, "no checkpoint in '%s'", dir);
 }
 
-static int load_tensors(const char *path, size_t n, struct tensor *(*at)(void *, size_t), void *obj,
-                        uint8_t *into, float *accum, size_t accum_n, struct ft_error *err) {
+static int load_tensors(const char *path, size_t n, struct tensor *(*at)(void *, size_t), void *obj, uint8_t *into,
+                        float *accum, size_t accum_n, struct ft_error *err) {
         struct st_file *f = NULL;
         int r = st_file_open(path, 0, &f, err);
         if (r < 0)
@@ -714,16 +717,16 @@ static int checkpoint_load(struct trainer *tr, const char *dir, struct ft_error 
                 return ft_error_set(err, -EINVAL, NULL, "'%s':%d:%d: %s", path, jerr.line, jerr.column, jerr.text);
         json_int_t version = 0, epoch = 0, batch = 0, step = 0, samples = 0, rseed = 0, rcounter = 0;
         json_int_t best_epoch = 0, bad = 0, dseed = 0, n_train = 0, n_val = 0;
-        int partial = 0, has_best = 0, stopped = 0;
+        int partial = 0, has_best = 0, stopped = 0, eval_pending = 0;
         double loss_sum = 0, best_value = 0;
         json_t *history = NULL;
         if (json_unpack_ex(state, &jerr, 0,
-                           "{s:I s:I s:I s:I s:b s:F s:I s:{s:I s:I} s:{s:b s:F s:I s:I s:b} s:{s:I s:I s:I} s:o}",
+                           "{s:I s:I s:I s:I s:b s:b s:F s:I s:{s:I s:I} s:{s:b s:F s:I s:I s:b} s:{s:I s:I s:I} s:o}",
                            "version", &version, "epoch", &epoch, "batch", &batch, "step", &step, "partial", &partial,
-                           "epoch_loss_sum", &loss_sum, "epoch_samples", &samples, "rng", "seed", &rseed, "counter",
-                           &rcounter, "early_stopping", "has_best", &has_best, "best_value", &best_value,
-                           "best_epoch", &best_epoch, "bad_epochs", &bad, "stopped", &stopped, "data", "seed",
-                           &dseed, "n_train", &n_train, "n_val", &n_val, "history", &history) < 0 ||
+                           "eval_pending", &eval_pending, "epoch_loss_sum", &loss_sum, "epoch_samples", &samples, "rng",
+                           "seed", &rseed, "counter", &rcounter, "early_stopping", "has_best", &has_best, "best_value",
+                           &best_value, "best_epoch", &best_epoch, "bad_epochs", &bad, "stopped", &stopped, "data",
+                           "seed", &dseed, "n_train", &n_train, "n_val", &n_val, "history", &history) < 0 ||
             version != STATE_VERSION || !json_is_array(history)) {
                 json_decref(state);
                 return ft_error_set(err, -EINVAL, NULL, "'%s': not a checkpoint state of this version (%s)", path,
@@ -747,6 +750,7 @@ static int checkpoint_load(struct trainer *tr, const char *dir, struct ft_error 
         tr->best_epoch = (unsigned)best_epoch;
         tr->bad_epochs = (unsigned)bad;
         tr->stopped_early = stopped;
+        tr->eval_pending = eval_pending;
         json_decref(tr->history);
         tr->history = json_incref(history);
         struct model_rng_state rng = {(uint64_t)rseed, (uint64_t)rcounter};
@@ -857,16 +861,15 @@ static void progress(struct trainer *tr, size_t batches, bool force) {
         uint64_t total_batches = (uint64_t)batches * tr->spec->hyperparameters.epochs;
         uint64_t done_batches = (uint64_t)tr->epoch * batches + tr->batch;
         uint64_t run_batches = done_batches - FT_MIN(done_batches, tr->run_start_step);
-        double eta = run_batches ? (now - tr->run_start) / (double)run_batches * (double)(total_batches - done_batches)
-                                 : -1;
-        json_t *p = json_pack("{s:s s:I s:I s:I s:I s:I s:I s:o s:o}", "type", "progress", "epoch",
-                              (json_int_t)tr->epoch + 1, "epochs", (json_int_t)tr->spec->hyperparameters.epochs,
-                              "step", (json_int_t)tr->step, "steps",
-                              (json_int_t)(steps_per_epoch * tr->spec->hyperparameters.epochs), "batch",
-                              (json_int_t)tr->batch, "batches", (json_int_t)batches, "eta_seconds",
-                              eta >= 0 ? json_real(round(eta * 10) / 10) : json_null(), "train_loss",
-                              tr->epoch_samples ? json_real(tr->epoch_loss_sum / (double)tr->epoch_samples)
-                                                : json_null());
+        double eta =
+                run_batches ? (now - tr->run_start) / (double)run_batches * (double)(total_batches - done_batches) : -1;
+        json_t *p = json_pack(
+                "{s:s s:I s:I s:I s:I s:I s:I s:o s:o}", "type", "progress", "epoch", (json_int_t)tr->epoch + 1,
+                "epochs", (json_int_t)tr->spec->hyperparameters.epochs, "step", (json_int_t)tr->step, "steps",
+                (json_int_t)(steps_per_epoch * tr->spec->hyperparameters.epochs), "batch", (json_int_t)tr->batch,
+                "batches", (json_int_t)batches, "eta_seconds", eta >= 0 ? json_real(round(eta * 10) / 10) : json_null(),
+                "train_loss",
+                tr->epoch_samples ? json_real(tr->epoch_loss_sum / (double)tr->epoch_samples) : json_null());
         if (p)
                 tr->cb->on_progress(tr->cb->userdata, p);
         json_decref(p);
@@ -881,6 +884,8 @@ static int evaluate(struct trainer *tr, double *ret_loss, size_t *ret_n, struct 
         while (data_loader_next(tr->eval_loader, &b) > 0) {
                 const float *out;
                 float loss;
+                if (tr->cb && tr->cb->should_stop && tr->cb->should_stop(tr->cb->userdata))
+                        return -ECANCELED;
                 int r = model_forward(tr->m, b.x, (int)b.n, false, &out, err);
                 if (r >= 0)
                         r = batch_loss(tr, &b, out, &loss, NULL, err);
@@ -917,20 +922,24 @@ static bool event_metric(const json_t *ev, const char *name, double *ret) {
         return true;
 }
 
-static int end_of_epoch(struct trainer *tr, size_t batches, struct ft_error *err) {
-        double train_seconds = ft_now_monotonic() - tr->epoch_start;
+/* The epoch's report: validation, the epoch event, early stopping, the checkpoint. Runs with eval_pending set
+ * (also first thing after resuming from a checkpoint written during validation). */
+static int end_of_epoch(struct trainer *tr, double train_seconds, struct ft_error *err) {
         double train_loss = tr->epoch_samples ? tr->epoch_loss_sum / (double)tr->epoch_samples : 0;
-        tr->epoch++;
-        tr->batch = 0;
         json_t *ev = json_pack("{s:s s:I s:I s:I s:f}", "type", "epoch", "epoch", (json_int_t)tr->epoch, "epochs",
-                               (json_int_t)tr->spec->hyperparameters.epochs, "step", (json_int_t)tr->step,
-                               "train_loss", train_loss);
+                               (json_int_t)tr->spec->hyperparameters.epochs, "step", (json_int_t)tr->step, "train_loss",
+                               train_loss);
         if (!ev)
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         if (tr->n_val) {
                 double val_loss;
                 size_t n;
                 int r = evaluate(tr, &val_loss, &n, err);
+                if (r == -ECANCELED) {
+                        json_decref(ev);
+                        r = checkpoint_write(tr, true, err);
+                        return r < 0 ? r : ft_error_set(err, -ECANCELED, NULL, "training was cancelled");
+                }
                 if (r < 0) {
                         json_decref(ev);
                         return r;
@@ -975,16 +984,15 @@ static int end_of_epoch(struct trainer *tr, size_t batches, struct ft_error *err
         json_object_set_new(ev, "seconds", json_real(round(seconds * 1000) / 1000));
         json_object_set_new(ev, "samples_per_sec",
                             json_real(train_seconds > 0 ? round((double)tr->n_train / train_seconds * 10) / 10 : 0));
-        (void)batches;
 
         /* early stopping */
         const __typeof__(tr->spec->early_stopping) *es = &tr->spec->early_stopping;
         if (es->enabled) {
                 double v;
                 if (event_metric(ev, es->metric, &v)) {
-                        bool better = !tr->has_best ||
-                                      (es->mode == JOBSPEC_MODE_MIN ? v < tr->best_value - es->min_delta
-                                                                    : v > tr->best_value + es->min_delta);
+                        bool better =
+                                !tr->has_best || (es->mode == JOBSPEC_MODE_MIN ? v < tr->best_value - es->min_delta
+                                                                               : v > tr->best_value + es->min_delta);
                         if (better) {
                                 tr->has_best = true;
                                 tr->best_value = v;
@@ -1012,6 +1020,7 @@ static int end_of_epoch(struct trainer *tr, size_t batches, struct ft_error *err
         }
         tr->epoch_loss_sum = 0;
         tr->epoch_samples = 0;
+        tr->eval_pending = false;
         unsigned every = tr->spec->checkpoint.every_epochs;
         if (every && (tr->epoch % every == 0 || tr->stopped_early || tr->epoch == tr->spec->hyperparameters.epochs))
                 return checkpoint_write(tr, false, err);
@@ -1067,13 +1076,18 @@ static int run_epoch(struct trainer *tr, struct ft_error *err) {
                 if ((r = optimizer_step(tr, err)) < 0)
                         return r;
         }
-        return end_of_epoch(tr, batches, err);
+        tr->epoch++;
+        tr->batch = 0;
+        tr->eval_pending = true;
+        return end_of_epoch(tr, ft_now_monotonic() - tr->epoch_start, err);
 }
 
 static int final_metrics(struct trainer *tr, struct train_result *res, struct ft_error *err) {
         double loss;
         size_t n;
         int r = evaluate(tr, &loss, &n, err);
+        if (r == -ECANCELED) /* the last epoch's checkpoint resumes straight into this evaluation */
+                return ft_error_set(err, -ECANCELED, NULL, "training was cancelled");
         if (r < 0)
                 return r;
         json_t *mj;
@@ -1173,6 +1187,9 @@ int train_run(const struct jobspec *spec, struct model *m, struct compute_ctx *c
         tr.run_start = ft_now_monotonic();
         tr.run_start_step = (uint64_t)tr.epoch * data_loader_batches(tr.train_loader) + tr.batch;
         tr.last_lr = schedule_lr(&tr.sched, tr.step ? tr.step - 1 : 0);
+        tr.epoch_start = ft_now_monotonic();
+        if (tr.eval_pending && (r = end_of_epoch(&tr, 0, err)) < 0)
+                goto fail;
         while (tr.epoch < spec->hyperparameters.epochs && !tr.stopped_early) {
                 r = run_epoch(&tr, err);
                 if (r < 0)

@@ -40,9 +40,9 @@
 
 struct train_checkpoint_info {
         const char *path; /* the checkpoint directory, durable when the callback runs */
-        unsigned epoch;   /* completed epochs */
-        uint64_t step;    /* optimizer steps taken */
-        bool partial;     /* written on cancel, in the middle of an epoch */
+        unsigned epoch; /* completed epochs */
+        uint64_t step; /* optimizer steps taken */
+        bool partial; /* written on cancel, in the middle of an epoch */
 };
 
 struct train_callbacks {
@@ -53,8 +53,9 @@ struct train_callbacks {
         void (*on_progress)(void *userdata, const json_t *progress);
         /* A checkpoint is durable at info->path. A negative return aborts the run. */
         int (*on_checkpoint)(void *userdata, const struct train_checkpoint_info *info);
-        /* Polled before every batch; true stops the run within that batch: a partial checkpoint is written
-         * (when checkpoints are on) and train_run returns -ECANCELED. */
+        /* Polled before every training and validation batch; true stops the run within that batch: a partial
+         * checkpoint is written (when checkpoints are on) and train_run returns -ECANCELED. During the final
+         * evaluation no checkpoint is written: the last epoch's checkpoint resumes straight into it. */
         bool (*should_stop)(void *userdata);
 };
 
@@ -68,8 +69,8 @@ struct train_options {
 };
 
 struct train_result {
-        json_t *metrics;     /* the final "metrics" event's object (owned) */
-        json_t *history;     /* array of the epoch events (owned) */
+        json_t *metrics; /* the final "metrics" event's object (owned) */
+        json_t *history; /* array of the epoch events (owned) */
         unsigned best_epoch; /* 0 when early stopping is off */
         unsigned epochs_run;
         bool stopped_early;

@@ -9,7 +9,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "api/api.h"
 #include "config.h"
 #include "daemon/daemon.h"
 
@@ -24,12 +23,13 @@ static const struct config_option {
         {"log-level", "FINETUNED_LOG_LEVEL"},   {"token-file", "FINETUNED_TOKEN_FILE"},
         {"log-file", "FINETUNED_LOG_FILE"},     {"max-queued-jobs", "FINETUNED_MAX_QUEUED_JOBS"},
         {"max-upload-mb", "FINETUNED_MAX_UPLOAD_MB"}, {"http-timeout", "FINETUNED_HTTP_TIMEOUT"},
-        {"lease", "FINETUNED_LEASE"},           {"max-connections-per-ip", "FINETUNED_MAX_CONNECTIONS_PER_IP"},
+        {"max-connections-per-ip", "FINETUNED_MAX_CONNECTIONS_PER_IP"}, {"lease", "FINETUNED_LEASE"},
 };
 
 static const char *const option_names[DAEMON_CONFIG_OPTION_COUNT + 1] = {
-        "listen",   "state-dir",       "workers",       "threads",      "log-level",
-        "token-file", "log-file",      "max-queued-jobs", "max-upload-mb", "http-timeout", "lease", "max-connections-per-ip", NULL,
+        "listen",        "state-dir",     "workers",      "threads",
+        "log-level",     "token-file",    "log-file",     "max-queued-jobs",
+        "max-upload-mb", "http-timeout",  "max-connections-per-ip", "lease", NULL,
 };
 
 const char *const *config_option_names(void) {
@@ -141,20 +141,20 @@ static int set_option(struct daemon_config *cfg, const char *name, const char *v
                 return set_path(cfg->token_file, sizeof(cfg->token_file), name, value, true, err);
         if (strcmp(name, "log-file") == 0)
                 return set_path(cfg->log_file, sizeof(cfg->log_file), name, value, true, err);
-        if (strcmp(name, "max-queued-jobs") == 0)
-                return parse_uint(value, 1, 1000000, name, &cfg->max_queued_jobs, err);
-        if (strcmp(name, "max-upload-mb") == 0)
-                return parse_uint(value, 1, 1024 * 1024, name, &cfg->max_upload_mb, err);
-        if (strcmp(name, "http-timeout") == 0)
-                return parse_uint(value, 1, 3600, name, &cfg->http_timeout_s, err);
-        if (strcmp(name, "lease") == 0)
-                return parse_uint(value, 1, 3600, name, &cfg->lease_s, err);
-        if (strcmp(name, "max-connections-per-ip") == 0)
-                return parse_uint(value, 1, 100000, name, &cfg->max_per_ip, err);
         if (strcmp(name, "workers") == 0)
                 return parse_uint(value, 1, DAEMON_MAX_WORKERS, name, &cfg->workers, err);
         if (strcmp(name, "threads") == 0)
                 return parse_uint(value, 0, DAEMON_MAX_THREADS, name, &cfg->threads, err);
+        if (strcmp(name, "max-queued-jobs") == 0)
+                return parse_uint(value, 1, 1000000, name, &cfg->max_queued_jobs, err);
+        if (strcmp(name, "max-connections-per-ip") == 0)
+                return parse_uint(value, 1, 100000, name, &cfg->max_per_ip, err);
+        if (strcmp(name, "lease") == 0)
+                return parse_uint(value, 1, 3600, name, &cfg->lease_s, err);
+        if (strcmp(name, "http-timeout") == 0)
+                return parse_uint(value, 1, 3600, name, &cfg->http_timeout_s, err);
+        if (strcmp(name, "max-upload-mb") == 0)
+                return parse_uint(value, 1, 1024 * 1024, name, &cfg->max_upload_mb, err);
         if (strcmp(name, "log-level") == 0) {
                 if (log_level_from_string(value, &cfg->log_level) < 0)
                         return ft_error_set(err, -EINVAL, name,
@@ -346,9 +346,11 @@ void serve_usage(FILE *out) {
                 "                      (default 0; FINETUNED_THREADS)\n"
                 "  --log-level LEVEL   error, warning, notice, info or debug (default info;\n"
                 "                      FINETUNED_LOG_LEVEL)\n"
-                "  --token-file PATH   require 'Authorization: Bearer TOKEN' with the token in\n"
-                "                      PATH (mode 0600); required unless listening on loopback\n"
-                "                      (FINETUNED_TOKEN_FILE)\n"
+                "  --token-file FILE   the bearer token the API requires ('Authorization: Bearer\n"
+                "                      TOKEN'), one line, mode 0600; required unless listening on\n"
+                "                      loopback (FINETUNED_TOKEN_FILE)\n"
+                "  --log-file FILE     append log lines to FILE instead of stderr; reopened on\n"
+                "                      SIGHUP (FINETUNED_LOG_FILE)\n"
                 "  --max-queued-jobs N answer 429 to new jobs beyond N queued (default 1000;\n"
                 "                      FINETUNED_MAX_QUEUED_JOBS)\n"
                 "  --max-upload-mb N   largest dataset or weights upload in MiB (default 1024;\n"
@@ -360,8 +362,6 @@ void serve_usage(FILE *out) {
                 "                      FINETUNED_MAX_CONNECTIONS_PER_IP)\n"
                 "  --lease S           job lease: a crashed daemon's running jobs are requeued\n"
                 "                      S seconds after its last heartbeat (default 30; FINETUNED_LEASE)\n"
-                "  --log-file FILE     append log lines to FILE instead of stderr; reopened on\n"
-                "                      SIGHUP (FINETUNED_LOG_FILE)\n"
                 "  --config FILE       configuration file (FINETUNED_CONFIG; default\n"
                 "                      $CONFIGURATION_DIRECTORY/" DAEMON_CONFIG_FILE_NAME ", else\n"
                 "                      " FINETUNED_SYSCONFDIR "/finetuned/" DAEMON_CONFIG_FILE_NAME
@@ -380,11 +380,11 @@ int config_parse_serve(int argc, char **argv, char *const *envp, struct daemon_c
                 {"listen", required_argument, NULL, 0},     {"state-dir", required_argument, NULL, 0},
                 {"workers", required_argument, NULL, 0},    {"threads", required_argument, NULL, 0},
                 {"log-level", required_argument, NULL, 0},  {"token-file", required_argument, NULL, 0},
-                {"log-file", required_argument, NULL, 0},   {"max-queued-jobs", required_argument, NULL, 0},
-                {"max-upload-mb", required_argument, NULL, 0}, {"http-timeout", required_argument, NULL, 0},
-                {"lease", required_argument, NULL, 0},      {"max-connections-per-ip", required_argument, NULL, 0},
-                {"config", required_argument, NULL, OPT_CONFIG},
+                {"log-file", required_argument, NULL, 0},   {"config", required_argument, NULL, OPT_CONFIG},
                 {"check-config", no_argument, NULL, OPT_CHECK}, {"help", no_argument, NULL, 'h'},
+                {"max-queued-jobs", required_argument, NULL, 0}, {"max-upload-mb", required_argument, NULL, 0},
+                {"http-timeout", required_argument, NULL, 0}, {"max-connections-per-ip", required_argument, NULL, 0},
+                {"lease", required_argument, NULL, 0},
                 {NULL, 0, NULL, 0},
         };
         /* Flags are collected first and applied last, so that --config (which
@@ -532,22 +532,33 @@ void config_option_format(const struct daemon_config *cfg, size_t index, char *b
                 snprintf(buf, size, "%u", cfg->http_timeout_s);
                 return;
         case 10:
-                snprintf(buf, size, "%u", cfg->lease_s);
+                snprintf(buf, size, "%u", cfg->max_per_ip);
                 return;
         case 11:
-                snprintf(buf, size, "%u", cfg->max_per_ip);
+                snprintf(buf, size, "%u", cfg->lease_s);
                 return;
         default:
                 snprintf(buf, size, "?");
         }
 }
 
-/* The same checks the daemon makes when it starts (api/auth.c). */
 static int check_token_file(const char *path, struct ft_error *err) {
-        char token[API_TOKEN_MAX + 1];
-        int r = api_token_load(path, token, sizeof(token), err);
-        explicit_bzero(token, sizeof(token));
-        return r;
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return ft_error_set(err, -errno, "token-file", "cannot open token-file '%s': %s", path,
+                                    strerror(errno));
+        struct stat st;
+        int r = fstat(fd, &st);
+        close(fd);
+        if (r < 0 || !S_ISREG(st.st_mode))
+                return ft_error_set(err, -EINVAL, "token-file", "token-file '%s' is not a regular file", path);
+        /* the same rule as api/auth.c, which reads it at start and on SIGHUP */
+        if (st.st_mode & (S_IRWXG | S_IRWXO))
+                return ft_error_set(err, -EPERM, "token-file",
+                                    "token-file '%s' is readable by group or others (chmod 600 it)", path);
+        if (st.st_size == 0)
+                return ft_error_set(err, -EINVAL, "token-file", "token-file '%s' is empty", path);
+        return 0;
 }
 
 int config_check(const struct daemon_config *cfg, FILE *out, struct ft_error *err) {

@@ -29,18 +29,18 @@ struct daemon_config {
         unsigned workers; /* concurrent jobs, >= 1 */
         unsigned threads; /* OpenMP threads per worker; 0 = cores / workers */
         enum log_level log_level;
-        char token_file[PATH_MAX]; /* the API's bearer token (api/auth.c reads it); "" = none (loopback only) */
-        unsigned max_queued_jobs;  /* POST /v1/jobs answers 429 beyond this */
-        unsigned max_upload_mb;    /* largest dataset / weights upload, MiB */
-        unsigned http_timeout_s;   /* idle HTTP connections are closed after this */
-        unsigned max_per_ip;       /* concurrent connections from one client address */
-        unsigned lease_s;          /* a claimed job's lease; a dead daemon's jobs are requeued after it */
+        char token_file[PATH_MAX]; /* bearer tokens for the API (api/ reads it); "" = none */
         char log_file[PATH_MAX];   /* append log lines here instead of stderr; reopened on SIGHUP; "" = stderr */
         char config_file[PATH_MAX]; /* the configuration file that was read; "" when none */
         bool check_config;          /* --check-config: validate, print the effective settings, exit */
         /* where each option's value came from ("default", "--workers", "FINETUNED_WORKERS", "line 12"),
          * in the order of config_option_names() */
         char origin[DAEMON_CONFIG_OPTION_COUNT][DAEMON_CONFIG_ORIGIN_MAX];
+        unsigned max_queued_jobs;  /* POST /v1/jobs answers 429 beyond this */
+        unsigned max_upload_mb;    /* largest dataset / weights upload, MiB */
+        unsigned http_timeout_s;   /* idle HTTP connections are closed after this */
+        unsigned max_per_ip;       /* concurrent connections from one client address */
+        unsigned lease_s;          /* a claimed job's lease; a dead daemon's jobs are requeued after it */
 };
 
 /* Defaults, before the environment and flags are applied. */

@@ -63,7 +63,7 @@ static int prepare_state_dir(const char *path, struct ft_error *err) {
 }
 
 #define MAINTENANCE_INTERVAL_S 3600
-#define BLOB_GRACE_MS (3600 * 1000LL)            /* an upload being registered is never collected */
+#define BLOB_GRACE_MS (3600 * 1000LL) /* an upload being registered is never collected */
 #define IDEMPOTENCY_TTL_MS (24 * 3600 * 1000LL) /* a retry a day later is a new request */
 
 /* Hourly housekeeping: remove blobs nothing refers to (uploads the readers
@@ -202,7 +202,7 @@ int serve_main(int argc, char **argv) {
         double last_maintenance = ft_now_monotonic();
         for (;;) {
                 int sig = sigtimedwait(&mask, NULL, &tick);
-                int saved = errno; /* maintenance and the tick may change errno */
+                int saved = errno; /* maintenance logs and queries: errno is not sigtimedwait's after it */
                 if (ft_now_monotonic() - last_maintenance >= MAINTENANCE_INTERVAL_S) {
                         maintenance(store);
                         last_maintenance = ft_now_monotonic();
@@ -219,17 +219,17 @@ int serve_main(int argc, char **argv) {
                 }
                 if (sig == SIGHUP) {
                         notify_reloading();
-                        if (config_log_file_open(cfg.log_file, &err) < 0)
-                                log_error("%s", err.message);
                         if (cfg.token_file[0]) {
-                                char fresh[API_TOKEN_MAX + 1] = "";
+                                char fresh[API_TOKEN_MAX + 1];
                                 if (api_token_load(cfg.token_file, fresh, sizeof(fresh), &err) < 0 ||
-                                    api_server_token_set(server, fresh, &err) < 0)
+                                    api_server_set_token(server, fresh, &err) < 0)
                                         log_error("SIGHUP: keeping the old token: %s", err.message);
                                 else
                                         log_notice("SIGHUP: token file re-read");
                                 explicit_bzero(fresh, sizeof(fresh));
                         }
+                        if (config_log_file_open(cfg.log_file, &err) < 0)
+                                log_error("%s", err.message);
                         log_notice("SIGHUP: log file reopened");
                         notify_ready(ready);
                         continue;

@@ -59,8 +59,8 @@ static int cli_on_event(void *ud, const json_t *ev) {
                 fprintf(stderr, "\r%*s\r", (int)c->progress_len, "");
                 c->progress_len = 0;
         }
-        if (json_dumpf(ev, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) < 0 || fputc('\n', stdout) == EOF ||
-            fflush(stdout) != 0)
+        if (json_dumpf(ev, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) < 0 ||
+            fputc('\n', stdout) == EOF || fflush(stdout) != 0)
                 return -EIO;
         return 0;
 }
@@ -71,13 +71,12 @@ static void cli_on_progress(void *ud, const json_t *p) {
                 return;
         char line[256];
         const json_t *loss = json_object_get(p, "train_loss"), *eta = json_object_get(p, "eta_seconds");
-        int n = snprintf(line, sizeof(line), "epoch %lld/%lld  batch %lld/%lld  loss %s%.4f  eta %s%.0fs",
-                         json_integer_value(json_object_get(p, "epoch")),
-                         json_integer_value(json_object_get(p, "epochs")),
-                         json_integer_value(json_object_get(p, "batch")),
-                         json_integer_value(json_object_get(p, "batches")), json_is_number(loss) ? "" : "~",
-                         json_is_number(loss) ? json_number_value(loss) : 0.0, json_is_number(eta) ? "" : "~",
-                         json_is_number(eta) ? json_number_value(eta) : 0.0);
+        int n = snprintf(
+                line, sizeof(line), "epoch %lld/%lld  batch %lld/%lld  loss %s%.4f  eta %s%.0fs",
+                json_integer_value(json_object_get(p, "epoch")), json_integer_value(json_object_get(p, "epochs")),
+                json_integer_value(json_object_get(p, "batch")), json_integer_value(json_object_get(p, "batches")),
+                json_is_number(loss) ? "" : "~", json_is_number(loss) ? json_number_value(loss) : 0.0,
+                json_is_number(eta) ? "" : "~", json_is_number(eta) ? json_number_value(eta) : 0.0);
         if (n < 0)
                 return;
         fprintf(stderr, "\r%s", line);
@@ -161,8 +160,7 @@ static int load_data(const char *base_dir, const char refs[2][JOBSPEC_REF_MAX], 
         } else {
                 struct csv_options o = {
                         .target = spec->task.target[0] ? spec->task.target : NULL,
-                        .task = spec->task.type == JOBSPEC_TASK_CLASSIFICATION ? DATA_CLASSIFICATION
-                                                                               : DATA_REGRESSION,
+                        .task = spec->task.type == JOBSPEC_TASK_CLASSIFICATION ? DATA_CLASSIFICATION : DATA_REGRESSION,
                         .dropna = spec->preprocess.dropna,
                         .max_bytes = TRAIN_MAX_FILE_BYTES,
                 };
@@ -194,8 +192,8 @@ static bool is_preset(const char *s) {
 }
 
 /* Preset options sized to the data; the user's options (when given) win. */
-static json_t *preset_options(const char *name, const struct jobspec *spec, const struct dataset *ds,
-                              size_t outputs, const json_t *user) {
+static json_t *preset_options(const char *name, const struct jobspec *spec, const struct dataset *ds, size_t outputs,
+                              const json_t *user) {
         json_t *o = json_object();
         if (strcmp(name, "mlp") == 0) {
                 json_object_set_new(o, "inputs", json_integer((json_int_t)ds->n_features));
@@ -259,8 +257,8 @@ static int load_weights(struct model *m, const char *path, const char *skip_pref
                 if (!s)
                         r = ft_error_set(err, -EINVAL, "model", "'%s' has no tensor \"%s\"", path, t->name);
                 else if (!shape_ok)
-                        r = ft_error_set(err, -EINVAL, "model", "'%s': tensor \"%s\" has another shape than the model's",
-                                         path, t->name);
+                        r = ft_error_set(err, -EINVAL, "model",
+                                         "'%s': tensor \"%s\" has another shape than the model's", path, t->name);
                 else if (t->dtype == TENSOR_I64)
                         r = st_tensor_read_i64(f, s, t->data, t->numel, err);
                 else
@@ -277,8 +275,8 @@ static int load_weights(struct model *m, const char *path, const char *skip_pref
 
 /* Build the base model: a preset sized to the data, a spec, or a saved model; load weights; replace the head
  * when the classes differ (count or names). */
-static int build_model(const char *base_dir, const struct jobspec *spec, const struct dataset *ds,
-                       struct model **ret, struct ft_error *err) {
+static int build_model(const char *base_dir, const struct jobspec *spec, const struct dataset *ds, struct model **ret,
+                       struct ft_error *err) {
         size_t outputs = spec->task.type == JOBSPEC_TASK_CLASSIFICATION ? ds->n_classes : 1;
         json_t *mspec = NULL, *classes = NULL;
         char weights[PATH_MAX] = "";
@@ -466,12 +464,8 @@ int train_main(int argc, char **argv) {
         optind = 1;
         while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
                 switch (c) {
-                case 'o':
-                        out = optarg;
-                        break;
-                case 'r':
-                        resume = optarg;
-                        break;
+                case 'o': out = optarg; break;
+                case 'r': resume = optarg; break;
                 case 't': {
                         char *e;
                         long v = strtol(optarg, &e, 10);
@@ -482,12 +476,8 @@ int train_main(int argc, char **argv) {
                         threads = (int)v;
                         break;
                 }
-                case 'h':
-                        train_usage(stdout);
-                        return 0;
-                default:
-                        train_usage(stderr);
-                        return 2;
+                case 'h': train_usage(stdout); return 0;
+                default: train_usage(stderr); return 2;
                 }
         }
         if (argc - optind != 1 || !out) {
@@ -515,8 +505,7 @@ int train_main(int argc, char **argv) {
                 goto out;
         }
         if (spec.device == JOBSPEC_DEVICE_CUDA) {
-                fprintf(stderr, "finetuned train: '%s': 'device' \"cuda\" is not available in this build\n",
-                        job_path);
+                fprintf(stderr, "finetuned train: '%s': 'device' \"cuda\" is not available in this build\n", job_path);
                 goto out;
         }
         if (load_data(base_dir, spec.training_file, &spec, "training_file", &train, &err) < 0 ||
@@ -526,8 +515,8 @@ int train_main(int argc, char **argv) {
                 goto out;
         }
         if (build_model(base_dir, &spec, train, &m, &err) < 0) {
-                fprintf(stderr, "finetuned train: %s%s%s\n", err.param[0] ? err.param : "",
-                        err.param[0] ? ": " : "", err.message);
+                fprintf(stderr, "finetuned train: %s%s%s\n", err.param[0] ? err.param : "", err.param[0] ? ": " : "",
+                        err.message);
                 goto out;
         }
         if (compute_ctx_new(threads, &ctx, &err) < 0) {
@@ -566,8 +555,8 @@ int train_main(int argc, char **argv) {
                 goto out;
         }
         if (r < 0) {
-                fprintf(stderr, "finetuned train: %s%s%s\n", err.param[0] ? err.param : "",
-                        err.param[0] ? ": " : "", err.message);
+                fprintf(stderr, "finetuned train: %s%s%s\n", err.param[0] ? err.param : "", err.param[0] ? ": " : "",
+                        err.message);
                 goto out;
         }
         snprintf(path, sizeof(path), "%s/model.safetensors", out);

@@ -30,15 +30,15 @@
 
 #include <jansson.h>
 
+#include "api/metrics.h"
 #include "common/log.h"
+#include "daemon/notify.h"
 #include "compute/context.h"
 #include "compute/data.h"
 #include "compute/jobspec.h"
 #include "compute/model.h"
 #include "compute/safetensors.h"
-#include "api/metrics.h"
 #include "compute/train.h"
-#include "daemon/notify.h"
 #include "store/store.h"
 
 #define PROGRESS_DB_INTERVAL_S 1.0
@@ -53,6 +53,7 @@ struct worker {
         unsigned index;
         char id[96];
         struct store *store;
+        int slot; /* the watchdog's progress slot (notify.h), -1 if none */
 
         pthread_mutex_t lock; /* job_id, progress */
         char job_id[STORE_ID_MAX];
@@ -65,11 +66,11 @@ struct worker {
         int64_t lease_ms;
         bool cancel, lost;
         int64_t max_epoch_recorded;
-        /* ops: /metrics and the watchdog (api/metrics.h, daemon/notify.h) */
-        int progress_slot;
-        const char *final_state; /* for api_metrics_job_finish */
-        unsigned batch_size;
-        int64_t batches_counted, batches_per_epoch;
+        unsigned batch_size; /* for the samples/s metric */
+        int64_t last_step;         /* batches counted so far ((epoch - 1) * batches + batch); -1: none yet */
+        int64_t batches_per_epoch; /* from the progress reports */
+        bool metrics_started;
+        const char *final_state; /* for the metrics: "succeeded", ..., "queued" when released */
 };
 
 struct workers {
@@ -129,7 +130,7 @@ static void mark_lost(struct worker *w, int r, const struct ft_error *err) {
 
 static bool cb_should_stop(void *userdata) {
         struct worker *w = userdata;
-        notify_progress_beat(w->progress_slot); /* polled before every batch */
+        notify_progress_beat(w->slot); /* polled before every batch: a hung batch stops the watchdog */
         if (w->lost || w->cancel)
                 return true;
         double now = ft_now_monotonic();
@@ -150,7 +151,6 @@ static bool cb_should_stop(void *userdata) {
 
 static int cb_event(void *userdata, const json_t *event) {
         struct worker *w = userdata;
-        notify_progress_beat(w->progress_slot);
         if (w->lost)
                 return -ESTALE;
         const char *type = json_string_value(json_object_get(event, "type"));
@@ -163,13 +163,13 @@ static int cb_event(void *userdata, const json_t *event) {
                 w->max_epoch_recorded = epoch;
                 /* progress is rate-limited: count the epoch's last batches now */
                 int64_t end = (int64_t)epoch * w->batches_per_epoch;
-                if (w->batches_per_epoch > 0 && w->batches_counted >= 0 && end > w->batches_counted) {
+                if (w->batches_per_epoch > 0 && w->last_step >= 0 && end > w->last_step) {
                         api_metrics_job_progress(w->job_id, (unsigned)epoch,
-                                                 (uint64_t)(end - w->batches_counted) * w->batch_size, NAN);
-                        w->batches_counted = end;
+                                                 (uint64_t)(end - w->last_step) * w->batch_size, NAN);
+                        w->last_step = end;
                 }
-                api_metrics_job_epoch(w->job_id, (unsigned)epoch,
-                                      json_number_value(json_object_get(event, "train_loss")));
+                const json_t *loss = json_object_get(event, "train_loss");
+                api_metrics_job_epoch(w->job_id, (unsigned)epoch, json_is_number(loss) ? json_number_value(loss) : NAN);
         }
         char *data = json_dumps(event, JSON_COMPACT | JSON_REAL_PRECISION(10));
         if (!data)
@@ -186,20 +186,17 @@ static int cb_event(void *userdata, const json_t *event) {
 
 static void cb_progress(void *userdata, const json_t *progress) {
         struct worker *w = userdata;
-        notify_progress_beat(w->progress_slot);
         /* samples = batches x batch_size (an epoch's last, smaller batch counts as full) */
         json_int_t epoch = json_integer_value(json_object_get(progress, "epoch"));
-        json_int_t batch = json_integer_value(json_object_get(progress, "batch"));
         json_int_t batches = json_integer_value(json_object_get(progress, "batches"));
-        int64_t done = (int64_t)(epoch - 1) * batches + batch;
-        if (w->batches_counted < 0) /* first report of this run: a resumed job starts at an epoch boundary */
-                w->batches_counted = (int64_t)(epoch - 1) * batches;
-        int64_t delta = done > w->batches_counted ? done - w->batches_counted : 0;
-        w->batches_counted = FT_MAX(w->batches_counted, done);
+        int64_t done = (int64_t)(epoch - 1) * batches + json_integer_value(json_object_get(progress, "batch"));
+        if (w->last_step < 0) /* the first report of this run: a resumed job starts at an epoch boundary */
+                w->last_step = (int64_t)(epoch - 1) * batches;
+        uint64_t samples = done > w->last_step ? (uint64_t)(done - w->last_step) * w->batch_size : 0;
+        w->last_step = FT_MAX(w->last_step, done);
         w->batches_per_epoch = batches;
-        const json_t *loss = json_object_get(progress, "train_loss"); /* null before the first batch */
-        api_metrics_job_progress(w->job_id, (unsigned)epoch, (uint64_t)delta * w->batch_size,
-                                 json_is_number(loss) ? json_number_value(loss) : NAN);
+        const json_t *loss = json_object_get(progress, "train_loss");
+        api_metrics_job_progress(w->job_id, (unsigned)epoch, samples, json_is_number(loss) ? json_number_value(loss) : NAN);
         char *text = json_dumps(progress, JSON_COMPACT | JSON_REAL_PRECISION(10));
         if (!text)
                 return;
@@ -512,10 +509,11 @@ static void finish(struct worker *w, enum store_job_state state, const char *res
         struct ft_error err = {0};
         char model_id[STORE_ID_MAX] = "";
         int r = store_job_finish(w->store, w->job_id, w->attempt, state, result, error, model, model_id, &err);
-        w->final_state = r < 0 ? "lost" : store_job_state_name(state);
         if (r < 0)
                 mark_lost(w, r, &err);
         else
+                w->final_state = store_job_state_name(state);
+        if (r == 0)
                 log_info("worker %u: job %s %s%s%s", w->index, w->job_id, store_job_state_name(state),
                          model_id[0] ? ", model " : "", model_id);
 }
@@ -553,6 +551,10 @@ static void run_job(struct worker *w, struct store_job *job) {
         w->lease_ms = w->pool->lease_ms;
         atomic_store(&w->check, false);
         w->max_epoch_recorded = recorded_max_epoch(w);
+        w->last_step = -1;
+        w->batches_per_epoch = 0;
+        w->metrics_started = false;
+        w->final_state = NULL;
         log_info("worker %u: job %s claimed (attempt %d)", w->index, job->id, job->attempt);
 
         int r = jobspec_parse_string(job->spec_json, strlen(job->spec_json), &spec, &err);
@@ -561,11 +563,9 @@ static void run_job(struct worker *w, struct store_job *job) {
                 goto out;
         }
         have_spec = true;
-        api_metrics_job_start(job->id, spec.hyperparameters.epochs);
-        w->final_state = "lost";
         w->batch_size = spec.hyperparameters.batch_size;
-        w->batches_counted = -1; /* the first progress report sets the baseline (a resumed job) */
-        w->batches_per_epoch = 0;
+        api_metrics_job_start(job->id, spec.hyperparameters.epochs); /* -ENOSPC: no per-job series, totals count */
+        w->metrics_started = true;
         r = load_dataset(w, job->training_file, &spec, &train, &err);
         if (r == 0 && job->validation_file[0])
                 r = load_dataset(w, job->validation_file, &spec, &val, &err);
@@ -599,6 +599,10 @@ static void run_job(struct worker *w, struct store_job *job) {
                 topt.resume_from = resume;
                 log_info("worker %u: job %s resumes from %s (epoch %d)", w->index, job->id, ckpt->dir, ckpt->epoch);
         }
+        /* Loading and building may have taken a while: renew before the first batch. */
+        w->last_heartbeat = 0;
+        if (cb_should_stop(w) && w->lost)
+                goto out;
         struct train_callbacks cb = {
                 .userdata = w,
                 .on_event = cb_event,
@@ -614,7 +618,8 @@ static void run_job(struct worker *w, struct store_job *job) {
                         finish(w, STORE_JOB_CANCELLED, NULL, NULL, NULL);
                 } else { /* the daemon is stopping: back to the queue, resumed at the next start */
                         r = store_job_release(w->store, job->id, w->attempt, &err);
-                        w->final_state = "queued";
+                        if (r == 0)
+                                w->final_state = "queued";
                         log_info("worker %u: job %s released for the next start%s%s", w->index, job->id,
                                  r < 0 ? ": " : "", r < 0 ? err.message : "");
                 }
@@ -646,6 +651,8 @@ static void run_job(struct worker *w, struct store_job *job) {
         free(metrics);
         free(mspec);
 out:
+        if (w->metrics_started)
+                api_metrics_job_finish(job->id, w->final_state ? w->final_state : w->lost ? "lost" : "failed");
         train_result_deinit(&res);
         store_checkpoint_free(ckpt);
         model_free(m);
@@ -653,10 +660,8 @@ out:
         store_model_free(base);
         dataset_free(train);
         dataset_free(val);
-        if (have_spec) {
-                api_metrics_job_finish(job->id, w->final_state);
+        if (have_spec)
                 jobspec_deinit(&spec);
-        }
         pthread_mutex_lock(&w->lock);
         w->job_id[0] = '\0';
         free(w->progress);
@@ -668,7 +673,7 @@ static void *worker_main(void *arg) {
         struct worker *w = arg;
         struct ft_error err = {0};
         while (!atomic_load(&w->pool->stop)) {
-                notify_progress_beat(w->progress_slot); /* idle or between jobs: alive */
+                notify_progress_beat(w->slot);
                 uint64_t gen = store_queue_generation(w->store);
                 struct store_job *job = NULL;
                 int r = store_job_claim(w->store, w->id, w->pool->lease_ms, &job, &err);
@@ -700,6 +705,7 @@ int workers_start(const struct workers_options *opts, struct workers **ret, stru
         int r = pool->w ? 0 : -ENOMEM;
         for (unsigned i = 0; r == 0 && i < pool->n; i++) {
                 pool->w[i].pool = pool;
+                pool->w[i].slot = -1;
                 pthread_mutex_init(&pool->w[i].lock, NULL);
         }
         if (r == 0)
@@ -711,10 +717,10 @@ int workers_start(const struct workers_options *opts, struct workers **ret, stru
         for (unsigned i = 0; r == 0 && i < pool->n; i++) {
                 struct worker *w = &pool->w[i];
                 w->index = i;
+                char name[32];
+                snprintf(name, sizeof(name), "worker %u", i);
+                w->slot = notify_progress_add(name);
                 snprintf(w->id, sizeof(w->id), "%.60s:%d:w%u", host, (int)getpid(), i);
-                char slot_name[32];
-                snprintf(slot_name, sizeof(slot_name), "worker %u", i);
-                w->progress_slot = notify_progress_add(slot_name);
                 r = store_open(pool->state_dir, &w->store, err);
         }
         for (unsigned i = 0; r == 0 && i < pool->n; i++) {
@@ -737,12 +743,12 @@ void workers_stop(struct workers *pool) {
                 return;
         atomic_store(&pool->stop, true);
         for (unsigned i = 0; pool->w && i < pool->n; i++)
-                if (pool->w[i].started) {
+                if (pool->w[i].started)
                         pthread_join(pool->w[i].thread, NULL);
-                        notify_progress_remove(pool->w[i].progress_slot);
-                }
         store_unsubscribe(pool->sub);
         for (unsigned i = 0; pool->w && i < pool->n; i++) {
+                if (pool->w[i].pool && pool->w[i].slot >= 0)
+                        notify_progress_remove(pool->w[i].slot);
                 store_close(pool->w[i].store);
                 free(pool->w[i].progress);
                 if (pool->w[i].pool)

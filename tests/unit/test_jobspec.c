@@ -7,7 +7,8 @@
 #include "tests/tap.h"
 
 static const char *arch_example =
-        "{\"model\": \"mdl_abc\", \"training_file\": \"ds_1\", \"validation_file\": \"ds_2\", \"validation_split\": 0.2,"
+        "{\"model\": \"mdl_abc\", \"training_file\": \"ds_1\", \"validation_file\": \"ds_2\", \"validation_split\": "
+        "0.2,"
         " \"task\": {\"type\": \"classification\", \"target\": \"label\"},"
         " \"preprocess\": {\"dropna\": true, \"standardize\": true, \"shuffle\": true, \"resize\": [64, 64],"
         "   \"channels\": 3, \"normalize\": {\"mean\": [0.5], \"std\": [0.5]},"
@@ -111,16 +112,14 @@ int main(void) {
         rejects("{" BASE ", \"hyperparameters\": {\"learning_rate\": -1}}", "hyperparameters.learning_rate",
                 "a negative learning rate");
         rejects("{" BASE ", \"hyperparameters\": {\"epochs\": 0}}", "hyperparameters.epochs", "zero epochs");
-        rejects("{" BASE ", \"hyperparameters\": {\"epochs\": 2.5}}", "hyperparameters.epochs",
-                "fractional epochs");
+        rejects("{" BASE ", \"hyperparameters\": {\"epochs\": 2.5}}", "hyperparameters.epochs", "fractional epochs");
         rejects("{" BASE ", \"hyperparameters\": {\"batch_size\": 0}}", "hyperparameters.batch_size",
                 "a zero batch size");
         rejects("{" BASE ", \"hyperparameters\": {\"batch_size\": 10000000}}", "hyperparameters.batch_size",
                 "a huge batch size");
         rejects("{" BASE ", \"hyperparameters\": {\"optimizer\": \"lbfgs\"}}", "hyperparameters.optimizer",
                 "an unknown optimizer");
-        rejects("{" BASE ", \"hyperparameters\": {\"momentum\": 1}}", "hyperparameters.momentum",
-                "momentum 1");
+        rejects("{" BASE ", \"hyperparameters\": {\"momentum\": 1}}", "hyperparameters.momentum", "momentum 1");
         rejects("{" BASE ", \"hyperparameters\": {\"betas\": [0.9]}}", "hyperparameters.betas", "one beta");
         rejects("{" BASE ", \"hyperparameters\": {\"betas\": [0.9, 1.5]}}", "hyperparameters.betas[1]",
                 "a beta above 1");
@@ -130,8 +129,8 @@ int main(void) {
                 "hyperparameters.warmup_epochs", "warmup longer than training");
         rejects("{" BASE ", \"hyperparameters\": {\"label_smoothing\": 1}}", "hyperparameters.label_smoothing",
                 "label smoothing 1");
-        rejects("{" BASE ", \"hyperparameters\": {\"learning_rate\": 0.01, \"min_lr\": 0.1}}",
-                "hyperparameters.min_lr", "min_lr above lr");
+        rejects("{" BASE ", \"hyperparameters\": {\"learning_rate\": 0.01, \"min_lr\": 0.1}}", "hyperparameters.min_lr",
+                "min_lr above lr");
         rejects("{" BASE ", \"validation_split\": 1}", "validation_split", "validation split 1");
         rejects("{" BASE ", \"task\": {\"type\": \"clustering\"}}", "task.type", "an unknown task");
         rejects("{" BASE ", \"task\": 3}", "task", "task not an object");
@@ -161,8 +160,7 @@ int main(void) {
         rejects("{\"model\": \"m\", \"training_file\": [\"a\", \"b\", \"c\"]}", "training_file", "three files");
 
         /* syntax errors name line and column; duplicates are rejected */
-        ok(parse("{\n\"model\": }", &s, &err) < 0 && strstr(err.message, "line 2"), "syntax error: %s",
-           err.message);
+        ok(parse("{\n\"model\": }", &s, &err) < 0 && strstr(err.message, "line 2"), "syntax error: %s", err.message);
         ok(parse("{" BASE ", \"seed\": 1, \"seed\": 2}", &s, &err) < 0, "duplicate key rejected: %s", err.message);
 
         return tap_done();

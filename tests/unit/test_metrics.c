@@ -26,13 +26,17 @@ static void check_classification(const json_t *c) {
         is_close(m.accuracy, json_real_value(json_object_get(c, "accuracy")), 1e-12, "%s: accuracy", name);
         bool per_ok = true;
         for (size_t i = 0; i < k; i++) {
-                per_ok &= fabs(m.precision[i] - json_number_value(json_array_get(json_object_get(c, "precision"), i))) < 1e-12;
-                per_ok &= fabs(m.recall[i] - json_number_value(json_array_get(json_object_get(c, "recall"), i))) < 1e-12;
+                per_ok &= fabs(m.precision[i] - json_number_value(json_array_get(json_object_get(c, "precision"), i))) <
+                          1e-12;
+                per_ok &=
+                        fabs(m.recall[i] - json_number_value(json_array_get(json_object_get(c, "recall"), i))) < 1e-12;
                 per_ok &= fabs(m.f1[i] - json_number_value(json_array_get(json_object_get(c, "f1"), i))) < 1e-12;
-                per_ok &= (json_int_t)m.support[i] == json_integer_value(json_array_get(json_object_get(c, "support"), i));
+                per_ok &= (json_int_t)m.support[i] ==
+                          json_integer_value(json_array_get(json_object_get(c, "support"), i));
                 for (size_t j = 0; j < k; j++)
                         per_ok &= (json_int_t)m.confusion[i * k + j] ==
-                                  json_integer_value(json_array_get(json_array_get(json_object_get(c, "confusion"), i), j));
+                                  json_integer_value(
+                                          json_array_get(json_array_get(json_object_get(c, "confusion"), i), j));
         }
         ok(per_ok, "%s: per-class precision, recall, f1, support and confusion matrix", name);
         const json_t *macro = json_object_get(c, "macro"), *weighted = json_object_get(c, "weighted");
@@ -41,8 +45,7 @@ static void check_classification(const json_t *c) {
         is_close(m.macro_f1, json_number_value(json_array_get(macro, 2)), 1e-12, "%s: macro f1", name);
         is_close(m.weighted_precision, json_number_value(json_array_get(weighted, 0)), 1e-12, "%s: weighted precision",
                  name);
-        is_close(m.weighted_recall, json_number_value(json_array_get(weighted, 1)), 1e-12, "%s: weighted recall",
-                 name);
+        is_close(m.weighted_recall, json_number_value(json_array_get(weighted, 1)), 1e-12, "%s: weighted recall", name);
         is_close(m.weighted_f1, json_number_value(json_array_get(weighted, 2)), 1e-12, "%s: weighted f1", name);
         json_t *j = metrics_classification_to_json(&m, NULL);
         ok(j && json_array_size(json_object_get(j, "per_class")) == k, "%s: json", name);

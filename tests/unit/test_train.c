@@ -87,8 +87,7 @@ static void torch_parity(struct compute_ctx *ctx) {
                                  json_number_value(json_array_get(tl, e)), 1e-4, "%s: epoch %zu train loss", name,
                                  e + 1);
                         is_close(json_number_value(json_object_get(ev, "val_loss")),
-                                 json_number_value(json_array_get(vl, e)), 1e-4, "%s: epoch %zu val loss", name,
-                                 e + 1);
+                                 json_number_value(json_array_get(vl, e)), 1e-4, "%s: epoch %zu val loss", name, e + 1);
                         is_close(json_number_value(json_object_get(ev, "lr")), json_number_value(json_array_get(lr, e)),
                                  1e-6, "%s: epoch %zu lr", name, e + 1);
                 }
@@ -117,8 +116,8 @@ static void torch_parity(struct compute_ctx *ctx) {
                 }
                 json_t *fin = events_of(cap.events, "metrics");
                 ok(json_array_size(fin) == 1 &&
-                           json_is_number(json_object_get(
-                                   json_object_get(json_array_get(fin, 0), "metrics"), "accuracy")),
+                           json_is_number(
+                                   json_object_get(json_object_get(json_array_get(fin, 0), "metrics"), "accuracy")),
                    "%s: final metrics event", name);
                 json_decref(fin);
                 json_decref(epochs);
@@ -161,7 +160,7 @@ static void layer_rates(void) {
                 double rate;
         } want[] = {
                 {"conv1.weight", 0.001953125}, /* 0.5^9 */
-                {"bn1.weight", 0.001953125},   /* joins conv1 */
+                {"bn1.weight", 0.001953125}, /* joins conv1 */
                 {"layer1.0.conv1.weight", 0.00390625},
                 {"layer2.0.downsample.0.weight", 0.015625}, /* 0.5^6 */
                 {"layer2.0.bn2.bias", 0.015625},
@@ -223,10 +222,11 @@ static void reaches_accuracy(struct compute_ctx *ctx) {
         is_str(json_string_value(json_array_get(json_object_get(cm, "labels"), 2)), "c2", "class names in metrics");
         json_t *epochs = events_of(cap.events, "epoch");
         const json_t *e1 = json_array_get(epochs, 0), *last = json_array_get(epochs, json_array_size(epochs) - 1);
-        ok(json_number_value(json_object_get(last, "train_loss")) < json_number_value(json_object_get(e1, "train_loss")),
+        ok(json_number_value(json_object_get(last, "train_loss")) <
+                   json_number_value(json_object_get(e1, "train_loss")),
            "training loss falls");
-        static const char *keys[] = {"epoch", "train_loss", "val_loss", "val_accuracy", "val_f1", "lr", "seconds",
-                                     "samples_per_sec"};
+        static const char *keys[] = {"epoch",  "train_loss", "val_loss", "val_accuracy",
+                                     "val_f1", "lr",         "seconds",  "samples_per_sec"};
         bool all = true;
         for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
                 all &= json_object_get(e1, keys[i]) != NULL;
@@ -238,11 +238,56 @@ static void reaches_accuracy(struct compute_ctx *ctx) {
 
         /* a spec that does not fit the model or data names the field */
         parse_job("{\"model\": \"mlp\", \"training_file\": \"x\", \"task\": {\"type\": \"regression\"}}", &spec);
-        ok(train_run(&spec, m, ctx, ds, NULL, NULL, NULL, &res, &err) == -EINVAL &&
-                   strcmp(err.param, "task.type") == 0,
+        ok(train_run(&spec, m, ctx, ds, NULL, NULL, NULL, &res, &err) == -EINVAL && strcmp(err.param, "task.type") == 0,
            "regression spec on classification data names task.type: %s", err.message);
         jobspec_deinit(&spec);
         model_free(m);
+        table_free(ds);
+}
+
+static void regression(struct compute_ctx *ctx) {
+        /* y = sum of the features with weights 1..6 plus a little noise */
+        size_t n = 200, f = 6;
+        struct dataset *ds = blobs_new(n, f, 2, 1.0, 21);
+        ds->task = DATA_REGRESSION;
+        ds->targets = malloc(n * sizeof(float));
+        struct data_rng rng;
+        data_rng_seed(&rng, 4);
+        for (size_t i = 0; i < n; i++) {
+                double y = 0;
+                for (size_t j = 0; j < f; j++)
+                        y += (double)(j + 1) * ds->x[i * f + j];
+                ds->targets[i] = (float)(y + ((double)data_rng_below(&rng, 1001) / 1000.0 - 0.5) * 0.5);
+        }
+        struct model *m = mlp_new(f, 16, 1, 0);
+        model_init(m, 2);
+        struct jobspec spec;
+        parse_job("{\"model\": \"mlp\", \"training_file\": \"x\", \"task\": {\"type\": \"regression\"},"
+                  " \"hyperparameters\": {\"epochs\": 30, \"batch_size\": 16, \"learning_rate\": 0.01},"
+                  " \"early_stopping\": {\"metric\": \"val_r2\", \"patience\": 30}}",
+                  &spec);
+        struct capture cap = {.events = json_array()};
+        struct train_callbacks cb = capture_callbacks(&cap);
+        struct train_result res;
+        struct ft_error err = {0};
+        is_int(train_run(&spec, m, ctx, ds, NULL, NULL, &cb, &res, &err), 0, "regression trains (%s)", err.message);
+        const json_t *mj = json_object_get(res.metrics, "metrics");
+        double r2 = json_number_value(json_object_get(mj, "r2"));
+        double mse = json_number_value(json_object_get(mj, "mse")),
+               rmse = json_number_value(json_object_get(mj, "rmse"));
+        ok(r2 > 0.9, "regression: validation R2 %.3f > 0.9", r2);
+        is_close(rmse, sqrt(mse), 1e-12, "regression: rmse = sqrt(mse)");
+        json_t *epochs = events_of(cap.events, "epoch");
+        ok(json_is_number(json_object_get(json_array_get(epochs, 0), "val_r2")) &&
+                   json_is_number(json_object_get(json_array_get(epochs, 0), "val_mae")),
+           "regression epoch events carry val_mse/val_rmse/val_mae/val_r2");
+        json_decref(epochs);
+        json_decref(cap.events);
+        train_result_deinit(&res);
+        jobspec_deinit(&spec);
+        model_free(m);
+        free(ds->targets);
+        ds->targets = NULL;
         table_free(ds);
 }
 
@@ -254,6 +299,7 @@ int main(void) {
         torch_parity(ctx);
         layer_rates();
         reaches_accuracy(ctx);
+        regression(ctx);
         compute_ctx_free(ctx);
         return tap_done();
 }

@@ -5,7 +5,8 @@
  *   - the same seed and thread count give bit-identical weights;
  *   - resuming from every checkpoint gives bit-identical final weights and
  *     the same per-epoch losses as the uninterrupted run;
- *   - should_stop stops before the next batch, writes a partial checkpoint,
+ *   - should_stop stops before the next batch (training or validation),
+ *     writes a partial checkpoint,
  *     and resuming from it is bit-identical too;
  *   - early stopping stops `patience` epochs after the best one and restores
  *     exactly the best epoch's weights.
@@ -109,8 +110,7 @@ int main(void) {
                 struct outcome b = run(ctx, ds, job, dir_r, ck, 0);
                 ok(b.r == 0 && same_weights(&a, &b), "resume from %s: bit-identical final weights (%s)", e->d_name,
                    b.err.message);
-                ok(b.r == 0 && same_losses(a.history, b.history), "resume from %s: identical epoch history",
-                   e->d_name);
+                ok(b.r == 0 && same_losses(a.history, b.history), "resume from %s: identical epoch history", e->d_name);
                 outcome_free(&b);
                 resumed++;
         }
@@ -123,10 +123,11 @@ int main(void) {
            "latest checkpoint is the last epoch's (%s)", latest ? latest : err.message);
         free(latest);
 
-        /* cancel in the middle of epoch 2: 6 batches per epoch, stop after 8 */
-        struct outcome c = run(ctx, ds, job, dir_c, NULL, 8);
+        /* cancel in the middle of epoch 2. should_stop is polled before every training batch (6 per epoch) and
+         * every validation batch (2): allowing 10 polls runs epoch 1 and 2 batches of epoch 2 */
+        struct outcome c = run(ctx, ds, job, dir_c, NULL, 10);
         is_int(c.r, -ECANCELED, "should_stop cancels the run");
-        is_int(c.cap.polls, 9, "polled before each batch: stopped before batch 9");
+        is_int(c.cap.polls, 11, "stopped at the first poll that said so, before batch 3 of epoch 2");
         char *partial = NULL;
         json_t *st = NULL;
         if (train_checkpoint_find_latest(dir_c, &partial, &err) == 0) {
@@ -136,16 +137,39 @@ int main(void) {
         }
         ok(st && json_integer_value(json_object_get(st, "step")) == 8 &&
                    json_integer_value(json_object_get(st, "epoch")) == 1 &&
-                   json_integer_value(json_object_get(st, "batch")) == 2 && json_is_true(json_object_get(st, "partial")),
+                   json_integer_value(json_object_get(st, "batch")) == 2 &&
+                   json_is_true(json_object_get(st, "partial")),
            "partial checkpoint after 8 steps: epoch 1 done, 2 batches into epoch 2");
         json_decref(st);
         struct outcome c2 = run(ctx, ds, job, dir_c, partial, 0);
-        ok(c2.r == 0 && same_weights(&a, &c2), "resume after cancel: bit-identical final weights (%s)",
-           c2.err.message);
+        ok(c2.r == 0 && same_weights(&a, &c2), "resume after cancel: bit-identical final weights (%s)", c2.err.message);
         ok(c2.r == 0 && same_losses(a.history, c2.history), "resume after cancel: identical epoch history");
         free(partial);
         outcome_free(&c);
         outcome_free(&c2);
+
+        /* cancel during epoch 1's validation (poll 8 is its second validation batch) */
+        char dir_v[512];
+        snprintf(dir_v, sizeof(dir_v), "%s/v", tmp);
+        struct outcome v = run(ctx, ds, job, dir_v, NULL, 7);
+        is_int(v.r, -ECANCELED, "should_stop cancels during validation");
+        st = NULL;
+        partial = NULL;
+        if (train_checkpoint_find_latest(dir_v, &partial, &err) == 0) {
+                char p[1100];
+                snprintf(p, sizeof(p), "%s/state.json", partial);
+                st = json_load_file(p, 0, NULL);
+        }
+        ok(st && json_integer_value(json_object_get(st, "step")) == 6 &&
+                   json_is_true(json_object_get(st, "eval_pending")),
+           "partial checkpoint with the epoch's validation pending");
+        json_decref(st);
+        struct outcome v2 = run(ctx, ds, job, dir_v, partial, 0);
+        ok(v2.r == 0 && same_weights(&a, &v2) && same_losses(a.history, v2.history),
+           "resume after a cancel in validation: bit-identical weights and history (%s)", v2.err.message);
+        free(partial);
+        outcome_free(&v);
+        outcome_free(&v2);
 
         /* early stopping: a small noisy training set and a high rate overfit quickly */
         struct dataset *noisy = blobs_new(48, 6, 3, 0.6, 9);

@@ -14,7 +14,8 @@
 #include "compute/compute.h"
 
 /* A classification table owned by the test (free with table_free, not dataset_free). */
-static __attribute__((unused)) struct dataset *table_new(size_t n, size_t f, size_t k, const float *x, const int32_t *y) {
+static __attribute__((unused)) struct dataset *table_new(size_t n, size_t f, size_t k, const float *x,
+                                                         const int32_t *y) {
         struct dataset *ds = calloc(1, sizeof(*ds));
         ds->kind = DATA_TABLE;
         ds->task = DATA_CLASSIFICATION;
@@ -80,14 +81,13 @@ static __attribute__((unused)) struct dataset *blobs_new(size_t n, size_t f, siz
 static __attribute__((unused)) struct model *mlp_new(size_t in, size_t hidden, size_t out, double dropout) {
         json_t *spec;
         if (dropout > 0)
-                spec = json_pack("{s:[I] s:[{s:s s:I} {s:s} {s:s s:f} {s:s s:I}]}", "input", (json_int_t)in,
-                                 "layers", "type", "linear", "out_features", (json_int_t)hidden, "type", "relu",
-                                 "type", "dropout", "p", dropout, "type", "linear", "out_features",
-                                 (json_int_t)out);
-        else
-                spec = json_pack("{s:[I] s:[{s:s s:I} {s:s} {s:s s:I}]}", "input", (json_int_t)in, "layers",
+                spec = json_pack("{s:[I] s:[{s:s s:I} {s:s} {s:s s:f} {s:s s:I}]}", "input", (json_int_t)in, "layers",
                                  "type", "linear", "out_features", (json_int_t)hidden, "type", "relu", "type",
-                                 "linear", "out_features", (json_int_t)out);
+                                 "dropout", "p", dropout, "type", "linear", "out_features", (json_int_t)out);
+        else
+                spec = json_pack("{s:[I] s:[{s:s s:I} {s:s} {s:s s:I}]}", "input", (json_int_t)in, "layers", "type",
+                                 "linear", "out_features", (json_int_t)hidden, "type", "relu", "type", "linear",
+                                 "out_features", (json_int_t)out);
         struct model *m = NULL;
         struct ft_error err = {0};
         if (model_new(spec, &m, &err) < 0)
