@@ -530,6 +530,14 @@ int train_main(int argc, char **argv) {
                 fprintf(stderr, "finetuned train: %s\n", err.message);
                 goto out;
         }
+        if (cli.tty) {
+                const json_t *fm = json_object_get(res.metrics, "metrics");
+                bool cls = spec.task.type == JOBSPEC_TASK_CLASSIFICATION;
+                fprintf(stderr,
+                        "finetuned train: %s %s %.4f after %u epochs; wrote %s/model.safetensors and metrics.json\n",
+                        json_string_value(json_object_get(res.metrics, "split")), cls ? "accuracy" : "r2",
+                        json_number_value(json_object_get(fm, cls ? "accuracy" : "r2")), res.epochs_run, out);
+        }
         status = 0;
 out:
         train_result_deinit(&res);
