@@ -46,5 +46,9 @@ int api_token_load(const char *path, char *ret_token, size_t size, struct ft_err
 /* Start serving on opts->listen_fd with libmicrohttpd's own threads. */
 int api_server_start(const struct api_options *opts, struct api_server **ret, struct ft_error *err);
 
+/* Replace the bearer token (SIGHUP re-reads the token file); "" or NULL
+ * turns auth off. Thread-safe: requests in flight see the old or the new one. */
+int api_server_set_token(struct api_server *server, const char *token, struct ft_error *err);
+
 /* Stop accepting, close every connection, join the HTTP threads, free. */
 void api_server_stop(struct api_server *server);

@@ -22,6 +22,7 @@ struct api_server {
         struct MHD_Daemon *mhd;
         struct api_options opts;
         struct compute_runtime_info runtime;
+        pthread_rwlock_t token_lock; /* SIGHUP may replace the token while requests are checked */
         char token[API_TOKEN_MAX + 1]; /* empty: no auth */
         size_t token_len;
         struct api_sse_hub *sse;
@@ -283,3 +284,5 @@ enum MHD_Result api_jobs_artifact(struct api_request *req);
 /* The embedded dashboard (static.c): GET / and GET /static/{name}. */
 enum MHD_Result api_static_index(struct api_request *req);
 enum MHD_Result api_static_file(struct api_request *req);
+/* GET /metrics (metrics.c). */
+enum MHD_Result api_handle_metrics(struct api_request *req);

@@ -135,6 +135,20 @@ static int check_spec(struct store *st, const struct jobspec *spec, struct ft_er
                 goto out;
         }
 
+        if (!images && spec->task.type == JOBSPEC_TASK_REGRESSION && target && default_target &&
+            strcmp(target, default_target) == 0) {
+                json_t *classes = json_object_get(train, "classes");
+                for (size_t i = 0; i < json_array_size(classes); i++) {
+                        const char *name = json_string_value(json_object_get(json_array_get(classes, i), "name"));
+                        char *end = NULL;
+                        if (name && (strtod(name, &end), end == name || *end)) {
+                                r = ft_error_set(err, -EINVAL, "task.type",
+                                                 "'task.type' is regression but column '%s' holds text ('%.64s')",
+                                                 target, name);
+                                goto out;
+                        }
+                }
+        }
         json_t *mspec = api_json_text(m->spec_json), *input;
         json_int_t outputs;
         model_io(mspec, &input, &outputs);

@@ -118,6 +118,9 @@ const struct api_route api_routes[] = {
          .summary = "the web dashboard (text/html), embedded in the binary; needs no token (docs/dashboard.md)"},
         {"GET", "/static/{name}", api_static_file, .flags = API_ROUTE_PUBLIC | API_ROUTE_BINARY, .tag = "dashboard",
          .summary = "the dashboard's scripts, styles and Chart.js, with ETag revalidation"},
+        {"GET", "/metrics", api_handle_metrics, .flags = API_ROUTE_BINARY, .tag = "service",
+         .summary = "Prometheus metrics (text exposition format 0.0.4): HTTP requests by route and status, jobs, "
+                    "training progress, the process (docs/operations.md)"},
 };
 const size_t api_routes_count = ARRAY_SIZE(api_routes);
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "api/internal.h"
+#include "api/metrics.h"
 #include "common/log.h"
 #include "store/store.h"
 
@@ -33,6 +34,8 @@ struct request_ctx {
         unsigned n_uploads;
         int upload_error; /* a write failed or too many parts: 500/400 at the end */
         char upload_error_msg[160];
+        double started; /* metrics: monotonic seconds at the first callback */
+        const char *method; /* metrics label (a static string) */
 };
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap) {
@@ -47,17 +50,36 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap) {
 /* Constant-time comparison of the Authorization header with the token: the
  * time taken depends only on the token's length, never on where they differ. */
 static bool auth_ok(struct api_server *server, struct MHD_Connection *conn) {
-        if (server->token_len == 0)
-                return true;
-        const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-        if (!h || strncasecmp(h, "Bearer ", 7) != 0)
-                return false;
-        h += 7;
-        size_t n = strlen(h);
-        unsigned char diff = (unsigned char)(n != server->token_len);
-        for (size_t i = 0; i < server->token_len; i++)
-                diff |= (unsigned char)(server->token[i] ^ (i < n ? h[i] : 0));
-        return diff == 0;
+        pthread_rwlock_rdlock(&server->token_lock);
+        bool ok = server->token_len == 0;
+        if (!ok) {
+                const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+                if (h && strncasecmp(h, "Bearer ", 7) == 0) {
+                        h += 7;
+                        size_t n = strlen(h);
+                        unsigned char diff = (unsigned char)(n != server->token_len);
+                        for (size_t i = 0; i < server->token_len; i++)
+                                diff |= (unsigned char)(server->token[i] ^ (i < n ? h[i] : 0));
+                        ok = diff == 0;
+                }
+        }
+        pthread_rwlock_unlock(&server->token_lock);
+        return ok;
+}
+
+int api_server_set_token(struct api_server *server, const char *token, struct ft_error *err) {
+        size_t n = token ? strlen(token) : 0;
+        if (n > API_TOKEN_MAX)
+                return ft_error_set(err, -EINVAL, "token-file", "the token is longer than %d characters",
+                                    API_TOKEN_MAX);
+        pthread_rwlock_wrlock(&server->token_lock);
+        explicit_bzero(server->token, sizeof(server->token));
+        pthread_rwlock_destroy(&server->token_lock);
+        if (n)
+                memcpy(server->token, token, n + 1);
+        server->token_len = n;
+        pthread_rwlock_unlock(&server->token_lock);
+        return 0;
 }
 
 static bool media_type_is(const char *ct, const char *want) {
@@ -310,6 +332,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 if (!ctx)
                         return MHD_NO;
                 *con_cls = ctx;
+                ctx->started = ft_now_monotonic();
+                ctx->method = api_metrics_method_label(method);
                 ctx->req.server = server;
                 ctx->req.conn = conn;
                 ctx->req.method = method;
@@ -382,7 +406,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
-        ctx_free(*con_cls);
+        struct request_ctx *ctx = *con_cls;
+        if (!ctx)
+                return;
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+        if (ci && ci->http_status)
+                api_metrics_http_observe(ctx->method, ctx->req.route ? ctx->req.route->pattern : NULL, ci->http_status,
+                                         ft_now_monotonic() - ctx->started);
+        ctx_free(ctx);
         *con_cls = NULL;
 }
 
@@ -395,15 +426,11 @@ int api_server_start(const struct api_options *opts, struct api_server **ret, st
                 server->opts.upload_max = UPLOAD_DEFAULT_MAX;
         if (!server->opts.max_queued_jobs)
                 server->opts.max_queued_jobs = 1000;
-        if (opts->token && *opts->token) {
-                size_t n = strlen(opts->token);
-                if (n > API_TOKEN_MAX) {
-                        free(server);
-                        return ft_error_set(err, -EINVAL, "token-file", "the token is longer than %d characters",
-                                            API_TOKEN_MAX);
-                }
-                memcpy(server->token, opts->token, n + 1);
-                server->token_len = n;
+        pthread_rwlock_init(&server->token_lock, NULL);
+        if (api_server_set_token(server, opts->token, err) < 0) {
+                pthread_rwlock_destroy(&server->token_lock);
+                free(server);
+                return -EINVAL;
         }
         server->opts.token = NULL; /* never kept outside server->token */
         compute_runtime_info(&server->runtime);
@@ -450,6 +477,7 @@ void api_server_stop(struct api_server *server) {
                 close(fd);
         api_store_close_all();
         explicit_bzero(server->token, sizeof(server->token));
+        pthread_rwlock_destroy(&server->token_lock);
         free(server->openapi);
         free(server);
 }

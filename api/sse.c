@@ -193,6 +193,15 @@ static int stream_fill(struct sse_stream *s) {
                 if (event_is_terminal(e))
                         s->done = true;
         }
+        if (list.n == 0 && r == 0) {
+                /* Nothing after the client's position: if the job has finished (a client
+                 * resuming after the terminal event), the story is over. */
+                struct store_job *job = NULL;
+                r = store_job_get(st, s->job_id, &job, &err);
+                if (r == 0 && store_job_state_is_terminal(job->state))
+                        s->done = true;
+                store_job_free(job);
+        }
         if (list.has_more && !s->done) {
                 pthread_mutex_lock(&s->hub->lock);
                 s->wake = true;
@@ -228,7 +237,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
                                 log_warning("event stream of %s ends: %s", s->job_id, strerror(-r));
                         return MHD_CONTENT_READER_END_OF_STREAM;
                 }
-                if (s->off < s->len)
+                if (s->off < s->len || s->done)
                         continue;
                 if (keepalive) {
                         buf_append(s, ": keepalive\n\n", 13);

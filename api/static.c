@@ -12,8 +12,8 @@
 
 /* The page loads only its own scripts and styles, talks only to its own
  * origin, and may not be framed. Chart.js sets canvas styles inline. */
-#define STATIC_CSP                                                                                              \
-        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; " \
+#define STATIC_CSP                                                                                                     \
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "        \
         "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 /* True when an If-None-Match header lists etag (or is "*"). */
@@ -38,9 +38,9 @@ static bool etag_matches(const char *header, const char *etag) {
 static enum MHD_Result reply_asset(struct api_request *req, const struct web_asset *asset) {
         const char *inm = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
         bool not_modified = etag_matches(inm, asset->etag);
-        struct MHD_Response *resp = not_modified
-                ? MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT)
-                : MHD_create_response_from_buffer(asset->size, (void *)asset->data, MHD_RESPMEM_PERSISTENT);
+        struct MHD_Response *resp = not_modified ? MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT)
+                                                 : MHD_create_response_from_buffer(asset->size, (void *)asset->data,
+                                                                                   MHD_RESPMEM_PERSISTENT);
         if (!resp)
                 return MHD_NO;
         if (!not_modified)

@@ -28,8 +28,8 @@ struct conform { /* converts a producer's format to the format a layer reads */
 
 struct wview { /* a parameter in the format a primitive wants */
         dnnl_memory_desc_t md;
-        dnnl_memory_t user;  /* plain, over tensor data (or grad) */
-        dnnl_memory_t mem;   /* == user when the format is plain */
+        dnnl_memory_t user; /* plain, over tensor data (or grad) */
+        dnnl_memory_t mem; /* == user when the format is plain */
         dnnl_primitive_t reorder;
 };
 
@@ -37,7 +37,7 @@ struct bvalue {
         dnnl_memory_desc_t md;
         dnnl_memory_t mem, dmem;
         size_t nfloats; /* floats in the buffer, padding included */
-        bool written;  /* its diff has been written during this backward */
+        bool written; /* its diff has been written during this backward */
 };
 
 struct bnode {
@@ -50,9 +50,12 @@ struct bnode {
         dnnl_memory_t bias, dbias, dbias_scratch, dw_scratch;
         dnnl_memory_t ws, mean, var, rmean, rvar;
         dnnl_memory_t flat_view, flat_dview; /* flatten: the output buffer seen as nchw */
-        uint8_t *mask;                        /* dropout */
+        uint8_t *mask; /* dropout */
         float dropout_scale;
         bool used_global; /* bn: the last forward used running statistics */
+        bool fused_relu; /* bn: the relu after it is fused in (oneDNN fuse_norm_relu, with a workspace) */
+        bool alias; /* relu fused into the batchnorm before it: its value is the batchnorm's, no work */
+        dnnl_memory_t ws_g; /* bn: the workspace of the running-statistics variant */
         bool dropout_on;
 };
 
@@ -78,12 +81,12 @@ struct backend_plan {
         size_t n_pds, cap_pds;
 };
 
-#define CHK(call, what)                                                                                             \
-        do {                                                                                                        \
-                dnnl_status_t s_ = (call);                                                                          \
-                if (s_ != dnnl_success)                                                                             \
-                        return ft_error_set(err, -EIO, NULL, "onednn: %s for layer \"%s\" failed: %s", what, name,  \
-                                            dnnl_status2str(s_));                                                   \
+#define CHK(call, what)                                                                                                \
+        do {                                                                                                           \
+                dnnl_status_t s_ = (call);                                                                             \
+                if (s_ != dnnl_success)                                                                                \
+                        return ft_error_set(err, -EIO, NULL, "onednn: %s for layer \"%s\" failed: %s", what, name,     \
+                                            dnnl_status2str(s_));                                                      \
         } while (0)
 
 static int track(void **arr_p, size_t *n, size_t *cap, void *obj, struct ft_error *err) {
@@ -126,8 +129,8 @@ static int prim_new(struct backend_plan *p, dnnl_primitive_desc_t pd, dnnl_primi
         return 0;
 }
 
-static int pd_new(struct backend_plan *p, const void *desc, const_dnnl_primitive_desc_t hint, dnnl_primitive_desc_t *ret,
-                  const char *what, const char *name, struct ft_error *err) {
+static int pd_new(struct backend_plan *p, const void *desc, const_dnnl_primitive_desc_t hint,
+                  dnnl_primitive_desc_t *ret, const char *what, const char *name, struct ft_error *err) {
         dnnl_primitive_desc_t pd;
         CHK(dnnl_primitive_desc_create(&pd, desc, NULL, p->eng, hint), what);
         int r = track((void **)&p->pds, &p->n_pds, &p->cap_pds, pd, err);
@@ -160,6 +163,7 @@ static int run_reorder(struct backend_plan *p, dnnl_primitive_t prim, dnnl_memor
         return run(p, prim, 2, a, name, err);
 }
 
+/* The buffer of a memory this plan created (with a buffer): cannot fail for those. */
 static void *mem_ptr(dnnl_memory_t m) {
         void *h = NULL;
         dnnl_memory_get_data_handle(m, &h);
@@ -170,44 +174,38 @@ static const dnnl_memory_desc_t *q_md(const_dnnl_primitive_desc_t pd, dnnl_query
         return dnnl_primitive_desc_query_md(pd, q, 0);
 }
 
-static void plain_md(dnnl_memory_desc_t *md, int batch, const struct value_shape *s) {
+static dnnl_status_t plain_md(dnnl_memory_desc_t *md, int batch, const struct value_shape *s) {
         if (s->ndim == 1) {
                 dnnl_dims_t d = {batch, s->c};
-                dnnl_memory_desc_init_by_tag(md, 2, d, dnnl_f32, dnnl_nc);
-        } else {
-                dnnl_dims_t d = {batch, s->c, s->h, s->w};
-                dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, dnnl_nchw);
+                return dnnl_memory_desc_init_by_tag(md, 2, d, dnnl_f32, dnnl_nc);
         }
+        dnnl_dims_t d = {batch, s->c, s->h, s->w};
+        return dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, dnnl_nchw);
 }
 
-static void any_md(dnnl_memory_desc_t *md, int batch, const struct value_shape *s) {
+static dnnl_status_t any_md(dnnl_memory_desc_t *md, int batch, const struct value_shape *s) {
         if (s->ndim == 1) {
                 dnnl_dims_t d = {batch, s->c};
-                dnnl_memory_desc_init_by_tag(md, 2, d, dnnl_f32, dnnl_format_tag_any);
-        } else {
-                dnnl_dims_t d = {batch, s->c, s->h, s->w};
-                dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, dnnl_format_tag_any);
+                return dnnl_memory_desc_init_by_tag(md, 2, d, dnnl_f32, dnnl_format_tag_any);
         }
+        dnnl_dims_t d = {batch, s->c, s->h, s->w};
+        return dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, dnnl_format_tag_any);
 }
 
-static void tensor_md(dnnl_memory_desc_t *md, const struct tensor *t) {
+static dnnl_status_t tensor_md(dnnl_memory_desc_t *md, const struct tensor *t) {
         dnnl_dims_t d;
         for (int i = 0; i < t->ndim; i++)
                 d[i] = t->shape[i];
         dnnl_format_tag_t tag = t->ndim == 1 ? dnnl_x : t->ndim == 2 ? dnnl_oi : dnnl_oihw;
-        dnnl_memory_desc_init_by_tag(md, t->ndim, d, dnnl_f32, tag);
+        return dnnl_memory_desc_init_by_tag(md, t->ndim, d, dnnl_f32, tag);
 }
 
-/* the value v's memory with diff, allocated */
+/* the value v's memory (its diff comes with the plan's first backward: eval-only plans never have one) */
 static int value_init(struct backend_plan *p, struct bvalue *v, const dnnl_memory_desc_t *md, const char *name,
                       struct ft_error *err) {
-        int r;
         v->md = *md;
         v->nfloats = dnnl_memory_desc_get_size(md) / sizeof(float);
-        if ((r = mem_new(p, md, DNNL_MEMORY_ALLOCATE, &v->mem, name, err)) < 0 ||
-            (r = mem_new(p, md, DNNL_MEMORY_ALLOCATE, &v->dmem, name, err)) < 0)
-                return r;
-        return 0;
+        return mem_new(p, md, DNNL_MEMORY_ALLOCATE, &v->mem, name, err);
 }
 
 /* make input j of node n read format md */
@@ -234,7 +232,7 @@ static int conform_init(struct backend_plan *p, struct model *m, int ni, int j, 
 static int wview_init(struct backend_plan *p, struct wview *w, const struct tensor *t, void *data,
                       const dnnl_memory_desc_t *want, bool to_user, const char *name, struct ft_error *err) {
         dnnl_memory_desc_t umd;
-        tensor_md(&umd, t);
+        CHK(tensor_md(&umd, t), "memory_desc_init");
         int r = mem_new(p, &umd, data, &w->user, name, err);
         if (r < 0)
                 return r;
@@ -277,20 +275,21 @@ static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
         const char *name = n->name;
         int B = p->batch, r;
         dnnl_memory_desc_t omd;
-        any_md(&omd, B, &n->out);
+        CHK(any_md(&omd, B, &n->out), "memory_desc_init");
 
         switch (n->kind) {
         case NODE_LINEAR:
         case NODE_CONV: {
                 dnnl_memory_desc_t smd, wmd, bmd, *bp = NULL;
                 const struct value_shape *is = n->in[0] == 0 ? &m->input : &m->nodes[n->in[0] - 1].out;
-                any_md(&smd, B, is);
+                CHK(any_md(&smd, B, is), "memory_desc_init");
                 dnnl_dims_t wd;
                 for (int i = 0; i < n->weight->ndim; i++)
                         wd[i] = n->weight->shape[i];
-                dnnl_memory_desc_init_by_tag(&wmd, n->weight->ndim, wd, dnnl_f32, dnnl_format_tag_any);
+                CHK(dnnl_memory_desc_init_by_tag(&wmd, n->weight->ndim, wd, dnnl_f32, dnnl_format_tag_any),
+                    "memory_desc_init");
                 if (n->bias) {
-                        tensor_md(&bmd, n->bias);
+                        CHK(tensor_md(&bmd, n->bias), "memory_desc_init");
                         bp = &bmd;
                 }
                 if (n->kind == NODE_CONV) {
@@ -323,6 +322,12 @@ static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
         case NODE_BN: {
                 dnnl_batch_normalization_desc_t bd;
                 unsigned flags = dnnl_use_scale | dnnl_use_shift;
+                /* fuse a relu that is this batchnorm's only consumer (the value before it is then never read) */
+                const struct node *nx = ni + 1 < m->n_nodes ? &m->nodes[ni + 1] : NULL;
+                bn->fused_relu = nx && m->consumers[ni + 1] == 1 && nx->kind == NODE_ACT && nx->act == ACT_RELU &&
+                                 nx->alpha == 0.0f && nx->in[0] == ni + 1;
+                if (bn->fused_relu)
+                        flags |= dnnl_fuse_norm_relu;
                 CHK(dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_training, &in->md, n->eps, flags),
                     "batch_normalization_forward_desc_init");
                 if ((r = pd_new(p, &bd, NULL, &bn->fwd_pd, "batch normalization forward", name, err)) < 0 ||
@@ -335,7 +340,7 @@ static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
                     (r = prim_new(p, bn->fwd_g_pd, &bn->fwd_g, name, err)) < 0)
                         return r;
                 dnnl_memory_desc_t cmd;
-                tensor_md(&cmd, n->weight);
+                CHK(tensor_md(&cmd, n->weight), "memory_desc_init");
                 if ((r = conform_init(p, m, ni, 0, &in->md, err)) < 0 ||
                     (r = value_init(p, out, q_md(bn->fwd_pd, dnnl_query_dst_md), name, err)) < 0 ||
                     (r = mem_new(p, &cmd, n->weight->data, &bn->w_fwd.user, name, err)) < 0 ||
@@ -345,10 +350,22 @@ static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
                     (r = mem_new(p, &cmd, n->running_mean->data, &bn->rmean, name, err)) < 0 ||
                     (r = mem_new(p, &cmd, n->running_var->data, &bn->rvar, name, err)) < 0)
                         return r;
+                if (bn->fused_relu && ((r = mem_new(p, q_md(bn->fwd_pd, dnnl_query_workspace_md), DNNL_MEMORY_ALLOCATE,
+                                                    &bn->ws, name, err)) < 0 ||
+                                       (r = mem_new(p, q_md(bn->fwd_g_pd, dnnl_query_workspace_md),
+                                                    DNNL_MEMORY_ALLOCATE, &bn->ws_g, name, err)) < 0))
+                        return r;
                 return 0;
         }
         case NODE_ACT: {
                 dnnl_eltwise_desc_t ed;
+                if (ni > 0 && p->nodes[ni - 1].fused_relu) {
+                        bn->alias = true; /* the batchnorm before wrote relu(bn(x)) into its own value */
+                        out->md = in->md;
+                        out->mem = in->mem;
+                        out->nfloats = in->nfloats;
+                        return conform_init(p, m, ni, 0, &in->md, err);
+                }
                 CHK(dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_training, act_alg(n->act), &in->md, n->alpha, 0.f),
                     "eltwise_forward_desc_init");
                 if ((r = pd_new(p, &ed, NULL, &bn->fwd_pd, "eltwise forward", name, err)) < 0 ||
@@ -388,18 +405,19 @@ static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
         }
         case NODE_FLATTEN: {
                 dnnl_memory_desc_t pmd, nchw;
-                plain_md(&pmd, B, &n->out);
+                CHK(plain_md(&pmd, B, &n->out), "memory_desc_init");
                 const struct value_shape *is = n->in[0] == 0 ? &m->input : &m->nodes[n->in[0] - 1].out;
-                plain_md(&nchw, B, is);
-                if ((r = conform_init(p, m, ni, 0, &in->md, err)) < 0 || (r = value_init(p, out, &pmd, name, err)) < 0 ||
+                CHK(plain_md(&nchw, B, is), "memory_desc_init");
+                if ((r = conform_init(p, m, ni, 0, &in->md, err)) < 0 ||
+                    (r = value_init(p, out, &pmd, name, err)) < 0 ||
                     (r = mem_new(p, &nchw, mem_ptr(out->mem), &bn->flat_view, name, err)) < 0 ||
-                    (r = mem_new(p, &nchw, mem_ptr(out->dmem), &bn->flat_dview, name, err)) < 0 ||
                     (r = reorder_new(p, &in->md, &nchw, &bn->fwd, name, err)) < 0)
                         return r;
                 return 0;
         }
         case NODE_DROPOUT: {
-                if ((r = conform_init(p, m, ni, 0, &in->md, err)) < 0 || (r = value_init(p, out, &in->md, name, err)) < 0)
+                if ((r = conform_init(p, m, ni, 0, &in->md, err)) < 0 ||
+                    (r = value_init(p, out, &in->md, name, err)) < 0)
                         return r;
                 bn->mask = malloc(out->nfloats ? out->nfloats : 1);
                 if (!bn->mask)
@@ -414,7 +432,8 @@ static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
                         return r;
                 CHK(dnnl_binary_desc_init(&bd, dnnl_binary_add, &in->md, &in->md, &in->md), "binary_desc_init");
                 if ((r = pd_new(p, &bd, NULL, &bn->fwd_pd, "binary add", name, err)) < 0 ||
-                    (r = prim_new(p, bn->fwd_pd, &bn->fwd, name, err)) < 0 || (r = value_init(p, out, &in->md, name, err)) < 0)
+                    (r = prim_new(p, bn->fwd_pd, &bn->fwd, name, err)) < 0 ||
+                    (r = value_init(p, out, &in->md, name, err)) < 0)
                         return r;
                 return 0;
         }
@@ -462,7 +481,10 @@ static int plan_new(struct model *m, struct compute_ctx *ctx, int batch, struct 
                 goto fail;
         }
         dnnl_memory_desc_t md;
-        plain_md(&md, batch, &m->input);
+        if (plain_md(&md, batch, &m->input) != dnnl_success) {
+                r = ft_error_set(err, -EIO, NULL, "onednn: cannot describe the input");
+                goto fail;
+        }
         p->vals[0].md = md;
         if ((r = mem_new(p, &md, DNNL_MEMORY_NONE, &p->vals[0].mem, name, err)) < 0)
                 goto fail;
@@ -471,16 +493,16 @@ static int plan_new(struct model *m, struct compute_ctx *ctx, int batch, struct 
                 if ((r = node_fwd_init(m, p, i, err)) < 0)
                         goto fail;
         struct bvalue *last = &p->vals[m->n_nodes];
-        plain_md(&md, batch, &m->nodes[m->n_nodes - 1].out);
+        if (plain_md(&md, batch, &m->nodes[m->n_nodes - 1].out) != dnnl_success) {
+                r = ft_error_set(err, -EIO, NULL, "onednn: cannot describe the output");
+                goto fail;
+        }
         if (dnnl_memory_desc_equal(&md, &last->md)) {
                 p->out_mem = last->mem;
-                p->dout_mem = last->dmem;
         } else {
                 name = "output";
                 if ((r = mem_new(p, &md, DNNL_MEMORY_ALLOCATE, &p->out_mem, name, err)) < 0 ||
-                    (r = mem_new(p, &md, DNNL_MEMORY_ALLOCATE, &p->dout_mem, name, err)) < 0 ||
-                    (r = reorder_new(p, &last->md, &md, &p->out_reorder, name, err)) < 0 ||
-                    (r = reorder_new(p, &md, &last->md, &p->dout_reorder, name, err)) < 0)
+                    (r = reorder_new(p, &last->md, &md, &p->out_reorder, name, err)) < 0)
                         goto fail;
         }
         p->out = mem_ptr(p->out_mem);
@@ -520,9 +542,12 @@ static int node_forward(struct model *m, struct backend_plan *p, int ni, bool tr
         switch (n->kind) {
         case NODE_LINEAR:
         case NODE_CONV: {
-                if (bn->w_fwd.reorder && (r = run_reorder(p, bn->w_fwd.reorder, bn->w_fwd.user, bn->w_fwd.mem, name, err)) < 0)
+                if (bn->w_fwd.reorder &&
+                    (r = run_reorder(p, bn->w_fwd.reorder, bn->w_fwd.user, bn->w_fwd.mem, name, err)) < 0)
                         return r;
-                dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, bn->w_fwd.mem}, {DNNL_ARG_DST, out->mem},
+                dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, src},
+                                        {DNNL_ARG_WEIGHTS, bn->w_fwd.mem},
+                                        {DNNL_ARG_DST, out->mem},
                                         {DNNL_ARG_BIAS, bn->bias}};
                 return run(p, bn->fwd, n->bias ? 4 : 3, a, name, err);
         }
@@ -538,15 +563,19 @@ static int node_forward(struct model *m, struct backend_plan *p, int ni, bool tr
                                                     name);
                 }
                 dnnl_memory_t mean = global ? bn->rmean : bn->mean, var = global ? bn->rvar : bn->var;
-                dnnl_exec_arg_t a[6] = {{DNNL_ARG_SRC, src},           {DNNL_ARG_DST, out->mem},
-                                        {DNNL_ARG_SCALE, bn->w_fwd.user}, {DNNL_ARG_SHIFT, bn->bias},
-                                        {DNNL_ARG_MEAN, mean},          {DNNL_ARG_VARIANCE, var}};
-                r = run(p, global ? bn->fwd_g : bn->fwd, 6, a, name, err);
+                dnnl_exec_arg_t a[7] = {{DNNL_ARG_SRC, src},
+                                        {DNNL_ARG_DST, out->mem},
+                                        {DNNL_ARG_SCALE, bn->w_fwd.user},
+                                        {DNNL_ARG_SHIFT, bn->bias},
+                                        {DNNL_ARG_MEAN, mean},
+                                        {DNNL_ARG_VARIANCE, var},
+                                        {DNNL_ARG_WORKSPACE, global ? bn->ws_g : bn->ws}};
+                r = run(p, global ? bn->fwd_g : bn->fwd, bn->fused_relu ? 7 : 6, a, name, err);
                 if (r < 0)
                         return r;
                 if (global)
                         return 0;
-                dnnl_stream_wait(p->st);
+                CHK(dnnl_stream_wait(p->st), "stream_wait");
                 bn_update_running(n, bn, p->batch);
                 return 0;
         }
@@ -555,7 +584,11 @@ static int node_forward(struct model *m, struct backend_plan *p, int ni, bool tr
         case NODE_MAXPOOL:
         case NODE_AVGPOOL:
         case NODE_GAP: {
-                dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, out->mem}, {DNNL_ARG_SRC_1, bn->in[1].mem},
+                if (bn->alias)
+                        return 0;
+                dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, src},
+                                        {DNNL_ARG_DST, out->mem},
+                                        {DNNL_ARG_SRC_1, bn->in[1].mem},
                                         {DNNL_ARG_WORKSPACE, bn->ws}};
                 if (n->kind == NODE_ADD)
                         return run(p, bn->fwd, 3, a, name, err);
@@ -565,10 +598,9 @@ static int node_forward(struct model *m, struct backend_plan *p, int ni, bool tr
                 }
                 return run(p, bn->fwd, 2, a, name, err);
         }
-        case NODE_FLATTEN:
-                return run_reorder(p, bn->fwd, src, bn->flat_view, name, err);
+        case NODE_FLATTEN: return run_reorder(p, bn->fwd, src, bn->flat_view, name, err);
         case NODE_DROPOUT: {
-                dnnl_stream_wait(p->st);
+                CHK(dnnl_stream_wait(p->st), "stream_wait");
                 const float *x = mem_ptr(src);
                 float *y = mem_ptr(out->mem);
                 size_t cnt = out->nfloats;
@@ -591,8 +623,8 @@ static int node_forward(struct model *m, struct backend_plan *p, int ni, bool tr
         return 0;
 }
 
-static int onednn_forward(struct model *m, struct backend_plan *p, const float *x, bool training,
-                          const float **ret_out, struct ft_error *err) {
+static int onednn_forward(struct model *m, struct backend_plan *p, const float *x, bool training, const float **ret_out,
+                          struct ft_error *err) {
         int r;
         const char *name = "input";
         CHK(dnnl_memory_set_data_handle(p->x_mem, (void *)x), "set_data_handle");
@@ -688,9 +720,10 @@ static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
                 dnnl_dims_t wd;
                 for (int i = 0; i < n->weight->ndim; i++)
                         wd[i] = n->weight->shape[i];
-                dnnl_memory_desc_init_by_tag(&wmd, n->weight->ndim, wd, dnnl_f32, dnnl_format_tag_any);
+                CHK(dnnl_memory_desc_init_by_tag(&wmd, n->weight->ndim, wd, dnnl_f32, dnnl_format_tag_any),
+                    "memory_desc_init");
                 if (n->bias) {
-                        tensor_md(&bmd, n->bias);
+                        CHK(tensor_md(&bmd, n->bias), "memory_desc_init");
                         bp = &bmd;
                 }
                 const dnnl_memory_desc_t *smd = &bn->in[0].md;
@@ -716,7 +749,8 @@ static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
                         if (n->in[0] != 0) {
                                 CHK(dnnl_inner_product_backward_data_desc_init(&id, smd, &wmd, &out->md),
                                     "inner_product_backward_data_desc_init");
-                                if ((r = pd_new(p, &id, bn->fwd_pd, &dpd, "inner product backward data", name, err)) < 0)
+                                if ((r = pd_new(p, &id, bn->fwd_pd, &dpd, "inner product backward data", name, err)) <
+                                    0)
                                         return r;
                         }
                         CHK(dnnl_inner_product_backward_weights_desc_init(&id, smd, &wmd, bp, &out->md),
@@ -754,7 +788,7 @@ static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
         }
         case NODE_BN: {
                 dnnl_batch_normalization_desc_t bd;
-                unsigned flags = dnnl_use_scale | dnnl_use_shift;
+                unsigned flags = dnnl_use_scale | dnnl_use_shift | (bn->fused_relu ? dnnl_fuse_norm_relu : 0u);
                 dnnl_primitive_desc_t pd;
                 CHK(dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, &in->md, &in->md, n->eps, flags),
                     "batch_normalization_backward_desc_init");
@@ -768,7 +802,7 @@ static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
                     (r = prim_new(p, pd, &bn->bwd_g, name, err)) < 0)
                         return r;
                 dnnl_memory_desc_t cmd;
-                tensor_md(&cmd, n->weight);
+                CHK(tensor_md(&cmd, n->weight), "memory_desc_init");
                 if ((r = mem_new(p, &cmd, n->weight->grad, &bn->dw.user, name, err)) < 0 ||
                     (r = mem_new(p, &cmd, n->bias->grad, &bn->dbias, name, err)) < 0 ||
                     (r = mem_new(p, &cmd, DNNL_MEMORY_ALLOCATE, &bn->dw_scratch, name, err)) < 0 ||
@@ -779,6 +813,8 @@ static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
         case NODE_ACT: {
                 dnnl_eltwise_desc_t ed;
                 dnnl_primitive_desc_t pd;
+                if (bn->alias)
+                        return 0;
                 CHK(dnnl_eltwise_backward_desc_init(&ed, act_alg(n->act), &in->md, &in->md, n->alpha, 0.f),
                     "eltwise_backward_desc_init");
                 if ((r = pd_new(p, &ed, bn->fwd_pd, &pd, "eltwise backward", name, err)) < 0 ||
@@ -813,7 +849,9 @@ static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
         case NODE_FLATTEN: {
                 dnnl_memory_desc_t nchw;
                 const struct value_shape *is = n->in[0] == 0 ? &m->input : &m->nodes[n->in[0] - 1].out;
-                plain_md(&nchw, p->batch, is);
+                CHK(plain_md(&nchw, p->batch, is), "memory_desc_init");
+                if ((r = mem_new(p, &nchw, mem_ptr(out->dmem), &bn->flat_dview, name, err)) < 0)
+                        return r;
                 return reorder_new(p, &nchw, &in->md, &bn->bwd_data, name, err);
         }
         case NODE_DROPOUT:
@@ -837,7 +875,8 @@ static int node_backward(struct model *m, struct backend_plan *p, int ni, struct
                         if (bn->w_bwd.reorder && bn->w_bwd.reorder != bn->w_fwd.reorder &&
                             (r = run_reorder(p, bn->w_bwd.reorder, bn->w_bwd.user, bn->w_bwd.mem, name, err)) < 0)
                                 return r;
-                        dnnl_exec_arg_t a[3] = {{DNNL_ARG_DIFF_DST, out->dmem}, {DNNL_ARG_WEIGHTS, bn->w_bwd.mem},
+                        dnnl_exec_arg_t a[3] = {{DNNL_ARG_DIFF_DST, out->dmem},
+                                                {DNNL_ARG_WEIGHTS, bn->w_bwd.mem},
                                                 {DNNL_ARG_DIFF_SRC, dsrc}};
                         if ((r = run(p, bn->bwd_data, 3, a, name, err)) < 0)
                                 return r;
@@ -847,13 +886,15 @@ static int node_backward(struct model *m, struct backend_plan *p, int ni, struct
                         dnnl_memory_t dw = wt ? bn->dw.mem : bn->dw_scratch;
                         if (!wt && bn->dw.mem == bn->dw.user)
                                 dw = bn->dw_scratch;
-                        dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, out->dmem},
-                                                {DNNL_ARG_DIFF_WEIGHTS, dw},
-                                                {DNNL_ARG_DIFF_BIAS, n->bias && !n->bias->frozen ? bn->dbias
-                                                                                                 : bn->dbias_scratch}};
+                        dnnl_exec_arg_t a[4] = {
+                                {DNNL_ARG_SRC, src},
+                                {DNNL_ARG_DIFF_DST, out->dmem},
+                                {DNNL_ARG_DIFF_WEIGHTS, dw},
+                                {DNNL_ARG_DIFF_BIAS, n->bias && !n->bias->frozen ? bn->dbias : bn->dbias_scratch}};
                         if ((r = run(p, bn->bwd_weights, n->bias ? 4 : 3, a, name, err)) < 0)
                                 return r;
-                        if (wt && bn->dw.reorder && (r = run_reorder(p, bn->dw.reorder, bn->dw.mem, bn->dw.user, name, err)) < 0)
+                        if (wt && bn->dw.reorder &&
+                            (r = run_reorder(p, bn->dw.reorder, bn->dw.mem, bn->dw.user, name, err)) < 0)
                                 return r;
                 }
                 break;
@@ -870,11 +911,12 @@ static int node_backward(struct model *m, struct backend_plan *p, int ni, struct
                                         {DNNL_ARG_VARIANCE, var},
                                         {DNNL_ARG_DIFF_SRC, dsrc},
                                         {DNNL_ARG_DIFF_SCALE, wt ? bn->dw.user : bn->dw_scratch}};
-                dnnl_exec_arg_t b8 = {DNNL_ARG_DIFF_SHIFT, bt ? bn->dbias : bn->dbias_scratch};
-                dnnl_exec_arg_t all[9];
+                dnnl_exec_arg_t all[10];
                 memcpy(all, a, sizeof(a));
-                all[8] = b8;
-                if ((r = run(p, bn->used_global ? bn->bwd_g : bn->bwd_data, 9, all, name, err)) < 0)
+                all[8] = (dnnl_exec_arg_t){DNNL_ARG_DIFF_SHIFT, bt ? bn->dbias : bn->dbias_scratch};
+                all[9] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, bn->used_global ? bn->ws_g : bn->ws};
+                if ((r = run(p, bn->used_global ? bn->bwd_g : bn->bwd_data, bn->fused_relu ? 10 : 9, all, name, err)) <
+                    0)
                         return r;
                 break;
         }
@@ -882,11 +924,12 @@ static int node_backward(struct model *m, struct backend_plan *p, int ni, struct
         case NODE_MAXPOOL:
         case NODE_AVGPOOL:
         case NODE_GAP: {
-                if (!need0)
+                if (!need0 || bn->alias) /* alias: the batchnorm below applies the relu mask */
                         break;
-                dnnl_exec_arg_t a[3] = {{DNNL_ARG_DIFF_DST, out->dmem}, {DNNL_ARG_DIFF_SRC, dsrc},
-                                        {n->kind == NODE_ACT ? DNNL_ARG_SRC : DNNL_ARG_WORKSPACE,
-                                         n->kind == NODE_ACT ? src : bn->ws}};
+                dnnl_exec_arg_t a[3] = {
+                        {DNNL_ARG_DIFF_DST, out->dmem},
+                        {DNNL_ARG_DIFF_SRC, dsrc},
+                        {n->kind == NODE_ACT ? DNNL_ARG_SRC : DNNL_ARG_WORKSPACE, n->kind == NODE_ACT ? src : bn->ws}};
                 if ((r = run(p, bn->bwd_data, n->kind == NODE_ACT || bn->ws ? 3 : 2, a, name, err)) < 0)
                         return r;
                 break;
@@ -934,6 +977,23 @@ static int onednn_backward(struct model *m, struct backend_plan *p, const float 
         int r;
         const char *name = "output";
         if (!p->bwd_ready) {
+                for (int v = 1; v < m->n_values; v++) {
+                        if (p->vals[v].dmem)
+                                continue;
+                        if (p->nodes[v - 1].alias)
+                                p->vals[v].dmem = p->vals[m->nodes[v - 1].in[0]].dmem;
+                        else if ((r = mem_new(p, &p->vals[v].md, DNNL_MEMORY_ALLOCATE, &p->vals[v].dmem, name, err)) <
+                                 0)
+                                return r;
+                }
+                dnnl_memory_desc_t md;
+                CHK(plain_md(&md, p->batch, &m->nodes[m->n_nodes - 1].out), "memory_desc_init");
+                struct bvalue *last = &p->vals[m->n_nodes];
+                if (dnnl_memory_desc_equal(&md, &last->md))
+                        p->dout_mem = last->dmem;
+                else if ((r = mem_new(p, &md, DNNL_MEMORY_ALLOCATE, &p->dout_mem, name, err)) < 0 ||
+                         (r = reorder_new(p, &md, &last->md, &p->dout_reorder, name, err)) < 0)
+                        return r;
                 for (int i = 0; i < m->n_nodes; i++)
                         if ((r = node_bwd_init(m, p, i, err)) < 0)
                                 return r;
@@ -946,7 +1006,8 @@ static int onednn_backward(struct model *m, struct backend_plan *p, const float 
                 return 0; /* everything frozen */
         size_t outn = (size_t)p->batch * model_output_count(m);
         memcpy(mem_ptr(p->dout_mem), d_out, outn * sizeof(float));
-        if (p->dout_reorder && (r = run_reorder(p, p->dout_reorder, p->dout_mem, p->vals[m->n_nodes].dmem, name, err)) < 0)
+        if (p->dout_reorder &&
+            (r = run_reorder(p, p->dout_reorder, p->dout_mem, p->vals[m->n_nodes].dmem, name, err)) < 0)
                 return r;
         for (int i = m->n_nodes - 1; i >= 0; i--) {
                 if (!p->rg[i + 1])

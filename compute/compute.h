@@ -19,9 +19,9 @@
 
 struct compute_runtime_info {
         char onednn_version[32]; /* "2.6.3" */
-        char onednn_isa[32];     /* the CPU ISA oneDNN dispatches to: "avx512_core_bf16" */
-        bool cuda_compiled;      /* built with -Dcuda=enabled */
-        bool cuda_device;        /* and a device is present now */
+        char onednn_isa[32]; /* the CPU ISA oneDNN dispatches to: "avx512_core_bf16" */
+        bool cuda_compiled; /* built with -Dcuda=enabled */
+        bool cuda_device; /* and a device is present now */
         char cuda_device_name[128];
 };
 

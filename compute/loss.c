@@ -14,7 +14,8 @@ int loss_cross_entropy(const float *logits, const int32_t *targets, int batch, i
         float ls = opts ? opts->label_smoothing : 0.0f;
         const float *cw = opts ? opts->class_weights : NULL;
         if (!(ls >= 0.0f && ls < 1.0f))
-                return ft_error_set(err, -EINVAL, "label_smoothing", "\"label_smoothing\" must be from 0 to 1 (exclusive)");
+                return ft_error_set(err, -EINVAL, "label_smoothing",
+                                    "\"label_smoothing\" must be from 0 to 1 (exclusive)");
         if (cw)
                 for (int c = 0; c < classes; c++)
                         if (!(cw[c] >= 0.0f) || !isfinite(cw[c]))
@@ -22,8 +23,9 @@ int loss_cross_entropy(const float *logits, const int32_t *targets, int batch, i
                                                     "\"class_weights\"[%d] must be a finite number >= 0", c);
         for (int i = 0; i < batch; i++)
                 if (targets[i] < 0 || targets[i] >= classes)
-                        return ft_error_set(err, -EINVAL, "targets", "target %d of sample %d is not a class from 0 to %d",
-                                            targets[i], i, classes - 1);
+                        return ft_error_set(err, -EINVAL, "targets",
+                                            "target %d of sample %d is not a class from 0 to %d", targets[i], i,
+                                            classes - 1);
         /* PyTorch: loss_i = (1-ls) * w[y] * -logp[y] + ls/C * sum_c w[c] * -logp[c];
          * mean divides by sum_i w[y_i] (1 per sample without weights) */
         double wsum = 0.0, total = 0.0;

@@ -10,7 +10,7 @@
 #include "common/common.h"
 
 struct loss_ce_options {
-        float label_smoothing;      /* 0.0 .. 1.0 (exclusive), as CrossEntropyLoss(label_smoothing=) */
+        float label_smoothing; /* 0.0 .. 1.0 (exclusive), as CrossEntropyLoss(label_smoothing=) */
         const float *class_weights; /* NULL or [classes] non-negative, as CrossEntropyLoss(weight=) */
 };
 

@@ -19,7 +19,7 @@ struct builder {
         int cap_nodes;
         size_t cap_tensors;
         uint64_t total_numel;
-        int layer;        /* index of the spec layer being parsed */
+        int layer; /* index of the spec layer being parsed */
         const char *lname; /* its name */
         struct ft_error *err;
 };
@@ -196,8 +196,8 @@ static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) 
         return (in + 2 * p - ext) / s + 1;
 }
 
-static int build_conv(struct builder *b, int in, const char *name, int64_t oc, const int64_t k[2],
-                      const int64_t s[2], const int64_t p[2], const int64_t d[2], bool bias, bool tv, int *ret_v) {
+static int build_conv(struct builder *b, int in, const char *name, int64_t oc, const int64_t k[2], const int64_t s[2],
+                      const int64_t p[2], const int64_t d[2], bool bias, bool tv, int *ret_v) {
         struct model *m = b->m;
         struct value_shape is = in == 0 ? m->input : m->nodes[in - 1].out;
         int64_t oh = conv_out(is.h, k[0], s[0], p[0], d[0]), ow = conv_out(is.w, k[1], s[1], p[1], d[1]);
@@ -210,8 +210,7 @@ static int build_conv(struct builder *b, int in, const char *name, int64_t oc, c
         int v = add_node(b, NODE_CONV, name, in, &n);
         if (v < 0)
                 return v;
-        n->kh = k[0], n->kw = k[1], n->sh = s[0], n->sw = s[1], n->ph = p[0], n->pw = p[1], n->dh = d[0],
-        n->dw = d[1];
+        n->kh = k[0], n->kw = k[1], n->sh = s[0], n->sw = s[1], n->ph = p[0], n->pw = p[1], n->dh = d[0], n->dw = d[1];
         n->torchvision_init = tv;
         n->out = (struct value_shape){3, oc, oh, ow};
         int64_t ws[4] = {oc, is.c, k[0], k[1]};
@@ -307,7 +306,8 @@ static int build_layer(struct builder *b, const json_t *lo, int *cur, json_t *ca
                 static const char *const f[] = {"type", "name", "out_features", "bias", NULL};
                 int64_t of;
                 bool bias = true;
-                if ((r = check_fields(b, lo, f)) < 0 || (r = get_int(b, lo, "out_features", true, 0, 1, MODEL_DIM_MAX, &of)) < 0 ||
+                if ((r = check_fields(b, lo, f)) < 0 ||
+                    (r = get_int(b, lo, "out_features", true, 0, 1, MODEL_DIM_MAX, &of)) < 0 ||
                     (r = get_bool(b, lo, "bias", true, &bias)) < 0)
                         return r;
                 if (is.ndim != 1)
@@ -330,8 +330,8 @@ static int build_layer(struct builder *b, const json_t *lo, int *cur, json_t *ca
                 json_object_set_new(c, "out_features", json_integer(of));
                 json_object_set_new(c, "bias", json_boolean(bias));
         } else if (strcmp(type, "conv2d") == 0) {
-                static const char *const f[] = {"type", "name", "out_channels", "kernel_size", "stride",
-                                                "padding", "dilation", "bias", NULL};
+                static const char *const f[] = {"type",    "name",     "out_channels", "kernel_size", "stride",
+                                                "padding", "dilation", "bias",         NULL};
                 int64_t oc, k[2], s[2], p[2], d[2];
                 bool bias = true;
                 if ((r = check_fields(b, lo, f)) < 0 ||
@@ -353,7 +353,8 @@ static int build_layer(struct builder *b, const json_t *lo, int *cur, json_t *ca
         } else if (strcmp(type, "batchnorm2d") == 0) {
                 static const char *const f[] = {"type", "name", "eps", "momentum", NULL};
                 double eps, mom;
-                if ((r = check_fields(b, lo, f)) < 0 || (r = get_real(b, lo, "eps", 1e-5, 1e-12, 1.0, true, &eps)) < 0 ||
+                if ((r = check_fields(b, lo, f)) < 0 ||
+                    (r = get_real(b, lo, "eps", 1e-5, 1e-12, 1.0, true, &eps)) < 0 ||
                     (r = get_real(b, lo, "momentum", 0.1, 0.0, 1.0, true, &mom)) < 0 || (r = need_3d(b, &is, type)) < 0)
                         return r;
                 if ((r = build_bn(b, *cur, name, eps, mom, &v)) < 0)
@@ -438,8 +439,8 @@ static int build_layer(struct builder *b, const json_t *lo, int *cur, json_t *ca
                     (r = get_int(b, lo, "stride", false, 1, 1, 64, &st)) < 0 || (r = need_3d(b, &is, type)) < 0)
                         return r;
                 char sub[TENSOR_NAME_MAX];
-                int64_t k3[2] = {3, 3}, k1[2] = {1, 1}, s[2] = {st, st}, s1[2] = {1, 1}, p1[2] = {1, 1},
-                        p0[2] = {0, 0}, d1[2] = {1, 1};
+                int64_t k3[2] = {3, 3}, k1[2] = {1, 1}, s[2] = {st, st}, s1[2] = {1, 1}, p1[2] = {1, 1}, p0[2] = {0, 0},
+                        d1[2] = {1, 1};
                 int in = *cur, x;
                 snprintf(sub, sizeof(sub), "%s.conv1", name);
                 if ((r = build_conv(b, in, sub, oc, k3, s, p1, d1, false, true, &x)) < 0)
@@ -526,8 +527,8 @@ static int build(const json_t *spec, struct model **ret, bool alloc, json_t **re
         const char *init = "pytorch";
         json_t *ji = json_object_get(spec, "init");
         if (ji) {
-                if (!json_is_string(ji) || (strcmp(json_string_value(ji), "pytorch") &&
-                                            strcmp(json_string_value(ji), "torchvision"))) {
+                if (!json_is_string(ji) ||
+                    (strcmp(json_string_value(ji), "pytorch") && strcmp(json_string_value(ji), "torchvision"))) {
                         r = ft_error_set(err, -EINVAL, "init", "\"init\" must be \"pytorch\" or \"torchvision\"");
                         goto fail;
                 }
@@ -839,8 +840,7 @@ int model_prepare(struct model *m, struct compute_ctx *ctx, int max_batch, struc
         if (!ctx)
                 return ft_error_set(err, -EINVAL, "ctx", "no compute context");
         if (max_batch < 1 || max_batch > MODEL_BATCH_MAX)
-                return ft_error_set(err, -EINVAL, "batch_size", "\"batch_size\" must be from 1 to %d",
-                                    MODEL_BATCH_MAX);
+                return ft_error_set(err, -EINVAL, "batch_size", "\"batch_size\" must be from 1 to %d", MODEL_BATCH_MAX);
         if (m->ctx != ctx)
                 model_plans_release(m);
         m->ctx = ctx;

@@ -3,8 +3,8 @@
  *
  * Not for: losses (loss.h), updates (optim.h), files (safetensors), the training loop (train).
  *
- * The spec (jansson json_t) is an object:
- *   {"input": [features] | [C, H, W],
+ * The spec (jansson json_t) is an object (docs/model-spec.md is the user-facing reference):
+ *   {"input": [features] | [C, H, W], "init": "pytorch" (default) | "torchvision",
  *    "layers": [ {"type": "...", "name": "...", ...fields}, ... ]}
  * The layers run in order, like torch.nn.Sequential; a layer's "name" is its state_dict prefix and defaults to
  * its index in the list (as nn.Sequential names them: "0.weight", "2.bias"). Layer types and fields (defaults
@@ -24,9 +24,11 @@
  *                NAME.bn2 and, when stride != 1 or channels change, NAME.downsample.0 (conv 1x1, no bias) and
  *                NAME.downsample.1 (batchnorm)
  * Limits: at most MODEL_LAYERS_MAX layers, every size at most MODEL_DIM_MAX, at most MODEL_PARAMS_MAX scalars.
- * Bad specs are refused with -EINVAL and an ft_error naming the layer and field, e.g.
- *   layers[3] ("fc"): "in_features" ... / unknown layer type "conv3d" / kernel 7x7 larger than input 5x5;
- * err->param is the JSON path ("layers[3].kernel_size").
+ * Bad specs (unknown type or field, zero/negative/too large sizes, impossible shapes) are refused with -EINVAL
+ * and an ft_error naming the layer and field, e.g.
+ *   layers[0] ("big"): kernel 7x7 (dilation 1x1) larger than the padded input 5x5
+ *   layers[2] ("fc"): "linear" needs flat input [features], got [8, 5, 5]: add a "flatten" layer
+ * with err->param the JSON path ("layers[0].kernel_size"). Unknown fields are errors, not ignored.
  *
  * Threads: building, init, freeze and tensor access need no context; model_prepare, forward and backward run
  * on the thread that owns the context given to model_prepare. */
@@ -43,8 +45,8 @@
 #include "compute/tensor.h"
 
 #define MODEL_LAYERS_MAX 512
-#define MODEL_DIM_MAX (1 << 20)        /* any single size: features, channels, H, W */
-#define MODEL_PARAMS_MAX (1ull << 30)  /* total scalars in parameters + buffers */
+#define MODEL_DIM_MAX (1 << 20) /* any single size: features, channels, H, W */
+#define MODEL_PARAMS_MAX (1ull << 30) /* total scalars in parameters + buffers */
 #define MODEL_BATCH_MAX 65536
 
 struct model;
@@ -58,17 +60,20 @@ struct model;
  *             linear(outputs). With the defaults this is the benchmark CNN (fc 1600 -> 128 -> 10).
  *   resnet18, resnet34: {"num_classes": 1000, "in_channels": 3, "input_size": [224, 224]}
  *             -> torchvision topology and names (conv1, bn1, relu, maxpool, layer1.0.conv1 ..., avgpool, fc)
- * Returns a new spec (caller owns the reference) or -EINVAL with err naming the option ("opts.hidden"). */
+ * Returns a new spec (caller owns the reference) or -EINVAL with err->param naming the option ("hidden");
+ * unknown options are errors. */
 int model_preset_spec(const char *name, const json_t *opts, json_t **ret_spec, struct ft_error *err);
 
 /* Check a spec without allocating weights; on success *ret_canonical (may be NULL) is the canonical spec (every
  * default filled in, every layer named). For the API's request validation. */
 int model_spec_validate(const json_t *spec, json_t **ret_canonical, struct ft_error *err);
 
-/* Build a model from a spec: layers, shapes, one arena with every parameter, gradient and buffer (all zero:
- * call model_init or load weights). The spec is copied; the caller keeps its reference. */
+/* Build a model from a spec: layers, shapes, one arena with every parameter, gradient and buffer (weights zero,
+ * running_var 1: call model_init or load weights). The spec is copied; the caller keeps its reference. */
 int model_new(const json_t *spec, struct model **ret, struct ft_error *err);
-void model_free(struct model *m); /* NULL is a no-op; releases primitives too (call on the context's thread) */
+/* NULL is a no-op. Releases the backend's primitives too: call it on the context's thread, before
+ * compute_ctx_free of the context given to model_prepare. */
+void model_free(struct model *m);
 
 /* The canonical spec (borrowed, valid while m lives). It goes into safetensors metadata; model_new on it
  * rebuilds the same model. */
@@ -76,7 +81,7 @@ const json_t *model_spec(const struct model *m);
 
 /* Input shape without the batch: ndim 1 ([features]) or 3 ([C, H, W]); returns ndim, fills shape[0..ndim). */
 int model_input_shape(const struct model *m, int64_t shape[3]);
-size_t model_input_numel(const struct model *m);  /* floats per sample */
+size_t model_input_numel(const struct model *m); /* floats per sample */
 size_t model_output_count(const struct model *m); /* floats per sample of the last layer (classes) */
 
 /* Forward floating-point operations per sample (2 per multiply-add of linear and conv layers; elementwise layers
@@ -87,7 +92,7 @@ double model_forward_flops(const struct model *m);
 size_t model_tensor_count(const struct model *m);
 struct tensor *model_tensor_at(struct model *m, size_t i);
 struct tensor *model_tensor_find(struct model *m, const char *name); /* NULL when absent */
-size_t model_param_numel(const struct model *m);                     /* scalars in parameters (not buffers) */
+size_t model_param_numel(const struct model *m); /* scalars in parameters (not buffers) */
 
 /* Initialise every parameter and buffer as PyTorch does on construction, from a deterministic generator
  * seeded with `seed` (the same distributions as torch, not torch's random stream):

@@ -47,7 +47,7 @@ struct value_shape {
 struct node {
         enum node_kind kind;
         int n_in;
-        int in[2];             /* value indices */
+        int in[2]; /* value indices */
         struct value_shape out; /* shape of value (index + 1) */
         char name[TENSOR_NAME_MAX];
         /* tensors (indices into model->tensors, -1 when absent), resolved to pointers after the arena exists */
@@ -73,8 +73,8 @@ struct backend_ops {
                         struct ft_error *err);
         void (*plan_free)(struct backend_plan *p);
         /* forward x [batch, input numel]; *ret_out [batch, outputs] owned by the plan */
-        int (*forward)(struct model *m, struct backend_plan *p, const float *x, bool training,
-                       const float **ret_out, struct ft_error *err);
+        int (*forward)(struct model *m, struct backend_plan *p, const float *x, bool training, const float **ret_out,
+                       struct ft_error *err);
         /* backward from d_out [batch, outputs] after a training forward with the same plan */
         int (*backward)(struct model *m, struct backend_plan *p, const float *d_out, struct ft_error *err);
 };

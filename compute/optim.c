@@ -15,16 +15,16 @@ struct optim {
         struct optim_config cfg;
         struct arena arena;
         size_t n_state;
-        struct tensor *state;  /* [0] = step, then per parameter its buffers */
+        struct tensor *state; /* [0] = step, then per parameter its buffers */
         size_t n_params;
         struct tensor **params; /* model parameters in state_dict order */
-        struct tensor **buf1;   /* momentum_buffer or exp_avg, per parameter (NULL for sgd/gd) */
-        struct tensor **buf2;   /* exp_avg_sq */
+        struct tensor **buf1; /* momentum_buffer or exp_avg, per parameter (NULL for sgd/gd) */
+        struct tensor **buf2; /* exp_avg_sq */
 };
 
 static const char *kind_names[] = {
-        [OPTIM_GD] = "gd",     [OPTIM_SGD] = "sgd",   [OPTIM_MOMENTUM] = "momentum",
-        [OPTIM_NESTEROV] = "nesterov", [OPTIM_ADAM] = "adam", [OPTIM_ADAMW] = "adamw",
+        [OPTIM_GD] = "gd",     [OPTIM_SGD] = "sgd",     [OPTIM_MOMENTUM] = "momentum", [OPTIM_NESTEROV] = "nesterov",
+        [OPTIM_ADAM] = "adam", [OPTIM_ADAMW] = "adamw",
 };
 
 const char *optim_kind_name(enum optim_kind kind) {
@@ -87,8 +87,8 @@ int optim_new(struct model *m, const struct optim_config *cfg, struct optim **re
         o->m = m;
         o->cfg = *c;
         int nbuf = (c->kind == OPTIM_MOMENTUM || c->kind == OPTIM_NESTEROV) ? 1
-                   : (c->kind == OPTIM_ADAM || c->kind == OPTIM_ADAMW)     ? 2
-                                                                           : 0;
+                   : (c->kind == OPTIM_ADAM || c->kind == OPTIM_ADAMW)      ? 2
+                                                                            : 0;
         size_t nt = model_tensor_count(m);
         for (size_t i = 0; i < nt; i++)
                 if (model_tensor_at(m, i)->is_param)
@@ -164,7 +164,11 @@ struct tensor *optim_state_find(struct optim *o, const char *name) {
 
 /* The update kernels: compiled with full optimisation even in debug (and sanitizer) builds, since they touch
  * every parameter at every step. */
+#if defined(__clang__)
+#define KERNEL
+#else
 #define KERNEL __attribute__((optimize("O3", "no-math-errno")))
+#endif
 
 KERNEL static void kernel_sgd(float *restrict p, const float *restrict g, long n, float lr, float wd, int nth) {
 #pragma omp parallel for simd num_threads(nth) schedule(static)
@@ -184,8 +188,8 @@ KERNEL static void kernel_momentum(float *restrict p, const float *restrict g, f
 }
 
 KERNEL static void kernel_adam(float *restrict p, const float *restrict g, float *restrict m1, float *restrict m2,
-                               long n, bool decoupled, float step_size, float bc2_sqrt, float decay, float wd,
-                               float b1, float b2, float eps, int nth) {
+                               long n, bool decoupled, float step_size, float bc2_sqrt, float decay, float wd, float b1,
+                               float b2, float eps, int nth) {
 #pragma omp parallel for simd num_threads(nth) schedule(static)
         for (long j = 0; j < n; j++) {
                 float pj = p[j], gj = g[j];
@@ -222,9 +226,7 @@ int optim_step(struct optim *o, struct compute_ctx *ctx, float lr, struct ft_err
                 int nth = n < 16384 ? 1 : threads;
                 switch (c->kind) {
                 case OPTIM_GD:
-                case OPTIM_SGD:
-                        kernel_sgd(p, g, n, lrt, wd, nth);
-                        break;
+                case OPTIM_SGD: kernel_sgd(p, g, n, lrt, wd, nth); break;
                 case OPTIM_MOMENTUM:
                 case OPTIM_NESTEROV:
                         kernel_momentum(p, g, tensor_f32(o->buf1[i]), n, lrt, wd, mu, damp, c->kind == OPTIM_NESTEROV,

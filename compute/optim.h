@@ -34,10 +34,10 @@ enum optim_kind {
 
 struct optim_config {
         enum optim_kind kind;
-        float momentum;     /* momentum, nesterov: [0.9] */
-        float dampening;    /* momentum: [0] */
+        float momentum; /* momentum, nesterov: [0.9] */
+        float dampening; /* momentum: [0] */
         float beta1, beta2; /* adam, adamw: [0.9, 0.999] */
-        float eps;          /* adam, adamw: [1e-8] */
+        float eps; /* adam, adamw: [1e-8] */
         float weight_decay; /* L2 for gd/sgd/momentum/nesterov/adam, decoupled for adamw: [0, adamw 0.01] */
 };
 

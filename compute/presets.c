@@ -94,7 +94,8 @@ static int preset_mlp(const json_t *opts, json_t **ret, struct ft_error *err) {
         }
         json_t *layers = json_array();
         for (size_t i = 0; i < nh; i++) {
-                json_array_append_new(layers, json_pack("{s:s, s:I}", "type", "linear", "out_features", (json_int_t)hidden[i]));
+                json_array_append_new(layers,
+                                      json_pack("{s:s, s:I}", "type", "linear", "out_features", (json_int_t)hidden[i]));
                 json_array_append_new(layers, json_pack("{s:s}", "type", act));
                 if (dropout > 0.0)
                         json_array_append_new(layers, json_pack("{s:s, s:f}", "type", "dropout", "p", dropout));
@@ -128,8 +129,8 @@ static int preset_cnn(const json_t *opts, json_t **ret, struct ft_error *err) {
         json_array_append_new(layers, json_pack("{s:s, s:I}", "type", "linear", "out_features", (json_int_t)hidden));
         json_array_append_new(layers, json_pack("{s:s}", "type", "relu"));
         json_array_append_new(layers, json_pack("{s:s, s:I}", "type", "linear", "out_features", (json_int_t)outputs));
-        *ret = json_pack("{s:[I,I,I], s:o}", "input", (json_int_t)inc, (json_int_t)size[0], (json_int_t)size[1], "layers",
-                         layers);
+        *ret = json_pack("{s:[I,I,I], s:o}", "input", (json_int_t)inc, (json_int_t)size[0], (json_int_t)size[1],
+                         "layers", layers);
         return *ret ? 0 : ft_error_set(err, -ENOMEM, NULL, "out of memory");
 }
 
@@ -146,8 +147,9 @@ static int preset_resnet(const json_t *opts, const int blocks[4], const char *pr
             (r = opt_ints(opts, "input_size", def_size, 2, 2, 2, 1, 4096, size, &ns, err)) < 0)
                 return r;
         json_t *layers = json_array();
-        json_array_append_new(layers, json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:b}", "type", "conv2d", "name", "conv1",
-                                                "out_channels", 64, "kernel_size", 7, "stride", 2, "padding", 3, "bias", 0));
+        json_array_append_new(layers,
+                              json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:b}", "type", "conv2d", "name", "conv1",
+                                        "out_channels", 64, "kernel_size", 7, "stride", 2, "padding", 3, "bias", 0));
         json_array_append_new(layers, json_pack("{s:s, s:s}", "type", "batchnorm2d", "name", "bn1"));
         json_array_append_new(layers, json_pack("{s:s, s:s}", "type", "relu", "name", "relu"));
         json_array_append_new(layers, json_pack("{s:s, s:s, s:i, s:i, s:i}", "type", "maxpool2d", "name", "maxpool",
@@ -157,9 +159,9 @@ static int preset_resnet(const json_t *opts, const int blocks[4], const char *pr
                 for (int b = 0; b < blocks[l]; b++) {
                         char name[32];
                         snprintf(name, sizeof(name), "layer%d.%d", l + 1, b);
-                        json_array_append_new(layers, json_pack("{s:s, s:s, s:i, s:i}", "type", "basic_block", "name", name,
-                                                                "out_channels", width[l], "stride",
-                                                                (l > 0 && b == 0) ? 2 : 1));
+                        json_array_append_new(layers,
+                                              json_pack("{s:s, s:s, s:i, s:i}", "type", "basic_block", "name", name,
+                                                        "out_channels", width[l], "stride", (l > 0 && b == 0) ? 2 : 1));
                 }
         json_array_append_new(layers, json_pack("{s:s, s:s}", "type", "global_avg_pool", "name", "avgpool"));
         json_array_append_new(layers, json_pack("{s:s, s:s}", "type", "flatten", "name", "flatten"));

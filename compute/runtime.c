@@ -30,8 +30,7 @@ void compute_runtime_info(struct compute_runtime_info *info) {
         memset(info, 0, sizeof(*info));
         const dnnl_version_t *v = dnnl_version();
         if (v)
-                snprintf(info->onednn_version, sizeof(info->onednn_version), "%d.%d.%d", v->major, v->minor,
-                         v->patch);
+                snprintf(info->onednn_version, sizeof(info->onednn_version), "%d.%d.%d", v->major, v->minor, v->patch);
         snprintf(info->onednn_isa, sizeof(info->onednn_isa), "%s", isa_name(dnnl_get_effective_cpu_isa()));
         info->cuda_compiled = HAVE_CUDA;
         info->cuda_device = false;

@@ -25,17 +25,17 @@ enum tensor_dtype {
 struct tensor {
         char name[TENSOR_NAME_MAX]; /* state_dict name, NUL-terminated */
         enum tensor_dtype dtype;
-        int ndim;                         /* 0 (a scalar, numel 1) .. TENSOR_NDIM_MAX */
-        int64_t shape[TENSOR_NDIM_MAX];   /* shape[i] for i < ndim; unused entries are 1 */
-        size_t numel;                     /* product of shape (1 for a scalar) */
-        void *data;                       /* numel elements of dtype, in the owner's arena */
-        float *grad;                      /* numel floats for a parameter (also when frozen: then never written
-                                           * by backward, kept at zero); NULL for buffers and optimizer state */
-        bool is_param;                    /* a trainable parameter (weight, bias); false for buffers */
-        bool frozen;                      /* parameter excluded from training: no weight gradient, no update.
-                                           * Set it with model_freeze(), not by writing the field */
-        float lr_mult;                    /* parameter group learning-rate multiplier, 1.0 by default; the
-                                           * trainer may write it directly (optim reads it at every step) */
+        int ndim; /* 0 (a scalar, numel 1) .. TENSOR_NDIM_MAX */
+        int64_t shape[TENSOR_NDIM_MAX]; /* shape[i] for i < ndim; unused entries are 1 */
+        size_t numel; /* product of shape (1 for a scalar) */
+        void *data; /* numel elements of dtype, in the owner's arena */
+        float *grad; /* numel floats for a parameter (also when frozen: then never written
+                      * by backward, kept at zero); NULL for buffers and optimizer state */
+        bool is_param; /* a trainable parameter (weight, bias); false for buffers */
+        bool frozen; /* parameter excluded from training: no weight gradient, no update.
+                      * Set it with model_freeze(), not by writing the field */
+        float lr_mult; /* parameter group learning-rate multiplier, 1.0 by default; the
+                        * trainer may write it directly (optim reads it at every step) */
 };
 
 static inline float *tensor_f32(const struct tensor *t) {

@@ -14,6 +14,7 @@
 #include "api/api.h"
 #include "config.h"
 #include "daemon/daemon.h"
+#include "daemon/notify.h"
 #include "daemon/workers.h"
 #include "store/store.h"
 
@@ -62,7 +63,7 @@ static int prepare_state_dir(const char *path, struct ft_error *err) {
 }
 
 #define MAINTENANCE_INTERVAL_S 3600
-#define BLOB_GRACE_MS (3600 * 1000LL)            /* an upload being registered is never collected */
+#define BLOB_GRACE_MS (3600 * 1000LL) /* an upload being registered is never collected */
 #define IDEMPOTENCY_TTL_MS (24 * 3600 * 1000LL) /* a retry a day later is a new request */
 
 /* Hourly housekeeping: remove blobs nothing refers to (uploads the readers
@@ -103,7 +104,18 @@ int serve_main(int argc, char **argv) {
                 serve_usage(stdout);
                 return 0;
         }
+        if (cfg.check_config) {
+                r = config_check(&cfg, stdout, &err);
+                if (r < 0)
+                        fprintf(stderr, "finetuned serve: %s\n", err.message);
+                return r < 0 ? 1 : 0;
+        }
         log_set_level(cfg.log_level);
+        if (config_log_file_open(cfg.log_file, &err) < 0) {
+                fprintf(stderr, "finetuned serve: %s\n", err.message);
+                return 1;
+        }
+        notify_init();
 
         /* Signals are taken synchronously by this thread; every thread started
          * from here on inherits the blocked mask. */
@@ -178,15 +190,25 @@ int serve_main(int argc, char **argv) {
         log_notice("finetuned %s listening on http://%s (state %s, schema v%d, %u worker%s, auth %s)",
                    FINETUNED_VERSION, bound, cfg.state_dir, store_schema_version(store), cfg.workers,
                    cfg.workers == 1 ? "" : "s", cfg.token_file[0] ? "bearer token" : "off (loopback)");
+        if (cfg.config_file[0])
+                log_info("configuration file %s", cfg.config_file);
+        char ready[160];
+        snprintf(ready, sizeof(ready), "listening on http://%s", bound);
+        notify_ready(ready); /* the database is open and migrated, the socket bound and served */
+        struct timespec tick = {.tv_sec = notify_tick_interval_ms() / 1000,
+                                .tv_nsec = (long)(notify_tick_interval_ms() % 1000) * 1000000};
 
         maintenance(store);
         double last_maintenance = ft_now_monotonic();
         for (;;) {
-                struct timespec tick = {.tv_sec = 60};
                 int sig = sigtimedwait(&mask, NULL, &tick);
                 if (ft_now_monotonic() - last_maintenance >= MAINTENANCE_INTERVAL_S) {
                         maintenance(store);
                         last_maintenance = ft_now_monotonic();
+                }
+                if (sig < 0 && errno == EAGAIN) {
+                        notify_tick(store); /* watchdog, STATUS=, job-count metrics */
+                        continue;
                 }
                 if (sig < 0) {
                         if (errno == EINTR || errno == EAGAIN)
@@ -195,10 +217,24 @@ int serve_main(int argc, char **argv) {
                         break;
                 }
                 if (sig == SIGHUP) {
-                        log_info("SIGHUP: nothing to reload yet");
+                        notify_reloading();
+                        if (cfg.token_file[0]) {
+                                char fresh[API_TOKEN_MAX + 1];
+                                if (api_token_load(cfg.token_file, fresh, sizeof(fresh), &err) < 0 ||
+                                    api_server_set_token(server, fresh, &err) < 0)
+                                        log_error("SIGHUP: keeping the old token: %s", err.message);
+                                else
+                                        log_notice("SIGHUP: token file re-read");
+                                explicit_bzero(fresh, sizeof(fresh));
+                        }
+                        if (config_log_file_open(cfg.log_file, &err) < 0)
+                                log_error("%s", err.message);
+                        log_notice("SIGHUP: log file reopened");
+                        notify_ready(ready);
                         continue;
                 }
                 log_notice("%s received, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+                notify_stopping("stopping");
                 break;
         }
         status = 0;

@@ -20,6 +20,7 @@
  */
 #include "daemon/workers.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -29,6 +30,7 @@
 
 #include <jansson.h>
 
+#include "api/metrics.h"
 #include "common/log.h"
 #include "compute/context.h"
 #include "compute/data.h"
@@ -62,6 +64,10 @@ struct worker {
         int64_t lease_ms;
         bool cancel, lost;
         int64_t max_epoch_recorded;
+        unsigned batch_size; /* for the samples/s metric */
+        int64_t last_step; /* progress step at the previous report */
+        bool metrics_started;
+        const char *final_state; /* for the metrics: "succeeded", ..., "queued" when released */
 };
 
 struct workers {
@@ -151,6 +157,8 @@ static int cb_event(void *userdata, const json_t *event) {
                 if (epoch <= w->max_epoch_recorded)
                         return 0; /* re-run after a resume: already in the stream */
                 w->max_epoch_recorded = epoch;
+                const json_t *loss = json_object_get(event, "train_loss");
+                api_metrics_job_epoch(w->job_id, (unsigned)epoch, json_is_number(loss) ? json_number_value(loss) : NAN);
         }
         char *data = json_dumps(event, JSON_COMPACT | JSON_REAL_PRECISION(10));
         if (!data)
@@ -167,6 +175,12 @@ static int cb_event(void *userdata, const json_t *event) {
 
 static void cb_progress(void *userdata, const json_t *progress) {
         struct worker *w = userdata;
+        int64_t step = json_integer_value(json_object_get(progress, "step"));
+        const json_t *loss = json_object_get(progress, "train_loss");
+        uint64_t samples = step > w->last_step ? (uint64_t)(step - w->last_step) * w->batch_size : 0;
+        w->last_step = step;
+        api_metrics_job_progress(w->job_id, (unsigned)json_integer_value(json_object_get(progress, "epoch")), samples,
+                                 json_is_number(loss) ? json_number_value(loss) : NAN);
         char *text = json_dumps(progress, JSON_COMPACT | JSON_REAL_PRECISION(10));
         if (!text)
                 return;
@@ -482,6 +496,8 @@ static void finish(struct worker *w, enum store_job_state state, const char *res
         if (r < 0)
                 mark_lost(w, r, &err);
         else
+                w->final_state = store_job_state_name(state);
+        if (r == 0)
                 log_info("worker %u: job %s %s%s%s", w->index, w->job_id, store_job_state_name(state),
                          model_id[0] ? ", model " : "", model_id);
 }
@@ -519,6 +535,9 @@ static void run_job(struct worker *w, struct store_job *job) {
         w->lease_ms = w->pool->lease_ms;
         atomic_store(&w->check, false);
         w->max_epoch_recorded = recorded_max_epoch(w);
+        w->last_step = 0;
+        w->metrics_started = false;
+        w->final_state = NULL;
         log_info("worker %u: job %s claimed (attempt %d)", w->index, job->id, job->attempt);
 
         int r = jobspec_parse_string(job->spec_json, strlen(job->spec_json), &spec, &err);
@@ -527,6 +546,9 @@ static void run_job(struct worker *w, struct store_job *job) {
                 goto out;
         }
         have_spec = true;
+        w->batch_size = spec.hyperparameters.batch_size;
+        api_metrics_job_start(job->id, spec.hyperparameters.epochs); /* -ENOSPC: no per-job series, totals count */
+        w->metrics_started = true;
         r = load_dataset(w, job->training_file, &spec, &train, &err);
         if (r == 0 && job->validation_file[0])
                 r = load_dataset(w, job->validation_file, &spec, &val, &err);
@@ -560,6 +582,10 @@ static void run_job(struct worker *w, struct store_job *job) {
                 topt.resume_from = resume;
                 log_info("worker %u: job %s resumes from %s (epoch %d)", w->index, job->id, ckpt->dir, ckpt->epoch);
         }
+        /* Loading and building may have taken a while: renew before the first batch. */
+        w->last_heartbeat = 0;
+        if (cb_should_stop(w) && w->lost)
+                goto out;
         struct train_callbacks cb = {
                 .userdata = w,
                 .on_event = cb_event,
@@ -575,6 +601,8 @@ static void run_job(struct worker *w, struct store_job *job) {
                         finish(w, STORE_JOB_CANCELLED, NULL, NULL, NULL);
                 } else { /* the daemon is stopping: back to the queue, resumed at the next start */
                         r = store_job_release(w->store, job->id, w->attempt, &err);
+                        if (r == 0)
+                                w->final_state = "queued";
                         log_info("worker %u: job %s released for the next start%s%s", w->index, job->id,
                                  r < 0 ? ": " : "", r < 0 ? err.message : "");
                 }
@@ -606,6 +634,8 @@ static void run_job(struct worker *w, struct store_job *job) {
         free(metrics);
         free(mspec);
 out:
+        if (w->metrics_started)
+                api_metrics_job_finish(job->id, w->final_state ? w->final_state : w->lost ? "lost" : "failed");
         train_result_deinit(&res);
         store_checkpoint_free(ckpt);
         model_free(m);

@@ -10,7 +10,7 @@ packages=(
         gcc make meson ninja-build pkg-config cmake
         libmicrohttpd-dev libjansson-dev libsqlite3-dev zlib1g-dev libsystemd-dev libdnnl-dev
         # tests
-        curl jq bc sqlite3 dataset-fashion-mnist
+        curl jq bc sqlite3 dataset-fashion-mnist systemd prometheus socat
         # dashboard
         libjs-chart.js
         # browser tests: Debian's chromium driven by playwright-core from npm (tests/browser)

@@ -1,4 +1,4 @@
-/* app.js - the dashboard's behaviour: a hash router over five views (jobs,
+/* app.js - the dashboard's behaviour: a hash router over six views (jobs,
  * one job, submit, datasets, models, compare), an API client that asks for
  * the bearer token once on 401 and keeps it in sessionStorage, a server-sent
  * events reader over fetch (so it can send the token and Last-Event-ID), and
@@ -497,6 +497,7 @@
                                                         location.hash = '#/compare?ids=' + [...selected].join(',');
                                                 }},
                                      'Compare selected');
+                const more = h('p', {class: 'muted', hidden: true}, 'Showing the newest 100 jobs; filter by state to see others.');
                 const empty = h('p', {class: 'empty', hidden: true}, 'No jobs yet. ',
                                 h('a', {href: '#/submit'}, 'Start one'), '.');
                 const table = h('table', {id: 'jobs-table'},
@@ -515,7 +516,7 @@
                         h('div', {class: 'toolbar'}, h('h1', {}, 'Jobs'),
                           h('label', {for: 'state-filter'}, 'State '), filter, compareBtn,
                           h('a', {class: 'button', href: '#/submit'}, 'New job')),
-                        h('div', {class: 'table-wrap'}, table, empty));
+                        h('div', {class: 'table-wrap'}, table, empty), more);
 
                 const rows = new Map();
                 function rowFor(job) {
@@ -533,9 +534,9 @@
                                                 }});
                         r = {tr: h('tr', {'data-job': job.id}), box, cells: []};
                         /* data-label: the column name, shown beside each cell when a narrow window stacks the rows */
-                        r.cells = [h('td', {'data-label': 'Compare'}, box), h('td', {'data-label': 'Job'}),
-                                   h('td', {'data-label': 'State'}), h('td', {'data-label': 'Model'}),
-                                   h('td', {'data-label': 'Dataset'}), h('td', {'data-label': 'Strategy'}),
+                        r.cells = [h('td', {'data-label': 'Compare'}, box), h('td', {'data-label': 'Job', class: 'clip'}),
+                                   h('td', {'data-label': 'State'}), h('td', {'data-label': 'Model', class: 'clip mono'}),
+                                   h('td', {'data-label': 'Dataset', class: 'clip mono'}), h('td', {'data-label': 'Strategy'}),
                                    h('td', {'data-label': 'Progress'}), h('td', {class: 'num', 'data-label': 'Best val metric'}),
                                    h('td', {'data-label': 'Created'})];
                         r.tr.append(...r.cells);
@@ -545,10 +546,12 @@
                 function fill(r, job) {
                         const best = jobBest(job);
                         const c = r.cells;
-                        c[1].replaceChildren(h('a', {href: '#/jobs/' + encodeURIComponent(job.id), class: 'mono'}, job.id));
+                        c[1].replaceChildren(h('a', {href: '#/jobs/' + encodeURIComponent(job.id), class: 'mono', title: job.id}, job.id));
                         c[2].replaceChildren(stateBadge(job.state));
                         c[3].textContent = jobModel(job) || '—';
+                        c[3].title = c[3].textContent;
                         c[4].textContent = jobDataset(job) || '—';
+                        c[4].title = c[4].textContent;
                         c[5].textContent = jobStrategy(job);
                         c[6].replaceChildren(progressCell(job));
                         c[7].textContent = best ? best.name + ' ' + fmtNum(best.value) + ' (epoch ' + best.epoch + ')' : '—';
@@ -575,6 +578,7 @@
                                 }
                         compareBtn.disabled = selected.size < 2;
                         empty.hidden = jobs.length > 0;
+                        more.hidden = !(page && page.has_more);
                         table.hidden = jobs.length === 0;
                         showBanner('');
                 });
@@ -678,7 +682,7 @@
         }
 
         function viewJob(params, id) {
-                let job = null, stream = null, stopPoll = null, metricsLoaded = false;
+                let job = null, stream = null, stopPoll = null, metricsLoaded = false, left = false;
                 const path = '/v1/jobs/' + encodeURIComponent(id);
                 const title = h('h1', {}, 'Job ', h('span', {class: 'mono'}, id));
                 const badge = h('span', {id: 'job-state'});
@@ -784,7 +788,7 @@
                                 render();
                         }
                         if (TERMINAL.has(data.state) || type === 'completed' || type === 'done')
-                                refresh();
+                                refresh().catch(reportError);
                 }
 
                 function renderProgress() {
@@ -893,7 +897,10 @@
                 }
 
                 async function refresh() {
-                        job = await api('GET', path);
+                        const fresh = await api('GET', path);
+                        if (left)
+                                return;
+                        job = fresh;
                         render();
                         if (TERMINAL.has(job.state) && stopPoll) {
                                 stopPoll();
@@ -905,6 +912,8 @@
                         try {
                                 await refresh();
                         } catch (e) {
+                                if (left)
+                                        return;
                                 if (e instanceof ApiError && e.status === 404) {
                                         setView('Job not found', h('h1', {}, 'Job not found'),
                                                 h('p', {}, 'There is no job ', h('code', {}, id), '. ', h('a', {href: '#/jobs'}, 'All jobs')));
@@ -913,12 +922,17 @@
                                 reportError(e);
                                 return;
                         }
+                        /* The reader may have left while the job loaded: start nothing then,
+                         * or the stream would hold one of the browser's few connections forever. */
+                        if (left)
+                                return;
                         stream = followEvents(id, onEvent, () => refresh().catch(reportError));
                         if (!TERMINAL.has(job.state))
                                 stopPoll = every(POLL_MS, refresh);
                 })();
 
                 return () => {
+                        left = true;
                         if (stream)
                                 stream.close();
                         if (stopPoll)
@@ -1210,6 +1224,7 @@
                 })();
 
                 const num = (el) => (el.value === '' ? undefined : Number(el.value));
+                let lastPost = null;
                 form.addEventListener('submit', async (ev) => {
                         ev.preventDefault();
                         showFieldError(form, null);
@@ -1288,7 +1303,13 @@
                                 for (const k of Object.keys(spec.hyperparameters))
                                         if (spec.hyperparameters[k] === undefined)
                                                 delete spec.hyperparameters[k];
-                                const job = await api('POST', '/v1/jobs', {json: spec});
+                                /* The same spec sent again (a retry after a lost answer) reuses its
+                                 * Idempotency-Key, so the daemon answers with the job it already made. */
+                                const body = JSON.stringify(spec);
+                                if (!lastPost || lastPost.body !== body)
+                                        lastPost = {body, key: 'dash-' + Date.now().toString(36) + '-' +
+                                                    Math.random().toString(36).slice(2, 10)};
+                                const job = await api('POST', '/v1/jobs', {json: spec, headers: {'Idempotency-Key': lastPost.key}});
                                 location.hash = '#/jobs/' + encodeURIComponent(job.id);
                         } catch (e) {
                                 if (!(e instanceof ApiError))
@@ -1497,7 +1518,13 @@
                                         a.setAttribute('aria-current', 'page');
                                 else
                                         a.removeAttribute('aria-current');
-                        cleanup = fn(params, ...m.slice(1).map(decodeURIComponent)) || null;
+                        let args;
+                        try {
+                                args = m.slice(1).map(decodeURIComponent);
+                        } catch (e) {
+                                break; /* a malformed %-escape: not a page */
+                        }
+                        cleanup = fn(params, ...args) || null;
                         return;
                 }
                 setView('Not found', h('h1', {}, 'Not found'), h('p', {}, 'No page ', h('code', {}, location.hash), '. ',

@@ -46,8 +46,8 @@ static int name_is_valid(const char *name) {
         if (!*name || strlen(name) > 128)
                 return 0;
         for (const char *c = name; *c; c++)
-                if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-                      *c == '.' || *c == '-' || *c == '_'))
+                if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '.' ||
+                      *c == '-' || *c == '_'))
                         return 0;
         return 1;
 }

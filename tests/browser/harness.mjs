@@ -45,6 +45,13 @@ const cleanups = [];
 export function atExit(fn) {
         cleanups.push(fn);
 }
+// A timeout (meson) or ^C still stops the daemons and the browser this test started.
+for (const sig of ['SIGTERM', 'SIGINT'])
+        process.once(sig, () => {
+                console.log(`Bail out! ${sig}`);
+                cleanup().finally(() => process.exit(1));
+        });
+
 export async function cleanup() {
         while (cleanups.length) {
                 try {
@@ -61,7 +68,10 @@ export async function cleanup() {
 // ephemeral loopback port ("127.0.0.1:0").
 export function startDaemon(bin, stateDir, extra, listen) {
         return new Promise((resolve, reject) => {
-                const proc = spawn(bin, ['serve', '--listen', listen || '127.0.0.1:0', '--state-dir', stateDir, ...(extra || [])],
+                // One compute thread: OpenMP threads spinning on a shared, oversubscribed CI machine are
+                // several times slower than one.
+                const proc = spawn(bin, ['serve', '--listen', listen || '127.0.0.1:0', '--state-dir', stateDir,
+                                         '--threads', '1', ...(extra || [])],
                                    {stdio: ['ignore', 'ignore', 'pipe']});
                 let log = '', done = false;
                 const d = {proc, base: null, log: () => log};

@@ -88,6 +88,16 @@ async function main() {
                 ok(true, `${name}: renders, nav marks ${current}`);
         }
 
+        // Unknown and malformed addresses answer a "not found" page, not an exception.
+        const seen = cons.take();
+        for (const bad of ['#/nope', '#/jobs/%E0%A4%A', '#/jobs/job_000000000000000000000000']) {
+                await page.evaluate((h) => { location.hash = h; }, bad);
+                await page.waitForFunction(() => /not found/i.test(document.querySelector('main h1').textContent));
+        }
+        ok(true, 'unknown pages, malformed escapes and unknown job ids show "not found"');
+        // the unknown job's 404 is the expected answer; anything else counts
+        seen.push(...cons.take().filter((e) => !e.includes('status of 404')));
+
         // The submit form's defaults are filled in.
         await page.evaluate(() => { location.hash = '#/submit'; });
         await page.waitForSelector('#job-form');
@@ -110,7 +120,7 @@ async function main() {
         }
         await page.setViewportSize({width: 1280, height: 800});
 
-        const errors = cons.take();
+        const errors = seen.concat(cons.take());
         ok(errors.length === 0, 'no console errors or uncaught exceptions while loading and browsing', errors.join('\n'));
 
         const code = await daemon.stop();

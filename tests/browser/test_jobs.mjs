@@ -19,9 +19,10 @@ import { chmodSync, readFileSync } from 'node:fs';
 const [bin, artifacts] = process.argv.slice(2);
 const CLASSES = ['circle', 'square', 'triangle'];
 const ROWS = 3000, FEATURES = 16, EPOCHS = 5;
-// Wide enough hidden layers that an epoch takes a visible fraction of a second,
-// so the chart is seen gaining points while the job runs.
-const HIDDEN = '256, 256';
+// Wide enough hidden layers that an epoch takes a visible fraction of a second
+// (about 0.4 s on one core of a 2020s laptop), so the chart is seen gaining
+// points while the job runs.
+const HIDDEN = '1024, 1024';
 
 // Console errors the step expects (the API answering 400 or 401 on purpose) are
 // allowed only by status; anything else fails the step.
@@ -72,6 +73,15 @@ async function main() {
         ok(/\S/.test(uploaded), `the uploaded dataset ${uploaded} is now selected in the form`);
 
         await page.fill('#f-hyperparameters-learning_rate', '0.01');
+        // Record every change of the loss chart's point count from the moment the job page draws it.
+        await page.evaluate(() => {
+                window.__points = [];
+                new MutationObserver((records) => {
+                        for (const r of records)
+                                if (r.target.id === 'loss-chart')
+                                        window.__points.push(Number(r.target.getAttribute('data-points')));
+                }).observe(document.body, {subtree: true, attributes: true, attributeFilter: ['data-points']});
+        });
         await page.click('#submit-job');
         await page.waitForURL(/#\/jobs\/[^/]+$/, {timeout: 30000});
         const job1 = decodeURIComponent(page.url().replace(/.*#\/jobs\//, ''));
@@ -79,14 +89,6 @@ async function main() {
 
         // ---- the chart gains a point per epoch while the job runs ------------------
         await page.waitForSelector('#loss-chart');
-        await page.evaluate(() => {
-                window.__points = [];
-                const c = document.querySelector('#loss-chart');
-                new MutationObserver(() => window.__points.push({
-                        n: Number(c.getAttribute('data-points')),
-                        state: document.querySelector('#job-state').textContent,
-                })).observe(c, {attributes: true, attributeFilter: ['data-points']});
-        });
         await page.waitForFunction(() => Number(document.querySelector('#loss-chart').getAttribute('data-points')) >= 1,
                                    null, {timeout: 60000});
         const stateAtFirst = await jobState(base, job1);
@@ -94,8 +96,8 @@ async function main() {
         await screenshot(page, artifacts, 'job-running');
         await page.waitForFunction(() => document.querySelector('#job-state').textContent === 'succeeded', null,
                                    {timeout: 120000});
-        const points = await page.evaluate(() => window.__points.map((p) => p.n));
-        const distinct = points.filter((n, i) => i === 0 || n !== points[i - 1]);
+        const points = await page.evaluate(() => window.__points);
+        const distinct = points.filter((n, i) => n > 0 && (i === 0 || n !== points[i - 1]));
         ok(JSON.stringify(distinct) === JSON.stringify([...Array(EPOCHS).keys()].map((i) => i + 1)),
            `the loss chart gained one point per epoch: ${distinct.join(' ')}`, points);
         const series = await page.evaluate(() => window.Chart.getChart(document.querySelector('#loss-chart')).data.datasets
@@ -149,6 +151,11 @@ async function main() {
         }, job1);
         ok(row.state === 'succeeded' && row.strategy === 'full' && row.progress === 1 && row.best !== '—',
            'jobs list: state, strategy, full progress bar, best validation metric', row);
+        const fit = await page.evaluate(() => {
+                const w = document.querySelector('#jobs-table').parentElement;
+                return w.scrollWidth - w.clientWidth;
+        });
+        ok(fit <= 0, 'jobs list: every column fits at 1280x800 without scrolling', `${fit} px too wide`);
         await page.evaluate(() => { location.hash = '#/models'; });
         await page.waitForSelector('#models-table tbody tr');
         const produced = await page.evaluate((id) => !!document.querySelector(`#models-table a[href="#/jobs/${id}"]`), job1);
@@ -194,6 +201,26 @@ async function main() {
         await page.click('#submit-job');
         await page.waitForURL((u) => /#\/jobs\/[^/]+$/.test(u.hash) && !u.hash.endsWith(job1), {timeout: 30000});
         const job2 = decodeURIComponent(page.url().replace(/.*#\/jobs\//, ''));
+        // The jobs list follows it without a reload: the row's progress bar moves on.
+        await page.evaluate(() => { location.hash = '#/jobs'; });
+        const progressOf = (id) => page.evaluate((i) => {
+                const tr = document.querySelector(`tr[data-job="${i}"]`);
+                return tr ? {state: tr.cells[2].textContent, value: tr.querySelector('progress').value,
+                             text: tr.querySelector('.progress small').textContent} : null;
+        }, id);
+        await page.waitForFunction((i) => {
+                const tr = document.querySelector(`tr[data-job="${i}"]`);
+                return tr && tr.cells[2].textContent === 'running' && tr.querySelector('progress').value > 0;
+        }, job2, {timeout: 60000});
+        const p1 = await progressOf(job2);
+        await page.waitForFunction(([i, v]) => document.querySelector(`tr[data-job="${i}"] progress`).value > v,
+                                   [job2, p1.value], {timeout: 60000});
+        const p2 = await progressOf(job2);
+        ok(p2.value > p1.value && /ETA/.test(p2.text), `jobs list updates live: progress ${p1.value.toFixed(4)} -> ` +
+           `${p2.value.toFixed(4)} (${p2.text})`, [p1, p2]);
+        await screenshot(page, artifacts, 'jobs-running');
+        await page.evaluate((i) => { location.hash = '#/jobs/' + i; }, job2);
+        await page.waitForSelector('#loss-chart');
         await page.waitForFunction(() => Number(document.querySelector('#loss-chart').getAttribute('data-points')) >= 1,
                                    null, {timeout: 60000});
         await page.click('#cancel-job');

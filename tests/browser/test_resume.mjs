@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 
 const [bin, artifacts] = process.argv.slice(2);
-const EPOCHS = 6;
+const EPOCHS = 8;
 
 async function call(base, method, path, body, type) {
         const r = await fetch(base + path, {method, body,
@@ -33,7 +33,7 @@ async function main() {
         const csv = makeCsv(join(TMP, 'blobs.csv'), 3000, 16, ['a', 'b', 'c']);
         const ds = await call(base, 'POST', '/v1/datasets?name=blobs.csv', readFileSync(csv), 'text/csv');
         const model = await call(base, 'POST', '/v1/models', JSON.stringify(
-                {name: 'mlp', preset: 'mlp', config: {inputs: 16, outputs: 3, hidden: [256, 256]}}), 'application/json');
+                {name: 'mlp', preset: 'mlp', config: {inputs: 16, outputs: 3, hidden: [1024, 1024]}}), 'application/json');
         const job = await call(base, 'POST', '/v1/jobs', JSON.stringify(
                 {model: model.id, training_file: ds.id, hyperparameters: {epochs: EPOCHS, learning_rate: 0.01}}),
                 'application/json');

@@ -19,7 +19,7 @@ epochs_seen() { curl -s "$BASE/v1/jobs/$1/events?limit=1000" | jq '[.data[] | se
 # wait_epoch FILE N: until the SSE capture FILE shows epoch N's event (reacts within ~10 ms)
 wait_epoch() {
         local i
-        for i in $(seq 1 3000); do grep -q "\"type\":\"epoch\",\"epoch\":$2," "$1" && return 0; sleep 0.01; done
+        for i in $(seq 1 3000); do grep -q "\"type\":\"epoch\",\"epoch\":$2," "$1" 2>/dev/null && return 0; sleep 0.01; done
         return 1
 }
 wait_state() {
@@ -34,7 +34,7 @@ wait_state() {
 }
 
 state="$TMP/state"
-start_daemon "$state" --lease 2; ok $? "daemon starts with a 2 s lease"
+start_daemon "$state" --lease 2 --threads 1; ok $? "daemon starts with a 2 s lease"
 http POST /v1/datasets --data-binary @"$TMP/big.csv"; ds=$(echo "$BODY" | jq -r .id)
 http POST /v1/models "${J[@]}" -d '{"preset": "mlp", "config": {"inputs": 4, "hidden": [64], "outputs": 2}}'; mdl=$(echo "$BODY" | jq -r .id)
 spec="{\"model\": \"$mdl\", \"training_file\": \"$ds\", \"task\": {\"type\": \"classification\", \"target\": \"label\"},
@@ -52,7 +52,7 @@ last=$(sed -n 's/^id: //p' "$TMP/sse1" | tail -n1)
 ok 0 "kill -9 mid-training (the SSE client saw events up to id $last)"
 rm -f "$TMP/sse3"
 
-start_daemon "$state" --lease 2; ok $? "restart on the same state directory"
+start_daemon "$state" --lease 2 --threads 1; ok $? "restart on the same state directory"
 wait_state "$job" succeeded failed; ok $? "the job finishes after the restart"
 http GET "/v1/jobs/$job"
 echo "$BODY" | jq -e '.state == "succeeded" and .attempt == 2' >/dev/null; ok $? "succeeded on attempt 2 ($(echo "$BODY" | jq -c '{state, attempt, error}'))"
@@ -78,7 +78,7 @@ wait_epoch "$TMP/sse3" 3
 stop_daemon; rc=$?
 [ $rc -eq 0 ] && [ "$(echo "$STOP_SECONDS < 5" | bc)" = 1 ]; ok $? "SIGTERM mid-job stops in ${STOP_SECONDS}s"
 grep -q "released" "$LOG"; ok $? "the job was handed back to the queue"
-start_daemon "$state" --lease 2
+start_daemon "$state" --lease 2 --threads 1
 wait_state "$job2" succeeded failed
 http GET "/v1/jobs/$job2/events?limit=1000"
 [ "$(echo "$BODY" | jq -c '[.data[] | select(.type == "epoch") | .data.epoch]')" = "$(seq -s, 1 $EPOCHS | sed 's/^/[/; s/$/]/')" ]

@@ -6,7 +6,7 @@
 . "$(dirname "$0")/lib.sh"
 
 DOC="$(dirname "$0")/../../docs/api.md"
-start_daemon "$TMP/state"; ok $? "daemon starts"
+start_daemon "$TMP/state" --threads 1; ok $? "daemon starts"
 awk '/^```sh$/ { on = 1; next } /^```$/ { on = 0; next } on' "$DOC" |
         sed "s|^B=http://127.0.0.1:8080$|B=$BASE|" >"$TMP/docs.sh"
 n=$(grep -c '^curl\|^[A-Z]*=$(curl' "$TMP/docs.sh")

@@ -194,6 +194,20 @@ done < <(jq -r '.paths | to_entries[] | .key as $p | .value | keys[] | ascii_upc
 echo "$BODY" | jq -e '.paths["/v1/models"].post.requestBody.content["application/json"].schema.properties.preset.enum | index("resnet18")' >/dev/null
 ok $? "request bodies come from the validation tables (models.preset enum)"
 
+# ---- SIGHUP re-reads the token file ----------------------------------------------------------------------
+new="n3w-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+printf '%s\n' "$new" >"$TMP/token"
+kill -HUP "$DAEMON_PID"
+for i in $(seq 1 50); do grep -q "token file re-read" "$LOG" && break; sleep 0.05; done
+http GET /v1/version "${AUTH[@]}"; old=$STATUS
+http GET /v1/version -H "Authorization: Bearer $new"
+[ "$old" = 401 ] && [ "$STATUS" = 200 ]; ok $? "after SIGHUP the new token works ($STATUS) and the old one not ($old)"
+chmod 644 "$TMP/token"; kill -HUP "$DAEMON_PID"
+for i in $(seq 1 50); do grep -q "keeping the old token" "$LOG" && break; sleep 0.05; done
+http GET /v1/version -H "Authorization: Bearer $new"
+[ "$STATUS" = 200 ] && grep -q "keeping the old token" "$LOG"; ok $? "a token file made world-readable is refused on SIGHUP; the old token stays"
+! grep -q "$new" "$LOG"; ok $? "the new token is not logged either"
+
 http GET /healthz
 [ "$STATUS" = 200 ] && kill -0 "$DAEMON_PID"; ok $? "after every bad request the daemon still serves"
 stop_daemon; ok $? "clean stop"

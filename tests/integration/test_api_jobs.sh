@@ -35,7 +35,7 @@ awk 'BEGIN { print "a,b,c,d,label"; s = 3;
         for (i = 0; i < 4000; i++) { s = (s * 1103515245 + 12345) % 2147483648; v = s / 2147483648;
                 printf "%.4f,%.4f,%.4f,%.4f,%d\n", v, 1 - v, v * v, i % 7 / 7, (v > 0.5) } }' >"$TMP/big.csv"
 
-start_daemon "$TMP/state" --workers 1 --max-queued-jobs 3; ok $? "daemon starts (1 worker, at most 3 queued jobs)"
+start_daemon "$TMP/state" --workers 1 --threads 1 --max-queued-jobs 3; ok $? "daemon starts (1 worker, at most 3 queued jobs)"
 
 http POST '/v1/datasets?name=iris' --data-binary @"$TMP/iris.csv"
 ds=$(echo "$BODY" | jq -r .id); [ "$STATUS" = 201 ]; ok $? "upload iris.csv -> $ds"
@@ -120,6 +120,9 @@ http GET "/v1/jobs/$job/events?after=2&limit=3"
 [ "$(echo "$BODY" | jq -c '[.data[].seq]')" = '[3,4,5]' ] && [ "$(echo "$BODY" | jq .has_more)" = true ]; ok $? "events?after=2&limit=3 -> 3,4,5 and has_more"
 first=$(curl -s -H 'Accept: text/event-stream' -H 'Last-Event-ID: 5' "$BASE/v1/jobs/$job/events" | sed -n 's/^id: //p' | head -n1)
 [ "$first" = 6 ]; ok $? "Accept: text/event-stream + Last-Event-ID: 5 replays from 6"
+last=$(curl -s "$BASE/v1/jobs/$job/events?limit=1000" | jq '.data[-1].seq')
+timeout 5 curl -s -N -H "Last-Event-ID: $last" "$BASE/v1/jobs/$job/events?stream=true" >"$TMP/tail"; rc=$?
+[ $rc -eq 0 ] && ! grep -q '^id:' "$TMP/tail"; ok $? "resuming after the terminal event ends the stream at once"
 
 # ---- validation before queueing ----------------------------------------------------------------------
 bad() { # bad DESCRIPTION PARAM BODY
@@ -137,6 +140,21 @@ TARGET=petal bad "no such target column" task.target "$(TARGET=petal spec "$mdl"
 http POST /v1/models "${J[@]}" -d '{"preset": "mlp", "config": {"inputs": 5, "outputs": 3}}'
 m5=$(echo "$BODY" | jq -r .id)
 bad "model inputs do not fit the data" model "$(spec "$m5" "$ds" 1)"
+
+bad "regression on a text column" task.type "$(spec "$mdl" "$ds" 1 | jq -c '.task.type = "regression"')"
+
+# ---- a job that fails at run time reports why ----------------------------------------------------------
+{ head -n 20 "$TMP/iris.csv"; echo "1.5,,setosa"; } >"$TMP/holes.csv"
+http POST '/v1/datasets?name=holes' --data-binary @"$TMP/holes.csv"
+holes=$(echo "$BODY" | jq -r .id)
+[ "$(echo "$BODY" | jq .schema.missing_values)" = 1 ]; ok $? "a CSV with a missing value uploads (its summary counts it)"
+http POST /v1/jobs "${J[@]}" -d "$(spec "$mdl" "$holes" 1 | jq -c '.preprocess.dropna = false')"
+bad_job=$(echo "$BODY" | jq -r .id)
+wait_state "$bad_job" failed succeeded
+http GET "/v1/jobs/$bad_job"
+echo "$BODY" | jq -e '.state == "failed" and .error.code == "invalid_data" and (.error.message | test("blobs") | not) and .metrics == null and .result_model == null' >/dev/null
+ok $? "dropna=false on it fails at run time with the reason: $(echo "$BODY" | jq -c .error)"
+timeout 10 curl -s -N "$BASE/v1/jobs/$bad_job/events?stream=true" | grep '^data:' | tail -n1 | grep -q '"failed"'; ok $? "its stream ends with status failed"
 
 # ---- idempotency --------------------------------------------------------------------------------------
 K=(-H "Idempotency-Key: retry-$RANDOM")
@@ -202,6 +220,12 @@ http GET '/v1/jobs?state=succeeded'
 echo "$BODY" | jq -e '(.data | length) >= 3 and all(.data[]; .state == "succeeded")' >/dev/null; ok $? "state=succeeded filter"
 http GET '/v1/models'
 echo "$BODY" | jq -e "any(.data[]; .id == \"$result\" and .source == \"job\" and .source_job == \"$job\")" >/dev/null; ok $? "the result model is listed with source job"
+
+curl -s "$BASE/metrics" >"$TMP/metrics"
+grep -q '^finetuned_http_requests_total{.*route="/v1/jobs/{id}".*} [1-9]' "$TMP/metrics" &&
+        grep -q '^finetuned_jobs_finished_total{.*succeeded.*} [1-9]' "$TMP/metrics" &&
+        grep -q '^finetuned_training_epochs_total [1-9]' "$TMP/metrics"
+ok $? "GET /metrics counts requests by route and the workers' jobs and epochs"
 
 http GET /healthz
 [ "$STATUS" = 200 ]; ok $? "still serving"

@@ -8,6 +8,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The fixture directory: $FT_FIXTURE_DIR, else next to this source file (../fixtures/compute from tests/unit, as
+ * the compiler saw the path: works from the build directory meson runs tests in), else from the source root. */
+__attribute__((unused)) static const char *fx_dir(void) {
+        static char buf[4096];
+        const char *env = getenv("FT_FIXTURE_DIR");
+        if (env && *env)
+                return env;
+        const char *file = __FILE__, *slash = strrchr(file, '/');
+        if (slash && (size_t)(slash - file) < sizeof(buf) - 64) {
+                snprintf(buf, sizeof(buf), "%.*s/../fixtures/compute", (int)(slash - file), file);
+                FILE *f = fopen(buf, "r");
+                if (f) {
+                        fclose(f);
+                        return buf;
+                }
+        }
+        return "tests/fixtures/compute";
+}
+
 struct fx_record {
         char *name;
         float *data;
@@ -19,7 +38,7 @@ struct fx_file {
         size_t n;
 };
 
-static int fx_load(const char *path, struct fx_file *ret) {
+__attribute__((unused)) static int fx_load(const char *path, struct fx_file *ret) {
         FILE *f = fopen(path, "rb");
         if (!f)
                 return -1;
@@ -66,7 +85,7 @@ bad:
         return -1;
 }
 
-static void fx_free(struct fx_file *fx) {
+__attribute__((unused)) static void fx_free(struct fx_file *fx) {
         for (size_t i = 0; i < fx->n; i++) {
                 free(fx->recs[i].name);
                 free(fx->recs[i].data);
@@ -75,7 +94,7 @@ static void fx_free(struct fx_file *fx) {
         memset(fx, 0, sizeof(*fx));
 }
 
-static const struct fx_record *fx_get(const struct fx_file *fx, const char *name) {
+__attribute__((unused)) static const struct fx_record *fx_get(const struct fx_file *fx, const char *name) {
         for (size_t i = 0; i < fx->n; i++)
                 if (strcmp(fx->recs[i].name, name) == 0)
                         return &fx->recs[i];
@@ -83,7 +102,7 @@ static const struct fx_record *fx_get(const struct fx_file *fx, const char *name
 }
 
 /* max |a - b| / max |b|: the relative error of a tensor in the infinity norm */
-static double fx_relerr(const float *a, const float *b, size_t n) {
+__attribute__((unused)) static double fx_relerr(const float *a, const float *b, size_t n) {
         double num = 0.0, den = 0.0;
         for (size_t i = 0; i < n; i++) {
                 double d = fabs((double)a[i] - (double)b[i]);

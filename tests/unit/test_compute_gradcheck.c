@@ -61,7 +61,8 @@ static void check(const char *label, const char *spec_json, bool frozen_bn, doub
         if (frozen_bn) {
                 r = model_freeze(m, "bn.*", true, NULL, &err);
                 model_set_frozen_bn_eval(m, true);
-                struct tensor *rm = model_tensor_find(m, "bn.running_mean"), *rv = model_tensor_find(m, "bn.running_var");
+                struct tensor *rm = model_tensor_find(m, "bn.running_mean"),
+                              *rv = model_tensor_find(m, "bn.running_var");
                 for (size_t j = 0; rm && rv && j < rm->numel; j++) {
                         tensor_f32(rm)[j] = 0.5f * frand();
                         tensor_f32(rv)[j] = 1.0f + 0.5f * frand();
@@ -212,6 +213,14 @@ int main(void) {
               "{\"type\": \"batchnorm2d\", \"name\": \"bn\"}, {\"type\": \"flatten\"}, {\"type\": \"linear\", "
               "\"out_features\": 3}]}",
               true, 2e-2);
+        check("batchnorm2d + relu fused (frozen, running statistics)",
+              "{\"input\": [3, 5, 5], \"layers\": [{\"type\": \"conv2d\", \"out_channels\": 17, \"kernel_size\": 3},"
+              "{\"type\": \"batchnorm2d\", \"name\": \"bn\"}, {\"type\": \"relu\"}, {\"type\": \"flatten\"}]}",
+              true, 2e-2);
+        check("batchnorm2d + relu fused (training)",
+              "{\"input\": [3, 5, 5], \"layers\": [{\"type\": \"conv2d\", \"out_channels\": 17, \"kernel_size\": 3},"
+              "{\"type\": \"batchnorm2d\", \"name\": \"bn\"}, {\"type\": \"relu\"}, {\"type\": \"flatten\"}]}",
+              false, 2e-2);
         const char *acts[] = {"relu", "leaky_relu", "gelu", "tanh", "sigmoid"};
         for (size_t i = 0; i < ARRAY_SIZE(acts); i++) {
                 char spec[512], label[64];
@@ -240,7 +249,8 @@ int main(void) {
               "\"p\": 0.3}, {\"type\": \"linear\", \"out_features\": 4}]}",
               false, 1e-2);
         check("basic_block with downsample",
-              "{\"input\": [3, 8, 8], \"init\": \"torchvision\", \"layers\": [{\"type\": \"conv2d\", \"name\": \"conv1\","
+              "{\"input\": [3, 8, 8], \"init\": \"torchvision\", \"layers\": [{\"type\": \"conv2d\", \"name\": "
+              "\"conv1\","
               "\"out_channels\": 8, \"kernel_size\": 3, \"padding\": 1, \"bias\": false},"
               "{\"type\": \"batchnorm2d\", \"name\": \"bn1\"}, {\"type\": \"relu\"},"
               "{\"type\": \"basic_block\", \"name\": \"layer1.0\", \"out_channels\": 16, \"stride\": 2},"

@@ -8,10 +8,7 @@
 
 #include "compute/compute.h"
 #include "tests/tap.h"
-
-#ifndef FIXTURE_DIR
-#define FIXTURE_DIR "tests/fixtures/compute"
-#endif
+#include "tests/unit/compute_fixture.h"
 
 static struct model *preset(const char *name, const char *opts_json) {
         json_t *opts = opts_json ? json_loads(opts_json, 0, NULL) : NULL, *spec = NULL;
@@ -26,7 +23,9 @@ static struct model *preset(const char *name, const char *opts_json) {
 
 static void test_names(const char *preset_name, const char *fixture_name, const char *opts) {
         struct model *m = preset(preset_name, opts);
-        FILE *f = fopen(FIXTURE_DIR "/state_dict_names.txt", "r");
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/state_dict_names.txt", fx_dir());
+        FILE *f = fopen(path, "r");
         if (!ok(m && f, "%s: built, names fixture opened", preset_name)) {
                 model_free(m);
                 if (f)
@@ -50,12 +49,13 @@ static void test_names(const char *preset_name, const char *fixture_name, const 
                         snprintf(got, sizeof(got), "scalar");
                 if (!t || strcmp(t->name, tname) != 0 || strcmp(got, shape) != 0) {
                         if (bad++ < 3)
-                                diag("tensor %zu: got %s %s, want %s %s", i - 1, t ? t->name : "(none)", got, tname, shape);
+                                diag("tensor %zu: got %s %s, want %s %s", i - 1, t ? t->name : "(none)", got, tname,
+                                     shape);
                 }
         }
         fclose(f);
-        ok(bad == 0 && i == model_tensor_count(m), "%s: %zu tensors in torchvision's state_dict order, names and shapes",
-           preset_name, i);
+        ok(bad == 0 && i == model_tensor_count(m),
+           "%s: %zu tensors in torchvision's state_dict order, names and shapes", preset_name, i);
         model_free(m);
 }
 
@@ -78,21 +78,26 @@ static void test_errors(void) {
                      "unknown layer type \"conv3d\"");
         expect_error("zero size", "{\"input\": [4], \"layers\": [{\"type\": \"linear\", \"out_features\": 0}]}",
                      "layers[0].out_features", "\"out_features\" must be an integer from 1");
-        expect_error("negative size",
-                     "{\"input\": [1, 8, 8], \"layers\": [{\"type\": \"conv2d\", \"name\": \"c\", \"out_channels\": -3, "
-                     "\"kernel_size\": 3}, {\"type\": \"flatten\"}]}",
-                     "layers[0].out_channels", "layers[0] (\"c\")");
-        expect_error("kernel larger than input",
-                     "{\"input\": [1, 5, 5], \"layers\": [{\"type\": \"conv2d\", \"name\": \"big\", \"out_channels\": 2, "
-                     "\"kernel_size\": 7}, {\"type\": \"flatten\"}]}",
-                     "layers[0].kernel_size", "kernel 7x7 (dilation 1x1) larger than the padded input 5x5");
-        expect_error("linear on an image",
-                     "{\"input\": [1, 5, 5], \"layers\": [{\"type\": \"linear\", \"name\": \"fc\", \"out_features\": 2}]}",
-                     "layers[0]", "add a \"flatten\" layer");
-        expect_error("pool on features", "{\"input\": [4], \"layers\": [{\"type\": \"maxpool2d\", \"kernel_size\": 2}]}",
-                     "layers[0]", "needs an image input");
-        expect_error("pool padding", "{\"input\": [1, 8, 8], \"layers\": [{\"type\": \"maxpool2d\", \"kernel_size\": 2, "
-                                     "\"padding\": 2}, {\"type\": \"flatten\"}]}",
+        expect_error(
+                "negative size",
+                "{\"input\": [1, 8, 8], \"layers\": [{\"type\": \"conv2d\", \"name\": \"c\", \"out_channels\": -3, "
+                "\"kernel_size\": 3}, {\"type\": \"flatten\"}]}",
+                "layers[0].out_channels", "layers[0] (\"c\")");
+        expect_error(
+                "kernel larger than input",
+                "{\"input\": [1, 5, 5], \"layers\": [{\"type\": \"conv2d\", \"name\": \"big\", \"out_channels\": 2, "
+                "\"kernel_size\": 7}, {\"type\": \"flatten\"}]}",
+                "layers[0].kernel_size", "kernel 7x7 (dilation 1x1) larger than the padded input 5x5");
+        expect_error(
+                "linear on an image",
+                "{\"input\": [1, 5, 5], \"layers\": [{\"type\": \"linear\", \"name\": \"fc\", \"out_features\": 2}]}",
+                "layers[0]", "add a \"flatten\" layer");
+        expect_error("pool on features",
+                     "{\"input\": [4], \"layers\": [{\"type\": \"maxpool2d\", \"kernel_size\": 2}]}", "layers[0]",
+                     "needs an image input");
+        expect_error("pool padding",
+                     "{\"input\": [1, 8, 8], \"layers\": [{\"type\": \"maxpool2d\", \"kernel_size\": 2, "
+                     "\"padding\": 2}, {\"type\": \"flatten\"}]}",
                      "layers[0].padding", "at most half");
         expect_error("unknown field", "{\"input\": [4], \"layers\": [{\"type\": \"relu\", \"slope\": 1}]}",
                      "layers[0].slope", "unknown field \"slope\"");
@@ -108,8 +113,8 @@ static void test_errors(void) {
                      "{\"type\": \"linear\", \"name\": \"a\", \"out_features\": 2}]}",
                      "layers[1].name", "duplicate tensor name \"a.weight\"");
         expect_error("too many parameters",
-                     "{\"input\": [1048576], \"layers\": [{\"type\": \"linear\", \"out_features\": 1048576}]}", "layers[0]",
-                     "more than");
+                     "{\"input\": [1048576], \"layers\": [{\"type\": \"linear\", \"out_features\": 1048576}]}",
+                     "layers[0]", "more than");
         expect_error("spec not an object", "[1]", "spec", "must be a JSON object");
 
         struct ft_error err = {0};
@@ -117,8 +122,8 @@ static void test_errors(void) {
         ok(model_preset_spec("vgg", NULL, &spec, &err) == -EINVAL && strstr(err.message, "unknown preset \"vgg\""),
            "unknown preset: %s", err.message);
         json_t *o = json_loads("{\"hidden\": [0]}", 0, NULL);
-        ok(model_preset_spec("mlp", o, &spec, &err) == -EINVAL && strcmp(err.param, "hidden") == 0,
-           "mlp hidden 0: %s", err.message);
+        ok(model_preset_spec("mlp", o, &spec, &err) == -EINVAL && strcmp(err.param, "hidden") == 0, "mlp hidden 0: %s",
+           err.message);
         json_decref(o);
         o = json_loads("{\"depth\": 3}", 0, NULL);
         ok(model_preset_spec("resnet18", o, &spec, &err) == -EINVAL && strcmp(err.param, "depth") == 0,
@@ -126,6 +131,55 @@ static void test_errors(void) {
         json_decref(o);
         struct compute_ctx *ctx = NULL;
         ok(compute_ctx_new(-1, &ctx, &err) == -EINVAL && ctx == NULL, "threads -1: %s", err.message);
+}
+
+/* mutate a valid spec field by field with hostile values: every result is a clean error or a model that runs */
+static void test_hostile_specs(struct compute_ctx *ctx) {
+        static const char *const base =
+                "{\"input\": [3, 9, 9], \"layers\": [{\"type\": \"conv2d\", \"out_channels\": 4, \"kernel_size\": 3, "
+                "\"stride\": 1, \"padding\": 1, \"dilation\": 1}, {\"type\": \"batchnorm2d\"}, {\"type\": \"relu\"}, "
+                "{\"type\": \"maxpool2d\", \"kernel_size\": 2, \"stride\": 2, \"padding\": 0}, {\"type\": "
+                "\"avgpool2d\", \"kernel_size\": 2}, {\"type\": \"basic_block\", \"out_channels\": 4, \"stride\": 2}, "
+                "{\"type\": \"flatten\"}, {\"type\": \"dropout\", \"p\": 0.5}, {\"type\": \"linear\", "
+                "\"out_features\": 3}]}";
+        static const char *const values[] = {"0",      "-1",         "1",        "2",     "3",
+                                             "7",      "1000000000", "2.5",      "\"x\"", "null",
+                                             "[0, 1]", "[1, 1, 1]",  "[100, 1]", "true",  "{}"};
+        int built = 0, refused = 0, crashed_free = 1;
+        json_t *spec0 = json_loads(base, 0, NULL);
+        json_t *layers0 = json_object_get(spec0, "layers");
+        for (size_t li = 0; li < json_array_size(layers0); li++) {
+                const char *key;
+                json_t *v;
+                json_object_foreach(json_array_get(layers0, li), key, v) {
+                        if (strcmp(key, "type") == 0)
+                                continue;
+                        for (size_t vi = 0; vi < ARRAY_SIZE(values); vi++) {
+                                json_t *spec = json_deep_copy(spec0);
+                                json_object_set_new(json_array_get(json_object_get(spec, "layers"), li), key,
+                                                    json_loads(values[vi], JSON_DECODE_ANY, NULL));
+                                struct model *m = NULL;
+                                struct ft_error err = {0};
+                                int r = model_new(spec, &m, &err);
+                                if (r < 0) {
+                                        refused++;
+                                        crashed_free &= err.message[0] != 0 && strncmp(err.param, "layers[", 7) == 0;
+                                } else {
+                                        const float *out;
+                                        float x[2 * 3 * 9 * 9] = {0};
+                                        r = model_prepare(m, ctx, 2, &err);
+                                        r = r ? r : model_forward(m, x, 2, true, &out, &err);
+                                        built += r == 0;
+                                        crashed_free &= r == 0 || err.message[0] != 0;
+                                        model_free(m);
+                                }
+                                json_decref(spec);
+                        }
+                }
+        }
+        json_decref(spec0);
+        ok(crashed_free && built > 10 && refused > 100,
+           "hostile field values: %d refused with a message naming the layer, %d built and ran", refused, built);
 }
 
 static void test_canonical(void) {
@@ -142,7 +196,7 @@ static void test_canonical(void) {
         ok(same, "model_new(canonical spec) rebuilds the same tensors");
         int64_t shape[3];
         ok(model_input_shape(m, shape) == 3 && shape[0] == 3 && shape[1] == 32 && shape[2] == 32 &&
-           model_input_numel(m) == 3 * 32 * 32 && model_output_count(m) == 10,
+                   model_input_numel(m) == 3 * 32 * 32 && model_output_count(m) == 10,
            "input [3, 32, 32], 10 outputs");
         ok(model_param_numel(m) == 11181642, "resnet18 with 10 classes has 11181642 parameters (%zu)",
            model_param_numel(m));
@@ -174,7 +228,8 @@ static void test_init(void) {
         double mean, var, mx, bound = 1.0 / sqrt(400.0);
         moments(model_tensor_find(m, "0.weight"), &mean, &var, &mx);
         ok(mx <= bound && fabs(mean) < 0.02 * bound && fabs(var / (bound * bound / 3.0) - 1.0) < 0.02,
-           "linear weight ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)): max %.4f var ratio %.3f", mx, var / (bound * bound / 3.0));
+           "linear weight ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)): max %.4f var ratio %.3f", mx,
+           var / (bound * bound / 3.0));
         moments(model_tensor_find(m, "0.bias"), &mean, &var, &mx);
         ok(mx <= bound && mx > 0.8 * bound, "linear bias within the same bound");
         model_free(m);
@@ -208,12 +263,12 @@ static void fill(float *x, size_t n, uint64_t seed) {
         }
 }
 
-#define SMALL_RESNET                                                                                                \
+#define SMALL_RESNET                                                                                                   \
         "{\"input\": [3, 8, 8], \"init\": \"torchvision\", \"layers\": [{\"type\": \"conv2d\", \"name\": \"conv1\", "  \
         "\"out_channels\": 8, \"kernel_size\": 3, \"padding\": 1, \"bias\": false}, {\"type\": \"batchnorm2d\", "      \
-        "\"name\": \"bn1\"}, {\"type\": \"relu\"}, {\"type\": \"basic_block\", \"name\": \"layer1.0\", "                \
-        "\"out_channels\": 8}, {\"type\": \"basic_block\", \"name\": \"layer2.0\", \"out_channels\": 16, \"stride\": "  \
-        "2}, {\"type\": \"global_avg_pool\"}, {\"type\": \"flatten\"}, {\"type\": \"dropout\", \"p\": 0.0}, "           \
+        "\"name\": \"bn1\"}, {\"type\": \"relu\"}, {\"type\": \"basic_block\", \"name\": \"layer1.0\", "               \
+        "\"out_channels\": 8}, {\"type\": \"basic_block\", \"name\": \"layer2.0\", \"out_channels\": 16, \"stride\": " \
+        "2}, {\"type\": \"global_avg_pool\"}, {\"type\": \"flatten\"}, {\"type\": \"dropout\", \"p\": 0.0}, "          \
         "{\"type\": \"linear\", \"name\": \"fc\", \"out_features\": 4}]}"
 
 static struct model *small_resnet(struct compute_ctx *ctx, int max_batch) {
@@ -276,16 +331,18 @@ static void test_freeze(struct compute_ctx *ctx) {
         struct optim_config cfg;
         optim_config_default(OPTIM_ADAM, &cfg);
         struct optim *o = NULL;
-        float c0 = tensor_f32(model_tensor_find(b, "conv1.weight"))[0], f0 = tensor_f32(model_tensor_find(b, "fc.weight"))[0];
+        float c0 = tensor_f32(model_tensor_find(b, "conv1.weight"))[0],
+              f0 = tensor_f32(model_tensor_find(b, "fc.weight"))[0];
         r = optim_new(b, &cfg, &o, &err);
         r = r ? r : optim_step(o, ctx, 0.01f, &err);
         ok(r == 0 && tensor_f32(model_tensor_find(b, "conv1.weight"))[0] == c0 &&
-           tensor_f32(model_tensor_find(b, "fc.weight"))[0] != f0,
+                   tensor_f32(model_tensor_find(b, "fc.weight"))[0] != f0,
            "the optimizer skips frozen parameters");
         optim_free(o);
 
         /* frozen batchnorm with running statistics */
-        struct tensor *rm = model_tensor_find(b, "bn1.running_mean"), *nbt = model_tensor_find(b, "bn1.num_batches_tracked");
+        struct tensor *rm = model_tensor_find(b, "bn1.running_mean"),
+                      *nbt = model_tensor_find(b, "bn1.num_batches_tracked");
         float rm0 = tensor_f32(rm)[0];
         int64_t n0 = tensor_i64(nbt)[0];
         model_set_frozen_bn_eval(b, true);
@@ -321,8 +378,8 @@ static void test_batches_and_dropout(struct compute_ctx *ctx) {
         fill(x, ARRAY_SIZE(x), 9);
         const float *out;
         struct ft_error err = {0};
-        ok(model_forward(m, x, 0, false, &out, &err) == -EINVAL && strcmp(err.param, "batch_size") == 0,
-           "batch 0: %s", err.message);
+        ok(model_forward(m, x, 0, false, &out, &err) == -EINVAL && strcmp(err.param, "batch_size") == 0, "batch 0: %s",
+           err.message);
         ok(model_forward(m, x, 9, false, &out, &err) == -EINVAL, "batch above max_batch: %s", err.message);
         ok(model_backward(m, dout, &err) == -EINVAL, "backward before a training forward: %s", err.message);
         ok(model_prepare(m, ctx, 0, &err) == -EINVAL, "prepare with max_batch 0: %s", err.message);
@@ -339,10 +396,16 @@ static void test_batches_and_dropout(struct compute_ctx *ctx) {
         r = model_forward(m, x, 4, false, &out, &err);
         same = same && r == 0 && memcmp(out, o4, 16 * sizeof(float)) == 0;
         ok(same, "eval outputs agree across batch sizes 1..8 and after plan eviction");
+        r = train_step(m, x, 4, dout);
+        float g4 = model_tensor_find(m, "fc.weight")->grad[0];
+        r = r ? r : train_step(m, x, 3, dout);
+        r = r ? r : train_step(m, x, 4, dout);
+        ok(r == 0 && g4 != 0.0f, "plans made for eval train and backward too, at several batch sizes");
         model_free(m);
-        json_t *spec = json_loads("{\"input\": [3, 1, 1], \"layers\": [{\"type\": \"conv2d\", \"out_channels\": 4, "
-                                  "\"kernel_size\": 1}, {\"type\": \"batchnorm2d\", \"name\": \"bn\"}, {\"type\": \"flatten\"}]}",
-                                  0, NULL);
+        json_t *spec = json_loads(
+                "{\"input\": [3, 1, 1], \"layers\": [{\"type\": \"conv2d\", \"out_channels\": 4, "
+                "\"kernel_size\": 1}, {\"type\": \"batchnorm2d\", \"name\": \"bn\"}, {\"type\": \"flatten\"}]}",
+                0, NULL);
         r = model_new(spec, &m, &err);
         json_decref(spec);
         r = r ? r : model_prepare(m, ctx, 2, &err);
@@ -355,8 +418,8 @@ static void test_batches_and_dropout(struct compute_ctx *ctx) {
 
         /* dropout */
         spec = json_loads("{\"input\": [64], \"layers\": [{\"type\": \"linear\", \"out_features\": 256}, "
-                                  "{\"type\": \"dropout\", \"p\": 0.25}, {\"type\": \"flatten\"}]}",
-                                  0, NULL);
+                          "{\"type\": \"dropout\", \"p\": 0.25}, {\"type\": \"flatten\"}]}",
+                          0, NULL);
         r = model_new(spec, &m, &err);
         json_decref(spec);
         r = r ? r : model_prepare(m, ctx, 4, &err);
@@ -385,8 +448,35 @@ static void test_batches_and_dropout(struct compute_ctx *ctx) {
 }
 
 /* one step on hand-computed cases: p = 1, g = 0.5 (and lr_mult 2 on a second tensor) */
+/* resnet34 on a grayscale 32x32 input: builds, trains a step, every parameter gets a gradient */
+static void test_resnet34(struct compute_ctx *ctx) {
+        struct model *m = preset("resnet34", "{\"num_classes\": 7, \"in_channels\": 1, \"input_size\": [32, 32]}");
+        struct ft_error err = {0};
+        float x[2 * 32 * 32], dout[14];
+        fill(x, ARRAY_SIZE(x), 5);
+        int r = m ? model_prepare(m, ctx, 2, &err) : -1;
+        if (r == 0)
+                model_init(m, 1);
+        r = r ? r : train_step(m, x, 2, dout);
+        size_t zero = 0, params = 0;
+        for (size_t i = 0; r == 0 && i < model_tensor_count(m); i++) {
+                struct tensor *t = model_tensor_at(m, i);
+                if (!t->is_param)
+                        continue;
+                params++;
+                bool any = false;
+                for (size_t j = 0; j < t->numel && !any; j++)
+                        any = t->grad[j] != 0.0f;
+                zero += !any;
+        }
+        ok(r == 0 && params == 110 && zero == 0 && model_tensor_find(m, "conv1.weight")->shape[1] == 1,
+           "resnet34 (1 input channel, 7 classes): a training step gives all %zu parameters a gradient", params);
+        model_free(m);
+}
+
 static void test_optim_rules(struct compute_ctx *ctx) {
-        json_t *spec = json_loads("{\"input\": [1], \"layers\": [{\"type\": \"linear\", \"out_features\": 1}]}", 0, NULL);
+        json_t *spec =
+                json_loads("{\"input\": [1], \"layers\": [{\"type\": \"linear\", \"out_features\": 1}]}", 0, NULL);
         struct model *m = NULL;
         struct ft_error err = {0};
         model_new(spec, &m, &err);
@@ -441,7 +531,8 @@ static void test_optim_rules(struct compute_ctx *ctx) {
                    cases[c].name, cases[c].wd, cases[c].damp);
                 size_t want_state = kind == OPTIM_SGD ? 1 : kind == OPTIM_ADAM || kind == OPTIM_ADAMW ? 5 : 3;
                 ok(optim_state_count(o) == want_state &&
-                   (kind == OPTIM_SGD || optim_state_find(o, kind >= OPTIM_ADAM ? "0.weight.exp_avg" : "0.weight.momentum_buffer")),
+                           (kind == OPTIM_SGD ||
+                            optim_state_find(o, kind >= OPTIM_ADAM ? "0.weight.exp_avg" : "0.weight.momentum_buffer")),
                    "%s: %zu state tensors with parameter names", cases[c].name, want_state);
                 optim_free(o);
         }
@@ -489,8 +580,10 @@ int main(void) {
         if (!ok(compute_ctx_new(1, &ctx, &err) == 0, "context (%s)", err.message))
                 return tap_done();
         ok(strcmp(compute_ctx_backend_name(ctx), "onednn") == 0 && compute_ctx_threads(ctx) == 1, "onednn, 1 thread");
+        test_hostile_specs(ctx);
         test_freeze(ctx);
         test_batches_and_dropout(ctx);
+        test_resnet34(ctx);
         test_optim_rules(ctx);
         test_loss_errors();
         compute_ctx_free(ctx);

@@ -9,10 +9,6 @@
 #include "tests/tap.h"
 #include "tests/unit/compute_fixture.h"
 
-#ifndef FIXTURE_DIR
-#define FIXTURE_DIR "tests/fixtures/compute"
-#endif
-
 static const char *optims[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
 
 static void formula_init(struct model *m) {
@@ -139,10 +135,11 @@ static double compare_params(struct model *m, const struct fx_file *fx, const ch
         return maxerr;
 }
 
-static void run_model(const char *file, const char *preset, const char *opts_json, bool full, bool formula) {
+static void run_model(const char *file, const char *preset, const char *opts_json, bool full, bool formula,
+                      int threads) {
         struct fx_file fx;
-        char path[512];
-        snprintf(path, sizeof(path), "%s/%s", FIXTURE_DIR, file);
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/%s", fx_dir(), file);
         if (!ok(fx_load(path, &fx) == 0, "%s: load %s", preset, path))
                 return;
         struct ft_error err = {0};
@@ -153,7 +150,7 @@ static void run_model(const char *file, const char *preset, const char *opts_jso
         if (r == 0)
                 r = model_new(spec, &m, &err);
         if (r == 0)
-                r = compute_ctx_new(1, &ctx, &err);
+                r = compute_ctx_new(threads, &ctx, &err);
         const struct fx_record *x = fx_get(&fx, "x"), *yf = fx_get(&fx, "y");
         if (!ok(r == 0 && x && yf, "%s: build model and context (%s)", preset, err.message))
                 goto out;
@@ -269,7 +266,9 @@ out:
 
 static void run_losses(void) {
         struct fx_file fx;
-        if (!ok(fx_load(FIXTURE_DIR "/losses.bin", &fx) == 0, "load losses.bin"))
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/losses.bin", fx_dir());
+        if (!ok(fx_load(path, &fx) == 0, "load %s", path))
                 return;
         const struct fx_record *z = fx_get(&fx, "logits"), *yf = fx_get(&fx, "y"), *cw = fx_get(&fx, "class_weights");
         int32_t y[6];
@@ -281,7 +280,8 @@ static void run_losses(void) {
                 bool w;
         } cases[] = {{"plain", 0, false}, {"smooth", 0.1f, false}, {"weighted", 0, true}, {"both", 0.2f, true}};
         for (size_t c = 0; c < ARRAY_SIZE(cases); c++) {
-                struct loss_ce_options o = {.label_smoothing = cases[c].ls, .class_weights = cases[c].w ? cw->data : NULL};
+                struct loss_ce_options o = {.label_smoothing = cases[c].ls,
+                                            .class_weights = cases[c].w ? cw->data : NULL};
                 float loss, g[30];
                 struct ft_error err = {0};
                 int r = loss_cross_entropy(z->data, y, 6, 5, &o, &loss, g, &err);
@@ -295,17 +295,24 @@ static void run_losses(void) {
         }
         float loss, g[30];
         int r = loss_mse(z->data, fx_get(&fx, "mse/target")->data, 6, 5, &loss, g, NULL);
-        double el = fx_relerr(&loss, fx_get(&fx, "mse/loss")->data, 1), eg = fx_relerr(g, fx_get(&fx, "mse/grad")->data, 30);
+        double el = fx_relerr(&loss, fx_get(&fx, "mse/loss")->data, 1),
+               eg = fx_relerr(g, fx_get(&fx, "mse/grad")->data, 30);
         ok(r == 0 && el <= 1e-5 && eg <= 1e-5, "mse: loss rel err %.1e, grad rel err %.1e", el, eg);
         fx_free(&fx);
 }
 
 int main(void) {
         run_losses();
-        run_model("mlp.bin", "mlp", "{\"inputs\": 64, \"hidden\": [32, 16], \"outputs\": 5}", true, false);
-        run_model("cnn.bin", "cnn", "{\"in_channels\": 1, \"input_size\": [16, 16], \"channels\": [4, 8], \"hidden\": 16, "
-                                    "\"outputs\": 5}",
-                  true, false);
-        run_model("resnet18.bin", "resnet18", "{\"num_classes\": 10, \"input_size\": [32, 32]}", false, true);
+        run_model("mlp.bin", "mlp", "{\"inputs\": 64, \"hidden\": [32, 16], \"outputs\": 5}", true, false, 1);
+        run_model("cnn.bin", "cnn",
+                  "{\"in_channels\": 1, \"input_size\": [16, 16], \"channels\": [4, 8], \"hidden\": 16, "
+                  "\"outputs\": 5}",
+                  true, false, 1);
+        /* the same with two OpenMP threads: other reduction orders, same tolerances */
+        run_model("cnn.bin", "cnn",
+                  "{\"in_channels\": 1, \"input_size\": [16, 16], \"channels\": [4, 8], \"hidden\": 16, "
+                  "\"outputs\": 5}",
+                  true, false, 2);
+        run_model("resnet18.bin", "resnet18", "{\"num_classes\": 10, \"input_size\": [32, 32]}", false, true, 1);
         return tap_done();
 }

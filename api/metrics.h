@@ -1,0 +1,56 @@
+/* metrics.h - the process-wide metrics registry behind GET /metrics
+ * (Prometheus text format 0.0.4). Every function is thread-safe and cheap
+ * (one mutex, no allocation after the first use of a series), so the HTTP
+ * threads, the worker pool and the main loop call it directly.
+ *
+ * What reports what:
+ *   api/server.c   api_metrics_http_observe() once per finished request
+ *   daemon/notify.c api_metrics_jobs_set() from the store's counts, every tick
+ *   daemon workers api_metrics_job_start / _progress / _epoch / _finish
+ *
+ * Not for: logging, or anything the API returns as JSON (jobs' progress lives
+ * in the store). Cardinality is bounded: route labels are route patterns,
+ * methods a fixed set, at most API_METRICS_MAX_RUNNING running jobs.
+ */
+#pragma once
+
+#include <stdint.h>
+
+#include "common/common.h"
+
+#define API_METRICS_MAX_RUNNING 64 /* running jobs shown with per-job series */
+#define API_METRICS_MAX_HTTP_SERIES 512
+#define API_METRICS_RATE_WINDOW_S 1.0 /* samples/s is measured over windows at least this long */
+
+/* A static string for a request method: one of GET HEAD POST PUT PATCH
+ * DELETE OPTIONS, else "other". */
+const char *api_metrics_method_label(const char *method);
+
+/* One finished request: method and route must be static strings (the route
+ * table's pattern, or NULL for a request no route matched), status the HTTP
+ * status sent, seconds from the first byte to the completed response. */
+void api_metrics_http_observe(const char *method, const char *route, unsigned status, double seconds);
+
+/* Job counts by state, as the store last reported them. names[i] (static
+ * strings such as "queued") with counts[i]; n <= 8. */
+void api_metrics_jobs_set(const char *const *names, const int64_t *counts, size_t n);
+/* The last count set for state name, or -1 when never set. */
+int64_t api_metrics_jobs_get(const char *name);
+
+/* A job started running on a worker (attempt >= 1). -ENOSPC when
+ * API_METRICS_MAX_RUNNING jobs already run (its totals still count). */
+int api_metrics_job_start(const char *job_id, unsigned epochs_total);
+/* Progress within an epoch: samples processed since the previous call and the
+ * current (running mean) training loss (NAN: not known yet, keep the last). */
+void api_metrics_job_progress(const char *job_id, unsigned epoch, uint64_t samples, double loss);
+/* An epoch ended: the epoch number (1-based) and its training loss. */
+void api_metrics_job_epoch(const char *job_id, unsigned epoch, double train_loss);
+/* The job left the worker; state is its final state ("succeeded", ...,
+ * "queued" when it was released for a restart). */
+void api_metrics_job_finish(const char *job_id, const char *state);
+/* Jobs between api_metrics_job_start and api_metrics_job_finish. */
+unsigned api_metrics_jobs_running(void);
+
+/* Render the whole registry in the Prometheus text exposition format.
+ * *ret is NUL-terminated and malloc'ed (the caller frees). */
+int api_metrics_render(char **ret, size_t *ret_size);
