@@ -15,13 +15,13 @@
  *
  * Events (json objects handed to on_event; the API streams the same objects):
  *   {"type": "epoch", "epoch", "epochs", "step", "train_loss", "val_loss",
- *    "val_accuracy", "val_f1" | "val_mse", "val_rmse", "val_mae", "val_r2",
+ *    "val_accuracy", "val_f1", "val_precision", "val_recall" (macro) | "val_mse", "val_rmse", "val_mae", "val_r2",
  *    "lr", "seconds", "samples_per_sec"}        one per epoch (val_* null when there is no validation data)
  *   {"type": "checkpoint", "epoch", "step", "partial"}      after one is durable
  *   {"type": "early_stopping", "epoch", "best_epoch", "metric", "best_value"}
  *   {"type": "metrics", "split": "validation" | "training", "best_epoch", "epochs_run",
  *    "stopped_early", "metrics": {...}}          once, at the end (see metrics.h for the object)
- * Progress (handed to on_progress, at most PROGRESS_HZ times a second):
+ * Progress (handed to on_progress, at most TRAIN_PROGRESS_HZ times a second):
  *   {"type": "progress", "epoch", "epochs", "step", "steps", "batch", "batches", "eta_seconds", "train_loss"}
  */
 #pragma once

@@ -239,36 +239,19 @@ static int spec_set_outputs(json_t *spec, size_t outputs) {
         return -ENOENT;
 }
 
-/* Load the weights in path into m, strictly, except the tensors under skip_prefix (the head being replaced). */
-static int load_weights(struct model *m, const char *path, const char *skip_prefix, struct ft_error *err) {
+/* Load the weights in path into m (compute/safetensors.h's model glue): strict, except that a head of
+ * another size is re-initialised (replace_head) and a first convolution with other input channels is adapted
+ * (gray <-> RGB, as timm does). */
+static int load_weights(struct model *m, const char *path, bool replace_head, uint64_t seed, struct ft_error *err) {
         struct st_file *f = NULL;
+        struct st_load_report report = {0};
+        struct st_load_options opt = {.replace_head = replace_head, .adapt_input = true, .seed = seed};
         int r = st_file_open(path, TRAIN_MAX_FILE_BYTES, &f, err);
-        if (r < 0)
-                return r;
-        size_t plen = skip_prefix ? strlen(skip_prefix) : 0;
-        for (size_t i = 0; i < model_tensor_count(m) && r >= 0; i++) {
-                struct tensor *t = model_tensor_at(m, i);
-                if (plen && strncmp(t->name, skip_prefix, plen) == 0 && t->name[plen] == '.')
-                        continue;
-                const struct st_tensor *s = st_file_find(f, t->name);
-                bool shape_ok = s && s->ndim == (size_t)t->ndim;
-                for (int d = 0; shape_ok && d < t->ndim; d++)
-                        shape_ok = s->shape[d] == t->shape[d];
-                if (!s)
-                        r = ft_error_set(err, -EINVAL, "model", "'%s' has no tensor \"%s\"", path, t->name);
-                else if (!shape_ok)
-                        r = ft_error_set(err, -EINVAL, "model",
-                                         "'%s': tensor \"%s\" has another shape than the model's", path, t->name);
-                else if (t->dtype == TENSOR_I64)
-                        r = st_tensor_read_i64(f, s, t->data, t->numel, err);
-                else
-                        r = st_tensor_read_f32(f, s, t->data, t->numel, err);
-        }
-        for (size_t i = 0; i < f->n_tensors && r >= 0; i++)
-                if (!model_tensor_find(m, f->tensors[i].name) &&
-                    !(plen && strncmp(f->tensors[i].name, skip_prefix, plen) == 0))
-                        r = ft_error_set(err, -EINVAL, "model", "'%s' has tensor \"%s\" that the model does not have",
-                                         path, f->tensors[i].name);
+        if (r >= 0)
+                r = st_model_load(m, f, &opt, &report, err);
+        if (r < 0 && err && !err->param[0])
+                snprintf(err->param, sizeof(err->param), "model");
+        st_load_report_deinit(&report);
         st_file_free(f);
         return r;
 }
@@ -369,7 +352,9 @@ static int build_model(const char *base_dir, const struct jobspec *spec, const s
                                 goto out;
                         model_init(m, spec->seed);
                 }
-                r = load_weights(m, weights, replace ? head : NULL, err);
+                /* a head of another size is replaced while loading; one of the same size but for other class
+                 * names is re-initialised after */
+                r = load_weights(m, weights, replace, spec->seed, err);
                 if (r < 0)
                         goto out;
                 if (replace)
@@ -391,42 +376,10 @@ out:
 
 static int save_model(const char *path, struct model *m, const struct data_transform *t, const struct dataset *ds,
                       struct ft_error *err) {
-        size_t n = model_tensor_count(m);
-        struct st_tensor *st = calloc(n ? n : 1, sizeof(*st));
-        char *spec = json_dumps(model_spec(m), JSON_COMPACT);
-        char *pre = NULL, *classes = NULL;
-        int r = data_transform_to_json(t, &pre, err);
-        json_t *cj = json_array();
-        for (size_t i = 0; ds->task == DATA_CLASSIFICATION && i < ds->n_classes; i++)
-                json_array_append_new(cj, json_string(ds->class_names[i]));
-        classes = json_dumps(cj, JSON_COMPACT);
-        json_decref(cj);
-        if (r >= 0 && (!st || !spec || !classes))
-                r = ft_error_set(err, -ENOMEM, NULL, "out of memory");
-        if (r >= 0) {
-                for (size_t i = 0; i < n; i++) {
-                        struct tensor *tt = model_tensor_at(m, i);
-                        st[i].name = tt->name;
-                        st[i].dtype = tt->dtype == TENSOR_I64 ? ST_DTYPE_I64 : ST_DTYPE_F32;
-                        st[i].ndim = (size_t)tt->ndim;
-                        for (int d = 0; d < tt->ndim; d++)
-                                st[i].shape[d] = tt->shape[d];
-                        st[i].data = tt->data;
-                }
-                struct st_meta meta[] = {
-                        {"format", "pt"},
-                        {"finetuned.spec", spec},
-                        {"finetuned.preprocess", pre},
-                        {"finetuned.classes", classes},
-                };
-                r = st_write(path, st, n, meta, ARRAY_SIZE(meta), err);
-                if (r >= 0)
-                        (void)chmod(path, 0644);
-        }
-        free(st);
-        free(spec);
-        free(pre);
-        free(classes);
+        bool cls = ds->task == DATA_CLASSIFICATION;
+        int r = st_model_save(path, m, t, cls ? ds->class_names : NULL, cls ? ds->n_classes : 0, err);
+        if (r >= 0)
+                (void)chmod(path, 0644);
         return r;
 }
 
@@ -576,6 +529,14 @@ int train_main(int argc, char **argv) {
         if (r < 0) {
                 fprintf(stderr, "finetuned train: %s\n", err.message);
                 goto out;
+        }
+        if (cli.tty) {
+                const json_t *fm = json_object_get(res.metrics, "metrics");
+                bool cls = spec.task.type == JOBSPEC_TASK_CLASSIFICATION;
+                fprintf(stderr,
+                        "finetuned train: %s %s %.4f after %u epochs; wrote %s/model.safetensors and metrics.json\n",
+                        json_string_value(json_object_get(res.metrics, "split")), cls ? "accuracy" : "r2",
+                        json_number_value(json_object_get(fm, cls ? "accuracy" : "r2")), res.epochs_run, out);
         }
         status = 0;
 out:
