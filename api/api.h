@@ -52,7 +52,3 @@ int api_server_set_token(struct api_server *server, const char *token, struct ft
 
 /* Stop accepting, close every connection, join the HTTP threads, free. */
 void api_server_stop(struct api_server *server);
-
-/* Replace the bearer token (SIGHUP re-reads --token-file). Thread-safe against
- * requests in flight. -EPERM when the server was started without a token. */
-int api_server_token_set(struct api_server *server, const char *token, struct ft_error *err);
