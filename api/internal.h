@@ -278,6 +278,7 @@ enum MHD_Result api_jobs_create(struct api_request *req);
 enum MHD_Result api_jobs_list(struct api_request *req);
 enum MHD_Result api_jobs_get(struct api_request *req);
 enum MHD_Result api_jobs_cancel(struct api_request *req);
+enum MHD_Result api_jobs_delete(struct api_request *req);
 enum MHD_Result api_jobs_events(struct api_request *req);
 enum MHD_Result api_jobs_checkpoints(struct api_request *req);
 enum MHD_Result api_jobs_artifact(struct api_request *req);

@@ -1,6 +1,6 @@
 /* jobs.c - /v1/jobs: create (job spec validated with compute/jobspec.h plus
  * the checks that need the store: ids, target column, feature and class
- * counts), idempotent retries, the queue cap, list, get, cancel, events (JSON
+ * counts), idempotent retries, the queue cap, list, get, cancel, delete, events (JSON
  * or SSE), checkpoints and artifacts.
  * Not for: running jobs (daemon/workers.c), the SSE machinery (sse.c). */
 #include <math.h>
@@ -365,6 +365,26 @@ enum MHD_Result api_jobs_cancel(struct api_request *req) {
         json_t *body = api_job_json(req->server, job);
         store_job_free(job);
         return api_reply_json(req, MHD_HTTP_OK, body);
+}
+
+/* DELETE /v1/jobs/{id}: a finished job with its events and checkpoints; the
+ * model it produced stays. 409 while queued, running or cancelling. */
+enum MHD_Result api_jobs_delete(struct api_request *req) {
+        enum MHD_Result ret;
+        const char *id;
+        if (!api_path_id(req, 0, "job", "job", &id, &ret))
+                return ret;
+        struct store *st = api_store(req, &ret);
+        if (!st)
+                return ret;
+        struct ft_error err = {0};
+        int r = store_job_delete(st, id, &err);
+        if (r == -EBUSY)
+                return api_reply_error(req, API_ERR_CONFLICT, "id", "%s", err.message);
+        if (r < 0)
+                return api_reply_ft_error(req, r, &err);
+        log_info("job %s: deleted", id);
+        return api_reply_json(req, MHD_HTTP_OK, json_pack("{s:s,s:s,s:b}", "id", id, "object", "job", "deleted", 1));
 }
 
 enum MHD_Result api_jobs_events(struct api_request *req) {

@@ -5,8 +5,10 @@
  * Not for: datasets/models (catalog.c), files (blobs.c), wake-ups (notify.c). */
 #include "store/internal.h"
 
+#include <ftw.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define JOB_COLS                                                                                                       \
         "id, spec_json, state, priority, attempt, max_attempts, lease_owner, lease_expires_at, model_id, "             \
@@ -827,6 +829,63 @@ int store_job_cancel(struct store *s, const char *id, struct store_job **ret, st
         }
         if (ret)
                 *ret = j;
+        return 0;
+fail:
+        store_tx_rollback(s);
+        return r;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+        (void)sb;
+        (void)ftw;
+        if (flag == FTW_DP)
+                rmdir(path);
+        else
+                unlink(path);
+        return 0; /* best effort: remove what can be removed */
+}
+
+int store_job_delete(struct store *s, const char *id, struct ft_error *err) {
+        static const char *const deletes[] = {
+                "DELETE FROM events WHERE job_id = ?1",
+                "DELETE FROM checkpoints WHERE job_id = ?1",
+                "DELETE FROM idempotency_keys WHERE job_id = ?1",
+                "DELETE FROM jobs WHERE id = ?1",
+        };
+        enum store_job_state state;
+        char dir[PATH_MAX];
+        int r;
+
+        id = id ? id : "";
+        r = store_tx_begin(s, err);
+        if (r < 0)
+                return r;
+        r = job_state_locked(s, id, &state, NULL, err);
+        if (r < 0)
+                goto fail;
+        if (!store_job_state_is_terminal(state)) {
+                r = ft_error_set(err, -EBUSY, "id", "job '%s' is %s: only a finished job can be deleted", id,
+                                 state_names[state]);
+                goto fail;
+        }
+        for (size_t i = 0; i < sizeof(deletes) / sizeof(deletes[0]); i++) {
+                sqlite3_stmt *st = store_stmt(s, deletes[i], err);
+                if (!st) {
+                        r = -EIO;
+                        goto fail;
+                }
+                sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+                r = store_step_done(s, st, err);
+                if (r < 0)
+                        goto fail;
+        }
+        store_mark_changed(s, id, false);
+        r = store_tx_commit(s, err);
+        if (r < 0)
+                return r;
+        /* The id matched a row, so it is one we generated: no path tricks. */
+        if (snprintf(dir, sizeof(dir), "%s/jobs/%s", s->state_dir, id) < (int)sizeof(dir))
+                nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
         return 0;
 fail:
         store_tx_rollback(s);
