@@ -123,6 +123,10 @@ struct json_t;
  * The file loads in PyTorch with load_state_dict(strict=True). Atomic. */
 int st_model_save(const char *path, struct model *m, const struct data_transform *t, char *const *class_names,
                   size_t n_classes, struct ft_error *err);
+/* The same with more metadata after the keys above (e.g. "finetuned.task",
+ * "finetuned.job"); extra may be NULL when n_extra is 0. */
+int st_model_save_with(const char *path, struct model *m, const struct data_transform *t, char *const *class_names,
+                       size_t n_classes, const struct st_meta *extra, size_t n_extra, struct ft_error *err);
 
 struct st_load_options {
         /* Head replacement: when the last layer's tensors (the last parameter's

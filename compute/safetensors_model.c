@@ -29,12 +29,18 @@ void st_classes_free(char **classes, size_t n) {
 
 int st_model_save(const char *path, struct model *m, const struct data_transform *t, char *const *class_names,
                   size_t n_classes, struct ft_error *err) {
+        return st_model_save_with(path, m, t, class_names, n_classes, NULL, 0, err);
+}
+
+int st_model_save_with(const char *path, struct model *m, const struct data_transform *t, char *const *class_names,
+                       size_t n_classes, const struct st_meta *extra, size_t n_extra, struct ft_error *err) {
         size_t n = model_tensor_count(m);
         struct st_tensor *ts = calloc(n ? n : 1, sizeof(*ts));
+        struct st_meta *meta = calloc(4 + n_extra, sizeof(*meta));
         char *spec = json_dumps(model_spec(m), JSON_COMPACT | JSON_PRESERVE_ORDER), *pre = NULL, *cls = NULL;
         json_t *ca = NULL;
         int r = -ENOMEM;
-        if (!ts || !spec)
+        if (!ts || !meta || !spec)
                 goto oom;
         for (size_t i = 0; i < n; i++) {
                 const struct tensor *x = model_tensor_at(m, i);
@@ -45,7 +51,8 @@ int st_model_save(const char *path, struct model *m, const struct data_transform
                 for (int d = 0; d < x->ndim; d++)
                         ts[i].shape[d] = x->shape[d];
         }
-        struct st_meta meta[4] = {{ST_META_FORMAT, "pt"}, {ST_META_SPEC, spec}};
+        meta[0] = (struct st_meta){ST_META_FORMAT, "pt"};
+        meta[1] = (struct st_meta){ST_META_SPEC, spec};
         size_t nm = 2;
         if (t) {
                 if ((r = data_transform_to_json(t, &pre, err)) < 0)
@@ -64,11 +71,14 @@ int st_model_save(const char *path, struct model *m, const struct data_transform
                         goto oom;
                 meta[nm++] = (struct st_meta){ST_META_CLASSES, cls};
         }
+        for (size_t i = 0; i < n_extra; i++)
+                meta[nm++] = extra[i];
         r = st_write(path, ts, n, meta, nm, err);
         goto fail;
 oom:
         r = ft_error_set(err, -ENOMEM, NULL, "out of memory saving '%s'", path);
 fail:
+        free(meta);
         json_decref(ca);
         free(cls);
         free(pre);

@@ -292,44 +292,16 @@ out:
         return r;
 }
 
-static int save_model(const char *path, struct model *m, const struct data_transform *t, const struct dataset *ds,
-                      struct ft_error *err) {
-        size_t n = model_tensor_count(m);
-        struct st_tensor *st = calloc(n ? n : 1, sizeof(*st));
-        char *spec = json_dumps(model_spec(m), JSON_COMPACT);
-        char *pre = NULL, *classes = NULL;
-        int r = data_transform_to_json(t, &pre, err);
-        json_t *cj = json_array();
-        for (size_t i = 0; ds->task == DATA_CLASSIFICATION && i < ds->n_classes; i++)
-                json_array_append_new(cj, json_string(ds->class_names[i]));
-        classes = json_dumps(cj, JSON_COMPACT);
-        json_decref(cj);
-        if (r >= 0 && (!st || !spec || !classes))
-                r = ft_error_set(err, -ENOMEM, NULL, "out of memory");
-        if (r >= 0) {
-                for (size_t i = 0; i < n; i++) {
-                        struct tensor *tt = model_tensor_at(m, i);
-                        st[i].name = tt->name;
-                        st[i].dtype = tt->dtype == TENSOR_I64 ? ST_DTYPE_I64 : ST_DTYPE_F32;
-                        st[i].ndim = (size_t)tt->ndim;
-                        for (int d = 0; d < tt->ndim; d++)
-                                st[i].shape[d] = tt->shape[d];
-                        st[i].data = tt->data;
-                }
-                struct st_meta meta[] = {
-                        {"format", "pt"},
-                        {"finetuned.spec", spec},
-                        {"finetuned.preprocess", pre},
-                        {"finetuned.classes", classes},
-                };
-                r = st_write(path, st, n, meta, ARRAY_SIZE(meta), err);
-                if (r >= 0)
-                        (void)chmod(path, 0644);
-        }
-        free(st);
-        free(spec);
-        free(pre);
-        free(classes);
+/* model.safetensors with the metadata the daemon's workers write too (spec, preprocessing, class names, task). */
+static int save_model(const char *path, struct model *m, const struct data_transform *t, const struct jobspec *spec,
+                      const struct dataset *ds, struct ft_error *err) {
+        static char *const no_classes[1] = {NULL};
+        bool classify = ds->task == DATA_CLASSIFICATION;
+        struct st_meta task = {"finetuned.task", jobspec_task_name(spec->task.type)};
+        int r = st_model_save_with(path, m, t, classify ? ds->class_names : no_classes, classify ? ds->n_classes : 0,
+                                   &task, 1, err);
+        if (r >= 0)
+                (void)chmod(path, 0644);
         return r;
 }
 
@@ -463,7 +435,7 @@ int train_main(int argc, char **argv) {
                 goto out;
         }
         snprintf(path, sizeof(path), "%s/model.safetensors", out);
-        if (save_model(path, m, &res.transform, train, &err) < 0) {
+        if (save_model(path, m, &res.transform, &spec, train, &err) < 0) {
                 fprintf(stderr, "finetuned train: %s\n", err.message);
                 goto out;
         }

@@ -323,40 +323,17 @@ static int64_t recorded_max_epoch(struct worker *w) {
 static int save_result(struct worker *w, struct model *m, const struct dataset *train, const struct jobspec *spec,
                        const struct train_result *res, const char *dir, char ret_sha[STORE_SHA256_HEX],
                        struct ft_error *err) {
-        size_t n = model_tensor_count(m);
-        struct st_tensor *ts = calloc(n ? n : 1, sizeof(*ts));
-        char *spec_text = json_dumps(model_spec(m), JSON_COMPACT | JSON_SORT_KEYS);
-        char *transform = NULL;
-        json_t *classes = json_array();
-        char *classes_text = NULL, path[4400];
-        int r = ts && spec_text && classes ? 0 : -ENOMEM;
-        if (r == 0)
-                r = data_transform_to_json(&res->transform, &transform, err);
-        for (size_t i = 0; r == 0 && spec->task.type == JOBSPEC_TASK_CLASSIFICATION && i < train->n_classes; i++)
-                json_array_append_new(classes, json_string(train->class_names[i]));
-        if (r == 0 && !(classes_text = json_dumps(classes, JSON_COMPACT)))
-                r = -ENOMEM;
-        for (size_t i = 0; r == 0 && i < n; i++) {
-                const struct tensor *t = model_tensor_at(m, i);
-                ts[i].name = t->name;
-                ts[i].dtype = t->dtype == TENSOR_I64 ? ST_DTYPE_I64 : ST_DTYPE_F32;
-                ts[i].ndim = (size_t)t->ndim;
-                for (int d = 0; d < t->ndim; d++)
-                        ts[i].shape[d] = t->shape[d];
-                ts[i].data = t->data;
-        }
-        /* the same metadata as `finetuned train` writes */
-        struct st_meta meta[] = {
-                {"format", "pt"},
-                {"finetuned.spec", spec_text},
-                {"finetuned.preprocess", transform},
-                {"finetuned.classes", classes_text},
+        static char *const no_classes[1] = {NULL};
+        bool classify = spec->task.type == JOBSPEC_TASK_CLASSIFICATION;
+        char path[4400];
+        /* the metadata `finetuned train` writes, and the job */
+        struct st_meta extra[] = {
                 {"finetuned.task", jobspec_task_name(spec->task.type)},
                 {"finetuned.job", w->job_id},
         };
         snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-        if (r == 0)
-                r = st_write(path, ts, n, meta, ARRAY_SIZE(meta), err);
+        int r = st_model_save_with(path, m, &res->transform, classify ? train->class_names : no_classes,
+                                   classify ? train->n_classes : 0, extra, ARRAY_SIZE(extra), err);
         /* into the blob store */
         struct store_blob_writer *bw = NULL;
         FILE *f = NULL;
@@ -376,11 +353,6 @@ static int save_result(struct worker *w, struct model *m, const struct dataset *
         }
         store_blob_abort(bw);
         unlink(path);
-        free(ts);
-        free(spec_text);
-        free(transform);
-        free(classes_text);
-        json_decref(classes);
         return r;
 }
 
