@@ -314,10 +314,8 @@ enum MHD_Result api_jobs_list(struct api_request *req) {
 static int job_load(struct api_request *req, struct store **ret_st, struct store_job **ret_job,
                     enum MHD_Result *ret_mhd) {
         const char *id;
-        if (!api_path_id(req, 0, "job", "job", &id, ret_mhd))
-                return -1;
-        struct store *st = api_store(req, ret_mhd);
-        if (!st)
+        struct store *st;
+        if (!api_path_store(req, "job", "job", &id, &st, ret_mhd))
                 return -1;
         struct ft_error err = {0};
         int r = store_job_get(st, id, ret_job, &err);
@@ -357,9 +355,7 @@ enum MHD_Result api_jobs_cancel(struct api_request *req) {
         struct store_job *job = NULL;
         struct ft_error err = {0};
         int r = store_job_cancel(st, id, &job, &err);
-        if (r == -EALREADY)
-                return api_reply_error(req, API_ERR_CONFLICT, "id", "%s", err.message);
-        if (r < 0)
+        if (r < 0) /* -EALREADY: 409 */
                 return api_reply_ft_error(req, r, &err);
         log_info("job %s: cancel requested (%s)", id, store_job_state_name(job->state));
         json_t *body = api_job_json(req->server, job);
@@ -372,19 +368,15 @@ enum MHD_Result api_jobs_cancel(struct api_request *req) {
 enum MHD_Result api_jobs_delete(struct api_request *req) {
         enum MHD_Result ret;
         const char *id;
-        if (!api_path_id(req, 0, "job", "job", &id, &ret))
-                return ret;
-        struct store *st = api_store(req, &ret);
-        if (!st)
+        struct store *st;
+        if (!api_path_store(req, "job", "job", &id, &st, &ret))
                 return ret;
         struct ft_error err = {0};
         int r = store_job_delete(st, id, &err);
-        if (r == -EBUSY)
-                return api_reply_error(req, API_ERR_CONFLICT, "id", "%s", err.message);
         if (r < 0)
-                return api_reply_ft_error(req, r, &err);
+                return api_reply_ft_error(req, r, &err); /* -EBUSY: 409 */
         log_info("job %s: deleted", id);
-        return api_reply_json(req, MHD_HTTP_OK, json_pack("{s:s,s:s,s:b}", "id", id, "object", "job", "deleted", 1));
+        return api_reply_deleted(req, "job", id);
 }
 
 enum MHD_Result api_jobs_events(struct api_request *req) {
