@@ -189,8 +189,11 @@ envelope 409 conflict; ok $? "DELETE a model a running job uses -> 409"
 http DELETE "/v1/jobs/$long"
 envelope 409 conflict id && echo "$BODY" | jq -r .error.message | grep -q running; ok $? "DELETE a running job -> 409: $(echo "$BODY" | jq -r .error.message)"
 b0=$(curl -s "$BASE/v1/jobs/$long" | jq .progress.step)
-sleep 0.3
-http GET "/v1/jobs/$long"
+for i in $(seq 1 50); do
+        http GET "/v1/jobs/$long"
+        echo "$BODY" | jq -e ".state == \"running\" and .progress.step > $b0" >/dev/null && break
+        sleep 0.1
+done
 [ "$STATUS" = 200 ] && echo "$BODY" | jq -e ".state == \"running\" and .progress.step > $b0" >/dev/null; ok $? "it keeps running (step $b0 -> $(echo "$BODY" | jq .progress.step))"
 q=()
 for i in 1 2 3; do
