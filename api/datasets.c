@@ -194,10 +194,8 @@ enum MHD_Result api_datasets_list(struct api_request *req) {
 enum MHD_Result api_datasets_get(struct api_request *req) {
         enum MHD_Result ret;
         const char *id;
-        if (!api_path_id(req, 0, "ds", "dataset", &id, &ret))
-                return ret;
-        struct store *st = api_store(req, &ret);
-        if (!st)
+        struct store *st;
+        if (!api_path_store(req, "ds", "dataset", &id, &st, &ret))
                 return ret;
         struct store_dataset *d = NULL;
         struct ft_error err = {0};
@@ -212,10 +210,8 @@ enum MHD_Result api_datasets_get(struct api_request *req) {
 enum MHD_Result api_datasets_delete(struct api_request *req) {
         enum MHD_Result ret;
         const char *id;
-        if (!api_path_id(req, 0, "ds", "dataset", &id, &ret))
-                return ret;
-        struct store *st = api_store(req, &ret);
-        if (!st)
+        struct store *st;
+        if (!api_path_store(req, "ds", "dataset", &id, &st, &ret))
                 return ret;
         struct store_dataset *d = NULL;
         struct ft_error err = {0};
@@ -234,13 +230,9 @@ enum MHD_Result api_datasets_delete(struct api_request *req) {
         snprintf(labels, sizeof(labels), "%s", lid ? lid : "");
         json_decref(schema);
         r = store_dataset_delete(st, id, &err);
-        if (r == -EBUSY)
-                return api_reply_error(req, API_ERR_CONFLICT, "id", "dataset '%s' is used by a queued or running job",
-                                       id);
         if (r < 0)
-                return api_reply_ft_error(req, r, &err);
+                return api_reply_ft_error(req, r, &err); /* -EBUSY: 409 */
         if (labels[0] && api_id_valid(labels, "ds"))
                 store_dataset_delete(st, labels, NULL);
-        return api_reply_json(req, MHD_HTTP_OK,
-                              json_pack("{s:s,s:s,s:b}", "id", id, "object", "dataset", "deleted", 1));
+        return api_reply_deleted(req, "dataset", id);
 }

@@ -178,3 +178,7 @@ enum MHD_Result api_reply_file(struct api_request *req, const char *path, const 
         MHD_destroy_response(resp);
         return ret;
 }
+
+enum MHD_Result api_reply_deleted(struct api_request *req, const char *object, const char *id) {
+        return api_reply_json(req, MHD_HTTP_OK, json_pack("{s:s,s:s,s:b}", "id", id, "object", object, "deleted", 1));
+}

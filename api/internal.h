@@ -99,6 +99,8 @@ enum MHD_Result api_reply_error_headers(struct api_request *req, enum api_error_
  * -ENOENT 404, -EBUSY 409, -EINVAL 400, -EEXIST 409, -EFBIG 413, anything else 500
  * (logged, with a generic message). */
 enum MHD_Result api_reply_ft_error(struct api_request *req, int r, const struct ft_error *err);
+/* 200 {"id": id, "object": object, "deleted": true}, the answer to every DELETE. */
+enum MHD_Result api_reply_deleted(struct api_request *req, const char *object, const char *id);
 /* Queue a file as the response body (application/octet-stream or ctype). */
 enum MHD_Result api_reply_file(struct api_request *req, const char *path, const char *ctype, const char *download_name);
 
@@ -179,6 +181,11 @@ const char *api_path_param(struct api_request *req, unsigned i);
 /* Path id check: malformed ids are 404 before anything touches the store. */
 bool api_path_id(struct api_request *req, unsigned i, const char *prefix, const char *what, const char **ret_id,
                  enum MHD_Result *ret_mhd);
+struct store;
+/* api_path_id, then the request's store connection (api_store): false with
+ * *ret_mhd set when either fails. */
+bool api_path_store(struct api_request *req, const char *prefix, const char *what, const char **ret_id,
+                    struct store **ret_st, enum MHD_Result *ret_mhd);
 
 #define API_PAGE_LIMIT_DEFAULT 20
 #define API_PAGE_LIMIT_MAX 100
@@ -278,6 +285,7 @@ enum MHD_Result api_jobs_create(struct api_request *req);
 enum MHD_Result api_jobs_list(struct api_request *req);
 enum MHD_Result api_jobs_get(struct api_request *req);
 enum MHD_Result api_jobs_cancel(struct api_request *req);
+enum MHD_Result api_jobs_delete(struct api_request *req);
 enum MHD_Result api_jobs_events(struct api_request *req);
 enum MHD_Result api_jobs_checkpoints(struct api_request *req);
 enum MHD_Result api_jobs_artifact(struct api_request *req);

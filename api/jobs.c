@@ -1,6 +1,6 @@
 /* jobs.c - /v1/jobs: create (job spec validated with compute/jobspec.h plus
  * the checks that need the store: ids, target column, feature and class
- * counts), idempotent retries, the queue cap, list, get, cancel, events (JSON
+ * counts), idempotent retries, the queue cap, list, get, cancel, delete, events (JSON
  * or SSE), checkpoints and artifacts.
  * Not for: running jobs (daemon/workers.c), the SSE machinery (sse.c). */
 #include <math.h>
@@ -314,10 +314,8 @@ enum MHD_Result api_jobs_list(struct api_request *req) {
 static int job_load(struct api_request *req, struct store **ret_st, struct store_job **ret_job,
                     enum MHD_Result *ret_mhd) {
         const char *id;
-        if (!api_path_id(req, 0, "job", "job", &id, ret_mhd))
-                return -1;
-        struct store *st = api_store(req, ret_mhd);
-        if (!st)
+        struct store *st;
+        if (!api_path_store(req, "job", "job", &id, &st, ret_mhd))
                 return -1;
         struct ft_error err = {0};
         int r = store_job_get(st, id, ret_job, &err);
@@ -357,14 +355,28 @@ enum MHD_Result api_jobs_cancel(struct api_request *req) {
         struct store_job *job = NULL;
         struct ft_error err = {0};
         int r = store_job_cancel(st, id, &job, &err);
-        if (r == -EALREADY)
-                return api_reply_error(req, API_ERR_CONFLICT, "id", "%s", err.message);
-        if (r < 0)
+        if (r < 0) /* -EALREADY: 409 */
                 return api_reply_ft_error(req, r, &err);
         log_info("job %s: cancel requested (%s)", id, store_job_state_name(job->state));
         json_t *body = api_job_json(req->server, job);
         store_job_free(job);
         return api_reply_json(req, MHD_HTTP_OK, body);
+}
+
+/* DELETE /v1/jobs/{id}: a finished job with its events and checkpoints; the
+ * model it produced stays. 409 while queued, running or cancelling. */
+enum MHD_Result api_jobs_delete(struct api_request *req) {
+        enum MHD_Result ret;
+        const char *id;
+        struct store *st;
+        if (!api_path_store(req, "job", "job", &id, &st, &ret))
+                return ret;
+        struct ft_error err = {0};
+        int r = store_job_delete(st, id, &err);
+        if (r < 0)
+                return api_reply_ft_error(req, r, &err); /* -EBUSY: 409 */
+        log_info("job %s: deleted", id);
+        return api_reply_deleted(req, "job", id);
 }
 
 enum MHD_Result api_jobs_events(struct api_request *req) {

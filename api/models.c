@@ -271,10 +271,8 @@ enum MHD_Result api_models_list(struct api_request *req) {
 enum MHD_Result api_models_get(struct api_request *req) {
         enum MHD_Result ret;
         const char *id;
-        if (!api_path_id(req, 0, "mdl", "model", &id, &ret))
-                return ret;
-        struct store *st = api_store(req, &ret);
-        if (!st)
+        struct store *st;
+        if (!api_path_store(req, "mdl", "model", &id, &st, &ret))
                 return ret;
         struct store_model *m = NULL;
         struct ft_error err = {0};
@@ -289,28 +287,21 @@ enum MHD_Result api_models_get(struct api_request *req) {
 enum MHD_Result api_models_delete(struct api_request *req) {
         enum MHD_Result ret;
         const char *id;
-        if (!api_path_id(req, 0, "mdl", "model", &id, &ret))
-                return ret;
-        struct store *st = api_store(req, &ret);
-        if (!st)
+        struct store *st;
+        if (!api_path_store(req, "mdl", "model", &id, &st, &ret))
                 return ret;
         struct ft_error err = {0};
         int r = store_model_delete(st, id, &err);
-        if (r == -EBUSY)
-                return api_reply_error(req, API_ERR_CONFLICT, "id", "model '%s' is used by a queued or running job",
-                                       id);
         if (r < 0)
-                return api_reply_ft_error(req, r, &err);
-        return api_reply_json(req, MHD_HTTP_OK, json_pack("{s:s,s:s,s:b}", "id", id, "object", "model", "deleted", 1));
+                return api_reply_ft_error(req, r, &err); /* -EBUSY: 409 */
+        return api_reply_deleted(req, "model", id);
 }
 
 enum MHD_Result api_models_weights(struct api_request *req) {
         enum MHD_Result ret;
         const char *id;
-        if (!api_path_id(req, 0, "mdl", "model", &id, &ret))
-                return ret;
-        struct store *st = api_store(req, &ret);
-        if (!st)
+        struct store *st;
+        if (!api_path_store(req, "mdl", "model", &id, &st, &ret))
                 return ret;
         struct store_model *m = NULL;
         struct ft_error err = {0};

@@ -104,6 +104,9 @@ const struct api_route api_routes[] = {
          .summary = "one job: state, attempt, progress (epoch, step, ETA), metrics when done, error when failed"},
         {"POST", "/v1/jobs/{id}/cancel", api_jobs_cancel, .flags = API_ROUTE_JSON, .tag = "jobs", .errors = e_cancel,
          .summary = "cancel a job: a queued job at once, a running one within one batch; 409 if finished"},
+        {"DELETE", "/v1/jobs/{id}", api_jobs_delete, .tag = "jobs", .errors = e_delete,
+         .summary = "delete a finished job with its events and checkpoints (the model it produced stays); 409 while "
+                    "queued, running or cancelling"},
         {"GET", "/v1/jobs/{id}/events", api_jobs_events, .flags = API_ROUTE_STREAM, .query = events_query,
          .tag = "jobs", .errors = e_get,
          .summary = "the job's events (status, epoch, checkpoint, metrics) as JSON, or as Server-Sent Events"},

@@ -427,6 +427,19 @@ bool api_path_id(struct api_request *req, unsigned i, const char *prefix, const 
         return true;
 }
 
+bool api_path_store(struct api_request *req, const char *prefix, const char *what, const char **ret_id,
+                    struct store **ret_st, enum MHD_Result *ret_mhd) {
+        const char *id;
+        if (!api_path_id(req, 0, prefix, what, &id, ret_mhd))
+                return false;
+        struct store *st = api_store(req, ret_mhd);
+        if (!st)
+                return false;
+        *ret_id = id;
+        *ret_st = st;
+        return true;
+}
+
 void api_page_from_query(struct api_request *req, struct api_page *page) {
         const char *l = api_query_get(req, "limit");
         page->limit = l ? (unsigned)strtoul(l, NULL, 10) : API_PAGE_LIMIT_DEFAULT;

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -273,4 +274,36 @@ int fileio_write_atomic(const char *path, const void *data, size_t n, mode_t mod
                 return r;
         }
         return fileio_writer_commit(w, NULL, err);
+}
+
+int fileio_map(const char *path, size_t max_bytes, void **ret_map, size_t *ret_size, struct ft_error *err) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return ft_error_set(err, -errno, NULL, "cannot open '%s': %s", path, strerror(errno));
+        struct stat st;
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                close(fd);
+                return ft_error_set(err, -EINVAL, NULL, "'%s' is not a regular file", path);
+        }
+        size_t size = (size_t)st.st_size;
+        if (max_bytes && size > max_bytes) {
+                close(fd);
+                return ft_error_set(err, -EFBIG, NULL, "'%s' is %zu bytes, over the limit of %zu", path, size,
+                                    max_bytes);
+        }
+        void *map = NULL;
+        if (size > 0 && (map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED) {
+                int e = errno;
+                close(fd);
+                return ft_error_set(err, -e, NULL, "cannot map '%s': %s", path, strerror(e));
+        }
+        close(fd);
+        *ret_map = map;
+        *ret_size = size;
+        return 0;
+}
+
+void fileio_unmap(void *map, size_t size) {
+        if (map)
+                munmap(map, size);
 }

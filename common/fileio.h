@@ -4,7 +4,8 @@
  * under its final name and survives a crash or power loss; before, the final
  * name holds the old content (or nothing), never a half file.
  *
- * Used by the blob store and the trainer's checkpoints. Not for: reading, or
+ * Used by the blob store and the trainer's checkpoints. Also: mapping a file
+ * for reading with a size cap (the CSV, IDX and safetensors readers). Not for:
  * files that are appended to in place (logs). Never logs. Errors name the path.
  */
 #pragma once
@@ -45,3 +46,9 @@ int fileio_write_atomic(const char *path, const void *data, size_t n, mode_t mod
 int fileio_fsync_dir(const char *dir, struct ft_error *err);
 /* mkdir -p; each directory created is made durable (its parent fsynced). */
 int fileio_mkdir_p(const char *path, mode_t mode, struct ft_error *err);
+
+/* Map the regular file at path read-only: *ret_map (NULL for an empty file)
+ * and *ret_size. -EFBIG when it is over max_bytes (0: no cap), -EINVAL when it
+ * is not a regular file. Release with fileio_unmap. */
+int fileio_map(const char *path, size_t max_bytes, void **ret_map, size_t *ret_size, struct ft_error *err);
+void fileio_unmap(void *map, size_t size); /* NULL is a no-op */

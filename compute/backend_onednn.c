@@ -266,6 +266,25 @@ static void conv_dims(const struct node *n, dnnl_dims_t s, dnnl_dims_t d, dnnl_d
         pl[1] = pr[1] = n->pw;
 }
 
+/* The shape of a node's first input: the model input or the output of an earlier node. */
+static const struct value_shape *in_shape(const struct model *m, const struct node *n) {
+        return n->in[0] == 0 ? &m->input : &m->nodes[n->in[0] - 1].out;
+}
+
+/* Kernel, strides, paddings and algorithm of a pooling node (global average pooling: one window). */
+static dnnl_alg_kind_t pool_dims(const struct model *m, const struct node *n, dnnl_dims_t k, dnnl_dims_t s,
+                                 dnnl_dims_t pl, dnnl_dims_t pr) {
+        if (n->kind == NODE_GAP) {
+                const struct value_shape *is = in_shape(m, n);
+                k[0] = s[0] = is->h, k[1] = s[1] = is->w;
+                pl[0] = pl[1] = pr[0] = pr[1] = 0;
+                return dnnl_pooling_avg_exclude_padding;
+        }
+        k[0] = n->kh, k[1] = n->kw, s[0] = n->sh, s[1] = n->sw;
+        pl[0] = pr[0] = n->ph, pl[1] = pr[1] = n->pw;
+        return n->kind == NODE_MAXPOOL ? dnnl_pooling_max : dnnl_pooling_avg_include_padding;
+}
+
 /* ---- plan: forward ----------------------------------------------------------------------------------- */
 
 static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct ft_error *err) {
@@ -281,7 +300,7 @@ static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
         case NODE_LINEAR:
         case NODE_CONV: {
                 dnnl_memory_desc_t smd, wmd, bmd, *bp = NULL;
-                const struct value_shape *is = n->in[0] == 0 ? &m->input : &m->nodes[n->in[0] - 1].out;
+                const struct value_shape *is = in_shape(m, n);
                 CHK(any_md(&smd, B, is), "memory_desc_init");
                 dnnl_dims_t wd;
                 for (int i = 0; i < n->weight->ndim; i++)
@@ -379,18 +398,8 @@ static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
         case NODE_AVGPOOL:
         case NODE_GAP: {
                 dnnl_pooling_desc_t pdsc;
-                const struct value_shape *is = n->in[0] == 0 ? &m->input : &m->nodes[n->in[0] - 1].out;
                 dnnl_dims_t k, s, pl, pr;
-                dnnl_alg_kind_t alg;
-                if (n->kind == NODE_GAP) {
-                        k[0] = s[0] = is->h, k[1] = s[1] = is->w;
-                        pl[0] = pl[1] = pr[0] = pr[1] = 0;
-                        alg = dnnl_pooling_avg_exclude_padding;
-                } else {
-                        k[0] = n->kh, k[1] = n->kw, s[0] = n->sh, s[1] = n->sw;
-                        pl[0] = pr[0] = n->ph, pl[1] = pr[1] = n->pw;
-                        alg = n->kind == NODE_MAXPOOL ? dnnl_pooling_max : dnnl_pooling_avg_include_padding;
-                }
+                dnnl_alg_kind_t alg = pool_dims(m, n, k, s, pl, pr);
                 CHK(dnnl_pooling_forward_desc_init(&pdsc, dnnl_forward_training, alg, &in->md, &omd, s, k, pl, pr),
                     "pooling_forward_desc_init");
                 if ((r = pd_new(p, &pdsc, NULL, &bn->fwd_pd, "pooling forward", name, err)) < 0 ||
@@ -406,7 +415,7 @@ static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
         case NODE_FLATTEN: {
                 dnnl_memory_desc_t pmd, nchw;
                 CHK(plain_md(&pmd, B, &n->out), "memory_desc_init");
-                const struct value_shape *is = n->in[0] == 0 ? &m->input : &m->nodes[n->in[0] - 1].out;
+                const struct value_shape *is = in_shape(m, n);
                 CHK(plain_md(&nchw, B, is), "memory_desc_init");
                 if ((r = conform_init(p, m, ni, 0, &in->md, err)) < 0 ||
                     (r = value_init(p, out, &pmd, name, err)) < 0 ||
@@ -827,18 +836,8 @@ static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
         case NODE_GAP: {
                 dnnl_pooling_desc_t pdsc;
                 dnnl_primitive_desc_t pd;
-                const struct value_shape *is = n->in[0] == 0 ? &m->input : &m->nodes[n->in[0] - 1].out;
                 dnnl_dims_t k, s, pl, pr;
-                dnnl_alg_kind_t alg;
-                if (n->kind == NODE_GAP) {
-                        k[0] = s[0] = is->h, k[1] = s[1] = is->w;
-                        pl[0] = pl[1] = pr[0] = pr[1] = 0;
-                        alg = dnnl_pooling_avg_exclude_padding;
-                } else {
-                        k[0] = n->kh, k[1] = n->kw, s[0] = n->sh, s[1] = n->sw;
-                        pl[0] = pr[0] = n->ph, pl[1] = pr[1] = n->pw;
-                        alg = n->kind == NODE_MAXPOOL ? dnnl_pooling_max : dnnl_pooling_avg_include_padding;
-                }
+                dnnl_alg_kind_t alg = pool_dims(m, n, k, s, pl, pr);
                 CHK(dnnl_pooling_backward_desc_init(&pdsc, alg, &in->md, &out->md, s, k, pl, pr),
                     "pooling_backward_desc_init");
                 if ((r = pd_new(p, &pdsc, bn->fwd_pd, &pd, "pooling backward", name, err)) < 0 ||
@@ -848,7 +847,7 @@ static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
         }
         case NODE_FLATTEN: {
                 dnnl_memory_desc_t nchw;
-                const struct value_shape *is = n->in[0] == 0 ? &m->input : &m->nodes[n->in[0] - 1].out;
+                const struct value_shape *is = in_shape(m, n);
                 CHK(plain_md(&nchw, p->batch, is), "memory_desc_init");
                 if ((r = mem_new(p, &nchw, mem_ptr(out->dmem), &bn->flat_dview, name, err)) < 0)
                         return r;

@@ -4,15 +4,13 @@
  * or any format other than delimited text. */
 #include "compute/data.h"
 
-#include <fcntl.h>
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
+
+#include "common/fileio.h"
 
 /* ---- tokenizer ------------------------------------------------------------ */
 
@@ -564,32 +562,12 @@ fail:
 }
 
 int csv_read(const char *path, const struct csv_options *opt, struct dataset **ret, struct ft_error *err) {
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return ft_error_set(err, -errno, NULL, "cannot open '%s': %s", path, strerror(errno));
-        struct stat st;
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-                close(fd);
-                return ft_error_set(err, -EINVAL, NULL, "'%s' is not a regular file", path);
-        }
-        size_t size = (size_t)st.st_size;
-        if (opt && opt->max_bytes && size > opt->max_bytes) {
-                close(fd);
-                return ft_error_set(err, -EFBIG, NULL, "'%s' is %zu bytes, over the limit of %zu", path, size,
-                                    opt->max_bytes);
-        }
         void *map = NULL;
-        if (size > 0) {
-                map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-                if (map == MAP_FAILED) {
-                        int e = errno;
-                        close(fd);
-                        return ft_error_set(err, -e, NULL, "cannot map '%s': %s", path, strerror(e));
-                }
-        }
-        close(fd);
-        int r = csv_parse(map ? map : "", size, path, opt, ret, err);
-        if (map)
-                munmap(map, size);
+        size_t size = 0;
+        int r = fileio_map(path, opt ? opt->max_bytes : 0, &map, &size, err);
+        if (r < 0)
+                return r;
+        r = csv_parse(map ? map : "", size, path, opt, ret, err);
+        fileio_unmap(map, size);
         return r;
 }

@@ -3,15 +3,13 @@
  * Not for: other image formats. */
 #include "compute/data.h"
 
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <zlib.h>
+
+#include "common/fileio.h"
 
 static uint32_t be32(const uint8_t *p) {
         return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -162,30 +160,13 @@ fail:
 
 static int load(const char *path, size_t max_bytes, uint8_t *ndim, uint32_t dims[4], uint8_t **data, size_t *len,
                 struct ft_error *err) {
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return ft_error_set(err, -errno, NULL, "cannot open '%s': %s", path, strerror(errno));
-        struct stat st;
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-                close(fd);
-                return ft_error_set(err, -EINVAL, NULL, "'%s' is not a regular file", path);
-        }
-        size_t size = (size_t)st.st_size;
-        if (max_bytes && size > max_bytes) {
-                close(fd);
-                return ft_error_set(err, -EFBIG, NULL, "'%s' is %zu bytes, over the limit of %zu", path, size,
-                                    max_bytes);
-        }
         void *map = NULL;
-        if (size > 0 && (map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED) {
-                int e = errno;
-                close(fd);
-                return ft_error_set(err, -e, NULL, "cannot map '%s': %s", path, strerror(e));
-        }
-        close(fd);
-        int r = idx_parse(map ? map : "", size, path, max_bytes, ndim, dims, data, len, err);
-        if (map)
-                munmap(map, size);
+        size_t size = 0;
+        int r = fileio_map(path, max_bytes, &map, &size, err);
+        if (r < 0)
+                return r;
+        r = idx_parse(map ? map : "", size, path, max_bytes, ndim, dims, data, len, err);
+        fileio_unmap(map, size);
         return r;
 }
 

@@ -11,11 +11,12 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
+
+#include "common/fileio.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors.c assumes a little-endian host"
@@ -83,8 +84,7 @@ void st_file_free(struct st_file *f) {
         free(f->meta_values);
         if (f->json)
                 json_decref(f->json);
-        if (f->mapped)
-                munmap(f->mapped, f->size);
+        fileio_unmap(f->mapped, f->size);
         free(f->path);
         free(f);
 }
@@ -284,41 +284,21 @@ int st_file_parse(const void *bytes, size_t size, const char *label, struct st_f
 }
 
 int st_file_open(const char *path, size_t max_bytes, struct st_file **ret, struct ft_error *err) {
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return ft_error_set(err, -errno, NULL, "cannot open '%s': %s", path, strerror(errno));
-        struct stat st;
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-                close(fd);
-                return ft_error_set(err, -EINVAL, NULL, "'%s' is not a regular file", path);
-        }
-        size_t size = (size_t)st.st_size;
-        if (max_bytes && size > max_bytes) {
-                close(fd);
-                return ft_error_set(err, -EFBIG, NULL, "'%s' is %zu bytes, over the limit of %zu", path, size,
-                                    max_bytes);
-        }
         void *map = NULL;
-        if (size > 0) {
-                map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-                if (map == MAP_FAILED) {
-                        int e = errno;
-                        close(fd);
-                        return ft_error_set(err, -e, NULL, "cannot map '%s': %s", path, strerror(e));
-                }
-        }
-        close(fd);
+        size_t size = 0;
+        int r = fileio_map(path, max_bytes, &map, &size, err);
+        if (r < 0)
+                return r;
         struct st_file *f = calloc(1, sizeof(*f));
         if (!f || !(f->path = strdup(path))) {
                 free(f);
-                if (map)
-                        munmap(map, size);
+                fileio_unmap(map, size);
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         }
         f->bytes = map ? map : (const uint8_t *)"";
         f->size = size;
         f->mapped = map;
-        int r = parse(f, err);
+        r = parse(f, err);
         if (r < 0) {
                 st_file_free(f);
                 return r;

@@ -110,6 +110,7 @@ float st_bf16_to_f32(uint16_t h);
 
 struct model;
 struct data_transform;
+struct json_t;
 
 /* Metadata keys of a model saved by finetuned (values are JSON text). */
 #define ST_META_FORMAT "format" /* "pt", as the safetensors torch helpers write */
@@ -122,6 +123,10 @@ struct data_transform;
  * The file loads in PyTorch with load_state_dict(strict=True). Atomic. */
 int st_model_save(const char *path, struct model *m, const struct data_transform *t, char *const *class_names,
                   size_t n_classes, struct ft_error *err);
+/* The same with more metadata after the keys above (e.g. "finetuned.task",
+ * "finetuned.job"); extra may be NULL when n_extra is 0. */
+int st_model_save_with(const char *path, struct model *m, const struct data_transform *t, char *const *class_names,
+                       size_t n_classes, const struct st_meta *extra, size_t n_extra, struct ft_error *err);
 
 struct st_load_options {
         /* Head replacement: when the last layer's tensors (the last parameter's
@@ -134,6 +139,10 @@ struct st_load_options {
          * C channels gets them repeated (channel i from file channel i mod I) and
          * scaled by I / C. */
         bool adapt_input;
+        /* Re-initialise the head whatever the file holds for it: its tensors
+         * may be absent, of any shape, or extra (the classes were renamed or
+         * re-counted). Implies replace_head. */
+        bool reinit_head;
         uint64_t seed; /* for the re-initialised head */
 };
 
@@ -162,3 +171,20 @@ int st_model_load(struct model *m, const struct st_file *f, const struct st_load
 int st_model_open(const char *path, size_t max_bytes, struct model **ret_model, struct data_transform *ret_t,
                   char ***ret_classes, size_t *ret_n_classes, struct ft_error *err);
 void st_classes_free(char **classes, size_t n);
+
+/* Build the base model of a fine-tune from its spec, sized to the data, and
+ * load its weights (the one rule the daemon's workers and `finetuned train`
+ * share, docs/job-spec.md "model"):
+ * - when the model's output count differs from `outputs`, the last "linear"
+ *   layer of the spec gets out_features = outputs (-EINVAL param "model" when
+ *   there is none) and the head is replaced;
+ * - model_init(seed); then, when weights is not NULL, the head is also
+ *   replaced when weights' ST_META_CLASSES names other classes than
+ *   class_names (n_classes of them; NULL/0: not compared), and weights loads
+ *   strictly (st_model_load) except for a replaced head, which is initialised
+ *   as PyTorch initialises a new layer.
+ * report (may be NULL; st_load_report_deinit it) says whether and which head
+ * was replaced. The spec is not modified. *ret is the caller's (model_free). */
+int st_model_build_base(const struct json_t *spec, const struct st_file *weights, size_t outputs,
+                        char *const *class_names, size_t n_classes, uint64_t seed, struct model **ret,
+                        struct st_load_report *report, struct ft_error *err);

@@ -29,12 +29,18 @@ void st_classes_free(char **classes, size_t n) {
 
 int st_model_save(const char *path, struct model *m, const struct data_transform *t, char *const *class_names,
                   size_t n_classes, struct ft_error *err) {
+        return st_model_save_with(path, m, t, class_names, n_classes, NULL, 0, err);
+}
+
+int st_model_save_with(const char *path, struct model *m, const struct data_transform *t, char *const *class_names,
+                       size_t n_classes, const struct st_meta *extra, size_t n_extra, struct ft_error *err) {
         size_t n = model_tensor_count(m);
         struct st_tensor *ts = calloc(n ? n : 1, sizeof(*ts));
+        struct st_meta *meta = calloc(4 + n_extra, sizeof(*meta));
         char *spec = json_dumps(model_spec(m), JSON_COMPACT | JSON_PRESERVE_ORDER), *pre = NULL, *cls = NULL;
         json_t *ca = NULL;
         int r = -ENOMEM;
-        if (!ts || !spec)
+        if (!ts || !meta || !spec)
                 goto oom;
         for (size_t i = 0; i < n; i++) {
                 const struct tensor *x = model_tensor_at(m, i);
@@ -45,7 +51,8 @@ int st_model_save(const char *path, struct model *m, const struct data_transform
                 for (int d = 0; d < x->ndim; d++)
                         ts[i].shape[d] = x->shape[d];
         }
-        struct st_meta meta[4] = {{ST_META_FORMAT, "pt"}, {ST_META_SPEC, spec}};
+        meta[0] = (struct st_meta){ST_META_FORMAT, "pt"};
+        meta[1] = (struct st_meta){ST_META_SPEC, spec};
         size_t nm = 2;
         if (t) {
                 if ((r = data_transform_to_json(t, &pre, err)) < 0)
@@ -64,11 +71,14 @@ int st_model_save(const char *path, struct model *m, const struct data_transform
                         goto oom;
                 meta[nm++] = (struct st_meta){ST_META_CLASSES, cls};
         }
+        for (size_t i = 0; i < n_extra; i++)
+                meta[nm++] = extra[i];
         r = st_write(path, ts, n, meta, nm, err);
         goto fail;
 oom:
         r = ft_error_set(err, -ENOMEM, NULL, "out of memory saving '%s'", path);
 fail:
+        free(meta);
         json_decref(ca);
         free(cls);
         free(pre);
@@ -131,9 +141,16 @@ int st_model_load(struct model *m, const struct st_file *f, const struct st_load
                 hlen = prefix_len(head);
 
         char a[96], b[96];
+        bool reinit = opt->reinit_head && head;
         for (size_t i = 0; i < n; i++) {
                 const struct tensor *t = model_tensor_at(m, i);
                 const struct st_tensor *s = st_file_find(f, t->name);
+                if (reinit && in_layer(t->name, head, hlen)) {
+                        if (s)
+                                used[s - f->tensors] = true;
+                        fit[i] = FIT_HEAD;
+                        continue;
+                }
                 if (!s) {
                         fprintf(ls, "missing: %s\n", t->name);
                         n_missing++;
@@ -181,7 +198,7 @@ int st_model_load(struct model *m, const struct st_file *f, const struct st_load
                                 if (fit[k] == FIT_SAME && in_layer(model_tensor_at(m, k)->name, head, hlen))
                                         fit[k] = FIT_HEAD;
         for (size_t j = 0; j < f->n_tensors; j++)
-                if (!used[j]) {
+                if (!used[j] && !(reinit && in_layer(f->tensors[j].name, head, hlen))) {
                         fprintf(ls, "unexpected: %s\n", f->tensors[j].name);
                         n_unexpected++;
                 }
@@ -354,5 +371,100 @@ fail:
         json_decref(spec);
         model_free(m);
         st_file_free(f);
+        return r;
+}
+
+/* Set the last linear layer's out_features in a spec; -ENOENT when it has none. */
+static int spec_set_outputs(json_t *spec, size_t outputs) {
+        json_t *layers = json_object_get(spec, "layers");
+        for (size_t i = json_array_size(layers); i-- > 0;) {
+                json_t *l = json_array_get(layers, i);
+                const char *type = json_string_value(json_object_get(l, "type"));
+                if (type && strcmp(type, "linear") == 0)
+                        return json_object_set_new(l, "out_features", json_integer((json_int_t)outputs)) < 0 ? -ENOMEM
+                                                                                                             : 0;
+        }
+        return -ENOENT;
+}
+
+/* Whether the class names recorded in f differ from class_names (a file
+ * without them, or with unreadable ones, does not differ). */
+static bool classes_differ(const struct st_file *f, char *const *class_names, size_t n_classes) {
+        const char *text = st_file_metadata(f, ST_META_CLASSES);
+        json_t *ca = text ? json_loads(text, 0, NULL) : NULL;
+        bool differ = json_array_size(ca) > 0 && json_array_size(ca) != n_classes;
+        for (size_t i = 0; json_array_size(ca) > 0 && !differ && i < n_classes; i++) {
+                const char *name = json_string_value(json_array_get(ca, i));
+                differ = !name || strcmp(name, class_names[i]) != 0;
+        }
+        json_decref(ca);
+        return differ;
+}
+
+int st_model_build_base(const json_t *spec, const struct st_file *weights, size_t outputs, char *const *class_names,
+                        size_t n_classes, uint64_t seed, struct model **ret, struct st_load_report *report,
+                        struct ft_error *err) {
+        struct st_load_report rep = {0};
+        struct model *m = NULL;
+        json_t *resized = NULL;
+        int r = model_new(spec, &m, err);
+        if (r < 0)
+                return r;
+        size_t have = model_output_count(m);
+        bool replace = have != outputs;
+        if (replace) {
+                resized = json_deep_copy(spec);
+                if (!resized) {
+                        r = ft_error_set(err, -ENOMEM, NULL, "out of memory");
+                        goto fail;
+                }
+                r = spec_set_outputs(resized, outputs);
+                if (r < 0) {
+                        r = r == -ENOENT ? ft_error_set(err, -EINVAL, "model",
+                                                        "the model has %zu outputs, the data %zu, and no linear "
+                                                        "head to replace",
+                                                        have, outputs)
+                                         : ft_error_set(err, r, NULL, "out of memory");
+                        goto fail;
+                }
+                model_free(m);
+                m = NULL;
+                r = model_new(resized, &m, err);
+                if (r < 0)
+                        goto fail;
+        }
+        model_init(m, seed);
+        if (weights) {
+                if (!replace && class_names && n_classes)
+                        replace = classes_differ(weights, class_names, n_classes);
+                struct st_load_options opt = {.replace_head = replace, .reinit_head = replace, .seed = seed};
+                r = st_model_load(m, weights, &opt, &rep, err);
+                if (r < 0)
+                        goto fail;
+        } else if (replace) {
+                /* no weights: the resized head is as fresh as the rest; name it for the report */
+                for (size_t i = model_tensor_count(m); i-- > 0;) {
+                        const struct tensor *t = model_tensor_at(m, i);
+                        if (t->is_param) {
+                                rep.head_replaced = true;
+                                snprintf(rep.head, sizeof(rep.head), "%.*s", (int)prefix_len(t->name), t->name);
+                                break;
+                        }
+                }
+        }
+        json_decref(resized);
+        if (report)
+                *report = rep;
+        else
+                st_load_report_deinit(&rep);
+        *ret = m;
+        return 0;
+fail:
+        if (report)
+                *report = rep;
+        else
+                st_load_report_deinit(&rep);
+        json_decref(resized);
+        model_free(m);
         return r;
 }

@@ -212,59 +212,16 @@ static json_t *preset_options(const char *name, const struct jobspec *spec, cons
         return o;
 }
 
-/* The name prefix of the head: the module of the last parameter ("fc", "6"). */
-static void head_prefix(struct model *m, char *out, size_t size) {
-        out[0] = 0;
-        for (size_t i = model_tensor_count(m); i-- > 0;) {
-                struct tensor *t = model_tensor_at(m, i);
-                if (!t->is_param)
-                        continue;
-                const char *dot = strrchr(t->name, '.');
-                snprintf(out, size, "%.*s", dot ? (int)(dot - t->name) : (int)strlen(t->name), t->name);
-                return;
-        }
-}
-
-/* Set the last linear layer's out_features in a spec (for head replacement). */
-static int spec_set_outputs(json_t *spec, size_t outputs) {
-        json_t *layers = json_object_get(spec, "layers");
-        for (size_t i = json_array_size(layers); i-- > 0;) {
-                json_t *l = json_array_get(layers, i);
-                if (json_is_string(json_object_get(l, "type")) &&
-                    strcmp(json_string_value(json_object_get(l, "type")), "linear") == 0) {
-                        json_object_set_new(l, "out_features", json_integer((json_int_t)outputs));
-                        return 0;
-                }
-        }
-        return -ENOENT;
-}
-
-/* Load the weights in path into m (compute/safetensors.h's model glue): strict, except that a head of
- * another size is re-initialised (replace_head) and a first convolution with other input channels is adapted
- * (gray <-> RGB, as timm does). */
-static int load_weights(struct model *m, const char *path, bool replace_head, uint64_t seed, struct ft_error *err) {
-        struct st_file *f = NULL;
-        struct st_load_report report = {0};
-        struct st_load_options opt = {.replace_head = replace_head, .adapt_input = true, .seed = seed};
-        int r = st_file_open(path, TRAIN_MAX_FILE_BYTES, &f, err);
-        if (r >= 0)
-                r = st_model_load(m, f, &opt, &report, err);
-        if (r < 0 && err && !err->param[0])
-                snprintf(err->param, sizeof(err->param), "model");
-        st_load_report_deinit(&report);
-        st_file_free(f);
-        return r;
-}
-
-/* Build the base model: a preset sized to the data, a spec, or a saved model; load weights; replace the head
- * when the classes differ (count or names). */
+/* Build the base model: a preset sized to the data, a spec, or a saved model, with its weights; the head is
+ * replaced when the classes differ (count or names): st_model_build_base. */
 static int build_model(const char *base_dir, const struct jobspec *spec, const struct dataset *ds, struct model **ret,
                        struct ft_error *err) {
-        size_t outputs = spec->task.type == JOBSPEC_TASK_CLASSIFICATION ? ds->n_classes : 1;
-        json_t *mspec = NULL, *classes = NULL;
+        bool classify = spec->task.type == JOBSPEC_TASK_CLASSIFICATION;
+        size_t outputs = classify ? ds->n_classes : 1;
+        json_t *mspec = NULL;
         char weights[PATH_MAX] = "";
-        bool from_file = false;
-        struct model *m = NULL;
+        struct st_file *f = NULL;
+        struct st_load_report rep = {0};
         int r;
 
         if (spec->model_spec) {
@@ -299,85 +256,50 @@ static int build_model(const char *base_dir, const struct jobspec *spec, const s
                         return r;
         } else {
                 /* a model saved by finetuned: the spec and class names are in its metadata */
-                struct st_file *f = NULL;
                 resolve(base_dir, spec->model_ref, weights, sizeof(weights));
+        }
+        if (weights[0]) {
                 r = st_file_open(weights, TRAIN_MAX_FILE_BYTES, &f, err);
                 if (r < 0) {
                         if (err)
                                 snprintf(err->param, sizeof(err->param), "model");
-                        return r;
+                        goto out;
                 }
-                const char *s = st_file_metadata(f, "finetuned.spec");
-                const char *c = st_file_metadata(f, "finetuned.classes");
-                mspec = s ? json_loads(s, 0, NULL) : NULL;
-                classes = c ? json_loads(c, 0, NULL) : NULL;
-                st_file_free(f);
-                if (!mspec)
-                        return ft_error_set(err, -EINVAL, "model",
-                                            "'%s' has no model spec in its metadata: give {\"preset\": ..., "
-                                            "\"weights\": \"%s\"} or a full spec",
-                                            weights, spec->model_ref);
-                from_file = true;
-        }
-        if (!mspec)
-                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
-
-        r = model_new(mspec, &m, err);
-        if (r < 0) {
-                if (err && !err->param[0])
-                        snprintf(err->param, sizeof(err->param), "model");
-                goto out;
-        }
-        model_init(m, spec->seed);
-        if (weights[0]) {
-                /* replace the head when the number of classes or their names differ */
-                bool replace = model_output_count(m) != outputs;
-                if (!replace && from_file && classes && spec->task.type == JOBSPEC_TASK_CLASSIFICATION) {
-                        replace = json_array_size(classes) != ds->n_classes;
-                        for (size_t i = 0; !replace && i < ds->n_classes; i++)
-                                replace = strcmp(json_string_value(json_array_get(classes, i)) ?: "",
-                                                 ds->class_names[i]) != 0;
-                }
-                char head[TENSOR_NAME_MAX];
-                head_prefix(m, head, sizeof(head));
-                if (replace && model_output_count(m) != outputs) {
-                        model_free(m);
-                        m = NULL;
-                        if (spec_set_outputs(mspec, outputs) < 0) {
-                                r = ft_error_set(err, -EINVAL, "model", "'model' has no linear head to replace");
+                if (!mspec) {
+                        const char *s = st_file_metadata(f, ST_META_SPEC);
+                        mspec = s ? json_loads(s, 0, NULL) : NULL;
+                        if (!mspec) {
+                                r = ft_error_set(err, -EINVAL, "model",
+                                                 "'%s' has no model spec in its metadata: give {\"preset\": ..., "
+                                                 "\"weights\": \"%s\"} or a full spec",
+                                                 weights, spec->model_ref);
                                 goto out;
                         }
-                        r = model_new(mspec, &m, err);
-                        if (r < 0)
-                                goto out;
-                        model_init(m, spec->seed);
                 }
-                /* a head of another size is replaced while loading; one of the same size but for other class
-                 * names is re-initialised after */
-                r = load_weights(m, weights, replace, spec->seed, err);
-                if (r < 0)
-                        goto out;
-                if (replace)
-                        model_init_prefix(m, head, spec->seed, NULL);
-        } else if (model_output_count(m) != outputs) {
-                r = ft_error_set(err, -EINVAL, "model", "'model' has %zu outputs but the data has %zu classes",
-                                 model_output_count(m), outputs);
+        }
+        if (!mspec) {
+                r = ft_error_set(err, -ENOMEM, NULL, "out of memory");
                 goto out;
         }
-        *ret = m;
-        m = NULL;
-        r = 0;
+        r = st_model_build_base(mspec, f, outputs, classify ? ds->class_names : NULL, classify ? ds->n_classes : 0,
+                                spec->seed, ret, &rep, err);
+        if (r < 0 && err && !err->param[0])
+                snprintf(err->param, sizeof(err->param), "model");
 out:
-        model_free(m);
+        st_load_report_deinit(&rep);
+        st_file_free(f);
         json_decref(mspec);
-        json_decref(classes);
         return r;
 }
 
-static int save_model(const char *path, struct model *m, const struct data_transform *t, const struct dataset *ds,
-                      struct ft_error *err) {
-        bool cls = ds->task == DATA_CLASSIFICATION;
-        int r = st_model_save(path, m, t, cls ? ds->class_names : NULL, cls ? ds->n_classes : 0, err);
+/* model.safetensors with the metadata the daemon's workers write too (spec, preprocessing, class names, task). */
+static int save_model(const char *path, struct model *m, const struct data_transform *t, const struct jobspec *spec,
+                      const struct dataset *ds, struct ft_error *err) {
+        static char *const no_classes[1] = {NULL};
+        bool classify = ds->task == DATA_CLASSIFICATION;
+        struct st_meta task = {"finetuned.task", jobspec_task_name(spec->task.type)};
+        int r = st_model_save_with(path, m, t, classify ? ds->class_names : no_classes, classify ? ds->n_classes : 0,
+                                   &task, 1, err);
         if (r >= 0)
                 (void)chmod(path, 0644);
         return r;
@@ -513,7 +435,7 @@ int train_main(int argc, char **argv) {
                 goto out;
         }
         snprintf(path, sizeof(path), "%s/model.safetensors", out);
-        if (save_model(path, m, &res.transform, train, &err) < 0) {
+        if (save_model(path, m, &res.transform, &spec, train, &err) < 0) {
                 fprintf(stderr, "finetuned train: %s\n", err.message);
                 goto out;
         }

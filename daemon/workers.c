@@ -279,128 +279,31 @@ static int load_dataset(struct worker *w, const char *id, const struct jobspec *
         return r;
 }
 
-/* Copy the tensors of a safetensors file into m. skip_prefix (may be NULL):
- * tensors of the replaced head, left to model_init_prefix. */
-static int load_weights(struct model *m, const char *path, const char *skip_prefix, struct ft_error *err) {
-        struct st_file *f = NULL;
-        int r = st_file_open(path, 0, &f, err);
-        if (r < 0)
-                return r;
-        size_t skip_n = skip_prefix ? strlen(skip_prefix) : 0;
-        for (size_t i = 0; i < model_tensor_count(m) && r == 0; i++) {
-                struct tensor *t = model_tensor_at(m, i);
-                if (skip_n && strncmp(t->name, skip_prefix, skip_n) == 0 && t->name[skip_n] == '.')
-                        continue;
-                const struct st_tensor *s = st_file_find(f, t->name);
-                bool shape_ok = s && s->ndim == (size_t)t->ndim;
-                for (int d = 0; shape_ok && d < t->ndim; d++)
-                        shape_ok = s->shape[d] == t->shape[d];
-                if (!shape_ok) {
-                        r = ft_error_set(err, -EINVAL, "model", "the model's weights have no tensor '%s' of its shape",
-                                         t->name);
-                        break;
-                }
-                if (t->dtype == TENSOR_I64)
-                        r = st_tensor_read_i64(f, s, t->data, t->numel, err);
-                else
-                        r = st_tensor_read_f32(f, s, t->data, t->numel, err);
-        }
-        for (size_t i = 0; i < f->n_tensors && r == 0; i++)
-                if (!model_tensor_find(m, f->tensors[i].name) &&
-                    !(skip_n && strncmp(f->tensors[i].name, skip_prefix, skip_n) == 0))
-                        r = ft_error_set(err, -EINVAL, "model",
-                                         "the model's weights have a tensor '%s' it does not use", f->tensors[i].name);
-        st_file_free(f);
-        return r;
-}
-
-/* The module of the last parameter: the head ("fc", "6"). */
-static void head_prefix(struct model *m, char *out, size_t size) {
-        out[0] = '\0';
-        for (size_t i = model_tensor_count(m); i-- > 0;) {
-                const struct tensor *t = model_tensor_at(m, i);
-                if (!t->is_param)
-                        continue;
-                const char *dot = strrchr(t->name, '.');
-                snprintf(out, size, "%.*s", dot ? (int)(dot - t->name) : (int)strlen(t->name), t->name);
-                return;
-        }
-}
-
-/* Build the job's model from its spec and weights. When the data's classes
- * differ from the model's (count, or names recorded by an earlier job), the
- * head is replaced: the last linear layer resized and re-initialised, every
- * other tensor loaded (the same rules as `finetuned train`). */
+/* Build the job's model from its spec and weights, sized to the data: the
+ * head is replaced when the data's classes differ from the model's (count, or
+ * names recorded by an earlier job), as `finetuned train` does
+ * (st_model_build_base). */
 static int build_model(struct worker *w, const struct store_model *rec, const struct jobspec *spec,
                        const struct dataset *train, struct model **ret, struct ft_error *err) {
-        size_t outputs = spec->task.type == JOBSPEC_TASK_CLASSIFICATION ? train->n_classes : 1;
-        json_t *mspec = json_loads(rec->spec_json, 0, NULL), *classes = NULL;
-        struct model *m = NULL;
-        char head[TENSOR_NAME_MAX] = "";
+        bool classify = spec->task.type == JOBSPEC_TASK_CLASSIFICATION;
+        json_t *mspec = json_loads(rec->spec_json, 0, NULL);
+        struct st_file *f = NULL;
+        struct st_load_report rep = {0};
+        int r = 0;
         if (!mspec)
                 return ft_error_set(err, -EINVAL, "model", "model '%s' has an unreadable spec", rec->id);
-        int r = model_new(mspec, &m, err);
-        if (r < 0)
-                goto out;
-        bool replace = model_output_count(m) != outputs;
-        if (!replace && rec->weights_path[0] && spec->task.type == JOBSPEC_TASK_CLASSIFICATION) {
-                struct st_file *f = NULL;
-                if (st_file_open(rec->weights_path, 0, &f, NULL) == 0) {
-                        const char *c = st_file_metadata(f, "finetuned.classes");
-                        classes = c ? json_loads(c, 0, NULL) : NULL;
-                        st_file_free(f);
-                }
-                if (json_array_size(classes) > 0) {
-                        replace = json_array_size(classes) != train->n_classes;
-                        for (size_t i = 0; !replace && i < train->n_classes; i++) {
-                                const char *name = json_string_value(json_array_get(classes, i));
-                                replace = !name || strcmp(name, train->class_names[i]) != 0;
-                        }
-                }
-        }
-        head_prefix(m, head, sizeof(head));
-        if (model_output_count(m) != outputs) {
-                json_t *layers = json_object_get(mspec, "layers");
-                bool set = false;
-                for (size_t i = json_array_size(layers); !set && i-- > 0;) {
-                        json_t *l = json_array_get(layers, i);
-                        const char *type = json_string_value(json_object_get(l, "type"));
-                        if (type && strcmp(type, "linear") == 0) {
-                                json_object_set_new(l, "out_features", json_integer((json_int_t)outputs));
-                                set = true;
-                        }
-                }
-                if (!set) {
-                        r = ft_error_set(err, -EINVAL, "model",
-                                         "model '%s' has %zu outputs, the data %zu classes, "
-                                         "and no linear head to replace",
-                                         rec->id, model_output_count(m), outputs);
-                        goto out;
-                }
-                model_free(m);
-                m = NULL;
-                r = model_new(mspec, &m, err);
-                if (r < 0)
-                        goto out;
-        }
-        model_init(m, spec->seed);
-        if (rec->weights_path[0]) {
-                r = load_weights(m, rec->weights_path, replace ? head : NULL, err);
-                if (r == 0 && replace) {
-                        r = model_init_prefix(m, head, spec->seed, err);
-                        log_info("worker %u: %s: head '%s' replaced for %zu outputs", w->index, w->job_id, head,
-                                 outputs);
-                }
-        }
-out:
+        if (rec->weights_path[0])
+                r = st_file_open(rec->weights_path, 0, &f, err);
+        if (r == 0)
+                r = st_model_build_base(mspec, f, classify ? train->n_classes : 1, classify ? train->class_names : NULL,
+                                        classify ? train->n_classes : 0, spec->seed, ret, &rep, err);
+        if (r == 0 && rep.head_replaced)
+                log_info("worker %u: %s: head '%s' replaced for %zu outputs", w->index, w->job_id, rep.head,
+                         model_output_count(*ret));
+        st_load_report_deinit(&rep);
+        st_file_free(f);
         json_decref(mspec);
-        json_decref(classes);
-        if (r < 0) {
-                model_free(m);
-                return r;
-        }
-        *ret = m;
-        return 0;
+        return r;
 }
 
 /* The largest epoch already in the job's event stream (resume dedup). */
@@ -433,40 +336,17 @@ static int64_t recorded_max_epoch(struct worker *w) {
 static int save_result(struct worker *w, struct model *m, const struct dataset *train, const struct jobspec *spec,
                        const struct train_result *res, const char *dir, char ret_sha[STORE_SHA256_HEX],
                        struct ft_error *err) {
-        size_t n = model_tensor_count(m);
-        struct st_tensor *ts = calloc(n ? n : 1, sizeof(*ts));
-        char *spec_text = json_dumps(model_spec(m), JSON_COMPACT | JSON_SORT_KEYS);
-        char *transform = NULL;
-        json_t *classes = json_array();
-        char *classes_text = NULL, path[4400];
-        int r = ts && spec_text && classes ? 0 : -ENOMEM;
-        if (r == 0)
-                r = data_transform_to_json(&res->transform, &transform, err);
-        for (size_t i = 0; r == 0 && spec->task.type == JOBSPEC_TASK_CLASSIFICATION && i < train->n_classes; i++)
-                json_array_append_new(classes, json_string(train->class_names[i]));
-        if (r == 0 && !(classes_text = json_dumps(classes, JSON_COMPACT)))
-                r = -ENOMEM;
-        for (size_t i = 0; r == 0 && i < n; i++) {
-                const struct tensor *t = model_tensor_at(m, i);
-                ts[i].name = t->name;
-                ts[i].dtype = t->dtype == TENSOR_I64 ? ST_DTYPE_I64 : ST_DTYPE_F32;
-                ts[i].ndim = (size_t)t->ndim;
-                for (int d = 0; d < t->ndim; d++)
-                        ts[i].shape[d] = t->shape[d];
-                ts[i].data = t->data;
-        }
-        /* the same metadata as `finetuned train` writes */
-        struct st_meta meta[] = {
-                {"format", "pt"},
-                {"finetuned.spec", spec_text},
-                {"finetuned.preprocess", transform},
-                {"finetuned.classes", classes_text},
+        static char *const no_classes[1] = {NULL};
+        bool classify = spec->task.type == JOBSPEC_TASK_CLASSIFICATION;
+        char path[4400];
+        /* the metadata `finetuned train` writes, and the job */
+        struct st_meta extra[] = {
                 {"finetuned.task", jobspec_task_name(spec->task.type)},
                 {"finetuned.job", w->job_id},
         };
         snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-        if (r == 0)
-                r = st_write(path, ts, n, meta, ARRAY_SIZE(meta), err);
+        int r = st_model_save_with(path, m, &res->transform, classify ? train->class_names : no_classes,
+                                   classify ? train->n_classes : 0, extra, ARRAY_SIZE(extra), err);
         /* into the blob store */
         struct store_blob_writer *bw = NULL;
         FILE *f = NULL;
@@ -486,11 +366,6 @@ static int save_result(struct worker *w, struct model *m, const struct dataset *
         }
         store_blob_abort(bw);
         unlink(path);
-        free(ts);
-        free(spec_text);
-        free(transform);
-        free(classes_text);
-        json_decref(classes);
         return r;
 }
 

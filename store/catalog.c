@@ -122,22 +122,11 @@ int store_dataset_get(struct store *s, const char *id, struct store_dataset **re
         return dataset_get_locked(s, id ? id : "", ret, err);
 }
 
-/* Resolve a cursor id to its seq in `table`; -ENOENT param "after". */
-static int cursor_seq(struct store *s, const char *sql, const char *after, int64_t *ret, struct ft_error *err) {
-        sqlite3_stmt *st = store_stmt(s, sql, err);
-        if (!st)
-                return -EIO;
-        sqlite3_bind_text(st, 1, after, -1, SQLITE_STATIC);
-        int r = sqlite3_step(st);
-        if (r == SQLITE_ROW) {
-                *ret = sqlite3_column_int64(st, 0);
-                r = 0;
-        } else if (r == SQLITE_DONE) {
-                r = ft_error_set(err, -ENOENT, "after", "'after' names '%.64s', which does not exist", after);
-        } else {
-                r = store_db_error(s, err, "read cursor");
-        }
-        sqlite3_reset(st);
+static int dataset_add(struct store *s, sqlite3_stmt *st, void *list, struct ft_error *err) {
+        struct store_dataset_list *l = list;
+        int r = dataset_from_row(s, st, &l->items[l->n], err);
+        if (r == 0)
+                l->n++;
         return r;
 }
 
@@ -150,7 +139,7 @@ int store_dataset_list(struct store *s, const struct store_page *page, struct st
         if (r < 0)
                 return r;
         if (page && page->after && *page->after) {
-                r = cursor_seq(s, "SELECT seq FROM datasets WHERE id = ?1", page->after, &after, err);
+                r = store_cursor_seq(s, "SELECT seq FROM datasets WHERE id = ?1", "dataset", page->after, &after, err);
                 if (r < 0)
                         return r;
         }
@@ -161,31 +150,15 @@ int store_dataset_list(struct store *s, const struct store_page *page, struct st
         sqlite3_bind_int64(st, 1, after);
         sqlite3_bind_int(st, 2, (int)limit + 1);
         l.items = calloc(limit, sizeof(*l.items));
-        if (!l.items) {
-                sqlite3_reset(st);
-                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
-        }
-        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-                if (l.n == limit) {
-                        l.has_more = true;
-                        break;
-                }
-                r = dataset_from_row(s, st, &l.items[l.n], err);
-                if (r < 0)
-                        goto fail;
-                l.n++;
-        }
-        if (r != SQLITE_ROW && r != SQLITE_DONE) {
-                r = store_db_error(s, err, "list datasets");
-                goto fail;
-        }
+        r = l.items ? store_page_rows(s, st, limit, dataset_add, &l, &l.has_more, "list datasets", err)
+                    : ft_error_set(err, -ENOMEM, NULL, "out of memory");
         sqlite3_reset(st);
+        if (r < 0) {
+                store_dataset_list_deinit(&l);
+                return r;
+        }
         *ret = l;
         return 0;
-fail:
-        sqlite3_reset(st);
-        store_dataset_list_deinit(&l);
-        return r;
 }
 
 void store_dataset_list_deinit(struct store_dataset_list *l) {
@@ -422,6 +395,14 @@ int store_model_get(struct store *s, const char *id, struct store_model **ret, s
         return model_get_locked(s, id ? id : "", ret, err);
 }
 
+static int model_add(struct store *s, sqlite3_stmt *st, void *list, struct ft_error *err) {
+        struct store_model_list *l = list;
+        int r = model_from_row(s, st, &l->items[l->n], err);
+        if (r == 0)
+                l->n++;
+        return r;
+}
+
 int store_model_list(struct store *s, const struct store_page *page, struct store_model_list *ret,
                      struct ft_error *err) {
         struct store_model_list l = {0};
@@ -431,7 +412,7 @@ int store_model_list(struct store *s, const struct store_page *page, struct stor
         if (r < 0)
                 return r;
         if (page && page->after && *page->after) {
-                r = cursor_seq(s, "SELECT seq FROM models WHERE id = ?1", page->after, &after, err);
+                r = store_cursor_seq(s, "SELECT seq FROM models WHERE id = ?1", "model", page->after, &after, err);
                 if (r < 0)
                         return r;
         }
@@ -442,31 +423,15 @@ int store_model_list(struct store *s, const struct store_page *page, struct stor
         sqlite3_bind_int64(st, 1, after);
         sqlite3_bind_int(st, 2, (int)limit + 1);
         l.items = calloc(limit, sizeof(*l.items));
-        if (!l.items) {
-                sqlite3_reset(st);
-                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
-        }
-        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-                if (l.n == limit) {
-                        l.has_more = true;
-                        break;
-                }
-                r = model_from_row(s, st, &l.items[l.n], err);
-                if (r < 0)
-                        goto fail;
-                l.n++;
-        }
-        if (r != SQLITE_ROW && r != SQLITE_DONE) {
-                r = store_db_error(s, err, "list models");
-                goto fail;
-        }
+        r = l.items ? store_page_rows(s, st, limit, model_add, &l, &l.has_more, "list models", err)
+                    : ft_error_set(err, -ENOMEM, NULL, "out of memory");
         sqlite3_reset(st);
+        if (r < 0) {
+                store_model_list_deinit(&l);
+                return r;
+        }
         *ret = l;
         return 0;
-fail:
-        sqlite3_reset(st);
-        store_model_list_deinit(&l);
-        return r;
 }
 
 void store_model_list_deinit(struct store_model_list *l) {

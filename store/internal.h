@@ -62,6 +62,17 @@ int64_t store_now_ms(void);
 int store_check_string(const char *param, const char *value, size_t max, bool required, struct ft_error *err);
 int store_check_json(struct store *s, const char *param, const char *json, bool required, struct ft_error *err);
 int store_page_limit(const struct store_page *page, unsigned *ret, struct ft_error *err);
+/* The seq of the row a page cursor names: sql selects seq WHERE id = ?1;
+ * -ENOENT param "after" (naming `kind`) when there is no such row. */
+int store_cursor_seq(struct store *s, const char *sql, const char *kind, const char *after, int64_t *ret,
+                     struct ft_error *err);
+/* Step a page query bound with LIMIT limit + 1: add(s, st, list, err) turns
+ * each of the first `limit` rows into the next item of list; *ret_more says
+ * whether one more row followed. `what` names the list in a database error.
+ * The caller resets (or finalizes) st and frees the list on failure. */
+typedef int (*store_row_add_fn)(struct store *s, sqlite3_stmt *st, void *list, struct ft_error *err);
+int store_page_rows(struct store *s, sqlite3_stmt *st, unsigned limit, store_row_add_fn add, void *list, bool *ret_more,
+                    const char *what, struct ft_error *err);
 
 /* "<blob_dir>/ab/abcd..." for a hex digest. */
 int store_blob_file(struct store *s, const char *sha256, char *buf, size_t size);

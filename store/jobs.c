@@ -5,8 +5,10 @@
  * Not for: datasets/models (catalog.c), files (blobs.c), wake-ups (notify.c). */
 #include "store/internal.h"
 
+#include <ftw.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define JOB_COLS                                                                                                       \
         "id, spec_json, state, priority, attempt, max_attempts, lease_owner, lease_expires_at, model_id, "             \
@@ -361,6 +363,15 @@ static int states_sql(unsigned states, char *buf, size_t size, struct ft_error *
         return 0;
 }
 
+static int job_add(struct store *s, sqlite3_stmt *st, void *list, struct ft_error *err) {
+        struct store_job_list *l = list;
+        (void)s;
+        int r = job_from_row(st, &l->items[l->n], err);
+        if (r == 0)
+                l->n++;
+        return r;
+}
+
 int store_job_list(struct store *s, const struct store_job_filter *filter, const struct store_page *page,
                    struct store_job_list *ret, struct ft_error *err) {
         struct store_job_list l = {0};
@@ -375,19 +386,9 @@ int store_job_list(struct store *s, const struct store_job_filter *filter, const
         if (r < 0)
                 return r;
         if (page && page->after && *page->after) {
-                sqlite3_stmt *c = store_stmt(s, "SELECT seq FROM jobs WHERE id = ?1", err);
-                if (!c)
-                        return -EIO;
-                sqlite3_bind_text(c, 1, page->after, -1, SQLITE_STATIC);
-                r = sqlite3_step(c);
-                if (r == SQLITE_ROW)
-                        after = sqlite3_column_int64(c, 0);
-                sqlite3_reset(c);
-                if (r == SQLITE_DONE)
-                        return ft_error_set(err, -ENOENT, "after", "'after' names job '%.64s', which does not exist",
-                                            page->after);
-                if (r != SQLITE_ROW)
-                        return store_db_error(s, err, "read cursor");
+                r = store_cursor_seq(s, "SELECT seq FROM jobs WHERE id = ?1", "job", page->after, &after, err);
+                if (r < 0)
+                        return r;
         }
         snprintf(sql, sizeof(sql), "SELECT " JOB_COLS " FROM jobs WHERE seq < ?1 %s %s ORDER BY seq DESC LIMIT ?2",
                  where[0] ? "AND" : "", where);
@@ -396,31 +397,15 @@ int store_job_list(struct store *s, const struct store_job_filter *filter, const
         sqlite3_bind_int64(st, 1, after);
         sqlite3_bind_int(st, 2, (int)limit + 1);
         l.items = calloc(limit, sizeof(*l.items));
-        if (!l.items) {
-                r = ft_error_set(err, -ENOMEM, NULL, "out of memory");
-                goto fail;
-        }
-        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-                if (l.n == limit) {
-                        l.has_more = true;
-                        break;
-                }
-                r = job_from_row(st, &l.items[l.n], err);
-                if (r < 0)
-                        goto fail;
-                l.n++;
-        }
-        if (r != SQLITE_ROW && r != SQLITE_DONE) {
-                r = store_db_error(s, err, "list jobs");
-                goto fail;
-        }
+        r = l.items ? store_page_rows(s, st, limit, job_add, &l, &l.has_more, "list jobs", err)
+                    : ft_error_set(err, -ENOMEM, NULL, "out of memory");
         sqlite3_finalize(st);
+        if (r < 0) {
+                store_job_list_deinit(&l);
+                return r;
+        }
         *ret = l;
         return 0;
-fail:
-        sqlite3_finalize(st);
-        store_job_list_deinit(&l);
-        return r;
 }
 
 void store_job_list_deinit(struct store_job_list *l) {
@@ -833,6 +818,63 @@ fail:
         return r;
 }
 
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+        (void)sb;
+        (void)ftw;
+        if (flag == FTW_DP)
+                rmdir(path);
+        else
+                unlink(path);
+        return 0; /* best effort: remove what can be removed */
+}
+
+int store_job_delete(struct store *s, const char *id, struct ft_error *err) {
+        static const char *const deletes[] = {
+                "DELETE FROM events WHERE job_id = ?1",
+                "DELETE FROM checkpoints WHERE job_id = ?1",
+                "DELETE FROM idempotency_keys WHERE job_id = ?1",
+                "DELETE FROM jobs WHERE id = ?1",
+        };
+        enum store_job_state state;
+        char dir[PATH_MAX];
+        int r;
+
+        id = id ? id : "";
+        r = store_tx_begin(s, err);
+        if (r < 0)
+                return r;
+        r = job_state_locked(s, id, &state, NULL, err);
+        if (r < 0)
+                goto fail;
+        if (!store_job_state_is_terminal(state)) {
+                r = ft_error_set(err, -EBUSY, "id", "job '%s' is %s: only a finished job can be deleted", id,
+                                 state_names[state]);
+                goto fail;
+        }
+        for (size_t i = 0; i < sizeof(deletes) / sizeof(deletes[0]); i++) {
+                sqlite3_stmt *st = store_stmt(s, deletes[i], err);
+                if (!st) {
+                        r = -EIO;
+                        goto fail;
+                }
+                sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+                r = store_step_done(s, st, err);
+                if (r < 0)
+                        goto fail;
+        }
+        store_mark_changed(s, id, false);
+        r = store_tx_commit(s, err);
+        if (r < 0)
+                return r;
+        /* The id matched a row, so it is one we generated: no path tricks. */
+        if (snprintf(dir, sizeof(dir), "%s/jobs/%s", s->state_dir, id) < (int)sizeof(dir))
+                nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        return 0;
+fail:
+        store_tx_rollback(s);
+        return r;
+}
+
 /* ---- events ---------------------------------------------------------------------------- */
 
 int store_event_append(struct store *s, const char *job_id, int attempt, const char *type, const char *data_json,
@@ -1057,6 +1099,15 @@ int store_checkpoint_latest(struct store *s, const char *job_id, struct store_ch
         return r;
 }
 
+static int checkpoint_add(struct store *s, sqlite3_stmt *st, void *list, struct ft_error *err) {
+        struct store_checkpoint_list *l = list;
+        (void)s;
+        int r = checkpoint_from_row(st, &l->items[l->n], err);
+        if (r == 0)
+                l->n++;
+        return r;
+}
+
 int store_checkpoint_list(struct store *s, const char *job_id, const struct store_page *page,
                           struct store_checkpoint_list *ret, struct ft_error *err) {
         struct store_checkpoint_list l = {0};
@@ -1087,31 +1138,15 @@ int store_checkpoint_list(struct store *s, const char *job_id, const struct stor
         sqlite3_bind_int64(st, 2, after);
         sqlite3_bind_int(st, 3, (int)limit + 1);
         l.items = calloc(limit, sizeof(*l.items));
-        if (!l.items) {
-                sqlite3_reset(st);
-                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
-        }
-        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-                if (l.n == limit) {
-                        l.has_more = true;
-                        break;
-                }
-                r = checkpoint_from_row(st, &l.items[l.n], err);
-                if (r < 0)
-                        goto fail;
-                l.n++;
-        }
-        if (r != SQLITE_ROW && r != SQLITE_DONE) {
-                r = store_db_error(s, err, "list checkpoints");
-                goto fail;
-        }
+        r = l.items ? store_page_rows(s, st, limit, checkpoint_add, &l, &l.has_more, "list checkpoints", err)
+                    : ft_error_set(err, -ENOMEM, NULL, "out of memory");
         sqlite3_reset(st);
+        if (r < 0) {
+                store_checkpoint_list_deinit(&l);
+                return r;
+        }
         *ret = l;
         return 0;
-fail:
-        sqlite3_reset(st);
-        store_checkpoint_list_deinit(&l);
-        return r;
 }
 
 void store_checkpoint_list_deinit(struct store_checkpoint_list *l) {

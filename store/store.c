@@ -435,6 +435,43 @@ int store_page_limit(const struct store_page *page, unsigned *ret, struct ft_err
         return 0;
 }
 
+int store_cursor_seq(struct store *s, const char *sql, const char *kind, const char *after, int64_t *ret,
+                     struct ft_error *err) {
+        sqlite3_stmt *st = store_stmt(s, sql, err);
+        if (!st)
+                return -EIO;
+        sqlite3_bind_text(st, 1, after, -1, SQLITE_STATIC);
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW) {
+                *ret = sqlite3_column_int64(st, 0);
+                r = 0;
+        } else if (r == SQLITE_DONE) {
+                r = ft_error_set(err, -ENOENT, "after", "'after' names %s '%.64s', which does not exist", kind, after);
+        } else {
+                r = store_db_error(s, err, "read cursor");
+        }
+        sqlite3_reset(st);
+        return r;
+}
+
+int store_page_rows(struct store *s, sqlite3_stmt *st, unsigned limit, store_row_add_fn add, void *list, bool *ret_more,
+                    const char *what, struct ft_error *err) {
+        unsigned n = 0;
+        int r;
+        *ret_more = false;
+        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+                if (n == limit) {
+                        *ret_more = true;
+                        return 0;
+                }
+                r = add(s, st, list, err);
+                if (r < 0)
+                        return r;
+                n++;
+        }
+        return r == SQLITE_DONE ? 0 : store_db_error(s, err, what);
+}
+
 int store_blob_file(struct store *s, const char *sha256, char *buf, size_t size) {
         if (snprintf(buf, size, "%s/%.2s/%s", s->blob_dir, sha256, sha256) >= (int)size)
                 return -ENAMETOOLONG;

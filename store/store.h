@@ -261,6 +261,15 @@ int store_job_count(struct store *s, unsigned states, int64_t *ret, struct ft_er
  * -EALREADY if the job is already terminal (its state is in the message).
  * On success *ret (may be NULL) receives the job after the change. */
 int store_job_cancel(struct store *s, const char *id, struct store_job **ret, struct ft_error *err);
+/* Delete a finished (succeeded, failed or cancelled) job with its events,
+ * checkpoint rows and idempotency keys, in one transaction; then remove its
+ * checkpoint directory "<state>/jobs/<id>/" (a directory that cannot be
+ * removed is left behind: the rows are gone either way). A model the job
+ * produced stays a model (its source_job_id keeps the id as history); blobs
+ * only the job's checkpoints referenced go at the next store_blob_gc.
+ * -EBUSY (param "id", the state in the message) for a queued, running or
+ * cancelling job; -ENOENT if absent. */
+int store_job_delete(struct store *s, const char *id, struct ft_error *err);
 void store_job_free(struct store_job *j);
 
 /* ---- the queue: worker side -------------------------------------------------------- */

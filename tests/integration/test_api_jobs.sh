@@ -4,7 +4,7 @@
 # read metrics, download the model, predict, chain a second fine-tune from the
 # result; then job validation (400 with param), idempotent retries (same body
 # -> the original job, different body -> 422), 409 for resources in use and
-# finished jobs, cancel (queued and running), the queue cap (429 +
+# finished jobs, cancel (queued and running), delete (finished only), the queue cap (429 +
 # Retry-After), state filters, pagination, events after=N and Last-Event-ID.
 . "$(dirname "$0")/lib.sh"
 
@@ -186,6 +186,15 @@ http DELETE "/v1/datasets/$big"
 envelope 409 conflict; ok $? "DELETE a dataset a running job uses -> 409"
 http DELETE "/v1/models/$mbig"
 envelope 409 conflict; ok $? "DELETE a model a running job uses -> 409"
+http DELETE "/v1/jobs/$long"
+envelope 409 conflict id && echo "$BODY" | jq -r .error.message | grep -q running; ok $? "DELETE a running job -> 409: $(echo "$BODY" | jq -r .error.message)"
+b0=$(curl -s "$BASE/v1/jobs/$long" | jq .progress.step)
+for i in $(seq 1 50); do
+        http GET "/v1/jobs/$long"
+        echo "$BODY" | jq -e ".state == \"running\" and .progress.step > $b0" >/dev/null && break
+        sleep 0.1
+done
+[ "$STATUS" = 200 ] && echo "$BODY" | jq -e ".state == \"running\" and .progress.step > $b0" >/dev/null; ok $? "it keeps running (step $b0 -> $(echo "$BODY" | jq .progress.step))"
 q=()
 for i in 1 2 3; do
         http POST /v1/jobs "${J[@]}" -d "$(TARGET=label spec "$mbig" "$big" 1)"; q+=("$(echo "$BODY" | jq -r .id)")
@@ -226,6 +235,27 @@ grep -q '^finetuned_http_requests_total{.*route="/v1/jobs/{id}".*} [1-9]' "$TMP/
         grep -q '^finetuned_jobs_finished_total{.*succeeded.*} [1-9]' "$TMP/metrics" &&
         grep -q '^finetuned_training_epochs_total [1-9]' "$TMP/metrics"
 ok $? "GET /metrics counts requests by route and the workers' jobs and epochs"
+
+# ---- delete a finished job -------------------------------------------------------------------------------------
+[ -d "$TMP/state/jobs/$job" ]; ok $? "the finished job has a checkpoint directory"
+http DELETE "/v1/jobs/$job"
+[ "$STATUS" = 200 ] && echo "$BODY" | jq -e ".id == \"$job\" and .deleted == true" >/dev/null; ok $? "DELETE a succeeded job -> 200"
+http GET "/v1/jobs/$job"
+envelope 404 not_found; ok $? "GET it -> 404"
+http GET "/v1/jobs/$job/events"
+envelope 404 not_found; ok $? "its events -> 404"
+[ ! -e "$TMP/state/jobs/$job" ]; ok $? "its checkpoint directory is gone"
+http GET "/v1/models/$result"
+[ "$STATUS" = 200 ] && echo "$BODY" | jq -e ".source == \"job\" and .source_job == \"$job\" and .has_weights" >/dev/null
+ok $? "the model it produced is still there"
+STATUS=$(curl -s -o "$TMP/kept.safetensors" -w '%{http_code}' "$BASE/v1/models/$result/weights")
+[ "$STATUS" = 200 ] && [ -s "$TMP/kept.safetensors" ]; ok $? "with its weights"
+http DELETE "/v1/jobs/$job"
+envelope 404 not_found; ok $? "DELETE it again -> 404"
+http DELETE "/v1/jobs/${q[1]}"
+[ "$STATUS" = 200 ]; ok $? "DELETE a cancelled job -> 200"
+http DELETE /v1/jobs/job_zz
+envelope 404 not_found id; ok $? "DELETE with a malformed id -> 404"
 
 http GET /healthz
 [ "$STATUS" = 200 ]; ok $? "still serving"

@@ -6,6 +6,8 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -487,6 +489,88 @@ static void test_finish_cancel_release(struct store *s) {
         store_job_free(j);
 }
 
+/* ---- delete ------------------------------------------------------------------------ */
+
+static void test_job_delete(struct store *s) {
+        struct ft_error err = {0};
+        struct store_job *j = NULL, *cur = NULL;
+        struct store_job_new in = job_new(&R);
+        struct store_blob_writer *bw = NULL;
+        struct store_checkpoint *ck = NULL;
+        struct store_event_list ev = {0};
+        struct store_model *m = NULL;
+        char ckpt_sha[STORE_SHA256_HEX] = "", model_id[STORE_ID_MAX] = "", path[4096];
+        bool exists = true;
+        int removed = 0;
+
+        drain_queue(s);
+        in.idempotency_key = "delete-me";
+        in.request_hash = "h1";
+        ok(store_job_enqueue(s, &in, &j, &err) == 0, "job to delete enqueued with an idempotency key");
+        ok(store_job_delete(s, j->id, &err) == -EBUSY && strcmp(err.param, "id") == 0 &&
+                   strstr(err.message, "queued") != NULL,
+           "delete of a queued job refused: %s", err.message);
+        store_job_free(j);
+        ok(store_job_claim(s, "w", 60000, &j, &err) == 1, "claimed");
+        ok(store_job_delete(s, j->id, &err) == -EBUSY && strstr(err.message, "running") != NULL,
+           "delete of a running job refused");
+        /* A checkpoint on disk under jobs/<id>/ and one held as a blob. */
+        snprintf(path, sizeof(path), "%s/jobs", dir);
+        mkdir(path, 0700);
+        snprintf(path, sizeof(path), "%s/jobs/%s", dir, j->id);
+        mkdir(path, 0700);
+        snprintf(path, sizeof(path), "%s/jobs/%s/ckpt-1", dir, j->id);
+        mkdir(path, 0700);
+        snprintf(path, sizeof(path), "%s/jobs/%s/ckpt-1/state.json", dir, j->id);
+        FILE *f = fopen(path, "w");
+        if (f) {
+                fputs("{}", f);
+                fclose(f);
+        }
+        ok(store_blob_begin(s, 0, &bw, &err) == 0 && store_blob_write(bw, "ckpt-only", 9, &err) == 0 &&
+                   store_blob_commit(bw, ckpt_sha, NULL, &err) == 0,
+           "checkpoint blob committed");
+        ok(store_checkpoint_add(s, j->id, j->attempt, &(struct store_checkpoint_new){.epoch = 1, .dir = "x"}, NULL,
+                                &err) == 0 &&
+                   store_checkpoint_add(s, j->id, j->attempt,
+                                        &(struct store_checkpoint_new){.epoch = 2, .blob_sha256 = ckpt_sha}, NULL,
+                                        &err) == 0,
+           "checkpoints recorded");
+        ok(store_job_cancel(s, j->id, NULL, &err) == 0 && store_job_delete(s, j->id, &err) == -EBUSY &&
+                   strstr(err.message, "cancelling") != NULL,
+           "delete of a cancelling job refused");
+        ok(store_job_finish(s, j->id, j->attempt, STORE_JOB_SUCCEEDED, "{}", NULL,
+                            &(struct store_model_new){.name = "kept", .spec_json = "{}", .weights_sha256 = R.sha},
+                            model_id, &err) == 0,
+           "finished with a model");
+        ok(store_job_get(s, j->id, &cur, &err) == 0 && cur->state == STORE_JOB_SUCCEEDED, "finished, still there");
+        store_job_free(cur);
+
+        ok(store_job_delete(s, j->id, &err) == 0, "delete of a succeeded job");
+        ok(store_job_get(s, j->id, &cur, &err) == -ENOENT, "the job is gone");
+        ok(store_event_list(s, j->id, 0, 0, &ev, &err) == -ENOENT, "its events are gone");
+        ok(store_checkpoint_latest(s, j->id, &ck, &err) == 0, "its checkpoint rows are gone");
+        snprintf(path, sizeof(path), "%s/jobs/%s", dir, j->id);
+        ok(access(path, F_OK) < 0 && errno == ENOENT, "its checkpoint directory is gone");
+        ok(store_model_get(s, model_id, &m, &err) == 0 && m->source == STORE_MODEL_JOB &&
+                   strcmp(m->source_job_id, j->id) == 0 && strcmp(m->weights_sha256, R.sha) == 0,
+           "the model it produced stays, naming the job as history");
+        store_model_free(m);
+        ok(store_job_delete(s, j->id, &err) == -ENOENT && strcmp(err.param, "id") == 0, "a second delete: not found");
+        ok(store_job_delete(s, "job_000000000000000000000000", &err) == -ENOENT, "unknown job: not found");
+        store_job_free(j);
+
+        /* The idempotency key went with the job: the same key makes a new job. */
+        ok(store_job_enqueue(s, &in, &j, &err) == 0, "the key is free again");
+        ok(store_job_cancel(s, j->id, NULL, &err) == 0 && store_job_delete(s, j->id, &err) == 0,
+           "a cancelled (never run) job deletes");
+        store_job_free(j);
+
+        ok(store_blob_gc(s, 0, &removed, &err) == 0, "blob gc");
+        ok(store_blob_exists(s, ckpt_sha, &exists, NULL, &err) == 0 && !exists, "the checkpoint's blob is collected");
+        ok(store_blob_exists(s, R.sha, &exists, NULL, &err) == 0 && exists, "the model's weights are kept");
+}
+
 /* ---- notifier ---------------------------------------------------------------------- */
 
 struct waiter {
@@ -737,6 +821,7 @@ int main(void) {
         test_claim_order_and_lists(s);
         test_lease_and_fencing(s);
         test_finish_cancel_release(s);
+        test_job_delete(s);
         test_notifier(s);
         test_concurrent_claims(s);
         test_process_claims(s);
