@@ -214,10 +214,12 @@
          * pushes new events; reconnects with Last-Event-ID whenever the stream
          * drops before the terminal status event, and stops after it.
          * onEvent(data, type) gets each event's JSON data and its SSE name.
-         * Returns {close()}. */
+         * Returns {close(), nudge()}: nudge() says the daemon answers again (a
+         * poll succeeded), so a stream waiting to reconnect does it now rather
+         * than after its back-off (up to 8 s of events missing from the page). */
         function followEvents(jobId, onEvent, onEnd) {
                 const ctl = new AbortController();
-                let lastId = null, closed = false, delay = 500;
+                let lastId = null, closed = false, delay = 500, waiting = null;
                 async function run() {
                         while (!closed) {
                                 let ended = false;
@@ -295,7 +297,15 @@
                                                 onEnd();
                                         return;
                                 }
-                                await new Promise((r) => setTimeout(r, delay));
+                                await new Promise((r) => {
+                                        const t = setTimeout(r, delay);
+                                        waiting = () => {
+                                                clearTimeout(t);
+                                                delay = 250;
+                                                r();
+                                        };
+                                });
+                                waiting = null;
                                 delay = Math.min(delay * 2, 8000);
                         }
                 }
@@ -304,6 +314,12 @@
                         close() {
                                 closed = true;
                                 ctl.abort();
+                                if (waiting)
+                                        waiting();
+                        },
+                        nudge() {
+                                if (waiting)
+                                        waiting();
                         },
                 };
         }
@@ -900,6 +916,8 @@
                         const fresh = await api('GET', path);
                         if (left)
                                 return;
+                        if (stream) /* the daemon answers: a dropped stream reconnects now */
+                                stream.nudge();
                         job = fresh;
                         render();
                         if (TERMINAL.has(job.state) && stopPoll) {

@@ -29,7 +29,7 @@ start_daemon() {
         "$FINETUNED" serve --listen 127.0.0.1:0 --state-dir "$state" "$@" 2>"$LOG" &
         DAEMON_PID=$!
         local i
-        for i in $(seq 1 200); do
+        for i in $(seq 1 600); do
                 BASE=$(sed -n 's/.*listening on \(http:\/\/[0-9.:]*\).*/\1/p' "$LOG" | head -n1)
                 [ -n "$BASE" ] && return 0
                 kill -0 "$DAEMON_PID" 2>/dev/null || { diag "daemon exited: $(cat "$LOG")"; DAEMON_PID=; return 1; }

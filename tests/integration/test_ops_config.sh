@@ -35,7 +35,7 @@ grep -q "^# configuration file: $TMP/etc/finetuned.conf$" "$TMP/out"; ok $? "\$C
 # The daemon really runs with the file's settings.
 "$FINETUNED" serve --config "$TMP/good.conf" 2>"$TMP/daemon.log" &
 DAEMON_PID=$!
-for i in $(seq 1 100); do grep -q 'listening on' "$TMP/daemon.log" && break; sleep 0.05; done
+for i in $(seq 1 600); do grep -q 'listening on' "$TMP/daemon.log" && break; sleep 0.05; done
 grep -Eq "listening on http://127.0.0.1:[0-9]+ \\(state $state, schema v[0-9]+, 2 workers[,)]" "$TMP/daemon.log"
 ok $? "serve uses the file's listen, state-dir and workers: $(grep 'listening' "$TMP/daemon.log")"
 grep -q "debug\|configuration file $TMP/good.conf" "$TMP/daemon.log"; ok $? "and logs which file it read"
