@@ -57,6 +57,7 @@ struct bnode {
         bool alias; /* relu fused into the batchnorm before it: its value is the batchnorm's, no work */
         dnnl_memory_t ws_g; /* bn: the workspace of the running-statistics variant */
         bool dropout_on;
+        dnnl_alg_kind_t conv_alg; /* conv: direct or winograd (picked for the forward, reused by backward) */
 };
 
 struct backend_plan {
@@ -266,6 +267,36 @@ static void conv_dims(const struct node *n, dnnl_dims_t s, dnnl_dims_t d, dnnl_d
         pl[1] = pr[1] = n->pw;
 }
 
+/* Winograd (oneDNN's jit_wino_4x3, F(4x4, 3x3)) for 3x3, stride-1, undilated convolutions whose output is at least
+ * 8x8 and whose channels are multiples of 16, forward and backward data; backward weights stays direct. Measured on
+ * ResNet-18 at 64x64 (docs/performance.md): Winograd is ~2x faster than direct at 16x16 and 8x8 outputs but
+ * 3-8x slower at 4x4 and 2x2 (mostly padding of its 4x4 tiles), its backward weights is no faster, and with fewer
+ * than 16 input channels its source format leaves backward weights only oneDNN's reference implementation.
+ * Its float32 error stays within the PyTorch fixtures' tolerances (tests/unit/test_compute_torch.c). */
+static bool conv_winograd(const struct model *m, const struct node *n) {
+        const struct value_shape *is = n->in[0] == 0 ? &m->input : &m->nodes[n->in[0] - 1].out;
+        return n->kh == 3 && n->kw == 3 && n->sh == 1 && n->sw == 1 && n->dh == 1 && n->dw == 1 && n->out.h >= 8 &&
+               n->out.w >= 8 && is->c % 16 == 0 && n->out.c % 16 == 0;
+}
+
+/* Create a primitive descriptor for desc, or leave *ret NULL when oneDNN has no implementation for it. */
+static int pd_try(struct backend_plan *p, const void *desc, const_dnnl_primitive_desc_t hint,
+                  dnnl_primitive_desc_t *ret, const char *what, const char *name, struct ft_error *err) {
+        dnnl_primitive_desc_t pd;
+        dnnl_status_t s = dnnl_primitive_desc_create(&pd, desc, NULL, p->eng, hint);
+        *ret = NULL;
+        if (s == dnnl_unimplemented)
+                return 0;
+        CHK(s, what);
+        int r = track((void **)&p->pds, &p->n_pds, &p->cap_pds, pd, err);
+        if (r < 0) {
+                dnnl_primitive_desc_destroy(pd);
+                return r;
+        }
+        *ret = pd;
+        return 0;
+}
+
 /* ---- plan: forward ----------------------------------------------------------------------------------- */
 
 static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct ft_error *err) {
@@ -296,12 +327,21 @@ static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
                         dnnl_convolution_desc_t cd;
                         dnnl_dims_t s, d, pl, pr;
                         conv_dims(n, s, d, pl, pr);
-                        CHK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training,
-                                                                       dnnl_convolution_direct, &smd, &wmd, bp, &omd, s,
-                                                                       d, pl, pr),
+                        bn->conv_alg = conv_winograd(m, n) ? dnnl_convolution_winograd : dnnl_convolution_direct;
+                        CHK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training, bn->conv_alg, &smd,
+                                                                       &wmd, bp, &omd, s, d, pl, pr),
                             "convolution_forward_desc_init");
-                        if ((r = pd_new(p, &cd, NULL, &bn->fwd_pd, "convolution forward", name, err)) < 0)
+                        if ((r = pd_try(p, &cd, NULL, &bn->fwd_pd, "convolution forward", name, err)) < 0)
                                 return r;
+                        if (!bn->fwd_pd) { /* no Winograd for this shape on this CPU */
+                                bn->conv_alg = dnnl_convolution_direct;
+                                CHK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training,
+                                                                               dnnl_convolution_direct, &smd, &wmd, bp,
+                                                                               &omd, s, d, pl, pr),
+                                    "convolution_forward_desc_init");
+                                if ((r = pd_new(p, &cd, NULL, &bn->fwd_pd, "convolution forward", name, err)) < 0)
+                                        return r;
+                        }
                 } else {
                         dnnl_inner_product_desc_t id;
                         CHK(dnnl_inner_product_forward_desc_init(&id, dnnl_forward_training, &smd, &wmd, bp, &omd),
@@ -733,11 +773,19 @@ static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
                         dnnl_dims_t s, d, pl, pr;
                         conv_dims(n, s, d, pl, pr);
                         if (n->in[0] != 0) {
-                                CHK(dnnl_dilated_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, smd,
-                                                                                     &wmd, &out->md, s, d, pl, pr),
+                                CHK(dnnl_dilated_convolution_backward_data_desc_init(&cd, bn->conv_alg, smd, &wmd,
+                                                                                     &out->md, s, d, pl, pr),
                                     "convolution_backward_data_desc_init");
-                                if ((r = pd_new(p, &cd, bn->fwd_pd, &dpd, "convolution backward data", name, err)) < 0)
+                                if ((r = pd_try(p, &cd, bn->fwd_pd, &dpd, "convolution backward data", name, err)) < 0)
                                         return r;
+                                if (!dpd) {
+                                        CHK(dnnl_dilated_convolution_backward_data_desc_init(
+                                                    &cd, dnnl_convolution_direct, smd, &wmd, &out->md, s, d, pl, pr),
+                                            "convolution_backward_data_desc_init");
+                                        if ((r = pd_new(p, &cd, bn->fwd_pd, &dpd, "convolution backward data", name,
+                                                        err)) < 0)
+                                                return r;
+                                }
                         }
                         CHK(dnnl_dilated_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, smd, &wmd,
                                                                                 bp, &out->md, s, d, pl, pr),
