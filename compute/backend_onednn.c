@@ -57,7 +57,7 @@ struct bnode {
         bool alias; /* relu fused into the batchnorm before it: its value is the batchnorm's, no work */
         dnnl_memory_t ws_g; /* bn: the workspace of the running-statistics variant */
         bool dropout_on;
-        dnnl_alg_kind_t conv_alg; /* conv: direct or winograd (picked for the forward, reused by backward) */
+        dnnl_alg_kind_t conv_alg; /* conv: direct or winograd (picked for the forward, tried first by backward) */
 };
 
 struct backend_plan {
@@ -268,11 +268,11 @@ static void conv_dims(const struct node *n, dnnl_dims_t s, dnnl_dims_t d, dnnl_d
 }
 
 /* Winograd (oneDNN's jit_wino_4x3, F(4x4, 3x3)) for 3x3, stride-1, undilated convolutions whose output is at least
- * 8x8 and whose channels are multiples of 16, forward and backward data; backward weights stays direct. Measured on
- * ResNet-18 at 64x64 (docs/performance.md): Winograd is ~2x faster than direct at 16x16 and 8x8 outputs but
- * 3-8x slower at 4x4 and 2x2 (mostly padding of its 4x4 tiles), its backward weights is no faster, and with fewer
- * than 16 input channels its source format leaves backward weights only oneDNN's reference implementation.
- * Its float32 error stays within the PyTorch fixtures' tolerances (tests/unit/test_compute_torch.c). */
+ * 8x8 and whose channels are multiples of 16: forward, backward data and backward weights. Measured on ResNet-18 at
+ * 64x64 (docs/performance.md): Winograd is 1.2-2.5x faster than direct at 16x16 and 8x8 outputs but 3-8x slower at
+ * 4x4 and 2x2 (mostly padding of its 4x4 tiles), and with fewer than 16 input channels its source format leaves
+ * backward weights only oneDNN's reference implementation. Its float32 error stays within the PyTorch fixtures'
+ * tolerances (tests/unit/test_compute_torch.c). */
 static bool conv_winograd(const struct model *m, const struct node *n) {
         const struct value_shape *is = n->in[0] == 0 ? &m->input : &m->nodes[n->in[0] - 1].out;
         return n->kh == 3 && n->kw == 3 && n->sh == 1 && n->sw == 1 && n->dh == 1 && n->dw == 1 && n->out.h >= 8 &&
@@ -744,6 +744,33 @@ static int din_merge(struct model *m, struct backend_plan *p, int ni, int j, str
         return 0;
 }
 
+/* A convolution's backward data (weights=false) or backward weights primitive descriptor, with the forward's
+ * algorithm, or direct when oneDNN has no implementation of that algorithm for it. */
+static int conv_bwd_pd(struct backend_plan *p, const struct node *n, const struct bnode *bn, bool weights,
+                       const dnnl_memory_desc_t *smd, const dnnl_memory_desc_t *wmd, const dnnl_memory_desc_t *bmd,
+                       const dnnl_memory_desc_t *dmd, dnnl_primitive_desc_t *ret, struct ft_error *err) {
+        const char *name = n->name, *what = weights ? "convolution backward weights" : "convolution backward data";
+        dnnl_alg_kind_t algs[2] = {bn->conv_alg, dnnl_convolution_direct};
+        dnnl_convolution_desc_t cd;
+        dnnl_dims_t s, d, pl, pr;
+        int r;
+        conv_dims(n, s, d, pl, pr);
+        for (int i = 0; i < 2; i++) {
+                if (weights)
+                        CHK(dnnl_dilated_convolution_backward_weights_desc_init(&cd, algs[i], smd, wmd, bmd, dmd, s, d,
+                                                                                pl, pr),
+                            "convolution_backward_weights_desc_init");
+                else
+                        CHK(dnnl_dilated_convolution_backward_data_desc_init(&cd, algs[i], smd, wmd, dmd, s, d, pl, pr),
+                            "convolution_backward_data_desc_init");
+                if (i == 1)
+                        return pd_new(p, &cd, bn->fwd_pd, ret, what, name, err);
+                if ((r = pd_try(p, &cd, bn->fwd_pd, ret, what, name, err)) < 0 || *ret)
+                        return r;
+        }
+        return 0;
+}
+
 static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct ft_error *err) {
         struct node *n = &m->nodes[ni];
         struct bnode *bn = &p->nodes[ni];
@@ -769,28 +796,9 @@ static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
                 const dnnl_memory_desc_t *smd = &bn->in[0].md;
                 dnnl_primitive_desc_t dpd = NULL, wpd;
                 if (n->kind == NODE_CONV) {
-                        dnnl_convolution_desc_t cd;
-                        dnnl_dims_t s, d, pl, pr;
-                        conv_dims(n, s, d, pl, pr);
-                        if (n->in[0] != 0) {
-                                CHK(dnnl_dilated_convolution_backward_data_desc_init(&cd, bn->conv_alg, smd, &wmd,
-                                                                                     &out->md, s, d, pl, pr),
-                                    "convolution_backward_data_desc_init");
-                                if ((r = pd_try(p, &cd, bn->fwd_pd, &dpd, "convolution backward data", name, err)) < 0)
-                                        return r;
-                                if (!dpd) {
-                                        CHK(dnnl_dilated_convolution_backward_data_desc_init(
-                                                    &cd, dnnl_convolution_direct, smd, &wmd, &out->md, s, d, pl, pr),
-                                            "convolution_backward_data_desc_init");
-                                        if ((r = pd_new(p, &cd, bn->fwd_pd, &dpd, "convolution backward data", name,
-                                                        err)) < 0)
-                                                return r;
-                                }
-                        }
-                        CHK(dnnl_dilated_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, smd, &wmd,
-                                                                                bp, &out->md, s, d, pl, pr),
-                            "convolution_backward_weights_desc_init");
-                        if ((r = pd_new(p, &cd, bn->fwd_pd, &wpd, "convolution backward weights", name, err)) < 0)
+                        if (n->in[0] != 0 && (r = conv_bwd_pd(p, n, bn, false, smd, &wmd, bp, &out->md, &dpd, err)) < 0)
+                                return r;
+                        if ((r = conv_bwd_pd(p, n, bn, true, smd, &wmd, bp, &out->md, &wpd, err)) < 0)
                                 return r;
                 } else {
                         dnnl_inner_product_desc_t id;
