@@ -57,7 +57,6 @@ struct bnode {
         bool alias; /* relu fused into the batchnorm before it: its value is the batchnorm's, no work */
         dnnl_memory_t ws_g; /* bn: the workspace of the running-statistics variant */
         bool dropout_on;
-        dnnl_alg_kind_t conv_alg; /* conv: direct or winograd (picked for the forward, tried first by backward) */
 };
 
 struct backend_plan {
@@ -267,16 +266,19 @@ static void conv_dims(const struct node *n, dnnl_dims_t s, dnnl_dims_t d, dnnl_d
         pl[1] = pr[1] = n->pw;
 }
 
-/* Winograd (oneDNN's jit_wino_4x3, F(4x4, 3x3)) for 3x3, stride-1, undilated convolutions whose output is at least
- * 8x8 and whose channels are multiples of 16: forward, backward data and backward weights. Measured on ResNet-18 at
- * 64x64 (docs/performance.md): Winograd is 1.2-2.5x faster than direct at 16x16 and 8x8 outputs but 3-8x slower at
- * 4x4 and 2x2 (mostly padding of its 4x4 tiles), and with fewer than 16 input channels its source format leaves
- * backward weights only oneDNN's reference implementation. Its float32 error stays within the PyTorch fixtures'
- * tolerances (tests/unit/test_compute_torch.c). */
-static bool conv_winograd(const struct model *m, const struct node *n) {
+/* Winograd (oneDNN's jit_wino_4x3, F(4x4, 3x3)) for 3x3, stride-1, undilated convolutions whose channels are
+ * multiples of 16: forward and backward data when the output is at least 8x8, backward weights from 4x4. Measured
+ * per convolution on ResNet-18 shapes at batch 32 (docs/performance.md; direct -> Winograd, ms): forward 2.38 ->
+ * 1.31 at 8x8 and 2.42 -> 2.14 at 4x4, backward data 2.31 -> 1.43 at 8x8 but 1.64 -> 2.35 at 4x4, backward weights
+ * 2.57 -> 1.04 at 8x8 and 2.90 -> 1.17 at 4x4; at 2x2 all three are 1.5-3x slower (its 4x4 tiles are mostly
+ * padding). With fewer than 16 input channels its source format leaves backward weights only oneDNN's reference
+ * implementation. Its float32 error stays within the PyTorch fixtures' tolerances (tests/unit/test_compute_torch.c).
+ * min_out: 8 for forward and backward data, 4 for backward weights. */
+static dnnl_alg_kind_t conv_alg(const struct model *m, const struct node *n, int64_t min_out) {
         const struct value_shape *is = n->in[0] == 0 ? &m->input : &m->nodes[n->in[0] - 1].out;
-        return n->kh == 3 && n->kw == 3 && n->sh == 1 && n->sw == 1 && n->dh == 1 && n->dw == 1 && n->out.h >= 8 &&
-               n->out.w >= 8 && is->c % 16 == 0 && n->out.c % 16 == 0;
+        bool wino = n->kh == 3 && n->kw == 3 && n->sh == 1 && n->sw == 1 && n->dh == 1 && n->dw == 1 &&
+                    n->out.h >= min_out && n->out.w >= min_out && is->c % 16 == 0 && n->out.c % 16 == 0;
+        return wino ? dnnl_convolution_winograd : dnnl_convolution_direct;
 }
 
 /* Create a primitive descriptor for desc, or leave *ret NULL when oneDNN has no implementation for it. */
@@ -327,14 +329,12 @@ static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
                         dnnl_convolution_desc_t cd;
                         dnnl_dims_t s, d, pl, pr;
                         conv_dims(n, s, d, pl, pr);
-                        bn->conv_alg = conv_winograd(m, n) ? dnnl_convolution_winograd : dnnl_convolution_direct;
-                        CHK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training, bn->conv_alg, &smd,
-                                                                       &wmd, bp, &omd, s, d, pl, pr),
+                        CHK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training, conv_alg(m, n, 8),
+                                                                       &smd, &wmd, bp, &omd, s, d, pl, pr),
                             "convolution_forward_desc_init");
                         if ((r = pd_try(p, &cd, NULL, &bn->fwd_pd, "convolution forward", name, err)) < 0)
                                 return r;
                         if (!bn->fwd_pd) { /* no Winograd for this shape on this CPU */
-                                bn->conv_alg = dnnl_convolution_direct;
                                 CHK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training,
                                                                                dnnl_convolution_direct, &smd, &wmd, bp,
                                                                                &omd, s, d, pl, pr),
@@ -744,13 +744,14 @@ static int din_merge(struct model *m, struct backend_plan *p, int ni, int j, str
         return 0;
 }
 
-/* A convolution's backward data (weights=false) or backward weights primitive descriptor, with the forward's
- * algorithm, or direct when oneDNN has no implementation of that algorithm for it. */
-static int conv_bwd_pd(struct backend_plan *p, const struct node *n, const struct bnode *bn, bool weights,
-                       const dnnl_memory_desc_t *smd, const dnnl_memory_desc_t *wmd, const dnnl_memory_desc_t *bmd,
-                       const dnnl_memory_desc_t *dmd, dnnl_primitive_desc_t *ret, struct ft_error *err) {
+/* A convolution's backward data (weights=false) or backward weights primitive descriptor, with the algorithm
+ * conv_alg picks, or direct when oneDNN has no implementation of that algorithm for it. */
+static int conv_bwd_pd(struct backend_plan *p, const struct model *m, const struct node *n, const struct bnode *bn,
+                       bool weights, const dnnl_memory_desc_t *smd, const dnnl_memory_desc_t *wmd,
+                       const dnnl_memory_desc_t *bmd, const dnnl_memory_desc_t *dmd, dnnl_primitive_desc_t *ret,
+                       struct ft_error *err) {
         const char *name = n->name, *what = weights ? "convolution backward weights" : "convolution backward data";
-        dnnl_alg_kind_t algs[2] = {bn->conv_alg, dnnl_convolution_direct};
+        dnnl_alg_kind_t algs[2] = {conv_alg(m, n, weights ? 4 : 8), dnnl_convolution_direct};
         dnnl_convolution_desc_t cd;
         dnnl_dims_t s, d, pl, pr;
         int r;
@@ -796,9 +797,10 @@ static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
                 const dnnl_memory_desc_t *smd = &bn->in[0].md;
                 dnnl_primitive_desc_t dpd = NULL, wpd;
                 if (n->kind == NODE_CONV) {
-                        if (n->in[0] != 0 && (r = conv_bwd_pd(p, n, bn, false, smd, &wmd, bp, &out->md, &dpd, err)) < 0)
+                        if (n->in[0] != 0 &&
+                            (r = conv_bwd_pd(p, m, n, bn, false, smd, &wmd, bp, &out->md, &dpd, err)) < 0)
                                 return r;
-                        if ((r = conv_bwd_pd(p, n, bn, true, smd, &wmd, bp, &out->md, &wpd, err)) < 0)
+                        if ((r = conv_bwd_pd(p, m, n, bn, true, smd, &wmd, bp, &out->md, &wpd, err)) < 0)
                                 return r;
                 } else {
                         dnnl_inner_product_desc_t id;
