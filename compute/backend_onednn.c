@@ -5,7 +5,8 @@
  * (format_tag_any: blocked nChw16c on AVX-512) from layer to layer; a reorder is inserted only where a layer
  * wants another format than its producer wrote. Parameters live in PyTorch layout in the model's arena; layers
  * whose primitives prefer blocked weights get a reorder per step (weights change every step) and their weight
- * gradients are reordered back. BatchNorm running statistics are updated here exactly as PyTorch does (oneDNN
+ * gradients are reordered back. 3x3 stride-1 convolutions run oneDNN's Winograd kernels where they measured faster
+ * (conv_alg), the others direct. BatchNorm running statistics are updated here exactly as PyTorch does (oneDNN
  * only returns the batch statistics).
  *
  * Not for: spec parsing or shapes (model.c), losses, optimizers. */
