@@ -5,7 +5,8 @@
  * (format_tag_any: blocked nChw16c on AVX-512) from layer to layer; a reorder is inserted only where a layer
  * wants another format than its producer wrote. Parameters live in PyTorch layout in the model's arena; layers
  * whose primitives prefer blocked weights get a reorder per step (weights change every step) and their weight
- * gradients are reordered back. BatchNorm running statistics are updated here exactly as PyTorch does (oneDNN
+ * gradients are reordered back. 3x3 stride-1 convolutions run oneDNN's Winograd kernels where they measured faster
+ * (conv_alg), the others direct. BatchNorm running statistics are updated here exactly as PyTorch does (oneDNN
  * only returns the batch statistics).
  *
  * Not for: spec parsing or shapes (model.c), losses, optimizers. */
@@ -285,6 +286,39 @@ static dnnl_alg_kind_t pool_dims(const struct model *m, const struct node *n, dn
         return n->kind == NODE_MAXPOOL ? dnnl_pooling_max : dnnl_pooling_avg_include_padding;
 }
 
+/* Winograd (oneDNN's jit_wino_4x3, F(4x4, 3x3)) for 3x3, stride-1, undilated convolutions whose channels are
+ * multiples of 16: forward and backward data when the output is at least 8x8, backward weights from 4x4. Measured
+ * per convolution on ResNet-18 shapes at batch 32 (docs/performance.md; direct -> Winograd, ms): forward 2.38 ->
+ * 1.31 at 8x8 and 2.42 -> 2.14 at 4x4, backward data 2.31 -> 1.43 at 8x8 but 1.64 -> 2.35 at 4x4, backward weights
+ * 2.57 -> 1.04 at 8x8 and 2.90 -> 1.17 at 4x4; at 2x2 all three are 1.5-3x slower (its 4x4 tiles are mostly
+ * padding). With fewer than 16 input channels its source format leaves backward weights only oneDNN's reference
+ * implementation. Its float32 error stays within the PyTorch fixtures' tolerances (tests/unit/test_compute_torch.c).
+ * min_out: 8 for forward and backward data, 4 for backward weights. */
+static dnnl_alg_kind_t conv_alg(const struct model *m, const struct node *n, int64_t min_out) {
+        const struct value_shape *is = in_shape(m, n);
+        bool wino = n->kh == 3 && n->kw == 3 && n->sh == 1 && n->sw == 1 && n->dh == 1 && n->dw == 1 &&
+                    n->out.h >= min_out && n->out.w >= min_out && is->c % 16 == 0 && n->out.c % 16 == 0;
+        return wino ? dnnl_convolution_winograd : dnnl_convolution_direct;
+}
+
+/* Create a primitive descriptor for desc, or leave *ret NULL when oneDNN has no implementation for it. */
+static int pd_try(struct backend_plan *p, const void *desc, const_dnnl_primitive_desc_t hint,
+                  dnnl_primitive_desc_t *ret, const char *what, const char *name, struct ft_error *err) {
+        dnnl_primitive_desc_t pd;
+        dnnl_status_t s = dnnl_primitive_desc_create(&pd, desc, NULL, p->eng, hint);
+        *ret = NULL;
+        if (s == dnnl_unimplemented)
+                return 0;
+        CHK(s, what);
+        int r = track((void **)&p->pds, &p->n_pds, &p->cap_pds, pd, err);
+        if (r < 0) {
+                dnnl_primitive_desc_destroy(pd);
+                return r;
+        }
+        *ret = pd;
+        return 0;
+}
+
 /* ---- plan: forward ----------------------------------------------------------------------------------- */
 
 static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct ft_error *err) {
@@ -315,12 +349,19 @@ static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
                         dnnl_convolution_desc_t cd;
                         dnnl_dims_t s, d, pl, pr;
                         conv_dims(n, s, d, pl, pr);
-                        CHK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training,
-                                                                       dnnl_convolution_direct, &smd, &wmd, bp, &omd, s,
-                                                                       d, pl, pr),
+                        CHK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training, conv_alg(m, n, 8),
+                                                                       &smd, &wmd, bp, &omd, s, d, pl, pr),
                             "convolution_forward_desc_init");
-                        if ((r = pd_new(p, &cd, NULL, &bn->fwd_pd, "convolution forward", name, err)) < 0)
+                        if ((r = pd_try(p, &cd, NULL, &bn->fwd_pd, "convolution forward", name, err)) < 0)
                                 return r;
+                        if (!bn->fwd_pd) { /* no Winograd for this shape on this CPU */
+                                CHK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training,
+                                                                               dnnl_convolution_direct, &smd, &wmd, bp,
+                                                                               &omd, s, d, pl, pr),
+                                    "convolution_forward_desc_init");
+                                if ((r = pd_new(p, &cd, NULL, &bn->fwd_pd, "convolution forward", name, err)) < 0)
+                                        return r;
+                        }
                 } else {
                         dnnl_inner_product_desc_t id;
                         CHK(dnnl_inner_product_forward_desc_init(&id, dnnl_forward_training, &smd, &wmd, bp, &omd),
@@ -713,6 +754,34 @@ static int din_merge(struct model *m, struct backend_plan *p, int ni, int j, str
         return 0;
 }
 
+/* A convolution's backward data (weights=false) or backward weights primitive descriptor, with the algorithm
+ * conv_alg picks, or direct when oneDNN has no implementation of that algorithm for it. */
+static int conv_bwd_pd(struct backend_plan *p, const struct model *m, const struct node *n, const struct bnode *bn,
+                       bool weights, const dnnl_memory_desc_t *smd, const dnnl_memory_desc_t *wmd,
+                       const dnnl_memory_desc_t *bmd, const dnnl_memory_desc_t *dmd, dnnl_primitive_desc_t *ret,
+                       struct ft_error *err) {
+        const char *name = n->name, *what = weights ? "convolution backward weights" : "convolution backward data";
+        dnnl_alg_kind_t algs[2] = {conv_alg(m, n, weights ? 4 : 8), dnnl_convolution_direct};
+        dnnl_convolution_desc_t cd;
+        dnnl_dims_t s, d, pl, pr;
+        int r;
+        conv_dims(n, s, d, pl, pr);
+        for (int i = 0; i < 2; i++) {
+                if (weights)
+                        CHK(dnnl_dilated_convolution_backward_weights_desc_init(&cd, algs[i], smd, wmd, bmd, dmd, s, d,
+                                                                                pl, pr),
+                            "convolution_backward_weights_desc_init");
+                else
+                        CHK(dnnl_dilated_convolution_backward_data_desc_init(&cd, algs[i], smd, wmd, dmd, s, d, pl, pr),
+                            "convolution_backward_data_desc_init");
+                if (i == 1)
+                        return pd_new(p, &cd, bn->fwd_pd, ret, what, name, err);
+                if ((r = pd_try(p, &cd, bn->fwd_pd, ret, what, name, err)) < 0 || *ret)
+                        return r;
+        }
+        return 0;
+}
+
 static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct ft_error *err) {
         struct node *n = &m->nodes[ni];
         struct bnode *bn = &p->nodes[ni];
@@ -738,20 +807,10 @@ static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
                 const dnnl_memory_desc_t *smd = &bn->in[0].md;
                 dnnl_primitive_desc_t dpd = NULL, wpd;
                 if (n->kind == NODE_CONV) {
-                        dnnl_convolution_desc_t cd;
-                        dnnl_dims_t s, d, pl, pr;
-                        conv_dims(n, s, d, pl, pr);
-                        if (n->in[0] != 0) {
-                                CHK(dnnl_dilated_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, smd,
-                                                                                     &wmd, &out->md, s, d, pl, pr),
-                                    "convolution_backward_data_desc_init");
-                                if ((r = pd_new(p, &cd, bn->fwd_pd, &dpd, "convolution backward data", name, err)) < 0)
-                                        return r;
-                        }
-                        CHK(dnnl_dilated_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, smd, &wmd,
-                                                                                bp, &out->md, s, d, pl, pr),
-                            "convolution_backward_weights_desc_init");
-                        if ((r = pd_new(p, &cd, bn->fwd_pd, &wpd, "convolution backward weights", name, err)) < 0)
+                        if (n->in[0] != 0 &&
+                            (r = conv_bwd_pd(p, m, n, bn, false, smd, &wmd, bp, &out->md, &dpd, err)) < 0)
+                                return r;
+                        if ((r = conv_bwd_pd(p, m, n, bn, true, smd, &wmd, bp, &out->md, &wpd, err)) < 0)
                                 return r;
                 } else {
                         dnnl_inner_product_desc_t id;
