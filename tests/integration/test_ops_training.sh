@@ -99,9 +99,17 @@ lease=$(sqlite3 "$TMP/state/finetuned.db" "SELECT coalesce(lease_owner, '') FROM
 start_daemon "$TMP/state" --workers 1; ok $? "daemon restarts"
 done_job() { [ "$(curl -s "$BASE/v1/jobs/$short" | jq -r .state)" = succeeded ]; }
 wait_for 120 done_job; ok $? "the requeued job succeeds after the restart"
-http GET "/v1/jobs/$short/events?limit=1000"
-n=$(echo "$BODY" | jq '[.data[] | select(.type == "epoch")] | length')
-[ "$n" = "$EPOCHS2" ]; ok $? "every epoch's event exactly once ($n)"
+# every page of the job's events (checkpoint events outnumber one page)
+after=0; : >"$TMP/epochs"
+while :; do
+        http GET "/v1/jobs/$short/events?limit=1000&after=$after"
+        echo "$BODY" | jq -r '.data[] | select(.type == "epoch") | .data.epoch' >>"$TMP/epochs"
+        [ "$(echo "$BODY" | jq -r .has_more)" = true ] || break
+        after=$(echo "$BODY" | jq -r .next_after)
+done
+n=$(wc -l <"$TMP/epochs"); u=$(sort -n -u "$TMP/epochs" | wc -l)
+[ "$n" = "$EPOCHS2" ] && [ "$u" = "$EPOCHS2" ] && [ "$(sort -n "$TMP/epochs" | tail -n1)" = "$EPOCHS2" ]
+ok $? "every epoch's event exactly once ($n events, $u distinct, of $EPOCHS2)"
 curl -s "$BASE/metrics" >"$TMP/m2"
 grep -q 'finished_total{state="succeeded"} 1$' "$TMP/m2" && ! grep -q '^finetuned_job_epoch{job=' "$TMP/m2"
 ok $? "the finished job is counted and its per-job series are gone"
@@ -113,14 +121,14 @@ stop_daemon; ok $? "stops"
 
 # ---- a worker inside a long batch holds the watchdog back ----
 # WATCHDOG_USEC 0.5 s (an idle worker beats every 0.25 s) and batches of 800 samples
-# through two 3072-wide layers (about 1.5 s each here): while the worker is inside a batch
+# through three 4096-wide layers (160 GFLOP: over 1 s even at the sgemm peak): while the worker is inside a batch
 # it cannot report progress, so the main loop must stop sending WATCHDOG=1 (and says
 # why); idle, the pings come back.
 export WATCHDOG_USEC=500000
 start_daemon "$TMP/state" --workers 1; ok $? "daemon restarts with WATCHDOG_USEC=0.5 s"
 sleep 0.5
 ! grep -q "made no progress" "$LOG"; ok $? "idle: every slot is fresh, no stall reported"
-http POST /v1/models "${J[@]}" -d '{"name": "wide", "preset": "mlp", "config": {"inputs": 4, "hidden": [3072, 3072], "outputs": 2}}'
+http POST /v1/models "${J[@]}" -d '{"name": "wide", "preset": "mlp", "config": {"inputs": 4, "hidden": [4096, 4096, 4096], "outputs": 2}}'
 wide=$(echo "$BODY" | jq -r .id)
 http POST /v1/jobs "${J[@]}" -d "{\"model\": \"$wide\", \"training_file\": \"$ds\",
         \"task\": {\"type\": \"classification\", \"target\": \"label\"},
