@@ -12,7 +12,17 @@ ROUNDS=${2:-3}
 SECONDS_PER_RUN=${3:-5}
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN="$BUILD/bench/bench_compute"
-PY=/usr/bin/python3
+# PyTorch at its best: Debian's python3-torch does its Linear layers through the system BLAS (BLAS_INFO=generic),
+# which is the slow reference BLAS unless OpenBLAS is installed (tools/setup.sh --dev installs
+# libopenblas0-pthread), and OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, set on some of these machines for old
+# OpenBLAS builds, slow a current one: they are unset for the PyTorch runs only.
+PY="env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3"
+blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)
+case "$blas" in
+*openblas*) ;;
+*) echo "warning: the system BLAS is $blas, not OpenBLAS: PyTorch's Linear layers will be slow and the" \
+        "ratios flattering; install libopenblas0-pthread (tools/setup.sh --dev)" >&2 ;;
+esac
 OUT=$(mktemp)
 trap 'rm -f "$OUT"' EXIT
 [ -x "$BIN" ] || { echo "build $BIN first (ninja -C $BUILD)" >&2; exit 1; }
@@ -22,15 +32,15 @@ for r in $(seq "$ROUNDS"); do
                 for t in 1 2; do
                         if [ $((r % 2)) -eq 1 ]; then
                                 "$BIN" "$m" "$t" "$SECONDS_PER_RUN" >>"$OUT"
-                                "$PY" "$HERE/bench_torch.py" "$m" "$t" "$SECONDS_PER_RUN" >>"$OUT"
+                                $PY "$HERE/bench_torch.py" "$m" "$t" "$SECONDS_PER_RUN" >>"$OUT"
                         else
-                                "$PY" "$HERE/bench_torch.py" "$m" "$t" "$SECONDS_PER_RUN" >>"$OUT"
+                                $PY "$HERE/bench_torch.py" "$m" "$t" "$SECONDS_PER_RUN" >>"$OUT"
                                 "$BIN" "$m" "$t" "$SECONDS_PER_RUN" >>"$OUT"
                         fi
                 done
         done
 done
-"$PY" - "$OUT" <<'PYEOF'
+$PY - "$OUT" <<'PYEOF'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 peak = {r["threads"]: r["gflops"] for r in rows if r["model"] == "sgemm"}

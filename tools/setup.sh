@@ -17,7 +17,7 @@ packages=(
         chromium nodejs
 )
 if [ "${1:-}" = "--dev" ]; then
-        packages+=(python3-torch python3-torchvision python3-numpy python3-sklearn wrk clang-format valgrind)
+        packages+=(python3-torch python3-torchvision python3-numpy python3-sklearn libopenblas0-pthread wrk clang-format valgrind)
 fi
 if [ -f "$(dirname "$0")/setup.d/extra-packages" ]; then
         # shellcheck disable=SC2207
