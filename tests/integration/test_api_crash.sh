@@ -10,8 +10,8 @@
 #
 # The job that finishes is sized from the speed measured in the same run (a
 # first job's epoch events, timed as they arrive): the daemon is killed as soon
-# as its second epoch's checkpoint is recorded, with seconds of epochs still to
-# go on any machine. The other jobs have far more epochs than any machine runs
+# as its second epoch's checkpoint is recorded, with about 3 s of epochs still to
+# go at that speed. The other jobs have far more epochs than any machine runs
 # during the test, so the daemon is always stopped mid-job however fast or
 # loaded the machine is, and they are cancelled at the end. The test waits for
 # conditions it observes through the API (epochs recorded, job state), never
@@ -103,8 +103,8 @@ http POST "/v1/jobs/$cal/cancel"
 wait_state "$cal" cancelled; ok $? "and it is cancelled"
 wait "$calsse" 2>/dev/null
 epoch_s=$(epoch_times "$TMP/cal.sse" | awk 'NR == 1 {t0 = $1; e0 = $2} {t = $1; e = $2} END {printf "%.6f", (t - t0) / (e - e0)}')
-# Killed after epoch 2's checkpoint, about 4 s of epochs are still to go at that speed (3000 epochs at most).
-CRASH_EPOCHS=$(echo "e = 2 + 4 / $epoch_s; if (e < 12) e = 12; if (e > 3000) e = 3000; e / 1" | bc)
+# Killed after epoch 2's checkpoint, about 3 s of epochs are still to go at that speed (3000 epochs at most).
+CRASH_EPOCHS=$(echo "e = 2 + 3 / $epoch_s; if (e < 12) e = 12; if (e > 3000) e = 3000; e / 1" | bc)
 diag "an epoch takes ${epoch_s}s: the crashed job has $CRASH_EPOCHS epochs"
 
 http POST /v1/jobs "${J[@]}" -d "$(crash_spec "$CRASH_EPOCHS")"; cj=$(echo "$BODY" | jq -r .id)
