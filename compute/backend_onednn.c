@@ -41,6 +41,11 @@ struct bvalue {
         bool written; /* its diff has been written during this backward */
 };
 
+/* one (output position, input position, kernel tap) triple of a convolution run as per-tap GEMMs */
+struct tg_pair {
+        int o, s, t;
+};
+
 struct bnode {
         struct conform in[2];
         dnnl_memory_t din_scratch[2]; /* diff target when the producer has several consumers or a conform */
@@ -58,6 +63,9 @@ struct bnode {
         bool alias; /* relu fused into the batchnorm before it: its value is the batchnorm's, no work */
         dnnl_memory_t ws_g; /* bn: the workspace of the running-statistics variant */
         bool dropout_on;
+        struct tg_pair *tg; /* conv as per-tap GEMMs (tg_eligible): its (output, input, tap) triples */
+        int n_tg;
+        float *tg_pack; /* backward weights: the pairs of one tap stacked along K */
 };
 
 struct backend_plan {
@@ -319,6 +327,191 @@ static int pd_try(struct backend_plan *p, const void *desc, const_dnnl_primitive
         return 0;
 }
 
+/* ---- small-output convolutions as per-tap GEMMs ------------------------------------------------------ */
+
+/* A convolution whose output has at most 4 positions (ResNet's last stage at 64x64 inputs: 2x2) runs as GEMMs,
+ * one per (output position, input position, kernel tap) that overlap: activations in NHWC, so the batch rows of
+ * one position are a strided matrix [batch, channels], and weights as HWIO (forward, backward weights) and HWOI
+ * (backward data), so each tap is a contiguous [channels, channels] matrix. That multiplies only the taps that
+ * land inside the input, where oneDNN 2.6's direct kernels reach ~50% (forward) and ~27% (backward weights) of the
+ * sgemm peak on these shapes and Winograd is slower still (its 4x4 tiles are mostly padding). Measured on
+ * ResNet-18's 512-channel 2x2 convolutions at batch 32, 2 threads (docs/performance.md). */
+static bool tg_eligible(const struct model *m, const struct node *n) {
+        return n->kind == NODE_CONV && n->out.h * n->out.w <= 4 && n->kh * n->kw > 1 && in_shape(m, n)->c >= 16;
+}
+
+static dnnl_status_t nhwc_md(dnnl_memory_desc_t *md, int batch, const struct value_shape *s) {
+        dnnl_dims_t d = {batch, s->c, s->h, s->w};
+        return dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, dnnl_nhwc);
+}
+
+/* weights [out, in, kh, kw] stored tap-major: HWIO (in fastest but one: [tap][in][out]) or HWOI ([tap][out][in]) */
+static dnnl_status_t tap_md(dnnl_memory_desc_t *md, const struct tensor *w, bool hwoi) {
+        dnnl_dims_t d = {w->shape[0], w->shape[1], w->shape[2], w->shape[3]};
+        if (!hwoi)
+                return dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, dnnl_hwio);
+        dnnl_dims_t st = {d[1], 1, d[3] * d[0] * d[1], d[0] * d[1]};
+        return dnnl_memory_desc_init_by_strides(md, 4, d, dnnl_f32, st);
+}
+
+static int tg_fwd_init(struct model *m, struct backend_plan *p, int ni, struct ft_error *err) {
+        struct node *n = &m->nodes[ni];
+        struct bnode *bn = &p->nodes[ni];
+        const struct value_shape *is = in_shape(m, n);
+        const char *name = n->name;
+        dnnl_memory_desc_t smd, dmd, wmd;
+        int r;
+        CHK(nhwc_md(&smd, p->batch, is), "memory_desc_init");
+        CHK(nhwc_md(&dmd, p->batch, &n->out), "memory_desc_init");
+        CHK(tap_md(&wmd, n->weight, false), "memory_desc_init");
+        bn->tg = malloc((size_t)(n->out.h * n->out.w * n->kh * n->kw) * sizeof(*bn->tg));
+        if (!bn->tg)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        for (int64_t oh = 0; oh < n->out.h; oh++)
+                for (int64_t ow = 0; ow < n->out.w; ow++)
+                        for (int64_t kh = 0; kh < n->kh; kh++)
+                                for (int64_t kw = 0; kw < n->kw; kw++) {
+                                        int64_t ih = oh * n->sh - n->ph + kh * n->dh;
+                                        int64_t iw = ow * n->sw - n->pw + kw * n->dw;
+                                        if (ih < 0 || ih >= is->h || iw < 0 || iw >= is->w)
+                                                continue;
+                                        bn->tg[bn->n_tg++] = (struct tg_pair){(int)(oh * n->out.w + ow),
+                                                                              (int)(ih * is->w + iw),
+                                                                              (int)(kh * n->kw + kw)};
+                                }
+        if ((r = conform_init(p, m, ni, 0, &smd, err)) < 0 ||
+            (r = wview_init(p, &bn->w_fwd, n->weight, n->weight->data, &wmd, false, name, err)) < 0 ||
+            (r = value_init(p, &p->vals[ni + 1], &dmd, name, err)) < 0)
+                return r;
+        return 0;
+}
+
+static int tg_bwd_init(struct model *m, struct backend_plan *p, int ni, struct ft_error *err) {
+        struct node *n = &m->nodes[ni];
+        struct bnode *bn = &p->nodes[ni];
+        const struct value_shape *is = in_shape(m, n);
+        const char *name = n->name;
+        dnnl_memory_desc_t hwoi;
+        int r;
+        CHK(tap_md(&hwoi, n->weight, true), "memory_desc_init");
+        if (n->in[0] != 0) {
+                bn->w_bwd.md = hwoi;
+                bn->w_bwd.user = bn->w_fwd.mem;
+                if ((r = mem_new(p, &hwoi, DNNL_MEMORY_ALLOCATE, &bn->w_bwd.mem, name, err)) < 0 ||
+                    (r = reorder_new(p, &bn->w_fwd.md, &hwoi, &bn->w_bwd.reorder, name, err)) < 0)
+                        return r;
+        }
+        int most = 0; /* the most pairs one tap has */
+        for (int t = 0; t < n->kh * n->kw; t++) {
+                int k = 0;
+                for (int i = 0; i < bn->n_tg; i++)
+                        k += bn->tg[i].t == t;
+                most = k > most ? k : most;
+        }
+        bn->tg_pack = malloc((size_t)most * (size_t)p->batch * (size_t)(is->c + n->out.c) * sizeof(float) + 1);
+        if (!bn->tg_pack)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        return wview_init(p, &bn->dw, n->weight, n->weight->grad, &bn->w_fwd.md, true, name, err);
+}
+
+#define SGEMM(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc)                                                      \
+        CHK(dnnl_sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc), "sgemm")
+
+/* y[b][o][:] = bias + sum over the node's triples of x[b][s][:] . W[t] */
+static int tg_forward(struct model *m, struct backend_plan *p, int ni, struct ft_error *err) {
+        const struct node *n = &m->nodes[ni];
+        const struct bnode *bn = &p->nodes[ni];
+        const char *name = n->name;
+        int64_t B = p->batch, ci = in_shape(m, n)->c, co = n->out.c;
+        int64_t ip = in_shape(m, n)->h * in_shape(m, n)->w, op = n->out.h * n->out.w;
+        CHK(dnnl_stream_wait(p->st), "stream_wait");
+        const float *x = mem_ptr(bn->in[0].mem), *w = mem_ptr(bn->w_fwd.mem);
+        const float *bias = n->bias ? tensor_f32(n->bias) : NULL;
+        float *y = mem_ptr(p->vals[ni + 1].mem);
+        for (int64_t r = 0; r < B * op; r++)
+                for (int64_t c = 0; c < co; c++)
+                        y[r * co + c] = bias ? bias[c] : 0.0f;
+        for (int i = 0; i < bn->n_tg; i++) {
+                const struct tg_pair *q = &bn->tg[i];
+                SGEMM('N', 'N', B, co, ci, x + q->s * ci, ip * ci, w + q->t * ci * co, co, 1.0f, y + q->o * co,
+                      op * co);
+        }
+        return 0;
+}
+
+/* dx[b][s][:] = sum over the triples of dy[b][o][:] . W[t]^T (W[t] stored transposed: HWOI) */
+static int tg_backward_data(struct model *m, struct backend_plan *p, int ni, struct ft_error *err) {
+        const struct node *n = &m->nodes[ni];
+        const struct bnode *bn = &p->nodes[ni];
+        const char *name = n->name;
+        int64_t B = p->batch, ci = in_shape(m, n)->c, co = n->out.c;
+        int64_t ip = in_shape(m, n)->h * in_shape(m, n)->w, op = n->out.h * n->out.w;
+        CHK(dnnl_stream_wait(p->st), "stream_wait");
+        const float *dy = mem_ptr(p->vals[ni + 1].dmem), *w = mem_ptr(bn->w_bwd.mem);
+        float *dx = mem_ptr(bn->in[0].dmem);
+        memset(dx, 0, (size_t)(B * ip * ci) * sizeof(float));
+        for (int i = 0; i < bn->n_tg; i++) {
+                const struct tg_pair *q = &bn->tg[i];
+                SGEMM('N', 'N', B, ci, co, dy + q->o * co, op * co, w + q->t * ci * co, ci, 1.0f, dx + q->s * ci,
+                      ip * ci);
+        }
+        return 0;
+}
+
+/* dW[t] = sum over the tap's (o, s) pairs of x[:][s][:]^T . dy[:][o][:], the pairs stacked along K in one GEMM;
+ * dbias = dy summed over batch and positions */
+static int tg_backward_weights(struct model *m, struct backend_plan *p, int ni, struct ft_error *err) {
+        const struct node *n = &m->nodes[ni];
+        const struct bnode *bn = &p->nodes[ni];
+        const char *name = n->name;
+        int64_t B = p->batch, ci = in_shape(m, n)->c, co = n->out.c;
+        int64_t ip = in_shape(m, n)->h * in_shape(m, n)->w, op = n->out.h * n->out.w;
+        CHK(dnnl_stream_wait(p->st), "stream_wait");
+        const float *x = mem_ptr(bn->in[0].mem), *dy = mem_ptr(p->vals[ni + 1].dmem);
+        if (!n->weight->frozen) {
+                float *dw = mem_ptr(bn->dw.mem);
+                for (int t = 0; t < n->kh * n->kw; t++) {
+                        float *a = bn->tg_pack, *b = NULL;
+                        int k = 0;
+                        for (int i = 0; i < bn->n_tg; i++)
+                                k += bn->tg[i].t == t;
+                        b = a + (size_t)k * (size_t)B * (size_t)ci;
+                        if (k == 0) {
+                                memset(dw + t * ci * co, 0, (size_t)(ci * co) * sizeof(float));
+                                continue;
+                        }
+                        if (k == 1) {
+                                for (int i = 0; i < bn->n_tg; i++)
+                                        if (bn->tg[i].t == t)
+                                                SGEMM('T', 'N', ci, co, B, x + bn->tg[i].s * ci, ip * ci,
+                                                      dy + bn->tg[i].o * co, op * co, 0.0f, dw + t * ci * co, co);
+                                continue;
+                        }
+                        int j = 0;
+                        for (int i = 0; i < bn->n_tg; i++) {
+                                if (bn->tg[i].t != t)
+                                        continue;
+                                for (int64_t r = 0; r < B; r++) {
+                                        memcpy(a + (j * B + r) * ci, x + (r * ip + bn->tg[i].s) * ci,
+                                               (size_t)ci * sizeof(float));
+                                        memcpy(b + (j * B + r) * co, dy + (r * op + bn->tg[i].o) * co,
+                                               (size_t)co * sizeof(float));
+                                }
+                                j++;
+                        }
+                        SGEMM('T', 'N', ci, co, k * B, a, ci, b, co, 0.0f, dw + t * ci * co, co);
+                }
+        }
+        if (n->bias && !n->bias->frozen) {
+                float *db = n->bias->grad;
+                memset(db, 0, (size_t)co * sizeof(float));
+                for (int64_t r = 0; r < B * op; r++)
+                        for (int64_t c = 0; c < co; c++)
+                                db[c] += dy[r * co + c];
+        }
+        return 0;
+}
+
 /* ---- plan: forward ----------------------------------------------------------------------------------- */
 
 static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct ft_error *err) {
@@ -333,6 +526,8 @@ static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
         switch (n->kind) {
         case NODE_LINEAR:
         case NODE_CONV: {
+                if (tg_eligible(m, n))
+                        return tg_fwd_init(m, p, ni, err);
                 dnnl_memory_desc_t smd, wmd, bmd, *bp = NULL;
                 const struct value_shape *is = in_shape(m, n);
                 CHK(any_md(&smd, B, is), "memory_desc_init");
@@ -501,8 +696,11 @@ static void plan_free(struct backend_plan *p) {
         for (size_t i = 0; i < p->n_mems; i++)
                 dnnl_memory_destroy(p->mems[i]);
         if (p->nodes)
-                for (int i = 0; i < p->n_nodes; i++)
+                for (int i = 0; i < p->n_nodes; i++) {
                         free(p->nodes[i].mask);
+                        free(p->nodes[i].tg);
+                        free(p->nodes[i].tg_pack);
+                }
         free(p->prims);
         free(p->pds);
         free(p->mems);
@@ -595,6 +793,8 @@ static int node_forward(struct model *m, struct backend_plan *p, int ni, bool tr
                 if (bn->w_fwd.reorder &&
                     (r = run_reorder(p, bn->w_fwd.reorder, bn->w_fwd.user, bn->w_fwd.mem, name, err)) < 0)
                         return r;
+                if (bn->tg)
+                        return tg_forward(m, p, ni, err);
                 dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, src},
                                         {DNNL_ARG_WEIGHTS, bn->w_fwd.mem},
                                         {DNNL_ARG_DST, out->mem},
@@ -794,6 +994,8 @@ static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
         switch (n->kind) {
         case NODE_LINEAR:
         case NODE_CONV: {
+                if (bn->tg)
+                        return tg_bwd_init(m, p, ni, err);
                 dnnl_memory_desc_t wmd, bmd, *bp = NULL;
                 dnnl_dims_t wd;
                 for (int i = 0; i < n->weight->ndim; i++)
@@ -929,6 +1131,19 @@ static int node_backward(struct model *m, struct backend_plan *p, int ni, struct
         switch (n->kind) {
         case NODE_LINEAR:
         case NODE_CONV: {
+                if (bn->tg) {
+                        if (need0 && bn->w_bwd.reorder &&
+                            ((r = run_reorder(p, bn->w_bwd.reorder, bn->w_bwd.user, bn->w_bwd.mem, name,
+                                                       err)) < 0 ||
+                                      (r = tg_backward_data(m, p, ni, err)) < 0))
+                                return r;
+                        if (nn_node_trainable(n) && (r = tg_backward_weights(m, p, ni, err)) < 0)
+                                return r;
+                        if (!n->weight->frozen && bn->dw.reorder &&
+                            (r = run_reorder(p, bn->dw.reorder, bn->dw.mem, bn->dw.user, name, err)) < 0)
+                                return r;
+                        break;
+                }
                 if (need0) {
                         if (bn->w_bwd.reorder && bn->w_bwd.reorder != bn->w_fwd.reorder &&
                             (r = run_reorder(p, bn->w_bwd.reorder, bn->w_bwd.user, bn->w_bwd.mem, name, err)) < 0)

@@ -200,6 +200,19 @@ int main(void) {
               "\"padding\": 1}, {\"type\": \"conv2d\", \"out_channels\": 5, \"kernel_size\": [2, 3], \"dilation\": 2,"
               "\"padding\": [1, 0], \"bias\": false}, {\"type\": \"flatten\"}]}",
               false, 1e-2);
+        /* outputs of at most 4 positions with >= 16 input channels run as per-tap GEMMs (backend_onednn.c) */
+        check("conv2d per-tap GEMMs: 2x2 stride 1, then 1x1 output without bias",
+              "{\"input\": [3, 4, 4], \"layers\": [{\"type\": \"conv2d\", \"out_channels\": 16, \"kernel_size\": 3,"
+              "\"stride\": 2, \"padding\": 1}, {\"type\": \"conv2d\", \"out_channels\": 20, \"kernel_size\": 3, "
+              "\"padding\": 1}, {\"type\": \"conv2d\", \"out_channels\": 17, \"kernel_size\": 3, \"stride\": 2, "
+              "\"padding\": 1, \"bias\": false}, {\"type\": \"flatten\"}]}",
+              false, 1e-2);
+        check("conv2d per-tap GEMMs: stride 2 from 5x5, dilation 2, then batchnorm",
+              "{\"input\": [3, 5, 5], \"layers\": [{\"type\": \"conv2d\", \"out_channels\": 16, \"kernel_size\": 1},"
+              "{\"type\": \"conv2d\", \"out_channels\": 18, \"kernel_size\": 3, \"stride\": 2, \"dilation\": 2,"
+              "\"padding\": 1}, {\"type\": \"batchnorm2d\", \"name\": \"bn\"}, {\"type\": \"relu\"}, "
+              "{\"type\": \"flatten\"}, {\"type\": \"linear\", \"out_features\": 3}]}",
+              false, 2e-2);
         check("batchnorm2d (training)",
               "{\"input\": [3, 5, 5], \"layers\": [{\"type\": \"conv2d\", \"out_channels\": 17, \"kernel_size\": 3},"
               "{\"type\": \"batchnorm2d\", \"name\": \"bn\"}, {\"type\": \"flatten\"}]}",
