@@ -331,8 +331,8 @@ static int pd_try(struct backend_plan *p, const void *desc, const_dnnl_primitive
 
 /* A convolution whose output has at most 4 positions (ResNet's last stage at 64x64 inputs: 2x2) runs as GEMMs,
  * one per (output position, input position, kernel tap) that overlap: activations in NHWC, so the batch rows of
- * one position are a strided matrix [batch, channels], and weights as HWIO (forward, backward weights) and HWOI
- * (backward data), so each tap is a contiguous [channels, channels] matrix. That multiplies only the taps that
+ * one position are a strided matrix [batch, channels], and weights as HWIO, so each tap is a contiguous
+ * [in channels, out channels] matrix. That multiplies only the taps that
  * land inside the input, where oneDNN 2.6's direct kernels reach ~50% (forward) and ~27% (backward weights) of the
  * sgemm peak on these shapes and Winograd is slower still (its 4x4 tiles are mostly padding). Measured on
  * ResNet-18's 512-channel 2x2 convolutions at batch 32, 2 threads (docs/performance.md). */
@@ -345,13 +345,10 @@ static dnnl_status_t nhwc_md(dnnl_memory_desc_t *md, int batch, const struct val
         return dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, dnnl_nhwc);
 }
 
-/* weights [out, in, kh, kw] stored tap-major: HWIO (in fastest but one: [tap][in][out]) or HWOI ([tap][out][in]) */
-static dnnl_status_t tap_md(dnnl_memory_desc_t *md, const struct tensor *w, bool hwoi) {
+/* weights [out, in, kh, kw] stored tap-major, HWIO: [tap][in][out] */
+static dnnl_status_t hwio_md(dnnl_memory_desc_t *md, const struct tensor *w) {
         dnnl_dims_t d = {w->shape[0], w->shape[1], w->shape[2], w->shape[3]};
-        if (!hwoi)
-                return dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, dnnl_hwio);
-        dnnl_dims_t st = {d[1], 1, d[3] * d[0] * d[1], d[0] * d[1]};
-        return dnnl_memory_desc_init_by_strides(md, 4, d, dnnl_f32, st);
+        return dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, dnnl_hwio);
 }
 
 static int tg_fwd_init(struct model *m, struct backend_plan *p, int ni, struct ft_error *err) {
@@ -363,7 +360,7 @@ static int tg_fwd_init(struct model *m, struct backend_plan *p, int ni, struct f
         int r;
         CHK(nhwc_md(&smd, p->batch, is), "memory_desc_init");
         CHK(nhwc_md(&dmd, p->batch, &n->out), "memory_desc_init");
-        CHK(tap_md(&wmd, n->weight, false), "memory_desc_init");
+        CHK(hwio_md(&wmd, n->weight), "memory_desc_init");
         bn->tg = malloc((size_t)(n->out.h * n->out.w * n->kh * n->kw) * sizeof(*bn->tg));
         if (!bn->tg)
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
@@ -391,16 +388,6 @@ static int tg_bwd_init(struct model *m, struct backend_plan *p, int ni, struct f
         struct bnode *bn = &p->nodes[ni];
         const struct value_shape *is = in_shape(m, n);
         const char *name = n->name;
-        dnnl_memory_desc_t hwoi;
-        int r;
-        CHK(tap_md(&hwoi, n->weight, true), "memory_desc_init");
-        if (n->in[0] != 0) {
-                bn->w_bwd.md = hwoi;
-                bn->w_bwd.user = bn->w_fwd.mem;
-                if ((r = mem_new(p, &hwoi, DNNL_MEMORY_ALLOCATE, &bn->w_bwd.mem, name, err)) < 0 ||
-                    (r = reorder_new(p, &bn->w_fwd.md, &hwoi, &bn->w_bwd.reorder, name, err)) < 0)
-                        return r;
-        }
         int most = 0; /* the most pairs one tap has */
         for (int t = 0; t < n->kh * n->kw; t++) {
                 int k = 0;
@@ -408,7 +395,10 @@ static int tg_bwd_init(struct model *m, struct backend_plan *p, int ni, struct f
                         k += bn->tg[i].t == t;
                 most = k > most ? k : most;
         }
-        bn->tg_pack = malloc((size_t)most * (size_t)p->batch * (size_t)(is->c + n->out.c) * sizeof(float) + 1);
+        size_t pack = (size_t)most * (size_t)p->batch * (size_t)(is->c + n->out.c); /* backward weights */
+        if (pack < (size_t)p->batch * (size_t)is->c) /* backward data */
+                pack = (size_t)p->batch * (size_t)is->c;
+        bn->tg_pack = malloc(pack * sizeof(float));
         if (!bn->tg_pack)
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         return wview_init(p, &bn->dw, n->weight, n->weight->grad, &bn->w_fwd.md, true, name, err);
@@ -439,7 +429,9 @@ static int tg_forward(struct model *m, struct backend_plan *p, int ni, struct ft
         return 0;
 }
 
-/* dx[b][s][:] = sum over the triples of dy[b][o][:] . W[t]^T (W[t] stored transposed: HWOI) */
+/* dx[b][s][:] = sum over the triples of dy[b][o][:] . W[t]^T, computed transposed (dx_s^T = W[t] . dy_o^T, into
+ * the pack buffer) so that W[t] is read in its HWIO layout: a GEMM with a transposed [channels, channels] operand
+ * ran at a third of the peak, and a second, HWOI copy of the weights cost more than the transpose below. */
 static int tg_backward_data(struct model *m, struct backend_plan *p, int ni, struct ft_error *err) {
         const struct node *n = &m->nodes[ni];
         const struct bnode *bn = &p->nodes[ni];
@@ -447,13 +439,25 @@ static int tg_backward_data(struct model *m, struct backend_plan *p, int ni, str
         int64_t B = p->batch, ci = in_shape(m, n)->c, co = n->out.c;
         int64_t ip = in_shape(m, n)->h * in_shape(m, n)->w, op = n->out.h * n->out.w;
         CHK(dnnl_stream_wait(p->st), "stream_wait");
-        const float *dy = mem_ptr(p->vals[ni + 1].dmem), *w = mem_ptr(bn->w_bwd.mem);
-        float *dx = mem_ptr(bn->in[0].dmem);
-        memset(dx, 0, (size_t)(B * ip * ci) * sizeof(float));
-        for (int i = 0; i < bn->n_tg; i++) {
-                const struct tg_pair *q = &bn->tg[i];
-                SGEMM('N', 'N', B, ci, co, dy + q->o * co, op * co, w + q->t * ci * co, ci, 1.0f, dx + q->s * ci,
-                      ip * ci);
+        const float *dy = mem_ptr(p->vals[ni + 1].dmem), *w = mem_ptr(bn->w_fwd.mem);
+        float *dx = mem_ptr(bn->in[0].dmem), *ct = bn->tg_pack;
+        for (int64_t s = 0; s < ip; s++) {
+                float beta = 0.0f;
+                for (int i = 0; i < bn->n_tg; i++) {
+                        const struct tg_pair *q = &bn->tg[i];
+                        if (q->s != s)
+                                continue;
+                        SGEMM('N', 'T', ci, B, co, w + q->t * ci * co, co, dy + q->o * co, op * co, beta, ct, B);
+                        beta = 1.0f;
+                }
+                if (beta == 0.0f) {
+                        for (int64_t b = 0; b < B; b++)
+                                memset(dx + (b * ip + s) * ci, 0, (size_t)ci * sizeof(float));
+                        continue;
+                }
+                for (int64_t b = 0; b < B; b++)
+                        for (int64_t c = 0; c < ci; c++)
+                                dx[(b * ip + s) * ci + c] = ct[c * B + b];
         }
         return 0;
 }
@@ -1132,10 +1136,7 @@ static int node_backward(struct model *m, struct backend_plan *p, int ni, struct
         case NODE_LINEAR:
         case NODE_CONV: {
                 if (bn->tg) {
-                        if (need0 && bn->w_bwd.reorder &&
-                            ((r = run_reorder(p, bn->w_bwd.reorder, bn->w_bwd.user, bn->w_bwd.mem, name,
-                                                       err)) < 0 ||
-                                      (r = tg_backward_data(m, p, ni, err)) < 0))
+                        if (need0 && (r = tg_backward_data(m, p, ni, err)) < 0)
                                 return r;
                         if (nn_node_trainable(n) && (r = tg_backward_weights(m, p, ni, err)) < 0)
                                 return r;
