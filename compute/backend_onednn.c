@@ -3,9 +3,8 @@
  * One plan per (model, batch size): every primitive, memory and buffer is created when the plan is made (forward)
  * or on its first backward, and reused for every step after. Activations stay in the formats oneDNN picks
  * (format_tag_any: blocked nChw16c on AVX-512) from layer to layer; a reorder is inserted only where a layer
- * wants another format than its producer wrote. Parameters live in PyTorch layout in the model's arena; layers
- * whose primitives prefer blocked weights get a reorder per step (weights change every step) and their weight
- * gradients are reordered back. 3x3 stride-1 convolutions run oneDNN's Winograd kernels where they measured faster
+ * wants another format than its producer wrote. Weights live in the model's arena, between steps in the format
+ * their forward primitive reads (param_md; model_sync puts them back in PyTorch layout). 3x3 stride-1 convolutions run oneDNN's Winograd kernels where they measured faster
  * (conv_alg), the others direct. BatchNorm running statistics are updated here exactly as PyTorch does (oneDNN
  * only returns the batch statistics).
  *
@@ -238,12 +237,141 @@ static int conform_init(struct backend_plan *p, struct model *m, int ni, int j, 
         return 0;
 }
 
-static int wview_init(struct backend_plan *p, struct wview *w, const struct tensor *t, void *data,
+/* ---- parameter layouts --------------------------------------------------------------------------------- */
+
+/* Where a weight lives between steps. The first plan made for a model decides, per weight, the format its forward
+ * primitive reads (when that format holds exactly numel floats: no padding) and forward moves the weight, its
+ * gradient and its followers (optimizer state, the gradient accumulator) there in place; model_sync moves them
+ * back. Every plan reads and writes the weight in that one format, so a step needs no reorder from PyTorch layout
+ * and back, only where a primitive (another batch size, backward data) wants yet another format. */
+struct bparam {
+        bool decided;
+        bool permuted; /* md differs from PyTorch layout */
+        bool moved; /* the arrays are in md now */
+        dnnl_memory_desc_t md;
+        dnnl_memory_t plain, native; /* over a caller's array: handles set per move */
+        dnnl_primitive_t to_native, to_plain;
+};
+
+struct backend_params {
+        size_t n;
+        struct bparam *t;
+        float *scratch;
+        size_t scratch_n;
+};
+
+static void onednn_params_free(struct model *m) {
+        struct backend_params *bp = m->params;
+        if (!bp)
+                return;
+        for (size_t i = 0; i < bp->n; i++) {
+                struct bparam *b = &bp->t[i];
+                dnnl_primitive_destroy(b->to_native);
+                dnnl_primitive_destroy(b->to_plain);
+                dnnl_memory_destroy(b->plain);
+                dnnl_memory_destroy(b->native);
+        }
+        free(bp->t);
+        free(bp->scratch);
+        free(bp);
+        m->params = NULL;
+}
+
+static int reorder_pd_prim(dnnl_engine_t eng, const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst,
+                           dnnl_primitive_t *ret, const char *name, struct ft_error *err) {
+        dnnl_primitive_desc_t pd;
+        CHK(dnnl_reorder_primitive_desc_create(&pd, src, eng, dst, eng, NULL), "reorder");
+        dnnl_status_t s = dnnl_primitive_create(ret, pd);
+        dnnl_primitive_desc_destroy(pd);
+        CHK(s, "primitive_create");
+        return 0;
+}
+
+/* The format weight t lives in between steps; want: the format the deciding primitive reads (NULL: PyTorch's). */
+static int param_md(struct backend_plan *p, struct model *m, const struct tensor *t, const dnnl_memory_desc_t *want,
+                    dnnl_memory_desc_t *ret, struct ft_error *err) {
+        const char *name = t->name;
+        if (!m->params) {
+                struct backend_params *bp = calloc(1, sizeof(*bp));
+                if (bp)
+                        bp->t = calloc(m->n_tensors ? m->n_tensors : 1, sizeof(*bp->t));
+                if (!bp || !bp->t) {
+                        free(bp);
+                        return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+                }
+                bp->n = m->n_tensors;
+                m->params = bp;
+        }
+        struct backend_params *bp = m->params;
+        struct bparam *b = &bp->t[t - m->tensors];
+        if (!b->decided) {
+                CHK(tensor_md(&b->md, t), "memory_desc_init");
+                if (want && t->dtype == TENSOR_F32 && !dnnl_memory_desc_equal(want, &b->md) &&
+                    dnnl_memory_desc_get_size(want) == tensor_nbytes(t)) {
+                        if (bp->scratch_n < t->numel) {
+                                float *s = realloc(bp->scratch, t->numel * sizeof(float));
+                                if (!s)
+                                        return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+                                bp->scratch = s;
+                                bp->scratch_n = t->numel;
+                        }
+                        CHK(dnnl_memory_create(&b->plain, &b->md, p->eng, DNNL_MEMORY_NONE), "memory_create");
+                        CHK(dnnl_memory_create(&b->native, want, p->eng, DNNL_MEMORY_NONE), "memory_create");
+                        int r;
+                        if ((r = reorder_pd_prim(p->eng, &b->md, want, &b->to_native, name, err)) < 0 ||
+                            (r = reorder_pd_prim(p->eng, want, &b->md, &b->to_plain, name, err)) < 0)
+                                return r;
+                        b->md = *want;
+                        b->permuted = true;
+                }
+                b->decided = true;
+        }
+        *ret = b->md;
+        return 0;
+}
+
+/* Move every decided weight with its gradient and followers into its format (to_native) or back. */
+static int params_move(struct model *m, bool to_native, struct ft_error *err) {
+        struct backend_params *bp = m->params;
+        const char *name = "parameters";
+        dnnl_stream_t st = m->ctx->stream;
+        for (size_t i = 0; bp && i < bp->n; i++) {
+                struct bparam *b = &bp->t[i];
+                if (!b->permuted || b->moved == to_native)
+                        continue;
+                struct tensor *t = &m->tensors[i];
+                float *arrays[2 + TENSOR_FOLLOW_MAX] = {t->data, t->grad};
+                int n = 2;
+                for (int k = 0; k < TENSOR_FOLLOW_MAX && t->follow[k]; k++)
+                        arrays[n++] = t->follow[k];
+                dnnl_memory_t from = to_native ? b->plain : b->native, to = to_native ? b->native : b->plain;
+                for (int k = 0; k < n; k++) {
+                        if (!arrays[k])
+                                continue;
+                        CHK(dnnl_memory_set_data_handle(from, arrays[k]), "set_data_handle");
+                        CHK(dnnl_memory_set_data_handle(to, bp->scratch), "set_data_handle");
+                        dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+                        CHK(dnnl_primitive_execute(to_native ? b->to_native : b->to_plain, st, 2, a), "execute");
+                        CHK(dnnl_stream_wait(st), "stream_wait");
+                        memcpy(arrays[k], bp->scratch, tensor_nbytes(t));
+                }
+                b->moved = to_native;
+        }
+        m->params_native = to_native;
+        return 0;
+}
+
+static int onednn_params_plain(struct model *m, struct ft_error *err) {
+        return params_move(m, false, err);
+}
+
+/* A view of parameter t (its data or grad, in the format param_md decided) in the format a primitive wants, with
+ * the reorder between them when they differ (to_user: from the view to the parameter). */
+static int wview_init(struct backend_plan *p, struct model *m, struct wview *w, const struct tensor *t, void *data,
                       const dnnl_memory_desc_t *want, bool to_user, const char *name, struct ft_error *err) {
         dnnl_memory_desc_t umd;
-        CHK(tensor_md(&umd, t), "memory_desc_init");
-        int r = mem_new(p, &umd, data, &w->user, name, err);
-        if (r < 0)
+        int r = param_md(p, m, t, want, &umd, err);
+        if (r < 0 || (r = mem_new(p, &umd, data, &w->user, name, err)) < 0)
                 return r;
         w->md = *want;
         if (dnnl_memory_desc_equal(&umd, want)) {
@@ -377,7 +505,7 @@ static int tg_fwd_init(struct model *m, struct backend_plan *p, int ni, struct f
                                                                               (int)(kh * n->kw + kw)};
                                 }
         if ((r = conform_init(p, m, ni, 0, &smd, err)) < 0 ||
-            (r = wview_init(p, &bn->w_fwd, n->weight, n->weight->data, &wmd, false, name, err)) < 0 ||
+            (r = wview_init(p, m, &bn->w_fwd, n->weight, n->weight->data, &wmd, false, name, err)) < 0 ||
             (r = value_init(p, &p->vals[ni + 1], &dmd, name, err)) < 0)
                 return r;
         return 0;
@@ -401,7 +529,7 @@ static int tg_bwd_init(struct model *m, struct backend_plan *p, int ni, struct f
         bn->tg_pack = malloc(pack * sizeof(float));
         if (!bn->tg_pack)
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
-        return wview_init(p, &bn->dw, n->weight, n->weight->grad, &bn->w_fwd.md, true, name, err);
+        return wview_init(p, m, &bn->dw, n->weight, n->weight->grad, &bn->w_fwd.md, true, name, err);
 }
 
 #define SGEMM(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc)                                                      \
@@ -570,7 +698,7 @@ static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
                 }
                 if ((r = prim_new(p, bn->fwd_pd, &bn->fwd, name, err)) < 0 ||
                     (r = conform_init(p, m, ni, 0, q_md(bn->fwd_pd, dnnl_query_src_md), err)) < 0 ||
-                    (r = wview_init(p, &bn->w_fwd, n->weight, n->weight->data, q_md(bn->fwd_pd, dnnl_query_weights_md),
+                    (r = wview_init(p, m, &bn->w_fwd, n->weight, n->weight->data, q_md(bn->fwd_pd, dnnl_query_weights_md),
                                     false, name, err)) < 0 ||
                     (r = value_init(p, out, q_md(bn->fwd_pd, dnnl_query_dst_md), name, err)) < 0)
                         return r;
@@ -881,6 +1009,8 @@ static int onednn_forward(struct model *m, struct backend_plan *p, const float *
                           struct ft_error *err) {
         int r;
         const char *name = "input";
+        if (!m->params_native && (r = params_move(m, true, err)) < 0)
+                return r;
         CHK(dnnl_memory_set_data_handle(p->x_mem, (void *)x), "set_data_handle");
         for (int i = 0; i < m->n_nodes; i++)
                 if ((r = node_forward(m, p, i, training, err)) < 0)
@@ -1051,7 +1181,7 @@ static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
                         }
                 }
                 if ((r = prim_new(p, wpd, &bn->bwd_weights, name, err)) < 0 ||
-                    (r = wview_init(p, &bn->dw, n->weight, n->weight->grad, q_md(wpd, dnnl_query_diff_weights_md), true,
+                    (r = wview_init(p, m, &bn->dw, n->weight, n->weight->grad, q_md(wpd, dnnl_query_diff_weights_md), true,
                                     name, err)) < 0 ||
                     (r = mem_new(p, &bn->dw.md, DNNL_MEMORY_ALLOCATE, &bn->dw_scratch, name, err)) < 0)
                         return r;
@@ -1250,6 +1380,8 @@ static int node_backward(struct model *m, struct backend_plan *p, int ni, struct
 static int onednn_backward(struct model *m, struct backend_plan *p, const float *d_out, struct ft_error *err) {
         int r;
         const char *name = "output";
+        if (!m->params_native && (r = params_move(m, true, err)) < 0)
+                return r;
         if (!p->bwd_ready) {
                 for (int v = 1; v < m->n_values; v++) {
                         if (p->vals[v].dmem)
@@ -1299,4 +1431,6 @@ const struct backend_ops backend_onednn_ops = {
         .plan_free = plan_free,
         .forward = onednn_forward,
         .backward = onednn_backward,
+        .params_plain = onednn_params_plain,
+        .params_free = onednn_params_free,
 };

@@ -493,10 +493,24 @@ static void model_plans_release(struct model *m) {
         m->last_plan = NULL;
 }
 
+/* the backend's layout state goes with the context that made it: parameters back to PyTorch layout first */
+static int model_params_release(struct model *m, struct ft_error *err) {
+        int r = model_sync(m, err);
+        if (r < 0)
+                return r;
+        model_plans_release(m);
+        if (m->ctx && m->params)
+                m->ctx->ops->params_free(m);
+        m->params = NULL;
+        return 0;
+}
+
 void model_free(struct model *m) {
         if (!m)
                 return;
         model_plans_release(m);
+        if (m->ctx && m->params)
+                m->ctx->ops->params_free(m);
         json_decref(m->spec);
         free(m->nodes);
         free(m->consumers);
@@ -770,6 +784,7 @@ static void init_node(struct model *m, struct node *n, uint64_t seed) {
 }
 
 void model_init(struct model *m, uint64_t seed) {
+        (void)model_sync(m, NULL); /* cannot fail: the reorders exist */
         for (int i = 0; i < m->n_nodes; i++)
                 init_node(m, &m->nodes[i], seed);
         m->rng.seed = seed;
@@ -782,7 +797,9 @@ static bool name_has_prefix(const char *name, const char *prefix) {
 }
 
 int model_init_prefix(struct model *m, const char *prefix, uint64_t seed, struct ft_error *err) {
-        int count = 0;
+        int count = 0, r = model_sync(m, err);
+        if (r < 0)
+                return r;
         for (int i = 0; i < m->n_nodes; i++) {
                 struct node *n = &m->nodes[i];
                 if (n->weight && name_has_prefix(n->weight->name, prefix)) {
@@ -841,8 +858,11 @@ int model_prepare(struct model *m, struct compute_ctx *ctx, int max_batch, struc
                 return ft_error_set(err, -EINVAL, "ctx", "no compute context");
         if (max_batch < 1 || max_batch > MODEL_BATCH_MAX)
                 return ft_error_set(err, -EINVAL, "batch_size", "\"batch_size\" must be from 1 to %d", MODEL_BATCH_MAX);
-        if (m->ctx != ctx)
-                model_plans_release(m);
+        if (m->ctx != ctx) {
+                int r = model_params_release(m, err);
+                if (r < 0)
+                        return r;
+        }
         m->ctx = ctx;
         m->max_batch = max_batch;
         return 0;
@@ -909,6 +929,35 @@ int model_backward(struct model *m, const float *d_out, struct ft_error *err) {
         if (!m->last_plan || !m->last_training)
                 return ft_error_set(err, -EINVAL, NULL, "backward needs a training forward first");
         return m->ctx->ops->backward(m, m->last_plan, d_out, err);
+}
+
+int model_sync(struct model *m, struct ft_error *err) {
+        if (!m->params_native)
+                return 0;
+        return m->ctx->ops->params_plain(m, err);
+}
+
+int model_follow(struct model *m, struct tensor *t, float *buf, struct ft_error *err) {
+        int r = model_sync(m, err), n = 0;
+        if (r < 0)
+                return r;
+        while (n < TENSOR_FOLLOW_MAX && t->follow[n])
+                n++;
+        if (n >= TENSOR_FOLLOW_MAX - 1)
+                return ft_error_set(err, -ENOSPC, NULL, "tensor \"%s\": too many arrays follow it", t->name);
+        t->follow[n] = buf;
+        return 0;
+}
+
+void model_unfollow(struct model *m, struct tensor *t, float *buf) {
+        (void)model_sync(m, NULL);
+        int n = 0;
+        while (n < TENSOR_FOLLOW_MAX && t->follow[n] && t->follow[n] != buf)
+                n++;
+        for (; n + 1 < TENSOR_FOLLOW_MAX && t->follow[n]; n++)
+                t->follow[n] = t->follow[n + 1];
+        if (n < TENSOR_FOLLOW_MAX)
+                t->follow[n] = NULL;
 }
 
 void model_zero_grad(struct model *m) {

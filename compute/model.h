@@ -131,6 +131,17 @@ int model_backward(struct model *m, const float *d_out, struct ft_error *err);
 /* Set every parameter gradient to zero. */
 void model_zero_grad(struct model *m);
 
+/* Between steps the backend keeps weights, their gradients and the arrays that follow them in the layout its
+ * kernels read (forward moves them there; that saves two weight reorders per layer and step). Call model_sync
+ * before reading or writing parameter data, gradients or optimizer state on the host after a forward or backward:
+ * it puts them back in PyTorch layout (a no-op when they are). The library's own readers and writers (safetensors
+ * save and load, checkpoints, train_run before it returns) call it themselves. */
+int model_sync(struct model *m, struct ft_error *err);
+/* Let `buf` (numel floats, e.g. an optimizer's exp_avg for parameter t) follow t's layout; -ENOSPC beyond
+ * TENSOR_FOLLOW_MAX - 1. Puts the model in PyTorch layout first. model_unfollow removes it (before buf is freed). */
+int model_follow(struct model *m, struct tensor *t, float *buf, struct ft_error *err);
+void model_unfollow(struct model *m, struct tensor *t, float *buf);
+
 /* The dropout generator: a counter-based generator (seed, counter). Save and restore it with checkpoints to
  * resume bit-identically. */
 struct model_rng_state {

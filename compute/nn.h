@@ -64,6 +64,7 @@ struct node {
 };
 
 struct backend_plan; /* one per (model, batch size), owned by the backend */
+struct backend_params;
 
 /* The backend op table. All calls on the context's thread. */
 struct backend_ops {
@@ -77,6 +78,11 @@ struct backend_ops {
                        struct ft_error *err);
         /* backward from d_out [batch, outputs] after a training forward with the same plan */
         int (*backward)(struct model *m, struct backend_plan *p, const float *d_out, struct ft_error *err);
+        /* parameters (data, grad, followers) back to PyTorch layout; forward and backward move them to the
+         * backend's (model_sync) */
+        int (*params_plain)(struct model *m, struct ft_error *err);
+        /* release the model's layout state (after params_plain) */
+        void (*params_free)(struct model *m);
 };
 
 extern const struct backend_ops backend_onednn_ops;
@@ -105,6 +111,8 @@ struct model {
         unsigned plan_clock;
         struct backend_plan *last_plan; /* of the last forward */
         bool last_training;
+        struct backend_params *params; /* the backend's layout of each parameter (owned by ctx->ops) */
+        bool params_native; /* some parameters are in the backend's layout now */
 };
 
 /* dnnl context internals the backend needs */

@@ -53,6 +53,12 @@ void optim_config_default(enum optim_kind kind, struct optim_config *ret) {
 void optim_free(struct optim *o) {
         if (!o)
                 return;
+        for (size_t i = 0; o->params && i < o->n_params; i++) {
+                if (o->buf1[i])
+                        model_unfollow(o->m, o->params[i], tensor_f32(o->buf1[i]));
+                if (o->buf2[i])
+                        model_unfollow(o->m, o->params[i], tensor_f32(o->buf2[i]));
+        }
         arena_deinit(&o->arena);
         free(o->state);
         free(o->params);
@@ -138,6 +144,11 @@ int optim_new(struct model *m, const struct optim_config *cfg, struct optim **re
                                 o->buf1[i] = t;
                         else
                                 o->buf2[i] = t;
+                        int r = model_follow(m, p, tensor_f32(t), err);
+                        if (r < 0) {
+                                optim_free(o);
+                                return r;
+                        }
                 }
         }
         *ret = o;

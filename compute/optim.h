@@ -53,7 +53,7 @@ struct optim;
  * (-EINVAL naming the field: negative momentum, betas outside [0,1), eps <= 0, nesterov with dampening...).
  * State starts at zero, step 0. */
 int optim_new(struct model *m, const struct optim_config *cfg, struct optim **ret, struct ft_error *err);
-void optim_free(struct optim *o); /* NULL is a no-op */
+void optim_free(struct optim *o); /* NULL is a no-op; before model_free of its model (its state follows the weights) */
 
 /* One update of every non-frozen parameter from its grad, with learning rate lr (> 0, finite; the schedule's
  * value for this step). ctx (may be NULL: then single-threaded) gives the thread count. */

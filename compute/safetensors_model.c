@@ -34,6 +34,9 @@ int st_model_save(const char *path, struct model *m, const struct data_transform
 
 int st_model_save_with(const char *path, struct model *m, const struct data_transform *t, char *const *class_names,
                        size_t n_classes, const struct st_meta *extra, size_t n_extra, struct ft_error *err) {
+        int rs = model_sync(m, err);
+        if (rs < 0)
+                return rs;
         size_t n = model_tensor_count(m);
         struct st_tensor *ts = calloc(n ? n : 1, sizeof(*ts));
         struct st_meta *meta = calloc(4 + n_extra, sizeof(*meta));
@@ -111,6 +114,9 @@ enum fit { FIT_SAME, FIT_HEAD, FIT_INPUT, FIT_BAD };
 int st_model_load(struct model *m, const struct st_file *f, const struct st_load_options *opt,
                   struct st_load_report *report, struct ft_error *err) {
         struct st_load_options strict = {0};
+        int rs = model_sync(m, err);
+        if (rs < 0)
+                return rs;
         if (!opt)
                 opt = &strict;
         size_t n = model_tensor_count(m);

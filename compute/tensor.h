@@ -4,8 +4,11 @@
  * BatchNorm buffers) or by an optimizer (its state). Names are PyTorch state_dict names
  * ("layer1.0.bn1.running_mean"), so weights move between finetuned and PyTorch with no mapping table.
  *
- * Not for: layouts. Every tensor here is dense, contiguous, row-major in PyTorch's layout (Linear [out, in],
- * Conv [O, I, kH, kW]); the backend may keep private blocked copies but always reads and writes these. */
+ * Layout: on the host every tensor is dense, contiguous, row-major in PyTorch's layout (Linear [out, in], Conv
+ * [O, I, kH, kW]). Between training steps the backend may keep a weight, its gradient and the arrays that follow it
+ * (optimizer state, the gradient accumulator) permuted into the layout its kernels read, in place (model.h:
+ * model_sync); that is a permutation of the same numel floats, so elementwise code (optimizers, clipping,
+ * accumulation) runs on either. */
 #pragma once
 
 #include <stdbool.h>
@@ -21,6 +24,7 @@ enum tensor_dtype {
 
 #define TENSOR_NAME_MAX 128
 #define TENSOR_NDIM_MAX 4
+#define TENSOR_FOLLOW_MAX 4
 
 struct tensor {
         char name[TENSOR_NAME_MAX]; /* state_dict name, NUL-terminated */
@@ -36,6 +40,8 @@ struct tensor {
                       * Set it with model_freeze(), not by writing the field */
         float lr_mult; /* parameter group learning-rate multiplier, 1.0 by default; the
                         * trainer may write it directly (optim reads it at every step) */
+        float *follow[TENSOR_FOLLOW_MAX]; /* arrays of numel floats laid out like data, NULL-terminated:
+                                            * model_follow() */
 };
 
 static inline float *tensor_f32(const struct tensor *t) {

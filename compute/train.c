@@ -442,6 +442,15 @@ static int setup_optim(struct trainer *tr, struct ft_error *err) {
                 tr->accum = calloc(tr->accum_n ? tr->accum_n : 1, sizeof(float));
                 if (!tr->accum)
                         return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+                size_t off = 0; /* each parameter's slice moves with the parameter's layout */
+                for (size_t i = 0; i < model_tensor_count(tr->m); i++) {
+                        struct tensor *t = model_tensor_at(tr->m, i);
+                        if (!t->is_param)
+                                continue;
+                        if ((r = model_follow(tr->m, t, tr->accum + off, err)) < 0)
+                                return r;
+                        off += t->numel;
+                }
         }
         if (tr->spec->early_stopping.enabled && tr->spec->early_stopping.restore_best) {
                 size_t total = 0;
@@ -457,8 +466,11 @@ static int setup_optim(struct trainer *tr, struct ft_error *err) {
 
 /* ---- weights copies ------------------------------------------------------------ */
 
-static void weights_copy(struct model *m, uint8_t *buf, bool save) {
+static int weights_copy(struct model *m, uint8_t *buf, bool save, struct ft_error *err) {
         size_t off = 0;
+        int r = model_sync(m, err);
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < model_tensor_count(m); i++) {
                 struct tensor *t = model_tensor_at(m, i);
                 size_t nb = tensor_nbytes(t);
@@ -468,6 +480,7 @@ static void weights_copy(struct model *m, uint8_t *buf, bool save) {
                         memcpy(t->data, buf + off, nb);
                 off += nb;
         }
+        return 0;
 }
 
 /* ---- checkpoints ------------------------------------------------------------------ */
@@ -557,6 +570,9 @@ static int checkpoint_write(struct trainer *tr, bool partial, struct ft_error *e
         int r;
         if (!root)
                 return 0;
+        r = model_sync(tr->m, err);
+        if (r < 0)
+                return r;
         r = fileio_mkdir_p(root, 0755, err);
         if (r < 0)
                 return r;
@@ -710,7 +726,9 @@ static struct tensor *optim_at(void *o, size_t i) {
 static int checkpoint_load(struct trainer *tr, const char *dir, struct ft_error *err) {
         char path[4200];
         json_error_t jerr;
-        int r;
+        int r = model_sync(tr->m, err);
+        if (r < 0)
+                return r;
         snprintf(path, sizeof(path), "%s/state.json", dir);
         json_t *state = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
         if (!state)
@@ -998,8 +1016,11 @@ static int end_of_epoch(struct trainer *tr, double train_seconds, struct ft_erro
                                 tr->best_value = v;
                                 tr->best_epoch = tr->epoch;
                                 tr->bad_epochs = 0;
-                                if (tr->best)
-                                        weights_copy(tr->m, tr->best, true);
+                                int rc = tr->best ? weights_copy(tr->m, tr->best, true, err) : 0;
+                                if (rc < 0) {
+                                        json_decref(ev);
+                                        return rc;
+                                }
                         } else if (++tr->bad_epochs >= es->patience) {
                                 tr->stopped_early = true;
                         }
@@ -1119,6 +1140,15 @@ static int final_metrics(struct trainer *tr, struct train_result *res, struct ft
 }
 
 static void trainer_deinit(struct trainer *tr) {
+        (void)model_sync(tr->m, NULL); /* PyTorch layout on every way out (a no-op after train_run's own) */
+        size_t off = 0;
+        for (size_t i = 0; tr->accum && i < model_tensor_count(tr->m); i++) {
+                struct tensor *t = model_tensor_at(tr->m, i);
+                if (!t->is_param)
+                        continue;
+                model_unfollow(tr->m, t, tr->accum + off);
+                off += t->numel;
+        }
         data_loader_free(tr->train_loader);
         data_loader_free(tr->eval_loader);
         optim_free(tr->optim);
@@ -1195,9 +1225,12 @@ int train_run(const struct jobspec *spec, struct model *m, struct compute_ctx *c
                 if (r < 0)
                         goto fail;
         }
-        if (tr.best && tr.has_best)
-                weights_copy(m, tr.best, false);
+        if (tr.best && tr.has_best && (r = weights_copy(m, tr.best, false, err)) < 0)
+                goto fail;
         r = final_metrics(&tr, &res, err);
+        if (r < 0)
+                goto fail;
+        r = model_sync(m, err); /* the caller reads and saves the weights */
         if (r < 0)
                 goto fail;
 

@@ -549,6 +549,93 @@ static void test_optim_rules(struct compute_ctx *ctx) {
         model_free(m);
 }
 
+/* Between steps the backend keeps weights, gradients and optimizer state permuted into its kernels' formats
+ * (model_sync). Two identical models train 4 Adam steps (and gd-style followers), one synced to PyTorch layout after
+ * every step and one never: their weights and state must end bit-identical, and the unsynced one must really have
+ * been permuted (else this tests nothing). */
+static void test_layout_sync(struct compute_ctx *ctx) {
+        const char *spec_json =
+                "{\"input\": [16, 6, 6], \"layers\": [{\"type\": \"conv2d\", \"out_channels\": 32, \"kernel_size\": 3,"
+                "\"padding\": 1}, {\"type\": \"batchnorm2d\"}, {\"type\": \"relu\"}, {\"type\": \"conv2d\", "
+                "\"out_channels\": 32, \"kernel_size\": 3, \"stride\": 3, \"padding\": 1}, {\"type\": \"conv2d\", "
+                "\"out_channels\": 16, \"kernel_size\": 3, \"padding\": 1}, {\"type\": \"flatten\"}, {\"type\": "
+                "\"linear\", \"out_features\": 32}, {\"type\": \"relu\"}, {\"type\": \"linear\", \"out_features\": 5}]}";
+        json_t *spec = json_loads(spec_json, 0, NULL);
+        struct model *m[2] = {NULL, NULL};
+        struct optim *o[2] = {NULL, NULL};
+        struct ft_error err = {0};
+        float *extra[2] = {NULL, NULL};
+        int r = 0;
+        enum { B = 4 };
+        float x[B * 16 * 36], d[B * 5];
+        for (size_t i = 0; i < ARRAY_SIZE(x); i++)
+                x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+        for (size_t i = 0; i < ARRAY_SIZE(d); i++)
+                d[i] = (float)((i * 13) % 7) / 7.0f - 0.4f;
+        struct optim_config cfg;
+        optim_config_default(OPTIM_ADAM, &cfg);
+        for (int k = 0; k < 2 && r == 0; k++) {
+                r = model_new(spec, &m[k], &err);
+                if (r == 0) {
+                        model_init(m[k], 5);
+                        r = model_prepare(m[k], ctx, B, &err);
+                }
+                r = r ? r : optim_new(m[k], &cfg, &o[k], &err);
+                struct tensor *w = r ? NULL : model_tensor_find(m[k], "3.weight");
+                extra[k] = w ? calloc(w->numel, sizeof(float)) : NULL;
+                if (extra[k]) {
+                        for (size_t i = 0; i < w->numel; i++)
+                                extra[k][i] = (float)i; /* a follower that records where each element went */
+                        r = model_follow(m[k], w, extra[k], &err);
+                }
+        }
+        if (!ok(r == 0 && extra[0] && extra[1], "layout: two models, Adam, a follower (%s)", err.message))
+                goto out;
+        int permuted = 0;
+        for (int s = 0; s < 4 && r == 0; s++)
+                for (int k = 0; k < 2 && r == 0; k++) {
+                        const float *out;
+                        r = model_forward(m[k], x, B, true, &out, &err);
+                        r = r ? r : model_backward(m[k], d, &err);
+                        r = r ? r : optim_step(o[k], ctx, 0.01f, &err);
+                        if (r == 0 && k == 1 && s == 3) /* the unsynced model, still in the backend's layout */
+                                for (size_t i = 0; i < model_tensor_count(m[0]); i++) {
+                                        struct tensor *a = model_tensor_at(m[0], i), *b = model_tensor_at(m[1], i);
+                                        permuted += memcmp(a->data, b->data, tensor_nbytes(a)) != 0;
+                                }
+                        if (r == 0 && k == 0)
+                                r = model_sync(m[0], &err);
+                }
+        ok(r == 0 && permuted > 0, "layout: %d of %zu tensors held in another layout between steps (%s)", permuted,
+           model_tensor_count(m[0]), err.message);
+        r = model_sync(m[1], &err);
+        int differ = 0;
+        for (size_t i = 0; r == 0 && i < model_tensor_count(m[0]); i++) {
+                struct tensor *a = model_tensor_at(m[0], i), *b = model_tensor_at(m[1], i);
+                differ += memcmp(a->data, b->data, tensor_nbytes(a)) != 0;
+                differ += a->grad && memcmp(a->grad, b->grad, tensor_nbytes(a)) != 0;
+        }
+        for (size_t i = 0; r == 0 && i < optim_state_count(o[0]); i++) {
+                struct tensor *a = optim_state_at(o[0], i), *b = optim_state_at(o[1], i);
+                differ += memcmp(a->data, b->data, tensor_nbytes(a)) != 0;
+        }
+        bool identity = true;
+        for (size_t i = 0; r == 0 && i < model_tensor_find(m[1], "3.weight")->numel; i++)
+                identity = identity && extra[1][i] == (float)i && extra[0][i] == (float)i;
+        ok(r == 0 && differ == 0 && identity,
+           "layout: synced every step and never synced end bit-identical (%d arrays differ), followers back in place",
+           differ);
+out:
+        for (int k = 0; k < 2; k++) {
+                if (m[k] && extra[k])
+                        model_unfollow(m[k], model_tensor_find(m[k], "3.weight"), extra[k]);
+                optim_free(o[k]);
+                model_free(m[k]);
+                free(extra[k]);
+        }
+        json_decref(spec);
+}
+
 static void test_loss_errors(void) {
         float z[6] = {0}, loss, t[6] = {0};
         int32_t y[2] = {0, 3};
@@ -585,6 +672,7 @@ int main(void) {
         test_batches_and_dropout(ctx);
         test_resnet34(ctx);
         test_optim_rules(ctx);
+        test_layout_sync(ctx);
         test_loss_errors();
         compute_ctx_free(ctx);
         return tap_done();

@@ -39,6 +39,8 @@ static void formula_init(struct model *m) {
 static float *formula_cache; /* the formula's weights, computed once (the hash is slow under ASan) */
 
 static int load_init(struct model *m, const struct fx_file *fx, bool formula) {
+        if (model_sync(m, NULL) < 0)
+                return -1;
         if (formula) {
                 size_t total = 0;
                 for (size_t k = 0; k < model_tensor_count(m); k++)
@@ -92,6 +94,8 @@ static int load_init(struct model *m, const struct fx_file *fx, bool formula) {
 static double compare_params(struct model *m, const struct fx_file *fx, const char *prefix, bool grads, bool full,
                              char *worst, size_t worst_len) {
         double maxerr = 0.0;
+        if (model_sync(m, NULL) < 0) /* PyTorch layout (the engine keeps weights in its own between steps) */
+                return INFINITY;
         for (size_t k = 0; k < model_tensor_count(m); k++) {
                 struct tensor *t = model_tensor_at(m, k);
                 if (!t->is_param)
