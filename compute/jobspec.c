@@ -121,6 +121,7 @@ void jobspec_init(struct jobspec *s) {
         s->early_stopping.min_delta = 0.0;
         s->early_stopping.restore_best = true;
         s->checkpoint.every_epochs = 1;
+        s->checkpoint.keep = 3;
         s->seed = 42;
         s->device = JOBSPEC_DEVICE_AUTO;
 }
@@ -422,6 +423,7 @@ static const struct field early_fields[] = {
 
 static const struct field checkpoint_fields[] = {
         F_UINT("every_epochs", checkpoint.every_epochs, 0, JOBSPEC_EPOCHS_MAX),
+        F_UINT("keep", checkpoint.keep, 0, JOBSPEC_EPOCHS_MAX),
         {0},
 };
 
@@ -706,7 +708,7 @@ json_t *jobspec_to_json(const struct jobspec *s) {
                 " s:{s:b s:b s:b s:o s:o s:o s:{s:I s:b}}"
                 " s:{s:I s:I s:f s:s s:f s:[ff] s:f s:f s:s s:f s:I s:f s:f s:f s:f}"
                 " s:{s:s s:o s:o s:b s:f s:o}"
-                " s:o s:{s:I} s:I s:s}",
+                " s:o s:{s:I s:I} s:I s:s}",
                 "model", model, "training_file", file_ref_json(s->training_file), "validation_file",
                 file_ref_json(s->validation_file), "validation_split", s->validation_split, "task", "type",
                 jobspec_task_name(s->task.type), "target", s->task.target, "preprocess", "dropna", s->preprocess.dropna,
@@ -721,6 +723,6 @@ json_t *jobspec_to_json(const struct jobspec *s) {
                 "label_smoothing", h->label_smoothing, "strategy", "type", jobspec_strategy_name(s->strategy.type),
                 "freeze", freeze, "trainable", trainable, "train_batchnorm", s->strategy.train_batchnorm, "layer_decay",
                 s->strategy.layer_decay, "lr_multipliers", mult, "early_stopping", early, "checkpoint", "every_epochs",
-                (json_int_t)s->checkpoint.every_epochs, "seed", (json_int_t)s->seed, "device",
+                (json_int_t)s->checkpoint.every_epochs, "keep", (json_int_t)s->checkpoint.keep, "seed", (json_int_t)s->seed, "device",
                 jobspec_device_name(s->device));
 }

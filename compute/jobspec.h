@@ -147,6 +147,7 @@ struct jobspec {
 
         struct {
                 unsigned every_epochs; /* 0 = never */
+                unsigned keep; /* the newest `keep` checkpoints stay, older ones are deleted; 0 = all */
         } checkpoint;
 
         uint64_t seed;

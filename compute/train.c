@@ -15,7 +15,10 @@
  */
 #include "compute/train.h"
 
+#include <ctype.h>
 #include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
 #include <fnmatch.h>
 #include <math.h>
 #include <stdio.h>
@@ -564,6 +567,49 @@ static int remove_tree_files(const char *dir) {
         return rmdir(dir) < 0 ? -errno : 0;
 }
 
+static int cmp_u64_desc(const void *a, const void *b) {
+        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+        return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* checkpoint.keep: delete all but the newest `keep` ckpt-<step> directories of root, by step; the one just written
+ * (step `current`) always stays. Best effort: a directory that cannot be removed is left for the next time. */
+static void checkpoints_prune(const char *root, unsigned keep, uint64_t current) {
+        DIR *d = keep ? opendir(root) : NULL;
+        if (!d)
+                return;
+        uint64_t *steps = NULL;
+        size_t n = 0, cap = 0;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+                char *end;
+                if (strncmp(e->d_name, "ckpt-", 5) != 0 || !isdigit((unsigned char)e->d_name[5]))
+                        continue;
+                errno = 0;
+                unsigned long long step = strtoull(e->d_name + 5, &end, 10);
+                if (*end || errno || step == current)
+                        continue;
+                if (n == cap) {
+                        size_t c = cap ? cap * 2 : 16;
+                        uint64_t *s = realloc(steps, c * sizeof(*s));
+                        if (!s)
+                                break;
+                        steps = s;
+                        cap = c;
+                }
+                steps[n++] = step;
+        }
+        closedir(d);
+        if (n)
+                qsort(steps, n, sizeof(*steps), cmp_u64_desc);
+        for (size_t i = keep - 1; i < n; i++) {
+                char path[4200];
+                snprintf(path, sizeof(path), "%s/ckpt-%llu", root, (unsigned long long)steps[i]);
+                remove_tree_files(path);
+        }
+        free(steps);
+}
+
 static int checkpoint_write(struct trainer *tr, bool partial, struct ft_error *err) {
         const char *root = tr->opt ? tr->opt->checkpoint_dir : NULL;
         char final[4096], tmp[4096], path[4200];
@@ -622,6 +668,7 @@ static int checkpoint_write(struct trainer *tr, bool partial, struct ft_error *e
                 if (r < 0)
                         return ft_error_set(err, r, NULL, "checkpoint callback failed");
         }
+        checkpoints_prune(root, tr->spec->checkpoint.keep, tr->step);
         if (tr->cb && tr->cb->on_event) {
                 json_t *ev = json_pack("{s:s s:I s:I s:b}", "type", "checkpoint", "epoch", (json_int_t)tr->epoch,
                                        "step", (json_int_t)tr->step, "partial", partial);

@@ -67,6 +67,7 @@ struct worker {
         bool cancel, lost;
         int64_t max_epoch_recorded;
         unsigned batch_size; /* for the samples/s metric */
+        unsigned keep_checkpoints; /* the job's checkpoint.keep */
         int64_t last_step;         /* batches counted so far ((epoch - 1) * batches + batch); -1: none yet */
         int64_t batches_per_epoch; /* from the progress reports */
         bool metrics_started;
@@ -227,7 +228,11 @@ static int cb_checkpoint(void *userdata, const struct train_checkpoint_info *inf
         char meta[96];
         snprintf(meta, sizeof(meta), "{\"partial\":%s}", info->partial ? "true" : "false");
         struct store_checkpoint_new cn = {
-                .epoch = (int)info->epoch, .step = (int64_t)info->step, .dir = rel, .meta_json = meta};
+                .epoch = (int)info->epoch,
+                .step = (int64_t)info->step,
+                .dir = rel,
+                .meta_json = meta,
+                .keep = (int)w->keep_checkpoints}; /* the trainer removes the directories of the dropped rows */
         struct ft_error err = {0};
         int r = store_checkpoint_add(w->store, w->job_id, w->attempt, &cn, NULL, &err);
         if (r < 0) {
@@ -439,6 +444,7 @@ static void run_job(struct worker *w, struct store_job *job) {
         }
         have_spec = true;
         w->batch_size = spec.hyperparameters.batch_size;
+        w->keep_checkpoints = spec.checkpoint.keep;
         api_metrics_job_start(job->id, spec.hyperparameters.epochs); /* -ENOSPC: no per-job series, totals count */
         w->metrics_started = true;
         r = load_dataset(w, job->training_file, &spec, &train, &err);

@@ -1068,6 +1068,24 @@ int store_checkpoint_add(struct store *s, const char *job_id, int attempt, const
         r = store_event_insert(s, job_id, "checkpoint", data, NULL, err);
         if (r < 0)
                 goto fail;
+        if (in->keep > 0) {
+                st = store_stmt(s,
+                                "DELETE FROM checkpoints WHERE job_id = ?1 AND id NOT IN"
+                                " (SELECT id FROM checkpoints WHERE job_id = ?1 ORDER BY id DESC LIMIT ?2)",
+                                err);
+                if (!st) {
+                        r = -EIO;
+                        goto fail;
+                }
+                sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+                sqlite3_bind_int(st, 2, in->keep);
+                r = sqlite3_step(st);
+                sqlite3_reset(st);
+                if (r != SQLITE_DONE) {
+                        r = store_db_error(s, err, "prune checkpoints");
+                        goto fail;
+                }
+        }
         r = store_tx_commit(s, err);
         if (r < 0)
                 return r;

@@ -367,10 +367,12 @@ struct store_checkpoint_new {
         const char *dir; /* written and fsynced before this call */
         const char *blob_sha256; /* or a committed blob */
         const char *meta_json; /* NULL: "{}" */
+        int keep; /* > 0: afterwards only the job's newest `keep` checkpoint rows remain (the caller removes the
+                   * files of the others); 0: all remain */
 };
 
 /* Record a checkpoint (after its files are durable) and append an event
- * "checkpoint" {"epoch","step"}. Fenced: -ESTALE. */
+ * "checkpoint" {"epoch","step"}; with in->keep, drop the older rows in the same transaction. Fenced: -ESTALE. */
 int store_checkpoint_add(struct store *s, const char *job_id, int attempt, const struct store_checkpoint_new *in,
                          int64_t *ret_id, struct ft_error *err);
 /* The newest checkpoint of a job: returns 1 and fills *ret, 0 if there is none. */

@@ -68,7 +68,7 @@ crash_spec() { # crash_spec EPOCHS
         echo "{\"model\": \"$mdl128\", \"training_file\": \"$ds8k\",
                \"task\": {\"type\": \"classification\", \"target\": \"label\"},
                \"hyperparameters\": {\"epochs\": $1, \"batch_size\": 16, \"learning_rate\": 0.01},
-               \"checkpoint\": {\"every_epochs\": 1}, \"seed\": 7}"
+               \"checkpoint\": {\"every_epochs\": 1, \"keep\": 0}, \"seed\": 7}"
 }
 wait_for() { # wait_for SECONDS COMMAND...: polls every 0.02 s
         local i n=$(($1 * 50)); shift

@@ -115,6 +115,19 @@ wait_state "$job2" succeeded failed
 http GET "/v1/jobs/$job2"
 [ "$(echo "$BODY" | jq -r .state)" = succeeded ] && [ "$(echo "$BODY" | jq -r .model)" = "$result" ]; ok $? "a job on the previous job's model succeeds (pretrain -> fine-tune chain)"
 
+# checkpoint.keep 1: only the newest checkpoint stays, in the list and on disk; every checkpoint event stays
+http POST /v1/jobs "${J[@]}" -d "{\"model\": \"$mdl\", \"training_file\": \"$ds\",
+        \"task\": {\"type\": \"classification\", \"target\": \"species\"},
+        \"hyperparameters\": {\"epochs\": 4, \"batch_size\": 16, \"learning_rate\": 0.05}, \"checkpoint\": {\"keep\": 1}}"
+job3=$(echo "$BODY" | jq -r .id)
+wait_state "$job3" succeeded failed
+http GET "/v1/jobs/$job3/checkpoints"
+cks=$(echo "$BODY" | jq -c '[.data[].epoch]')
+dirs=$(ls "$TMP/state/jobs/$job3" 2>/dev/null | grep -c '^ckpt-')
+evs=$(curl -s "$BASE/v1/jobs/$job3/events?limit=100" | jq '[.data[] | select(.type == "checkpoint")] | length')
+[ "$cks" = "[4]" ] && [ "$dirs" = 1 ] && [ "$evs" = 4 ]
+ok $? "checkpoint.keep 1: checkpoints $cks, $dirs directory on disk, $evs checkpoint events"
+
 # ---- events as JSON ---------------------------------------------------------------------------------
 http GET "/v1/jobs/$job/events?after=2&limit=3"
 [ "$(echo "$BODY" | jq -c '[.data[].seq]')" = '[3,4,5]' ] && [ "$(echo "$BODY" | jq .has_more)" = true ]; ok $? "events?after=2&limit=3 -> 3,4,5 and has_more"

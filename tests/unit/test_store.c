@@ -429,6 +429,42 @@ static void test_lease_and_fencing(struct store *s) {
         store_job_free(j2);
 }
 
+/* checkpoint.keep: recording a checkpoint with keep 2 leaves the job's newest two rows (and its events) */
+static void test_checkpoint_keep(struct store *s) {
+        struct ft_error err = {0};
+        struct store_job *j = NULL;
+        struct store_job_new in = job_new(&R);
+        drain_queue(s);
+        ok(store_job_enqueue(s, &in, &j, &err) == 0, "keep: enqueued (%s)", err.message);
+        store_job_free(j);
+        j = NULL;
+        if (!ok(store_job_claim(s, "w", 60000, &j, &err) == 1, "keep: claimed"))
+                return;
+        int r = 0;
+        for (int e = 1; e <= 4 && r == 0; e++) {
+                char cdir[64];
+                snprintf(cdir, sizeof(cdir), "jobs/%s/ckpt-%d", j->id, e * 10);
+                r = store_checkpoint_add(s, j->id, j->attempt,
+                                         &(struct store_checkpoint_new){.epoch = e, .step = e * 10, .dir = cdir, .keep = 2},
+                                         NULL, &err);
+        }
+        struct store_checkpoint_list l = {0};
+        if (r == 0)
+                r = store_checkpoint_list(s, j->id, &(struct store_page){.limit = 10}, &l, &err);
+        ok(r == 0 && l.n == 2 && l.items[0]->step == 30 && l.items[1]->step == 40,
+           "keep 2: the newest two of 4 checkpoints remain (%zu) (%s)", l.n, err.message);
+        store_checkpoint_list_deinit(&l);
+        struct store_event_list ev = {0};
+        int cks = 0;
+        if (store_event_list(s, j->id, 0, 0, &ev, &err) == 0)
+                for (size_t i = 0; i < ev.n; i++)
+                        cks += strcmp(ev.items[i].type, "checkpoint") == 0;
+        store_event_list_deinit(&ev);
+        is_int(cks, 4, "keep 2: every checkpoint event stays in the history");
+        store_job_free(j);
+        drain_queue(s);
+}
+
 static void test_finish_cancel_release(struct store *s) {
         struct ft_error err = {0};
         struct store_job *j = NULL, *cur = NULL;
@@ -821,6 +857,7 @@ int main(void) {
         test_claim_order_and_lists(s);
         test_lease_and_fencing(s);
         test_finish_cancel_release(s);
+        test_checkpoint_keep(s);
         test_job_delete(s);
         test_notifier(s);
         test_concurrent_claims(s);

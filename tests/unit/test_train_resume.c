@@ -19,7 +19,7 @@
 static const char *job =
         "{\"model\": \"mlp\", \"training_file\": \"x\", \"validation_split\": 0.25, \"seed\": 7,"
         " \"hyperparameters\": {\"epochs\": 4, \"batch_size\": 16, \"learning_rate\": 0.01, \"warmup_epochs\": 1},"
-        " \"early_stopping\": {\"metric\": \"val_loss\", \"patience\": 10}}";
+        " \"early_stopping\": {\"metric\": \"val_loss\", \"patience\": 10}, \"checkpoint\": {\"keep\": 0}}";
 
 /* The model: the small MLP of train_fixture.h, or (deep) one whose 32x32 layer the engine keeps permuted into its
  * own weight format between steps, so every checkpoint and resume goes through model_sync. */
@@ -212,6 +212,36 @@ static void check_gd(struct compute_ctx *ctx, const struct dataset *ds, const ch
         outcome_free(&r);
 }
 
+/* checkpoint.keep 2: after 4 epochs only the newest two checkpoint directories remain, and the run is the same */
+static void check_keep(struct compute_ctx *ctx, const struct dataset *ds, const char *tmp) {
+        static const char *keep_job =
+                "{\"model\": \"mlp\", \"training_file\": \"x\", \"validation_split\": 0.25, \"seed\": 7,"
+                " \"hyperparameters\": {\"epochs\": 4, \"batch_size\": 16, \"learning_rate\": 0.01, \"warmup_epochs\": 1},"
+                " \"early_stopping\": {\"metric\": \"val_loss\", \"patience\": 10}, \"checkpoint\": {\"keep\": 2}}";
+        char dir[512];
+        snprintf(dir, sizeof(dir), "%s/keep", tmp);
+        struct outcome k = run(ctx, ds, keep_job, dir, NULL, 0), a = run(ctx, ds, job, NULL, NULL, 0);
+        char names[256] = "";
+        int n = 0;
+        DIR *d = opendir(dir);
+        struct dirent *e;
+        while (d && (e = readdir(d)))
+                if (e->d_name[0] != '.') {
+                        n++;
+                        if (strlen(names) + strlen(e->d_name) + 2 < sizeof(names)) {
+                                strcat(names, " ");
+                                strcat(names, e->d_name);
+                        }
+                }
+        if (d)
+                closedir(d);
+        ok(k.r == 0 && k.cap.checkpoints == 4 && n == 2 && strstr(names, "ckpt-24") && strstr(names, "ckpt-18"),
+           "keep 2: 4 checkpoints written, the newest two remain:%s", names);
+        ok(k.r == 0 && same_weights(&a, &k), "keep 2: the same weights as keeping them all");
+        outcome_free(&k);
+        outcome_free(&a);
+}
+
 int main(void) {
         struct compute_ctx *ctx = NULL;
         struct ft_error err = {0};
@@ -230,13 +260,15 @@ int main(void) {
         check_resume(ctx, ds, tmp);
         check_gd(ctx, ds, tmp);
         deep = false;
+        check_keep(ctx, ds, tmp);
 
         /* early stopping: a small noisy training set and a high rate overfit quickly */
         struct dataset *noisy = blobs_new(48, 6, 3, 0.6, 9);
         const char *es_job = "{\"model\": \"mlp\", \"training_file\": \"x\", \"validation_split\": 0.5, \"seed\": 3,"
                              " \"hyperparameters\": {\"epochs\": 30, \"batch_size\": 8, \"learning_rate\": 0.02,"
                              " \"schedule\": \"constant\"},"
-                             " \"early_stopping\": {\"metric\": \"val_loss\", \"patience\": 3}}";
+                             " \"early_stopping\": {\"metric\": \"val_loss\", \"patience\": 3},"
+                             " \"checkpoint\": {\"keep\": 0}}";
         struct outcome es = run(ctx, noisy, es_job, dir_e, NULL, 0);
         is_int(es.r, 0, "early-stopping run (%s)", es.err.message);
         json_t *stop = events_of(es.cap.events, "early_stopping"), *fin = events_of(es.cap.events, "metrics");
