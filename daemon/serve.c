@@ -66,13 +66,17 @@ static int prepare_state_dir(const char *path, struct ft_error *err) {
 #define BLOB_GRACE_MS (3600 * 1000LL) /* an upload being registered is never collected */
 #define IDEMPOTENCY_TTL_MS (24 * 3600 * 1000LL) /* a retry a day later is a new request */
 
-/* Hourly housekeeping: remove blobs nothing refers to (uploads the readers
- * refused, deleted datasets and models) and forget old idempotency keys. */
+/* Hourly housekeeping (and at start): remove blobs nothing refers to (uploads the readers refused, deleted
+ * datasets and models) and directories of deleted jobs, and forget old idempotency keys. */
 static void maintenance(struct store *store) {
         struct ft_error err = {0};
-        int removed = 0, pruned = 0;
+        int removed = 0, pruned = 0, dirs = 0;
         if (store_blob_gc(store, BLOB_GRACE_MS, &removed, &err) < 0)
                 log_warning("blob garbage collection: %s", err.message);
+        if (store_job_dirs_sweep(store, &dirs, &err) < 0)
+                log_warning("sweeping deleted jobs' directories: %s", err.message);
+        if (dirs)
+                log_info("maintenance: %d director%s of deleted jobs removed", dirs, dirs == 1 ? "y" : "ies");
         if (store_idempotency_prune(store, IDEMPOTENCY_TTL_MS, &pruned, &err) < 0)
                 log_warning("idempotency key pruning: %s", err.message);
         if (removed || pruned)

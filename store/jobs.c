@@ -5,6 +5,8 @@
  * Not for: datasets/models (catalog.c), files (blobs.c), wake-ups (notify.c). */
 #include "store/internal.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <string.h>
@@ -872,6 +874,44 @@ int store_job_delete(struct store *s, const char *id, struct ft_error *err) {
         return 0;
 fail:
         store_tx_rollback(s);
+        return r;
+}
+
+int store_job_dirs_sweep(struct store *s, int *ret_removed, struct ft_error *err) {
+        char dir[4200], path[4400];
+        int removed = 0;
+        if (snprintf(dir, sizeof(dir), "%s/jobs", s->state_dir) >= (int)sizeof(dir))
+                return ft_error_set(err, -ENAMETOOLONG, NULL, "state directory path is too long");
+        DIR *d = opendir(dir);
+        if (!d) {
+                if (ret_removed)
+                        *ret_removed = 0;
+                return errno == ENOENT ? 0 : ft_error_set(err, -errno, NULL, "cannot read '%s': %s", dir,
+                                                          strerror(errno));
+        }
+        sqlite3_stmt *st = store_stmt(s, "SELECT 1 FROM jobs WHERE id = ?1", err);
+        int r = st ? 0 : -EIO;
+        struct dirent *e;
+        while (r == 0 && (e = readdir(d))) {
+                if (e->d_name[0] == '.' || strlen(e->d_name) >= STORE_ID_MAX)
+                        continue;
+                sqlite3_bind_text(st, 1, e->d_name, -1, SQLITE_TRANSIENT);
+                int q = sqlite3_step(st);
+                sqlite3_reset(st);
+                if (q == SQLITE_ROW)
+                        continue;
+                if (q != SQLITE_DONE) {
+                        r = store_db_error(s, err, "look up a job");
+                        break;
+                }
+                if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) < (int)sizeof(path)) {
+                        nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+                        removed++;
+                }
+        }
+        closedir(d);
+        if (ret_removed)
+                *ret_removed = removed;
         return r;
 }
 

@@ -270,6 +270,9 @@ int store_job_cancel(struct store *s, const char *id, struct store_job **ret, st
  * -EBUSY (param "id", the state in the message) for a queued, running or
  * cancelling job; -ENOENT if absent. */
 int store_job_delete(struct store *s, const char *id, struct ft_error *err);
+/* Remove the directories under "<state>/jobs/" whose job no longer exists (a delete interrupted between its
+ * commit and the removal, or a directory it could not remove then). *ret_removed (may be NULL): how many. */
+int store_job_dirs_sweep(struct store *s, int *ret_removed, struct ft_error *err);
 void store_job_free(struct store_job *j);
 
 /* ---- the queue: worker side -------------------------------------------------------- */

@@ -605,6 +605,22 @@ static void test_job_delete(struct store *s) {
         ok(store_blob_gc(s, 0, &removed, &err) == 0, "blob gc");
         ok(store_blob_exists(s, ckpt_sha, &exists, NULL, &err) == 0 && !exists, "the checkpoint's blob is collected");
         ok(store_blob_exists(s, R.sha, &exists, NULL, &err) == 0 && exists, "the model's weights are kept");
+
+        /* A delete interrupted after its commit leaves jobs/<id>/ behind: the sweep removes it, and only it. */
+        ok(store_job_enqueue(s, &in, &j, &err) == 0, "a live job");
+        char live[1024], stray[1024];
+        snprintf(live, sizeof(live), "%s/jobs/%s", dir, j->id);
+        snprintf(stray, sizeof(stray), "%s/jobs/job_0123456789abcdef01234567", dir);
+        mkdir(live, 0700);
+        mkdir(stray, 0700);
+        snprintf(path, sizeof(path), "%s/ckpt-3", stray);
+        mkdir(path, 0700);
+        int swept = -1, rs = store_job_dirs_sweep(s, &swept, &err);
+        ok(rs == 0 && swept == 1 && access(stray, F_OK) < 0 &&
+                   access(live, F_OK) == 0,
+           "sweep: the deleted job's directory is removed (%d), the live job's stays", swept);
+        ok(store_job_cancel(s, j->id, NULL, &err) == 0 && store_job_delete(s, j->id, &err) == 0, "live job deleted");
+        store_job_free(j);
 }
 
 /* ---- notifier ---------------------------------------------------------------------- */
