@@ -221,6 +221,7 @@ struct api_route {
         const char *tag; /* OpenAPI: group */
         unsigned success; /* the success status (200 unless set) */
         const char *const *errors; /* OpenAPI: the error statuses it can answer, e.g. "404" */
+        const char *const *produces; /* OpenAPI: API_ROUTE_BINARY's media types (NULL: application/octet-stream) */
 };
 
 /* The route table (routes.c) and dispatch: 404 for an unknown path, 405 with

@@ -113,15 +113,18 @@ const struct api_route api_routes[] = {
         {"GET", "/v1/jobs/{id}/checkpoints", api_jobs_checkpoints, .query = page_query, .tag = "jobs", .errors = e_get,
          .summary = "the job's checkpoints, oldest first"},
         {"GET", "/v1/jobs/{id}/artifacts/{name}", api_jobs_artifact, .flags = API_ROUTE_BINARY, .tag = "jobs",
-         .errors = e_get,
+         .errors = e_get, .produces = (const char *const[]){"application/octet-stream", "application/json", NULL},
          .summary = "a finished job's artifact: 'model.safetensors' (loads with load_state_dict) or "
                     "'metrics.json'"},
 
         {"GET", "/", api_static_index, .flags = API_ROUTE_PUBLIC | API_ROUTE_BINARY, .tag = "dashboard",
+         .produces = (const char *const[]){"text/html", NULL},
          .summary = "the web dashboard (text/html), embedded in the binary; needs no token (docs/dashboard.md)"},
         {"GET", "/static/{name}", api_static_file, .flags = API_ROUTE_PUBLIC | API_ROUTE_BINARY, .tag = "dashboard",
+         .produces = (const char *const[]){"text/javascript", "text/css", NULL},
          .summary = "the dashboard's scripts, styles and Chart.js, with ETag revalidation"},
         {"GET", "/metrics", api_handle_metrics, .flags = API_ROUTE_BINARY, .tag = "service",
+         .produces = (const char *const[]){"text/plain", NULL},
          .summary = "Prometheus metrics (text exposition format 0.0.4): HTTP requests by route and status, jobs, "
                     "training progress, the process (docs/operations.md)"},
 };

@@ -197,6 +197,10 @@ done < <(jq -r '.paths | to_entries[] | .key as $p | .value | keys[] | ascii_upc
 [ $bad -eq 0 ] && [ $n -ge 18 ]; ok $? "each of the $n operations in the document is a real route"
 echo "$BODY" | jq -e '.paths["/v1/models"].post.requestBody.content["application/json"].schema.properties.preset.enum | index("resnet18")' >/dev/null
 ok $? "request bodies come from the validation tables (models.preset enum)"
+echo "$BODY" | jq -e '(.paths["/metrics"].get.responses["200"].content | keys) == ["text/plain"] and
+        (.paths["/"].get.responses["200"].content | keys) == ["text/html"] and
+        (.paths["/v1/models/{id}/weights"].get.responses["200"].content | keys) == ["application/octet-stream"]' >/dev/null
+ok $? "binary routes name their media types (/metrics text/plain, / text/html, weights octet-stream)"
 
 # ---- SIGHUP re-reads the token file ----------------------------------------------------------------------
 new="n3w-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
