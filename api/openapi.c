@@ -121,11 +121,11 @@ static json_t *operation(const struct api_route *r) {
                 static const char *const octets[] = {"application/octet-stream", NULL};
                 ok_content = json_object();
                 for (const char *const *t = r->produces ? r->produces : octets; *t; t++)
-                        json_object_set_new(ok_content, *t,
-                                            strncmp(*t, "text/", 5) == 0 || strcmp(*t, "application/json") == 0
-                                                    ? json_pack("{s:{s:s}}", "schema", "type", "string")
-                                                    : json_pack("{s:{s:s,s:s}}", "schema", "type", "string", "format",
-                                                                "binary"));
+                        json_object_set_new(
+                                ok_content, *t,
+                                strncmp(*t, "text/", 5) == 0 || strcmp(*t, "application/json") == 0
+                                        ? json_pack("{s:{s:s}}", "schema", "type", "string")
+                                        : json_pack("{s:{s:s,s:s}}", "schema", "type", "string", "format", "binary"));
         } else
                 ok_content = json_pack("{s:{s:{s:s}}}", "application/json", "schema", "type", "object");
         if (r->flags & API_ROUTE_STREAM)

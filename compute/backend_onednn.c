@@ -4,9 +4,9 @@
  * or on its first backward, and reused for every step after. Activations stay in the formats oneDNN picks
  * (format_tag_any: blocked nChw16c on AVX-512) from layer to layer; a reorder is inserted only where a layer
  * wants another format than its producer wrote. Weights live in the model's arena, between steps in the format
- * their forward primitive reads (param_md; model_sync puts them back in PyTorch layout). 3x3 stride-1 convolutions run oneDNN's Winograd kernels where they measured faster
- * (conv_alg), the others direct. BatchNorm running statistics are updated here exactly as PyTorch does (oneDNN
- * only returns the batch statistics).
+ * their forward primitive reads (param_md; model_sync puts them back in PyTorch layout). 3x3 stride-1 convolutions run
+ * oneDNN's Winograd kernels where they measured faster (conv_alg), the others direct. BatchNorm running statistics are
+ * updated here exactly as PyTorch does (oneDNN only returns the batch statistics).
  *
  * Not for: spec parsing or shapes (model.c), losses, optimizers. */
 #include <math.h>
@@ -315,12 +315,22 @@ static int param_md(struct backend_plan *p, struct model *m, const struct tensor
                                 bp->scratch = s;
                                 bp->scratch_n = t->numel;
                         }
-                        CHK(dnnl_memory_create(&b->plain, &b->md, p->eng, DNNL_MEMORY_NONE), "memory_create");
-                        CHK(dnnl_memory_create(&b->native, want, p->eng, DNNL_MEMORY_NONE), "memory_create");
-                        int r;
-                        if ((r = reorder_pd_prim(p->eng, &b->md, want, &b->to_native, name, err)) < 0 ||
-                            (r = reorder_pd_prim(p->eng, want, &b->md, &b->to_plain, name, err)) < 0)
+                        dnnl_status_t s = dnnl_memory_create(&b->plain, &b->md, p->eng, DNNL_MEMORY_NONE);
+                        if (s == dnnl_success)
+                                s = dnnl_memory_create(&b->native, want, p->eng, DNNL_MEMORY_NONE);
+                        int r = s == dnnl_success
+                                        ? 0
+                                        : ft_error_set(err, -EIO, NULL, "onednn: memory_create for \"%s\": %s", name,
+                                                       dnnl_status2str(s));
+                        if (r == 0 && (r = reorder_pd_prim(p->eng, &b->md, want, &b->to_native, name, err)) == 0)
+                                r = reorder_pd_prim(p->eng, want, &b->md, &b->to_plain, name, err);
+                        if (r < 0) { /* undecided: the next plan tries again from scratch */
+                                dnnl_primitive_destroy(b->to_native);
+                                dnnl_memory_destroy(b->plain);
+                                dnnl_memory_destroy(b->native);
+                                *b = (struct bparam){0};
                                 return r;
+                        }
                         b->md = *want;
                         b->permuted = true;
                 }
@@ -500,9 +510,9 @@ static int tg_fwd_init(struct model *m, struct backend_plan *p, int ni, struct f
                                         int64_t iw = ow * n->sw - n->pw + kw * n->dw;
                                         if (ih < 0 || ih >= is->h || iw < 0 || iw >= is->w)
                                                 continue;
-                                        bn->tg[bn->n_tg++] = (struct tg_pair){(int)(oh * n->out.w + ow),
-                                                                              (int)(ih * is->w + iw),
-                                                                              (int)(kh * n->kw + kw)};
+                                        bn->tg[bn->n_tg++] =
+                                                (struct tg_pair){(int)(oh * n->out.w + ow), (int)(ih * is->w + iw),
+                                                                 (int)(kh * n->kw + kw)};
                                 }
         if ((r = conform_init(p, m, ni, 0, &smd, err)) < 0 ||
             (r = wview_init(p, m, &bn->w_fwd, n->weight, n->weight->data, &wmd, false, name, err)) < 0 ||
@@ -532,7 +542,7 @@ static int tg_bwd_init(struct model *m, struct backend_plan *p, int ni, struct f
         return wview_init(p, m, &bn->dw, n->weight, n->weight->grad, &bn->w_fwd.md, true, name, err);
 }
 
-#define SGEMM(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc)                                                      \
+#define SGEMM(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc)                                                           \
         CHK(dnnl_sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc), "sgemm")
 
 /* y[b][o][:] = bias + sum over the node's triples of x[b][s][:] . W[t] */
@@ -698,8 +708,8 @@ static int node_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
                 }
                 if ((r = prim_new(p, bn->fwd_pd, &bn->fwd, name, err)) < 0 ||
                     (r = conform_init(p, m, ni, 0, q_md(bn->fwd_pd, dnnl_query_src_md), err)) < 0 ||
-                    (r = wview_init(p, m, &bn->w_fwd, n->weight, n->weight->data, q_md(bn->fwd_pd, dnnl_query_weights_md),
-                                    false, name, err)) < 0 ||
+                    (r = wview_init(p, m, &bn->w_fwd, n->weight, n->weight->data,
+                                    q_md(bn->fwd_pd, dnnl_query_weights_md), false, name, err)) < 0 ||
                     (r = value_init(p, out, q_md(bn->fwd_pd, dnnl_query_dst_md), name, err)) < 0)
                         return r;
                 if (n->bias && (r = mem_new(p, &bmd, n->bias->data, &bn->bias, name, err)) < 0)
@@ -1181,8 +1191,8 @@ static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
                         }
                 }
                 if ((r = prim_new(p, wpd, &bn->bwd_weights, name, err)) < 0 ||
-                    (r = wview_init(p, m, &bn->dw, n->weight, n->weight->grad, q_md(wpd, dnnl_query_diff_weights_md), true,
-                                    name, err)) < 0 ||
+                    (r = wview_init(p, m, &bn->dw, n->weight, n->weight->grad, q_md(wpd, dnnl_query_diff_weights_md),
+                                    true, name, err)) < 0 ||
                     (r = mem_new(p, &bn->dw.md, DNNL_MEMORY_ALLOCATE, &bn->dw_scratch, name, err)) < 0)
                         return r;
                 if (n->bias && ((r = mem_new(p, &bmd, n->bias->grad, &bn->dbias, name, err)) < 0 ||

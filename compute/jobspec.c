@@ -723,6 +723,6 @@ json_t *jobspec_to_json(const struct jobspec *s) {
                 "label_smoothing", h->label_smoothing, "strategy", "type", jobspec_strategy_name(s->strategy.type),
                 "freeze", freeze, "trainable", trainable, "train_batchnorm", s->strategy.train_batchnorm, "layer_decay",
                 s->strategy.layer_decay, "lr_multipliers", mult, "early_stopping", early, "checkpoint", "every_epochs",
-                (json_int_t)s->checkpoint.every_epochs, "keep", (json_int_t)s->checkpoint.keep, "seed", (json_int_t)s->seed, "device",
-                jobspec_device_name(s->device));
+                (json_int_t)s->checkpoint.every_epochs, "keep", (json_int_t)s->checkpoint.keep, "seed",
+                (json_int_t)s->seed, "device", jobspec_device_name(s->device));
 }

@@ -41,7 +41,7 @@ struct tensor {
         float lr_mult; /* parameter group learning-rate multiplier, 1.0 by default; the
                         * trainer may write it directly (optim reads it at every step) */
         float *follow[TENSOR_FOLLOW_MAX]; /* arrays of numel floats laid out like data, NULL-terminated:
-                                            * model_follow() */
+                                           * model_follow() */
 };
 
 static inline float *tensor_f32(const struct tensor *t) {

@@ -886,8 +886,8 @@ int store_job_dirs_sweep(struct store *s, int *ret_removed, struct ft_error *err
         if (!d) {
                 if (ret_removed)
                         *ret_removed = 0;
-                return errno == ENOENT ? 0 : ft_error_set(err, -errno, NULL, "cannot read '%s': %s", dir,
-                                                          strerror(errno));
+                return errno == ENOENT ? 0
+                                       : ft_error_set(err, -errno, NULL, "cannot read '%s': %s", dir, strerror(errno));
         }
         sqlite3_stmt *st = store_stmt(s, "SELECT 1 FROM jobs WHERE id = ?1", err);
         int r = st ? 0 : -EIO;

@@ -559,7 +559,8 @@ static void test_layout_sync(struct compute_ctx *ctx) {
                 "\"padding\": 1}, {\"type\": \"batchnorm2d\"}, {\"type\": \"relu\"}, {\"type\": \"conv2d\", "
                 "\"out_channels\": 32, \"kernel_size\": 3, \"stride\": 3, \"padding\": 1}, {\"type\": \"conv2d\", "
                 "\"out_channels\": 16, \"kernel_size\": 3, \"padding\": 1}, {\"type\": \"flatten\"}, {\"type\": "
-                "\"linear\", \"out_features\": 32}, {\"type\": \"relu\"}, {\"type\": \"linear\", \"out_features\": 5}]}";
+                "\"linear\", \"out_features\": 32}, {\"type\": \"relu\"}, {\"type\": \"linear\", \"out_features\": "
+                "5}]}";
         json_t *spec = json_loads(spec_json, 0, NULL);
         struct model *m[2] = {NULL, NULL};
         struct optim *o[2] = {NULL, NULL};

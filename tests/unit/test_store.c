@@ -444,9 +444,9 @@ static void test_checkpoint_keep(struct store *s) {
         for (int e = 1; e <= 4 && r == 0; e++) {
                 char cdir[64];
                 snprintf(cdir, sizeof(cdir), "jobs/%s/ckpt-%d", j->id, e * 10);
-                r = store_checkpoint_add(s, j->id, j->attempt,
-                                         &(struct store_checkpoint_new){.epoch = e, .step = e * 10, .dir = cdir, .keep = 2},
-                                         NULL, &err);
+                r = store_checkpoint_add(
+                        s, j->id, j->attempt,
+                        &(struct store_checkpoint_new){.epoch = e, .step = e * 10, .dir = cdir, .keep = 2}, NULL, &err);
         }
         struct store_checkpoint_list l = {0};
         if (r == 0)
@@ -616,8 +616,7 @@ static void test_job_delete(struct store *s) {
         snprintf(path, sizeof(path), "%s/ckpt-3", stray);
         mkdir(path, 0700);
         int swept = -1, rs = store_job_dirs_sweep(s, &swept, &err);
-        ok(rs == 0 && swept == 1 && access(stray, F_OK) < 0 &&
-                   access(live, F_OK) == 0,
+        ok(rs == 0 && swept == 1 && access(stray, F_OK) < 0 && access(live, F_OK) == 0,
            "sweep: the deleted job's directory is removed (%d), the live job's stays", swept);
         ok(store_job_cancel(s, j->id, NULL, &err) == 0 && store_job_delete(s, j->id, &err) == 0, "live job deleted");
         store_job_free(j);

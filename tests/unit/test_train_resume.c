@@ -216,7 +216,8 @@ static void check_gd(struct compute_ctx *ctx, const struct dataset *ds, const ch
 static void check_keep(struct compute_ctx *ctx, const struct dataset *ds, const char *tmp) {
         static const char *keep_job =
                 "{\"model\": \"mlp\", \"training_file\": \"x\", \"validation_split\": 0.25, \"seed\": 7,"
-                " \"hyperparameters\": {\"epochs\": 4, \"batch_size\": 16, \"learning_rate\": 0.01, \"warmup_epochs\": 1},"
+                " \"hyperparameters\": {\"epochs\": 4, \"batch_size\": 16, \"learning_rate\": 0.01, \"warmup_epochs\": "
+                "1},"
                 " \"early_stopping\": {\"metric\": \"val_loss\", \"patience\": 10}, \"checkpoint\": {\"keep\": 2}}";
         char dir[512];
         snprintf(dir, sizeof(dir), "%s/keep", tmp);
