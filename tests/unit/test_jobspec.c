@@ -60,6 +60,7 @@ int main(void) {
         ok(!s.early_stopping.enabled, "early stopping off by default");
         is_close(s.validation_split, 0.2, 0, "default validation split");
         is_int(s.checkpoint.every_epochs, 1, "checkpoint every epoch");
+        is_int(s.checkpoint.keep, 3, "the newest 3 checkpoints kept");
         is_int(s.seed, 42, "default seed");
         jobspec_deinit(&s);
 
@@ -112,6 +113,8 @@ int main(void) {
         rejects("{" BASE ", \"hyperparameters\": {\"learning_rate\": -1}}", "hyperparameters.learning_rate",
                 "a negative learning rate");
         rejects("{" BASE ", \"hyperparameters\": {\"epochs\": 0}}", "hyperparameters.epochs", "zero epochs");
+        rejects("{" BASE ", \"checkpoint\": {\"keep\": -1}}", "checkpoint.keep", "negative checkpoint.keep");
+        rejects("{" BASE ", \"checkpoint\": {\"keep\": \"all\"}}", "checkpoint.keep", "checkpoint.keep a string");
         rejects("{" BASE ", \"hyperparameters\": {\"epochs\": 2.5}}", "hyperparameters.epochs", "fractional epochs");
         rejects("{" BASE ", \"hyperparameters\": {\"batch_size\": 0}}", "hyperparameters.batch_size",
                 "a zero batch size");
