@@ -150,12 +150,23 @@ static int pd_new(struct backend_plan *p, const void *desc, const_dnnl_primitive
         return 0;
 }
 
+/* a reorder primitive from src to dst, not tracked by any plan */
+static int reorder_prim(dnnl_engine_t eng, const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst,
+                        dnnl_primitive_t *ret, const char *name, struct ft_error *err) {
+        dnnl_primitive_desc_t pd;
+        CHK(dnnl_reorder_primitive_desc_create(&pd, src, eng, dst, eng, NULL), "reorder");
+        dnnl_status_t s = dnnl_primitive_create(ret, pd);
+        dnnl_primitive_desc_destroy(pd);
+        CHK(s, "primitive_create");
+        return 0;
+}
+
 static int reorder_new(struct backend_plan *p, const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst,
                        dnnl_primitive_t *ret, const char *name, struct ft_error *err) {
-        dnnl_primitive_desc_t pd;
-        CHK(dnnl_reorder_primitive_desc_create(&pd, src, p->eng, dst, p->eng, NULL), "reorder");
-        int r = prim_new(p, pd, ret, name, err);
-        dnnl_primitive_desc_destroy(pd);
+        int r = reorder_prim(p->eng, src, dst, ret, name, err);
+        if (r < 0 || (r = track((void **)&p->prims, &p->n_prims, &p->cap_prims, *ret, err)) == 0)
+                return r;
+        dnnl_primitive_destroy(*ret);
         return r;
 }
 
@@ -277,16 +288,6 @@ static void onednn_params_free(struct model *m) {
         m->params = NULL;
 }
 
-static int reorder_pd_prim(dnnl_engine_t eng, const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst,
-                           dnnl_primitive_t *ret, const char *name, struct ft_error *err) {
-        dnnl_primitive_desc_t pd;
-        CHK(dnnl_reorder_primitive_desc_create(&pd, src, eng, dst, eng, NULL), "reorder");
-        dnnl_status_t s = dnnl_primitive_create(ret, pd);
-        dnnl_primitive_desc_destroy(pd);
-        CHK(s, "primitive_create");
-        return 0;
-}
-
 /* The format weight t lives in between steps; want: the format the deciding primitive reads (NULL: PyTorch's). */
 static int param_md(struct backend_plan *p, struct model *m, const struct tensor *t, const dnnl_memory_desc_t *want,
                     dnnl_memory_desc_t *ret, struct ft_error *err) {
@@ -322,8 +323,8 @@ static int param_md(struct backend_plan *p, struct model *m, const struct tensor
                                         ? 0
                                         : ft_error_set(err, -EIO, NULL, "onednn: memory_create for \"%s\": %s", name,
                                                        dnnl_status2str(s));
-                        if (r == 0 && (r = reorder_pd_prim(p->eng, &b->md, want, &b->to_native, name, err)) == 0)
-                                r = reorder_pd_prim(p->eng, want, &b->md, &b->to_plain, name, err);
+                        if (r == 0 && (r = reorder_prim(p->eng, &b->md, want, &b->to_native, name, err)) == 0)
+                                r = reorder_prim(p->eng, want, &b->md, &b->to_plain, name, err);
                         if (r < 0) { /* undecided: the next plan tries again from scratch */
                                 dnnl_primitive_destroy(b->to_native);
                                 dnnl_memory_destroy(b->plain);
@@ -474,8 +475,11 @@ static int pd_try(struct backend_plan *p, const void *desc, const_dnnl_primitive
  * land inside the input, where oneDNN 2.6's direct kernels reach ~50% (forward) and ~27% (backward weights) of the
  * sgemm peak on these shapes and Winograd is slower still (its 4x4 tiles are mostly padding). Measured on
  * ResNet-18's 512-channel 2x2 convolutions at batch 32, 2 threads (docs/performance.md). */
+#define TG_POSITIONS_MAX 4
+
 static bool tg_eligible(const struct model *m, const struct node *n) {
-        return n->kind == NODE_CONV && n->out.h * n->out.w <= 4 && n->kh * n->kw > 1 && in_shape(m, n)->c >= 16;
+        return n->kind == NODE_CONV && n->out.h * n->out.w <= TG_POSITIONS_MAX && n->kh * n->kw > 1 &&
+               in_shape(m, n)->c >= 16;
 }
 
 static dnnl_status_t nhwc_md(dnnl_memory_desc_t *md, int batch, const struct value_shape *s) {
@@ -526,20 +530,22 @@ static int tg_bwd_init(struct model *m, struct backend_plan *p, int ni, struct f
         struct bnode *bn = &p->nodes[ni];
         const struct value_shape *is = in_shape(m, n);
         const char *name = n->name;
-        int most = 0; /* the most pairs one tap has */
-        for (int t = 0; t < n->kh * n->kw; t++) {
-                int k = 0;
-                for (int i = 0; i < bn->n_tg; i++)
-                        k += bn->tg[i].t == t;
-                most = k > most ? k : most;
-        }
-        size_t pack = (size_t)most * (size_t)p->batch * (size_t)(is->c + n->out.c); /* backward weights */
-        if (pack < (size_t)p->batch * (size_t)is->c) /* backward data */
-                pack = (size_t)p->batch * (size_t)is->c;
-        bn->tg_pack = malloc(pack * sizeof(float));
+        /* backward weights stacks at most one pair per output position for a tap; backward data needs [ci, B] */
+        bn->tg_pack =
+                malloc((size_t)(n->out.h * n->out.w) * (size_t)p->batch * (size_t)(is->c + n->out.c) * sizeof(float));
         if (!bn->tg_pack)
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         return wview_init(p, m, &bn->dw, n->weight, n->weight->grad, &bn->w_fwd.md, true, name, err);
+}
+
+/* the sizes the per-tap GEMMs index with: batch, channels in and out, input and output positions */
+struct tg_dims {
+        int64_t batch, ci, co, ip, op;
+};
+
+static struct tg_dims tg_dims(const struct model *m, const struct backend_plan *p, const struct node *n) {
+        const struct value_shape *is = in_shape(m, n);
+        return (struct tg_dims){p->batch, is->c, n->out.c, is->h * is->w, n->out.h * n->out.w};
 }
 
 #define SGEMM(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc)                                                           \
@@ -550,8 +556,8 @@ static int tg_forward(struct model *m, struct backend_plan *p, int ni, struct ft
         const struct node *n = &m->nodes[ni];
         const struct bnode *bn = &p->nodes[ni];
         const char *name = n->name;
-        int64_t B = p->batch, ci = in_shape(m, n)->c, co = n->out.c;
-        int64_t ip = in_shape(m, n)->h * in_shape(m, n)->w, op = n->out.h * n->out.w;
+        const struct tg_dims d = tg_dims(m, p, n);
+        int64_t B = d.batch, ci = d.ci, co = d.co, ip = d.ip, op = d.op;
         CHK(dnnl_stream_wait(p->st), "stream_wait");
         const float *x = mem_ptr(bn->in[0].mem), *w = mem_ptr(bn->w_fwd.mem);
         const float *bias = n->bias ? tensor_f32(n->bias) : NULL;
@@ -574,8 +580,8 @@ static int tg_backward_data(struct model *m, struct backend_plan *p, int ni, str
         const struct node *n = &m->nodes[ni];
         const struct bnode *bn = &p->nodes[ni];
         const char *name = n->name;
-        int64_t B = p->batch, ci = in_shape(m, n)->c, co = n->out.c;
-        int64_t ip = in_shape(m, n)->h * in_shape(m, n)->w, op = n->out.h * n->out.w;
+        const struct tg_dims d = tg_dims(m, p, n);
+        int64_t B = d.batch, ci = d.ci, co = d.co, ip = d.ip, op = d.op;
         CHK(dnnl_stream_wait(p->st), "stream_wait");
         const float *dy = mem_ptr(p->vals[ni + 1].dmem), *w = mem_ptr(bn->w_fwd.mem);
         float *dx = mem_ptr(bn->in[0].dmem), *ct = bn->tg_pack;
@@ -606,42 +612,35 @@ static int tg_backward_weights(struct model *m, struct backend_plan *p, int ni, 
         const struct node *n = &m->nodes[ni];
         const struct bnode *bn = &p->nodes[ni];
         const char *name = n->name;
-        int64_t B = p->batch, ci = in_shape(m, n)->c, co = n->out.c;
-        int64_t ip = in_shape(m, n)->h * in_shape(m, n)->w, op = n->out.h * n->out.w;
+        const struct tg_dims d = tg_dims(m, p, n);
+        int64_t B = d.batch, ci = d.ci, co = d.co, ip = d.ip, op = d.op;
         CHK(dnnl_stream_wait(p->st), "stream_wait");
         const float *x = mem_ptr(bn->in[0].mem), *dy = mem_ptr(p->vals[ni + 1].dmem);
         if (!n->weight->frozen) {
                 float *dw = mem_ptr(bn->dw.mem);
                 for (int t = 0; t < n->kh * n->kw; t++) {
-                        float *a = bn->tg_pack, *b = NULL;
+                        const struct tg_pair *pairs[TG_POSITIONS_MAX]; /* this tap's: one per output position */
                         int k = 0;
-                        for (int i = 0; i < bn->n_tg; i++)
-                                k += bn->tg[i].t == t;
-                        b = a + (size_t)k * (size_t)B * (size_t)ci;
+                        for (int i = 0; i < bn->n_tg && k < TG_POSITIONS_MAX; i++)
+                                if (bn->tg[i].t == t)
+                                        pairs[k++] = &bn->tg[i];
+                        float *dwt = dw + t * ci * co;
                         if (k == 0) {
-                                memset(dw + t * ci * co, 0, (size_t)(ci * co) * sizeof(float));
-                                continue;
+                                memset(dwt, 0, (size_t)(ci * co) * sizeof(float));
+                        } else if (k == 1) { /* straight from the activations, no packing */
+                                SGEMM('T', 'N', ci, co, B, x + pairs[0]->s * ci, ip * ci, dy + pairs[0]->o * co,
+                                      op * co, 0.0f, dwt, co);
+                        } else {
+                                float *a = bn->tg_pack, *b = a + (size_t)k * (size_t)B * (size_t)ci;
+                                for (int j = 0; j < k; j++)
+                                        for (int64_t r = 0; r < B; r++) {
+                                                memcpy(a + (j * B + r) * ci, x + (r * ip + pairs[j]->s) * ci,
+                                                       (size_t)ci * sizeof(float));
+                                                memcpy(b + (j * B + r) * co, dy + (r * op + pairs[j]->o) * co,
+                                                       (size_t)co * sizeof(float));
+                                        }
+                                SGEMM('T', 'N', ci, co, k * B, a, ci, b, co, 0.0f, dwt, co);
                         }
-                        if (k == 1) {
-                                for (int i = 0; i < bn->n_tg; i++)
-                                        if (bn->tg[i].t == t)
-                                                SGEMM('T', 'N', ci, co, B, x + bn->tg[i].s * ci, ip * ci,
-                                                      dy + bn->tg[i].o * co, op * co, 0.0f, dw + t * ci * co, co);
-                                continue;
-                        }
-                        int j = 0;
-                        for (int i = 0; i < bn->n_tg; i++) {
-                                if (bn->tg[i].t != t)
-                                        continue;
-                                for (int64_t r = 0; r < B; r++) {
-                                        memcpy(a + (j * B + r) * ci, x + (r * ip + bn->tg[i].s) * ci,
-                                               (size_t)ci * sizeof(float));
-                                        memcpy(b + (j * B + r) * co, dy + (r * op + bn->tg[i].o) * co,
-                                               (size_t)co * sizeof(float));
-                                }
-                                j++;
-                        }
-                        SGEMM('T', 'N', ci, co, k * B, a, ci, b, co, 0.0f, dw + t * ci * co, co);
                 }
         }
         if (n->bias && !n->bias->frozen) {

@@ -949,9 +949,8 @@ int model_follow(struct model *m, struct tensor *t, float *buf, struct ft_error 
         return 0;
 }
 
-void model_unfollow(struct model *m, struct tensor *t, float *buf) {
-        (void)model_sync(m, NULL);
-        int n = 0;
+void model_unfollow(struct tensor *t, float *buf) {
+        int n = 0; /* the others keep their layout: they stay consistent with the weight's */
         while (n < TENSOR_FOLLOW_MAX && t->follow[n] && t->follow[n] != buf)
                 n++;
         for (; n + 1 < TENSOR_FOLLOW_MAX && t->follow[n]; n++)

@@ -138,9 +138,10 @@ void model_zero_grad(struct model *m);
  * save and load, checkpoints, train_run before it returns) call it themselves. */
 int model_sync(struct model *m, struct ft_error *err);
 /* Let `buf` (numel floats, e.g. an optimizer's exp_avg for parameter t) follow t's layout; -ENOSPC beyond
- * TENSOR_FOLLOW_MAX - 1. Puts the model in PyTorch layout first. model_unfollow removes it (before buf is freed). */
+ * TENSOR_FOLLOW_MAX - 1. Puts the model in PyTorch layout first (buf's contents are read as PyTorch layout).
+ * model_unfollow removes it, before buf is freed; buf's contents are then in whatever layout t had. */
 int model_follow(struct model *m, struct tensor *t, float *buf, struct ft_error *err);
-void model_unfollow(struct model *m, struct tensor *t, float *buf);
+void model_unfollow(struct tensor *t, float *buf);
 
 /* The dropout generator: a counter-based generator (seed, counter). Save and restore it with checkpoints to
  * resume bit-identically. */

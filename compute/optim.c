@@ -55,9 +55,9 @@ void optim_free(struct optim *o) {
                 return;
         for (size_t i = 0; o->params && i < o->n_params; i++) {
                 if (o->buf1[i])
-                        model_unfollow(o->m, o->params[i], tensor_f32(o->buf1[i]));
+                        model_unfollow(o->params[i], tensor_f32(o->buf1[i]));
                 if (o->buf2[i])
-                        model_unfollow(o->m, o->params[i], tensor_f32(o->buf2[i]));
+                        model_unfollow(o->params[i], tensor_f32(o->buf2[i]));
         }
         arena_deinit(&o->arena);
         free(o->state);

@@ -567,6 +567,19 @@ static int remove_tree_files(const char *dir) {
         return rmdir(dir) < 0 ? -errno : 0;
 }
 
+/* "ckpt-<step>" (digits only) -> step */
+static bool ckpt_name_step(const char *name, uint64_t *ret_step) {
+        char *end;
+        if (strncmp(name, "ckpt-", 5) != 0 || !isdigit((unsigned char)name[5]))
+                return false;
+        errno = 0;
+        unsigned long long step = strtoull(name + 5, &end, 10);
+        if (*end || errno)
+                return false;
+        *ret_step = step;
+        return true;
+}
+
 static int cmp_u64_desc(const void *a, const void *b) {
         uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
         return x < y ? 1 : x > y ? -1 : 0;
@@ -582,12 +595,8 @@ static void checkpoints_prune(const char *root, unsigned keep, uint64_t current)
         size_t n = 0, cap = 0;
         struct dirent *e;
         while ((e = readdir(d))) {
-                char *end;
-                if (strncmp(e->d_name, "ckpt-", 5) != 0 || !isdigit((unsigned char)e->d_name[5]))
-                        continue;
-                errno = 0;
-                unsigned long long step = strtoull(e->d_name + 5, &end, 10);
-                if (*end || errno || step == current)
+                uint64_t step;
+                if (!ckpt_name_step(e->d_name, &step) || step == current)
                         continue;
                 if (n == cap) {
                         size_t c = cap ? cap * 2 : 16;
@@ -701,12 +710,11 @@ int train_checkpoint_find_latest(const char *dir, char **ret_path, struct ft_err
                 if (!d)
                         continue;
                 struct dirent *e;
-                unsigned long long best = 0;
+                uint64_t best = 0;
                 bool found = false;
                 while ((e = readdir(d))) {
-                        unsigned long long step;
-                        char tail;
-                        if (sscanf(e->d_name, "ckpt-%llu%c", &step, &tail) != 1)
+                        uint64_t step;
+                        if (!ckpt_name_step(e->d_name, &step))
                                 continue;
                         if (snprintf(path, sizeof(path), "%s/%s/state.json", base, e->d_name) >= (int)sizeof(path) ||
                             stat(path, &st) < 0)
@@ -718,7 +726,8 @@ int train_checkpoint_find_latest(const char *dir, char **ret_path, struct ft_err
                 }
                 closedir(d);
                 if (found) {
-                        if (snprintf(path, sizeof(path), "%s/ckpt-%llu", base, best) >= (int)sizeof(path))
+                        if (snprintf(path, sizeof(path), "%s/ckpt-%llu", base, (unsigned long long)best) >=
+                            (int)sizeof(path))
                                 return ft_error_set(err, -ENAMETOOLONG, NULL, "'%s' is too long a path", dir);
                         char *p = strdup(path);
                         if (!p)
@@ -1193,7 +1202,7 @@ static void trainer_deinit(struct trainer *tr) {
                 struct tensor *t = model_tensor_at(tr->m, i);
                 if (!t->is_param)
                         continue;
-                model_unfollow(tr->m, t, tr->accum + off);
+                model_unfollow(t, tr->accum + off);
                 off += t->numel;
         }
         data_loader_free(tr->train_loader);

@@ -592,23 +592,42 @@ static void test_layout_sync(struct compute_ctx *ctx) {
         }
         if (!ok(r == 0 && extra[0] && extra[1], "layout: two models, Adam, a follower (%s)", err.message))
                 goto out;
-        int permuted = 0;
+        int permuted = 0, follower_moved = 0, state_mismatch = -1;
         for (int s = 0; s < 4 && r == 0; s++)
                 for (int k = 0; k < 2 && r == 0; k++) {
                         const float *out;
                         r = model_forward(m[k], x, B, true, &out, &err);
                         r = r ? r : model_backward(m[k], d, &err);
                         r = r ? r : optim_step(o[k], ctx, 0.01f, &err);
-                        if (r == 0 && k == 1 && s == 3) /* the unsynced model, still in the backend's layout */
+                        if (r == 0 && k == 1 && s == 3) { /* the unsynced model, still in the backend's layout */
                                 for (size_t i = 0; i < model_tensor_count(m[0]); i++) {
                                         struct tensor *a = model_tensor_at(m[0], i), *b = model_tensor_at(m[1], i);
                                         permuted += memcmp(a->data, b->data, tensor_nbytes(a)) != 0;
                                 }
+                                struct tensor *w = model_tensor_find(m[1], "3.weight");
+                                for (size_t i = 0; i < w->numel; i++)
+                                        follower_moved += extra[1][i] != (float)i;
+                        }
                         if (r == 0 && k == 0)
                                 r = model_sync(m[0], &err);
+                        if (r == 0 && k == 0 && s == 0) { /* after Adam's first step exp_avg = (1 - beta1) * grad */
+                                state_mismatch = 0;
+                                for (size_t i = 0; i < model_tensor_count(m[0]); i++) {
+                                        struct tensor *t = model_tensor_at(m[0], i);
+                                        char ename[TENSOR_NAME_MAX + 16];
+                                        snprintf(ename, sizeof(ename), "%s.exp_avg", t->name);
+                                        struct tensor *ea = t->is_param ? optim_state_find(o[0], ename) : NULL;
+                                        for (size_t j = 0; ea && j < t->numel; j++)
+                                                state_mismatch += tensor_f32(ea)[j] !=
+                                                                  cfg.beta1 * 0.0f + (1.0f - cfg.beta1) * t->grad[j];
+                                }
+                        }
                 }
-        ok(r == 0 && permuted > 0, "layout: %d of %zu tensors held in another layout between steps (%s)", permuted,
+        ok(r == 0 && permuted > 0 && follower_moved > 0,
+           "layout: %d of %zu tensors, and a follower, held in another layout between steps (%s)", permuted,
            model_tensor_count(m[0]), err.message);
+        ok(state_mismatch == 0, "layout: synced, Adam's exp_avg lines up with the gradient element by element (%d off)",
+           state_mismatch);
         r = model_sync(m[1], &err);
         int differ = 0;
         for (size_t i = 0; r == 0 && i < model_tensor_count(m[0]); i++) {
@@ -629,7 +648,7 @@ static void test_layout_sync(struct compute_ctx *ctx) {
 out:
         for (int k = 0; k < 2; k++) {
                 if (m[k] && extra[k])
-                        model_unfollow(m[k], model_tensor_find(m[k], "3.weight"), extra[k]);
+                        model_unfollow(model_tensor_find(m[k], "3.weight"), extra[k]);
                 optim_free(o[k]);
                 model_free(m[k]);
                 free(extra[k]);
