@@ -48,6 +48,7 @@ struct tg_pair {
 struct bnode {
         struct conform in[2];
         dnnl_memory_t din_scratch[2]; /* diff target when the producer has several consumers or a conform */
+        struct conform bw_src, bw_ddst; /* conv: backward weights reads another format than forward left */
         dnnl_primitive_desc_t fwd_pd, fwd_g_pd;
         dnnl_primitive_t fwd, fwd_g; /* fwd_g: batchnorm with global (running) statistics */
         dnnl_primitive_t bwd_data, bwd_weights, bwd_g;
@@ -87,6 +88,9 @@ struct backend_plan {
         size_t n_prims, cap_prims;
         dnnl_primitive_desc_t *pds;
         size_t n_pds, cap_pds;
+        /* what runs: one entry per primitive created (model_kernels) */
+        struct model_kernel *kernels;
+        size_t n_kernels, cap_kernels;
 };
 
 #define CHK(call, what)                                                                                                \
@@ -111,6 +115,105 @@ static int track(void **arr_p, size_t *n, size_t *cap, void *obj, struct ft_erro
         return 0;
 }
 
+/* A memory format as oneDNN's verbose mode writes it: dimensions from outermost to innermost, a capital letter
+ * for a blocked dimension, then the inner blocks ("abcd", "aBcd8b", "ABcd8b8a"). */
+static void md_format(const dnnl_memory_desc_t *md, char *buf, size_t len) {
+        if (md->format_kind == dnnl_format_kind_wino) {
+                snprintf(buf, len, "wino");
+                return;
+        }
+        if (md->format_kind != dnnl_blocked || md->ndims < 1 || md->ndims > DNNL_MAX_NDIMS) {
+                snprintf(buf, len, "%s", dnnl_fmt_kind2str(md->format_kind));
+                return;
+        }
+        const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+        int order[DNNL_MAX_NDIMS], n = md->ndims;
+        bool blocked[DNNL_MAX_NDIMS] = {false};
+        for (int i = 0; i < b->inner_nblks; i++)
+                if (b->inner_idxs[i] >= 0 && b->inner_idxs[i] < n)
+                        blocked[b->inner_idxs[i]] = true;
+        for (int i = 0; i < n; i++)
+                order[i] = i;
+        for (int i = 1; i < n; i++) /* outer strides, largest first; ties keep the logical order */
+                for (int j = i; j > 0 && b->strides[order[j]] > b->strides[order[j - 1]]; j--) {
+                        int t = order[j];
+                        order[j] = order[j - 1];
+                        order[j - 1] = t;
+                }
+        size_t k = 0;
+        for (int i = 0; i < n && k + 1 < len; i++)
+                buf[k++] = (char)((blocked[order[i]] ? 'A' : 'a') + order[i]);
+        buf[k] = '\0';
+        for (int i = 0; i < b->inner_nblks && k + 1 < len; i++) {
+                int w = snprintf(buf + k, len - k, "%lld%c", (long long)b->inner_blks[i], 'a' + (int)b->inner_idxs[i]);
+                if (w < 0 || (size_t)w >= len - k)
+                        break;
+                k += (size_t)w;
+        }
+}
+
+static const char *prop_name(dnnl_prop_kind_t prop) {
+        switch (prop) {
+        case dnnl_forward_training: return "forward_training";
+        case dnnl_forward_inference: return "forward_inference";
+        case dnnl_backward_data: return "backward_data";
+        case dnnl_backward_weights: return "backward_weights";
+        case dnnl_backward: return "backward";
+        default: return "";
+        }
+}
+
+/* Record what a new primitive runs: its kind, pass, oneDNN implementation and formats. An entry that cannot be
+ * recorded (out of memory) is left out; the kernel list is a report, never needed to run. */
+static void kernel_record(struct backend_plan *p, const char *layer, const_dnnl_primitive_desc_t pd,
+                          const char *prim_override, const char *pass_override) {
+        if (p->n_kernels == p->cap_kernels) {
+                size_t c = p->cap_kernels ? p->cap_kernels * 2 : 64;
+                struct model_kernel *k = realloc(p->kernels, c * sizeof(*k));
+                if (!k)
+                        return;
+                p->kernels = k;
+                p->cap_kernels = c;
+        }
+        struct model_kernel *k = &p->kernels[p->n_kernels++];
+        memset(k, 0, sizeof(*k));
+        snprintf(k->layer, sizeof(k->layer), "%s", layer);
+        if (!pd) { /* our own loops over dnnl_sgemm (the per-tap GEMMs) */
+                snprintf(k->primitive, sizeof(k->primitive), "%s", prim_override);
+                snprintf(k->pass, sizeof(k->pass), "%s", pass_override);
+                snprintf(k->impl, sizeof(k->impl), "per_tap:dnnl_sgemm");
+                snprintf(k->formats, sizeof(k->formats), "src:acdb wei:cdba dst:acdb");
+                return;
+        }
+        dnnl_primitive_kind_t kind = dnnl_undefined_primitive;
+        dnnl_prop_kind_t prop = dnnl_prop_kind_undef;
+        const char *impl = NULL;
+        dnnl_primitive_desc_query(pd, dnnl_query_primitive_kind, 0, &kind);
+        dnnl_primitive_desc_query(pd, dnnl_query_prop_kind, 0, &prop);
+        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+        snprintf(k->primitive, sizeof(k->primitive), "%s", dnnl_prim_kind2str(kind));
+        snprintf(k->pass, sizeof(k->pass), "%s", prop_name(prop));
+        snprintf(k->impl, sizeof(k->impl), "%s", impl ? impl : "unknown");
+        static const struct {
+                dnnl_query_t q;
+                const char *tag;
+        } mds[] = {{dnnl_query_src_md, "src"},     {dnnl_query_diff_src_md, "diff_src"},
+                   {dnnl_query_weights_md, "wei"}, {dnnl_query_diff_weights_md, "diff_wei"},
+                   {dnnl_query_dst_md, "dst"},     {dnnl_query_diff_dst_md, "diff_dst"}};
+        size_t len = 0;
+        for (size_t i = 0; i < sizeof(mds) / sizeof(mds[0]); i++) {
+                const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, mds[i].q, 0);
+                if (!md || md->ndims == 0)
+                        continue;
+                char f[48];
+                md_format(md, f, sizeof(f));
+                int w = snprintf(k->formats + len, sizeof(k->formats) - len, "%s%s:%s", len ? " " : "", mds[i].tag, f);
+                if (w < 0 || (size_t)w >= sizeof(k->formats) - len)
+                        break;
+                len += (size_t)w;
+        }
+}
+
 static int mem_new(struct backend_plan *p, const dnnl_memory_desc_t *md, void *handle, dnnl_memory_t *ret,
                    const char *name, struct ft_error *err) {
         dnnl_memory_t m;
@@ -133,6 +236,7 @@ static int prim_new(struct backend_plan *p, dnnl_primitive_desc_t pd, dnnl_primi
                 dnnl_primitive_destroy(prim);
                 return r;
         }
+        kernel_record(p, name, pd, NULL, NULL);
         *ret = prim;
         return 0;
 }
@@ -164,6 +268,9 @@ static int reorder_prim(dnnl_engine_t eng, const dnnl_memory_desc_t *src, const 
 static int reorder_new(struct backend_plan *p, const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst,
                        dnnl_primitive_t *ret, const char *name, struct ft_error *err) {
         int r = reorder_prim(p->eng, src, dst, ret, name, err);
+        const_dnnl_primitive_desc_t pd;
+        if (r == 0 && dnnl_primitive_get_primitive_desc(*ret, &pd) == dnnl_success)
+                kernel_record(p, name, pd, NULL, NULL);
         if (r < 0 || (r = track((void **)&p->prims, &p->n_prims, &p->cap_prims, *ret, err)) == 0)
                 return r;
         dnnl_primitive_destroy(*ret);
@@ -522,6 +629,7 @@ static int tg_fwd_init(struct model *m, struct backend_plan *p, int ni, struct f
             (r = wview_init(p, m, &bn->w_fwd, n->weight, n->weight->data, &wmd, false, name, err)) < 0 ||
             (r = value_init(p, &p->vals[ni + 1], &dmd, name, err)) < 0)
                 return r;
+        kernel_record(p, name, NULL, "convolution", "forward_training");
         return 0;
 }
 
@@ -535,6 +643,8 @@ static int tg_bwd_init(struct model *m, struct backend_plan *p, int ni, struct f
                 malloc((size_t)(n->out.h * n->out.w) * (size_t)p->batch * (size_t)(is->c + n->out.c) * sizeof(float));
         if (!bn->tg_pack)
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        kernel_record(p, name, NULL, "convolution", "backward_data");
+        kernel_record(p, name, NULL, "convolution", "backward_weights");
         return wview_init(p, m, &bn->dw, n->weight, n->weight->grad, &bn->w_fwd.md, true, name, err);
 }
 
@@ -845,6 +955,7 @@ static void plan_free(struct backend_plan *p) {
         free(p->prims);
         free(p->pds);
         free(p->mems);
+        free(p->kernels);
         free(p->nodes);
         free(p->vals);
         free(p->rg);
@@ -1125,6 +1236,58 @@ static int conv_bwd_pd(struct backend_plan *p, const struct model *m, const stru
         return 0;
 }
 
+static bool pd_is_reference(const_dnnl_primitive_desc_t pd) {
+        const char *impl = NULL;
+        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+        struct model_kernel k = {0};
+        snprintf(k.impl, sizeof(k.impl), "%s", impl ? impl : "");
+        return model_kernel_is_reference(&k);
+}
+
+/* Backward weights reads the forward's source and the output's diff in the formats forward chose, and for some
+ * shapes oneDNN has only its reference implementation there: AVX2's jit kernel reads a plain (nchw) source only
+ * with exactly 3 channels, so a 1-channel first convolution fell to ref:any (20x slower than the whole rest of
+ * the step). Then let backward weights choose its source format, and if need be its diff_dst format too, and
+ * convert to them before it runs (bw_src, bw_ddst: a copy of the activations, cheap next to a reference kernel). */
+static int conv_bwd_weights_formats(struct backend_plan *p, struct model *m, int ni, const dnnl_memory_desc_t *wmd,
+                                    const dnnl_memory_desc_t *bmd, dnnl_primitive_desc_t *wpd, struct ft_error *err) {
+        struct node *n = &m->nodes[ni];
+        struct bnode *bn = &p->nodes[ni];
+        struct bvalue *out = &p->vals[ni + 1];
+        const char *name = n->name;
+        int r;
+        if (!pd_is_reference(*wpd))
+                return 0;
+        dnnl_memory_desc_t sany, dany;
+        CHK(any_md(&sany, p->batch, in_shape(m, n)), "memory_desc_init");
+        CHK(any_md(&dany, p->batch, &n->out), "memory_desc_init");
+        for (int t = 0; t < 2; t++) {
+                dnnl_primitive_desc_t alt;
+                if ((r = conv_bwd_pd(p, m, n, bn, true, &sany, wmd, bmd, t ? &dany : &out->md, &alt, err)) < 0)
+                        return r;
+                if (!pd_is_reference(alt)) {
+                        *wpd = alt;
+                        break;
+                }
+        }
+        struct {
+                struct conform *c;
+                const dnnl_memory_desc_t *have, *want;
+        } cv[2] = {{&bn->bw_src, &bn->in[0].md, q_md(*wpd, dnnl_query_src_md)},
+                   {&bn->bw_ddst, &out->md, q_md(*wpd, dnnl_query_diff_dst_md)}};
+        for (int i = 0; i < 2; i++) {
+                struct conform *c = cv[i].c;
+                c->needed = !dnnl_memory_desc_equal(cv[i].have, cv[i].want);
+                if (!c->needed)
+                        continue;
+                c->md = *cv[i].want;
+                if ((r = mem_new(p, &c->md, DNNL_MEMORY_ALLOCATE, &c->mem, name, err)) < 0 ||
+                    (r = reorder_new(p, cv[i].have, &c->md, &c->fwd, name, err)) < 0)
+                        return r;
+        }
+        return 0;
+}
+
 static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct ft_error *err) {
         struct node *n = &m->nodes[ni];
         struct bnode *bn = &p->nodes[ni];
@@ -1155,7 +1318,8 @@ static int node_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
                         if (n->in[0] != 0 &&
                             (r = conv_bwd_pd(p, m, n, bn, false, smd, &wmd, bp, &out->md, &dpd, err)) < 0)
                                 return r;
-                        if ((r = conv_bwd_pd(p, m, n, bn, true, smd, &wmd, bp, &out->md, &wpd, err)) < 0)
+                        if ((r = conv_bwd_pd(p, m, n, bn, true, smd, &wmd, bp, &out->md, &wpd, err)) < 0 ||
+                            (r = conv_bwd_weights_formats(p, m, ni, &wmd, bp, &wpd, err)) < 0)
                                 return r;
                 } else {
                         dnnl_inner_product_desc_t id;
@@ -1299,9 +1463,20 @@ static int node_backward(struct model *m, struct backend_plan *p, int ni, struct
                         dnnl_memory_t dw = wt ? bn->dw.mem : bn->dw_scratch;
                         if (!wt && bn->dw.mem == bn->dw.user)
                                 dw = bn->dw_scratch;
+                        dnnl_memory_t wsrc = src, wddst = out->dmem;
+                        if (bn->bw_src.needed) {
+                                if ((r = run_reorder(p, bn->bw_src.fwd, src, bn->bw_src.mem, name, err)) < 0)
+                                        return r;
+                                wsrc = bn->bw_src.mem;
+                        }
+                        if (bn->bw_ddst.needed) {
+                                if ((r = run_reorder(p, bn->bw_ddst.fwd, out->dmem, bn->bw_ddst.mem, name, err)) < 0)
+                                        return r;
+                                wddst = bn->bw_ddst.mem;
+                        }
                         dnnl_exec_arg_t a[4] = {
-                                {DNNL_ARG_SRC, src},
-                                {DNNL_ARG_DIFF_DST, out->dmem},
+                                {DNNL_ARG_SRC, wsrc},
+                                {DNNL_ARG_DIFF_DST, wddst},
                                 {DNNL_ARG_DIFF_WEIGHTS, dw},
                                 {DNNL_ARG_DIFF_BIAS, n->bias && !n->bias->frozen ? bn->dbias : bn->dbias_scratch}};
                         if ((r = run(p, bn->bwd_weights, n->bias ? 4 : 3, a, name, err)) < 0)
@@ -1386,34 +1561,42 @@ static int node_backward(struct model *m, struct backend_plan *p, int ni, struct
         return 0;
 }
 
+/* The backward's primitives and diff buffers of plan p (on its first backward, or ahead of it for model_plan). */
+static int onednn_plan_backward(struct model *m, struct backend_plan *p, struct ft_error *err) {
+        const char *name = "output";
+        int r;
+        if (p->bwd_ready)
+                return 0;
+        for (int v = 1; v < m->n_values; v++) {
+                if (p->vals[v].dmem)
+                        continue;
+                if (p->nodes[v - 1].alias)
+                        p->vals[v].dmem = p->vals[m->nodes[v - 1].in[0]].dmem;
+                else if ((r = mem_new(p, &p->vals[v].md, DNNL_MEMORY_ALLOCATE, &p->vals[v].dmem, name, err)) < 0)
+                        return r;
+        }
+        dnnl_memory_desc_t md;
+        CHK(plain_md(&md, p->batch, &m->nodes[m->n_nodes - 1].out), "memory_desc_init");
+        struct bvalue *last = &p->vals[m->n_nodes];
+        if (dnnl_memory_desc_equal(&md, &last->md))
+                p->dout_mem = last->dmem;
+        else if ((r = mem_new(p, &md, DNNL_MEMORY_ALLOCATE, &p->dout_mem, name, err)) < 0 ||
+                 (r = reorder_new(p, &md, &last->md, &p->dout_reorder, name, err)) < 0)
+                return r;
+        for (int i = 0; i < m->n_nodes; i++)
+                if ((r = node_bwd_init(m, p, i, err)) < 0)
+                        return r;
+        p->bwd_ready = true;
+        return 0;
+}
+
 static int onednn_backward(struct model *m, struct backend_plan *p, const float *d_out, struct ft_error *err) {
         int r;
         const char *name = "output";
         if (!m->params_native && (r = params_move(m, true, err)) < 0)
                 return r;
-        if (!p->bwd_ready) {
-                for (int v = 1; v < m->n_values; v++) {
-                        if (p->vals[v].dmem)
-                                continue;
-                        if (p->nodes[v - 1].alias)
-                                p->vals[v].dmem = p->vals[m->nodes[v - 1].in[0]].dmem;
-                        else if ((r = mem_new(p, &p->vals[v].md, DNNL_MEMORY_ALLOCATE, &p->vals[v].dmem, name, err)) <
-                                 0)
-                                return r;
-                }
-                dnnl_memory_desc_t md;
-                CHK(plain_md(&md, p->batch, &m->nodes[m->n_nodes - 1].out), "memory_desc_init");
-                struct bvalue *last = &p->vals[m->n_nodes];
-                if (dnnl_memory_desc_equal(&md, &last->md))
-                        p->dout_mem = last->dmem;
-                else if ((r = mem_new(p, &md, DNNL_MEMORY_ALLOCATE, &p->dout_mem, name, err)) < 0 ||
-                         (r = reorder_new(p, &md, &last->md, &p->dout_reorder, name, err)) < 0)
-                        return r;
-                for (int i = 0; i < m->n_nodes; i++)
-                        if ((r = node_bwd_init(m, p, i, err)) < 0)
-                                return r;
-                p->bwd_ready = true;
-        }
+        if (!p->bwd_ready && (r = onednn_plan_backward(m, p, err)) < 0)
+                return r;
         nn_requires_grad(m, p->rg);
         for (int v = 0; v < m->n_values; v++)
                 p->vals[v].written = false;
@@ -1434,8 +1617,15 @@ static int onednn_backward(struct model *m, struct backend_plan *p, const float 
         return 0;
 }
 
+static size_t onednn_kernels(const struct backend_plan *p, const struct model_kernel **ret) {
+        *ret = p->kernels;
+        return p->n_kernels;
+}
+
 const struct backend_ops backend_onednn_ops = {
         .name = "onednn",
+        .kernels = onednn_kernels,
+        .plan_backward = onednn_plan_backward,
         .plan_new = plan_new,
         .plan_free = plan_free,
         .forward = onednn_forward,

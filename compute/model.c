@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "compute/compute.h"
 #include "compute/nn.h"
 
 /* ---- building ---------------------------------------------------------------------------------------- */
@@ -929,6 +930,71 @@ int model_backward(struct model *m, const float *d_out, struct ft_error *err) {
         if (!m->last_plan || !m->last_training)
                 return ft_error_set(err, -EINVAL, NULL, "backward needs a training forward first");
         return m->ctx->ops->backward(m, m->last_plan, d_out, err);
+}
+
+int model_plan(struct model *m, int batch, bool backward, struct ft_error *err) {
+        if (!m->ctx)
+                return ft_error_set(err, -EINVAL, NULL, "the model is not prepared: call model_prepare");
+        if (batch < 1 || batch > m->max_batch)
+                return ft_error_set(err, -EINVAL, "batch_size", "batch size %d is not from 1 to %d", batch,
+                                    m->max_batch);
+        struct backend_plan *p;
+        int r = plan_get(m, batch, &p, err);
+        if (r < 0 || !backward)
+                return r;
+        return m->ctx->ops->plan_backward(m, p, err);
+}
+
+int model_kernels(struct model *m, int batch, const struct model_kernel **ret, size_t *ret_n, struct ft_error *err) {
+        for (int i = 0; m->ctx && i < m->n_plans; i++)
+                if (m->plan_batch[i] == batch) {
+                        *ret_n = m->ctx->ops->kernels(m->plans[i], ret);
+                        return 0;
+                }
+        return ft_error_set(err, -ENOENT, "batch_size", "no forward ran at batch size %d", batch);
+}
+
+bool model_kernel_is_reference(const struct model_kernel *k) {
+        return strncmp(k->impl, "ref", 3) == 0 || strstr(k->impl, ":ref") != NULL || strstr(k->impl, "_ref") != NULL;
+}
+
+static json_t *kernel_json(const struct model_kernel *k) {
+        return json_pack("{s:s s:s s:s s:s s:s}", "layer", k->layer, "primitive", k->primitive, "pass", k->pass, "impl",
+                         k->impl, "formats", k->formats);
+}
+
+json_t *model_kernels_report(struct model *m, int batch, bool all) {
+        const struct model_kernel *k;
+        size_t n;
+        if (model_kernels(m, batch, &k, &n, NULL) < 0)
+                return NULL;
+        struct compute_runtime_info info;
+        compute_runtime_info(&info);
+        json_t *impls = json_object(), *ref = json_array(), *list = all ? json_array() : NULL;
+        json_int_t checked = 0, reorders = 0;
+        for (size_t i = 0; impls && ref && i < n; i++) {
+                if (list)
+                        json_array_append_new(list, kernel_json(&k[i]));
+                if (strcmp(k[i].primitive, "reorder") == 0) {
+                        reorders++;
+                        continue;
+                }
+                checked++;
+                char key[160];
+                snprintf(key, sizeof(key), "%s%s%s %s", k[i].primitive, k[i].pass[0] ? " " : "", k[i].pass, k[i].impl);
+                json_t *c = json_object_get(impls, key);
+                json_object_set_new(impls, key, json_integer(c ? json_integer_value(c) + 1 : 1));
+                if (model_kernel_is_reference(&k[i]))
+                        json_array_append_new(ref, kernel_json(&k[i]));
+        }
+        json_t *rep =
+                json_pack("{s:s s:I s:I s:o s:o}", "isa", info.onednn_isa, "primitives", checked, "reorders", reorders,
+                          "implementations", impls ? impls : json_null(), "reference", ref ? ref : json_null());
+        if (rep && list)
+                json_object_set_new(rep, "kernels", list);
+        else
+                json_decref(list);
+        return rep;
 }
 
 int model_sync(struct model *m, struct ft_error *err) {

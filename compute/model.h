@@ -143,6 +143,37 @@ int model_sync(struct model *m, struct ft_error *err);
 int model_follow(struct model *m, struct tensor *t, float *buf, struct ft_error *err);
 void model_unfollow(struct tensor *t, float *buf);
 
+/* One primitive the backend created for a layer: its family, pass, implementation and memory formats, as
+ * oneDNN names them ("convolution", "backward_weights", "jit:avx2", "src:aBcd8b wei:ABcd8b8a dst:aBcd8b").
+ * Convolutions the backend runs as its own per-tap GEMMs say "per_tap:dnnl_sgemm". */
+struct model_kernel {
+        char layer[TENSOR_NAME_MAX]; /* the node's name ("layer1.0.conv1"), "input" / "output" for the model's own */
+        char primitive[32]; /* "convolution", "inner_product", "batch_normalization", "pooling", "eltwise",
+                             * "binary", "reorder" */
+        char pass[24]; /* "forward_training", "forward_inference", "backward_data", "backward_weights",
+                        * "backward" (batch normalization), "" for reorders and binary */
+        char impl[64];
+        char formats[192];
+};
+
+/* Build the step for batch size `batch` without running it: the forward's primitives and buffers (what the first
+ * forward at that batch size creates) and, with backward, the backward's. Buffers are allocated, not touched. For
+ * looking at the kernels a step will run (model_kernels) before running it. */
+int model_plan(struct model *m, int batch, bool backward, struct ft_error *err);
+/* The kernels of the plan for batch size `batch`: everything its forwards and backwards created so far (a
+ * backward's primitives appear after the first backward). *ret (owned by the model, valid until the next
+ * forward or backward or model_free) and *ret_n; -ENOENT when no forward ran (or model_plan) at that batch size. */
+int model_kernels(struct model *m, int batch, const struct model_kernel **ret, size_t *ret_n, struct ft_error *err);
+/* The kernels of the plan for `batch` as a report (new reference, NULL when none ran at that batch or out of
+ * memory): {"isa": "avx2", "primitives": N, "implementations": {"convolution backward_weights jit:avx2": 3, ...},
+ * "reference": [{"layer", "primitive", "pass", "impl", "formats"}, ...]} counting the checked families
+ * (convolution, inner product, batch normalization, pooling, eltwise, binary; reorders are counted apart in
+ * "reorders"); with all, also "kernels": every entry as an object. */
+json_t *model_kernels_report(struct model *m, int batch, bool all);
+/* Whether k is one of oneDNN's reference implementations ("ref:any", "gemm:ref", "ref_fused"...): correct but
+ * often 10-100x slower than a jit kernel, never what a training step should run. */
+bool model_kernel_is_reference(const struct model_kernel *k);
+
 /* The dropout generator: a counter-based generator (seed, counter). Save and restore it with checkpoints to
  * resume bit-identically. */
 struct model_rng_state {

@@ -76,6 +76,9 @@ struct backend_ops {
         /* forward x [batch, input numel]; *ret_out [batch, outputs] owned by the plan */
         int (*forward)(struct model *m, struct backend_plan *p, const float *x, bool training, const float **ret_out,
                        struct ft_error *err);
+        /* create the backward's primitives and buffers of p without running anything (backward does it on its
+         * first call) */
+        int (*plan_backward)(struct model *m, struct backend_plan *p, struct ft_error *err);
         /* backward from d_out [batch, outputs] after a training forward with the same plan */
         int (*backward)(struct model *m, struct backend_plan *p, const float *d_out, struct ft_error *err);
         /* parameters (data, grad, followers) back to PyTorch layout; forward and backward move them to the
@@ -83,6 +86,8 @@ struct backend_ops {
         int (*params_plain)(struct model *m, struct ft_error *err);
         /* release the model's layout state (after params_plain) */
         void (*params_free)(struct model *m);
+        /* what the plan's primitives run, one entry per primitive created so far (model_kernels) */
+        size_t (*kernels)(const struct backend_plan *p, const struct model_kernel **ret);
 };
 
 extern const struct backend_ops backend_onednn_ops;
