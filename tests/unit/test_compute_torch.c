@@ -1,7 +1,11 @@
 /* test_compute_torch.c - replays PyTorch fixtures (tools/gen_compute_fixtures.py) through the compute engine:
- * an MLP, a small CNN and ResNet-18 at 3x32x32, batch 4: logits, loss, gradients, BatchNorm running stats, eval
+ * an MLP, a small CNN and ResNet-18 at 3x64x64, batch 4: logits, loss, gradients, BatchNorm running stats, eval
  * logits, and 10 steps of SGD, momentum, Nesterov, Adam and AdamW.
- * Tolerances (relative error in the infinity norm): 1e-4 logits and loss, 1e-3 gradients and final weights.
+ * Tolerances (relative error in the infinity norm): 1e-4 logits and loss, 1e-3 gradients and final weights, on
+ * every ISA oneDNN dispatches to (meson runs it natively and under ONEDNN_MAX_CPU_ISA caps). The fixtures are
+ * well conditioned by construction: the generator measures how far a 1e-6 perturbation of the input moves
+ * PyTorch's own float64 trajectory and refuses a fixture where it moves more than 1e-5, so a difference beyond
+ * the tolerance here is ours, not rounding amplified by the fixture.
  * Not for: finite-difference checks (test_compute_gradcheck.c) or spec errors (test_compute_model.c). */
 #include <string.h>
 
@@ -131,6 +135,8 @@ static double compare_params(struct model *m, const struct fx_file *fx, const ch
                         double es = fx_relerr(s, rs->data, rs->count);
                         e = e > es ? e : es;
                 }
+                if (getenv("FX_VERBOSE") && e > 1e-4)
+                        diag("%s %s: rel err %.2e", prefix, t->name, e);
                 if (e > maxerr || isnan(e)) {
                         maxerr = isnan(e) ? INFINITY : e;
                         snprintf(worst, worst_len, "%s", t->name);
@@ -317,6 +323,6 @@ int main(void) {
                   "{\"in_channels\": 1, \"input_size\": [16, 16], \"channels\": [4, 8], \"hidden\": 16, "
                   "\"outputs\": 5}",
                   true, false, 2);
-        run_model("resnet18.bin", "resnet18", "{\"num_classes\": 10, \"input_size\": [32, 32]}", false, true, 1);
+        run_model("resnet18.bin", "resnet18", "{\"num_classes\": 10, \"input_size\": [64, 64]}", false, true, 1);
         return tap_done();
 }
