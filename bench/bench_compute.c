@@ -107,10 +107,24 @@ int main(int argc, char **argv) {
         double sps = (double)steps * batch / dt;
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
+        /* what ran: the ISA and every primitive's implementation (a reference kernel is named on stderr) */
+        json_t *rep = model_kernels_report(m, batch, false);
+        const json_t *ref;
+        size_t ri;
+        json_array_foreach(json_object_get(rep, "reference"), ri, ref) {
+                char *s_ref = json_dumps(ref, JSON_COMPACT);
+                fprintf(stderr, "bench: %s: reference kernel %s\n", name, s_ref ? s_ref : "?");
+                free(s_ref);
+        }
+        char *impls = json_dumps(json_object_get(rep, "implementations"), JSON_COMPACT | JSON_SORT_KEYS);
         printf("{\"impl\": \"finetuned\", \"model\": \"%s\", \"threads\": %d, \"batch\": %d, \"steps\": %d, "
-               "\"samples_per_sec\": %.1f, \"gflops\": %.2f, \"peak_rss_mb\": %.1f, \"mean_loss\": %.4f}\n",
+               "\"samples_per_sec\": %.1f, \"gflops\": %.2f, \"peak_rss_mb\": %.1f, \"mean_loss\": %.4f, "
+               "\"isa\": \"%s\", \"reference_kernels\": %zu, \"kernels\": %s}\n",
                name, threads, batch, steps, sps, sps * 3.0 * model_forward_flops(m) / 1e9, ru.ru_maxrss / 1024.0,
-               loss_sum / (steps + 3));
+               loss_sum / (steps + 3), json_string_value(json_object_get(rep, "isa")) ?: "unknown",
+               json_array_size(json_object_get(rep, "reference")), impls ? impls : "{}");
+        free(impls);
+        json_decref(rep);
         optim_free(opt);
         model_free(m);
         compute_ctx_free(ctx);

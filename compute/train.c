@@ -43,6 +43,7 @@ struct trainer {
         const struct train_callbacks *cb;
         const struct train_options *opt;
         bool classification;
+        bool runtime_sent; /* the "runtime" event of this run */
 
         struct dataset train_view, val_view; /* shallow copies; val_view.labels may be remapped */
         int32_t *val_labels; /* owned remapped labels, or NULL */
@@ -860,6 +861,20 @@ static int emit(struct trainer *tr, json_t *ev, struct ft_error *err) {
         return r < 0 ? ft_error_set(err, r, NULL, "event callback failed") : 0;
 }
 
+/* After the run's first training step: what the step runs on, the implementation of every primitive (counted
+ * by family, pass and implementation) and any reference kernel by name, so a user sees a slow path at once. */
+static int emit_runtime(struct trainer *tr, int batch, struct ft_error *err) {
+        json_t *ev = model_kernels_report(tr->m, batch, false);
+        if (!ev)
+                return 0; /* a report, never a reason to fail the run */
+        json_t *head = json_pack("{s:s s:s s:i s:i}", "type", "runtime", "backend", compute_ctx_backend_name(tr->ctx),
+                                 "threads", compute_ctx_threads(tr->ctx), "batch", batch);
+        if (head)
+                json_object_update(head, ev);
+        json_decref(ev);
+        return emit(tr, head, err);
+}
+
 static double grad_norm(struct model *m) {
         double sum = 0;
         for (size_t i = 0; i < model_tensor_count(m); i++) {
@@ -1136,6 +1151,10 @@ static int run_epoch(struct trainer *tr, struct ft_error *err) {
                                          (double)loss, tr->epoch + 1, (unsigned long long)tr->step + 1);
                 if (r >= 0)
                         r = model_backward(tr->m, tr->d_out, err);
+                if (r >= 0 && !tr->runtime_sent) {
+                        tr->runtime_sent = true;
+                        r = emit_runtime(tr, (int)b.n, err);
+                }
                 if (r < 0)
                         return r;
                 if (gd)

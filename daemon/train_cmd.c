@@ -34,7 +34,7 @@ static void on_signal(int sig) {
 }
 
 static void train_usage(FILE *out) {
-        fprintf(out, "Usage: finetuned train JOB.json --out DIR [--resume DIR] [--threads N]\n\n"
+        fprintf(out, "Usage: finetuned train JOB.json --out DIR [--resume DIR] [--threads N] [--verbose]\n\n"
                      "Run the fine-tuning job JOB.json (the job spec of docs/job-spec.md) in the\n"
                      "foreground. File references in the spec are paths, relative to JOB.json's\n"
                      "directory; \"model\" is a preset name, a .safetensors path or a model spec.\n"
@@ -45,13 +45,44 @@ static void train_usage(FILE *out) {
                      "  --resume DIR   continue from the latest checkpoint in DIR (a previous --out,\n"
                      "                 its checkpoints/ or one checkpoint directory)\n"
                      "  --threads N    OpenMP threads (default: all cores)\n"
+                     "  -v, --verbose  after the first step, list on stderr the CPU ISA and the oneDNN\n"
+                     "                 implementation of every primitive the job runs\n"
                      "  -h, --help     show this help\n");
 }
 
 struct cli {
         bool tty;
+        bool verbose;
         size_t progress_len;
+        struct model *m;
 };
+
+/* The run's "runtime" event on stderr: a warning for every reference kernel, and with --verbose the ISA and
+ * every primitive's implementation. */
+static void cli_runtime(struct cli *c, const json_t *ev) {
+        const json_t *ref;
+        size_t i;
+        json_array_foreach(json_object_get(ev, "reference"), i, ref) fprintf(
+                stderr,
+                "finetuned train: warning: layer \"%s\" %s %s runs oneDNN's reference kernel %s (%s): expect "
+                "it to be slow\n",
+                json_string_value(json_object_get(ref, "layer")), json_string_value(json_object_get(ref, "primitive")),
+                json_string_value(json_object_get(ref, "pass")), json_string_value(json_object_get(ref, "impl")),
+                json_string_value(json_object_get(ref, "formats")));
+        if (!c->verbose)
+                return;
+        int batch = (int)json_integer_value(json_object_get(ev, "batch"));
+        fprintf(stderr, "finetuned train: backend %s, ISA %s, %d threads, batch %d\n",
+                json_string_value(json_object_get(ev, "backend")), json_string_value(json_object_get(ev, "isa")),
+                (int)json_integer_value(json_object_get(ev, "threads")), batch);
+        const struct model_kernel *k;
+        size_t n;
+        if (model_kernels(c->m, batch, &k, &n, NULL) < 0)
+                return;
+        for (i = 0; i < n; i++)
+                fprintf(stderr, "  %-28s %-20s %-17s %-24s %s\n", k[i].layer, k[i].primitive, k[i].pass, k[i].impl,
+                        k[i].formats);
+}
 
 static int cli_on_event(void *ud, const json_t *ev) {
         struct cli *c = ud;
@@ -59,6 +90,8 @@ static int cli_on_event(void *ud, const json_t *ev) {
                 fprintf(stderr, "\r%*s\r", (int)c->progress_len, "");
                 c->progress_len = 0;
         }
+        if (strcmp(json_string_value(json_object_get(ev, "type")) ?: "", "runtime") == 0)
+                cli_runtime(c, ev);
         if (json_dumpf(ev, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) < 0 ||
             fputc('\n', stdout) == EOF || fflush(stdout) != 0)
                 return -EIO;
@@ -328,17 +361,17 @@ static int read_file(const char *path, size_t max, char **ret, size_t *ret_len, 
 
 int train_main(int argc, char **argv) {
         static const struct option opts[] = {
-                {"out", required_argument, NULL, 'o'},
-                {"resume", required_argument, NULL, 'r'},
-                {"threads", required_argument, NULL, 't'},
-                {"help", no_argument, NULL, 'h'},
-                {0},
+                {"out", required_argument, NULL, 'o'},     {"resume", required_argument, NULL, 'r'},
+                {"threads", required_argument, NULL, 't'}, {"verbose", no_argument, NULL, 'v'},
+                {"help", no_argument, NULL, 'h'},          {0},
         };
         const char *out = NULL, *resume = NULL;
         int threads = 0, c;
+        bool verbose = false;
         optind = 1;
-        while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "ho:v", opts, NULL)) != -1) {
                 switch (c) {
+                case 'v': verbose = true; break;
                 case 'o': out = optarg; break;
                 case 'r': resume = optarg; break;
                 case 't': {
@@ -412,7 +445,7 @@ int train_main(int argc, char **argv) {
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
 
-        struct cli cli = {.tty = isatty(STDERR_FILENO)};
+        struct cli cli = {.tty = isatty(STDERR_FILENO), .verbose = verbose, .m = m};
         struct train_callbacks cb = {
                 .userdata = &cli,
                 .on_event = cli_on_event,
