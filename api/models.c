@@ -11,11 +11,9 @@
 #include "compute/safetensors.h"
 #include "store/store.h"
 
-static const char *const presets[] = {"mlp", "cnn", "resnet18", "resnet34", NULL};
-
 const struct api_field api_model_create_fields[] = {
         {"name", API_T_STRING, .max_len = 200, .description = "a name for the model (default: the preset name)"},
-        {"preset", API_T_STRING, .choices = presets, .description = "build from a preset (with config)"},
+        {"preset", API_T_STRING, .choices = model_preset_names, .description = "build from a preset (with config)"},
         {"config", API_T_OBJECT, .description = "preset options, e.g. {\"inputs\": 4, \"outputs\": 3} for mlp"},
         {"spec", API_T_OBJECT, .description = "a full model spec (layers), instead of a preset"},
         {NULL},
@@ -36,8 +34,10 @@ static int spec_from(const char *preset, json_t *config, json_t *spec, json_t **
         int r;
         if (preset && spec)
                 return ft_error_set(err, -EINVAL, "spec", "give either 'preset' (with 'config') or 'spec', not both");
+        char list[128];
         if (!preset && !spec)
-                return ft_error_set(err, -EINVAL, "preset", "give 'preset' (mlp, cnn, resnet18, resnet34) or 'spec'");
+                return ft_error_set(err, -EINVAL, "preset", "give 'preset' (%s) or 'spec'",
+                                    model_preset_list(list, sizeof(list)));
         if (config && !preset)
                 return ft_error_set(err, -EINVAL, "config", "'config' goes with 'preset'");
         if (preset) {
@@ -184,15 +184,11 @@ enum MHD_Result api_models_create(struct api_request *req) {
                 given_spec = r == 0 ? form_json(req, "spec", &err, &r) : NULL;
                 if (r < 0)
                         goto fail;
-                if (preset) {
-                        const char *const *c = presets;
-                        while (*c && strcmp(*c, preset) != 0)
-                                c++;
-                        if (!*c) {
-                                r = ft_error_set(&err, -EINVAL, "preset",
-                                                 "'preset' must be one of 'mlp', 'cnn', 'resnet18', 'resnet34'");
-                                goto fail;
-                        }
+                if (preset && !model_preset_exists(preset)) {
+                        char list[128];
+                        r = ft_error_set(&err, -EINVAL, "preset", "'preset' must be one of %s",
+                                         model_preset_list(list, sizeof(list)));
+                        goto fail;
                 }
         }
         json_t *name_ok = name ? json_string(name) : NULL; /* NULL unless valid UTF-8 */

@@ -64,6 +64,13 @@ struct dataset {
 
 void dataset_free(struct dataset *ds);
 
+/* Drop the classes no row has (an IDX subset labelled 5-9 has ten label values but five classes; a CSV label
+ * only dropped rows had): renumber the labels 0..k-1 in the same order, keep the names and counts of the
+ * classes present. The one place classes are compacted: the CSV and IDX readers call it before they return,
+ * so every dataset a reader hands out has n_classes classes that all have rows. A no-op for regression or an
+ * already compact dataset; -ENOMEM leaves ds as it was. */
+int dataset_classes_compact(struct dataset *ds);
+
 /* ---- CSV ---------------------------------------------------------------- */
 
 struct csv_options {
@@ -87,8 +94,9 @@ int csv_parse(const char *bytes, size_t size, const char *label, const struct cs
 
 /* An IDX image file (magic 0x00000803, N x H x W, unsigned bytes) and its label
  * file (0x00000801, N), each plain or gzip-compressed (detected by content).
- * Images load as N x 1 x H x W; classes are the distinct labels 0..max
- * (names "0", "1", ...). max_bytes limits each file, compressed and
+ * Images load as N x 1 x H x W; classes are the distinct label values, in
+ * numeric order, named by their value ("0", "1", ...; a file with the
+ * labels 5-9 only has 5 classes "5".."9"). max_bytes limits each file, compressed and
  * uncompressed (0: no limit). */
 int idx_read(const char *images_path, const char *labels_path, size_t max_bytes, struct dataset **ret,
              struct ft_error *err);

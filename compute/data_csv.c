@@ -508,28 +508,8 @@ int csv_parse(const char *bytes, size_t size, const char *label, const struct cs
                 /* a label interned only by a dropped row has no rows: rebuild from kept rows */
                 if ((r = labels_finish(&L, ds)) < 0)
                         goto oom;
-                size_t used = 0;
-                for (size_t i = 0; i < ds->n_classes; i++)
-                        used += ds->class_counts[i] > 0;
-                if (used < ds->n_classes) { /* drop classes only dropped rows had */
-                        int32_t *map = malloc(ds->n_classes * sizeof(int32_t));
-                        if (!map)
-                                goto oom;
-                        size_t j = 0;
-                        for (size_t i = 0; i < ds->n_classes; i++) {
-                                if (ds->class_counts[i]) {
-                                        map[i] = (int32_t)j;
-                                        ds->class_counts[j] = ds->class_counts[i];
-                                        ds->class_names[j++] = ds->class_names[i];
-                                } else {
-                                        free(ds->class_names[i]);
-                                }
-                        }
-                        for (size_t i = 0; i < ds->n; i++)
-                                ds->labels[i] = map[ds->labels[i]];
-                        free(map);
-                        ds->n_classes = j;
-                }
+                if (dataset_classes_compact(ds) < 0) /* drop classes only dropped rows had */
+                        goto oom;
                 if (ds->n_classes < 2) {
                         r = ft_error_set(err, -EINVAL, "target",
                                          "'%s': target column '%s' has a single class '%s': classification needs two "

@@ -242,9 +242,12 @@ int idx_read(const char *images_path, const char *labels_path, size_t max_bytes,
         }
         for (size_t i = 0; i < ds->n; i++)
                 ds->class_counts[ds->labels[i]]++;
+        if (dataset_classes_compact(ds) < 0) /* only the label values that occur are classes */
+                goto oom;
         if (ds->n_classes < 2) {
-                r = ft_error_set(err, -EINVAL, NULL, "'%s': every label is 0: classification needs two or more classes",
-                                 labels_path);
+                r = ft_error_set(err, -EINVAL, NULL,
+                                 "'%s': every label is %s: classification needs two or more classes", labels_path,
+                                 ds->class_names[0]);
                 goto fail;
         }
         free(lab);

@@ -1,5 +1,5 @@
-/* data_summary.c - what a dataset or weights file holds, as JSON: the dataset
- * summary, and data_inspect, the one validation entry point that
+/* data_summary.c - what a dataset or weights file holds: the dataset's
+ * lifecycle (free, class compaction), the JSON summary, and data_inspect, the one validation entry point that
  * `finetuned inspect` and uploads share (format detection by content).
  * Not for: reading the formats themselves (data_csv.c, data_idx.c, safetensors.c). */
 #include "compute/data.h"
@@ -33,6 +33,36 @@ void dataset_free(struct dataset *ds) {
         free(ds->targets);
         free(ds->source);
         free(ds);
+}
+
+int dataset_classes_compact(struct dataset *ds) {
+        if (ds->task != DATA_CLASSIFICATION || !ds->class_counts)
+                return 0;
+        size_t used = 0;
+        for (size_t c = 0; c < ds->n_classes; c++)
+                used += ds->class_counts[c] > 0;
+        if (used == ds->n_classes)
+                return 0;
+        int32_t *map = malloc(ds->n_classes * sizeof(int32_t));
+        if (!map)
+                return -ENOMEM;
+        size_t k = 0;
+        for (size_t c = 0; c < ds->n_classes; c++) {
+                if (ds->class_counts[c] == 0) {
+                        map[c] = -1;
+                        free(ds->class_names[c]);
+                        continue;
+                }
+                map[c] = (int32_t)k;
+                ds->class_names[k] = ds->class_names[c];
+                ds->class_counts[k] = ds->class_counts[c];
+                k++;
+        }
+        for (size_t i = 0; i < ds->n; i++)
+                ds->labels[i] = map[ds->labels[i]];
+        ds->n_classes = k;
+        free(map);
+        return 0;
 }
 
 int data_summary_json(const struct dataset *ds, void **ret_json, struct ft_error *err) {

@@ -64,6 +64,24 @@ struct model;
  * unknown options are errors. */
 int model_preset_spec(const char *name, const json_t *opts, json_t **ret_spec, struct ft_error *err);
 
+/* The preset names above, NULL-terminated: the one list (the API's choices and messages, the CLI's, the
+ * sizing below all come from it). */
+extern const char *const model_preset_names[];
+bool model_preset_exists(const char *name);
+/* "mlp, cnn, resnet18, resnet34" into buf (for messages); returns buf. */
+const char *model_preset_list(char *buf, size_t size);
+
+/* A preset sized to an input and an output count: mlp gets "inputs" = features; cnn and resnet*
+ * "in_channels" = channels and "input_size" = [height, width]; each its output option ("outputs",
+ * "num_classes") = outputs. An option given in opts (may be NULL) wins over the size. */
+struct model_preset_size {
+        size_t features; /* a flat input */
+        size_t channels, height, width; /* an image input */
+        size_t outputs;
+};
+int model_preset_spec_sized(const char *name, const struct model_preset_size *size, const json_t *opts,
+                            json_t **ret_spec, struct ft_error *err);
+
 /* Check a spec without allocating weights; on success *ret_canonical (may be NULL) is the canonical spec (every
  * default filled in, every layer named). For the API's request validation. */
 int model_spec_validate(const json_t *spec, json_t **ret_canonical, struct ft_error *err);

@@ -1,5 +1,7 @@
-/* presets.c - the built-in model specs: mlp, cnn, resnet18, resnet34 (torchvision topology and names).
- * Not for: building models (model.c); a preset is only a spec generator. */
+/* presets.c - the built-in model specs: mlp, cnn, resnet18, resnet34 (torchvision topology and names), the
+ * one list of preset names, and each preset's sizing options (what "sized to the data" sets).
+ * Not for: building models (model.c), deciding what the data needs (compute/job.c); a preset is only a spec
+ * generator. */
 #include <stdio.h>
 #include <string.h>
 
@@ -172,15 +174,85 @@ static int preset_resnet(const json_t *opts, const int blocks[4], const char *pr
         return *ret ? 0 : ft_error_set(err, -ENOMEM, NULL, "out of memory");
 }
 
+static int preset_resnet18(const json_t *opts, json_t **ret, struct ft_error *err) {
+        static const int blocks[4] = {2, 2, 2, 2};
+        return preset_resnet(opts, blocks, "resnet18", ret, err);
+}
+
+static int preset_resnet34(const json_t *opts, json_t **ret, struct ft_error *err) {
+        static const int blocks[4] = {3, 4, 6, 3};
+        return preset_resnet(opts, blocks, "resnet34", ret, err);
+}
+
+/* The one list of preset names, and beside it (same order) each preset's builder and the options that size it to
+ * the data. */
+const char *const model_preset_names[] = {"mlp", "cnn", "resnet18", "resnet34", NULL};
+
+static const struct preset {
+        int (*build)(const json_t *opts, json_t **ret, struct ft_error *err);
+        bool images; /* takes [C, H, W] (in_channels, input_size), else [features] (inputs) */
+        const char *outputs; /* the option that sets the output count */
+} presets[] = {
+        {preset_mlp, false, "outputs"},
+        {preset_cnn, true, "outputs"},
+        {preset_resnet18, true, "num_classes"},
+        {preset_resnet34, true, "num_classes"},
+};
+_Static_assert(ARRAY_SIZE(model_preset_names) == ARRAY_SIZE(presets) + 1, "one name per preset");
+
+static const struct preset *preset_find(const char *name) {
+        for (size_t i = 0; name && i < ARRAY_SIZE(presets); i++)
+                if (strcmp(model_preset_names[i], name) == 0)
+                        return &presets[i];
+        return NULL;
+}
+
+bool model_preset_exists(const char *name) {
+        return preset_find(name) != NULL;
+}
+
+const char *model_preset_list(char *buf, size_t size) {
+        if (size)
+                buf[0] = '\0';
+        for (size_t i = 0; i < ARRAY_SIZE(presets) && size; i++)
+                snprintf(buf + strlen(buf), size - strlen(buf), "%s%s", i ? ", " : "", model_preset_names[i]);
+        return buf;
+}
+
+static int unknown_preset(const char *name, struct ft_error *err) {
+        char list[128];
+        model_preset_list(list, sizeof(list));
+        return ft_error_set(err, -EINVAL, "preset", "unknown preset \"%.64s\" (%s)", name ? name : "", list);
+}
+
 int model_preset_spec(const char *name, const json_t *opts, json_t **ret_spec, struct ft_error *err) {
-        static const int r18[4] = {2, 2, 2, 2}, r34[4] = {3, 4, 6, 3};
-        if (strcmp(name, "mlp") == 0)
-                return preset_mlp(opts, ret_spec, err);
-        if (strcmp(name, "cnn") == 0)
-                return preset_cnn(opts, ret_spec, err);
-        if (strcmp(name, "resnet18") == 0)
-                return preset_resnet(opts, r18, name, ret_spec, err);
-        if (strcmp(name, "resnet34") == 0)
-                return preset_resnet(opts, r34, name, ret_spec, err);
-        return ft_error_set(err, -EINVAL, "preset", "unknown preset \"%s\" (mlp, cnn, resnet18, resnet34)", name);
+        const struct preset *p = preset_find(name);
+        if (!p)
+                return unknown_preset(name, err);
+        return p->build(opts, ret_spec, err);
+}
+
+int model_preset_spec_sized(const char *name, const struct model_preset_size *size, const json_t *opts,
+                            json_t **ret_spec, struct ft_error *err) {
+        const struct preset *p = preset_find(name);
+        if (!p)
+                return unknown_preset(name, err);
+        if (opts && !json_is_object(opts))
+                return ft_error_set(err, -EINVAL, "opts", "the options of preset \"%s\" must be an object", name);
+        json_t *o = json_object();
+        if (!o)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        if (p->images) {
+                json_object_set_new(o, "in_channels", json_integer((json_int_t)size->channels));
+                json_object_set_new(o, "input_size",
+                                    json_pack("[I, I]", (json_int_t)size->height, (json_int_t)size->width));
+        } else {
+                json_object_set_new(o, "inputs", json_integer((json_int_t)size->features));
+        }
+        json_object_set_new(o, p->outputs, json_integer((json_int_t)size->outputs));
+        if (opts)
+                json_object_update(o, (json_t *)opts); /* the user's options win */
+        int r = p->build(o, ret_spec, err);
+        json_decref(o);
+        return r;
 }

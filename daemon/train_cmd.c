@@ -151,33 +151,6 @@ static bool looks_like_idx(const char *path) {
         return strstr(path, "idx3") || strstr(path, "idx1") || ends_with(path, ".idx");
 }
 
-/* Drop classes that have no row (an IDX subset with labels 5..9 has 10 label values): renumber labels, keep
- * the names of the classes present. */
-static int compact_classes(struct dataset *ds) {
-        if (ds->task != DATA_CLASSIFICATION || !ds->class_counts)
-                return 0;
-        int32_t *map = malloc(ds->n_classes * sizeof(int32_t));
-        if (!map)
-                return -ENOMEM;
-        size_t k = 0;
-        for (size_t c = 0; c < ds->n_classes; c++) {
-                if (ds->class_counts[c] == 0) {
-                        map[c] = -1;
-                        free(ds->class_names[c]);
-                        continue;
-                }
-                map[c] = (int32_t)k;
-                ds->class_names[k] = ds->class_names[c];
-                ds->class_counts[k] = ds->class_counts[c];
-                k++;
-        }
-        for (size_t i = 0; i < ds->n; i++)
-                ds->labels[i] = map[ds->labels[i]];
-        ds->n_classes = k;
-        free(map);
-        return 0;
-}
-
 static int load_data(const char *base_dir, const char refs[2][JOBSPEC_REF_MAX], const struct jobspec *spec,
                      const char *param, struct dataset **ret, struct ft_error *err) {
         char a[PATH_MAX], b[PATH_MAX];
@@ -204,45 +177,22 @@ static int load_data(const char *base_dir, const char refs[2][JOBSPEC_REF_MAX], 
                         snprintf(err->param, sizeof(err->param), "%s", param);
                 return r;
         }
-        if (spec->task.type == JOBSPEC_TASK_CLASSIFICATION && (*ret)->kind == DATA_IMAGES &&
-            compact_classes(*ret) < 0) {
-                dataset_free(*ret);
-                *ret = NULL;
-                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
-        }
         return 0;
 }
 
 /* ---- the model ------------------------------------------------------------------- */
 
-static const char *const presets[] = {"mlp", "cnn", "resnet18", "resnet34"};
-
-static bool is_preset(const char *s) {
-        for (size_t i = 0; i < ARRAY_SIZE(presets); i++)
-                if (strcmp(presets[i], s) == 0)
-                        return true;
-        return false;
-}
-
 /* Preset options sized to the data; the user's options (when given) win. */
-static json_t *preset_options(const char *name, const struct jobspec *spec, const struct dataset *ds, size_t outputs,
-                              const json_t *user) {
-        json_t *o = json_object();
-        if (strcmp(name, "mlp") == 0) {
-                json_object_set_new(o, "inputs", json_integer((json_int_t)ds->n_features));
-                json_object_set_new(o, "outputs", json_integer((json_int_t)outputs));
-        } else {
-                size_t ch = spec->preprocess.channels ? spec->preprocess.channels : ds->channels;
-                size_t h = spec->preprocess.resize[0] ? spec->preprocess.resize[0] : ds->height;
-                size_t w = spec->preprocess.resize[1] ? spec->preprocess.resize[1] : ds->width;
-                json_object_set_new(o, "in_channels", json_integer((json_int_t)ch));
-                json_object_set_new(o, "input_size", json_pack("[II]", (json_int_t)h, (json_int_t)w));
-                json_object_set_new(o, strcmp(name, "cnn") == 0 ? "outputs" : "num_classes",
-                                    json_integer((json_int_t)outputs));
-        }
-        if (user)
-                json_object_update(o, (json_t *)user);
-        return o;
+static int preset_spec(const char *name, const struct jobspec *spec, const struct dataset *ds, size_t outputs,
+                       const json_t *user, json_t **ret, struct ft_error *err) {
+        struct model_preset_size size = {
+                .features = ds->n_features,
+                .channels = spec->preprocess.channels ? spec->preprocess.channels : ds->channels,
+                .height = spec->preprocess.resize[0] ? spec->preprocess.resize[0] : ds->height,
+                .width = spec->preprocess.resize[1] ? spec->preprocess.resize[1] : ds->width,
+                .outputs = outputs,
+        };
+        return model_preset_spec_sized(name, &size, user, ret, err);
 }
 
 /* Build the base model: a preset sized to the data, a spec, or a saved model, with its weights; the head is
@@ -265,13 +215,12 @@ static int build_model(const char *base_dir, const struct jobspec *spec, const s
                 if (w)
                         resolve(base_dir, json_string_value(w), weights, sizeof(weights));
                 if (preset) {
-                        if (!json_is_string(preset) || !is_preset(json_string_value(preset)))
-                                return ft_error_set(err, -EINVAL, "model.preset",
-                                                    "'model.preset' must be one of mlp, cnn, resnet18, resnet34");
-                        json_t *opts = preset_options(json_string_value(preset), spec, ds, outputs,
-                                                      json_object_get(spec->model_spec, "options"));
-                        r = model_preset_spec(json_string_value(preset), opts, &mspec, err);
-                        json_decref(opts);
+                        char list[128];
+                        if (!json_is_string(preset) || !model_preset_exists(json_string_value(preset)))
+                                return ft_error_set(err, -EINVAL, "model.preset", "'model.preset' must be one of %s",
+                                                    model_preset_list(list, sizeof(list)));
+                        r = preset_spec(json_string_value(preset), spec, ds, outputs,
+                                        json_object_get(spec->model_spec, "options"), &mspec, err);
                         if (r < 0) {
                                 if (err)
                                         snprintf(err->param, sizeof(err->param), "model.options");
@@ -281,10 +230,8 @@ static int build_model(const char *base_dir, const struct jobspec *spec, const s
                         mspec = json_deep_copy(spec->model_spec);
                         json_object_del(mspec, "weights");
                 }
-        } else if (is_preset(spec->model_ref)) {
-                json_t *opts = preset_options(spec->model_ref, spec, ds, outputs, NULL);
-                r = model_preset_spec(spec->model_ref, opts, &mspec, err);
-                json_decref(opts);
+        } else if (model_preset_exists(spec->model_ref)) {
+                r = preset_spec(spec->model_ref, spec, ds, outputs, NULL, &mspec, err);
                 if (r < 0)
                         return r;
         } else {

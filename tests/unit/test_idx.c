@@ -87,6 +87,21 @@ static void test_small(void) {
                    "classes 0..2 with counts");
                 dataset_free(ds);
         }
+        /* a subset whose labels are 5..9 only: the classes are the values present, renumbered in order */
+        uint32_t di[3] = {5, 3, 4}, dl[1] = {5};
+        uint8_t high[5] = {9, 5, 7, 9, 5};
+        write_idx(tmp("img"), false, 8, 3, di, pix, sizeof(pix));
+        write_idx(tmp("lab"), false, 8, 1, dl, high, sizeof(high));
+        struct dataset *hd = NULL;
+        struct ft_error herr = {0};
+        ok(idx_read(tmp("img"), tmp("lab"), 0, &hd, &herr) == 0 && hd->n_classes == 3 &&
+                   strcmp(hd->class_names[0], "5") == 0 && strcmp(hd->class_names[1], "7") == 0 &&
+                   strcmp(hd->class_names[2], "9") == 0 && hd->labels[0] == 2 && hd->labels[1] == 0 &&
+                   hd->labels[2] == 1 && hd->class_counts[0] == 2 && hd->class_counts[2] == 2,
+           "labels 5, 7, 9 only: 3 classes \"5\" \"7\" \"9\", labels renumbered 0..2 (%s)", herr.message);
+        dataset_free(hd);
+        pair(false);
+
         /* inspect: the pair in either order */
         void *j = NULL;
         struct ft_error err = {0};
@@ -143,6 +158,9 @@ static void test_bad(void) {
         write_idx(tmp("img"), false, 8, 3, di, pix, sizeof(pix));
         write_idx(tmp("lab"), false, 8, 1, dl, same, 5);
         bad_pair("a single class", "two or more classes", NULL);
+        uint8_t sevens[5] = {7, 7, 7, 7, 7};
+        write_idx(tmp("lab"), false, 8, 1, dl, sevens, 5);
+        bad_pair("a single class that is not 0", "every label is 7", NULL);
 
         /* corrupt gzip: a valid stream with bytes in the middle of the deflate data flipped */
         static uint8_t big[4096];
