@@ -76,7 +76,8 @@ struct trainer {
         unsigned best_epoch, bad_epochs;
         bool stopped_early;
         bool eval_pending; /* the epoch's batches are done, its validation and report are not */
-        json_t *history;
+        struct train_epoch *history; /* every epoch's report */
+        size_t n_history, history_cap;
 
         double run_start, last_progress;
         uint64_t run_start_step;
@@ -537,18 +538,46 @@ static int write_optim_tensors(const char *path, struct trainer *tr, struct ft_e
         return r;
 }
 
+/* Append e to the history. */
+static int history_push(struct trainer *tr, const struct train_epoch *e) {
+        if (tr->n_history == tr->history_cap) {
+                size_t cap = tr->history_cap ? tr->history_cap * 2 : 16;
+                struct train_epoch *h = realloc(tr->history, cap * sizeof(*h));
+                if (!h)
+                        return -ENOMEM;
+                tr->history = h;
+                tr->history_cap = cap;
+        }
+        tr->history[tr->n_history++] = *e;
+        return 0;
+}
+
+static json_t *history_json(const struct train_epoch *h, size_t n) {
+        json_t *a = json_array();
+        for (size_t i = 0; a && i < n; i++)
+                if (json_array_append_new(
+                            a, train_event_json(&(struct train_event){TRAIN_EVENT_EPOCH, .epoch = &h[i]})) < 0) {
+                        json_decref(a);
+                        return NULL;
+                }
+        return a;
+}
+
 static json_t *state_json(const struct trainer *tr, bool partial) {
         struct model_rng_state rng;
         model_rng_get(tr->m, &rng);
+        json_t *history = history_json(tr->history, tr->n_history);
+        if (!history)
+                return NULL;
         return json_pack(
-                "{s:i s:I s:I s:I s:b s:b s:f s:I s:{s:I s:I} s:{s:b s:f s:I s:I s:b} s:{s:I s:I s:I} s:O s:o}",
+                "{s:i s:I s:I s:I s:b s:b s:f s:I s:{s:I s:I} s:{s:b s:f s:I s:I s:b} s:{s:I s:I s:I} s:o s:o}",
                 "version", STATE_VERSION, "epoch", (json_int_t)tr->epoch, "batch", (json_int_t)tr->batch, "step",
                 (json_int_t)tr->step, "partial", partial, "eval_pending", tr->eval_pending, "epoch_loss_sum",
                 tr->epoch_loss_sum, "epoch_samples", (json_int_t)tr->epoch_samples, "rng", "seed", (json_int_t)rng.seed,
                 "counter", (json_int_t)rng.counter, "early_stopping", "has_best", tr->has_best, "best_value",
                 tr->best_value, "best_epoch", (json_int_t)tr->best_epoch, "bad_epochs", (json_int_t)tr->bad_epochs,
                 "stopped", tr->stopped_early, "data", "seed", (json_int_t)tr->spec->seed, "n_train",
-                (json_int_t)tr->n_train, "n_val", (json_int_t)tr->n_val, "history", tr->history, "spec",
+                (json_int_t)tr->n_train, "n_val", (json_int_t)tr->n_val, "history", history, "spec",
                 jobspec_to_json(tr->spec));
 }
 
@@ -679,14 +708,6 @@ static int checkpoint_write(struct trainer *tr, bool partial, struct ft_error *e
                         return ft_error_set(err, r, NULL, "checkpoint callback failed");
         }
         checkpoints_prune(root, tr->spec->checkpoint.keep, tr->step);
-        if (tr->cb && tr->cb->on_event) {
-                json_t *ev = json_pack("{s:s s:I s:I s:b}", "type", "checkpoint", "epoch", (json_int_t)tr->epoch,
-                                       "step", (json_int_t)tr->step, "partial", partial);
-                r = ev ? tr->cb->on_event(tr->cb->userdata, ev) : 0;
-                json_decref(ev);
-                if (r < 0)
-                        return ft_error_set(err, r, NULL, "event callback failed");
-        }
         return 0;
 }
 
@@ -826,8 +847,16 @@ static int checkpoint_load(struct trainer *tr, const char *dir, struct ft_error 
         tr->bad_epochs = (unsigned)bad;
         tr->stopped_early = stopped;
         tr->eval_pending = eval_pending;
-        json_decref(tr->history);
-        tr->history = json_incref(history);
+        tr->n_history = 0;
+        for (size_t i = 0; i < json_array_size(history); i++) {
+                struct train_epoch e;
+                if (train_epoch_from_json(json_array_get(history, i), tr->classification, &e) < 0 ||
+                    history_push(tr, &e) < 0) {
+                        json_decref(state);
+                        return ft_error_set(err, -EINVAL, NULL, "'%s': history entry %zu is not an epoch report", path,
+                                            i);
+                }
+        }
         struct model_rng_state rng = {(uint64_t)rseed, (uint64_t)rcounter};
         json_decref(state);
 
@@ -851,28 +880,31 @@ static int checkpoint_load(struct trainer *tr, const char *dir, struct ft_error 
 
 /* ---- the loop ---------------------------------------------------------------------- */
 
-static int emit(struct trainer *tr, json_t *ev, struct ft_error *err) {
-        int r = 0;
-        if (!ev)
-                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
-        if (tr->cb && tr->cb->on_event)
-                r = tr->cb->on_event(tr->cb->userdata, ev);
-        json_decref(ev);
+static int callback_result(int r, struct ft_error *err) {
         return r < 0 ? ft_error_set(err, r, NULL, "event callback failed") : 0;
 }
 
 /* After the run's first training step: what the step runs on, the implementation of every primitive (counted
  * by family, pass and implementation) and any reference kernel by name, so a user sees a slow path at once. */
 static int emit_runtime(struct trainer *tr, int batch, struct ft_error *err) {
-        json_t *ev = model_kernels_report(tr->m, batch, false);
-        if (!ev)
+        if (!tr->cb || !tr->cb->on_runtime)
+                return 0;
+        json_t *summary = model_kernels_report(tr->m, batch, false);
+        if (!summary)
                 return 0; /* a report, never a reason to fail the run */
-        json_t *head = json_pack("{s:s s:s s:i s:i}", "type", "runtime", "backend", compute_ctx_backend_name(tr->ctx),
-                                 "threads", compute_ctx_threads(tr->ctx), "batch", batch);
-        if (head)
-                json_object_update(head, ev);
-        json_decref(ev);
-        return emit(tr, head, err);
+        struct train_runtime rt = {
+                .backend = compute_ctx_backend_name(tr->ctx),
+                .threads = compute_ctx_threads(tr->ctx),
+                .batch = batch,
+                .summary = summary,
+        };
+        if (model_kernels(tr->m, batch, &rt.kernels, &rt.n_kernels, NULL) < 0) {
+                rt.kernels = NULL;
+                rt.n_kernels = 0;
+        }
+        int r = tr->cb->on_runtime(tr->cb->userdata, &rt);
+        json_decref(summary);
+        return callback_result(r, err);
 }
 
 static double grad_norm(struct model *m) {
@@ -952,16 +984,19 @@ static void progress(struct trainer *tr, size_t batches, bool force) {
         uint64_t run_batches = done_batches - FT_MIN(done_batches, tr->run_start_step);
         double eta =
                 run_batches ? (now - tr->run_start) / (double)run_batches * (double)(total_batches - done_batches) : -1;
-        json_t *p = json_pack(
-                "{s:s s:I s:I s:I s:I s:I s:I s:o s:o}", "type", "progress", "epoch", (json_int_t)tr->epoch + 1,
-                "epochs", (json_int_t)tr->spec->hyperparameters.epochs, "step", (json_int_t)tr->step, "steps",
-                (json_int_t)(steps_per_epoch * tr->spec->hyperparameters.epochs), "batch", (json_int_t)tr->batch,
-                "batches", (json_int_t)batches, "eta_seconds", eta >= 0 ? json_real(round(eta * 10) / 10) : json_null(),
-                "train_loss",
-                tr->epoch_samples ? json_real(tr->epoch_loss_sum / (double)tr->epoch_samples) : json_null());
-        if (p)
-                tr->cb->on_progress(tr->cb->userdata, p);
-        json_decref(p);
+        struct train_progress p = {
+                .epoch = tr->epoch + 1,
+                .epochs = tr->spec->hyperparameters.epochs,
+                .step = tr->step,
+                .steps = steps_per_epoch * tr->spec->hyperparameters.epochs,
+                .batch = tr->batch,
+                .batches = batches,
+                .has_eta = eta >= 0,
+                .eta_seconds = eta >= 0 ? round(eta * 10) / 10 : 0,
+                .has_loss = tr->epoch_samples > 0,
+                .train_loss = tr->epoch_samples ? tr->epoch_loss_sum / (double)tr->epoch_samples : 0,
+        };
+        tr->cb->on_progress(tr->cb->userdata, &p);
 }
 
 /* Evaluate on the evaluation loader: mean loss and predictions. */
@@ -1002,83 +1037,58 @@ static int evaluate(struct trainer *tr, double *ret_loss, size_t *ret_n, struct 
         return 0;
 }
 
-/* The value of a metric name from an epoch event. */
-static bool event_metric(const json_t *ev, const char *name, double *ret) {
-        const json_t *v = json_object_get(ev, name);
-        if (!json_is_number(v))
-                return false;
-        *ret = json_number_value(v);
-        return true;
-}
-
 /* The epoch's report: validation, the epoch event, early stopping, the checkpoint. Runs with eval_pending set
  * (also first thing after resuming from a checkpoint written during validation). */
 static int end_of_epoch(struct trainer *tr, double train_seconds, struct ft_error *err) {
-        double train_loss = tr->epoch_samples ? tr->epoch_loss_sum / (double)tr->epoch_samples : 0;
-        json_t *ev = json_pack("{s:s s:I s:I s:I s:f}", "type", "epoch", "epoch", (json_int_t)tr->epoch, "epochs",
-                               (json_int_t)tr->spec->hyperparameters.epochs, "step", (json_int_t)tr->step, "train_loss",
-                               train_loss);
-        if (!ev)
-                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        struct train_epoch e = {
+                .epoch = tr->epoch,
+                .epochs = tr->spec->hyperparameters.epochs,
+                .step = tr->step,
+                .train_loss = tr->epoch_samples ? tr->epoch_loss_sum / (double)tr->epoch_samples : 0,
+                .classification = tr->classification,
+        };
+        int r;
         if (tr->n_val) {
-                double val_loss;
                 size_t n;
-                int r = evaluate(tr, &val_loss, &n, err);
+                r = evaluate(tr, &e.val_loss, &n, err);
                 if (r == -ECANCELED) {
-                        json_decref(ev);
                         r = checkpoint_write(tr, true, err);
                         return r < 0 ? r : ft_error_set(err, -ECANCELED, NULL, "training was cancelled");
                 }
-                if (r < 0) {
-                        json_decref(ev);
+                if (r < 0)
                         return r;
-                }
-                json_object_set_new(ev, "val_loss", json_real(val_loss));
+                e.validated = true;
                 if (tr->classification) {
                         struct metrics_classification mc;
                         r = metrics_classification_compute(tr->true_cls, tr->pred_cls, n, tr->n_out, &mc, err);
-                        if (r < 0) {
-                                json_decref(ev);
+                        if (r < 0)
                                 return r;
-                        }
-                        json_object_set_new(ev, "val_accuracy", json_real(mc.accuracy));
-                        json_object_set_new(ev, "val_f1", json_real(mc.macro_f1));
-                        json_object_set_new(ev, "val_precision", json_real(mc.macro_precision));
-                        json_object_set_new(ev, "val_recall", json_real(mc.macro_recall));
+                        e.val_accuracy = mc.accuracy;
+                        e.val_f1 = mc.macro_f1;
+                        e.val_precision = mc.macro_precision;
+                        e.val_recall = mc.macro_recall;
                         metrics_classification_deinit(&mc);
                 } else {
                         struct metrics_regression mr;
                         r = metrics_regression_compute(tr->true_reg, tr->pred_reg, n, &mr, err);
-                        if (r < 0) {
-                                json_decref(ev);
+                        if (r < 0)
                                 return r;
-                        }
-                        json_object_set_new(ev, "val_mse", json_real(mr.mse));
-                        json_object_set_new(ev, "val_rmse", json_real(mr.rmse));
-                        json_object_set_new(ev, "val_mae", json_real(mr.mae));
-                        json_object_set_new(ev, "val_r2", json_real(mr.r2));
-                }
-        } else {
-                json_object_set_new(ev, "val_loss", json_null());
-                if (tr->classification) {
-                        json_object_set_new(ev, "val_accuracy", json_null());
-                        json_object_set_new(ev, "val_f1", json_null());
-                } else {
-                        json_object_set_new(ev, "val_mse", json_null());
-                        json_object_set_new(ev, "val_r2", json_null());
+                        e.val_mse = mr.mse;
+                        e.val_rmse = mr.rmse;
+                        e.val_mae = mr.mae;
+                        e.val_r2 = mr.r2;
                 }
         }
         double seconds = ft_now_monotonic() - tr->epoch_start;
-        json_object_set_new(ev, "lr", json_real(tr->last_lr));
-        json_object_set_new(ev, "seconds", json_real(round(seconds * 1000) / 1000));
-        json_object_set_new(ev, "samples_per_sec",
-                            json_real(train_seconds > 0 ? round((double)tr->n_train / train_seconds * 10) / 10 : 0));
+        e.lr = tr->last_lr;
+        e.seconds = round(seconds * 1000) / 1000;
+        e.samples_per_sec = train_seconds > 0 ? round((double)tr->n_train / train_seconds * 10) / 10 : 0;
 
         /* early stopping */
         const __typeof__(tr->spec->early_stopping) *es = &tr->spec->early_stopping;
         if (es->enabled) {
                 double v;
-                if (event_metric(ev, es->metric, &v)) {
+                if (train_epoch_metric(&e, es->metric, &v)) {
                         bool better =
                                 !tr->has_best || (es->mode == JOBSPEC_MODE_MIN ? v < tr->best_value - es->min_delta
                                                                                : v > tr->best_value + es->min_delta);
@@ -1088,26 +1098,20 @@ static int end_of_epoch(struct trainer *tr, double train_seconds, struct ft_erro
                                 tr->best_epoch = tr->epoch;
                                 tr->bad_epochs = 0;
                                 int rc = tr->best ? weights_copy(tr->m, tr->best, true, err) : 0;
-                                if (rc < 0) {
-                                        json_decref(ev);
+                                if (rc < 0)
                                         return rc;
-                                }
                         } else if (++tr->bad_epochs >= es->patience) {
                                 tr->stopped_early = true;
                         }
                 }
         }
-        json_array_append(tr->history, ev);
-        int r = emit(tr, ev, err);
-        if (r < 0)
+        if (history_push(tr, &e) < 0)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        if (tr->cb && tr->cb->on_epoch && (r = callback_result(tr->cb->on_epoch(tr->cb->userdata, &e), err)) < 0)
                 return r;
-        if (tr->stopped_early) {
-                r = emit(tr,
-                         json_pack("{s:s s:I s:I s:s s:f}", "type", "early_stopping", "epoch", (json_int_t)tr->epoch,
-                                   "best_epoch", (json_int_t)tr->best_epoch, "metric", es->metric, "best_value",
-                                   tr->best_value),
-                         err);
-                if (r < 0)
+        if (tr->stopped_early && tr->cb && tr->cb->on_early_stop) {
+                struct train_early_stop stop = {tr->epoch, tr->best_epoch, es->metric, tr->best_value};
+                if ((r = callback_result(tr->cb->on_early_stop(tr->cb->userdata, &stop), err)) < 0)
                         return r;
         }
         tr->epoch_loss_sum = 0;
@@ -1179,39 +1183,29 @@ static int run_epoch(struct trainer *tr, struct ft_error *err) {
 }
 
 static int final_metrics(struct trainer *tr, struct train_result *res, struct ft_error *err) {
-        double loss;
+        struct train_final *f = &res->final;
         size_t n;
-        int r = evaluate(tr, &loss, &n, err);
+        int r = evaluate(tr, &f->loss, &n, err);
         if (r == -ECANCELED) /* the last epoch's checkpoint resumes straight into this evaluation */
                 return ft_error_set(err, -ECANCELED, NULL, "training was cancelled");
         if (r < 0)
                 return r;
-        json_t *mj;
-        if (tr->classification) {
-                struct metrics_classification mc;
-                r = metrics_classification_compute(tr->true_cls, tr->pred_cls, n, tr->n_out, &mc, err);
-                if (r < 0)
-                        return r;
-                mj = metrics_classification_to_json(&mc, (const char *const *)tr->train_ds->class_names);
-                metrics_classification_deinit(&mc);
-        } else {
-                struct metrics_regression mr;
-                r = metrics_regression_compute(tr->true_reg, tr->pred_reg, n, &mr, err);
-                if (r < 0)
-                        return r;
-                mj = metrics_regression_to_json(&mr);
-        }
-        if (!mj)
-                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
-        json_object_set_new(mj, "loss", json_real(loss));
-        json_t *ev = json_pack("{s:s s:s s:o s:I s:b s:o}", "type", "metrics", "split",
-                               tr->n_val ? "validation" : "training", "best_epoch",
-                               tr->has_best ? json_integer(tr->best_epoch) : json_null(), "epochs_run",
-                               (json_int_t)tr->epoch, "stopped_early", tr->stopped_early, "metrics", mj);
-        if (!ev)
-                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
-        res->metrics = json_incref(ev);
-        return emit(tr, ev, err);
+        f->classification = tr->classification;
+        f->on_validation = tr->n_val > 0;
+        f->has_best = tr->has_best;
+        f->best_epoch = tr->has_best ? tr->best_epoch : 0;
+        f->epochs_run = tr->epoch;
+        f->stopped_early = tr->stopped_early;
+        f->class_names = tr->train_ds->class_names;
+        if (tr->classification)
+                r = metrics_classification_compute(tr->true_cls, tr->pred_cls, n, tr->n_out, &f->cls, err);
+        else
+                r = metrics_regression_compute(tr->true_reg, tr->pred_reg, n, &f->reg, err);
+        if (r < 0)
+                return r;
+        if (tr->cb && tr->cb->on_final)
+                return callback_result(tr->cb->on_final(tr->cb->userdata, f), err);
+        return 0;
 }
 
 static void trainer_deinit(struct trainer *tr) {
@@ -1237,15 +1231,15 @@ static void trainer_deinit(struct trainer *tr) {
         free(tr->true_cls);
         free(tr->pred_reg);
         free(tr->true_reg);
-        json_decref(tr->history);
+        free(tr->history);
         data_transform_deinit(&tr->t);
 }
 
 void train_result_deinit(struct train_result *r) {
         if (!r)
                 return;
-        json_decref(r->metrics);
-        json_decref(r->history);
+        metrics_classification_deinit(&r->final.cls);
+        free(r->history);
         data_transform_deinit(&r->transform);
         memset(r, 0, sizeof(*r));
 }
@@ -1260,16 +1254,11 @@ int train_run(const struct jobspec *spec, struct model *m, struct compute_ctx *c
                 .cb = cb,
                 .opt = opt,
                 .classification = spec->task.type == JOBSPEC_TASK_CLASSIFICATION,
-                .history = json_array(),
         };
         struct train_result res = {0};
         int r;
 
         tr.n_out = model_output_count(m);
-        if (!tr.history) {
-                r = ft_error_set(err, -ENOMEM, NULL, "out of memory");
-                goto fail;
-        }
         r = setup_data(&tr, train, val, err);
         if (r < 0)
                 goto fail;
@@ -1309,7 +1298,9 @@ int train_run(const struct jobspec *spec, struct model *m, struct compute_ctx *c
         if (r < 0)
                 goto fail;
 
-        res.history = json_incref(tr.history);
+        res.history = tr.history;
+        res.n_history = tr.n_history;
+        tr.history = NULL;
         res.best_epoch = tr.has_best ? tr.best_epoch : 0;
         res.epochs_run = tr.epoch;
         res.stopped_early = tr.stopped_early;

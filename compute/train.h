@@ -13,7 +13,9 @@
  * data has classes), or saving the final model (the caller does, with the
  * preprocessing that train_run returns).
  *
- * Events (json objects handed to on_event; the API streams the same objects):
+ * Events are structs handed to typed callbacks (struct train_callbacks); train_event_json is the one
+ * serialiser to the wire format that `finetuned train` prints as NDJSON, the daemon stores and the API streams
+ * (docs/api.md, the dashboard and the tests read it):
  *   {"type": "epoch", "epoch", "epochs", "step", "train_loss", "val_loss",
  *    "val_accuracy", "val_f1", "val_precision", "val_recall" (macro) | "val_mse", "val_rmse", "val_mae", "val_r2",
  *    "lr", "seconds", "samples_per_sec"}        one per epoch (val_* null when there is no validation data)
@@ -21,8 +23,10 @@
  *   {"type": "early_stopping", "epoch", "best_epoch", "metric", "best_value"}
  *   {"type": "metrics", "split": "validation" | "training", "best_epoch", "epochs_run",
  *    "stopped_early", "metrics": {...}}          once, at the end (see metrics.h for the object)
- * Progress (handed to on_progress, at most TRAIN_PROGRESS_HZ times a second):
+ *   {"type": "runtime", "backend", "threads", "batch", "isa", "primitives", "implementations", "reference", ...}
+ *                                               after each run's first training step (model_kernels_report)
  *   {"type": "progress", "epoch", "epochs", "step", "steps", "batch", "batches", "eta_seconds", "train_loss"}
+ *                                               at most TRAIN_PROGRESS_HZ times a second
  */
 #pragma once
 
@@ -34,9 +38,44 @@
 #include "compute/context.h"
 #include "compute/data.h"
 #include "compute/jobspec.h"
+#include "compute/metrics.h"
 #include "compute/model.h"
 
 #define TRAIN_PROGRESS_HZ 4
+
+/* ---- events ------------------------------------------------------------------ */
+
+/* One epoch's report. The val_* fields hold values only when `validated` (there was validation data); which
+ * of them exist depends on the task. */
+struct train_epoch {
+        unsigned epoch; /* completed epochs, 1-based */
+        unsigned epochs; /* hyperparameters.epochs */
+        uint64_t step; /* optimizer steps taken */
+        double train_loss; /* mean over the epoch's samples */
+        bool classification;
+        bool validated;
+        double val_loss;
+        double val_accuracy, val_f1, val_precision, val_recall; /* classification, macro averages */
+        double val_mse, val_rmse, val_mae, val_r2; /* regression */
+        double lr; /* the rate of the epoch's last step */
+        double seconds; /* the epoch's wall time, validation included (ms resolution) */
+        double samples_per_sec; /* training samples per second of training time */
+};
+
+/* An epoch's metric by name (jobspec_metric_mode's names: "train_loss", "val_loss", "val_f1", ...), looked up
+ * in one table: true with *ret when the epoch has it (val_* need validation and the task's kind). */
+bool train_epoch_metric(const struct train_epoch *e, const char *name, double *ret);
+
+struct train_progress {
+        unsigned epoch; /* the epoch running, 1-based */
+        unsigned epochs;
+        uint64_t step, steps; /* optimizer steps taken, and in the whole run */
+        size_t batch, batches; /* batches done in this epoch, and per epoch */
+        bool has_eta;
+        double eta_seconds; /* 0.1 s resolution */
+        bool has_loss;
+        double train_loss; /* the epoch's running mean */
+};
 
 struct train_checkpoint_info {
         const char *path; /* the checkpoint directory, durable when the callback runs */
@@ -45,14 +84,86 @@ struct train_checkpoint_info {
         bool partial; /* written on cancel, in the middle of an epoch */
 };
 
+struct train_early_stop {
+        unsigned epoch; /* the epoch that ran out of patience */
+        unsigned best_epoch;
+        const char *metric; /* early_stopping.metric */
+        double best_value;
+};
+
+/* The final evaluation, on the validation data (or the training data when there is none), with the best
+ * epoch's weights when early stopping restored them. */
+struct train_final {
+        bool classification;
+        bool on_validation; /* "split": "validation", else "training" */
+        bool has_best; /* early stopping ran: best_epoch is set */
+        unsigned best_epoch;
+        unsigned epochs_run;
+        bool stopped_early;
+        double loss;
+        struct metrics_classification cls; /* classification (arrays owned: train_result_deinit) */
+        struct metrics_regression reg; /* regression */
+        char *const *class_names; /* the training data's class names (borrowed: valid while it lives) */
+};
+
+/* What the first training step of a run ran on. */
+struct train_runtime {
+        const char *backend; /* compute_ctx_backend_name */
+        int threads;
+        int batch; /* the batch size of that step */
+        const struct model_kernel *kernels; /* every primitive the step created (borrowed, valid during the
+                                             * callback), model_kernels() */
+        size_t n_kernels;
+        const json_t *summary; /* model_kernels_report(): isa, primitives, implementations, reference (borrowed);
+                                * NULL when the backend reports none */
+};
+
+enum train_event_type {
+        TRAIN_EVENT_EPOCH,
+        TRAIN_EVENT_PROGRESS,
+        TRAIN_EVENT_CHECKPOINT,
+        TRAIN_EVENT_EARLY_STOP,
+        TRAIN_EVENT_FINAL,
+        TRAIN_EVENT_RUNTIME,
+};
+
+/* Any one event, for the serialiser. */
+struct train_event {
+        enum train_event_type type;
+        union {
+                const struct train_epoch *epoch;
+                const struct train_progress *progress;
+                const struct train_checkpoint_info *checkpoint;
+                const struct train_early_stop *early_stop;
+                const struct train_final *final;
+                const struct train_runtime *runtime;
+        };
+};
+
+/* The event's "type" on the wire: "epoch", "progress", "checkpoint", "early_stopping", "metrics", "runtime". */
+const char *train_event_type_name(enum train_event_type type);
+/* The event as its wire object (the formats above, keys in that order); a new reference, NULL when out of
+ * memory. The one struct -> JSON step: the CLI's NDJSON, the daemon's stored events and progress, checkpoints'
+ * history and metrics.json all go through it. */
+json_t *train_event_json(const struct train_event *ev);
+/* An "epoch" object back into its struct (checkpoints keep the history as state.json, a file): 0, or -EINVAL
+ * when a field is missing or of the wrong type. */
+int train_epoch_from_json(const json_t *j, bool classification, struct train_epoch *ret);
+
 struct train_callbacks {
         void *userdata;
-        /* An event (borrowed; incref to keep it). A negative return aborts the run with that code. */
-        int (*on_event)(void *userdata, const json_t *event);
-        /* A progress object (borrowed). */
-        void (*on_progress)(void *userdata, const json_t *progress);
-        /* A checkpoint is durable at info->path. A negative return aborts the run. */
+        /* After each epoch's validation (and early-stopping decision). A negative return aborts the run. */
+        int (*on_epoch)(void *userdata, const struct train_epoch *e);
+        /* Progress within an epoch, at most TRAIN_PROGRESS_HZ times a second. */
+        void (*on_progress)(void *userdata, const struct train_progress *p);
+        /* A checkpoint is durable at info->path (the "checkpoint" event). A negative return aborts the run. */
         int (*on_checkpoint)(void *userdata, const struct train_checkpoint_info *info);
+        /* Early stopping ran out of patience (after that epoch's on_epoch). */
+        int (*on_early_stop)(void *userdata, const struct train_early_stop *es);
+        /* The final metrics, once, before train_run returns them in its result. */
+        int (*on_final)(void *userdata, const struct train_final *f);
+        /* After the run's first training step. */
+        int (*on_runtime)(void *userdata, const struct train_runtime *rt);
         /* Polled before every training and validation batch; true stops the run within that batch: a partial
          * checkpoint is written (when checkpoints are on) and train_run returns -ECANCELED. During the final
          * evaluation no checkpoint is written: the last epoch's checkpoint resumes straight into it. */
@@ -69,8 +180,10 @@ struct train_options {
 };
 
 struct train_result {
-        json_t *metrics; /* the final "metrics" event's object (owned) */
-        json_t *history; /* array of the epoch events (owned) */
+        struct train_final final; /* what on_final reported (its arrays owned) */
+        struct train_epoch *history; /* every epoch's report, in order (owned; a resumed run's include the epochs
+                                      * before the checkpoint) */
+        size_t n_history;
         unsigned best_epoch; /* 0 when early stopping is off */
         unsigned epochs_run;
         bool stopped_early;

@@ -54,62 +54,78 @@ struct cli {
         bool tty;
         bool verbose;
         size_t progress_len;
-        struct model *m;
 };
 
-/* The run's "runtime" event on stderr: a warning for every reference kernel, and with --verbose the ISA and
- * every primitive's implementation. */
-static void cli_runtime(struct cli *c, const json_t *ev) {
-        const json_t *ref;
-        size_t i;
-        json_array_foreach(json_object_get(ev, "reference"), i, ref) fprintf(
-                stderr,
-                "finetuned train: warning: layer \"%s\" %s %s runs oneDNN's reference kernel %s (%s): expect "
-                "it to be slow\n",
-                json_string_value(json_object_get(ref, "layer")), json_string_value(json_object_get(ref, "primitive")),
-                json_string_value(json_object_get(ref, "pass")), json_string_value(json_object_get(ref, "impl")),
-                json_string_value(json_object_get(ref, "formats")));
-        if (!c->verbose)
-                return;
-        int batch = (int)json_integer_value(json_object_get(ev, "batch"));
-        fprintf(stderr, "finetuned train: backend %s, ISA %s, %d threads, batch %d\n",
-                json_string_value(json_object_get(ev, "backend")), json_string_value(json_object_get(ev, "isa")),
-                (int)json_integer_value(json_object_get(ev, "threads")), batch);
-        const struct model_kernel *k;
-        size_t n;
-        if (model_kernels(c->m, batch, &k, &n, NULL) < 0)
-                return;
-        for (i = 0; i < n; i++)
-                fprintf(stderr, "  %-28s %-20s %-17s %-24s %s\n", k[i].layer, k[i].primitive, k[i].pass, k[i].impl,
-                        k[i].formats);
-}
-
-static int cli_on_event(void *ud, const json_t *ev) {
-        struct cli *c = ud;
+/* Clear the progress line before anything else goes to the terminal. */
+static void cli_clear(struct cli *c) {
         if (c->tty && c->progress_len) {
                 fprintf(stderr, "\r%*s\r", (int)c->progress_len, "");
                 c->progress_len = 0;
         }
-        if (strcmp(json_string_value(json_object_get(ev, "type")) ?: "", "runtime") == 0)
-                cli_runtime(c, ev);
-        if (json_dumpf(ev, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) < 0 ||
-            fputc('\n', stdout) == EOF || fflush(stdout) != 0)
+}
+
+/* One event as an NDJSON line on stdout. */
+static int cli_print(struct cli *c, const struct train_event *ev) {
+        cli_clear(c);
+        json_t *j = train_event_json(ev);
+        if (!j)
+                return -ENOMEM;
+        int r = json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+        json_decref(j);
+        if (r < 0 || fputc('\n', stdout) == EOF || fflush(stdout) != 0)
                 return -EIO;
         return 0;
 }
 
-static void cli_on_progress(void *ud, const json_t *p) {
+static int cli_on_epoch(void *ud, const struct train_epoch *e) {
+        return cli_print(ud, &(struct train_event){TRAIN_EVENT_EPOCH, .epoch = e});
+}
+
+static int cli_on_checkpoint(void *ud, const struct train_checkpoint_info *info) {
+        return cli_print(ud, &(struct train_event){TRAIN_EVENT_CHECKPOINT, .checkpoint = info});
+}
+
+static int cli_on_early_stop(void *ud, const struct train_early_stop *es) {
+        return cli_print(ud, &(struct train_event){TRAIN_EVENT_EARLY_STOP, .early_stop = es});
+}
+
+static int cli_on_final(void *ud, const struct train_final *f) {
+        return cli_print(ud, &(struct train_event){TRAIN_EVENT_FINAL, .final = f});
+}
+
+/* The run's "runtime" event: on stderr a warning for every reference kernel, and with --verbose the ISA and
+ * every primitive's implementation; on stdout the event. */
+static int cli_on_runtime(void *ud, const struct train_runtime *rt) {
+        struct cli *c = ud;
+        cli_clear(c);
+        for (size_t i = 0; i < rt->n_kernels; i++) {
+                const struct model_kernel *k = &rt->kernels[i];
+                if (model_kernel_is_reference(k))
+                        fprintf(stderr,
+                                "finetuned train: warning: layer \"%s\" %s %s runs oneDNN's reference kernel %s (%s): "
+                                "expect it to be slow\n",
+                                k->layer, k->primitive, k->pass, k->impl, k->formats);
+        }
+        if (c->verbose) {
+                fprintf(stderr, "finetuned train: backend %s, ISA %s, %d threads, batch %d\n", rt->backend,
+                        json_string_value(json_object_get(rt->summary, "isa")) ?: "?", rt->threads, rt->batch);
+                for (size_t i = 0; i < rt->n_kernels; i++) {
+                        const struct model_kernel *k = &rt->kernels[i];
+                        fprintf(stderr, "  %-28s %-20s %-17s %-24s %s\n", k->layer, k->primitive, k->pass, k->impl,
+                                k->formats);
+                }
+        }
+        return cli_print(c, &(struct train_event){TRAIN_EVENT_RUNTIME, .runtime = rt});
+}
+
+static void cli_on_progress(void *ud, const struct train_progress *p) {
         struct cli *c = ud;
         if (!c->tty)
                 return;
         char line[256];
-        const json_t *loss = json_object_get(p, "train_loss"), *eta = json_object_get(p, "eta_seconds");
-        int n = snprintf(
-                line, sizeof(line), "epoch %lld/%lld  batch %lld/%lld  loss %s%.4f  eta %s%.0fs",
-                json_integer_value(json_object_get(p, "epoch")), json_integer_value(json_object_get(p, "epochs")),
-                json_integer_value(json_object_get(p, "batch")), json_integer_value(json_object_get(p, "batches")),
-                json_is_number(loss) ? "" : "~", json_is_number(loss) ? json_number_value(loss) : 0.0,
-                json_is_number(eta) ? "" : "~", json_is_number(eta) ? json_number_value(eta) : 0.0);
+        int n = snprintf(line, sizeof(line), "epoch %u/%u  batch %zu/%zu  loss %s%.4f  eta %s%.0fs", p->epoch,
+                         p->epochs, p->batch, p->batches, p->has_loss ? "" : "~", p->has_loss ? p->train_loss : 0.0,
+                         p->has_eta ? "" : "~", p->has_eta ? p->eta_seconds : 0.0);
         if (n < 0)
                 return;
         fprintf(stderr, "\r%s", line);
@@ -392,11 +408,15 @@ int train_main(int argc, char **argv) {
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
 
-        struct cli cli = {.tty = isatty(STDERR_FILENO), .verbose = verbose, .m = m};
+        struct cli cli = {.tty = isatty(STDERR_FILENO), .verbose = verbose};
         struct train_callbacks cb = {
                 .userdata = &cli,
-                .on_event = cli_on_event,
+                .on_epoch = cli_on_epoch,
                 .on_progress = cli_on_progress,
+                .on_checkpoint = cli_on_checkpoint,
+                .on_early_stop = cli_on_early_stop,
+                .on_final = cli_on_final,
+                .on_runtime = cli_on_runtime,
                 .should_stop = cli_should_stop,
         };
         snprintf(ckpt_dir, sizeof(ckpt_dir), "%s/checkpoints", out);
@@ -419,10 +439,16 @@ int train_main(int argc, char **argv) {
                 fprintf(stderr, "finetuned train: %s\n", err.message);
                 goto out;
         }
-        json_t *mj = json_pack("{s:O s:O s:o}", "final", json_object_get(res.metrics, "metrics"), "history",
-                               res.history, "job", jobspec_to_json(&spec));
-        json_object_set(mj, "best_epoch", json_object_get(res.metrics, "best_epoch"));
-        json_object_set(mj, "stopped_early", json_object_get(res.metrics, "stopped_early"));
+        json_t *fin = train_event_json(&(struct train_event){TRAIN_EVENT_FINAL, .final = &res.final});
+        json_t *hist = json_array();
+        for (size_t i = 0; i < res.n_history; i++)
+                json_array_append_new(
+                        hist, train_event_json(&(struct train_event){TRAIN_EVENT_EPOCH, .epoch = &res.history[i]}));
+        json_t *mj = json_pack("{s:O s:o s:o}", "final", json_object_get(fin, "metrics"), "history", hist, "job",
+                               jobspec_to_json(&spec));
+        json_object_set(mj, "best_epoch", json_object_get(fin, "best_epoch"));
+        json_object_set(mj, "stopped_early", json_object_get(fin, "stopped_early"));
+        json_decref(fin);
         char *mtext = mj ? json_dumps(mj, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) : NULL;
         json_decref(mj);
         snprintf(path, sizeof(path), "%s/metrics.json", out);
@@ -433,12 +459,11 @@ int train_main(int argc, char **argv) {
                 goto out;
         }
         if (cli.tty) {
-                const json_t *fm = json_object_get(res.metrics, "metrics");
-                bool cls = spec.task.type == JOBSPEC_TASK_CLASSIFICATION;
+                bool cls = res.final.classification;
                 fprintf(stderr,
                         "finetuned train: %s %s %.4f after %u epochs; wrote %s/model.safetensors and metrics.json\n",
-                        json_string_value(json_object_get(res.metrics, "split")), cls ? "accuracy" : "r2",
-                        json_number_value(json_object_get(fm, cls ? "accuracy" : "r2")), res.epochs_run, out);
+                        res.final.on_validation ? "validation" : "training", cls ? "accuracy" : "r2",
+                        cls ? res.final.cls.accuracy : res.final.reg.r2, res.epochs_run, out);
         }
         status = 0;
 out:

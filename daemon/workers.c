@@ -68,7 +68,7 @@ struct worker {
         int64_t max_epoch_recorded;
         unsigned batch_size; /* for the samples/s metric */
         unsigned keep_checkpoints; /* the job's checkpoint.keep */
-        int64_t last_step;         /* batches counted so far ((epoch - 1) * batches + batch); -1: none yet */
+        int64_t last_step; /* batches counted so far ((epoch - 1) * batches + batch); -1: none yet */
         int64_t batches_per_epoch; /* from the progress reports */
         bool metrics_started;
         const char *final_state; /* for the metrics: "succeeded", ..., "queued" when released */
@@ -150,33 +150,17 @@ static bool cb_should_stop(void *userdata) {
         return w->lost || w->cancel || atomic_load(&w->pool->stop);
 }
 
-static int cb_event(void *userdata, const json_t *event) {
-        struct worker *w = userdata;
+/* One trainer event into the job's stream, serialised as every client reads it. */
+static int record_event(struct worker *w, const struct train_event *ev) {
         if (w->lost)
                 return -ESTALE;
-        const char *type = json_string_value(json_object_get(event, "type"));
-        if (!type || strcmp(type, "checkpoint") == 0)
-                return 0; /* store_checkpoint_add appends the checkpoint event itself */
-        if (strcmp(type, "epoch") == 0) {
-                json_int_t epoch = json_integer_value(json_object_get(event, "epoch"));
-                if (epoch <= w->max_epoch_recorded)
-                        return 0; /* re-run after a resume: already in the stream */
-                w->max_epoch_recorded = epoch;
-                /* progress is rate-limited: count the epoch's last batches now */
-                int64_t end = (int64_t)epoch * w->batches_per_epoch;
-                if (w->batches_per_epoch > 0 && w->last_step >= 0 && end > w->last_step) {
-                        api_metrics_job_progress(w->job_id, (unsigned)epoch,
-                                                 (uint64_t)(end - w->last_step) * w->batch_size, NAN);
-                        w->last_step = end;
-                }
-                const json_t *loss = json_object_get(event, "train_loss");
-                api_metrics_job_epoch(w->job_id, (unsigned)epoch, json_is_number(loss) ? json_number_value(loss) : NAN);
-        }
-        char *data = json_dumps(event, JSON_COMPACT | JSON_REAL_PRECISION(10));
+        json_t *j = train_event_json(ev);
+        char *data = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+        json_decref(j);
         if (!data)
                 return -ENOMEM;
         struct ft_error err = {0};
-        int r = store_event_append(w->store, w->job_id, w->attempt, type, data, NULL, &err);
+        int r = store_event_append(w->store, w->job_id, w->attempt, train_event_type_name(ev->type), data, NULL, &err);
         free(data);
         if (r < 0) {
                 mark_lost(w, r, &err);
@@ -185,20 +169,49 @@ static int cb_event(void *userdata, const json_t *event) {
         return 0;
 }
 
-static void cb_progress(void *userdata, const json_t *progress) {
+static int cb_epoch(void *userdata, const struct train_epoch *e) {
+        struct worker *w = userdata;
+        if (w->lost)
+                return -ESTALE;
+        if ((int64_t)e->epoch <= w->max_epoch_recorded)
+                return 0; /* re-run after a resume: already in the stream */
+        w->max_epoch_recorded = e->epoch;
+        /* progress is rate-limited: count the epoch's last batches now */
+        int64_t end = (int64_t)e->epoch * w->batches_per_epoch;
+        if (w->batches_per_epoch > 0 && w->last_step >= 0 && end > w->last_step) {
+                api_metrics_job_progress(w->job_id, e->epoch, (uint64_t)(end - w->last_step) * w->batch_size, NAN);
+                w->last_step = end;
+        }
+        api_metrics_job_epoch(w->job_id, e->epoch, e->train_loss);
+        return record_event(w, &(struct train_event){TRAIN_EVENT_EPOCH, .epoch = e});
+}
+
+static int cb_early_stop(void *userdata, const struct train_early_stop *es) {
+        return record_event(userdata, &(struct train_event){TRAIN_EVENT_EARLY_STOP, .early_stop = es});
+}
+
+static int cb_final(void *userdata, const struct train_final *f) {
+        return record_event(userdata, &(struct train_event){TRAIN_EVENT_FINAL, .final = f});
+}
+
+static int cb_runtime(void *userdata, const struct train_runtime *rt) {
+        return record_event(userdata, &(struct train_event){TRAIN_EVENT_RUNTIME, .runtime = rt});
+}
+
+static void cb_progress(void *userdata, const struct train_progress *p) {
         struct worker *w = userdata;
         /* samples = batches x batch_size (an epoch's last, smaller batch counts as full) */
-        json_int_t epoch = json_integer_value(json_object_get(progress, "epoch"));
-        json_int_t batches = json_integer_value(json_object_get(progress, "batches"));
-        int64_t done = (int64_t)(epoch - 1) * batches + json_integer_value(json_object_get(progress, "batch"));
+        int64_t batches = (int64_t)p->batches;
+        int64_t done = (int64_t)(p->epoch - 1) * batches + (int64_t)p->batch;
         if (w->last_step < 0) /* the first report of this run: a resumed job starts at an epoch boundary */
-                w->last_step = (int64_t)(epoch - 1) * batches;
+                w->last_step = (int64_t)(p->epoch - 1) * batches;
         uint64_t samples = done > w->last_step ? (uint64_t)(done - w->last_step) * w->batch_size : 0;
         w->last_step = FT_MAX(w->last_step, done);
         w->batches_per_epoch = batches;
-        const json_t *loss = json_object_get(progress, "train_loss");
-        api_metrics_job_progress(w->job_id, (unsigned)epoch, samples, json_is_number(loss) ? json_number_value(loss) : NAN);
-        char *text = json_dumps(progress, JSON_COMPACT | JSON_REAL_PRECISION(10));
+        api_metrics_job_progress(w->job_id, p->epoch, samples, p->has_loss ? p->train_loss : NAN);
+        json_t *j = train_event_json(&(struct train_event){TRAIN_EVENT_PROGRESS, .progress = p});
+        char *text = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+        json_decref(j);
         if (!text)
                 return;
         pthread_mutex_lock(&w->lock);
@@ -486,9 +499,12 @@ static void run_job(struct worker *w, struct store_job *job) {
                 goto out;
         struct train_callbacks cb = {
                 .userdata = w,
-                .on_event = cb_event,
+                .on_epoch = cb_epoch,
                 .on_progress = cb_progress,
                 .on_checkpoint = cb_checkpoint,
+                .on_early_stop = cb_early_stop,
+                .on_final = cb_final,
+                .on_runtime = cb_runtime,
                 .should_stop = cb_should_stop,
         };
         r = train_run(&spec, m, ctx, train, val, &topt, &cb, &res, &err);
@@ -516,7 +532,7 @@ static void run_job(struct worker *w, struct store_job *job) {
                 fail(w, "internal_error", &err);
                 goto out;
         }
-        json_t *mcopy = json_deep_copy(res.metrics);
+        json_t *mcopy = train_event_json(&(struct train_event){TRAIN_EVENT_FINAL, .final = &res.final});
         json_object_del(mcopy, "type");
         char *metrics = mcopy ? json_dumps(mcopy, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
         json_decref(mcopy);

@@ -214,12 +214,17 @@ static void reaches_accuracy(struct compute_ctx *ctx) {
         struct train_result res;
         struct ft_error err = {0};
         is_int(train_run(&spec, m, ctx, ds, NULL, NULL, &cb, &res, &err), 0, "blobs: trains (%s)", err.message);
-        double acc = json_number_value(json_object_get(json_object_get(res.metrics, "metrics"), "accuracy"));
+        json_t *fin = result_metrics(&res);
+        double acc = json_number_value(json_object_get(json_object_get(fin, "metrics"), "accuracy"));
         ok(acc >= 0.9, "blobs: validation accuracy %.3f >= 0.90 after 15 epochs", acc);
-        ok(strcmp(json_string_value(json_object_get(res.metrics, "split")), "validation") == 0,
+        ok(strcmp(json_string_value(json_object_get(fin, "split")), "validation") == 0,
            "final metrics are on the validation split");
-        const json_t *cm = json_object_get(json_object_get(res.metrics, "metrics"), "confusion_matrix");
+        const json_t *cm = json_object_get(json_object_get(fin, "metrics"), "confusion_matrix");
         is_str(json_string_value(json_array_get(json_object_get(cm, "labels"), 2)), "c2", "class names in metrics");
+        json_t *finals = events_of(cap.events, "metrics");
+        ok(json_array_size(finals) == 1 && json_equal(json_array_get(finals, 0), fin), "one final event, the result's");
+        json_decref(finals);
+        json_decref(fin);
         json_t *epochs = events_of(cap.events, "epoch");
         const json_t *e1 = json_array_get(epochs, 0), *last = json_array_get(epochs, json_array_size(epochs) - 1);
         ok(json_number_value(json_object_get(last, "train_loss")) <
@@ -271,12 +276,14 @@ static void regression(struct compute_ctx *ctx) {
         struct train_result res;
         struct ft_error err = {0};
         is_int(train_run(&spec, m, ctx, ds, NULL, NULL, &cb, &res, &err), 0, "regression trains (%s)", err.message);
-        const json_t *mj = json_object_get(res.metrics, "metrics");
+        json_t *fin = result_metrics(&res);
+        const json_t *mj = json_object_get(fin, "metrics");
         double r2 = json_number_value(json_object_get(mj, "r2"));
         double mse = json_number_value(json_object_get(mj, "mse")),
                rmse = json_number_value(json_object_get(mj, "rmse"));
         ok(r2 > 0.9, "regression: validation R2 %.3f > 0.9", r2);
         is_close(rmse, sqrt(mse), 1e-12, "regression: rmse = sqrt(mse)");
+        json_decref(fin);
         json_t *epochs = events_of(cap.events, "epoch");
         ok(json_is_number(json_object_get(json_array_get(epochs, 0), "val_r2")) &&
                    json_is_number(json_object_get(json_array_get(epochs, 0), "val_mae")),

@@ -64,7 +64,7 @@ static struct outcome run(struct compute_ctx *ctx, const struct dataset *ds, con
         o.r = train_run(&spec, m, ctx, ds, NULL, &opt, &cb, &res, &o.err);
         o.weights = snapshot(m, &o.n);
         if (o.r == 0)
-                o.history = json_incref(res.history);
+                o.history = result_history(&res);
         train_result_deinit(&res);
         model_free(m);
         jobspec_deinit(&spec);

@@ -120,10 +120,42 @@ struct capture {
         char by_epoch[64][512]; /* full (not partial) checkpoint path per completed epoch */
 };
 
-static __attribute__((unused)) int capture_event(void *ud, const json_t *ev) {
-        struct capture *c = ud;
-        json_array_append(c->events, (json_t *)ev);
+/* Every typed event is kept as its wire JSON (train_event_json), so tests read what clients read. */
+static __attribute__((unused)) int capture_event(struct capture *c, const struct train_event *ev) {
+        json_t *j = train_event_json(ev);
+        if (!j)
+                return -ENOMEM;
+        json_array_append_new(c->events, j);
         return 0;
+}
+
+static __attribute__((unused)) int capture_epoch(void *ud, const struct train_epoch *e) {
+        return capture_event(ud, &(struct train_event){TRAIN_EVENT_EPOCH, .epoch = e});
+}
+
+static __attribute__((unused)) int capture_early_stop(void *ud, const struct train_early_stop *es) {
+        return capture_event(ud, &(struct train_event){TRAIN_EVENT_EARLY_STOP, .early_stop = es});
+}
+
+static __attribute__((unused)) int capture_final(void *ud, const struct train_final *f) {
+        return capture_event(ud, &(struct train_event){TRAIN_EVENT_FINAL, .final = f});
+}
+
+static __attribute__((unused)) int capture_runtime(void *ud, const struct train_runtime *rt) {
+        return capture_event(ud, &(struct train_event){TRAIN_EVENT_RUNTIME, .runtime = rt});
+}
+
+/* The final "metrics" event of a result, and its history as an array of epoch events (new references). */
+static __attribute__((unused)) json_t *result_metrics(const struct train_result *res) {
+        return train_event_json(&(struct train_event){TRAIN_EVENT_FINAL, .final = &res->final});
+}
+
+static __attribute__((unused)) json_t *result_history(const struct train_result *res) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < res->n_history; i++)
+                json_array_append_new(
+                        a, train_event_json(&(struct train_event){TRAIN_EVENT_EPOCH, .epoch = &res->history[i]}));
+        return a;
 }
 
 static __attribute__((unused)) bool capture_should_stop(void *ud) {
@@ -135,6 +167,7 @@ static __attribute__((unused)) bool capture_should_stop(void *ud) {
 static __attribute__((unused)) int capture_checkpoint(void *ud, const struct train_checkpoint_info *info) {
         struct capture *c = ud;
         c->checkpoints++;
+        capture_event(c, &(struct train_event){TRAIN_EVENT_CHECKPOINT, .checkpoint = info});
         snprintf(c->last_checkpoint, sizeof(c->last_checkpoint), "%s", info->path);
         if (!info->partial && info->epoch < 64)
                 snprintf(c->by_epoch[info->epoch], sizeof(c->by_epoch[0]), "%s", info->path);
@@ -144,8 +177,11 @@ static __attribute__((unused)) int capture_checkpoint(void *ud, const struct tra
 static __attribute__((unused)) struct train_callbacks capture_callbacks(struct capture *c) {
         return (struct train_callbacks){
                 .userdata = c,
-                .on_event = capture_event,
+                .on_epoch = capture_epoch,
                 .on_checkpoint = capture_checkpoint,
+                .on_early_stop = capture_early_stop,
+                .on_final = capture_final,
+                .on_runtime = capture_runtime,
                 .should_stop = capture_should_stop,
         };
 }
