@@ -1,12 +1,14 @@
 /* compute.h - the machine-learning library's umbrella header: runtime information, and the contracts of
- * tensors (tensor.h), per-thread contexts (context.h), models (model.h), losses (loss.h) and optimizers
- * (optim.h). No HTTP, no SQL, no globals, no logging, no exits. */
+ * tensors (tensor.h), per-thread contexts (context.h), models (model.h), losses (loss.h), optimizers
+ * (optim.h), the training loop (train.h) and one job from spec to result (job.h). No HTTP, no SQL, no globals, no
+ * logging, no exits. */
 #pragma once
 
 #include <stdbool.h>
 
 #include "compute/context.h"
 #include "compute/data.h"
+#include "compute/job.h"
 #include "compute/jobspec.h"
 #include "compute/loss.h"
 #include "compute/metrics.h"

@@ -652,6 +652,17 @@ int model_spec_validate(const json_t *spec, json_t **ret_canonical, struct ft_er
         return build(spec, NULL, false, ret_canonical, err);
 }
 
+int model_spec_io(const json_t *spec, int64_t ret_shape[3], int *ret_ndim, size_t *ret_outputs, struct ft_error *err) {
+        struct model *m = NULL;
+        int r = build(spec, &m, false, NULL, err); /* shapes only: no arena */
+        if (r < 0)
+                return r;
+        *ret_ndim = model_input_shape(m, ret_shape);
+        *ret_outputs = model_output_count(m);
+        model_free(m);
+        return 0;
+}
+
 int model_new(const json_t *spec, struct model **ret, struct ft_error *err) {
         struct model *m = NULL;
         int r = build(spec, &m, true, NULL, err);

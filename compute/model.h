@@ -85,6 +85,9 @@ int model_preset_spec_sized(const char *name, const struct model_preset_size *si
 /* Check a spec without allocating weights; on success *ret_canonical (may be NULL) is the canonical spec (every
  * default filled in, every layer named). For the API's request validation. */
 int model_spec_validate(const json_t *spec, json_t **ret_canonical, struct ft_error *err);
+/* The input shape (as model_input_shape: *ret_ndim 1 or 3) and output count of the model a spec builds, checked
+ * as model_spec_validate checks it and without allocating weights. */
+int model_spec_io(const json_t *spec, int64_t ret_shape[3], int *ret_ndim, size_t *ret_outputs, struct ft_error *err);
 
 /* Build a model from a spec: layers, shapes, one arena with every parameter, gradient and buffer (weights zero,
  * running_var 1: call model_init or load weights). The spec is copied; the caller keeps its reference. */

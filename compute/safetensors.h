@@ -171,20 +171,3 @@ int st_model_load(struct model *m, const struct st_file *f, const struct st_load
 int st_model_open(const char *path, size_t max_bytes, struct model **ret_model, struct data_transform *ret_t,
                   char ***ret_classes, size_t *ret_n_classes, struct ft_error *err);
 void st_classes_free(char **classes, size_t n);
-
-/* Build the base model of a fine-tune from its spec, sized to the data, and
- * load its weights (the one rule the daemon's workers and `finetuned train`
- * share, docs/job-spec.md "model"):
- * - when the model's output count differs from `outputs`, the last "linear"
- *   layer of the spec gets out_features = outputs (-EINVAL param "model" when
- *   there is none) and the head is replaced;
- * - model_init(seed); then, when weights is not NULL, the head is also
- *   replaced when weights' ST_META_CLASSES names other classes than
- *   class_names (n_classes of them; NULL/0: not compared), and weights loads
- *   strictly (st_model_load) except for a replaced head, which is initialised
- *   as PyTorch initialises a new layer.
- * report (may be NULL; st_load_report_deinit it) says whether and which head
- * was replaced. The spec is not modified. *ret is the caller's (model_free). */
-int st_model_build_base(const struct json_t *spec, const struct st_file *weights, size_t outputs,
-                        char *const *class_names, size_t n_classes, uint64_t seed, struct model **ret,
-                        struct st_load_report *report, struct ft_error *err);

@@ -1,6 +1,7 @@
 /* safetensors_model.c - a model's state_dict in and out of safetensors: save
  * with self-describing metadata, strict load listing every mismatch by name,
- * head replacement and input-channel adaptation for fine-tuning.
+ * head replacement and input-channel adaptation for fine-tuning (the rule for
+ * a fine-tune's base model is compute/job.c's job_model_build_base).
  * Not for: the file format itself (safetensors.c) or building models (model.c). */
 #include <stdio.h>
 #include <string.h>
@@ -377,100 +378,5 @@ fail:
         json_decref(spec);
         model_free(m);
         st_file_free(f);
-        return r;
-}
-
-/* Set the last linear layer's out_features in a spec; -ENOENT when it has none. */
-static int spec_set_outputs(json_t *spec, size_t outputs) {
-        json_t *layers = json_object_get(spec, "layers");
-        for (size_t i = json_array_size(layers); i-- > 0;) {
-                json_t *l = json_array_get(layers, i);
-                const char *type = json_string_value(json_object_get(l, "type"));
-                if (type && strcmp(type, "linear") == 0)
-                        return json_object_set_new(l, "out_features", json_integer((json_int_t)outputs)) < 0 ? -ENOMEM
-                                                                                                             : 0;
-        }
-        return -ENOENT;
-}
-
-/* Whether the class names recorded in f differ from class_names (a file
- * without them, or with unreadable ones, does not differ). */
-static bool classes_differ(const struct st_file *f, char *const *class_names, size_t n_classes) {
-        const char *text = st_file_metadata(f, ST_META_CLASSES);
-        json_t *ca = text ? json_loads(text, 0, NULL) : NULL;
-        bool differ = json_array_size(ca) > 0 && json_array_size(ca) != n_classes;
-        for (size_t i = 0; json_array_size(ca) > 0 && !differ && i < n_classes; i++) {
-                const char *name = json_string_value(json_array_get(ca, i));
-                differ = !name || strcmp(name, class_names[i]) != 0;
-        }
-        json_decref(ca);
-        return differ;
-}
-
-int st_model_build_base(const json_t *spec, const struct st_file *weights, size_t outputs, char *const *class_names,
-                        size_t n_classes, uint64_t seed, struct model **ret, struct st_load_report *report,
-                        struct ft_error *err) {
-        struct st_load_report rep = {0};
-        struct model *m = NULL;
-        json_t *resized = NULL;
-        int r = model_new(spec, &m, err);
-        if (r < 0)
-                return r;
-        size_t have = model_output_count(m);
-        bool replace = have != outputs;
-        if (replace) {
-                resized = json_deep_copy(spec);
-                if (!resized) {
-                        r = ft_error_set(err, -ENOMEM, NULL, "out of memory");
-                        goto fail;
-                }
-                r = spec_set_outputs(resized, outputs);
-                if (r < 0) {
-                        r = r == -ENOENT ? ft_error_set(err, -EINVAL, "model",
-                                                        "the model has %zu outputs, the data %zu, and no linear "
-                                                        "head to replace",
-                                                        have, outputs)
-                                         : ft_error_set(err, r, NULL, "out of memory");
-                        goto fail;
-                }
-                model_free(m);
-                m = NULL;
-                r = model_new(resized, &m, err);
-                if (r < 0)
-                        goto fail;
-        }
-        model_init(m, seed);
-        if (weights) {
-                if (!replace && class_names && n_classes)
-                        replace = classes_differ(weights, class_names, n_classes);
-                struct st_load_options opt = {.replace_head = replace, .reinit_head = replace, .seed = seed};
-                r = st_model_load(m, weights, &opt, &rep, err);
-                if (r < 0)
-                        goto fail;
-        } else if (replace) {
-                /* no weights: the resized head is as fresh as the rest; name it for the report */
-                for (size_t i = model_tensor_count(m); i-- > 0;) {
-                        const struct tensor *t = model_tensor_at(m, i);
-                        if (t->is_param) {
-                                rep.head_replaced = true;
-                                snprintf(rep.head, sizeof(rep.head), "%.*s", (int)prefix_len(t->name), t->name);
-                                break;
-                        }
-                }
-        }
-        json_decref(resized);
-        if (report)
-                *report = rep;
-        else
-                st_load_report_deinit(&rep);
-        *ret = m;
-        return 0;
-fail:
-        if (report)
-                *report = rep;
-        else
-                st_load_report_deinit(&rep);
-        json_decref(resized);
-        model_free(m);
         return r;
 }

@@ -15,6 +15,7 @@
  */
 #include "compute/train.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #include "common/fileio.h"
+#include "compute/job.h"
 #include "compute/loss.h"
 #include "compute/metrics.h"
 #include "compute/optim.h"
@@ -249,48 +251,25 @@ static int setup_data(struct trainer *tr, const struct dataset *train, const str
                       struct ft_error *err) {
         const struct jobspec *spec = tr->spec;
         int64_t shape[3];
-        int ndim = model_input_shape(tr->m, shape);
+        model_input_shape(tr->m, shape);
 
-        if (train->n == 0)
-                return ft_error_set(err, -EINVAL, "training_file", "'%s' has no rows", train->source);
-        if (tr->classification != (train->task == DATA_CLASSIFICATION))
-                return ft_error_set(err, -EINVAL, "task.type", "'task.type' is %s but '%s' was read for %s",
-                                    jobspec_task_name(spec->task.type), train->source,
-                                    train->task == DATA_CLASSIFICATION ? "classification" : "regression");
-        if (tr->classification) {
-                if (train->n_classes < 2)
-                        return ft_error_set(err, -EINVAL, "training_file", "'%s' has only %zu class", train->source,
-                                            train->n_classes);
-                if (tr->n_out != train->n_classes)
-                        return ft_error_set(err, -EINVAL, "model", "'model' has %zu outputs but '%s' has %zu classes",
-                                            tr->n_out, train->source, train->n_classes);
-        } else if (tr->n_out != 1) {
-                return ft_error_set(err, -EINVAL, "model", "'model' has %zu outputs; regression needs 1", tr->n_out);
-        }
+        /* model and data fit (the one check, job.h); everything below relies on it */
+        struct job_data_facts tf, vf;
+        struct job_model_facts mf;
+        job_data_facts_of(train, &tf);
+        if (val)
+                job_data_facts_of(val, &vf);
+        job_model_facts_of(tr->m, &mf);
+        int rc = job_check(spec, &mf, &tf, val ? &vf : NULL, err);
+        if (rc < 0)
+                return rc;
 
         /* the transform: model input shape, spec preprocessing */
         memset(&tr->t, 0, sizeof(tr->t));
         if (train->kind == DATA_TABLE) {
-                if (ndim != 1 || (size_t)shape[0] != train->n_features)
-                        return ft_error_set(err, -EINVAL, "model",
-                                            "'model' expects %zu inputs per sample but '%s' has %zu features",
-                                            model_input_numel(tr->m), train->source, train->n_features);
                 tr->t.standardize = spec->preprocess.standardize;
                 tr->t.n_features = train->n_features;
         } else {
-                if (ndim != 3)
-                        return ft_error_set(err, -EINVAL, "model", "'model' takes %lld features, not images",
-                                            (long long)shape[0]);
-                if (spec->preprocess.resize[0] &&
-                    (spec->preprocess.resize[0] != shape[1] || spec->preprocess.resize[1] != shape[2]))
-                        return ft_error_set(err, -EINVAL, "preprocess.resize",
-                                            "'preprocess.resize' [%u, %u] differs from the model's input %lldx%lld",
-                                            spec->preprocess.resize[0], spec->preprocess.resize[1], (long long)shape[1],
-                                            (long long)shape[2]);
-                if (spec->preprocess.channels && spec->preprocess.channels != shape[0])
-                        return ft_error_set(err, -EINVAL, "preprocess.channels",
-                                            "'preprocess.channels' %u differs from the model's %lld input channels",
-                                            spec->preprocess.channels, (long long)shape[0]);
                 tr->t.channels = (size_t)shape[0];
                 tr->t.height = (size_t)shape[1];
                 tr->t.width = (size_t)shape[2];
@@ -307,9 +286,6 @@ static int setup_data(struct trainer *tr, const struct dataset *train, const str
         tr->train_view = *train;
         tr->train_ds = &tr->train_view;
         if (val) {
-                if (val->kind != train->kind || val->task != train->task)
-                        return ft_error_set(err, -EINVAL, "validation_file",
-                                            "'%s' is not the same kind of data as '%s'", val->source, train->source);
                 tr->val_view = *val;
                 if (tr->classification) {
                         /* map the validation file's class names onto the training file's */
@@ -324,13 +300,7 @@ static int setup_data(struct trainer *tr, const struct dataset *train, const str
                                 for (size_t k = 0; k < train->n_classes; k++)
                                         if (strcmp(val->class_names[c], train->class_names[k]) == 0)
                                                 map[c] = (int32_t)k;
-                                if (map[c] < 0) {
-                                        int r = ft_error_set(err, -EINVAL, "validation_file",
-                                                             "'%s' has class \"%s\" that '%s' does not have",
-                                                             val->source, val->class_names[c], train->source);
-                                        free(map);
-                                        return r;
-                                }
+                                assert(map[c] >= 0); /* job_check: every validation class is a training class */
                         }
                         for (size_t i = 0; i < val->n; i++)
                                 tr->val_labels[i] = map[val->labels[i]];

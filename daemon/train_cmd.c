@@ -1,11 +1,14 @@
 /* train_cmd.c - `finetuned train JOB.json --out DIR [--resume DIR]`: run one
- * job in the foreground with the same trainer the daemon's workers run.
- * Resolves the spec's references as paths (relative to the job file), loads
- * the datasets and the base model, prints the trainer's events as NDJSON on
- * stdout and a progress line on stderr when it is a terminal, and writes
- * model.safetensors, metrics.json and checkpoints/ under --out.
+ * job in the foreground through the same compute/job + compute/train path the
+ * daemon's workers take. What is the CLI's own: resolving the spec's
+ * references as paths (relative to the job file), opening the weights file,
+ * printing the trainer's events as NDJSON on stdout (train_event_json) and a
+ * progress line on stderr when it is a terminal, and where the results go:
+ * model.safetensors, metrics.json (job_result_save, job_metrics_write) and
+ * checkpoints/ under --out.
  *
- * Not for: the training itself (compute/train.c), queues or HTTP.
+ * Not for: loading data, sizing or checking models, the files' contents
+ * (compute/job.c), the training itself (compute/train.c), queues or HTTP.
  */
 #include <fnmatch.h>
 #include <getopt.h>
@@ -167,60 +170,40 @@ static bool looks_like_idx(const char *path) {
         return strstr(path, "idx3") || strstr(path, "idx1") || ends_with(path, ".idx");
 }
 
+/* The data a spec field names, as paths relative to the job file: a CSV, or an IDX pair ([images, labels], or
+ * an images file whose labels file follows the usual naming). */
 static int load_data(const char *base_dir, const char refs[2][JOBSPEC_REF_MAX], const struct jobspec *spec,
                      const char *param, struct dataset **ret, struct ft_error *err) {
         char a[PATH_MAX], b[PATH_MAX];
-        int r;
+        bool pair = refs[1][0] != 0;
         resolve(base_dir, refs[0], a, sizeof(a));
-        if (refs[1][0] || looks_like_idx(a)) {
-                if (refs[1][0])
-                        resolve(base_dir, refs[1], b, sizeof(b));
-                else if (!idx_labels_path(a, b, sizeof(b)))
+        if (pair) {
+                resolve(base_dir, refs[1], b, sizeof(b));
+        } else if (looks_like_idx(a)) {
+                if (!idx_labels_path(a, b, sizeof(b)))
                         return ft_error_set(err, -EINVAL, param,
                                             "'%s': give the IDX labels file too: [\"images\", \"labels\"]", param);
-                r = idx_read(a, b, TRAIN_MAX_FILE_BYTES, ret, err);
-        } else {
-                struct csv_options o = {
-                        .target = spec->task.target[0] ? spec->task.target : NULL,
-                        .task = spec->task.type == JOBSPEC_TASK_CLASSIFICATION ? DATA_CLASSIFICATION : DATA_REGRESSION,
-                        .dropna = spec->preprocess.dropna,
-                        .max_bytes = TRAIN_MAX_FILE_BYTES,
-                };
-                r = csv_read(a, &o, ret, err);
+                pair = true;
         }
-        if (r < 0) {
-                if (err && !err->param[0])
-                        snprintf(err->param, sizeof(err->param), "%s", param);
-                return r;
-        }
-        return 0;
+        struct job_data_source src = {
+                .path = a,
+                .path2 = pair ? b : NULL,
+                .param = param,
+                .max_bytes = TRAIN_MAX_FILE_BYTES,
+        };
+        return job_data_open(spec, &src, ret, err);
 }
 
 /* ---- the model ------------------------------------------------------------------- */
 
-/* Preset options sized to the data; the user's options (when given) win. */
-static int preset_spec(const char *name, const struct jobspec *spec, const struct dataset *ds, size_t outputs,
-                       const json_t *user, json_t **ret, struct ft_error *err) {
-        struct model_preset_size size = {
-                .features = ds->n_features,
-                .channels = spec->preprocess.channels ? spec->preprocess.channels : ds->channels,
-                .height = spec->preprocess.resize[0] ? spec->preprocess.resize[0] : ds->height,
-                .width = spec->preprocess.resize[1] ? spec->preprocess.resize[1] : ds->width,
-                .outputs = outputs,
-        };
-        return model_preset_spec_sized(name, &size, user, ret, err);
-}
-
-/* Build the base model: a preset sized to the data, a spec, or a saved model, with its weights; the head is
- * replaced when the classes differ (count or names): st_model_build_base. */
+/* The base model: "model" is a preset name, a .safetensors path, or an object ({"preset", "options"} or a
+ * full spec, either with "weights": a path); compute/job builds it, sized to the data. */
 static int build_model(const char *base_dir, const struct jobspec *spec, const struct dataset *ds, struct model **ret,
                        struct ft_error *err) {
-        bool classify = spec->task.type == JOBSPEC_TASK_CLASSIFICATION;
-        size_t outputs = classify ? ds->n_classes : 1;
+        struct job_model_source src = {0};
         json_t *mspec = NULL;
         char weights[PATH_MAX] = "";
         struct st_file *f = NULL;
-        struct st_load_report rep = {0};
         int r;
 
         if (spec->model_spec) {
@@ -230,26 +213,20 @@ static int build_model(const char *base_dir, const struct jobspec *spec, const s
                         return ft_error_set(err, -EINVAL, "model.weights", "'model.weights' must be a path");
                 if (w)
                         resolve(base_dir, json_string_value(w), weights, sizeof(weights));
+                if (preset && !json_is_string(preset))
+                        return ft_error_set(err, -EINVAL, "model.preset", "'model.preset' must be a preset name");
                 if (preset) {
-                        char list[128];
-                        if (!json_is_string(preset) || !model_preset_exists(json_string_value(preset)))
-                                return ft_error_set(err, -EINVAL, "model.preset", "'model.preset' must be one of %s",
-                                                    model_preset_list(list, sizeof(list)));
-                        r = preset_spec(json_string_value(preset), spec, ds, outputs,
-                                        json_object_get(spec->model_spec, "options"), &mspec, err);
-                        if (r < 0) {
-                                if (err)
-                                        snprintf(err->param, sizeof(err->param), "model.options");
-                                return r;
-                        }
+                        src.preset = json_string_value(preset);
+                        src.options = json_object_get(spec->model_spec, "options");
                 } else {
                         mspec = json_deep_copy(spec->model_spec);
+                        if (!mspec)
+                                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
                         json_object_del(mspec, "weights");
+                        src.spec = mspec;
                 }
         } else if (model_preset_exists(spec->model_ref)) {
-                r = preset_spec(spec->model_ref, spec, ds, outputs, NULL, &mspec, err);
-                if (r < 0)
-                        return r;
+                src.preset = spec->model_ref;
         } else {
                 /* a model saved by finetuned: the spec and class names are in its metadata */
                 resolve(base_dir, spec->model_ref, weights, sizeof(weights));
@@ -261,43 +238,13 @@ static int build_model(const char *base_dir, const struct jobspec *spec, const s
                                 snprintf(err->param, sizeof(err->param), "model");
                         goto out;
                 }
-                if (!mspec) {
-                        const char *s = st_file_metadata(f, ST_META_SPEC);
-                        mspec = s ? json_loads(s, 0, NULL) : NULL;
-                        if (!mspec) {
-                                r = ft_error_set(err, -EINVAL, "model",
-                                                 "'%s' has no model spec in its metadata: give {\"preset\": ..., "
-                                                 "\"weights\": \"%s\"} or a full spec",
-                                                 weights, spec->model_ref);
-                                goto out;
-                        }
-                }
+                src.weights = f;
+                src.weights_label = weights;
         }
-        if (!mspec) {
-                r = ft_error_set(err, -ENOMEM, NULL, "out of memory");
-                goto out;
-        }
-        r = st_model_build_base(mspec, f, outputs, classify ? ds->class_names : NULL, classify ? ds->n_classes : 0,
-                                spec->seed, ret, &rep, err);
-        if (r < 0 && err && !err->param[0])
-                snprintf(err->param, sizeof(err->param), "model");
+        r = job_model_build(spec, &src, ds, ret, NULL, err);
 out:
-        st_load_report_deinit(&rep);
         st_file_free(f);
         json_decref(mspec);
-        return r;
-}
-
-/* model.safetensors with the metadata the daemon's workers write too (spec, preprocessing, class names, task). */
-static int save_model(const char *path, struct model *m, const struct data_transform *t, const struct jobspec *spec,
-                      const struct dataset *ds, struct ft_error *err) {
-        static char *const no_classes[1] = {NULL};
-        bool classify = ds->task == DATA_CLASSIFICATION;
-        struct st_meta task = {"finetuned.task", jobspec_task_name(spec->task.type)};
-        int r = st_model_save_with(path, m, t, classify ? ds->class_names : no_classes, classify ? ds->n_classes : 0,
-                                   &task, 1, err);
-        if (r >= 0)
-                (void)chmod(path, 0644);
         return r;
 }
 
@@ -435,26 +382,13 @@ int train_main(int argc, char **argv) {
                 goto out;
         }
         snprintf(path, sizeof(path), "%s/model.safetensors", out);
-        if (save_model(path, m, &res.transform, &spec, train, &err) < 0) {
+        if (job_result_save(path, m, &spec, train, &res, NULL, &err) < 0) {
                 fprintf(stderr, "finetuned train: %s\n", err.message);
                 goto out;
         }
-        json_t *fin = train_event_json(&(struct train_event){TRAIN_EVENT_FINAL, .final = &res.final});
-        json_t *hist = json_array();
-        for (size_t i = 0; i < res.n_history; i++)
-                json_array_append_new(
-                        hist, train_event_json(&(struct train_event){TRAIN_EVENT_EPOCH, .epoch = &res.history[i]}));
-        json_t *mj = json_pack("{s:O s:o s:o}", "final", json_object_get(fin, "metrics"), "history", hist, "job",
-                               jobspec_to_json(&spec));
-        json_object_set(mj, "best_epoch", json_object_get(fin, "best_epoch"));
-        json_object_set(mj, "stopped_early", json_object_get(fin, "stopped_early"));
-        json_decref(fin);
-        char *mtext = mj ? json_dumps(mj, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) : NULL;
-        json_decref(mj);
+        (void)chmod(path, 0644);
         snprintf(path, sizeof(path), "%s/metrics.json", out);
-        r = mtext ? fileio_write_atomic(path, mtext, strlen(mtext), 0644, &err) : -ENOMEM;
-        free(mtext);
-        if (r < 0) {
+        if (job_metrics_write(path, &res, &err) < 0) {
                 fprintf(stderr, "finetuned train: %s\n", err.message);
                 goto out;
         }

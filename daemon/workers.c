@@ -35,6 +35,7 @@
 #include "daemon/notify.h"
 #include "compute/context.h"
 #include "compute/data.h"
+#include "compute/job.h"
 #include "compute/jobspec.h"
 #include "compute/model.h"
 #include "compute/safetensors.h"
@@ -257,39 +258,25 @@ static int cb_checkpoint(void *userdata, const struct train_checkpoint_info *inf
 
 /* ---- loading what a job names ------------------------------------------------------- */
 
-static void replace_all(char *msg, size_t size, const char *what, const char *with) {
-        size_t wn = strlen(what), n = strlen(with);
-        char *at;
-        while (wn && (at = strstr(msg, what))) {
-                size_t tail = strlen(at + wn);
-                if ((size_t)(at - msg) + n + tail + 1 > size)
-                        break;
-                memmove(at + n, at + wn, tail + 1);
-                memcpy(at, with, n);
-        }
-}
-
-static int load_dataset(struct worker *w, const char *id, const struct jobspec *spec, struct dataset **ret,
-                        struct ft_error *err) {
+/* A dataset by id: its blob(s) opened through compute/job, messages naming the id, not the blob path. */
+static int load_dataset(struct worker *w, const char *id, const char *param, const struct jobspec *spec,
+                        struct dataset **ret, struct ft_error *err) {
         struct store_dataset *d = NULL, *labels = NULL;
         int r = store_dataset_get(w->store, id, &d, err);
         if (r < 0)
                 return r;
         json_t *schema = json_loads(d->schema_json, 0, NULL);
         const char *lid = json_string_value(json_object_get(schema, "labels_dataset"));
-        struct data_open_options o = {
-                .target = spec->task.target[0] ? spec->task.target : NULL,
-                .task = spec->task.type == JOBSPEC_TASK_REGRESSION ? DATA_REGRESSION : DATA_CLASSIFICATION,
-                .strict_missing = !spec->preprocess.dropna,
-        };
         if (lid)
                 r = store_dataset_get(w->store, lid, &labels, err);
-        if (r == 0)
-                r = data_open(d->path, labels ? labels->path : NULL, &o, ret, err);
-        if (r < 0 && err) { /* name the dataset, not its blob path */
-                replace_all(err->message, sizeof(err->message), d->path, id);
-                if (labels)
-                        replace_all(err->message, sizeof(err->message), labels->path, labels->id);
+        if (r == 0) {
+                struct job_data_source src = {
+                        .path = d->path,
+                        .path2 = labels ? labels->path : NULL,
+                        .label = id,
+                        .param = param,
+                };
+                r = job_data_open(spec, &src, ret, err);
         }
         json_decref(schema);
         store_dataset_free(d);
@@ -297,13 +284,9 @@ static int load_dataset(struct worker *w, const char *id, const struct jobspec *
         return r;
 }
 
-/* Build the job's model from its spec and weights, sized to the data: the
- * head is replaced when the data's classes differ from the model's (count, or
- * names recorded by an earlier job), as `finetuned train` does
- * (st_model_build_base). */
+/* The job's base model (a store model: its spec and weights), sized to the data by compute/job. */
 static int build_model(struct worker *w, const struct store_model *rec, const struct jobspec *spec,
                        const struct dataset *train, struct model **ret, struct ft_error *err) {
-        bool classify = spec->task.type == JOBSPEC_TASK_CLASSIFICATION;
         json_t *mspec = json_loads(rec->spec_json, 0, NULL);
         struct st_file *f = NULL;
         struct st_load_report rep = {0};
@@ -312,9 +295,10 @@ static int build_model(struct worker *w, const struct store_model *rec, const st
                 return ft_error_set(err, -EINVAL, "model", "model '%s' has an unreadable spec", rec->id);
         if (rec->weights_path[0])
                 r = st_file_open(rec->weights_path, 0, &f, err);
-        if (r == 0)
-                r = st_model_build_base(mspec, f, classify ? train->n_classes : 1, classify ? train->class_names : NULL,
-                                        classify ? train->n_classes : 0, spec->seed, ret, &rep, err);
+        if (r == 0) {
+                struct job_model_source src = {.spec = mspec, .weights = f, .weights_label = rec->id};
+                r = job_model_build(spec, &src, train, ret, &rep, err);
+        }
         if (r == 0 && rep.head_replaced)
                 log_info("worker %u: %s: head '%s' replaced for %zu outputs", w->index, w->job_id, rep.head,
                          model_output_count(*ret));
@@ -349,27 +333,11 @@ static int64_t recorded_max_epoch(struct worker *w) {
         return max;
 }
 
-/* The final model as safetensors (with its spec, preprocessing and class
- * names as metadata, which predict applies), streamed into the blob store. */
-static int save_result(struct worker *w, struct model *m, const struct dataset *train, const struct jobspec *spec,
-                       const struct train_result *res, const char *dir, char ret_sha[STORE_SHA256_HEX],
-                       struct ft_error *err) {
-        static char *const no_classes[1] = {NULL};
-        bool classify = spec->task.type == JOBSPEC_TASK_CLASSIFICATION;
-        char path[4400];
-        /* the metadata `finetuned train` writes, and the job */
-        struct st_meta extra[] = {
-                {"finetuned.task", jobspec_task_name(spec->task.type)},
-                {"finetuned.job", w->job_id},
-        };
-        snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-        int r = st_model_save_with(path, m, &res->transform, classify ? train->class_names : no_classes,
-                                   classify ? train->n_classes : 0, extra, ARRAY_SIZE(extra), err);
-        /* into the blob store */
+/* A file into the blob store (then removed): its sha256 into ret_sha. */
+static int blob_from_file(struct worker *w, const char *path, char ret_sha[STORE_SHA256_HEX], struct ft_error *err) {
         struct store_blob_writer *bw = NULL;
         FILE *f = NULL;
-        if (r == 0)
-                r = store_blob_begin(w->store, 0, &bw, err);
+        int r = store_blob_begin(w->store, 0, &bw, err);
         if (r == 0 && !(f = fopen(path, "rb")))
                 r = ft_error_set(err, -errno, NULL, "cannot read '%s': %s", path, strerror(errno));
         char buf[1 << 16];
@@ -385,6 +353,17 @@ static int save_result(struct worker *w, struct model *m, const struct dataset *
         store_blob_abort(bw);
         unlink(path);
         return r;
+}
+
+/* The final model (compute/job writes it with its spec, preprocessing, class names, task and this job's id),
+ * into the blob store. */
+static int save_result(struct worker *w, struct model *m, const struct dataset *train, const struct jobspec *spec,
+                       const struct train_result *res, const char *dir, char ret_sha[STORE_SHA256_HEX],
+                       struct ft_error *err) {
+        char path[4400];
+        snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+        int r = job_result_save(path, m, spec, train, res, w->job_id, err);
+        return r < 0 ? r : blob_from_file(w, path, ret_sha, err);
 }
 
 static int mkdir_p2(const char *state, const char *job_id, char *out, size_t size) {
@@ -460,9 +439,9 @@ static void run_job(struct worker *w, struct store_job *job) {
         w->keep_checkpoints = spec.checkpoint.keep;
         api_metrics_job_start(job->id, spec.hyperparameters.epochs); /* -ENOSPC: no per-job series, totals count */
         w->metrics_started = true;
-        r = load_dataset(w, job->training_file, &spec, &train, &err);
+        r = load_dataset(w, job->training_file, "training_file", &spec, &train, &err);
         if (r == 0 && job->validation_file[0])
-                r = load_dataset(w, job->validation_file, &spec, &val, &err);
+                r = load_dataset(w, job->validation_file, "validation_file", &spec, &val, &err);
         if (r < 0) {
                 fail(w, "invalid_data", &err);
                 goto out;
@@ -532,10 +511,9 @@ static void run_job(struct worker *w, struct store_job *job) {
                 fail(w, "internal_error", &err);
                 goto out;
         }
-        json_t *mcopy = train_event_json(&(struct train_event){TRAIN_EVENT_FINAL, .final = &res.final});
-        json_object_del(mcopy, "type");
-        char *metrics = mcopy ? json_dumps(mcopy, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
-        json_decref(mcopy);
+        json_t *mdoc = job_metrics_json(&res, false);
+        char *metrics = mdoc ? json_dumps(mdoc, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+        json_decref(mdoc);
         char *mspec = json_dumps(model_spec(m), JSON_COMPACT | JSON_SORT_KEYS);
         char name[STORE_NAME_MAX];
         snprintf(name, sizeof(name), "%.200s (fine-tuned by %s)", base->name, job->id);

@@ -26,8 +26,17 @@ acc=$(jq -r 'select(.type == "metrics") | .metrics.accuracy' "$TMP/events.ndjson
 diag "wine validation accuracy $acc"
 [ "$(echo "$acc >= 0.9" | bc)" = 1 ]
 ok $? "wine validation accuracy $acc >= 0.9"
-[ -s "$TMP/out/model.safetensors" ] && jq -e '.final.per_class | length == 3' "$TMP/out/metrics.json" >/dev/null
+[ -s "$TMP/out/model.safetensors" ] && jq -e '.metrics.per_class | length == 3' "$TMP/out/metrics.json" >/dev/null
 ok $? "model.safetensors and metrics.json (3 classes) written"
+# metrics.json is the daemon's document (issue 21): the README's `jq .metrics.accuracy` works on it
+jq -e --slurpfile ev "$TMP/events.ndjson" '
+        ($ev | map(select(.type == "metrics"))[0] | del(.type)) as $final
+        | (keys == ["best_epoch", "epochs_run", "history", "metrics", "split", "stopped_early"])
+        and .split == "validation" and (.metrics.accuracy | type) == "number"
+        and del(.history) == $final
+        and .history == ($ev | map(select(.type == "epoch")))
+        and (.history | length) == .epochs_run' "$TMP/out/metrics.json" >/dev/null
+ok $? "metrics.json: split, best_epoch, epochs_run, stopped_early, metrics as the final event; history the epoch events"
 "$FINETUNED" inspect "$TMP/out/model.safetensors" >"$TMP/inspect.json" 2>&1 &&
         jq -e '.metadata["finetuned.classes"] | fromjson | . == ["barbera","barolo","grignolino"]' "$TMP/inspect.json" \
                 >/dev/null
