@@ -3,11 +3,11 @@
  *
  * An IDX dataset is a pair of files. It is uploaded in one multipart request
  * with the parts 'images' and 'labels' (curl -F images=@x -F labels=@y): both
- * are validated together (same count, labels in range) and stored as two
- * dataset rows, the images one (the dataset users refer to) and a labels one
- * named after it, whose id the images dataset's schema records as
- * "labels_dataset". Deleting the images dataset deletes its labels; the labels
- * dataset cannot be deleted on its own.
+ * are validated together (same count, labels in range) and stored as one
+ * dataset with two files (the images blob and the labels blob, "labels" in the
+ * answer), created and deleted in one transaction. The readers' typed facts
+ * (kind, rows, features, classes, image shape, target) are stored beside the
+ * summary JSON the answer shows as "schema".
  *
  * Not for: the blob store (store/), parsing files (compute/data.h). */
 #include <stdio.h>
@@ -24,9 +24,12 @@ json_t *api_json_text(const char *text) {
 }
 
 json_t *api_dataset_json(const struct store_dataset *d) {
-        return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:I}", "id", d->id, "object", "dataset", "name", d->name,
-                         "format", d->format, "sha256", d->sha256, "bytes", (json_int_t)d->size, "schema",
-                         api_json_text(d->schema_json), "created_at", (json_int_t)(d->created_at / 1000));
+        json_t *labels = d->labels_sha256[0] ? json_pack("{s:s,s:s,s:I}", "format", d->labels_format, "sha256",
+                                                         d->labels_sha256, "bytes", (json_int_t)d->labels_size)
+                                             : json_null();
+        return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:o,s:I}", "id", d->id, "object", "dataset", "name", d->name,
+                         "format", d->format, "sha256", d->sha256, "bytes", (json_int_t)d->size, "labels", labels,
+                         "schema", api_json_text(d->schema_json), "created_at", (json_int_t)(d->created_at / 1000));
 }
 
 /* "csv", "idx", "idx.gz" or "safetensors", from the first bytes of the file. */
@@ -118,10 +121,16 @@ enum MHD_Result api_datasets_create(struct api_request *req) {
                                        "'labels' (curl -F images=@IMAGES -F labels=@LABELS)");
 
         struct ft_error err = {0};
-        void *summary_ptr = NULL;
+        struct dataset *data = NULL;
+        void *summary = NULL;
         struct data_open_options oo = {.max_bytes = (size_t)req->server->opts.upload_max * 4};
-        int r = data_inspect(main->path, images ? labels->path : NULL, &oo, &summary_ptr, &err);
+        int r = data_open(main->path, images ? labels->path : NULL, &oo, &data, &err);
+        if (r == 0)
+                r = data_summary_json(data, &summary, &err);
         if (r < 0) {
+                dataset_free(data);
+                if (r == -ENOMEM)
+                        return api_reply_ft_error(req, r, &err);
                 /* the blobs stay unreferenced; store_blob_gc collects them */
                 api_message_replace(err.message, sizeof(err.message), main->path,
                                     main->filename[0] ? main->filename
@@ -133,35 +142,30 @@ enum MHD_Result api_datasets_create(struct api_request *req) {
                 return api_reply_error(req, API_ERR_INVALID_REQUEST, err.param[0] ? err.param : "file", "%s",
                                        err.message);
         }
-        json_t *summary = summary_ptr;
-
-        struct store_dataset *labels_ds = NULL, *ds = NULL;
-        if (images) {
-                char lname[STORE_NAME_MAX];
-                snprintf(lname, sizeof(lname), "%.200s (labels)", name);
-                struct store_dataset_new ln = {.name = lname,
-                                               .format = sniff_format(labels->path),
-                                               .sha256 = labels->sha256,
-                                               .schema_json = "{\"labels_only\":true}"};
-                r = store_dataset_create(st, &ln, &labels_ds, &err);
-                if (r < 0) {
-                        json_decref(summary);
-                        return api_reply_ft_error(req, r, &err);
-                }
-                json_object_set_new(summary, "labels_dataset", json_string(labels_ds->id));
-        }
         char *schema = json_dumps(summary, JSON_COMPACT);
         json_decref(summary);
-        struct store_dataset_new dn = {.name = name, .format = format, .sha256 = main->sha256, .schema_json = schema};
+        struct store_dataset_new dn = {
+                .name = name,
+                .format = format,
+                .sha256 = main->sha256,
+                .schema_json = schema,
+                .facts = {.kind = data->kind == DATA_IMAGES ? STORE_DATASET_IDX : STORE_DATASET_CSV,
+                          .rows = (int64_t)data->n,
+                          .features = (int64_t)data->n_features,
+                          .classes = data->task == DATA_CLASSIFICATION ? (int64_t)data->n_classes : 0,
+                          .channels = (int64_t)data->channels,
+                          .height = (int64_t)data->height,
+                          .width = (int64_t)data->width},
+                .target = data->target_name,
+                .labels_sha256 = images ? labels->sha256 : NULL,
+                .labels_format = images ? sniff_format(labels->path) : NULL,
+        };
+        struct store_dataset *ds = NULL;
         r = schema ? store_dataset_create(st, &dn, &ds, &err) : -ENOMEM;
         free(schema);
-        if (r < 0) {
-                if (labels_ds)
-                        store_dataset_delete(st, labels_ds->id, NULL);
-                store_dataset_free(labels_ds);
+        dataset_free(data);
+        if (r < 0)
                 return api_reply_ft_error(req, r, &err);
-        }
-        store_dataset_free(labels_ds);
         log_info("dataset %s created: '%s', %s, %lld bytes", ds->id, ds->name, ds->format, (long long)ds->size);
         json_t *body = api_dataset_json(ds);
         char location[64];
@@ -213,26 +217,9 @@ enum MHD_Result api_datasets_delete(struct api_request *req) {
         struct store *st;
         if (!api_path_store(req, "ds", "dataset", &id, &st, &ret))
                 return ret;
-        struct store_dataset *d = NULL;
         struct ft_error err = {0};
-        int r = store_dataset_get(st, id, &d, &err);
-        if (r < 0)
-                return api_reply_ft_error(req, r, &err);
-        json_t *schema = api_json_text(d->schema_json);
-        store_dataset_free(d);
-        if (json_is_true(json_object_get(schema, "labels_only"))) {
-                json_decref(schema);
-                return api_reply_error(req, API_ERR_CONFLICT, "id",
-                                       "dataset '%s' holds the labels of an IDX dataset: delete that dataset", id);
-        }
-        char labels[STORE_ID_MAX] = "";
-        const char *lid = json_string_value(json_object_get(schema, "labels_dataset"));
-        snprintf(labels, sizeof(labels), "%s", lid ? lid : "");
-        json_decref(schema);
-        r = store_dataset_delete(st, id, &err);
+        int r = store_dataset_delete(st, id, &err); /* an IDX dataset's two files go together */
         if (r < 0)
                 return api_reply_ft_error(req, r, &err); /* -EBUSY: 409 */
-        if (labels[0] && api_id_valid(labels, "ds"))
-                store_dataset_delete(st, labels, NULL);
         return api_reply_deleted(req, "dataset", id);
 }

@@ -1,8 +1,10 @@
 /* jobs.c - /v1/jobs: create (job spec validated with compute/jobspec.h plus
- * the checks that need the store: ids, target column, feature and class
- * counts), idempotent retries, the queue cap, list, get, cancel, delete, events (JSON
+ * the checks that need the store: ids, then model and data against each other
+ * with compute/job.h's job_check on the facts the store recorded), idempotent
+ * retries, the queue cap, list, get, cancel, delete, events (JSON
  * or SSE), checkpoints and artifacts.
  * Not for: running jobs (daemon/workers.c), the SSE machinery (sse.c). */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 #include "api/internal.h"
 #include "common/log.h"
 #include "common/sha256.h"
+#include "compute/job.h"
 #include "compute/jobspec.h"
 #include "compute/model.h"
 #include "store/store.h"
@@ -38,47 +41,79 @@ json_t *api_job_json(struct api_server *server, const struct store_job *j) {
                          j->finished_at ? json_integer(j->finished_at / 1000) : json_null());
 }
 
-/* The dataset a job spec names, checked: exists (400 if not: it is a body
- * field), is not the labels half of an IDX pair. *ret_summary gets its schema. */
-static int check_dataset(struct store *st, const char *id, const char *param, json_t **ret_summary,
-                         struct ft_error *err) {
+/* A dataset a job spec names, as the store recorded it at upload: its typed facts for job_check, with the
+ * column and class names of its upload summary. */
+struct stored_facts {
+        struct store_dataset *d;
+        json_t *schema;
+        char **features, **classes; /* into schema's strings */
+        struct job_data_facts f;
+};
+
+static void stored_facts_deinit(struct stored_facts *sf) {
+        store_dataset_free(sf->d);
+        json_decref(sf->schema);
+        free(sf->features);
+        free(sf->classes);
+        memset(sf, 0, sizeof(*sf));
+}
+
+/* The strings of a JSON array (or of each element's `key`) when there are exactly n: a borrowed view. */
+static char **names_of(const json_t *array, const char *key, size_t n) {
+        if (!json_is_array(array) || json_array_size(array) != n || n == 0)
+                return NULL;
+        char **names = calloc(n, sizeof(char *));
+        for (size_t i = 0; names && i < n; i++) {
+                const json_t *e = json_array_get(array, i);
+                const char *v = json_string_value(key ? json_object_get(e, key) : e);
+                if (!v) {
+                        free(names);
+                        return NULL;
+                }
+                names[i] = (char *)v;
+        }
+        return names;
+}
+
+/* The dataset, which must exist (400 if not: it is a body field). */
+static int stored_facts_load(struct store *st, const struct jobspec *spec, const char *id, const char *param,
+                             struct stored_facts *ret, struct ft_error *err) {
         if (!api_id_valid(id, "ds"))
                 return ft_error_set(err, -EINVAL, param,
                                     "'%s' must be a dataset id ('ds_...', from POST /v1/datasets), got '%.64s'", param,
                                     id);
-        struct store_dataset *d = NULL;
-        int r = store_dataset_get(st, id, &d, err);
+        struct stored_facts sf = {0};
+        int r = store_dataset_get(st, id, &sf.d, err);
         if (r == -ENOENT)
                 return ft_error_set(err, -EINVAL, param, "'%s': no dataset '%s'", param, id);
         if (r < 0)
                 return r;
-        json_t *summary = api_json_text(d->schema_json);
-        store_dataset_free(d);
-        if (json_is_true(json_object_get(summary, "labels_only"))) {
-                json_decref(summary);
-                return ft_error_set(err, -EINVAL, param, "'%s': dataset '%s' holds IDX labels; name the images dataset",
-                                    param, id);
-        }
-        *ret_summary = summary;
+        const struct store_dataset_facts *df = &sf.d->facts;
+        bool images = df->kind == STORE_DATASET_IDX;
+        sf.schema = api_json_text(sf.d->schema_json);
+        sf.features = names_of(json_object_get(sf.schema, "feature_names"), NULL, (size_t)df->features);
+        sf.classes = names_of(json_object_get(sf.schema, "classes"), "name", (size_t)df->classes);
+        sf.f = (struct job_data_facts){
+                .label = sf.d->id,
+                .kind = images ? DATA_IMAGES : DATA_TABLE,
+                .task = images || spec->task.type == JOBSPEC_TASK_CLASSIFICATION ? DATA_CLASSIFICATION
+                                                                                 : DATA_REGRESSION,
+                .rows = (size_t)df->rows,
+                .n_features = (size_t)df->features,
+                .feature_names = sf.features,
+                .target = sf.d->target[0] ? sf.d->target : NULL,
+                .n_classes = (size_t)df->classes,
+                .class_names = sf.classes,
+                .channels = (size_t)df->channels,
+                .height = (size_t)df->height,
+                .width = (size_t)df->width,
+        };
+        *ret = sf;
         return 0;
 }
 
-/* The model's input shape and output count, from its canonical spec: the
- * spec's "input" and the last layer with out_features (linear). */
-static void model_io(const json_t *spec, json_t **ret_input, json_int_t *ret_outputs) {
-        *ret_input = json_object_get(spec, "input");
-        *ret_outputs = 0;
-        json_t *layers = json_object_get(spec, "layers");
-        for (size_t i = json_array_size(layers); i > 0; i--) {
-                json_t *o = json_object_get(json_array_get(layers, i - 1), "out_features");
-                if (json_is_integer(o)) {
-                        *ret_outputs = json_integer_value(o);
-                        return;
-                }
-        }
-}
-
-/* Everything that can be known before queueing. */
+/* Everything that can be known before queueing: the ids, then model and data against each other with the
+ * check the trainer applies (job_check), on the facts the store recorded. */
 static int check_spec(struct store *st, const struct jobspec *spec, struct ft_error *err) {
         if (spec->model_spec)
                 return ft_error_set(err, -EINVAL, "model",
@@ -91,11 +126,12 @@ static int check_spec(struct store *st, const struct jobspec *spec, struct ft_er
                 return ft_error_set(err, -EINVAL, spec->training_file[1][0] ? "training_file" : "validation_file",
                                     "name one dataset id: an IDX dataset uploaded as images + labels is one dataset");
 
-        json_t *train = NULL, *val = NULL;
+        struct stored_facts train = {0}, val = {0};
         struct store_model *m = NULL;
-        int r = check_dataset(st, spec->training_file[0], "training_file", &train, err);
+        json_t *mspec = NULL;
+        int r = stored_facts_load(st, spec, spec->training_file[0], "training_file", &train, err);
         if (r == 0 && spec->validation_file[0][0])
-                r = check_dataset(st, spec->validation_file[0], "validation_file", &val, err);
+                r = stored_facts_load(st, spec, spec->validation_file[0], "validation_file", &val, err);
         if (r == 0) {
                 r = store_model_get(st, spec->model_ref, &m, err);
                 if (r == -ENOENT)
@@ -103,89 +139,15 @@ static int check_spec(struct store *st, const struct jobspec *spec, struct ft_er
         }
         if (r < 0)
                 goto out;
-
-        bool images = json_object_get(train, "image_shape") != NULL;
-        const char *default_target = json_string_value(json_object_get(train, "target"));
-        const char *target = spec->task.target[0] ? spec->task.target : default_target;
-        json_t *names = json_object_get(train, "feature_names");
-        if (images && spec->task.target[0]) {
-                r = ft_error_set(err, -EINVAL, "task.target", "'task.target' does not apply to an image dataset");
-                goto out;
-        }
-        if (!images && target) {
-                bool found = default_target && strcmp(default_target, target) == 0;
-                for (size_t i = 0; !found && i < json_array_size(names); i++)
-                        found = json_string_value(json_array_get(names, i)) &&
-                                strcmp(json_string_value(json_array_get(names, i)), target) == 0;
-                if (!found) {
-                        r = ft_error_set(err, -EINVAL, "task.target", "'task.target': dataset '%s' has no column '%s'",
-                                         spec->training_file[0], target);
-                        goto out;
-                }
-        }
-        if (val && (json_object_get(val, "image_shape") != NULL) != images) {
-                r = ft_error_set(err, -EINVAL, "validation_file",
-                                 "'validation_file' is not the same kind of dataset as 'training_file'");
-                goto out;
-        }
-        if (val && !images && !json_equal(json_object_get(val, "feature_names"), names) &&
-            json_array_size(json_object_get(val, "feature_names")) != json_array_size(names)) {
-                r = ft_error_set(err, -EINVAL, "validation_file",
-                                 "'validation_file' has different columns from 'training_file'");
-                goto out;
-        }
-
-        if (!images && spec->task.type == JOBSPEC_TASK_REGRESSION && target && default_target &&
-            strcmp(target, default_target) == 0) {
-                json_t *classes = json_object_get(train, "classes");
-                for (size_t i = 0; i < json_array_size(classes); i++) {
-                        const char *name = json_string_value(json_object_get(json_array_get(classes, i), "name"));
-                        char *end = NULL;
-                        if (name && (strtod(name, &end), end == name || *end)) {
-                                r = ft_error_set(err, -EINVAL, "task.type",
-                                                 "'task.type' is regression but column '%s' holds text ('%.64s')",
-                                                 target, name);
-                                goto out;
-                        }
-                }
-        }
-        json_t *mspec = api_json_text(m->spec_json), *input;
-        json_int_t outputs;
-        model_io(mspec, &input, &outputs);
-        if (!images && json_array_size(input) == 1) {
-                json_int_t want = json_integer_value(json_array_get(input, 0));
-                json_int_t have = (json_int_t)json_array_size(names);
-                if (want != have)
-                        r = ft_error_set(
-                                err, -EINVAL, "model",
-                                "'model' takes %lld input features, dataset '%s' has %lld (besides the target)",
-                                (long long)want, spec->training_file[0], (long long)have);
-        } else if (!images && json_array_size(input) == 3) {
-                r = ft_error_set(err, -EINVAL, "model", "'model' takes images, dataset '%s' is a table",
-                                 spec->training_file[0]);
-        } else if (images && json_array_size(input) == 1 && !spec->preprocess.resize[0]) {
-                json_t *shape = json_object_get(train, "image_shape");
-                json_int_t n = 1;
-                for (size_t i = 0; i < json_array_size(shape); i++)
-                        n *= json_integer_value(json_array_get(shape, i));
-                json_int_t want = json_integer_value(json_array_get(input, 0));
-                if (want != n)
-                        r = ft_error_set(err, -EINVAL, "model",
-                                         "'model' takes %lld input features, the images have %lld pixels",
-                                         (long long)want, (long long)n);
-        }
-        if (r == 0 && spec->task.type == JOBSPEC_TASK_CLASSIFICATION && outputs > 0 &&
-            (!target || !default_target || strcmp(target, default_target) == 0)) {
-                json_int_t classes = json_integer_value(json_object_get(train, "num_classes"));
-                if (classes > outputs)
-                        r = ft_error_set(err, -EINVAL, "model",
-                                         "'model' has %lld outputs, dataset '%s' has %lld classes", (long long)outputs,
-                                         spec->training_file[0], (long long)classes);
-        }
-        json_decref(mspec);
+        mspec = api_json_text(m->spec_json);
+        struct job_model_facts mf;
+        r = job_model_facts_for(mspec, spec, &train.f, &mf, err);
+        if (r == 0)
+                r = job_check(spec, &mf, &train.f, val.d ? &val.f : NULL, err);
 out:
-        json_decref(train);
-        json_decref(val);
+        json_decref(mspec);
+        stored_facts_deinit(&train);
+        stored_facts_deinit(&val);
         store_model_free(m);
         return r;
 }
@@ -475,9 +437,16 @@ enum MHD_Result api_jobs_artifact(struct api_request *req) {
                 return ret;
         }
         if (strcmp(name, "metrics.json") == 0) {
-                json_t *metrics = api_json_text(job->result_json);
+                /* the file compute/job wrote (the one metrics.json format); a job finished before the store kept
+                 * it has its final metrics only */
+                char path[PATH_MAX];
+                if (!job->metrics_sha256[0] || store_blob_path(st, job->metrics_sha256, path, sizeof(path), NULL) < 0) {
+                        json_t *metrics = api_json_text(job->result_json);
+                        store_job_free(job);
+                        return api_reply_json(req, MHD_HTTP_OK, metrics);
+                }
                 store_job_free(job);
-                return api_reply_json(req, MHD_HTTP_OK, metrics);
+                return api_reply_file(req, path, "application/json", "metrics.json");
         }
         struct store_model *m = NULL;
         struct ft_error err = {0};

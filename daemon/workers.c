@@ -12,11 +12,18 @@
  *
  * Resume: a job requeued after a crash is claimed again with attempt + 1 and
  * continues from its newest recorded checkpoint. Events already stored are
- * never repeated: epoch events for epochs already recorded (the epochs run
- * again between the checkpoint and the crash) are dropped, so the stream has
- * every epoch exactly once.
+ * never repeated: epoch events for epochs up to the job's last_epoch (which
+ * the store raises with each epoch event, in the same transaction) are the
+ * epochs run again between the checkpoint and the crash and are dropped, so
+ * the stream has every epoch exactly once.
  *
- * Not for: HTTP, the training loop (compute/train.c).
+ * What a job is made of (its data, its model, the check, the files it leaves)
+ * is compute/job's; the worker keeps ids, leases and store writes: events
+ * through train_event_json, Prometheus from the typed events, the model and
+ * metrics.json into the blob store.
+ *
+ * Not for: HTTP, the training loop (compute/train.c), loading data or sizing
+ * models (compute/job.c).
  */
 #include "daemon/workers.h"
 
@@ -184,7 +191,20 @@ static int cb_epoch(void *userdata, const struct train_epoch *e) {
                 w->last_step = end;
         }
         api_metrics_job_epoch(w->job_id, e->epoch, e->train_loss);
-        return record_event(w, &(struct train_event){TRAIN_EVENT_EPOCH, .epoch = e});
+        /* the event and the job's last_epoch in one transaction */
+        json_t *j = train_event_json(&(struct train_event){TRAIN_EVENT_EPOCH, .epoch = e});
+        char *data = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+        json_decref(j);
+        if (!data)
+                return -ENOMEM;
+        struct ft_error err = {0};
+        int r = store_job_epoch_append(w->store, w->job_id, w->attempt, e->epoch, data, NULL, &err);
+        free(data);
+        if (r < 0) {
+                mark_lost(w, r, &err);
+                return r;
+        }
+        return 0;
 }
 
 static int cb_early_stop(void *userdata, const struct train_early_stop *es) {
@@ -261,26 +281,18 @@ static int cb_checkpoint(void *userdata, const struct train_checkpoint_info *inf
 /* A dataset by id: its blob(s) opened through compute/job, messages naming the id, not the blob path. */
 static int load_dataset(struct worker *w, const char *id, const char *param, const struct jobspec *spec,
                         struct dataset **ret, struct ft_error *err) {
-        struct store_dataset *d = NULL, *labels = NULL;
+        struct store_dataset *d = NULL;
         int r = store_dataset_get(w->store, id, &d, err);
         if (r < 0)
                 return r;
-        json_t *schema = json_loads(d->schema_json, 0, NULL);
-        const char *lid = json_string_value(json_object_get(schema, "labels_dataset"));
-        if (lid)
-                r = store_dataset_get(w->store, lid, &labels, err);
-        if (r == 0) {
-                struct job_data_source src = {
-                        .path = d->path,
-                        .path2 = labels ? labels->path : NULL,
-                        .label = id,
-                        .param = param,
-                };
-                r = job_data_open(spec, &src, ret, err);
-        }
-        json_decref(schema);
+        struct job_data_source src = {
+                .path = d->path,
+                .path2 = d->labels_path[0] ? d->labels_path : NULL, /* an IDX dataset's labels file */
+                .label = id,
+                .param = param,
+        };
+        r = job_data_open(spec, &src, ret, err);
         store_dataset_free(d);
-        store_dataset_free(labels);
         return r;
 }
 
@@ -306,31 +318,6 @@ static int build_model(struct worker *w, const struct store_model *rec, const st
         st_file_free(f);
         json_decref(mspec);
         return r;
-}
-
-/* The largest epoch already in the job's event stream (resume dedup). */
-static int64_t recorded_max_epoch(struct worker *w) {
-        int64_t after = 0, max = 0;
-        for (;;) {
-                struct store_event_list l = {0};
-                if (store_event_list(w->store, w->job_id, after, 1000, &l, NULL) < 0)
-                        break;
-                for (size_t i = 0; i < l.n; i++) {
-                        after = l.items[i].seq;
-                        if (strcmp(l.items[i].type, "epoch") != 0)
-                                continue;
-                        json_t *d = json_loads(l.items[i].data_json, 0, NULL);
-                        int64_t e = json_integer_value(json_object_get(d, "epoch"));
-                        json_decref(d);
-                        if (e > max)
-                                max = e;
-                }
-                bool more = l.has_more;
-                store_event_list_deinit(&l);
-                if (!more)
-                        break;
-        }
-        return max;
 }
 
 /* A file into the blob store (then removed): its sha256 into ret_sha. */
@@ -366,6 +353,15 @@ static int save_result(struct worker *w, struct model *m, const struct dataset *
         return r < 0 ? r : blob_from_file(w, path, ret_sha, err);
 }
 
+/* metrics.json (compute/job's one format, history included) into the blob store. */
+static int save_metrics(struct worker *w, const struct train_result *res, const char *dir,
+                        char ret_sha[STORE_SHA256_HEX], struct ft_error *err) {
+        char path[4400];
+        snprintf(path, sizeof(path), "%s/metrics.json", dir);
+        int r = job_metrics_write(path, res, err);
+        return r < 0 ? r : blob_from_file(w, path, ret_sha, err);
+}
+
 static int mkdir_p2(const char *state, const char *job_id, char *out, size_t size) {
         snprintf(out, size, "%s/jobs", state);
         if (mkdir(out, 0700) < 0 && errno != EEXIST)
@@ -376,11 +372,11 @@ static int mkdir_p2(const char *state, const char *job_id, char *out, size_t siz
         return 0;
 }
 
-static void finish(struct worker *w, enum store_job_state state, const char *result, const char *error,
-                   const struct store_model_new *model) {
+static void finish_with(struct worker *w, const struct store_job_outcome *o) {
         struct ft_error err = {0};
         char model_id[STORE_ID_MAX] = "";
-        int r = store_job_finish(w->store, w->job_id, w->attempt, state, result, error, model, model_id, &err);
+        enum store_job_state state = o->state;
+        int r = store_job_finish_with(w->store, w->job_id, w->attempt, o, model_id, &err);
         if (r < 0)
                 mark_lost(w, r, &err);
         else
@@ -390,13 +386,17 @@ static void finish(struct worker *w, enum store_job_state state, const char *res
                          model_id[0] ? ", model " : "", model_id);
 }
 
+static void finish(struct worker *w, enum store_job_state state, const char *result, const char *error) {
+        finish_with(w, &(struct store_job_outcome){.state = state, .result_json = result, .error_json = error});
+}
+
 static void fail(struct worker *w, const char *code, const struct ft_error *err) {
         json_t *e = json_pack("{s:s,s:s,s:s?}", "code", code, "message", err->message[0] ? err->message : "failed",
                               "param", err->param[0] ? err->param : NULL);
         char *text = e ? json_dumps(e, JSON_COMPACT) : NULL;
         json_decref(e);
         log_warning("worker %u: job %s failed: %s", w->index, w->job_id, err->message);
-        finish(w, STORE_JOB_FAILED, NULL, text, NULL);
+        finish(w, STORE_JOB_FAILED, NULL, text);
         free(text);
 }
 
@@ -422,7 +422,7 @@ static void run_job(struct worker *w, struct store_job *job) {
         w->last_heartbeat = w->last_progress_write = ft_now_monotonic();
         w->lease_ms = w->pool->lease_ms;
         atomic_store(&w->check, false);
-        w->max_epoch_recorded = recorded_max_epoch(w);
+        w->max_epoch_recorded = job->last_epoch; /* epochs a resumed run repeats are already in the stream */
         w->last_step = -1;
         w->batches_per_epoch = 0;
         w->metrics_started = false;
@@ -491,7 +491,7 @@ static void run_job(struct worker *w, struct store_job *job) {
                 goto out;
         if (r == -ECANCELED) {
                 if (w->cancel) {
-                        finish(w, STORE_JOB_CANCELLED, NULL, NULL, NULL);
+                        finish(w, STORE_JOB_CANCELLED, NULL, NULL);
                 } else { /* the daemon is stopping: back to the queue, resumed at the next start */
                         r = store_job_release(w->store, job->id, w->attempt, &err);
                         if (r == 0)
@@ -506,7 +506,10 @@ static void run_job(struct worker *w, struct store_job *job) {
                 goto out;
         }
         char sha[STORE_SHA256_HEX] = "";
+        char metrics_sha[STORE_SHA256_HEX] = "";
         r = save_result(w, m, train, &spec, &res, dir, sha, &err);
+        if (r == 0)
+                r = save_metrics(w, &res, dir, metrics_sha, &err);
         if (r < 0) {
                 fail(w, "internal_error", &err);
                 goto out;
@@ -522,7 +525,10 @@ static void run_job(struct worker *w, struct store_job *job) {
                                      .weights_sha256 = sha,
                                      .source = STORE_MODEL_JOB,
                                      .source_job_id = job->id};
-        finish(w, STORE_JOB_SUCCEEDED, metrics ? metrics : "{}", NULL, &mn);
+        finish_with(w, &(struct store_job_outcome){.state = STORE_JOB_SUCCEEDED,
+                                                   .result_json = metrics ? metrics : "{}",
+                                                   .model = &mn,
+                                                   .metrics_sha256 = metrics_sha});
         free(metrics);
         free(mspec);
 out:

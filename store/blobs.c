@@ -256,6 +256,8 @@ int store_blob_gc(struct store *s, int64_t min_age_ms, int *ret_removed, struct 
         sqlite3_stmt *st = store_stmt(s,
                                       "SELECT sha256 FROM blobs b WHERE touched_at <= ?1"
                                       " AND NOT EXISTS (SELECT 1 FROM datasets WHERE sha256 = b.sha256)"
+                                      " AND NOT EXISTS (SELECT 1 FROM datasets WHERE labels_sha256 = b.sha256)"
+                                      " AND NOT EXISTS (SELECT 1 FROM jobs WHERE metrics_sha256 = b.sha256)"
                                       " AND NOT EXISTS (SELECT 1 FROM models WHERE weights_sha256 = b.sha256)"
                                       " AND NOT EXISTS (SELECT 1 FROM checkpoints WHERE blob_sha256 = b.sha256)",
                                       err);

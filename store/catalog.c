@@ -10,7 +10,13 @@
 
 /* ---- datasets --------------------------------------------------------------- */
 
-#define DATASET_COLS "id, name, format, sha256, size, schema_json, created_at"
+#define DATASET_COLS                                                                                                   \
+        "id, name, format, sha256, size, schema_json, created_at, kind, n_rows, n_features, n_classes, channels, "     \
+        "height, width, target, labels_sha256, labels_format, labels_size"
+
+const char *store_dataset_kind_name(enum store_dataset_kind kind) {
+        return kind == STORE_DATASET_IDX ? "idx" : "csv";
+}
 
 void store_dataset_free(struct store_dataset *d) {
         if (!d)
@@ -19,6 +25,9 @@ void store_dataset_free(struct store_dataset *d) {
         free(d->format);
         free(d->path);
         free(d->schema_json);
+        free(d->target);
+        free(d->labels_format);
+        free(d->labels_path);
         free(d);
 }
 
@@ -34,10 +43,26 @@ static int dataset_from_row(struct store *s, sqlite3_stmt *st, struct store_data
         d->size = sqlite3_column_int64(st, 4);
         d->schema_json = store_col_strdup(st, 5);
         d->created_at = sqlite3_column_int64(st, 6);
+        const char *kind = (const char *)sqlite3_column_text(st, 7);
+        d->facts.kind = kind && strcmp(kind, "idx") == 0 ? STORE_DATASET_IDX : STORE_DATASET_CSV;
+        d->facts.rows = sqlite3_column_int64(st, 8);
+        d->facts.features = sqlite3_column_int64(st, 9);
+        d->facts.classes = sqlite3_column_int64(st, 10);
+        d->facts.channels = sqlite3_column_int64(st, 11);
+        d->facts.height = sqlite3_column_int64(st, 12);
+        d->facts.width = sqlite3_column_int64(st, 13);
+        d->target = store_col_strdup(st, 14);
+        store_col_copy(st, 15, d->labels_sha256, sizeof(d->labels_sha256));
+        d->labels_format = store_col_strdup(st, 16);
+        d->labels_size = sqlite3_column_int64(st, 17);
         if (store_blob_file(s, d->sha256, path, sizeof(path)) < 0)
                 path[0] = '\0';
         d->path = strdup(path);
-        if (!d->name || !d->format || !d->schema_json || !d->path) {
+        if (!d->labels_sha256[0] || store_blob_file(s, d->labels_sha256, path, sizeof(path)) < 0)
+                path[0] = '\0';
+        d->labels_path = strdup(path);
+        if (!d->name || !d->format || !d->schema_json || !d->path || !d->target || !d->labels_format ||
+            !d->labels_path) {
                 store_dataset_free(d);
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         }
@@ -66,21 +91,55 @@ int store_dataset_create(struct store *s, const struct store_dataset_new *in, st
         char id[STORE_ID_MAX];
         int r;
 
+        bool idx = in->facts.kind == STORE_DATASET_IDX;
         if ((r = store_check_string("name", in->name, STORE_NAME_MAX, true, err)) < 0 ||
             (r = store_check_string("format", in->format, 32, true, err)) < 0 ||
-            (r = store_check_json(s, "schema", in->schema_json, false, err)) < 0)
+            (r = store_check_json(s, "schema", in->schema_json, false, err)) < 0 ||
+            (r = store_check_string("target", in->target, STORE_NAME_MAX, false, err)) < 0 ||
+            (r = store_check_string("labels_format", in->labels_format, 32, false, err)) < 0)
                 return r;
         if (!sha256_hex_valid(in->sha256))
                 return ft_error_set(err, -EINVAL, "sha256", "'sha256' must be 64 lowercase hex digits");
+        if (in->facts.kind != STORE_DATASET_CSV && in->facts.kind != STORE_DATASET_IDX)
+                return ft_error_set(err, -EINVAL, "kind", "'kind' is not a known dataset kind");
+        if (idx != (in->labels_sha256 && *in->labels_sha256))
+                return ft_error_set(err, -EINVAL, "labels",
+                                    idx ? "an IDX dataset needs its labels file"
+                                        : "only an IDX dataset has a labels file");
+        if (idx && !sha256_hex_valid(in->labels_sha256))
+                return ft_error_set(err, -EINVAL, "labels", "'labels' must be 64 lowercase hex digits");
+        if (in->facts.rows < 0 || in->facts.features < 0 || in->facts.classes < 0 || in->facts.channels < 0 ||
+            in->facts.height < 0 || in->facts.width < 0)
+                return ft_error_set(err, -EINVAL, "facts", "dataset facts must not be negative");
         r = store_id_new("ds_", id, err);
         if (r < 0)
                 return r;
         r = store_tx_begin(s, err);
         if (r < 0)
                 return r;
+        if (idx) {
+                sqlite3_stmt *q = store_stmt(s, "SELECT 1 FROM blobs WHERE sha256 = ?1", err);
+                if (!q) {
+                        r = -EIO;
+                        goto fail;
+                }
+                sqlite3_bind_text(q, 1, in->labels_sha256, -1, SQLITE_STATIC);
+                r = sqlite3_step(q);
+                sqlite3_reset(q);
+                if (r != SQLITE_ROW) {
+                        r = r == SQLITE_DONE ? ft_error_set(err, -ENOENT, "labels", "blob '%s' does not exist",
+                                                            in->labels_sha256)
+                                             : store_db_error(s, err, "look up a blob");
+                        goto fail;
+                }
+        }
         sqlite3_stmt *st = store_stmt(s,
-                                      "INSERT INTO datasets (id, name, format, sha256, size, schema_json, created_at)"
-                                      " SELECT ?1, ?2, ?3, sha256, size, ?4, ?5 FROM blobs WHERE sha256 = ?6",
+                                      "INSERT INTO datasets (id, name, format, sha256, size, schema_json, created_at,"
+                                      " kind, n_rows, n_features, n_classes, channels, height, width, target,"
+                                      " labels_sha256, labels_format, labels_size)"
+                                      " SELECT ?1, ?2, ?3, sha256, size, ?4, ?5, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+                                      " ?15, ?16, (SELECT size FROM blobs WHERE sha256 = ?15)"
+                                      " FROM blobs WHERE sha256 = ?6",
                                       err);
         if (!st) {
                 r = -EIO;
@@ -92,6 +151,16 @@ int store_dataset_create(struct store *s, const struct store_dataset_new *in, st
         sqlite3_bind_text(st, 4, in->schema_json && *in->schema_json ? in->schema_json : "{}", -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 5, store_now_ms());
         sqlite3_bind_text(st, 6, in->sha256, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 7, store_dataset_kind_name(in->facts.kind), -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 8, in->facts.rows);
+        sqlite3_bind_int64(st, 9, in->facts.features);
+        sqlite3_bind_int64(st, 10, in->facts.classes);
+        sqlite3_bind_int64(st, 11, in->facts.channels);
+        sqlite3_bind_int64(st, 12, in->facts.height);
+        sqlite3_bind_int64(st, 13, in->facts.width);
+        sqlite3_bind_text(st, 14, in->target ? in->target : "", -1, SQLITE_STATIC);
+        store_bind_text(st, 15, idx ? in->labels_sha256 : NULL);
+        store_bind_text(st, 16, idx ? (in->labels_format && *in->labels_format ? in->labels_format : "idx") : NULL);
         r = store_step_done(s, st, err);
         if (r < 0)
                 goto fail;

@@ -15,7 +15,7 @@
 #define JOB_COLS                                                                                                       \
         "id, spec_json, state, priority, attempt, max_attempts, lease_owner, lease_expires_at, model_id, "             \
         "training_file, validation_file, result_model_id, progress_json, result_json, error_json, created_at, "        \
-        "started_at, finished_at"
+        "started_at, finished_at, last_epoch, metrics_sha256"
 
 #define MAX_ATTEMPTS_DEFAULT 3
 #define MAX_ATTEMPTS_LIMIT 100
@@ -84,6 +84,8 @@ static int job_from_row(sqlite3_stmt *st, struct store_job **ret, struct ft_erro
         j->created_at = sqlite3_column_int64(st, 15);
         j->started_at = sqlite3_column_int64(st, 16);
         j->finished_at = sqlite3_column_int64(st, 17);
+        j->last_epoch = sqlite3_column_int64(st, 18);
+        store_col_copy(st, 19, j->metrics_sha256, sizeof(j->metrics_sha256));
         if (!j->spec_json || !j->lease_owner || !j->progress_json || !j->result_json || !j->error_json) {
                 store_job_free(j);
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
@@ -692,7 +694,18 @@ fail:
 int store_job_finish(struct store *s, const char *id, int attempt, enum store_job_state state, const char *result_json,
                      const char *error_json, const struct store_model_new *result_model,
                      char ret_model_id[STORE_ID_MAX], struct ft_error *err) {
+        struct store_job_outcome o = {
+                .state = state, .result_json = result_json, .error_json = error_json, .model = result_model};
+        return store_job_finish_with(s, id, attempt, &o, ret_model_id, err);
+}
+
+int store_job_finish_with(struct store *s, const char *id, int attempt, const struct store_job_outcome *o,
+                          char ret_model_id[STORE_ID_MAX], struct ft_error *err) {
         char model_id[STORE_ID_MAX] = "";
+        enum store_job_state state = o->state;
+        const char *result_json = o->result_json, *error_json = o->error_json;
+        const struct store_model_new *result_model = o->model;
+        bool has_metrics = o->metrics_sha256 && *o->metrics_sha256;
         int r;
 
         if (!store_job_state_is_terminal(state))
@@ -700,10 +713,14 @@ int store_job_finish(struct store *s, const char *id, int attempt, enum store_jo
         if ((r = store_check_json(s, "result", result_json, false, err)) < 0 ||
             (r = store_check_json(s, "error", error_json, false, err)) < 0)
                 return r;
+        if (has_metrics && !sha256_hex_valid(o->metrics_sha256))
+                return ft_error_set(err, -EINVAL, "metrics", "'metrics' must be 64 lowercase hex digits");
         r = store_tx_begin(s, err);
         if (r < 0)
                 return r;
         r = fence_locked(s, id, attempt, NULL, err);
+        if (r == 0 && has_metrics)
+                r = ref_exists(s, "SELECT 1 FROM blobs WHERE sha256 = ?1", "metrics", "blob", o->metrics_sha256, err);
         if (r < 0)
                 goto fail;
         if (result_model) {
@@ -716,8 +733,8 @@ int store_job_finish(struct store *s, const char *id, int attempt, enum store_jo
         }
         sqlite3_stmt *st = store_stmt(s,
                                       "UPDATE jobs SET state = ?2, lease_owner = NULL, lease_expires_at = NULL,"
-                                      " finished_at = ?3, result_json = ?4, error_json = ?5, result_model_id = ?6"
-                                      " WHERE id = ?1",
+                                      " finished_at = ?3, result_json = ?4, error_json = ?5, result_model_id = ?6,"
+                                      " metrics_sha256 = ?7 WHERE id = ?1",
                                       err);
         if (!st) {
                 r = -EIO;
@@ -729,6 +746,7 @@ int store_job_finish(struct store *s, const char *id, int attempt, enum store_jo
         sqlite3_bind_text(st, 4, result_json && *result_json ? result_json : "null", -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 5, error_json && *error_json ? error_json : "null", -1, SQLITE_STATIC);
         store_bind_text(st, 6, model_id);
+        store_bind_text(st, 7, has_metrics ? o->metrics_sha256 : NULL);
         r = store_step_done(s, st, err);
         if (r < 0)
                 goto fail;
@@ -939,6 +957,44 @@ int store_event_append(struct store *s, const char *job_id, int attempt, const c
         if (r < 0)
                 goto fail;
         r = store_event_insert(s, job_id, type, data_json, &seq, err);
+        if (r < 0)
+                goto fail;
+        r = store_tx_commit(s, err);
+        if (r < 0)
+                return r;
+        if (ret_seq)
+                *ret_seq = seq;
+        return 0;
+fail:
+        store_tx_rollback(s);
+        return r;
+}
+
+int store_job_epoch_append(struct store *s, const char *job_id, int attempt, int64_t epoch, const char *data_json,
+                           int64_t *ret_seq, struct ft_error *err) {
+        int64_t seq = 0;
+        int r;
+
+        if ((r = store_check_json(s, "data", data_json, false, err)) < 0)
+                return r;
+        if (epoch < 1)
+                return ft_error_set(err, -EINVAL, "epoch", "'epoch' must be 1 or more");
+        r = store_tx_begin(s, err);
+        if (r < 0)
+                return r;
+        r = fence_locked(s, job_id, attempt, NULL, err);
+        if (r == 0)
+                r = store_event_insert(s, job_id, "epoch", data_json, &seq, err);
+        if (r < 0)
+                goto fail;
+        sqlite3_stmt *st = store_stmt(s, "UPDATE jobs SET last_epoch = MAX(last_epoch, ?2) WHERE id = ?1", err);
+        if (!st) {
+                r = -EIO;
+                goto fail;
+        }
+        sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, epoch);
+        r = store_step_done(s, st, err);
         if (r < 0)
                 goto fail;
         r = store_tx_commit(s, err);

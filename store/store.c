@@ -105,6 +105,49 @@ static const char *const migrations[] = {
         "  created_at INTEGER NOT NULL"
         ") STRICT, WITHOUT ROWID;"
         "CREATE INDEX idempotency_created ON idempotency_keys(created_at);",
+
+        /* 3: typed dataset facts, and an IDX pair as one dataset with two files. Until now the labels were a
+         * second dataset row ({"labels_only": true}) that the images row's schema named as "labels_dataset":
+         * each images row takes its labels row's blob, the labels rows go (orphans too: a labels row whose
+         * images were deleted could not be used or deleted), and the typed columns are filled from the schema
+         * the upload recorded. */
+        "ALTER TABLE datasets ADD COLUMN kind TEXT NOT NULL DEFAULT 'csv' CHECK (kind IN ('csv', 'idx'));"
+        "ALTER TABLE datasets ADD COLUMN n_rows INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE datasets ADD COLUMN n_features INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE datasets ADD COLUMN n_classes INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE datasets ADD COLUMN channels INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE datasets ADD COLUMN height INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE datasets ADD COLUMN width INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE datasets ADD COLUMN target TEXT NOT NULL DEFAULT '';"
+        "ALTER TABLE datasets ADD COLUMN labels_sha256 TEXT REFERENCES blobs(sha256);"
+        "ALTER TABLE datasets ADD COLUMN labels_format TEXT;"
+        "ALTER TABLE datasets ADD COLUMN labels_size INTEGER;"
+        "CREATE INDEX datasets_labels ON datasets(labels_sha256) WHERE labels_sha256 IS NOT NULL;"
+        "UPDATE datasets SET (labels_sha256, labels_format, labels_size) ="
+        "  (SELECT l.sha256, l.format, l.size FROM datasets l"
+        "   WHERE l.id = json_extract(datasets.schema_json, '$.labels_dataset'))"
+        "  WHERE json_valid(schema_json) AND json_type(schema_json, '$.labels_dataset') = 'text';"
+        "DELETE FROM datasets WHERE json_valid(schema_json) AND json_type(schema_json, '$.labels_only') = 'true';"
+        "UPDATE datasets SET schema_json = json_remove(schema_json, '$.labels_dataset')"
+        "  WHERE json_valid(schema_json) AND json_type(schema_json, '$.labels_dataset') IS NOT NULL;"
+        "UPDATE datasets SET"
+        "  kind = CASE WHEN json_type(schema_json, '$.image_shape') = 'array' THEN 'idx' ELSE 'csv' END,"
+        "  n_rows = COALESCE(json_extract(schema_json, '$.rows'), 0),"
+        "  n_features = COALESCE(json_extract(schema_json, '$.features'), 0),"
+        "  n_classes = COALESCE(json_extract(schema_json, '$.num_classes'), 0),"
+        "  channels = COALESCE(json_extract(schema_json, '$.image_shape[0]'), 0),"
+        "  height = COALESCE(json_extract(schema_json, '$.image_shape[1]'), 0),"
+        "  width = COALESCE(json_extract(schema_json, '$.image_shape[2]'), 0),"
+        "  target = COALESCE(json_extract(schema_json, '$.target'), '')"
+        "  WHERE json_valid(schema_json);",
+
+        /* 4: what a job leaves behind besides events: the last epoch recorded (resume drops the epochs it
+         * re-runs by it, instead of paging the event stream) and the blob of its metrics.json */
+        "ALTER TABLE jobs ADD COLUMN last_epoch INTEGER NOT NULL DEFAULT 0;"
+        "UPDATE jobs SET last_epoch = COALESCE((SELECT MAX(CAST(json_extract(e.data_json, '$.epoch') AS INTEGER))"
+        "  FROM events e WHERE e.job_id = jobs.id AND e.type = 'epoch' AND json_valid(e.data_json)), 0);"
+        "ALTER TABLE jobs ADD COLUMN metrics_sha256 TEXT REFERENCES blobs(sha256);"
+        "CREATE INDEX jobs_metrics ON jobs(metrics_sha256) WHERE metrics_sha256 IS NOT NULL;",
 };
 
 static int exec_sql(struct store *s, const char *sql, struct ft_error *err) {

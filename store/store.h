@@ -94,14 +94,39 @@ struct store_page {
 
 /* ---- datasets ---------------------------------------------------------------- */
 
+/* What a dataset holds: a CSV table, or IDX images with their labels (two
+ * files, one dataset). */
+enum store_dataset_kind {
+        STORE_DATASET_CSV,
+        STORE_DATASET_IDX,
+};
+const char *store_dataset_kind_name(enum store_dataset_kind kind); /* "csv", "idx" */
+
+/* The facts the readers found at upload, typed (what a job is checked
+ * against before it is queued). */
+struct store_dataset_facts {
+        enum store_dataset_kind kind;
+        int64_t rows;
+        int64_t features; /* CSV: the columns besides the target; 0 for IDX */
+        int64_t classes; /* distinct values of the target read as classes (CSV), distinct labels (IDX) */
+        int64_t channels, height, width; /* IDX: the image shape; 0 for CSV */
+};
+
 struct store_dataset {
         char id[STORE_ID_MAX];
         char *name;
         char *format; /* e.g. "csv", "idx", "idx.gz" (free text, caller's vocabulary) */
-        char sha256[STORE_SHA256_HEX]; /* of the blob holding the file */
+        char sha256[STORE_SHA256_HEX]; /* of the blob holding the file (IDX: the images) */
         int64_t size; /* bytes */
         char *path; /* absolute path of the blob file (derived, read-only) */
-        char *schema_json; /* detected schema: columns, rows, classes, image shape */
+        char *schema_json; /* detected schema: columns, rows, classes, image shape (the upload's summary) */
+        struct store_dataset_facts facts;
+        char *target; /* CSV: the column the schema's classes are of (the last); "" for IDX */
+        /* IDX: the labels file; "" / 0 for CSV */
+        char labels_sha256[STORE_SHA256_HEX];
+        char *labels_format;
+        int64_t labels_size;
+        char *labels_path; /* absolute path of its blob (derived) */
         int64_t created_at;
 };
 
@@ -110,10 +135,17 @@ struct store_dataset_new {
         const char *format; /* required, <= 32 bytes */
         const char *sha256; /* a blob already committed with store_blob_commit */
         const char *schema_json; /* NULL: "{}" */
+        struct store_dataset_facts facts;
+        const char *target; /* CSV, <= STORE_NAME_MAX bytes; NULL: "" */
+        /* IDX (required there, refused for CSV): the labels file, a committed blob */
+        const char *labels_sha256;
+        const char *labels_format; /* <= 32 bytes */
 };
 
-/* Create a dataset row for a committed blob (-ENOENT param "sha256" if the blob
- * is unknown). The size is taken from the blob. */
+/* Create a dataset row for a committed blob, and for IDX its labels blob, in
+ * one transaction (-ENOENT param "sha256" / "labels" if a blob is unknown;
+ * -EINVAL param "labels" for an IDX dataset without labels or a CSV one with
+ * them). The sizes are taken from the blobs. */
 int store_dataset_create(struct store *s, const struct store_dataset_new *in, struct store_dataset **ret,
                          struct ft_error *err);
 int store_dataset_get(struct store *s, const char *id, struct store_dataset **ret, struct ft_error *err);
@@ -125,10 +157,10 @@ struct store_dataset_list {
 int store_dataset_list(struct store *s, const struct store_page *page, struct store_dataset_list *ret,
                        struct ft_error *err);
 void store_dataset_list_deinit(struct store_dataset_list *l);
-/* Delete the row (the blob goes at the next store_blob_gc if nothing else uses
- * it). -EBUSY if a queued, running or cancelling job references the dataset
- * (the check and the delete are one transaction); -ENOENT if absent. Jobs that
- * already finished keep the id as history. */
+/* Delete the row, an IDX dataset's two files with it, in one transaction (the
+ * blobs go at the next store_blob_gc if nothing else uses them). -EBUSY if a queued, running or cancelling job
+ * references the dataset (the check and the delete are one transaction); -ENOENT if absent. Jobs that already finished
+ * keep the id as history. */
 int store_dataset_delete(struct store *s, const char *id, struct ft_error *err);
 /* Whether a queued, running or cancelling job references dataset/model `id`. */
 int store_dataset_in_use(struct store *s, const char *id, bool *ret, struct ft_error *err);
@@ -216,6 +248,8 @@ struct store_job {
         char *progress_json; /* "{}" until the worker reports */
         char *result_json; /* "null" until finished */
         char *error_json; /* "null" unless failed: {"code","message"} as given by the finisher */
+        int64_t last_epoch; /* the highest epoch recorded with store_job_epoch_append (0: none) */
+        char metrics_sha256[STORE_SHA256_HEX]; /* the blob of its metrics.json, "" when none */
         int64_t created_at, started_at, finished_at; /* started_at: first claim */
 };
 
@@ -307,6 +341,19 @@ int store_job_finish(struct store *s, const char *id, int attempt, enum store_jo
                      const char *error_json, const struct store_model_new *result_model,
                      char ret_model_id[STORE_ID_MAX], struct ft_error *err);
 
+/* The same with everything a finished job leaves behind: also the blob of
+ * its metrics.json (committed before; -ENOENT param "metrics" if unknown),
+ * which the job then references until it is deleted. */
+struct store_job_outcome {
+        enum store_job_state state;
+        const char *result_json; /* NULL: "null" */
+        const char *error_json; /* NULL: "null" */
+        const struct store_model_new *model; /* NULL: none */
+        const char *metrics_sha256; /* NULL/"": none */
+};
+int store_job_finish_with(struct store *s, const char *id, int attempt, const struct store_job_outcome *outcome,
+                          char ret_model_id[STORE_ID_MAX], struct ft_error *err);
+
 /* Give a job back without failing it (graceful shutdown): running/cancelling ->
  * queued (cancelling -> cancelled), lease cleared; the released claim does not
  * count towards max_attempts. Fenced: -ESTALE. */
@@ -338,6 +385,12 @@ struct store_event {
  * change, so a stream of events tells the whole story. */
 int store_event_append(struct store *s, const char *job_id, int attempt, const char *type, const char *data_json,
                        int64_t *ret_seq, struct ft_error *err);
+
+/* Append an "epoch" event for `epoch` and raise the job's last_epoch to it, in
+ * one transaction (a resumed worker reads last_epoch from its claim to drop the
+ * epochs it re-runs instead of paging the stream). Fenced: -ESTALE. */
+int store_job_epoch_append(struct store *s, const char *job_id, int attempt, int64_t epoch, const char *data_json,
+                           int64_t *ret_seq, struct ft_error *err);
 
 struct store_event_list {
         struct store_event *items;
@@ -456,7 +509,8 @@ int store_blob_path(struct store *s, const char *sha256, char *buf, size_t size,
 /* Whether a blob is recorded; *ret_size (may be NULL) gets its size. */
 int store_blob_exists(struct store *s, const char *sha256, bool *ret, int64_t *ret_size, struct ft_error *err);
 
-/* Delete blobs that no dataset, model or checkpoint references and that were
+/* Delete blobs that no dataset (file or IDX labels), model, checkpoint or
+ * job (metrics.json) references and that were
  * committed (or last deduplicated) more than min_age_ms ago (the grace period
  * covers a blob committed but whose dataset/model row is not written yet), plus
  * files under blobs/ with no row and temp files older than min_age_ms.

@@ -36,11 +36,11 @@ static void test_migrations(void) {
         char *d = tmpdir_make("mig"), path[600];
 
         ok(store_open(d, &s, &err) == 0, "open on an empty directory creates the database");
-        is_int(store_schema_version(s), 2, "empty database migrated to version 2");
+        is_int(store_schema_version(s), 4, "empty database migrated to version 4");
         store_close(s);
         s = NULL;
         ok(store_open(d, &s, &err) == 0, "reopen an already migrated database");
-        is_int(store_schema_version(s), 2, "still version 2, nothing re-run");
+        is_int(store_schema_version(s), 4, "still version 4, nothing re-run");
         store_close(s);
         s = NULL;
 
@@ -51,7 +51,7 @@ static void test_migrations(void) {
                           " STRICT; INSERT INTO meta VALUES ('k', 'v'); PRAGMA user_version = 1;") == 0,
            "made a version 1 database");
         ok(store_open(d1, &s, &err) == 0, "version 1 database opens");
-        is_int(store_schema_version(s), 2, "version 1 migrated to 2");
+        is_int(store_schema_version(s), 4, "version 1 migrated to 4");
         store_close(s);
         s = NULL;
         sqlite3 *db;
@@ -84,6 +84,124 @@ static void test_migrations(void) {
         tmpdir_remove(d2);
         free(d);
         free(d1);
+        free(d2);
+}
+
+/* The schema of version 2 as finetuned shipped it (migration 2), with what an older finetuned wrote into it: an
+ * IDX pair as two dataset rows (images naming "labels_dataset", a {"labels_only": true} labels row), a labels row
+ * whose images were deleted, a CSV dataset, and a job with epoch events. */
+static const char v2_schema[] =
+        "PRAGMA journal_mode=WAL;"
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;"
+        "CREATE TABLE blobs (sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+        "  touched_at INTEGER NOT NULL) STRICT, WITHOUT ROWID;"
+        "CREATE TABLE datasets (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,"
+        "  format TEXT NOT NULL, sha256 TEXT NOT NULL REFERENCES blobs(sha256), size INTEGER NOT NULL,"
+        "  schema_json TEXT NOT NULL, created_at INTEGER NOT NULL) STRICT;"
+        "CREATE INDEX datasets_sha256 ON datasets(sha256);"
+        "CREATE TABLE models (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,"
+        "  spec_json TEXT NOT NULL, weights_sha256 TEXT REFERENCES blobs(sha256),"
+        "  source TEXT NOT NULL CHECK (source IN ('preset', 'upload', 'job')), source_job_id TEXT,"
+        "  created_at INTEGER NOT NULL) STRICT;"
+        "CREATE INDEX models_weights ON models(weights_sha256);"
+        "CREATE TABLE jobs (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, spec_json TEXT NOT NULL,"
+        "  state TEXT NOT NULL CHECK (state IN"
+        "    ('queued', 'running', 'cancelling', 'succeeded', 'failed', 'cancelled')),"
+        "  priority INTEGER NOT NULL, attempt INTEGER NOT NULL, max_attempts INTEGER NOT NULL, lease_owner TEXT,"
+        "  lease_expires_at INTEGER, model_id TEXT NOT NULL, training_file TEXT NOT NULL, validation_file TEXT,"
+        "  result_model_id TEXT, progress_json TEXT NOT NULL, result_json TEXT NOT NULL, error_json TEXT NOT NULL,"
+        "  created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER) STRICT;"
+        "CREATE INDEX jobs_claim ON jobs(state, priority DESC, seq);"
+        "CREATE INDEX jobs_state_seq ON jobs(state, seq);"
+        "CREATE INDEX jobs_lease ON jobs(state, lease_expires_at);"
+        "CREATE TABLE events (job_id TEXT NOT NULL REFERENCES jobs(id), seq INTEGER NOT NULL, type TEXT NOT NULL,"
+        "  data_json TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (job_id, seq)) STRICT, WITHOUT ROWID;"
+        "CREATE TABLE checkpoints (id INTEGER PRIMARY KEY, job_id TEXT NOT NULL REFERENCES jobs(id),"
+        "  attempt INTEGER NOT NULL, epoch INTEGER NOT NULL, step INTEGER NOT NULL, dir TEXT NOT NULL,"
+        "  blob_sha256 TEXT REFERENCES blobs(sha256), meta_json TEXT NOT NULL, created_at INTEGER NOT NULL) STRICT;"
+        "CREATE TABLE idempotency_keys (key TEXT PRIMARY KEY, request_hash TEXT NOT NULL,"
+        "  job_id TEXT NOT NULL REFERENCES jobs(id), created_at INTEGER NOT NULL) STRICT, WITHOUT ROWID;"
+        "PRAGMA user_version = 2;"
+        "INSERT INTO blobs VALUES"
+        "  ('1111111111111111111111111111111111111111111111111111111111111111', 600, 1, 1),"
+        "  ('2222222222222222222222222222222222222222222222222222222222222222', 38, 1, 1),"
+        "  ('3333333333333333333333333333333333333333333333333333333333333333', 40, 1, 1),"
+        "  ('4444444444444444444444444444444444444444444444444444444444444444', 30, 1, 1);"
+        "INSERT INTO datasets (id, name, format, sha256, size, schema_json, created_at) VALUES"
+        "  ('ds_labels0000000000000000000', 'pair (labels)', 'idx.gz',"
+        "   '2222222222222222222222222222222222222222222222222222222222222222', 38, '{\"labels_only\":true}', 1),"
+        "  ('ds_images0000000000000000000', 'pair', 'idx',"
+        "   '1111111111111111111111111111111111111111111111111111111111111111', 600,"
+        "   '{\"format\":\"idx\",\"rows\":50,\"image_shape\":[1,3,4],\"task\":\"classification\",\"num_classes\":3,"
+        "     \"classes\":[{\"name\":\"5\",\"count\":10}],\"labels_dataset\":\"ds_labels0000000000000000000\"}', 2),"
+        "  ('ds_table00000000000000000000', 'iris.csv', 'csv',"
+        "   '3333333333333333333333333333333333333333333333333333333333333333', 40,"
+        "   '{\"format\":\"csv\",\"rows\":4,\"features\":2,\"feature_names\":[\"a\",\"b\"],\"target\":\"species\","
+        "     \"task\":\"classification\",\"num_classes\":3}', 3),"
+        "  ('ds_orphan0000000000000000000', 'gone (labels)', 'idx',"
+        "   '4444444444444444444444444444444444444444444444444444444444444444', 30, '{\"labels_only\":true}', 4);"
+        "INSERT INTO jobs (id, spec_json, state, priority, attempt, max_attempts, model_id, training_file,"
+        "  progress_json, result_json, error_json, created_at) VALUES"
+        "  ('job_old000000000000000000000', '{}', 'queued', 0, 1, 3, 'mdl_x', 'ds_table00000000000000000000', '{}',"
+        "   'null', 'null', 1);"
+        "INSERT INTO events VALUES ('job_old000000000000000000000', 1, 'status', '{\"state\":\"queued\"}', 1),"
+        "  ('job_old000000000000000000000', 2, 'epoch', '{\"type\":\"epoch\",\"epoch\":1}', 2),"
+        "  ('job_old000000000000000000000', 3, 'epoch', '{\"type\":\"epoch\",\"epoch\":2}', 3),"
+        "  ('job_old000000000000000000000', 4, 'checkpoint', '{\"epoch\":2}', 3);";
+
+static void test_migration_v2(void) {
+        struct ft_error err = {0};
+        struct store *s = NULL;
+        struct store_dataset *d = NULL;
+        char *d2 = tmpdir_make("mig-v2"), path[600];
+        snprintf(path, sizeof(path), "%s/finetuned.db", d2);
+        ok(raw_exec(path, v2_schema) == 0, "made a version 2 database with an IDX pair as two datasets");
+        ok(store_open(d2, &s, &err) == 0, "it opens (%s)", err.message);
+        is_int(s ? store_schema_version(s) : 0, 4, "version 2 migrated to 4");
+        if (!s) {
+                tmpdir_remove(d2);
+                free(d2);
+                return;
+        }
+        ok(store_dataset_get(s, "ds_images0000000000000000000", &d, &err) == 0 && d->facts.kind == STORE_DATASET_IDX &&
+                   strcmp(d->labels_sha256, "2222222222222222222222222222222222222222222222222222222222222222") == 0 &&
+                   strcmp(d->labels_format, "idx.gz") == 0 && d->labels_size == 38 && strstr(d->labels_path, "2222"),
+           "the images dataset took its labels file: one IDX dataset with two files");
+        ok(d && d->facts.rows == 50 && d->facts.channels == 1 && d->facts.height == 3 && d->facts.width == 4 &&
+                   d->facts.classes == 3 && d->facts.features == 0 && strcmp(d->target, "") == 0,
+           "its typed facts come from the schema it was uploaded with");
+        ok(d && !strstr(d->schema_json, "labels_dataset") && strstr(d->schema_json, "image_shape"),
+           "its schema no longer names a labels dataset: %s", d ? d->schema_json : "");
+        store_dataset_free(d);
+        d = NULL;
+        ok(store_dataset_get(s, "ds_labels0000000000000000000", &d, &err) == -ENOENT, "the labels row is gone");
+        ok(store_dataset_get(s, "ds_orphan0000000000000000000", &d, &err) == -ENOENT,
+           "and so is a labels row whose images were deleted");
+        ok(store_dataset_get(s, "ds_table00000000000000000000", &d, &err) == 0 && d->facts.kind == STORE_DATASET_CSV &&
+                   d->facts.rows == 4 && d->facts.features == 2 && d->facts.classes == 3 &&
+                   strcmp(d->target, "species") == 0 && !d->labels_sha256[0] && !d->labels_path[0],
+           "a CSV dataset: csv, 4 rows, 2 features, 3 classes of 'species', no labels file");
+        store_dataset_free(d);
+        struct store_dataset_list l = {0};
+        ok(store_dataset_list(s, NULL, &l, &err) == 0 && l.n == 2, "two datasets listed (%zu)", l.n);
+        store_dataset_list_deinit(&l);
+        struct store_job *j = NULL;
+        ok(store_job_get(s, "job_old000000000000000000000", &j, &err) == 0 && j->last_epoch == 2 &&
+                   !j->metrics_sha256[0],
+           "a job's last epoch comes from its epoch events (%lld)", j ? (long long)j->last_epoch : -1LL);
+        store_job_free(j);
+        bool orphan = true, labels = false;
+        ok(store_blob_gc(s, 0, NULL, &err) == 0 &&
+                   store_blob_exists(s, "4444444444444444444444444444444444444444444444444444444444444444", &orphan,
+                                     NULL, &err) == 0 &&
+                   !orphan,
+           "gc collects the orphan labels row's blob");
+        ok(store_blob_exists(s, "2222222222222222222222222222222222222222222222222222222222222222", &labels, NULL,
+                             &err) == 0 &&
+                   labels,
+           "the labels blob stays: the IDX dataset references it");
+        store_close(s);
+        tmpdir_remove(d2);
         free(d2);
 }
 
@@ -156,6 +274,47 @@ static void test_catalog(struct store *s) {
            "unknown cursor refused");
         is_str(err.param, "after", "param names after");
         ok(store_dataset_list(s, &(struct store_page){.limit = 101}, &l, &err) == -EINVAL, "limit over 100 refused");
+
+        /* an IDX dataset: two files, one row */
+        char lsha[STORE_SHA256_HEX];
+        struct store_blob_writer *bw = NULL;
+        ok(store_blob_begin(s, 0, &bw, &err) == 0 && store_blob_write(bw, "labels", 6, &err) == 0 &&
+                   store_blob_commit(bw, lsha, NULL, &err) == 0,
+           "a labels blob");
+        struct store_dataset_new idx = {
+                .name = "pair",
+                .format = "idx",
+                .sha256 = R.sha,
+                .facts = {.kind = STORE_DATASET_IDX, .rows = 5, .classes = 3, .channels = 1, .height = 3, .width = 4},
+                .labels_format = "idx.gz"};
+        ok(store_dataset_create(s, &idx, &d, &err) == -EINVAL && strcmp(err.param, "labels") == 0,
+           "an IDX dataset without labels refused");
+        idx.labels_sha256 = "5555555555555555555555555555555555555555555555555555555555555555";
+        ok(store_dataset_create(s, &idx, &d, &err) == -ENOENT && strcmp(err.param, "labels") == 0,
+           "an IDX dataset on an unknown labels blob refused");
+        idx.labels_sha256 = lsha;
+        d = NULL;
+        ok(store_dataset_create(s, &idx, &d, &err) == 0 && d->facts.kind == STORE_DATASET_IDX && d->facts.rows == 5 &&
+                   d->facts.height == 3 && strcmp(d->labels_sha256, lsha) == 0 && d->labels_size == 6 &&
+                   strcmp(d->labels_format, "idx.gz") == 0 && strstr(d->labels_path, lsha) &&
+                   access(d->labels_path, R_OK) == 0,
+           "an IDX dataset with its labels file and facts (%s)", err.message);
+        char idx_id[STORE_ID_MAX];
+        snprintf(idx_id, sizeof(idx_id), "%s", d ? d->id : "");
+        store_dataset_free(d);
+        d = NULL;
+        ok(store_dataset_create(
+                   s, &(struct store_dataset_new){.name = "t", .format = "csv", .sha256 = R.sha, .labels_sha256 = lsha},
+                   &d, &err) == -EINVAL &&
+                   strcmp(err.param, "labels") == 0,
+           "a CSV dataset with a labels file refused");
+        int removed = -1;
+        bool there = false;
+        ok(store_blob_gc(s, 0, &removed, &err) == 0 && store_blob_exists(s, lsha, &there, NULL, &err) == 0 && there,
+           "gc keeps the labels blob while the dataset references it");
+        ok(store_dataset_delete(s, idx_id, &err) == 0, "the IDX dataset deleted: one row, one transaction");
+        ok(store_blob_gc(s, 0, &removed, &err) == 0 && store_blob_exists(s, lsha, &there, NULL, &err) == 0 && !there,
+           "then gc collects its labels blob");
 
         ok(store_dataset_delete(s, ids[0], &err) == 0, "unused dataset deleted");
         ok(store_dataset_get(s, ids[0], &d, &err) == -ENOENT, "and gone");
@@ -427,6 +586,63 @@ static void test_lease_and_fencing(struct store *s) {
         store_event_list_deinit(&ev);
         store_job_free(j);
         store_job_free(j2);
+}
+
+/* Epoch events raise the job's last_epoch in the same transaction; a finished job can reference its
+ * metrics.json blob, which gc keeps until the job is deleted. */
+static void test_epochs_and_metrics(struct store *s) {
+        struct ft_error err = {0};
+        struct store_job *j = NULL, *cur = NULL;
+        struct store_job_new in = job_new(&R);
+        in.priority = 1000;
+        ok(store_job_enqueue(s, &in, &j, &err) == 0 && j->last_epoch == 0 && !j->metrics_sha256[0],
+           "a new job: last_epoch 0, no metrics blob");
+        store_job_free(j);
+        j = NULL;
+        ok(store_job_claim(s, "w", 60000, &j, &err) == 1 && j->priority == 1000, "claimed");
+        if (!j)
+                return;
+        ok(store_job_epoch_append(s, j->id, j->attempt + 1, 1, "{\"epoch\":1}", NULL, &err) == -ESTALE,
+           "a stale epoch refused");
+        int64_t seq = 0;
+        ok(store_job_epoch_append(s, j->id, j->attempt, 1, "{\"epoch\":1}", NULL, &err) == 0 &&
+                   store_job_epoch_append(s, j->id, j->attempt, 2, "{\"epoch\":2}", &seq, &err) == 0 && seq > 0,
+           "epochs 1 and 2 appended");
+        ok(store_job_epoch_append(s, j->id, j->attempt, 1, "{\"epoch\":1}", NULL, &err) == 0,
+           "an earlier epoch again (not the store's to refuse)");
+        ok(store_job_get(s, j->id, &cur, &err) == 0 && cur->last_epoch == 2, "last_epoch is the highest, 2");
+        store_job_free(cur);
+        struct store_event_list ev = {0};
+        ok(store_event_list(s, j->id, seq - 1, 1, &ev, &err) == 0 && ev.n == 1 &&
+                   strcmp(ev.items[0].type, "epoch") == 0 && strcmp(ev.items[0].data_json, "{\"epoch\":2}") == 0,
+           "an epoch event as given");
+        store_event_list_deinit(&ev);
+
+        char msha[STORE_SHA256_HEX];
+        struct store_blob_writer *bw = NULL;
+        ok(store_blob_begin(s, 0, &bw, &err) == 0 && store_blob_write(bw, "{\"metrics\":{}}\n", 15, &err) == 0 &&
+                   store_blob_commit(bw, msha, NULL, &err) == 0,
+           "a metrics.json blob");
+        struct store_job_outcome o = {.state = STORE_JOB_SUCCEEDED,
+                                      .result_json = "{}",
+                                      .metrics_sha256 =
+                                              "6666666666666666666666666666666666666666666666666666666666666666"};
+        ok(store_job_finish_with(s, j->id, j->attempt, &o, NULL, &err) == -ENOENT && strcmp(err.param, "metrics") == 0,
+           "an unknown metrics blob refused");
+        o.metrics_sha256 = msha;
+        ok(store_job_finish_with(s, j->id, j->attempt, &o, NULL, &err) == 0, "finished with its metrics blob");
+        ok(store_job_get(s, j->id, &cur, &err) == 0 && strcmp(cur->metrics_sha256, msha) == 0 &&
+                   cur->state == STORE_JOB_SUCCEEDED,
+           "the job references it");
+        store_job_free(cur);
+        int removed = 0;
+        bool there = false;
+        ok(store_blob_gc(s, 0, &removed, &err) == 0 && store_blob_exists(s, msha, &there, NULL, &err) == 0 && there,
+           "gc keeps it while the job exists");
+        ok(store_job_delete(s, j->id, &err) == 0 && store_blob_gc(s, 0, &removed, &err) == 0 &&
+                   store_blob_exists(s, msha, &there, NULL, &err) == 0 && !there,
+           "and collects it once the job is deleted");
+        store_job_free(j);
 }
 
 /* checkpoint.keep: recording a checkpoint with keep 2 leaves the job's newest two rows (and its events) */
@@ -860,6 +1076,7 @@ int main(void) {
         struct store *s = NULL;
 
         test_migrations();
+        test_migration_v2();
 
         dir = tmpdir_make("store");
         if (store_open(dir, &s, &err) < 0) {
@@ -873,6 +1090,7 @@ int main(void) {
         test_lease_and_fencing(s);
         test_finish_cancel_release(s);
         test_checkpoint_keep(s);
+        test_epochs_and_metrics(s);
         test_job_delete(s);
         test_notifier(s);
         test_concurrent_claims(s);
