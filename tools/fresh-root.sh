@@ -49,46 +49,53 @@ die() {
 git -C "$src" rev-parse --git-dir >/dev/null 2>&1 || die "$src is not a git clone"
 
 # ---- the host's apt sources ----------------------------------------------
-# apt_sources MODE FILE...: for the Debian sources of $suite (its stanzas or
-# lines whose suites are all $suite or $suite-*: updates, security; other
-# repositories are not on a new machine), MODE=mirror prints "URI KEYRING" of
-# the first one serving $suite itself, MODE=filter prints them as they are.
+# apt_sources MODE FILE...: for the Debian sources of $suite (the suites
+# $suite, $suite-updates and $suite-security, as on a new machine; other
+# suites and repositories are left out), MODE=mirror prints "URI KEYRING" of
+# the first one serving $suite itself, MODE=filter prints them, otherwise as
+# the host has them.
 apt_sources() {
         local mode=$1 f; shift
         for f in "$@"; do
                 [ -f "$f" ] || continue
                 case $f in
                 *.sources) awk -v mode="$mode" -v suite="$suite" '
-                        BEGIN { RS = ""; FS = "\n" }
+                        BEGIN { RS = ""; FS = "\n"; ok = "^" suite "(-updates|-security)?$" }
                         {
-                                delete v
+                                delete v; sl = 0
                                 for (i = 1; i <= NF; i++) {
                                         if ($i ~ /^#/ || !match($i, /^[A-Za-z-]+:/)) continue
                                         k = tolower(substr($i, 1, RLENGTH - 1)); x = substr($i, RLENGTH + 1)
                                         gsub(/^[ \t]+|[ \t]+$/, "", x); v[k] = x
+                                        if (k == "suites") sl = i
                                 }
                                 if (tolower(v["enabled"]) == "no" || (" " v["types"] " ") !~ / deb /) next
-                                n = split(v["suites"], s, /[ \t]+/); own = 0
-                                for (i = 1; i <= n; i++) {
-                                        if (s[i] !~ ("^" suite "(-[a-z]+)?$")) next
-                                        if (s[i] == suite) own = 1
+                                n = split(v["suites"], s, /[ \t]+/); keep = ""; own = 0
+                                for (i = 1; i <= n; i++)
+                                        if (s[i] ~ ok) { keep = keep " " s[i]; if (s[i] == suite) own = 1 }
+                                if (keep == "") next
+                                if (mode == "filter") {
+                                        $sl = "Suites:" keep
+                                        for (i = 1; i <= NF; i++) print $i
+                                        print ""
+                                        next
                                 }
-                                if (n == 0) next
-                                if (mode == "filter") { print $0 "\n"; next }
                                 split(v["uris"], u, /[ \t]+/)
                                 if (own && !done) { print u[1], (v["signed-by"] ~ /^\// ? v["signed-by"] : ""); done = 1 }
                         }' "$f" ;;
                 *) awk -v mode="$mode" -v suite="$suite" '
+                        BEGIN { ok = "^" suite "(-updates|-security)?$" }
                         $1 != "deb" { next }
                         {
-                                line = $0; key = ""
-                                if (match(line, /\[[^]]*\]/)) {
-                                        opts = substr(line, RSTART + 1, RLENGTH - 2)
-                                        if (match(opts, /signed-by=[^ \t]+/)) key = substr(opts, RSTART + 10, RLENGTH - 10)
-                                        line = substr(line, 1, RSTART - 1) substr(line, RSTART + RLENGTH)
+                                line = $0; key = ""; a = index(line, "["); b = index(line, "]")
+                                if (a && b > a) {
+                                        n = split(substr(line, a + 1, b - a - 1), o, /[ \t]+/)
+                                        for (i = 1; i <= n; i++)
+                                                if (o[i] ~ /^signed-by=/) key = substr(o[i], 11)
+                                        line = substr(line, 1, a - 1) substr(line, b + 1)
                                 }
                                 split(line, w, /[ \t]+/)
-                                if (w[3] !~ ("^" suite "(-[a-z]+)?$")) next
+                                if (w[3] !~ ok) next
                                 if (mode == "filter") print $0
                                 else if (w[3] == suite && !done) { print w[2], key; done = 1 }
                         }' "$f" ;;
