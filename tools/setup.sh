@@ -6,11 +6,11 @@
 set -euo pipefail
 
 packages=(
-        # build
-        gcc make meson ninja-build pkg-config cmake
+        # build (the C library headers are only a Recommends of gcc)
+        gcc libc6-dev make meson ninja-build pkg-config cmake
         libmicrohttpd-dev libjansson-dev libsqlite3-dev zlib1g-dev libsystemd-dev libdnnl-dev
-        # tests
-        curl jq bc sqlite3 dataset-fashion-mnist systemd prometheus socat
+        # tests (fakeroot: test_ops_systemd applies tmpfiles.d ownership as a normal user)
+        curl jq bc sqlite3 dataset-fashion-mnist systemd prometheus socat fakeroot
         # dashboard
         libjs-chart.js
         # browser tests: Debian's chromium driven by playwright-core from npm (tests/browser)
@@ -47,7 +47,7 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 echo "setup: installing ${missing[*]}" >&2
 sudo=
 [ "$(id -u)" -eq 0 ] || sudo=sudo
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# env: sudo does not pass DEBIAN_FRONTEND on.
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 browser_deps
