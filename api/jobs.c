@@ -30,7 +30,7 @@ const struct api_field api_job_shape[] = {
         {"validation_file", API_T_STRING, .id_prefix = "ds", .nullable = true},
         {"spec", API_T_ANY, .ref = "JobSpec", .description = "the job spec with every default written out"},
         {"progress", API_T_OBJECT, .nullable = true,
-         .description = "while it runs: epoch, step, batches and ETA (null before the first step)"},
+         .description = "while it runs: epoch, step, batches and ETA ({} before the first step)"},
         {"metrics", API_T_OBJECT, .nullable = true, .description = "the final metrics once it succeeded"},
         {"error", API_T_OBJECT, .nullable = true, .description = "why it failed"},
         {"result_model", API_T_STRING, .id_prefix = "mdl", .nullable = true, .description = "the model it produced"},
@@ -49,10 +49,14 @@ const struct api_field api_event_shape[] = {
 };
 
 const struct api_field api_checkpoint_shape[] = {
-        {"id", API_T_STRING},      {"object", API_T_STRING, .choices = (const char *const[]){"checkpoint", NULL}},
-        {"attempt", API_T_INT},    {"epoch", API_T_INT},
-        {"step", API_T_INT},       {"meta", API_T_ANY},
-        {"created_at", API_T_INT}, {NULL},
+        {"id", API_T_STRING, .description = "its number, as a string"},
+        {"object", API_T_STRING, .choices = (const char *const[]){"checkpoint", NULL}},
+        {"attempt", API_T_INT, .description = "the attempt that wrote it"},
+        {"epoch", API_T_INT, .description = "epochs completed when it was written"},
+        {"step", API_T_INT, .description = "optimizer steps completed when it was written"},
+        {"meta", API_T_ANY, .description = "what the trainer recorded with it"},
+        {"created_at", API_T_INT},
+        {NULL},
 };
 
 json_t *api_job_json(struct api_server *server, const struct store_job *j) {
