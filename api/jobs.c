@@ -16,6 +16,49 @@
 
 #define RETRY_AFTER_S "10"
 
+/* What api_job_json() and the event and checkpoint lists below answer, for the
+ * OpenAPI document: change a table with the code that builds the answer (the
+ * contract tests check real answers against the document). */
+const struct api_field api_job_shape[] = {
+        {"id", API_T_STRING, .id_prefix = "job"},
+        {"object", API_T_STRING, .choices = (const char *const[]){"job", NULL}},
+        {"state", API_T_STRING, .choices = api_job_states},
+        {"attempt", API_T_INT, .description = "runs started so far (a job whose worker died runs again)"},
+        {"max_attempts", API_T_INT},
+        {"model", API_T_STRING, .id_prefix = "mdl", .description = "the base model"},
+        {"training_file", API_T_STRING, .id_prefix = "ds"},
+        {"validation_file", API_T_STRING, .id_prefix = "ds", .nullable = true},
+        {"spec", API_T_ANY, .ref = "JobSpec", .description = "the job spec with every default written out"},
+        {"progress", API_T_OBJECT, .nullable = true,
+         .description = "while it runs: epoch, step, batches and ETA ({} before the first step)"},
+        {"metrics", API_T_OBJECT, .nullable = true, .description = "the final metrics once it succeeded"},
+        {"error", API_T_OBJECT, .nullable = true, .description = "why it failed"},
+        {"result_model", API_T_STRING, .id_prefix = "mdl", .nullable = true, .description = "the model it produced"},
+        {"created_at", API_T_INT, .description = "Unix seconds"},
+        {"started_at", API_T_INT, .nullable = true},
+        {"finished_at", API_T_INT, .nullable = true},
+        {NULL},
+};
+
+const struct api_field api_event_shape[] = {
+        {"seq", API_T_INT, .description = "per job, from 1, in order (the SSE id)"},
+        {"type", API_T_STRING, .description = "status, epoch, checkpoint, metrics, early_stopping, runtime, ..."},
+        {"data", API_T_ANY, .description = "the event as the trainer or the worker reported it (docs/job-spec.md)"},
+        {"created_at", API_T_INT},
+        {NULL},
+};
+
+const struct api_field api_checkpoint_shape[] = {
+        {"id", API_T_STRING, .description = "its number, as a string"},
+        {"object", API_T_STRING, .choices = (const char *const[]){"checkpoint", NULL}},
+        {"attempt", API_T_INT, .description = "the attempt that wrote it"},
+        {"epoch", API_T_INT, .description = "epochs completed when it was written"},
+        {"step", API_T_INT, .description = "optimizer steps completed when it was written"},
+        {"meta", API_T_ANY, .description = "what the trainer recorded with it"},
+        {"created_at", API_T_INT},
+        {NULL},
+};
+
 json_t *api_job_json(struct api_server *server, const struct store_job *j) {
         json_t *progress = NULL;
         if (server->opts.job_progress && (j->state == STORE_JOB_RUNNING || j->state == STORE_JOB_CANCELLING)) {
