@@ -292,7 +292,11 @@ struct store_model;
 struct store_job;
 json_t *api_dataset_json(const struct store_dataset *d);
 json_t *api_model_json(const struct store_model *m);
-json_t *api_job_json(struct api_server *server, const struct store_job *j);
+/* A job as the API answers it (GET /v1/jobs/{id}, the list, create, cancel), "best" included. */
+json_t *api_job_json(struct api_server *server, struct store *st, const struct store_job *j);
+/* The job's "best": {"metric", "mode", "value", "epoch"} or JSON null (best.c). spec and result are the job's
+ * parsed spec_json and result_json; borrowed. Returns a new reference. */
+json_t *api_job_best_json(struct store *st, const struct store_job *j, const json_t *spec, const json_t *result);
 
 /* ---- response shapes: each table beside the code that builds the answer,
  * for the OpenAPI document (API_SCHEMA_RESPONSE); the contract tests check

@@ -1,0 +1,79 @@
+/* view-datasets.js - the datasets page (#/datasets): every dataset by name
+ * (id beneath) with its schema (format, rows, features, target, classes with
+ * counts), size, sha256 and age; the labels half of an IDX pair is shown as
+ * such, under its images dataset's name; upload (a CSV, or IDX images with
+ * their labels file) and delete.
+ *
+ * Not for: reading schemas (dataset.js). */
+import { api, listAll, reportError } from './api.js';
+import { h, setView, headRow } from './dom.js';
+import { fmtBytes, fmtTime } from './format.js';
+import { schemaSummary, columnsText, uploadDataset, isLabelsHalf } from './dataset.js';
+import { remember, refLabel } from './catalog.js';
+
+export function viewDatasets() {
+        const tbody = h('tbody');
+        const file = h('input', {type: 'file', id: 'ds-file', accept: '.csv,.idx,.gz,.ubyte,text/csv'});
+        const labels = h('input', {type: 'file', id: 'ds-labels', accept: '.idx,.gz,.ubyte'});
+        const err = h('p', {class: 'field-error', role: 'alert', id: 'ds-error'});
+        const form = h('form', {class: 'toolbar', id: 'dataset-form'},
+                       h('label', {for: 'ds-file'}, 'Dataset file'), file,
+                       h('label', {for: 'ds-labels'}, 'IDX labels (optional)'), labels,
+                       h('button', {type: 'submit', class: 'primary'}, 'Upload'), err);
+        setView('Datasets', h('h1', {}, 'Datasets'), form,
+                h('div', {class: 'table-wrap'},
+                  h('table', {id: 'datasets-table'},
+                    headRow(['Dataset', 'Schema', 'Columns and classes', 'Size', 'sha256', 'Created', ''], {4: 'hide-narrow', 5: 'hide-narrow'}),
+                    tbody)));
+
+        async function remove(d) {
+                try {
+                        await api('DELETE', '/v1/datasets/' + encodeURIComponent(d.id));
+                        await load();
+                } catch (e) {
+                        reportError(e);
+                }
+        }
+        async function load() {
+                const items = await listAll('/v1/datasets', 500);
+                remember('dataset', items);
+                /* the labels half of an IDX pair: named by its images dataset's schema */
+                const imagesOf = new Map(items.filter((d) => d.schema.labels_dataset).map((d) => [d.schema.labels_dataset, d.id]));
+                tbody.replaceChildren(...items.map((d) => {
+                        const half = isLabelsHalf(d);
+                        return h('tr', {'data-dataset': d.id},
+                                 h('td', {}, refLabel('dataset', d.id)),
+                                 h('td', {}, half ? h('span', {}, 'IDX labels of ', imagesOf.has(d.id) ? refLabel('dataset', imagesOf.get(d.id)) : 'an images dataset') :
+                                   schemaSummary(d)),
+                                 h('td', {class: 'mono'}, half ? '' : columnsText(d)),
+                                 h('td', {class: 'num'}, fmtBytes(d.bytes)),
+                                 h('td', {class: 'mono hide-narrow', title: d.sha256}, d.sha256.slice(0, 12)),
+                                 h('td', {class: 'hide-narrow'}, fmtTime(d.created_at)),
+                                 /* a labels half goes with its images dataset (the API refuses to delete it alone) */
+                                 h('td', {}, half ? null : [
+                                         h('a', {class: 'button', href: '#/submit?dataset=' + encodeURIComponent(d.id)}, 'Use'), ' ',
+                                         h('button', {type: 'button', class: 'danger', 'aria-label': 'delete dataset ' + d.name,
+                                                      onclick: () => remove(d)}, 'Delete')]));
+                }));
+                if (!items.length)
+                        tbody.append(h('tr', {}, h('td', {colspan: 7, class: 'empty'}, 'No datasets yet.')));
+        }
+        form.addEventListener('submit', async (ev) => {
+                ev.preventDefault();
+                err.textContent = '';
+                if (!file.files.length) {
+                        err.textContent = 'choose a file';
+                        file.focus();
+                        return;
+                }
+                try {
+                        await uploadDataset(file.files[0], labels.files[0]);
+                        form.reset();
+                        await load();
+                } catch (e) {
+                        err.textContent = e.message;
+                }
+        });
+        load().catch(reportError);
+        return null;
+}
