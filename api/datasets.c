@@ -18,6 +18,29 @@
 #include "compute/data.h"
 #include "store/store.h"
 
+/* What api_dataset_json() answers, for the OpenAPI document. */
+static const struct api_field dataset_labels_shape[] = {
+        {"format", API_T_STRING, .description = "idx or idx.gz"},
+        {"sha256", API_T_STRING},
+        {"bytes", API_T_INT},
+        {NULL},
+};
+
+const struct api_field api_dataset_shape[] = {
+        {"id", API_T_STRING, .id_prefix = "ds"},
+        {"object", API_T_STRING, .choices = (const char *const[]){"dataset", NULL}},
+        {"name", API_T_STRING},
+        {"format", API_T_STRING, .description = "csv, idx or idx.gz, from the file's first bytes"},
+        {"sha256", API_T_STRING},
+        {"bytes", API_T_INT},
+        {"labels", API_T_OBJECT, .fields = dataset_labels_shape, .nullable = true,
+         .description = "an IDX dataset's labels file (format, sha256 and bytes are its images file's); null for CSV"},
+        {"schema", API_T_OBJECT, .nullable = true,
+         .description = "what the readers found: rows, columns, target, classes, image shape"},
+        {"created_at", API_T_INT},
+        {NULL},
+};
+
 json_t *api_json_text(const char *text) {
         json_t *j = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
         return j ? j : json_null();

@@ -1,5 +1,6 @@
-/* errors.c - the one table from API error codes to HTTP statuses, and the one
- * function that builds the error envelope (Janus apierror.h style). */
+/* errors.c - the one table from API error codes to HTTP statuses, the one
+ * function that builds the error envelope (Janus apierror.h style) with its
+ * JSON Schema beside it, and the other reply helpers. */
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,18 +14,21 @@
 static const struct {
         const char *name;
         unsigned status;
+        const char *description; /* for the OpenAPI document */
 } error_table[_API_ERR_MAX] = {
-        [API_ERR_INVALID_REQUEST] = {"invalid_request", 400},
-        [API_ERR_UNAUTHORIZED] = {"unauthorized", 401},
-        [API_ERR_NOT_FOUND] = {"not_found", 404},
-        [API_ERR_METHOD_NOT_ALLOWED] = {"method_not_allowed", 405},
-        [API_ERR_CONFLICT] = {"conflict", 409},
-        [API_ERR_PAYLOAD_TOO_LARGE] = {"payload_too_large", 413},
-        [API_ERR_UNSUPPORTED_MEDIA_TYPE] = {"unsupported_media_type", 415},
-        [API_ERR_IDEMPOTENCY_MISMATCH] = {"idempotency_key_reused", 422},
-        [API_ERR_RATE_LIMITED] = {"rate_limited", 429},
-        [API_ERR_INTERNAL] = {"internal_error", 500},
-        [API_ERR_UNAVAILABLE] = {"unavailable", 503},
+        [API_ERR_INVALID_REQUEST] = {"invalid_request", 400,
+                                     "invalid request: a bad field (param names it), query argument, header or JSON"},
+        [API_ERR_UNAUTHORIZED] = {"unauthorized", 401, "missing or wrong bearer token"},
+        [API_ERR_NOT_FOUND] = {"not_found", 404, "no such resource (or a malformed id)"},
+        [API_ERR_METHOD_NOT_ALLOWED] = {"method_not_allowed", 405, "the path exists, the method does not (Allow)"},
+        [API_ERR_CONFLICT] = {"conflict", 409, "conflict with the resource's state (in use, already finished)"},
+        [API_ERR_PAYLOAD_TOO_LARGE] = {"payload_too_large", 413, "request body over this endpoint's cap"},
+        [API_ERR_UNSUPPORTED_MEDIA_TYPE] = {"unsupported_media_type", 415, "unsupported Content-Type"},
+        [API_ERR_IDEMPOTENCY_MISMATCH] = {"idempotency_key_reused", 422,
+                                          "Idempotency-Key reused with a different body"},
+        [API_ERR_RATE_LIMITED] = {"rate_limited", 429, "too many queued jobs; retry after Retry-After seconds"},
+        [API_ERR_INTERNAL] = {"internal_error", 500, "internal error (logged by the daemon)"},
+        [API_ERR_UNAVAILABLE] = {"unavailable", 503, "the store cannot be reached; retry later"},
 };
 
 const char *api_error_code_name(enum api_error_code code) {
@@ -33,6 +37,22 @@ const char *api_error_code_name(enum api_error_code code) {
 
 unsigned api_error_http_status(enum api_error_code code) {
         return (unsigned)code < _API_ERR_MAX ? error_table[code].status : 500;
+}
+
+const char *api_error_description(enum api_error_code code) {
+        return (unsigned)code < _API_ERR_MAX ? error_table[code].description : "error";
+}
+
+/* The envelope reply_error_va() builds. */
+json_t *api_error_schema(void) {
+        json_t *codes = json_array();
+        for (size_t i = 0; i < _API_ERR_MAX; i++)
+                json_array_append_new(codes, json_string(error_table[i].name));
+        return json_pack("{s:s,s:{s:{s:s,s:{s:{s:s,s:o},s:{s:s},s:{s:[ss],s:s}},s:[sss],s:b}},s:[s],s:b}", "type",
+                         "object", "properties", "error", "type", "object", "properties", "code", "type", "string",
+                         "enum", codes, "message", "type", "string", "param", "type", "string", "null", "description",
+                         "the field (dots and indices), query argument or header at fault, or null", "required", "code",
+                         "message", "param", "additionalProperties", 0, "required", "error", "additionalProperties", 0);
 }
 
 enum MHD_Result api_reply_json_headers(struct api_request *req, unsigned status, json_t *body,
@@ -178,6 +198,13 @@ enum MHD_Result api_reply_file(struct api_request *req, const char *path, const 
         MHD_destroy_response(resp);
         return ret;
 }
+
+const struct api_field api_deleted_shape[] = {
+        {"id", API_T_STRING},
+        {"object", API_T_STRING, .choices = (const char *const[]){"dataset", "model", "job", NULL}},
+        {"deleted", API_T_BOOL},
+        {NULL},
+};
 
 enum MHD_Result api_reply_deleted(struct api_request *req, const char *object, const char *id) {
         return api_reply_json(req, MHD_HTTP_OK, json_pack("{s:s,s:s,s:b}", "id", id, "object", object, "deleted", 1));

@@ -83,6 +83,10 @@ enum api_error_code {
 
 const char *api_error_code_name(enum api_error_code code);
 unsigned api_error_http_status(enum api_error_code code);
+/* What a status means, for the OpenAPI document (one line). */
+const char *api_error_description(enum api_error_code code);
+/* The error envelope's JSON Schema: every code of the table, message, param. */
+json_t *api_error_schema(void);
 
 /* Queue a JSON response (steals the reference to body). */
 enum MHD_Result api_reply_json(struct api_request *req, unsigned status, json_t *body);
@@ -119,7 +123,9 @@ enum api_type {
         API_T_ARRAY_INT,
         API_T_ARRAY_STRING,
         API_T_ARRAY_ARRAY_NUMBER, /* rows of numbers (predict) */
+        API_T_ARRAY_OBJECT, /* an array of objects (fields: their table; NULL = free-form) */
         API_T_ANY, /* any JSON value (validated by the handler) */
+        API_T_BINARY, /* a file part of a multipart body (OpenAPI only) */
 };
 
 struct api_field {
@@ -132,8 +138,11 @@ struct api_field {
         size_t min_items; /* arrays */
         const char *const *choices; /* strings: NULL-terminated allowed values */
         const char *id_prefix; /* strings that are ids: "ds", "mdl", "job" */
-        const struct api_field *fields; /* API_T_OBJECT: nested table, {NULL} terminated */
+        const struct api_field *fields; /* API_T_OBJECT, API_T_ARRAY_OBJECT: nested table, {NULL} terminated */
         const char *description; /* for the OpenAPI document */
+        bool nullable; /* response tables: the value may be null */
+        bool optional; /* response tables: the member is not always there */
+        const char *ref; /* the value is this schema of the OpenAPI document's components ("JobSpec") */
 };
 
 /* Check obj against fields: unknown members, wrong types, out-of-range or
@@ -151,7 +160,20 @@ int api_json_parse_body(const struct api_request *req, json_t **ret, struct ft_e
  * *ret_mhd. Returns the object (new reference) or NULL. */
 json_t *api_request_json(struct api_request *req, const struct api_field *fields, enum MHD_Result *ret_mhd);
 
-/* JSON Schema (OpenAPI 3.0 flavour) for a field table. */
+/* JSON Schema (draft 2020-12, the dialect of OpenAPI 3.1) for a field table.
+ * API_SCHEMA_REQUEST: what api_validate() accepts (unknown members refused,
+ * null for a field that is not required); API_SCHEMA_RESPONSE: an object a
+ * handler builds, every member always present, null only where nullable;
+ * API_SCHEMA_REFINE: only the properties, to narrow another schema in allOf;
+ * API_SCHEMA_FORM: the parts of a multipart/form-data body. */
+enum api_schema_mode {
+        API_SCHEMA_REQUEST,
+        API_SCHEMA_RESPONSE,
+        API_SCHEMA_REFINE,
+        API_SCHEMA_FORM,
+};
+json_t *api_schema_object(const struct api_field *fields, enum api_schema_mode mode);
+/* api_schema_object(fields, API_SCHEMA_REQUEST). */
 json_t *api_fields_schema(const struct api_field *fields);
 
 /* The upload named name (multipart part or "" for a raw body), or NULL. */
@@ -197,6 +219,9 @@ struct api_page {
 void api_page_from_query(struct api_request *req, struct api_page *page);
 /* {"object":"list","data":items,"has_more":b,"next_after":last id or null}; steals items. */
 json_t *api_page_envelope(json_t *items, bool has_more, const char *id_key);
+/* Its JSON Schema: data items are the component item_ref ("Job"), next_after a
+ * cursor_type ("string", or "integer" for events) or null. */
+json_t *api_page_schema(const char *item_ref, const char *cursor_type);
 
 /* ---- the route table -------------------------------------------------- */
 
@@ -206,6 +231,7 @@ enum {
         API_ROUTE_JSON = 1u << 2, /* the body is JSON (Content-Type: application/json) */
         API_ROUTE_STREAM = 1u << 3, /* may answer text/event-stream */
         API_ROUTE_BINARY = 1u << 4, /* answers a file (application/octet-stream), not JSON */
+        API_ROUTE_IDEMPOTENT = 1u << 5, /* takes Idempotency-Key; a replay answers 200 with the original */
 };
 
 struct api_route {
@@ -220,8 +246,11 @@ struct api_route {
         const char *description; /* OpenAPI: longer text (may be NULL) */
         const char *tag; /* OpenAPI: group */
         unsigned success; /* the success status (200 unless set) */
-        const char *const *errors; /* OpenAPI: the error statuses it can answer, e.g. "404" */
+        const enum api_error_code *errors; /* OpenAPI: the errors it can answer, ended by _API_ERR_MAX */
         const char *const *produces; /* OpenAPI: API_ROUTE_BINARY's media types (NULL: application/octet-stream) */
+        const char *body_schema; /* OpenAPI: the JSON body is this component (body, if set, narrows it) */
+        const struct api_field *parts; /* OpenAPI: the parts of a multipart/form-data upload */
+        const char *reply; /* OpenAPI: the component the success answer is ("Job", "JobList") */
 };
 
 /* The route table (routes.c) and dispatch: 404 for an unknown path, 405 with
@@ -263,7 +292,25 @@ struct store_model;
 struct store_job;
 json_t *api_dataset_json(const struct store_dataset *d);
 json_t *api_model_json(const struct store_model *m);
-json_t *api_job_json(struct api_server *server, const struct store_job *j);
+/* A job as the API answers it (GET /v1/jobs/{id}, the list, create, cancel), "best" included. */
+json_t *api_job_json(struct api_server *server, struct store *st, const struct store_job *j);
+/* The job's "best": {"metric", "mode", "value", "epoch"} or JSON null (best.c). spec and result are the job's
+ * parsed spec_json and result_json; borrowed. Returns a new reference. */
+json_t *api_job_best_json(struct store *st, const struct store_job *j, const json_t *spec, const json_t *result);
+
+/* ---- response shapes: each table beside the code that builds the answer,
+ * for the OpenAPI document (API_SCHEMA_RESPONSE); the contract tests check
+ * real answers against them. */
+extern const struct api_field api_dataset_shape[]; /* api_dataset_json (datasets.c) */
+extern const struct api_field api_model_shape[]; /* api_model_json (models.c) */
+extern const struct api_field api_job_shape[]; /* api_job_json (jobs.c) */
+extern const struct api_field api_event_shape[]; /* api_jobs_events (jobs.c) */
+extern const struct api_field api_checkpoint_shape[]; /* api_jobs_checkpoints (jobs.c) */
+extern const struct api_field api_prediction_shape[]; /* api_models_predict (predict.c) */
+extern const struct api_field api_deleted_shape[]; /* api_reply_deleted (errors.c) */
+extern const struct api_field api_version_shape[]; /* GET /v1/version (routes.c) */
+extern const struct api_field api_health_shape[]; /* GET /healthz (routes.c) */
+extern const char *const api_job_states[]; /* store_job_state_name() of every state, NULL-terminated */
 
 /* ---- handlers (one file per resource) -------------------------------------- */
 enum MHD_Result api_openapi_get(struct api_request *req);
@@ -274,6 +321,7 @@ enum MHD_Result api_datasets_get(struct api_request *req);
 enum MHD_Result api_datasets_delete(struct api_request *req);
 
 extern const struct api_field api_model_create_fields[];
+extern const struct api_field api_model_create_parts[]; /* the multipart form of POST /v1/models */
 extern const struct api_field api_predict_fields[];
 enum MHD_Result api_models_create(struct api_request *req);
 enum MHD_Result api_models_list(struct api_request *req);

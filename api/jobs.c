@@ -19,7 +19,60 @@
 
 #define RETRY_AFTER_S "10"
 
-json_t *api_job_json(struct api_server *server, const struct store_job *j) {
+/* What api_job_json() and the event and checkpoint lists below answer, for the
+ * OpenAPI document: change a table with the code that builds the answer (the
+ * contract tests check real answers against the document). */
+static const struct api_field api_job_best_shape[] = {
+        {"metric", API_T_STRING, .description = "early_stopping.metric, or val_accuracy / val_r2"},
+        {"mode", API_T_STRING, .choices = (const char *const[]){"max", "min", NULL}},
+        {"value", API_T_NUMBER},
+        {"epoch", API_T_INT},
+        {NULL},
+};
+
+const struct api_field api_job_shape[] = {
+        {"id", API_T_STRING, .id_prefix = "job"},
+        {"object", API_T_STRING, .choices = (const char *const[]){"job", NULL}},
+        {"state", API_T_STRING, .choices = api_job_states},
+        {"attempt", API_T_INT, .description = "runs started so far (a job whose worker died runs again)"},
+        {"max_attempts", API_T_INT},
+        {"model", API_T_STRING, .id_prefix = "mdl", .description = "the base model"},
+        {"training_file", API_T_STRING, .id_prefix = "ds"},
+        {"validation_file", API_T_STRING, .id_prefix = "ds", .nullable = true},
+        {"spec", API_T_ANY, .ref = "JobSpec", .description = "the job spec with every default written out"},
+        {"progress", API_T_OBJECT, .nullable = true,
+         .description = "while it runs: epoch, step, batches and ETA ({} before the first step)"},
+        {"metrics", API_T_OBJECT, .nullable = true, .description = "the final metrics once it succeeded"},
+        {"error", API_T_OBJECT, .nullable = true, .description = "why it failed"},
+        {"result_model", API_T_STRING, .id_prefix = "mdl", .nullable = true, .description = "the model it produced"},
+        {"created_at", API_T_INT, .description = "Unix seconds"},
+        {"started_at", API_T_INT, .nullable = true},
+        {"finished_at", API_T_INT, .nullable = true},
+        {"best", API_T_OBJECT, .nullable = true, .fields = api_job_best_shape,
+         .description = "the best validation metric so far (api/best.c), null before the first epoch"},
+        {NULL},
+};
+
+const struct api_field api_event_shape[] = {
+        {"seq", API_T_INT, .description = "per job, from 1, in order (the SSE id)"},
+        {"type", API_T_STRING, .description = "status, epoch, checkpoint, metrics, early_stopping, runtime, ..."},
+        {"data", API_T_ANY, .description = "the event as the trainer or the worker reported it (docs/job-spec.md)"},
+        {"created_at", API_T_INT},
+        {NULL},
+};
+
+const struct api_field api_checkpoint_shape[] = {
+        {"id", API_T_STRING, .description = "its number, as a string"},
+        {"object", API_T_STRING, .choices = (const char *const[]){"checkpoint", NULL}},
+        {"attempt", API_T_INT, .description = "the attempt that wrote it"},
+        {"epoch", API_T_INT, .description = "epochs completed when it was written"},
+        {"step", API_T_INT, .description = "optimizer steps completed when it was written"},
+        {"meta", API_T_ANY, .description = "what the trainer recorded with it"},
+        {"created_at", API_T_INT},
+        {NULL},
+};
+
+json_t *api_job_json(struct api_server *server, struct store *st, const struct store_job *j) {
         json_t *progress = NULL;
         if (server->opts.job_progress && (j->state == STORE_JOB_RUNNING || j->state == STORE_JOB_CANCELLING)) {
                 char *live = server->opts.job_progress(server->opts.job_progress_userdata, j->id);
@@ -29,13 +82,14 @@ json_t *api_job_json(struct api_server *server, const struct store_job *j) {
         }
         if (!progress)
                 progress = api_json_text(j->progress_json);
-        return json_pack("{s:s,s:s,s:s,s:i,s:i,s:s,s:s,s:s?,s:o,s:o,s:o,s:o,s:s?,s:I,s:o,s:o}", "id", j->id, "object",
-                         "job", "state", store_job_state_name(j->state), "attempt", j->attempt, "max_attempts",
-                         j->max_attempts, "model", j->model_id, "training_file", j->training_file, "validation_file",
-                         j->validation_file[0] ? j->validation_file : NULL, "spec", api_json_text(j->spec_json),
-                         "progress", progress, "metrics", api_json_text(j->result_json), "error",
-                         api_json_text(j->error_json), "result_model",
-                         j->result_model_id[0] ? j->result_model_id : NULL, "created_at",
+        json_t *spec = api_json_text(j->spec_json), *metrics = api_json_text(j->result_json);
+        json_t *best = api_job_best_json(st, j, spec, metrics);
+        return json_pack("{s:s,s:s,s:s,s:i,s:i,s:s,s:s,s:s?,s:o,s:o,s:o,s:o,s:o,s:s?,s:I,s:o,s:o}", "id", j->id,
+                         "object", "job", "state", store_job_state_name(j->state), "attempt", j->attempt,
+                         "max_attempts", j->max_attempts, "model", j->model_id, "training_file", j->training_file,
+                         "validation_file", j->validation_file[0] ? j->validation_file : NULL, "spec", spec, "progress",
+                         progress, "metrics", metrics, "best", best, "error", api_json_text(j->error_json),
+                         "result_model", j->result_model_id[0] ? j->result_model_id : NULL, "created_at",
                          (json_int_t)(j->created_at / 1000), "started_at",
                          j->started_at ? json_integer(j->started_at / 1000) : json_null(), "finished_at",
                          j->finished_at ? json_integer(j->finished_at / 1000) : json_null());
@@ -236,7 +290,7 @@ enum MHD_Result api_jobs_create(struct api_request *req) {
                 log_info("job %s queued (model %s, data %s)", job->id, job->model_id, job->training_file);
         char location[64];
         snprintf(location, sizeof(location), "/v1/jobs/%s", job->id);
-        json_t *body = api_job_json(req->server, job);
+        json_t *body = api_job_json(req->server, st, job);
         store_job_free(job);
         return api_reply_json_headers(
                 req, replay ? MHD_HTTP_OK : MHD_HTTP_CREATED, body,
@@ -267,7 +321,7 @@ enum MHD_Result api_jobs_list(struct api_request *req) {
                 return api_reply_ft_error(req, r == -ENOENT ? -EINVAL : r, &err);
         json_t *items = json_array();
         for (size_t i = 0; i < l.n; i++)
-                json_array_append_new(items, api_job_json(req->server, l.items[i]));
+                json_array_append_new(items, api_job_json(req->server, st, l.items[i]));
         bool more = l.has_more;
         store_job_list_deinit(&l);
         return api_reply_json(req, MHD_HTTP_OK, api_page_envelope(items, more, "id"));
@@ -295,7 +349,7 @@ enum MHD_Result api_jobs_get(struct api_request *req) {
         struct store_job *job = NULL;
         if (job_load(req, &st, &job, &ret) < 0)
                 return ret;
-        json_t *body = api_job_json(req->server, job);
+        json_t *body = api_job_json(req->server, st, job);
         store_job_free(job);
         return api_reply_json(req, MHD_HTTP_OK, body);
 }
@@ -320,7 +374,7 @@ enum MHD_Result api_jobs_cancel(struct api_request *req) {
         if (r < 0) /* -EALREADY: 409 */
                 return api_reply_ft_error(req, r, &err);
         log_info("job %s: cancel requested (%s)", id, store_job_state_name(job->state));
-        json_t *body = api_job_json(req->server, job);
+        json_t *body = api_job_json(req->server, st, job);
         store_job_free(job);
         return api_reply_json(req, MHD_HTTP_OK, body);
 }

@@ -19,6 +19,30 @@ const struct api_field api_model_create_fields[] = {
         {NULL},
 };
 
+/* The multipart form of POST /v1/models, checked part by part below. */
+const struct api_field api_model_create_parts[] = {
+        {"weights", API_T_BINARY, .description = "a safetensors file, every tensor of the model (strict)"},
+        {"spec", API_T_STRING, .description = "a model spec, JSON text"},
+        {"preset", API_T_STRING, .choices = model_preset_names},
+        {"config", API_T_STRING, .description = "preset options, JSON text"},
+        {"name", API_T_STRING, .max_len = 200},
+        {NULL},
+};
+
+/* What api_model_json() answers, for the OpenAPI document. */
+const struct api_field api_model_shape[] = {
+        {"id", API_T_STRING, .id_prefix = "mdl"},
+        {"object", API_T_STRING, .choices = (const char *const[]){"model", NULL}},
+        {"name", API_T_STRING},
+        {"spec", API_T_OBJECT, .description = "the canonical model spec (docs/model-spec.md)"},
+        {"has_weights", API_T_BOOL},
+        {"weights_sha256", API_T_STRING, .nullable = true},
+        {"source", API_T_STRING, .choices = (const char *const[]){"preset", "upload", "job", NULL}},
+        {"source_job", API_T_STRING, .id_prefix = "job", .nullable = true, .description = "source job: the job"},
+        {"created_at", API_T_INT},
+        {NULL},
+};
+
 json_t *api_model_json(const struct store_model *m) {
         return json_pack("{s:s,s:s,s:s,s:o,s:b,s:s?,s:s,s:s?,s:I}", "id", m->id, "object", "model", "name", m->name,
                          "spec", api_json_text(m->spec_json), "has_weights", m->weights_sha256[0] != 0,
@@ -158,17 +182,16 @@ enum MHD_Result api_models_create(struct api_request *req) {
         } else {
                 for (unsigned i = 0; i < req->n_uploads; i++) {
                         const struct api_upload *u = &req->uploads[i];
-                        static const char *const parts[] = {"name", "preset", "config", "spec", "weights"};
-                        bool known = false;
-                        for (size_t k = 0; k < ARRAY_SIZE(parts); k++)
-                                known |= strcmp(u->name, parts[k]) == 0;
-                        if (!known) {
+                        const struct api_field *part = api_model_create_parts;
+                        while (part->name && strcmp(u->name, part->name) != 0)
+                                part++;
+                        if (!part->name) {
                                 r = ft_error_set(&err, -EINVAL, u->name,
                                                  "unknown part '%s' (expected weights, spec or preset/config, name)",
                                                  u->name);
                                 goto fail;
                         }
-                        if (u->is_file != (strcmp(u->name, "weights") == 0)) {
+                        if (u->is_file != (part->type == API_T_BINARY)) {
                                 r = ft_error_set(&err, -EINVAL, u->name,
                                                  u->is_file ? "part '%s' must be a form field (curl -F '%s=...')"
                                                             : "part '%s' must be a file (curl -F '%s=@FILE')",

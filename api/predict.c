@@ -29,6 +29,21 @@ const struct api_field api_predict_fields[] = {
         {NULL},
 };
 
+/* What the handler answers, for the OpenAPI document (prediction() builds the items). */
+static const struct api_field prediction_fields[] = {
+        {"label", API_T_STRING, .optional = true, .description = "classification: the most probable class"},
+        {"index", API_T_INT, .optional = true, .description = "classification: its index"},
+        {"probabilities", API_T_MAP_NUMBER, .optional = true, .description = "classification: class -> probability"},
+        {"value", API_T_NUMBER, .optional = true, .description = "regression: the predicted value"},
+        {NULL},
+};
+const struct api_field api_prediction_shape[] = {
+        {"object", API_T_STRING, .choices = (const char *const[]){"prediction", NULL}},
+        {"model", API_T_STRING, .id_prefix = "mdl"},
+        {"predictions", API_T_ARRAY_OBJECT, .fields = prediction_fields, .description = "one per row or image"},
+        {NULL},
+};
+
 static int load_weights(struct model *m, const struct st_file *f, struct ft_error *err) {
         for (size_t i = 0; i < model_tensor_count(m); i++) {
                 struct tensor *t = model_tensor_at(m, i);

@@ -1,15 +1,39 @@
 /* routes.c - the route table (with what the OpenAPI document says about each
- * route) and the dispatcher that matches a request to it.
- * Not for: handler bodies (each resource has its own file). */
+ * route: arguments, bodies, the answer's schema, the errors) and the
+ * dispatcher that matches a request to it.
+ * Not for: handler bodies (each resource has its own file), the document
+ * itself (openapi.c). */
 #include <stdio.h>
 #include <string.h>
 
 #include "api/internal.h"
 #include "config.h"
 
+const struct api_field api_health_shape[] = {
+        {"status", API_T_STRING, .choices = (const char *const[]){"ok", NULL}},
+        {NULL},
+};
+
 static enum MHD_Result handle_healthz(struct api_request *req) {
         return api_reply_json(req, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"));
 }
+
+static const struct api_field onednn_shape[] = {
+        {"version", API_T_STRING},
+        {"isa", API_T_STRING, .description = "the instruction set oneDNN dispatches to on this CPU"},
+        {NULL},
+};
+static const struct api_field cuda_shape[] = {
+        {"compiled", API_T_BOOL, .description = "the build has the CUDA backend"},
+        {"device", API_T_BOOL, .description = "a GPU is there to use"},
+        {NULL},
+};
+const struct api_field api_version_shape[] = {
+        {"version", API_T_STRING},
+        {"onednn", API_T_OBJECT, .fields = onednn_shape},
+        {"cuda", API_T_OBJECT, .fields = cuda_shape},
+        {NULL},
+};
 
 static enum MHD_Result handle_version(struct api_request *req) {
         const struct compute_runtime_info *rt = &req->server->runtime;
@@ -26,10 +50,10 @@ static enum MHD_Result handle_version(struct api_request *req) {
         }
 
 static const struct api_query_param page_query[] = {PAGE_QUERY, {NULL}};
-static const char *const job_states[] = {"queued", "running", "cancelling", "succeeded", "failed", "cancelled", NULL};
+const char *const api_job_states[] = {"queued", "running", "cancelling", "succeeded", "failed", "cancelled", NULL};
 static const struct api_query_param jobs_query[] = {
         PAGE_QUERY,
-        {"state", API_T_STRING, 0, 0, job_states, "only jobs in this state"},
+        {"state", API_T_STRING, 0, 0, api_job_states, "only jobs in this state"},
         {NULL},
 };
 static const struct api_query_param events_query[] = {
@@ -45,73 +69,105 @@ static const struct api_query_param upload_query[] = {
         {NULL},
 };
 
-static const char *const e_list[] = {"400", "401", NULL};
-static const char *const e_get[] = {"401", "404", NULL};
-static const char *const e_delete[] = {"401", "404", "409", NULL};
-static const char *const e_upload[] = {"400", "401", "413", "415", NULL};
-static const char *const e_create[] = {"400", "401", "404", "413", "415", NULL};
-static const char *const e_jobs_create[] = {"400", "401", "413", "415", "422", "429", NULL};
-static const char *const e_predict[] = {"400", "401", "404", "409", "413", "415", NULL};
-static const char *const e_cancel[] = {"401", "404", "409", NULL};
+#define E(...)                                                                                                         \
+        (const enum api_error_code[]) {                                                                                \
+                __VA_ARGS__, _API_ERR_MAX                                                                              \
+        }
+#define E_400 API_ERR_INVALID_REQUEST
+#define E_401 API_ERR_UNAUTHORIZED
+#define E_404 API_ERR_NOT_FOUND
+#define E_409 API_ERR_CONFLICT
+#define E_413 API_ERR_PAYLOAD_TOO_LARGE
+#define E_415 API_ERR_UNSUPPORTED_MEDIA_TYPE
+#define e_list E(E_400, E_401)
+#define e_get E(E_401, E_404)
+#define e_delete E(E_401, E_404, E_409)
+#define e_upload E(E_400, E_401, E_413, E_415)
+#define e_create E(E_400, E_401, E_404, E_413, E_415)
+#define e_jobs_create E(E_400, E_401, E_413, E_415, API_ERR_IDEMPOTENCY_MISMATCH, API_ERR_RATE_LIMITED)
+#define e_predict E(E_400, E_401, E_404, E_409, E_413, E_415)
+#define e_cancel E(E_401, E_404, E_409)
+
+/* The parts of a dataset upload: datasets.c refuses any other. */
+static const struct api_field dataset_parts[] = {
+        {"file", API_T_BINARY, .description = "a CSV file (or give it as the raw body)"},
+        {"images", API_T_BINARY, .description = "IDX (or IDX.gz) images; needs 'labels'"},
+        {"labels", API_T_BINARY, .description = "IDX (or IDX.gz) labels of 'images'"},
+        {NULL},
+};
+
+/* What POST /v1/jobs accepts beyond the job spec: jobs.c's check_spec() wants
+ * ids, not the presets, paths and inline specs that finetuned train takes. */
+static const struct api_field job_refs[] = {
+        {"model", API_T_STRING, .required = true, .id_prefix = "mdl", .max_len = API_ID_MAX,
+         .description = "a model id, from POST /v1/models"},
+        {"training_file", API_T_STRING, .required = true, .id_prefix = "ds", .max_len = API_ID_MAX,
+         .description = "a dataset id, from POST /v1/datasets (an IDX pair is one dataset)"},
+        {"validation_file", API_T_STRING, .id_prefix = "ds", .max_len = API_ID_MAX},
+        {NULL},
+};
 
 const struct api_route api_routes[] = {
-        {"GET", "/healthz", handle_healthz, .flags = API_ROUTE_PUBLIC, .tag = "service",
+        {"GET", "/healthz", handle_healthz, .flags = API_ROUTE_PUBLIC, .tag = "service", .reply = "Health",
          .summary = "liveness: {\"status\":\"ok\"} while the daemon serves"},
-        {"GET", "/v1/version", handle_version, .tag = "service",
+        {"GET", "/v1/version", handle_version, .tag = "service", .reply = "Version",
          .summary = "the daemon's version, the oneDNN version and ISA, and whether CUDA is available"},
         {"GET", "/v1/openapi.json", api_openapi_get, .flags = API_ROUTE_PUBLIC, .tag = "service",
          .summary = "this OpenAPI 3 document, generated from the daemon's route table"},
 
         {"POST", "/v1/datasets", api_datasets_create, .flags = API_ROUTE_UPLOAD, .query = upload_query,
-         .tag = "datasets", .success = 201, .errors = e_upload,
+         .tag = "datasets", .success = 201, .errors = e_upload, .parts = dataset_parts, .reply = "Dataset",
          .summary = "upload a dataset: a CSV file or IDX(.gz) images as the raw body, or an IDX pair as "
                     "multipart/form-data with the parts 'images' and 'labels'",
          .description = "The body is streamed to the blob store under the upload cap, then validated with "
                         "the CSV/IDX readers; the answer carries the detected schema (columns, rows, "
                         "classes, image shape)."},
         {"GET", "/v1/datasets", api_datasets_list, .query = page_query, .tag = "datasets", .errors = e_list,
-         .summary = "list datasets, newest first (cursor pagination)"},
-        {"GET", "/v1/datasets/{id}", api_datasets_get, .tag = "datasets", .errors = e_get,
+         .reply = "DatasetList", .summary = "list datasets, newest first (cursor pagination)"},
+        {"GET", "/v1/datasets/{id}", api_datasets_get, .tag = "datasets", .errors = e_get, .reply = "Dataset",
          .summary = "one dataset with its schema"},
-        {"DELETE", "/v1/datasets/{id}", api_datasets_delete, .tag = "datasets", .errors = e_delete,
+        {"DELETE", "/v1/datasets/{id}", api_datasets_delete, .tag = "datasets", .errors = e_delete, .reply = "Deleted",
          .summary = "delete a dataset; 409 while a queued or running job uses it"},
 
         {"POST", "/v1/models", api_models_create, .flags = API_ROUTE_JSON | API_ROUTE_UPLOAD,
          .body = api_model_create_fields, .body_max = 0, .tag = "models", .success = 201, .errors = e_create,
+         .parts = api_model_create_parts, .reply = "Model",
          .summary = "register a model: JSON {name, preset, config} or {name, spec}, or multipart/form-data "
                     "with a 'weights' safetensors file plus 'spec' or 'preset' (and 'config') parts"},
         {"GET", "/v1/models", api_models_list, .query = page_query, .tag = "models", .errors = e_list,
-         .summary = "list models, newest first (cursor pagination)"},
-        {"GET", "/v1/models/{id}", api_models_get, .tag = "models", .errors = e_get,
+         .reply = "ModelList", .summary = "list models, newest first (cursor pagination)"},
+        {"GET", "/v1/models/{id}", api_models_get, .tag = "models", .errors = e_get, .reply = "Model",
          .summary = "one model: its spec, where it came from, whether it has weights"},
-        {"DELETE", "/v1/models/{id}", api_models_delete, .tag = "models", .errors = e_delete,
+        {"DELETE", "/v1/models/{id}", api_models_delete, .tag = "models", .errors = e_delete, .reply = "Deleted",
          .summary = "delete a model; 409 while a queued or running job uses it"},
         {"GET", "/v1/models/{id}/weights", api_models_weights, .flags = API_ROUTE_BINARY, .tag = "models",
          .errors = e_get, .summary = "download the model's weights as safetensors"},
         {"POST", "/v1/models/{id}/predict", api_models_predict, .flags = API_ROUTE_JSON, .body = api_predict_fields,
-         .body_max = 16u << 20, .tag = "models", .errors = e_predict,
+         .body_max = 16u << 20, .tag = "models", .errors = e_predict, .reply = "Prediction",
          .summary = "predict: rows of features or images -> labels with class probabilities (or values), "
                     "applying the preprocessing the model was trained with"},
 
-        {"POST", "/v1/jobs", api_jobs_create, .flags = API_ROUTE_JSON, .tag = "jobs", .success = 201,
-         .errors = e_jobs_create, .summary = "create a fine-tuning job from a job spec (docs/job-spec.md)",
+        {"POST", "/v1/jobs", api_jobs_create, .flags = API_ROUTE_JSON | API_ROUTE_IDEMPOTENT, .tag = "jobs",
+         .success = 201, .errors = e_jobs_create, .body_schema = "JobSpec", .body = job_refs, .reply = "Job",
+         .summary = "create a fine-tuning job from a job spec (docs/job-spec.md)",
          .description = "Validated before it is queued: every field, the model and dataset ids, the target "
                         "column. An Idempotency-Key header makes a retried POST return the original job "
                         "(422 if the body differs). 429 with Retry-After when too many jobs are queued."},
-        {"GET", "/v1/jobs", api_jobs_list, .query = jobs_query, .tag = "jobs", .errors = e_list,
+        {"GET", "/v1/jobs", api_jobs_list, .query = jobs_query, .tag = "jobs", .errors = e_list, .reply = "JobList",
          .summary = "list jobs, newest first, optionally in one state (cursor pagination)"},
-        {"GET", "/v1/jobs/{id}", api_jobs_get, .tag = "jobs", .errors = e_get,
+        {"GET", "/v1/jobs/{id}", api_jobs_get, .tag = "jobs", .errors = e_get, .reply = "Job",
          .summary = "one job: state, attempt, progress (epoch, step, ETA), metrics when done, error when failed"},
         {"POST", "/v1/jobs/{id}/cancel", api_jobs_cancel, .flags = API_ROUTE_JSON, .tag = "jobs", .errors = e_cancel,
+         .reply = "Job",
          .summary = "cancel a job: a queued job at once, a running one within one batch; 409 if finished"},
-        {"DELETE", "/v1/jobs/{id}", api_jobs_delete, .tag = "jobs", .errors = e_delete,
+        {"DELETE", "/v1/jobs/{id}", api_jobs_delete, .tag = "jobs", .errors = e_delete, .reply = "Deleted",
          .summary = "delete a finished job with its events and checkpoints (the model it produced stays); 409 while "
                     "queued, running or cancelling"},
         {"GET", "/v1/jobs/{id}/events", api_jobs_events, .flags = API_ROUTE_STREAM, .query = events_query,
-         .tag = "jobs", .errors = e_get,
+         .tag = "jobs", .errors = e_get, .reply = "EventList",
          .summary = "the job's events (status, epoch, checkpoint, metrics) as JSON, or as Server-Sent Events"},
         {"GET", "/v1/jobs/{id}/checkpoints", api_jobs_checkpoints, .query = page_query, .tag = "jobs", .errors = e_get,
-         .summary = "the job's checkpoints, oldest first"},
+         .reply = "CheckpointList", .summary = "the job's checkpoints, oldest first"},
         {"GET", "/v1/jobs/{id}/artifacts/{name}", api_jobs_artifact, .flags = API_ROUTE_BINARY, .tag = "jobs",
          .errors = e_get, .produces = (const char *const[]){"application/octet-stream", "application/json", NULL},
          .summary = "a finished job's artifact: 'model.safetensors' (loads with load_state_dict) or "

@@ -1,7 +1,8 @@
 /* static.c - serving the embedded dashboard: GET / answers index.html and
- * GET /static/{name} the other files (app.js, app.css, chart.js, ...), each
- * with its content type, a strong ETag (If-None-Match -> 304), revalidation
- * on every load (Cache-Control: no-cache) and a strict Content-Security-Policy.
+ * GET /static/{name} the other files (main.js and the ES modules it imports,
+ * app.css, chart.js, ...), each with its content type, a strong ETag
+ * (If-None-Match -> 304), revalidation on every load (Cache-Control:
+ * no-cache) and a strict Content-Security-Policy.
  *
  * Not for: the API (JSON handlers live in their own files) or the files
  * themselves (web/, embedded by web/embed.c). */

@@ -1,7 +1,8 @@
 /* validate.c - declarative request validation: JSON bodies checked against a
  * table of fields (types, bounds, choices, nested objects), query strings
  * against the route's declared arguments, ids in paths, cursor pagination, and
- * the JSON Schema of a field table for the OpenAPI document.
+ * the JSON Schema of a field table (request, response or form) and of a list
+ * page for the OpenAPI document.
  * Not for: checks that need the store (ids that exist, columns of a dataset):
  * handlers do those after this has passed. */
 #include <math.h>
@@ -40,6 +41,8 @@ static const char *type_name(enum api_type t) {
         case API_T_ARRAY_INT: return "an array of integers";
         case API_T_ARRAY_STRING: return "an array of strings";
         case API_T_ARRAY_ARRAY_NUMBER: return "an array of arrays of numbers";
+        case API_T_ARRAY_OBJECT: return "an array of objects";
+        case API_T_BINARY: return "a file";
         case API_T_ANY: return "a JSON value";
         }
         return "a value";
@@ -85,6 +88,7 @@ static int check_array(const json_t *v, const struct api_field *f, const char *p
         case API_T_ARRAY_NUMBER: item.type = API_T_NUMBER; break;
         case API_T_ARRAY_INT: item.type = API_T_INT; break;
         case API_T_ARRAY_STRING: item.type = API_T_STRING; break;
+        case API_T_ARRAY_OBJECT: item.type = API_T_OBJECT; break;
         default: /* API_T_ARRAY_ARRAY_NUMBER: each row an array of numbers, up to 65536 wide */
                 item.type = API_T_ARRAY_NUMBER;
                 item.max_len = 65536;
@@ -165,10 +169,12 @@ static int check_value(const json_t *v, const struct api_field *f, const char *p
         case API_T_ARRAY_INT:
         case API_T_ARRAY_STRING:
         case API_T_ARRAY_ARRAY_NUMBER:
+        case API_T_ARRAY_OBJECT:
                 if (!json_is_array(v))
                         break;
                 return check_array(v, f, path, err);
-        case API_T_ANY: return 0;
+        case API_T_ANY:
+        case API_T_BINARY: return 0;
         }
         return ft_error_set(err, -EINVAL, path, "'%s' must be %s", path, type_name(f->type));
 }
@@ -262,12 +268,40 @@ json_t *api_request_json(struct api_request *req, const struct api_field *fields
         return j;
 }
 
-static json_t *field_schema(const struct api_field *f) {
-        json_t *s = json_object();
+/* ---- JSON Schema of a table (the OpenAPI 3.1 dialect, draft 2020-12) ------- */
+
+/* A bound as JSON: an integer when it is one (100, not 100.0). */
+static json_t *schema_number(double x) {
+        if (x == floor(x) && fabs(x) < 9007199254740992.0)
+                return json_integer((json_int_t)x);
+        return json_real(x);
+}
+
+static json_t *schema_ref(const char *name) {
+        char ref[128];
+        snprintf(ref, sizeof(ref), "#/components/schemas/%s", name);
+        return json_pack("{s:s}", "$ref", ref);
+}
+
+static json_t *field_schema(const struct api_field *f, enum api_schema_mode mode) {
+        bool nullable = mode == API_SCHEMA_RESPONSE ? f->nullable : mode != API_SCHEMA_FORM && !f->required;
+        bool bounds = mode != API_SCHEMA_RESPONSE; /* answers are not capped; requests are */
+        const char *type = NULL;
+        json_t *s;
+        if (f->ref) {
+                s = schema_ref(f->ref);
+                if (nullable)
+                        s = json_pack("{s:[o,{s:s}]}", "anyOf", s, "type", "null");
+                if (s && f->description)
+                        json_object_set_new(s, "description", json_string(f->description));
+                return s;
+        }
+        s = json_object();
         switch (f->type) {
         case API_T_STRING:
-                json_object_set_new(s, "type", json_string("string"));
-                json_object_set_new(s, "maxLength", json_integer((json_int_t)(f->max_len ? f->max_len : 256)));
+                type = "string";
+                if (bounds)
+                        json_object_set_new(s, "maxLength", json_integer((json_int_t)(f->max_len ? f->max_len : 256)));
                 if (f->id_prefix) {
                         char pat[64];
                         snprintf(pat, sizeof(pat), "^%s_[0-9A-Za-z]{1,48}$", f->id_prefix);
@@ -277,65 +311,108 @@ static json_t *field_schema(const struct api_field *f) {
                         json_t *e = json_array();
                         for (const char *const *c = f->choices; *c; c++)
                                 json_array_append_new(e, json_string(*c));
+                        if (nullable)
+                                json_array_append_new(e, json_null());
                         json_object_set_new(s, "enum", e);
                 }
                 break;
         case API_T_INT:
         case API_T_NUMBER:
-                json_object_set_new(s, "type", json_string(f->type == API_T_INT ? "integer" : "number"));
+                type = f->type == API_T_INT ? "integer" : "number";
                 if (bounded(f)) {
-                        json_object_set_new(s, "minimum", json_real(f->min));
-                        json_object_set_new(s, "maximum", json_real(f->max));
-                        if (f->exclusive_min)
-                                json_object_set_new(s, "exclusiveMinimum", json_true());
+                        json_object_set_new(s, f->exclusive_min ? "exclusiveMinimum" : "minimum",
+                                            schema_number(f->min));
+                        json_object_set_new(s, "maximum", schema_number(f->max));
                 }
                 break;
-        case API_T_BOOL: json_object_set_new(s, "type", json_string("boolean")); break;
+        case API_T_BOOL: type = "boolean"; break;
         case API_T_OBJECT:
-                json_decref(s);
-                s = f->fields ? api_fields_schema(f->fields) : json_pack("{s:s}", "type", "object");
+                type = "object";
+                if (f->fields) {
+                        json_decref(s);
+                        s = api_schema_object(f->fields, mode == API_SCHEMA_RESPONSE ? mode : API_SCHEMA_REQUEST);
+                }
                 break;
         case API_T_MAP_NUMBER:
-                json_object_set_new(s, "type", json_string("object"));
+                type = "object";
                 json_object_set_new(s, "additionalProperties", json_pack("{s:s}", "type", "number"));
+                if (bounds)
+                        json_object_set_new(s, "maxProperties",
+                                            json_integer((json_int_t)(f->max_len ? f->max_len : 256)));
                 break;
         case API_T_ARRAY_NUMBER:
         case API_T_ARRAY_INT:
         case API_T_ARRAY_STRING:
-        case API_T_ARRAY_ARRAY_NUMBER: {
-                const char *it = f->type == API_T_ARRAY_INT      ? "integer"
-                                 : f->type == API_T_ARRAY_STRING ? "string"
-                                                                 : "number";
-                json_object_set_new(s, "type", json_string("array"));
+        case API_T_ARRAY_ARRAY_NUMBER:
+        case API_T_ARRAY_OBJECT: {
+                type = "array";
+                json_t *item;
                 if (f->type == API_T_ARRAY_ARRAY_NUMBER)
-                        json_object_set_new(s, "items",
-                                            json_pack("{s:s,s:{s:s}}", "type", "array", "items", "type", "number"));
-                else
-                        json_object_set_new(s, "items", json_pack("{s:s}", "type", it));
-                json_object_set_new(s, "minItems", json_integer((json_int_t)f->min_items));
-                json_object_set_new(s, "maxItems", json_integer((json_int_t)(f->max_len ? f->max_len : 4096)));
+                        item = json_pack("{s:s,s:{s:s},s:i,s:i}", "type", "array", "items", "type", "number",
+                                         "minItems", 1, "maxItems", 65536);
+                else if (f->type == API_T_ARRAY_OBJECT)
+                        item = f->fields ? api_schema_object(f->fields,
+                                                             mode == API_SCHEMA_RESPONSE ? mode : API_SCHEMA_REQUEST)
+                                         : json_pack("{s:s}", "type", "object");
+                else {
+                        item = json_pack("{s:s}", "type",
+                                         f->type == API_T_ARRAY_INT      ? "integer"
+                                         : f->type == API_T_ARRAY_STRING ? "string"
+                                                                         : "number");
+                        if (bounded(f) && f->type != API_T_ARRAY_STRING) {
+                                json_object_set_new(item, "minimum", schema_number(f->min));
+                                json_object_set_new(item, "maximum", schema_number(f->max));
+                        }
+                }
+                json_object_set_new(s, "items", item);
+                if (bounds) {
+                        json_object_set_new(s, "minItems", json_integer((json_int_t)f->min_items));
+                        json_object_set_new(s, "maxItems", json_integer((json_int_t)(f->max_len ? f->max_len : 4096)));
+                }
                 break;
         }
         case API_T_ANY: break;
+        case API_T_BINARY:
+                type = "string";
+                json_object_set_new(s, "contentMediaType", json_string("application/octet-stream"));
+                break;
         }
+        if (!s)
+                return NULL;
+        if (type)
+                json_object_set_new(s, "type", nullable ? json_pack("[ss]", type, "null") : json_string(type));
         if (f->description)
                 json_object_set_new(s, "description", json_string(f->description));
         return s;
 }
 
-json_t *api_fields_schema(const struct api_field *fields) {
+json_t *api_schema_object(const struct api_field *fields, enum api_schema_mode mode) {
         json_t *props = json_object(), *required = json_array();
         for (const struct api_field *f = fields; f->name; f++) {
-                json_object_set_new(props, f->name, field_schema(f));
-                if (f->required)
+                json_object_set_new(props, f->name, field_schema(f, mode));
+                if (mode == API_SCHEMA_RESPONSE ? !f->optional : f->required && mode != API_SCHEMA_REFINE)
                         json_array_append_new(required, json_string(f->name));
         }
-        json_t *s = json_pack("{s:s,s:o,s:b}", "type", "object", "properties", props, "additionalProperties", 0);
-        if (json_array_size(required))
+        json_t *s = json_pack("{s:s,s:o}", "type", "object", "properties", props);
+        if (s && mode != API_SCHEMA_REFINE)
+                json_object_set_new(s, "additionalProperties", json_false());
+        if (s && json_array_size(required))
                 json_object_set_new(s, "required", required);
         else
                 json_decref(required);
         return s;
+}
+
+json_t *api_fields_schema(const struct api_field *fields) {
+        return api_schema_object(fields, API_SCHEMA_REQUEST);
+}
+
+json_t *api_page_schema(const char *item_ref, const char *cursor_type) {
+        return json_pack("{s:s,s:{s:{s:s,s:[s]},s:{s:s,s:o},s:{s:s},s:{s:[ss],s:s}},s:[ssss],s:b}", "type", "object",
+                         "properties", "object", "type", "string", "enum", "list", "data", "type", "array", "items",
+                         schema_ref(item_ref), "has_more", "type", "boolean", "next_after", "type", cursor_type, "null",
+                         "description", "the cursor for the next page (after=), null on the last page", "required",
+                         "object", "data", "has_more", "next_after", "additionalProperties", 0);
 }
 
 /* ---- query strings ---------------------------------------------------------- */

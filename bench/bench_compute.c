@@ -2,8 +2,11 @@
  * data: samples/s, achieved GFLOP/s (3x forward flops per sample) against the measured dnnl_sgemm peak, and peak
  * RSS. bench/run.sh runs it alternately with bench_torch.py (the same models in PyTorch).
  *
- *   bench_compute MODEL THREADS SECONDS      MODEL: mlp | cnn | resnet18 | sgemm
- * prints one JSON line. Not a test: timings are never assertions. */
+ *   bench_compute MODEL THREADS SECONDS
+ *   MODEL: mlp | cnn | resnet18 (3x64x64, batch 32) | resnet18_224 (3x224x224, batch 16) | resnet18_224_partial
+ *          (only layer4 and fc train) | predict_resnet18_224 (evaluation forwards, batch 64) | sgemm
+ * prints one JSON line. GFLOP/s counts 3x the forward for training (the nominal count: a partial step does less)
+ * and 1x for predict. Not a test: timings are never assertions. */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +39,8 @@ static double sgemm_peak(int threads) {
 
 int main(int argc, char **argv) {
         if (argc != 4) {
-                fprintf(stderr, "usage: bench_compute mlp|cnn|resnet18|sgemm THREADS SECONDS\n");
+                fprintf(stderr, "usage: bench_compute mlp|cnn|resnet18|resnet18_224|resnet18_224_partial|"
+                                "predict_resnet18_224|sgemm THREADS SECONDS\n");
                 return 2;
         }
         const char *name = argv[1];
@@ -49,12 +53,17 @@ int main(int argc, char **argv) {
         }
         const char *preset, *opts;
         int batch;
+        bool partial = false, predict = false; /* partial: only layer4 and fc train; predict: eval forwards */
         if (strcmp(name, "mlp") == 0)
                 preset = "mlp", opts = "{\"inputs\": 784, \"hidden\": [512, 256], \"outputs\": 10}", batch = 128;
         else if (strcmp(name, "cnn") == 0)
                 preset = "cnn", opts = "{}", batch = 64;
         else if (strcmp(name, "resnet18") == 0)
                 preset = "resnet18", opts = "{\"num_classes\": 10, \"input_size\": [64, 64]}", batch = 32;
+        else if (strcmp(name, "resnet18_224") == 0 || strcmp(name, "resnet18_224_partial") == 0)
+                preset = "resnet18", opts = "{\"num_classes\": 10}", batch = 16, partial = name[12] != '\0';
+        else if (strcmp(name, "predict_resnet18_224") == 0)
+                preset = "resnet18", opts = "{\"num_classes\": 10}", batch = 64, predict = true;
         else {
                 fprintf(stderr, "unknown model %s\n", name);
                 return 2;
@@ -73,6 +82,11 @@ int main(int argc, char **argv) {
                 return 1;
         }
         model_init(m, 1);
+        if (partial && (model_freeze(m, "*", true, NULL, &err) < 0 || model_freeze(m, "layer4.*", false, NULL, &err) < 0 ||
+                        model_freeze(m, "fc.*", false, NULL, &err) < 0)) {
+                fprintf(stderr, "bench: %s\n", err.message);
+                return 1;
+        }
         size_t in = model_input_numel(m), classes = model_output_count(m);
         float *x = malloc((size_t)batch * in * sizeof(float)), *dlogits = malloc((size_t)batch * classes * 4);
         int32_t *y = malloc((size_t)batch * sizeof(int32_t));
@@ -89,8 +103,13 @@ int main(int argc, char **argv) {
                 if (it == 3)
                         t0 = ft_now_monotonic(); /* 3 warm-up steps */
                 const float *out;
-                float loss;
-                if (model_forward(m, x, batch, true, &out, &err) < 0 ||
+                float loss = 0.0f;
+                if (predict) {
+                        if (model_forward(m, x, batch, false, &out, &err) < 0) {
+                                fprintf(stderr, "bench: %s\n", err.message);
+                                return 1;
+                        }
+                } else if (model_forward(m, x, batch, true, &out, &err) < 0 ||
                     loss_cross_entropy(out, y, batch, (int)classes, NULL, &loss, dlogits, &err) < 0 ||
                     model_backward(m, dlogits, &err) < 0 || optim_step(opt, ctx, 1e-3f, &err) < 0) {
                         fprintf(stderr, "bench: %s\n", err.message);
@@ -120,7 +139,8 @@ int main(int argc, char **argv) {
         printf("{\"impl\": \"finetuned\", \"model\": \"%s\", \"threads\": %d, \"batch\": %d, \"steps\": %d, "
                "\"samples_per_sec\": %.1f, \"gflops\": %.2f, \"peak_rss_mb\": %.1f, \"mean_loss\": %.4f, "
                "\"isa\": \"%s\", \"reference_kernels\": %zu, \"kernels\": %s}\n",
-               name, threads, batch, steps, sps, sps * 3.0 * model_forward_flops(m) / 1e9, ru.ru_maxrss / 1024.0,
+               name, threads, batch, steps, sps, sps * (predict ? 1.0 : 3.0) * model_forward_flops(m) / 1e9,
+               ru.ru_maxrss / 1024.0,
                loss_sum / (steps + 3), json_string_value(json_object_get(rep, "isa")) ?: "unknown",
                json_array_size(json_object_get(rep, "reference")), impls ? impls : "{}");
         free(impls);

@@ -5,7 +5,9 @@
 # PyTorch at its best thread count), GFLOP/s against the measured dnnl_sgemm peak, peak RSS, and the number of
 # oneDNN reference kernels our step ran (0 is the only good answer).
 #
-#   bench/run.sh [BUILD_DIR] [ROUNDS] [SECONDS] [ISA...]      defaults: build 3 5, and every ISA this CPU can run
+#   [MODELS="mlp cnn resnet18"] bench/run.sh [BUILD_DIR] [ROUNDS] [SECONDS] [ISA...]
+# defaults: build 3 5, and every ISA this CPU can run; MODELS also takes resnet18_224, resnet18_224_partial and
+# predict_resnet18_224 (the fine-tuning workloads of docs/performance.md)
 # ISA: native (no cap), or a ONEDNN_MAX_CPU_ISA value (AVX2, AVX512_CORE, ...). Both sides run under the same cap:
 # ONEDNN_MAX_CPU_ISA for our oneDNN and PyTorch's bundled one, and for PyTorch's OpenBLAS (its Linear layers) the
 # matching OPENBLAS_CORETYPE (AVX2: Haswell, AVX512_CORE: SkylakeX; native: OpenBLAS's own detection).
@@ -23,6 +25,8 @@ else
         ISAS+=(native)
 fi
 BIN="$BUILD/bench/bench_compute"
+# MODELS="..." picks workloads (bench_compute.c lists them); the default is the three reference models
+MODELS=${MODELS:-mlp cnn resnet18}
 # PyTorch at its best: Debian's python3-torch does its Linear layers through the system BLAS (BLAS_INFO=generic),
 # which is the slow reference BLAS unless OpenBLAS is installed (tools/setup.sh --dev installs
 # libopenblas0-pthread), and OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, set on some of these machines for old
@@ -48,7 +52,7 @@ for isa in "${ISAS[@]}"; do
         tag() { sed "s/^{/{\"isa_cap\": \"$isa\", /"; }
         for t in 1 2; do "${OURS[@]}" sgemm "$t" 0 | tag >>"$OUT"; done
         for r in $(seq "$ROUNDS"); do
-                for m in mlp cnn resnet18; do
+                for m in $MODELS; do
                         for t in 1 2; do
                                 if [ $((r % 2)) -eq 1 ]; then
                                         "${OURS[@]}" "$m" "$t" "$SECONDS_PER_RUN" | tag >>"$OUT"
@@ -73,7 +77,7 @@ for cap in dict.fromkeys(r["isa_cap"] for r in rows):
     isa = next((r["isa"] for r in rs if r.get("isa")), "?")
     print(f"== ISA cap {cap} (oneDNN dispatches to {isa}) ==")
     print(f"dnnl_sgemm peak: 1 thread {peak.get(1, 0):.1f} GFLOP/s, 2 threads {peak.get(2, 0):.1f} GFLOP/s")
-    for model in ("mlp", "cnn", "resnet18"):
+    for model in dict.fromkeys(r["model"] for r in rs if r["model"] != "sgemm"):
         torch_best = max(med("pytorch", model, t, "samples_per_sec") for t in (1, 2))
         for t in (1, 2):
             ours, theirs = med("finetuned", model, t, "samples_per_sec"), med("pytorch", model, t, "samples_per_sec")

@@ -1,9 +1,12 @@
 /* jobspec.c - parse and validate the job spec JSON (see jobspec.h and
- * docs/job-spec.md). Validation is declarative: one table of fields per JSON
- * object (type, bounds, enum names, where it lands in struct jobspec), walked
- * by one function; only fields with a shape of their own (model, file pairs,
- * glob lists, normalize) have small custom parsers, and cross-field rules run
- * at the end.
+ * docs/job-spec.md), and describe it as JSON Schema. Validation is
+ * declarative: one table of fields per JSON object (kind, bounds, enum names,
+ * required, nullable, where it lands in struct jobspec, a description), walked
+ * by one function; jobspec_schema() walks the same tables, so the schema says
+ * exactly what the parser checks field by field. Only `model` has a parser of
+ * its own (with its schema beside it), and the cross-field rules run at the
+ * end (validate()); JSON Schema cannot state those, so the fields they
+ * concern say them in their descriptions.
  *
  * Not for: resolving references or reading any file.
  */
@@ -15,28 +18,43 @@
 
 enum kind {
         K_BOOL,
-        K_UINT, /* integer in [lo, hi] */
+        K_UINT, /* integer in [lo, hi]; with ints: one of them */
         K_U64, /* integer in [0, 2^63) */
-        K_NUMBER, /* finite number in [lo, hi] (lo exclusive when lo_open) */
+        K_NUMBER, /* finite number in [lo, hi] (lo_open / hi_open: exclusive) */
         K_ENUM, /* string, one of names[] -> int */
-        K_STRING, /* string, at most size-1 bytes */
+        K_STRING, /* string of min_n to size-1 bytes, no NUL */
+        K_REFS, /* a reference string (char[2][size]); max_n 2: or an array [images, labels] */
+        K_NUMBERS, /* min_n..max_n numbers in [lo, hi] (double[]); one bare number when min_n <= 1 */
+        K_UINTS, /* exactly max_n integers in [lo, hi] (unsigned[]) */
+        K_GLOBS, /* a glob or an array of at most max_n globs (char[][size]) */
+        K_GLOB_MAP, /* object glob -> number in [lo, hi], at most max_n entries (struct jobspec_lr_multiplier[]) */
         K_OBJECT, /* nested table */
-        K_CUSTOM,
+        K_CUSTOM, /* its own parser (custom) and schema (schema) */
 };
 
 struct field;
 typedef int (*custom_fn)(const json_t *v, struct jobspec *s, const char *param, struct ft_error *err);
+/* Adds to the schema the walker made for f (K_CUSTOM: an empty one). */
+typedef int (*schema_fn)(const struct field *f, json_t *schema);
 
 struct field {
         const char *key;
         enum kind kind;
         size_t off; /* offset in struct jobspec */
-        size_t size; /* K_STRING: buffer size */
+        size_t size; /* K_STRING, K_REFS, K_GLOBS: buffer size of one string */
         double lo, hi;
         bool lo_open, hi_open;
+        size_t min_n, max_n; /* K_STRING: min_n bytes; arrays and maps: entries */
+        bool has_n; /* K_NUMBERS (unsigned), K_GLOBS, K_GLOB_MAP (size_t): the count lands at off_n */
+        size_t off_n;
+        bool required; /* absent is an error */
+        bool nullable; /* null is accepted: the defaults (K_OBJECT), else none (zeroes) */
+        const unsigned *ints; /* K_UINT: the allowed values, 0-terminated */
         const char *const *names; /* K_ENUM, NULL-terminated */
         const struct field *sub; /* K_OBJECT, terminated by key == NULL */
         custom_fn custom;
+        schema_fn schema;
+        const char *doc; /* the schema's description (docs/job-spec.md has the long form) */
 };
 
 #define OFF(m) offsetof(struct jobspec, m)
@@ -133,15 +151,26 @@ void jobspec_deinit(struct jobspec *s) {
         jobspec_init(s);
 }
 
-/* ---- custom field parsers ------------------------------------------------- */
+/* ---- parsing one value ------------------------------------------------------ */
 
-static int copy_string(const json_t *v, char *dst, size_t size, bool allow_empty, const char *param,
-                       struct ft_error *err) {
+/* The param of an array entry ("a.b[2]") or a member ("a.b"; "b" at the top),
+ * cut to fit (FT_ERROR_PARAM_MAX). */
+static void param_index(char *p, size_t size, const char *param, size_t i) {
+        if (snprintf(p, size, "%s[%zu]", param, i) >= (int)size)
+                p[size - 1] = 0;
+}
+
+static void param_member(char *p, size_t size, const char *prefix, const char *key) {
+        if (snprintf(p, size, "%s%s%s", prefix, *prefix ? "." : "", key) >= (int)size)
+                p[size - 1] = 0;
+}
+
+static int copy_string(const json_t *v, char *dst, size_t size, size_t min, const char *param, struct ft_error *err) {
         if (!json_is_string(v))
                 return ft_error_set(err, -EINVAL, param, "'%s' must be a string", param);
         size_t n = json_string_length(v);
         const char *str = json_string_value(v);
-        if (n == 0 && !allow_empty)
+        if (n < min)
                 return ft_error_set(err, -EINVAL, param, "'%s' must not be empty", param);
         if (n >= size)
                 return ft_error_set(err, -EINVAL, param, "'%s' is longer than %zu bytes", param, size - 1);
@@ -151,6 +180,8 @@ static int copy_string(const json_t *v, char *dst, size_t size, bool allow_empty
         return 0;
 }
 
+/* "model": a reference (1 to JOBSPEC_REF_MAX-1 bytes) or an inline model spec
+ * of at most JOBSPEC_MODEL_SPEC_MAX bytes serialized; model_schema() says the same. */
 static int parse_model(const json_t *v, struct jobspec *s, const char *param, struct ft_error *err) {
         if (json_is_object(v)) {
                 char *dump = json_dumps(v, JSON_COMPACT);
@@ -175,120 +206,135 @@ static int parse_model(const json_t *v, struct jobspec *s, const char *param, st
                                     param);
         json_decref(s->model_spec);
         s->model_spec = NULL;
-        return copy_string(v, s->model_ref, sizeof(s->model_ref), false, param, err);
+        return copy_string(v, s->model_ref, sizeof(s->model_ref), 1, param, err);
 }
 
-static int parse_file_ref(const json_t *v, char dst[2][JOBSPEC_REF_MAX], const char *param, struct ft_error *err) {
+static int model_schema(const struct field *f, json_t *schema) {
+        return json_object_set_new(
+                schema, "anyOf",
+                json_pack("[{s:s,s:i,s:I,s:s},{s:s,s:s}]", "type", "string", "minLength", 1, "maxLength",
+                          (json_int_t)JOBSPEC_REF_MAX - 1, "description",
+                          "a model id (mdl_..., the API), a preset name (mlp, cnn, resnet18, resnet34) or a path to "
+                          "a .safetensors file (finetuned train)",
+                          "type", "object", "description",
+                          "an inline model spec (docs/model-spec.md), at most 65536 bytes as compact JSON; "
+                          "finetuned train only: the API takes a model id"));
+}
+
+/* early_stopping.metric: a string here; validate() checks it against the
+ * metrics table, which metric_schema() lists as the enum. */
+static int metric_schema(const struct field *f, json_t *schema);
+
+static void describe_range(char *buf, size_t size, const struct field *f) {
+        snprintf(buf, size, "%s %g and %s %g", f->lo_open ? "greater than" : "at least", f->lo,
+                 f->hi_open ? "less than" : "at most", f->hi);
+}
+
+static int number_in(const json_t *v, const struct field *f, const char *param, double *ret, struct ft_error *err) {
+        char range[128];
+        if (!json_is_number(v))
+                return ft_error_set(err, -EINVAL, param, "'%s' must be a number", param);
+        double x = json_number_value(v);
+        if (!isfinite(x) || (f->lo_open ? x <= f->lo : x < f->lo) || (f->hi_open ? x >= f->hi : x > f->hi)) {
+                describe_range(range, sizeof(range), f);
+                return ft_error_set(err, -EINVAL, param, "'%s' must be %s", param, range);
+        }
+        *ret = x;
+        return 0;
+}
+
+/* An integer as JSON Schema means it: a number with no fraction (2 and 2.0). */
+static bool is_integral(const json_t *v) {
+        return json_is_integer(v) || (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)));
+}
+
+static int uint_in(const json_t *v, const struct field *f, const char *param, unsigned *ret, struct ft_error *err) {
+        double x = json_number_value(v);
+        bool in = is_integral(v) && x >= f->lo && x <= f->hi;
+        if (in && f->ints) {
+                in = false;
+                for (const unsigned *p = f->ints; *p; p++)
+                        in |= x == *p;
+        }
+        if (in) {
+                *ret = (unsigned)x;
+                return 0;
+        }
+        if (!f->ints)
+                return ft_error_set(err, -EINVAL, param, "'%s' must be an integer from %.0f to %.0f", param, f->lo,
+                                    f->hi);
+        char list[64] = "";
+        size_t len = 0;
+        for (const unsigned *p = f->ints; *p && len < sizeof(list); p++)
+                len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%u",
+                                        p == f->ints ? ""
+                                        : p[1]       ? ", "
+                                                     : " or ",
+                                        *p);
+        return ft_error_set(err, -EINVAL, param, "'%s' must be %s", param, list);
+}
+
+static int parse_refs(const json_t *v, const struct field *f, char *dst, const char *param, struct ft_error *err) {
         char p[FT_ERROR_PARAM_MAX];
         if (json_is_string(v)) {
-                dst[1][0] = 0;
-                return copy_string(v, dst[0], JOBSPEC_REF_MAX, false, param, err);
+                dst[f->size] = 0;
+                return copy_string(v, dst, f->size, 1, param, err);
         }
-        if (!json_is_array(v) || json_array_size(v) < 1 || json_array_size(v) > 2)
+        if (f->max_n < 2 || !json_is_array(v) || json_array_size(v) < 1 || json_array_size(v) > f->max_n)
                 return ft_error_set(err, -EINVAL, param,
                                     "'%s' must be a string or an array of 1 or 2 strings ([images, labels])", param);
-        dst[1][0] = 0;
+        dst[f->size] = 0;
         for (size_t i = 0; i < json_array_size(v); i++) {
-                snprintf(p, sizeof(p), "%s[%zu]", param, i);
-                int r = copy_string(json_array_get(v, i), dst[i], JOBSPEC_REF_MAX, false, p, err);
+                param_index(p, sizeof(p), param, i);
+                int r = copy_string(json_array_get(v, i), dst + i * f->size, f->size, 1, p, err);
                 if (r < 0)
                         return r;
         }
         return 0;
 }
 
-static int parse_training_file(const json_t *v, struct jobspec *s, const char *param, struct ft_error *err) {
-        return parse_file_ref(v, s->training_file, param, err);
-}
-
-static int parse_validation_file(const json_t *v, struct jobspec *s, const char *param, struct ft_error *err) {
-        if (json_is_null(v)) {
-                s->validation_file[0][0] = s->validation_file[1][0] = 0;
-                return 0;
-        }
-        return parse_file_ref(v, s->validation_file, param, err);
-}
-
-static int parse_number_array(const json_t *v, double *dst, size_t min_n, size_t max_n, size_t *ret_n, double lo,
-                              bool lo_open, double hi, const char *param, struct ft_error *err) {
+static int parse_numbers(const json_t *v, const struct field *f, double *dst, size_t *ret_n, const char *param,
+                         struct ft_error *err) {
         char p[FT_ERROR_PARAM_MAX];
-        if (json_is_number(v) && min_n <= 1) {
-                /* a bare number is shorthand for a one-element array */
-                double x = json_number_value(v);
-                if (!isfinite(x) || (lo_open ? x <= lo : x < lo) || x > hi)
-                        return ft_error_set(err, -EINVAL, param, "'%s' must be %s %g and at most %g", param,
-                                            lo_open ? "greater than" : "at least", lo, hi);
-                dst[0] = x;
+        if (json_is_number(v) && f->min_n <= 1) { /* a bare number is shorthand for a one-element array */
                 *ret_n = 1;
-                return 0;
+                return number_in(v, f, param, dst, err);
         }
-        if (!json_is_array(v) || json_array_size(v) < min_n || json_array_size(v) > max_n) {
-                if (min_n == max_n)
-                        return ft_error_set(err, -EINVAL, param, "'%s' must be an array of %zu numbers", param, min_n);
-                return ft_error_set(err, -EINVAL, param, "'%s' must be an array of %zu to %zu numbers", param, min_n,
-                                    max_n);
+        if (!json_is_array(v) || json_array_size(v) < f->min_n || json_array_size(v) > f->max_n) {
+                if (f->min_n == f->max_n)
+                        return ft_error_set(err, -EINVAL, param, "'%s' must be an array of %zu numbers", param,
+                                            f->min_n);
+                return ft_error_set(err, -EINVAL, param, "'%s' must be an array of %zu to %zu numbers", param, f->min_n,
+                                    f->max_n);
         }
         for (size_t i = 0; i < json_array_size(v); i++) {
-                const json_t *e = json_array_get(v, i);
-                snprintf(p, sizeof(p), "%s[%zu]", param, i);
-                if (!json_is_number(e))
-                        return ft_error_set(err, -EINVAL, p, "'%s' must be a number", p);
-                double x = json_number_value(e);
-                if (!isfinite(x) || (lo_open ? x <= lo : x < lo) || x > hi)
-                        return ft_error_set(err, -EINVAL, p, "'%s' must be %s %g and at most %g", p,
-                                            lo_open ? "greater than" : "at least", lo, hi);
-                dst[i] = x;
+                param_index(p, sizeof(p), param, i);
+                int r = number_in(json_array_get(v, i), f, p, &dst[i], err);
+                if (r < 0)
+                        return r;
         }
         *ret_n = json_array_size(v);
         return 0;
 }
 
-static int parse_betas(const json_t *v, struct jobspec *s, const char *param, struct ft_error *err) {
-        size_t n;
-        double b[2];
-        int r = parse_number_array(v, b, 2, 2, &n, 0.0, false, 0.999999999, param, err);
-        if (r < 0)
-                return r;
-        s->hyperparameters.betas[0] = b[0];
-        s->hyperparameters.betas[1] = b[1];
-        return 0;
-}
-
-static int parse_resize(const json_t *v, struct jobspec *s, const char *param, struct ft_error *err) {
+static int parse_uints(const json_t *v, const struct field *f, unsigned *dst, const char *param, struct ft_error *err) {
         char p[FT_ERROR_PARAM_MAX];
-        if (json_is_null(v)) {
-                s->preprocess.resize[0] = s->preprocess.resize[1] = 0;
-                return 0;
-        }
-        if (!json_is_array(v) || json_array_size(v) != 2)
-                return ft_error_set(err, -EINVAL, param, "'%s' must be an array [height, width]", param);
-        for (size_t i = 0; i < 2; i++) {
-                const json_t *e = json_array_get(v, i);
-                snprintf(p, sizeof(p), "%s[%zu]", param, i);
-                if (!json_is_integer(e) || json_integer_value(e) < 1 || json_integer_value(e) > JOBSPEC_RESIZE_MAX)
-                        return ft_error_set(err, -EINVAL, p, "'%s' must be an integer from 1 to %d", p,
-                                            JOBSPEC_RESIZE_MAX);
-                s->preprocess.resize[i] = (unsigned)json_integer_value(e);
+        if (!json_is_array(v) || json_array_size(v) != f->max_n)
+                return ft_error_set(err, -EINVAL, param, "'%s' must be an array of %zu integers", param, f->max_n);
+        for (size_t i = 0; i < f->max_n; i++) {
+                param_index(p, sizeof(p), param, i);
+                int r = uint_in(json_array_get(v, i), f, p, &dst[i], err);
+                if (r < 0)
+                        return r;
         }
         return 0;
 }
 
-static int parse_channels(const json_t *v, struct jobspec *s, const char *param, struct ft_error *err) {
-        if (json_is_null(v)) {
-                s->preprocess.channels = 0;
-                return 0;
-        }
-        if (!json_is_integer(v) || (json_integer_value(v) != 1 && json_integer_value(v) != 3))
-                return ft_error_set(err, -EINVAL, param, "'%s' must be 1 or 3", param);
-        s->preprocess.channels = (unsigned)json_integer_value(v);
-        return 0;
-}
-
-static int parse_globs(const json_t *v, char dst[][JOBSPEC_NAME_MAX], size_t *ret_n, const char *param,
+static int parse_globs(const json_t *v, const struct field *f, char *dst, size_t *ret_n, const char *param,
                        struct ft_error *err) {
         char p[FT_ERROR_PARAM_MAX];
         if (json_is_string(v)) {
-                int r = copy_string(v, dst[0], JOBSPEC_NAME_MAX, false, param, err);
+                int r = copy_string(v, dst, f->size, 1, param, err);
                 if (r < 0)
                         return r;
                 *ret_n = 1;
@@ -296,11 +342,11 @@ static int parse_globs(const json_t *v, char dst[][JOBSPEC_NAME_MAX], size_t *re
         }
         if (!json_is_array(v))
                 return ft_error_set(err, -EINVAL, param, "'%s' must be an array of glob patterns", param);
-        if (json_array_size(v) > JOBSPEC_GLOBS_MAX)
-                return ft_error_set(err, -EINVAL, param, "'%s' has more than %d patterns", param, JOBSPEC_GLOBS_MAX);
+        if (json_array_size(v) > f->max_n)
+                return ft_error_set(err, -EINVAL, param, "'%s' has more than %zu patterns", param, f->max_n);
         for (size_t i = 0; i < json_array_size(v); i++) {
-                snprintf(p, sizeof(p), "%s[%zu]", param, i);
-                int r = copy_string(json_array_get(v, i), dst[i], JOBSPEC_NAME_MAX, false, p, err);
+                param_index(p, sizeof(p), param, i);
+                int r = copy_string(json_array_get(v, i), dst + i * f->size, f->size, 1, p, err);
                 if (r < 0)
                         return r;
         }
@@ -308,15 +354,8 @@ static int parse_globs(const json_t *v, char dst[][JOBSPEC_NAME_MAX], size_t *re
         return 0;
 }
 
-static int parse_freeze(const json_t *v, struct jobspec *s, const char *param, struct ft_error *err) {
-        return parse_globs(v, s->strategy.freeze, &s->strategy.n_freeze, param, err);
-}
-
-static int parse_trainable(const json_t *v, struct jobspec *s, const char *param, struct ft_error *err) {
-        return parse_globs(v, s->strategy.trainable, &s->strategy.n_trainable, param, err);
-}
-
-static int parse_lr_multipliers(const json_t *v, struct jobspec *s, const char *param, struct ft_error *err) {
+static int parse_glob_map(const json_t *v, const struct field *f, struct jobspec_lr_multiplier *dst, size_t *ret_n,
+                          const char *param, struct ft_error *err) {
         char p[FT_ERROR_PARAM_MAX];
         const char *key;
         json_t *val;
@@ -324,174 +363,106 @@ static int parse_lr_multipliers(const json_t *v, struct jobspec *s, const char *
         if (!json_is_object(v))
                 return ft_error_set(err, -EINVAL, param, "'%s' must be an object mapping glob patterns to numbers",
                                     param);
-        if (json_object_size(v) > JOBSPEC_GLOBS_MAX)
-                return ft_error_set(err, -EINVAL, param, "'%s' has more than %d patterns", param, JOBSPEC_GLOBS_MAX);
+        if (json_object_size(v) > f->max_n)
+                return ft_error_set(err, -EINVAL, param, "'%s' has more than %zu patterns", param, f->max_n);
         json_object_foreach((json_t *)v, key, val) {
-                snprintf(p, sizeof(p), "%s.%s", param, key);
+                param_member(p, sizeof(p), param, key);
                 size_t kl = strlen(key);
-                if (kl == 0 || kl >= JOBSPEC_NAME_MAX)
-                        return ft_error_set(err, -EINVAL, p, "'%s' pattern must be 1 to %d bytes", p,
-                                            JOBSPEC_NAME_MAX - 1);
-                if (!json_is_number(val) || !isfinite(json_number_value(val)) || json_number_value(val) < 0 ||
-                    json_number_value(val) > 1e4)
-                        return ft_error_set(err, -EINVAL, p, "'%s' must be a number from 0 to 10000", p);
-                memcpy(s->strategy.lr_multipliers[n].pattern, key, kl + 1);
-                s->strategy.lr_multipliers[n].multiplier = json_number_value(val);
+                if (kl == 0 || kl >= sizeof(dst[n].pattern))
+                        return ft_error_set(err, -EINVAL, p, "'%s' pattern must be 1 to %zu bytes", p,
+                                            sizeof(dst[n].pattern) - 1);
+                int r = number_in(val, f, p, &dst[n].multiplier, err);
+                if (r < 0)
+                        return r;
+                memcpy(dst[n].pattern, key, kl + 1);
                 n++;
         }
-        s->strategy.n_lr_multipliers = n;
+        *ret_n = n;
         return 0;
 }
 
-static int parse_normalize(const json_t *v, struct jobspec *s, const char *param, struct ft_error *err);
-static int parse_es_metric(const json_t *v, struct jobspec *s, const char *param, struct ft_error *err) {
-        return copy_string(v, s->early_stopping.metric, sizeof(s->early_stopping.metric), false, param, err);
+/* Bytes a nullable field occupies: null sets them to zero (none). */
+static size_t field_bytes(const struct field *f) {
+        switch (f->kind) {
+        case K_UINT: return sizeof(unsigned);
+        case K_UINTS: return f->max_n * sizeof(unsigned);
+        case K_REFS: return 2 * f->size;
+        default: return 0;
+        }
 }
 
-/* ---- the tables ------------------------------------------------------------ */
+static int parse_object(const json_t *obj, const struct field *table, const char *prefix, struct jobspec *s,
+                        struct ft_error *err);
 
-#define F_BOOL(k, m)                                                                                                   \
-        { .key = k, .kind = K_BOOL, .off = OFF(m) }
-#define F_UINT(k, m, l, h)                                                                                             \
-        { .key = k, .kind = K_UINT, .off = OFF(m), .lo = l, .hi = h }
-#define F_NUM(k, m, l, lopen, h, hopen)                                                                                \
-        { .key = k, .kind = K_NUMBER, .off = OFF(m), .lo = l, .lo_open = lopen, .hi = h, .hi_open = hopen }
-#define F_ENUM(k, m, n)                                                                                                \
-        { .key = k, .kind = K_ENUM, .off = OFF(m), .names = n }
-#define F_STR(k, m)                                                                                                    \
-        { .key = k, .kind = K_STRING, .off = OFF(m), .size = sizeof(((struct jobspec *)0)->m) }
-#define F_OBJ(k, t)                                                                                                    \
-        { .key = k, .kind = K_OBJECT, .sub = t }
-#define F_FN(k, f)                                                                                                     \
-        { .key = k, .kind = K_CUSTOM, .custom = f }
-
-static const struct field task_fields[] = {
-        F_ENUM("type", task.type, task_names),
-        F_STR("target", task.target),
-        {0},
-};
-
-static const struct field augment_fields[] = {
-        F_UINT("random_crop_padding", preprocess.random_crop_padding, 0, 64),
-        F_BOOL("hflip", preprocess.hflip),
-        {0},
-};
-
-static const struct field preprocess_fields[] = {
-        F_BOOL("dropna", preprocess.dropna),   F_BOOL("standardize", preprocess.standardize),
-        F_BOOL("shuffle", preprocess.shuffle), F_FN("resize", parse_resize),
-        F_FN("channels", parse_channels),      F_FN("normalize", parse_normalize),
-        F_OBJ("augment", augment_fields),      {0},
-};
-
-static const struct field hyper_fields[] = {
-        F_UINT("epochs", hyperparameters.epochs, 1, JOBSPEC_EPOCHS_MAX),
-        F_UINT("batch_size", hyperparameters.batch_size, 1, JOBSPEC_BATCH_MAX),
-        F_NUM("learning_rate", hyperparameters.learning_rate, 0, true, 10, false),
-        F_ENUM("optimizer", hyperparameters.optimizer, optimizer_names),
-        F_NUM("momentum", hyperparameters.momentum, 0, false, 1, true),
-        F_FN("betas", parse_betas),
-        F_NUM("eps", hyperparameters.eps, 0, true, 1, false),
-        F_NUM("weight_decay", hyperparameters.weight_decay, 0, false, 10, false),
-        F_ENUM("schedule", hyperparameters.schedule, schedule_names),
-        F_NUM("warmup_epochs", hyperparameters.warmup_epochs, 0, false, JOBSPEC_EPOCHS_MAX, false),
-        F_UINT("step_size", hyperparameters.step_size, 0, JOBSPEC_EPOCHS_MAX),
-        F_NUM("gamma", hyperparameters.gamma, 0, true, 1, false),
-        F_NUM("min_lr", hyperparameters.min_lr, 0, false, 10, false),
-        F_NUM("max_grad_norm", hyperparameters.max_grad_norm, 0, false, 1e6, false),
-        F_NUM("label_smoothing", hyperparameters.label_smoothing, 0, false, 1, true),
-        {0},
-};
-
-static const struct field strategy_fields[] = {
-        F_ENUM("type", strategy.type, strategy_names),
-        F_FN("freeze", parse_freeze),
-        F_FN("trainable", parse_trainable),
-        F_BOOL("train_batchnorm", strategy.train_batchnorm),
-        F_NUM("layer_decay", strategy.layer_decay, 0, true, 1, false),
-        F_FN("lr_multipliers", parse_lr_multipliers),
-        {0},
-};
-
-static const struct field early_fields[] = {
-        F_FN("metric", parse_es_metric),
-        F_UINT("patience", early_stopping.patience, 0, JOBSPEC_EPOCHS_MAX),
-        F_NUM("min_delta", early_stopping.min_delta, 0, false, 1e12, false),
-        F_BOOL("restore_best", early_stopping.restore_best),
-        {0},
-};
-
-static const struct field checkpoint_fields[] = {
-        F_UINT("every_epochs", checkpoint.every_epochs, 0, JOBSPEC_EPOCHS_MAX),
-        F_UINT("keep", checkpoint.keep, 0, JOBSPEC_EPOCHS_MAX),
-        {0},
-};
-
-static const struct field root_fields[] = {
-        F_FN("model", parse_model),
-        F_FN("training_file", parse_training_file),
-        F_FN("validation_file", parse_validation_file),
-        F_NUM("validation_split", validation_split, 0, false, 1, true),
-        F_OBJ("task", task_fields),
-        F_OBJ("preprocess", preprocess_fields),
-        F_OBJ("hyperparameters", hyper_fields),
-        F_OBJ("strategy", strategy_fields),
-        F_OBJ("early_stopping", early_fields),
-        F_OBJ("checkpoint", checkpoint_fields),
-        {.key = "seed", .kind = K_U64, .off = OFF(seed)},
-        F_ENUM("device", device, device_names),
-        {0},
-};
-
-static const struct field normalize_fields[] = {
-        {.key = "mean"},
-        {.key = "std"},
-        {0},
-};
-
-static int parse_normalize(const json_t *v, struct jobspec *s, const char *param, struct ft_error *err) {
-        char p[FT_ERROR_PARAM_MAX];
-        const char *key;
-        json_t *val;
-        size_t nm = 0, ns = 0;
-        if (json_is_null(v)) {
-                s->preprocess.normalize_n = 0;
+static int parse_value(const json_t *v, const struct field *f, const char *param, struct jobspec *s,
+                       struct ft_error *err) {
+        char *dst = (char *)s + f->off;
+        size_t n = 0;
+        int r = 0;
+        if (json_is_null(v) && f->nullable) {
+                memset(dst, 0, field_bytes(f)); /* K_OBJECT: null means the defaults */
                 return 0;
         }
-        if (!json_is_object(v))
-                return ft_error_set(err, -EINVAL, param, "'%s' must be an object {\"mean\": [...], \"std\": [...]}",
-                                    param);
-        json_object_foreach((json_t *)v, key, val) {
-                bool known = false;
-                for (const struct field *f = normalize_fields; f->key; f++)
-                        known |= strcmp(f->key, key) == 0;
-                snprintf(p, sizeof(p), "%s.%s", param, key);
-                if (!known)
-                        return ft_error_set(err, -EINVAL, p, "unknown field '%s'", p);
+        switch (f->kind) {
+        case K_BOOL:
+                if (!json_is_boolean(v))
+                        return ft_error_set(err, -EINVAL, param, "'%s' must be true or false", param);
+                *(bool *)dst = json_is_true(v);
+                return 0;
+        case K_UINT: return uint_in(v, f, param, (unsigned *)dst, err);
+        case K_U64: {
+                json_int_t x = json_is_integer(v) ? json_integer_value(v) : -1;
+                if (is_integral(v) && json_is_real(v) && json_real_value(v) >= 0 &&
+                    json_real_value(v) < 9223372036854775808.0)
+                        x = (json_int_t)json_real_value(v);
+                if (x < 0)
+                        return ft_error_set(err, -EINVAL, param, "'%s' must be a non-negative integer", param);
+                *(uint64_t *)dst = (uint64_t)x;
+                return 0;
         }
-        const json_t *mean = json_object_get(v, "mean"), *std = json_object_get(v, "std");
-        snprintf(p, sizeof(p), "%s.mean", param);
-        if (!mean)
-                return ft_error_set(err, -EINVAL, p, "'%s' is required", p);
-        int r = parse_number_array(mean, s->preprocess.normalize_mean, 1, JOBSPEC_CHANNELS_MAX, &nm, -1e6, false, 1e6,
-                                   p, err);
-        if (r < 0)
+        case K_NUMBER: return number_in(v, f, param, (double *)dst, err);
+        case K_ENUM: {
+                size_t i;
+                const char *str = json_string_value(v);
+                if (!json_is_string(v))
+                        return ft_error_set(err, -EINVAL, param, "'%s' must be a string", param);
+                for (i = 0; f->names[i]; i++)
+                        if (strcmp(f->names[i], str) == 0)
+                                break;
+                if (!f->names[i]) {
+                        char list[256] = "";
+                        size_t len = 0;
+                        for (size_t j = 0; f->names[j] && len < sizeof(list); j++)
+                                len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", j ? ", " : "",
+                                                        f->names[j]);
+                        return ft_error_set(err, -EINVAL, param, "'%s' must be one of %s, not \"%.64s\"", param, list,
+                                            str);
+                }
+                *(int *)dst = (int)i;
+                return 0;
+        }
+        case K_STRING: return copy_string(v, dst, f->size, f->min_n, param, err);
+        case K_REFS: return parse_refs(v, f, dst, param, err);
+        case K_NUMBERS:
+                r = parse_numbers(v, f, (double *)dst, &n, param, err);
+                if (r == 0 && f->has_n)
+                        *(unsigned *)((char *)s + f->off_n) = (unsigned)n;
                 return r;
-        snprintf(p, sizeof(p), "%s.std", param);
-        if (!std)
-                return ft_error_set(err, -EINVAL, p, "'%s' is required", p);
-        r = parse_number_array(std, s->preprocess.normalize_std, 1, JOBSPEC_CHANNELS_MAX, &ns, 0, true, 1e6, p, err);
-        if (r < 0)
+        case K_UINTS: return parse_uints(v, f, (unsigned *)dst, param, err);
+        case K_GLOBS:
+                r = parse_globs(v, f, dst, &n, param, err);
+                if (r == 0)
+                        *(size_t *)((char *)s + f->off_n) = n;
                 return r;
-        if (nm != ns)
-                return ft_error_set(err, -EINVAL, p, "'%s' has %zu entries but '%s.mean' has %zu", p, ns, param, nm);
-        s->preprocess.normalize_n = (unsigned)nm;
-        return 0;
-}
-
-static void describe_range(char *buf, size_t size, const struct field *f) {
-        snprintf(buf, size, "%s %g and %s %g", f->lo_open ? "greater than" : "at least", f->lo,
-                 f->hi_open ? "less than" : "at most", f->hi);
+        case K_GLOB_MAP:
+                r = parse_glob_map(v, f, (struct jobspec_lr_multiplier *)dst, &n, param, err);
+                if (r == 0)
+                        *(size_t *)((char *)s + f->off_n) = n;
+                return r;
+        case K_OBJECT: return parse_object(v, f->sub, param, s, err);
+        case K_CUSTOM: return f->custom(v, s, param, err);
+        }
+        return ft_error_set(err, -EINVAL, param, "'%s' has no parser", param);
 }
 
 static int parse_object(const json_t *obj, const struct field *table, const char *prefix, struct jobspec *s,
@@ -499,7 +470,6 @@ static int parse_object(const json_t *obj, const struct field *table, const char
         const char *key;
         json_t *v;
         char param[FT_ERROR_PARAM_MAX];
-        char range[128];
 
         if (!json_is_object(obj)) {
                 if (*prefix)
@@ -510,93 +480,250 @@ static int parse_object(const json_t *obj, const struct field *table, const char
                 const struct field *f = table;
                 while (f->key && strcmp(f->key, key) != 0)
                         f++;
-                if (*prefix)
-                        snprintf(param, sizeof(param), "%s.%s", prefix, key);
-                else
-                        snprintf(param, sizeof(param), "%s", key);
+                param_member(param, sizeof(param), prefix, key);
                 if (!f->key)
                         return ft_error_set(err, -EINVAL, param, "unknown field '%s'", param);
-                char *dst = (char *)s + f->off;
-                int r;
-                switch (f->kind) {
-                case K_BOOL:
-                        if (!json_is_boolean(v))
-                                return ft_error_set(err, -EINVAL, param, "'%s' must be true or false", param);
-                        *(bool *)dst = json_is_true(v);
-                        break;
-                case K_UINT: {
-                        if (!json_is_integer(v) || json_integer_value(v) < (json_int_t)f->lo ||
-                            json_integer_value(v) > (json_int_t)f->hi)
-                                return ft_error_set(err, -EINVAL, param, "'%s' must be an integer from %.0f to %.0f",
-                                                    param, f->lo, f->hi);
-                        *(unsigned *)dst = (unsigned)json_integer_value(v);
-                        break;
-                }
-                case K_U64:
-                        if (!json_is_integer(v) || json_integer_value(v) < 0)
-                                return ft_error_set(err, -EINVAL, param, "'%s' must be a non-negative integer", param);
-                        *(uint64_t *)dst = (uint64_t)json_integer_value(v);
-                        break;
-                case K_NUMBER: {
-                        double x;
-                        if (!json_is_number(v))
-                                return ft_error_set(err, -EINVAL, param, "'%s' must be a number", param);
-                        x = json_number_value(v);
-                        if (!isfinite(x) || (f->lo_open ? x <= f->lo : x < f->lo) ||
-                            (f->hi_open ? x >= f->hi : x > f->hi)) {
-                                describe_range(range, sizeof(range), f);
-                                return ft_error_set(err, -EINVAL, param, "'%s' must be %s", param, range);
-                        }
-                        *(double *)dst = x;
-                        break;
-                }
-                case K_ENUM: {
-                        size_t i;
-                        const char *str = json_string_value(v);
-                        if (!json_is_string(v))
-                                return ft_error_set(err, -EINVAL, param, "'%s' must be a string", param);
-                        for (i = 0; f->names[i]; i++)
-                                if (strcmp(f->names[i], str) == 0)
-                                        break;
-                        if (!f->names[i]) {
-                                char list[256] = "";
-                                size_t len = 0;
-                                for (size_t j = 0; f->names[j] && len < sizeof(list); j++)
-                                        len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", j ? ", " : "",
-                                                                f->names[j]);
-                                return ft_error_set(err, -EINVAL, param, "'%s' must be one of %s, not \"%.64s\"", param,
-                                                    list, str);
-                        }
-                        *(int *)dst = (int)i;
-                        break;
-                }
-                case K_STRING:
-                        r = copy_string(v, dst, f->size, true, param, err);
-                        if (r < 0)
-                                return r;
-                        break;
-                case K_OBJECT:
-                        if (json_is_null(v)) /* null: the defaults */
-                                break;
-                        r = parse_object(v, f->sub, param, s, err);
-                        if (r < 0)
-                                return r;
-                        break;
-                case K_CUSTOM:
-                        r = f->custom(v, s, param, err);
-                        if (r < 0)
-                                return r;
-                        break;
-                }
+                int r = parse_value(v, f, param, s, err);
+                if (r < 0)
+                        return r;
+        }
+        for (const struct field *f = table; f->key; f++) {
+                param_member(param, sizeof(param), prefix, f->key);
+                if (f->required && !json_object_get(obj, f->key))
+                        return ft_error_set(err, -EINVAL, param, "'%s' is required", param);
         }
         return 0;
 }
 
+/* ---- the tables --------------------------------------------------------------- */
+
+#define F_BOOL(k, m, d)                                                                                                \
+        { .key = k, .kind = K_BOOL, .off = OFF(m), .doc = d }
+#define F_UINT(k, m, l, h, d)                                                                                          \
+        { .key = k, .kind = K_UINT, .off = OFF(m), .lo = l, .hi = h, .doc = d }
+#define F_NUM(k, m, l, lopen, h, hopen, d)                                                                             \
+        { .key = k, .kind = K_NUMBER, .off = OFF(m), .lo = l, .lo_open = lopen, .hi = h, .hi_open = hopen, .doc = d }
+#define F_ENUM(k, m, n, d)                                                                                             \
+        { .key = k, .kind = K_ENUM, .off = OFF(m), .names = n, .doc = d }
+#define F_STR(k, m, d)                                                                                                 \
+        { .key = k, .kind = K_STRING, .off = OFF(m), .size = sizeof(((struct jobspec *)0)->m), .doc = d }
+#define F_OBJ(k, t, d)                                                                                                 \
+        { .key = k, .kind = K_OBJECT, .sub = t, .nullable = true, .doc = d }
+#define F_GLOBS(k, m, d)                                                                                               \
+        {                                                                                                              \
+                .key = k, .kind = K_GLOBS, .off = OFF(strategy.m), .size = JOBSPEC_NAME_MAX,                           \
+                .max_n = JOBSPEC_GLOBS_MAX, .has_n = true, .off_n = OFF(strategy.n_##m), .doc = d                      \
+        }
+
+static const struct field task_fields[] = {
+        F_ENUM("type", task.type, task_names,
+               "classification: cross-entropy and classification metrics; regression: MSE and regression metrics"),
+        F_STR("target", task.target, "the CSV column to predict; \"\" is the last column (image datasets: \"\")"),
+        {0},
+};
+
+static const struct field augment_fields[] = {
+        F_UINT("random_crop_padding", preprocess.random_crop_padding, 0, 64,
+               "random crop with this zero padding, training only; 0: none"),
+        F_BOOL("hflip", preprocess.hflip, "random horizontal flip, training only"),
+        {0},
+};
+
+static const struct field normalize_fields[] = {
+        {.key = "mean",
+         .kind = K_NUMBERS,
+         .off = OFF(preprocess.normalize_mean),
+         .lo = -1e6,
+         .hi = 1e6,
+         .min_n = 1,
+         .max_n = JOBSPEC_CHANNELS_MAX,
+         .has_n = true,
+         .off_n = OFF(preprocess.normalize_n),
+         .required = true,
+         .doc = "per-channel means (one number: every channel)"},
+        {.key = "std",
+         .kind = K_NUMBERS,
+         .off = OFF(preprocess.normalize_std),
+         .lo = 0,
+         .lo_open = true,
+         .hi = 1e6,
+         .min_n = 1,
+         .max_n = JOBSPEC_CHANNELS_MAX,
+         .required = true,
+         .doc = "per-channel standard deviations, as many as 'mean'"},
+        {0},
+};
+
+static const struct field preprocess_fields[] = {
+        F_BOOL("dropna", preprocess.dropna,
+               "drop CSV rows with a missing value; otherwise a missing value is an error naming its line and column"),
+        F_BOOL("standardize", preprocess.standardize,
+               "z-score every CSV feature with the training split's mean and deviation (saved with the model)"),
+        F_BOOL("shuffle", preprocess.shuffle, "shuffle the split and the training order every epoch (seeded)"),
+        {.key = "resize",
+         .kind = K_UINTS,
+         .off = OFF(preprocess.resize),
+         .lo = 1,
+         .hi = JOBSPEC_RESIZE_MAX,
+         .max_n = 2,
+         .nullable = true,
+         .doc = "[height, width] the model takes (bilinear); null: the model's size"},
+        {.key = "channels",
+         .kind = K_UINT,
+         .off = OFF(preprocess.channels),
+         .lo = 1,
+         .hi = 3,
+         .ints = (const unsigned[]){1, 3, 0},
+         .nullable = true,
+         .doc = "image channels the model takes (gray is replicated to 3); null: as the model wants"},
+        {.key = "normalize",
+         .kind = K_OBJECT,
+         .sub = normalize_fields,
+         .nullable = true,
+         .doc = "per-channel normalisation after scaling pixels to [0, 1]; null: none"},
+        F_OBJ("augment", augment_fields, "training-time augmentation of images"),
+        {0},
+};
+
+static const struct field hyper_fields[] = {
+        F_UINT("epochs", hyperparameters.epochs, 1, JOBSPEC_EPOCHS_MAX, "passes over the training data"),
+        F_UINT("batch_size", hyperparameters.batch_size, 1, JOBSPEC_BATCH_MAX,
+               "rows per step (gd: per chunk of the one full-batch step)"),
+        F_NUM("learning_rate", hyperparameters.learning_rate, 0, true, 10, false, "the peak learning rate"),
+        F_ENUM("optimizer", hyperparameters.optimizer, optimizer_names,
+               "gd is full-batch gradient descent, one step per epoch; torch.optim semantics otherwise"),
+        F_NUM("momentum", hyperparameters.momentum, 0, false, 1, true, "momentum and nesterov"),
+        {.key = "betas",
+         .kind = K_NUMBERS,
+         .off = OFF(hyperparameters.betas),
+         .lo = 0,
+         .hi = 1,
+         .hi_open = true,
+         .min_n = 2,
+         .max_n = 2,
+         .doc = "adam and adamw: [beta1, beta2]"},
+        F_NUM("eps", hyperparameters.eps, 0, true, 1, false, "adam and adamw, outside the square root as torch"),
+        F_NUM("weight_decay", hyperparameters.weight_decay, 0, false, 10, false,
+              "L2 added to the gradient; decoupled for adamw"),
+        F_ENUM("schedule", hyperparameters.schedule, schedule_names, "how the learning rate changes, per step"),
+        F_NUM("warmup_epochs", hyperparameters.warmup_epochs, 0, false, JOBSPEC_EPOCHS_MAX, false,
+              "linear warmup over this many epochs (fractions allowed); at most 'epochs'"),
+        F_UINT("step_size", hyperparameters.step_size, 0, JOBSPEC_EPOCHS_MAX,
+               "step schedule: epochs between decays; 0: max(1, epochs / 3)"),
+        F_NUM("gamma", hyperparameters.gamma, 0, true, 1, false, "step schedule: decay factor"),
+        F_NUM("min_lr", hyperparameters.min_lr, 0, false, 10, false,
+              "where cosine and linear end; at most 'learning_rate'"),
+        F_NUM("max_grad_norm", hyperparameters.max_grad_norm, 0, false, 1e6, false,
+              "clip the global L2 norm of the gradients; 0: no clipping"),
+        F_NUM("label_smoothing", hyperparameters.label_smoothing, 0, false, 1, true,
+              "as CrossEntropyLoss(label_smoothing=); classification only"),
+        {0},
+};
+
+static const struct field strategy_fields[] = {
+        F_ENUM("type", strategy.type, strategy_names,
+               "full: every parameter trains; partial: freeze or trainable decide (neither: only the head); "
+               "layerwise: layer_decay and lr_multipliers"),
+        F_GLOBS("freeze", freeze, "parameters to freeze (fnmatch globs over state_dict names); not with 'trainable'"),
+        F_GLOBS("trainable", trainable, "train only these parameters (globs); not with 'freeze'"),
+        F_BOOL("train_batchnorm", strategy.train_batchnorm,
+               "false: a BatchNorm whose weight and bias are frozen keeps its running statistics"),
+        F_NUM("layer_decay", strategy.layer_decay, 0, true, 1, false,
+              "layerwise: a tensor's rate is learning_rate * layer_decay^depth, depth counted from the head"),
+        {.key = "lr_multipliers",
+         .kind = K_GLOB_MAP,
+         .off = OFF(strategy.lr_multipliers),
+         .lo = 0,
+         .hi = 1e4,
+         .size = JOBSPEC_NAME_MAX,
+         .max_n = JOBSPEC_GLOBS_MAX,
+         .has_n = true,
+         .off_n = OFF(strategy.n_lr_multipliers),
+         .doc = "layerwise: glob -> multiplier of the rate of matching parameters (the first match wins)"},
+        {0},
+};
+
+static const struct field early_fields[] = {
+        {.key = "metric",
+         .kind = K_STRING,
+         .off = OFF(early_stopping.metric),
+         .min_n = 1,
+         .size = sizeof(((struct jobspec *)0)->early_stopping.metric),
+         .schema = metric_schema,
+         .doc = "the epoch metric to watch (losses and errors are minimised, the rest maximised); a val_* metric "
+                "needs validation data"},
+        F_UINT("patience", early_stopping.patience, 0, JOBSPEC_EPOCHS_MAX,
+               "stop after this many epochs without improvement"),
+        F_NUM("min_delta", early_stopping.min_delta, 0, false, 1e12, false,
+              "an improvement must beat the best by more than this"),
+        F_BOOL("restore_best", early_stopping.restore_best, "end with the best epoch's weights"),
+        {0},
+};
+
+static const struct field checkpoint_fields[] = {
+        F_UINT("every_epochs", checkpoint.every_epochs, 0, JOBSPEC_EPOCHS_MAX,
+               "write a checkpoint every N epochs (and at the last and an early stop); 0: never"),
+        F_UINT("keep", checkpoint.keep, 0, JOBSPEC_EPOCHS_MAX, "the newest N checkpoints stay; 0: all"),
+        {0},
+};
+
+static const struct field root_fields[] = {
+        {.key = "model",
+         .kind = K_CUSTOM,
+         .custom = parse_model,
+         .schema = model_schema,
+         .required = true,
+         .doc = "the base model"},
+        {.key = "training_file",
+         .kind = K_REFS,
+         .off = OFF(training_file),
+         .size = JOBSPEC_REF_MAX,
+         .max_n = 2,
+         .required = true,
+         .doc = "the training data: a dataset id (ds_..., the API) or a path (finetuned train); [images, labels] "
+                "names an IDX pair"},
+        {.key = "validation_file",
+         .kind = K_REFS,
+         .off = OFF(validation_file),
+         .size = JOBSPEC_REF_MAX,
+         .max_n = 2,
+         .nullable = true,
+         .doc = "validation data, as training_file; when given, validation_split is not used"},
+        F_NUM("validation_split", validation_split, 0, false, 1, true,
+              "fraction of the training data held out for validation (stratified, seeded); 0: none"),
+        F_OBJ("task", task_fields, "what to predict"),
+        F_OBJ("preprocess", preprocess_fields, "how rows and images are prepared"),
+        F_OBJ("hyperparameters", hyper_fields, "optimizer, schedule and their settings"),
+        F_OBJ("strategy", strategy_fields, "which parameters train, and how fast"),
+        F_OBJ("early_stopping", early_fields, "giving the object turns early stopping on; null: off"),
+        F_OBJ("checkpoint", checkpoint_fields, "how often checkpoints are written and how many stay"),
+        {.key = "seed",
+         .kind = K_U64,
+         .off = OFF(seed),
+         .doc = "seeds the split, shuffling, augmentation, dropout and fresh initialisation"},
+        F_ENUM("device", device, device_names, "auto uses a GPU when the build and the machine have one"),
+        {0},
+};
+
+/* Entries of a K_NUMBERS value (a bare number is one). */
+static size_t numbers_count(const json_t *v) {
+        return json_is_array(v) ? json_array_size(v) : 1;
+}
+
+/* The rules between fields, which JSON Schema cannot state: the fields they
+ * concern say them in their descriptions (and so in the schema). */
 static int validate(const json_t *root, struct jobspec *s, struct ft_error *err) {
-        if (!s->model_ref[0] && !s->model_spec)
-                return ft_error_set(err, -EINVAL, "model", "'model' is required");
-        if (!s->training_file[0][0])
-                return ft_error_set(err, -EINVAL, "training_file", "'training_file' is required");
+        const json_t *norm = json_object_get(json_object_get(root, "preprocess"), "normalize");
+        if (json_is_object(norm)) {
+                size_t nm = numbers_count(json_object_get(norm, "mean")),
+                       ns = numbers_count(json_object_get(norm, "std"));
+                if (nm != ns)
+                        return ft_error_set(
+                                err, -EINVAL, "preprocess.normalize.std",
+                                "'preprocess.normalize.std' has %zu entries but 'preprocess.normalize.mean' "
+                                "has %zu",
+                                ns, nm);
+        }
 
         const json_t *es = json_object_get(root, "early_stopping");
         s->early_stopping.enabled = es != NULL && !json_is_null(es);
@@ -725,4 +852,196 @@ json_t *jobspec_to_json(const struct jobspec *s) {
                 s->strategy.layer_decay, "lr_multipliers", mult, "early_stopping", early, "checkpoint", "every_epochs",
                 (json_int_t)s->checkpoint.every_epochs, "keep", (json_int_t)s->checkpoint.keep, "seed",
                 (json_int_t)s->seed, "device", jobspec_device_name(s->device));
+}
+
+/* ---- the schema ---------------------------------------------------------------- */
+
+/* A bound as JSON: an integer when it is one (10, not 10.0). */
+static json_t *schema_number(double x) {
+        if (x == floor(x) && fabs(x) < 9007199254740992.0)
+                return json_integer((json_int_t)x);
+        return json_real(x);
+}
+
+static json_t *schema_type(const char *type, bool nullable) {
+        return nullable ? json_pack("[ss]", type, "null") : json_string(type);
+}
+
+static json_t *schema_range(json_t *s, const struct field *f) {
+        json_object_set_new(s, f->lo_open ? "exclusiveMinimum" : "minimum", schema_number(f->lo));
+        json_object_set_new(s, f->hi_open ? "exclusiveMaximum" : "maximum", schema_number(f->hi));
+        return s;
+}
+
+static json_t *schema_string(size_t min, size_t size) {
+        return json_pack("{s:s,s:I,s:I}", "type", "string", "minLength", (json_int_t)min, "maxLength",
+                         (json_int_t)(size - 1));
+}
+
+static int metric_schema(const struct field *f, json_t *schema) {
+        char text[1024], cls[256] = "", reg[256] = "";
+        json_t *e = json_array();
+        for (size_t i = 0; i < ARRAY_SIZE(metrics); i++) {
+                json_array_append_new(e, json_string(metrics[i].name));
+                if (metrics[i].classification)
+                        snprintf(cls + strlen(cls), sizeof(cls) - strlen(cls), "%s%s", cls[0] ? ", " : "",
+                                 metrics[i].name);
+                if (metrics[i].regression)
+                        snprintf(reg + strlen(reg), sizeof(reg) - strlen(reg), "%s%s", reg[0] ? ", " : "",
+                                 metrics[i].name);
+        }
+        snprintf(text, sizeof(text), "%s; classification reports %s; regression reports %s", f->doc, cls, reg);
+        json_object_set_new(schema, "description", json_string(text));
+        return json_object_set_new(schema, "enum", e);
+}
+
+static json_t *object_schema(const struct field *table, const json_t *plain, const json_t *full, bool nullable);
+
+/* plain and full: the parent object in jobspec_to_json() of the defaults,
+ * with early stopping off (what an absent object means) and on (the defaults
+ * of its members). */
+static json_t *field_schema(const struct field *f, const json_t *plain, const json_t *full) {
+        json_t *s = json_object(), *any = NULL;
+        switch (f->kind) {
+        case K_BOOL: json_object_set_new(s, "type", schema_type("boolean", f->nullable)); break;
+        case K_UINT:
+                json_object_set_new(s, "type", schema_type("integer", f->nullable));
+                schema_range(s, f);
+                if (f->ints) {
+                        json_t *e = json_array();
+                        for (const unsigned *p = f->ints; *p; p++)
+                                json_array_append_new(e, json_integer(*p));
+                        if (f->nullable)
+                                json_array_append_new(e, json_null());
+                        json_object_set_new(s, "enum", e);
+                }
+                break;
+        case K_U64:
+                json_object_set_new(s, "type", schema_type("integer", f->nullable));
+                json_object_set_new(s, "minimum", json_integer(0));
+                json_object_set_new(s, "maximum", json_integer(INT64_MAX));
+                break;
+        case K_NUMBER:
+                json_object_set_new(s, "type", schema_type("number", f->nullable));
+                schema_range(s, f);
+                break;
+        case K_ENUM: {
+                json_t *e = json_array();
+                for (const char *const *n = f->names; *n; n++)
+                        json_array_append_new(e, json_string(*n));
+                json_object_set_new(s, "type", schema_type("string", f->nullable));
+                json_object_set_new(s, "enum", e);
+                break;
+        }
+        case K_STRING:
+                json_decref(s);
+                s = schema_string(f->min_n, f->size);
+                break;
+        case K_REFS:
+                any = json_pack("[o]", schema_string(1, f->size));
+                if (f->max_n >= 2)
+                        json_array_append_new(any, json_pack("{s:s,s:o,s:i,s:I,s:s}", "type", "array", "items",
+                                                             schema_string(1, f->size), "minItems", 1, "maxItems",
+                                                             (json_int_t)f->max_n, "description", "[images, labels]"));
+                break;
+        case K_NUMBERS: {
+                json_t *arr = json_pack("{s:s,s:o,s:I,s:I}", "type", "array", "items",
+                                        schema_range(json_pack("{s:s}", "type", "number"), f), "minItems",
+                                        (json_int_t)f->min_n, "maxItems", (json_int_t)f->max_n);
+                if (f->min_n <= 1) {
+                        any = json_pack("[o,o]", schema_range(json_pack("{s:s}", "type", "number"), f), arr);
+                } else {
+                        json_decref(s);
+                        s = arr;
+                        if (f->nullable)
+                                json_object_set_new(s, "type", schema_type("array", true));
+                }
+                break;
+        }
+        case K_UINTS:
+                json_object_set_new(s, "type", schema_type("array", f->nullable));
+                json_object_set_new(s, "items", schema_range(json_pack("{s:s}", "type", "integer"), f));
+                json_object_set_new(s, "minItems", json_integer((json_int_t)f->max_n));
+                json_object_set_new(s, "maxItems", json_integer((json_int_t)f->max_n));
+                break;
+        case K_GLOBS:
+                any = json_pack("[o,{s:s,s:o,s:I}]", schema_string(1, f->size), "type", "array", "items",
+                                schema_string(1, f->size), "maxItems", (json_int_t)f->max_n);
+                break;
+        case K_GLOB_MAP:
+                json_object_set_new(s, "type", schema_type("object", f->nullable));
+                json_object_set_new(s, "maxProperties", json_integer((json_int_t)f->max_n));
+                json_object_set_new(s, "propertyNames",
+                                    json_pack("{s:i,s:I}", "minLength", 1, "maxLength", (json_int_t)f->size - 1));
+                json_object_set_new(s, "additionalProperties", schema_range(json_pack("{s:s}", "type", "number"), f));
+                break;
+        case K_OBJECT: {
+                json_decref(s);
+                const json_t *p = json_object_get(plain, f->key), *q = json_object_get(full, f->key);
+                s = object_schema(f->sub, json_is_object(p) ? p : q, q, f->nullable);
+                break;
+        }
+        case K_CUSTOM: break;
+        }
+        if (!s)
+                return NULL;
+        if (any) {
+                if (f->nullable)
+                        json_array_append_new(any, json_pack("{s:s}", "type", "null"));
+                json_object_set_new(s, "anyOf", any);
+        }
+        if (f->doc)
+                json_object_set_new(s, "description", json_string(f->doc));
+        if (f->schema)
+                f->schema(f, s);
+        /* The default is what jobspec_init() leaves, as jobspec_to_json() writes
+         * it; an object's members carry theirs, the object only a null one. */
+        const json_t *def = json_object_get(json_is_object(plain) ? plain : full, f->key);
+        if (!f->required && def && (f->kind != K_OBJECT || json_is_null(def)))
+                json_object_set_new(s, "default", json_deep_copy(def));
+        return s;
+}
+
+static json_t *object_schema(const struct field *table, const json_t *plain, const json_t *full, bool nullable) {
+        json_t *props = json_object(), *required = json_array();
+        for (const struct field *f = table; f->key; f++) {
+                json_object_set_new(props, f->key, field_schema(f, plain, full));
+                if (f->required)
+                        json_array_append_new(required, json_string(f->key));
+        }
+        json_t *s = json_pack("{s:o,s:o,s:b}", "type", schema_type("object", nullable), "properties", props,
+                              "additionalProperties", 0);
+        if (s && json_array_size(required))
+                json_object_set_new(s, "required", required);
+        else
+                json_decref(required);
+        return s;
+}
+
+json_t *jobspec_schema(void) {
+        struct jobspec *d = malloc(sizeof(*d));
+        if (!d)
+                return NULL;
+        jobspec_init(d);
+        json_t *plain = jobspec_to_json(d);
+        d->early_stopping.enabled = true;
+        json_t *full = jobspec_to_json(d);
+        free(d);
+        json_t *s = plain && full ? object_schema(root_fields, plain, full, false) : NULL;
+        json_decref(plain);
+        json_decref(full);
+        if (!s)
+                return NULL;
+        json_object_set_new(s, "title", json_string("JobSpec"));
+        json_object_set_new(
+                s, "description",
+                json_string("A fine-tuning job (docs/job-spec.md), the same for POST /v1/jobs and finetuned train. "
+                            "Every field but model and training_file has a default; an unknown field, a wrong type "
+                            "or an impossible value is refused with param naming the field. Rules between fields, "
+                            "checked too: preprocess.normalize.std has as many entries as mean; "
+                            "early_stopping.metric is reported for task.type, and a val_* metric needs validation "
+                            "data; hyperparameters.warmup_epochs <= epochs and min_lr <= learning_rate; "
+                            "hyperparameters.label_smoothing is for classification only; strategy.freeze and "
+                            "strategy.trainable are not both given."));
+        return s;
 }

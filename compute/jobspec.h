@@ -176,6 +176,14 @@ int jobspec_parse_string(const char *text, size_t len, struct jobspec *ret_spec,
  * and what checkpoints record). Returns a new reference or NULL on OOM. */
 json_t *jobspec_to_json(const struct jobspec *spec);
 
+/* The job spec as JSON Schema (draft 2020-12, the dialect of OpenAPI 3.1),
+ * generated from the tables jobspec_parse() validates with: every field with
+ * its type, bounds, enum, description and default (jobspec_init()'s, as
+ * jobspec_to_json() writes it); `additionalProperties: false` everywhere, as
+ * unknown fields are refused. The rules between fields, which JSON Schema
+ * cannot state, are in the descriptions. Returns a new reference or NULL on OOM. */
+json_t *jobspec_schema(void);
+
 /* Metric names that early stopping may watch for a task, and their mode. */
 int jobspec_metric_mode(enum jobspec_task task, const char *metric, enum jobspec_mode *ret_mode);
 

@@ -1076,6 +1076,49 @@ void store_event_list_deinit(struct store_event_list *l) {
         memset(l, 0, sizeof(*l));
 }
 
+int store_event_best(struct store *s, const char *job_id, const char *field, bool maximize, int64_t epoch,
+                     int64_t after_seq, struct store_event_best *ret, struct ft_error *err) {
+        char path[STORE_EVENT_TYPE_MAX + 2];
+        int r = store_check_string("field", field, STORE_EVENT_TYPE_MAX - 1, true, err);
+        if (r < 0)
+                return r;
+        for (const char *c = field; *c; c++) /* a plain key: no JSON path syntax */
+                if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
+                        return ft_error_set(err, -EINVAL, "field", "'field' must be a plain key, got '%.64s'", field);
+        snprintf(path, sizeof(path), "$.%s", field);
+        /* One row always: the newest seq, and the best epoch event when there is one. */
+        sqlite3_stmt *st = store_stmt(s,
+                                      "SELECT (SELECT max(seq) FROM events WHERE job_id = ?1), b.v, b.e FROM (SELECT 1)"
+                                      " LEFT JOIN (SELECT v, json_extract(data_json, '$.epoch') AS e FROM"
+                                      "  (SELECT seq, data_json, json_extract(data_json, ?2) AS v FROM events"
+                                      "   WHERE job_id = ?1 AND seq > ?5 AND type = 'epoch')"
+                                      "  WHERE typeof(v) IN ('integer', 'real')"
+                                      "    AND (?4 = 0 OR json_extract(data_json, '$.epoch') = ?4)"
+                                      "  ORDER BY v * ?3 DESC, seq LIMIT 1) AS b",
+                                      err);
+        if (!st)
+                return -EIO;
+        sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, path, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int(st, 3, maximize ? 1 : -1);
+        sqlite3_bind_int64(st, 4, epoch > 0 ? epoch : 0);
+        sqlite3_bind_int64(st, 5, after_seq > 0 ? after_seq : 0);
+        r = sqlite3_step(st);
+        if (r == SQLITE_ROW) {
+                *ret = (struct store_event_best){
+                        .found = sqlite3_column_type(st, 1) != SQLITE_NULL,
+                        .value = sqlite3_column_double(st, 1),
+                        .epoch = sqlite3_column_int64(st, 2),
+                        .last_seq = sqlite3_column_int64(st, 0),
+                };
+                r = 0;
+        } else {
+                r = store_db_error(s, err, "best epoch");
+        }
+        sqlite3_reset(st);
+        return r;
+}
+
 /* ---- checkpoints ------------------------------------------------------------------------ */
 
 #define CHECKPOINT_COLS "id, job_id, attempt, epoch, step, dir, blob_sha256, meta_json, created_at"

@@ -403,6 +403,24 @@ int store_event_list(struct store *s, const char *job_id, int64_t after_seq, uns
                      struct store_event_list *ret, struct ft_error *err);
 void store_event_list_deinit(struct store_event_list *l);
 
+/* The best value of one numeric field over a job's "epoch" events with seq >
+ * after_seq, in one statement (a range of the job's primary key, LIMIT 1):
+ * field is a top-level key of the event data ("val_accuracy"), maximize says
+ * which way is better, epoch > 0 looks only at that epoch (the one the trainer
+ * chose). Ties go to the earliest epoch. ret->found says whether any event had
+ * a number there (then ret->value, ret->epoch); ret->last_seq is the job's
+ * newest event seq in the same snapshot (0 without events), so a caller that
+ * keeps the answer can pass it as after_seq next time and read only what is
+ * new. -EINVAL for a field that is not a plain key ([a-z0-9_]). */
+struct store_event_best {
+        bool found;
+        double value;
+        int64_t epoch;
+        int64_t last_seq;
+};
+int store_event_best(struct store *s, const char *job_id, const char *field, bool maximize, int64_t epoch,
+                     int64_t after_seq, struct store_event_best *ret, struct ft_error *err);
+
 /* ---- checkpoints -------------------------------------------------------------------- */
 
 struct store_checkpoint {

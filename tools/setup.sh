@@ -6,11 +6,11 @@
 set -euo pipefail
 
 packages=(
-        # build
-        gcc make meson ninja-build pkg-config cmake
+        # build (the C library headers are only a Recommends of gcc)
+        gcc libc6-dev make meson ninja-build pkg-config cmake
         libmicrohttpd-dev libjansson-dev libsqlite3-dev zlib1g-dev libsystemd-dev libdnnl-dev
-        # tests
-        curl jq bc sqlite3 dataset-fashion-mnist systemd prometheus socat
+        # tests (fakeroot: test_ops_systemd applies tmpfiles.d ownership as a normal user)
+        curl jq bc sqlite3 dataset-fashion-mnist systemd prometheus socat fakeroot
         # dashboard
         libjs-chart.js
         # browser tests: Debian's chromium driven by playwright-core from npm (tests/browser)
@@ -24,15 +24,19 @@ if [ -f "$(dirname "$0")/setup.d/extra-packages" ]; then
         packages+=($(grep -v '^#' "$(dirname "$0")/setup.d/extra-packages"))
 fi
 
-# playwright-core for tests/browser from the committed package-lock.json; never a
-# browser download (Debian's chromium is used). Re-run when the lock file changes.
-browser_deps() {
+# npm packages for the tests, each directory from its committed package-lock.json:
+# tests/browser (playwright-core; never a browser download: Debian's chromium is
+# used) and tests/contract (the OpenAPI and JSON Schema validators). Re-run when a
+# lock file changes.
+npm_deps() {
         local dir
-        dir="$(cd "$(dirname "$0")/../tests/browser" && pwd)"
-        cmp -s "$dir/package-lock.json" "$dir/node_modules/.finetuned-lock" 2>/dev/null && return 0
-        echo "setup: npm ci in tests/browser" >&2
-        (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
-        cp "$dir/package-lock.json" "$dir/node_modules/.finetuned-lock"
+        for dir in tests/browser tests/contract; do
+                dir="$(cd "$(dirname "$0")/../$dir" && pwd)"
+                cmp -s "$dir/package-lock.json" "$dir/node_modules/.finetuned-lock" 2>/dev/null && continue
+                echo "setup: npm ci in ${dir#"$(cd "$(dirname "$0")/.." && pwd)/"}" >&2
+                (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+                cp "$dir/package-lock.json" "$dir/node_modules/.finetuned-lock"
+        done
 }
 
 missing=()
@@ -42,12 +46,12 @@ for p in "${packages[@]}"; do
 done
 # Debian's nodejs comes without npm (package npm); NodeSource's bundles it.
 command -v npm >/dev/null 2>&1 || missing+=(npm)
-[ ${#missing[@]} -eq 0 ] && { browser_deps; exit 0; }
+[ ${#missing[@]} -eq 0 ] && { npm_deps; exit 0; }
 
 echo "setup: installing ${missing[*]}" >&2
 sudo=
 [ "$(id -u)" -eq 0 ] || sudo=sudo
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-browser_deps
+# env: sudo does not pass DEBIAN_FRONTEND on.
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+npm_deps

@@ -8,7 +8,7 @@
 #include <stddef.h>
 
 struct web_asset {
-        const char *name; /* URL name: "index.html", "app.js", "chart.js" */
+        const char *name; /* URL name: "index.html", "main.js", "chart.js" */
         const char *content_type; /* with charset for text types */
         const unsigned char *data;
         size_t size;

@@ -1,7 +1,8 @@
 // test_dashboard.mjs - the dashboard in a real browser against the real daemon:
 // the page and its embedded assets load with no console errors, every view
 // renders, inputs have labels, keyboard focus works, the layout fits 1280x800
-// and a narrow window; screenshots go to the artifacts directory.
+// and a narrow window; the page is ES modules (every web/*.js loaded, served as
+// JavaScript, with its header comment); screenshots go to the artifacts directory.
 //
 //   node test_dashboard.mjs FINETUNED_BINARY ARTIFACTS_DIR
 //
@@ -9,6 +10,8 @@
 import { ok, diag, doneTesting, bailOut, cleanup, startDaemon, launchBrowser, watchConsole, screenshot, TMP }
         from './harness.mjs';
 import { join } from 'node:path';
+import { readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 const [bin, artifacts] = process.argv.slice(2);
 if (!bin) {
@@ -16,6 +19,7 @@ if (!bin) {
         process.exit(1);
 }
 
+const WEB = fileURLToPath(new URL('../../web/', import.meta.url));
 const VIEWS = [
         ['#/jobs', 'Jobs'],
         ['#/submit', 'New fine-tuning job'],
@@ -48,9 +52,33 @@ async function main() {
         const context = await launchBrowser();
         const page = context.pages()[0] || await context.newPage();
         const cons = watchConsole(page);
+        const scripts = new Map(); /* /static/*.js the page fetched -> status and content type */
+        page.on('response', (r) => {
+                const m = /\/static\/([^/?]+\.js)$/.exec(r.url());
+                if (m)
+                        scripts.set(m[1], `${r.status()} ${r.headers()['content-type']}`);
+        });
 
         await page.goto(base + '/', {waitUntil: 'load'});
         await page.waitForSelector('main h1');
+
+        // The dashboard is ES modules: index.html loads main.js, which imports every other web/*.js (no file is
+        // dead, none is missing from the embedded set), each served as JavaScript and opening with its purpose.
+        const modules = readdirSync(WEB).filter((f) => f.endsWith('.js')).sort();
+        const loaded = [...scripts.keys()].filter((f) => f !== 'chart.js').sort();
+        ok(JSON.stringify(loaded) === JSON.stringify(modules), `the page loaded every module of web/ (${modules.length})`,
+           {loaded, modules});
+        const badType = [...scripts].filter(([, v]) => !/^200 text\/javascript/.test(v));
+        ok(badType.length === 0, 'every script answered 200 text/javascript', badType);
+        const headless = [];
+        for (const f of modules) {
+                const text = await (await fetch(`${base}/static/${f}`)).text();
+                if (!text.startsWith(`/* ${f} - `) || !/\n \* Not for: /.test(text.slice(0, 2000)))
+                        headless.push(f);
+        }
+        ok(headless.length === 0, 'every module starts with a comment saying what it is and is not for', headless);
+        const leaked = await page.evaluate(() => ['h', 'api', 'route', 'viewJobs', 'followEvents'].filter((k) => k in window));
+        ok(leaked.length === 0, 'the modules put nothing on window (Chart.js is the one global)', leaked);
         const info = await page.evaluate(() => ({
                 title: document.title,
                 chart: typeof window.Chart === 'function' ? window.Chart.version : null,

@@ -4,6 +4,8 @@
 // loss chart gain one point per epoch while the job runs, read the final
 // metrics, per-class table and confusion matrix with the class names, download
 // the model, see the produced model and the dataset's schema in their lists,
+// datasets and models by name where jobs name them (list, job page, form), the
+// best metric on the list straight from the job JSON with no events read,
 // cancel a second job while it runs, overlay both jobs on one chart, and ask
 // for the token once when the daemon has one. Screenshots go to the artifacts
 // directory.
@@ -129,6 +131,20 @@ async function main() {
         const diag_ = results.rows.reduce((s, r, i) => s + r[i + 1], 0);
         ok(total > 0 && Math.abs(diag_ / total - results.metrics.accuracy) < 1e-3 && results.colored,
            `confusion matrix is a coloured heat map whose diagonal matches the accuracy (${diag_}/${total})`);
+        const job1Json = await (await fetch(`${base}/v1/jobs/${job1}`)).json();
+        const model1 = await (await fetch(`${base}/v1/models/${job1Json.model}`)).json();
+        await page.waitForFunction((name) => document.querySelector('#job-model .ref-name').textContent === name, model1.name,
+                                   {timeout: 15000});
+        const setup1 = await page.evaluate(() => ({
+                model: document.querySelector('#job-model .ref').title,
+                dataset: document.querySelector('#job-dataset .ref-name').textContent,
+                datasetId: document.querySelector('#job-dataset .ref').title,
+                best: document.querySelector('#job-best').textContent,
+        }));
+        ok(setup1.model === job1Json.model && setup1.dataset === 'shapes.csv' && setup1.datasetId === job1Json.training_file,
+           `job page: base model "${model1.name}" and training data "shapes.csv" by name, their ids beside`, setup1);
+        ok(job1Json.best && setup1.best.startsWith(`Best ${job1Json.best.metric} `) && setup1.best.includes(`at epoch ${job1Json.best.epoch}`),
+           `job page: the best epoch from the job JSON (${setup1.best})`, [setup1.best, job1Json.best]);
         await screenshot(page, artifacts, 'job-succeeded');
 
         // ---- downloads ----------------------------------------------------------
@@ -143,15 +159,53 @@ async function main() {
         ok(Math.abs(mj.accuracy - results.metrics.accuracy) < 1e-3, 'metrics.json downloads and matches the table');
 
         // ---- the lists ----------------------------------------------------------
+        // The jobs list shows each job's "best" as the job JSON has it and reads no events: its answer is
+        // altered on the way (playwright route) and the altered numbers must appear.
+        const listed = [];
+        const onRequest = (r) => {
+                const u = new URL(r.url());
+                if (u.pathname.startsWith('/v1/'))
+                        listed.push(u.pathname + u.search);
+        };
+        page.on('request', onRequest);
+        const fake = {metric: 'val_accuracy', mode: 'max', value: 0.123456, epoch: 42};
+        await page.route(/\/v1\/jobs\?/, async (route) => {
+                const res = await route.fetch();
+                const body = await res.json();
+                for (const j of body.data)
+                        if (j.id === job1)
+                                j.best = fake;
+                await route.fulfill({response: res, json: body});
+        });
         await page.evaluate(() => { location.hash = '#/jobs'; });
         await page.waitForSelector(`tr[data-job="${job1}"] .state`);
+        await page.waitForFunction((id) => document.querySelector(`tr[data-job="${id}"]`).cells[7].textContent.includes('epoch 42'),
+                                   job1, {timeout: 15000});
+        const faked = await page.evaluate((id) => document.querySelector(`tr[data-job="${id}"]`).cells[7].textContent, job1);
+        ok(faked === 'val_accuracy 0.1235 (epoch 42)', `jobs list: the best metric is the job JSON's "best" (${faked})`, faked);
+        await page.unroute(/\/v1\/jobs\?/);
+        // and the real one once the route is gone, with names for the model and the data
+        await page.waitForFunction(([id, e]) => document.querySelector(`tr[data-job="${id}"]`).cells[7].textContent.endsWith(`(epoch ${e})`),
+                                   [job1, job1Json.best.epoch], {timeout: 15000});
         const row = await page.evaluate((id) => {
                 const tr = document.querySelector(`tr[data-job="${id}"]`);
                 return {state: tr.cells[2].textContent, strategy: tr.cells[5].textContent,
-                        progress: tr.querySelector('progress').value, best: tr.cells[7].textContent};
+                        progress: tr.querySelector('progress').value, best: tr.cells[7].textContent,
+                        model: tr.cells[3].querySelector('.ref-name').textContent, modelId: tr.cells[3].querySelector('.ref').title,
+                        dataset: tr.cells[4].querySelector('.ref-name').textContent, datasetId: tr.cells[4].querySelector('.ref').title,
+                        ids: [...tr.querySelectorAll('.ref-id')].map((e) => e.textContent)};
         }, job1);
-        ok(row.state === 'succeeded' && row.strategy === 'full' && row.progress === 1 && row.best !== '—',
-           'jobs list: state, strategy, full progress bar, best validation metric', row);
+        const b1 = job1Json.best;
+        ok(row.state === 'succeeded' && row.strategy === 'full' && row.progress === 1 &&
+           row.best.startsWith(b1.metric + ' ') && Math.abs(parseFloat(row.best.split(' ')[1]) - b1.value) < 1e-4,
+           `jobs list: state, strategy, full progress bar, best ${row.best} = the API's ${JSON.stringify(b1)}`, row);
+        ok(row.model === model1.name && row.modelId === job1Json.model && row.dataset === 'shapes.csv' &&
+           row.datasetId === job1Json.training_file && row.ids.join() === [job1Json.model, job1Json.training_file].join(),
+           `jobs list: model and training data by name ("${row.model}", "${row.dataset}"), ids as tooltip and small text`, row);
+        page.off('request', onRequest);
+        const events = listed.filter((u) => u.includes('/events'));
+        ok(listed.filter((u) => u.startsWith('/v1/jobs?')).length >= 2 && events.length === 0,
+           `jobs list: ${listed.length} API requests while it polled, none for events`, listed);
         const fit = await page.evaluate(() => {
                 const w = document.querySelector('#jobs-table').parentElement;
                 return w.scrollWidth - w.clientWidth;
@@ -196,6 +250,18 @@ async function main() {
         // ---- a second job, cancelled while it runs ------------------------------------
         await page.evaluate((ds) => { location.hash = '#/submit?dataset=' + ds; }, uploaded);
         await page.waitForFunction((ds) => document.querySelector('#f-training_file').value === ds, uploaded);
+        const choice = await page.evaluate(() => {
+                const s = document.querySelector('#f-training_file'), m = document.querySelector('#f-model');
+                return {text: s.selectedOptions[0].textContent, title: s.selectedOptions[0].title,
+                        hint: document.querySelector('#hint-f-training_file').textContent,
+                        models: [...m.querySelectorAll('#model-options option')].map((o) => [o.textContent, o.value])};
+        });
+        ok(choice.text === 'shapes.csv' && choice.title === uploaded && choice.hint.includes(uploaded),
+           'submit form: the dataset select shows the name, the id is its tooltip and under it', choice);
+        const produced1 = choice.models.find(([, v]) => v === job1Json.result_model);
+        ok(produced1 && produced1[0].startsWith(model1.name + ' (fine-tuned by ' + job1 + ')') &&
+           choice.models.every(([t, v]) => !t.startsWith('mdl_') && (t.includes(v) || choice.models.filter(([u]) => u === t).length === 1)),
+           'submit form: models listed by name (with the id only where two share a name)', choice.models);
         await page.fill('#f-hyperparameters-epochs', String(LONG_EPOCHS));
         await page.fill('#f-config-hidden', HIDDEN);
         await page.selectOption('#f-strategy-type', 'layerwise');
@@ -222,6 +288,13 @@ async function main() {
         ok(p2.value > p1.value && /ETA/.test(p2.text), `jobs list updates live: progress ${p1.value.toFixed(4)} -> ` +
            `${p2.value.toFixed(4)} (${p2.text})`, [p1, p2]);
         await screenshot(page, artifacts, 'jobs-running');
+        const jobPage = [];
+        const onJobRequest = (r) => {
+                const u = new URL(r.url());
+                if (u.pathname.startsWith(`/v1/jobs/${job2}/events`))
+                        jobPage.push(u.pathname + u.search);
+        };
+        page.on('request', onJobRequest);
         await page.evaluate((i) => { location.hash = '#/jobs/' + i; }, job2);
         await page.waitForSelector('#loss-chart');
         const pointsNow = () => page.evaluate(() => Number(document.querySelector('#loss-chart').getAttribute('data-points')));
@@ -235,6 +308,12 @@ async function main() {
         const gained = await pointsNow();
         const stateLater = await jobState(base, job2);
         ok(gained > first && stateLater === 'running', `the chart gains points while the job runs: ${first} -> ${gained}`);
+        page.off('request', onJobRequest);
+        ok(jobPage.length >= 1 && jobPage.every((u) => u.endsWith('/events?stream=true')),
+           `the job page gets its epochs from the event stream only (${jobPage.length} connection(s))`, jobPage);
+        await page.waitForFunction(() => document.querySelector('#job-best').textContent.startsWith('Best val_accuracy '), null,
+                                   {timeout: LIVE_MS});
+        ok(true, `the running job's page shows its best epoch: ${await page.evaluate(() => document.querySelector('#job-best').textContent)}`);
         await screenshot(page, artifacts, 'job-running');
         await page.click('#cancel-job');
         await page.waitForFunction(() => document.querySelector('#job-state').textContent === 'cancelled', null,

@@ -185,8 +185,8 @@ done
 
 # ---- the OpenAPI document matches the routes ------------------------------------------------------------
 http GET /v1/openapi.json
-[ "$STATUS" = 200 ] && echo "$BODY" | jq -e '.openapi == "3.0.3" and (.paths | length) > 10' >/dev/null
-ok $? "GET /v1/openapi.json (public) is OpenAPI 3.0.3"
+[ "$STATUS" = 200 ] && echo "$BODY" | jq -e '.openapi == "3.1.0" and (.paths | length) > 10' >/dev/null
+ok $? "GET /v1/openapi.json (public) is OpenAPI 3.1.0"
 echo "$BODY" >"$TMP/openapi.json"
 bad=0; n=0
 while read -r method path; do

@@ -74,6 +74,11 @@ http GET "/v1/jobs/$job"
 result=$(echo "$BODY" | jq -r .result_model)
 echo "$BODY" | jq -e '.state == "succeeded" and .attempt == 1 and .metrics.metrics.accuracy > 0.8 and .error == null and (.result_model | startswith("mdl_")) and .finished_at >= .started_at' >/dev/null
 ok $? "GET job: succeeded with metrics (accuracy $(echo "$BODY" | jq .metrics.metrics.accuracy)) and a result model"
+# best: the highest val_accuracy of the streamed epochs, at the first epoch that reached it; the list says the same
+want=$(grep '^data: {"type":"epoch"' "$TMP/sse" | sed 's/^data: //' | jq -sc 'max_by(.val_accuracy) as $m |
+        {metric: "val_accuracy", mode: "max", value: $m.val_accuracy, epoch: (map(select(.val_accuracy == $m.val_accuracy)) | .[0].epoch)}')
+[ "$(echo "$BODY" | jq -c .best)" = "$want" ] && [ "$(curl -s "$BASE/v1/jobs?limit=100" | jq -c ".data[] | select(.id == \"$job\") | .best")" = "$want" ]
+ok $? "GET job and the list: best $want, from its epoch events"
 http GET "/v1/jobs/$job/artifacts/metrics.json"
 [ "$STATUS" = 200 ] && echo "$BODY" | jq -e '.metrics.confusion_matrix' >/dev/null; ok $? "artifacts/metrics.json"
 code=$(curl -s -o "$TMP/model.safetensors" -w '%{http_code}' "$BASE/v1/jobs/$job/artifacts/model.safetensors")
@@ -208,6 +213,16 @@ for i in $(seq 1 50); do
         sleep 0.1
 done
 [ "$STATUS" = 200 ] && echo "$BODY" | jq -e ".state == \"running\" and .progress.step > $b0" >/dev/null; ok $? "it keeps running (step $b0 -> $(echo "$BODY" | jq .progress.step))"
+# best of a running job: at least as good as every epoch recorded before it was asked for, and the value of the epoch it names
+for i in $(seq 1 300); do
+        [ "$(curl -s "$BASE/v1/jobs/$long/events?limit=1000" | jq '[.data[] | select(.type == "epoch")] | length')" -ge 2 ] && break
+        sleep 0.1
+done
+before=$(curl -s "$BASE/v1/jobs/$long/events?limit=1000" | jq '[.data[] | select(.type == "epoch") | .data.val_accuracy] | max')
+best=$(curl -s "$BASE/v1/jobs/$long" | jq -c .best)
+at=$(curl -s "$BASE/v1/jobs/$long/events?limit=1000" | jq ".data[] | select(.type == \"epoch\" and .data.epoch == $(echo "$best" | jq '.epoch // 0')) | .data.val_accuracy")
+echo "$best" | jq -e ".metric == \"val_accuracy\" and .value >= $before and .value == ${at:-null}" >/dev/null
+ok $? "a running job's best follows its epochs: $best (the best recorded before: $before)"
 q=()
 for i in 1 2 3; do
         http POST /v1/jobs "${J[@]}" -d "$(TARGET=label spec "$mbig" "$big" 1)"; q+=("$(echo "$BODY" | jq -r .id)")

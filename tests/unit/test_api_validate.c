@@ -1,10 +1,12 @@
 /* test_api_validate.c - the API's declarative request validation: field
  * tables (types, bounds, choices, ids, nested objects, arrays), the param path
- * named on failure, JSON body parsing limits, ids, and the OpenAPI schema of a
- * table. */
+ * named on failure, JSON body parsing limits, ids, the OpenAPI schema of a
+ * table (request and response), and the enums of the response shapes against
+ * the store's and the error table's names. */
 #include <string.h>
 
 #include "api/internal.h"
+#include "store/store.h"
 #include "tests/tap.h"
 
 static const char *const colours[] = {"red", "green", NULL};
@@ -112,6 +114,55 @@ int main(void) {
                    json_real_value(json_object_get(json_object_get(json_object_get(hp, "properties"), "epochs"),
                                                    "maximum")) == 100,
            "schema: nested bounds");
+        json_t *rate = json_object_get(json_object_get(hp, "properties"), "rate");
+        ok(json_integer_value(json_object_get(rate, "exclusiveMinimum")) == 0 &&
+                   json_object_get(rate, "exclusiveMinimum") && !json_object_get(rate, "minimum"),
+           "schema: an exclusive bound is a number (draft 2020-12)");
+        json_t *colour = json_object_get(json_object_get(schema, "properties"), "colour");
+        json_t *nullable = json_pack("[ss]", "string", "null");
+        ok(json_equal(json_object_get(colour, "type"), nullable) &&
+                   json_is_null(json_array_get(json_object_get(colour, "enum"), 2)),
+           "schema: a field that is not required takes null, as api_validate does");
+        json_decref(nullable);
+        ok(check("{\"name\": \"a\", \"colour\": null}")[0] == 0, "  and api_validate takes it");
         json_decref(schema);
+
+        /* response shapes: every member always there, null only where said */
+        json_t *job = api_schema_object(api_job_shape, API_SCHEMA_RESPONSE);
+        json_t *props = json_object_get(job, "properties");
+        ok(json_array_size(json_object_get(job, "required")) == json_object_size(props) &&
+                   json_is_false(json_object_get(job, "additionalProperties")),
+           "Job: every member required, no other");
+        ok(json_is_string(json_object_get(json_object_get(props, "id"), "type")) &&
+                   json_is_array(json_object_get(json_object_get(props, "validation_file"), "type")),
+           "Job: id is a string, validation_file a string or null");
+        json_t *spec_ref = json_pack("{s:s,s:s}", "$ref", "#/components/schemas/JobSpec", "description",
+                                     "the job spec with every default written out");
+        ok(json_equal(json_object_get(props, "spec"), spec_ref), "Job: spec is the JobSpec component");
+        json_decref(spec_ref);
+        json_decref(job);
+        size_t n = 0;
+        for (; api_job_states[n]; n++)
+                if (strcmp(api_job_states[n], store_job_state_name((enum store_job_state)n)) != 0)
+                        break;
+        ok(n == STORE_JOB_STATE_COUNT && !api_job_states[n], "the job states of the schema are the store's");
+        const struct api_field *src = api_model_shape;
+        while (src->name && strcmp(src->name, "source") != 0)
+                src++;
+        bool same = src->choices != NULL;
+        for (int i = 0; same && i <= STORE_MODEL_JOB; i++)
+                same = src->choices[i] && strcmp(src->choices[i], store_model_source_name(i)) == 0;
+        ok(same && !src->choices[STORE_MODEL_JOB + 1], "the model sources of the schema are the store's");
+        json_t *err = api_error_schema();
+        json_t *codes = json_object_get(
+                json_object_get(
+                        json_object_get(json_object_get(json_object_get(err, "properties"), "error"), "properties"),
+                        "code"),
+                "enum");
+        same = json_array_size(codes) == _API_ERR_MAX;
+        for (int i = 0; same && i < _API_ERR_MAX; i++)
+                same = strcmp(json_string_value(json_array_get(codes, (size_t)i)), api_error_code_name(i)) == 0;
+        ok(same, "the Error schema's codes are the error table's");
+        json_decref(err);
         return tap_done();
 }

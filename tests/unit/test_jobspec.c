@@ -162,6 +162,26 @@ int main(void) {
         rejects("{\"model\": 5, \"training_file\": \"x\"}", "model", "a numeric model");
         rejects("{\"model\": \"m\", \"training_file\": [\"a\", \"b\", \"c\"]}", "training_file", "three files");
 
+        /* integers as JSON Schema counts them; betas in [0, 1) */
+        is_int(parse("{" BASE ", \"hyperparameters\": {\"epochs\": 2.0, \"betas\": [0.9, 0.9999999999]}}", &s, &err), 0,
+               "epochs 2.0 is an integer, beta2 0.9999999999 is below 1 (%s)", err.message);
+        is_int(s.hyperparameters.epochs, 2, "  epochs");
+        jobspec_deinit(&s);
+        rejects("{" BASE ", \"hyperparameters\": {\"betas\": [0.9, 1]}}", "hyperparameters.betas[1]", "beta2 1");
+
+        /* the schema, from the same tables (tests/contract checks it against the parser) */
+        json_t *schema = jobspec_schema();
+        json_t *props = json_object_get(schema, "properties"), *req = json_pack("[ss]", "model", "training_file");
+        ok(schema && json_equal(json_object_get(schema, "required"), req) &&
+                   json_is_false(json_object_get(schema, "additionalProperties")),
+           "schema: model and training_file required, no unknown field");
+        json_t *epochs =
+                json_object_get(json_object_get(json_object_get(props, "hyperparameters"), "properties"), "epochs");
+        is_int(json_integer_value(json_object_get(epochs, "default")), 10, "schema: epochs defaults to 10");
+        is_int(json_integer_value(json_object_get(epochs, "maximum")), JOBSPEC_EPOCHS_MAX, "schema: epochs maximum");
+        json_decref(req);
+        json_decref(schema);
+
         /* syntax errors name line and column; duplicates are rejected */
         ok(parse("{\n\"model\": }", &s, &err) < 0 && strstr(err.message, "line 2"), "syntax error: %s", err.message);
         ok(parse("{" BASE ", \"seed\": 1, \"seed\": 2}", &s, &err) < 0, "duplicate key rejected: %s", err.message);

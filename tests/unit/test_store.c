@@ -681,6 +681,60 @@ static void test_checkpoint_keep(struct store *s) {
         drain_queue(s);
 }
 
+/* store_event_best: the best value of a field over the epoch events, either way, ties to the earliest epoch,
+ * one epoch when asked, only events after a seq, nothing for a field no epoch has as a number */
+static void test_event_best(struct store *s) {
+        struct ft_error err = {0};
+        struct store_job *j = NULL;
+        struct store_job_new in = job_new(&R);
+        drain_queue(s);
+        ok(store_job_enqueue(s, &in, &j, &err) == 0, "best: enqueued (%s)", err.message);
+        store_job_free(j);
+        j = NULL;
+        if (!ok(store_job_claim(s, "w", 60000, &j, &err) == 1, "best: claimed"))
+                return;
+        struct store_event_best b = {0};
+        int r = store_event_best(s, j->id, "val_accuracy", true, 0, 0, &b, &err);
+        ok(r == 0 && !b.found && b.last_seq == 2, "best: no epochs yet: none, last seq 2 (%lld)",
+           (long long)b.last_seq);
+        static const char *const events[] = {
+                "{\"epoch\":1,\"val_accuracy\":0.5,\"val_loss\":0.9,\"val_f1\":null}",
+                "{\"epoch\":2,\"val_accuracy\":0.75,\"val_loss\":0.4}",
+                "{\"epoch\":3,\"val_accuracy\":0.75,\"val_loss\":0.6}",
+                "{\"epoch\":4,\"val_accuracy\":0.625,\"val_loss\":0.45,\"val_f1\":\"x\"}",
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(events) && r == 0; i++)
+                r = store_event_append(s, j->id, j->attempt, "epoch", events[i], NULL, &err);
+        if (r == 0) /* a bigger number in an event of another type does not count */
+                r = store_event_append(s, j->id, j->attempt, "note", "{\"epoch\":9,\"val_accuracy\":1}", NULL, &err);
+        ok(r == 0, "best: events appended (%s)", err.message);
+        r = store_event_best(s, j->id, "val_accuracy", true, 0, 0, &b, &err);
+        ok(r == 0 && b.found && b.value == 0.75 && b.epoch == 2 && b.last_seq == 7,
+           "best: highest val_accuracy, the earlier of two equal epochs (%g at %lld, last seq %lld)", b.value,
+           (long long)b.epoch, (long long)b.last_seq);
+        r = store_event_best(s, j->id, "val_loss", false, 0, 0, &b, &err);
+        ok(r == 0 && b.found && b.value == 0.4 && b.epoch == 2, "best: lowest val_loss (%g at %lld)", b.value,
+           (long long)b.epoch);
+        r = store_event_best(s, j->id, "val_loss", false, 0, 4, &b, &err);
+        ok(r == 0 && b.found && b.value == 0.45 && b.epoch == 4, "best: only events after seq 4 (%g at %lld)", b.value,
+           (long long)b.epoch);
+        r = store_event_best(s, j->id, "val_loss", false, 0, 7, &b, &err);
+        ok(r == 0 && !b.found && b.last_seq == 7, "best: nothing after the last seq");
+        r = store_event_best(s, j->id, "val_loss", false, 4, 0, &b, &err);
+        ok(r == 0 && b.found && b.value == 0.45 && b.epoch == 4, "best: the given epoch only (%g at %lld)", b.value,
+           (long long)b.epoch);
+        r = store_event_best(s, j->id, "val_loss", false, 7, 0, &b, &err);
+        ok(r == 0 && !b.found, "best: an epoch with no event: none");
+        r = store_event_best(s, j->id, "val_f1", true, 0, 0, &b, &err);
+        ok(r == 0 && !b.found, "best: null and text are not numbers");
+        is_int(store_event_best(s, j->id, "val_loss') OR 1 --", false, 0, 0, &b, &err), -EINVAL,
+               "best: a field that is not a plain key is refused");
+        r = store_event_best(s, "job_000000000000000000000000", "val_loss", false, 0, 0, &b, &err);
+        ok(r == 0 && !b.found && b.last_seq == 0, "best: an unknown job has no events");
+        store_job_free(j);
+        drain_queue(s);
+}
+
 static void test_finish_cancel_release(struct store *s) {
         struct ft_error err = {0};
         struct store_job *j = NULL, *cur = NULL;
@@ -1091,6 +1145,7 @@ int main(void) {
         test_finish_cancel_release(s);
         test_checkpoint_keep(s);
         test_epochs_and_metrics(s);
+        test_event_best(s);
         test_job_delete(s);
         test_notifier(s);
         test_concurrent_claims(s);

@@ -1,0 +1,347 @@
+/* view-job.js - one job (#/jobs/{id}): train/validation loss and validation
+ * metric curves that gain a point as each epoch event arrives on the job's
+ * event stream (events.js), progress within the run and the epoch from the
+ * job JSON polled every 1.5 s while it is live, its best epoch, the final
+ * metrics with the per-class table and the confusion matrix, the setup it
+ * was given (base model and data by name), downloads, cancel and delete.
+ *
+ * Not for: the event stream's reconnects (events.js) or charts (charts.js). */
+import { api, ApiError, download, reportError, poll } from './api.js';
+import { h, setView } from './dom.js';
+import { isNum, fmtNum, fmtDuration, fmtTime } from './format.js';
+import { TERMINAL, isLive, stateBadge, jobStrategy, progressOf } from './job.js';
+import { followEvents } from './events.js';
+import { PALETTE, lineChart, chartPoint, chartCanvas, chartUpdate } from './charts.js';
+import { resolve, lookup, refLabel } from './catalog.js';
+
+const POLL_MS = 1500;
+/* Fields of an epoch event that are not a per-epoch number worth a column. */
+const NOT_COLUMNS = new Set(['type', 'epochs']);
+
+/* A spec object as a definition list, nested objects flattened to a.b keys. */
+function kvList(obj) {
+        const dl = h('dl', {class: 'kv'});
+        const walk = (o, p) => {
+                for (const [k, v] of Object.entries(o || {})) {
+                        const key = p ? p + '.' + k : k;
+                        if (v && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length)
+                                walk(v, key);
+                        else
+                                dl.append(h('dt', {}, key),
+                                          h('dd', {class: 'mono'}, v !== null && typeof v === 'object' ? JSON.stringify(v) : fmtNum(v, 6)));
+                }
+        };
+        walk(obj, '');
+        return dl;
+}
+
+/* The scalar final metrics, one level of nesting flattened: macro_avg.f1. */
+function metricsTable(metrics) {
+        const rows = [];
+        const row = (k, v) => rows.push(h('tr', {}, h('th', {scope: 'row'}, k), h('td', {class: 'num'}, fmtNum(v))));
+        for (const [k, v] of Object.entries(metrics)) {
+                if (isNum(v))
+                        row(k, v);
+                else if (v && typeof v === 'object' && !Array.isArray(v) && k !== 'confusion_matrix')
+                        for (const [k2, v2] of Object.entries(v))
+                                if (isNum(v2))
+                                        row(k + '.' + k2, v2);
+        }
+        if (!rows.length)
+                return null;
+        return h('table', {id: 'final-metrics'}, h('caption', {class: 'sr-only'}, 'Final metrics'),
+                 h('thead', {}, h('tr', {}, h('th', {scope: 'col'}, 'Metric'), h('th', {scope: 'col', class: 'num'}, 'Value'))),
+                 h('tbody', {}, rows));
+}
+
+/* per_class: [{class, precision, recall, f1, support}] (classification only). */
+function perClassTable(perClass) {
+        if (!Array.isArray(perClass) || !perClass.length)
+                return null;
+        const cols = ['precision', 'recall', 'f1', 'support'];
+        return h('table', {id: 'per-class'}, h('caption', {class: 'sr-only'}, 'Per-class metrics'),
+                 h('thead', {}, h('tr', {}, h('th', {scope: 'col'}, 'Class'), cols.map((c) => h('th', {scope: 'col', class: 'num'}, c)))),
+                 h('tbody', {}, perClass.map((r) => h('tr', {}, h('th', {scope: 'row'}, r.class),
+                                                       cols.map((c) => h('td', {class: 'num'}, fmtNum(r[c])))))));
+}
+
+/* confusion_matrix: {labels, matrix}, rows the true classes; a heat map whose colours only add to the numbers. */
+function confusionTable(cm) {
+        if (!cm || !Array.isArray(cm.matrix) || !cm.matrix.length)
+                return null;
+        const names = cm.labels, m = cm.matrix;
+        const max = Math.max(1, ...m.map((row) => Math.max(...row)));
+        return h('table', {class: 'confusion', id: 'confusion-matrix'},
+                 h('caption', {class: 'muted'}, 'rows: true class · columns: predicted class'),
+                 h('thead', {}, h('tr', {}, h('th', {class: 'corner', scope: 'col'}, 'true \\ pred'),
+                                   names.map((n) => h('th', {scope: 'col'}, n)))),
+                 h('tbody', {}, m.map((row, i) => h('tr', {}, h('th', {scope: 'row'}, names[i]),
+                         row.map((v, j) => {
+                                 const t = v / max;
+                                 const bg = i === j ? 'rgba(26,127,55,' + (0.08 + 0.85 * t) + ')' :
+                                                      'rgba(207,34,46,' + (t > 0 ? 0.1 + 0.85 * t : 0.03) + ')';
+                                 return h('td', {style: 'background:' + bg + ';color:' + (t > 0.55 ? '#fff' : 'inherit'),
+                                                 title: 'true ' + names[i] + ', predicted ' + names[j] + ': ' + v}, fmtNum(v));
+                         })))));
+}
+
+export function viewJob(params, id) {
+        let job = null, stream = null, stopPoll = null, resultsShown = false, left = false;
+        const path = '/v1/jobs/' + encodeURIComponent(id);
+        const badge = h('span', {id: 'job-state'});
+        const cancelBtn = h('button', {type: 'button', class: 'danger', id: 'cancel-job', hidden: true,
+                                       onclick: async () => {
+                                               cancelBtn.disabled = true;
+                                               try {
+                                                       job = await api('POST', path + '/cancel');
+                                                       render();
+                                               } catch (e) {
+                                                       reportError(e);
+                                                       cancelBtn.disabled = false;
+                                               }
+                                       }}, 'Cancel job');
+        const dlModel = h('button', {type: 'button', id: 'download-model', hidden: true,
+                                     onclick: () => download(path + '/artifacts/model.safetensors', id + '.safetensors').catch(reportError)},
+                          'Download model');
+        const dlMetrics = h('button', {type: 'button', id: 'download-metrics', hidden: true,
+                                       onclick: () => download(path + '/artifacts/metrics.json', id + '-metrics.json').catch(reportError)},
+                            'Download metrics');
+        const compareLink = h('a', {class: 'button', href: '#/compare?ids=' + encodeURIComponent(id)}, 'Compare with…');
+        const deleteBtn = h('button', {type: 'button', class: 'danger', id: 'delete-job', hidden: true,
+                                       onclick: async () => {
+                                               if (!confirm('Delete job ' + id + ' and its events and checkpoints?'))
+                                                       return;
+                                               try {
+                                                       await api('DELETE', path);
+                                                       location.hash = '#/jobs';
+                                               } catch (e) {
+                                                       reportError(e);
+                                               }
+                                       }}, 'Delete job');
+
+        const epochBar = h('progress', {max: 1, value: 0, id: 'epoch-progress', 'aria-labelledby': 'lbl-epoch'});
+        const stepBar = h('progress', {max: 1, value: 0, id: 'step-progress', 'aria-labelledby': 'lbl-step'});
+        const epochText = h('span', {id: 'lbl-epoch'}, 'epochs');
+        const stepText = h('span', {id: 'lbl-step'}, 'within the epoch');
+        const etaText = h('p', {class: 'muted', id: 'eta'});
+        const bestLine = h('p', {id: 'job-best'});
+        const errorBox = h('div', {class: 'error-box', id: 'job-error', role: 'alert', hidden: true});
+
+        const loss = chartCanvas('loss per epoch', 'loss-chart');
+        const metric = chartCanvas('validation metrics per epoch', 'metric-chart');
+        const lossChart = lineChart(loss.canvas, 'loss');
+        const metricChart = lineChart(metric.canvas, 'validation metric');
+        const epochRows = h('tbody');
+        const epochCols = new Set(['epoch']);
+        const epochTable = h('table', {id: 'epoch-table'}, h('thead'), epochRows);
+        const epochs = new Map(); /* epoch -> its event's data */
+
+        const setup = h('section', {class: 'card', id: 'job-setup'});
+        const results = h('section', {id: 'results', 'aria-labelledby': 'results-title'});
+
+        setView('Job ' + id,
+                h('div', {class: 'toolbar'}, h('h1', {}, 'Job ', h('span', {class: 'mono'}, id)), badge,
+                  cancelBtn, dlModel, dlMetrics, compareLink, deleteBtn),
+                errorBox,
+                h('section', {class: 'card progress-card', id: 'job-progress'}, h('h2', {}, 'Progress'),
+                  h('div', {class: 'progress'}, epochText, epochBar),
+                  h('div', {class: 'progress'}, stepText, stepBar), etaText, bestLine),
+                h('h2', {}, 'Curves'),
+                h('div', {class: 'charts'}, loss.box, metric.box),
+                h('details', {}, h('summary', {}, 'Per-epoch numbers'), h('div', {class: 'table-wrap'}, epochTable)),
+                results,
+                h('h2', {}, 'Setup'),
+                setup);
+
+        /* An epoch event: {epoch, epochs, step, train_loss, val_loss, val_accuracy, ..., lr, seconds, samples_per_sec}. */
+        function onEpoch(e) {
+                const ep = e.epoch;
+                if (!isNum(ep))
+                        return;
+                epochs.set(ep, e);
+                /* how many epoch events arrived, replays included (a resumed stream must not replay) */
+                epochTable.dataset.received = Number(epochTable.dataset.received || 0) + 1;
+                chartPoint(lossChart, 'train loss', PALETTE[0], ep, e.train_loss);
+                chartPoint(lossChart, 'validation loss', PALETTE[1], ep, e.val_loss);
+                let c = 2;
+                for (const [k, v] of Object.entries(e))
+                        if (k.startsWith('val_') && k !== 'val_loss' && isNum(v))
+                                chartPoint(metricChart, k.replace(/^val_/, 'validation '), PALETTE[c++ % PALETTE.length], ep, v);
+                chartUpdate(lossChart);
+                chartUpdate(metricChart);
+                for (const [k, v] of Object.entries(e))
+                        if (isNum(v) && !NOT_COLUMNS.has(k))
+                                epochCols.add(k);
+                const cols = [...epochCols];
+                epochTable.tHead.replaceChildren(h('tr', {}, cols.map((k) => h('th', {scope: 'col', class: 'num'}, k))));
+                epochRows.replaceChildren(...[...epochs.keys()].sort((a, b) => a - b).map((k) =>
+                        h('tr', {'data-epoch': k}, cols.map((col) => h('td', {class: 'num'}, fmtNum(epochs.get(k)[col]))))));
+        }
+
+        function onEvent(data, type) {
+                if (type === 'epoch')
+                        onEpoch(data);
+                else if (type === 'status' && job) {
+                        job.state = data.state;
+                        if (isNum(data.attempt))
+                                job.attempt = data.attempt;
+                        render();
+                        if (TERMINAL.has(data.state))
+                                refresh().catch(reportError); /* the final metrics and the result model */
+                }
+        }
+
+        function renderProgress() {
+                const pr = progressOf(job), p = job.progress;
+                const run = job.metrics ? job.metrics.epochs_run : null;
+                epochBar.value = pr.frac;
+                epochText.textContent =
+                        job.state === 'succeeded' ? (run && run < pr.epochs ? run + ' of ' + pr.epochs + ' epochs (stopped early)' :
+                                                     'all ' + pr.epochs + ' epochs') :
+                        TERMINAL.has(job.state) ? job.state + (pr.epoch ? ' in epoch ' + pr.epoch + ' of ' + pr.epochs : ' before its first epoch') :
+                        job.state === 'queued' ? 'queued: ' + pr.epochs + ' epochs' :
+                        pr.epoch ? 'epoch ' + pr.epoch + ' of ' + pr.epochs : 'starting: ' + pr.epochs + ' epochs';
+                stepBar.value = job.state === 'succeeded' ? 1 : pr.within || 0;
+                stepText.textContent = isNum(p.batch) && p.batches && !TERMINAL.has(job.state) ?
+                        'batch ' + p.batch + ' of ' + p.batches + ' in this epoch' : 'within the epoch';
+                const parts = [];
+                if (!TERMINAL.has(job.state) && pr.eta !== null)
+                        parts.push('ETA ' + fmtDuration(pr.eta));
+                if (isNum(p.train_loss) && !TERMINAL.has(job.state))
+                        parts.push('running train loss ' + fmtNum(p.train_loss));
+                if (job.attempt > 1)
+                        parts.push('attempt ' + job.attempt + ' of ' + job.max_attempts);
+                etaText.textContent = parts.join(' · ');
+                const b = job.best;
+                bestLine.textContent = b ? 'Best ' + b.metric + ' ' + fmtNum(b.value) + ' at epoch ' + b.epoch +
+                                           (b.mode === 'max' ? ' (higher is better)' : ' (lower is better)') :
+                        job.state === 'queued' || isLive(job) ? 'No best epoch yet.' : 'No epoch reported a validation metric.';
+        }
+
+        function renderResults() {
+                if (resultsShown || job.state !== 'succeeded' || !job.metrics)
+                        return;
+                resultsShown = true;
+                const r = job.metrics, m = r.metrics;
+                const scalar = metricsTable(m);
+                const overall = [h('h3', {}, 'Overall'),
+                                 scalar ? h('div', {class: 'table-wrap'}, scalar) : h('p', {class: 'muted'}, 'no metrics recorded')];
+                const byClass = [];
+                const pc = perClassTable(m.per_class);
+                if (pc)
+                        byClass.push(h('h3', {}, 'Per class'), h('div', {class: 'table-wrap'}, pc));
+                const cm = confusionTable(m.confusion_matrix);
+                if (cm)
+                        byClass.push(h('h3', {}, 'Confusion matrix'), h('div', {class: 'table-wrap'}, cm));
+                const where = [r.split + ' data'];
+                if (isNum(r.best_epoch))
+                        where.push('weights of epoch ' + r.best_epoch);
+                if (r.stopped_early)
+                        where.push('stopped early after ' + r.epochs_run + ' epochs');
+                results.replaceChildren(h('h2', {id: 'results-title'}, 'Final metrics (' + where.join(', ') + ')'),
+                                        h('div', {class: 'results-grid'}, h('div', {}, ...overall), h('div', {}, ...byClass)));
+        }
+
+        function render() {
+                badge.replaceChildren(stateBadge(job.state));
+                cancelBtn.hidden = !isLive(job);
+                cancelBtn.disabled = !isLive(job);
+                dlModel.hidden = dlMetrics.hidden = job.state !== 'succeeded';
+                deleteBtn.hidden = !TERMINAL.has(job.state);
+                renderProgress();
+                if (job.error) {
+                        errorBox.hidden = false;
+                        errorBox.textContent = 'failed: ' + job.error.message + (job.error.param ? ' (' + job.error.param + ')' : '');
+                }
+                /* The setup changes only when the result model or a name arrives: drawn again then, not on
+                 * every poll, so a reader's open <details> stays open. */
+                const named = (kind, ref) => (ref && lookup(kind, ref) !== undefined ? '=' : '?');
+                const key = [job.result_model, job.attempt, named('model', job.model), named('dataset', job.training_file),
+                             named('dataset', job.validation_file), named('model', job.result_model)].join('/');
+                if (setup.dataset.key !== key) {
+                        setup.dataset.key = key;
+                        renderSetup();
+                }
+                renderResults();
+        }
+
+        function renderSetup() {
+                const spec = job.spec;
+                const split = spec.validation_split ? Math.round(spec.validation_split * 100) + ' % of the training data' : 'none';
+                const facts = h('dl', {class: 'kv'},
+                                h('dt', {}, 'base model'), h('dd', {id: 'job-model'}, refLabel('model', job.model)),
+                                h('dt', {}, 'training data'), h('dd', {id: 'job-dataset'}, refLabel('dataset', job.training_file)),
+                                h('dt', {}, 'validation data'), h('dd', {id: 'job-validation'},
+                                                                   job.validation_file ? refLabel('dataset', job.validation_file) : split),
+                                h('dt', {}, 'strategy'), h('dd', {}, jobStrategy(job)),
+                                h('dt', {}, 'created'), h('dd', {}, fmtTime(job.created_at)),
+                                h('dt', {}, 'started'), h('dd', {}, fmtTime(job.started_at)),
+                                h('dt', {}, 'finished'), h('dd', {}, fmtTime(job.finished_at)));
+                if (job.result_model)
+                        facts.append(h('dt', {}, 'produced model'),
+                                     h('dd', {id: 'result-model'}, refLabel('model', job.result_model, {href: '#/models'})));
+                const rest = {};
+                for (const k of ['task', 'preprocess', 'early_stopping', 'checkpoint', 'seed', 'device'])
+                        rest[k] = spec[k];
+                setup.replaceChildren(h('div', {class: 'setup-grid'},
+                                        h('div', {}, h('h3', {}, 'Job'), facts),
+                                        h('div', {}, h('h3', {}, 'Hyperparameters'), kvList(spec.hyperparameters),
+                                          h('h3', {}, 'Strategy'), kvList(spec.strategy)),
+                                        h('div', {}, h('details', {}, h('summary', {}, 'Data, task and the rest'), kvList(rest)))));
+        }
+
+        async function refresh() {
+                const fresh = await api('GET', path);
+                if (left)
+                        return;
+                if (stream) /* the daemon answers: a dropped stream reconnects now */
+                        stream.nudge();
+                job = fresh;
+                render();
+                /* names for the setup: drawn again when they arrive */
+                Promise.all([resolve('model', [job.model, job.result_model]),
+                             resolve('dataset', [job.training_file, job.validation_file])])
+                        .then(() => {
+                                if (!left)
+                                        render();
+                        })
+                        .catch(() => {});
+                if (TERMINAL.has(job.state) && stopPoll) {
+                        stopPoll();
+                        stopPoll = null;
+                }
+        }
+
+        (async () => {
+                try {
+                        await refresh();
+                } catch (e) {
+                        if (left)
+                                return;
+                        if (e instanceof ApiError && e.status === 404) {
+                                setView('Job not found', h('h1', {}, 'Job not found'),
+                                        h('p', {}, 'There is no job ', h('code', {}, id), '. ', h('a', {href: '#/jobs'}, 'All jobs')));
+                                return;
+                        }
+                        reportError(e);
+                        return;
+                }
+                /* The reader may have left while the job loaded: start nothing then,
+                 * or the stream would hold one of the browser's few connections forever. */
+                if (left)
+                        return;
+                stream = followEvents(id, onEvent, () => refresh().catch(reportError));
+                if (!TERMINAL.has(job.state))
+                        stopPoll = poll(POLL_MS, refresh);
+        })();
+
+        return () => {
+                left = true;
+                if (stream)
+                        stream.close();
+                if (stopPoll)
+                        stopPoll();
+                lossChart.destroy();
+                metricChart.destroy();
+        };
+}
