@@ -8,9 +8,12 @@
  * stores them. Checkpoints are the one thing it writes, to the directory the
  * caller names, each atomically (see train_checkpoint_*).
  *
+ * Before it trains, train_run applies compute/job's job_check to the model
+ * and data it was given (the one model/data check, also the API's).
+ *
  * Not for: resolving ids or paths, loading the base model or the datasets,
- * head replacement (the caller builds the model with as many outputs as the
- * data has classes), or saving the final model (the caller does, with the
+ * head replacement (compute/job.h builds the model with as many outputs as
+ * the data has classes), or saving the final model (job_result_save, with the
  * preprocessing that train_run returns).
  *
  * Events are structs handed to typed callbacks (struct train_callbacks); train_event_json is the one
