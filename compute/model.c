@@ -1,9 +1,11 @@
-/* model.c - model specs (JSON) -> layer graph with PyTorch state_dict names; presets; init; freezing; the
- * forward/backward entry points that dispatch to the backend.
+/* model.c - model specs (JSON) -> layer graph with PyTorch state_dict names through a table of layer types
+ * (layer_types: per spec type its fields, builder and init); the arena as [params][grads][buffers]; init;
+ * freezing; the forward/backward entry points that dispatch to the backend (backend.h).
  *
- * Not for: executing layers (backend_*.c), losses, optimizers. */
+ * Not for: executing layers (compute/backend/), presets (presets.c), losses, optimizers. */
 #include "compute/model.h"
 
+#include <assert.h>
 #include <fnmatch.h>
 #include <math.h>
 #include <stdarg.h>
@@ -142,6 +144,7 @@ static int add_tensor(struct builder *b, const char *prefix, const char *suffix,
                 t->shape[i] = shape[i];
                 t->numel *= (size_t)shape[i];
         }
+        assert(!is_param || dtype == TENSOR_F32); /* the parameter and gradient spans hold floats */
         t->is_param = is_param;
         t->lr_mult = 1.0f;
         b->total_numel += t->numel;
@@ -709,6 +712,11 @@ void model_free(struct model *m) {
         free(m);
 }
 
+/* floats a parameter takes in the parameter and gradient spans: its numel rounded up to 64 bytes */
+static size_t span_part(size_t numel) {
+        return (numel + MODEL_SPAN_ALIGN - 1) / MODEL_SPAN_ALIGN * MODEL_SPAN_ALIGN;
+}
+
 static int build(const json_t *spec, struct model **ret, bool alloc, json_t **ret_canon, struct ft_error *err) {
         struct model *m = calloc(1, sizeof(*m));
         json_t *canon = NULL;
@@ -794,24 +802,39 @@ static int build(const json_t *spec, struct model **ret, bool alloc, json_t **re
                 for (int j = 0; j < m->nodes[i].n_in; j++)
                         m->consumers[m->nodes[i].in[j]]++;
         if (alloc) {
-                size_t total = 0;
-                for (size_t i = 0; i < m->n_tensors; i++) {
-                        struct tensor *t = &m->tensors[i];
-                        if (!arena_size_add(&total, tensor_nbytes(t)) ||
-                            (t->is_param && !arena_size_add(&total, tensor_nbytes(t)))) {
-                                r = ft_error_set(err, -ENOMEM, NULL, "model too large");
-                                goto fail;
-                        }
+                /* [params][grads][buffers]: parameters in state_dict order, each part 64-byte aligned (oneDNN's
+                 * kernels assume it of the buffers they are given), their gradients at the same offsets in the
+                 * next span, then the buffers (running statistics, num_batches_tracked) */
+                size_t n_span = 0, total = 0;
+                for (size_t i = 0; i < m->n_tensors; i++)
+                        if (m->tensors[i].is_param)
+                                n_span += span_part(m->tensors[i].numel); /* at most ~MODEL_PARAMS_MAX */
+                bool fits = arena_size_add(&total, n_span * sizeof(float)) &&
+                            arena_size_add(&total, n_span * sizeof(float));
+                for (size_t i = 0; fits && i < m->n_tensors; i++)
+                        if (!m->tensors[i].is_param)
+                                fits = arena_size_add(&total, tensor_nbytes(&m->tensors[i]));
+                if (!fits) {
+                        r = ft_error_set(err, -ENOMEM, NULL, "model too large");
+                        goto fail;
                 }
                 if ((r = arena_init(&m->arena, total)) < 0) {
                         r = ft_error_set(err, r, NULL, "out of memory for %zu bytes of weights", total);
                         goto fail;
                 }
+                m->n_span = n_span;
+                m->params_span = arena_alloc(&m->arena, n_span * sizeof(float));
+                m->grads_span = arena_alloc(&m->arena, n_span * sizeof(float));
+                size_t off = 0;
                 for (size_t i = 0; i < m->n_tensors; i++) {
                         struct tensor *t = &m->tensors[i];
-                        t->data = arena_alloc(&m->arena, tensor_nbytes(t));
-                        if (t->is_param)
-                                t->grad = arena_alloc(&m->arena, tensor_nbytes(t));
+                        if (!t->is_param) {
+                                t->data = arena_alloc(&m->arena, tensor_nbytes(t));
+                                continue;
+                        }
+                        t->data = m->params_span + off;
+                        t->grad = m->grads_span + off;
+                        off += span_part(t->numel);
                 }
                 for (int i = 0; i < m->n_nodes; i++) {
                         struct node *n = &m->nodes[i];
@@ -1167,9 +1190,43 @@ void model_unfollow(struct tensor *t, float *buf) {
 }
 
 void model_zero_grad(struct model *m) {
-        for (size_t i = 0; i < m->n_tensors; i++)
-                if (m->tensors[i].grad)
-                        memset(m->tensors[i].grad, 0, tensor_nbytes(&m->tensors[i]));
+        if (m->n_span)
+                memset(m->grads_span, 0, m->n_span * sizeof(float));
+}
+
+void model_params(struct model *m, float **ret, size_t *ret_n) {
+        *ret = m->params_span;
+        *ret_n = m->n_span;
+}
+
+void model_grads(struct model *m, float **ret, size_t *ret_n) {
+        *ret = m->grads_span;
+        *ret_n = m->n_span;
+}
+
+void model_span_pack(const struct model *m, float *span) {
+        size_t packed = 0, off = 0; /* packed <= off: moving each part down never overwrites one not yet moved */
+        for (size_t i = 0; i < m->n_tensors; i++) {
+                const struct tensor *t = &m->tensors[i];
+                if (!t->is_param)
+                        continue;
+                memmove(span + packed, span + off, t->numel * sizeof(float));
+                packed += t->numel;
+                off += span_part(t->numel);
+        }
+}
+
+void model_span_unpack(const struct model *m, float *span) {
+        size_t packed = model_param_numel(m), off = m->n_span;
+        for (size_t i = m->n_tensors; i-- > 0;) { /* last part first: each moves up into space already free */
+                const struct tensor *t = &m->tensors[i];
+                if (!t->is_param)
+                        continue;
+                packed -= t->numel;
+                off -= span_part(t->numel);
+                memmove(span + off, span + packed, t->numel * sizeof(float));
+                memset(span + off + t->numel, 0, (span_part(t->numel) - t->numel) * sizeof(float));
+        }
 }
 
 void model_rng_get(const struct model *m, struct model_rng_state *ret) {
