@@ -51,7 +51,6 @@ static int add_backward(struct model *m, struct backend_plan *p, int ni, const b
 }
 
 const struct layer_ops onednn_add_ops = {
-        .family = "binary",
         .state_size = sizeof(struct add),
         .fwd_init = add_fwd_init,
         .forward = add_forward,

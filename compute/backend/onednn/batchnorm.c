@@ -160,7 +160,6 @@ static int bn_backward(struct model *m, struct backend_plan *p, int ni, const bo
 }
 
 const struct layer_ops onednn_batchnorm_ops = {
-        .family = "batch_normalization",
         .state_size = sizeof(struct batchnorm),
         .diff_src_always = true,
         .fwd_init = bn_fwd_init,

@@ -402,7 +402,6 @@ static int conv_backward(struct model *m, struct backend_plan *p, int ni, const 
 }
 
 const struct layer_ops onednn_conv_ops = {
-        .family = "convolution",
         .state_size = sizeof(struct conv),
         .fwd_init = conv_fwd_init,
         .forward = conv_forward,

@@ -79,7 +79,6 @@ static int dropout_backward(struct model *m, struct backend_plan *p, int ni, con
 }
 
 const struct layer_ops onednn_dropout_ops = {
-        .family = "dropout",
         .state_size = sizeof(struct dropout),
         .fwd_init = dropout_fwd_init,
         .forward = dropout_forward,

@@ -72,7 +72,6 @@ static int eltwise_backward(struct model *m, struct backend_plan *p, int ni, con
 }
 
 const struct layer_ops onednn_eltwise_ops = {
-        .family = "eltwise",
         .state_size = sizeof(struct eltwise),
         .fwd_init = eltwise_fwd_init,
         .forward = eltwise_forward,

@@ -52,7 +52,6 @@ static int flatten_backward(struct model *m, struct backend_plan *p, int ni, con
 }
 
 const struct layer_ops onednn_flatten_ops = {
-        .family = "reorder",
         .state_size = sizeof(struct flatten),
         .fwd_init = flatten_fwd_init,
         .forward = flatten_forward,

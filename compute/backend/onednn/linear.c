@@ -56,7 +56,6 @@ static int linear_backward(struct model *m, struct backend_plan *p, int ni, cons
 }
 
 const struct layer_ops onednn_linear_ops = {
-        .family = "inner_product",
         .state_size = sizeof(struct weighted),
         .fwd_init = linear_fwd_init,
         .forward = linear_forward,

@@ -96,9 +96,8 @@ struct backend_plan {
 /* A layer family: what core.c calls for each node of the kinds it serves. fwd_init and forward are required;
  * bwd_init, backward and state_free may be NULL (nothing to do). All return 0 or a negative errno with err set. */
 struct layer_ops {
-        const char *family; /* "convolution", "batch_normalization"... (for errors) */
         size_t state_size; /* bytes of bnode.state, zeroed */
-        /* always write the input's diff, even where no input needs one (core gives it a scratch then) */
+        /* writes its input's diff even for the model input, which needs none (core gives it a scratch there) */
         bool diff_src_always;
         int (*fwd_init)(struct model *m, struct backend_plan *p, int ni, struct ft_error *err);
         int (*forward)(struct model *m, struct backend_plan *p, int ni, bool training, struct ft_error *err);

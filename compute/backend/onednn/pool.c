@@ -85,7 +85,6 @@ static int pool_backward(struct model *m, struct backend_plan *p, int ni, const 
 }
 
 const struct layer_ops onednn_pool_ops = {
-        .family = "pooling",
         .state_size = sizeof(struct pool),
         .fwd_init = pool_fwd_init,
         .forward = pool_forward,
