@@ -1,11 +1,10 @@
-/* context.c - per-thread compute contexts: the oneDNN CPU engine and stream, and the OpenMP thread count.
- * Not for: primitives (backend_onednn.c). */
+/* context.c - per-thread compute contexts: the OpenMP thread count and the backend (oneDNN's CPU engine and
+ * stream live in its per-context state, compute/backend/onednn/core.c).
+ * Not for: primitives (compute/backend/). */
 #include "compute/context.h"
 
 #include <omp.h>
 #include <stdlib.h>
-
-#include <oneapi/dnnl/dnnl.h>
 
 #include "compute/nn.h"
 
@@ -20,19 +19,11 @@ int compute_ctx_new(int threads, struct compute_ctx **ret, struct ft_error *err)
         omp_set_num_threads(threads);
         c->threads = threads;
         c->ops = &backend_onednn_ops;
-        dnnl_engine_t eng;
-        dnnl_stream_t st;
-        if (dnnl_engine_create(&eng, dnnl_cpu, 0) != dnnl_success) {
+        int r = c->ops->ctx_new(c, &c->backend, err);
+        if (r < 0) {
                 free(c);
-                return ft_error_set(err, -EIO, NULL, "onednn: cannot create the cpu engine");
+                return r;
         }
-        if (dnnl_stream_create(&st, eng, dnnl_stream_default_flags) != dnnl_success) {
-                dnnl_engine_destroy(eng);
-                free(c);
-                return ft_error_set(err, -EIO, NULL, "onednn: cannot create a stream");
-        }
-        c->engine = eng;
-        c->stream = st;
         *ret = c;
         return 0;
 }
@@ -40,8 +31,7 @@ int compute_ctx_new(int threads, struct compute_ctx **ret, struct ft_error *err)
 void compute_ctx_free(struct compute_ctx *ctx) {
         if (!ctx)
                 return;
-        dnnl_stream_destroy(ctx->stream);
-        dnnl_engine_destroy(ctx->engine);
+        ctx->ops->ctx_free(ctx->backend);
         free(ctx);
 }
 

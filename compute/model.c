@@ -1,12 +1,15 @@
-/* model.c - model specs (JSON) -> layer graph with PyTorch state_dict names; presets; init; freezing; the
- * forward/backward entry points that dispatch to the backend.
+/* model.c - model specs (JSON) -> layer graph with PyTorch state_dict names through a table of layer types
+ * (layer_types: per spec type its fields, builder and init); the arena as [params][grads][buffers]; init;
+ * freezing; the forward/backward entry points that dispatch to the backend (backend.h).
  *
- * Not for: executing layers (backend_*.c), losses, optimizers. */
+ * Not for: executing layers (compute/backend/), presets (presets.c), losses, optimizers. */
 #include "compute/model.h"
 
+#include <assert.h>
 #include <fnmatch.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -118,20 +121,6 @@ static int get_bool(struct builder *b, const json_t *o, const char *key, bool de
         return 0;
 }
 
-static int check_fields(struct builder *b, const json_t *o, const char *const *allowed) {
-        const char *key;
-        json_t *v;
-        json_object_foreach((json_t *)o, key, v) {
-                bool found = false;
-                for (size_t i = 0; allowed[i]; i++)
-                        if (strcmp(allowed[i], key) == 0)
-                                found = true;
-                if (!found)
-                        return layer_error(b, key, "unknown field \"%s\"", key);
-        }
-        return 0;
-}
-
 static int add_tensor(struct builder *b, const char *prefix, const char *suffix, enum tensor_dtype dtype, int ndim,
                       const int64_t *shape, bool is_param) {
         struct model *m = b->m;
@@ -155,6 +144,7 @@ static int add_tensor(struct builder *b, const char *prefix, const char *suffix,
                 t->shape[i] = shape[i];
                 t->numel *= (size_t)shape[i];
         }
+        assert(!is_param || dtype == TENSOR_F32); /* the parameter and gradient spans hold floats */
         t->is_param = is_param;
         t->lr_mult = 1.0f;
         b->total_numel += t->numel;
@@ -190,6 +180,119 @@ static int add_node(struct builder *b, enum node_kind kind, const char *name, in
         return m->n_nodes; /* value index of its output */
 }
 
+static int need_3d(struct builder *b, const struct value_shape *s, const char *type) {
+        if (s->ndim != 3)
+                return layer_error(b, NULL, "\"%s\" needs an image input [C, H, W], got [%lld] features", type,
+                                   (long long)s->c);
+        return 0;
+}
+
+/* ---- init: PyTorch's constructors, per layer type ------------------------------------------------------- */
+
+static uint64_t splitmix64(uint64_t *s) {
+        uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        return z ^ (z >> 31);
+}
+
+static double rng_uniform(uint64_t *s) { /* [0, 1) */
+        return (double)(splitmix64(s) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static uint64_t name_hash(const char *s) {
+        uint64_t h = 1469598103934665603ull;
+        for (; *s; s++)
+                h = (h ^ (uint8_t)*s) * 1099511628211ull;
+        return h;
+}
+
+/* linear, conv2d: kaiming_uniform(a=sqrt(5)) weight and its bound for the bias, or torchvision's
+ * kaiming_normal(fan_out, relu) for conv weights */
+static void init_weighted(struct node *n, uint64_t seed) {
+        struct tensor *w = n->weight;
+        size_t fan_in = w->numel / (size_t)w->shape[0];
+        uint64_t s = seed ^ name_hash(w->name);
+        if (n->torchvision_init) {
+                /* kaiming_normal_(mode="fan_out", nonlinearity="relu") */
+                double fan_out = (double)w->shape[0] * (double)(w->numel / ((size_t)w->shape[0] * (size_t)w->shape[1]));
+                double std = sqrt(2.0 / fan_out);
+                for (size_t j = 0; j < w->numel; j++) {
+                        double u1 = rng_uniform(&s), u2 = rng_uniform(&s);
+                        double z = sqrt(-2.0 * log(1.0 - u1)) * cos(2.0 * M_PI * u2);
+                        tensor_f32(w)[j] = (float)(z * std);
+                }
+        } else {
+                double bound = 1.0 / sqrt((double)fan_in);
+                for (size_t j = 0; j < w->numel; j++)
+                        tensor_f32(w)[j] = (float)((2.0 * rng_uniform(&s) - 1.0) * bound);
+        }
+        if (n->bias) {
+                double bound = 1.0 / sqrt((double)fan_in);
+                uint64_t sb = seed ^ name_hash(n->bias->name);
+                for (size_t j = 0; j < n->bias->numel; j++)
+                        tensor_f32(n->bias)[j] = (float)((2.0 * rng_uniform(&sb) - 1.0) * bound);
+        }
+}
+
+static void init_bn(struct node *n, uint64_t seed) {
+        (void)seed;
+        for (size_t j = 0; j < n->weight->numel; j++) {
+                tensor_f32(n->weight)[j] = 1.0f;
+                tensor_f32(n->bias)[j] = 0.0f;
+                tensor_f32(n->running_mean)[j] = 0.0f;
+                tensor_f32(n->running_var)[j] = 1.0f;
+        }
+        tensor_i64(n->num_batches_tracked)[0] = 0;
+}
+
+/* ---- layer types: the spec's "type" values ---------------------------------------------------------------- */
+
+/* A layer's fields, parsed (the ones its type has; the others stay zero). */
+struct layer_args {
+        int64_t out; /* out_features, out_channels */
+        int64_t kernel[2], stride[2], padding[2], dilation[2]; /* basic_block's stride (an int): stride[0] */
+        double eps, momentum, slope, p;
+        bool bias;
+};
+
+enum field_type {
+        FIELD_INT, /* an integer from min to max */
+        FIELD_PAIR, /* an integer or [h, w], each from min to max */
+        FIELD_REAL, /* a number from min to max (max excluded with max_open) */
+        FIELD_BOOL,
+};
+
+struct layer_field {
+        const char *key; /* NULL ends a type's list */
+        enum field_type type;
+        size_t offset; /* where its value goes in struct layer_args */
+        bool required;
+        double def, min, max;
+        bool max_open;
+};
+
+#define FIELD(k, t, member, req, d, lo, hi, open)                                                                      \
+        { k, t, offsetof(struct layer_args, member), req, d, lo, hi, open }
+#define FIELDS_END                                                                                                     \
+        { NULL, FIELD_INT, 0, false, 0, 0, 0, false }
+
+struct layer_type;
+/* Append the layer's nodes (and tensors) after value *cur: b->lname names it, b->layer is its index, a holds its
+ * fields (a builder may resolve a default, e.g. a pool's stride; the canonical spec is written from a after). */
+typedef int (*layer_build_fn)(struct builder *b, const struct layer_type *lt, struct layer_args *a, int cur);
+
+struct layer_type {
+        const char *type; /* the spec's "type" */
+        int kind; /* the node kind it makes (enum node_kind); -1: made of other types' nodes */
+        bool image; /* needs an image input [C, H, W] */
+        enum act_kind act; /* activations: which one */
+        const struct layer_field *fields; /* besides "type" and "name", in canonical order */
+        layer_build_fn build;
+        void (*init)(struct node *n, uint64_t seed); /* its kind's parameters and buffers as PyTorch's constructor
+                                                      * makes them (model_init); NULL: nothing to initialise */
+};
+
 static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
         int64_t ext = d * (k - 1) + 1;
         if (in + 2 * p < ext)
@@ -197,10 +300,14 @@ static int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) 
         return (in + 2 * p - ext) / s + 1;
 }
 
+static struct value_shape cur_shape(const struct builder *b, int cur) {
+        return cur == 0 ? b->m->input : b->m->nodes[cur - 1].out;
+}
+
 static int build_conv(struct builder *b, int in, const char *name, int64_t oc, const int64_t k[2], const int64_t s[2],
                       const int64_t p[2], const int64_t d[2], bool bias, bool tv, int *ret_v) {
         struct model *m = b->m;
-        struct value_shape is = in == 0 ? m->input : m->nodes[in - 1].out;
+        struct value_shape is = cur_shape(b, in);
         int64_t oh = conv_out(is.h, k[0], s[0], p[0], d[0]), ow = conv_out(is.w, k[1], s[1], p[1], d[1]);
         if (oh < 1 || ow < 1)
                 return layer_error(b, "kernel_size",
@@ -258,16 +365,269 @@ static int build_bn(struct builder *b, int in, const char *name, double eps, dou
         return 0;
 }
 
-static const char *act_names[] = {
-        [ACT_RELU] = "relu", [ACT_LEAKY_RELU] = "leaky_relu", [ACT_GELU] = "gelu",
-        [ACT_TANH] = "tanh", [ACT_SIGMOID] = "sigmoid",
+static int build_act(struct builder *b, int in, const char *name, enum act_kind act, double slope) {
+        struct node *n;
+        int v = add_node(b, NODE_ACT, name, in, &n);
+        if (v < 0)
+                return v;
+        n->act = act;
+        n->alpha = (float)slope;
+        return 0;
+}
+
+static int build_linear(struct builder *b, const struct layer_type *lt, struct layer_args *a, int cur) {
+        struct model *m = b->m;
+        struct value_shape is = cur_shape(b, cur);
+        struct node *n;
+        int v, r;
+        (void)lt;
+        if (is.ndim != 1)
+                return layer_error(b, NULL,
+                                   "\"linear\" needs flat input [features], got [%lld, %lld, %lld]: add a "
+                                   "\"flatten\" layer",
+                                   (long long)is.c, (long long)is.h, (long long)is.w);
+        if ((v = add_node(b, NODE_LINEAR, b->lname, cur, &n)) < 0)
+                return v;
+        n->out = (struct value_shape){1, a->out, 1, 1};
+        int64_t ws[2] = {a->out, is.c};
+        if ((r = add_tensor(b, b->lname, "weight", TENSOR_F32, 2, ws, true)) < 0)
+                return r;
+        m->nodes[v - 1].ti_weight = r;
+        if (a->bias) {
+                if ((r = add_tensor(b, b->lname, "bias", TENSOR_F32, 1, &a->out, true)) < 0)
+                        return r;
+                m->nodes[v - 1].ti_bias = r;
+        }
+        return 0;
+}
+
+static int build_conv2d(struct builder *b, const struct layer_type *lt, struct layer_args *a, int cur) {
+        int v;
+        (void)lt;
+        return build_conv(b, cur, b->lname, a->out, a->kernel, a->stride, a->padding, a->dilation, a->bias, false, &v);
+}
+
+static int build_batchnorm2d(struct builder *b, const struct layer_type *lt, struct layer_args *a, int cur) {
+        int v;
+        (void)lt;
+        return build_bn(b, cur, b->lname, a->eps, a->momentum, &v);
+}
+
+static int build_activation(struct builder *b, const struct layer_type *lt, struct layer_args *a, int cur) {
+        return build_act(b, cur, b->lname, lt->act, a->slope);
+}
+
+/* maxpool2d, avgpool2d: the stride defaults to the kernel size */
+static int build_pool(struct builder *b, const struct layer_type *lt, struct layer_args *a, int cur) {
+        struct value_shape is = cur_shape(b, cur);
+        int64_t *k = a->kernel, *s = a->stride, *p = a->padding;
+        struct node *n;
+        int v;
+        if (s[0] < 0)
+                s[0] = k[0], s[1] = k[1];
+        if (2 * p[0] > k[0] || 2 * p[1] > k[1])
+                return layer_error(b, "padding", "\"padding\" must be at most half of \"kernel_size\"");
+        int64_t oh = conv_out(is.h, k[0], s[0], p[0], 1), ow = conv_out(is.w, k[1], s[1], p[1], 1);
+        if (oh < 1 || ow < 1)
+                return layer_error(b, "kernel_size", "kernel %lldx%lld larger than the padded input %lldx%lld",
+                                   (long long)k[0], (long long)k[1], (long long)(is.h + 2 * p[0]),
+                                   (long long)(is.w + 2 * p[1]));
+        if ((v = add_node(b, (enum node_kind)lt->kind, b->lname, cur, &n)) < 0)
+                return v;
+        n->kh = k[0], n->kw = k[1], n->sh = s[0], n->sw = s[1], n->ph = p[0], n->pw = p[1];
+        n->dh = n->dw = 1;
+        n->out = (struct value_shape){3, is.c, oh, ow};
+        return 0;
+}
+
+static int build_global_avg_pool(struct builder *b, const struct layer_type *lt, struct layer_args *a, int cur) {
+        struct value_shape is = cur_shape(b, cur);
+        struct node *n;
+        int v;
+        (void)lt, (void)a;
+        if ((v = add_node(b, NODE_GAP, b->lname, cur, &n)) < 0)
+                return v;
+        n->out = (struct value_shape){3, is.c, 1, 1};
+        return 0;
+}
+
+static int build_flatten(struct builder *b, const struct layer_type *lt, struct layer_args *a, int cur) {
+        struct value_shape is = cur_shape(b, cur);
+        struct node *n;
+        int v;
+        (void)lt, (void)a;
+        if (is.ndim == 1)
+                return 0; /* already flat: nothing to do */
+        if ((v = add_node(b, NODE_FLATTEN, b->lname, cur, &n)) < 0)
+                return v;
+        n->out = (struct value_shape){1, is.c * is.h * is.w, 1, 1};
+        return 0;
+}
+
+static int build_dropout(struct builder *b, const struct layer_type *lt, struct layer_args *a, int cur) {
+        struct node *n;
+        int v;
+        (void)lt;
+        if ((v = add_node(b, NODE_DROPOUT, b->lname, cur, &n)) < 0)
+                return v;
+        n->alpha = (float)a->p;
+        return 0;
+}
+
+/* torchvision's BasicBlock: conv1 bn1 relu conv2 bn2 (+ downsample.0/1) add relu_out */
+static int build_basic_block(struct builder *b, const struct layer_type *lt, struct layer_args *a, int cur) {
+        struct value_shape is = cur_shape(b, cur);
+        const char *name = b->lname;
+        int64_t oc = a->out, st = a->stride[0];
+        char sub[TENSOR_NAME_MAX];
+        int64_t k3[2] = {3, 3}, k1[2] = {1, 1}, s[2] = {st, st}, s1[2] = {1, 1}, p1[2] = {1, 1}, p0[2] = {0, 0},
+                d1[2] = {1, 1};
+        struct node *n;
+        int in = cur, x, r;
+        (void)lt;
+        snprintf(sub, sizeof(sub), "%s.conv1", name);
+        if ((r = build_conv(b, in, sub, oc, k3, s, p1, d1, false, true, &x)) < 0)
+                return r;
+        snprintf(sub, sizeof(sub), "%s.bn1", name);
+        if ((r = build_bn(b, x, sub, 1e-5, 0.1, &x)) < 0)
+                return r;
+        snprintf(sub, sizeof(sub), "%s.relu", name);
+        if ((r = build_act(b, x, sub, ACT_RELU, 0.0)) < 0)
+                return r;
+        x = b->m->n_nodes;
+        snprintf(sub, sizeof(sub), "%s.conv2", name);
+        if ((r = build_conv(b, x, sub, oc, k3, s1, p1, d1, false, true, &x)) < 0)
+                return r;
+        snprintf(sub, sizeof(sub), "%s.bn2", name);
+        if ((r = build_bn(b, x, sub, 1e-5, 0.1, &x)) < 0)
+                return r;
+        int shortcut = in;
+        if (st != 1 || oc != is.c) {
+                snprintf(sub, sizeof(sub), "%s.downsample.0", name);
+                if ((r = build_conv(b, in, sub, oc, k1, s, p0, d1, false, true, &shortcut)) < 0)
+                        return r;
+                snprintf(sub, sizeof(sub), "%s.downsample.1", name);
+                if ((r = build_bn(b, shortcut, sub, 1e-5, 0.1, &shortcut)) < 0)
+                        return r;
+        }
+        snprintf(sub, sizeof(sub), "%s.add", name);
+        if ((x = add_node(b, NODE_ADD, sub, x, &n)) < 0)
+                return x;
+        n->n_in = 2;
+        n->in[1] = shortcut;
+        snprintf(sub, sizeof(sub), "%s.relu_out", name);
+        return build_act(b, x, sub, ACT_RELU, 0.0);
+}
+
+static const struct layer_field pool_fields[] = {
+        FIELD("kernel_size", FIELD_PAIR, kernel, true, 0, 1, 1024, false),
+        FIELD("stride", FIELD_PAIR, stride, false, -1, 1, 1024, false), /* -1: the kernel size */
+        FIELD("padding", FIELD_PAIR, padding, false, 0, 0, 512, false),
+        FIELDS_END,
+};
+static const struct layer_field no_fields[] = {FIELDS_END};
+
+/* Every layer type a spec can name (docs/model-spec.md). Adding one: a row here with its builder (and init for a
+ * new node kind with parameters), the node kind in nn.h, and the kind's family in each backend. */
+static const struct layer_type layer_types[] = {
+        {"linear", NODE_LINEAR, false, ACT_RELU,
+         (const struct layer_field[]){
+                 FIELD("out_features", FIELD_INT, out, true, 0, 1, MODEL_DIM_MAX, false),
+                 FIELD("bias", FIELD_BOOL, bias, false, true, 0, 0, false),
+                 FIELDS_END,
+         },
+         build_linear, init_weighted},
+        {"conv2d", NODE_CONV, true, ACT_RELU,
+         (const struct layer_field[]){
+                 FIELD("out_channels", FIELD_INT, out, true, 0, 1, MODEL_DIM_MAX, false),
+                 FIELD("kernel_size", FIELD_PAIR, kernel, true, 0, 1, 1024, false),
+                 FIELD("stride", FIELD_PAIR, stride, false, 1, 1, 1024, false),
+                 FIELD("padding", FIELD_PAIR, padding, false, 0, 0, 1024, false),
+                 FIELD("dilation", FIELD_PAIR, dilation, false, 1, 1, 1024, false),
+                 FIELD("bias", FIELD_BOOL, bias, false, true, 0, 0, false),
+                 FIELDS_END,
+         },
+         build_conv2d, init_weighted},
+        {"batchnorm2d", NODE_BN, true, ACT_RELU,
+         (const struct layer_field[]){
+                 FIELD("eps", FIELD_REAL, eps, false, 1e-5, 1e-12, 1.0, false),
+                 FIELD("momentum", FIELD_REAL, momentum, false, 0.1, 0.0, 1.0, false),
+                 FIELDS_END,
+         },
+         build_batchnorm2d, init_bn},
+        {"relu", NODE_ACT, false, ACT_RELU, no_fields, build_activation, NULL},
+        {"leaky_relu", NODE_ACT, false, ACT_LEAKY_RELU,
+         (const struct layer_field[]){
+                 FIELD("negative_slope", FIELD_REAL, slope, false, 0.01, 0.0, 1.0, false),
+                 FIELDS_END,
+         },
+         build_activation, NULL},
+        {"gelu", NODE_ACT, false, ACT_GELU, no_fields, build_activation, NULL},
+        {"tanh", NODE_ACT, false, ACT_TANH, no_fields, build_activation, NULL},
+        {"sigmoid", NODE_ACT, false, ACT_SIGMOID, no_fields, build_activation, NULL},
+        {"maxpool2d", NODE_MAXPOOL, true, ACT_RELU, pool_fields, build_pool, NULL},
+        {"avgpool2d", NODE_AVGPOOL, true, ACT_RELU, pool_fields, build_pool, NULL},
+        {"global_avg_pool", NODE_GAP, true, ACT_RELU, no_fields, build_global_avg_pool, NULL},
+        {"flatten", NODE_FLATTEN, false, ACT_RELU, no_fields, build_flatten, NULL},
+        {"dropout", NODE_DROPOUT, false, ACT_RELU,
+         (const struct layer_field[]){
+                 FIELD("p", FIELD_REAL, p, false, 0.5, 0.0, 1.0, true),
+                 FIELDS_END,
+         },
+         build_dropout, NULL},
+        {"basic_block", -1, true, ACT_RELU,
+         (const struct layer_field[]){
+                 FIELD("out_channels", FIELD_INT, out, true, 0, 1, MODEL_DIM_MAX, false),
+                 FIELD("stride", FIELD_INT, stride, false, 1, 1, 64, false),
+                 FIELDS_END,
+         },
+         build_basic_block, NULL},
 };
 
-static int need_3d(struct builder *b, const struct value_shape *s, const char *type) {
-        if (s->ndim != 3)
-                return layer_error(b, NULL, "\"%s\" needs an image input [C, H, W], got [%lld] features", type,
-                                   (long long)s->c);
+static const struct layer_type *layer_type_find(const char *type) {
+        for (size_t i = 0; i < ARRAY_SIZE(layer_types); i++)
+                if (strcmp(layer_types[i].type, type) == 0)
+                        return &layer_types[i];
+        return NULL;
+}
+
+/* "unknown field" for any key that is not "type", "name" or one of the type's fields */
+static int check_fields(struct builder *b, const json_t *o, const struct layer_field *fields) {
+        const char *key;
+        json_t *v;
+        json_object_foreach((json_t *)o, key, v) {
+                bool found = strcmp(key, "type") == 0 || strcmp(key, "name") == 0;
+                for (size_t i = 0; !found && fields[i].key; i++)
+                        found = strcmp(fields[i].key, key) == 0;
+                if (!found)
+                        return layer_error(b, key, "unknown field \"%s\"", key);
+        }
         return 0;
+}
+
+static int field_parse(struct builder *b, const json_t *lo, const struct layer_field *f, struct layer_args *a) {
+        void *dst = (char *)a + f->offset;
+        switch (f->type) {
+        case FIELD_INT:
+                return get_int(b, lo, f->key, f->required, (int64_t)f->def, (int64_t)f->min, (int64_t)f->max, dst);
+        case FIELD_PAIR:
+                return get_pair(b, lo, f->key, f->required, (int64_t)f->def, (int64_t)f->min, (int64_t)f->max, dst);
+        case FIELD_REAL: return get_real(b, lo, f->key, f->def, f->min, f->max, !f->max_open, dst);
+        case FIELD_BOOL: return get_bool(b, lo, f->key, f->def != 0.0, dst);
+        }
+        return -EINVAL;
+}
+
+static json_t *field_json(const struct layer_field *f, const struct layer_args *a) {
+        const void *src = (const char *)a + f->offset;
+        switch (f->type) {
+        case FIELD_INT: return json_integer(*(const int64_t *)src);
+        case FIELD_PAIR:
+                return json_pack("[II]", (json_int_t)((const int64_t *)src)[0], (json_int_t)((const int64_t *)src)[1]);
+        case FIELD_REAL: return json_real(*(const double *)src);
+        case FIELD_BOOL: return json_boolean(*(const bool *)src);
+        }
+        return NULL;
 }
 
 /* Parse one layer, append its nodes, and append its canonical form to `canon`. */
@@ -292,196 +652,28 @@ static int build_layer(struct builder *b, const json_t *lo, int *cur, json_t *ca
                 name = json_string_value(jn);
         }
         b->lname = name;
-        struct value_shape is = *cur == 0 ? m->input : m->nodes[*cur - 1].out;
+        struct value_shape is = cur_shape(b, *cur);
         json_t *c = json_object();
         if (!c)
                 return ft_error_set(b->err, -ENOMEM, NULL, "out of memory");
         json_array_append_new(canon, c);
         json_object_set_new(c, "type", json_string(type));
         json_object_set_new(c, "name", json_string(name));
-        int r;
-        struct node *n;
-        int v;
-
-        if (strcmp(type, "linear") == 0) {
-                static const char *const f[] = {"type", "name", "out_features", "bias", NULL};
-                int64_t of;
-                bool bias = true;
-                if ((r = check_fields(b, lo, f)) < 0 ||
-                    (r = get_int(b, lo, "out_features", true, 0, 1, MODEL_DIM_MAX, &of)) < 0 ||
-                    (r = get_bool(b, lo, "bias", true, &bias)) < 0)
-                        return r;
-                if (is.ndim != 1)
-                        return layer_error(b, NULL,
-                                           "\"linear\" needs flat input [features], got [%lld, %lld, %lld]: add a "
-                                           "\"flatten\" layer",
-                                           (long long)is.c, (long long)is.h, (long long)is.w);
-                if ((v = add_node(b, NODE_LINEAR, name, *cur, &n)) < 0)
-                        return v;
-                n->out = (struct value_shape){1, of, 1, 1};
-                int64_t ws[2] = {of, is.c};
-                if ((r = add_tensor(b, name, "weight", TENSOR_F32, 2, ws, true)) < 0)
-                        return r;
-                m->nodes[v - 1].ti_weight = r;
-                if (bias) {
-                        if ((r = add_tensor(b, name, "bias", TENSOR_F32, 1, &of, true)) < 0)
-                                return r;
-                        m->nodes[v - 1].ti_bias = r;
-                }
-                json_object_set_new(c, "out_features", json_integer(of));
-                json_object_set_new(c, "bias", json_boolean(bias));
-        } else if (strcmp(type, "conv2d") == 0) {
-                static const char *const f[] = {"type",    "name",     "out_channels", "kernel_size", "stride",
-                                                "padding", "dilation", "bias",         NULL};
-                int64_t oc, k[2], s[2], p[2], d[2];
-                bool bias = true;
-                if ((r = check_fields(b, lo, f)) < 0 ||
-                    (r = get_int(b, lo, "out_channels", true, 0, 1, MODEL_DIM_MAX, &oc)) < 0 ||
-                    (r = get_pair(b, lo, "kernel_size", true, 0, 1, 1024, k)) < 0 ||
-                    (r = get_pair(b, lo, "stride", false, 1, 1, 1024, s)) < 0 ||
-                    (r = get_pair(b, lo, "padding", false, 0, 0, 1024, p)) < 0 ||
-                    (r = get_pair(b, lo, "dilation", false, 1, 1, 1024, d)) < 0 ||
-                    (r = get_bool(b, lo, "bias", true, &bias)) < 0 || (r = need_3d(b, &is, type)) < 0)
-                        return r;
-                if ((r = build_conv(b, *cur, name, oc, k, s, p, d, bias, false, &v)) < 0)
-                        return r;
-                json_object_set_new(c, "out_channels", json_integer(oc));
-                json_object_set_new(c, "kernel_size", json_pack("[II]", (json_int_t)k[0], (json_int_t)k[1]));
-                json_object_set_new(c, "stride", json_pack("[II]", (json_int_t)s[0], (json_int_t)s[1]));
-                json_object_set_new(c, "padding", json_pack("[II]", (json_int_t)p[0], (json_int_t)p[1]));
-                json_object_set_new(c, "dilation", json_pack("[II]", (json_int_t)d[0], (json_int_t)d[1]));
-                json_object_set_new(c, "bias", json_boolean(bias));
-        } else if (strcmp(type, "batchnorm2d") == 0) {
-                static const char *const f[] = {"type", "name", "eps", "momentum", NULL};
-                double eps, mom;
-                if ((r = check_fields(b, lo, f)) < 0 ||
-                    (r = get_real(b, lo, "eps", 1e-5, 1e-12, 1.0, true, &eps)) < 0 ||
-                    (r = get_real(b, lo, "momentum", 0.1, 0.0, 1.0, true, &mom)) < 0 || (r = need_3d(b, &is, type)) < 0)
-                        return r;
-                if ((r = build_bn(b, *cur, name, eps, mom, &v)) < 0)
-                        return r;
-                json_object_set_new(c, "eps", json_real(eps));
-                json_object_set_new(c, "momentum", json_real(mom));
-        } else if (strcmp(type, "relu") == 0 || strcmp(type, "leaky_relu") == 0 || strcmp(type, "gelu") == 0 ||
-                   strcmp(type, "tanh") == 0 || strcmp(type, "sigmoid") == 0) {
-                static const char *const f[] = {"type", "name", NULL};
-                static const char *const fl[] = {"type", "name", "negative_slope", NULL};
-                enum act_kind a = ACT_RELU;
-                for (size_t i = 0; i < ARRAY_SIZE(act_names); i++)
-                        if (strcmp(type, act_names[i]) == 0)
-                                a = (enum act_kind)i;
-                double slope = 0.0;
-                if ((r = check_fields(b, lo, a == ACT_LEAKY_RELU ? fl : f)) < 0)
-                        return r;
-                if (a == ACT_LEAKY_RELU) {
-                        if ((r = get_real(b, lo, "negative_slope", 0.01, 0.0, 1.0, true, &slope)) < 0)
-                                return r;
-                        json_object_set_new(c, "negative_slope", json_real(slope));
-                }
-                if ((v = add_node(b, NODE_ACT, name, *cur, &n)) < 0)
-                        return v;
-                n->act = a;
-                n->alpha = (float)slope;
-        } else if (strcmp(type, "maxpool2d") == 0 || strcmp(type, "avgpool2d") == 0) {
-                static const char *const f[] = {"type", "name", "kernel_size", "stride", "padding", NULL};
-                int64_t k[2], s[2], p[2];
-                if ((r = check_fields(b, lo, f)) < 0 || (r = get_pair(b, lo, "kernel_size", true, 0, 1, 1024, k)) < 0 ||
-                    (r = get_pair(b, lo, "stride", false, -1, 1, 1024, s)) < 0 ||
-                    (r = get_pair(b, lo, "padding", false, 0, 0, 512, p)) < 0 || (r = need_3d(b, &is, type)) < 0)
-                        return r;
-                if (s[0] < 0)
-                        s[0] = k[0], s[1] = k[1];
-                if (2 * p[0] > k[0] || 2 * p[1] > k[1])
-                        return layer_error(b, "padding", "\"padding\" must be at most half of \"kernel_size\"");
-                int64_t d[2] = {1, 1};
-                int64_t oh = conv_out(is.h, k[0], s[0], p[0], 1), ow = conv_out(is.w, k[1], s[1], p[1], 1);
-                if (oh < 1 || ow < 1)
-                        return layer_error(b, "kernel_size", "kernel %lldx%lld larger than the padded input %lldx%lld",
-                                           (long long)k[0], (long long)k[1], (long long)(is.h + 2 * p[0]),
-                                           (long long)(is.w + 2 * p[1]));
-                if ((v = add_node(b, type[0] == 'm' ? NODE_MAXPOOL : NODE_AVGPOOL, name, *cur, &n)) < 0)
-                        return v;
-                n->kh = k[0], n->kw = k[1], n->sh = s[0], n->sw = s[1], n->ph = p[0], n->pw = p[1];
-                n->dh = d[0], n->dw = d[1];
-                n->out = (struct value_shape){3, is.c, oh, ow};
-                json_object_set_new(c, "kernel_size", json_pack("[II]", (json_int_t)k[0], (json_int_t)k[1]));
-                json_object_set_new(c, "stride", json_pack("[II]", (json_int_t)s[0], (json_int_t)s[1]));
-                json_object_set_new(c, "padding", json_pack("[II]", (json_int_t)p[0], (json_int_t)p[1]));
-        } else if (strcmp(type, "global_avg_pool") == 0) {
-                static const char *const f[] = {"type", "name", NULL};
-                if ((r = check_fields(b, lo, f)) < 0 || (r = need_3d(b, &is, type)) < 0)
-                        return r;
-                if ((v = add_node(b, NODE_GAP, name, *cur, &n)) < 0)
-                        return v;
-                n->out = (struct value_shape){3, is.c, 1, 1};
-        } else if (strcmp(type, "flatten") == 0) {
-                static const char *const f[] = {"type", "name", NULL};
-                if ((r = check_fields(b, lo, f)) < 0)
-                        return r;
-                if (is.ndim == 1)
-                        return 0; /* already flat: nothing to do */
-                if ((v = add_node(b, NODE_FLATTEN, name, *cur, &n)) < 0)
-                        return v;
-                n->out = (struct value_shape){1, is.c * is.h * is.w, 1, 1};
-        } else if (strcmp(type, "dropout") == 0) {
-                static const char *const f[] = {"type", "name", "p", NULL};
-                double p;
-                if ((r = check_fields(b, lo, f)) < 0 || (r = get_real(b, lo, "p", 0.5, 0.0, 1.0, false, &p)) < 0)
-                        return r;
-                if ((v = add_node(b, NODE_DROPOUT, name, *cur, &n)) < 0)
-                        return v;
-                n->alpha = (float)p;
-                json_object_set_new(c, "p", json_real(p));
-        } else if (strcmp(type, "basic_block") == 0) {
-                static const char *const f[] = {"type", "name", "out_channels", "stride", NULL};
-                int64_t oc, st;
-                if ((r = check_fields(b, lo, f)) < 0 ||
-                    (r = get_int(b, lo, "out_channels", true, 0, 1, MODEL_DIM_MAX, &oc)) < 0 ||
-                    (r = get_int(b, lo, "stride", false, 1, 1, 64, &st)) < 0 || (r = need_3d(b, &is, type)) < 0)
-                        return r;
-                char sub[TENSOR_NAME_MAX];
-                int64_t k3[2] = {3, 3}, k1[2] = {1, 1}, s[2] = {st, st}, s1[2] = {1, 1}, p1[2] = {1, 1}, p0[2] = {0, 0},
-                        d1[2] = {1, 1};
-                int in = *cur, x;
-                snprintf(sub, sizeof(sub), "%s.conv1", name);
-                if ((r = build_conv(b, in, sub, oc, k3, s, p1, d1, false, true, &x)) < 0)
-                        return r;
-                snprintf(sub, sizeof(sub), "%s.bn1", name);
-                if ((r = build_bn(b, x, sub, 1e-5, 0.1, &x)) < 0)
-                        return r;
-                snprintf(sub, sizeof(sub), "%s.relu", name);
-                if ((x = add_node(b, NODE_ACT, sub, x, &n)) < 0)
-                        return x;
-                n->act = ACT_RELU;
-                snprintf(sub, sizeof(sub), "%s.conv2", name);
-                if ((r = build_conv(b, x, sub, oc, k3, s1, p1, d1, false, true, &x)) < 0)
-                        return r;
-                snprintf(sub, sizeof(sub), "%s.bn2", name);
-                if ((r = build_bn(b, x, sub, 1e-5, 0.1, &x)) < 0)
-                        return r;
-                int shortcut = in;
-                if (st != 1 || oc != is.c) {
-                        snprintf(sub, sizeof(sub), "%s.downsample.0", name);
-                        if ((r = build_conv(b, in, sub, oc, k1, s, p0, d1, false, true, &shortcut)) < 0)
-                                return r;
-                        snprintf(sub, sizeof(sub), "%s.downsample.1", name);
-                        if ((r = build_bn(b, shortcut, sub, 1e-5, 0.1, &shortcut)) < 0)
-                                return r;
-                }
-                snprintf(sub, sizeof(sub), "%s.add", name);
-                if ((x = add_node(b, NODE_ADD, sub, x, &n)) < 0)
-                        return x;
-                n->n_in = 2;
-                n->in[1] = shortcut;
-                snprintf(sub, sizeof(sub), "%s.relu_out", name);
-                if ((v = add_node(b, NODE_ACT, sub, x, &n)) < 0)
-                        return v;
-                n->act = ACT_RELU;
-                json_object_set_new(c, "out_channels", json_integer(oc));
-                json_object_set_new(c, "stride", json_integer(st));
-        } else {
+        const struct layer_type *lt = layer_type_find(type);
+        if (!lt)
                 return layer_error(b, "type", "unknown layer type \"%s\"", type);
-        }
+        struct layer_args a = {0};
+        int r = check_fields(b, lo, lt->fields);
+        for (size_t i = 0; r == 0 && lt->fields[i].key; i++)
+                r = field_parse(b, lo, &lt->fields[i], &a);
+        if (r == 0 && lt->image)
+                r = need_3d(b, &is, type);
+        if (r == 0)
+                r = lt->build(b, lt, &a, *cur);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; lt->fields[i].key; i++)
+                json_object_set_new(c, lt->fields[i].key, field_json(&lt->fields[i], &a));
         *cur = m->n_nodes;
         return 0;
 }
@@ -518,6 +710,11 @@ void model_free(struct model *m) {
         free(m->tensors);
         arena_deinit(&m->arena);
         free(m);
+}
+
+/* floats a parameter takes in the parameter and gradient spans: its numel rounded up to 64 bytes */
+static size_t span_part(size_t numel) {
+        return (numel + MODEL_SPAN_ALIGN - 1) / MODEL_SPAN_ALIGN * MODEL_SPAN_ALIGN;
 }
 
 static int build(const json_t *spec, struct model **ret, bool alloc, json_t **ret_canon, struct ft_error *err) {
@@ -605,24 +802,39 @@ static int build(const json_t *spec, struct model **ret, bool alloc, json_t **re
                 for (int j = 0; j < m->nodes[i].n_in; j++)
                         m->consumers[m->nodes[i].in[j]]++;
         if (alloc) {
-                size_t total = 0;
-                for (size_t i = 0; i < m->n_tensors; i++) {
-                        struct tensor *t = &m->tensors[i];
-                        if (!arena_size_add(&total, tensor_nbytes(t)) ||
-                            (t->is_param && !arena_size_add(&total, tensor_nbytes(t)))) {
-                                r = ft_error_set(err, -ENOMEM, NULL, "model too large");
-                                goto fail;
-                        }
+                /* [params][grads][buffers]: parameters in state_dict order, each part 64-byte aligned (oneDNN's
+                 * kernels assume it of the buffers they are given), their gradients at the same offsets in the
+                 * next span, then the buffers (running statistics, num_batches_tracked) */
+                size_t n_span = 0, total = 0;
+                for (size_t i = 0; i < m->n_tensors; i++)
+                        if (m->tensors[i].is_param)
+                                n_span += span_part(m->tensors[i].numel); /* at most ~MODEL_PARAMS_MAX */
+                bool fits = arena_size_add(&total, n_span * sizeof(float)) &&
+                            arena_size_add(&total, n_span * sizeof(float));
+                for (size_t i = 0; fits && i < m->n_tensors; i++)
+                        if (!m->tensors[i].is_param)
+                                fits = arena_size_add(&total, tensor_nbytes(&m->tensors[i]));
+                if (!fits) {
+                        r = ft_error_set(err, -ENOMEM, NULL, "model too large");
+                        goto fail;
                 }
                 if ((r = arena_init(&m->arena, total)) < 0) {
                         r = ft_error_set(err, r, NULL, "out of memory for %zu bytes of weights", total);
                         goto fail;
                 }
+                m->n_span = n_span;
+                m->params_span = arena_alloc(&m->arena, n_span * sizeof(float));
+                m->grads_span = arena_alloc(&m->arena, n_span * sizeof(float));
+                size_t off = 0;
                 for (size_t i = 0; i < m->n_tensors; i++) {
                         struct tensor *t = &m->tensors[i];
-                        t->data = arena_alloc(&m->arena, tensor_nbytes(t));
-                        if (t->is_param)
-                                t->grad = arena_alloc(&m->arena, tensor_nbytes(t));
+                        if (!t->is_param) {
+                                t->data = arena_alloc(&m->arena, tensor_nbytes(t));
+                                continue;
+                        }
+                        t->data = m->params_span + off;
+                        t->grad = m->grads_span + off;
+                        off += span_part(t->numel);
                 }
                 for (int i = 0; i < m->n_nodes; i++) {
                         struct node *n = &m->nodes[i];
@@ -732,73 +944,25 @@ size_t model_param_numel(const struct model *m) {
 
 /* ---- init -------------------------------------------------------------------------------------------- */
 
-static uint64_t splitmix64(uint64_t *s) {
-        uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        return z ^ (z >> 31);
-}
-
-static double rng_uniform(uint64_t *s) { /* [0, 1) */
-        return (double)(splitmix64(s) >> 11) * (1.0 / 9007199254740992.0);
-}
-
-static uint64_t name_hash(const char *s) {
-        uint64_t h = 1469598103934665603ull;
-        for (; *s; s++)
-                h = (h ^ (uint8_t)*s) * 1099511628211ull;
-        return h;
-}
-
 bool nn_dropout_keep(uint64_t seed, uint64_t counter, uint64_t i, float p) {
         uint64_t s = seed ^ (counter * 0xD1B54A32D192ED03ull) ^ (i * 0x9E3779B97F4A7C15ull);
         uint64_t z = splitmix64(&s);
         return (double)(z >> 40) * (1.0 / 16777216.0) >= (double)p;
 }
 
-static void init_node(struct model *m, struct node *n, uint64_t seed) {
-        (void)m;
-        if (n->kind == NODE_BN) {
-                for (size_t j = 0; j < n->weight->numel; j++) {
-                        tensor_f32(n->weight)[j] = 1.0f;
-                        tensor_f32(n->bias)[j] = 0.0f;
-                        tensor_f32(n->running_mean)[j] = 0.0f;
-                        tensor_f32(n->running_var)[j] = 1.0f;
+/* the initialiser of n's kind, from the layer type table */
+static void init_node(struct node *n, uint64_t seed) {
+        for (size_t i = 0; i < ARRAY_SIZE(layer_types); i++)
+                if (layer_types[i].kind == (int)n->kind && layer_types[i].init) {
+                        layer_types[i].init(n, seed);
+                        return;
                 }
-                tensor_i64(n->num_batches_tracked)[0] = 0;
-                return;
-        }
-        if (n->kind != NODE_LINEAR && n->kind != NODE_CONV)
-                return;
-        struct tensor *w = n->weight;
-        size_t fan_in = w->numel / (size_t)w->shape[0];
-        uint64_t s = seed ^ name_hash(w->name);
-        if (n->torchvision_init) {
-                /* kaiming_normal_(mode="fan_out", nonlinearity="relu") */
-                double fan_out = (double)w->shape[0] * (double)(w->numel / ((size_t)w->shape[0] * (size_t)w->shape[1]));
-                double std = sqrt(2.0 / fan_out);
-                for (size_t j = 0; j < w->numel; j++) {
-                        double u1 = rng_uniform(&s), u2 = rng_uniform(&s);
-                        double z = sqrt(-2.0 * log(1.0 - u1)) * cos(2.0 * M_PI * u2);
-                        tensor_f32(w)[j] = (float)(z * std);
-                }
-        } else {
-                double bound = 1.0 / sqrt((double)fan_in);
-                for (size_t j = 0; j < w->numel; j++)
-                        tensor_f32(w)[j] = (float)((2.0 * rng_uniform(&s) - 1.0) * bound);
-        }
-        if (n->bias) {
-                double bound = 1.0 / sqrt((double)fan_in);
-                uint64_t sb = seed ^ name_hash(n->bias->name);
-                for (size_t j = 0; j < n->bias->numel; j++)
-                        tensor_f32(n->bias)[j] = (float)((2.0 * rng_uniform(&sb) - 1.0) * bound);
-        }
 }
 
 void model_init(struct model *m, uint64_t seed) {
         (void)model_sync(m, NULL); /* cannot fail: the reorders exist */
         for (int i = 0; i < m->n_nodes; i++)
-                init_node(m, &m->nodes[i], seed);
+                init_node(&m->nodes[i], seed);
         m->rng.seed = seed;
         m->rng.counter = 0;
 }
@@ -815,7 +979,7 @@ int model_init_prefix(struct model *m, const char *prefix, uint64_t seed, struct
         for (int i = 0; i < m->n_nodes; i++) {
                 struct node *n = &m->nodes[i];
                 if (n->weight && name_has_prefix(n->weight->name, prefix)) {
-                        init_node(m, n, seed);
+                        init_node(n, seed);
                         count++;
                 }
         }
@@ -1037,9 +1201,43 @@ void model_unfollow(struct tensor *t, float *buf) {
 }
 
 void model_zero_grad(struct model *m) {
-        for (size_t i = 0; i < m->n_tensors; i++)
-                if (m->tensors[i].grad)
-                        memset(m->tensors[i].grad, 0, tensor_nbytes(&m->tensors[i]));
+        if (m->n_span)
+                memset(m->grads_span, 0, m->n_span * sizeof(float));
+}
+
+void model_params(struct model *m, float **ret, size_t *ret_n) {
+        *ret = m->params_span;
+        *ret_n = m->n_span;
+}
+
+void model_grads(struct model *m, float **ret, size_t *ret_n) {
+        *ret = m->grads_span;
+        *ret_n = m->n_span;
+}
+
+void model_span_pack(const struct model *m, float *span) {
+        size_t packed = 0, off = 0; /* packed <= off: moving each part down never overwrites one not yet moved */
+        for (size_t i = 0; i < m->n_tensors; i++) {
+                const struct tensor *t = &m->tensors[i];
+                if (!t->is_param)
+                        continue;
+                memmove(span + packed, span + off, t->numel * sizeof(float));
+                packed += t->numel;
+                off += span_part(t->numel);
+        }
+}
+
+void model_span_unpack(const struct model *m, float *span) {
+        size_t packed = model_param_numel(m), off = m->n_span;
+        for (size_t i = m->n_tensors; i-- > 0;) { /* last part first: each moves up into space already free */
+                const struct tensor *t = &m->tensors[i];
+                if (!t->is_param)
+                        continue;
+                packed -= t->numel;
+                off -= span_part(t->numel);
+                memmove(span + off, span + packed, t->numel * sizeof(float));
+                memset(span + off + t->numel, 0, (span_part(t->numel) - t->numel) * sizeof(float));
+        }
 }
 
 void model_rng_get(const struct model *m, struct model_rng_state *ret) {

@@ -90,7 +90,8 @@ int model_spec_validate(const json_t *spec, json_t **ret_canonical, struct ft_er
 int model_spec_io(const json_t *spec, int64_t ret_shape[3], int *ret_ndim, size_t *ret_outputs, struct ft_error *err);
 
 /* Build a model from a spec: layers, shapes, one arena with every parameter, gradient and buffer (weights zero,
- * running_var 1: call model_init or load weights). The spec is copied; the caller keeps its reference. */
+ * running_var 1: call model_init or load weights; layout: model_grads). The spec is copied; the caller keeps its
+ * reference. */
 int model_new(const json_t *spec, struct model **ret, struct ft_error *err);
 /* NULL is a no-op. Releases the backend's primitives too: call it on the context's thread, before
  * compute_ctx_free of the context given to model_prepare. */
@@ -149,8 +150,34 @@ int model_forward(struct model *m, const float *x, int batch, bool training, con
 /* Backward from d(out) ([batch, output count], the batch of the last forward, which must have been a training
  * forward): writes (overwrites, does not accumulate) the grad of every trainable parameter. */
 int model_backward(struct model *m, const float *d_out, struct ft_error *err);
-/* Set every parameter gradient to zero. */
+/* Set every parameter gradient to zero (the whole gradient span). */
 void model_zero_grad(struct model *m);
+
+/* The arena is laid out [params][grads][buffers], each span contiguous (llm.c's ParameterTensors):
+ *   params:  every parameter's data in state_dict order (weight, bias, bn weight, bn bias, ...), each part starting
+ *            on a 64-byte boundary (MODEL_SPAN_ALIGN floats: oneDNN's kernels assume aligned buffers), the gaps
+ *            between parts zero;
+ *   grads:   every parameter's gradient at the same offsets (t->grad - grads == (float *)t->data - params);
+ *   buffers: BatchNorm running_mean / running_var / num_batches_tracked.
+ * model_params and model_grads give the first two spans: *ret_n floats each (at least model_param_numel: the
+ * parts and the gaps), borrowed, valid while m lives; tensors' data and grad point into them. For work over all
+ * gradients at once: zeroing, norms, scaling, accumulation, a sum-allreduce across data-parallel replicas.
+ * Frozen parameters keep their part of the span; backward never writes it, so it stays zero (model_freeze zeroes
+ * it), and the gaps stay zero, so elementwise work over the whole span leaves them zero (0 * c, 0 + 0) and adds
+ * nothing to a norm.
+ * Layout inside a part: between steps a weight's gradient may be permuted into the backend's layout with its
+ * weight (model_sync). The span stays contiguous and each part keeps its place and size, so elementwise work over
+ * the span (zero, norm, scale, sum-allreduce) is layout-independent as long as every replica holds the same layout
+ * (same backend and oneDNN ISA, same first plan); anything that reads a part as PyTorch layout calls model_sync
+ * first. */
+#define MODEL_SPAN_ALIGN 16
+void model_params(struct model *m, float **ret, size_t *ret_n);
+void model_grads(struct model *m, float **ret, size_t *ret_n);
+/* An array laid out like the spans (model_grads' n floats: a gradient accumulator) to the parameters packed back to
+ * back in state_dict order (model_param_numel floats at its start), in place; unpack moves them back and zeroes
+ * the gaps. For files, whose format must not depend on the span's alignment. */
+void model_span_pack(const struct model *m, float *span);
+void model_span_unpack(const struct model *m, float *span);
 
 /* Between steps the backend keeps weights, their gradients and the arrays that follow them in the layout its
  * kernels read (forward moves them there; that saves two weight reorders per layer and step). Call model_sync

@@ -1,11 +1,15 @@
-/* nn.h - the layer graph inside a model (private to compute/): nodes, values and the backend op table.
+/* nn.h - the layer graph inside a model (private to compute/): nodes, values, the model and context structs.
  *
  * A model is a list of nodes; node i reads one or two values and produces value i + 1 (value 0 is the model
  * input). A basic_block in the spec expands to conv, bn, relu, conv, bn, [conv, bn], add, relu nodes.
- * Nodes describe the math (shapes, hyperparameters, tensors); the backend (backend_*.c) owns everything that
- * executes it (primitives, memory formats, buffers), so another backend can sit beside oneDNN's.
+ * Nodes describe the math (shapes, hyperparameters, tensors); the backend (backend.h, compute/backend/onednn/)
+ * owns everything that executes it (primitives, memory formats, buffers), so another backend can sit beside
+ * oneDNN's.
  *
- * Not for: the public API (model.h) or spec parsing (model.c). */
+ * Adding a layer: a node kind here, a row in model.c's layer_types table (spec fields, builder, init), and a
+ * family file in each backend with its row in that backend's layer_ops table (compute/backend/onednn/core.c).
+ *
+ * Not for: the public API (model.h), spec parsing (model.c) or the backend op table (backend.h). */
 #pragma once
 
 #include <stdbool.h>
@@ -13,6 +17,7 @@
 
 #include <jansson.h>
 
+#include "compute/backend.h"
 #include "compute/context.h"
 #include "compute/model.h"
 #include "compute/tensor.h"
@@ -28,6 +33,7 @@ enum node_kind {
         NODE_FLATTEN,
         NODE_DROPOUT,
         NODE_ADD,
+        NODE_KINDS /* the number of kinds */
 };
 
 enum act_kind {
@@ -63,35 +69,6 @@ struct node {
         bool torchvision_init; /* conv: kaiming_normal(fan_out, relu) instead of torch's default */
 };
 
-struct backend_plan; /* one per (model, batch size), owned by the backend */
-struct backend_params;
-
-/* The backend op table. All calls on the context's thread. */
-struct backend_ops {
-        const char *name;
-        /* primitives and buffers for batch size `batch` */
-        int (*plan_new)(struct model *m, struct compute_ctx *ctx, int batch, struct backend_plan **ret,
-                        struct ft_error *err);
-        void (*plan_free)(struct backend_plan *p);
-        /* forward x [batch, input numel]; *ret_out [batch, outputs] owned by the plan */
-        int (*forward)(struct model *m, struct backend_plan *p, const float *x, bool training, const float **ret_out,
-                       struct ft_error *err);
-        /* create the backward's primitives and buffers of p without running anything (backward does it on its
-         * first call) */
-        int (*plan_backward)(struct model *m, struct backend_plan *p, struct ft_error *err);
-        /* backward from d_out [batch, outputs] after a training forward with the same plan */
-        int (*backward)(struct model *m, struct backend_plan *p, const float *d_out, struct ft_error *err);
-        /* parameters (data, grad, followers) back to PyTorch layout; forward and backward move them to the
-         * backend's (model_sync) */
-        int (*params_plain)(struct model *m, struct ft_error *err);
-        /* release the model's layout state (after params_plain) */
-        void (*params_free)(struct model *m);
-        /* what the plan's primitives run, one entry per primitive created so far (model_kernels) */
-        size_t (*kernels)(const struct backend_plan *p, const struct model_kernel **ret);
-};
-
-extern const struct backend_ops backend_onednn_ops;
-
 #define MODEL_PLANS_MAX 4
 
 struct model {
@@ -103,7 +80,9 @@ struct model {
         int *consumers; /* per value: how many node inputs read it */
         size_t n_tensors;
         struct tensor *tensors;
-        struct arena arena;
+        struct arena arena; /* [params][grads][buffers] (model.h model_grads) */
+        float *params_span, *grads_span; /* every parameter's data, every parameter's grad: n_span floats each */
+        size_t n_span;
         bool frozen_bn_eval;
         struct model_rng_state rng;
 
@@ -120,17 +99,20 @@ struct model {
         bool params_native; /* some parameters are in the backend's layout now */
 };
 
-/* dnnl context internals the backend needs */
+/* a compute context: its thread count and its backend (ops->ctx_new made `backend`) */
 struct compute_ctx {
         int threads;
         const struct backend_ops *ops;
-        void *engine; /* dnnl_engine_t */
-        void *stream; /* dnnl_stream_t */
+        void *backend;
 };
 
 /* value shape helpers */
 static inline int64_t value_numel(const struct value_shape *s) {
         return s->c * s->h * s->w;
+}
+/* The shape of node n's first input: the model input or the output of an earlier node. */
+static inline const struct value_shape *node_in_shape(const struct model *m, const struct node *n) {
+        return n->in[0] == 0 ? &m->input : &m->nodes[n->in[0] - 1].out;
 }
 
 /* The dropout mask for element i of a draw with (seed, counter): true = keep. */

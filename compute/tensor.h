@@ -1,7 +1,8 @@
 /* tensor.h - named tensors and the arena they live in.
  *
- * A struct tensor is a *view*: its data (and grad) point into an arena owned by a model (parameters, gradients,
- * BatchNorm buffers) or by an optimizer (its state). Names are PyTorch state_dict names
+ * A struct tensor is a *view*: its data (and grad) point into an arena owned by a model or by an optimizer (its
+ * state). A model's arena is [params][grads][buffers]: every parameter's data in one span, every gradient in the
+ * next at the same offsets, then the BatchNorm buffers (model.h: model_grads). Names are PyTorch state_dict names
  * ("layer1.0.bn1.running_mean"), so weights move between finetuned and PyTorch with no mapping table.
  *
  * Layout: on the host every tensor is dense, contiguous, row-major in PyTorch's layout (Linear [out, in], Conv

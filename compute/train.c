@@ -60,7 +60,7 @@ struct trainer {
         size_t n_out;
         int max_batch;
         float *d_out; /* max_batch * n_out */
-        float *accum; /* gd: gradient sum over the epoch, param numel; NULL otherwise */
+        float *accum; /* gd: gradient sum over the epoch, laid out like the gradient span (model_grads) */
         size_t accum_n;
         uint8_t *best; /* early stopping: copy of every model tensor's bytes */
         size_t best_bytes;
@@ -413,18 +413,15 @@ static int setup_optim(struct trainer *tr, struct ft_error *err) {
         if (!tr->d_out)
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         if (h->optimizer == JOBSPEC_OPT_GD) {
-                tr->accum_n = model_param_numel(tr->m);
+                float *g;
+                model_grads(tr->m, &g, &tr->accum_n);
                 tr->accum = calloc(tr->accum_n ? tr->accum_n : 1, sizeof(float));
                 if (!tr->accum)
                         return ft_error_set(err, -ENOMEM, NULL, "out of memory");
-                size_t off = 0; /* each parameter's slice moves with the parameter's layout */
-                for (size_t i = 0; i < model_tensor_count(tr->m); i++) {
+                for (size_t i = 0; i < model_tensor_count(tr->m); i++) { /* each slice moves with its parameter */
                         struct tensor *t = model_tensor_at(tr->m, i);
-                        if (!t->is_param)
-                                continue;
-                        if ((r = model_follow(tr->m, t, tr->accum + off, err)) < 0)
+                        if (t->is_param && (r = model_follow(tr->m, t, tr->accum + (t->grad - g), err)) < 0)
                                 return r;
-                        off += t->numel;
                 }
         }
         if (tr->spec->early_stopping.enabled && tr->spec->early_stopping.restore_best) {
@@ -495,15 +492,18 @@ static int write_optim_tensors(const char *path, struct trainer *tr, struct ft_e
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         for (size_t i = 0; i < n; i++)
                 fill_st(&st[i], optim_state_at(tr->optim, i), NULL);
-        if (tr->accum) {
+        if (tr->accum) { /* stored packed (model_param_numel floats), whatever the span's alignment */
+                model_span_pack(tr->m, tr->accum);
                 st[n].name = "__grad_accum";
                 st[n].dtype = ST_DTYPE_F32;
                 st[n].ndim = 1;
-                st[n].shape[0] = (int64_t)tr->accum_n;
+                st[n].shape[0] = (int64_t)model_param_numel(tr->m);
                 st[n].data = tr->accum;
                 n++;
         }
         int r = st_write(path, st, n, NULL, 0, err);
+        if (tr->accum)
+                model_span_unpack(tr->m, tr->accum);
         free(st);
         return r;
 }
@@ -835,9 +835,12 @@ static int checkpoint_load(struct trainer *tr, const char *dir, struct ft_error 
         if (r < 0)
                 return r;
         snprintf(path, sizeof(path), "%s/optimizer.safetensors", dir);
-        r = load_tensors(path, optim_state_count(tr->optim), optim_at, tr->optim, NULL, tr->accum, tr->accum_n, err);
+        r = load_tensors(path, optim_state_count(tr->optim), optim_at, tr->optim, NULL, tr->accum,
+                         tr->accum ? model_param_numel(tr->m) : 0, err);
         if (r < 0)
                 return r;
+        if (tr->accum)
+                model_span_unpack(tr->m, tr->accum);
         if (tr->best && tr->has_best) {
                 snprintf(path, sizeof(path), "%s/best.safetensors", dir);
                 r = load_tensors(path, model_tensor_count(tr->m), model_at, tr->m, tr->best, NULL, 0, err);
@@ -877,15 +880,15 @@ static int emit_runtime(struct trainer *tr, int batch, struct ft_error *err) {
         return callback_result(r, err);
 }
 
+/* Over the model's one gradient span (model_grads): frozen parameters' parts are zero, so they add nothing to the
+ * norm and stay zero when scaled, and the sums run in the same order as a walk over the trainable tensors. */
 static double grad_norm(struct model *m) {
+        float *g;
+        size_t n;
         double sum = 0;
-        for (size_t i = 0; i < model_tensor_count(m); i++) {
-                struct tensor *t = model_tensor_at(m, i);
-                if (!t->is_param || t->frozen)
-                        continue;
-                for (size_t k = 0; k < t->numel; k++)
-                        sum += (double)t->grad[k] * (double)t->grad[k];
-        }
+        model_grads(m, &g, &n);
+        for (size_t k = 0; k < n; k++)
+                sum += (double)g[k] * (double)g[k];
         return sqrt(sum);
 }
 
@@ -894,30 +897,24 @@ static void grad_clip(struct model *m, double max_norm) {
         float coef = (float)(max_norm / (norm + 1e-6));
         if (coef >= 1.0f)
                 return;
-        for (size_t i = 0; i < model_tensor_count(m); i++) {
-                struct tensor *t = model_tensor_at(m, i);
-                if (!t->is_param || t->frozen)
-                        continue;
-                for (size_t k = 0; k < t->numel; k++)
-                        t->grad[k] *= coef;
-        }
+        float *g;
+        size_t n;
+        model_grads(m, &g, &n);
+        for (size_t k = 0; k < n; k++)
+                g[k] *= coef;
 }
 
+/* tr->accum is laid out like the gradient span (each parameter's slice follows its layout); a frozen parameter's
+ * slice stays zero, as its gradient does */
 static void accum_grads(struct trainer *tr, float scale, bool add_to_accum) {
-        size_t off = 0;
-        for (size_t i = 0; i < model_tensor_count(tr->m); i++) {
-                struct tensor *t = model_tensor_at(tr->m, i);
-                if (!t->is_param)
-                        continue;
-                if (!t->frozen) {
-                        if (add_to_accum)
-                                for (size_t k = 0; k < t->numel; k++)
-                                        tr->accum[off + k] += scale * t->grad[k];
-                        else
-                                memcpy(t->grad, tr->accum + off, t->numel * sizeof(float));
-                }
-                off += t->numel;
-        }
+        float *g;
+        size_t n;
+        model_grads(tr->m, &g, &n);
+        if (add_to_accum)
+                for (size_t k = 0; k < n; k++)
+                        tr->accum[k] += scale * g[k];
+        else
+                memcpy(g, tr->accum, n * sizeof(float));
 }
 
 static int optimizer_step(struct trainer *tr, struct ft_error *err) {
@@ -1180,13 +1177,13 @@ static int final_metrics(struct trainer *tr, struct train_result *res, struct ft
 
 static void trainer_deinit(struct trainer *tr) {
         (void)model_sync(tr->m, NULL); /* PyTorch layout on every way out (a no-op after train_run's own) */
-        size_t off = 0;
+        float *g;
+        size_t n;
+        model_grads(tr->m, &g, &n);
         for (size_t i = 0; tr->accum && i < model_tensor_count(tr->m); i++) {
                 struct tensor *t = model_tensor_at(tr->m, i);
-                if (!t->is_param)
-                        continue;
-                model_unfollow(t, tr->accum + off);
-                off += t->numel;
+                if (t->is_param)
+                        model_unfollow(t, tr->accum + (t->grad - g));
         }
         data_loader_free(tr->train_loader);
         data_loader_free(tr->eval_loader);

@@ -200,7 +200,7 @@ int main(void) {
               "\"padding\": 1}, {\"type\": \"conv2d\", \"out_channels\": 5, \"kernel_size\": [2, 3], \"dilation\": 2,"
               "\"padding\": [1, 0], \"bias\": false}, {\"type\": \"flatten\"}]}",
               false, 1e-2);
-        /* outputs of at most 4 positions with >= 16 input channels run as per-tap GEMMs (backend_onednn.c) */
+        /* outputs of at most 4 positions with >= 16 input channels run as per-tap GEMMs (backend/onednn/conv.c) */
         check("conv2d per-tap GEMMs: 2x2 stride 1, then 1x1 output without bias",
               "{\"input\": [3, 4, 4], \"layers\": [{\"type\": \"conv2d\", \"out_channels\": 16, \"kernel_size\": 3,"
               "\"stride\": 2, \"padding\": 1}, {\"type\": \"conv2d\", \"out_channels\": 20, \"kernel_size\": 3, "

@@ -1,9 +1,11 @@
 /* test_compute_model.c - the compute engine's contracts other than numerics against PyTorch: preset topology
  * and state_dict names (checked against torchvision's list in tests/fixtures/compute/state_dict_names.txt),
  * spec errors that name the layer and field, canonical specs, init distributions, head re-init, freezing,
- * frozen BatchNorm, dropout's generator, batch sizes and plan reuse, optimizer rules on hand-computed cases,
- * loss argument errors.
+ * frozen BatchNorm, the arena's parameter and gradient spans, dropout's generator, batch sizes and plan reuse,
+ * optimizer rules on hand-computed cases, loss argument errors.
  * Not for: PyTorch equality (test_compute_torch.c) or finite differences (test_compute_gradcheck.c). */
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "compute/compute.h"
@@ -372,6 +374,95 @@ static void test_freeze(struct compute_ctx *ctx) {
         model_free(b);
 }
 
+/* The arena as [params][grads][buffers]: one parameter span and one gradient span, every parameter's data and
+ * grad at the same 64-byte aligned offset in them, buffers outside; frozen parts and the gaps zero after backward;
+ * zero_grad clears it all; pack / unpack convert a span-shaped array to state_dict order and back. */
+static void test_grad_span(struct compute_ctx *ctx) {
+        struct model *m = small_resnet(ctx, 4);
+        float x[4 * 3 * 8 * 8], dout[16];
+        fill(x, ARRAY_SIZE(x), 5);
+        float *params, *grads;
+        size_t n, np;
+        model_params(m, &params, &np);
+        model_grads(m, &grads, &n);
+        ok(n == np && n >= model_param_numel(m) && n < model_param_numel(m) + 16 * model_tensor_count(m) &&
+                   grads == params + n,
+           "params and grads: %zu floats each (%zu parameters and the gaps), the gradients right after", n,
+           model_param_numel(m));
+        size_t off = 0;
+        int misplaced = 0, inside = 0;
+        for (size_t i = 0; i < model_tensor_count(m); i++) {
+                struct tensor *t = model_tensor_at(m, i);
+                if (!t->is_param) {
+                        const char *d = t->data;
+                        inside += d >= (const char *)params && d < (const char *)(grads + n);
+                        continue;
+                }
+                misplaced += (float *)t->data != params + off || t->grad != grads + off || (uintptr_t)t->grad % 64;
+                off += (t->numel + 15) / 16 * 16;
+        }
+        ok(misplaced == 0 && inside == 0 && off == n,
+           "each parameter's data and grad at its state_dict offset, 64-byte aligned; the buffers after both spans");
+
+        struct ft_error err = {0};
+        int r = model_freeze(m, "layer1.*", true, NULL, &err);
+        r = r ? r : train_step(m, x, 4, dout);
+        double norm_span = 0, norm_tensors = 0;
+        int frozen_nonzero = 0, trainable_nonzero = 0;
+        for (size_t k = 0; k < n; k++)
+                norm_span += (double)grads[k] * (double)grads[k];
+        for (size_t i = 0; i < model_tensor_count(m); i++) {
+                struct tensor *t = model_tensor_at(m, i);
+                for (size_t j = 0; t->is_param && j < t->numel; j++) {
+                        if (t->frozen)
+                                frozen_nonzero += t->grad[j] != 0.0f;
+                        else {
+                                trainable_nonzero += t->grad[j] != 0.0f;
+                                norm_tensors += (double)t->grad[j] * (double)t->grad[j];
+                        }
+                }
+        }
+        ok(r == 0 && frozen_nonzero == 0 && trainable_nonzero > 0 && norm_span == norm_tensors && norm_span > 0,
+           "after backward (weights in the backend's layout): frozen parts of the span zero, its norm that of the "
+           "trainable tensors (%g)",
+           norm_span);
+        float *grads2;
+        model_grads(m, &grads2, &n);
+        model_zero_grad(m);
+        int nonzero = 0;
+        for (size_t k = 0; k < n; k++)
+                nonzero += grads[k] != 0.0f;
+        ok(grads2 == grads && nonzero == 0, "the span stays in place and model_zero_grad clears all of it");
+
+        float *a = calloc(n, sizeof(float));
+        int packed_bad = 0, unpacked_bad = 0;
+        for (size_t i = 0, k = 0; a && i < model_tensor_count(m); i++) {
+                struct tensor *t = model_tensor_at(m, i);
+                for (size_t j = 0; t->is_param && j < t->numel; j++)
+                        a[(size_t)(t->grad - grads) + j] = (float)(++k);
+        }
+        if (a) {
+                model_span_pack(m, a);
+                for (size_t k = 0; k < model_param_numel(m); k++)
+                        packed_bad += a[k] != (float)(k + 1);
+                if (n > model_param_numel(m))
+                        a[model_param_numel(m)] = 99.0f; /* unpack zeroes the gaps whatever was there */
+                model_span_unpack(m, a);
+                size_t k = 0;
+                for (size_t i = 0; i < model_tensor_count(m); i++) {
+                        struct tensor *t = model_tensor_at(m, i);
+                        if (!t->is_param)
+                                continue;
+                        size_t o = (size_t)(t->grad - grads), part = (t->numel + 15) / 16 * 16;
+                        for (size_t j = 0; j < part; j++)
+                                unpacked_bad += a[o + j] != (j < t->numel ? (float)(++k) : 0.0f);
+                }
+        }
+        ok(a && packed_bad == 0 && unpacked_bad == 0, "model_span_pack to state_dict order and model_span_unpack back");
+        free(a);
+        model_free(m);
+}
+
 static void test_batches_and_dropout(struct compute_ctx *ctx) {
         struct model *m = small_resnet(ctx, 8);
         float x[8 * 3 * 8 * 8], o4[8 * 4], dout[32];
@@ -689,6 +780,7 @@ int main(void) {
         ok(strcmp(compute_ctx_backend_name(ctx), "onednn") == 0 && compute_ctx_threads(ctx) == 1, "onednn, 1 thread");
         test_hostile_specs(ctx);
         test_freeze(ctx);
+        test_grad_span(ctx);
         test_batches_and_dropout(ctx);
         test_resnet34(ctx);
         test_optim_rules(ctx);

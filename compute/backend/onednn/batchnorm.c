@@ -1,0 +1,169 @@
+/* batchnorm.c - the oneDNN backend's batch normalization (nn.BatchNorm2d): forward with batch statistics and with
+ * the running ones (eval, or frozen with train_batchnorm off), backward, the running statistics updated exactly as
+ * PyTorch does (oneDNN only returns the batch's), and a following ReLU fused in (fuse_norm_relu).
+ *
+ * Not for: spec fields or init (model.c). */
+
+#include "compute/backend/onednn/onednn.h"
+
+struct batchnorm {
+        dnnl_primitive_desc_t fwd_pd, fwd_g_pd;
+        dnnl_primitive_t fwd, fwd_g; /* fwd_g: with global (running) statistics */
+        dnnl_primitive_t bwd, bwd_g;
+        dnnl_memory_t weight, bias, dweight, dbias, dweight_scratch, dbias_scratch; /* scratches: frozen */
+        dnnl_memory_t ws, ws_g; /* fused relu: its workspace, per variant */
+        dnnl_memory_t mean, var, rmean, rvar;
+        bool used_global; /* the last forward used running statistics */
+        bool fused_relu; /* the relu after it is fused in (oneDNN fuse_norm_relu, with a workspace) */
+};
+
+static int bn_fwd_init(struct model *m, struct backend_plan *p, int ni, struct ft_error *err) {
+        const struct node *n = &m->nodes[ni];
+        struct batchnorm *b = p->nodes[ni].state;
+        struct bvalue *in = &p->vals[n->in[0]], *out = &p->vals[ni + 1];
+        const char *name = n->name;
+        dnnl_batch_normalization_desc_t bd;
+        unsigned flags = dnnl_use_scale | dnnl_use_shift;
+        int r;
+        /* fuse a relu that is this batchnorm's only consumer (the value before it is then never read) */
+        const struct node *nx = ni + 1 < m->n_nodes ? &m->nodes[ni + 1] : NULL;
+        b->fused_relu = nx && m->consumers[ni + 1] == 1 && nx->kind == NODE_ACT && nx->act == ACT_RELU &&
+                        nx->alpha == 0.0f && nx->in[0] == ni + 1;
+        if (b->fused_relu) {
+                flags |= dnnl_fuse_norm_relu;
+                p->nodes[ni + 1].absorbed = true;
+        }
+        CHK(dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_training, &in->md, n->eps, flags),
+            "batch_normalization_forward_desc_init");
+        if ((r = onednn_pd_new(p, &bd, NULL, &b->fwd_pd, "batch normalization forward", name, err)) < 0 ||
+            (r = onednn_prim_new(p, b->fwd_pd, &b->fwd, name, err)) < 0)
+                return r;
+        CHK(dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_training, &in->md, n->eps,
+                                                       flags | dnnl_use_global_stats),
+            "batch_normalization_forward_desc_init");
+        if ((r = onednn_pd_new(p, &bd, NULL, &b->fwd_g_pd, "batch normalization forward", name, err)) < 0 ||
+            (r = onednn_prim_new(p, b->fwd_g_pd, &b->fwd_g, name, err)) < 0)
+                return r;
+        dnnl_memory_desc_t cmd;
+        CHK(onednn_md_tensor(&cmd, n->weight), "memory_desc_init");
+        if ((r = onednn_conform_init(p, m, ni, 0, &in->md, err)) < 0 ||
+            (r = onednn_value_init(p, out, onednn_q_md(b->fwd_pd, dnnl_query_dst_md), name, err)) < 0 ||
+            (r = onednn_mem_new(p, &cmd, n->weight->data, &b->weight, name, err)) < 0 ||
+            (r = onednn_mem_new(p, &cmd, n->bias->data, &b->bias, name, err)) < 0 ||
+            (r = onednn_mem_new(p, &cmd, DNNL_MEMORY_ALLOCATE, &b->mean, name, err)) < 0 ||
+            (r = onednn_mem_new(p, &cmd, DNNL_MEMORY_ALLOCATE, &b->var, name, err)) < 0 ||
+            (r = onednn_mem_new(p, &cmd, n->running_mean->data, &b->rmean, name, err)) < 0 ||
+            (r = onednn_mem_new(p, &cmd, n->running_var->data, &b->rvar, name, err)) < 0)
+                return r;
+        if (b->fused_relu && ((r = onednn_mem_new(p, onednn_q_md(b->fwd_pd, dnnl_query_workspace_md),
+                                                  DNNL_MEMORY_ALLOCATE, &b->ws, name, err)) < 0 ||
+                              (r = onednn_mem_new(p, onednn_q_md(b->fwd_g_pd, dnnl_query_workspace_md),
+                                                  DNNL_MEMORY_ALLOCATE, &b->ws_g, name, err)) < 0))
+                return r;
+        return 0;
+}
+
+/* running_mean and running_var as torch updates them: momentum, the unbiased batch variance */
+static void bn_update_running(const struct node *n, const struct batchnorm *b, int batch) {
+        const float *mean = onednn_mem_ptr(b->mean), *var = onednn_mem_ptr(b->var);
+        float *rm = tensor_f32(n->running_mean), *rv = tensor_f32(n->running_var);
+        double cnt = (double)batch * (double)n->out.h * (double)n->out.w;
+        double unbias = cnt / (cnt - 1.0);
+        float mom = n->momentum;
+        for (int64_t c = 0; c < n->out.c; c++) {
+                rm[c] = (1.0f - mom) * rm[c] + mom * mean[c];
+                rv[c] = (1.0f - mom) * rv[c] + mom * (float)(var[c] * unbias);
+        }
+        tensor_i64(n->num_batches_tracked)[0] += 1;
+}
+
+static int bn_forward(struct model *m, struct backend_plan *p, int ni, bool training, struct ft_error *err) {
+        const struct node *n = &m->nodes[ni];
+        struct batchnorm *b = p->nodes[ni].state;
+        const char *name = n->name;
+        bool global = !training || (m->frozen_bn_eval && !nn_node_trainable(n));
+        int r;
+        b->used_global = global;
+        if (!global) {
+                double cnt = (double)p->batch * (double)n->out.h * (double)n->out.w;
+                if (cnt < 2)
+                        return ft_error_set(err, -EINVAL, "batch_size",
+                                            "layer \"%s\": batch normalization in training needs more than one "
+                                            "value per channel (batch size 1 with a 1x1 input)",
+                                            name);
+        }
+        dnnl_exec_arg_t a[7] = {{DNNL_ARG_SRC, p->nodes[ni].in[0].mem},
+                                {DNNL_ARG_DST, p->vals[ni + 1].mem},
+                                {DNNL_ARG_SCALE, b->weight},
+                                {DNNL_ARG_SHIFT, b->bias},
+                                {DNNL_ARG_MEAN, global ? b->rmean : b->mean},
+                                {DNNL_ARG_VARIANCE, global ? b->rvar : b->var},
+                                {DNNL_ARG_WORKSPACE, global ? b->ws_g : b->ws}};
+        if ((r = onednn_run(p, global ? b->fwd_g : b->fwd, b->fused_relu ? 7 : 6, a, name, err)) < 0)
+                return r;
+        if (global)
+                return 0;
+        CHK(dnnl_stream_wait(p->st), "stream_wait");
+        bn_update_running(n, b, p->batch);
+        return 0;
+}
+
+static int bn_bwd_init(struct model *m, struct backend_plan *p, int ni, struct ft_error *err) {
+        const struct node *n = &m->nodes[ni];
+        struct batchnorm *b = p->nodes[ni].state;
+        const struct bvalue *in = &p->vals[n->in[0]];
+        const char *name = n->name;
+        dnnl_batch_normalization_desc_t bd;
+        unsigned flags = dnnl_use_scale | dnnl_use_shift | (b->fused_relu ? dnnl_fuse_norm_relu : 0u);
+        dnnl_primitive_desc_t pd;
+        int r;
+        CHK(dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, &in->md, &in->md, n->eps, flags),
+            "batch_normalization_backward_desc_init");
+        if ((r = onednn_pd_new(p, &bd, b->fwd_pd, &pd, "batch normalization backward", name, err)) < 0 ||
+            (r = onednn_prim_new(p, pd, &b->bwd, name, err)) < 0)
+                return r;
+        CHK(dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, &in->md, &in->md, n->eps,
+                                                        flags | dnnl_use_global_stats),
+            "batch_normalization_backward_desc_init");
+        if ((r = onednn_pd_new(p, &bd, b->fwd_g_pd, &pd, "batch normalization backward", name, err)) < 0 ||
+            (r = onednn_prim_new(p, pd, &b->bwd_g, name, err)) < 0)
+                return r;
+        dnnl_memory_desc_t cmd;
+        CHK(onednn_md_tensor(&cmd, n->weight), "memory_desc_init");
+        if ((r = onednn_mem_new(p, &cmd, n->weight->grad, &b->dweight, name, err)) < 0 ||
+            (r = onednn_mem_new(p, &cmd, n->bias->grad, &b->dbias, name, err)) < 0 ||
+            (r = onednn_mem_new(p, &cmd, DNNL_MEMORY_ALLOCATE, &b->dweight_scratch, name, err)) < 0 ||
+            (r = onednn_mem_new(p, &cmd, DNNL_MEMORY_ALLOCATE, &b->dbias_scratch, name, err)) < 0)
+                return r;
+        return 0;
+}
+
+/* always writes the input's diff (onednn_batchnorm_ops.diff_src_always): in[0].dmem is a scratch when unneeded */
+static int bn_backward(struct model *m, struct backend_plan *p, int ni, const bool need[2], struct ft_error *err) {
+        const struct node *n = &m->nodes[ni];
+        const struct batchnorm *b = p->nodes[ni].state;
+        const struct bnode *bn = &p->nodes[ni];
+        const char *name = n->name;
+        bool wt = !n->weight->frozen, bt = !n->bias->frozen, g = b->used_global;
+        (void)need;
+        dnnl_exec_arg_t a[10] = {{DNNL_ARG_SRC, bn->in[0].mem},
+                                 {DNNL_ARG_DIFF_DST, p->vals[ni + 1].dmem},
+                                 {DNNL_ARG_SCALE, b->weight},
+                                 {DNNL_ARG_SHIFT, b->bias},
+                                 {DNNL_ARG_MEAN, g ? b->rmean : b->mean},
+                                 {DNNL_ARG_VARIANCE, g ? b->rvar : b->var},
+                                 {DNNL_ARG_DIFF_SRC, bn->in[0].dmem},
+                                 {DNNL_ARG_DIFF_SCALE, wt ? b->dweight : b->dweight_scratch},
+                                 {DNNL_ARG_DIFF_SHIFT, bt ? b->dbias : b->dbias_scratch},
+                                 {DNNL_ARG_WORKSPACE, g ? b->ws_g : b->ws}};
+        return onednn_run(p, g ? b->bwd_g : b->bwd, b->fused_relu ? 10 : 9, a, name, err);
+}
+
+const struct layer_ops onednn_batchnorm_ops = {
+        .state_size = sizeof(struct batchnorm),
+        .diff_src_always = true,
+        .fwd_init = bn_fwd_init,
+        .forward = bn_forward,
+        .bwd_init = bn_bwd_init,
+        .backward = bn_backward,
+};
