@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "api/internal.h"
-#include "api/metrics.h"
+#include "api/prometheus.h"
 #include "common/log.h"
 #include "store/store.h"
 

@@ -1,8 +1,8 @@
-/* common.h - tiny helpers every module may use: cleanup macros, array size,
- * checked arithmetic, and the error convention.
+/* common.h - tiny helpers every module may use: array size, checked
+ * arithmetic, path joining, and the error convention.
  *
  * Not for: anything with state. Logging is in log.h (and only daemon/ and api/
- * may call it); bounded buffers in buf.h.
+ * may call it); files and atomic writes in fileio.h.
  *
  * Error convention (systemd CODING_STYLE): functions return int, 0 on success
  * and a negative errno-style code on failure; outputs go through ret_ pointers
@@ -39,12 +39,6 @@ struct ft_error {
 int ft_error_set(struct ft_error *err, int code, const char *param, const char *fmt, ...) _printf_(4, 5);
 void ft_error_clear(struct ft_error *err);
 
-static inline void freep(void *p) {
-        free(*(void **)p);
-}
-#define _cleanup_(f) __attribute__((cleanup(f)))
-#define _cleanup_free_ _cleanup_(freep)
-
 /* Overflow-checked size arithmetic: return false on overflow. */
 static inline bool ft_mul_size(size_t a, size_t b, size_t *ret) {
         return !__builtin_mul_overflow(a, b, ret);
@@ -52,6 +46,12 @@ static inline bool ft_mul_size(size_t a, size_t b, size_t *ret) {
 static inline bool ft_add_size(size_t a, size_t b, size_t *ret) {
         return !__builtin_add_overflow(a, b, ret);
 }
+
+/* Join path parts with '/' into buf (size bytes): ft_path_join(buf, size,
+ * dir, name, NULL). Returns the length, or -ENAMETOOLONG when the result
+ * does not fit (buf then holds ""), so no caller sizes a path buffer by hand
+ * and hopes. A part may be "" (skipped); parts are not normalized. */
+int ft_path_join(char *buf, size_t size, const char *first, ...) __attribute__((sentinel));
 
 /* Monotonic and wall clocks. */
 double ft_now_monotonic(void); /* seconds */

@@ -14,7 +14,7 @@
 #include "api/api.h"
 #include "config.h"
 #include "daemon/daemon.h"
-#include "daemon/notify.h"
+#include "daemon/sdnotify.h"
 #include "daemon/workers.h"
 #include "store/store.h"
 
@@ -119,7 +119,7 @@ int serve_main(int argc, char **argv) {
                 fprintf(stderr, "finetuned serve: %s\n", err.message);
                 return 1;
         }
-        notify_init();
+        sdnotify_init();
 
         /* Signals are taken synchronously by this thread; every thread started
          * from here on inherits the blocked mask. */
@@ -198,9 +198,9 @@ int serve_main(int argc, char **argv) {
                 log_info("configuration file %s", cfg.config_file);
         char ready[160];
         snprintf(ready, sizeof(ready), "listening on http://%s", bound);
-        notify_ready(ready); /* the database is open and migrated, the socket bound and served */
-        struct timespec tick = {.tv_sec = notify_tick_interval_ms() / 1000,
-                                .tv_nsec = (long)(notify_tick_interval_ms() % 1000) * 1000000};
+        sdnotify_ready(ready); /* the database is open and migrated, the socket bound and served */
+        struct timespec tick = {.tv_sec = sdnotify_tick_interval_ms() / 1000,
+                                .tv_nsec = (long)(sdnotify_tick_interval_ms() % 1000) * 1000000};
 
         maintenance(store);
         double last_maintenance = ft_now_monotonic();
@@ -212,7 +212,7 @@ int serve_main(int argc, char **argv) {
                         last_maintenance = ft_now_monotonic();
                 }
                 if (sig < 0 && saved == EAGAIN) {
-                        notify_tick(store); /* watchdog, STATUS=, job-count metrics */
+                        sdnotify_tick(store); /* watchdog, STATUS=, job-count metrics */
                         continue;
                 }
                 if (sig < 0) {
@@ -222,7 +222,7 @@ int serve_main(int argc, char **argv) {
                         break;
                 }
                 if (sig == SIGHUP) {
-                        notify_reloading();
+                        sdnotify_reloading();
                         if (cfg.token_file[0]) {
                                 char fresh[API_TOKEN_MAX + 1];
                                 if (api_token_load(cfg.token_file, fresh, sizeof(fresh), &err) < 0 ||
@@ -235,11 +235,11 @@ int serve_main(int argc, char **argv) {
                         if (config_log_file_open(cfg.log_file, &err) < 0)
                                 log_error("%s", err.message);
                         log_notice("SIGHUP: log file reopened");
-                        notify_ready(ready);
+                        sdnotify_ready(ready);
                         continue;
                 }
                 log_notice("%s received, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-                notify_stopping("stopping");
+                sdnotify_stopping("stopping");
                 break;
         }
         status = 0;

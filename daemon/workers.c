@@ -37,9 +37,9 @@
 
 #include <jansson.h>
 
-#include "api/metrics.h"
+#include "api/prometheus.h"
 #include "common/log.h"
-#include "daemon/notify.h"
+#include "daemon/sdnotify.h"
 #include "compute/context.h"
 #include "compute/data.h"
 #include "compute/job.h"
@@ -61,7 +61,7 @@ struct worker {
         unsigned index;
         char id[96];
         struct store *store;
-        int slot; /* the watchdog's progress slot (notify.h), -1 if none */
+        int slot; /* the watchdog's progress slot (sdnotify.h), -1 if none */
 
         pthread_mutex_t lock; /* job_id, progress */
         char job_id[STORE_ID_MAX];
@@ -139,7 +139,7 @@ static void mark_lost(struct worker *w, int r, const struct ft_error *err) {
 
 static bool cb_should_stop(void *userdata) {
         struct worker *w = userdata;
-        notify_progress_beat(w->slot); /* polled before every batch: a hung batch stops the watchdog */
+        sdnotify_progress_beat(w->slot); /* polled before every batch: a hung batch stops the watchdog */
         if (w->lost || w->cancel)
                 return true;
         double now = ft_now_monotonic();
@@ -554,7 +554,7 @@ static void *worker_main(void *arg) {
         struct worker *w = arg;
         struct ft_error err = {0};
         while (!atomic_load(&w->pool->stop)) {
-                notify_progress_beat(w->slot);
+                sdnotify_progress_beat(w->slot);
                 uint64_t gen = store_queue_generation(w->store);
                 struct store_job *job = NULL;
                 int r = store_job_claim(w->store, w->id, w->pool->lease_ms, &job, &err);
@@ -600,7 +600,7 @@ int workers_start(const struct workers_options *opts, struct workers **ret, stru
                 w->index = i;
                 char name[32];
                 snprintf(name, sizeof(name), "worker %u", i);
-                w->slot = notify_progress_add(name);
+                w->slot = sdnotify_progress_add(name);
                 snprintf(w->id, sizeof(w->id), "%.60s:%d:w%u", host, (int)getpid(), i);
                 r = store_open(pool->state_dir, &w->store, err);
         }
@@ -629,7 +629,7 @@ void workers_stop(struct workers *pool) {
         store_unsubscribe(pool->sub);
         for (unsigned i = 0; pool->w && i < pool->n; i++) {
                 if (pool->w[i].pool && pool->w[i].slot >= 0)
-                        notify_progress_remove(pool->w[i].slot);
+                        sdnotify_progress_remove(pool->w[i].slot);
                 store_close(pool->w[i].store);
                 free(pool->w[i].progress);
                 if (pool->w[i].pool)

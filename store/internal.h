@@ -77,7 +77,7 @@ int store_page_rows(struct store *s, sqlite3_stmt *st, unsigned limit, store_row
 /* "<blob_dir>/ab/abcd..." for a hex digest. */
 int store_blob_file(struct store *s, const char *sha256, char *buf, size_t size);
 
-/* Notifier (notify.c). */
+/* Notifier (changes.c). */
 int notifier_acquire(const char *state_dir, struct notifier **ret, struct ft_error *err);
 void notifier_release(struct notifier *n);
 void notifier_signal(struct notifier *n, const char (*jobs)[STORE_ID_MAX], size_t n_jobs, bool all_jobs, bool queue);

@@ -2,7 +2,7 @@
  * heartbeat, progress, finish, release, cancel, requeue of expired leases;
  * every worker write fenced by the attempt number. Also job events and
  * checkpoints, which are written under the same fence.
- * Not for: datasets/models (catalog.c), files (blobs.c), wake-ups (notify.c). */
+ * Not for: datasets/models (catalog.c), files (blobs.c), wake-ups (changes.c). */
 #include "store/internal.h"
 
 #include <dirent.h>

@@ -1,7 +1,7 @@
 /* store.c - opening the SQLite database, migrating its schema, and the helpers
  * every store file uses (statement cache, transactions, ids, argument checks).
  * Not for: queue logic (jobs.c), catalog rows (catalog.c), blobs (blobs.c),
- * the change notifier (notify.c). */
+ * the change notifier (changes.c). */
 #include "store/internal.h"
 
 #include <stdio.h>

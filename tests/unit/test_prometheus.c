@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "api/metrics.h"
+#include "api/prometheus.h"
 #include "tests/tap.h"
 
 static bool has_line(const char *text, const char *line) {

@@ -1,4 +1,4 @@
-/* notify.c - the service-manager notifications of notify.h: sd_notify through
+/* sdnotify.c - the service-manager notifications of sdnotify.h: sd_notify through
  * libsystemd when built with it, the datagram protocol by hand otherwise; the
  * progress slots that gate the watchdog; and the main loop's periodic tick
  * that refreshes STATUS= and the job-count metrics.
@@ -11,10 +11,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "api/metrics.h"
+#include "api/prometheus.h"
 #include "config.h"
 #include "daemon/daemon.h"
-#include "daemon/notify.h"
+#include "daemon/sdnotify.h"
 #include "store/store.h"
 
 #if HAVE_LIBSYSTEMD
@@ -41,7 +41,7 @@ static int64_t now_us(void) {
         return (int64_t)(ft_now_monotonic() * 1e6);
 }
 
-void notify_init(void) {
+void sdnotify_init(void) {
         const char *s = getenv("NOTIFY_SOCKET");
         if (s && (s[0] == '/' || s[0] == '@') && strlen(s) < sizeof(state.socket_path))
                 snprintf(state.socket_path, sizeof(state.socket_path), "%s", s);
@@ -64,14 +64,14 @@ void notify_init(void) {
         }
 #endif
         if (state.main_slot < 0)
-                state.main_slot = notify_progress_add("main loop");
+                state.main_slot = sdnotify_progress_add("main loop");
 }
 
-uint64_t notify_watchdog_usec(void) {
+uint64_t sdnotify_watchdog_usec(void) {
         return state.watchdog_usec;
 }
 
-int notify_send_to(const char *socket_path, const char *message) {
+int sdnotify_send_to(const char *socket_path, const char *message) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         size_t n = strlen(socket_path);
         if (n == 0 || n >= sizeof(sa.sun_path))
@@ -89,14 +89,14 @@ int notify_send_to(const char *socket_path, const char *message) {
         return r;
 }
 
-int notify_send(const char *message) {
+int sdnotify_send(const char *message) {
         if (!state.socket_path[0])
                 return 0;
 #if HAVE_LIBSYSTEMD
         int r = sd_notify(0, message);
         return r < 0 ? r : 0;
 #else
-        return notify_send_to(state.socket_path, message);
+        return sdnotify_send_to(state.socket_path, message);
 #endif
 }
 
@@ -112,28 +112,28 @@ static int send_with_status(const char *first, const char *status) {
         } else {
                 snprintf(msg, sizeof(msg), "%s", first);
         }
-        return notify_send(msg);
+        return sdnotify_send(msg);
 }
 
-int notify_ready(const char *status) {
+int sdnotify_ready(const char *status) {
         if (status)
                 snprintf(state.ready_status, sizeof(state.ready_status), "%s", status);
         return send_with_status("READY=1\n", status);
 }
 
-int notify_reloading(void) {
-        return notify_send("RELOADING=1\n");
+int sdnotify_reloading(void) {
+        return sdnotify_send("RELOADING=1\n");
 }
 
-int notify_stopping(const char *status) {
+int sdnotify_stopping(const char *status) {
         return send_with_status("STOPPING=1\n", status);
 }
 
-int notify_status(const char *status) {
+int sdnotify_status(const char *status) {
         return send_with_status("", status);
 }
 
-int notify_progress_add(const char *name) {
+int sdnotify_progress_add(const char *name) {
         int slot = -ENOSPC;
         pthread_mutex_lock(&slots.lock);
         for (int i = 0; i < NOTIFY_PROGRESS_SLOTS; i++)
@@ -148,7 +148,7 @@ int notify_progress_add(const char *name) {
         return slot;
 }
 
-void notify_progress_remove(int slot) {
+void sdnotify_progress_remove(int slot) {
         if (slot < 0 || slot >= NOTIFY_PROGRESS_SLOTS)
                 return;
         pthread_mutex_lock(&slots.lock);
@@ -156,12 +156,12 @@ void notify_progress_remove(int slot) {
         pthread_mutex_unlock(&slots.lock);
 }
 
-void notify_progress_beat(int slot) {
+void sdnotify_progress_beat(int slot) {
         if (slot >= 0 && slot < NOTIFY_PROGRESS_SLOTS)
                 atomic_store(&slots.beat_us[slot], now_us());
 }
 
-bool notify_progress_ok(double now, double max_age_s, char *stuck, size_t stuck_size) {
+bool sdnotify_progress_ok(double now, double max_age_s, char *stuck, size_t stuck_size) {
         bool ok = true;
         double oldest = 0;
         pthread_mutex_lock(&slots.lock);
@@ -182,7 +182,7 @@ bool notify_progress_ok(double now, double max_age_s, char *stuck, size_t stuck_
         return ok;
 }
 
-unsigned notify_tick_interval_ms(void) {
+unsigned sdnotify_tick_interval_ms(void) {
         /* systemd suggests pinging at half the interval; a third leaves room
          * for a tick delayed by a slow store query. */
         uint64_t ms = state.watchdog_usec / 3000;
@@ -193,8 +193,8 @@ unsigned notify_tick_interval_ms(void) {
         return (unsigned)ms;
 }
 
-void notify_tick(struct store *store) {
-        notify_progress_beat(state.main_slot);
+void sdnotify_tick(struct store *store) {
+        sdnotify_progress_beat(state.main_slot);
         if (store) {
                 const char *names[STORE_JOB_STATE_COUNT];
                 int64_t counts[STORE_JOB_STATE_COUNT];
@@ -220,13 +220,13 @@ void notify_tick(struct store *store) {
         else
                 snprintf(status, sizeof(status), "%s%s%u running", state.ready_status, sep, running);
         if (strcmp(status, state.last_status) != 0)
-                notify_status(status);
+                sdnotify_status(status);
 
         if (state.watchdog_usec == 0)
                 return;
         char stuck[32] = "";
-        if (notify_progress_ok(ft_now_monotonic(), (double)state.watchdog_usec * 1e-6, stuck, sizeof(stuck))) {
-                notify_send("WATCHDOG=1\n");
+        if (sdnotify_progress_ok(ft_now_monotonic(), (double)state.watchdog_usec * 1e-6, stuck, sizeof(stuck))) {
+                sdnotify_send("WATCHDOG=1\n");
                 state.watchdog_stuck_logged = false;
         } else if (!state.watchdog_stuck_logged) {
                 log_error("%s made no progress for %.1f s: not feeding the watchdog", stuck,

@@ -1,4 +1,4 @@
-/* metrics.c - the metrics registry (metrics.h) and GET /metrics, which renders
+/* prometheus.c - the metrics registry (prometheus.h) and GET /metrics, which renders
  * it in the Prometheus text exposition format 0.0.4 together with the
  * process's own numbers read from /proc at scrape time.
  * Not for: deciding what the workers report (daemon/), or JSON. */
@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "api/internal.h"
-#include "api/metrics.h"
+#include "api/prometheus.h"
 #include "config.h"
 
 /* Upper bounds of the request-latency buckets, in seconds (+Inf is implicit). */

@@ -1,4 +1,4 @@
-/* notify.c - the in-process change notifier: generation counters per job
+/* changes.c - the in-process change notifier: generation counters per job
  * (hashed into buckets) and for the queue, a condition variable for blocking
  * waiters, and callbacks for code that cannot block. Shared by every struct
  * store opened on the same state directory in this process.

@@ -1,11 +1,11 @@
-/* metrics.h - the process-wide metrics registry behind GET /metrics
+/* prometheus.h - the process-wide metrics registry behind GET /metrics
  * (Prometheus text format 0.0.4). Every function is thread-safe and cheap
  * (one mutex, no allocation after the first use of a series), so the HTTP
  * threads, the worker pool and the main loop call it directly.
  *
  * What reports what:
  *   api/server.c   api_metrics_http_observe() once per finished request
- *   daemon/notify.c api_metrics_jobs_set() from the store's counts, every tick
+ *   daemon/sdnotify.c api_metrics_jobs_set() from the store's counts, every tick
  *   daemon workers api_metrics_job_start / _progress / _epoch / _finish
  *
  * Not for: logging, or anything the API returns as JSON (jobs' progress lives

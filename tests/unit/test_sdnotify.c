@@ -1,6 +1,6 @@
-/* test_notify.c - the service-manager protocol: the built-in datagram sender
+/* test_sdnotify.c - the service-manager protocol: the built-in datagram sender
  * (used when built without libsystemd) against a real AF_UNIX socket, path and
- * abstract; notify_send through $NOTIFY_SOCKET; and the progress slots that
+ * abstract; sdnotify_send through $NOTIFY_SOCKET; and the progress slots that
  * decide whether WATCHDOG=1 is sent. */
 #include <stdio.h>
 #include <string.h>
@@ -8,7 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "daemon/notify.h"
+#include "daemon/sdnotify.h"
 #include "tests/tap.h"
 
 static int listener(const char *path, bool abstract) {
@@ -44,82 +44,82 @@ int main(void) {
 
         int fd = listener(path, false);
         ok(fd >= 0, "a datagram socket listens at %s", path);
-        ok(notify_send_to(path, "READY=1\nSTATUS=hello\n") == 0, "built-in sender: sent to a path");
+        ok(sdnotify_send_to(path, "READY=1\nSTATUS=hello\n") == 0, "built-in sender: sent to a path");
         ok(receive(fd, "READY=1\nSTATUS=hello\n"), "the listener got exactly the message");
 
         char abstract[64];
         snprintf(abstract, sizeof(abstract), "@finetuned-test-%d", (int)getpid());
         int afd = listener(abstract, true);
-        ok(afd >= 0 && notify_send_to(abstract, "WATCHDOG=1\n") == 0 && receive(afd, "WATCHDOG=1\n"),
+        ok(afd >= 0 && sdnotify_send_to(abstract, "WATCHDOG=1\n") == 0 && receive(afd, "WATCHDOG=1\n"),
            "built-in sender: abstract socket %s", abstract);
         close(afd);
-        ok(notify_send_to("/nonexistent/dir/sock", "READY=1\n") == -ENOENT, "a missing socket is -ENOENT");
+        ok(sdnotify_send_to("/nonexistent/dir/sock", "READY=1\n") == -ENOENT, "a missing socket is -ENOENT");
 
         /* Through the environment (libsystemd's sd_notify when built with it). */
         unsetenv("NOTIFY_SOCKET");
         unsetenv("WATCHDOG_USEC");
-        notify_init();
-        ok(notify_send("READY=1\n") == 0, "without NOTIFY_SOCKET sending is a no-op");
-        is_int(notify_watchdog_usec(), 0, "no watchdog without WATCHDOG_USEC");
-        is_int(notify_tick_interval_ms(), 1000, "tick every second without a watchdog");
+        sdnotify_init();
+        ok(sdnotify_send("READY=1\n") == 0, "without NOTIFY_SOCKET sending is a no-op");
+        is_int(sdnotify_watchdog_usec(), 0, "no watchdog without WATCHDOG_USEC");
+        is_int(sdnotify_tick_interval_ms(), 1000, "tick every second without a watchdog");
 
         setenv("NOTIFY_SOCKET", path, 1);
         setenv("WATCHDOG_USEC", "300000", 1);
         char pid[32];
         snprintf(pid, sizeof(pid), "%d", (int)getpid());
         setenv("WATCHDOG_PID", pid, 1);
-        notify_init();
-        is_int(notify_watchdog_usec(), 300000, "WATCHDOG_USEC read");
-        is_int(notify_tick_interval_ms(), 100, "tick at a third of the watchdog interval");
-        ok(notify_ready("listening on http://127.0.0.1:1") == 0 &&
+        sdnotify_init();
+        is_int(sdnotify_watchdog_usec(), 300000, "WATCHDOG_USEC read");
+        is_int(sdnotify_tick_interval_ms(), 100, "tick at a third of the watchdog interval");
+        ok(sdnotify_ready("listening on http://127.0.0.1:1") == 0 &&
                    receive(fd, "READY=1\nSTATUS=listening on http://127.0.0.1:1\n"),
-           "notify_ready: READY=1 with STATUS=");
-        ok(notify_stopping("multi\nline") == 0 && receive(fd, "STOPPING=1\nSTATUS=multi line\n"),
-           "notify_stopping: a status stays on one line");
-        ok(notify_reloading() == 0 && receive(fd, "RELOADING=1\n"), "notify_reloading");
+           "sdnotify_ready: READY=1 with STATUS=");
+        ok(sdnotify_stopping("multi\nline") == 0 && receive(fd, "STOPPING=1\nSTATUS=multi line\n"),
+           "sdnotify_stopping: a status stays on one line");
+        ok(sdnotify_reloading() == 0 && receive(fd, "RELOADING=1\n"), "sdnotify_reloading");
 
         setenv("WATCHDOG_PID", "1", 1);
-        notify_init();
-        is_int(notify_watchdog_usec(), 0, "a WATCHDOG_PID of another process disables the watchdog");
+        sdnotify_init();
+        is_int(sdnotify_watchdog_usec(), 0, "a WATCHDOG_PID of another process disables the watchdog");
         setenv("WATCHDOG_PID", pid, 1);
-        notify_init();
+        sdnotify_init();
 
         /* Progress gating. */
         double now = ft_now_monotonic();
         char stuck[32] = "";
-        ok(notify_progress_ok(now, 1.0, stuck, sizeof(stuck)), "fresh slots are ok");
-        int w = notify_progress_add("worker 1");
+        ok(sdnotify_progress_ok(now, 1.0, stuck, sizeof(stuck)), "fresh slots are ok");
+        int w = sdnotify_progress_add("worker 1");
         ok(w >= 0, "a worker takes a slot");
-        ok(notify_progress_ok(now + 0.5, 1.0, stuck, sizeof(stuck)), "0.5 s after the last beat is ok");
-        ok(!notify_progress_ok(now + 2.0, 1.0, stuck, sizeof(stuck)), "2 s without a beat is not ok");
+        ok(sdnotify_progress_ok(now + 0.5, 1.0, stuck, sizeof(stuck)), "0.5 s after the last beat is ok");
+        ok(!sdnotify_progress_ok(now + 2.0, 1.0, stuck, sizeof(stuck)), "2 s without a beat is not ok");
         is_str(stuck, "main loop", "the oldest stuck slot is named");
 
         /* The main loop's tick beats its own slot and feeds the watchdog only
          * while the worker beats too. */
         usleep(350 * 1000);
-        notify_progress_beat(w);
-        notify_tick(NULL);
+        sdnotify_progress_beat(w);
+        sdnotify_tick(NULL);
         ok(receive(fd, "STATUS=listening on http://127.0.0.1:1; 0 running\n"), "tick: STATUS= with the job counts");
         ok(receive(fd, "WATCHDOG=1\n"), "tick: WATCHDOG=1 while every slot beats");
         usleep(350 * 1000); /* the worker is now older than WATCHDOG_USEC */
-        notify_tick(NULL);
+        sdnotify_tick(NULL);
         struct timeval tv = {.tv_usec = 200 * 1000};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         char buf[256];
         ssize_t n = recv(fd, buf, sizeof(buf), 0);
         ok(n < 0, "tick: no WATCHDOG=1 while a worker is stuck (%zd bytes arrived)", n);
-        notify_progress_beat(w);
-        notify_tick(NULL);
+        sdnotify_progress_beat(w);
+        sdnotify_tick(NULL);
         ok(receive(fd, "WATCHDOG=1\n"), "tick: WATCHDOG=1 again once the worker beats");
-        notify_progress_remove(w);
+        sdnotify_progress_remove(w);
         usleep(350 * 1000);
-        notify_tick(NULL);
+        sdnotify_tick(NULL);
         ok(receive(fd, "WATCHDOG=1\n"), "a removed slot no longer holds the watchdog back");
 
         int taken = 0;
-        while (notify_progress_add("filler") >= 0)
+        while (sdnotify_progress_add("filler") >= 0)
                 taken++;
-        ok(taken < NOTIFY_PROGRESS_SLOTS && notify_progress_add("x") == -ENOSPC, "slots are bounded (%d taken)", taken);
+        ok(taken < NOTIFY_PROGRESS_SLOTS && sdnotify_progress_add("x") == -ENOSPC, "slots are bounded (%d taken)", taken);
 
         close(fd);
         unlink(path);
