@@ -25,7 +25,9 @@
 #define _warn_unused_ __attribute__((warn_unused_result))
 
 /* A message for the user: what was wrong and where (field, file:line:col,
- * tensor name). Lowercase, no full stop, subject quoted. `param` names the
+ * tensor name). Lowercase, no full stop; every subject (a field, a value, a
+ * name the user gave) in single quotes: 'batch_size', 'relu', 'conv1' (JSON
+ * syntax, such as ["images", "labels"], stays JSON). `param` names the
  * request field when there is one (the API puts it in the error envelope). */
 #define FT_ERROR_MSG_MAX 512
 #define FT_ERROR_PARAM_MAX 128

@@ -10,7 +10,7 @@
 
 int compute_ctx_new(int threads, struct compute_ctx **ret, struct ft_error *err) {
         if (threads < 0 || threads > COMPUTE_THREADS_MAX)
-                return ft_error_set(err, -EINVAL, "threads", "\"threads\" must be from 0 to %d", COMPUTE_THREADS_MAX);
+                return ft_error_set(err, -EINVAL, "threads", "'threads' must be from 0 to %d", COMPUTE_THREADS_MAX);
         if (threads == 0)
                 threads = omp_get_num_procs();
         struct compute_ctx *c = calloc(1, sizeof(*c));

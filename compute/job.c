@@ -217,7 +217,7 @@ static int preset_for_data(const struct jobspec *spec, const char *name, const j
         };
         char list[128];
         if (!model_preset_exists(name))
-                return ft_error_set(err, -EINVAL, options ? "model.preset" : "model", "%s \"%.64s\" is not one of %s",
+                return ft_error_set(err, -EINVAL, options ? "model.preset" : "model", "%s '%.64s' is not one of %s",
                                     options ? "'model.preset'" : "the preset", name,
                                     model_preset_list(list, sizeof(list)));
         int r = model_preset_spec_sized(name, &size, options, ret, err);
@@ -318,7 +318,7 @@ static int check_validation(const struct jobspec *spec, const struct job_data_fa
                 for (size_t c = 0; c < v->n_classes; c++)
                         if (!names_have(t->class_names, t->n_classes, v->class_names[c]))
                                 return ft_error_set(err, -EINVAL, "validation_file",
-                                                    "'%s' has class \"%.64s\" that '%s' does not have", v->label,
+                                                    "'%s' has class '%.64s' that '%s' does not have", v->label,
                                                     v->class_names[c], t->label);
         return 0;
 }

@@ -435,7 +435,7 @@ static int parse_value(const json_t *v, const struct field *f, const char *param
                         for (size_t j = 0; f->names[j] && len < sizeof(list); j++)
                                 len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", j ? ", " : "",
                                                         f->names[j]);
-                        return ft_error_set(err, -EINVAL, param, "'%s' must be one of %s, not \"%.64s\"", param, list,
+                        return ft_error_set(err, -EINVAL, param, "'%s' must be one of %s, not '%.64s'", param, list,
                                             str);
                 }
                 *(int *)dst = (int)i;
@@ -730,16 +730,16 @@ static int validate(const json_t *root, struct jobspec *s, struct ft_error *err)
         int r = jobspec_metric_mode(s->task.type, s->early_stopping.metric, &s->early_stopping.mode);
         if (r == -ENOENT)
                 return ft_error_set(err, -EINVAL, "early_stopping.metric",
-                                    "'early_stopping.metric' \"%s\" is not a metric this trainer reports",
+                                    "'early_stopping.metric' '%s' is not a metric this trainer reports",
                                     s->early_stopping.metric);
         if (r < 0)
                 return ft_error_set(err, -EINVAL, "early_stopping.metric",
-                                    "'early_stopping.metric' \"%s\" is not reported for %s tasks",
+                                    "'early_stopping.metric' '%s' is not reported for %s tasks",
                                     s->early_stopping.metric, jobspec_task_name(s->task.type));
         bool has_val = s->validation_file[0][0] || s->validation_split > 0;
         if (s->early_stopping.enabled && !has_val && strncmp(s->early_stopping.metric, "val_", 4) == 0)
                 return ft_error_set(err, -EINVAL, "early_stopping.metric",
-                                    "'early_stopping.metric' \"%s\" needs validation data: give 'validation_file' "
+                                    "'early_stopping.metric' '%s' needs validation data: give 'validation_file' "
                                     "or a 'validation_split' above 0",
                                     s->early_stopping.metric);
 

@@ -15,12 +15,12 @@ int loss_cross_entropy(const float *logits, const int32_t *targets, int batch, i
         const float *cw = opts ? opts->class_weights : NULL;
         if (!(ls >= 0.0f && ls < 1.0f))
                 return ft_error_set(err, -EINVAL, "label_smoothing",
-                                    "\"label_smoothing\" must be from 0 to 1 (exclusive)");
+                                    "'label_smoothing' must be from 0 to 1 (exclusive)");
         if (cw)
                 for (int c = 0; c < classes; c++)
                         if (!(cw[c] >= 0.0f) || !isfinite(cw[c]))
                                 return ft_error_set(err, -EINVAL, "class_weights",
-                                                    "\"class_weights\"[%d] must be a finite number >= 0", c);
+                                                    "'class_weights'[%d] must be a finite number >= 0", c);
         for (int i = 0; i < batch; i++)
                 if (targets[i] < 0 || targets[i] >= classes)
                         return ft_error_set(err, -EINVAL, "targets",

@@ -42,7 +42,7 @@ static int layer_error(struct builder *b, const char *field, const char *fmt, ..
         else
                 snprintf(param, sizeof(param), "layers[%d]", b->layer);
         if (b->lname)
-                return ft_error_set(b->err, -EINVAL, param, "layers[%d] (\"%s\"): %s", b->layer, b->lname, msg);
+                return ft_error_set(b->err, -EINVAL, param, "layers[%d] ('%s'): %s", b->layer, b->lname, msg);
         return ft_error_set(b->err, -EINVAL, param, "layers[%d]: %s", b->layer, msg);
 }
 
@@ -51,12 +51,12 @@ static int get_int(struct builder *b, const json_t *o, const char *key, bool req
         json_t *v = json_object_get(o, key);
         if (!v) {
                 if (required)
-                        return layer_error(b, key, "missing \"%s\"", key);
+                        return layer_error(b, key, "missing '%s'", key);
                 *ret = def;
                 return 0;
         }
         if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
-                return layer_error(b, key, "\"%s\" must be an integer from %lld to %lld", key, (long long)min,
+                return layer_error(b, key, "'%s' must be an integer from %lld to %lld", key, (long long)min,
                                    (long long)max);
         *ret = json_integer_value(v);
         return 0;
@@ -68,7 +68,7 @@ static int get_pair(struct builder *b, const json_t *o, const char *key, bool re
         json_t *v = json_object_get(o, key);
         if (!v) {
                 if (required)
-                        return layer_error(b, key, "missing \"%s\"", key);
+                        return layer_error(b, key, "missing '%s'", key);
                 ret[0] = ret[1] = def;
                 return 0;
         }
@@ -88,7 +88,7 @@ static int get_pair(struct builder *b, const json_t *o, const char *key, bool re
                 return 0;
         }
 bad:
-        return layer_error(b, key, "\"%s\" must be an integer or a pair of integers from %lld to %lld", key,
+        return layer_error(b, key, "'%s' must be an integer or a pair of integers from %lld to %lld", key,
                            (long long)min, (long long)max);
 }
 
@@ -100,10 +100,10 @@ static int get_real(struct builder *b, const json_t *o, const char *key, double 
                 return 0;
         }
         if (!json_is_number(v))
-                return layer_error(b, key, "\"%s\" must be a number", key);
+                return layer_error(b, key, "'%s' must be a number", key);
         double d = json_number_value(v);
         if (!isfinite(d) || d < min || d > max || (!max_inclusive && d == max))
-                return layer_error(b, key, "\"%s\" must be from %g to %g%s", key, min, max,
+                return layer_error(b, key, "'%s' must be from %g to %g%s", key, min, max,
                                    max_inclusive ? "" : " (exclusive)");
         *ret = d;
         return 0;
@@ -116,7 +116,7 @@ static int get_bool(struct builder *b, const json_t *o, const char *key, bool de
                 return 0;
         }
         if (!json_is_boolean(v))
-                return layer_error(b, key, "\"%s\" must be true or false", key);
+                return layer_error(b, key, "'%s' must be true or false", key);
         *ret = json_is_true(v);
         return 0;
 }
@@ -153,7 +153,7 @@ static int add_tensor(struct builder *b, const char *prefix, const char *suffix,
                                    (unsigned long long)MODEL_PARAMS_MAX);
         for (size_t i = 0; i < m->n_tensors; i++)
                 if (strcmp(m->tensors[i].name, t->name) == 0)
-                        return layer_error(b, "name", "duplicate tensor name \"%s\"", t->name);
+                        return layer_error(b, "name", "duplicate tensor name '%s'", t->name);
         return (int)m->n_tensors++;
 }
 
@@ -182,7 +182,7 @@ static int add_node(struct builder *b, enum node_kind kind, const char *name, in
 
 static int need_3d(struct builder *b, const struct value_shape *s, const char *type) {
         if (s->ndim != 3)
-                return layer_error(b, NULL, "\"%s\" needs an image input [C, H, W], got [%lld] features", type,
+                return layer_error(b, NULL, "'%s' needs an image input [C, H, W], got [%lld] features", type,
                                    (long long)s->c);
         return 0;
 }
@@ -383,8 +383,8 @@ static int build_linear(struct builder *b, const struct layer_type *lt, struct l
         (void)lt;
         if (is.ndim != 1)
                 return layer_error(b, NULL,
-                                   "\"linear\" needs flat input [features], got [%lld, %lld, %lld]: add a "
-                                   "\"flatten\" layer",
+                                   "'linear' needs flat input [features], got [%lld, %lld, %lld]: add a "
+                                   "'flatten' layer",
                                    (long long)is.c, (long long)is.h, (long long)is.w);
         if ((v = add_node(b, NODE_LINEAR, b->lname, cur, &n)) < 0)
                 return v;
@@ -426,7 +426,7 @@ static int build_pool(struct builder *b, const struct layer_type *lt, struct lay
         if (s[0] < 0)
                 s[0] = k[0], s[1] = k[1];
         if (2 * p[0] > k[0] || 2 * p[1] > k[1])
-                return layer_error(b, "padding", "\"padding\" must be at most half of \"kernel_size\"");
+                return layer_error(b, "padding", "'padding' must be at most half of 'kernel_size'");
         int64_t oh = conv_out(is.h, k[0], s[0], p[0], 1), ow = conv_out(is.w, k[1], s[1], p[1], 1);
         if (oh < 1 || ow < 1)
                 return layer_error(b, "kernel_size", "kernel %lldx%lld larger than the padded input %lldx%lld",
@@ -600,7 +600,7 @@ static int check_fields(struct builder *b, const json_t *o, const struct layer_f
                 for (size_t i = 0; !found && fields[i].key; i++)
                         found = strcmp(fields[i].key, key) == 0;
                 if (!found)
-                        return layer_error(b, key, "unknown field \"%s\"", key);
+                        return layer_error(b, key, "unknown field '%s'", key);
         }
         return 0;
 }
@@ -640,15 +640,14 @@ static int build_layer(struct builder *b, const json_t *lo, int *cur, json_t *ca
                 return layer_error(b, NULL, "a layer must be an object");
         json_t *jt = json_object_get(lo, "type");
         if (!json_is_string(jt))
-                return layer_error(b, "type", "missing \"type\"");
+                return layer_error(b, "type", "missing 'type'");
         const char *type = json_string_value(jt);
         const char *name = defname;
         json_t *jn = json_object_get(lo, "name");
         if (jn) {
                 if (!json_is_string(jn) || json_string_length(jn) < 1 || json_string_length(jn) > LAYER_NAME_MAX ||
                     strlen(json_string_value(jn)) != json_string_length(jn))
-                        return layer_error(b, "name", "\"name\" must be a string of 1 to %d characters",
-                                           LAYER_NAME_MAX);
+                        return layer_error(b, "name", "'name' must be a string of 1 to %d characters", LAYER_NAME_MAX);
                 name = json_string_value(jn);
         }
         b->lname = name;
@@ -661,7 +660,7 @@ static int build_layer(struct builder *b, const json_t *lo, int *cur, json_t *ca
         json_object_set_new(c, "name", json_string(name));
         const struct layer_type *lt = layer_type_find(type);
         if (!lt)
-                return layer_error(b, "type", "unknown layer type \"%s\"", type);
+                return layer_error(b, "type", "unknown layer type '%s'", type);
         struct layer_args a = {0};
         int r = check_fields(b, lo, lt->fields);
         for (size_t i = 0; r == 0 && lt->fields[i].key; i++)
@@ -732,7 +731,7 @@ static int build(const json_t *spec, struct model **ret, bool alloc, json_t **re
         json_t *val;
         json_object_foreach((json_t *)spec, key, val) {
                 if (strcmp(key, "input") && strcmp(key, "layers") && strcmp(key, "init")) {
-                        r = ft_error_set(err, -EINVAL, key, "unknown field \"%s\" in the model spec", key);
+                        r = ft_error_set(err, -EINVAL, key, "unknown field '%s' in the model spec", key);
                         goto fail;
                 }
         }
@@ -741,34 +740,34 @@ static int build(const json_t *spec, struct model **ret, bool alloc, json_t **re
         if (ji) {
                 if (!json_is_string(ji) ||
                     (strcmp(json_string_value(ji), "pytorch") && strcmp(json_string_value(ji), "torchvision"))) {
-                        r = ft_error_set(err, -EINVAL, "init", "\"init\" must be \"pytorch\" or \"torchvision\"");
+                        r = ft_error_set(err, -EINVAL, "init", "'init' must be 'pytorch' or 'torchvision'");
                         goto fail;
                 }
                 init = json_string_value(ji);
         }
         json_t *in = json_object_get(spec, "input");
         if (!json_is_array(in) || (json_array_size(in) != 1 && json_array_size(in) != 3)) {
-                r = ft_error_set(err, -EINVAL, "input", "\"input\" must be [features] or [channels, height, width]");
+                r = ft_error_set(err, -EINVAL, "input", "'input' must be [features] or [channels, height, width]");
                 goto fail;
         }
         int64_t dims[3] = {1, 1, 1};
         for (size_t i = 0; i < json_array_size(in); i++) {
                 json_t *e = json_array_get(in, i);
                 if (!json_is_integer(e) || json_integer_value(e) < 1 || json_integer_value(e) > MODEL_DIM_MAX) {
-                        r = ft_error_set(err, -EINVAL, "input", "\"input\" sizes must be integers from 1 to %d",
+                        r = ft_error_set(err, -EINVAL, "input", "'input' sizes must be integers from 1 to %d",
                                          MODEL_DIM_MAX);
                         goto fail;
                 }
                 dims[i] = json_integer_value(e);
         }
         if (dims[0] * dims[1] * dims[2] > (int64_t)MODEL_DIM_MAX * 64) {
-                r = ft_error_set(err, -EINVAL, "input", "\"input\" has more than %d values", MODEL_DIM_MAX * 64);
+                r = ft_error_set(err, -EINVAL, "input", "'input' has more than %d values", MODEL_DIM_MAX * 64);
                 goto fail;
         }
         m->input = (struct value_shape){(int)json_array_size(in), dims[0], dims[1], dims[2]};
         json_t *layers = json_object_get(spec, "layers");
         if (!json_is_array(layers) || json_array_size(layers) < 1 || json_array_size(layers) > MODEL_LAYERS_MAX) {
-                r = ft_error_set(err, -EINVAL, "layers", "\"layers\" must be an array of 1 to %d layers",
+                r = ft_error_set(err, -EINVAL, "layers", "'layers' must be an array of 1 to %d layers",
                                  MODEL_LAYERS_MAX);
                 goto fail;
         }
@@ -785,8 +784,8 @@ static int build(const json_t *spec, struct model **ret, bool alloc, json_t **re
         }
         if (m->n_nodes == 0 || m->nodes[m->n_nodes - 1].out.ndim != 1) {
                 r = ft_error_set(err, -EINVAL, "layers",
-                                 "the last layer must produce flat outputs [outputs]: end with \"linear\" or add "
-                                 "\"flatten\"");
+                                 "the last layer must produce flat outputs [outputs]: end with 'linear' or add "
+                                 "'flatten'");
                 goto fail;
         }
         if (strcmp(init, "torchvision") != 0)
@@ -984,7 +983,7 @@ int model_init_prefix(struct model *m, const char *prefix, uint64_t seed, struct
                 }
         }
         if (!count)
-                return ft_error_set(err, -ENOENT, "prefix", "no layer named \"%s\"", prefix);
+                return ft_error_set(err, -ENOENT, "prefix", "no layer named '%s'", prefix);
         return 0;
 }
 
@@ -1002,7 +1001,7 @@ int model_freeze(struct model *m, const char *pattern, bool frozen, size_t *ret_
                 count++;
         }
         if (!count)
-                return ft_error_set(err, -ENOENT, "freeze", "pattern \"%s\" matches no parameter", pattern);
+                return ft_error_set(err, -ENOENT, "freeze", "pattern '%s' matches no parameter", pattern);
         if (ret_count)
                 *ret_count = count;
         return 0;
@@ -1033,7 +1032,7 @@ int model_prepare(struct model *m, struct compute_ctx *ctx, int max_batch, struc
         if (!ctx)
                 return ft_error_set(err, -EINVAL, "ctx", "no compute context");
         if (max_batch < 1 || max_batch > MODEL_BATCH_MAX)
-                return ft_error_set(err, -EINVAL, "batch_size", "\"batch_size\" must be from 1 to %d", MODEL_BATCH_MAX);
+                return ft_error_set(err, -EINVAL, "batch_size", "'batch_size' must be from 1 to %d", MODEL_BATCH_MAX);
         if (m->ctx != ctx) {
                 int r = model_params_release(m, err);
                 if (r < 0)
@@ -1185,7 +1184,7 @@ int model_follow(struct model *m, struct tensor *t, float *buf, struct ft_error 
         while (n < TENSOR_FOLLOW_MAX && t->follow[n])
                 n++;
         if (n >= TENSOR_FOLLOW_MAX - 1)
-                return ft_error_set(err, -ENOSPC, NULL, "tensor \"%s\": too many arrays follow it", t->name);
+                return ft_error_set(err, -ENOSPC, NULL, "tensor '%s': too many arrays follow it", t->name);
         t->follow[n] = buf;
         return 0;
 }

@@ -76,17 +76,17 @@ int optim_new(struct model *m, const struct optim_config *cfg, struct optim **re
         if ((size_t)c->kind >= ARRAY_SIZE(kind_names))
                 return ft_error_set(err, -EINVAL, "optimizer", "unknown optimizer");
         if (!okf(c->weight_decay, 0.0f, 1e6f, true))
-                return ft_error_set(err, -EINVAL, "weight_decay", "\"weight_decay\" must be a finite number >= 0");
+                return ft_error_set(err, -EINVAL, "weight_decay", "'weight_decay' must be a finite number >= 0");
         if ((c->kind == OPTIM_MOMENTUM || c->kind == OPTIM_NESTEROV) &&
             (!okf(c->momentum, 0.0f, 1.0f, true) || !okf(c->dampening, 0.0f, 1.0f, true)))
-                return ft_error_set(err, -EINVAL, "momentum", "\"momentum\" and \"dampening\" must be from 0 to 1");
+                return ft_error_set(err, -EINVAL, "momentum", "'momentum' and 'dampening' must be from 0 to 1");
         if (c->kind == OPTIM_NESTEROV && (c->momentum <= 0.0f || c->dampening != 0.0f))
                 return ft_error_set(err, -EINVAL, "momentum", "nesterov needs a momentum > 0 and zero dampening");
         if ((c->kind == OPTIM_ADAM || c->kind == OPTIM_ADAMW) &&
             (!okf(c->beta1, 0.0f, 1.0f, false) || !okf(c->beta2, 0.0f, 1.0f, false)))
-                return ft_error_set(err, -EINVAL, "betas", "\"betas\" must be from 0 to 1 (exclusive)");
+                return ft_error_set(err, -EINVAL, "betas", "'betas' must be from 0 to 1 (exclusive)");
         if ((c->kind == OPTIM_ADAM || c->kind == OPTIM_ADAMW) && !(c->eps > 0.0f && isfinite(c->eps)))
-                return ft_error_set(err, -EINVAL, "eps", "\"eps\" must be a finite number > 0");
+                return ft_error_set(err, -EINVAL, "eps", "'eps' must be a finite number > 0");
         struct optim *o = calloc(1, sizeof(*o));
         if (!o)
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
@@ -218,7 +218,7 @@ KERNEL static void kernel_adam(float *restrict p, const float *restrict g, float
 
 int optim_step(struct optim *o, struct compute_ctx *ctx, float lr, struct ft_error *err) {
         if (!(lr >= 0.0f) || !isfinite(lr))
-                return ft_error_set(err, -EINVAL, "learning_rate", "\"learning_rate\" must be a finite number >= 0");
+                return ft_error_set(err, -EINVAL, "learning_rate", "'learning_rate' must be a finite number >= 0");
         int64_t step = ++*tensor_i64(&o->state[0]);
         const struct optim_config *c = &o->cfg;
         int threads = ctx ? compute_ctx_threads(ctx) : 1;

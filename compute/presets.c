@@ -15,8 +15,8 @@ static int opt_int(const json_t *opts, const char *key, int64_t def, int64_t min
                 return 0;
         }
         if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
-                return ft_error_set(err, -EINVAL, key, "\"%s\" must be an integer from %lld to %lld", key,
-                                    (long long)min, (long long)max);
+                return ft_error_set(err, -EINVAL, key, "'%s' must be an integer from %lld to %lld", key, (long long)min,
+                                    (long long)max);
         *ret = json_integer_value(v);
         return 0;
 }
@@ -41,7 +41,7 @@ static int opt_ints(const json_t *opts, const char *key, const int64_t *def, siz
         *ret_len = json_array_size(v);
         return 0;
 bad:
-        return ft_error_set(err, -EINVAL, key, "\"%s\" must be an array of %zu to %zu integers from %lld to %lld", key,
+        return ft_error_set(err, -EINVAL, key, "'%s' must be an array of %zu to %zu integers from %lld to %lld", key,
                             min_len, max_len, (long long)min, (long long)max);
 }
 
@@ -49,7 +49,7 @@ static int check_opts(const json_t *opts, const char *const *allowed, const char
         if (!opts)
                 return 0;
         if (!json_is_object(opts))
-                return ft_error_set(err, -EINVAL, "opts", "the options of preset \"%s\" must be an object", preset);
+                return ft_error_set(err, -EINVAL, "opts", "the options of preset '%s' must be an object", preset);
         const char *key;
         json_t *v;
         json_object_foreach((json_t *)opts, key, v) {
@@ -57,7 +57,7 @@ static int check_opts(const json_t *opts, const char *const *allowed, const char
                 for (size_t i = 0; allowed[i]; i++)
                         found = found || strcmp(key, allowed[i]) == 0;
                 if (!found)
-                        return ft_error_set(err, -EINVAL, key, "unknown option \"%s\" for preset \"%s\"", key, preset);
+                        return ft_error_set(err, -EINVAL, key, "unknown option '%s' for preset '%s'", key, preset);
         }
         return 0;
 }
@@ -84,14 +84,14 @@ static int preset_mlp(const json_t *opts, json_t **ret, struct ft_error *err) {
                         ok = ok || strcmp(json_string_value(ja), acts[i]) == 0;
                 if (!ok)
                         return ft_error_set(err, -EINVAL, "activation",
-                                            "\"activation\" must be relu, leaky_relu, gelu, tanh or sigmoid");
+                                            "'activation' must be relu, leaky_relu, gelu, tanh or sigmoid");
                 act = json_string_value(ja);
         }
         double dropout = 0.0;
         json_t *jd = opts ? json_object_get(opts, "dropout") : NULL;
         if (jd) {
                 if (!json_is_number(jd) || json_number_value(jd) < 0.0 || json_number_value(jd) >= 1.0)
-                        return ft_error_set(err, -EINVAL, "dropout", "\"dropout\" must be from 0 to 1 (exclusive)");
+                        return ft_error_set(err, -EINVAL, "dropout", "'dropout' must be from 0 to 1 (exclusive)");
                 dropout = json_number_value(jd);
         }
         json_t *layers = json_array();
@@ -222,7 +222,7 @@ const char *model_preset_list(char *buf, size_t size) {
 static int unknown_preset(const char *name, struct ft_error *err) {
         char list[128];
         model_preset_list(list, sizeof(list));
-        return ft_error_set(err, -EINVAL, "preset", "unknown preset \"%.64s\" (%s)", name ? name : "", list);
+        return ft_error_set(err, -EINVAL, "preset", "unknown preset '%.64s' (%s)", name ? name : "", list);
 }
 
 int model_preset_spec(const char *name, const json_t *opts, json_t **ret_spec, struct ft_error *err) {
@@ -238,7 +238,7 @@ int model_preset_spec_sized(const char *name, const struct model_preset_size *si
         if (!p)
                 return unknown_preset(name, err);
         if (opts && !json_is_object(opts))
-                return ft_error_set(err, -EINVAL, "opts", "the options of preset \"%s\" must be an object", name);
+                return ft_error_set(err, -EINVAL, "opts", "the options of preset '%s' must be an object", name);
         json_t *o = json_object();
         if (!o)
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");

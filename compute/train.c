@@ -178,7 +178,7 @@ int train_apply_strategy(const struct jobspec *spec, struct model *m, struct ft_
                         if (r < 0 || count == 0) {
                                 free(depth);
                                 return ft_error_set(err, -EINVAL, param,
-                                                    "'%s' pattern \"%s\" matches no parameter of the model", param,
+                                                    "'%s' pattern '%s' matches no parameter of the model", param,
                                                     spec->strategy.freeze[i]);
                         }
                 }
@@ -190,7 +190,7 @@ int train_apply_strategy(const struct jobspec *spec, struct model *m, struct ft_
                         if (r < 0 || count == 0) {
                                 free(depth);
                                 return ft_error_set(err, -EINVAL, param,
-                                                    "'%s' pattern \"%s\" matches no parameter of the model", param,
+                                                    "'%s' pattern '%s' matches no parameter of the model", param,
                                                     spec->strategy.trainable[i]);
                         }
                 }
@@ -742,7 +742,7 @@ static int load_tensors(const char *path, size_t n, struct tensor *(*at)(void *,
                 struct tensor *t = at(obj, i);
                 const struct st_tensor *s = st_file_find(f, t->name);
                 if (!s || s->numel != t->numel) {
-                        r = ft_error_set(err, -EINVAL, NULL, "'%s': tensor \"%s\" is %s", path, t->name,
+                        r = ft_error_set(err, -EINVAL, NULL, "'%s': tensor '%s' is %s", path, t->name,
                                          s ? "of another shape" : "missing");
                         break;
                 }

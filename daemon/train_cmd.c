@@ -105,7 +105,7 @@ static int cli_on_runtime(void *ud, const struct train_runtime *rt) {
                 const struct model_kernel *k = &rt->kernels[i];
                 if (model_kernel_is_reference(k))
                         fprintf(stderr,
-                                "finetuned train: warning: layer \"%s\" %s %s runs oneDNN's reference kernel %s (%s): "
+                                "finetuned train: warning: layer '%s' %s %s runs oneDNN's reference kernel %s (%s): "
                                 "expect it to be slow\n",
                                 k->layer, k->primitive, k->pass, k->impl, k->formats);
         }
@@ -323,7 +323,7 @@ int train_main(int argc, char **argv) {
                 goto out;
         }
         if (spec.device == JOBSPEC_DEVICE_CUDA) {
-                fprintf(stderr, "finetuned train: '%s': 'device' \"cuda\" is not available in this build\n", job_path);
+                fprintf(stderr, "finetuned train: '%s': 'device' 'cuda' is not available in this build\n", job_path);
                 goto out;
         }
         if (load_data(base_dir, spec.training_file, &spec, "training_file", &train, &err) < 0 ||

@@ -77,14 +77,14 @@ static void expect_error(const char *label, const char *spec_json, const char *w
 
 static void test_errors(void) {
         expect_error("unknown type", "{\"input\": [4], \"layers\": [{\"type\": \"conv3d\"}]}", "layers[0].type",
-                     "unknown layer type \"conv3d\"");
+                     "unknown layer type 'conv3d'");
         expect_error("zero size", "{\"input\": [4], \"layers\": [{\"type\": \"linear\", \"out_features\": 0}]}",
-                     "layers[0].out_features", "\"out_features\" must be an integer from 1");
+                     "layers[0].out_features", "'out_features' must be an integer from 1");
         expect_error(
                 "negative size",
                 "{\"input\": [1, 8, 8], \"layers\": [{\"type\": \"conv2d\", \"name\": \"c\", \"out_channels\": -3, "
                 "\"kernel_size\": 3}, {\"type\": \"flatten\"}]}",
-                "layers[0].out_channels", "layers[0] (\"c\")");
+                "layers[0].out_channels", "layers[0] ('c')");
         expect_error(
                 "kernel larger than input",
                 "{\"input\": [1, 5, 5], \"layers\": [{\"type\": \"conv2d\", \"name\": \"big\", \"out_channels\": 2, "
@@ -93,7 +93,7 @@ static void test_errors(void) {
         expect_error(
                 "linear on an image",
                 "{\"input\": [1, 5, 5], \"layers\": [{\"type\": \"linear\", \"name\": \"fc\", \"out_features\": 2}]}",
-                "layers[0]", "add a \"flatten\" layer");
+                "layers[0]", "add a 'flatten' layer");
         expect_error("pool on features",
                      "{\"input\": [4], \"layers\": [{\"type\": \"maxpool2d\", \"kernel_size\": 2}]}", "layers[0]",
                      "needs an image input");
@@ -102,10 +102,10 @@ static void test_errors(void) {
                      "\"padding\": 2}, {\"type\": \"flatten\"}]}",
                      "layers[0].padding", "at most half");
         expect_error("unknown field", "{\"input\": [4], \"layers\": [{\"type\": \"relu\", \"slope\": 1}]}",
-                     "layers[0].slope", "unknown field \"slope\"");
+                     "layers[0].slope", "unknown field 'slope'");
         expect_error("dropout p", "{\"input\": [4], \"layers\": [{\"type\": \"dropout\", \"p\": 1.0}]}", "layers[0].p",
-                     "\"p\" must be from 0 to 1");
-        expect_error("no input", "{\"layers\": [{\"type\": \"relu\"}]}", "input", "\"input\" must be");
+                     "'p' must be from 0 to 1");
+        expect_error("no input", "{\"layers\": [{\"type\": \"relu\"}]}", "input", "'input' must be");
         expect_error("zero input", "{\"input\": [0], \"layers\": [{\"type\": \"relu\"}]}", "input", "from 1");
         expect_error("empty layers", "{\"input\": [3], \"layers\": []}", "layers", "1 to 512 layers");
         expect_error("image output", "{\"input\": [1, 4, 4], \"layers\": [{\"type\": \"relu\"}]}", "layers",
@@ -113,7 +113,7 @@ static void test_errors(void) {
         expect_error("duplicate names",
                      "{\"input\": [4], \"layers\": [{\"type\": \"linear\", \"name\": \"a\", \"out_features\": 2}, "
                      "{\"type\": \"linear\", \"name\": \"a\", \"out_features\": 2}]}",
-                     "layers[1].name", "duplicate tensor name \"a.weight\"");
+                     "layers[1].name", "duplicate tensor name 'a.weight'");
         expect_error("too many parameters",
                      "{\"input\": [1048576], \"layers\": [{\"type\": \"linear\", \"out_features\": 1048576}]}",
                      "layers[0]", "more than");
@@ -121,7 +121,7 @@ static void test_errors(void) {
 
         struct ft_error err = {0};
         json_t *spec = NULL;
-        ok(model_preset_spec("vgg", NULL, &spec, &err) == -EINVAL && strstr(err.message, "unknown preset \"vgg\""),
+        ok(model_preset_spec("vgg", NULL, &spec, &err) == -EINVAL && strstr(err.message, "unknown preset 'vgg'"),
            "unknown preset: %s", err.message);
         json_t *o = json_loads("{\"hidden\": [0]}", 0, NULL);
         ok(model_preset_spec("mlp", o, &spec, &err) == -EINVAL && strcmp(err.param, "hidden") == 0, "mlp hidden 0: %s",

@@ -88,7 +88,7 @@ static int bn_forward(struct model *m, struct backend_plan *p, int ni, bool trai
                 double cnt = (double)p->batch * (double)n->out.h * (double)n->out.w;
                 if (cnt < 2)
                         return ft_error_set(err, -EINVAL, "batch_size",
-                                            "layer \"%s\": batch normalization in training needs more than one "
+                                            "layer '%s': batch normalization in training needs more than one "
                                             "value per channel (batch size 1 with a 1x1 input)",
                                             name);
         }

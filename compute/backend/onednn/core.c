@@ -372,10 +372,9 @@ static int param_md(struct backend_plan *p, struct model *m, const struct tensor
                         dnnl_status_t s = dnnl_memory_create(&b->plain, &b->md, p->eng, DNNL_MEMORY_NONE);
                         if (s == dnnl_success)
                                 s = dnnl_memory_create(&b->native, want, p->eng, DNNL_MEMORY_NONE);
-                        int r = s == dnnl_success
-                                        ? 0
-                                        : ft_error_set(err, -EIO, NULL, "onednn: memory_create for \"%s\": %s", name,
-                                                       dnnl_status2str(s));
+                        int r = s == dnnl_success ? 0
+                                                  : ft_error_set(err, -EIO, NULL, "onednn: memory_create for '%s': %s",
+                                                                 name, dnnl_status2str(s));
                         if (r == 0 && (r = reorder_prim(p->eng, &b->md, want, &b->to_native, name, err)) == 0)
                                 r = reorder_prim(p->eng, want, &b->md, &b->to_plain, name, err);
                         if (r < 0) { /* undecided: the next plan tries again from scratch */

@@ -115,7 +115,7 @@ extern const struct layer_ops onednn_linear_ops, onednn_conv_ops, onednn_batchno
         do {                                                                                                           \
                 dnnl_status_t s_ = (call);                                                                             \
                 if (s_ != dnnl_success)                                                                                \
-                        return ft_error_set(err, -EIO, NULL, "onednn: %s for layer \"%s\" failed: %s", what, name,     \
+                        return ft_error_set(err, -EIO, NULL, "onednn: %s for layer '%s' failed: %s", what, name,       \
                                             dnnl_status2str(s_));                                                      \
         } while (0)
 

@@ -63,8 +63,8 @@ int onednn_weighted_bwd_finish(struct model *m, struct backend_plan *p, int ni, 
         if (dpd) {
                 const dnnl_memory_desc_t *dsmd = onednn_q_md(dpd, dnnl_query_diff_src_md);
                 if (!dnnl_memory_desc_equal(dsmd, &p->nodes[ni].in[0].md))
-                        return ft_error_set(err, -EIO, NULL,
-                                            "onednn: layer \"%s\": backward data picked another format", name);
+                        return ft_error_set(err, -EIO, NULL, "onednn: layer '%s': backward data picked another format",
+                                            name);
                 if ((r = onednn_prim_new(p, dpd, &w->bwd_data, name, err)) < 0)
                         return r;
                 const dnnl_memory_desc_t *bwmd = onednn_q_md(dpd, dnnl_query_weights_md);
