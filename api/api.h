@@ -8,7 +8,10 @@
 
 #include "common/common.h"
 
-#define API_TOKEN_MAX 256
+#define API_TOKEN_MAX 256 /* one token */
+#define API_TOKENS_MAX 16 /* tokens in one token file */
+/* The token set as api_token_load hands it over: "admin TOKEN\nread TOKEN\n". */
+#define API_TOKEN_SET_MAX (API_TOKENS_MAX * (API_TOKEN_MAX + 8))
 
 struct api_server;
 
@@ -19,7 +22,9 @@ struct api_options {
         unsigned max_connections;
         unsigned max_connections_per_ip; /* 0: unlimited */
         unsigned connection_timeout_s; /* idle connections are closed after this */
-        const char *token; /* bearer token required on every non-public route; NULL/"": none */
+        /* The bearer tokens (api_token_load's token set, or one bare token, an
+         * admin token) required on every non-public route; NULL/"": none. */
+        const char *token;
         uint64_t upload_max; /* largest dataset/model upload in bytes (0: 1 GiB) */
         unsigned max_queued_jobs; /* POST /v1/jobs answers 429 beyond this many queued jobs (0: 1000) */
         /* The live progress of a running job, fresher than the database copy
@@ -39,15 +44,20 @@ int api_listen(const char *host, const char *port, int *ret_fd, char *bound, siz
  * refuses to listen elsewhere without a token. */
 bool api_host_is_loopback(const char *host);
 
-/* Read a bearer token from path: one line, 16..API_TOKEN_MAX printable
- * characters, the file not readable by group or others. */
+/* Read the bearer tokens from path, a file not readable by group or others:
+ * one token per line, 16..API_TOKEN_MAX printable characters, each either
+ * bare or after a scope ("admin TOKEN": every route, the default; "read
+ * TOKEN": GET and HEAD only, for dashboards), at most API_TOKENS_MAX; blank
+ * lines and lines starting with '#' are skipped. Errors name the file and the
+ * line. ret_token receives the token set ("admin TOKEN\nread TOKEN\n"), size
+ * at least API_TOKEN_SET_MAX + 1. */
 int api_token_load(const char *path, char *ret_token, size_t size, struct ft_error *err);
 
 /* Start serving on opts->listen_fd with libmicrohttpd's own threads. */
 int api_server_start(const struct api_options *opts, struct api_server **ret, struct ft_error *err);
 
-/* Replace the bearer token (SIGHUP re-reads the token file); "" or NULL
- * turns auth off. Thread-safe: requests in flight see the old or the new one. */
+/* Replace the bearer tokens (SIGHUP re-reads the token file) with a token
+ * set or one bare token; "" or NULL turns auth off. Thread-safe: requests in flight see the old or the new one. */
 int api_server_set_token(struct api_server *server, const char *token, struct ft_error *err);
 
 /* Stop accepting, close every connection, join the HTTP threads, free. */

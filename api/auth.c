@@ -1,9 +1,11 @@
-/* auth.c - the bearer token: loading it from --token-file, and deciding
+/* auth.c - the bearer tokens: loading them from --token-file (admin and
+ * read-only tokens, docs/operations.md), and deciding
  * whether an address is loopback (anything else requires a token). The
  * constant-time comparison itself is in server.c, where requests arrive.
  * Not for: logging the token (nothing ever does). */
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -39,31 +41,96 @@ int api_token_load(const char *path, char *ret_token, size_t size, struct ft_err
                 return ft_error_set(err, -EPERM, "token-file",
                                     "token file '%s' is readable by group or others (chmod 600 it)", path);
         }
-        char buf[API_TOKEN_MAX + 2];
-        ssize_t n = read(fd, buf, sizeof(buf));
-        close(fd);
+        /* Room for every token with its scope and comments beside them; a
+         * longer file is refused rather than read in part. */
+        size_t cap = API_TOKEN_SET_MAX * 2;
+        char *buf = malloc(cap + 1);
+        if (!buf) {
+                close(fd);
+                return ft_error_set(err, -ENOMEM, "token-file", "out of memory");
+        }
+        size_t len = 0;
+        ssize_t n = 0;
+        while (len <= cap && (n = read(fd, buf + len, cap + 1 - len)) > 0)
+                len += (size_t)n;
+        int r = 0;
         if (n < 0)
-                return ft_error_set(err, -errno, "token-file", "cannot read token file '%s': %s", path,
-                                    strerror(errno));
-        size_t len = (size_t)n;
-        while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-                len--;
-        if (len > API_TOKEN_MAX)
-                return ft_error_set(err, -EINVAL, "token-file", "token in '%s' is longer than %d characters", path,
-                                    API_TOKEN_MAX);
-        if (len < 16)
-                return ft_error_set(err, -EINVAL, "token-file", "token in '%s' is shorter than 16 characters", path);
-        for (size_t i = 0; i < len; i++)
-                if (buf[i] <= ' ' || buf[i] > '~') {
-                        explicit_bzero(buf, sizeof(buf));
-                        return ft_error_set(err, -EINVAL, "token-file",
-                                            "token in '%s' must be one line of printable characters without spaces",
-                                            path);
+                r = ft_error_set(err, -errno, "token-file", "cannot read token file '%s': %s", path, strerror(errno));
+        else if (len > cap)
+                r = ft_error_set(err, -EFBIG, "token-file", "token file '%s' is larger than %zu bytes", path, cap);
+        close(fd);
+
+        size_t out = 0, tokens = 0;
+        unsigned line = 0;
+        for (size_t p = 0; r == 0 && p < len; line++) {
+                size_t e = p;
+                while (e < len && buf[e] != '\n')
+                        e++;
+                size_t b = p, l = e;
+                p = e + 1;
+                while (l > b && (buf[l - 1] == '\r' || buf[l - 1] == ' ' || buf[l - 1] == '\t'))
+                        l--;
+                while (b < l && (buf[b] == ' ' || buf[b] == '\t'))
+                        b++;
+                if (b == l || buf[b] == '#')
+                        continue;
+                const char *scope = "admin";
+                size_t sp = b;
+                while (sp < l && buf[sp] != ' ' && buf[sp] != '\t')
+                        sp++;
+                if (sp < l) {
+                        size_t slen = sp - b;
+                        if (slen == 4 && memcmp(buf + b, "read", 4) == 0)
+                                scope = "read";
+                        else if (!(slen == 5 && memcmp(buf + b, "admin", 5) == 0)) {
+                                r = ft_error_set(err, -EINVAL, "token-file",
+                                                 "%s:%u: unknown token scope '%.*s' (admin or read)", path, line + 1,
+                                                 (int)FT_MIN(slen, 32), buf + b);
+                                break;
+                        }
+                        b = sp;
+                        while (b < l && (buf[b] == ' ' || buf[b] == '\t'))
+                                b++;
                 }
-        if (size < len + 1)
-                return ft_error_set(err, -ENAMETOOLONG, "token-file", "token buffer too small");
-        memcpy(ret_token, buf, len);
-        ret_token[len] = '\0';
-        explicit_bzero(buf, sizeof(buf));
+                size_t tlen = l - b;
+                if (tlen > API_TOKEN_MAX) {
+                        r = ft_error_set(err, -EINVAL, "token-file", "%s:%u: token is longer than %d characters", path,
+                                         line + 1, API_TOKEN_MAX);
+                        break;
+                }
+                if (tlen < 16) {
+                        r = ft_error_set(err, -EINVAL, "token-file", "%s:%u: token is shorter than 16 characters", path,
+                                         line + 1);
+                        break;
+                }
+                for (size_t i = b; i < l && r == 0; i++)
+                        if (buf[i] <= ' ' || buf[i] > '~')
+                                r = ft_error_set(err, -EINVAL, "token-file",
+                                                 "%s:%u: a token must be printable characters without spaces", path,
+                                                 line + 1);
+                if (r < 0)
+                        break;
+                if (++tokens > API_TOKENS_MAX) {
+                        r = ft_error_set(err, -EINVAL, "token-file", "token file '%s' has more than %d tokens", path,
+                                         API_TOKENS_MAX);
+                        break;
+                }
+                size_t need = strlen(scope) + 1 + tlen + 1;
+                if (out + need + 1 > size) {
+                        r = ft_error_set(err, -ENAMETOOLONG, "token-file", "token buffer too small");
+                        break;
+                }
+                out += (size_t)sprintf(ret_token + out, "%s %.*s\n", scope, (int)tlen, buf + b);
+        }
+        if (r == 0 && tokens == 0)
+                r = ft_error_set(err, -EINVAL, "token-file", "token file '%s' has no token", path);
+        explicit_bzero(buf, cap + 1);
+        free(buf);
+        if (r < 0) {
+                if (size)
+                        explicit_bzero(ret_token, size);
+                return r;
+        }
+        ret_token[out] = '\0';
         return 0;
 }

@@ -19,6 +19,7 @@ static const struct {
         [API_ERR_INVALID_REQUEST] = {"invalid_request", 400,
                                      "invalid request: a bad field (param names it), query argument, header or JSON"},
         [API_ERR_UNAUTHORIZED] = {"unauthorized", 401, "missing or wrong bearer token"},
+        [API_ERR_FORBIDDEN] = {"forbidden", 403, "the bearer token is read-only: GET and HEAD only"},
         [API_ERR_NOT_FOUND] = {"not_found", 404, "no such resource (or a malformed id)"},
         [API_ERR_METHOD_NOT_ALLOWED] = {"method_not_allowed", 405, "the path exists, the method does not (Allow)"},
         [API_ERR_CONFLICT] = {"conflict", 409, "conflict with the resource's state (in use, already finished)"},

@@ -23,8 +23,12 @@ struct api_server {
         struct api_options opts;
         struct compute_runtime_info runtime;
         pthread_rwlock_t token_lock; /* SIGHUP may replace the token while requests are checked */
-        char token[API_TOKEN_MAX + 1]; /* empty: no auth */
-        size_t token_len;
+        struct api_token {
+                char value[API_TOKEN_MAX + 1];
+                size_t len;
+                bool read_only; /* a "read" token: GET and HEAD only */
+        } tokens[API_TOKENS_MAX];
+        size_t n_tokens; /* 0: no auth */
         struct api_sse_hub *sse;
         char *openapi; /* the generated OpenAPI document, built once at start */
         size_t openapi_len;
@@ -69,6 +73,7 @@ struct api_request {
 enum api_error_code {
         API_ERR_INVALID_REQUEST, /* 400 */
         API_ERR_UNAUTHORIZED, /* 401 */
+        API_ERR_FORBIDDEN, /* 403 */
         API_ERR_NOT_FOUND, /* 404 */
         API_ERR_METHOD_NOT_ALLOWED, /* 405 */
         API_ERR_CONFLICT, /* 409 */

@@ -47,39 +47,90 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap) {
         log_debug("http: %s", buf);
 }
 
-/* Constant-time comparison of the Authorization header with the token: the
- * time taken depends only on the token's length, never on where they differ. */
-static bool auth_ok(struct api_server *server, struct MHD_Connection *conn) {
+/* Which token the Authorization header carries, compared in constant time:
+ * every token is compared in full whatever matched, so the time taken depends
+ * only on the tokens' lengths, never on which one matched or where a wrong
+ * one differs. */
+enum auth_result { AUTH_FAIL, AUTH_READ, AUTH_ADMIN };
+
+static enum auth_result auth_check(struct api_server *server, struct MHD_Connection *conn) {
+        enum auth_result res = AUTH_FAIL;
         pthread_rwlock_rdlock(&server->token_lock);
-        bool ok = server->token_len == 0;
-        if (!ok) {
+        if (server->n_tokens == 0)
+                res = AUTH_ADMIN;
+        else {
                 const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
                 if (h && strncasecmp(h, "Bearer ", 7) == 0) {
                         h += 7;
                         size_t n = strlen(h);
-                        unsigned char diff = (unsigned char)(n != server->token_len);
-                        for (size_t i = 0; i < server->token_len; i++)
-                                diff |= (unsigned char)(server->token[i] ^ (i < n ? h[i] : 0));
-                        ok = diff == 0;
+                        unsigned admin = 0, read = 0;
+                        for (size_t t = 0; t < server->n_tokens; t++) {
+                                const struct api_token *tok = &server->tokens[t];
+                                unsigned char diff = (unsigned char)(n != tok->len);
+                                for (size_t i = 0; i < tok->len; i++)
+                                        diff |= (unsigned char)(tok->value[i] ^ (i < n ? h[i] : 0));
+                                unsigned match = diff == 0;
+                                admin |= match & !tok->read_only;
+                                read |= match & tok->read_only;
+                        }
+                        res = admin ? AUTH_ADMIN : read ? AUTH_READ : AUTH_FAIL;
                 }
         }
         pthread_rwlock_unlock(&server->token_lock);
-        return ok;
+        return res;
+}
+
+/* One line of a token set: "admin TOKEN", "read TOKEN" or a bare TOKEN. */
+static int token_parse(const char *line, size_t len, struct api_token *ret, struct ft_error *err) {
+        const char *sp = memchr(line, ' ', len);
+        const char *value = line;
+        bool read_only = false;
+        if (sp) {
+                size_t scope = (size_t)(sp - line);
+                if (scope == 4 && memcmp(line, "read", 4) == 0)
+                        read_only = true;
+                else if (!(scope == 5 && memcmp(line, "admin", 5) == 0))
+                        return ft_error_set(err, -EINVAL, "token-file", "unknown token scope '%.*s' (admin or read)",
+                                            (int)FT_MIN(scope, 32), line);
+                value = sp + 1;
+                len -= scope + 1;
+        }
+        if (len == 0 || len > API_TOKEN_MAX)
+                return ft_error_set(err, -EINVAL, "token-file", "a token must have 1 to %d characters", API_TOKEN_MAX);
+        memcpy(ret->value, value, len);
+        ret->value[len] = '\0';
+        ret->len = len;
+        ret->read_only = read_only;
+        return 0;
 }
 
 int api_server_set_token(struct api_server *server, const char *token, struct ft_error *err) {
-        size_t n = token ? strlen(token) : 0;
-        if (n > API_TOKEN_MAX)
-                return ft_error_set(err, -EINVAL, "token-file", "the token is longer than %d characters",
-                                    API_TOKEN_MAX);
-        pthread_rwlock_wrlock(&server->token_lock);
-        explicit_bzero(server->token, sizeof(server->token));
-        pthread_rwlock_destroy(&server->token_lock);
-        if (n)
-                memcpy(server->token, token, n + 1);
-        server->token_len = n;
-        pthread_rwlock_unlock(&server->token_lock);
-        return 0;
+        struct api_token *fresh = calloc(API_TOKENS_MAX, sizeof(*fresh));
+        size_t n = 0;
+        int r = 0;
+        if (!fresh)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        for (const char *p = token ? token : ""; *p && r == 0;) {
+                const char *nl = strchr(p, '\n');
+                size_t len = nl ? (size_t)(nl - p) : strlen(p);
+                if (len > 0) {
+                        if (n == API_TOKENS_MAX)
+                                r = ft_error_set(err, -EINVAL, "token-file", "more than %d tokens", API_TOKENS_MAX);
+                        else
+                                r = token_parse(p, len, &fresh[n++], err);
+                }
+                p += len + (nl != NULL);
+        }
+        if (r == 0) {
+                pthread_rwlock_wrlock(&server->token_lock);
+                explicit_bzero(server->tokens, sizeof(server->tokens));
+                memcpy(server->tokens, fresh, n * sizeof(*fresh));
+                server->n_tokens = n;
+                pthread_rwlock_unlock(&server->token_lock);
+        }
+        explicit_bzero(fresh, API_TOKENS_MAX * sizeof(*fresh));
+        free(fresh);
+        return r;
 }
 
 static bool media_type_is(const char *ct, const char *want) {
@@ -223,9 +274,16 @@ static void request_begin(struct request_ctx *ctx) {
         unsigned status = 0;
         req->route = api_route_find(req, ctx->allow, sizeof(ctx->allow), &status);
         bool public_route = req->route && (req->route->flags & API_ROUTE_PUBLIC);
-        if (!public_route && !auth_ok(req->server, req->conn)) {
-                ctx->early_status = 401;
-                return;
+        if (!public_route) {
+                enum auth_result auth = auth_check(req->server, req->conn);
+                if (auth == AUTH_FAIL) {
+                        ctx->early_status = 401;
+                        return;
+                }
+                if (auth == AUTH_READ && strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+                        ctx->early_status = 403;
+                        return;
+                }
         }
         if (!req->route) {
                 ctx->early_status = status;
@@ -298,6 +356,10 @@ static enum MHD_Result reply_early(struct request_ctx *ctx) {
                 return api_reply_error_headers(req, API_ERR_UNAUTHORIZED, NULL,
                                                (const char *const[]){"WWW-Authenticate", "Bearer", NULL},
                                                "missing or invalid bearer token");
+        case 403:
+                return api_reply_error(req, API_ERR_FORBIDDEN, NULL,
+                                       "this bearer token is read-only: %s '%s' needs an admin token", req->method,
+                                       req->url);
         case 404: return api_reply_error(req, API_ERR_NOT_FOUND, NULL, "no route for %s '%s'", req->method, req->url);
         case 405:
                 return api_reply_error_headers(req, API_ERR_METHOD_NOT_ALLOWED, NULL,
@@ -487,7 +549,7 @@ void api_server_stop(struct api_server *server) {
         if (fd != MHD_INVALID_SOCKET)
                 close(fd);
         api_store_close_all();
-        explicit_bzero(server->token, sizeof(server->token));
+        explicit_bzero(server->tokens, sizeof(server->tokens));
         pthread_rwlock_destroy(&server->token_lock);
         free(server->openapi);
         free(server);

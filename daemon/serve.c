@@ -136,7 +136,7 @@ int serve_main(int argc, char **argv) {
                 log_error("%s", err.message);
                 return 1;
         }
-        char token[API_TOKEN_MAX + 1] = "";
+        char token[API_TOKEN_SET_MAX + 1] = "";
         if (cfg.token_file[0]) {
                 r = api_token_load(cfg.token_file, token, sizeof(token), &err);
                 if (r < 0) {
@@ -224,7 +224,7 @@ int serve_main(int argc, char **argv) {
                 if (sig == SIGHUP) {
                         sdnotify_reloading();
                         if (cfg.token_file[0]) {
-                                char fresh[API_TOKEN_MAX + 1];
+                                char fresh[API_TOKEN_SET_MAX + 1];
                                 if (api_token_load(cfg.token_file, fresh, sizeof(fresh), &err) < 0 ||
                                     api_server_set_token(server, fresh, &err) < 0)
                                         log_error("SIGHUP: keeping the old token: %s", err.message);
