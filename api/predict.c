@@ -5,6 +5,7 @@
  * go through the same data loader as training (no augmentation), so the
  * preprocessing is exactly the training one.
  * Not for: training, batching across requests. */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -63,6 +64,8 @@ static int load_weights(struct model *m, const struct st_file *f, struct ft_erro
 static json_t *prediction(const float *o, size_t k, bool regression, const json_t *classes) {
         if (regression)
                 return k == 1 ? json_pack("{s:f}", "value", (double)o[0]) : json_null();
+        if (k == 0)
+                return NULL;
         double mx = o[0], sum = 0;
         size_t best = 0;
         for (size_t c = 1; c < k; c++)
@@ -144,6 +147,13 @@ static int build_input(const json_t *body, const struct model *m, struct dataset
                 for (size_t k = 0; k < width; k++) {
                         double v = json_number_value(json_array_get(row, k));
                         if (rows) {
+                                if (!isfinite(v) || fabs(v) > FLT_MAX) {
+                                        char cell[96];
+                                        snprintf(cell, sizeof(cell), "%s[%zu]", param, k);
+                                        return ft_error_set(
+                                                err, -EINVAL, cell,
+                                                "'%s' is %g, beyond the float32 range the model computes in", cell, v);
+                                }
                                 ds->x[i * width + k] = (float)v;
                         } else {
                                 if (v < 0 || v > 255)
@@ -241,8 +251,25 @@ enum MHD_Result api_models_predict(struct api_request *req) {
                 }
                 const float *y = NULL;
                 r = model_forward(m, b.x, (int)b.n, false, &y, &err);
-                for (size_t i = 0; r == 0 && i < b.n; i++)
-                        json_array_append_new(preds, prediction(y + i * k, k, regression, classes));
+                for (size_t i = 0; r == 0 && i < b.n; i++) {
+                        /* never an answer without probabilities: a non-finite output (the preprocessed
+                         * input overflowed, or the weights did) is refused naming the row */
+                        for (size_t c = 0; r == 0 && c < k; c++)
+                                if (!isfinite(y[i * k + c])) {
+                                        char param[48];
+                                        snprintf(param, sizeof(param), "%s[%zu]",
+                                                 ds.kind == DATA_TABLE ? "rows" : "images", json_array_size(preds));
+                                        r = ft_error_set(&err, -ERANGE, param,
+                                                         "the model's output for '%s' is not a finite number", param);
+                                }
+                        json_t *p = r == 0 ? prediction(y + i * k, k, regression, classes) : NULL;
+                        if (r == 0 && (!p || json_is_null(p))) {
+                                json_decref(p);
+                                r = ft_error_set(&err, -EIO, NULL, "the model gives %zu outputs per row", k);
+                        }
+                        if (r == 0)
+                                json_array_append_new(preds, p);
+                }
         }
         if (r < 0) {
                 json_decref(preds);

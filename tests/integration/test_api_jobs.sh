@@ -113,6 +113,35 @@ envelope 400 invalid_request 'rows[0]'; ok $? "predict with a short row -> 400 p
 http POST "/v1/models/$mdl/predict" "${J[@]}" -d '{"rows": [[0.5, 0.5]]}'
 envelope 409 conflict; ok $? "predict on a model without weights -> 409"
 
+# issue 21, numbers that are not numbers: weights checked value by value at upload, inputs at predict.
+# st_file OUT WEIGHT_DTYPE WEIGHT_BYTES: a safetensors file for SPEC1 (0.weight [1,1], 0.bias [1] F32 1.0)
+SPEC1='{"input":[1],"layers":[{"type":"linear","out_features":1}]}'
+st_file() {
+        local size=$(( $(printf "$3" | wc -c) ))
+        local h="{\"0.weight\":{\"dtype\":\"$2\",\"shape\":[1,1],\"data_offsets\":[0,$size]},\"0.bias\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[$size,$((size + 4))]}}"
+        printf "$(printf '\\x%02x' $((${#h} & 255)) $((${#h} >> 8)) 0 0 0 0 0 0)" >"$1"
+        printf '%s' "$h" >>"$1"
+        printf "$3"'\x00\x00\x80\x3f' >>"$1"
+}
+st_file "$TMP/ok.st" F32 '\x00\x00\x80\x3f'
+http POST /v1/models -F weights=@"$TMP/ok.st" -F "spec=$SPEC1"
+[ "$STATUS" = 201 ]; ok $? "a hand-made safetensors file with finite weights -> 201 ($(echo "$BODY" | jq -c .error))"
+for bad in 'F32 \x00\x00\xc0\x7f NaN' 'F32 \x00\x00\x80\x7f Inf' 'F32 \x00\x00\x80\xff -Inf' \
+        'F64 \x9c\x75\x00\x88\x3c\xe4\x37\x7e 1e+300' 'I64 \x01\x00\x00\x01\x00\x00\x00\x00 16777217'; do
+        set -- $bad
+        st_file "$TMP/bad.st" "$1" "$2"
+        http POST /v1/models -F weights=@"$TMP/bad.st" -F "spec=$SPEC1"
+        envelope 400 invalid_request weights && echo "$BODY" | jq -e --arg v "$3" \
+                '.error.message | contains("'"'"'0.weight'"'"'") and contains($v)' >/dev/null
+        ok $? "$1 weight $3 -> 400 at upload naming the tensor: $(echo "$BODY" | jq -r .error.message)"
+done
+http POST "/v1/models/$result/predict" "${J[@]}" -d '{"rows": [[0.5, 0.5], [0.5, 1e39]]}'
+envelope 400 invalid_request 'rows[1][1]'; ok $? "predict with 1e39 -> 400 param rows[1][1]: $(echo "$BODY" | jq -r .error.message)"
+http POST "/v1/models/$result/predict" "${J[@]}" -d '{"rows": [[-3e38, 3e38]]}'
+{ [ "$STATUS" = 400 ] && [ "$(echo "$BODY" | jq -r .error.param)" = 'rows[0]' ]; } ||
+        { [ "$STATUS" = 200 ] && echo "$BODY" | jq -e '.predictions[0].probabilities | length == 3' >/dev/null; }
+ok $? "predict at the edge of float range -> probabilities or 400 rows[0], never empty ($STATUS)"
+
 # chain: fine-tune the result again, freezing the first layer
 http POST /v1/jobs "${J[@]}" -d "$(spec "$result" "$ds" 1 '"strategy": {"type": "partial", "freeze": ["0.*"]}')"
 job2=$(echo "$BODY" | jq -r .id)
