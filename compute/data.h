@@ -100,6 +100,11 @@ int csv_parse(const char *bytes, size_t size, const char *label, const struct cs
  * uncompressed (0: no limit). */
 int idx_read(const char *images_path, const char *labels_path, size_t max_bytes, struct dataset **ret,
              struct ft_error *err);
+/* An IDX images file's labels file beside it, by the usual naming:
+ * *-images-idx3-ubyte[.gz] -> *-labels-idx1-ubyte[.gz] (Fashion-MNIST's). The one
+ * rule `finetuned train` and `finetuned inspect` share. -ENOENT: the name does
+ * not follow it; -ENAMETOOLONG. */
+int idx_labels_path(const char *images_path, char *out, size_t size);
 /* One IDX file's content (possibly gzip) from memory: dims and a pointer into
  * *ret_data (malloc'd, the uncompressed payload after the header). */
 int idx_parse(const void *bytes, size_t size, const char *label, size_t max_bytes, uint8_t *ret_ndim,

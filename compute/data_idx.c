@@ -261,3 +261,12 @@ fail:
         dataset_free(ds);
         return r;
 }
+
+int idx_labels_path(const char *images_path, char *out, size_t size) {
+        const char *p = strstr(images_path, "images-idx3");
+        if (!p)
+                return -ENOENT;
+        int n = snprintf(out, size, "%.*slabels-idx1%s", (int)(p - images_path), images_path,
+                         p + strlen("images-idx3"));
+        return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}

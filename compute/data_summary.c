@@ -5,6 +5,7 @@
 #include "compute/data.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -186,9 +187,16 @@ int data_open(const char *path, const char *path2, const struct data_open_option
         }
         if (f1 == FMT_SAFETENSORS)
                 return ft_error_set(err, -EINVAL, NULL, "'%s' is a safetensors weights file, not a dataset", path);
-        if (f1 == FMT_IDX)
+        if (f1 == FMT_IDX) {
+                /* an images file alone: its labels file beside it, by the naming `finetuned train` uses */
+                char labels[PATH_MAX];
+                if (n1 != 1 && idx_labels_path(path, labels, sizeof(labels)) == 0)
+                        return data_open(path, labels, opt, ret, err);
                 return ft_error_set(err, -EINVAL, NULL,
-                                    "'%s' is an IDX file: give it with its pair (images and labels)", path);
+                                    "'%s' is an IDX file: give it with its pair (images and labels), or name it "
+                                    "'*-images-idx3-ubyte' with '*-labels-idx1-ubyte' beside it",
+                                    path);
+        }
         struct csv_options o = {.target = opt->target,
                                 .task = opt->task,
                                 .dropna = !opt->strict_missing,
