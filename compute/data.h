@@ -92,9 +92,10 @@ int csv_parse(const char *bytes, size_t size, const char *label, const struct cs
 
 /* ---- IDX ---------------------------------------------------------------- */
 
-/* An IDX image file (magic 0x00000803, N x H x W, unsigned bytes) and its label
- * file (0x00000801, N), each plain or gzip-compressed (detected by content).
- * Images load as N x 1 x H x W; classes are the distinct label values, in
+/* An IDX image file (magic 0x00000803, N x H x W, unsigned bytes; or 0x00000804,
+ * N x C x H x W with C = 1 or 3, channel planes in order) and its label file
+ * (0x00000801, N), each plain or gzip-compressed (detected by content).
+ * Images load as N x C x H x W (C = 1 for 3-D files); classes are the distinct label values, in
  * numeric order, named by their value ("0", "1", ...; a file with the
  * labels 5-9 only has 5 classes "5".."9"). max_bytes limits each file, compressed and
  * uncompressed (0: no limit). */

@@ -175,8 +175,8 @@ int data_open(const char *path, const char *path2, const struct data_open_option
                         return ft_error_set(err, -EINVAL, NULL,
                                             "two files make an IDX image/label pair; '%s' is not IDX",
                                             f1 != FMT_IDX ? path : path2);
-                /* images have 3 dimensions, labels 1; gzip'd files are tried in the given order, then swapped */
-                bool swap = n1 == 1 || n2 == 3;
+                /* images have 3 or 4 dimensions, labels 1; gzip'd files are tried in the given order, then swapped */
+                bool swap = n1 == 1 || n2 == 3 || n2 == 4;
                 r = swap ? idx_read(path2, path, max_bytes, ret, err) : idx_read(path, path2, max_bytes, ret, err);
                 if (r < 0 && !swap && (n1 == 0 || n2 == 0)) {
                         struct ft_error e2;
