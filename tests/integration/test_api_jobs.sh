@@ -142,6 +142,13 @@ http POST "/v1/models/$result/predict" "${J[@]}" -d '{"rows": [[-3e38, 3e38]]}'
         { [ "$STATUS" = 200 ] && echo "$BODY" | jq -e '.predictions[0].probabilities | length == 3' >/dev/null; }
 ok $? "predict at the edge of float range -> probabilities or 400 rows[0], never empty ($STATUS)"
 
+# issue 21: a 4-D IDX pair (N x 3 x H x W colour images) uploads as one dataset with 3 channels
+perl -e 'open(my $i, ">", "$ARGV[0]/rgb-img") or die; binmode $i; print $i pack("NNNNN", 0x804, 6, 3, 4, 5), map { chr($_ % 251) } 0 .. 359;
+        open(my $l, ">", "$ARGV[0]/rgb-lab") or die; binmode $l; print $l pack("NN", 0x801, 6), map { chr($_ % 2) } 0 .. 5;' "$TMP"
+http POST '/v1/datasets?name=rgb' -F images=@"$TMP/rgb-img" -F labels=@"$TMP/rgb-lab"
+[ "$STATUS" = 201 ] && echo "$BODY" | jq -e '.schema.image_shape == [3, 4, 5] and .schema.rows == 6' >/dev/null
+ok $? "upload a 4-D IDX pair -> 201, image_shape [3, 4, 5] ($(echo "$BODY" | jq -c '.schema.image_shape // .error'))"
+
 # chain: fine-tune the result again, freezing the first layer
 http POST /v1/jobs "${J[@]}" -d "$(spec "$result" "$ds" 1 '"strategy": {"type": "partial", "freeze": ["0.*"]}')"
 job2=$(echo "$BODY" | jq -r .id)
