@@ -149,6 +149,20 @@ http POST '/v1/datasets?name=rgb' -F images=@"$TMP/rgb-img" -F labels=@"$TMP/rgb
 [ "$STATUS" = 201 ] && echo "$BODY" | jq -e '.schema.image_shape == [3, 4, 5] and .schema.rows == 6' >/dev/null
 ok $? "upload a 4-D IDX pair -> 201, image_shape [3, 4, 5] ($(echo "$BODY" | jq -c '.schema.image_shape // .error'))"
 
+# issue 21: "return": ["logits"]: the model's outputs before softmax, by class; probabilities are their softmax
+http POST "/v1/models/$result/predict" "${J[@]}" -d '{"rows": [[0.5, 0.5], [4.5, 0.2]], "return": ["probabilities", "logits"]}'
+[ "$STATUS" = 200 ] && echo "$BODY" | jq -e '.predictions | all(
+        . as $r | ($r.logits | [.[]] | max) as $m | ($r.logits | [.[] | (. - $m) | exp] | add) as $z |
+        ($r.logits | keys) == ($r.probabilities | keys) and
+        ($r.logits | to_entries | max_by(.value) | .key) == $r.label and
+        ([$r.logits | to_entries[] | (((.value - $m) | exp) / $z - $r.probabilities[.key]) | fabs] | max) < 1e-9)' >/dev/null
+ok $? "predict with return [probabilities, logits]: softmax(logits) = probabilities, argmax = label"
+http POST "/v1/models/$result/predict" "${J[@]}" -d '{"rows": [[0.5, 0.5]], "return": ["logits"]}'
+[ "$STATUS" = 200 ] && echo "$BODY" | jq -e '.predictions[0] | has("logits") and (has("probabilities") | not) and .label == "setosa"' >/dev/null
+ok $? "predict with return [logits]: logits and label, no probabilities"
+http POST "/v1/models/$result/predict" "${J[@]}" -d '{"rows": [[0.5, 0.5]], "return": ["scores"]}'
+envelope 400 invalid_request 'return[0]'; ok $? "predict with return [scores] -> 400 param return[0]"
+
 # chain: fine-tune the result again, freezing the first layer
 http POST /v1/jobs "${J[@]}" -d "$(spec "$result" "$ds" 1 '"strategy": {"type": "partial", "freeze": ["0.*"]}')"
 job2=$(echo "$BODY" | jq -r .id)
