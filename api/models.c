@@ -8,6 +8,7 @@
 
 #include "api/internal.h"
 #include "common/log.h"
+#include "compute/data.h"
 #include "compute/model.h"
 #include "compute/safetensors.h"
 #include "store/store.h"
@@ -135,6 +136,42 @@ static int weights_values_check(const struct tensor *t, const struct st_tensor *
         return 0;
 }
 
+/* The preprocessing and class names an uploaded file may carry in its
+ * safetensors metadata (the keys the daemon's own files have; predict applies
+ * them): "finetuned.preprocess" must be a transform predict can apply (every
+ * std > 0), "finetuned.classes" one name per model output. */
+static int weights_metadata_check(const struct st_file *f, const struct model *m, struct ft_error *err) {
+        const char *pre = st_file_metadata(f, "finetuned.preprocess"), *cls = st_file_metadata(f, "finetuned.classes");
+        if (pre) {
+                struct data_transform t = {0};
+                struct ft_error terr = {0};
+                int r = data_transform_from_json(pre, &t, &terr);
+                bool pos = r == 0;
+                for (size_t i = 0; pos && t.standardize && i < t.n_features; i++)
+                        pos = t.std[i] > 0 && isfinite(t.std[i]) && isfinite(t.mean[i]);
+                for (size_t i = 0; pos && i < t.n_norm; i++)
+                        pos = t.norm_std[i] > 0 && isfinite(t.norm_std[i]) && isfinite(t.norm_mean[i]);
+                data_transform_deinit(&t);
+                if (!pos)
+                        return ft_error_set(err, -EINVAL, "weights",
+                                            "weights: metadata 'finetuned.preprocess' is not a preprocessing object "
+                                            "(standardize with mean and std, input, normalize; every std > 0)");
+        }
+        if (cls) {
+                json_t *a = json_loads(cls, JSON_REJECT_DUPLICATES, NULL);
+                bool good = json_is_array(a) && json_array_size(a) == model_output_count(m);
+                for (size_t i = 0; good && i < json_array_size(a); i++)
+                        good = json_is_string(json_array_get(a, i));
+                json_decref(a);
+                if (!good)
+                        return ft_error_set(err, -EINVAL, "weights",
+                                            "weights: metadata 'finetuned.classes' must be a JSON array of %zu class "
+                                            "names (one per model output)",
+                                            model_output_count(m));
+        }
+        return 0;
+}
+
 /* Every tensor of the model present in the file with the same shape, and no
  * tensor in the file the model does not have (load_state_dict(strict=True)). */
 static int weights_check(const json_t *spec, const char *path, uint64_t max, struct ft_error *err) {
@@ -180,6 +217,9 @@ static int weights_check(const json_t *spec, const char *path, uint64_t max, str
                 if (r < 0)
                         goto out;
         }
+        r = weights_metadata_check(f, m, err);
+        if (r < 0)
+                goto out;
         if (f->n_tensors != n) {
                 for (size_t i = 0; i < f->n_tensors; i++)
                         if (!model_tensor_find(m, f->tensors[i].name)) {

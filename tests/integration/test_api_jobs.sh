@@ -116,9 +116,9 @@ envelope 409 conflict; ok $? "predict on a model without weights -> 409"
 # issue 21, numbers that are not numbers: weights checked value by value at upload, inputs at predict.
 # st_file OUT WEIGHT_DTYPE WEIGHT_BYTES: a safetensors file for SPEC1 (0.weight [1,1], 0.bias [1] F32 1.0)
 SPEC1='{"input":[1],"layers":[{"type":"linear","out_features":1}]}'
-st_file() {
-        local size=$(( $(printf "$3" | wc -c) ))
-        local h="{\"0.weight\":{\"dtype\":\"$2\",\"shape\":[1,1],\"data_offsets\":[0,$size]},\"0.bias\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[$size,$((size + 4))]}}"
+st_file() { # [META_JSON_MEMBERS]: the "__metadata__" object's members, as header text
+        local size=$(( $(printf "$3" | wc -c) )) meta=${4:+"\"__metadata__\":{$4},"}
+        local h="{$meta\"0.weight\":{\"dtype\":\"$2\",\"shape\":[1,1],\"data_offsets\":[0,$size]},\"0.bias\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[$size,$((size + 4))]}}"
         printf "$(printf '\\x%02x' $((${#h} & 255)) $((${#h} >> 8)) 0 0 0 0 0 0)" >"$1"
         printf '%s' "$h" >>"$1"
         printf "$3"'\x00\x00\x80\x3f' >>"$1"
@@ -162,6 +162,24 @@ http POST "/v1/models/$result/predict" "${J[@]}" -d '{"rows": [[0.5, 0.5]], "ret
 ok $? "predict with return [logits]: logits and label, no probabilities"
 http POST "/v1/models/$result/predict" "${J[@]}" -d '{"rows": [[0.5, 0.5]], "return": ["scores"]}'
 envelope 400 invalid_request 'return[0]'; ok $? "predict with return [scores] -> 400 param return[0]"
+
+# issue 21: an uploaded file carries its preprocessing and class names in the safetensors metadata
+# (the daemon's own keys); predict applies them: logit = 1 * (x - 2) / 4 + 1, so x = 10 gives 3 exactly
+st_file "$TMP/pre.st" F32 '\x00\x00\x80\x3f' '"finetuned.preprocess":"{\"standardize\":true,\"mean\":[2],\"std\":[4]}","finetuned.classes":"[\"only\"]"'
+http POST /v1/models -F weights=@"$TMP/pre.st" -F "spec=$SPEC1"
+pre=$(echo "$BODY" | jq -r .id)
+[ "$STATUS" = 201 ]; ok $? "upload weights with finetuned.preprocess and finetuned.classes metadata -> 201 ($(echo "$BODY" | jq -c .error))"
+http POST "/v1/models/$pre/predict" "${J[@]}" -d '{"rows": [[10], [2]], "return": ["logits"]}'
+[ "$STATUS" = 200 ] && echo "$BODY" | jq -e '[.predictions[] | .logits.only] == [3, 1] and .predictions[0].label == "only"' >/dev/null
+ok $? "predict on the uploaded model standardizes with its metadata, names its class: $(echo "$BODY" | jq -c '[.predictions[].logits]')"
+st_file "$TMP/pre.st" F32 '\x00\x00\x80\x3f' '"finetuned.preprocess":"{\"standardize\":true,\"mean\":[2],\"std\":[0]}"'
+http POST /v1/models -F weights=@"$TMP/pre.st" -F "spec=$SPEC1"
+envelope 400 invalid_request weights && echo "$BODY" | grep -q "finetuned.preprocess"
+ok $? "a std of 0 in the metadata -> 400 at upload: $(echo "$BODY" | jq -r .error.message)"
+st_file "$TMP/pre.st" F32 '\x00\x00\x80\x3f' '"finetuned.classes":"[\"a\",\"b\"]"'
+http POST /v1/models -F weights=@"$TMP/pre.st" -F "spec=$SPEC1"
+envelope 400 invalid_request weights && echo "$BODY" | grep -q "finetuned.classes"
+ok $? "two class names for one output -> 400 at upload: $(echo "$BODY" | jq -r .error.message)"
 
 # chain: fine-tune the result again, freezing the first layer
 http POST /v1/jobs "${J[@]}" -d "$(spec "$result" "$ds" 1 '"strategy": {"type": "partial", "freeze": ["0.*"]}')"
