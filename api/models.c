@@ -2,11 +2,13 @@
  * spec, or with uploaded safetensors weights checked tensor by tensor against
  * the spec; list, get, delete, download weights.
  * Not for: building or running networks (compute/model.h), predict (predict.c). */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "api/internal.h"
 #include "common/log.h"
+#include "compute/data.h"
 #include "compute/model.h"
 #include "compute/safetensors.h"
 #include "store/store.h"
@@ -92,6 +94,84 @@ static int spec_from(const char *preset, json_t *config, json_t *spec, json_t **
         return 0;
 }
 
+/* One tensor's values as the model will read them (st_tensor_read_*, as at
+ * predict and training): F64 beyond float range, I64 not exact in float32 and
+ * NaN or Inf are refused naming the tensor. */
+static int weights_values_check(const struct tensor *t, const struct st_tensor *s, struct ft_error *err) {
+        struct ft_error rerr = {0};
+        if (t->dtype == TENSOR_I64) {
+                int64_t *v = malloc(FT_MAX(t->numel, (size_t)1) * sizeof(int64_t));
+                if (!v)
+                        return -ENOMEM;
+                int r = st_tensor_read_i64(NULL, s, v, t->numel, &rerr);
+                free(v);
+                if (r < 0)
+                        return ft_error_set(err, -EINVAL, "weights", "weights: tensor '%s' must be I64, not %s",
+                                            t->name, st_dtype_name(s->dtype));
+                return 0;
+        }
+        float *v = malloc(FT_MAX(t->numel, (size_t)1) * sizeof(float));
+        if (!v)
+                return -ENOMEM;
+        int r = st_tensor_read_f32(NULL, s, v, t->numel, &rerr);
+        if (r < 0) {
+                free(v);
+                const char *why = strstr(rerr.message, "': "); /* after "'(tensors)': tensor 'NAME'" */
+                why = why ? strstr(why + 3, "': ") : NULL;
+                return ft_error_set(err, -EINVAL, "weights", "weights: tensor '%s'%s%s", t->name, why ? ": " : "",
+                                    why ? why + 3 : " cannot be read as F32");
+        }
+        for (size_t i = 0; i < t->numel; i++)
+                if (!isfinite(v[i])) {
+                        double d = v[i];
+                        free(v);
+                        return ft_error_set(err, -EINVAL, "weights",
+                                            "weights: tensor '%s' has a non-finite value (%s) at index %zu", t->name,
+                                            isnan(d) ? "NaN"
+                                            : d > 0  ? "Inf"
+                                                     : "-Inf",
+                                            i);
+                }
+        free(v);
+        return 0;
+}
+
+/* The preprocessing and class names an uploaded file may carry in its
+ * safetensors metadata (the keys the daemon's own files have; predict applies
+ * them): "finetuned.preprocess" must be a transform predict can apply (every
+ * std > 0), "finetuned.classes" one name per model output. */
+static int weights_metadata_check(const struct st_file *f, const struct model *m, struct ft_error *err) {
+        const char *pre = st_file_metadata(f, "finetuned.preprocess"), *cls = st_file_metadata(f, "finetuned.classes");
+        if (pre) {
+                struct data_transform t = {0};
+                struct ft_error terr = {0};
+                int r = data_transform_from_json(pre, &t, &terr);
+                bool pos = r == 0;
+                for (size_t i = 0; pos && t.standardize && i < t.n_features; i++)
+                        pos = t.std[i] > 0 && isfinite(t.std[i]) && isfinite(t.mean[i]);
+                for (size_t i = 0; pos && i < t.n_norm; i++)
+                        pos = t.norm_std[i] > 0 && isfinite(t.norm_std[i]) && isfinite(t.norm_mean[i]);
+                data_transform_deinit(&t);
+                if (!pos)
+                        return ft_error_set(err, -EINVAL, "weights",
+                                            "weights: metadata 'finetuned.preprocess' is not a preprocessing object "
+                                            "(standardize with mean and std, input, normalize; every std > 0)");
+        }
+        if (cls) {
+                json_t *a = json_loads(cls, JSON_REJECT_DUPLICATES, NULL);
+                bool good = json_is_array(a) && json_array_size(a) == model_output_count(m);
+                for (size_t i = 0; good && i < json_array_size(a); i++)
+                        good = json_is_string(json_array_get(a, i));
+                json_decref(a);
+                if (!good)
+                        return ft_error_set(err, -EINVAL, "weights",
+                                            "weights: metadata 'finetuned.classes' must be a JSON array of %zu class "
+                                            "names (one per model output)",
+                                            model_output_count(m));
+        }
+        return 0;
+}
+
 /* Every tensor of the model present in the file with the same shape, and no
  * tensor in the file the model does not have (load_state_dict(strict=True)). */
 static int weights_check(const json_t *spec, const char *path, uint64_t max, struct ft_error *err) {
@@ -130,6 +210,16 @@ static int weights_check(const json_t *spec, const char *path, uint64_t max, str
                         goto out;
                 }
         }
+        /* the values: every one a finite float32 (or an exact int64 buffer), checked here where the
+         * user is rather than at predict */
+        for (size_t i = 0; i < n; i++) {
+                r = weights_values_check(model_tensor_at(m, i), st_file_find(f, model_tensor_at(m, i)->name), err);
+                if (r < 0)
+                        goto out;
+        }
+        r = weights_metadata_check(f, m, err);
+        if (r < 0)
+                goto out;
         if (f->n_tensors != n) {
                 for (size_t i = 0; i < f->n_tensors; i++)
                         if (!model_tensor_find(m, f->tensors[i].name)) {

@@ -5,6 +5,7 @@
  * go through the same data loader as training (no augmentation), so the
  * preprocessing is exactly the training one.
  * Not for: training, batching across requests. */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,6 +27,10 @@ const struct api_field api_predict_fields[] = {
          .description = "images as flat arrays of C*H*W pixel values 0..255 (as in the IDX file)"},
         {"image_shape", API_T_ARRAY_INT, .min = 1, .max = 4096, .min_items = 3, .max_len = 3,
          .description = "[C, H, W] of the images (default: the model's input)"},
+        {"return", API_T_ARRAY_STRING, .optional = true, .min_items = 1, .max_len = 2,
+         .choices = (const char *const[]){"probabilities", "logits", NULL},
+         .description = "classification: what each prediction carries besides label and index (default "
+                        "[\"probabilities\"])"},
         {NULL},
 };
 
@@ -34,6 +39,8 @@ static const struct api_field prediction_fields[] = {
         {"label", API_T_STRING, .optional = true, .description = "classification: the most probable class"},
         {"index", API_T_INT, .optional = true, .description = "classification: its index"},
         {"probabilities", API_T_MAP_NUMBER, .optional = true, .description = "classification: class -> probability"},
+        {"logits", API_T_MAP_NUMBER, .optional = true,
+         .description = "classification, with \"return\": [\"logits\"]: class -> the model's output before softmax"},
         {"value", API_T_NUMBER, .optional = true, .description = "regression: the predicted value"},
         {NULL},
 };
@@ -60,9 +67,12 @@ static int load_weights(struct model *m, const struct st_file *f, struct ft_erro
 
 /* One row's answer: the label with class probabilities (softmax of the
  * logits), or the regression value. */
-static json_t *prediction(const float *o, size_t k, bool regression, const json_t *classes) {
+static json_t *prediction(const float *o, size_t k, bool regression, const json_t *classes, bool want_probs,
+                          bool want_logits) {
         if (regression)
                 return k == 1 ? json_pack("{s:f}", "value", (double)o[0]) : json_null();
+        if (k == 0)
+                return NULL;
         double mx = o[0], sum = 0;
         size_t best = 0;
         for (size_t c = 1; c < k; c++)
@@ -72,18 +82,25 @@ static json_t *prediction(const float *o, size_t k, bool regression, const json_
                 }
         for (size_t c = 0; c < k; c++)
                 sum += exp((double)o[c] - mx);
-        json_t *probs = json_object();
+        json_t *probs = json_object(), *logits = json_object();
         for (size_t c = 0; c < k; c++) {
                 char fallback[24];
                 snprintf(fallback, sizeof(fallback), "%zu", c);
                 const char *name = json_string_value(json_array_get(classes, c));
                 json_object_set_new(probs, name ? name : fallback, json_real(exp((double)o[c] - mx) / sum));
+                json_object_set_new(logits, name ? name : fallback, json_real((double)o[c]));
         }
         char fb[24];
         snprintf(fb, sizeof(fb), "%zu", best);
         const char *label = json_string_value(json_array_get(classes, best));
-        return json_pack("{s:s,s:I,s:o}", "label", label ? label : fb, "index", (json_int_t)best, "probabilities",
-                         probs);
+        json_t *p = json_pack("{s:s,s:I}", "label", label ? label : fb, "index", (json_int_t)best);
+        if (p && want_probs)
+                json_object_set(p, "probabilities", probs);
+        if (p && want_logits)
+                json_object_set(p, "logits", logits);
+        json_decref(probs);
+        json_decref(logits);
+        return p;
 }
 
 /* The request's rows as a dataset the loader can read (buffers owned by the caller). */
@@ -144,6 +161,13 @@ static int build_input(const json_t *body, const struct model *m, struct dataset
                 for (size_t k = 0; k < width; k++) {
                         double v = json_number_value(json_array_get(row, k));
                         if (rows) {
+                                if (!isfinite(v) || fabs(v) > FLT_MAX) {
+                                        char cell[96];
+                                        snprintf(cell, sizeof(cell), "%s[%zu]", param, k);
+                                        return ft_error_set(
+                                                err, -EINVAL, cell,
+                                                "'%s' is %g, beyond the float32 range the model computes in", cell, v);
+                                }
                                 ds->x[i * width + k] = (float)v;
                         } else {
                                 if (v < 0 || v > 255)
@@ -179,7 +203,16 @@ enum MHD_Result api_models_predict(struct api_request *req) {
         struct dataset ds = {0};
         json_t *classes = NULL, *mspec = NULL, *out = NULL;
         size_t *idx = NULL;
-        bool regression = false;
+        bool regression = false, want_probs = true, want_logits = false;
+        const json_t *ret_list = json_object_get(body, "return");
+        if (ret_list) {
+                want_probs = false;
+                for (size_t i = 0; i < json_array_size(ret_list); i++) {
+                        const char *w = json_string_value(json_array_get(ret_list, i));
+                        want_probs = want_probs || strcmp(w, "probabilities") == 0;
+                        want_logits = want_logits || strcmp(w, "logits") == 0;
+                }
+        }
 
         int r = store_model_get(st, id, &rec, &err);
         if (r < 0)
@@ -241,8 +274,26 @@ enum MHD_Result api_models_predict(struct api_request *req) {
                 }
                 const float *y = NULL;
                 r = model_forward(m, b.x, (int)b.n, false, &y, &err);
-                for (size_t i = 0; r == 0 && i < b.n; i++)
-                        json_array_append_new(preds, prediction(y + i * k, k, regression, classes));
+                for (size_t i = 0; r == 0 && i < b.n; i++) {
+                        /* never an answer without probabilities: a non-finite output (the preprocessed
+                         * input overflowed, or the weights did) is refused naming the row */
+                        for (size_t c = 0; r == 0 && c < k; c++)
+                                if (!isfinite(y[i * k + c])) {
+                                        char param[48];
+                                        snprintf(param, sizeof(param), "%s[%zu]",
+                                                 ds.kind == DATA_TABLE ? "rows" : "images", json_array_size(preds));
+                                        r = ft_error_set(&err, -ERANGE, param,
+                                                         "the model's output for '%s' is not a finite number", param);
+                                }
+                        json_t *p =
+                                r == 0 ? prediction(y + i * k, k, regression, classes, want_probs, want_logits) : NULL;
+                        if (r == 0 && (!p || json_is_null(p))) {
+                                json_decref(p);
+                                r = ft_error_set(&err, -EIO, NULL, "the model gives %zu outputs per row", k);
+                        }
+                        if (r == 0)
+                                json_array_append_new(preds, p);
+                }
         }
         if (r < 0) {
                 json_decref(preds);

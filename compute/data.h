@@ -92,14 +92,20 @@ int csv_parse(const char *bytes, size_t size, const char *label, const struct cs
 
 /* ---- IDX ---------------------------------------------------------------- */
 
-/* An IDX image file (magic 0x00000803, N x H x W, unsigned bytes) and its label
- * file (0x00000801, N), each plain or gzip-compressed (detected by content).
- * Images load as N x 1 x H x W; classes are the distinct label values, in
+/* An IDX image file (magic 0x00000803, N x H x W, unsigned bytes; or 0x00000804,
+ * N x C x H x W with C = 1 or 3, channel planes in order) and its label file
+ * (0x00000801, N), each plain or gzip-compressed (detected by content).
+ * Images load as N x C x H x W (C = 1 for 3-D files); classes are the distinct label values, in
  * numeric order, named by their value ("0", "1", ...; a file with the
  * labels 5-9 only has 5 classes "5".."9"). max_bytes limits each file, compressed and
  * uncompressed (0: no limit). */
 int idx_read(const char *images_path, const char *labels_path, size_t max_bytes, struct dataset **ret,
              struct ft_error *err);
+/* An IDX images file's labels file beside it, by the usual naming:
+ * *-images-idx3-ubyte[.gz] -> *-labels-idx1-ubyte[.gz] (Fashion-MNIST's). The one
+ * rule `finetuned train` and `finetuned inspect` share. -ENOENT: the name does
+ * not follow it; -ENAMETOOLONG. */
+int idx_labels_path(const char *images_path, char *out, size_t size);
 /* One IDX file's content (possibly gzip) from memory: dims and a pointer into
  * *ret_data (malloc'd, the uncompressed payload after the header). */
 int idx_parse(const void *bytes, size_t size, const char *label, size_t max_bytes, uint8_t *ret_ndim,

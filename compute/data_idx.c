@@ -1,5 +1,6 @@
 /* data_idx.c - the IDX reader (the MNIST format), plain or gzip-compressed:
- * an image file (N x H x W bytes) and a label file (N bytes) make a dataset.
+ * an image file (N x H x W bytes, or N x C x H x W with C = 1 or 3) and a label
+ * file (N bytes) make a dataset.
  * Not for: other image formats. */
 #include "compute/data.h"
 
@@ -182,11 +183,25 @@ int idx_read(const char *images_path, const char *labels_path, size_t max_bytes,
                 return r;
         if ((r = load(labels_path, max_bytes, &nl, dl, &lab, &ll, err)) < 0)
                 goto fail;
-        if (ni != 3) {
+        if (ni != 3 && ni != 4) {
                 r = ft_error_set(err, -EINVAL, NULL,
-                                 "'%s': an image file has 3 dimensions (N x rows x columns), this has %u", images_path,
-                                 ni);
+                                 "'%s': an image file has 3 dimensions (N x rows x columns) or 4 (N x channels x "
+                                 "rows x columns), this has %u",
+                                 images_path, ni);
                 goto fail;
+        }
+        uint32_t channels = 1;
+        if (ni == 4) { /* N x C x H x W, channel planes in order (as a PyTorch uint8 tensor) */
+                channels = di[1];
+                if (channels != 1 && channels != 3) {
+                        r = ft_error_set(err, -EINVAL, NULL,
+                                         "'%s': %" PRIu32
+                                         " channels (dimension 2 of 4); 1 (gray) or 3 (RGB) are allowed",
+                                         images_path, channels);
+                        goto fail;
+                }
+                di[1] = di[2];
+                di[2] = di[3];
         }
         if (nl != 1) {
                 r = ft_error_set(err, -EINVAL, NULL, "'%s': a label file has 1 dimension, this has %u", labels_path,
@@ -217,7 +232,7 @@ int idx_read(const char *images_path, const char *labels_path, size_t max_bytes,
         ds->kind = DATA_IMAGES;
         ds->task = DATA_CLASSIFICATION;
         ds->n = ds->rows_read = di[0];
-        ds->channels = 1;
+        ds->channels = channels;
         ds->height = di[1];
         ds->width = di[2];
         ds->pixels = pix;
@@ -260,4 +275,13 @@ fail:
         free(lab);
         dataset_free(ds);
         return r;
+}
+
+int idx_labels_path(const char *images_path, char *out, size_t size) {
+        const char *p = strstr(images_path, "images-idx3");
+        if (!p)
+                return -ENOENT;
+        int n = snprintf(out, size, "%.*slabels-idx1%s", (int)(p - images_path), images_path,
+                         p + strlen("images-idx3"));
+        return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }

@@ -111,6 +111,25 @@ int data_split_make(const struct dataset *ds, double val_fraction, bool shuffle,
         if (shuffle) { /* interleave the classes */
                 data_shuffle(tr, nt, &rng);
                 data_shuffle(va, nv, &rng);
+        } else if (strat) {
+                /* the stratified split chose the validation rows by class; both sets go back to file order
+                 * so that training does not see single-class batches */
+                unsigned char *in_val = calloc(n ? n : 1, 1);
+                if (!in_val) {
+                        free(tr);
+                        free(va);
+                        return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+                }
+                for (size_t i = 0; i < nv; i++)
+                        in_val[va[i]] = 1;
+                nt = nv = 0;
+                for (size_t i = 0; i < n; i++) {
+                        if (in_val[i])
+                                va[nv++] = i;
+                        else
+                                tr[nt++] = i;
+                }
+                free(in_val);
         }
         ret->train = tr;
         ret->n_train = nt;

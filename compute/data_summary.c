@@ -5,6 +5,7 @@
 #include "compute/data.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -174,8 +175,8 @@ int data_open(const char *path, const char *path2, const struct data_open_option
                         return ft_error_set(err, -EINVAL, NULL,
                                             "two files make an IDX image/label pair; '%s' is not IDX",
                                             f1 != FMT_IDX ? path : path2);
-                /* images have 3 dimensions, labels 1; gzip'd files are tried in the given order, then swapped */
-                bool swap = n1 == 1 || n2 == 3;
+                /* images have 3 or 4 dimensions, labels 1; gzip'd files are tried in the given order, then swapped */
+                bool swap = n1 == 1 || n2 == 3 || n2 == 4;
                 r = swap ? idx_read(path2, path, max_bytes, ret, err) : idx_read(path, path2, max_bytes, ret, err);
                 if (r < 0 && !swap && (n1 == 0 || n2 == 0)) {
                         struct ft_error e2;
@@ -186,9 +187,16 @@ int data_open(const char *path, const char *path2, const struct data_open_option
         }
         if (f1 == FMT_SAFETENSORS)
                 return ft_error_set(err, -EINVAL, NULL, "'%s' is a safetensors weights file, not a dataset", path);
-        if (f1 == FMT_IDX)
+        if (f1 == FMT_IDX) {
+                /* an images file alone: its labels file beside it, by the naming `finetuned train` uses */
+                char labels[PATH_MAX];
+                if (n1 != 1 && idx_labels_path(path, labels, sizeof(labels)) == 0)
+                        return data_open(path, labels, opt, ret, err);
                 return ft_error_set(err, -EINVAL, NULL,
-                                    "'%s' is an IDX file: give it with its pair (images and labels)", path);
+                                    "'%s' is an IDX file: give it with its pair (images and labels), or name it "
+                                    "'*-images-idx3-ubyte' with '*-labels-idx1-ubyte' beside it",
+                                    path);
+        }
         struct csv_options o = {.target = opt->target,
                                 .task = opt->task,
                                 .dropna = !opt->strict_missing,

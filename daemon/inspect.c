@@ -16,7 +16,8 @@
 static void inspect_usage(FILE *out) {
         fprintf(out, "Usage: finetuned inspect [OPTIONS] FILE [FILE2]\n\n"
                      "Validate FILE and print its summary as JSON on stdout: a CSV dataset, an IDX\n"
-                     "image/label pair (FILE and FILE2, plain or .gz, in either order) or a\n"
+                     "image/label pair (FILE and FILE2, plain or .gz, in either order; an images file\n"
+                     "*-images-idx3-ubyte[.gz] alone finds *-labels-idx1-ubyte[.gz] beside it) or a\n"
                      "safetensors file (every tensor with dtype and shape, and the metadata).\n"
                      "An invalid file prints the error on stderr and exits 1.\n\n"
                      "  --target COLUMN    the CSV target column (default: the last column)\n"

@@ -157,15 +157,6 @@ static bool ends_with(const char *s, const char *suffix) {
         return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-/* An IDX images file's labels file by the usual naming: *-images-idx3-ubyte[.gz] -> *-labels-idx1-ubyte[.gz]. */
-static bool idx_labels_path(const char *images, char *out, size_t size) {
-        const char *p = strstr(images, "images-idx3");
-        if (!p)
-                return false;
-        snprintf(out, size, "%.*slabels-idx1%s", (int)(p - images), images, p + strlen("images-idx3"));
-        return true;
-}
-
 static bool looks_like_idx(const char *path) {
         return strstr(path, "idx3") || strstr(path, "idx1") || ends_with(path, ".idx");
 }
@@ -180,7 +171,7 @@ static int load_data(const char *base_dir, const char refs[2][JOBSPEC_REF_MAX], 
         if (pair) {
                 resolve(base_dir, refs[1], b, sizeof(b));
         } else if (looks_like_idx(a)) {
-                if (!idx_labels_path(a, b, sizeof(b)))
+                if (idx_labels_path(a, b, sizeof(b)) < 0)
                         return ft_error_set(err, -EINVAL, param,
                                             "'%s': give the IDX labels file too: [\"images\", \"labels\"]", param);
                 pair = true;

@@ -113,6 +113,74 @@ envelope 400 invalid_request 'rows[0]'; ok $? "predict with a short row -> 400 p
 http POST "/v1/models/$mdl/predict" "${J[@]}" -d '{"rows": [[0.5, 0.5]]}'
 envelope 409 conflict; ok $? "predict on a model without weights -> 409"
 
+# issue 21, numbers that are not numbers: weights checked value by value at upload, inputs at predict.
+# st_file OUT WEIGHT_DTYPE WEIGHT_BYTES: a safetensors file for SPEC1 (0.weight [1,1], 0.bias [1] F32 1.0)
+SPEC1='{"input":[1],"layers":[{"type":"linear","out_features":1}]}'
+st_file() { # [META_JSON_MEMBERS]: the "__metadata__" object's members, as header text
+        local size=$(( $(printf "$3" | wc -c) )) meta=${4:+"\"__metadata__\":{$4},"}
+        local h="{$meta\"0.weight\":{\"dtype\":\"$2\",\"shape\":[1,1],\"data_offsets\":[0,$size]},\"0.bias\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[$size,$((size + 4))]}}"
+        printf "$(printf '\\x%02x' $((${#h} & 255)) $((${#h} >> 8)) 0 0 0 0 0 0)" >"$1"
+        printf '%s' "$h" >>"$1"
+        printf "$3"'\x00\x00\x80\x3f' >>"$1"
+}
+st_file "$TMP/ok.st" F32 '\x00\x00\x80\x3f'
+http POST /v1/models -F weights=@"$TMP/ok.st" -F "spec=$SPEC1"
+[ "$STATUS" = 201 ]; ok $? "a hand-made safetensors file with finite weights -> 201 ($(echo "$BODY" | jq -c .error))"
+for bad in 'F32 \x00\x00\xc0\x7f NaN' 'F32 \x00\x00\x80\x7f Inf' 'F32 \x00\x00\x80\xff -Inf' \
+        'F64 \x9c\x75\x00\x88\x3c\xe4\x37\x7e 1e+300' 'I64 \x01\x00\x00\x01\x00\x00\x00\x00 16777217'; do
+        set -- $bad
+        st_file "$TMP/bad.st" "$1" "$2"
+        http POST /v1/models -F weights=@"$TMP/bad.st" -F "spec=$SPEC1"
+        envelope 400 invalid_request weights && echo "$BODY" | jq -e --arg v "$3" \
+                '.error.message | contains("'"'"'0.weight'"'"'") and contains($v)' >/dev/null
+        ok $? "$1 weight $3 -> 400 at upload naming the tensor: $(echo "$BODY" | jq -r .error.message)"
+done
+http POST "/v1/models/$result/predict" "${J[@]}" -d '{"rows": [[0.5, 0.5], [0.5, 1e39]]}'
+envelope 400 invalid_request 'rows[1][1]'; ok $? "predict with 1e39 -> 400 param rows[1][1]: $(echo "$BODY" | jq -r .error.message)"
+http POST "/v1/models/$result/predict" "${J[@]}" -d '{"rows": [[-3e38, 3e38]]}'
+{ [ "$STATUS" = 400 ] && [ "$(echo "$BODY" | jq -r .error.param)" = 'rows[0]' ]; } ||
+        { [ "$STATUS" = 200 ] && echo "$BODY" | jq -e '.predictions[0].probabilities | length == 3' >/dev/null; }
+ok $? "predict at the edge of float range -> probabilities or 400 rows[0], never empty ($STATUS)"
+
+# issue 21: a 4-D IDX pair (N x 3 x H x W colour images) uploads as one dataset with 3 channels
+perl -e 'open(my $i, ">", "$ARGV[0]/rgb-img") or die; binmode $i; print $i pack("NNNNN", 0x804, 6, 3, 4, 5), map { chr($_ % 251) } 0 .. 359;
+        open(my $l, ">", "$ARGV[0]/rgb-lab") or die; binmode $l; print $l pack("NN", 0x801, 6), map { chr($_ % 2) } 0 .. 5;' "$TMP"
+http POST '/v1/datasets?name=rgb' -F images=@"$TMP/rgb-img" -F labels=@"$TMP/rgb-lab"
+[ "$STATUS" = 201 ] && echo "$BODY" | jq -e '.schema.image_shape == [3, 4, 5] and .schema.rows == 6' >/dev/null
+ok $? "upload a 4-D IDX pair -> 201, image_shape [3, 4, 5] ($(echo "$BODY" | jq -c '.schema.image_shape // .error'))"
+
+# issue 21: "return": ["logits"]: the model's outputs before softmax, by class; probabilities are their softmax
+http POST "/v1/models/$result/predict" "${J[@]}" -d '{"rows": [[0.5, 0.5], [4.5, 0.2]], "return": ["probabilities", "logits"]}'
+[ "$STATUS" = 200 ] && echo "$BODY" | jq -e '.predictions | all(
+        . as $r | ($r.logits | [.[]] | max) as $m | ($r.logits | [.[] | (. - $m) | exp] | add) as $z |
+        ($r.logits | keys) == ($r.probabilities | keys) and
+        ($r.logits | to_entries | max_by(.value) | .key) == $r.label and
+        ([$r.logits | to_entries[] | (((.value - $m) | exp) / $z - $r.probabilities[.key]) | fabs] | max) < 1e-9)' >/dev/null
+ok $? "predict with return [probabilities, logits]: softmax(logits) = probabilities, argmax = label"
+http POST "/v1/models/$result/predict" "${J[@]}" -d '{"rows": [[0.5, 0.5]], "return": ["logits"]}'
+[ "$STATUS" = 200 ] && echo "$BODY" | jq -e '.predictions[0] | has("logits") and (has("probabilities") | not) and .label == "setosa"' >/dev/null
+ok $? "predict with return [logits]: logits and label, no probabilities"
+http POST "/v1/models/$result/predict" "${J[@]}" -d '{"rows": [[0.5, 0.5]], "return": ["scores"]}'
+envelope 400 invalid_request 'return[0]'; ok $? "predict with return [scores] -> 400 param return[0]"
+
+# issue 21: an uploaded file carries its preprocessing and class names in the safetensors metadata
+# (the daemon's own keys); predict applies them: logit = 1 * (x - 2) / 4 + 1, so x = 10 gives 3 exactly
+st_file "$TMP/pre.st" F32 '\x00\x00\x80\x3f' '"finetuned.preprocess":"{\"standardize\":true,\"mean\":[2],\"std\":[4]}","finetuned.classes":"[\"only\"]"'
+http POST /v1/models -F weights=@"$TMP/pre.st" -F "spec=$SPEC1"
+pre=$(echo "$BODY" | jq -r .id)
+[ "$STATUS" = 201 ]; ok $? "upload weights with finetuned.preprocess and finetuned.classes metadata -> 201 ($(echo "$BODY" | jq -c .error))"
+http POST "/v1/models/$pre/predict" "${J[@]}" -d '{"rows": [[10], [2]], "return": ["logits"]}'
+[ "$STATUS" = 200 ] && echo "$BODY" | jq -e '[.predictions[] | .logits.only] == [3, 1] and .predictions[0].label == "only"' >/dev/null
+ok $? "predict on the uploaded model standardizes with its metadata, names its class: $(echo "$BODY" | jq -c '[.predictions[].logits]')"
+st_file "$TMP/pre.st" F32 '\x00\x00\x80\x3f' '"finetuned.preprocess":"{\"standardize\":true,\"mean\":[2],\"std\":[0]}"'
+http POST /v1/models -F weights=@"$TMP/pre.st" -F "spec=$SPEC1"
+envelope 400 invalid_request weights && echo "$BODY" | grep -q "finetuned.preprocess"
+ok $? "a std of 0 in the metadata -> 400 at upload: $(echo "$BODY" | jq -r .error.message)"
+st_file "$TMP/pre.st" F32 '\x00\x00\x80\x3f' '"finetuned.classes":"[\"a\",\"b\"]"'
+http POST /v1/models -F weights=@"$TMP/pre.st" -F "spec=$SPEC1"
+envelope 400 invalid_request weights && echo "$BODY" | grep -q "finetuned.classes"
+ok $? "two class names for one output -> 400 at upload: $(echo "$BODY" | jq -r .error.message)"
+
 # chain: fine-tune the result again, freezing the first layer
 http POST /v1/jobs "${J[@]}" -d "$(spec "$result" "$ds" 1 '"strategy": {"type": "partial", "freeze": ["0.*"]}')"
 job2=$(echo "$BODY" | jq -r .id)

@@ -25,6 +25,19 @@ gunzip -c $FM/t10k-images-idx3-ubyte.gz >"$TMP/img"; gunzip -c $FM/t10k-labels-i
 out=$("$FINETUNED" inspect "$TMP/img" "$TMP/lab"); rc=$?
 [ $rc -eq 0 ] && echo "$out" | jq -e '.rows==10000' >/dev/null; ok $? "uncompressed IDX pair"
 
+# issue 21: an images file alone finds its labels file beside it, as `finetuned train` does
+mkdir -p "$TMP/fm" && cp "$TMP/img" "$TMP/fm/t10k-images-idx3-ubyte" && cp "$TMP/lab" "$TMP/fm/t10k-labels-idx1-ubyte"
+out=$("$FINETUNED" inspect "$TMP/fm/t10k-images-idx3-ubyte"); rc=$?
+[ $rc -eq 0 ] && echo "$out" | jq -e '.format=="idx" and .rows==10000 and .num_classes==10' >/dev/null
+ok $? "an IDX images file alone: its labels file beside it is found ($rc)"
+out=$("$FINETUNED" inspect $FM/t10k-images-idx3-ubyte.gz); rc=$?
+[ $rc -eq 0 ] && echo "$out" | jq -e '.rows==10000' >/dev/null; ok $? "the same for a .gz images file ($rc)"
+rm "$TMP/fm/t10k-labels-idx1-ubyte"
+err=$("$FINETUNED" inspect "$TMP/fm/t10k-images-idx3-ubyte" 2>&1 >/dev/null); rc=$?
+[ $rc -eq 1 ] && echo "$err" | grep -qF "t10k-labels-idx1-ubyte"; ok $? "a missing labels file is named: $err"
+err=$("$FINETUNED" inspect "$TMP/img" 2>&1 >/dev/null); rc=$?
+[ $rc -eq 1 ] && echo "$err" | grep -qF "give it with its pair"; ok $? "an images file with another name: $err"
+
 out=$("$FINETUNED" inspect "$FIX/cnn_bn.safetensors"); rc=$?
 [ $rc -eq 0 ] && echo "$out" | jq -e '.format=="safetensors" and .metadata.format=="pt"
         and (.tensors[] | select(.name=="1.num_batches_tracked") | .dtype=="I64" and .shape==[])

@@ -96,6 +96,10 @@ jq -e '(keys == ["best_epoch", "epochs_run", "history", "metrics", "split", "sto
        and .split == "validation" and .epochs_run == 3 and (.history | length) == 3
        and (.metrics.accuracy | type) == "number"' "$TMP/cli/wine/metrics.json" >/dev/null
 ok $? "metrics.json: split, best_epoch, epochs_run, stopped_early, metrics and history, both ways"
+# issue 21: the README's `jq .metrics.accuracy` on the CLI's file: a number, the daemon's for the same job
+a_cli=$(jq .metrics.accuracy "$TMP/cli/wine/metrics.json"); a_d=$(jq .metrics.accuracy "$TMP/d-$DJOB/metrics.json")
+[ "$a_cli" != null ] && [ "$a_cli" = "$a_d" ] && jq -e '.final == null' "$TMP/cli/wine/metrics.json" >/dev/null
+ok $? "jq .metrics.accuracy: $a_cli from finetuned train, $a_d from the daemon; no .final"
 http GET "/v1/jobs/$DJOB"
 echo "$BODY" | jq -e --slurpfile m "$TMP/d-$DJOB/metrics.json" '.metrics == ($m[0] | del(.history))' >/dev/null
 ok $? "the job's metrics are metrics.json without its history"

@@ -104,4 +104,21 @@ ok $? "--resume finishes the run ($(head -c 200 "$TMP/err"))"
 cmp -s "$TMP/long/model.safetensors" "$TMP/whole/model.safetensors"
 ok $? "resumed model.safetensors is byte-identical to an uninterrupted run's"
 
+# issue 21: colour images as a 4-D IDX file (N x 3 x 8 x 8): the model sees 3 channels
+mkdir -p "$TMP/rgb"
+perl -e 'open(my $i, ">", "$ARGV[0]/c-images-idx3-ubyte") or die; binmode $i;
+        print $i pack("NNNNN", 0x804, 40, 3, 8, 8);
+        for my $k (0 .. 39) { for my $c (0 .. 2) { for my $p (0 .. 63) { print $i chr(($c == $k % 2 ? 200 : 20) + ($p * 7 + $k) % 30) } } }
+        open(my $l, ">", "$ARGV[0]/c-labels-idx1-ubyte") or die; binmode $l;
+        print $l pack("NN", 0x801, 40), map { chr($_ % 2) } 0 .. 39;' "$TMP/rgb"
+out=$("$FINETUNED" inspect "$TMP/rgb/c-images-idx3-ubyte"); rc=$?
+[ $rc -eq 0 ] && echo "$out" | jq -e '.image_shape == [3, 8, 8] and .rows == 40' >/dev/null
+ok $? "inspect a 4-D IDX file: image_shape [3, 8, 8]"
+echo '{"model": {"preset": "cnn", "options": {"channels": [4], "hidden": 8}}, "training_file": "c-images-idx3-ubyte",
+       "hyperparameters": {"epochs": 1, "batch_size": 8}, "validation_split": 0.25, "seed": 1}' >"$TMP/rgb/job.json"
+"$FINETUNED" train "$TMP/rgb/job.json" --out "$TMP/rgb/out" --threads 1 >/dev/null 2>"$TMP/rgb/err"
+rc=$?; hl=$(od -An -tu8 -N8 "$TMP/rgb/out/model.safetensors" | tr -d ' ')
+[ $rc -eq 0 ] && head -c $((8 + hl)) "$TMP/rgb/out/model.safetensors" | tail -c "$hl" | jq -e '."0.weight".shape == [4, 3, 3, 3]' >/dev/null
+ok $? "train on 4-D IDX colour images: the first conv takes 3 channels ($(head -c 200 "$TMP/rgb/err"))"
+
 done_testing

@@ -1,6 +1,7 @@
 /* test_idx.c - the IDX reader: plain and gzip pairs, Fashion-MNIST as shipped by
  * Debian (checked against facts tools/gen_io_fixtures.py computed with numpy),
  * data_inspect's format detection, and every class of bad IDX file. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -119,6 +120,58 @@ static void test_small(void) {
         ds = NULL;
         ok(data_open(FIXTURES "/mlp.safetensors", NULL, NULL, &ds, &err) < 0 && strstr(err.message, "not a dataset"),
            "data_open refuses weights: %s", err.message);
+}
+
+/* issue 21: colour images, 4-D IDX (N x C x H x W, C = 3 or 1) */
+static void test_color(void) {
+        uint8_t rgb[5 * 3 * 3 * 4];
+        for (size_t i = 0; i < sizeof(rgb); i++)
+                rgb[i] = (uint8_t)(i * 5 + 1);
+        uint32_t d4[4] = {5, 3, 3, 4}, dl[1] = {5};
+        write_idx(tmp("img"), true, 8, 4, d4, rgb, sizeof(rgb));
+        write_idx(tmp("lab"), false, 8, 1, dl, lab, sizeof(lab));
+        struct dataset *ds = NULL;
+        struct ft_error err = {0};
+        ok(idx_read(tmp("img"), tmp("lab"), 0, &ds, &err) == 0, "4-D gzip IDX loads: %s", err.message);
+        ok(ds && ds->channels == 3 && ds->height == 3 && ds->width == 4 && ds->n == 5, "5 images of 3x3x4");
+        ok(ds && memcmp(ds->pixels, rgb, sizeof(rgb)) == 0, "pixels in N, C, H, W order");
+        dataset_free(ds);
+        ds = NULL;
+        ok(data_open(tmp("lab"), tmp("img"), NULL, &ds, &err) == 0 && ds->channels == 3,
+           "data_open: a 4-D pair reversed");
+        dataset_free(ds);
+        void *j = NULL;
+        ok(data_inspect(tmp("img"), tmp("lab"), NULL, &j, &err) == 0, "inspect a 4-D pair");
+        char *js = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        ok(js && strstr(js, "\"image_shape\":[3,3,4]"), "inspect summary: image_shape [3, 3, 4]: %s", js);
+        free(js);
+        json_decref(j);
+        /* the loader sees three planes: a batch is 3 x 3 x 4 per image, channel c from plane c */
+        size_t idx[5] = {0, 1, 2, 3, 4};
+        ds = NULL;
+        idx_read(tmp("img"), tmp("lab"), 0, &ds, &err);
+        struct data_transform t = {0};
+        struct data_loader *l = NULL;
+        struct data_loader_options o = {.batch_size = 5};
+        struct data_batch b = {0};
+        ok(ds && data_loader_new(ds, idx, 5, &t, &o, &l, &err) == 0 && data_loader_next(l, &b) == 1 && b.c == 3 &&
+                   b.h == 3 && b.w == 4,
+           "batches of 3 x 3 x 4 (%s)", err.message);
+        ok(b.x && fabsf(b.x[1 * 36 + 2 * 12 + 5] - (float)rgb[1 * 36 + 2 * 12 + 5] / 255.0f) < 1e-6f,
+           "image 1, channel 2, pixel 5 is the file's byte / 255");
+        data_loader_free(l);
+        dataset_free(ds);
+        /* 4-D with one channel is gray */
+        uint32_t g4[4] = {5, 1, 3, 4};
+        write_idx(tmp("img"), false, 8, 4, g4, pix, sizeof(pix));
+        ds = NULL;
+        ok(idx_read(tmp("img"), tmp("lab"), 0, &ds, &err) == 0 && ds->channels == 1 && ds->height == 3 &&
+                   memcmp(ds->pixels, pix, sizeof(pix)) == 0,
+           "4-D with C = 1 is the 3-D file: %s", err.message);
+        dataset_free(ds);
+        uint32_t c2[4] = {5, 2, 3, 2};
+        write_idx(tmp("img"), false, 8, 4, c2, pix, sizeof(pix));
+        bad_pair("4-D with 2 channels", "2 channels", "1 (gray) or 3 (RGB)");
 }
 
 static void test_bad(void) {
@@ -248,6 +301,7 @@ int main(void) {
                 return 1;
         test_small();
         test_bad();
+        test_color();
         test_fmnist();
         static const char *names[] = {"img", "lab"};
         for (size_t i = 0; i < 2; i++)

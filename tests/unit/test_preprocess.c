@@ -139,6 +139,47 @@ static void test_rng_split(void) {
         dataset_free(ds);
 }
 
+/* issue 21: `shuffle: false` keeps file order for classification, with or without a stratified split */
+static void test_split_file_order(void) {
+        struct dataset *ds = table(100, 1);
+        struct ft_error err = {0};
+        double fracs[] = {0, 0.2};
+        for (size_t f = 0; f < 2; f++) {
+                struct data_split s;
+                ok(data_split_make(ds, fracs[f], false, 7, &s, &err) == 0, "split %g without shuffle", fracs[f]);
+                bool ascending = true;
+                for (size_t i = 1; i < s.n_train; i++)
+                        ascending = ascending && s.train[i] > s.train[i - 1];
+                for (size_t i = 1; i < s.n_val; i++)
+                        ascending = ascending && s.val[i] > s.val[i - 1];
+                ok(ascending, "split %g: training and validation rows are in file order", fracs[f]);
+                if (fracs[f] == 0) {
+                        bool identity = s.n_train == 100;
+                        for (size_t i = 0; identity && i < s.n_train; i++)
+                                identity = s.train[i] == i;
+                        ok(identity, "split 0: the training rows are the file, row for row");
+                }
+                /* batches of 10 rows in file order hold all three classes, not one */
+                struct data_transform t = {0};
+                struct data_loader *l = NULL;
+                struct data_loader_options o = {.batch_size = 10, .seed = 1};
+                ok(data_loader_new(ds, s.train, s.n_train, &t, &o, &l, &err) == 0, "loader: %s", err.message);
+                struct data_batch b;
+                size_t single = 0, nb = 0;
+                while (data_loader_next(l, &b)) {
+                        bool one = true;
+                        for (size_t i = 1; i < b.n; i++)
+                                one = one && b.labels[i] == b.labels[0];
+                        single += one;
+                        nb++;
+                }
+                ok(nb > 0 && single == 0, "split %g: no single-class batch (%zu of %zu)", fracs[f], single, nb);
+                data_loader_free(l);
+                data_split_deinit(&s);
+        }
+        dataset_free(ds);
+}
+
 static void test_resize(void) {
         struct st_file *f = NULL;
         struct ft_error err = {0};
@@ -252,6 +293,7 @@ static void test_images(void) {
 
 int main(void) {
         test_rng_split();
+        test_split_file_order();
         test_resize();
         test_images();
         return tap_done();
