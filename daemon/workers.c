@@ -455,9 +455,49 @@ static void finish(struct worker *w, enum store_job_state state, const char *res
         finish_with(w, &(struct store_job_outcome){.state = state, .result_json = result, .error_json = error});
 }
 
+/* Server paths never reach clients: in a message stored for the job, "<state>/jobs/<id>/" goes (the rest is
+ * relative to the job, ".tmp-ckpt-500-a2/model.safetensors"), a blob's "<state>/blobs/xx/<sha>" becomes "blob
+ * <sha prefix>", and any other "<state>/" goes. The log keeps the full message. */
+static void scrub_paths(const char *state, const char *job_id, const char *in, char *out, size_t size) {
+        size_t n = strlen(state), o = 0;
+        char job_prefix[STORE_ID_MAX + 8];
+        snprintf(job_prefix, sizeof(job_prefix), "/jobs/%s", job_id);
+        size_t jn = strlen(job_prefix);
+        while (*in && o + 1 < size) {
+                if (n && strncmp(in, state, n) == 0 && (in[n] == '/' || in[n] == '\'' || in[n] == '\0')) {
+                        in += n;
+                        if (strncmp(in, job_prefix, jn) == 0 && (in[jn] == '/' || in[jn] == '\'')) {
+                                in += jn;
+                                in += *in == '/';
+                                if (*in == '\'')
+                                        o += (size_t)snprintf(out + o, size - o, "the job's directory");
+                        } else if (strncmp(in, "/blobs/", 7) == 0 && strlen(in) >= 10) {
+                                in += 10; /* "/blobs/xx/" */
+                                o += (size_t)snprintf(out + o, size - o, "blob ");
+                                size_t k = 0;
+                                for (; in[k] && in[k] != '\'' && in[k] != ' ' && in[k] != ':'; k++)
+                                        if (k < 12 && o + 1 < size)
+                                                out[o++] = in[k];
+                                in += k;
+                        } else {
+                                in += *in == '/';
+                                if (*in == '\'' || !*in)
+                                        o += (size_t)snprintf(out + o, size - o, "the state directory");
+                        }
+                        if (o >= size)
+                                o = size - 1;
+                        continue;
+                }
+                out[o++] = *in++;
+        }
+        out[o] = '\0';
+}
+
 static void fail(struct worker *w, const char *code, const struct ft_error *err) {
-        json_t *e = json_pack("{s:s,s:s,s:s?}", "code", code, "message", err->message[0] ? err->message : "failed",
-                              "param", err->param[0] ? err->param : NULL);
+        char message[sizeof(err->message)];
+        scrub_paths(w->pool->state_dir, w->job_id, err->message, message, sizeof(message));
+        json_t *e = json_pack("{s:s,s:s,s:s?}", "code", code, "message", message[0] ? message : "failed", "param",
+                              err->param[0] ? err->param : NULL);
         char *text = e ? json_dumps(e, JSON_COMPACT) : NULL;
         json_decref(e);
         log_warning("worker %u: job %s failed: %s", w->index, w->job_id, err->message);
