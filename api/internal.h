@@ -32,6 +32,7 @@ struct api_server {
         struct api_sse_hub *sse;
         char *openapi; /* the generated OpenAPI document, built once at start */
         size_t openapi_len;
+        struct conn_table *conns; /* server.c: every connection, for deadlines and caps */
 };
 
 /* One file streamed from the request body (the raw body or one multipart

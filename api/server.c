@@ -4,10 +4,13 @@
  * buffered under a cap, uploads streamed into the blob store (raw body or
  * multipart/form-data parts).
  * Not for: route logic (routes.c), resource handlers, SSE (sse.c). */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +21,175 @@
 
 #define UPLOAD_DEFAULT_MAX (1ull << 30)
 #define UPLOAD_DISCARD_SLACK (16u << 20) /* bytes read past a cap before the connection is dropped */
+
+/* ---- connections: deadlines, caps, the reserve ---------------------------------------------
+ *
+ * libmicrohttpd's connection timeout restarts with every byte, so a client sending a header byte every second
+ * holds a connection for ever, and its per-address cap answers with a reset. Every connection is tracked here
+ * (from MHD_OPTION_NOTIFY_CONNECTION): a reaper thread shuts down the socket of one whose request header has
+ * not arrived within --http-timeout, or whose upload body runs slower than BODY_MIN_RATE once past that time.
+ * Past the per-address cap, or past the global cap less CONN_RESERVE, a request is answered 503 with
+ * Retry-After (and the connection closed); /healthz and /metrics are always answered, out of the reserve.
+ * libmicrohttpd's own limits stay above ours (per address: cap + CONN_RESERVE; global: the cap) as the last
+ * line, where the kernel's reset is the only answer left. */
+#define CONN_RESERVE 16
+#define BODY_MIN_RATE 1024.0 /* bytes per second, averaged over the body */
+#define REAPER_INTERVAL_MS 250
+
+struct conn_track {
+        struct conn_track *prev, *next;
+        int fd;
+        struct sockaddr_storage addr;
+        socklen_t addr_len;
+        double started; /* monotonic: accepted, or the end of the previous request on a kept-alive one */
+        double body_started; /* 0: no body being read */
+        uint64_t body_bytes;
+        bool in_request; /* the current request's header arrived */
+        bool reaped;
+};
+
+struct conn_table {
+        pthread_mutex_t lock;
+        struct conn_track *head;
+        unsigned n;
+        pthread_t reaper;
+        bool reaper_started;
+        pthread_cond_t stop_cond;
+        bool stop;
+        double header_deadline_s;
+};
+
+static bool addr_equal(const struct conn_track *a, const struct conn_track *b) {
+        if (a->addr.ss_family != b->addr.ss_family)
+                return false;
+        if (a->addr.ss_family == AF_INET)
+                return memcmp(&((const struct sockaddr_in *)&a->addr)->sin_addr,
+                              &((const struct sockaddr_in *)&b->addr)->sin_addr, sizeof(struct in_addr)) == 0;
+        if (a->addr.ss_family == AF_INET6)
+                return memcmp(&((const struct sockaddr_in6 *)&a->addr)->sin6_addr,
+                              &((const struct sockaddr_in6 *)&b->addr)->sin6_addr, sizeof(struct in6_addr)) == 0;
+        return false;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+        struct api_server *server = cls;
+        struct conn_table *t = server->conns;
+        if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+                struct conn_track *c = calloc(1, sizeof(*c));
+                if (!c)
+                        return;
+                const union MHD_ConnectionInfo *fi = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+                const union MHD_ConnectionInfo *ai = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+                c->fd = fi ? (int)fi->connect_fd : -1;
+                if (ai && ai->client_addr) {
+                        socklen_t len = ai->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                                               : sizeof(struct sockaddr_in);
+                        memcpy(&c->addr, ai->client_addr, len);
+                        c->addr_len = len;
+                }
+                c->started = ft_now_monotonic();
+                pthread_mutex_lock(&t->lock);
+                c->next = t->head;
+                if (t->head)
+                        t->head->prev = c;
+                t->head = c;
+                t->n++;
+                pthread_mutex_unlock(&t->lock);
+                *socket_context = c;
+        } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+                struct conn_track *c = *socket_context;
+                if (!c)
+                        return;
+                pthread_mutex_lock(&t->lock); /* after this the reaper never touches c->fd again */
+                if (c->prev)
+                        c->prev->next = c->next;
+                else
+                        t->head = c->next;
+                if (c->next)
+                        c->next->prev = c->prev;
+                t->n--;
+                pthread_mutex_unlock(&t->lock);
+                free(c);
+                *socket_context = NULL;
+        }
+}
+
+static struct conn_track *conn_track_of(struct MHD_Connection *conn) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        return ci ? ci->socket_context : NULL;
+}
+
+/* The first callback of a request: how many connections its address and everyone hold. */
+static void conn_request_started(struct api_server *server, struct conn_track *c, unsigned *ret_same_addr,
+                                 unsigned *ret_total) {
+        struct conn_table *t = server->conns;
+        unsigned same = 0;
+        pthread_mutex_lock(&t->lock);
+        if (c) {
+                c->in_request = true;
+                for (struct conn_track *o = t->head; o; o = o->next)
+                        same += addr_equal(o, c);
+        }
+        *ret_total = t->n;
+        pthread_mutex_unlock(&t->lock);
+        *ret_same_addr = same;
+}
+
+static void conn_body_bytes(struct api_server *server, struct conn_track *c, size_t n) {
+        if (!c)
+                return;
+        pthread_mutex_lock(&server->conns->lock);
+        if (!c->body_started)
+                c->body_started = ft_now_monotonic();
+        c->body_bytes += n;
+        pthread_mutex_unlock(&server->conns->lock);
+}
+
+/* The request is answered: a kept-alive connection has --http-timeout for its next header again. */
+static void conn_request_done(struct api_server *server, struct conn_track *c) {
+        if (!c)
+                return;
+        pthread_mutex_lock(&server->conns->lock);
+        c->in_request = false;
+        c->body_started = 0;
+        c->body_bytes = 0;
+        c->started = ft_now_monotonic();
+        pthread_mutex_unlock(&server->conns->lock);
+}
+
+static void *reaper_main(void *arg) {
+        struct api_server *server = arg;
+        struct conn_table *t = server->conns;
+        pthread_mutex_lock(&t->lock);
+        while (!t->stop) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += REAPER_INTERVAL_MS * 1000000L;
+                ts.tv_sec += ts.tv_nsec / 1000000000L;
+                ts.tv_nsec %= 1000000000L;
+                pthread_cond_timedwait(&t->stop_cond, &t->lock, &ts);
+                double now = ft_now_monotonic();
+                for (struct conn_track *c = t->head; c && !t->stop; c = c->next) {
+                        if (c->reaped || c->fd < 0)
+                                continue;
+                        const char *why = NULL;
+                        if (!c->in_request && now - c->started > t->header_deadline_s)
+                                why = "no complete request header";
+                        else if (c->body_started && now - c->body_started > t->header_deadline_s &&
+                                 (double)c->body_bytes < BODY_MIN_RATE * (now - c->body_started))
+                                why = "request body slower than 1 KiB/s";
+                        if (!why)
+                                continue;
+                        /* MHD sees the end of the stream and closes the connection itself */
+                        shutdown(c->fd, SHUT_RDWR);
+                        c->reaped = true;
+                        log_debug("http: connection closed: %s within %.0f s", why, t->header_deadline_s);
+                }
+        }
+        pthread_mutex_unlock(&t->lock);
+        return NULL;
+}
 
 /* Per-request state, allocated on the first callback of a request. */
 struct request_ctx {
@@ -36,6 +208,9 @@ struct request_ctx {
         char upload_error_msg[160];
         double started; /* metrics: monotonic seconds at the first callback */
         const char *method; /* metrics label (a static string) */
+        bool close; /* the framing is in doubt: close the connection after the answer */
+        struct conn_track *track;
+        unsigned over_cap; /* 503: 1 per address, 2 everyone */
 };
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap) {
@@ -267,12 +442,73 @@ static void ctx_free(struct request_ctx *ctx) {
         free(ctx);
 }
 
+#define QUERY_PARAMS_MAX 64 /* no route takes more than a handful */
+
+struct framing {
+        unsigned content_lengths, transfer_encodings, query_params;
+        bool lengths_differ;
+        const char *first_length;
+};
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+        struct framing *f = cls;
+        if (kind == MHD_GET_ARGUMENT_KIND) {
+                f->query_params++;
+        } else if (key && strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+                if (f->content_lengths++ == 0)
+                        f->first_length = value;
+                else if (!value || !f->first_length || strcmp(value, f->first_length) != 0)
+                        f->lengths_differ = true;
+        } else if (key && strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+                f->transfer_encodings++;
+        }
+        return MHD_YES;
+}
+
+/* Request smuggling hygiene (RFC 9112 6.3): a body's length must be told one way. Two different Content-Length
+ * headers, or Content-Length with Transfer-Encoding, are refused with 400 before anything else; so is a query
+ * string of more parameters than any route reads. 0, or the message. */
+static const char *framing_check(struct MHD_Connection *conn) {
+        struct framing f = {0};
+        MHD_get_connection_values(conn, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, count_framing, &f);
+        if (f.lengths_differ)
+                return "the request has Content-Length headers that disagree";
+        if (f.content_lengths && f.transfer_encodings)
+                return "the request has both Content-Length and Transfer-Encoding: send one";
+        if (f.transfer_encodings > 1)
+                return "the request has more than one Transfer-Encoding header";
+        if (f.query_params > QUERY_PARAMS_MAX)
+                return "the query string has more than 64 parameters";
+        return NULL;
+}
+
 /* The first callback of a request: everything that can be decided from the
  * request line and headers is decided here, before any body is read. */
 static void request_begin(struct request_ctx *ctx) {
         struct api_request *req = &ctx->req;
-        unsigned status = 0;
+        unsigned status = 0, same = 0, total = 0;
+        conn_request_started(req->server, ctx->track, &same, &total);
+        const char *bad = framing_check(req->conn);
+        if (bad) {
+                snprintf(ctx->upload_error_msg, sizeof(ctx->upload_error_msg), "%s", bad);
+                ctx->early_status = 400;
+                ctx->close = true;
+                return;
+        }
         req->route = api_route_find(req, ctx->allow, sizeof(ctx->allow), &status);
+        bool reserved = req->route &&
+                        (strcmp(req->route->pattern, "/healthz") == 0 || strcmp(req->route->pattern, "/metrics") == 0);
+        const struct api_options *o = &req->server->opts;
+        if (!reserved && o->max_connections_per_ip && same > o->max_connections_per_ip) {
+                ctx->over_cap = 1;
+                ctx->early_status = 503;
+                return;
+        }
+        if (!reserved && total + CONN_RESERVE > FT_MAX(o->max_connections, 16u + CONN_RESERVE)) {
+                ctx->over_cap = 2;
+                ctx->early_status = 503;
+                return;
+        }
         bool public_route = req->route && (req->route->flags & API_ROUTE_PUBLIC);
         if (!public_route) {
                 enum auth_result auth = auth_check(req->server, req->conn);
@@ -384,11 +620,23 @@ static enum MHD_Result reply_early(struct request_ctx *ctx) {
                                                "multipart/form-data (curl -F), not as JSON");
                 return api_reply_error(req, API_ERR_UNSUPPORTED_MEDIA_TYPE, "Content-Type",
                                        "the request body must be JSON with 'Content-Type: application/json'");
+        case 503:
+                return api_reply_error_headers(
+                        req, API_ERR_UNAVAILABLE, NULL,
+                        (const char *const[]){"Retry-After", "1", MHD_HTTP_HEADER_CONNECTION, "close", NULL},
+                        ctx->over_cap == 1 ? "too many connections from this address (at most %u): retry later"
+                                           : "too many connections (at most %u): retry later",
+                        ctx->over_cap == 1 ? req->server->opts.max_connections_per_ip
+                                           : req->server->opts.max_connections - CONN_RESERVE);
         case 500:
         case 507:
                 return api_reply_error(req, API_ERR_INTERNAL, NULL, "%s",
                                        ctx->upload_error_msg[0] ? ctx->upload_error_msg : "internal error");
         default:
+                if (ctx->close) /* what follows on this connection cannot be trusted to be a request */
+                        return api_reply_error_headers(req, API_ERR_INVALID_REQUEST, NULL,
+                                                       (const char *const[]){MHD_HTTP_HEADER_CONNECTION, "close", NULL},
+                                                       "%s", ctx->upload_error_msg);
                 return api_reply_error(req, API_ERR_INVALID_REQUEST, NULL, "%s",
                                        ctx->upload_error_msg[0] ? ctx->upload_error_msg : "malformed request");
         }
@@ -411,6 +659,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 ctx->req.conn = conn;
                 ctx->req.method = method;
                 ctx->req.url = url;
+                ctx->track = conn_track_of(conn);
                 request_begin(ctx);
                 if (ctx->early_status)
                         return reply_early(ctx);
@@ -420,6 +669,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 size_t n = *upload_data_size;
                 *upload_data_size = 0;
                 ctx->received += n;
+                conn_body_bytes(server, ctx->track, n);
                 if (ctx->too_large || ctx->received > ctx->limit) {
                         /* Chunked bodies have no Content-Length: the cap is found mid-way. Read (and
                          * drop) a little more so the 413 can be delivered, then give up on the peer. */
@@ -482,12 +732,28 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         struct request_ctx *ctx = *con_cls;
         if (!ctx)
                 return;
+        conn_request_done(ctx->req.server, ctx->track);
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_HTTP_STATUS);
         if (ci && ci->http_status)
                 api_metrics_http_observe(ctx->method, ctx->req.route ? ctx->req.route->pattern : NULL, ci->http_status,
                                          ft_now_monotonic() - ctx->started);
         ctx_free(ctx);
         *con_cls = NULL;
+}
+
+static void conn_table_free(struct conn_table *t) {
+        if (!t)
+                return;
+        if (t->reaper_started) {
+                pthread_mutex_lock(&t->lock);
+                t->stop = true;
+                pthread_cond_signal(&t->stop_cond);
+                pthread_mutex_unlock(&t->lock);
+                pthread_join(t->reaper, NULL);
+        }
+        pthread_cond_destroy(&t->stop_cond);
+        pthread_mutex_destroy(&t->lock);
+        free(t);
 }
 
 int api_server_start(const struct api_options *opts, struct api_server **ret, struct ft_error *err) {
@@ -520,16 +786,32 @@ int api_server_start(const struct api_options *opts, struct api_server **ret, st
                 return ft_error_set(err, r, NULL, "cannot start the event-stream hub");
         }
 
+        server->conns = calloc(1, sizeof(*server->conns));
+        if (!server->conns) {
+                api_sse_hub_free(server->sse);
+                free(server->openapi);
+                free(server);
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        }
+        pthread_mutex_init(&server->conns->lock, NULL);
+        pthread_cond_init(&server->conns->stop_cond, NULL);
+        server->conns->header_deadline_s = opts->connection_timeout_s ? (double)opts->connection_timeout_s : 30.0;
+        unsigned per_ip_hard = opts->max_connections_per_ip ? opts->max_connections_per_ip + CONN_RESERVE : 0;
+
         unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-        server->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, server, MHD_OPTION_LISTEN_SOCKET,
-                                       (MHD_socket)opts->listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
-                                       (unsigned)FT_MAX(opts->http_threads, 1u), MHD_OPTION_CONNECTION_LIMIT,
-                                       (unsigned)FT_MAX(opts->max_connections, 16u), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-                                       (unsigned)opts->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
-                                       (unsigned)opts->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                                       (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
-                                       MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, server, MHD_OPTION_END);
-        if (!server->mhd) {
+        server->mhd = MHD_start_daemon(
+                flags, 0, NULL, NULL, on_request, server, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)opts->listen_fd,
+                MHD_OPTION_THREAD_POOL_SIZE, (unsigned)FT_MAX(opts->http_threads, 1u), MHD_OPTION_CONNECTION_LIMIT,
+                (unsigned)FT_MAX(opts->max_connections, 16u), MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip_hard,
+                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opts->connection_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                (size_t)(256 * 1024), MHD_OPTION_NOTIFY_COMPLETED, on_completed, server, MHD_OPTION_NOTIFY_CONNECTION,
+                on_connection, server, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, server, MHD_OPTION_END);
+        if (server->mhd && pthread_create(&server->conns->reaper, NULL, reaper_main, server) == 0)
+                server->conns->reaper_started = true;
+        if (!server->mhd || !server->conns->reaper_started) {
+                if (server->mhd)
+                        MHD_stop_daemon(server->mhd);
+                conn_table_free(server->conns);
                 api_sse_hub_free(server->sse);
                 free(server->openapi);
                 free(server);
@@ -545,6 +827,7 @@ void api_server_stop(struct api_server *server) {
         MHD_socket fd = MHD_quiesce_daemon(server->mhd);
         api_sse_shutdown(server->sse); /* resumes and ends every stream, so the connections can close */
         MHD_stop_daemon(server->mhd);
+        conn_table_free(server->conns);
         api_sse_hub_free(server->sse);
         if (fd != MHD_INVALID_SOCKET)
                 close(fd);

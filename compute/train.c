@@ -632,8 +632,14 @@ static int checkpoint_write(struct trainer *tr, bool partial, struct ft_error *e
         if (r < 0)
                 return r;
         snprintf(final, sizeof(final), "%s/ckpt-%llu", root, (unsigned long long)tr->step);
-        snprintf(tmp, sizeof(tmp), "%s/.tmp-ckpt-%llu", root, (unsigned long long)tr->step);
-        remove_tree_files(tmp);
+        const char *tag = tr->opt->temp_tag && tr->opt->temp_tag[0] ? tr->opt->temp_tag : NULL;
+        char tmp_name[128];
+        snprintf(tmp_name, sizeof(tmp_name), ".tmp-ckpt-%llu%s%.64s", (unsigned long long)tr->step, tag ? "-" : "",
+                 tag ? tag : "");
+        r = ft_path_join(tmp, sizeof(tmp), root, tmp_name, NULL);
+        if (r < 0)
+                return ft_error_set(err, r, NULL, "checkpoint directory path is too long");
+        remove_tree_files(tmp); /* this run's own leftover (same step, same tag) */
         if (mkdir(tmp, 0755) < 0)
                 return ft_error_set(err, -errno, NULL, "cannot create '%s': %s", tmp, strerror(errno));
 
@@ -659,6 +665,16 @@ static int checkpoint_write(struct trainer *tr, bool partial, struct ft_error *e
         if (r < 0) {
                 remove_tree_files(tmp);
                 return r;
+        }
+        /* the caller's last word: a run that may no longer write (a lost lease) abandons its checkpoint */
+        if (tr->cb && tr->cb->before_checkpoint_commit) {
+                struct train_checkpoint_info info = {final, tr->epoch, tr->step, partial};
+                r = tr->cb->before_checkpoint_commit(tr->cb->userdata, &info);
+                if (r < 0) {
+                        remove_tree_files(tmp);
+                        return ft_error_set(err, r, NULL, "checkpoint at step %llu abandoned",
+                                            (unsigned long long)tr->step);
+                }
         }
         /* a checkpoint of the same step already there holds the same state: replace it */
         remove_tree_files(final);

@@ -171,6 +171,11 @@ struct train_callbacks {
          * checkpoint is written (when checkpoints are on) and train_run returns -ECANCELED. During the final
          * evaluation no checkpoint is written: the last epoch's checkpoint resumes straight into it. */
         bool (*should_stop)(void *userdata);
+        /* Right before a written checkpoint is renamed into place (info->path is where it will be). A negative
+         * return abandons it: the temporary directory is removed, nothing is renamed, and the run aborts with
+         * that code. The daemon checks here that its attempt still holds the job, so a worker that lost its
+         * lease (frozen, then thawed) never replaces a checkpoint. NULL: always commit. */
+        int (*before_checkpoint_commit)(void *userdata, const struct train_checkpoint_info *info);
 };
 
 struct train_options {
@@ -180,6 +185,10 @@ struct train_options {
         /* A checkpoint directory (one ckpt-<step>) to continue from; NULL: start fresh. The model passed in
          * must have been built the same way as for the original run (same spec, same base weights). */
         const char *resume_from;
+        /* Appended to every temporary name the run writes under checkpoint_dir (".tmp-ckpt-<step>-<tag>"), so
+         * two runs of one job (the daemon's attempts: "a<attempt>") never write the same temporary files.
+         * NULL or "": ".tmp-ckpt-<step>". Letters, digits, '-' and '_' only. */
+        const char *temp_tag;
 };
 
 struct train_result {

@@ -55,7 +55,7 @@ void config_init(struct daemon_config *cfg) {
         cfg->max_upload_mb = DAEMON_DEFAULT_MAX_UPLOAD_MB;
         cfg->http_timeout_s = 30;
         cfg->lease_s = 30;
-        cfg->max_per_ip = 64;
+        cfg->max_per_ip = 256; /* a dashboard behind a reverse proxy: every client is one address */
         for (size_t i = 0; i < ARRAY_SIZE(options); i++)
                 snprintf(cfg->origin[i], sizeof(cfg->origin[i]), "default");
 }
@@ -355,10 +355,10 @@ void serve_usage(FILE *out) {
                 "                      FINETUNED_MAX_QUEUED_JOBS)\n"
                 "  --max-upload-mb N   largest dataset or weights upload in MiB (default 1024;\n"
                 "                      FINETUNED_MAX_UPLOAD_MB)\n"
-                "  --http-timeout S    close HTTP connections idle for S seconds (default 30;\n"
+                "  --http-timeout S    idle connections, and request headers, get S seconds (default 30;\n"
                 "                      FINETUNED_HTTP_TIMEOUT)\n"
                 "  --max-connections-per-ip N\n"
-                "                      concurrent connections from one address (default 64;\n"
+                "                      concurrent connections from one address (default 256;\n"
                 "                      FINETUNED_MAX_CONNECTIONS_PER_IP)\n"
                 "  --lease S           job lease: a crashed daemon's running jobs are requeued\n"
                 "                      S seconds after its last heartbeat (default 30; FINETUNED_LEASE)\n"

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -60,6 +61,38 @@ static int prepare_state_dir(const char *path, struct ft_error *err) {
         close(fd);
         unlink(probe);
         return 0;
+}
+
+/* One daemon per state directory: an exclusive flock(2) on <state>/finetuned.lock, held (the descriptor kept open)
+ * until the process exits, so a crash or kill -9 releases it. The holder's pid is written into the file for the
+ * message a second daemon prints. Returns the descriptor, or negative errno with err set. */
+static int state_dir_lock(const char *state, struct ft_error *err) {
+        char path[PATH_MAX];
+        int r = ft_path_join(path, sizeof(path), state, "finetuned.lock", NULL);
+        if (r < 0)
+                return ft_error_set(err, r, "state-dir", "state directory path is too long");
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return ft_error_set(err, -errno, "state-dir", "cannot open '%s': %s", path, strerror(errno));
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                int e = errno;
+                char pid[32] = "";
+                ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+                pid[n > 0 ? n : 0] = '\0';
+                pid[strcspn(pid, "\n")] = '\0';
+                close(fd);
+                if (e == EWOULDBLOCK)
+                        return ft_error_set(err, -EBUSY, "state-dir",
+                                            "state directory '%s' is in use by another finetuned (pid %s): one "
+                                            "daemon per state directory",
+                                            state, pid[0] ? pid : "unknown");
+                return ft_error_set(err, -e, "state-dir", "cannot lock '%s': %s", path, strerror(e));
+        }
+        char pid[32];
+        int len = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+        if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+                log_warning("cannot write the pid into '%s': %s", path, strerror(errno));
+        return fd;
 }
 
 #define MAINTENANCE_INTERVAL_S 3600
@@ -133,6 +166,11 @@ int serve_main(int argc, char **argv) {
 
         r = prepare_state_dir(cfg.state_dir, &err);
         if (r < 0) {
+                log_error("%s", err.message);
+                return 1;
+        }
+        int lock_fd = state_dir_lock(cfg.state_dir, &err); /* kept open until exit */
+        if (lock_fd < 0) {
                 log_error("%s", err.message);
                 return 1;
         }
@@ -248,6 +286,7 @@ out:
         api_server_stop(server);
         workers_stop(workers);
         store_close(store);
+        close(lock_fd); /* the next daemon may start */
         if (status == 0)
                 log_notice("stopped");
         return status;

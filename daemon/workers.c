@@ -32,6 +32,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -276,6 +277,64 @@ static int cb_checkpoint(void *userdata, const struct train_checkpoint_info *inf
         return 0;
 }
 
+/* Fencing for files: the store's writes are fenced by the attempt, and so is a checkpoint's rename into place.
+ * Right before it, the lease is renewed (store_job_heartbeat, fenced by the attempt): -ESTALE means another
+ * attempt holds the job now, and this one's checkpoint is abandoned. Its temporary files carry the attempt
+ * (temp_tag "a<attempt>"), so a stale writer never touches the live attempt's. */
+static int cb_before_checkpoint_commit(void *userdata, const struct train_checkpoint_info *info) {
+        struct worker *w = userdata;
+        bool cancel = false;
+        struct ft_error err = {0};
+        int r = w->lost ? -ESTALE : store_job_heartbeat(w->store, w->job_id, w->attempt, w->lease_ms, &cancel, &err);
+        if (r < 0) {
+                mark_lost(w, r, &err);
+                if (r == -ESTALE)
+                        log_warning("worker %u: %s: checkpoint at step %llu of attempt %d abandoned: the job "
+                                    "belongs to a newer attempt",
+                                    w->index, w->job_id, (unsigned long long)info->step, w->attempt);
+                return r;
+        }
+        w->last_heartbeat = ft_now_monotonic();
+        if (cancel)
+                w->cancel = true;
+        return 0;
+}
+
+/* Temporary files of older attempts of this job (a crashed or frozen worker's): removed when a newer attempt
+ * starts. A stale writer still busy with them then fails on its own files, never on ours. */
+static void sweep_stale_temps(struct worker *w, const char *dir) {
+        DIR *d = opendir(dir);
+        if (!d)
+                return;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+                const char *a = strrchr(e->d_name, '-');
+                char *end;
+                if (strncmp(e->d_name, ".tmp-", 5) != 0 || !a || a[1] != 'a')
+                        continue;
+                long attempt = strtol(a + 2, &end, 10);
+                if ((*end && strcmp(end, ".safetensors") != 0 && strcmp(end, ".json") != 0) || attempt >= w->attempt)
+                        continue;
+                char path[4400], sub[4600];
+                if (ft_path_join(path, sizeof(path), dir, e->d_name, NULL) < 0)
+                        continue;
+                DIR *inner = opendir(path);
+                if (inner) {
+                        struct dirent *f;
+                        while ((f = readdir(inner)))
+                                if (f->d_name[0] != '.' || (strcmp(f->d_name, ".") && strcmp(f->d_name, "..")))
+                                        if (ft_path_join(sub, sizeof(sub), path, f->d_name, NULL) == 0)
+                                                unlink(sub);
+                        closedir(inner);
+                        rmdir(path);
+                } else {
+                        unlink(path);
+                }
+                log_info("worker %u: %s: removed '%s' left by attempt %ld", w->index, w->job_id, e->d_name, attempt);
+        }
+        closedir(d);
+}
+
 /* ---- loading what a job names ------------------------------------------------------- */
 
 /* A dataset by id: its blob(s) opened through compute/job, messages naming the id, not the blob path. */
@@ -347,18 +406,24 @@ static int blob_from_file(struct worker *w, const char *path, char ret_sha[STORE
 static int save_result(struct worker *w, struct model *m, const struct dataset *train, const struct jobspec *spec,
                        const struct train_result *res, const char *dir, char ret_sha[STORE_SHA256_HEX],
                        struct ft_error *err) {
-        char path[4400];
-        snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-        int r = job_result_save(path, m, spec, train, res, w->job_id, err);
+        char path[4400], name[64];
+        snprintf(name, sizeof(name), ".tmp-model-a%d.safetensors", w->attempt); /* this attempt's own file */
+        int r = ft_path_join(path, sizeof(path), dir, name, NULL);
+        if (r < 0)
+                return ft_error_set(err, r, NULL, "job directory path is too long");
+        r = job_result_save(path, m, spec, train, res, w->job_id, err);
         return r < 0 ? r : blob_from_file(w, path, ret_sha, err);
 }
 
 /* metrics.json (compute/job's one format, history included) into the blob store. */
 static int save_metrics(struct worker *w, const struct train_result *res, const char *dir,
                         char ret_sha[STORE_SHA256_HEX], struct ft_error *err) {
-        char path[4400];
-        snprintf(path, sizeof(path), "%s/metrics.json", dir);
-        int r = job_metrics_write(path, res, err);
+        char path[4400], name[64];
+        snprintf(name, sizeof(name), ".tmp-metrics-a%d.json", w->attempt);
+        int r = ft_path_join(path, sizeof(path), dir, name, NULL);
+        if (r < 0)
+                return ft_error_set(err, r, NULL, "job directory path is too long");
+        r = job_metrics_write(path, res, err);
         return r < 0 ? r : blob_from_file(w, path, ret_sha, err);
 }
 
@@ -390,9 +455,49 @@ static void finish(struct worker *w, enum store_job_state state, const char *res
         finish_with(w, &(struct store_job_outcome){.state = state, .result_json = result, .error_json = error});
 }
 
+/* Server paths never reach clients: in a message stored for the job, "<state>/jobs/<id>/" goes (the rest is
+ * relative to the job, ".tmp-ckpt-500-a2/model.safetensors"), a blob's "<state>/blobs/xx/<sha>" becomes "blob
+ * <sha prefix>", and any other "<state>/" goes. The log keeps the full message. */
+static void scrub_paths(const char *state, const char *job_id, const char *in, char *out, size_t size) {
+        size_t n = strlen(state), o = 0;
+        char job_prefix[STORE_ID_MAX + 8];
+        snprintf(job_prefix, sizeof(job_prefix), "/jobs/%s", job_id);
+        size_t jn = strlen(job_prefix);
+        while (*in && o + 1 < size) {
+                if (n && strncmp(in, state, n) == 0 && (in[n] == '/' || in[n] == '\'' || in[n] == '\0')) {
+                        in += n;
+                        if (strncmp(in, job_prefix, jn) == 0 && (in[jn] == '/' || in[jn] == '\'')) {
+                                in += jn;
+                                in += *in == '/';
+                                if (*in == '\'')
+                                        o += (size_t)snprintf(out + o, size - o, "the job's directory");
+                        } else if (strncmp(in, "/blobs/", 7) == 0 && strlen(in) >= 10) {
+                                in += 10; /* "/blobs/xx/" */
+                                o += (size_t)snprintf(out + o, size - o, "blob ");
+                                size_t k = 0;
+                                for (; in[k] && in[k] != '\'' && in[k] != ' ' && in[k] != ':'; k++)
+                                        if (k < 12 && o + 1 < size)
+                                                out[o++] = in[k];
+                                in += k;
+                        } else {
+                                in += *in == '/';
+                                if (*in == '\'' || !*in)
+                                        o += (size_t)snprintf(out + o, size - o, "the state directory");
+                        }
+                        if (o >= size)
+                                o = size - 1;
+                        continue;
+                }
+                out[o++] = *in++;
+        }
+        out[o] = '\0';
+}
+
 static void fail(struct worker *w, const char *code, const struct ft_error *err) {
-        json_t *e = json_pack("{s:s,s:s,s:s?}", "code", code, "message", err->message[0] ? err->message : "failed",
-                              "param", err->param[0] ? err->param : NULL);
+        char message[sizeof(err->message)];
+        scrub_paths(w->pool->state_dir, w->job_id, err->message, message, sizeof(message));
+        json_t *e = json_pack("{s:s,s:s,s:s?}", "code", code, "message", message[0] ? message : "failed", "param",
+                              err->param[0] ? err->param : NULL);
         char *text = e ? json_dumps(e, JSON_COMPACT) : NULL;
         json_decref(e);
         log_warning("worker %u: job %s failed: %s", w->index, w->job_id, err->message);
@@ -466,7 +571,10 @@ static void run_job(struct worker *w, struct store_job *job) {
                 fail(w, "internal_error", &err);
                 goto out;
         }
-        struct train_options topt = {.checkpoint_dir = dir};
+        sweep_stale_temps(w, dir);
+        char tag[32];
+        snprintf(tag, sizeof(tag), "a%d", w->attempt);
+        struct train_options topt = {.checkpoint_dir = dir, .temp_tag = tag};
         if (store_checkpoint_latest(w->store, job->id, &ckpt, NULL) == 1 && ckpt->dir[0]) {
                 snprintf(resume, sizeof(resume), "%s/%s", w->pool->state_dir, ckpt->dir);
                 topt.resume_from = resume;
@@ -485,6 +593,7 @@ static void run_job(struct worker *w, struct store_job *job) {
                 .on_final = cb_final,
                 .on_runtime = cb_runtime,
                 .should_stop = cb_should_stop,
+                .before_checkpoint_commit = cb_before_checkpoint_commit,
         };
         r = train_run(&spec, m, ctx, train, val, &topt, &cb, &res, &err);
         if (w->lost)

@@ -173,15 +173,17 @@ exec 3<&-
 
 # ---- per-address connection limit (3 here) ---------------------------------------------------------
 exec 4<>"/dev/tcp/127.0.0.1/$port" 5<>"/dev/tcp/127.0.0.1/$port" 6<>"/dev/tcp/127.0.0.1/$port"
-code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$BASE/healthz")
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "${AUTH[@]}" "$BASE/v1/datasets")
+health=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$BASE/healthz")
 exec 4<&- 5<&- 6<&-
 # the daemon notices the closes when it gets to run: ask until it answers (at most ~10 s)
 for i in $(seq 1 100); do
-        code2=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$BASE/healthz")
+        code2=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "${AUTH[@]}" "$BASE/v1/datasets")
         [ "$code2" = 200 ] && break
         sleep 0.1
 done
-[ "$code" = 000 ] && [ "$code2" = 200 ]; ok $? "a 4th connection from one address is refused ($code), served again once they close ($code2)"
+[ "$code" = 503 ] && [ "$code2" = 200 ]; ok $? "a 4th connection from one address is answered 503 ($code), served again once they close ($code2)"
+[ "$health" = 200 ]; ok $? "/healthz answers over the cap, from the reserve ($health)"
 
 # ---- the OpenAPI document matches the routes ------------------------------------------------------------
 http GET /v1/openapi.json
