@@ -376,17 +376,56 @@ static int job_add(struct store *s, sqlite3_stmt *st, void *list, struct ft_erro
         return r;
 }
 
+int store_job_list_sql(unsigned states, char *buf, size_t size, struct ft_error *err) {
+        size_t n = 0;
+        int k = 0;
+        if (states >> STORE_JOB_STATE_COUNT)
+                return ft_error_set(err, -EINVAL, "state", "'state' filter names an unknown state");
+        for (int i = 0; i < STORE_JOB_STATE_COUNT; i++)
+                k += !!(states & STORE_JOB_STATE_BIT(i));
+        if (k == 0 || k == STORE_JOB_STATE_COUNT)
+                n = (size_t)snprintf(buf, size,
+                                     "SELECT " JOB_COLS " FROM jobs WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2");
+        else if (k == 1) {
+                for (int i = 0; i < STORE_JOB_STATE_COUNT; i++)
+                        if (states & STORE_JOB_STATE_BIT(i))
+                                n = (size_t)snprintf(buf, size,
+                                                     "SELECT " JOB_COLS " FROM jobs WHERE state = '%s' AND seq < ?1"
+                                                     " ORDER BY seq DESC LIMIT ?2",
+                                                     state_names[i]);
+        } else {
+                /* One page per state, each read backwards along jobs_state_seq, merged by the primary key: the
+                 * cost is bounded by states x limit rows, however many jobs match (a plain "state IN (...)
+                 * ORDER BY seq" would sort every matching row). */
+                n = (size_t)snprintf(buf, size, "SELECT " JOB_COLS " FROM jobs WHERE seq IN (");
+                bool first = true;
+                for (int i = 0; i < STORE_JOB_STATE_COUNT && n < size; i++)
+                        if (states & STORE_JOB_STATE_BIT(i)) {
+                                n += (size_t)snprintf(buf + n, size - n,
+                                                      "%sSELECT seq FROM (SELECT seq FROM jobs WHERE state = '%s'"
+                                                      " AND seq < ?1 ORDER BY seq DESC LIMIT ?2)",
+                                                      first ? "" : " UNION ALL ", state_names[i]);
+                                first = false;
+                        }
+                if (n < size)
+                        n += (size_t)snprintf(buf + n, size - n, ") ORDER BY seq DESC LIMIT ?2");
+        }
+        if (n >= size)
+                return ft_error_set(err, -ENAMETOOLONG, NULL, "job list query too long");
+        return 0;
+}
+
 int store_job_list(struct store *s, const struct store_job_filter *filter, const struct store_page *page,
                    struct store_job_list *ret, struct ft_error *err) {
         struct store_job_list l = {0};
-        char where[160], sql[512];
+        char sql[STORE_JOB_LIST_SQL_MAX];
         sqlite3_stmt *st = NULL;
         unsigned limit;
         int64_t after = INT64_MAX;
         int r = store_page_limit(page, &limit, err);
         if (r < 0)
                 return r;
-        r = states_sql(filter ? filter->states : 0, where, sizeof(where), err);
+        r = store_job_list_sql(filter ? filter->states : 0, sql, sizeof(sql), err);
         if (r < 0)
                 return r;
         if (page && page->after && *page->after) {
@@ -394,8 +433,6 @@ int store_job_list(struct store *s, const struct store_job_filter *filter, const
                 if (r < 0)
                         return r;
         }
-        snprintf(sql, sizeof(sql), "SELECT " JOB_COLS " FROM jobs WHERE seq < ?1 %s %s ORDER BY seq DESC LIMIT ?2",
-                 where[0] ? "AND" : "", where);
         if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
                 return store_db_error(s, err, "prepare job list");
         sqlite3_bind_int64(st, 1, after);
