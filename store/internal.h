@@ -82,6 +82,8 @@ int store_blob_file(struct store *s, const char *sha256, char *buf, size_t size)
  * (tests/unit/test_store_plan.c checks it with EXPLAIN QUERY PLAN). */
 #define STORE_JOB_LIST_SQL_MAX 2048
 int store_job_list_sql(unsigned states, char *buf, size_t size, struct ft_error *err);
+/* store_job_count's query: it reads the per-state counters (job_counts), never jobs. */
+int store_job_count_sql(unsigned states, char *buf, size_t size, struct ft_error *err);
 
 /* Notifier (changes.c). */
 int notifier_acquire(const char *state_dir, struct notifier **ret, struct ft_error *err);
