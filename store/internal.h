@@ -11,7 +11,7 @@
 #include "store/store.h"
 
 #define STMT_CACHE_MAX 96
-#define PENDING_JOBS_MAX 16
+#define PENDING_JOBS_MAX 64 /* one enqueue batch (jobs.c ENQUEUE_BATCH_MAX) names each of its jobs */
 
 struct notifier;
 
