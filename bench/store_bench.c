@@ -46,6 +46,57 @@ static void *claim_thread(void *p) {
         return NULL;
 }
 
+/* Concurrent submits: each thread its own connection, as the HTTP server's threads are. */
+#define ENQ_EACH 50
+struct submitter {
+        const struct store_job_new *in;
+        double lat_ms[ENQ_EACH];
+};
+
+static void *submit_thread(void *p) {
+        struct submitter *sub = p;
+        struct ft_error err = {0};
+        struct store *s;
+        if (store_open(dir, &s, &err) < 0)
+                die("open", &err);
+        for (int i = 0; i < ENQ_EACH; i++) {
+                double t0 = now();
+                if (store_job_enqueue(s, sub->in, NULL, &err) < 0)
+                        die("enqueue", &err);
+                sub->lat_ms[i] = (now() - t0) * 1000.0;
+        }
+        store_close(s);
+        return NULL;
+}
+
+static int cmp_double(const void *a, const void *b) {
+        double x = *(const double *)a, y = *(const double *)b;
+        return x < y ? -1 : x > y;
+}
+
+static void submit_bench(const struct store_job_new *in, int n) {
+        pthread_t t[64];
+        struct submitter *sub = calloc((size_t)n, sizeof(*sub));
+        double *all = calloc((size_t)n * ENQ_EACH, sizeof(double));
+        double t0 = now();
+        for (int i = 0; i < n; i++) {
+                sub[i].in = in;
+                pthread_create(&t[i], NULL, submit_thread, &sub[i]);
+        }
+        for (int i = 0; i < n; i++) {
+                pthread_join(t[i], NULL);
+                memcpy(all + (size_t)i * ENQ_EACH, sub[i].lat_ms, sizeof(sub[i].lat_ms));
+        }
+        double dt = now() - t0;
+        size_t total = (size_t)n * ENQ_EACH;
+        qsort(all, total, sizeof(double), cmp_double);
+        printf("enqueue (synchronous=FULL, %d threads, one connection each): %zu jobs in %.3f s = %.0f jobs/s,"
+               " latency p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+               n, total, dt, total / dt, all[total / 2], all[total * 99 / 100], all[total - 1]);
+        free(all);
+        free(sub);
+}
+
 static double page_ms(struct store *s, const struct store_job_filter *f, const char *after, int reps) {
         struct ft_error err = {0};
         struct store_job_list l;
@@ -96,6 +147,9 @@ int main(int argc, char **argv) {
                         die("enqueue", &err);
         double dt = now() - t0;
         printf("enqueue (synchronous=FULL, 1 thread): %d jobs in %.3f s = %.0f jobs/s\n", small, dt, small / dt);
+
+        submit_bench(&in, 1);
+        submit_bench(&in, 32);
 
         /* 2. claim, one thread then several */
         t0 = now();

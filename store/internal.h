@@ -11,7 +11,7 @@
 #include "store/store.h"
 
 #define STMT_CACHE_MAX 96
-#define PENDING_JOBS_MAX 16
+#define PENDING_JOBS_MAX 64 /* one enqueue batch (jobs.c ENQUEUE_BATCH_MAX) names each of its jobs */
 
 struct notifier;
 
@@ -76,6 +76,14 @@ int store_page_rows(struct store *s, sqlite3_stmt *st, unsigned limit, store_row
 
 /* "<blob_dir>/ab/abcd..." for a hex digest. */
 int store_blob_file(struct store *s, const char *sha256, char *buf, size_t size);
+
+/* The job list's query for a state filter (0: all), parameters ?1 = the cursor's seq (INT64_MAX for the first
+ * page) and ?2 = limit + 1; every plan is a search of an index, never a scan or a sort of the matching rows
+ * (tests/unit/test_store_plan.c checks it with EXPLAIN QUERY PLAN). */
+#define STORE_JOB_LIST_SQL_MAX 2048
+int store_job_list_sql(unsigned states, char *buf, size_t size, struct ft_error *err);
+/* store_job_count's query: it reads the per-state counters (job_counts), never jobs. */
+int store_job_count_sql(unsigned states, char *buf, size_t size, struct ft_error *err);
 
 /* Notifier (changes.c). */
 int notifier_acquire(const char *state_dir, struct notifier **ret, struct ft_error *err);

@@ -148,6 +148,20 @@ static const char *const migrations[] = {
         "  FROM events e WHERE e.job_id = jobs.id AND e.type = 'epoch' AND json_valid(e.data_json)), 0);"
         "ALTER TABLE jobs ADD COLUMN metrics_sha256 TEXT REFERENCES blobs(sha256);"
         "CREATE INDEX jobs_metrics ON jobs(metrics_sha256) WHERE metrics_sha256 IS NOT NULL;",
+
+        /* 5: how many jobs each state holds, kept by triggers in the transaction that changes a job, so a count
+         * (the queue cap every submit checks) reads at most six rows however long the queue is */
+        "CREATE TABLE job_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL) STRICT, WITHOUT ROWID;"
+        "INSERT INTO job_counts (state, n) SELECT s.state, (SELECT COUNT(*) FROM jobs WHERE state = s.state) FROM"
+        "  (SELECT 'queued' AS state UNION ALL SELECT 'running' UNION ALL SELECT 'cancelling'"
+        "   UNION ALL SELECT 'succeeded' UNION ALL SELECT 'failed' UNION ALL SELECT 'cancelled') AS s;"
+        "CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs BEGIN"
+        "  UPDATE job_counts SET n = n + 1 WHERE state = NEW.state; END;"
+        "CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs BEGIN"
+        "  UPDATE job_counts SET n = n - 1 WHERE state = OLD.state; END;"
+        "CREATE TRIGGER job_counts_update AFTER UPDATE OF state ON jobs WHEN OLD.state <> NEW.state BEGIN"
+        "  UPDATE job_counts SET n = n - 1 WHERE state = OLD.state;"
+        "  UPDATE job_counts SET n = n + 1 WHERE state = NEW.state; END;",
 };
 
 static int exec_sql(struct store *s, const char *sql, struct ft_error *err) {

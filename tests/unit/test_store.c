@@ -36,11 +36,11 @@ static void test_migrations(void) {
         char *d = tmpdir_make("mig"), path[600];
 
         ok(store_open(d, &s, &err) == 0, "open on an empty directory creates the database");
-        is_int(store_schema_version(s), 4, "empty database migrated to version 4");
+        is_int(store_schema_version(s), 5, "empty database migrated to version 5");
         store_close(s);
         s = NULL;
         ok(store_open(d, &s, &err) == 0, "reopen an already migrated database");
-        is_int(store_schema_version(s), 4, "still version 4, nothing re-run");
+        is_int(store_schema_version(s), 5, "still version 5, nothing re-run");
         store_close(s);
         s = NULL;
 
@@ -51,7 +51,7 @@ static void test_migrations(void) {
                           " STRICT; INSERT INTO meta VALUES ('k', 'v'); PRAGMA user_version = 1;") == 0,
            "made a version 1 database");
         ok(store_open(d1, &s, &err) == 0, "version 1 database opens");
-        is_int(store_schema_version(s), 4, "version 1 migrated to 4");
+        is_int(store_schema_version(s), 5, "version 1 migrated to 5");
         store_close(s);
         s = NULL;
         sqlite3 *db;
@@ -157,7 +157,7 @@ static void test_migration_v2(void) {
         snprintf(path, sizeof(path), "%s/finetuned.db", d2);
         ok(raw_exec(path, v2_schema) == 0, "made a version 2 database with an IDX pair as two datasets");
         ok(store_open(d2, &s, &err) == 0, "it opens (%s)", err.message);
-        is_int(s ? store_schema_version(s) : 0, 4, "version 2 migrated to 4");
+        is_int(s ? store_schema_version(s) : 0, 5, "version 2 migrated to 5");
         if (!s) {
                 tmpdir_remove(d2);
                 free(d2);
@@ -190,6 +190,11 @@ static void test_migration_v2(void) {
                    !j->metrics_sha256[0],
            "a job's last epoch comes from its epoch events (%lld)", j ? (long long)j->last_epoch : -1LL);
         store_job_free(j);
+        int64_t queued = -1, all = -1;
+        ok(store_job_count(s, STORE_JOB_STATE_BIT(STORE_JOB_QUEUED), &queued, &err) == 0 && queued == 1 &&
+                   store_job_count(s, 0, &all, &err) == 0 && all == 1,
+           "migration 5 counted the queued job already there (%lld queued, %lld in all)", (long long)queued,
+           (long long)all);
         bool orphan = true, labels = false;
         ok(store_blob_gc(s, 0, NULL, &err) == 0 &&
                    store_blob_exists(s, "4444444444444444444444444444444444444444444444444444444444444444", &orphan,
@@ -1052,6 +1057,141 @@ static void test_concurrent_claims(struct store *s) {
         ok(done >= CLAIM_JOBS, "all succeeded (%lld)", (long long)done);
 }
 
+/* Group commit: threads enqueueing at once on their own connections share transactions; each caller still gets
+ * its own answer: its job (by its spec), a refusal of its own (a missing model) that does not roll back the others,
+ * an idempotent replay or a key conflict decided as if the requests had run one by one. */
+#define ENQ_THREADS 16
+#define ENQ_EACH 40
+
+struct enqueuer {
+        int index;
+        char dir[600];
+        int created, replayed, refused, conflicts, wrong;
+        char ids[ENQ_EACH][STORE_ID_MAX];
+        char errmsg[FT_ERROR_MSG_MAX + 32];
+};
+
+static void *enqueue_thread(void *p) {
+        struct enqueuer *e = p;
+        struct ft_error err = {0};
+        struct store *s = NULL;
+        if (store_open(e->dir, &s, &err) < 0) {
+                e->wrong = ENQ_EACH;
+                snprintf(e->errmsg, sizeof(e->errmsg), "%s", err.message);
+                return NULL;
+        }
+        for (int k = 0; k < ENQ_EACH; k++) {
+                char spec[128], tag[32], key[32] = "", hash[32] = "";
+                snprintf(spec, sizeof(spec), "{\"hyperparameters\":{\"epochs\":1},\"tag\":\"t%d-%d\"}", e->index, k);
+                struct store_job_new in = job_new(&R);
+                in.spec_json = spec;
+                snprintf(tag, sizeof(tag), "\"t%d-%d\"", e->index, k);
+                if (k == 0) { /* one key, a different request from every thread: one wins */
+                        snprintf(key, sizeof(key), "conflict");
+                        snprintf(hash, sizeof(hash), "h%d", e->index);
+                } else if (k % 5 == 3) { /* the same request from every thread: one job */
+                        snprintf(key, sizeof(key), "shared-%d", k);
+                        snprintf(hash, sizeof(hash), "same-%d", k);
+                        snprintf(spec, sizeof(spec), "{\"hyperparameters\":{\"epochs\":1},\"tag\":\"shared-%d\"}", k);
+                } else if (k % 5 == 4) {
+                        in.model_id = "mdl_missing00000000000000000";
+                }
+                if (key[0]) {
+                        in.idempotency_key = key;
+                        in.request_hash = hash;
+                }
+                struct store_job *j = NULL;
+                memset(&err, 0, sizeof(err));
+                int r = store_job_enqueue(s, &in, &j, &err);
+                if (k % 5 == 4 && k != 0) {
+                        if (r == -ENOENT && strcmp(err.param, "model") == 0 && !j)
+                                e->refused++;
+                        else
+                                e->wrong++;
+                } else if (k == 0 && r == -EEXIST) {
+                        if (strcmp(err.param, "idempotency_key") == 0 && !j)
+                                e->conflicts++;
+                        else
+                                e->wrong++;
+                } else if (r == 0 || r == 1) {
+                        if (!j || !strstr(j->spec_json, k % 5 == 3 ? "shared-" : tag) || j->state != STORE_JOB_QUEUED ||
+                            (r == 1 && k % 5 != 3))
+                                e->wrong++;
+                        else if (r == 1)
+                                e->replayed++;
+                        else
+                                e->created++;
+                        if (j)
+                                snprintf(e->ids[k], STORE_ID_MAX, "%s", j->id);
+                } else {
+                        e->wrong++;
+                        snprintf(e->errmsg, sizeof(e->errmsg), "k=%d: %d %s", k, r, err.message);
+                }
+                store_job_free(j);
+        }
+        store_close(s);
+        return NULL;
+}
+
+static void test_concurrent_enqueue(void) {
+        struct ft_error err = {0};
+        struct store *s = NULL;
+        char *d = tmpdir_make("enq");
+        struct refs saved = R;
+        struct enqueuer *e = calloc(ENQ_THREADS, sizeof(*e));
+        pthread_t t[ENQ_THREADS];
+        if (store_open(d, &s, &err) < 0) {
+                ok(0, "open: %s", err.message);
+                return;
+        }
+        refs_make(s, &R);
+        for (int i = 0; i < ENQ_THREADS; i++) {
+                e[i].index = i;
+                snprintf(e[i].dir, sizeof(e[i].dir), "%s", d);
+                pthread_create(&t[i], NULL, enqueue_thread, &e[i]);
+        }
+        int created = 0, replayed = 0, refused = 0, conflicts = 0, wrong = 0;
+        for (int i = 0; i < ENQ_THREADS; i++) {
+                pthread_join(t[i], NULL);
+                created += e[i].created;
+                replayed += e[i].replayed;
+                refused += e[i].refused;
+                conflicts += e[i].conflicts;
+                wrong += e[i].wrong;
+                if (e[i].wrong)
+                        diag("thread %d: %d wrong answers (%s)", i, e[i].wrong, e[i].errmsg);
+        }
+        int shared_keys = ENQ_EACH / 5; /* k = 3, 8, ... */
+        is_int(wrong, 0, "every concurrent enqueue got its own right answer");
+        is_int(refused, ENQ_THREADS * (ENQ_EACH / 5), "each missing model refused alone");
+        is_int(conflicts, ENQ_THREADS - 1, "one key, %d different requests: one job, the others -EEXIST", ENQ_THREADS);
+        is_int(replayed, (ENQ_THREADS - 1) * shared_keys, "the same keyed request from every thread replays");
+        int64_t n = -1;
+        int rc = store_job_count(s, 0, &n, &err);
+        ok(rc == 0 && n == created, "%d jobs created, %lld in the table", created, (long long)n);
+        /* every id handed out is a job with exactly one event (its "queued" status), and the replays name the
+         * job of the first request */
+        int bad = 0;
+        for (int i = 0; i < ENQ_THREADS; i++)
+                for (int k = 1; k < ENQ_EACH; k++) {
+                        if (k % 5 == 4)
+                                continue;
+                        struct store_event_list ev = {0};
+                        if (store_event_list(s, e[i].ids[k], 0, 10, &ev, &err) < 0 || ev.n != 1 ||
+                            strcmp(ev.items[0].type, "status") != 0)
+                                bad++;
+                        store_event_list_deinit(&ev);
+                        if (k % 5 == 3 && strcmp(e[i].ids[k], e[0].ids[k]) != 0)
+                                bad++;
+                }
+        is_int(bad, 0, "each job has its one status event; replays name one job per key");
+        free(e);
+        store_close(s);
+        R = saved;
+        tmpdir_remove(d);
+        free(d);
+}
+
 /* Several processes (each its own connection, as several daemons on one
  * SQLite file would be) and this one claim 400 jobs: each exactly once. */
 #define PROC_JOBS 400
@@ -1149,6 +1289,7 @@ int main(void) {
         test_job_delete(s);
         test_notifier(s);
         test_concurrent_claims(s);
+        test_concurrent_enqueue();
         test_process_claims(s);
         store_close(s);
         tmpdir_remove(dir);
