@@ -382,6 +382,34 @@ static int conv_bwd_weights_formats(struct backend_plan *p, struct model *m, int
         return 0;
 }
 
+/* Backward data in the formats forward chose has, for some shapes, only oneDNN's reference implementation: on
+ * AVX-512 the CNN with channels [8, 16] (an 8-channel plain source) ran its second convolution's backward data with
+ * ref:any. Then let it choose its diff_src format, and if need be its diff_dst format too; weighted.c converts
+ * (bd_ddst, bd_dsrc) around it. */
+static int conv_bwd_data_formats(struct backend_plan *p, struct model *m, int ni, const dnnl_memory_desc_t *wmd,
+                                 dnnl_primitive_desc_t *dpd, struct ft_error *err) {
+        const struct node *n = &m->nodes[ni];
+        struct conv *c = p->nodes[ni].state;
+        const char *name = n->name;
+        int r;
+        if (!*dpd || !pd_is_reference(*dpd))
+                return 0;
+        dnnl_memory_desc_t sany, dany;
+        CHK(onednn_md_any(&sany, p->batch, node_in_shape(m, n)), "memory_desc_init");
+        CHK(onednn_md_any(&dany, p->batch, &n->out), "memory_desc_init");
+        for (int t = 0; t < 2; t++) {
+                dnnl_primitive_desc_t alt;
+                if ((r = conv_bwd_pd(p, m, n, c, false, &sany, wmd, NULL, t ? &dany : &p->vals[ni + 1].md, &alt, err)) <
+                    0)
+                        return r;
+                if (!pd_is_reference(alt)) {
+                        *dpd = alt;
+                        break;
+                }
+        }
+        return 0;
+}
+
 static int conv_bwd_init(struct model *m, struct backend_plan *p, int ni, struct ft_error *err) {
         const struct node *n = &m->nodes[ni];
         struct conv *c = p->nodes[ni].state;
@@ -393,7 +421,8 @@ static int conv_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
         int r;
         if ((r = onednn_weighted_mds(n, &wmd, &bmd, &bp, err)) < 0)
                 return r;
-        if (p->rg[n->in[0]] && (r = conv_bwd_pd(p, m, n, c, false, smd, &wmd, bp, dmd, &dpd, err)) < 0)
+        if (p->rg[n->in[0]] && ((r = conv_bwd_pd(p, m, n, c, false, smd, &wmd, bp, dmd, &dpd, err)) < 0 ||
+                                (r = conv_bwd_data_formats(p, m, ni, &wmd, &dpd, err)) < 0))
                 return r;
         if ((r = conv_bwd_pd(p, m, n, c, true, smd, &wmd, bp, dmd, &wpd, err)) < 0 ||
             (r = conv_bwd_weights_formats(p, m, ni, &wmd, bp, &wpd, err)) < 0)

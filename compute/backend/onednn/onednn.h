@@ -225,6 +225,7 @@ struct weighted {
         struct wview w_fwd, w_bwd, dw; /* the weight as forward and backward data read it; its gradient */
         dnnl_memory_t bias, dbias, dbias_scratch, dw_scratch; /* scratches: for frozen parameters */
         struct conform bw_src, bw_ddst; /* backward weights reads another format than forward left */
+        struct conform bd_ddst, bd_dsrc; /* backward data reads / writes other formats (bd_dsrc.fwd: back) */
 };
 
 /* the weight in format `any` and the bias (*ret_bmd NULL when the node has none) */
