@@ -277,8 +277,8 @@ int onednn_value_init(struct backend_plan *p, struct bvalue *v, const dnnl_memor
                       struct ft_error *err) {
         v->md = *md;
         v->nfloats = dnnl_memory_desc_get_size(md) / sizeof(float);
-        v->pooled = p->inference;
-        return onednn_mem_new(p, md, p->inference ? DNNL_MEMORY_NONE : DNNL_MEMORY_ALLOCATE, &v->mem, name, err);
+        v->pooled = true;
+        return onednn_mem_new(p, md, DNNL_MEMORY_NONE, &v->mem, name, err);
 }
 
 int onednn_conform_init(struct backend_plan *p, struct model *m, int ni, int j, const dnnl_memory_desc_t *md,
@@ -497,11 +497,13 @@ static void plan_free(struct backend_plan *p) {
         free(p);
 }
 
-/* An inference plan's value buffers, by liveness: a value takes a buffer when its node runs and gives it back
- * after its last reader ran (a value an absorbed node shares lives as long as the longest of the two), so a forward
- * holds a few activations at a time instead of all of them. Best fit from the free buffers, else the largest free
- * one grown, else a new one; the sizes are settled first, then allocated. The last value lives to the end. A
- * batchnorm or eltwise whose input nobody else reads writes over it. */
+/* A plan's value buffers, by liveness: a value takes a buffer when its node runs and gives it back after its last
+ * reader ran (a value an absorbed node shares lives as long as the longest of the two), so a forward holds a few
+ * activations at a time instead of all of them. Best fit from the free buffers, else the largest free one grown,
+ * else a new one; the sizes are settled first, then allocated. The last value lives to the end. A batchnorm or
+ * eltwise whose input nobody else reads writes over it. In a training plan a value the backward reads (one that
+ * needs a gradient, or the input of a node that does) keeps its buffer for good; only the values below the lowest
+ * trainable layer (partial fine-tuning's frozen stem: p->rg, the freeze state the plan was made for) are reused. */
 static int values_assign(struct model *m, struct backend_plan *p, struct ft_error *err) {
         int nv = m->n_values, r = 0;
         int *root = calloc((size_t)nv, sizeof(int)), *last = calloc((size_t)nv, sizeof(int));
@@ -528,6 +530,14 @@ static int values_assign(struct model *m, struct backend_plan *p, struct ft_erro
                 if (root[v] != v && last[root[v]] < last[v])
                         last[root[v]] = last[v];
         last[root[nv - 1]] = nv; /* the output: read after the last node */
+        if (!p->inference) /* what backward reads lives to the end (nv + 1: never released) */
+                for (int i = 0; i < m->n_nodes; i++) {
+                        if (!p->rg[i + 1])
+                                continue;
+                        last[root[i + 1]] = nv + 1;
+                        for (int j = 0; j < m->nodes[i].n_in; j++)
+                                last[root[m->nodes[i].in[j]]] = nv + 1;
+                }
         for (int v = 1; v < nv; v++) { /* node v - 1 writes value v, then its inputs may be released */
                 const struct node *n = &m->nodes[v - 1];
                 int in = n->in[0];
@@ -623,10 +633,11 @@ static int plan_new(struct model *m, struct compute_ctx *ctx, int batch, struct 
         if ((r = onednn_mem_new(p, &md, DNNL_MEMORY_NONE, &p->vals[0].mem, name, err)) < 0)
                 goto fail;
         p->x_mem = p->vals[0].mem;
+        nn_requires_grad(m, p->rg); /* the freeze state this plan is for (model_freeze releases plans) */
         for (int i = 0; i < m->n_nodes; i++)
                 if ((r = node_fwd_init(m, p, i, err)) < 0)
                         goto fail;
-        if (p->inference && (r = values_assign(m, p, err)) < 0)
+        if ((r = values_assign(m, p, err)) < 0)
                 goto fail;
         struct bvalue *last = &p->vals[m->n_nodes];
         if (onednn_md_plain(&md, batch, &m->nodes[m->n_nodes - 1].out) != dnnl_success) {
