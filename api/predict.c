@@ -257,8 +257,10 @@ enum MHD_Result api_models_predict(struct api_request *req) {
         r = data_loader_new(&ds, idx, ds.n, &t, &lo, &loader, &err);
         if (r == 0)
                 r = compute_ctx_new(1, &ctx, &err);
-        if (r == 0)
+        if (r == 0) {
+                model_set_inference(m, true); /* forward_inference, activations reused: no training buffers */
                 r = model_prepare(m, ctx, (int)batch, &err);
+        }
         if (r < 0)
                 goto fail;
         data_loader_start(loader, 0);

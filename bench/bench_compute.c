@@ -75,15 +75,20 @@ int main(int argc, char **argv) {
         struct optim *opt = NULL;
         struct optim_config cfg;
         optim_config_default(OPTIM_ADAM, &cfg);
-        if (model_preset_spec(preset, o, &spec, &err) < 0 || model_new(spec, &m, &err) < 0 ||
-            compute_ctx_new(threads, &ctx, &err) < 0 || model_prepare(m, ctx, batch, &err) < 0 ||
-            optim_new(m, &cfg, &opt, &err) < 0) {
+        if (model_preset_spec(preset, o, &spec, &err) < 0 || model_new(spec, &m, &err) < 0) {
+                fprintf(stderr, "bench: %s\n", err.message);
+                return 1;
+        }
+        model_set_inference(m, predict); /* predict: what api/predict.c runs (no optimizer either) */
+        if (compute_ctx_new(threads, &ctx, &err) < 0 || model_prepare(m, ctx, batch, &err) < 0 ||
+            (!predict && optim_new(m, &cfg, &opt, &err) < 0)) {
                 fprintf(stderr, "bench: %s\n", err.message);
                 return 1;
         }
         model_init(m, 1);
-        if (partial && (model_freeze(m, "*", true, NULL, &err) < 0 || model_freeze(m, "layer4.*", false, NULL, &err) < 0 ||
-                        model_freeze(m, "fc.*", false, NULL, &err) < 0)) {
+        if (partial &&
+            (model_freeze(m, "*", true, NULL, &err) < 0 || model_freeze(m, "layer4.*", false, NULL, &err) < 0 ||
+             model_freeze(m, "fc.*", false, NULL, &err) < 0)) {
                 fprintf(stderr, "bench: %s\n", err.message);
                 return 1;
         }
@@ -110,8 +115,8 @@ int main(int argc, char **argv) {
                                 return 1;
                         }
                 } else if (model_forward(m, x, batch, true, &out, &err) < 0 ||
-                    loss_cross_entropy(out, y, batch, (int)classes, NULL, &loss, dlogits, &err) < 0 ||
-                    model_backward(m, dlogits, &err) < 0 || optim_step(opt, ctx, 1e-3f, &err) < 0) {
+                           loss_cross_entropy(out, y, batch, (int)classes, NULL, &loss, dlogits, &err) < 0 ||
+                           model_backward(m, dlogits, &err) < 0 || optim_step(opt, ctx, 1e-3f, &err) < 0) {
                         fprintf(stderr, "bench: %s\n", err.message);
                         return 1;
                 }
@@ -140,8 +145,8 @@ int main(int argc, char **argv) {
                "\"samples_per_sec\": %.1f, \"gflops\": %.2f, \"peak_rss_mb\": %.1f, \"mean_loss\": %.4f, "
                "\"isa\": \"%s\", \"reference_kernels\": %zu, \"kernels\": %s}\n",
                name, threads, batch, steps, sps, sps * (predict ? 1.0 : 3.0) * model_forward_flops(m) / 1e9,
-               ru.ru_maxrss / 1024.0,
-               loss_sum / (steps + 3), json_string_value(json_object_get(rep, "isa")) ?: "unknown",
+               ru.ru_maxrss / 1024.0, loss_sum / (steps + 3),
+               json_string_value(json_object_get(rep, "isa")) ?: "unknown",
                json_array_size(json_object_get(rep, "reference")), impls ? impls : "{}");
         free(impls);
         json_decref(rep);

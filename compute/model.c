@@ -989,19 +989,31 @@ int model_init_prefix(struct model *m, const char *prefix, uint64_t seed, struct
 
 /* ---- freezing ---------------------------------------------------------------------------------------- */
 
+static bool grad_nonzero(const struct tensor *t) {
+        for (size_t i = 0; i < t->numel; i++)
+                if (t->grad[i] != 0.0f)
+                        return true;
+        return false;
+}
+
 int model_freeze(struct model *m, const char *pattern, bool frozen, size_t *ret_count, struct ft_error *err) {
         size_t count = 0;
+        bool changed = false;
         for (size_t i = 0; i < m->n_tensors; i++) {
                 struct tensor *t = &m->tensors[i];
                 if (!t->is_param || fnmatch(pattern, t->name, 0) != 0)
                         continue;
+                changed = changed || t->frozen != frozen;
                 t->frozen = frozen;
-                if (frozen)
+                if (frozen && grad_nonzero(t)) /* reading leaves never-written pages out of the RSS */
                         memset(t->grad, 0, tensor_nbytes(t));
                 count++;
         }
         if (!count)
                 return ft_error_set(err, -ENOENT, "freeze", "pattern '%s' matches no parameter", pattern);
+        /* plans' backwards are built for one freeze state (only the nodes above the lowest trainable layer) */
+        if (changed)
+                model_plans_release(m);
         if (ret_count)
                 *ret_count = count;
         return 0;
@@ -1087,6 +1099,8 @@ int model_forward(struct model *m, const float *x, int batch, bool training, con
                                     m->max_batch);
         if (!x)
                 return ft_error_set(err, -EINVAL, "input", "no input");
+        if (training && m->inference)
+                return ft_error_set(err, -EINVAL, NULL, "the model is in inference mode: no training forward");
         struct backend_plan *p;
         int r = plan_get(m, batch, &p, err);
         if (r < 0)
@@ -1106,7 +1120,20 @@ int model_backward(struct model *m, const float *d_out, struct ft_error *err) {
         return m->ctx->ops->backward(m, m->last_plan, d_out, err);
 }
 
+void model_set_inference(struct model *m, bool on) {
+        if (m->inference == on)
+                return;
+        model_plans_release(m);
+        m->inference = on;
+}
+
+bool model_is_inference(const struct model *m) {
+        return m->inference;
+}
+
 int model_plan(struct model *m, int batch, bool backward, struct ft_error *err) {
+        if (backward && m->inference)
+                return ft_error_set(err, -EINVAL, NULL, "the model is in inference mode: no backward");
         if (!m->ctx)
                 return ft_error_set(err, -EINVAL, NULL, "the model is not prepared: call model_prepare");
         if (batch < 1 || batch > m->max_batch)

@@ -136,6 +136,15 @@ int model_freeze(struct model *m, const char *pattern, bool frozen, size_t *ret_
  * forward and does not update them (train_batchnorm=false). Off by default. */
 void model_set_frozen_bn_eval(struct model *m, bool on);
 
+/* Inference mode (on) for a model that only predicts: plans made from then on run forward_inference primitives
+ * (no pooling or fused-ReLU workspaces, no batch-statistics BatchNorm), keep an activation only until its last
+ * reader ran (the buffers are reused along the forward: peak memory is a few activations, not all of them) and
+ * have no backward: a training forward and model_backward are refused (-EINVAL). Switching releases the plans made
+ * so far (call it on the context's thread, or before model_prepare). Off by default; parameters' gradients are
+ * never touched in this mode. */
+void model_set_inference(struct model *m, bool on);
+bool model_is_inference(const struct model *m);
+
 /* Create the backend's primitives and buffers for batches of 1..max_batch on ctx's thread. Forward at a
  * batch size seen before reuses its primitives; nothing is allocated per step after the first step at a batch
  * size. -EINVAL for max_batch < 1 or > MODEL_BATCH_MAX. Calling it again with another ctx re-binds. */

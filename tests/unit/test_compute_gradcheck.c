@@ -191,6 +191,13 @@ int main(void) {
               "{\"input\": [6], \"layers\": [{\"type\": \"linear\", \"out_features\": 20, \"bias\": false},"
               "{\"type\": \"linear\", \"out_features\": 3}]}",
               false, 1e-2);
+        /* 8 channels in plain format into a 3x3 conv: backward data in its own formats (conv_bwd_data_formats) */
+        check("conv2d 1->8, maxpool, conv2d 8->16 (backward data reformatted)",
+              "{\"input\": [1, 12, 12], \"layers\": [{\"type\": \"conv2d\", \"out_channels\": 8, \"kernel_size\": 3}, "
+              "{\"type\": \"relu\"}, {\"type\": \"maxpool2d\", \"kernel_size\": 2}, "
+              "{\"type\": \"conv2d\", \"out_channels\": 16, \"kernel_size\": 3}, {\"type\": \"flatten\"}, "
+              "{\"type\": \"linear\", \"out_features\": 3}]}",
+              false, 1e-2);
         check("conv2d stride 2 padding 1",
               "{\"input\": [2, 7, 7], \"layers\": [{\"type\": \"conv2d\", \"out_channels\": 17, \"kernel_size\": 3,"
               "\"stride\": 2, \"padding\": 1}, {\"type\": \"flatten\"}]}",

@@ -2,7 +2,7 @@
  * and state_dict names (checked against torchvision's list in tests/fixtures/compute/state_dict_names.txt),
  * spec errors that name the layer and field, canonical specs, init distributions, head re-init, freezing,
  * frozen BatchNorm, the arena's parameter and gradient spans, dropout's generator, batch sizes and plan reuse,
- * optimizer rules on hand-computed cases, loss argument errors.
+ * optimizer rules on hand-computed cases, loss argument errors, inference mode, partial fine-tuning's backward.
  * Not for: PyTorch equality (test_compute_torch.c) or finite differences (test_compute_gradcheck.c). */
 #include <stdint.h>
 #include <stdlib.h>
@@ -765,6 +765,111 @@ static void test_loss_errors(void) {
            "uniform logits: loss ln 3");
 }
 
+/* Inference mode (model_set_inference, what api/predict.c runs): the same outputs as an evaluation forward of the
+ * same model in training mode, only forward_inference-capable primitives and no backward ones, training refused. */
+static void test_inference(struct compute_ctx *ctx, const char *name, const char *opts) {
+        struct model *a = preset(name, opts), *b = preset(name, opts);
+        struct ft_error err = {0};
+        if (!ok(a && b, "%s: inference models", name))
+                goto out;
+        enum { B = 3 };
+        size_t in = model_input_numel(a), k = model_output_count(a);
+        float *x = malloc(B * in * sizeof(float)), *dout = malloc(B * k * sizeof(float));
+        const float *ya, *yb;
+        fill(x, B * in, 5);
+        int r = model_prepare(a, ctx, B, &err);
+        r = r ? r : model_prepare(b, ctx, B, &err);
+        model_init(a, 3);
+        model_init(b, 3);
+        /* one training step on both: running statistics that are not the defaults */
+        r = r ? r : train_step(a, x, B, dout);
+        r = r ? r : train_step(b, x, B, dout);
+        model_set_inference(b, true);
+        ok(model_is_inference(b), "%s: in inference mode", name);
+        fill(x, B * in, 6);
+        r = r ? r : model_forward(a, x, B, false, &ya, &err);
+        r = r ? r : model_forward(b, x, B, false, &yb, &err);
+        if (!ok(r == 0, "%s: evaluation and inference forwards (%s)", name, err.message))
+                goto done;
+        double worst = 0, scale = 0;
+        for (size_t i = 0; i < B * k; i++) {
+                double d = ya[i] > yb[i] ? ya[i] - yb[i] : yb[i] - ya[i];
+                worst = d > worst ? d : worst;
+                scale = (ya[i] > 0 ? ya[i] : -ya[i]) > scale ? (ya[i] > 0 ? ya[i] : -ya[i]) : scale;
+        }
+        ok(worst <= 1e-5 * (scale > 1 ? scale : 1), "%s: inference output equals evaluation output (max diff %g)", name,
+           worst);
+        const struct model_kernel *kern;
+        size_t n = 0, inference = 0, backward = 0;
+        r = model_kernels(b, B, &kern, &n, &err);
+        for (size_t i = 0; r == 0 && i < n; i++) {
+                inference += strcmp(kern[i].pass, "forward_inference") == 0;
+                backward += strncmp(kern[i].pass, "backward", 8) == 0;
+        }
+        ok(r == 0 && inference > 0 && backward == 0, "%s: %zu forward_inference primitives, no backward ones", name,
+           inference);
+        ok(model_forward(b, x, B, true, &yb, &err) == -EINVAL, "%s: a training forward is refused: %s", name,
+           err.message);
+        ok(model_backward(b, dout, &err) == -EINVAL, "%s: backward is refused: %s", name, err.message);
+        ok(model_plan(b, B, true, &err) == -EINVAL, "%s: a backward plan is refused: %s", name, err.message);
+        model_set_inference(b, false);
+        ok(train_step(b, x, B, dout) == 0, "%s: out of inference mode it trains again", name);
+done:
+        free(x);
+        free(dout);
+out:
+        model_free(a);
+        model_free(b);
+}
+
+/* partial fine-tuning: with everything but layer4 and fc frozen, the step builds backward primitives only for
+ * layer4 and fc (no data or weight gradient below the lowest trainable layer), and unfreezing more rebuilds it. */
+static void test_frozen_backward(struct compute_ctx *ctx) {
+        struct model *m = preset("resnet18", "{\"num_classes\": 5, \"input_size\": [32, 32]}");
+        struct ft_error err = {0};
+        enum { B = 2 };
+        if (!ok(m && model_prepare(m, ctx, B, &err) == 0, "partial: model (%s)", err.message))
+                goto out;
+        model_init(m, 4);
+        size_t in = model_input_numel(m), k = model_output_count(m);
+        float *x = malloc(B * in * sizeof(float)), *dout = malloc(B * k * sizeof(float));
+        fill(x, B * in, 7);
+        for (int pass = 0; pass < 2; pass++) {
+                int r = model_freeze(m, "*", true, NULL, &err);
+                r = r ? r : model_freeze(m, "layer4.*", false, NULL, &err);
+                r = r ? r : model_freeze(m, "fc.*", false, NULL, &err);
+                if (pass == 1)
+                        r = r ? r : model_freeze(m, "layer3.1.*", false, NULL, &err);
+                r = r ? r : train_step(m, x, B, dout);
+                const struct model_kernel *kern;
+                size_t n = 0, below = 0, above = 0, l31 = 0;
+                r = r ? r : model_kernels(m, B, &kern, &n, &err);
+                for (size_t i = 0; r == 0 && i < n; i++) {
+                        if (strncmp(kern[i].pass, "backward", 8) != 0 && strcmp(kern[i].pass, "") != 0)
+                                continue;
+                        if (strcmp(kern[i].pass, "") == 0) /* reorders: count only the backward's (after forward) */
+                                continue;
+                        bool top = strncmp(kern[i].layer, "layer4", 6) == 0 || strncmp(kern[i].layer, "fc", 2) == 0 ||
+                                   strcmp(kern[i].layer, "avgpool") == 0 || strcmp(kern[i].layer, "flatten") == 0;
+                        bool l3 = strncmp(kern[i].layer, "layer3.1.", 9) == 0;
+                        above += top;
+                        l31 += l3;
+                        below += !top && !(pass == 1 && l3);
+                }
+                if (pass == 0)
+                        ok(r == 0 && above > 0 && below == 0 && l31 == 0,
+                           "partial (layer4, fc): %zu backward primitives, all in layer4 and the head (%zu below)",
+                           above, below);
+                else
+                        ok(r == 0 && l31 > 0 && below == 0,
+                           "unfreezing layer3.1 rebuilds the backward: %zu primitives there, %zu below", l31, below);
+        }
+        free(x);
+        free(dout);
+out:
+        model_free(m);
+}
+
 int main(void) {
         test_names("resnet18", "resnet18", NULL);
         test_names("resnet34", "resnet34", "{\"num_classes\": 7}");
@@ -785,6 +890,10 @@ int main(void) {
         test_resnet34(ctx);
         test_optim_rules(ctx);
         test_layout_sync(ctx);
+        test_inference(ctx, "resnet18", "{\"num_classes\": 5, \"input_size\": [32, 32]}");
+        test_inference(ctx, "mlp", "{\"inputs\": 20, \"hidden\": [16], \"outputs\": 4, \"dropout\": 0.5}");
+        test_inference(ctx, "cnn", "{\"input_size\": [16, 16], \"channels\": [4, 8], \"hidden\": 16, \"outputs\": 5}");
+        test_frozen_backward(ctx);
         test_loss_errors();
         compute_ctx_free(ctx);
         return tap_done();

@@ -33,12 +33,15 @@ static int bn_fwd_init(struct model *m, struct backend_plan *p, int ni, struct f
                 flags |= dnnl_fuse_norm_relu;
                 p->nodes[ni + 1].absorbed = true;
         }
-        CHK(dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_training, &in->md, n->eps, flags),
-            "batch_normalization_forward_desc_init");
-        if ((r = onednn_pd_new(p, &bd, NULL, &b->fwd_pd, "batch normalization forward", name, err)) < 0 ||
-            (r = onednn_prim_new(p, b->fwd_pd, &b->fwd, name, err)) < 0)
-                return r;
-        CHK(dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_training, &in->md, n->eps,
+        /* inference plans run only the running-statistics variant (model_forward refuses training there) */
+        if (!p->inference) {
+                CHK(dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_training, &in->md, n->eps, flags),
+                    "batch_normalization_forward_desc_init");
+                if ((r = onednn_pd_new(p, &bd, NULL, &b->fwd_pd, "batch normalization forward", name, err)) < 0 ||
+                    (r = onednn_prim_new(p, b->fwd_pd, &b->fwd, name, err)) < 0)
+                        return r;
+        }
+        CHK(dnnl_batch_normalization_forward_desc_init(&bd, onednn_fwd_prop(p), &in->md, n->eps,
                                                        flags | dnnl_use_global_stats),
             "batch_normalization_forward_desc_init");
         if ((r = onednn_pd_new(p, &bd, NULL, &b->fwd_g_pd, "batch normalization forward", name, err)) < 0 ||
@@ -47,7 +50,7 @@ static int bn_fwd_init(struct model *m, struct backend_plan *p, int ni, struct f
         dnnl_memory_desc_t cmd;
         CHK(onednn_md_tensor(&cmd, n->weight), "memory_desc_init");
         if ((r = onednn_conform_init(p, m, ni, 0, &in->md, err)) < 0 ||
-            (r = onednn_value_init(p, out, onednn_q_md(b->fwd_pd, dnnl_query_dst_md), name, err)) < 0 ||
+            (r = onednn_value_init(p, out, onednn_q_md(b->fwd_g_pd, dnnl_query_dst_md), name, err)) < 0 ||
             (r = onednn_mem_new(p, &cmd, n->weight->data, &b->weight, name, err)) < 0 ||
             (r = onednn_mem_new(p, &cmd, n->bias->data, &b->bias, name, err)) < 0 ||
             (r = onednn_mem_new(p, &cmd, DNNL_MEMORY_ALLOCATE, &b->mean, name, err)) < 0 ||
@@ -55,10 +58,11 @@ static int bn_fwd_init(struct model *m, struct backend_plan *p, int ni, struct f
             (r = onednn_mem_new(p, &cmd, n->running_mean->data, &b->rmean, name, err)) < 0 ||
             (r = onednn_mem_new(p, &cmd, n->running_var->data, &b->rvar, name, err)) < 0)
                 return r;
-        if (b->fused_relu && ((r = onednn_mem_new(p, onednn_q_md(b->fwd_pd, dnnl_query_workspace_md),
-                                                  DNNL_MEMORY_ALLOCATE, &b->ws, name, err)) < 0 ||
-                              (r = onednn_mem_new(p, onednn_q_md(b->fwd_g_pd, dnnl_query_workspace_md),
-                                                  DNNL_MEMORY_ALLOCATE, &b->ws_g, name, err)) < 0))
+        if (b->fused_relu && !p->inference &&
+            ((r = onednn_mem_new(p, onednn_q_md(b->fwd_pd, dnnl_query_workspace_md), DNNL_MEMORY_ALLOCATE, &b->ws, name,
+                                 err)) < 0 ||
+             (r = onednn_mem_new(p, onednn_q_md(b->fwd_g_pd, dnnl_query_workspace_md), DNNL_MEMORY_ALLOCATE, &b->ws_g,
+                                 name, err)) < 0))
                 return r;
         return 0;
 }
@@ -99,7 +103,7 @@ static int bn_forward(struct model *m, struct backend_plan *p, int ni, bool trai
                                 {DNNL_ARG_MEAN, global ? b->rmean : b->mean},
                                 {DNNL_ARG_VARIANCE, global ? b->rvar : b->var},
                                 {DNNL_ARG_WORKSPACE, global ? b->ws_g : b->ws}};
-        if ((r = onednn_run(p, global ? b->fwd_g : b->fwd, b->fused_relu ? 7 : 6, a, name, err)) < 0)
+        if ((r = onednn_run(p, global ? b->fwd_g : b->fwd, b->fused_relu && !p->inference ? 7 : 6, a, name, err)) < 0)
                 return r;
         if (global)
                 return 0;

@@ -104,7 +104,7 @@ static int tg_fwd_init(struct model *m, struct backend_plan *p, int ni, struct f
             (r = onednn_wview_init(p, m, &c->w.w_fwd, n->weight, n->weight->data, &wmd, false, name, err)) < 0 ||
             (r = onednn_value_init(p, &p->vals[ni + 1], &dmd, name, err)) < 0)
                 return r;
-        onednn_kernel_record(p, name, NULL, "convolution", "forward_training");
+        onednn_kernel_record(p, name, NULL, "convolution", p->inference ? "forward_inference" : "forward_training");
         return 0;
 }
 
@@ -255,17 +255,34 @@ static int conv_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
         dnnl_convolution_desc_t cd;
         dnnl_dims_t s, d, pl, pr;
         conv_dims(n, s, d, pl, pr);
-        CHK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training, conv_alg(m, n, 8), &smd, &wmd, bp,
-                                                       &omd, s, d, pl, pr),
+        dnnl_alg_kind_t alg = conv_alg(m, n, 8);
+        CHK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training, alg, &smd, &wmd, bp, &omd, s, d, pl,
+                                                       pr),
             "convolution_forward_desc_init");
         if ((r = onednn_pd_try(p, &cd, NULL, &c->w.fwd_pd, "convolution forward", name, err)) < 0)
                 return r;
         if (!c->w.fwd_pd) { /* no Winograd for this shape on this CPU */
-                CHK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct,
-                                                               &smd, &wmd, bp, &omd, s, d, pl, pr),
+                alg = dnnl_convolution_direct;
+                CHK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training, alg, &smd, &wmd, bp, &omd, s,
+                                                               d, pl, pr),
                     "convolution_forward_desc_init");
                 if ((r = onednn_pd_new(p, &cd, NULL, &c->w.fwd_pd, "convolution forward", name, err)) < 0)
                         return r;
+        }
+        if (p->inference) {
+                /* Inference with the formats training picks: left to choose, oneDNN 2.6's inference kernels
+                 * (brgconv on AVX-512) take nhwc while batchnorm, pooling and Winograd keep nChw16c, and the
+                 * reorders between them cost more than the convolutions (ONEDNN_VERBOSE, ResNet-18 224). */
+                dnnl_primitive_desc_t ipd;
+                CHK(dnnl_dilated_convolution_forward_desc_init(
+                            &cd, dnnl_forward_inference, alg, onednn_q_md(c->w.fwd_pd, dnnl_query_src_md),
+                            onednn_q_md(c->w.fwd_pd, dnnl_query_weights_md), bp,
+                            onednn_q_md(c->w.fwd_pd, dnnl_query_dst_md), s, d, pl, pr),
+                    "convolution_forward_desc_init");
+                if ((r = onednn_pd_try(p, &cd, NULL, &ipd, "convolution forward", name, err)) < 0)
+                        return r;
+                if (ipd)
+                        c->w.fwd_pd = ipd;
         }
         return onednn_weighted_fwd_finish(m, p, ni, &c->w, err);
 }
@@ -365,6 +382,34 @@ static int conv_bwd_weights_formats(struct backend_plan *p, struct model *m, int
         return 0;
 }
 
+/* Backward data in the formats forward chose has, for some shapes, only oneDNN's reference implementation: on
+ * AVX-512 the CNN with channels [8, 16] (an 8-channel plain source) ran its second convolution's backward data with
+ * ref:any. Then let it choose its diff_src format, and if need be its diff_dst format too; weighted.c converts
+ * (bd_ddst, bd_dsrc) around it. */
+static int conv_bwd_data_formats(struct backend_plan *p, struct model *m, int ni, const dnnl_memory_desc_t *wmd,
+                                 dnnl_primitive_desc_t *dpd, struct ft_error *err) {
+        const struct node *n = &m->nodes[ni];
+        struct conv *c = p->nodes[ni].state;
+        const char *name = n->name;
+        int r;
+        if (!*dpd || !pd_is_reference(*dpd))
+                return 0;
+        dnnl_memory_desc_t sany, dany;
+        CHK(onednn_md_any(&sany, p->batch, node_in_shape(m, n)), "memory_desc_init");
+        CHK(onednn_md_any(&dany, p->batch, &n->out), "memory_desc_init");
+        for (int t = 0; t < 2; t++) {
+                dnnl_primitive_desc_t alt;
+                if ((r = conv_bwd_pd(p, m, n, c, false, &sany, wmd, NULL, t ? &dany : &p->vals[ni + 1].md, &alt, err)) <
+                    0)
+                        return r;
+                if (!pd_is_reference(alt)) {
+                        *dpd = alt;
+                        break;
+                }
+        }
+        return 0;
+}
+
 static int conv_bwd_init(struct model *m, struct backend_plan *p, int ni, struct ft_error *err) {
         const struct node *n = &m->nodes[ni];
         struct conv *c = p->nodes[ni].state;
@@ -376,7 +421,8 @@ static int conv_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
         int r;
         if ((r = onednn_weighted_mds(n, &wmd, &bmd, &bp, err)) < 0)
                 return r;
-        if (n->in[0] != 0 && (r = conv_bwd_pd(p, m, n, c, false, smd, &wmd, bp, dmd, &dpd, err)) < 0)
+        if (p->rg[n->in[0]] && ((r = conv_bwd_pd(p, m, n, c, false, smd, &wmd, bp, dmd, &dpd, err)) < 0 ||
+                                (r = conv_bwd_data_formats(p, m, ni, &wmd, &dpd, err)) < 0))
                 return r;
         if ((r = conv_bwd_pd(p, m, n, c, true, smd, &wmd, bp, dmd, &wpd, err)) < 0 ||
             (r = conv_bwd_weights_formats(p, m, ni, &wmd, bp, &wpd, err)) < 0)

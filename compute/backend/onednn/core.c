@@ -277,7 +277,8 @@ int onednn_value_init(struct backend_plan *p, struct bvalue *v, const dnnl_memor
                       struct ft_error *err) {
         v->md = *md;
         v->nfloats = dnnl_memory_desc_get_size(md) / sizeof(float);
-        return onednn_mem_new(p, md, DNNL_MEMORY_ALLOCATE, &v->mem, name, err);
+        v->pooled = true;
+        return onednn_mem_new(p, md, DNNL_MEMORY_NONE, &v->mem, name, err);
 }
 
 int onednn_conform_init(struct backend_plan *p, struct model *m, int ni, int j, const dnnl_memory_desc_t *md,
@@ -482,6 +483,9 @@ static void plan_free(struct backend_plan *p) {
                                 ops->state_free(p->nodes[i].state);
                         free(p->nodes[i].state);
                 }
+        for (size_t i = 0; i < p->n_bufs; i++)
+                free(p->bufs[i]);
+        free(p->bufs);
         free(p->prims);
         free(p->pds);
         free(p->mems);
@@ -492,6 +496,114 @@ static void plan_free(struct backend_plan *p) {
         free(p);
 }
 
+/* A plan's value buffers, by liveness: a value takes a buffer when its node runs and gives it back after its last
+ * reader ran (a value an absorbed node shares lives as long as the longest of the two), so a forward holds a few
+ * activations at a time instead of all of them. Best fit from the free buffers, else the largest free one grown,
+ * else a new one; the sizes are settled first, then allocated. The last value lives to the end. A batchnorm or
+ * eltwise whose input nobody else reads writes over it. In a training plan a value the backward reads (one that
+ * needs a gradient, or the input of a node that does) keeps its buffer for good; only the values below the lowest
+ * trainable layer (partial fine-tuning's frozen stem: p->rg, the freeze state the plan was made for) are reused. */
+static int values_assign(struct model *m, struct backend_plan *p, struct ft_error *err) {
+        int nv = m->n_values, r = 0;
+        int *root = calloc((size_t)nv, sizeof(int)), *last = calloc((size_t)nv, sizeof(int));
+        int *buf_of = calloc((size_t)nv, sizeof(int));
+        size_t *size = calloc((size_t)nv, sizeof(size_t));
+        bool *busy = calloc((size_t)nv, sizeof(bool)), *owns = calloc((size_t)nv, sizeof(bool));
+        size_t nb = 0;
+        if (!root || !last || !buf_of || !size || !busy || !owns) {
+                r = ft_error_set(err, -ENOMEM, NULL, "out of memory");
+                goto done;
+        }
+        for (int v = 0; v < nv; v++) {
+                root[v] = v > 0 && p->nodes[v - 1].absorbed ? root[m->nodes[v - 1].in[0]] : v;
+                last[v] = v;
+                buf_of[v] = -1;
+        }
+        for (int i = 0; i < m->n_nodes; i++)
+                for (int j = 0; j < m->nodes[i].n_in; j++) {
+                        int rv = root[m->nodes[i].in[j]];
+                        if (last[rv] < i + 1)
+                                last[rv] = i + 1;
+                }
+        for (int v = 0; v < nv; v++)
+                if (root[v] != v && last[root[v]] < last[v])
+                        last[root[v]] = last[v];
+        last[root[nv - 1]] = nv; /* the output: read after the last node */
+        if (!p->inference) /* what backward reads lives to the end (nv + 1: never released) */
+                for (int i = 0; i < m->n_nodes; i++) {
+                        if (!p->rg[i + 1])
+                                continue;
+                        last[root[i + 1]] = nv + 1;
+                        for (int j = 0; j < m->nodes[i].n_in; j++)
+                                last[root[m->nodes[i].in[j]]] = nv + 1;
+                }
+        for (int v = 1; v < nv; v++) { /* node v - 1 writes value v, then its inputs may be released */
+                const struct node *n = &m->nodes[v - 1];
+                int in = n->in[0];
+                /* batchnorm and eltwise run in place (oneDNN allows dst == src) over an input read by nothing else */
+                if (root[v] == v && p->vals[v].pooled && (n->kind == NODE_BN || n->kind == NODE_ACT) && n->n_in == 1 &&
+                    in > 0 && root[in] == in && owns[in] && last[in] == v && !p->nodes[v - 1].in[0].needed &&
+                    p->vals[in].nfloats == p->vals[v].nfloats) {
+                        buf_of[v] = buf_of[in];
+                        owns[in] = false;
+                        owns[v] = true;
+                        continue;
+                }
+                if (root[v] == v && p->vals[v].pooled) {
+                        size_t need = (p->vals[v].nfloats * sizeof(float) + 63) / 64 * 64;
+                        int fit = -1, big = -1;
+                        for (size_t b = 0; b < nb; b++) {
+                                if (busy[b])
+                                        continue;
+                                if (size[b] >= need && (fit < 0 || size[b] < size[fit]))
+                                        fit = (int)b;
+                                if (big < 0 || size[b] > size[big])
+                                        big = (int)b;
+                        }
+                        int b = fit >= 0 ? fit : big >= 0 ? big : (int)nb++;
+                        if (size[b] < need)
+                                size[b] = need;
+                        busy[b] = true;
+                        buf_of[v] = b;
+                        owns[v] = true;
+                }
+                for (int u = 1; u <= v; u++)
+                        if (owns[u] && last[u] == v) {
+                                busy[buf_of[u]] = false;
+                                owns[u] = false;
+                        }
+        }
+        p->bufs = calloc(nb ? nb : 1, sizeof(void *));
+        if (!p->bufs) {
+                r = ft_error_set(err, -ENOMEM, NULL, "out of memory");
+                goto done;
+        }
+        for (size_t b = 0; b < nb; b++) {
+                p->bufs[b] = aligned_alloc(64, size[b] ? size[b] : 64);
+                if (!p->bufs[b]) {
+                        r = ft_error_set(err, -ENOMEM, NULL, "out of memory");
+                        goto done;
+                }
+                p->n_bufs++;
+        }
+        for (int v = 1; v < nv; v++) {
+                if (buf_of[root[v]] < 0 || !p->vals[v].mem)
+                        continue;
+                if (dnnl_memory_set_data_handle(p->vals[v].mem, p->bufs[buf_of[root[v]]]) != dnnl_success) {
+                        r = ft_error_set(err, -EIO, NULL, "onednn: set_data_handle for value %d failed", v);
+                        goto done;
+                }
+        }
+done:
+        free(root);
+        free(last);
+        free(buf_of);
+        free(size);
+        free(busy);
+        free(owns);
+        return r;
+}
+
 static int plan_new(struct model *m, struct compute_ctx *ctx, int batch, struct backend_plan **ret,
                     struct ft_error *err) {
         struct backend_plan *p = calloc(1, sizeof(*p));
@@ -500,6 +612,7 @@ static int plan_new(struct model *m, struct compute_ctx *ctx, int batch, struct 
         if (!p)
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         p->batch = batch;
+        p->inference = m->inference;
         p->eng = ctx_of(ctx)->eng;
         p->st = ctx_of(ctx)->st;
         p->n_nodes = m->n_nodes;
@@ -519,9 +632,12 @@ static int plan_new(struct model *m, struct compute_ctx *ctx, int batch, struct 
         if ((r = onednn_mem_new(p, &md, DNNL_MEMORY_NONE, &p->vals[0].mem, name, err)) < 0)
                 goto fail;
         p->x_mem = p->vals[0].mem;
+        nn_requires_grad(m, p->rg); /* the freeze state this plan is for (model_freeze releases plans) */
         for (int i = 0; i < m->n_nodes; i++)
                 if ((r = node_fwd_init(m, p, i, err)) < 0)
                         goto fail;
+        if ((r = values_assign(m, p, err)) < 0)
+                goto fail;
         struct bvalue *last = &p->vals[m->n_nodes];
         if (onednn_md_plain(&md, batch, &m->nodes[m->n_nodes - 1].out) != dnnl_success) {
                 r = ft_error_set(err, -EIO, NULL, "onednn: cannot describe the output");
@@ -588,7 +704,8 @@ static int din_init(struct model *m, struct backend_plan *p, int ni, int j, stru
         struct bvalue *v = &p->vals[n->in[j]];
         const char *name = n->name;
         int r;
-        if (n->in[j] == 0) { /* nobody wants the input's diff; some primitives compute it anyway: a scratch */
+        if (!p->rg[n->in[j]]) { /* nobody wants this input's diff (the model input, a frozen stem's values); some
+                                 * primitives compute it anyway: a scratch */
                 if (ops_of(n)->diff_src_always)
                         return onednn_mem_new(p, &bn->in[j].md, DNNL_MEMORY_ALLOCATE, &bn->in[j].dmem, name, err);
                 return 0;
@@ -675,8 +792,13 @@ static int onednn_plan_backward(struct model *m, struct backend_plan *p, struct 
         int r;
         if (p->bwd_ready)
                 return 0;
+        if (p->inference)
+                return ft_error_set(err, -EINVAL, NULL, "the model is in inference mode: no backward");
+        /* Only what the current freeze state needs: diffs of values that require a gradient, backward primitives of
+         * the nodes above the lowest trainable layer (model_freeze releases the plans when that state changes). */
+        nn_requires_grad(m, p->rg);
         for (int v = 1; v < m->n_values; v++) {
-                if (p->vals[v].dmem)
+                if (p->vals[v].dmem || !p->rg[v])
                         continue;
                 if (p->nodes[v - 1].absorbed)
                         p->vals[v].dmem = p->vals[m->nodes[v - 1].in[0]].dmem;
@@ -692,7 +814,7 @@ static int onednn_plan_backward(struct model *m, struct backend_plan *p, struct 
                  (r = onednn_reorder_new(p, &md, &last->md, &p->dout_reorder, name, err)) < 0)
                 return r;
         for (int i = 0; i < m->n_nodes; i++)
-                if ((r = node_bwd_init(m, p, i, err)) < 0)
+                if (p->rg[i + 1] && (r = node_bwd_init(m, p, i, err)) < 0)
                         return r;
         p->bwd_ready = true;
         return 0;
@@ -705,7 +827,6 @@ static int onednn_backward(struct model *m, struct backend_plan *p, const float 
                 return r;
         if (!p->bwd_ready && (r = onednn_plan_backward(m, p, err)) < 0)
                 return r;
-        nn_requires_grad(m, p->rg);
         for (int v = 0; v < m->n_values; v++)
                 p->vals[v].written = false;
         if (!p->rg[m->n_nodes])

@@ -27,7 +27,7 @@ static int eltwise_fwd_init(struct model *m, struct backend_plan *p, int ni, str
         const char *name = n->name;
         dnnl_eltwise_desc_t ed;
         int r;
-        CHK(dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_training, act_alg(n->act), &in->md, n->alpha, 0.f),
+        CHK(dnnl_eltwise_forward_desc_init(&ed, onednn_fwd_prop(p), act_alg(n->act), &in->md, n->alpha, 0.f),
             "eltwise_forward_desc_init");
         if ((r = onednn_pd_new(p, &ed, NULL, &e->fwd_pd, "eltwise forward", name, err)) < 0 ||
             (r = onednn_prim_new(p, e->fwd_pd, &e->fwd, name, err)) < 0 ||

@@ -20,7 +20,7 @@ static int flatten_fwd_init(struct model *m, struct backend_plan *p, int ni, str
         CHK(onednn_md_plain(&nchw, p->batch, node_in_shape(m, n)), "memory_desc_init");
         if ((r = onednn_conform_init(p, m, ni, 0, &in->md, err)) < 0 ||
             (r = onednn_value_init(p, out, &pmd, name, err)) < 0 ||
-            (r = onednn_mem_new(p, &nchw, onednn_mem_ptr(out->mem), &f->view, name, err)) < 0 ||
+            (r = onednn_mem_new(p, &nchw, DNNL_MEMORY_NONE, &f->view, name, err)) < 0 ||
             (r = onednn_reorder_new(p, &in->md, &nchw, &f->fwd, name, err)) < 0)
                 return r;
         return 0;
@@ -28,7 +28,10 @@ static int flatten_fwd_init(struct model *m, struct backend_plan *p, int ni, str
 
 static int flatten_forward(struct model *m, struct backend_plan *p, int ni, bool training, struct ft_error *err) {
         const struct flatten *f = p->nodes[ni].state;
+        const char *name = m->nodes[ni].name;
         (void)training;
+        /* the output's buffer is known only once the plan is complete (inference plans pool them) */
+        CHK(dnnl_memory_set_data_handle(f->view, onednn_mem_ptr(p->vals[ni + 1].mem)), "set_data_handle");
         return onednn_run_reorder(p, f->fwd, p->nodes[ni].in[0].mem, f->view, m->nodes[ni].name, err);
 }
 

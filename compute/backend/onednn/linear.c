@@ -15,7 +15,7 @@ static int linear_fwd_init(struct model *m, struct backend_plan *p, int ni, stru
         if ((r = onednn_weighted_mds(n, &wmd, &bmd, &bp, err)) < 0)
                 return r;
         dnnl_inner_product_desc_t id;
-        CHK(dnnl_inner_product_forward_desc_init(&id, dnnl_forward_training, &smd, &wmd, bp, &omd),
+        CHK(dnnl_inner_product_forward_desc_init(&id, onednn_fwd_prop(p), &smd, &wmd, bp, &omd),
             "inner_product_forward_desc_init");
         if ((r = onednn_pd_new(p, &id, NULL, &w->fwd_pd, "inner product forward", name, err)) < 0)
                 return r;
@@ -38,7 +38,7 @@ static int linear_bwd_init(struct model *m, struct backend_plan *p, int ni, stru
         int r;
         if ((r = onednn_weighted_mds(n, &wmd, &bmd, &bp, err)) < 0)
                 return r;
-        if (n->in[0] != 0) { /* the model input needs no diff */
+        if (p->rg[n->in[0]]) { /* the model input and frozen stems need no diff */
                 CHK(dnnl_inner_product_backward_data_desc_init(&id, smd, &wmd, dmd),
                     "inner_product_backward_data_desc_init");
                 if ((r = onednn_pd_new(p, &id, w->fwd_pd, &dpd, "inner product backward data", name, err)) < 0)

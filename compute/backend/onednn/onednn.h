@@ -56,6 +56,7 @@ struct bvalue {
         dnnl_memory_t mem, dmem;
         size_t nfloats; /* floats in the buffer, padding included */
         bool written; /* its diff has been written during this backward */
+        bool pooled; /* inference plans: the buffer comes from the plan's pool (values_assign in core.c) */
 };
 
 /* the plan's part of one node that every family shares */
@@ -70,6 +71,11 @@ struct bnode {
 
 struct backend_plan {
         int batch;
+        /* made for a model in inference mode (model_set_inference): forward_inference primitives, no workspaces,
+         * no backward; a value's buffer is reused once its last reader ran (values_assign) */
+        bool inference;
+        void **bufs; /* the pool's buffers (inference plans) */
+        size_t n_bufs;
         dnnl_engine_t eng;
         dnnl_stream_t st;
         struct bvalue *vals;
@@ -143,7 +149,9 @@ void onednn_kernel_record(struct backend_plan *p, const char *layer, const_dnnl_
 
 /* ---- values and parameters ------------------------------------------------------------------------------ */
 
-/* value v's memory in format md (its diff comes with the plan's first backward: eval-only plans never have one) */
+/* value v's memory in format md (its diff comes with the plan's first backward: eval-only plans never have one).
+ * In an inference plan the memory has no buffer until the plan is complete (values_assign gives it one from the
+ * pool): read its handle at run time, never at init. */
 int onednn_value_init(struct backend_plan *p, struct bvalue *v, const dnnl_memory_desc_t *md, const char *name,
                       struct ft_error *err);
 /* make input j of node ni read format md (a reorder from its producer's format when they differ) */
@@ -204,6 +212,11 @@ static inline dnnl_status_t onednn_md_tensor(dnnl_memory_desc_t *md, const struc
         return dnnl_memory_desc_init_by_tag(md, t->ndim, d, dnnl_f32, tag);
 }
 
+/* the prop kind of a plan's forward primitives */
+static inline dnnl_prop_kind_t onednn_fwd_prop(const struct backend_plan *p) {
+        return p->inference ? dnnl_forward_inference : dnnl_forward_training;
+}
+
 /* ---- layers with a weight and a bias (weighted.c): what linear and conv share ------------------------------ */
 
 struct weighted {
@@ -212,6 +225,7 @@ struct weighted {
         struct wview w_fwd, w_bwd, dw; /* the weight as forward and backward data read it; its gradient */
         dnnl_memory_t bias, dbias, dbias_scratch, dw_scratch; /* scratches: for frozen parameters */
         struct conform bw_src, bw_ddst; /* backward weights reads another format than forward left */
+        struct conform bd_ddst, bd_dsrc; /* backward data reads / writes other formats (bd_dsrc.fwd: back) */
 };
 
 /* the weight in format `any` and the bias (*ret_bmd NULL when the node has none) */

@@ -35,7 +35,7 @@ static int pool_fwd_init(struct model *m, struct backend_plan *p, int ni, struct
         int r;
         CHK(onednn_md_any(&omd, p->batch, &n->out), "memory_desc_init");
         dnnl_alg_kind_t alg = pool_dims(m, n, k, s, pl, pr);
-        CHK(dnnl_pooling_forward_desc_init(&pdsc, dnnl_forward_training, alg, &in->md, &omd, s, k, pl, pr),
+        CHK(dnnl_pooling_forward_desc_init(&pdsc, onednn_fwd_prop(p), alg, &in->md, &omd, s, k, pl, pr),
             "pooling_forward_desc_init");
         if ((r = onednn_pd_new(p, &pdsc, NULL, &po->fwd_pd, "pooling forward", name, err)) < 0 ||
             (r = onednn_prim_new(p, po->fwd_pd, &po->fwd, name, err)) < 0 ||

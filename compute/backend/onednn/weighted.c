@@ -61,10 +61,24 @@ int onednn_weighted_bwd_finish(struct model *m, struct backend_plan *p, int ni, 
         const char *name = n->name;
         int r;
         if (dpd) {
-                const dnnl_memory_desc_t *dsmd = onednn_q_md(dpd, dnnl_query_diff_src_md);
-                if (!dnnl_memory_desc_equal(dsmd, &p->nodes[ni].in[0].md))
-                        return ft_error_set(err, -EIO, NULL, "onednn: layer '%s': backward data picked another format",
-                                            name);
+                /* backward data may read and write other formats than forward's (conv_bwd_data_formats) */
+                struct {
+                        struct conform *c;
+                        const dnnl_memory_desc_t *ours, *prim;
+                        bool to_ours;
+                } cv[2] = {{&w->bd_ddst, &p->vals[ni + 1].md, onednn_q_md(dpd, dnnl_query_diff_dst_md), false},
+                           {&w->bd_dsrc, &p->nodes[ni].in[0].md, onednn_q_md(dpd, dnnl_query_diff_src_md), true}};
+                for (int i = 0; i < 2; i++) {
+                        struct conform *cf = cv[i].c;
+                        cf->needed = !dnnl_memory_desc_equal(cv[i].ours, cv[i].prim);
+                        if (!cf->needed)
+                                continue;
+                        cf->md = *cv[i].prim;
+                        if ((r = onednn_mem_new(p, &cf->md, DNNL_MEMORY_ALLOCATE, &cf->mem, name, err)) < 0 ||
+                            (r = cv[i].to_ours ? onednn_reorder_new(p, &cf->md, cv[i].ours, &cf->fwd, name, err)
+                                               : onednn_reorder_new(p, cv[i].ours, &cf->md, &cf->fwd, name, err)) < 0)
+                                return r;
+                }
                 if ((r = onednn_prim_new(p, dpd, &w->bwd_data, name, err)) < 0)
                         return r;
                 const dnnl_memory_desc_t *bwmd = onednn_q_md(dpd, dnnl_query_weights_md);
@@ -101,10 +115,19 @@ int onednn_weighted_backward(struct model *m, struct backend_plan *p, int ni, st
                 if (w->w_bwd.reorder && w->w_bwd.reorder != w->w_fwd.reorder &&
                     (r = onednn_run_reorder(p, w->w_bwd.reorder, w->w_bwd.user, w->w_bwd.mem, name, err)) < 0)
                         return r;
-                dnnl_exec_arg_t a[3] = {{DNNL_ARG_DIFF_DST, out->dmem},
+                dnnl_memory_t ddst = out->dmem;
+                if (w->bd_ddst.needed) {
+                        if ((r = onednn_run_reorder(p, w->bd_ddst.fwd, out->dmem, w->bd_ddst.mem, name, err)) < 0)
+                                return r;
+                        ddst = w->bd_ddst.mem;
+                }
+                dnnl_exec_arg_t a[3] = {{DNNL_ARG_DIFF_DST, ddst},
                                         {DNNL_ARG_WEIGHTS, w->w_bwd.mem},
-                                        {DNNL_ARG_DIFF_SRC, bn->in[0].dmem}};
+                                        {DNNL_ARG_DIFF_SRC, w->bd_dsrc.needed ? w->bd_dsrc.mem : bn->in[0].dmem}};
                 if ((r = onednn_run(p, w->bwd_data, 3, a, name, err)) < 0)
+                        return r;
+                if (w->bd_dsrc.needed &&
+                    (r = onednn_run_reorder(p, w->bd_dsrc.fwd, w->bd_dsrc.mem, bn->in[0].dmem, name, err)) < 0)
                         return r;
         }
         if (!nn_node_trainable(n))
