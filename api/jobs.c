@@ -179,6 +179,11 @@ static int check_spec(struct store *st, const struct jobspec *spec, struct ft_er
         if (spec->training_file[1][0] || spec->validation_file[1][0])
                 return ft_error_set(err, -EINVAL, spec->training_file[1][0] ? "training_file" : "validation_file",
                                     "name one dataset id: an IDX dataset uploaded as images + labels is one dataset");
+        if (spec->resources.ranks > 1) /* issue 17: the worker's MPI launcher is not built yet */
+                return ft_error_set(err, -EINVAL, "resources.ranks",
+                                    "'resources.ranks' %u: the daemon runs each job in one process; train "
+                                    "data-parallel with `mpirun -np %u finetuned train JOB.json`",
+                                    spec->resources.ranks, spec->resources.ranks);
 
         struct stored_facts train = {0}, val = {0};
         struct store_model *m = NULL;

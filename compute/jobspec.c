@@ -10,6 +10,8 @@
  *
  * Not for: resolving references or reading any file.
  */
+#include "config.h"
+
 #include "compute/jobspec.h"
 
 #include <math.h>
@@ -129,6 +131,7 @@ void jobspec_init(struct jobspec *s) {
         s->hyperparameters.min_lr = 0.0;
         s->hyperparameters.max_grad_norm = 0.0;
         s->hyperparameters.label_smoothing = 0.0;
+        s->resources.ranks = 1;
         s->strategy.type = JOBSPEC_STRATEGY_FULL;
         s->strategy.train_batchnorm = true;
         s->strategy.layer_decay = 0.75;
@@ -667,6 +670,13 @@ static const struct field checkpoint_fields[] = {
         {0},
 };
 
+static const struct field resources_fields[] = {
+        F_UINT("ranks", resources.ranks, 1, JOBSPEC_RANKS_MAX,
+               "data-parallel MPI ranks: the daemon starts its launcher (--mpirun) around finetuned train; "
+               "needs a build with MPI"),
+        {0},
+};
+
 static const struct field root_fields[] = {
         {.key = "model",
          .kind = K_CUSTOM,
@@ -697,6 +707,7 @@ static const struct field root_fields[] = {
         F_OBJ("strategy", strategy_fields, "which parameters train, and how fast"),
         F_OBJ("early_stopping", early_fields, "giving the object turns early stopping on; null: off"),
         F_OBJ("checkpoint", checkpoint_fields, "how often checkpoints are written and how many stay"),
+        F_OBJ("resources", resources_fields, "what one job runs on"),
         {.key = "seed",
          .kind = K_U64,
          .off = OFF(seed),
@@ -757,6 +768,11 @@ static int validate(const json_t *root, struct jobspec *s, struct ft_error *err)
         if (s->task.type == JOBSPEC_TASK_REGRESSION && s->hyperparameters.label_smoothing > 0)
                 return ft_error_set(err, -EINVAL, "hyperparameters.label_smoothing",
                                     "'hyperparameters.label_smoothing' applies to classification only");
+        if (!HAVE_MPI && s->resources.ranks > 1)
+                return ft_error_set(err, -EINVAL, "resources.ranks",
+                                    "'resources.ranks' %u needs data-parallel training, which this build does not "
+                                    "have (rebuild with -Dmpi=enabled and Open MPI installed)",
+                                    s->resources.ranks);
         return 0;
 }
 
@@ -835,7 +851,7 @@ json_t *jobspec_to_json(const struct jobspec *s) {
                 " s:{s:b s:b s:b s:o s:o s:o s:{s:I s:b}}"
                 " s:{s:I s:I s:f s:s s:f s:[ff] s:f s:f s:s s:f s:I s:f s:f s:f s:f}"
                 " s:{s:s s:o s:o s:b s:f s:o}"
-                " s:o s:{s:I s:I} s:I s:s}",
+                " s:o s:{s:I s:I} s:{s:I} s:I s:s}",
                 "model", model, "training_file", file_ref_json(s->training_file), "validation_file",
                 file_ref_json(s->validation_file), "validation_split", s->validation_split, "task", "type",
                 jobspec_task_name(s->task.type), "target", s->task.target, "preprocess", "dropna", s->preprocess.dropna,
@@ -850,8 +866,8 @@ json_t *jobspec_to_json(const struct jobspec *s) {
                 "label_smoothing", h->label_smoothing, "strategy", "type", jobspec_strategy_name(s->strategy.type),
                 "freeze", freeze, "trainable", trainable, "train_batchnorm", s->strategy.train_batchnorm, "layer_decay",
                 s->strategy.layer_decay, "lr_multipliers", mult, "early_stopping", early, "checkpoint", "every_epochs",
-                (json_int_t)s->checkpoint.every_epochs, "keep", (json_int_t)s->checkpoint.keep, "seed",
-                (json_int_t)s->seed, "device", jobspec_device_name(s->device));
+                (json_int_t)s->checkpoint.every_epochs, "keep", (json_int_t)s->checkpoint.keep, "resources", "ranks",
+                (json_int_t)s->resources.ranks, "seed", (json_int_t)s->seed, "device", jobspec_device_name(s->device));
 }
 
 /* ---- the schema ---------------------------------------------------------------- */

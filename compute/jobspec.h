@@ -28,6 +28,7 @@
 #define JOBSPEC_EPOCHS_MAX 100000
 #define JOBSPEC_BATCH_MAX 65536
 #define JOBSPEC_RESIZE_MAX 4096
+#define JOBSPEC_RANKS_MAX 1024 /* resources.ranks */
 #define JOBSPEC_MODEL_SPEC_MAX 65536 /* bytes of an inline model spec, serialized */
 
 enum jobspec_task {
@@ -149,6 +150,10 @@ struct jobspec {
                 unsigned every_epochs; /* 0 = never */
                 unsigned keep; /* the newest `keep` checkpoints stay, older ones are deleted; 0 = all */
         } checkpoint;
+
+        struct {
+                unsigned ranks; /* data-parallel MPI ranks (the daemon's launcher); 1: one process */
+        } resources;
 
         uint64_t seed;
         enum jobspec_device device;

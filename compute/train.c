@@ -44,6 +44,7 @@ struct trainer {
         struct compute_ctx *ctx;
         const struct train_callbacks *cb;
         const struct train_options *opt;
+        const struct train_collective *coll; /* opt->collective: data-parallel, else NULL */
         bool classification;
         bool runtime_sent; /* the "runtime" event of this run */
 
@@ -1106,6 +1107,70 @@ static int end_of_epoch(struct trainer *tr, double train_seconds, struct ft_erro
         return 0;
 }
 
+/* One data-parallel step's forward and backward (train_options.collective): this replica's shard of the batch,
+ * its gradient weighted by the shard's share of the batch (the loss is a mean over the batch), then one sum over
+ * the replicas of the whole gradient span and one of the loss and the stop requests. *ret_loss is the batch's mean
+ * loss and *ret_stop whether any replica was asked to stop, the same on every replica. */
+static int shard_step(struct trainer *tr, const struct data_batch *b, float *ret_loss, bool *ret_stop,
+                      struct ft_error *err) {
+        const struct train_collective *c = tr->coll;
+        size_t lo = b->n * (size_t)c->rank / (size_t)c->size, hi = b->n * (size_t)(c->rank + 1) / (size_t)c->size;
+        size_t row = b->c * b->h * b->w;
+        struct data_batch s = {
+                .n = hi - lo,
+                .c = b->c,
+                .h = b->h,
+                .w = b->w,
+                .x = b->x + lo * row,
+                .labels = b->labels ? b->labels + lo : NULL,
+                .targets = b->targets ? b->targets + lo : NULL,
+        };
+        double sums[2] = {0, tr->cb && tr->cb->should_stop && tr->cb->should_stop(tr->cb->userdata)};
+        float *g;
+        size_t n;
+        int r;
+        model_grads(tr->m, &g, &n);
+        if (s.n > 0) {
+                const float *out;
+                float loss;
+                r = model_forward(tr->m, s.x, (int)s.n, true, &out, err);
+                if (r >= 0)
+                        r = batch_loss(tr, &s, out, &loss, tr->d_out, err);
+                if (r >= 0)
+                        r = model_backward(tr->m, tr->d_out, err);
+                if (r < 0)
+                        return r;
+                float share = (float)((double)s.n / (double)b->n);
+                for (size_t k = 0; k < n; k++)
+                        g[k] *= share;
+                sums[0] = (double)loss * (double)s.n;
+        } else {
+                model_zero_grad(tr->m);
+        }
+        if ((r = c->allreduce_f64(c->userdata, sums, 2, err)) < 0 || (r = c->allreduce_f32(c->userdata, g, n, err)) < 0)
+                return r;
+        *ret_loss = (float)(sums[0] / (double)b->n);
+        *ret_stop = sums[1] > 0;
+        return 0;
+}
+
+/* Data-parallel: every replica's BatchNorm running statistics become rank 0's (PyTorch DDP's broadcast_buffers),
+ * so the replicas evaluate, checkpoint and stop early alike. */
+static int buffers_follow_rank0(struct trainer *tr, struct ft_error *err) {
+        const struct train_collective *c = tr->coll;
+        if (!c)
+                return 0;
+        for (size_t i = 0; i < model_tensor_count(tr->m); i++) {
+                struct tensor *t = model_tensor_at(tr->m, i);
+                if (t->is_param)
+                        continue;
+                int r = c->broadcast(c->userdata, t->data, tensor_nbytes(t), err);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 static int run_epoch(struct trainer *tr, struct ft_error *err) {
         struct data_batch b;
         bool gd = tr->accum != NULL;
@@ -1120,7 +1185,7 @@ static int run_epoch(struct trainer *tr, struct ft_error *err) {
         tr->epoch_start = ft_now_monotonic();
         while (data_loader_next(tr->train_loader, &b) > 0) {
                 /* polled before every batch; the batch fetched is redone on resume */
-                if (tr->cb && tr->cb->should_stop && tr->cb->should_stop(tr->cb->userdata)) {
+                if (!tr->coll && tr->cb && tr->cb->should_stop && tr->cb->should_stop(tr->cb->userdata)) {
                         r = checkpoint_write(tr, true, err);
                         if (r < 0)
                                 return r;
@@ -1128,15 +1193,26 @@ static int run_epoch(struct trainer *tr, struct ft_error *err) {
                 }
                 const float *out;
                 float loss;
-                r = model_forward(tr->m, b.x, (int)b.n, true, &out, err);
-                if (r >= 0)
-                        r = batch_loss(tr, &b, out, &loss, tr->d_out, err);
+                if (tr->coll) {
+                        bool stop = false;
+                        r = shard_step(tr, &b, &loss, &stop, err);
+                        if (r >= 0 && stop) {
+                                r = checkpoint_write(tr, true, err);
+                                if (r < 0)
+                                        return r;
+                                return ft_error_set(err, -ECANCELED, NULL, "training was cancelled");
+                        }
+                } else {
+                        r = model_forward(tr->m, b.x, (int)b.n, true, &out, err);
+                        if (r >= 0)
+                                r = batch_loss(tr, &b, out, &loss, tr->d_out, err);
+                }
                 if (r >= 0 && !isfinite(loss))
                         r = ft_error_set(err, -EDOM, "hyperparameters.learning_rate",
                                          "the training loss became %f at epoch %u step %llu: lower "
                                          "'hyperparameters.learning_rate' or set 'hyperparameters.max_grad_norm'",
                                          (double)loss, tr->epoch + 1, (unsigned long long)tr->step + 1);
-                if (r >= 0)
+                if (r >= 0 && !tr->coll)
                         r = model_backward(tr->m, tr->d_out, err);
                 if (r >= 0 && !tr->runtime_sent) {
                         tr->runtime_sent = true;
@@ -1146,7 +1222,7 @@ static int run_epoch(struct trainer *tr, struct ft_error *err) {
                         return r;
                 if (gd)
                         accum_grads(tr, (float)((double)b.n / (double)tr->n_train), true);
-                else if ((r = optimizer_step(tr, err)) < 0)
+                else if ((r = optimizer_step(tr, err)) < 0 || (r = buffers_follow_rank0(tr, err)) < 0)
                         return r;
                 tr->epoch_loss_sum += (double)loss * (double)b.n;
                 tr->epoch_samples += b.n;
@@ -1156,7 +1232,7 @@ static int run_epoch(struct trainer *tr, struct ft_error *err) {
         if (gd) {
                 accum_grads(tr, 0, false);
                 memset(tr->accum, 0, tr->accum_n * sizeof(float));
-                if ((r = optimizer_step(tr, err)) < 0)
+                if ((r = optimizer_step(tr, err)) < 0 || (r = buffers_follow_rank0(tr, err)) < 0)
                         return r;
         }
         tr->epoch++;
@@ -1237,6 +1313,7 @@ int train_run(const struct jobspec *spec, struct model *m, struct compute_ctx *c
                 .cb = cb,
                 .opt = opt,
                 .classification = spec->task.type == JOBSPEC_TASK_CLASSIFICATION,
+                .coll = opt && opt->collective && opt->collective->size > 1 ? opt->collective : NULL,
         };
         struct train_result res = {0};
         int r;

@@ -178,6 +178,22 @@ struct train_callbacks {
         int (*before_checkpoint_commit)(void *userdata, const struct train_checkpoint_info *info);
 };
 
+/* Data-parallel training: the collectives one replica of a run uses to agree with the others (daemon/dist.c
+ * implements them over MPI). Every replica runs train_run with the same spec, data and model; each batch is split
+ * into `size` contiguous shards of rows (rank r takes rows [n*r/size, n*(r+1)/size)), each replica computes the
+ * gradient of its shard weighted by its share of the batch, the gradient span is sum-allreduced, and every replica
+ * takes the identical optimizer step; BatchNorm buffers follow rank 0's after every step. Each call returns 0 or a
+ * negative errno with err set; after a failure the run ends with that error. */
+struct train_collective {
+        int rank, size;
+        void *userdata;
+        /* In place, over every replica: buf[i] = sum of buf[i]. */
+        int (*allreduce_f32)(void *userdata, float *buf, size_t n, struct ft_error *err);
+        int (*allreduce_f64)(void *userdata, double *buf, size_t n, struct ft_error *err);
+        /* rank 0's bytes into every replica's buf */
+        int (*broadcast)(void *userdata, void *buf, size_t bytes, struct ft_error *err);
+};
+
 struct train_options {
         /* Directory for checkpoints (created if missing): ckpt-<step>/ with model.safetensors,
          * optimizer.safetensors, [best.safetensors,] state.json. NULL: no checkpoints. */
@@ -189,6 +205,10 @@ struct train_options {
          * two runs of one job (the daemon's attempts: "a<attempt>") never write the same temporary files.
          * NULL or "": ".tmp-ckpt-<step>". Letters, digits, '-' and '_' only. */
         const char *temp_tag;
+
+        /* Data-parallel replica (see struct train_collective); NULL: one process. Only the replica that should
+         * report passes callbacks that print and a checkpoint_dir. */
+        const struct train_collective *collective;
 };
 
 struct train_result {

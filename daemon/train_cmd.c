@@ -25,6 +25,7 @@
 #include "common/fileio.h"
 #include "compute/compute.h"
 #include "daemon/daemon.h"
+#include "daemon/dist.h"
 
 #define TRAIN_MAX_FILE_BYTES ((size_t)4 << 30)
 #define TRAIN_MAX_SPEC_BYTES ((size_t)1 << 20)
@@ -43,11 +44,16 @@ static void train_usage(FILE *out) {
                      "directory; \"model\" is a preset name, a .safetensors path or a model spec.\n"
                      "Events go to stdout as NDJSON; a progress line goes to stderr when it is a\n"
                      "terminal. DIR receives model.safetensors, metrics.json and checkpoints/.\n"
-                     "SIGINT/SIGTERM stop within one batch after writing a checkpoint (exit 130).\n\n"
+                     "SIGINT/SIGTERM stop within one batch after writing a checkpoint (exit 130).\n"
+                     "Under `mpirun -np N` the ranks train one job data-parallel; rank 0 alone\n"
+                     "prints events and writes DIR.\n\n"
                      "  --out DIR      where the results go (created)\n"
                      "  --resume DIR   continue from the latest checkpoint in DIR (a previous --out,\n"
                      "                 its checkpoints/ or one checkpoint directory)\n"
                      "  --threads N    OpenMP threads (default: all cores)\n"
+                     "  --collective-timeout SECONDS\n"
+                     "                 under mpirun: how long one allreduce may wait for the other\n"
+                     "                 ranks before the job fails (default 600)\n"
                      "  -v, --verbose  after the first step, list on stderr the CPU ISA and the oneDNN\n"
                      "                 implementation of every primitive the job runs\n"
                      "  -h, --help     show this help\n");
@@ -262,12 +268,17 @@ static int read_file(const char *path, size_t max, char **ret, size_t *ret_len, 
 
 int train_main(int argc, char **argv) {
         static const struct option opts[] = {
-                {"out", required_argument, NULL, 'o'},     {"resume", required_argument, NULL, 'r'},
-                {"threads", required_argument, NULL, 't'}, {"verbose", no_argument, NULL, 'v'},
-                {"help", no_argument, NULL, 'h'},          {0},
+                {"out", required_argument, NULL, 'o'},
+                {"resume", required_argument, NULL, 'r'},
+                {"threads", required_argument, NULL, 't'},
+                {"verbose", no_argument, NULL, 'v'},
+                {"help", no_argument, NULL, 'h'},
+                {"collective-timeout", required_argument, NULL, 'T'},
+                {0},
         };
         const char *out = NULL, *resume = NULL;
         int threads = 0, c;
+        double coll_timeout = DIST_TIMEOUT_DEFAULT;
         bool verbose = false;
         optind = 1;
         while ((c = getopt_long(argc, argv, "ho:v", opts, NULL)) != -1) {
@@ -283,6 +294,16 @@ int train_main(int argc, char **argv) {
                                 return 2;
                         }
                         threads = (int)v;
+                        break;
+                }
+                case 'T': {
+                        char *e;
+                        coll_timeout = strtod(optarg, &e);
+                        if (*e || e == optarg || !(coll_timeout > 0 && coll_timeout <= 86400)) {
+                                fprintf(stderr, "finetuned train: --collective-timeout '%s' is not from 0 to 86400 s\n",
+                                        optarg);
+                                return 2;
+                        }
                         break;
                 }
                 case 'h': train_usage(stdout); return 0;
@@ -301,11 +322,22 @@ int train_main(int argc, char **argv) {
         struct compute_ctx *ctx = NULL;
         struct train_result res = {0};
         char *text = NULL, *ckpt = NULL;
+        struct dist *dist = NULL;
+        const struct train_collective *coll = NULL;
+        bool report = true; /* rank 0, or one process: prints events and writes --out */
         size_t len = 0;
         int status = 1, r;
         char base_dir[PATH_MAX], path[PATH_MAX], ckpt_dir[PATH_MAX];
 
         jobspec_init(&spec);
+        if (dist_launched()) {
+                if (dist_open(coll_timeout, &dist, &err) < 0) {
+                        fprintf(stderr, "finetuned train: started by an MPI launcher, but %s\n", err.message);
+                        goto out;
+                }
+                coll = dist_collective(dist);
+                report = coll->rank == 0;
+        }
         snprintf(path, sizeof(path), "%s", job_path);
         snprintf(base_dir, sizeof(base_dir), "%s", dirname(path));
         if (read_file(job_path, TRAIN_MAX_SPEC_BYTES, &text, &len, &err) < 0 ||
@@ -346,7 +378,8 @@ int train_main(int argc, char **argv) {
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
 
-        struct cli cli = {.tty = isatty(STDERR_FILENO), .verbose = verbose};
+        struct cli cli = {.tty = report && isatty(STDERR_FILENO), .verbose = verbose};
+        struct train_callbacks quiet = {.should_stop = cli_should_stop}; /* ranks other than 0 */
         struct train_callbacks cb = {
                 .userdata = &cli,
                 .on_epoch = cli_on_epoch,
@@ -358,18 +391,27 @@ int train_main(int argc, char **argv) {
                 .should_stop = cli_should_stop,
         };
         snprintf(ckpt_dir, sizeof(ckpt_dir), "%s/checkpoints", out);
-        struct train_options topt = {.checkpoint_dir = ckpt_dir, .resume_from = ckpt};
-        r = train_run(&spec, m, ctx, train, val, &topt, &cb, &res, &err);
+        struct train_options topt = {
+                .checkpoint_dir = report ? ckpt_dir : NULL,
+                .resume_from = ckpt,
+                .collective = coll,
+        };
+        r = train_run(&spec, m, ctx, train, val, &topt, report ? &cb : &quiet, &res, &err);
         if (cli.tty && cli.progress_len)
                 fprintf(stderr, "\n");
         if (r == -ECANCELED) {
-                fprintf(stderr, "finetuned train: stopped; continue with --resume %s\n", out);
+                if (report)
+                        fprintf(stderr, "finetuned train: stopped; continue with --resume %s\n", out);
                 status = 130;
                 goto out;
         }
         if (r < 0) {
                 fprintf(stderr, "finetuned train: %s%s%s\n", err.param[0] ? err.param : "", err.param[0] ? ": " : "",
                         err.message);
+                goto out;
+        }
+        if (!report) {
+                status = 0;
                 goto out;
         }
         snprintf(path, sizeof(path), "%s/model.safetensors", out);
@@ -400,5 +442,6 @@ out:
         jobspec_deinit(&spec);
         free(text);
         free(ckpt);
+        dist_close(dist);
         return status;
 }

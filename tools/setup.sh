@@ -9,6 +9,7 @@ packages=(
         # build (the C library headers are only a Recommends of gcc)
         gcc libc6-dev make meson ninja-build pkg-config cmake
         libmicrohttpd-dev libjansson-dev libsqlite3-dev zlib1g-dev libsystemd-dev libdnnl-dev
+        libopenmpi-dev openmpi-bin
         # tests (fakeroot: test_ops_systemd applies tmpfiles.d ownership as a normal user)
         curl jq bc sqlite3 dataset-fashion-mnist systemd prometheus socat fakeroot
         # dashboard

@@ -227,6 +227,8 @@ http POST /v1/models "${J[@]}" -d '{"preset": "mlp", "config": {"inputs": 5, "ou
 m5=$(echo "$BODY" | jq -r .id)
 bad "model inputs do not fit the data" model "$(spec "$m5" "$ds" 1)"
 
+bad "data-parallel ranks (the daemon runs one process per job)" resources.ranks "$(spec "$mdl" "$ds" 1 | jq -c '.resources.ranks = 2')"
+bad "zero ranks" resources.ranks "$(spec "$mdl" "$ds" 1 | jq -c '.resources.ranks = 0')"
 bad "regression on a text column" task.type "$(spec "$mdl" "$ds" 1 | jq -c '.task.type = "regression"')"
 
 # ---- a job that fails at run time reports why ----------------------------------------------------------

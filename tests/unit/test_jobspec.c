@@ -3,6 +3,8 @@
  * running jobs (test_train*.c). */
 #include <string.h>
 
+#include "config.h"
+
 #include "compute/jobspec.h"
 #include "tests/tap.h"
 
@@ -159,6 +161,25 @@ int main(void) {
                 "early_stopping.metric", "a validation metric with no validation data");
         rejects("{" BASE ", \"seed\": -1}", "seed", "a negative seed");
         rejects("{" BASE ", \"device\": \"tpu\"}", "device", "an unknown device");
+        rejects("{" BASE ", \"resources\": {\"ranks\": 0}}", "resources.ranks", "zero ranks");
+        rejects("{" BASE ", \"resources\": {\"ranks\": 1025}}", "resources.ranks", "more ranks than the limit");
+        rejects("{" BASE ", \"resources\": {\"gpus\": 1}}", "resources.gpus", "an unknown resource");
+        {
+                int r = parse("{" BASE ", \"resources\": {\"ranks\": 2}}", &s, &err);
+                if (HAVE_MPI) {
+                        ok(r == 0 && s.resources.ranks == 2, "resources.ranks 2 parses (a build with MPI)");
+                } else {
+                        ok(r == -EINVAL && strcmp(err.param, "resources.ranks") == 0 &&
+                                   strstr(err.message, "-Dmpi=enabled"),
+                           "resources.ranks 2 is refused naming -Dmpi=enabled (a build without MPI): %s", err.message);
+                }
+                if (r == 0)
+                        jobspec_deinit(&s);
+                r = parse("{" BASE "}", &s, &err);
+                ok(r == 0 && s.resources.ranks == 1, "resources.ranks defaults to 1");
+                if (r == 0)
+                        jobspec_deinit(&s);
+        }
         rejects("{\"model\": 5, \"training_file\": \"x\"}", "model", "a numeric model");
         rejects("{\"model\": \"m\", \"training_file\": [\"a\", \"b\", \"c\"]}", "training_file", "three files");
 
