@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <fnmatch.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -557,12 +558,12 @@ static int remove_tree_files(const char *dir) {
         if (!d)
                 return errno == ENOENT ? 0 : -errno;
         struct dirent *e;
-        char path[4096];
+        char path[PATH_MAX];
         while ((e = readdir(d))) {
                 if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
                         continue;
-                snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-                unlink(path);
+                if (ft_path_join(path, sizeof(path), dir, e->d_name, NULL) >= 0)
+                        unlink(path);
         }
         closedir(d);
         return rmdir(dir) < 0 ? -errno : 0;
@@ -613,16 +614,17 @@ static void checkpoints_prune(const char *root, unsigned keep, uint64_t current)
         if (n)
                 qsort(steps, n, sizeof(*steps), cmp_u64_desc);
         for (size_t i = keep - 1; i < n; i++) {
-                char path[4200];
-                snprintf(path, sizeof(path), "%s/ckpt-%llu", root, (unsigned long long)steps[i]);
-                remove_tree_files(path);
+                char path[PATH_MAX], name[32];
+                snprintf(name, sizeof(name), "ckpt-%llu", (unsigned long long)steps[i]);
+                if (ft_path_join(path, sizeof(path), root, name, NULL) >= 0)
+                        remove_tree_files(path);
         }
         free(steps);
 }
 
 static int checkpoint_write(struct trainer *tr, bool partial, struct ft_error *err) {
         const char *root = tr->opt ? tr->opt->checkpoint_dir : NULL;
-        char final[4096], tmp[4096], path[4200];
+        char final[PATH_MAX], tmp[PATH_MAX], path[PATH_MAX], final_name[32];
         int r;
         if (!root)
                 return 0;
@@ -632,7 +634,9 @@ static int checkpoint_write(struct trainer *tr, bool partial, struct ft_error *e
         r = fileio_mkdir_p(root, 0755, err);
         if (r < 0)
                 return r;
-        snprintf(final, sizeof(final), "%s/ckpt-%llu", root, (unsigned long long)tr->step);
+        snprintf(final_name, sizeof(final_name), "ckpt-%llu", (unsigned long long)tr->step);
+        if (ft_path_join(final, sizeof(final), root, final_name, NULL) < 0)
+                return ft_error_set(err, -ENAMETOOLONG, NULL, "checkpoint directory path is too long");
         const char *tag = tr->opt->temp_tag && tr->opt->temp_tag[0] ? tr->opt->temp_tag : NULL;
         char tmp_name[128];
         snprintf(tmp_name, sizeof(tmp_name), ".tmp-ckpt-%llu%s%.64s", (unsigned long long)tr->step, tag ? "-" : "",
@@ -644,21 +648,26 @@ static int checkpoint_write(struct trainer *tr, bool partial, struct ft_error *e
         if (mkdir(tmp, 0755) < 0)
                 return ft_error_set(err, -errno, NULL, "cannot create '%s': %s", tmp, strerror(errno));
 
-        snprintf(path, sizeof(path), "%s/model.safetensors", tmp);
+        /* tmp fits in PATH_MAX - 32, so each file name below fits too */
+        if (strlen(tmp) + 32 > sizeof(path)) {
+                remove_tree_files(tmp);
+                return ft_error_set(err, -ENAMETOOLONG, NULL, "checkpoint directory path is too long");
+        }
+        ft_path_join(path, sizeof(path), tmp, "model.safetensors", NULL);
         r = write_model_tensors(path, tr->m, NULL, err);
         if (r >= 0) {
-                snprintf(path, sizeof(path), "%s/optimizer.safetensors", tmp);
+                ft_path_join(path, sizeof(path), tmp, "optimizer.safetensors", NULL);
                 r = write_optim_tensors(path, tr, err);
         }
         if (r >= 0 && tr->best && tr->has_best) {
-                snprintf(path, sizeof(path), "%s/best.safetensors", tmp);
+                ft_path_join(path, sizeof(path), tmp, "best.safetensors", NULL);
                 r = write_model_tensors(path, tr->m, tr->best, err);
         }
         if (r >= 0) {
                 json_t *state = state_json(tr, partial);
                 char *text = state ? json_dumps(state, JSON_INDENT(1) | JSON_REAL_PRECISION(17)) : NULL;
                 json_decref(state);
-                snprintf(path, sizeof(path), "%s/state.json", tmp);
+                ft_path_join(path, sizeof(path), tmp, "state.json", NULL);
                 r = text ? fileio_write_atomic(path, text, strlen(text), 0644, err)
                          : ft_error_set(err, -ENOMEM, NULL, "out of memory");
                 free(text);
@@ -699,11 +708,11 @@ static int checkpoint_write(struct trainer *tr, bool partial, struct ft_error *e
 }
 
 int train_checkpoint_find_latest(const char *dir, char **ret_path, struct ft_error *err) {
-        char path[4400];
+        char path[PATH_MAX];
         struct stat st;
-        if (strlen(dir) > 4000)
+        if (ft_path_join(path, sizeof(path), dir, "checkpoints", "ckpt-18446744073709551615", "state.json", NULL) < 0)
                 return ft_error_set(err, -ENAMETOOLONG, NULL, "'%.64s...' is too long a path", dir);
-        snprintf(path, sizeof(path), "%s/state.json", dir);
+        ft_path_join(path, sizeof(path), dir, "state.json", NULL);
         if (stat(path, &st) == 0) {
                 char *p = strdup(dir);
                 if (!p)
@@ -711,10 +720,10 @@ int train_checkpoint_find_latest(const char *dir, char **ret_path, struct ft_err
                 *ret_path = p;
                 return 0;
         }
-        const char *subs[] = {"", "/checkpoints"};
+        const char *subs[] = {"", "checkpoints"};
         for (size_t s = 0; s < ARRAY_SIZE(subs); s++) {
-                char base[4100];
-                snprintf(base, sizeof(base), "%s%s", dir, subs[s]);
+                char base[PATH_MAX];
+                ft_path_join(base, sizeof(base), dir, subs[s], NULL); /* fits: checked above */
                 DIR *d = opendir(base);
                 if (!d)
                         continue;
@@ -725,7 +734,7 @@ int train_checkpoint_find_latest(const char *dir, char **ret_path, struct ft_err
                         uint64_t step;
                         if (!ckpt_name_step(e->d_name, &step))
                                 continue;
-                        if (snprintf(path, sizeof(path), "%s/%s/state.json", base, e->d_name) >= (int)sizeof(path) ||
+                        if (ft_path_join(path, sizeof(path), base, e->d_name, "state.json", NULL) < 0 ||
                             stat(path, &st) < 0)
                                 continue;
                         if (!found || step > best) {
@@ -735,8 +744,9 @@ int train_checkpoint_find_latest(const char *dir, char **ret_path, struct ft_err
                 }
                 closedir(d);
                 if (found) {
-                        if (snprintf(path, sizeof(path), "%s/ckpt-%llu", base, (unsigned long long)best) >=
-                            (int)sizeof(path))
+                        char name[32];
+                        snprintf(name, sizeof(name), "ckpt-%llu", (unsigned long long)best);
+                        if (ft_path_join(path, sizeof(path), base, name, NULL) < 0)
                                 return ft_error_set(err, -ENAMETOOLONG, NULL, "'%s' is too long a path", dir);
                         char *p = strdup(path);
                         if (!p)
@@ -789,12 +799,14 @@ static struct tensor *optim_at(void *o, size_t i) {
 }
 
 static int checkpoint_load(struct trainer *tr, const char *dir, struct ft_error *err) {
-        char path[4200];
+        char path[PATH_MAX];
         json_error_t jerr;
         int r = model_sync(tr->m, err);
         if (r < 0)
                 return r;
-        snprintf(path, sizeof(path), "%s/state.json", dir);
+        if (ft_path_join(path, sizeof(path), dir, "optimizer.safetensors", NULL) < 0) /* the longest name here */
+                return ft_error_set(err, -ENAMETOOLONG, NULL, "'%.64s...' is too long a path", dir);
+        ft_path_join(path, sizeof(path), dir, "state.json", NULL);
         json_t *state = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
         if (!state)
                 return ft_error_set(err, -EINVAL, NULL, "'%s':%d:%d: %s", path, jerr.line, jerr.column, jerr.text);
@@ -847,11 +859,11 @@ static int checkpoint_load(struct trainer *tr, const char *dir, struct ft_error 
         struct model_rng_state rng = {(uint64_t)rseed, (uint64_t)rcounter};
         json_decref(state);
 
-        snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+        ft_path_join(path, sizeof(path), dir, "model.safetensors", NULL);
         r = load_tensors(path, model_tensor_count(tr->m), model_at, tr->m, NULL, NULL, 0, err);
         if (r < 0)
                 return r;
-        snprintf(path, sizeof(path), "%s/optimizer.safetensors", dir);
+        ft_path_join(path, sizeof(path), dir, "optimizer.safetensors", NULL);
         r = load_tensors(path, optim_state_count(tr->optim), optim_at, tr->optim, NULL, tr->accum,
                          tr->accum ? model_param_numel(tr->m) : 0, err);
         if (r < 0)
@@ -859,7 +871,7 @@ static int checkpoint_load(struct trainer *tr, const char *dir, struct ft_error 
         if (tr->accum)
                 model_span_unpack(tr->m, tr->accum);
         if (tr->best && tr->has_best) {
-                snprintf(path, sizeof(path), "%s/best.safetensors", dir);
+                ft_path_join(path, sizeof(path), dir, "best.safetensors", NULL);
                 r = load_tensors(path, model_tensor_count(tr->m), model_at, tr->m, tr->best, NULL, 0, err);
                 if (r < 0)
                         return r;

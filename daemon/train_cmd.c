@@ -151,11 +151,11 @@ static bool cli_should_stop(void *ud) {
 
 /* ---- references --------------------------------------------------------------- */
 
-static void resolve(const char *base_dir, const char *ref, char *out, size_t size) {
-        if (ref[0] == '/' || !base_dir[0])
-                snprintf(out, size, "%s", ref);
-        else
-                snprintf(out, size, "%s/%s", base_dir, ref);
+/* ref relative to the job file's directory; -ENAMETOOLONG (err naming param) when the result does not fit. */
+static int resolve(const char *base_dir, const char *ref, char *out, size_t size, const char *param,
+                   struct ft_error *err) {
+        int r = ref[0] == '/' ? ft_path_join(out, size, ref, NULL) : ft_path_join(out, size, base_dir, ref, NULL);
+        return r < 0 ? ft_error_set(err, r, param, "'%s': the path '%.64s...' is too long", param, ref) : 0;
 }
 
 static bool ends_with(const char *s, const char *suffix) {
@@ -173,9 +173,13 @@ static int load_data(const char *base_dir, const char refs[2][JOBSPEC_REF_MAX], 
                      const char *param, struct dataset **ret, struct ft_error *err) {
         char a[PATH_MAX], b[PATH_MAX];
         bool pair = refs[1][0] != 0;
-        resolve(base_dir, refs[0], a, sizeof(a));
+        int r = resolve(base_dir, refs[0], a, sizeof(a), param, err);
+        if (r < 0)
+                return r;
         if (pair) {
-                resolve(base_dir, refs[1], b, sizeof(b));
+                r = resolve(base_dir, refs[1], b, sizeof(b), param, err);
+                if (r < 0)
+                        return r;
         } else if (looks_like_idx(a)) {
                 if (idx_labels_path(a, b, sizeof(b)) < 0)
                         return ft_error_set(err, -EINVAL, param,
@@ -208,8 +212,9 @@ static int build_model(const char *base_dir, const struct jobspec *spec, const s
                 const json_t *w = json_object_get(spec->model_spec, "weights");
                 if (w && !json_is_string(w))
                         return ft_error_set(err, -EINVAL, "model.weights", "'model.weights' must be a path");
-                if (w)
-                        resolve(base_dir, json_string_value(w), weights, sizeof(weights));
+                if (w &&
+                    (r = resolve(base_dir, json_string_value(w), weights, sizeof(weights), "model.weights", err)) < 0)
+                        return r;
                 if (preset && !json_is_string(preset))
                         return ft_error_set(err, -EINVAL, "model.preset", "'model.preset' must be a preset name");
                 if (preset) {
@@ -226,7 +231,9 @@ static int build_model(const char *base_dir, const struct jobspec *spec, const s
                 src.preset = spec->model_ref;
         } else {
                 /* a model saved by finetuned: the spec and class names are in its metadata */
-                resolve(base_dir, spec->model_ref, weights, sizeof(weights));
+                r = resolve(base_dir, spec->model_ref, weights, sizeof(weights), "model", err);
+                if (r < 0)
+                        return r;
         }
         if (weights[0]) {
                 r = st_file_open(weights, TRAIN_MAX_FILE_BYTES, &f, err);
@@ -390,7 +397,13 @@ int train_main(int argc, char **argv) {
                 .on_runtime = cli_on_runtime,
                 .should_stop = cli_should_stop,
         };
-        snprintf(ckpt_dir, sizeof(ckpt_dir), "%s/checkpoints", out);
+        /* every file this run writes is a short name under out/ or out/checkpoints/ckpt-<step>/ */
+        if (ft_path_join(ckpt_dir, sizeof(ckpt_dir), out, "checkpoints", "ckpt-18446744073709551615",
+                         "optimizer.safetensors", NULL) < 0) {
+                fprintf(stderr, "finetuned train: '--out %.64s...': the path is too long\n", out);
+                goto out;
+        }
+        ft_path_join(ckpt_dir, sizeof(ckpt_dir), out, "checkpoints", NULL);
         struct train_options topt = {
                 .checkpoint_dir = report ? ckpt_dir : NULL,
                 .resume_from = ckpt,
@@ -414,13 +427,13 @@ int train_main(int argc, char **argv) {
                 status = 0;
                 goto out;
         }
-        snprintf(path, sizeof(path), "%s/model.safetensors", out);
+        ft_path_join(path, sizeof(path), out, "model.safetensors", NULL); /* fits: checked above */
         if (job_result_save(path, m, &spec, train, &res, NULL, &err) < 0) {
                 fprintf(stderr, "finetuned train: %s\n", err.message);
                 goto out;
         }
         (void)chmod(path, 0644);
-        snprintf(path, sizeof(path), "%s/metrics.json", out);
+        ft_path_join(path, sizeof(path), out, "metrics.json", NULL);
         if (job_metrics_write(path, &res, &err) < 0) {
                 fprintf(stderr, "finetuned train: %s\n", err.message);
                 goto out;

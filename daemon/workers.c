@@ -27,6 +27,7 @@
  */
 #include "daemon/workers.h"
 
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -84,7 +85,7 @@ struct worker {
 };
 
 struct workers {
-        char state_dir[4096];
+        char state_dir[PATH_MAX];
         unsigned n, threads;
         int64_t lease_ms;
         atomic_bool stop;
@@ -315,7 +316,7 @@ static void sweep_stale_temps(struct worker *w, const char *dir) {
                 long attempt = strtol(a + 2, &end, 10);
                 if ((*end && strcmp(end, ".safetensors") != 0 && strcmp(end, ".json") != 0) || attempt >= w->attempt)
                         continue;
-                char path[4400], sub[4600];
+                char path[PATH_MAX], sub[PATH_MAX];
                 if (ft_path_join(path, sizeof(path), dir, e->d_name, NULL) < 0)
                         continue;
                 DIR *inner = opendir(path);
@@ -406,7 +407,7 @@ static int blob_from_file(struct worker *w, const char *path, char ret_sha[STORE
 static int save_result(struct worker *w, struct model *m, const struct dataset *train, const struct jobspec *spec,
                        const struct train_result *res, const char *dir, char ret_sha[STORE_SHA256_HEX],
                        struct ft_error *err) {
-        char path[4400], name[64];
+        char path[PATH_MAX], name[64];
         snprintf(name, sizeof(name), ".tmp-model-a%d.safetensors", w->attempt); /* this attempt's own file */
         int r = ft_path_join(path, sizeof(path), dir, name, NULL);
         if (r < 0)
@@ -418,7 +419,7 @@ static int save_result(struct worker *w, struct model *m, const struct dataset *
 /* metrics.json (compute/job's one format, history included) into the blob store. */
 static int save_metrics(struct worker *w, const struct train_result *res, const char *dir,
                         char ret_sha[STORE_SHA256_HEX], struct ft_error *err) {
-        char path[4400], name[64];
+        char path[PATH_MAX], name[64];
         snprintf(name, sizeof(name), ".tmp-metrics-a%d.json", w->attempt);
         int r = ft_path_join(path, sizeof(path), dir, name, NULL);
         if (r < 0)
@@ -428,10 +429,14 @@ static int save_metrics(struct worker *w, const struct train_result *res, const 
 }
 
 static int mkdir_p2(const char *state, const char *job_id, char *out, size_t size) {
-        snprintf(out, size, "%s/jobs", state);
+        int r = ft_path_join(out, size, state, "jobs", NULL);
+        if (r < 0)
+                return r;
         if (mkdir(out, 0700) < 0 && errno != EEXIST)
                 return -errno;
-        snprintf(out, size, "%s/jobs/%s", state, job_id);
+        r = ft_path_join(out, size, state, "jobs", job_id, NULL);
+        if (r < 0)
+                return r;
         if (mkdir(out, 0700) < 0 && errno != EEXIST)
                 return -errno;
         return 0;
@@ -514,7 +519,7 @@ static void run_job(struct worker *w, struct store_job *job) {
         struct compute_ctx *ctx = NULL;
         struct store_checkpoint *ckpt = NULL;
         struct train_result res = {0};
-        char dir[4200], resume[4200];
+        char dir[PATH_MAX], resume[PATH_MAX];
         bool have_spec = false;
 
         pthread_mutex_lock(&w->lock);
@@ -576,8 +581,8 @@ static void run_job(struct worker *w, struct store_job *job) {
         snprintf(tag, sizeof(tag), "a%d", w->attempt);
         struct train_options topt = {.checkpoint_dir = dir, .temp_tag = tag};
         if (store_checkpoint_latest(w->store, job->id, &ckpt, NULL) == 1 && ckpt->dir[0]) {
-                snprintf(resume, sizeof(resume), "%s/%s", w->pool->state_dir, ckpt->dir);
-                topt.resume_from = resume;
+                if (ft_path_join(resume, sizeof(resume), w->pool->state_dir, ckpt->dir, NULL) >= 0)
+                        topt.resume_from = resume; /* else start over: the checkpoint cannot be named */
                 log_info("worker %u: job %s resumes from %s (epoch %d)", w->index, job->id, ckpt->dir, ckpt->epoch);
         }
         /* Loading and building may have taken a while: renew before the first batch. */
@@ -686,7 +691,10 @@ int workers_start(const struct workers_options *opts, struct workers **ret, stru
         struct workers *pool = calloc(1, sizeof(*pool));
         if (!pool)
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
-        snprintf(pool->state_dir, sizeof(pool->state_dir), "%s", opts->state_dir);
+        if (ft_path_join(pool->state_dir, sizeof(pool->state_dir), opts->state_dir, NULL) < 0) {
+                free(pool);
+                return ft_error_set(err, -ENAMETOOLONG, "state-dir", "state directory path is too long");
+        }
         pool->n = opts->n ? opts->n : 1;
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         pool->threads = opts->threads ? opts->threads : (unsigned)FT_MAX(1, cores / (long)pool->n);

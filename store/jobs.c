@@ -1092,9 +1092,9 @@ fail:
 }
 
 int store_job_dirs_sweep(struct store *s, int *ret_removed, struct ft_error *err) {
-        char dir[4200], path[4400];
+        char dir[PATH_MAX], path[PATH_MAX];
         int removed = 0;
-        if (snprintf(dir, sizeof(dir), "%s/jobs", s->state_dir) >= (int)sizeof(dir))
+        if (ft_path_join(dir, sizeof(dir), s->state_dir, "jobs", NULL) < 0)
                 return ft_error_set(err, -ENAMETOOLONG, NULL, "state directory path is too long");
         DIR *d = opendir(dir);
         if (!d) {
@@ -1118,7 +1118,7 @@ int store_job_dirs_sweep(struct store *s, int *ret_removed, struct ft_error *err
                         r = store_db_error(s, err, "look up a job");
                         break;
                 }
-                if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) < (int)sizeof(path)) {
+                if (ft_path_join(path, sizeof(path), dir, e->d_name, NULL) >= 0) {
                         nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
                         removed++;
                 }
