@@ -156,9 +156,15 @@ static double optim_parity(struct cuda_device *d, enum optim_kind kind, const ch
         }
         if (cuda_download(d, gpu, dp, n, &err) < 0)
                 goto out;
-        worst = 0;
-        for (size_t j = 0; j < n; j++)
-                worst = fmax(worst, fabs((double)gpu[j] - p[j]) / fmax(1.0, fabs(p[j])));
+        worst = 0; /* over the parameters only: the span may have padding the CPU optimizer does not touch */
+        for (size_t k = 0; k < model_tensor_count(m); k++) {
+                struct tensor *t = model_tensor_at(m, k);
+                if (!t->is_param || t->dtype != TENSOR_F32)
+                        continue;
+                size_t off = (size_t)(tensor_f32(t) - p);
+                for (size_t j = off; j < off + t->numel && j < n; j++)
+                        worst = fmax(worst, fabs((double)gpu[j] - p[j]) / fmax(1.0, fabs(p[j])));
+        }
 out:
         if (err.message[0])
                 printf("# %s: %s\n", *ret_name, err.message);
