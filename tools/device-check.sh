@@ -42,6 +42,12 @@ prepare() {
                 "tools/device-check.sh run (carry $DC)"
 }
 
+# GET a URL: curl, or Python where the image has no curl
+get() {
+        curl -s "$1" 2>/dev/null ||
+                python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())' "$1"
+}
+
 run_checks() {
         local log=${OUT:+$OUT/device-check.log}
         log=${log:-/dev/null}
@@ -60,9 +66,9 @@ run_checks() {
                         [ -n "$base" ] && break
                         sleep 0.05
                 done
-                curl -s "$base/v1/version" | tee "$tmp/version"
+                get "$base/v1/version" | tee "$tmp/version"
                 echo
-                curl -s "$base/metrics" | grep '^finetuned_cuda'
+                get "$base/metrics" | grep '^finetuned_cuda'
                 kill "$pid"; wait "$pid"
                 echo "== test_cuda"
                 "$DC/test_cuda" | tee "$tmp/tap"
