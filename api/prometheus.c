@@ -390,10 +390,7 @@ static void render_jobs(struct out *o) {
                         const struct running_job *j = &reg.running[i];
                         if (!j->used)
                                 continue;
-                        double v = m == 0   ? j->epoch
-                                   : m == 1 ? j->epochs_total
-                                   : m == 2 ? j->loss
-                                            : job_rate(j, now);
+                        double v = m == 0 ? j->epoch : m == 1 ? j->epochs_total : m == 2 ? j->loss : job_rate(j, now);
                         put(o, "%s{job=\"%s\"} %s\n", per_job[m].name, esc(j->id, e, sizeof(e)), num(v, nb));
                 }
         }
@@ -472,11 +469,26 @@ static void render_process(struct out *o) {
         }
 }
 
+/* The GPUs the driver sees (the probe runs once per process, compute/backend/cuda/driver.c). */
+static void render_cuda(struct out *o) {
+        struct compute_runtime_info rt;
+        compute_runtime_info(&rt);
+        header(o, "finetuned_cuda_devices", "gauge", "CUDA devices the driver sees (0 without CUDA or a driver).");
+        put(o, "finetuned_cuda_devices %d\n", rt.cuda_devices);
+        if (rt.cuda_device) {
+                char nb[2 * sizeof(rt.cuda_device_name) + 4];
+                header(o, "finetuned_cuda_device_memory_bytes", "gauge", "Total memory of the CUDA device.");
+                put(o, "finetuned_cuda_device_memory_bytes{gpu=\"0\",name=\"%s\"} %llu\n",
+                    esc(rt.cuda_device_name, nb, sizeof(nb)), (unsigned long long)rt.cuda_memory_bytes);
+        }
+}
+
 int api_metrics_render(char **ret, size_t *ret_size) {
         struct out o = {0};
         header(&o, "finetuned_build_info", "gauge", "Always 1; the labels describe the running build.");
         put(&o, "finetuned_build_info{version=\"%s\",libsystemd=\"%s\",cuda=\"%s\"} 1\n", FINETUNED_VERSION,
             HAVE_LIBSYSTEMD ? "yes" : "no", HAVE_CUDA ? "yes" : "no");
+        render_cuda(&o);
         pthread_mutex_lock(&reg.lock);
         render_http(&o);
         render_jobs(&o);

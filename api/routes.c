@@ -26,6 +26,13 @@ static const struct api_field onednn_shape[] = {
 static const struct api_field cuda_shape[] = {
         {"compiled", API_T_BOOL, .description = "the build has the CUDA backend"},
         {"device", API_T_BOOL, .description = "a GPU is there to use"},
+        {"devices", API_T_INT, .description = "how many GPUs the driver sees (0 without a driver)"},
+        {"name", API_T_STRING, .description = "GPU 0's name (\"\" when there is none)"},
+        {"memory_bytes", API_T_INT, .description = "GPU 0's memory (0 when there is none)"},
+        {"driver_version", API_T_INT, .description = "the driver's CUDA version, 13000 for 13.0 (0: no driver)"},
+        {"reason", API_T_STRING,
+         .description = "why there is no GPU: \"cuda is not available in this build\", \"no NVIDIA driver: ...\", "
+                        "\"no CUDA device\" (\"\" when there is one)"},
         {NULL},
 };
 const struct api_field api_version_shape[] = {
@@ -38,9 +45,12 @@ const struct api_field api_version_shape[] = {
 static enum MHD_Result handle_version(struct api_request *req) {
         const struct compute_runtime_info *rt = &req->server->runtime;
         return api_reply_json(req, MHD_HTTP_OK,
-                              json_pack("{s:s,s:{s:s,s:s},s:{s:b,s:b}}", "version", FINETUNED_VERSION, "onednn",
-                                        "version", rt->onednn_version, "isa", rt->onednn_isa, "cuda", "compiled",
-                                        rt->cuda_compiled, "device", rt->cuda_device));
+                              json_pack("{s:s,s:{s:s,s:s},s:{s:b,s:b,s:i,s:s,s:I,s:i,s:s}}", "version",
+                                        FINETUNED_VERSION, "onednn", "version", rt->onednn_version, "isa",
+                                        rt->onednn_isa, "cuda", "compiled", rt->cuda_compiled, "device",
+                                        rt->cuda_device, "devices", rt->cuda_devices, "name", rt->cuda_device_name,
+                                        "memory_bytes", (json_int_t)rt->cuda_memory_bytes, "driver_version",
+                                        rt->cuda_driver_version, "reason", rt->cuda_reason));
 }
 
 /* Query arguments shared by the lists. */

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "compute/context.h"
 #include "compute/data.h"
@@ -24,7 +25,11 @@ struct compute_runtime_info {
         char onednn_isa[32]; /* the CPU ISA oneDNN dispatches to: "avx512_core_bf16" */
         bool cuda_compiled; /* built with -Dcuda=enabled */
         bool cuda_device; /* and a device is present now */
-        char cuda_device_name[128];
+        char cuda_device_name[128]; /* device 0 */
+        uint64_t cuda_memory_bytes; /* device 0's total memory */
+        int cuda_devices; /* how many */
+        int cuda_driver_version; /* 13000 is 13.0; 0: no driver */
+        char cuda_reason[200]; /* why there is no device: "cuda is not available in this build", "no CUDA device" */
 };
 
 /* Fill info. Never fails; unknown fields are empty strings. */

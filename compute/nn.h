@@ -105,6 +105,8 @@ struct compute_ctx {
         int threads;
         const struct backend_ops *ops;
         void *backend;
+        const char *device; /* "cpu", "cuda" (compute_ctx_device) */
+        char device_reason[COMPUTE_DEVICE_REASON_MAX];
 };
 
 /* value shape helpers */

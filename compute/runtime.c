@@ -8,6 +8,9 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "config.h"
+#if HAVE_CUDA
+#include "compute/backend/cuda/cuda.h"
+#endif
 
 static const char *isa_name(dnnl_cpu_isa_t isa) {
         switch (isa) {
@@ -33,5 +36,16 @@ void compute_runtime_info(struct compute_runtime_info *info) {
                 snprintf(info->onednn_version, sizeof(info->onednn_version), "%d.%d.%d", v->major, v->minor, v->patch);
         snprintf(info->onednn_isa, sizeof(info->onednn_isa), "%s", isa_name(dnnl_get_effective_cpu_isa()));
         info->cuda_compiled = HAVE_CUDA;
-        info->cuda_device = false;
+#if HAVE_CUDA
+        struct cuda_probe p;
+        cuda_probe(&p);
+        info->cuda_device = p.count > 0;
+        info->cuda_devices = p.count;
+        info->cuda_driver_version = p.driver_version;
+        info->cuda_memory_bytes = p.memory_bytes;
+        snprintf(info->cuda_device_name, sizeof(info->cuda_device_name), "%s", p.name);
+        snprintf(info->cuda_reason, sizeof(info->cuda_reason), "%s", p.reason);
+#else
+        snprintf(info->cuda_reason, sizeof(info->cuda_reason), "cuda is not available in this build");
+#endif
 }

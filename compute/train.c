@@ -896,6 +896,8 @@ static int emit_runtime(struct trainer *tr, int batch, struct ft_error *err) {
                 return 0; /* a report, never a reason to fail the run */
         struct train_runtime rt = {
                 .backend = compute_ctx_backend_name(tr->ctx),
+                .device = compute_ctx_device(tr->ctx),
+                .device_reason = compute_ctx_device_reason(tr->ctx),
                 .threads = compute_ctx_threads(tr->ctx),
                 .batch = batch,
                 .summary = summary,

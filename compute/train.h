@@ -26,8 +26,8 @@
  *   {"type": "early_stopping", "epoch", "best_epoch", "metric", "best_value"}
  *   {"type": "metrics", "split": "validation" | "training", "best_epoch", "epochs_run",
  *    "stopped_early", "metrics": {...}}          once, at the end (see metrics.h for the object)
- *   {"type": "runtime", "backend", "threads", "batch", "isa", "primitives", "implementations", "reference", ...}
- *                                               after each run's first training step (model_kernels_report)
+ *   {"type": "runtime", "backend", "device_used", "device_reason", "threads", "batch", "isa", "primitives",
+ * "implementations", "reference", ...} after each run's first training step (model_kernels_report)
  *   {"type": "progress", "epoch", "epochs", "step", "steps", "batch", "batches", "eta_seconds", "train_loss"}
  *                                               at most TRAIN_PROGRESS_HZ times a second
  */
@@ -112,6 +112,8 @@ struct train_final {
 /* What the first training step of a run ran on. */
 struct train_runtime {
         const char *backend; /* compute_ctx_backend_name */
+        const char *device; /* compute_ctx_device: "cpu", "cuda" (the event's "device_used") */
+        const char *device_reason; /* compute_ctx_device_reason (the event's "device_reason") */
         int threads;
         int batch; /* the batch size of that step */
         const struct model_kernel *kernels; /* every primitive the step created (borrowed, valid during the

@@ -107,8 +107,9 @@ static json_t *final_json(const struct train_final *f) {
 }
 
 static json_t *runtime_json(const struct train_runtime *rt) {
-        json_t *o = json_pack("{s:s s:s s:i s:i}", "type", "runtime", "backend", rt->backend, "threads", rt->threads,
-                              "batch", rt->batch);
+        json_t *o = json_pack("{s:s s:s s:s s:s s:i s:i}", "type", "runtime", "backend", rt->backend, "device_used",
+                              rt->device ? rt->device : "cpu", "device_reason",
+                              rt->device_reason ? rt->device_reason : "", "threads", rt->threads, "batch", rt->batch);
         if (o && rt->summary)
                 json_object_update(o, (json_t *)rt->summary);
         return o;

@@ -2,9 +2,11 @@
  * variables and `serve` flags, with precedence flags > environment >
  * configuration file > defaults; `serve --check-config`; (re)opening the
  * log file. Not for: acting on the rest of the configuration (serve.c). */
+#include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -24,12 +26,13 @@ static const struct config_option {
         {"log-file", "FINETUNED_LOG_FILE"},     {"max-queued-jobs", "FINETUNED_MAX_QUEUED_JOBS"},
         {"max-upload-mb", "FINETUNED_MAX_UPLOAD_MB"}, {"http-timeout", "FINETUNED_HTTP_TIMEOUT"},
         {"max-connections-per-ip", "FINETUNED_MAX_CONNECTIONS_PER_IP"}, {"lease", "FINETUNED_LEASE"},
+        {"gpus", "FINETUNED_GPUS"},
 };
 
 static const char *const option_names[DAEMON_CONFIG_OPTION_COUNT + 1] = {
         "listen",        "state-dir",     "workers",      "threads",
         "log-level",     "token-file",    "log-file",     "max-queued-jobs",
-        "max-upload-mb", "http-timeout",  "max-connections-per-ip", "lease", NULL,
+        "max-upload-mb", "http-timeout",  "max-connections-per-ip", "lease", "gpus", NULL,
 };
 
 const char *const *config_option_names(void) {
@@ -131,6 +134,34 @@ static int set_path(char *dst, size_t size, const char *name, const char *value,
         return 0;
 }
 
+/* --gpus: "none" (or empty), or GPU numbers separated by commas ("0,1"), each at most once. */
+static int parse_gpus(const char *value, struct daemon_config *cfg, struct ft_error *err) {
+        int gpus[DAEMON_MAX_GPUS];
+        unsigned n = 0;
+        if (*value && strcmp(value, "none") != 0)
+                for (const char *p = value;;) {
+                        char *end;
+                        errno = 0;
+                        long v = strtol(p, &end, 10);
+                        if (end == p || *p < '0' || *p > '9' || errno || v >= DAEMON_MAX_GPUS || (*end && *end != ','))
+                                return ft_error_set(err, -EINVAL, "gpus",
+                                                    "invalid gpus '%s': expected 'none' or GPU numbers from 0 to %d "
+                                                    "separated by commas",
+                                                    value, DAEMON_MAX_GPUS - 1);
+                        for (unsigned i = 0; i < n; i++)
+                                if (gpus[i] == (int)v)
+                                        return ft_error_set(err, -EINVAL, "gpus", "invalid gpus '%s': GPU %ld twice",
+                                                            value, v);
+                        gpus[n++] = (int)v; /* n < DAEMON_MAX_GPUS: the numbers are distinct and below it */
+                        if (!*end)
+                                break;
+                        p = end + 1;
+                }
+        memcpy(cfg->gpus, gpus, n * sizeof(gpus[0]));
+        cfg->n_gpus = n;
+        return 0;
+}
+
 static int set_option(struct daemon_config *cfg, const char *name, const char *value, struct ft_error *err) {
         if (strcmp(name, "listen") == 0)
                 return config_parse_listen(value, cfg, err);
@@ -149,6 +180,8 @@ static int set_option(struct daemon_config *cfg, const char *name, const char *v
                 return parse_uint(value, 1, 1000000, name, &cfg->max_queued_jobs, err);
         if (strcmp(name, "max-connections-per-ip") == 0)
                 return parse_uint(value, 1, 100000, name, &cfg->max_per_ip, err);
+        if (strcmp(name, "gpus") == 0)
+                return parse_gpus(value, cfg, err);
         if (strcmp(name, "lease") == 0)
                 return parse_uint(value, 1, 3600, name, &cfg->lease_s, err);
         if (strcmp(name, "http-timeout") == 0)
@@ -362,6 +395,10 @@ void serve_usage(FILE *out) {
                 "                      FINETUNED_MAX_CONNECTIONS_PER_IP)\n"
                 "  --lease S           job lease: a crashed daemon's running jobs are requeued\n"
                 "                      S seconds after its last heartbeat (default 30; FINETUNED_LEASE)\n"
+                "  --gpus LIST         GPUs for jobs with device auto or cuda: 'none' or numbers\n"
+                "                      like 0,1; worker i uses the (i mod count)th, so --workers\n"
+                "                      equal to the count is one worker per GPU (default none:\n"
+                "                      GPU 0; FINETUNED_GPUS)\n"
                 "  --config FILE       configuration file (FINETUNED_CONFIG; default\n"
                 "                      $CONFIGURATION_DIRECTORY/" DAEMON_CONFIG_FILE_NAME ", else\n"
                 "                      " FINETUNED_SYSCONFDIR "/finetuned/" DAEMON_CONFIG_FILE_NAME
@@ -384,7 +421,7 @@ int config_parse_serve(int argc, char **argv, char *const *envp, struct daemon_c
                 {"check-config", no_argument, NULL, OPT_CHECK}, {"help", no_argument, NULL, 'h'},
                 {"max-queued-jobs", required_argument, NULL, 0}, {"max-upload-mb", required_argument, NULL, 0},
                 {"http-timeout", required_argument, NULL, 0}, {"max-connections-per-ip", required_argument, NULL, 0},
-                {"lease", required_argument, NULL, 0},
+                {"lease", required_argument, NULL, 0},      {"gpus", required_argument, NULL, 0},
                 {NULL, 0, NULL, 0},
         };
         /* Flags are collected first and applied last, so that --config (which
@@ -537,6 +574,15 @@ void config_option_format(const struct daemon_config *cfg, size_t index, char *b
         case 11:
                 snprintf(buf, size, "%u", cfg->lease_s);
                 return;
+        case 12: {
+                size_t o = 0;
+                buf[0] = '\0';
+                if (!cfg->n_gpus)
+                        snprintf(buf, size, "none");
+                for (unsigned i = 0; i < cfg->n_gpus && o < size; i++)
+                        o += (size_t)snprintf(buf + o, size - o, "%s%d", i ? "," : "", cfg->gpus[i]);
+                return;
+        }
         default:
                 snprintf(buf, size, "?");
         }

@@ -213,6 +213,8 @@ int serve_main(int argc, char **argv) {
                 .state_dir = cfg.state_dir,
                 .n = cfg.workers,
                 .threads = cfg.threads,
+                .gpus = cfg.gpus,
+                .n_gpus = cfg.n_gpus,
                 .lease_ms = (int64_t)cfg.lease_s * 1000,
         };
         r = workers_start(&wopts, &workers, &err);

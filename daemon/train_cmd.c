@@ -116,8 +116,9 @@ static int cli_on_runtime(void *ud, const struct train_runtime *rt) {
                                 k->layer, k->primitive, k->pass, k->impl, k->formats);
         }
         if (c->verbose) {
-                fprintf(stderr, "finetuned train: backend %s, ISA %s, %d threads, batch %d\n", rt->backend,
-                        json_string_value(json_object_get(rt->summary, "isa")) ?: "?", rt->threads, rt->batch);
+                fprintf(stderr, "finetuned train: backend %s on %s (%s), ISA %s, %d threads, batch %d\n", rt->backend,
+                        rt->device, rt->device_reason, json_string_value(json_object_get(rt->summary, "isa")) ?: "?",
+                        rt->threads, rt->batch);
                 for (size_t i = 0; i < rt->n_kernels; i++) {
                         const struct model_kernel *k = &rt->kernels[i];
                         fprintf(stderr, "  %-28s %-20s %-17s %-24s %s\n", k->layer, k->primitive, k->pass, k->impl,
@@ -352,8 +353,9 @@ int train_main(int argc, char **argv) {
                 fprintf(stderr, "finetuned train: '%s': %s\n", job_path, err.message);
                 goto out;
         }
-        if (spec.device == JOBSPEC_DEVICE_CUDA) {
-                fprintf(stderr, "finetuned train: '%s': 'device' 'cuda' is not available in this build\n", job_path);
+        /* 'device' first: a job that asks for a GPU it cannot have fails before reading its data */
+        if (compute_ctx_new_on(threads, (enum compute_device)spec.device, 0, &ctx, &err) < 0) {
+                fprintf(stderr, "finetuned train: '%s': %s\n", job_path, err.message);
                 goto out;
         }
         if (load_data(base_dir, spec.training_file, &spec, "training_file", &train, &err) < 0 ||
@@ -365,10 +367,6 @@ int train_main(int argc, char **argv) {
         if (build_model(base_dir, &spec, train, &m, &err) < 0) {
                 fprintf(stderr, "finetuned train: %s%s%s\n", err.param[0] ? err.param : "", err.param[0] ? ": " : "",
                         err.message);
-                goto out;
-        }
-        if (compute_ctx_new(threads, &ctx, &err) < 0) {
-                fprintf(stderr, "finetuned train: %s\n", err.message);
                 goto out;
         }
         if (fileio_mkdir_p(out, 0755, &err) < 0) {

@@ -87,6 +87,8 @@ struct worker {
 struct workers {
         char state_dir[PATH_MAX];
         unsigned n, threads;
+        int gpus[64]; /* --gpus: worker i uses gpus[i % n_gpus]; none: GPU 0 */
+        unsigned n_gpus;
         int64_t lease_ms;
         atomic_bool stop;
         struct store *sub_store;
@@ -564,9 +566,10 @@ static void run_job(struct worker *w, struct store_job *job) {
                 goto out;
         }
         unsigned threads = w->pool->threads;
-        r = compute_ctx_new((int)threads, &ctx, &err);
+        int gpu = w->pool->n_gpus ? w->pool->gpus[w->index % w->pool->n_gpus] : 0;
+        r = compute_ctx_new_on((int)threads, (enum compute_device)spec.device, gpu, &ctx, &err);
         if (r < 0) {
-                fail(w, "internal_error", &err);
+                fail(w, strcmp(err.param, "device") == 0 ? "device_unavailable" : "internal_error", &err);
                 goto out;
         }
         r = mkdir_p2(w->pool->state_dir, job->id, dir, sizeof(dir));
@@ -697,6 +700,9 @@ int workers_start(const struct workers_options *opts, struct workers **ret, stru
         }
         pool->n = opts->n ? opts->n : 1;
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        pool->n_gpus = FT_MIN(opts->n_gpus, ARRAY_SIZE(pool->gpus));
+        for (unsigned i = 0; i < pool->n_gpus; i++)
+                pool->gpus[i] = opts->gpus[i];
         pool->threads = opts->threads ? opts->threads : (unsigned)FT_MAX(1, cores / (long)pool->n);
         pool->lease_ms = opts->lease_ms ? opts->lease_ms : 30000;
         pool->w = calloc(pool->n, sizeof(*pool->w));

@@ -14,6 +14,8 @@ struct workers_options {
         const char *state_dir;
         unsigned n; /* threads, each running one job at a time (>= 1) */
         unsigned threads; /* OpenMP threads per worker; 0: cores / n */
+        const int *gpus; /* --gpus: worker i uses GPU gpus[i % n_gpus] for "auto" and "cuda" jobs */
+        unsigned n_gpus; /* 0: every worker uses GPU 0 */
         int64_t lease_ms; /* lease length; renewed every lease_ms / 3 (0: 30000) */
 };
 

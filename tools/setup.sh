@@ -7,7 +7,7 @@ set -euo pipefail
 
 packages=(
         # build (the C library headers are only a Recommends of gcc)
-        gcc libc6-dev make meson ninja-build pkg-config cmake
+        gcc libc6-dev make meson ninja-build pkg-config cmake xxd
         libmicrohttpd-dev libjansson-dev libsqlite3-dev zlib1g-dev libsystemd-dev libdnnl-dev
         libopenmpi-dev openmpi-bin
         # tests (fakeroot: test_ops_systemd applies tmpfiles.d ownership as a normal user)
