@@ -202,6 +202,10 @@ struct api_query_param {
  * value (400 with param). Returns true when the request may continue; else a
  * response is queued in *ret_mhd. */
 bool api_query_check(struct api_request *req, enum MHD_Result *ret_mhd);
+/* One argument (key, value after URL unescaping) against a route's table: the
+ * check api_query_check runs for each; no connection needed (tests/fuzz). */
+int api_query_arg_check(const struct api_query_param *params, const char *key, const char *value,
+                        struct ft_error *err);
 const char *api_query_get(struct api_request *req, const char *name);
 /* The {name} captures of the route, in order. */
 const char *api_path_param(struct api_request *req, unsigned i);
@@ -336,6 +340,11 @@ enum MHD_Result api_models_delete(struct api_request *req);
 enum MHD_Result api_models_weights(struct api_request *req);
 enum MHD_Result api_models_predict(struct api_request *req);
 
+/* Header checks of POST /v1/jobs and the event stream, without a connection
+ * (tests/fuzz): an Idempotency-Key is 1 to 255 bytes; a Last-Event-ID is a
+ * decimal sequence number >= 0 (returns -EINVAL otherwise). */
+bool api_idempotency_key_valid(const char *key);
+int api_last_event_id_parse(const char *s, int64_t *ret);
 enum MHD_Result api_jobs_create(struct api_request *req);
 enum MHD_Result api_jobs_list(struct api_request *req);
 enum MHD_Result api_jobs_get(struct api_request *req);

@@ -211,6 +211,20 @@ out:
         return r;
 }
 
+bool api_idempotency_key_valid(const char *key) {
+        return *key && strlen(key) <= 255;
+}
+
+int api_last_event_id_parse(const char *s, int64_t *ret) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(s, &end, 10);
+        if (errno || *end || v < 0)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
 enum MHD_Result api_jobs_create(struct api_request *req) {
         enum MHD_Result ret;
         struct store *st = api_store(req, &ret);
@@ -218,7 +232,7 @@ enum MHD_Result api_jobs_create(struct api_request *req) {
                 return ret;
         struct ft_error err = {0};
         const char *key = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Idempotency-Key");
-        if (key && (!*key || strlen(key) > 255))
+        if (key && !api_idempotency_key_valid(key))
                 return api_reply_error(req, API_ERR_INVALID_REQUEST, "Idempotency-Key",
                                        "'Idempotency-Key' must be 1 to 255 characters");
 
@@ -419,10 +433,8 @@ enum MHD_Result api_jobs_events(struct api_request *req) {
         if (stream) {
                 const char *last = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Last-Event-ID");
                 if (last) {
-                        char *end;
-                        errno = 0;
-                        long long v = strtoll(last, &end, 10);
-                        if (errno || *end || v < 0)
+                        int64_t v;
+                        if (api_last_event_id_parse(last, &v) < 0)
                                 return api_reply_error(req, API_ERR_INVALID_REQUEST, "Last-Event-ID",
                                                        "'Last-Event-ID' must be an event sequence number");
                         if (v > after)

@@ -419,59 +419,56 @@ json_t *api_page_schema(const char *item_ref, const char *cursor_type) {
 
 struct query_check {
         struct api_request *req;
-        char param[64];
-        char message[256];
+        char param[FT_ERROR_PARAM_MAX];
+        char message[FT_ERROR_MSG_MAX];
         bool bad;
 };
 
-static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
-        struct query_check *qc = cls;
-        const struct api_query_param *q = qc->req->route->query;
+int api_query_arg_check(const struct api_query_param *params, const char *key, const char *value,
+                        struct ft_error *err) {
+        const struct api_query_param *q = params;
         while (q && q->name && strcmp(q->name, key) != 0)
                 q++;
-        snprintf(qc->param, sizeof(qc->param), "%.60s", key);
-        if (!q || !q->name) {
-                snprintf(qc->message, sizeof(qc->message), "unknown query parameter '%.60s'", key);
-                qc->bad = true;
-                return MHD_NO;
-        }
+        char param[64];
+        snprintf(param, sizeof(param), "%.60s", key);
+        if (!q || !q->name)
+                return ft_error_set(err, -EINVAL, param, "unknown query parameter '%.60s'", key);
         const char *v = value ? value : "";
         if (q->type == API_T_INT) {
                 char *end;
                 errno = 0;
                 long long n = strtoll(v, &end, 10);
-                if (!*v || *end || errno || n < (long long)q->min || n > (long long)q->max) {
-                        snprintf(qc->message, sizeof(qc->message),
-                                 "query parameter '%s' must be an integer from %.0f to %.0f", q->name, q->min, q->max);
-                        qc->bad = true;
-                        return MHD_NO;
-                }
+                if (!*v || *end || errno || n < (long long)q->min || n > (long long)q->max)
+                        return ft_error_set(err, -EINVAL, param,
+                                            "query parameter '%s' must be an integer from %.0f to %.0f", q->name,
+                                            q->min, q->max);
         } else if (q->type == API_T_BOOL) {
-                if (strcmp(v, "true") && strcmp(v, "false") && strcmp(v, "1") && strcmp(v, "0")) {
-                        snprintf(qc->message, sizeof(qc->message), "query parameter '%s' must be true or false",
-                                 q->name);
-                        qc->bad = true;
-                        return MHD_NO;
-                }
+                if (strcmp(v, "true") && strcmp(v, "false") && strcmp(v, "1") && strcmp(v, "0"))
+                        return ft_error_set(err, -EINVAL, param, "query parameter '%s' must be true or false", q->name);
         } else {
-                if (strlen(v) > 128) {
-                        snprintf(qc->message, sizeof(qc->message), "query parameter '%s' is too long", q->name);
-                        qc->bad = true;
-                        return MHD_NO;
-                }
+                if (strlen(v) > 128)
+                        return ft_error_set(err, -EINVAL, param, "query parameter '%s' is too long", q->name);
                 if (q->choices) {
                         const char *const *c = q->choices;
                         while (*c && strcmp(*c, v) != 0)
                                 c++;
-                        if (!*c) {
-                                snprintf(qc->message, sizeof(qc->message),
-                                         "query parameter '%s' has an unknown value '%.60s'", q->name, v);
-                                qc->bad = true;
-                                return MHD_NO;
-                        }
+                        if (!*c)
+                                return ft_error_set(err, -EINVAL, param,
+                                                    "query parameter '%s' has an unknown value '%.60s'", q->name, v);
                 }
         }
-        return MHD_YES;
+        return 0;
+}
+
+static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+        struct query_check *qc = cls;
+        struct ft_error err = {0};
+        if (api_query_arg_check(qc->req->route->query, key, value, &err) == 0)
+                return MHD_YES;
+        snprintf(qc->param, sizeof(qc->param), "%s", err.param);
+        snprintf(qc->message, sizeof(qc->message), "%s", err.message);
+        qc->bad = true;
+        return MHD_NO;
 }
 
 bool api_query_check(struct api_request *req, enum MHD_Result *ret_mhd) {
