@@ -29,6 +29,8 @@ static const struct {
                                           "Idempotency-Key reused with a different body"},
         [API_ERR_RATE_LIMITED] = {"rate_limited", 429, "too many queued jobs; retry after Retry-After seconds"},
         [API_ERR_INTERNAL] = {"internal_error", 500, "internal error (logged by the daemon)"},
+        [API_ERR_INSUFFICIENT_STORAGE] = {"insufficient_storage", 507,
+                                          "the daemon's disk is full: nothing was stored; retry when space is freed"},
         [API_ERR_UNAVAILABLE] = {"unavailable", 503, "the store cannot be reached; retry later"},
 };
 

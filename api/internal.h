@@ -84,6 +84,7 @@ enum api_error_code {
         API_ERR_RATE_LIMITED, /* 429 */
         API_ERR_INTERNAL, /* 500 */
         API_ERR_UNAVAILABLE, /* 503 */
+        API_ERR_INSUFFICIENT_STORAGE, /* 507 */
         _API_ERR_MAX,
 };
 

@@ -90,11 +90,12 @@ static const struct api_query_param upload_query[] = {
 #define E_409 API_ERR_CONFLICT
 #define E_413 API_ERR_PAYLOAD_TOO_LARGE
 #define E_415 API_ERR_UNSUPPORTED_MEDIA_TYPE
+#define E_507 API_ERR_INSUFFICIENT_STORAGE /* the disk is full */
 #define e_list E(E_400, E_401)
 #define e_get E(E_401, E_404)
 #define e_delete E(E_401, E_403, E_404, E_409)
-#define e_upload E(E_400, E_401, E_403, E_413, E_415)
-#define e_create E(E_400, E_401, E_403, E_404, E_413, E_415)
+#define e_upload E(E_400, E_401, E_403, E_413, E_415, E_507)
+#define e_create E(E_400, E_401, E_403, E_404, E_413, E_415, E_507)
 #define e_jobs_create E(E_400, E_401, E_403, E_413, E_415, API_ERR_IDEMPOTENCY_MISMATCH, API_ERR_RATE_LIMITED)
 #define e_predict E(E_400, E_401, E_403, E_404, E_409, E_413, E_415)
 #define e_cancel E(E_401, E_403, E_404, E_409)

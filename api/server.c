@@ -342,7 +342,7 @@ static int upload_open(struct request_ctx *ctx, const char *name, const char *fi
                 int r = st ? store_blob_begin(st, (int64_t)ctx->limit, &u->writer, &err) : -EIO;
                 if (r < 0) {
                         log_error("cannot start an upload: %s", err.message);
-                        set_upload_error(ctx, 500, "cannot store the upload");
+                        set_upload_error(ctx, r == -ENOSPC || r == -EDQUOT ? 507 : 500, "cannot store the upload");
                         return r;
                 }
         }
@@ -374,7 +374,7 @@ static int upload_write(struct request_ctx *ctx, struct api_upload *u, const cha
                         return r;
                 }
                 log_error("cannot write an upload: %s", err.message);
-                set_upload_error(ctx, r == -ENOSPC ? 507 : 500, "cannot store the upload");
+                set_upload_error(ctx, r == -ENOSPC || r == -EDQUOT ? 507 : 500, "cannot store the upload");
                 return r;
         }
         u->size += n;
@@ -414,7 +414,7 @@ static int uploads_commit(struct request_ctx *ctx) {
                         r = st ? store_blob_path(st, u->sha256, u->path, sizeof(u->path), &err) : -EIO;
                 if (r < 0) {
                         log_error("cannot store an upload: %s", err.message);
-                        set_upload_error(ctx, r == -ENOSPC ? 507 : 500, "cannot store the upload");
+                        set_upload_error(ctx, r == -ENOSPC || r == -EDQUOT ? 507 : 500, "cannot store the upload");
                         return ctx->upload_error;
                 }
                 u->size = (uint64_t)size;
@@ -628,8 +628,11 @@ static enum MHD_Result reply_early(struct request_ctx *ctx) {
                                            : "too many connections (at most %u): retry later",
                         ctx->over_cap == 1 ? req->server->opts.max_connections_per_ip
                                            : req->server->opts.max_connections - CONN_RESERVE);
-        case 500:
         case 507:
+                return api_reply_error(req, API_ERR_INSUFFICIENT_STORAGE, NULL,
+                                       "the daemon's disk is full: the upload was not stored (nothing stored before "
+                                       "is lost); retry when space is freed");
+        case 500:
                 return api_reply_error(req, API_ERR_INTERNAL, NULL, "%s",
                                        ctx->upload_error_msg[0] ? ctx->upload_error_msg : "internal error");
         default:
