@@ -28,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         MHD_http_unescape(value);
                 struct ft_error err = {0};
                 if (api_query_arg_check(route->query, arg, value, &err) < 0) {
-                        if (!err.message[0] || !err.param[0] && arg[0])
+                        if (!err.message[0] || (!err.param[0] && arg[0]))
                                 abort();
                         break;
                 }
