@@ -10,8 +10,9 @@ packages=(
         gcc libc6-dev make meson ninja-build pkg-config cmake xxd
         libmicrohttpd-dev libjansson-dev libsqlite3-dev zlib1g-dev libsystemd-dev libdnnl-dev
         libopenmpi-dev openmpi-bin
-        # tests (fakeroot: test_ops_systemd applies tmpfiles.d ownership as a normal user)
-        curl jq bc sqlite3 dataset-fashion-mnist systemd prometheus socat fakeroot
+        # tests (fakeroot: test_ops_systemd applies tmpfiles.d ownership as a normal user;
+        # iproute2: test_dist_netns joins two network namespaces with a veth pair)
+        curl jq bc sqlite3 dataset-fashion-mnist systemd prometheus socat fakeroot iproute2
         # dashboard
         libjs-chart.js
         # browser tests: Debian's chromium driven by playwright-core from npm (tests/browser)
