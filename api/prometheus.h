@@ -61,13 +61,13 @@ uint64_t api_disk_wait_get(void);
 /* A job was put back to the queue because the disk was full. */
 void api_disk_requeued(void);
 struct api_disk_status {
-        bool known;             /* statvfs answered */
-        uint64_t free_bytes;    /* available to the daemon's user */
+        bool known; /* statvfs answered */
+        uint64_t free_bytes; /* available to the daemon's user */
         uint64_t size_bytes;
-        uint64_t low_bytes;     /* the configured threshold */
-        uint64_t wait_bytes;    /* what the workers wait for (0: not waiting) */
-        uint64_t requeued;      /* jobs put back because the disk was full, since start */
-        bool low;               /* known && free_bytes < low_bytes */
+        uint64_t low_bytes; /* the configured threshold */
+        uint64_t wait_bytes; /* what the workers wait for (0: not waiting) */
+        uint64_t requeued; /* jobs put back because the disk was full, since start */
+        bool low; /* known && free_bytes < low_bytes */
 };
 void api_disk_status(struct api_disk_status *ret);
 

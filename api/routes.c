@@ -54,15 +54,15 @@ static enum MHD_Result handle_healthz(struct api_request *req) {
                 mib(d.free_bytes, a);
                 mib(d.wait_bytes, b);
                 json_array_append_new(reasons, json_pack("{s:s,s:s++++}", "code", "disk_full_wait", "message",
-                                                         "a checkpoint did not fit: workers claim no job until ",
-                                                         b, " are free (", a, " now)"));
+                                                         "a checkpoint did not fit: workers claim no job until ", b,
+                                                         " are free (", a, " now)"));
         }
         bool degraded = json_array_size(reasons) > 0;
         return api_reply_json(req, MHD_HTTP_OK,
                               json_pack("{s:s,s:o,s:{s:I,s:I,s:I,s:I}}", "status", degraded ? "degraded" : "ok",
                                         "reasons", reasons, "disk", "free_bytes", (json_int_t)d.free_bytes,
-                                        "size_bytes", (json_int_t)d.size_bytes, "low_bytes",
-                                        (json_int_t)d.low_bytes, "wait_bytes", (json_int_t)d.wait_bytes));
+                                        "size_bytes", (json_int_t)d.size_bytes, "low_bytes", (json_int_t)d.low_bytes,
+                                        "wait_bytes", (json_int_t)d.wait_bytes));
 }
 
 static const struct api_field onednn_shape[] = {

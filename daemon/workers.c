@@ -466,7 +466,6 @@ static void finish(struct worker *w, enum store_job_state state, const char *res
         finish_with(w, &(struct store_job_outcome){.state = state, .result_json = result, .error_json = error});
 }
 
-
 static void fail(struct worker *w, const char *code, const struct ft_error *err) {
         char message[sizeof(err->message)];
         ft_scrub_paths(w->pool->state_dir, w->job_id, err->message, message, sizeof(message));
@@ -536,10 +535,10 @@ static void release_disk_full(struct worker *w, struct store_job *job, const str
                          "the disk is full (%.300s); the job is back in the queue and starts again when %.1f MiB "
                          "are free",
                          why, (double)need / (1 << 20));
-        json_t *ev = json_pack("{s:s,s:s,s:s,s:i,s:I,s:I}", "type", "warning", "code", "disk_full", "message",
-                               message, "checkpoint_epoch", epoch, "free_bytes",
-                               (json_int_t)FT_MIN(disk_free(w->pool->state_dir), (uint64_t)INT64_MAX),
-                               "need_bytes", (json_int_t)need);
+        json_t *ev = json_pack("{s:s,s:s,s:s,s:i,s:I,s:I}", "type", "warning", "code", "disk_full", "message", message,
+                               "checkpoint_epoch", epoch, "free_bytes",
+                               (json_int_t)FT_MIN(disk_free(w->pool->state_dir), (uint64_t)INT64_MAX), "need_bytes",
+                               (json_int_t)need);
         char *data = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
         json_decref(ev);
         int r = data ? store_event_append(w->store, job->id, w->attempt, "warning", data, NULL, &err) : -ENOMEM;
@@ -547,8 +546,8 @@ static void release_disk_full(struct worker *w, struct store_job *job, const str
         if (r == 0)
                 r = store_job_release(w->store, job->id, w->attempt, &err);
         if (r < 0) {
-                log_warning("worker %u: job %s: the disk is full and the job cannot be released: %s", w->index,
-                            job->id, err.message);
+                log_warning("worker %u: job %s: the disk is full and the job cannot be released: %s", w->index, job->id,
+                            err.message);
                 mark_lost(w, r, &err);
                 return;
         }
@@ -571,8 +570,7 @@ static bool disk_ready(struct workers *pool) {
                 return false;
         if (atomic_compare_exchange_strong(&pool->disk_need, &need, 0)) {
                 api_disk_wait_set(0);
-                log_notice("disk space is back (%.1f MiB free): workers claim jobs again",
-                           (double)avail / (1 << 20));
+                log_notice("disk space is back (%.1f MiB free): workers claim jobs again", (double)avail / (1 << 20));
         }
         return true;
 }
