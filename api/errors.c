@@ -116,8 +116,16 @@ static void utf8_sanitize(char *s) {
 
 static enum MHD_Result reply_error_va(struct api_request *req, enum api_error_code code, const char *param,
                                       const char *const *headers, const char *fmt, va_list ap) {
-        char message[1024];
-        vsnprintf(message, sizeof(message), fmt, ap);
+        char raw[1024], message[1024];
+        vsnprintf(raw, sizeof(raw), fmt, ap);
+        /* every answer, whichever layer wrote the message: clients see the names they gave, never server paths */
+        const char *state = req->server ? req->server->opts.state_dir : NULL;
+        if (state && state[0])
+                ft_scrub_paths(state, NULL, raw, message, sizeof(message));
+        else
+                snprintf(message, sizeof(message), "%s", raw);
+        if (strcmp(raw, message) != 0)
+                log_info("%s %s: %s", req->method, req->url, raw); /* the log keeps the path */
         utf8_sanitize(message);
         char param_buf[FT_ERROR_PARAM_MAX];
         if (param) {

@@ -3,12 +3,15 @@
  * process's own numbers read from /proc at scrape time.
  * Not for: deciding what the workers report (daemon/), or JSON. */
 #include <dirent.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "api/internal.h"
@@ -56,6 +59,42 @@ static struct {
         uint64_t finish_counts[MAX_FINISH_STATES];
         size_t n_finish;
 } reg = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static struct {
+        char state_dir[PATH_MAX];
+        uint64_t low_bytes;
+        _Atomic uint64_t wait_bytes, requeued;
+} disk;
+
+void api_disk_configure(const char *state_dir, uint64_t low_bytes) {
+        snprintf(disk.state_dir, sizeof(disk.state_dir), "%s", state_dir ? state_dir : "");
+        disk.low_bytes = low_bytes;
+}
+
+void api_disk_wait_set(uint64_t need_bytes) {
+        atomic_store(&disk.wait_bytes, need_bytes);
+}
+
+uint64_t api_disk_wait_get(void) {
+        return atomic_load(&disk.wait_bytes);
+}
+
+void api_disk_requeued(void) {
+        atomic_fetch_add(&disk.requeued, 1);
+}
+
+void api_disk_status(struct api_disk_status *ret) {
+        struct statvfs v;
+        *ret = (struct api_disk_status){.low_bytes = disk.low_bytes,
+                                        .wait_bytes = atomic_load(&disk.wait_bytes),
+                                        .requeued = atomic_load(&disk.requeued)};
+        if (!disk.state_dir[0] || statvfs(disk.state_dir, &v) < 0)
+                return;
+        ret->known = true;
+        ret->free_bytes = (uint64_t)v.f_bavail * v.f_frsize;
+        ret->size_bytes = (uint64_t)v.f_blocks * v.f_frsize;
+        ret->low = ret->free_bytes < ret->low_bytes;
+}
 
 const char *api_metrics_method_label(const char *method) {
         static const char *const known[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
@@ -483,6 +522,27 @@ static void render_cuda(struct out *o) {
         }
 }
 
+static void render_disk(struct out *o) {
+        struct api_disk_status d;
+        api_disk_status(&d);
+        if (d.known) {
+                header(o, "finetuned_state_disk_free_bytes", "gauge",
+                       "Bytes free for the daemon on the state directory's file system.");
+                put(o, "finetuned_state_disk_free_bytes %llu\n", (unsigned long long)d.free_bytes);
+                header(o, "finetuned_state_disk_size_bytes", "gauge", "Size of the state directory's file system.");
+                put(o, "finetuned_state_disk_size_bytes %llu\n", (unsigned long long)d.size_bytes);
+        }
+        header(o, "finetuned_state_disk_low", "gauge",
+               "1 when the free bytes are below --disk-low-mb (/healthz is then degraded).");
+        put(o, "finetuned_state_disk_low %d\n", d.low ? 1 : 0);
+        header(o, "finetuned_workers_disk_wait_bytes", "gauge",
+               "Free bytes the workers wait for before they claim a job again (0: not waiting).");
+        put(o, "finetuned_workers_disk_wait_bytes %llu\n", (unsigned long long)d.wait_bytes);
+        header(o, "finetuned_jobs_requeued_disk_full_total", "counter",
+               "Jobs put back to the queue because a checkpoint or result did not fit on the disk.");
+        put(o, "finetuned_jobs_requeued_disk_full_total %llu\n", (unsigned long long)d.requeued);
+}
+
 int api_metrics_render(char **ret, size_t *ret_size) {
         struct out o = {0};
         header(&o, "finetuned_build_info", "gauge", "Always 1; the labels describe the running build.");
@@ -498,6 +558,7 @@ int api_metrics_render(char **ret, size_t *ret_size) {
                "Requests not recorded because the series limit was reached.");
         put(&o, "finetuned_http_requests_unrecorded_total %llu\n", (unsigned long long)dropped);
         render_process(&o);
+        render_disk(&o);
         if (o.failed) {
                 free(o.buf);
                 return -ENOMEM;

@@ -51,6 +51,26 @@ void api_metrics_job_finish(const char *job_id, const char *state);
 /* Jobs between api_metrics_job_start and api_metrics_job_finish. */
 unsigned api_metrics_jobs_running(void);
 
+/* The state directory's file system, watched for a full disk (issue 21).
+ * Configure once at start: low_bytes is --disk-low-mb (0: never "almost full"). */
+void api_disk_configure(const char *state_dir, uint64_t low_bytes);
+/* Workers wait for this many free bytes before they claim again (0: not waiting): set after a job was put back
+ * to the queue because its checkpoint did not fit, cleared when the space is there. */
+void api_disk_wait_set(uint64_t need_bytes);
+uint64_t api_disk_wait_get(void);
+/* A job was put back to the queue because the disk was full. */
+void api_disk_requeued(void);
+struct api_disk_status {
+        bool known; /* statvfs answered */
+        uint64_t free_bytes; /* available to the daemon's user */
+        uint64_t size_bytes;
+        uint64_t low_bytes; /* the configured threshold */
+        uint64_t wait_bytes; /* what the workers wait for (0: not waiting) */
+        uint64_t requeued; /* jobs put back because the disk was full, since start */
+        bool low; /* known && free_bytes < low_bytes */
+};
+void api_disk_status(struct api_disk_status *ret);
+
 /* Render the whole registry in the Prometheus text exposition format.
  * *ret is NUL-terminated and malloc'ed (the caller frees). */
 int api_metrics_render(char **ret, size_t *ret_size);

@@ -7,15 +7,62 @@
 #include <string.h>
 
 #include "api/internal.h"
+#include "api/prometheus.h"
 #include "config.h"
 
+static const struct api_field health_reason_shape[] = {
+        {"code", API_T_STRING, .choices = (const char *const[]){"disk_low", "disk_full_wait", NULL}},
+        {"message", API_T_STRING},
+        {NULL},
+};
+static const struct api_field health_disk_shape[] = {
+        {"free_bytes", API_T_INT, .description = "free for the daemon on the state directory's file system"},
+        {"size_bytes", API_T_INT},
+        {"low_bytes", API_T_INT, .description = "--disk-low-mb: below this the status is degraded (0: never)"},
+        {"wait_bytes", API_T_INT,
+         .description = "free bytes the workers wait for before they claim again, after a job's checkpoint did "
+                        "not fit (0: not waiting)"},
+        {NULL},
+};
 const struct api_field api_health_shape[] = {
-        {"status", API_T_STRING, .choices = (const char *const[]){"ok", NULL}},
+        {"status", API_T_STRING, .choices = (const char *const[]){"ok", "degraded", NULL},
+         .description = "degraded: the daemon serves, but the disk is almost full or workers wait for space"},
+        {"reasons", API_T_ARRAY_OBJECT, .fields = health_reason_shape, .description = "why it is degraded"},
+        {"disk", API_T_OBJECT, .fields = health_disk_shape},
         {NULL},
 };
 
+static void mib(uint64_t bytes, char buf[32]) {
+        snprintf(buf, 32, "%.1f MiB", (double)bytes / (1 << 20));
+}
+
+/* 200 in both states: a degraded daemon still answers and trains what fits; a load balancer that should
+ * stop sending it uploads reads "status". */
 static enum MHD_Result handle_healthz(struct api_request *req) {
-        return api_reply_json(req, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"));
+        struct api_disk_status d;
+        api_disk_status(&d);
+        json_t *reasons = json_array();
+        char a[32], b[32];
+        if (d.low) {
+                mib(d.free_bytes, a);
+                mib(d.low_bytes, b);
+                json_array_append_new(reasons,
+                                      json_pack("{s:s,s:s+++}", "code", "disk_low", "message",
+                                                "the disk is almost full: ", a, " free, below --disk-low-mb ", b));
+        }
+        if (d.wait_bytes) {
+                mib(d.free_bytes, a);
+                mib(d.wait_bytes, b);
+                json_array_append_new(reasons, json_pack("{s:s,s:s++++}", "code", "disk_full_wait", "message",
+                                                         "a checkpoint did not fit: workers claim no job until ", b,
+                                                         " are free (", a, " now)"));
+        }
+        bool degraded = json_array_size(reasons) > 0;
+        return api_reply_json(req, MHD_HTTP_OK,
+                              json_pack("{s:s,s:o,s:{s:I,s:I,s:I,s:I}}", "status", degraded ? "degraded" : "ok",
+                                        "reasons", reasons, "disk", "free_bytes", (json_int_t)d.free_bytes,
+                                        "size_bytes", (json_int_t)d.size_bytes, "low_bytes", (json_int_t)d.low_bytes,
+                                        "wait_bytes", (json_int_t)d.wait_bytes));
 }
 
 static const struct api_field onednn_shape[] = {

@@ -389,6 +389,12 @@ static enum MHD_Result on_post_part(void *cls, enum MHD_ValueKind kind, const ch
                 return MHD_YES;
         struct api_upload *cur = ctx->n_uploads ? &ctx->uploads[ctx->n_uploads - 1] : NULL;
         if (!cur || off == 0 || strcmp(cur->name, key ? key : "") != 0) {
+                for (unsigned i = 0; i < ctx->n_uploads; i++)
+                        if (strcmp(ctx->uploads[i].name, key ? key : "") == 0) {
+                                /* which of two would count is a guess: refuse instead */
+                                set_upload_error(ctx, 400, "part '%.64s' is given twice", key ? key : "");
+                                return MHD_YES;
+                        }
                 if (upload_open(ctx, key, filename, filename != NULL) < 0)
                         return MHD_YES;
                 cur = &ctx->uploads[ctx->n_uploads - 1];
@@ -713,8 +719,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 return reply_early(ctx);
         }
         if (ctx->pp) {
-                MHD_destroy_post_processor(ctx->pp); /* flushes the last part */
+                /* flushes the last part; MHD_NO: the body did not end with the closing boundary, or had bytes
+                 * that are no part (a cut-off upload must not be stored as if it were whole) */
+                bool complete = MHD_destroy_post_processor(ctx->pp) == MHD_YES;
                 ctx->pp = NULL;
+                if (!complete && !ctx->too_large)
+                        set_upload_error(ctx, 400,
+                                         "malformed multipart/form-data body: it does not end with the closing "
+                                         "boundary");
+                if (ctx->upload_error && !ctx->too_large) {
+                        ctx->early_status = (unsigned)ctx->upload_error;
+                        return reply_early(ctx);
+                }
         }
         if (ctx->too_large) {
                 ctx->early_status = 413;

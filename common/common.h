@@ -55,6 +55,14 @@ static inline bool ft_add_size(size_t a, size_t b, size_t *ret) {
  * and hopes. A part may be "" (skipped); parts are not normalized. */
 int ft_path_join(char *buf, size_t size, const char *first, ...) __attribute__((sentinel));
 
+/* Server paths never reach clients (issue 21): copy message `in` to out with
+ * the state directory `root` taken out. "<root>/jobs/<job_id>/" goes (what
+ * follows is relative to the job; "<root>/jobs/<job_id>'" becomes "the job's
+ * directory"), a blob "<root>/blobs/xx/<sha>" becomes "blob <sha prefix>",
+ * any other "<root>/" goes and a bare "<root>" becomes "the state directory".
+ * job_id may be NULL. The log keeps the full message. */
+void ft_scrub_paths(const char *root, const char *job_id, const char *in, char *out, size_t size);
+
 /* Monotonic and wall clocks. */
 double ft_now_monotonic(void); /* seconds */
 int64_t ft_now_unix_ms(void);

@@ -71,3 +71,39 @@ int64_t ft_now_unix_ms(void) {
         clock_gettime(CLOCK_REALTIME, &ts);
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+void ft_scrub_paths(const char *state, const char *job_id, const char *in, char *out, size_t size) {
+        size_t n = strlen(state), o = 0;
+        char job_prefix[96] = "";
+        if (job_id && job_id[0])
+                snprintf(job_prefix, sizeof(job_prefix), "/jobs/%.64s", job_id);
+        size_t jn = strlen(job_prefix);
+        while (*in && o + 1 < size) {
+                if (n && strncmp(in, state, n) == 0 && (in[n] == '/' || in[n] == '\'' || in[n] == '\0')) {
+                        in += n;
+                        if (jn && strncmp(in, job_prefix, jn) == 0 && (in[jn] == '/' || in[jn] == '\'')) {
+                                in += jn;
+                                in += *in == '/';
+                                if (*in == '\'')
+                                        o += (size_t)snprintf(out + o, size - o, "the job's directory");
+                        } else if (strncmp(in, "/blobs/", 7) == 0 && strlen(in) >= 10) {
+                                in += 10; /* "/blobs/xx/" */
+                                o += (size_t)snprintf(out + o, size - o, "blob ");
+                                size_t k = 0;
+                                for (; in[k] && in[k] != '\'' && in[k] != ' ' && in[k] != ':'; k++)
+                                        if (k < 12 && o + 1 < size)
+                                                out[o++] = in[k];
+                                in += k;
+                        } else {
+                                in += *in == '/';
+                                if (*in == '\'' || !*in)
+                                        o += (size_t)snprintf(out + o, size - o, "the state directory");
+                        }
+                        if (o >= size)
+                                o = size - 1;
+                        continue;
+                }
+                out[o++] = *in++;
+        }
+        out[o] = '\0';
+}

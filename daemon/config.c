@@ -26,13 +26,13 @@ static const struct config_option {
         {"log-file", "FINETUNED_LOG_FILE"},     {"max-queued-jobs", "FINETUNED_MAX_QUEUED_JOBS"},
         {"max-upload-mb", "FINETUNED_MAX_UPLOAD_MB"}, {"http-timeout", "FINETUNED_HTTP_TIMEOUT"},
         {"max-connections-per-ip", "FINETUNED_MAX_CONNECTIONS_PER_IP"}, {"lease", "FINETUNED_LEASE"},
-        {"gpus", "FINETUNED_GPUS"},
+        {"gpus", "FINETUNED_GPUS"}, {"disk-low-mb", "FINETUNED_DISK_LOW_MB"},
 };
 
 static const char *const option_names[DAEMON_CONFIG_OPTION_COUNT + 1] = {
         "listen",        "state-dir",     "workers",      "threads",
         "log-level",     "token-file",    "log-file",     "max-queued-jobs",
-        "max-upload-mb", "http-timeout",  "max-connections-per-ip", "lease", "gpus", NULL,
+        "max-upload-mb", "http-timeout",  "max-connections-per-ip", "lease", "gpus", "disk-low-mb", NULL,
 };
 
 const char *const *config_option_names(void) {
@@ -56,6 +56,7 @@ void config_init(struct daemon_config *cfg) {
         cfg->log_level = LOG_LEVEL_INFO;
         cfg->max_queued_jobs = DAEMON_DEFAULT_MAX_QUEUED;
         cfg->max_upload_mb = DAEMON_DEFAULT_MAX_UPLOAD_MB;
+        cfg->disk_low_mb = DAEMON_DEFAULT_DISK_LOW_MB;
         cfg->http_timeout_s = 30;
         cfg->lease_s = 30;
         cfg->max_per_ip = 256; /* a dashboard behind a reverse proxy: every client is one address */
@@ -188,6 +189,8 @@ static int set_option(struct daemon_config *cfg, const char *name, const char *v
                 return parse_uint(value, 1, 3600, name, &cfg->http_timeout_s, err);
         if (strcmp(name, "max-upload-mb") == 0)
                 return parse_uint(value, 1, 1024 * 1024, name, &cfg->max_upload_mb, err);
+        if (strcmp(name, "disk-low-mb") == 0)
+                return parse_uint(value, 0, 1024 * 1024 * 1024, name, &cfg->disk_low_mb, err);
         if (strcmp(name, "log-level") == 0) {
                 if (log_level_from_string(value, &cfg->log_level) < 0)
                         return ft_error_set(err, -EINVAL, name,
@@ -388,6 +391,8 @@ void serve_usage(FILE *out) {
                 "                      FINETUNED_MAX_QUEUED_JOBS)\n"
                 "  --max-upload-mb N   largest dataset or weights upload in MiB (default 1024;\n"
                 "                      FINETUNED_MAX_UPLOAD_MB)\n"
+                "  --disk-low-mb N     /healthz says degraded below N MiB free on the state directory's\n"
+                "                      file system (default 1024; 0: never; FINETUNED_DISK_LOW_MB)\n"
                 "  --http-timeout S    idle connections, and request headers, get S seconds (default 30;\n"
                 "                      FINETUNED_HTTP_TIMEOUT)\n"
                 "  --max-connections-per-ip N\n"
@@ -422,6 +427,7 @@ int config_parse_serve(int argc, char **argv, char *const *envp, struct daemon_c
                 {"max-queued-jobs", required_argument, NULL, 0}, {"max-upload-mb", required_argument, NULL, 0},
                 {"http-timeout", required_argument, NULL, 0}, {"max-connections-per-ip", required_argument, NULL, 0},
                 {"lease", required_argument, NULL, 0},      {"gpus", required_argument, NULL, 0},
+                {"disk-low-mb", required_argument, NULL, 0},
                 {NULL, 0, NULL, 0},
         };
         /* Flags are collected first and applied last, so that --config (which
@@ -583,6 +589,9 @@ void config_option_format(const struct daemon_config *cfg, size_t index, char *b
                         o += (size_t)snprintf(buf + o, size - o, "%s%d", i ? "," : "", cfg->gpus[i]);
                 return;
         }
+        case 13:
+                snprintf(buf, size, "%u", cfg->disk_low_mb);
+                return;
         default:
                 snprintf(buf, size, "?");
         }

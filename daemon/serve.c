@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/prometheus.h"
 #include "config.h"
 #include "daemon/daemon.h"
 #include "daemon/sdnotify.h"
@@ -209,6 +210,7 @@ int serve_main(int argc, char **argv) {
                 .max_queued_jobs = cfg.max_queued_jobs,
                 .job_progress = workers_progress,
         };
+        api_disk_configure(cfg.state_dir, (uint64_t)cfg.disk_low_mb << 20);
         struct workers_options wopts = {
                 .state_dir = cfg.state_dir,
                 .n = cfg.workers,

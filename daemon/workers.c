@@ -34,7 +34,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -91,6 +93,8 @@ struct workers {
         unsigned n_gpus;
         int64_t lease_ms;
         atomic_bool stop;
+        /* A job's checkpoint or result did not fit: no worker claims until this many bytes are free (0: go). */
+        _Atomic uint64_t disk_need;
         struct store *sub_store;
         struct store_subscription *sub;
         struct worker *w;
@@ -462,47 +466,9 @@ static void finish(struct worker *w, enum store_job_state state, const char *res
         finish_with(w, &(struct store_job_outcome){.state = state, .result_json = result, .error_json = error});
 }
 
-/* Server paths never reach clients: in a message stored for the job, "<state>/jobs/<id>/" goes (the rest is
- * relative to the job, ".tmp-ckpt-500-a2/model.safetensors"), a blob's "<state>/blobs/xx/<sha>" becomes "blob
- * <sha prefix>", and any other "<state>/" goes. The log keeps the full message. */
-static void scrub_paths(const char *state, const char *job_id, const char *in, char *out, size_t size) {
-        size_t n = strlen(state), o = 0;
-        char job_prefix[STORE_ID_MAX + 8];
-        snprintf(job_prefix, sizeof(job_prefix), "/jobs/%s", job_id);
-        size_t jn = strlen(job_prefix);
-        while (*in && o + 1 < size) {
-                if (n && strncmp(in, state, n) == 0 && (in[n] == '/' || in[n] == '\'' || in[n] == '\0')) {
-                        in += n;
-                        if (strncmp(in, job_prefix, jn) == 0 && (in[jn] == '/' || in[jn] == '\'')) {
-                                in += jn;
-                                in += *in == '/';
-                                if (*in == '\'')
-                                        o += (size_t)snprintf(out + o, size - o, "the job's directory");
-                        } else if (strncmp(in, "/blobs/", 7) == 0 && strlen(in) >= 10) {
-                                in += 10; /* "/blobs/xx/" */
-                                o += (size_t)snprintf(out + o, size - o, "blob ");
-                                size_t k = 0;
-                                for (; in[k] && in[k] != '\'' && in[k] != ' ' && in[k] != ':'; k++)
-                                        if (k < 12 && o + 1 < size)
-                                                out[o++] = in[k];
-                                in += k;
-                        } else {
-                                in += *in == '/';
-                                if (*in == '\'' || !*in)
-                                        o += (size_t)snprintf(out + o, size - o, "the state directory");
-                        }
-                        if (o >= size)
-                                o = size - 1;
-                        continue;
-                }
-                out[o++] = *in++;
-        }
-        out[o] = '\0';
-}
-
 static void fail(struct worker *w, const char *code, const struct ft_error *err) {
         char message[sizeof(err->message)];
-        scrub_paths(w->pool->state_dir, w->job_id, err->message, message, sizeof(message));
+        ft_scrub_paths(w->pool->state_dir, w->job_id, err->message, message, sizeof(message));
         json_t *e = json_pack("{s:s,s:s,s:s?}", "code", code, "message", message[0] ? message : "failed", "param",
                               err->param[0] ? err->param : NULL);
         char *text = e ? json_dumps(e, JSON_COMPACT) : NULL;
@@ -510,6 +476,103 @@ static void fail(struct worker *w, const char *code, const struct ft_error *err)
         log_warning("worker %u: job %s failed: %s", w->index, w->job_id, err->message);
         finish(w, STORE_JOB_FAILED, NULL, text);
         free(text);
+}
+
+/* ---- a full disk (issue 21) ------------------------------------------------------ */
+
+static bool disk_full(int r) {
+        return r == -ENOSPC || r == -EDQUOT;
+}
+
+static uint64_t disk_free(const char *dir) {
+        struct statvfs v;
+        return statvfs(dir, &v) < 0 ? UINT64_MAX : (uint64_t)v.f_bavail * v.f_frsize;
+}
+
+/* The bytes of the regular files in dir (a checkpoint directory: no subdirectories). */
+static uint64_t dir_bytes(const char *dir) {
+        DIR *d = opendir(dir);
+        uint64_t sum = 0;
+        if (!d)
+                return 0;
+        for (struct dirent *e; (e = readdir(d));) {
+                struct stat st;
+                if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+                        sum += (uint64_t)st.st_size;
+        }
+        closedir(d);
+        return sum;
+}
+
+/* A checkpoint (or the result) did not fit on the disk. That is transient: the temporary files are gone
+ * (compute/train.c removes them), the last good checkpoint stays, and the job goes back to the queue with a
+ * warning event saying why; the release does not count as an attempt. The pool then claims nothing until
+ * there is room for one more checkpoint of this size and a margin, so the job does not fail over and over. */
+static void release_disk_full(struct worker *w, struct store_job *job, const struct model *m,
+                              const struct ft_error *cause) {
+        struct ft_error err = {0};
+        struct store_checkpoint *c = NULL;
+        char path[PATH_MAX], message[sizeof(cause->message) + 256], why[sizeof(cause->message)];
+        int epoch = 0;
+        uint64_t size = 0;
+        if (store_checkpoint_latest(w->store, job->id, &c, NULL) == 1) {
+                epoch = c->epoch;
+                if (c->dir[0] && ft_path_join(path, sizeof(path), w->pool->state_dir, c->dir, NULL) >= 0)
+                        size = dir_bytes(path);
+        }
+        store_checkpoint_free(c);
+        if (!size && m) /* none yet: weights, and Adam's two moments */
+                size = 3 * (uint64_t)model_param_numel(m) * sizeof(float);
+        uint64_t need = size + size / 4 + (4u << 20); /* one more checkpoint, and room for the database */
+        ft_scrub_paths(w->pool->state_dir, job->id, cause->message, why, sizeof(why));
+        if (epoch > 0)
+                snprintf(message, sizeof(message),
+                         "the disk is full (%.300s); the job is back in the queue and resumes from its checkpoint "
+                         "of epoch %d when %.1f MiB are free",
+                         why, epoch, (double)need / (1 << 20));
+        else
+                snprintf(message, sizeof(message),
+                         "the disk is full (%.300s); the job is back in the queue and starts again when %.1f MiB "
+                         "are free",
+                         why, (double)need / (1 << 20));
+        json_t *ev = json_pack("{s:s,s:s,s:s,s:i,s:I,s:I}", "type", "warning", "code", "disk_full", "message", message,
+                               "checkpoint_epoch", epoch, "free_bytes",
+                               (json_int_t)FT_MIN(disk_free(w->pool->state_dir), (uint64_t)INT64_MAX), "need_bytes",
+                               (json_int_t)need);
+        char *data = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+        json_decref(ev);
+        int r = data ? store_event_append(w->store, job->id, w->attempt, "warning", data, NULL, &err) : -ENOMEM;
+        free(data);
+        if (r == 0)
+                r = store_job_release(w->store, job->id, w->attempt, &err);
+        if (r < 0) {
+                log_warning("worker %u: job %s: the disk is full and the job cannot be released: %s", w->index, job->id,
+                            err.message);
+                mark_lost(w, r, &err);
+                return;
+        }
+        w->final_state = "queued";
+        uint64_t old = atomic_load(&w->pool->disk_need);
+        while (old < need && !atomic_compare_exchange_weak(&w->pool->disk_need, &old, need))
+                ;
+        api_disk_wait_set(atomic_load(&w->pool->disk_need));
+        api_disk_requeued();
+        log_warning("worker %u: job %s back in the queue: %s", w->index, job->id, cause->message);
+}
+
+/* Before a claim: false while the pool waits for disk space (checked again every second). */
+static bool disk_ready(struct workers *pool) {
+        uint64_t need = atomic_load(&pool->disk_need);
+        if (!need)
+                return true;
+        uint64_t avail = disk_free(pool->state_dir);
+        if (avail < need)
+                return false;
+        if (atomic_compare_exchange_strong(&pool->disk_need, &need, 0)) {
+                api_disk_wait_set(0);
+                log_notice("disk space is back (%.1f MiB free): workers claim jobs again", (double)avail / (1 << 20));
+        }
+        return true;
 }
 
 static void run_job(struct worker *w, struct store_job *job) {
@@ -618,6 +681,10 @@ static void run_job(struct worker *w, struct store_job *job) {
                 }
                 goto out;
         }
+        if (disk_full(r)) {
+                release_disk_full(w, job, m, &err);
+                goto out;
+        }
         if (r < 0) {
                 fail(w, r == -EINVAL ? "invalid_job" : "training_failed", &err);
                 goto out;
@@ -627,6 +694,10 @@ static void run_job(struct worker *w, struct store_job *job) {
         r = save_result(w, m, train, &spec, &res, dir, sha, &err);
         if (r == 0)
                 r = save_metrics(w, &res, dir, metrics_sha, &err);
+        if (disk_full(r)) {
+                release_disk_full(w, job, m, &err);
+                goto out;
+        }
         if (r < 0) {
                 fail(w, "internal_error", &err);
                 goto out;
@@ -672,6 +743,10 @@ static void *worker_main(void *arg) {
         struct ft_error err = {0};
         while (!atomic_load(&w->pool->stop)) {
                 sdnotify_progress_beat(w->slot);
+                if (!disk_ready(w->pool)) {
+                        usleep(IDLE_WAIT_MS * 1000);
+                        continue;
+                }
                 uint64_t gen = store_queue_generation(w->store);
                 struct store_job *job = NULL;
                 int r = store_job_claim(w->store, w->id, w->pool->lease_ms, &job, &err);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_api_hostile.sh - hostile HTTP clients on a real daemon on loopback:
 # request smuggling hygiene (Content-Length twice, Content-Length with
-# Transfer-Encoding, 1,000 query parameters: 400 envelopes), a slowloris
+# Transfer-Encoding, 1,000 query parameters: 400 envelopes), multipart parts
+# given twice and a body without its closing boundary (400), a slowloris
 # client (one header byte every 2 s with --http-timeout 5) disconnected by the
 # header deadline, a slow upload body cut by the minimum body rate, and
 # clients over the per-address cap answered 503 with Retry-After and the
@@ -43,6 +44,21 @@ diag "$out"
 [ "$(sed -n 2p <<<"$out")" = "400 invalid_request" ]; ok $? "Content-Length with Transfer-Encoding: chunked: 400 envelope"
 [ "$(sed -n 3p <<<"$out")" = "400 invalid_request" ]; ok $? "1,000 query parameters: 400 envelope, not a closed connection"
 [ "$(sed -n 4p <<<"$out")" = "200 no-envelope" ]; ok $? "the same Content-Length twice is one length (RFC 9112): answered"
+
+# multipart bodies: a part given twice, and a body cut before its closing boundary (it was stored as a
+# shorter dataset): 400 envelopes, nothing stored
+printf 'a,b,label\n1,2,0\n2,1,1\n3,1,1\n1,3,0\n4,4,1\n' >"$TMP/mp.csv"
+http POST /v1/datasets -F "file=@$TMP/mp.csv" -F "file=@$TMP/mp.csv"
+[ "$STATUS" = 400 ] && echo "$BODY" | jq -r .error.message | grep -q "given twice"
+ok $? "a multipart part given twice: 400 ($STATUS $(echo "$BODY" | jq -c .error))"
+http POST /v1/models -F name=a -F name=b -F preset=mlp -F 'config={"inputs":2,"hidden":[4],"outputs":2}'
+[ "$STATUS" = 400 ]; ok $? "a form field given twice: 400 ($STATUS)"
+before=$(curl -s "$BASE/v1/datasets?limit=100" | jq '.data | length')
+cut=$(printf -- '--fz\r\nContent-Disposition: form-data; name="file"; filename="d.csv"\r\n\r\na,b,label\n1,2,0\n2,1,1\n3,1,1\n')
+http POST /v1/datasets -H 'Content-Type: multipart/form-data; boundary=fz' --data-binary "$cut"
+[ "$STATUS" = 400 ] && echo "$BODY" | jq -r .error.message | grep -q "closing boundary"
+ok $? "a multipart body without its closing boundary: 400 ($STATUS $(echo "$BODY" | jq -c .error))"
+[ "$(curl -s "$BASE/v1/datasets?limit=100" | jq '.data | length')" = "$before" ]; ok $? "and nothing was stored"
 
 # slowloris: one header byte every 2 s; the daemon must hang up well before 40 s (20 bytes)
 out=$(py <<'PY'

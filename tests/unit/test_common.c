@@ -1,6 +1,7 @@
 /* test_common.c - common/'s helpers: ft_path_join (joins, skips empty parts,
  * refuses what does not fit with -ENAMETOOLONG and leaves "") and
- * ft_error_set's sign convention. */
+ * ft_error_set's sign convention, ft_scrub_paths (no server path in a message
+ * a client sees). */
 #include <errno.h>
 #include <string.h>
 
@@ -24,5 +25,22 @@ int main(void) {
         ok(ft_error_set(&err, EINVAL, "p", "bad '%s'", "x") == -EINVAL && err.code == -EINVAL &&
                    strcmp(err.message, "bad 'x'") == 0 && strcmp(err.param, "p") == 0,
            "ft_error_set returns and stores a negative code");
+
+        char out[256];
+        const char *st = "/srv/ft/state";
+        ft_scrub_paths(st, "job_1", "cannot write '/srv/ft/state/jobs/job_1/.tmp-ckpt-5/model.safetensors': full", out,
+                       sizeof(out));
+        ok(strcmp(out, "cannot write '.tmp-ckpt-5/model.safetensors': full") == 0, "job path: relative to the job (%s)",
+           out);
+        ft_scrub_paths(st, "job_1", "cannot create '/srv/ft/state/jobs/job_1': x", out, sizeof(out));
+        ok(strcmp(out, "cannot create 'the job's directory': x") == 0, "the job's own directory (%s)", out);
+        ft_scrub_paths(st, NULL, "'/srv/ft/state/blobs/c4/c44072842468c3cf2f69': header", out, sizeof(out));
+        ok(strcmp(out, "'blob c44072842468': header") == 0, "a blob: 'blob' and a sha prefix (%s)", out);
+        ft_scrub_paths(st, NULL, "'/srv/ft/state/jobs/job_2/x' and '/srv/ft/state'", out, sizeof(out));
+        ok(strcmp(out, "'jobs/job_2/x' and 'the state directory'") == 0, "another job, the bare root (%s)", out);
+        ft_scrub_paths(st, NULL, "'/srv/ft/statement' stays", out, sizeof(out));
+        ok(strcmp(out, "'/srv/ft/statement' stays") == 0, "a longer name that starts like the root stays (%s)", out);
+        ft_scrub_paths(st, NULL, "tensor '0.weight': NaN", out, 8);
+        ok(strlen(out) == 7, "truncates to the buffer");
         return tap_done();
 }
