@@ -201,7 +201,7 @@ static int tg_backward_weights(struct model *m, struct backend_plan *p, int ni, 
         int64_t B = d.batch, ci = d.ci, co = d.co, ip = d.ip, op = d.op;
         CHK(dnnl_stream_wait(p->st), "stream_wait");
         const float *x = onednn_mem_ptr(p->nodes[ni].in[0].mem), *dy = onednn_mem_ptr(p->vals[ni + 1].dmem);
-        if (!n->weight->frozen) {
+        if (nn_param_grad(m, n->weight)) {
                 float *dw = onednn_mem_ptr(c->w.dw.mem);
                 for (int t = 0; t < n->kh * n->kw; t++) {
                         const struct tg_pair *pairs[TG_POSITIONS_MAX]; /* this tap's: one per output position */
@@ -228,7 +228,7 @@ static int tg_backward_weights(struct model *m, struct backend_plan *p, int ni, 
                         }
                 }
         }
-        if (n->bias && !n->bias->frozen) {
+        if (nn_param_grad(m, n->bias)) {
                 float *db = n->bias->grad;
                 memset(db, 0, (size_t)co * sizeof(float));
                 for (int64_t r = 0; r < B * op; r++)
@@ -439,9 +439,9 @@ static int conv_backward(struct model *m, struct backend_plan *p, int ni, const 
                 return onednn_weighted_backward(m, p, ni, &c->w, need, err);
         if (need[0] && (r = tg_backward_data(m, p, ni, err)) < 0)
                 return r;
-        if (nn_node_trainable(n) && (r = tg_backward_weights(m, p, ni, err)) < 0)
+        if (nn_node_trainable(m, n) && (r = tg_backward_weights(m, p, ni, err)) < 0)
                 return r;
-        if (!n->weight->frozen && c->w.dw.reorder &&
+        if (nn_param_grad(m, n->weight) && c->w.dw.reorder &&
             (r = onednn_run_reorder(p, c->w.dw.reorder, c->w.dw.mem, c->w.dw.user, name, err)) < 0)
                 return r;
         return 0;
