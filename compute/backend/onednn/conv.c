@@ -417,15 +417,16 @@ static int conv_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
                 return tg_bwd_init(m, p, ni, err);
         const dnnl_memory_desc_t *smd = &p->nodes[ni].in[0].md, *dmd = &p->vals[ni + 1].md;
         dnnl_memory_desc_t wmd, bmd, *bp;
-        dnnl_primitive_desc_t dpd = NULL, wpd;
+        dnnl_primitive_desc_t dpd = NULL, wpd = NULL;
         int r;
         if ((r = onednn_weighted_mds(n, &wmd, &bmd, &bp, err)) < 0)
                 return r;
         if (p->rg[n->in[0]] && ((r = conv_bwd_pd(p, m, n, c, false, smd, &wmd, bp, dmd, &dpd, err)) < 0 ||
                                 (r = conv_bwd_data_formats(p, m, ni, &wmd, &dpd, err)) < 0))
                 return r;
-        if ((r = conv_bwd_pd(p, m, n, c, true, smd, &wmd, bp, dmd, &wpd, err)) < 0 ||
-            (r = conv_bwd_weights_formats(p, m, ni, &wmd, bp, &wpd, err)) < 0)
+        /* input-gradient mode computes no parameter gradient: no backward weights */
+        if (!m->input_grad && ((r = conv_bwd_pd(p, m, n, c, true, smd, &wmd, bp, dmd, &wpd, err)) < 0 ||
+                               (r = conv_bwd_weights_formats(p, m, ni, &wmd, bp, &wpd, err)) < 0))
                 return r;
         return onednn_weighted_bwd_finish(m, p, ni, &c->w, dpd, wpd, bp, err);
 }

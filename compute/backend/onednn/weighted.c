@@ -92,6 +92,8 @@ int onednn_weighted_bwd_finish(struct model *m, struct backend_plan *p, int ni, 
                                 return r;
                 }
         }
+        if (!wpd) /* input-gradient mode: no parameter gradients, no backward weights */
+                return 0;
         if ((r = onednn_prim_new(p, wpd, &w->bwd_weights, name, err)) < 0 ||
             (r = onednn_wview_init(p, m, &w->dw, n->weight, n->weight->grad,
                                    onednn_q_md(wpd, dnnl_query_diff_weights_md), true, name, err)) < 0 ||
