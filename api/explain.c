@@ -229,7 +229,10 @@ int api_explain_file(const char *weights_path, const char *spec_json, const char
                 .baseline = ig && black ? b.x + model_input_numel(m) : NULL,
         };
         if ((r = explain_run(m, ctx, b.x, &o, &res, err)) < 0) {
-                if (strcmp(err->param, "input") == 0) /* explain.h names the model's input: the request's image */
+                /* explain.h's names: the model (too big to explain) is the path's id, its input the image */
+                if (strcmp(err->param, "model") == 0)
+                        snprintf(err->param, sizeof(err->param), "id");
+                else if (strcmp(err->param, "input") == 0)
                         snprintf(err->param, sizeof(err->param), "images[0]");
                 goto fail;
         }

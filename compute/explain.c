@@ -34,7 +34,7 @@ int explain_run(struct model *m, struct compute_ctx *ctx, const float *x, const 
         size_t n = model_input_numel(m), k = model_output_count(m);
         bool ig = opt->method == EXPLAIN_INTEGRATED_GRADIENTS;
         if (n > EXPLAIN_INPUT_MAX)
-                return ft_error_set(err, -EINVAL, "input",
+                return ft_error_set(err, -EINVAL, "model",
                                     "the model takes %zu input values; explain takes at most %zu", n,
                                     EXPLAIN_INPUT_MAX);
         int steps = ig ? (opt->steps ? opt->steps : EXPLAIN_STEPS_DEFAULT) : 1;

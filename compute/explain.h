@@ -52,9 +52,9 @@ struct explain_result {
 
 /* Explain x (model_input_numel floats) with m: puts m in input-gradient mode (model_set_input_grad, which releases
  * its plans) and prepares it on ctx for batches up to EXPLAIN_BATCH. m must be a classifier's model (any input
- * shape: the caller decides what a map of it means). -EINVAL with err->param "target", "steps" or "input" (a model
- * over EXPLAIN_INPUT_MAX input values, or a non-finite output); on success *ret is filled (release it with
- * explain_result_deinit); on failure it is untouched. */
+ * shape: the caller decides what a map of it means). -EINVAL with err->param "target", "steps" or "model" (a model
+ * over EXPLAIN_INPUT_MAX input values); -ERANGE with "input" for a non-finite output or gradient; on success *ret is
+ * filled (release it with explain_result_deinit); on failure it is untouched. */
 int explain_run(struct model *m, struct compute_ctx *ctx, const float *x, const struct explain_options *opt,
                 struct explain_result *ret, struct ft_error *err);
 void explain_result_deinit(struct explain_result *r);

@@ -140,8 +140,8 @@ void model_set_frozen_bn_eval(struct model *m, bool on);
  * (no pooling or fused-ReLU workspaces, no batch-statistics BatchNorm), keep an activation only until its last
  * reader ran (the buffers are reused along the forward: peak memory is a few activations, not all of them) and
  * have no backward: a training forward and model_backward are refused (-EINVAL). Switching releases the plans made
- * so far (call it on the context's thread, or before model_prepare). Off by default; parameters' gradients are
- * never touched in this mode. */
+ * so far (call it on the context's thread, or before model_prepare); turning it on turns input-gradient mode off.
+ * Off by default; parameters' gradients are never touched in this mode. */
 void model_set_inference(struct model *m, bool on);
 bool model_is_inference(const struct model *m);
 
