@@ -1,9 +1,9 @@
 /* explain.c - gradient x input and integrated gradients over the model's input-gradient mode (explain.h).
  *
- * One plan at batch B (at most EXPLAIN_BATCH): the first forward runs x and the baseline side by side (the
- * prediction, s_c(x), s_c(b)); gradient x input backpropagates its row of x; integrated gradients runs the m
- * interpolation points B at a time (a short last chunk is padded with x and a zero output gradient, so no second
- * plan is made) and sums their input gradients in double.
+ * One plan. Gradient x input, at batch 1: a forward of the baseline (s_c(b)), one of x (the prediction, s_c(x)),
+ * the backward of x. Integrated gradients, at batch B (at most EXPLAIN_BATCH): a forward of x and the baseline side
+ * by side (the prediction, s_c(x), s_c(b)), then the m interpolation points B at a time (a short last chunk is
+ * padded with x and a zero output gradient, so no second plan is made), their input gradients summed in double.
  *
  * Not for: preprocessing, files, HTTP (api/explain.c), the backward itself (the backend). */
 #include <math.h>
@@ -42,28 +42,37 @@ int explain_run(struct model *m, struct compute_ctx *ctx, const float *x, const 
                 return ft_error_set(err, -EINVAL, "steps", "'steps' must be from 1 to %d", EXPLAIN_STEPS_MAX);
         if (k < 1 || opt->target < -1 || opt->target >= (long long)k)
                 return ft_error_set(err, -EINVAL, "target", "'target' must be a class index from 0 to %zu", k - 1);
-        int batch = ig ? FT_MIN(EXPLAIN_BATCH, FT_MAX(2, steps)) : 2;
+        int batch = ig ? FT_MIN(EXPLAIN_BATCH, FT_MAX(2, steps)) : 1;
         float *xb = malloc((size_t)batch * n * sizeof(float)), *dout = calloc((size_t)batch * k, sizeof(float));
         float *zero = opt->baseline ? NULL : calloc(n, sizeof(float));
         double *acc = calloc(n, sizeof(double));
+        float *yb = malloc(k * sizeof(float)); /* the baseline's outputs */
         struct explain_result res = {.n = n, .outputs = k, .steps = steps};
         res.attribution = malloc(n * sizeof(float));
         res.output = malloc(k * sizeof(float));
         const float *b = opt->baseline ? opt->baseline : zero, *y = NULL, *g = NULL;
         int r = 0;
-        if (!xb || !dout || !acc || !b || !res.attribution || !res.output) {
+        if (!xb || !dout || !acc || !yb || !b || !res.attribution || !res.output) {
                 r = ft_error_set(err, -ENOMEM, NULL, "out of memory");
                 goto done;
         }
         model_set_input_grad(m, true);
         if ((r = model_prepare(m, ctx, batch, err)) < 0)
                 goto done;
-        /* x, the baseline, and x again as padding */
-        for (int j = 0; j < batch; j++)
-                memcpy(xb + (size_t)j * n, j == 1 ? b : x, n * sizeof(float));
-        if ((r = model_forward(m, xb, batch, false, &y, err)) < 0)
-                goto done;
-        if (!finite_all(y, 2 * k)) {
+        if (batch == 1) { /* gradient x input: the baseline alone, then x (whose forward the backward follows) */
+                if ((r = model_forward(m, b, 1, false, &y, err)) < 0)
+                        goto done;
+                memcpy(yb, y, k * sizeof(float));
+                if ((r = model_forward(m, x, 1, false, &y, err)) < 0)
+                        goto done;
+        } else { /* x, the baseline, and x again as padding */
+                for (int j = 0; j < batch; j++)
+                        memcpy(xb + (size_t)j * n, j == 1 ? b : x, n * sizeof(float));
+                if ((r = model_forward(m, xb, batch, false, &y, err)) < 0)
+                        goto done;
+                memcpy(yb, y + k, k * sizeof(float));
+        }
+        if (!finite_all(y, k) || !finite_all(yb, k)) {
                 r = ft_error_set(err, -ERANGE, "input", "the model's output is not a finite number");
                 goto done;
         }
@@ -73,7 +82,7 @@ int explain_run(struct model *m, struct compute_ctx *ctx, const float *x, const 
                         res.predicted = c;
         res.target = opt->target < 0 ? res.predicted : (size_t)opt->target;
         res.score = y[res.target];
-        res.baseline_score = y[k + res.target];
+        res.baseline_score = yb[res.target];
         if (!ig) { /* d s_c / d x at x: backpropagate row 0 only */
                 dout[res.target] = 1.0f;
                 if ((r = model_backward(m, dout, err)) < 0 || (r = model_input_grad(m, &g, err)) < 0)
@@ -120,5 +129,6 @@ done:
         free(dout);
         free(zero);
         free(acc);
+        free(yb);
         return r;
 }
