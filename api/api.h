@@ -62,3 +62,12 @@ int api_server_set_token(struct api_server *server, const char *token, struct ft
 
 /* Stop accepting, close every connection, join the HTTP threads, free. */
 void api_server_stop(struct api_server *server);
+
+/* POST /v1/models/{id}/explain without HTTP, for `finetuned explain` (api/explain.c): body is the request's JSON
+ * object (validated here as the API validates it: {"images": [[pixels]], "image_shape", "target", "method",
+ * "steps", "baseline"}, docs/api.md), the model the safetensors file weights_path holds (its spec: spec_json, or
+ * NULL for the file's own "finetuned.spec"); model_id goes into messages and the answer. *ret (a jansson json_t *,
+ * the caller decrefs) is the answer the API gives. -EINVAL with err->param naming the field for a bad request or a
+ * model that does not take images. */
+int api_explain_file(const char *weights_path, const char *spec_json, const char *model_id, const void *body,
+                     void **ret, struct ft_error *err);

@@ -205,8 +205,7 @@ struct api_query_param {
 bool api_query_check(struct api_request *req, enum MHD_Result *ret_mhd);
 /* One argument (key, value after URL unescaping) against a route's table: the
  * check api_query_check runs for each; no connection needed (tests/fuzz). */
-int api_query_arg_check(const struct api_query_param *params, const char *key, const char *value,
-                        struct ft_error *err);
+int api_query_arg_check(const struct api_query_param *params, const char *key, const char *value, struct ft_error *err);
 const char *api_query_get(struct api_request *req, const char *name);
 /* The {name} captures of the route, in order. */
 const char *api_path_param(struct api_request *req, unsigned i);
@@ -340,6 +339,17 @@ enum MHD_Result api_models_get(struct api_request *req);
 enum MHD_Result api_models_delete(struct api_request *req);
 enum MHD_Result api_models_weights(struct api_request *req);
 enum MHD_Result api_models_predict(struct api_request *req);
+/* What predict and explain share (predict.c): every tensor of m from the weights file f (-EIO naming a missing
+ * one), and a request's "rows" or "images" (with "image_shape") as a dataset the loader reads (ds's buffers are
+ * the caller's to free, also on failure; -EINVAL naming the row or pixel). */
+struct st_file;
+struct dataset;
+int api_model_weights_load(struct model *m, const struct st_file *f, struct ft_error *err);
+int api_predict_input(const json_t *body, const struct model *m, struct dataset *ds, struct ft_error *err);
+/* POST /v1/models/{id}/explain (explain.c) */
+extern const struct api_field api_explain_fields[];
+extern const struct api_field api_explanation_shape[];
+enum MHD_Result api_models_explain(struct api_request *req);
 
 /* Header checks of POST /v1/jobs and the event stream, without a connection
  * (tests/fuzz): an Idempotency-Key is 1 to 255 bytes; a Last-Event-ID is a

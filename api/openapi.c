@@ -45,6 +45,7 @@ static const struct component {
         {"Model", api_model_shape},
         {"ModelList", .list_of = "Model", .cursor = "string"},
         {"Prediction", api_prediction_shape},
+        {"Explanation", api_explanation_shape},
         {"Deleted", api_deleted_shape},
         {"Version", api_version_shape},
         {"Health", api_health_shape},

@@ -51,7 +51,7 @@ const struct api_field api_prediction_shape[] = {
         {NULL},
 };
 
-static int load_weights(struct model *m, const struct st_file *f, struct ft_error *err) {
+int api_model_weights_load(struct model *m, const struct st_file *f, struct ft_error *err) {
         for (size_t i = 0; i < model_tensor_count(m); i++) {
                 struct tensor *t = model_tensor_at(m, i);
                 const struct st_tensor *s = st_file_find(f, t->name);
@@ -103,8 +103,7 @@ static json_t *prediction(const float *o, size_t k, bool regression, const json_
         return p;
 }
 
-/* The request's rows as a dataset the loader can read (buffers owned by the caller). */
-static int build_input(const json_t *body, const struct model *m, struct dataset *ds, struct ft_error *err) {
+int api_predict_input(const json_t *body, const struct model *m, struct dataset *ds, struct ft_error *err) {
         const json_t *rows = json_object_get(body, "rows"), *images = json_object_get(body, "images");
         int64_t in[3] = {0};
         int nd = model_input_shape(m, in);
@@ -232,12 +231,12 @@ enum MHD_Result api_models_predict(struct api_request *req) {
         mspec = json_loads(rec->spec_json, 0, NULL);
         r = mspec ? model_new(mspec, &m, &err) : -EIO;
         if (r == 0)
-                r = load_weights(m, f, &err);
+                r = api_model_weights_load(m, f, &err);
         if (r == 0 && pre)
                 r = data_transform_from_json(pre, &t, &err);
         if (r < 0)
                 goto fail;
-        r = build_input(body, m, &ds, &err);
+        r = api_predict_input(body, m, &ds, &err);
         if (r < 0)
                 goto fail;
         if (ds.kind == DATA_TABLE && t.standardize && t.n_features != ds.n_features) {

@@ -205,6 +205,13 @@ const struct api_route api_routes[] = {
          .body_max = 16u << 20, .tag = "models", .errors = e_predict, .reply = "Prediction",
          .summary = "predict: rows of features or images -> labels with class probabilities (or values), "
                     "applying the preprocessing the model was trained with"},
+        {"POST", "/v1/models/{id}/explain", api_models_explain, .flags = API_ROUTE_JSON, .body = api_explain_fields,
+         .body_max = 16u << 20, .tag = "models", .errors = e_predict, .reply = "Explanation",
+         .summary = "explain: one image -> a per-pixel saliency map for a class (integrated gradients or gradient x "
+                    "input), from the engine's own backward pass to the input",
+         .description = "The image is preprocessed as predict does; the map is over the model's input (after "
+                        "resize), each pixel its channels' attributions summed. 400 for a model that does not take "
+                        "images; at most 256 integrated-gradients steps and 3*1024*1024 image values."},
 
         {"POST", "/v1/jobs", api_jobs_create, .flags = API_ROUTE_JSON | API_ROUTE_IDEMPOTENT, .tag = "jobs",
          .success = 201, .errors = e_jobs_create, .body_schema = "JobSpec", .body = job_refs, .reply = "Job",

@@ -47,6 +47,9 @@ struct backend_ops {
         int (*plan_backward)(struct model *m, struct backend_plan *p, struct ft_error *err);
         /* backward from d_out [batch, outputs] after a training forward with the same plan */
         int (*backward)(struct model *m, struct backend_plan *p, const float *d_out, struct ft_error *err);
+        /* the model input's gradient ([batch, input numel], plain) of the last backward of p, made in input-gradient
+         * mode (model_set_input_grad); owned by the plan. NULL in a backend without it (-EOPNOTSUPP) */
+        int (*input_grad)(struct model *m, struct backend_plan *p, const float **ret, struct ft_error *err);
         /* parameters (data, grad, followers) back to PyTorch layout; forward and backward move them to the
          * backend's (model_sync) */
         int (*params_plain)(struct model *m, struct ft_error *err);

@@ -9,6 +9,7 @@
 
 #include "compute/context.h"
 #include "compute/data.h"
+#include "compute/explain.h"
 #include "compute/job.h"
 #include "compute/jobspec.h"
 #include "compute/loss.h"

@@ -1023,15 +1023,15 @@ void model_set_frozen_bn_eval(struct model *m, bool on) {
         m->frozen_bn_eval = on;
 }
 
-bool nn_node_trainable(const struct node *n) {
-        return (n->weight && !n->weight->frozen) || (n->bias && !n->bias->frozen);
+bool nn_node_trainable(const struct model *m, const struct node *n) {
+        return nn_param_grad(m, n->weight) || nn_param_grad(m, n->bias);
 }
 
 void nn_requires_grad(const struct model *m, bool *out) {
-        out[0] = false;
+        out[0] = m->input_grad;
         for (int i = 0; i < m->n_nodes; i++) {
                 const struct node *n = &m->nodes[i];
-                bool r = nn_node_trainable(n);
+                bool r = nn_node_trainable(m, n);
                 for (int j = 0; j < n->n_in; j++)
                         r = r || out[n->in[j]];
                 out[i + 1] = r;
@@ -1106,6 +1106,7 @@ int model_forward(struct model *m, const float *x, int batch, bool training, con
         if (r < 0)
                 return r;
         m->last_plan = NULL;
+        m->input_grad_ready = false;
         r = m->ctx->ops->forward(m, p, x, training, ret_out, err);
         if (r < 0)
                 return r;
@@ -1115,9 +1116,12 @@ int model_forward(struct model *m, const float *x, int batch, bool training, con
 }
 
 int model_backward(struct model *m, const float *d_out, struct ft_error *err) {
-        if (!m->last_plan || !m->last_training)
+        if (!m->last_plan || (!m->last_training && !m->input_grad))
                 return ft_error_set(err, -EINVAL, NULL, "backward needs a training forward first");
-        return m->ctx->ops->backward(m, m->last_plan, d_out, err);
+        m->input_grad_ready = false;
+        int r = m->ctx->ops->backward(m, m->last_plan, d_out, err);
+        m->input_grad_ready = r == 0 && m->input_grad;
+        return r;
 }
 
 void model_set_inference(struct model *m, bool on) {
@@ -1125,6 +1129,32 @@ void model_set_inference(struct model *m, bool on) {
                 return;
         model_plans_release(m);
         m->inference = on;
+        if (on)
+                m->input_grad = false;
+}
+
+void model_set_input_grad(struct model *m, bool on) {
+        if (m->input_grad == on)
+                return;
+        model_plans_release(m);
+        m->input_grad = on;
+        m->input_grad_ready = false;
+        if (on)
+                m->inference = false;
+}
+
+bool model_is_input_grad(const struct model *m) {
+        return m->input_grad;
+}
+
+int model_input_grad(struct model *m, const float **ret, struct ft_error *err) {
+        if (!m->input_grad || !m->input_grad_ready || !m->last_plan)
+                return ft_error_set(err, -EINVAL, NULL,
+                                    "no input gradient: model_set_input_grad, then a forward and a backward");
+        if (!m->ctx->ops->input_grad)
+                return ft_error_set(err, -EOPNOTSUPP, NULL, "the %s backend computes no input gradient",
+                                    m->ctx->ops->name);
+        return m->ctx->ops->input_grad(m, m->last_plan, ret, err);
 }
 
 bool model_is_inference(const struct model *m) {

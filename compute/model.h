@@ -140,10 +140,26 @@ void model_set_frozen_bn_eval(struct model *m, bool on);
  * (no pooling or fused-ReLU workspaces, no batch-statistics BatchNorm), keep an activation only until its last
  * reader ran (the buffers are reused along the forward: peak memory is a few activations, not all of them) and
  * have no backward: a training forward and model_backward are refused (-EINVAL). Switching releases the plans made
- * so far (call it on the context's thread, or before model_prepare). Off by default; parameters' gradients are
- * never touched in this mode. */
+ * so far (call it on the context's thread, or before model_prepare); turning it on turns input-gradient mode off.
+ * Off by default; parameters' gradients are never touched in this mode. */
 void model_set_inference(struct model *m, bool on);
 bool model_is_inference(const struct model *m);
+
+/* Input-gradient mode (on), for saliency (explain.h): plans made from then on also compute the gradient of the
+ * output with respect to the model input, through the first layer's backward data, and no parameter's gradient
+ * (every parameter is treated as frozen: backward never writes the gradient span, and the freeze state is kept
+ * for when the mode is off). model_backward is allowed after an evaluation forward too (running statistics, no
+ * dropout: the gradient of what predict computes); model_input_grad then gives d(input). Unlike inference mode
+ * the plans keep every activation for backward (a training step's memory without the parameter gradients), so a
+ * model that only predicts stays in inference mode and explain builds its own. Turning it on turns inference mode
+ * off (and model_set_inference(on) turns it off); switching releases the plans made so far (on the context's
+ * thread, or before model_prepare). Off by default. */
+void model_set_input_grad(struct model *m, bool on);
+bool model_is_input_grad(const struct model *m);
+/* The gradient with respect to the input of the last model_backward in input-gradient mode: *ret [batch, input
+ * numel] floats (NCHW per sample, as x), owned by the model, valid until the next forward or backward. -EINVAL
+ * when the mode is off or no backward ran since the last forward; -EOPNOTSUPP on a backend without it. */
+int model_input_grad(struct model *m, const float **ret, struct ft_error *err);
 
 /* Create the backend's primitives and buffers for batches of 1..max_batch on ctx's thread. Forward at a
  * batch size seen before reuses its primitives; nothing is allocated per step after the first step at a batch
@@ -157,7 +173,8 @@ int model_prepare(struct model *m, struct compute_ctx *ctx, int max_batch, struc
 int model_forward(struct model *m, const float *x, int batch, bool training, const float **ret_out,
                   struct ft_error *err);
 /* Backward from d(out) ([batch, output count], the batch of the last forward, which must have been a training
- * forward): writes (overwrites, does not accumulate) the grad of every trainable parameter. */
+ * forward, or any forward in input-gradient mode): writes (overwrites, does not accumulate) the grad of every
+ * trainable parameter (none in input-gradient mode: the input's, model_input_grad). */
 int model_backward(struct model *m, const float *d_out, struct ft_error *err);
 /* Set every parameter gradient to zero (the whole gradient span). */
 void model_zero_grad(struct model *m);

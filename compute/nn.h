@@ -85,6 +85,8 @@ struct model {
         size_t n_span;
         bool frozen_bn_eval;
         bool inference; /* model_set_inference: plans are forward_inference only */
+        bool input_grad; /* model_set_input_grad: plans compute the input's gradient and no parameter's */
+        bool input_grad_ready; /* the last backward ran in that mode: model_input_grad has it */
         struct model_rng_state rng;
 
         struct compute_ctx *ctx;
@@ -122,5 +124,9 @@ static inline const struct value_shape *node_in_shape(const struct model *m, con
 bool nn_dropout_keep(uint64_t seed, uint64_t counter, uint64_t i, float p);
 /* requires_grad of every value for the current freeze state: out[v] for v < n_values. */
 void nn_requires_grad(const struct model *m, bool *out);
-/* whether node n has a parameter that is trainable */
-bool nn_node_trainable(const struct node *n);
+/* whether node n has a parameter that is trainable (none is in input-gradient mode: model_set_input_grad) */
+bool nn_node_trainable(const struct model *m, const struct node *n);
+/* whether backward writes parameter t's gradient: t is not frozen and the model is not in input-gradient mode */
+static inline bool nn_param_grad(const struct model *m, const struct tensor *t) {
+        return t && !t->frozen && !m->input_grad;
+}

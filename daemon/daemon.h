@@ -102,4 +102,5 @@ int config_log_file_open(const char *path, struct ft_error *err);
 /* Subcommands: each returns the process exit status. */
 int serve_main(int argc, char **argv);
 int inspect_main(int argc, char **argv);
+int explain_main(int argc, char **argv); /* explain_cmd.c */
 int train_main(int argc, char **argv);

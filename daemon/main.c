@@ -14,6 +14,7 @@ static const struct command {
         {"serve", serve_main, "run the daemon: HTTP API, dashboard and workers"},
         {"train", train_main, "run a fine-tuning job in the foreground, events as NDJSON on stdout"},
         {"inspect", inspect_main, "validate a dataset or weights file and print its summary as JSON"},
+        {"explain", explain_main, "a saliency map of one image for a model's class, as JSON (docs/api.md)"},
 };
 
 static void usage(FILE *out) {

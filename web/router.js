@@ -1,5 +1,5 @@
 /* router.js - the hash router: #/jobs, #/jobs/{id}, #/submit, #/datasets,
- * #/models, #/compare (with ?query arguments) each map to one view function,
+ * #/models, #/models/{id}/explain, #/compare (with ?query arguments) each map to one view function,
  * which draws into <main> and may return a teardown (close streams, stop
  * polls, destroy charts) that runs before the next view. Marks the current
  * navigation link; anything else is a "not found" page.
@@ -12,6 +12,7 @@ import { viewSubmit } from './view-submit.js';
 import { viewDatasets } from './view-datasets.js';
 import { viewModels } from './view-models.js';
 import { viewCompare } from './view-compare.js';
+import { viewExplain } from './view-explain.js';
 
 /* [pattern over the path after "#/", view(params, ...captures), navigation entry] */
 const ROUTES = [
@@ -20,6 +21,7 @@ const ROUTES = [
         [/^submit$/, viewSubmit, 'submit'],
         [/^datasets$/, viewDatasets, 'datasets'],
         [/^models$/, viewModels, 'models'],
+        [/^models\/([^/?]+)\/explain$/, viewExplain, 'models'],
         [/^compare$/, viewCompare, 'compare'],
 ];
 

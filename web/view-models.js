@@ -1,7 +1,8 @@
 /* view-models.js - the models page (#/models): every model by name (id
  * beneath) with its architecture from its spec (input shape, layers), where
  * it came from (a preset, an upload, or a link to the job that produced it),
- * its weights (download) and a link to fine-tune it.
+ * its weights (download), a link to fine-tune it and, for an image model with weights, to explain an image
+ * with it (view-explain.js).
  *
  * Not for: registering models (the submit form does it for presets). */
 import { listAll, download, reportError } from './api.js';
@@ -46,7 +47,11 @@ export function viewModels() {
                           m.has_weights ? h('button', {type: 'button', 'aria-label': 'download weights of ' + m.name,
                                                       onclick: () => download('/v1/models/' + encodeURIComponent(m.id) + '/weights',
                                                                               m.id + '.safetensors').catch(reportError)}, 'Weights') : null,
-                          ' ', h('a', {class: 'button', href: '#/submit?model=' + encodeURIComponent(m.id)}, 'Fine-tune')))));
+                          ' ', h('a', {class: 'button', href: '#/submit?model=' + encodeURIComponent(m.id)}, 'Fine-tune'),
+                          m.has_weights && (m.spec.input || []).length === 3
+                                  ? [' ', h('a', {class: 'button', href: '#/models/' + encodeURIComponent(m.id) + '/explain',
+                                                  'aria-label': 'explain an image with ' + m.name}, 'Explain')]
+                                  : null))));
                 if (!items.length)
                         tbody.append(h('tr', {}, h('td', {colspan: 6, class: 'empty'}, 'No models yet.')));
         }

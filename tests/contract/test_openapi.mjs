@@ -234,6 +234,36 @@ async function main() {
         ok(pred.json && pred.json.predictions.length === 3, 'three predictions');
         await call('POST', `/v1/models/${RESULT}/predict`, {json: {rows: [['a']]}, expect: 400});
         await call('POST', `/v1/models/${MDL}/predict`, {json: rows, expect: 409});
+        // explain: a tabular model is refused; an image model answers its map (an Explanation)
+        const explReq = requestSchema('POST', '/v1/models/{id}/explain');
+        const oneImage = {images: [Array(784).fill(7)], method: 'integrated_gradients', steps: 4, target: 0,
+                          baseline: 'black'};
+        ok(explReq(oneImage) && !explReq({...oneImage, steps: 0}) && !explReq({...oneImage, images: [[1], [2]]}),
+           'the explain request validates against the document (and 0 steps or two images do not)',
+           errorsText(explReq));
+        await call('POST', `/v1/models/${RESULT}/explain`, {json: {images: [[1, 2]]}, expect: 400});
+        await call('POST', `/v1/models/${MDL}/explain`, {json: {images: [[1, 2]]}, expect: 409});
+        await call('POST', '/v1/models/mdl_nothere/explain', {json: {images: [[1, 2]]}, expect: 404});
+        if (IMG) {
+                const cnn = await call('POST', '/v1/models', {json: {preset: 'cnn', config: {channels: [4, 8], hidden: 16}},
+                                                            expect: 201});
+                const ij = await call('POST', '/v1/jobs', {json: {model: cnn.json.id, training_file: IMG,
+                                                                  hyperparameters: {epochs: 1}}, expect: 201});
+                let st = ij.json.state, tuned = null;
+                for (let i = 0; i < 600 && !['succeeded', 'failed', 'cancelled'].includes(st); i++) {
+                        await new Promise((r) => setTimeout(r, 300));
+                        const g = await fetch(`${B}/v1/jobs/${ij.json.id}`).then((r) => r.json());
+                        st = g.state;
+                        tuned = g.result_model;
+                }
+                ok(st === 'succeeded', `an image model to explain trained (${st})`);
+                const ex = await call('POST', `/v1/models/${tuned}/explain`, {json: oneImage, expect: 200});
+                ok(ex.json && ex.json.map.length === 28 && ex.json.target.index === 0 && ex.json.steps === 4,
+                   'explain answers a 28x28 map for class 0');
+                await call('POST', `/v1/models/${tuned}/explain`, {json: {...oneImage, method: 'gradient_x_input'},
+                                                                 expect: 200});
+                await call('POST', `/v1/models/${tuned}/explain`, {json: {...oneImage, target: 'nope'}, expect: 400});
+        }
         if (weights.status === 200) {
                 const up = new FormData();
                 up.append('weights', new Blob([weights.buf]), 'model.safetensors');

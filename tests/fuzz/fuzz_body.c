@@ -1,6 +1,7 @@
 /* fuzz_body.c - fuzz the JSON request bodies the API validates itself: the
- * first byte picks the predict body (api_predict_fields) or the model
- * registration form (api_model_create_fields); the rest goes through
+ * first byte picks the predict body (api_predict_fields, 0x00), the model
+ * registration form (api_model_create_fields, odd) or the explain body
+ * (api_explain_fields, 0x02); the rest goes through
  * api_json_parse_body (depth limit, duplicates, non-objects) and api_validate.
  * A refusal always has a message; an accepted body validates again after a
  * round trip through its own JSON text. */
@@ -13,7 +14,9 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (size < 1 || size > API_JSON_BODY_MAX)
                 return 0;
-        const struct api_field *fields = (data[0] & 1) ? api_model_create_fields : api_predict_fields;
+        const struct api_field *fields = (data[0] & 1)   ? api_model_create_fields
+                                         : (data[0] & 2) ? api_explain_fields
+                                                         : api_predict_fields;
         struct api_request req = {.body = (const char *)data + 1, .body_size = size - 1};
         struct ft_error err = {0};
         json_t *j = NULL;

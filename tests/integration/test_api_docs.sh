@@ -16,5 +16,7 @@ n=$(grep -c '^curl\|^[A-Z]*=$(curl' "$TMP/docs.sh")
 ! grep -q '"error":{"code"' "$TMP/out"; ok $? "no example answers an error"
 grep -q '"setosa","versicolor","virginica"' "$TMP/out"; ok $? "the predict example gives the documented labels"
 grep -q '^event: epoch' "$TMP/out" && grep -q '"source":"upload","has_weights":true' "$TMP/out"; ok $? "the event stream and weight upload examples show what the page says"
+grep -q '{"method":"integrated_gradients","steps":32,"baseline":"zeros","target":"[0-9]","rows":28,"cols":28}' "$TMP/out"
+ok $? "the explain example answers a 28x28 map"
 stop_daemon; ok $? "clean stop"
 done_testing

@@ -15,7 +15,10 @@
  * fail: under ONEDNN_MAX_CPU_ISA=SSE41 oneDNN 2.6 has only its reference batch normalization with a fused ReLU
  * (bnorm_ref:any over aBcd8b) for ResNet-18, and the check must find it (tests/meson.build registers that run). (It
  * used the CNN's second convolution's backward data until that learnt to pick its own formats.)
- * Not for: numbers (test_compute_torch.c) or speed (bench/). */
+ * Input-gradient mode (model_set_input_grad, what explain runs: an evaluation forward, then backward down to the
+ * input) gets the same check for mlp, cnn and resnet18 at batch 1 (run) and EXPLAIN_BATCH (planned), and must
+ * have run the first layer's backward data (the input's gradient, which training never computes).
+ * Not for: numbers (test_compute_torch.c, test_compute_explain.c) or speed (bench/). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,13 +56,13 @@ static float frand(void) {
 
 /* One training step and one evaluation forward of preset at batch `batch` (run), or the step built without running
  * it (model_plan), then the kernel check. */
-static void check(const char *preset, const char *opts_json, const char *freeze, int batch, bool run,
+static void check(const char *preset, const char *opts_json, const char *freeze, bool input_grad, int batch, bool run,
                   struct compute_ctx *ctx) {
         struct ft_error err = {0};
         json_t *spec = NULL;
         struct model *m = NULL;
         float *x = NULL, *dout = NULL;
-        const char *label = freeze ? "early layers frozen" : "all trainable";
+        const char *label = input_grad ? "input gradient" : freeze ? "early layers frozen" : "all trainable";
         json_t *opts = opts_json ? json_loads(opts_json, 0, NULL) : NULL;
         int r = model_preset_spec(preset, opts, &spec, &err);
         json_decref(opts);
@@ -90,19 +93,38 @@ static void check(const char *preset, const char *opts_json, const char *freeze,
         for (size_t i = 0; i < (size_t)batch * outn; i++)
                 dout[i] = frand() / (float)batch;
         const float *y;
-        if ((r = model_prepare(m, ctx, batch, &err)) == 0 && run) {
+        model_set_input_grad(m, input_grad);
+        if ((r = model_prepare(m, ctx, batch, &err)) == 0 && run && input_grad) {
+                if ((r = model_forward(m, x, batch, false, &y, &err)) == 0)
+                        r = model_backward(m, dout, &err);
+        } else if (r == 0 && run) {
                 if ((r = model_forward(m, x, batch, true, &y, &err)) == 0 && (r = model_backward(m, dout, &err)) == 0)
                         r = model_forward(m, x, batch, false, &y, &err);
         } else if (r == 0) {
                 r = model_plan(m, batch, true, &err);
         }
         if (!ok(r == 0, "%s %s batch %d: %s (%s)", preset, label, batch,
-                run ? "a training step and an evaluation forward" : "the training step built", err.message))
+                run ? (input_grad ? "an evaluation forward and backward to the input"
+                                  : "a training step and an evaluation forward")
+                    : "the training step built",
+                err.message))
                 goto out;
         const struct model_kernel *k;
         size_t n = 0, bad = 0, seen = 0;
         if (!ok(model_kernels(m, batch, &k, &n, &err) == 0 && n > 0, "%s: kernels recorded (%s)", preset, err.message))
                 goto out;
+        if (input_grad) { /* the first layer (the first tensor's prefix: "0", "conv1") ran its backward data */
+                char first[TENSOR_NAME_MAX];
+                snprintf(first, sizeof(first), "%s", model_tensor_at(m, 0)->name);
+                char *dot = strrchr(first, '.');
+                if (dot)
+                        *dot = '\0';
+                bool bd = false;
+                for (size_t i = 0; i < n; i++)
+                        bd = bd || (strcmp(k[i].layer, first) == 0 && strcmp(k[i].pass, "backward_data") == 0);
+                ok(bd, "%s input gradient batch %d: the first layer \"%s\" has a backward data primitive", preset,
+                   batch, first);
+        }
         for (size_t i = 0; i < n; i++) {
                 if (getenv("FT_KERNELS_VERBOSE"))
                         diag("%-28s %-20s %-17s %-24s %s", k[i].layer, k[i].primitive, k[i].pass, k[i].impl,
@@ -140,8 +162,14 @@ int main(void) {
         int def_batch = (int)js.hyperparameters.batch_size;
         struct {
                 const char *preset, *opts, *freeze;
+                bool input_grad;
         } cases[] = {
                 {"mlp", NULL, NULL},
+                {"mlp", NULL, NULL, true},
+                {"cnn", NULL, NULL, true},
+                {"cnn", "{\"channels\": [8, 16]}", NULL, true},
+                {"cnn", "{\"in_channels\": 3, \"input_size\": [32, 32]}", NULL, true},
+                {"resnet18", NULL, NULL, true},
                 {"mlp", NULL, "0.*"},
                 {"cnn", NULL, NULL},
                 {"cnn", NULL, "0.*"},
@@ -160,9 +188,10 @@ int main(void) {
         for (size_t c = 0; c < ARRAY_SIZE(cases); c++) {
                 if (!wanted(cases[c].preset))
                         continue;
-                int batches[2] = {1, def_batch};
+                int batches[2] = {1, cases[c].input_grad ? EXPLAIN_BATCH : def_batch};
                 for (int b = 0; b < 2; b++)
-                        check(cases[c].preset, cases[c].opts, cases[c].freeze, batches[b], b == 0, ctx);
+                        check(cases[c].preset, cases[c].opts, cases[c].freeze, cases[c].input_grad, batches[b], b == 0,
+                              ctx);
         }
         compute_ctx_free(ctx);
         return tap_done();

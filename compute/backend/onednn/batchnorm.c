@@ -85,7 +85,7 @@ static int bn_forward(struct model *m, struct backend_plan *p, int ni, bool trai
         const struct node *n = &m->nodes[ni];
         struct batchnorm *b = p->nodes[ni].state;
         const char *name = n->name;
-        bool global = !training || (m->frozen_bn_eval && !nn_node_trainable(n));
+        bool global = !training || (m->frozen_bn_eval && !nn_node_trainable(m, n));
         int r;
         b->used_global = global;
         if (!global) {
@@ -148,7 +148,7 @@ static int bn_backward(struct model *m, struct backend_plan *p, int ni, const bo
         const struct batchnorm *b = p->nodes[ni].state;
         const struct bnode *bn = &p->nodes[ni];
         const char *name = n->name;
-        bool wt = !n->weight->frozen, bt = !n->bias->frozen, g = b->used_global;
+        bool wt = nn_param_grad(m, n->weight), bt = nn_param_grad(m, n->bias), g = b->used_global;
         (void)need;
         dnnl_exec_arg_t a[10] = {{DNNL_ARG_SRC, bn->in[0].mem},
                                  {DNNL_ARG_DIFF_DST, p->vals[ni + 1].dmem},

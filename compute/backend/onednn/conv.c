@@ -201,7 +201,7 @@ static int tg_backward_weights(struct model *m, struct backend_plan *p, int ni, 
         int64_t B = d.batch, ci = d.ci, co = d.co, ip = d.ip, op = d.op;
         CHK(dnnl_stream_wait(p->st), "stream_wait");
         const float *x = onednn_mem_ptr(p->nodes[ni].in[0].mem), *dy = onednn_mem_ptr(p->vals[ni + 1].dmem);
-        if (!n->weight->frozen) {
+        if (nn_param_grad(m, n->weight)) {
                 float *dw = onednn_mem_ptr(c->w.dw.mem);
                 for (int t = 0; t < n->kh * n->kw; t++) {
                         const struct tg_pair *pairs[TG_POSITIONS_MAX]; /* this tap's: one per output position */
@@ -228,7 +228,7 @@ static int tg_backward_weights(struct model *m, struct backend_plan *p, int ni, 
                         }
                 }
         }
-        if (n->bias && !n->bias->frozen) {
+        if (nn_param_grad(m, n->bias)) {
                 float *db = n->bias->grad;
                 memset(db, 0, (size_t)co * sizeof(float));
                 for (int64_t r = 0; r < B * op; r++)
@@ -417,15 +417,16 @@ static int conv_bwd_init(struct model *m, struct backend_plan *p, int ni, struct
                 return tg_bwd_init(m, p, ni, err);
         const dnnl_memory_desc_t *smd = &p->nodes[ni].in[0].md, *dmd = &p->vals[ni + 1].md;
         dnnl_memory_desc_t wmd, bmd, *bp;
-        dnnl_primitive_desc_t dpd = NULL, wpd;
+        dnnl_primitive_desc_t dpd = NULL, wpd = NULL;
         int r;
         if ((r = onednn_weighted_mds(n, &wmd, &bmd, &bp, err)) < 0)
                 return r;
         if (p->rg[n->in[0]] && ((r = conv_bwd_pd(p, m, n, c, false, smd, &wmd, bp, dmd, &dpd, err)) < 0 ||
                                 (r = conv_bwd_data_formats(p, m, ni, &wmd, &dpd, err)) < 0))
                 return r;
-        if ((r = conv_bwd_pd(p, m, n, c, true, smd, &wmd, bp, dmd, &wpd, err)) < 0 ||
-            (r = conv_bwd_weights_formats(p, m, ni, &wmd, bp, &wpd, err)) < 0)
+        /* input-gradient mode computes no parameter gradient: no backward weights */
+        if (!m->input_grad && ((r = conv_bwd_pd(p, m, n, c, true, smd, &wmd, bp, dmd, &wpd, err)) < 0 ||
+                               (r = conv_bwd_weights_formats(p, m, ni, &wmd, bp, &wpd, err)) < 0))
                 return r;
         return onednn_weighted_bwd_finish(m, p, ni, &c->w, dpd, wpd, bp, err);
 }
@@ -439,9 +440,9 @@ static int conv_backward(struct model *m, struct backend_plan *p, int ni, const 
                 return onednn_weighted_backward(m, p, ni, &c->w, need, err);
         if (need[0] && (r = tg_backward_data(m, p, ni, err)) < 0)
                 return r;
-        if (nn_node_trainable(n) && (r = tg_backward_weights(m, p, ni, err)) < 0)
+        if (nn_node_trainable(m, n) && (r = tg_backward_weights(m, p, ni, err)) < 0)
                 return r;
-        if (!n->weight->frozen && c->w.dw.reorder &&
+        if (nn_param_grad(m, n->weight) && c->w.dw.reorder &&
             (r = onednn_run_reorder(p, c->w.dw.reorder, c->w.dw.mem, c->w.dw.user, name, err)) < 0)
                 return r;
         return 0;

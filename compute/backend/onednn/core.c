@@ -797,10 +797,10 @@ static int onednn_plan_backward(struct model *m, struct backend_plan *p, struct 
         /* Only what the current freeze state needs: diffs of values that require a gradient, backward primitives of
          * the nodes above the lowest trainable layer (model_freeze releases the plans when that state changes). */
         nn_requires_grad(m, p->rg);
-        for (int v = 1; v < m->n_values; v++) {
+        for (int v = 0; v < m->n_values; v++) { /* v = 0, the model input: in input-gradient mode only */
                 if (p->vals[v].dmem || !p->rg[v])
                         continue;
-                if (p->nodes[v - 1].absorbed)
+                if (v > 0 && p->nodes[v - 1].absorbed)
                         p->vals[v].dmem = p->vals[m->nodes[v - 1].in[0]].dmem;
                 else if ((r = onednn_mem_new(p, &p->vals[v].md, DNNL_MEMORY_ALLOCATE, &p->vals[v].dmem, name, err)) < 0)
                         return r;
@@ -846,6 +846,15 @@ static int onednn_backward(struct model *m, struct backend_plan *p, const float 
         return 0;
 }
 
+/* the model input's gradient of the last backward: value 0's diff, plain [batch, input numel] like the input */
+static int onednn_input_grad(struct model *m, struct backend_plan *p, const float **ret, struct ft_error *err) {
+        (void)m;
+        if (!p->rg[0] || !p->vals[0].dmem)
+                return ft_error_set(err, -EINVAL, NULL, "the plan computes no input gradient");
+        *ret = onednn_mem_ptr(p->vals[0].dmem);
+        return 0;
+}
+
 static size_t onednn_kernels(const struct backend_plan *p, const struct model_kernel **ret) {
         *ret = p->kernels;
         return p->n_kernels;
@@ -861,6 +870,7 @@ const struct backend_ops backend_onednn_ops = {
         .plan_free = plan_free,
         .forward = onednn_forward,
         .backward = onednn_backward,
+        .input_grad = onednn_input_grad,
         .params_plain = onednn_params_plain,
         .params_free = onednn_params_free,
 };

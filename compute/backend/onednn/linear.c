@@ -44,10 +44,13 @@ static int linear_bwd_init(struct model *m, struct backend_plan *p, int ni, stru
                 if ((r = onednn_pd_new(p, &id, w->fwd_pd, &dpd, "inner product backward data", name, err)) < 0)
                         return r;
         }
-        CHK(dnnl_inner_product_backward_weights_desc_init(&id, smd, &wmd, bp, dmd),
-            "inner_product_backward_weights_desc_init");
-        if ((r = onednn_pd_new(p, &id, w->fwd_pd, &wpd, "inner product backward weights", name, err)) < 0)
-                return r;
+        wpd = NULL; /* input-gradient mode computes no parameter gradient */
+        if (!m->input_grad) {
+                CHK(dnnl_inner_product_backward_weights_desc_init(&id, smd, &wmd, bp, dmd),
+                    "inner_product_backward_weights_desc_init");
+                if ((r = onednn_pd_new(p, &id, w->fwd_pd, &wpd, "inner product backward weights", name, err)) < 0)
+                        return r;
+        }
         return onednn_weighted_bwd_finish(m, p, ni, w, dpd, wpd, bp, err);
 }
 

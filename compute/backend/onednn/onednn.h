@@ -235,7 +235,8 @@ int onednn_weighted_mds(const struct node *n, dnnl_memory_desc_t *wmd, dnnl_memo
 int onednn_weighted_fwd_finish(struct model *m, struct backend_plan *p, int ni, struct weighted *w,
                                struct ft_error *err);
 int onednn_weighted_forward(struct model *m, struct backend_plan *p, int ni, struct weighted *w, struct ft_error *err);
-/* with the backward data (dpd, NULL when the input needs no diff) and backward weights (wpd) descriptors made */
+/* with the backward data (dpd, NULL when the input needs no diff) and backward weights (wpd, NULL in input-gradient
+ * mode: model_set_input_grad) descriptors made */
 int onednn_weighted_bwd_finish(struct model *m, struct backend_plan *p, int ni, struct weighted *w,
                                dnnl_primitive_desc_t dpd, dnnl_primitive_desc_t wpd, const dnnl_memory_desc_t *bmd,
                                struct ft_error *err);

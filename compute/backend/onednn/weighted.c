@@ -92,6 +92,8 @@ int onednn_weighted_bwd_finish(struct model *m, struct backend_plan *p, int ni, 
                                 return r;
                 }
         }
+        if (!wpd) /* input-gradient mode: no parameter gradients, no backward weights */
+                return 0;
         if ((r = onednn_prim_new(p, wpd, &w->bwd_weights, name, err)) < 0 ||
             (r = onednn_wview_init(p, m, &w->dw, n->weight, n->weight->grad,
                                    onednn_q_md(wpd, dnnl_query_diff_weights_md), true, name, err)) < 0 ||
@@ -130,9 +132,10 @@ int onednn_weighted_backward(struct model *m, struct backend_plan *p, int ni, st
                     (r = onednn_run_reorder(p, w->bd_dsrc.fwd, w->bd_dsrc.mem, bn->in[0].dmem, name, err)) < 0)
                         return r;
         }
-        if (!nn_node_trainable(n))
+        if (!nn_node_trainable(m, n))
                 return 0;
-        bool wt = !n->weight->frozen; /* a frozen weight's gradient is never written: its diff goes to a scratch */
+        bool wt = nn_param_grad(
+                m, n->weight); /* a frozen weight's gradient is never written: its diff goes to a scratch */
         dnnl_memory_t wsrc = src, wddst = out->dmem;
         if (w->bw_src.needed) {
                 if ((r = onednn_run_reorder(p, w->bw_src.fwd, src, w->bw_src.mem, name, err)) < 0)
@@ -147,7 +150,7 @@ int onednn_weighted_backward(struct model *m, struct backend_plan *p, int ni, st
         dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, wsrc},
                                 {DNNL_ARG_DIFF_DST, wddst},
                                 {DNNL_ARG_DIFF_WEIGHTS, wt ? w->dw.mem : w->dw_scratch},
-                                {DNNL_ARG_DIFF_BIAS, n->bias && !n->bias->frozen ? w->dbias : w->dbias_scratch}};
+                                {DNNL_ARG_DIFF_BIAS, nn_param_grad(m, n->bias) ? w->dbias : w->dbias_scratch}};
         if ((r = onednn_run(p, w->bwd_weights, n->bias ? 4 : 3, a, name, err)) < 0)
                 return r;
         if (wt && w->dw.reorder && (r = onednn_run_reorder(p, w->dw.reorder, w->dw.mem, w->dw.user, name, err)) < 0)
