@@ -205,8 +205,7 @@ struct api_query_param {
 bool api_query_check(struct api_request *req, enum MHD_Result *ret_mhd);
 /* One argument (key, value after URL unescaping) against a route's table: the
  * check api_query_check runs for each; no connection needed (tests/fuzz). */
-int api_query_arg_check(const struct api_query_param *params, const char *key, const char *value,
-                        struct ft_error *err);
+int api_query_arg_check(const struct api_query_param *params, const char *key, const char *value, struct ft_error *err);
 const char *api_query_get(struct api_request *req, const char *name);
 /* The {name} captures of the route, in order. */
 const char *api_path_param(struct api_request *req, unsigned i);
@@ -318,6 +317,8 @@ extern const struct api_field api_job_shape[]; /* api_job_json (jobs.c) */
 extern const struct api_field api_event_shape[]; /* api_jobs_events (jobs.c) */
 extern const struct api_field api_checkpoint_shape[]; /* api_jobs_checkpoints (jobs.c) */
 extern const struct api_field api_prediction_shape[]; /* api_models_predict (predict.c) */
+extern const struct api_field api_evaluation_shape[]; /* api_models_evaluate (evaluate.c) */
+extern const struct api_field api_predictions_spec_shape[]; /* a predictions job's "spec" (evaluate.c) */
 extern const struct api_field api_deleted_shape[]; /* api_reply_deleted (errors.c) */
 extern const struct api_field api_version_shape[]; /* GET /v1/version (routes.c) */
 extern const struct api_field api_health_shape[]; /* GET /healthz (routes.c) */
@@ -340,6 +341,10 @@ enum MHD_Result api_models_get(struct api_request *req);
 enum MHD_Result api_models_delete(struct api_request *req);
 enum MHD_Result api_models_weights(struct api_request *req);
 enum MHD_Result api_models_predict(struct api_request *req);
+extern const struct api_field api_evaluate_fields[];
+extern const struct api_field api_predictions_fields[];
+enum MHD_Result api_models_evaluate(struct api_request *req);
+enum MHD_Result api_models_predictions(struct api_request *req);
 
 /* Header checks of POST /v1/jobs and the event stream, without a connection
  * (tests/fuzz): an Idempotency-Key is 1 to 255 bytes; a Last-Event-ID is a
