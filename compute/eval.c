@@ -378,8 +378,8 @@ static int csv_field(FILE *f, const char *s) {
         return fputc('"', f) == EOF ? -EIO : 0;
 }
 
-int eval_predictions_write(const struct eval_model *em, const struct eval_output *o, const char *path,
-                           struct ft_error *err) {
+int eval_predictions_csv(const struct eval_model *em, const struct eval_output *o, char **ret, size_t *ret_len,
+                         struct ft_error *err) {
         char *buf = NULL;
         size_t len = 0;
         FILE *f = open_memstream(&buf, &len);
@@ -438,7 +438,18 @@ int eval_predictions_write(const struct eval_model *em, const struct eval_output
                 free(buf);
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory writing the predictions");
         }
-        int r = fileio_write_atomic(path, buf, len, 0644, err);
+        *ret = buf;
+        *ret_len = len;
+        return 0;
+}
+
+int eval_predictions_write(const struct eval_model *em, const struct eval_output *o, const char *path,
+                           struct ft_error *err) {
+        char *buf = NULL;
+        size_t len = 0;
+        int r = eval_predictions_csv(em, o, &buf, &len, err);
+        if (r == 0)
+                r = fileio_write_atomic(path, buf, len, 0644, err);
         free(buf);
         return r;
 }

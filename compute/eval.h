@@ -83,8 +83,11 @@ int eval_run(struct eval_model *em, struct compute_ctx *ctx, const struct datase
 json_t *eval_metrics_json(const struct eval_model *em, const struct eval_output *o, size_t curve_points,
                           struct ft_error *err);
 
-/* The predictions as CSV at path (atomically): a header, then one line per row in dataset order:
+/* The predictions as CSV (*ret malloc'd, *ret_len bytes): a header, then one line per row in dataset order:
  * classification "row,[label,]prediction,p_<class>..." (probabilities as predict answers them), regression
  * "row,[target,]prediction". Class names are quoted as RFC 4180 needs. */
+int eval_predictions_csv(const struct eval_model *em, const struct eval_output *o, char **ret, size_t *ret_len,
+                         struct ft_error *err);
+/* eval_predictions_csv into the file at path, atomically. */
 int eval_predictions_write(const struct eval_model *em, const struct eval_output *o, const char *path,
                            struct ft_error *err);

@@ -100,4 +100,7 @@ int config_log_file_open(const char *path, struct ft_error *err);
 /* Subcommands: each returns the process exit status. */
 int serve_main(int argc, char **argv);
 int inspect_main(int argc, char **argv);
+/* eval_cmd.c: `finetuned evaluate` and `finetuned predict`. */
+int evaluate_main(int argc, char **argv);
+int predict_main(int argc, char **argv);
 int train_main(int argc, char **argv);

@@ -14,6 +14,8 @@ static const struct command {
         {"serve", serve_main, "run the daemon: HTTP API, dashboard and workers"},
         {"train", train_main, "run a fine-tuning job in the foreground, events as NDJSON on stdout"},
         {"inspect", inspect_main, "validate a dataset or weights file and print its summary as JSON"},
+        {"evaluate", evaluate_main, "evaluate a saved model on a labelled dataset, metrics as JSON"},
+        {"predict", predict_main, "run a saved model over a dataset, predictions as CSV"},
 };
 
 static void usage(FILE *out) {
