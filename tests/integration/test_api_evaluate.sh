@@ -161,5 +161,26 @@ http DELETE "/v1/jobs/$pj2"
 http GET "/v1/jobs?limit=100"
 [ "$(echo "$BODY" | jq '[.data[] | select(.kind == "predictions")] | length')" = 1 ]; ok $? "the job list says each job's kind"
 
+# ---- regression: MSE/MAE/R² as for jobs, row,target,prediction ---------------------------------
+awk 'BEGIN { print "a,b,y"; s = 9; for (i = 0; i < 200; i++) { s = (s * 1103515245 + 12345) % 2147483648; a = s / 2147483648;
+        s = (s * 1103515245 + 12345) % 2147483648; b = s / 2147483648; printf "%.4f,%.4f,%.4f\n", a, b, 2 * a - b + 0.1 * (i % 3) } }' >"$TMP/reg.csv"
+http POST "/v1/datasets?name=reg" --data-binary @"$TMP/reg.csv"; reg=$(echo "$BODY" | jq -r .id)
+http POST /v1/jobs "${J[@]}" -d '{"model": "'$base'", "training_file": "'$reg'", "task": {"type": "regression"},
+        "hyperparameters": {"epochs": 5, "batch_size": 16, "learning_rate": 0.01}, "seed": 2}'
+rj=$(echo "$BODY" | jq -r .id); wait_state "$rj" succeeded failed
+rm=$(curl -s "$BASE/v1/jobs/$rj" | jq -r .result_model)
+http POST "/v1/models/$rm/evaluate" "${J[@]}" -d '{"dataset": "'$reg'"}'
+echo "$BODY" >"$TMP/reval.json"
+[ "$STATUS" = 200 ] && jq -e '.task == "regression" and .samples == 200 and (.metrics | has("mse") and has("rmse") and has("mae") and has("r2")) and
+        (.metrics | has("roc_auc") | not)' "$TMP/reval.json" >/dev/null
+ok $? "evaluate a regression model: mse $(jq .metrics.mse "$TMP/reval.json"), r2 $(jq .metrics.r2 "$TMP/reval.json")"
+http POST "/v1/models/$rm/predictions" "${J[@]}" -d '{"dataset": "'$reg'"}'
+rp=$(echo "$BODY" | jq -r .id); wait_state "$rp" succeeded failed
+curl -s "$BASE/v1/jobs/$rp/artifacts/predictions.csv" -o "$TMP/rpred.csv"
+mse=$(awk -F, 'NR > 1 { d = $2 - $3; s += d * d; n++ } END { printf "%.9g", s / n }' "$TMP/rpred.csv")
+[ "$(head -n1 "$TMP/rpred.csv")" = "row,target,prediction" ] && [ "$(wc -l <"$TMP/rpred.csv")" = 201 ] &&
+        awk -v a="$mse" -v b="$(jq .metrics.mse "$TMP/reval.json")" 'BEGIN { d = (a - b) / b; exit !(d < 1e-5 && d > -1e-5) }'
+ok $? "its predictions.csv: row,target,prediction; the MSE from it ($mse) is evaluate's"
+
 stop_daemon; ok $? "daemon stops cleanly"
 done_testing
