@@ -161,6 +161,29 @@ http DELETE "/v1/jobs/$pj2"
 http GET "/v1/jobs?limit=100"
 [ "$(echo "$BODY" | jq '[.data[] | select(.kind == "predictions")] | length')" = 1 ]; ok $? "the job list says each job's kind"
 
+# ---- a running predictions job is cancelled within a batch -------------------------------------
+# a wide model over 300,000 rows: minutes of work on one thread, so it is surely running when cancelled
+http POST /v1/models "${J[@]}" -d '{"preset": "mlp", "config": {"inputs": 2, "hidden": [2048, 2048], "outputs": 3}}'
+wide=$(echo "$BODY" | jq -r .id)
+http POST /v1/jobs "${J[@]}" -d '{"model": "'$wide'", "training_file": "'$ds'", "validation_split": 0.2,
+        "hyperparameters": {"epochs": 1, "batch_size": 64}, "seed": 1}'
+wj=$(echo "$BODY" | jq -r .id); wait_state "$wj" succeeded failed
+wm=$(curl -s "$BASE/v1/jobs/$wj" | jq -r .result_model)
+awk 'BEGIN { print "x1,x2"; for (i = 0; i < 300000; i++) printf "%.3f,%.3f\n", (i % 97) / 40, (i % 89) / 40 }' >"$TMP/many.csv"
+http POST "/v1/datasets?name=many" --data-binary @"$TMP/many.csv"; many=$(echo "$BODY" | jq -r .id)
+http POST "/v1/models/$wm/predictions" "${J[@]}" -d '{"dataset": "'$many'"}'
+cj=$(echo "$BODY" | jq -r .id)
+for i in $(seq 1 600); do [ "$(curl -s "$BASE/v1/jobs/$cj" | jq -r '.progress.rows_done // 0')" -gt 0 ] && break; sleep 0.1; done
+http GET "/v1/jobs/$cj"
+echo "$BODY" | jq -e '.state == "running" and .progress.rows == 300000 and .progress.rows_done < 300000' >/dev/null
+ok $? "a predictions job over 300,000 rows reports live progress ($(echo "$BODY" | jq -c .progress))"
+http POST "/v1/jobs/$cj/cancel"
+wait_state "$cj" cancelled succeeded failed && [ "$(curl -s "$BASE/v1/jobs/$cj" | jq -r .state)" = cancelled ] &&
+        [ ! -e "$TMP/state/jobs/$cj/predictions.csv" ]
+ok $? "cancel stops it within a batch: cancelled, no predictions.csv"
+http GET "/v1/jobs/$cj/artifacts/predictions.csv"
+envelope 409 conflict; ok $? "a cancelled job's predictions.csv -> 409"
+
 # ---- regression: MSE/MAE/R² as for jobs, row,target,prediction ---------------------------------
 awk 'BEGIN { print "a,b,y"; s = 9; for (i = 0; i < 200; i++) { s = (s * 1103515245 + 12345) % 2147483648; a = s / 2147483648;
         s = (s * 1103515245 + 12345) % 2147483648; b = s / 2147483648; printf "%.4f,%.4f,%.4f\n", a, b, 2 * a - b + 0.1 * (i % 3) } }' >"$TMP/reg.csv"
