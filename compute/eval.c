@@ -332,7 +332,7 @@ json_t *eval_metrics_json(const struct eval_model *em, const struct eval_output 
         }
         const char *const *names = em->n_classes == k ? (const char *const *)em->classes : NULL;
         if (metrics_classification_compute(o->labels, pred, n, k, &mc, err) < 0 ||
-            metrics_scores_compute(o->labels, p, n, k, true, &ms, err) < 0 ||
+            metrics_scores_compute(o->labels, p, n, k, k <= METRICS_CURVES_CLASSES_MAX, &ms, err) < 0 ||
             metrics_calibration_compute(o->labels, p, n, k, &mcal, err) < 0)
                 goto out;
         doc = metrics_classification_to_json(&mc, names);
@@ -345,6 +345,8 @@ json_t *eval_metrics_json(const struct eval_model *em, const struct eval_output 
                 goto out;
         }
         json_object_update(doc, scores);
+        if (!ms.roc)
+                json_object_set_new(doc, "curves", json_null());
         json_object_set_new(doc, "loss", json_real(ms.log_loss));
         json_object_set_new(cal, "temperature", json_real(em->temperature));
         if (em->has_temperature) {

@@ -76,7 +76,8 @@ int eval_run(struct eval_model *em, struct compute_ctx *ctx, const struct datase
              const struct eval_callbacks *cb, struct eval_output *ret, struct ft_error *err);
 
 /* The metrics of a labelled run (new reference): classification: metrics_classification_to_json's keys, "loss"
- * (= log loss), metrics_scores_to_json's (with curves, thinned to curve_points) and "calibration"
+ * (= log loss), metrics_scores_to_json's (with curves, thinned to curve_points; null beyond
+ * METRICS_CURVES_CLASSES_MAX classes) and "calibration"
  * (metrics_calibration_to_json of the probabilities predict answers, with "temperature" and, for a
  * temperature-scaled model, "uncalibrated": {"ece", "mce"} at T = 1); regression: metrics_regression_to_json.
  * NULL with err on failure. */

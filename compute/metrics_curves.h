@@ -31,6 +31,7 @@
 #define METRICS_CALIBRATION_BINS 15
 #define METRICS_CURVE_POINTS_DEFAULT 1001 /* the JSON's curves are thinned beyond this many points */
 #define METRICS_CURVE_POINTS_MAX 100000
+#define METRICS_CURVES_CLASSES_MAX 100 /* beyond this many classes no curves (memory and answer size) */
 
 struct metrics_curve {
         size_t n; /* points */
