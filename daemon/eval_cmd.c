@@ -128,7 +128,7 @@ static int run(int argc, char **argv, bool predict) {
                 if (!m) {
                         r = -EINVAL;
                 } else {
-                        json_dumpf(m, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
+                        json_dumpf(m, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
                         fputc('\n', stdout);
                         json_decref(m);
                 }

@@ -4,9 +4,12 @@ log loss, one-vs-rest ROC-AUC (per class and macro), average precision, the ROC 
 expected calibration error with its 15-bin reliability diagram (Guo et al. 2017: equal-width bins (lo, hi] over the
 top-class confidence), and the temperature that minimises the NLL of softmax(logits / T).
 
-  /usr/bin/python3 tools/gen_eval_fixtures.py    # writes tests/fixtures/eval/curves.json
+  /usr/bin/python3 tools/gen_eval_fixtures.py    # writes tests/fixtures/eval/curves.json and mlp3.*
 
-The C test (tests/unit/test_metrics_curves.c) replays it; CI has no scikit-learn."""
+The C test (tests/unit/test_metrics_curves.c) replays curves.json; CI has no scikit-learn. mlp3.safetensors (a
+small PyTorch MLP with finetuned's metadata), mlp3.csv and mlp3_expected.json (scikit-learn's metrics of
+PyTorch's probabilities on it) are the end-to-end check: the daemon's POST /v1/models/{id}/evaluate and
+`finetuned evaluate` must answer those numbers (tests/integration/test_api_evaluate.sh, test_eval_cli.sh)."""
 import json
 import os
 
@@ -132,5 +135,66 @@ def main():
         f.write("\n")
 
 
+def end_to_end():
+    """A 2-8-3 MLP with fixed weights and a labelled CSV whose scores have no near-ties (engine rounding, ~1e-7,
+    cannot reorder them) and no confidence near a bin edge, so every metric is determined exactly."""
+    import sys
+    import torch
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from gen_io_fixtures import st_bytes
+    classes = ["ant", "bee", "cat"]
+    for seed in range(1000):
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+        g = np.random.default_rng(seed)
+        n = 120
+        y = g.integers(0, 3, n)
+        x = (g.normal(0, 1, (n, 2)) + np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])[y]).astype(np.float32)
+        opt = torch.optim.Adam(net.parameters(), lr=0.02)  # a little training: meaningful, imperfect scores
+        for _ in range(30):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+            opt.step()
+        with torch.no_grad():
+            z = net(torch.from_numpy(x)).numpy().astype(np.float64)
+        p = softmax(z)
+        gaps = min(np.diff(np.sort(p[:, c])).min() for c in range(3))
+        edges = np.abs(p.max(axis=1)[:, None] - np.linspace(0, 1, BINS + 1)[None, :]).min()
+        if gaps > 2e-6 and edges > 1e-5:
+            break
+    else:
+        raise SystemExit("no seed without near-ties")
+    spec = {"input": [2], "layers": [{"type": "linear", "out_features": 8}, {"type": "relu"},
+                                     {"type": "linear", "out_features": 3}]}
+    meta = {"format": "pt", "finetuned.spec": json.dumps(spec, separators=(",", ":")),
+            "finetuned.classes": json.dumps(classes), "finetuned.task": "classification"}
+    with open(os.path.join(OUT, "mlp3.safetensors"), "wb") as f:
+        f.write(st_bytes(dict(net.state_dict()), meta))
+    with open(os.path.join(OUT, "mlp3.csv"), "w") as f:
+        f.write("x1,x2,label\n")
+        for i in range(n):
+            f.write(f"{float(x[i, 0])!r},{float(x[i, 1])!r},{classes[y[i]]}\n")
+    pred = p.argmax(axis=1)
+    yb = [(y == c).astype(int) for c in range(3)]
+    fpr, tpr, thr = skm.roc_curve(yb[0], p[:, 0])
+    prec, rec, _ = skm.precision_recall_curve(yb[1], p[:, 1])
+    ece, mce, _ = ece_reference(y, p)
+    out = {"seed": seed, "spec": spec, "samples": n,
+           "accuracy": skm.accuracy_score(y, pred),
+           "macro_f1": skm.f1_score(y, pred, average="macro"),
+           "confusion": skm.confusion_matrix(y, pred, labels=[0, 1, 2]).tolist(),
+           "log_loss": skm.log_loss(y, p, labels=[0, 1, 2]),
+           "macro_roc_auc": skm.roc_auc_score(y, p, multi_class="ovr", average="macro"),
+           "roc_auc": [skm.roc_auc_score(yb[c], p[:, c]) for c in range(3)],
+           "average_precision": [skm.average_precision_score(yb[c], p[:, c]) for c in range(3)],
+           "roc_ant": {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thr.tolist()},
+           "pr_bee": {"precision": prec.tolist(), "recall": rec.tolist()},
+           "ece": ece, "mce": mce}
+    with open(os.path.join(OUT, "mlp3_expected.json"), "w") as f:
+        json.dump(out, f)
+        f.write("\n")
+
+
 if __name__ == "__main__":
     main()
+    end_to_end()

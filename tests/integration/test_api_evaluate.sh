@@ -161,6 +161,35 @@ http DELETE "/v1/jobs/$pj2"
 http GET "/v1/jobs?limit=100"
 [ "$(echo "$BODY" | jq '[.data[] | select(.kind == "predictions")] | length')" = 1 ]; ok $? "the job list says each job's kind"
 
+# ---- equal to scikit-learn: a PyTorch model and scikit-learn's numbers (tools/gen_eval_fixtures.py) ------
+FIX="$(dirname "$0")/../fixtures/eval"
+http POST /v1/models -F weights=@"$FIX/mlp3.safetensors" -F name=mlp3 -F "spec=$(jq -c .spec "$FIX/mlp3_expected.json")"
+fm=$(echo "$BODY" | jq -r .id)
+http POST "/v1/datasets?name=mlp3" --data-binary @"$FIX/mlp3.csv"; fd=$(echo "$BODY" | jq -r .id)
+http POST "/v1/models/$fm/evaluate" "${J[@]}" -d '{"dataset": "'$fd'", "curve_points": 100000}'
+echo "$BODY" >"$TMP/fix.json"
+# close: |a - b| <= tol * max(|b|, 1e-6), elementwise over arrays
+close='def close($a; $b; $t): if ($a | type) == "array" then ($a | length) == ($b | length) and
+        ([range($a | length)] | all(. as $i | close($a[$i]; $b[$i]; $t))) else (($a - $b) | fabs) <= $t * ([($b | fabs), 1e-6] | max) end;'
+jq -e --slurpfile w "$FIX/mlp3_expected.json" "$close"' $w[0] as $w | .metrics as $m |
+        $m.accuracy == $w.accuracy and close($m.macro_avg.f1; $w.macro_f1; 1e-12) and $m.confusion_matrix.matrix == $w.confusion and
+        ($m.confusion_matrix.labels == ["ant", "bee", "cat"])' "$TMP/fix.json" >/dev/null
+ok $? "fixture: accuracy, macro F1 and confusion matrix equal scikit-learn's (accuracy $(jq .metrics.accuracy "$TMP/fix.json"))"
+jq -e --slurpfile w "$FIX/mlp3_expected.json" "$close"' $w[0] as $w | .metrics as $m |
+        close($m.log_loss; $w.log_loss; 1e-5) and close($m.roc_auc.macro; $w.macro_roc_auc; 1e-12) and
+        close([$m.roc_auc.per_class[].roc_auc]; $w.roc_auc; 1e-12) and
+        close([$m.roc_auc.per_class[].average_precision]; $w.average_precision; 1e-12)' "$TMP/fix.json" >/dev/null
+ok $? "fixture: log loss, one-vs-rest ROC-AUC (macro and per class) and average precision equal scikit-learn's"
+jq -e --slurpfile w "$FIX/mlp3_expected.json" "$close"' $w[0] as $w | .metrics.curves as $c |
+        close($c.roc[0].fpr; $w.roc_ant.fpr; 1e-12) and close($c.roc[0].tpr; $w.roc_ant.tpr; 1e-12) and
+        close($c.roc[0].thresholds; $w.roc_ant.thresholds; 1e-5) and
+        close($c.precision_recall[1].precision; $w.pr_bee.precision; 1e-12) and close($c.precision_recall[1].recall; $w.pr_bee.recall; 1e-12)' \
+        "$TMP/fix.json" >/dev/null
+ok $? "fixture: the ROC curve of 'ant' and the precision-recall curve of 'bee' equal roc_curve's and precision_recall_curve's"
+jq -e --slurpfile w "$FIX/mlp3_expected.json" "$close"' $w[0] as $w | close(.metrics.calibration.ece; $w.ece; 1e-5) and
+        close(.metrics.calibration.mce; $w.mce; 1e-5)' "$TMP/fix.json" >/dev/null
+ok $? "fixture: ECE $(jq .metrics.calibration.ece "$TMP/fix.json") and MCE equal the reference computation"
+
 # ---- a running predictions job is cancelled within a batch -------------------------------------
 # a wide model over 300,000 rows: minutes of work on one thread, so it is surely running when cancelled
 http POST /v1/models "${J[@]}" -d '{"preset": "mlp", "config": {"inputs": 2, "hidden": [2048, 2048], "outputs": 3}}'

@@ -34,4 +34,13 @@ ok $? "evaluate without labels exits 1 saying so"
 "$FINETUNED" evaluate "$TMP/out/model.safetensors" 2>/dev/null; [ $? = 2 ]; ok $? "a missing argument exits 2"
 "$FINETUNED" evaluate --curve-points 1 "$TMP/out/model.safetensors" "$TMP/d.csv" 2>/dev/null; [ $? = 2 ]; ok $? "--curve-points 1 exits 2"
 "$FINETUNED" predict "$TMP/d.csv" "$TMP/d.csv" 2>/dev/null; [ $? = 1 ]; ok $? "a CSV as the model exits 1"
+
+# the PyTorch fixture: the CLI answers scikit-learn's numbers too (tools/gen_eval_fixtures.py)
+FIX="$(dirname "$0")/../fixtures/eval"
+"$FINETUNED" evaluate "$FIX/mlp3.safetensors" "$FIX/mlp3.csv" --threads 1 --curve-points 100000 >"$TMP/fix.json"
+jq -e --slurpfile w "$FIX/mlp3_expected.json" '$w[0] as $w | def near($a; $b; $t): (($a - $b) | fabs) <= $t * ([($b | fabs), 1e-6] | max);
+        .accuracy == $w.accuracy and .confusion_matrix.matrix == $w.confusion and near(.log_loss; $w.log_loss; 1e-5) and
+        near(.roc_auc.macro; $w.macro_roc_auc; 1e-12) and .curves.roc[0].fpr == $w.roc_ant.fpr and
+        near(.calibration.ece; $w.ece; 1e-5)' "$TMP/fix.json" >/dev/null
+ok $? "finetuned evaluate on the PyTorch fixture equals scikit-learn (ROC-AUC $(jq .roc_auc.macro "$TMP/fix.json"))"
 done_testing
