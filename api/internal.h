@@ -317,6 +317,8 @@ extern const struct api_field api_job_shape[]; /* api_job_json (jobs.c) */
 extern const struct api_field api_event_shape[]; /* api_jobs_events (jobs.c) */
 extern const struct api_field api_checkpoint_shape[]; /* api_jobs_checkpoints (jobs.c) */
 extern const struct api_field api_prediction_shape[]; /* api_models_predict (predict.c) */
+extern const struct api_field api_evaluation_shape[]; /* api_models_evaluate (evaluate.c) */
+extern const struct api_field api_predictions_spec_shape[]; /* a predictions job's "spec" (evaluate.c) */
 extern const struct api_field api_deleted_shape[]; /* api_reply_deleted (errors.c) */
 extern const struct api_field api_version_shape[]; /* GET /v1/version (routes.c) */
 extern const struct api_field api_health_shape[]; /* GET /healthz (routes.c) */
@@ -350,6 +352,10 @@ int api_predict_input(const json_t *body, const struct model *m, struct dataset 
 extern const struct api_field api_explain_fields[];
 extern const struct api_field api_explanation_shape[];
 enum MHD_Result api_models_explain(struct api_request *req);
+extern const struct api_field api_evaluate_fields[];
+extern const struct api_field api_predictions_fields[];
+enum MHD_Result api_models_evaluate(struct api_request *req);
+enum MHD_Result api_models_predictions(struct api_request *req);
 
 /* Header checks of POST /v1/jobs and the event stream, without a connection
  * (tests/fuzz): an Idempotency-Key is 1 to 255 bytes; a Last-Event-ID is a

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api/internal.h"
 #include "common/log.h"
@@ -39,7 +40,11 @@ const struct api_field api_job_shape[] = {
         {"model", API_T_STRING, .id_prefix = "mdl", .description = "the base model"},
         {"training_file", API_T_STRING, .id_prefix = "ds"},
         {"validation_file", API_T_STRING, .id_prefix = "ds", .nullable = true},
-        {"spec", API_T_ANY, .ref = "JobSpec", .description = "the job spec with every default written out"},
+        {"kind", API_T_STRING, .choices = (const char *const[]){"fine_tune", "predictions", NULL},
+         .description = "fine_tune (POST /v1/jobs) or predictions (POST /v1/models/{id}/predictions)"},
+        {"spec", API_T_ANY, .ref = "AnyJobSpec",
+         .description = "the job spec with every default written out (a predictions job: its model, dataset and "
+                        "target)"},
         {"progress", API_T_OBJECT, .nullable = true,
          .description = "while it runs: epoch, step, batches and ETA ({} before the first step)"},
         {"metrics", API_T_OBJECT, .nullable = true, .description = "the final metrics once it succeeded"},
@@ -84,15 +89,21 @@ json_t *api_job_json(struct api_server *server, struct store *st, const struct s
                 progress = api_json_text(j->progress_json);
         json_t *spec = api_json_text(j->spec_json), *metrics = api_json_text(j->result_json);
         json_t *best = api_job_best_json(st, j, spec, metrics);
-        return json_pack("{s:s,s:s,s:s,s:i,s:i,s:s,s:s,s:s?,s:o,s:o,s:o,s:o,s:o,s:s?,s:I,s:o,s:o}", "id", j->id,
-                         "object", "job", "state", store_job_state_name(j->state), "attempt", j->attempt,
-                         "max_attempts", j->max_attempts, "model", j->model_id, "training_file", j->training_file,
-                         "validation_file", j->validation_file[0] ? j->validation_file : NULL, "spec", spec, "progress",
-                         progress, "metrics", metrics, "best", best, "error", api_json_text(j->error_json),
-                         "result_model", j->result_model_id[0] ? j->result_model_id : NULL, "created_at",
-                         (json_int_t)(j->created_at / 1000), "started_at",
-                         j->started_at ? json_integer(j->started_at / 1000) : json_null(), "finished_at",
-                         j->finished_at ? json_integer(j->finished_at / 1000) : json_null());
+        const char *kind = json_string_value(json_object_get(spec, "kind"));
+        json_t *out = json_pack(
+                "{s:s,s:s,s:s,s:i,s:i,s:s,s:s,s:s?,s:o,s:o,s:o,s:o,s:o,s:s?,s:I,s:o,s:o}", "id", j->id, "object", "job",
+                "state", store_job_state_name(j->state), "attempt", j->attempt, "max_attempts", j->max_attempts,
+                "model", j->model_id, "training_file", j->training_file, "validation_file",
+                j->validation_file[0] ? j->validation_file : NULL, "spec", spec, "progress", progress, "metrics",
+                metrics, "best", best, "error", api_json_text(j->error_json), "result_model",
+                j->result_model_id[0] ? j->result_model_id : NULL, "created_at", (json_int_t)(j->created_at / 1000),
+                "started_at", j->started_at ? json_integer(j->started_at / 1000) : json_null(), "finished_at",
+                j->finished_at ? json_integer(j->finished_at / 1000) : json_null());
+        if (out)
+                json_object_set_new(
+                        out, "kind",
+                        json_string(kind && strcmp(kind, "predictions") == 0 ? "predictions" : "fine_tune"));
+        return out;
 }
 
 /* A dataset a job spec names, as the store recorded it at upload: its typed facts for job_check, with the
@@ -490,14 +501,39 @@ enum MHD_Result api_jobs_checkpoints(struct api_request *req) {
         return api_reply_json(req, MHD_HTTP_OK, api_page_envelope(items, more, "id"));
 }
 
+/* A predictions job's CSV: "<state>/jobs/<id>/predictions.csv" (the worker writes it before the job succeeds;
+ * deleting the job removes it). Frees job. */
+static enum MHD_Result predictions_artifact(struct api_request *req, struct store *st, struct store_job *job) {
+        char path[PATH_MAX];
+        json_t *spec = api_json_text(job->spec_json);
+        const char *kind = json_string_value(json_object_get(spec, "kind"));
+        bool predictions = kind && strcmp(kind, "predictions") == 0;
+        json_decref(spec);
+        enum MHD_Result ret;
+        if (!predictions)
+                ret = api_reply_error(req, API_ERR_NOT_FOUND, "name",
+                                      "job '%s' is a fine-tuning job: 'predictions.csv' is a predictions job's "
+                                      "artifact (POST /v1/models/{id}/predictions)",
+                                      job->id);
+        else if (ft_path_join(path, sizeof(path), store_state_dir(st), "jobs", job->id, "predictions.csv", NULL) < 0 ||
+                 access(path, R_OK) < 0)
+                ret = api_reply_error(req, API_ERR_NOT_FOUND, "name", "the job's predictions.csv is gone");
+        else
+                ret = api_reply_file(req, path, "text/csv", "predictions.csv");
+        store_job_free(job);
+        return ret;
+}
+
 enum MHD_Result api_jobs_artifact(struct api_request *req) {
         enum MHD_Result ret;
         struct store *st;
         struct store_job *job = NULL;
         const char *name = api_path_param(req, 1);
-        if (!name || (strcmp(name, "model.safetensors") != 0 && strcmp(name, "metrics.json") != 0))
+        if (!name || (strcmp(name, "model.safetensors") != 0 && strcmp(name, "metrics.json") != 0 &&
+                      strcmp(name, "predictions.csv") != 0))
                 return api_reply_error(req, API_ERR_NOT_FOUND, "name",
-                                       "no artifact '%.64s' (there are 'model.safetensors' and 'metrics.json')",
+                                       "no artifact '%.64s' (there are 'model.safetensors', 'metrics.json' and, of a "
+                                       "predictions job, 'predictions.csv')",
                                        name ? name : "");
         if (job_load(req, &st, &job, &ret) < 0)
                 return ret;
@@ -507,6 +543,8 @@ enum MHD_Result api_jobs_artifact(struct api_request *req) {
                 store_job_free(job);
                 return ret;
         }
+        if (strcmp(name, "predictions.csv") == 0)
+                return predictions_artifact(req, st, job);
         if (strcmp(name, "metrics.json") == 0) {
                 /* the file compute/job wrote (the one metrics.json format); a job finished before the store kept
                  * it has its final metrics only */
@@ -525,7 +563,8 @@ enum MHD_Result api_jobs_artifact(struct api_request *req) {
         store_job_free(job);
         if (r < 0 || !m->weights_path[0]) {
                 store_model_free(m);
-                return api_reply_error(req, API_ERR_NOT_FOUND, "name", "the job's model is gone (deleted)");
+                return api_reply_error(req, API_ERR_NOT_FOUND, "name",
+                                       "the job has no model (a predictions job makes none) or it was deleted");
         }
         ret = api_reply_file(req, m->weights_path, "application/octet-stream", "model.safetensors");
         store_model_free(m);

@@ -24,6 +24,11 @@ static json_t *ref(const char *kind, const char *name) {
         return json_pack("{s:s}", "$ref", r);
 }
 
+/* A job's "spec": a fine-tuning job spec, or a predictions job's (POST /v1/models/{id}/predictions). */
+static json_t *any_job_spec(void) {
+        return json_pack("{s:[o,o]}", "anyOf", ref("schemas", "JobSpec"), ref("schemas", "PredictionsSpec"));
+}
+
 /* components/schemas: each built from its table. */
 static const struct component {
         const char *name;
@@ -46,6 +51,9 @@ static const struct component {
         {"ModelList", .list_of = "Model", .cursor = "string"},
         {"Prediction", api_prediction_shape},
         {"Explanation", api_explanation_shape},
+        {"Evaluation", api_evaluation_shape},
+        {"PredictionsSpec", api_predictions_spec_shape},
+        {"AnyJobSpec", .build = any_job_spec},
         {"Deleted", api_deleted_shape},
         {"Version", api_version_shape},
         {"Health", api_health_shape},

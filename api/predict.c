@@ -13,6 +13,7 @@
 #include "api/internal.h"
 #include "compute/context.h"
 #include "compute/data.h"
+#include "compute/eval.h"
 #include "compute/model.h"
 #include "compute/safetensors.h"
 #include "store/store.h"
@@ -68,7 +69,7 @@ int api_model_weights_load(struct model *m, const struct st_file *f, struct ft_e
 /* One row's answer: the label with class probabilities (softmax of the
  * logits), or the regression value. */
 static json_t *prediction(const float *o, size_t k, bool regression, const json_t *classes, bool want_probs,
-                          bool want_logits) {
+                          bool want_logits, double temperature) {
         if (regression)
                 return k == 1 ? json_pack("{s:f}", "value", (double)o[0]) : json_null();
         if (k == 0)
@@ -80,14 +81,16 @@ static json_t *prediction(const float *o, size_t k, bool regression, const json_
                         mx = o[c];
                         best = c;
                 }
+        /* a temperature-scaled model (calibration.temperature_scaling): softmax(logits / T); the argmax is the same */
         for (size_t c = 0; c < k; c++)
-                sum += exp((double)o[c] - mx);
+                sum += exp(((double)o[c] - mx) / temperature);
         json_t *probs = json_object(), *logits = json_object();
         for (size_t c = 0; c < k; c++) {
                 char fallback[24];
                 snprintf(fallback, sizeof(fallback), "%zu", c);
                 const char *name = json_string_value(json_array_get(classes, c));
-                json_object_set_new(probs, name ? name : fallback, json_real(exp((double)o[c] - mx) / sum));
+                json_object_set_new(probs, name ? name : fallback,
+                                    json_real(exp(((double)o[c] - mx) / temperature) / sum));
                 json_object_set_new(logits, name ? name : fallback, json_real((double)o[c]));
         }
         char fb[24];
@@ -227,6 +230,10 @@ enum MHD_Result api_models_predict(struct api_request *req) {
         const char *cls = st_file_metadata(f, "finetuned.classes");
         const char *task = st_file_metadata(f, "finetuned.task");
         regression = task && strcmp(task, "regression") == 0;
+        const char *temp = st_file_metadata(f, EVAL_META_TEMPERATURE);
+        double temperature = temp ? strtod(temp, NULL) : 1.0;
+        if (!(temperature > 0) || !isfinite(temperature))
+                temperature = 1.0;
         classes = cls ? json_loads(cls, 0, NULL) : NULL;
         mspec = json_loads(rec->spec_json, 0, NULL);
         r = mspec ? model_new(mspec, &m, &err) : -EIO;
@@ -286,8 +293,9 @@ enum MHD_Result api_models_predict(struct api_request *req) {
                                         r = ft_error_set(&err, -ERANGE, param,
                                                          "the model's output for '%s' is not a finite number", param);
                                 }
-                        json_t *p =
-                                r == 0 ? prediction(y + i * k, k, regression, classes, want_probs, want_logits) : NULL;
+                        json_t *p = r == 0 ? prediction(y + i * k, k, regression, classes, want_probs, want_logits,
+                                                        temperature)
+                                           : NULL;
                         if (r == 0 && (!p || json_is_null(p))) {
                                 json_decref(p);
                                 r = ft_error_set(&err, -EIO, NULL, "the model gives %zu outputs per row", k);

@@ -146,6 +146,8 @@ static const struct api_query_param upload_query[] = {
 #define e_jobs_create E(E_400, E_401, E_403, E_413, E_415, API_ERR_IDEMPOTENCY_MISMATCH, API_ERR_RATE_LIMITED)
 #define e_predict E(E_400, E_401, E_403, E_404, E_409, E_413, E_415)
 #define e_cancel E(E_401, E_403, E_404, E_409)
+#define e_predictions                                                                                                  \
+        E(E_400, E_401, E_403, E_404, E_409, E_413, E_415, API_ERR_IDEMPOTENCY_MISMATCH, API_ERR_RATE_LIMITED)
 
 /* The parts of a dataset upload: datasets.c refuses any other. */
 static const struct api_field dataset_parts[] = {
@@ -213,6 +215,19 @@ const struct api_route api_routes[] = {
                         "resize), each pixel its channels' attributions summed. 400 for a model that does not take "
                         "images; at most 256 integrated-gradients steps and 3*1024*1024 image values."},
 
+        {"POST", "/v1/models/{id}/evaluate", api_models_evaluate, .flags = API_ROUTE_JSON, .body = api_evaluate_fields,
+         .tag = "models", .errors = e_predict, .reply = "Evaluation",
+         .summary = "evaluate the model on a labelled dataset: the job's final metrics plus log loss, ROC-AUC, "
+                    "ROC and precision-recall curves and calibration (ECE, reliability diagram)",
+         .description = "Runs while the request waits (the dataset's size is bounded by the upload limit); "
+                        "for predictions of a whole dataset as a file, use /predictions."},
+        {"POST", "/v1/models/{id}/predictions", api_models_predictions, .flags = API_ROUTE_JSON | API_ROUTE_IDEMPOTENT,
+         .body = api_predictions_fields, .tag = "models", .success = 201, .errors = e_predictions, .reply = "Job",
+         .summary = "queue a predictions job: the model over a whole dataset into predictions.csv (GET "
+                    "/v1/jobs/{id}/artifacts/predictions.csv), with progress like any job",
+         .description = "A job of kind 'predictions': it has progress, events, cancel and an Idempotency-Key "
+                        "like a fine-tuning job; with labels its metrics are the evaluation's."},
+
         {"POST", "/v1/jobs", api_jobs_create, .flags = API_ROUTE_JSON | API_ROUTE_IDEMPOTENT, .tag = "jobs",
          .success = 201, .errors = e_jobs_create, .body_schema = "JobSpec", .body = job_refs, .reply = "Job",
          .summary = "create a fine-tuning job from a job spec (docs/job-spec.md)",
@@ -235,7 +250,8 @@ const struct api_route api_routes[] = {
         {"GET", "/v1/jobs/{id}/checkpoints", api_jobs_checkpoints, .query = page_query, .tag = "jobs", .errors = e_get,
          .reply = "CheckpointList", .summary = "the job's checkpoints, oldest first"},
         {"GET", "/v1/jobs/{id}/artifacts/{name}", api_jobs_artifact, .flags = API_ROUTE_BINARY, .tag = "jobs",
-         .errors = e_get, .produces = (const char *const[]){"application/octet-stream", "application/json", NULL},
+         .errors = e_get,
+         .produces = (const char *const[]){"application/octet-stream", "application/json", "text/csv", NULL},
          .summary = "a finished job's artifact: 'model.safetensors' (loads with load_state_dict) or "
                     "'metrics.json'"},
 

@@ -79,6 +79,8 @@ struct csv_options {
         enum data_task task;
         bool dropna; /* drop rows with a missing value; otherwise a missing value is an error */
         size_t max_bytes; /* 0: no limit */
+        bool no_target; /* every column is a feature: no labels or targets (data to predict on) */
+        bool one_class_ok; /* classification: a single class is fine (data to evaluate on) */
 };
 
 /* Missing values: an empty cell, NA, N/A, NaN, nan, null, NULL, None (as pandas).
@@ -126,6 +128,8 @@ struct data_open_options {
         bool strict_missing; /* CSV: a missing value is an error (default: counted and dropped) */
         char delimiter; /* CSV: 0 detects */
         size_t max_bytes; /* each file, compressed and not (0: no limit) */
+        bool no_target; /* CSV: every column is a feature (csv_options.no_target) */
+        bool one_class_ok; /* CSV: a single class is fine (csv_options.one_class_ok) */
 };
 
 /* Open a dataset by content: path alone is CSV; path and path2 are an IDX

@@ -376,18 +376,20 @@ int csv_parse(const char *bytes, size_t size, const char *label, const struct cs
                                          list);
                         goto fail;
                 }
+        } else if (opt->no_target) {
+                target = ncols; /* no column is the target */
         } else {
                 target = ncols - 1;
         }
-        if (ncols < 2) {
+        if (ncols < 2 && !opt->no_target) {
                 r = ft_error_set(err, -EINVAL, NULL,
                                  "'%s':%zu: one column '%s': a feature column and a target column are needed "
                                  "(delimiter '%c')",
                                  label, header_line, names[0], t.delim);
                 goto fail;
         }
-        ds->n_features = ncols - 1;
-        ds->feature_names = calloc(ncols - 1, sizeof(char *));
+        ds->n_features = target < ncols ? ncols - 1 : ncols;
+        ds->feature_names = calloc(ds->n_features, sizeof(char *));
         if (!ds->feature_names)
                 goto oom;
         for (size_t i = 0, k = 0; i < ncols; i++) {
@@ -410,7 +412,9 @@ int csv_parse(const char *bytes, size_t size, const char *label, const struct cs
                         if (!x)
                                 goto oom;
                         ds->x = x;
-                        if (ds->task == DATA_CLASSIFICATION) {
+                        if (target == ncols) {
+                                /* no target: features only */
+                        } else if (ds->task == DATA_CLASSIFICATION) {
                                 int32_t *l = realloc(ds->labels, nc * sizeof(int32_t));
                                 if (!l)
                                         goto oom;
@@ -504,13 +508,13 @@ int csv_parse(const char *bytes, size_t size, const char *label, const struct cs
                                  ds->rows_read);
                 goto fail;
         }
-        if (ds->task == DATA_CLASSIFICATION) {
+        if (ds->task == DATA_CLASSIFICATION && target < ncols) {
                 /* a label interned only by a dropped row has no rows: rebuild from kept rows */
                 if ((r = labels_finish(&L, ds)) < 0)
                         goto oom;
                 if (dataset_classes_compact(ds) < 0) /* drop classes only dropped rows had */
                         goto oom;
-                if (ds->n_classes < 2) {
+                if (ds->n_classes < 2 && !opt->one_class_ok) {
                         r = ft_error_set(err, -EINVAL, "target",
                                          "'%s': target column '%s' has a single class '%s': classification needs two "
                                          "or more",

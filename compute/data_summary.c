@@ -201,7 +201,9 @@ int data_open(const char *path, const char *path2, const struct data_open_option
                                 .task = opt->task,
                                 .dropna = !opt->strict_missing,
                                 .delimiter = opt->delimiter,
-                                .max_bytes = max_bytes};
+                                .max_bytes = max_bytes,
+                                .no_target = opt->no_target,
+                                .one_class_ok = opt->one_class_ok};
         return csv_read(path, &o, ret, err);
 }
 

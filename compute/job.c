@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/fileio.h"
+#include "compute/eval.h"
 
 /* ---- data ------------------------------------------------------------------------ */
 
@@ -406,12 +407,16 @@ int job_result_save(const char *path, struct model *m, const struct jobspec *spe
                     const struct train_result *res, const char *job_id, struct ft_error *err) {
         static char *const no_classes[1] = {NULL};
         bool classify = train->task == DATA_CLASSIFICATION;
-        struct st_meta extra[] = {
-                {"finetuned.task", jobspec_task_name(spec->task.type)},
-                {"finetuned.job", job_id},
-        };
+        char temperature[32];
+        snprintf(temperature, sizeof(temperature), "%.17g", res->final.calibration.temperature);
+        struct st_meta extra[3] = {{"finetuned.task", jobspec_task_name(spec->task.type)}};
+        size_t n = 1;
+        if (classify && res->final.calibration.scaled)
+                extra[n++] = (struct st_meta){EVAL_META_TEMPERATURE, temperature};
+        if (job_id)
+                extra[n++] = (struct st_meta){"finetuned.job", job_id};
         return st_model_save_with(path, m, &res->transform, classify ? train->class_names : no_classes,
-                                  classify ? train->n_classes : 0, extra, job_id ? 2 : 1, err);
+                                  classify ? train->n_classes : 0, extra, n, err);
 }
 
 json_t *job_metrics_json(const struct train_result *res, bool history) {

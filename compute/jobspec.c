@@ -677,6 +677,13 @@ static const struct field resources_fields[] = {
         {0},
 };
 
+static const struct field calibration_fields[] = {
+        F_BOOL("temperature_scaling", calibration.temperature_scaling,
+               "classification: fit a temperature T on the validation split (minimising its NLL) and save it with "
+               "the model; predict and evaluate then answer softmax(logits / T); needs validation data"),
+        {0},
+};
+
 static const struct field root_fields[] = {
         {.key = "model",
          .kind = K_CUSTOM,
@@ -708,6 +715,7 @@ static const struct field root_fields[] = {
         F_OBJ("early_stopping", early_fields, "giving the object turns early stopping on; null: off"),
         F_OBJ("checkpoint", checkpoint_fields, "how often checkpoints are written and how many stay"),
         F_OBJ("resources", resources_fields, "what one job runs on"),
+        F_OBJ("calibration", calibration_fields, "calibration of the predicted probabilities"),
         {.key = "seed",
          .kind = K_U64,
          .off = OFF(seed),
@@ -768,6 +776,13 @@ static int validate(const json_t *root, struct jobspec *s, struct ft_error *err)
         if (s->task.type == JOBSPEC_TASK_REGRESSION && s->hyperparameters.label_smoothing > 0)
                 return ft_error_set(err, -EINVAL, "hyperparameters.label_smoothing",
                                     "'hyperparameters.label_smoothing' applies to classification only");
+        if (s->calibration.temperature_scaling && s->task.type != JOBSPEC_TASK_CLASSIFICATION)
+                return ft_error_set(err, -EINVAL, "calibration.temperature_scaling",
+                                    "'calibration.temperature_scaling' applies to classification only");
+        if (s->calibration.temperature_scaling && !has_val)
+                return ft_error_set(err, -EINVAL, "calibration.temperature_scaling",
+                                    "'calibration.temperature_scaling' is fitted on validation data: give "
+                                    "'validation_file' or a 'validation_split' above 0");
         if (!HAVE_MPI && s->resources.ranks > 1)
                 return ft_error_set(err, -EINVAL, "resources.ranks",
                                     "'resources.ranks' %u needs data-parallel training, which this build does not "
@@ -845,7 +860,7 @@ json_t *jobspec_to_json(const struct jobspec *s) {
                                             s->early_stopping.min_delta, "restore_best", s->early_stopping.restore_best)
                                 : json_null();
         const __typeof__(s->hyperparameters) *h = &s->hyperparameters;
-        return json_pack(
+        json_t *doc = json_pack(
                 "{s:o s:o s:o s:f"
                 " s:{s:s s:s}"
                 " s:{s:b s:b s:b s:o s:o s:o s:{s:I s:b}}"
@@ -868,6 +883,13 @@ json_t *jobspec_to_json(const struct jobspec *s) {
                 s->strategy.layer_decay, "lr_multipliers", mult, "early_stopping", early, "checkpoint", "every_epochs",
                 (json_int_t)s->checkpoint.every_epochs, "keep", (json_int_t)s->checkpoint.keep, "resources", "ranks",
                 (json_int_t)s->resources.ranks, "seed", (json_int_t)s->seed, "device", jobspec_device_name(s->device));
+        if (doc &&
+            json_object_set_new(doc, "calibration",
+                                json_pack("{s:b}", "temperature_scaling", s->calibration.temperature_scaling)) < 0) {
+                json_decref(doc);
+                return NULL;
+        }
+        return doc;
 }
 
 /* ---- the schema ---------------------------------------------------------------- */

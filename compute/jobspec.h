@@ -155,6 +155,10 @@ struct jobspec {
                 unsigned ranks; /* data-parallel MPI ranks (the daemon's launcher); 1: one process */
         } resources;
 
+        struct {
+                bool temperature_scaling; /* fit a temperature on the validation split, save it with the model */
+        } calibration;
+
         uint64_t seed;
         enum jobspec_device device;
 };

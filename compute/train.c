@@ -67,6 +67,7 @@ struct trainer {
         uint8_t *best; /* early stopping: copy of every model tensor's bytes */
         size_t best_bytes;
         int32_t *pred_cls, *true_cls; /* eval: n_eval */
+        float *eval_logits; /* the final evaluation's outputs (n_eval * n_out) for calibration, else NULL */
         float *pred_reg, *true_reg;
 
         /* progress of the run (all in checkpoints) */
@@ -1016,6 +1017,8 @@ static int evaluate(struct trainer *tr, double *ret_loss, size_t *ret_n, struct 
                 loss_sum += (double)loss * (double)b.n;
                 for (size_t i = 0; i < b.n; i++) {
                         const float *row = out + i * tr->n_out;
+                        if (tr->eval_logits)
+                                memcpy(tr->eval_logits + (n + i) * tr->n_out, row, tr->n_out * sizeof(float));
                         if (tr->classification) {
                                 int32_t best = 0;
                                 for (size_t c = 1; c < tr->n_out; c++)
@@ -1258,6 +1261,9 @@ static int run_epoch(struct trainer *tr, struct ft_error *err) {
 static int final_metrics(struct trainer *tr, struct train_result *res, struct ft_error *err) {
         struct train_final *f = &res->final;
         size_t n;
+        size_t n_eval = tr->n_val ? tr->n_val : tr->n_train;
+        if (tr->classification && tr->n_out >= 2 && !(tr->eval_logits = malloc(n_eval * tr->n_out * sizeof(float))))
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         int r = evaluate(tr, &f->loss, &n, err);
         if (r == -ECANCELED) /* the last epoch's checkpoint resumes straight into this evaluation */
                 return ft_error_set(err, -ECANCELED, NULL, "training was cancelled");
@@ -1274,6 +1280,9 @@ static int final_metrics(struct trainer *tr, struct train_result *res, struct ft
                 r = metrics_classification_compute(tr->true_cls, tr->pred_cls, n, tr->n_out, &f->cls, err);
         else
                 r = metrics_regression_compute(tr->true_reg, tr->pred_reg, n, &f->reg, err);
+        if (r == 0 && tr->eval_logits && n)
+                r = train_calibration(tr->spec, tr->eval_logits, tr->true_cls, n, tr->n_out, f->on_validation,
+                                      &f->calibration, err);
         if (r < 0)
                 return r;
         if (tr->cb && tr->cb->on_final)
@@ -1302,6 +1311,7 @@ static void trainer_deinit(struct trainer *tr) {
         free(tr->best);
         free(tr->pred_cls);
         free(tr->true_cls);
+        free(tr->eval_logits);
         free(tr->pred_reg);
         free(tr->true_reg);
         free(tr->history);

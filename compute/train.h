@@ -42,6 +42,7 @@
 #include "compute/data.h"
 #include "compute/jobspec.h"
 #include "compute/metrics.h"
+#include "compute/metrics_curves.h"
 #include "compute/model.h"
 
 #define TRAIN_PROGRESS_HZ 4
@@ -94,6 +95,24 @@ struct train_early_stop {
         double best_value;
 };
 
+/* Calibration of the final evaluation's probabilities (classification): the ECE and reliability diagram at
+ * T = 1 and, with calibration.temperature_scaling, the temperature fitted on the validation split (a 1-D
+ * golden-section search on the NLL, metrics_temperature_fit) with the same after scaling. */
+struct train_calibration {
+        bool computed;
+        struct metrics_calibration before;
+        bool scaled;
+        double temperature; /* 1 unless scaled */
+        double nll_before, nll_after;
+        struct metrics_calibration after;
+};
+/* Fill *ret from the final evaluation's logits (n x k) and labels (train_calibration.c). */
+int train_calibration(const struct jobspec *spec, const float *logits, const int32_t *labels, size_t n, size_t k,
+                      bool on_validation, struct train_calibration *ret, struct ft_error *err);
+/* {"ece", "mce", "bins", "samples", "reliability", "temperature_scaling": null | {"temperature", "nll_before",
+ * "nll_after", "ece", "mce", "reliability"}} */
+json_t *train_calibration_json(const struct train_calibration *c);
+
 /* The final evaluation, on the validation data (or the training data when there is none), with the best
  * epoch's weights when early stopping restored them. */
 struct train_final {
@@ -107,6 +126,7 @@ struct train_final {
         struct metrics_classification cls; /* classification (arrays owned: train_result_deinit) */
         struct metrics_regression reg; /* regression */
         char *const *class_names; /* the training data's class names (borrowed: valid while it lives) */
+        struct train_calibration calibration; /* classification */
 };
 
 /* What the first training step of a run ran on. */

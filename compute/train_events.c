@@ -100,6 +100,8 @@ static json_t *final_json(const struct train_final *f) {
         if (!mj)
                 return NULL;
         json_object_set_new(mj, "loss", json_real(f->loss));
+        if (f->classification && f->calibration.computed)
+                json_object_set_new(mj, "calibration", train_calibration_json(&f->calibration));
         return json_pack("{s:s s:s s:o s:I s:b s:o}", "type", "metrics", "split",
                          f->on_validation ? "validation" : "training", "best_epoch",
                          f->has_best ? json_integer(f->best_epoch) : json_null(), "epochs_run",

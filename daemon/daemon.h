@@ -103,4 +103,7 @@ int config_log_file_open(const char *path, struct ft_error *err);
 int serve_main(int argc, char **argv);
 int inspect_main(int argc, char **argv);
 int explain_main(int argc, char **argv); /* explain_cmd.c */
+/* eval_cmd.c: `finetuned evaluate` and `finetuned predict`. */
+int evaluate_main(int argc, char **argv);
+int predict_main(int argc, char **argv);
 int train_main(int argc, char **argv);

@@ -15,6 +15,8 @@ static const struct command {
         {"train", train_main, "run a fine-tuning job in the foreground, events as NDJSON on stdout"},
         {"inspect", inspect_main, "validate a dataset or weights file and print its summary as JSON"},
         {"explain", explain_main, "a saliency map of one image for a model's class, as JSON (docs/api.md)"},
+        {"evaluate", evaluate_main, "evaluate a saved model on a labelled dataset, metrics as JSON"},
+        {"predict", predict_main, "run a saved model over a dataset, predictions as CSV"},
 };
 
 static void usage(FILE *out) {

@@ -42,10 +42,12 @@
 #include <jansson.h>
 
 #include "api/prometheus.h"
+#include "common/fileio.h"
 #include "common/log.h"
 #include "daemon/sdnotify.h"
 #include "compute/context.h"
 #include "compute/data.h"
+#include "compute/eval.h"
 #include "compute/job.h"
 #include "compute/jobspec.h"
 #include "compute/model.h"
@@ -575,6 +577,148 @@ static bool disk_ready(struct workers *pool) {
         return true;
 }
 
+/* ---- predictions jobs (POST /v1/models/{id}/predictions) ------------------------------- */
+
+static bool eval_should_stop(void *userdata) {
+        return cb_should_stop(userdata);
+}
+
+/* {"rows_done", "rows", "fraction"}: live for GET /v1/jobs/{id}, into the store at most once a second. */
+static void eval_progress(void *userdata, size_t done, size_t total) {
+        struct worker *w = userdata;
+        char text[128];
+        snprintf(text, sizeof(text), "{\"rows_done\":%zu,\"rows\":%zu,\"fraction\":%.4f}", done, total,
+                 total ? (double)done / (double)total : 1.0);
+        pthread_mutex_lock(&w->lock);
+        free(w->progress);
+        w->progress = strdup(text);
+        pthread_mutex_unlock(&w->lock);
+        double now = ft_now_monotonic();
+        if (!w->lost && (now - w->last_progress_write >= PROGRESS_DB_INTERVAL_S || done == total)) {
+                struct ft_error err = {0};
+                int r = store_job_progress_set(w->store, w->job_id, w->attempt, text, &err);
+                if (r < 0)
+                        mark_lost(w, r, &err);
+                w->last_progress_write = now;
+        }
+}
+
+/* A predictions job: the model over the dataset (compute/eval), predictions.csv into the job's directory, and
+ * with labels the evaluation's metrics (the job's "metrics" without the curves; metrics.json with them). No
+ * checkpoints: a job released or requeued runs again from the first row. */
+static void run_predictions(struct worker *w, struct store_job *job, const json_t *spec) {
+        struct ft_error err = {0};
+        struct store_model *rec = NULL;
+        struct store_dataset *d = NULL;
+        struct eval_model em = {0};
+        struct dataset *ds = NULL;
+        struct compute_ctx *ctx = NULL;
+        struct eval_output out = {0};
+        json_t *mspec = NULL, *metrics = NULL;
+        char dir[PATH_MAX], path[PATH_MAX], metrics_sha[STORE_SHA256_HEX] = "";
+        bool labelled = false;
+        const char *target = json_string_value(json_object_get(spec, "target"));
+
+        api_metrics_job_start(job->id, 0);
+        w->metrics_started = true;
+        int r = store_model_get(w->store, job->model_id, &rec, &err);
+        if (r == 0 && !rec->weights_path[0])
+                r = ft_error_set(&err, -EINVAL, "model", "model '%s' has no weights", rec->id);
+        if (r == 0) {
+                mspec = json_loads(rec->spec_json, 0, NULL);
+                r = eval_model_open(rec->weights_path, mspec, 0, &em, &err);
+        }
+        if (r < 0) {
+                fail(w, "invalid_model", &err);
+                goto out;
+        }
+        r = store_dataset_get(w->store, job->training_file, &d, &err);
+        if (r == 0) {
+                struct eval_data_options o = {
+                        .path = d->path,
+                        .path2 = d->labels_path[0] ? d->labels_path : NULL,
+                        .label = d->id,
+                        .param = "dataset",
+                        .target = target,
+                };
+                r = eval_data_open(&em, &o, &ds, &labelled, &err);
+        }
+        if (r < 0) {
+                fail(w, "invalid_data", &err);
+                goto out;
+        }
+        r = compute_ctx_new((int)w->pool->threads, &ctx, &err);
+        if (r == 0)
+                r = mkdir_p2(w->pool->state_dir, job->id, dir, sizeof(dir));
+        if (r < 0) {
+                fail(w, "internal_error", &err);
+                goto out;
+        }
+        w->last_heartbeat = 0;
+        if (cb_should_stop(w) && w->lost)
+                goto out;
+        struct eval_callbacks cb = {.userdata = w, .on_progress = eval_progress, .should_stop = eval_should_stop};
+        r = eval_run(&em, ctx, ds, labelled, &cb, &out, &err);
+        if (w->lost)
+                goto out;
+        if (r == -ECANCELED) {
+                if (w->cancel) {
+                        finish(w, STORE_JOB_CANCELLED, NULL, NULL);
+                } else {
+                        r = store_job_release(w->store, job->id, w->attempt, &err);
+                        if (r == 0)
+                                w->final_state = "queued";
+                }
+                goto out;
+        }
+        if (r < 0) {
+                fail(w, r == -ERANGE || r == -EINVAL ? "invalid_data" : "internal_error", &err);
+                goto out;
+        }
+        r = ft_path_join(path, sizeof(path), dir, "predictions.csv", NULL);
+        if (r < 0)
+                ft_error_set(&err, r, NULL, "job directory path is too long");
+        else
+                r = eval_predictions_write(&em, &out, path, &err);
+        if (r == 0 && labelled) {
+                metrics = eval_metrics_json(&em, &out, 0, &err);
+                char *text = metrics ? json_dumps(metrics, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) : NULL;
+                char tmp[PATH_MAX], name[64];
+                snprintf(name, sizeof(name), ".tmp-metrics-a%d.json", w->attempt);
+                r = text ? ft_path_join(tmp, sizeof(tmp), dir, name, NULL) : -ENOMEM;
+                if (r >= 0)
+                        r = fileio_write_atomic(tmp, text, strlen(text), 0644, &err);
+                if (r == 0)
+                        r = blob_from_file(w, tmp, metrics_sha, &err);
+                free(text);
+                json_object_del(metrics, "curves"); /* the job row keeps the numbers; metrics.json the curves */
+        }
+        if (r < 0) {
+                fail(w, "internal_error", &err);
+                goto out;
+        }
+        json_t *result = json_pack("{s:s s:I s:b s:O?}", "split", "dataset", "rows", (json_int_t)out.n, "labelled",
+                                   labelled, "metrics", metrics);
+        char *text = result ? json_dumps(result, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+        json_decref(result);
+        finish_with(w, &(struct store_job_outcome){.state = STORE_JOB_SUCCEEDED,
+                                                   .result_json = text ? text : "{}",
+                                                   .metrics_sha256 = metrics_sha});
+        free(text);
+out:
+        if (w->metrics_started)
+                api_metrics_job_finish(job->id, w->final_state ? w->final_state : w->lost ? "lost" : "failed");
+        w->metrics_started = false; /* run_job's own exit must not count it again */
+        json_decref(metrics);
+        json_decref(mspec);
+        eval_output_deinit(&out);
+        dataset_free(ds);
+        eval_model_deinit(&em);
+        compute_ctx_free(ctx);
+        store_model_free(rec);
+        store_dataset_free(d);
+}
+
 static void run_job(struct worker *w, struct store_job *job) {
         struct ft_error err = {0};
         struct jobspec spec;
@@ -604,6 +748,14 @@ static void run_job(struct worker *w, struct store_job *job) {
         w->final_state = NULL;
         log_info("worker %u: job %s claimed (attempt %d)", w->index, job->id, job->attempt);
 
+        json_t *raw = json_loads(job->spec_json, 0, NULL);
+        const char *kind = json_string_value(json_object_get(raw, "kind"));
+        if (kind && strcmp(kind, "predictions") == 0) { /* a job kind of its own, same claim, lease and finish */
+                run_predictions(w, job, raw);
+                json_decref(raw);
+                goto out;
+        }
+        json_decref(raw);
         int r = jobspec_parse_string(job->spec_json, strlen(job->spec_json), &spec, &err);
         if (r < 0) {
                 fail(w, "invalid_job", &err);

@@ -16,8 +16,11 @@ export function stateBadge(state) {
         return h('span', {class: 'state state-' + state, 'data-state': state}, state);
 }
 
-export const jobStrategy = (job) => job.spec.strategy.type;
-export const jobEpochs = (job) => job.spec.hyperparameters.epochs;
+/* A predictions job (POST /v1/models/{id}/predictions) has no epochs: its spec is {kind, model, dataset, target}
+ * and its progress {rows_done, rows, fraction}. */
+export const isPredictions = (job) => job.kind === 'predictions';
+export const jobStrategy = (job) => (isPredictions(job) ? 'predictions' : job.spec.strategy.type);
+export const jobEpochs = (job) => (isPredictions(job) ? 0 : job.spec.hyperparameters.epochs);
 
 /* {frac, within, epoch, epochs, eta}: the run's fraction done, the current
  * epoch's fraction (null before the first report), the epoch being trained,
@@ -27,7 +30,9 @@ export function progressOf(job) {
         const epoch = isNum(p.epoch) ? p.epoch : 0;
         const within = isNum(p.batch) && p.batches ? Math.min(1, p.batch / p.batches) : null;
         let frac = 0;
-        if (job.state === 'succeeded')
+        if (isPredictions(job))
+                frac = job.state === 'succeeded' ? 1 : isNum(p.fraction) ? p.fraction : 0;
+        else if (job.state === 'succeeded')
                 frac = 1;
         else if (isNum(p.step) && p.steps)
                 frac = Math.min(1, p.step / p.steps);
@@ -38,7 +43,7 @@ export function progressOf(job) {
 
 /* The jobs list's progress cell: a bar and "epoch 3/10 · ETA 2 min 5 s". */
 export function progressCell(job) {
-        const pr = progressOf(job);
+        const pr = progressOf(job), p = job.progress || {};
         let text = job.state === 'queued' ? 'waiting' : pr.epoch ? 'epoch ' + pr.epoch + '/' + pr.epochs : 'starting';
         if (job.state === 'succeeded')
                 text = (job.metrics ? job.metrics.epochs_run : pr.epochs) + ' epochs, done';
@@ -46,6 +51,10 @@ export function progressCell(job) {
                 text = pr.epoch ? 'stopped in epoch ' + pr.epoch + '/' + pr.epochs : 'stopped before its first epoch';
         else if (pr.eta !== null)
                 text += ' · ETA ' + fmtDuration(pr.eta);
+        if (isPredictions(job))
+                text = job.state === 'succeeded' ? (job.metrics ? job.metrics.rows : p.rows_done) + ' rows predicted' :
+                       job.state === 'queued' ? 'waiting' :
+                       isNum(p.rows_done) ? 'row ' + p.rows_done + '/' + p.rows : job.state;
         const bar = h('progress', {max: 1, 'aria-label': 'progress of job ' + job.id});
         bar.value = pr.frac;
         return h('div', {class: 'progress'}, bar, h('small', {}, text));

@@ -41,8 +41,8 @@ export function viewCompare(params) {
                 let i = 0;
                 for (const id of chosen) {
                         const job = jobs.get(id), evs = epochs.get(id) || [];
-                        const hp = job ? job.spec.hyperparameters : null;
-                        const label = id + (job ? ' · ' + jobStrategy(job) + ' · ' + hp.optimizer + ' lr ' + hp.learning_rate : '');
+                        const hp = job && job.spec.hyperparameters; /* a predictions job has none */
+                        const label = id + (job ? ' · ' + jobStrategy(job) + (hp ? ' · ' + hp.optimizer + ' lr ' + hp.learning_rate : '') : '');
                         const ds = chartSeries(chart, label, PALETTE[i++ % PALETTE.length]);
                         ds.data = evs.filter((e) => isNum(e[metricSel.value])).map((e) => ({x: e.epoch, y: e[metricSel.value]}));
                 }

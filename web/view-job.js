@@ -9,7 +9,8 @@
 import { api, ApiError, download, reportError, poll } from './api.js';
 import { h, setView } from './dom.js';
 import { isNum, fmtNum, fmtDuration, fmtTime } from './format.js';
-import { TERMINAL, isLive, stateBadge, jobStrategy, progressOf } from './job.js';
+import { TERMINAL, isLive, stateBadge, jobStrategy, progressOf, isPredictions } from './job.js';
+import { calibrationSection } from './calibration.js';
 import { followEvents } from './events.js';
 import { PALETTE, lineChart, chartPoint, chartCanvas, chartUpdate } from './charts.js';
 import { resolve, lookup, refLabel } from './catalog.js';
@@ -42,7 +43,8 @@ function metricsTable(metrics) {
         for (const [k, v] of Object.entries(metrics)) {
                 if (isNum(v))
                         row(k, v);
-                else if (v && typeof v === 'object' && !Array.isArray(v) && k !== 'confusion_matrix')
+                else if (v && typeof v === 'object' && !Array.isArray(v) && k !== 'confusion_matrix' && k !== 'calibration' &&
+                         k !== 'curves')
                         for (const [k2, v2] of Object.entries(v))
                                 if (isNum(v2))
                                         row(k + '.' + k2, v2);
@@ -86,7 +88,7 @@ function confusionTable(cm) {
 }
 
 export function viewJob(params, id) {
-        let job = null, stream = null, stopPoll = null, resultsShown = false, left = false;
+        let job = null, stream = null, stopPoll = null, resultsShown = false, left = false, calChart = null;
         const path = '/v1/jobs/' + encodeURIComponent(id);
         const badge = h('span', {id: 'job-state'});
         const cancelBtn = h('button', {type: 'button', class: 'danger', id: 'cancel-job', hidden: true,
@@ -106,6 +108,9 @@ export function viewJob(params, id) {
         const dlMetrics = h('button', {type: 'button', id: 'download-metrics', hidden: true,
                                        onclick: () => download(path + '/artifacts/metrics.json', id + '-metrics.json').catch(reportError)},
                             'Download metrics');
+        const dlPredictions = h('button', {type: 'button', id: 'download-predictions', hidden: true,
+                                           onclick: () => download(path + '/artifacts/predictions.csv', id + '-predictions.csv').catch(reportError)},
+                                'Download predictions.csv');
         const compareLink = h('a', {class: 'button', href: '#/compare?ids=' + encodeURIComponent(id)}, 'Compare with…');
         const deleteBtn = h('button', {type: 'button', class: 'danger', id: 'delete-job', hidden: true,
                                        onclick: async () => {
@@ -137,18 +142,20 @@ export function viewJob(params, id) {
         const epochs = new Map(); /* epoch -> its event's data */
 
         const setup = h('section', {class: 'card', id: 'job-setup'});
+        /* per-epoch curves and numbers: hidden for a predictions job, which has no epochs */
+        const curves = h('div', {id: 'job-curves'}, h('h2', {}, 'Curves'),
+                         h('div', {class: 'charts'}, loss.box, metric.box),
+                         h('details', {}, h('summary', {}, 'Per-epoch numbers'), h('div', {class: 'table-wrap'}, epochTable)));
         const results = h('section', {id: 'results', 'aria-labelledby': 'results-title'});
 
         setView('Job ' + id,
                 h('div', {class: 'toolbar'}, h('h1', {}, 'Job ', h('span', {class: 'mono'}, id)), badge,
-                  cancelBtn, dlModel, dlMetrics, compareLink, deleteBtn),
+                  cancelBtn, dlModel, dlPredictions, dlMetrics, compareLink, deleteBtn),
                 errorBox,
                 h('section', {class: 'card progress-card', id: 'job-progress'}, h('h2', {}, 'Progress'),
                   h('div', {class: 'progress'}, epochText, epochBar),
                   h('div', {class: 'progress'}, stepText, stepBar), etaText, bestLine),
-                h('h2', {}, 'Curves'),
-                h('div', {class: 'charts'}, loss.box, metric.box),
-                h('details', {}, h('summary', {}, 'Per-epoch numbers'), h('div', {class: 'table-wrap'}, epochTable)),
+                curves,
                 results,
                 h('h2', {}, 'Setup'),
                 setup);
@@ -192,7 +199,15 @@ export function viewJob(params, id) {
         }
 
         function renderProgress() {
-                const pr = progressOf(job), p = job.progress;
+                const pr = progressOf(job), p = job.progress || {};
+                if (isPredictions(job)) {
+                        epochBar.value = stepBar.value = pr.frac;
+                        epochText.textContent = job.state === 'succeeded' ? 'all rows' : job.state === 'queued' ? 'queued' :
+                                isNum(p.rows_done) ? 'row ' + p.rows_done + ' of ' + p.rows : job.state;
+                        stepText.textContent = 'rows';
+                        etaText.textContent = '';
+                        return;
+                }
                 const run = job.metrics ? job.metrics.epochs_run : null;
                 epochBar.value = pr.frac;
                 epochText.textContent =
@@ -222,7 +237,7 @@ export function viewJob(params, id) {
                 if (resultsShown || job.state !== 'succeeded' || !job.metrics)
                         return;
                 resultsShown = true;
-                const r = job.metrics, m = r.metrics;
+                const r = job.metrics, m = r.metrics || {};
                 const scalar = metricsTable(m);
                 const overall = [h('h3', {}, 'Overall'),
                                  scalar ? h('div', {class: 'table-wrap'}, scalar) : h('p', {class: 'muted'}, 'no metrics recorded')];
@@ -233,6 +248,19 @@ export function viewJob(params, id) {
                 const cm = confusionTable(m.confusion_matrix);
                 if (cm)
                         byClass.push(h('h3', {}, 'Confusion matrix'), h('div', {class: 'table-wrap'}, cm));
+                const cal = calibrationSection(m.calibration);
+                if (cal) {
+                        overall.push(...cal.nodes);
+                        calChart = cal.chart;
+                }
+                if (isPredictions(job)) {
+                        results.replaceChildren(h('h2', {id: 'results-title'}, r.labelled ?
+                                                          'Evaluation on the dataset (' + r.rows + ' rows)' :
+                                                          r.rows + ' rows predicted (the dataset has no labels)'),
+                                                r.labelled ? h('div', {class: 'results-grid'}, h('div', {}, ...overall),
+                                                               h('div', {}, ...byClass)) : '');
+                        return;
+                }
                 const where = [r.split + ' data'];
                 if (isNum(r.best_epoch))
                         where.push('weights of epoch ' + r.best_epoch);
@@ -247,6 +275,12 @@ export function viewJob(params, id) {
                 cancelBtn.hidden = !isLive(job);
                 cancelBtn.disabled = !isLive(job);
                 dlModel.hidden = dlMetrics.hidden = job.state !== 'succeeded';
+                dlPredictions.hidden = !isPredictions(job) || job.state !== 'succeeded';
+                curves.hidden = isPredictions(job);
+                if (isPredictions(job))
+                        dlModel.hidden = true;
+                if (isPredictions(job)) /* metrics.json exists for a labelled dataset only */
+                        dlMetrics.hidden = dlMetrics.hidden || !(job.metrics && job.metrics.labelled);
                 deleteBtn.hidden = !TERMINAL.has(job.state);
                 renderProgress();
                 if (job.error) {
@@ -267,6 +301,16 @@ export function viewJob(params, id) {
 
         function renderSetup() {
                 const spec = job.spec;
+                if (isPredictions(job)) {
+                        setup.replaceChildren(h('dl', {class: 'kv'},
+                                h('dt', {}, 'kind'), h('dd', {}, 'predictions of a whole dataset'),
+                                h('dt', {}, 'model'), h('dd', {id: 'job-model'}, refLabel('model', job.model)),
+                                h('dt', {}, 'dataset'), h('dd', {id: 'job-dataset'}, refLabel('dataset', job.training_file)),
+                                h('dt', {}, 'target column'), h('dd', {}, spec.target || 'the last column, or none'),
+                                h('dt', {}, 'created'), h('dd', {}, fmtTime(job.created_at)),
+                                h('dt', {}, 'finished'), h('dd', {}, fmtTime(job.finished_at))));
+                        return;
+                }
                 const split = spec.validation_split ? Math.round(spec.validation_split * 100) + ' % of the training data' : 'none';
                 const facts = h('dl', {class: 'kv'},
                                 h('dt', {}, 'base model'), h('dd', {id: 'job-model'}, refLabel('model', job.model)),
@@ -343,5 +387,7 @@ export function viewJob(params, id) {
                         stopPoll();
                 lossChart.destroy();
                 metricChart.destroy();
+                if (calChart)
+                        calChart.destroy();
         };
 }

@@ -2,10 +2,11 @@
  * beneath) with its architecture from its spec (input shape, layers), where
  * it came from (a preset, an upload, or a link to the job that produced it),
  * its weights (download), a link to fine-tune it and, for an image model with weights, to explain an image
- * with it (view-explain.js).
+ * with it (view-explain.js); and a form that runs a model with weights over a whole dataset
+ * (POST /v1/models/{id}/predictions, issue 18), opening the predictions job it queues.
  *
  * Not for: registering models (the submit form does it for presets). */
-import { listAll, download, reportError } from './api.js';
+import { api, ApiError, listAll, download, reportError } from './api.js';
 import { h, setView, headRow } from './dom.js';
 import { fmtTime } from './format.js';
 import { remember, refLabel } from './catalog.js';
@@ -26,9 +27,50 @@ function origin(m) {
         return m.source === 'preset' ? 'a preset' : 'an upload';
 }
 
+/* The "predict a dataset" form: models with weights, every dataset, an error line for the API's refusal. */
+function predictForm() {
+        const modelSel = h('select', {id: 'predict-model', name: 'model'});
+        const dsSel = h('select', {id: 'predict-dataset', name: 'dataset'});
+        const err = h('p', {class: 'field-error', id: 'predict-error', role: 'alert'});
+        const button = h('button', {type: 'submit', id: 'predict-run'}, 'Predict');
+        const form = h('form', {class: 'card', id: 'predict-form', 'aria-labelledby': 'predict-title',
+                                onsubmit: async (e) => {
+                                        e.preventDefault();
+                                        err.textContent = '';
+                                        button.disabled = true;
+                                        try {
+                                                const job = await api('POST', '/v1/models/' + encodeURIComponent(modelSel.value) + '/predictions',
+                                                                      {json: {dataset: dsSel.value}});
+                                                location.hash = '#/jobs/' + encodeURIComponent(job.id);
+                                        } catch (ex) {
+                                                if (ex instanceof ApiError)
+                                                        err.textContent = ex.message;
+                                                else
+                                                        reportError(ex);
+                                        } finally {
+                                                button.disabled = false;
+                                        }
+                                }},
+                         h('h2', {id: 'predict-title'}, 'Predict a dataset'),
+                         h('p', {class: 'muted'}, 'Runs the model over every row as a job: predictions.csv to download and, ' +
+                                                  'when the dataset has labels, the evaluation (ROC-AUC, calibration).'),
+                         h('div', {class: 'toolbar'},
+                           h('label', {for: 'predict-model'}, 'Model'), modelSel,
+                           h('label', {for: 'predict-dataset'}, 'Dataset'), dsSel, button),
+                         err);
+        return {form, fill(models, datasets) {
+                modelSel.replaceChildren(...models.filter((m) => m.has_weights).map((m) =>
+                        h('option', {value: m.id}, m.name + ' (' + m.id + ')')));
+                dsSel.replaceChildren(...datasets.map((d) => h('option', {value: d.id}, d.name + ' (' + d.id + ')')));
+                form.hidden = !modelSel.options.length || !dsSel.options.length;
+        }};
+}
+
 export function viewModels() {
         const tbody = h('tbody');
-        setView('Models', h('h1', {}, 'Models'),
+        const predict = predictForm();
+        predict.form.hidden = true;
+        setView('Models', h('h1', {}, 'Models'), predict.form,
                 h('div', {class: 'table-wrap'},
                   h('table', {id: 'models-table'},
                     headRow(['Model', 'Architecture', 'Produced by', 'Weights', 'Created', ''], {4: 'hide-narrow'}),
@@ -54,6 +96,7 @@ export function viewModels() {
                                   : null))));
                 if (!items.length)
                         tbody.append(h('tr', {}, h('td', {colspan: 6, class: 'empty'}, 'No models yet.')));
+                predict.fill(items, await listAll('/v1/datasets', 500));
         }
         load().catch(reportError);
         return null;

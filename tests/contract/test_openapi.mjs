@@ -264,6 +264,26 @@ async function main() {
                                                                  expect: 200});
                 await call('POST', `/v1/models/${tuned}/explain`, {json: {...oneImage, target: 'nope'}, expect: 400});
         }
+        // evaluate and a predictions job (issue 18), every answer against the document
+        const evReq = requestSchema('POST', '/v1/models/{id}/evaluate');
+        ok(evReq({dataset: DS, curve_points: 5}), 'the evaluate request validates against the document', errorsText(evReq));
+        const ev = await call('POST', `/v1/models/${RESULT}/evaluate`, {json: {dataset: DS, curve_points: 5}, expect: 200});
+        ok(ev.json && ev.json.metrics.calibration.bins === 15 && ev.json.metrics.roc_auc.per_class.length > 0,
+           'evaluate answers ROC-AUC and the 15-bin calibration');
+        await call('POST', `/v1/models/${RESULT}/evaluate`, {json: {dataset: DS, curve_points: 0}, expect: 400});
+        await call('POST', `/v1/models/${MDL}/evaluate`, {json: {dataset: DS}, expect: 409});
+        const pj = await call('POST', `/v1/models/${RESULT}/predictions`, {json: {dataset: DS}, expect: 201});
+        const PJ = pj.json && pj.json.id;
+        let pstate = pj.json && pj.json.state;
+        for (let i = 0; i < 600 && !['succeeded', 'failed', 'cancelled'].includes(pstate); i++) {
+                await new Promise((r) => setTimeout(r, 100));
+                pstate = (await call('GET', `/v1/jobs/${PJ}`)).json?.state;
+        }
+        ok(pstate === 'succeeded', `the predictions job succeeded (${pstate})`);
+        const pcsv = await call('GET', `/v1/jobs/${PJ}/artifacts/predictions.csv`, {expect: 200});
+        ok(pcsv.ctype === 'text/csv' && pcsv.text.startsWith('row,label,prediction,'), 'predictions.csv is text/csv');
+        await call('GET', `/v1/jobs/${JOB}/artifacts/predictions.csv`, {expect: 404});
+        await call('POST', `/v1/models/${RESULT}/predictions`, {json: {dataset: 'ds_000000000000000000000000'}, expect: 400});
         if (weights.status === 200) {
                 const up = new FormData();
                 up.append('weights', new Blob([weights.buf]), 'model.safetensors');

@@ -10,7 +10,8 @@ start_daemon "$TMP/state" --threads 1; ok $? "daemon starts"
 awk '/^```sh$/ { on = 1; next } /^```$/ { on = 0; next } on' "$DOC" |
         sed "s|^B=http://127.0.0.1:8080$|B=$BASE|" >"$TMP/docs.sh"
 n=$(grep -c '^curl\|^[A-Z]*=$(curl' "$TMP/docs.sh")
-(cd "$TMP" && bash -e -o pipefail "$TMP/docs.sh") >"$TMP/out" 2>&1; rc=$?
+BIN_DIR=$(cd "$(dirname "$FINETUNED")" && pwd) # the page's `finetuned` commands run this build
+(cd "$TMP" && PATH="$BIN_DIR:$PATH" bash -e -o pipefail "$TMP/docs.sh") >"$TMP/out" 2>&1; rc=$?
 [ $rc -eq 0 ]; ok $? "the $n curl examples run to the end (exit $rc)"
 [ $rc -eq 0 ] || diag "$(tail -n 5 "$TMP/out")"
 ! grep -q '"error":{"code"' "$TMP/out"; ok $? "no example answers an error"

@@ -76,5 +76,17 @@ http POST "/v1/models/$tuned/predict" "${J[@]}" -d "{\"images\": $pixels}"
 ok $? "predict 3 images -> labels $(echo "$BODY" | jq -c '[.predictions[].label]') (true: $(gunzip -c "$TMP/test-labels.gz" | tail -c +9 | head -c 3 | od -An -tu1 | tr -s ' '))"
 http POST "/v1/models/$tuned/predict" "${J[@]}" -d '{"images": [[300]]}'
 [ "$STATUS" = 400 ]; ok $? "a bad image -> 400: $(echo "$BODY" | jq -r .error.message)"
+
+# evaluate the test subset, and predict it as a job (issue 18): the same accuracy as the job's final metrics
+http POST "/v1/models/$tuned/evaluate" "${J[@]}" -d "{\"dataset\": \"$test\", \"curve_points\": 10}"
+[ "$STATUS" = 200 ] && echo "$BODY" | jq -e --argjson acc "$(curl -s "$BASE/v1/jobs/$ft" | jq .metrics.metrics.accuracy)" \
+        '.samples == 150 and ((.metrics.accuracy - $acc) | fabs) < 1e-9 and (.metrics.roc_auc.per_class | length) == 10 and .metrics.calibration.bins == 15' >/dev/null
+ok $? "evaluate on the 150 test images: accuracy equals the job's, ROC-AUC $(echo "$BODY" | jq .metrics.roc_auc.macro), ECE $(echo "$BODY" | jq .metrics.calibration.ece)"
+http POST "/v1/models/$tuned/predictions" "${J[@]}" -d "{\"dataset\": \"$test\"}"
+pj=$(echo "$BODY" | jq -r .id); wait_state "$pj" succeeded failed
+curl -s "$BASE/v1/jobs/$pj/artifacts/predictions.csv" -o "$TMP/pred.csv"
+[ "$(wc -l <"$TMP/pred.csv")" = 151 ] && head -n1 "$TMP/pred.csv" | grep -q '^row,label,prediction,p_0,p_1,' &&
+        [ "$(awk -F, 'NR > 1 && NR <= 4 { printf "%s ", $3 }' "$TMP/pred.csv")" = "$(curl -s "${J[@]}" -d "{\"images\": $pixels}" "$BASE/v1/models/$tuned/predict" | jq -r '[.predictions[].label] | join(" ")') " ]
+ok $? "a predictions job over the test images: 150 rows, the first three labelled as predict labels them"
 stop_daemon; ok $? "clean stop"
 done_testing

@@ -136,9 +136,11 @@ int main(void) {
         ok(json_is_string(json_object_get(json_object_get(props, "id"), "type")) &&
                    json_is_array(json_object_get(json_object_get(props, "validation_file"), "type")),
            "Job: id is a string, validation_file a string or null");
-        json_t *spec_ref = json_pack("{s:s,s:s}", "$ref", "#/components/schemas/JobSpec", "description",
-                                     "the job spec with every default written out");
-        ok(json_equal(json_object_get(props, "spec"), spec_ref), "Job: spec is the JobSpec component");
+        /* a fine-tuning job's spec or a predictions job's (issue 18): AnyJobSpec is anyOf the two */
+        json_t *spec_ref = json_pack("{s:s,s:s}", "$ref", "#/components/schemas/AnyJobSpec", "description",
+                                     "the job spec with every default written out (a predictions job: its model, "
+                                     "dataset and target)");
+        ok(json_equal(json_object_get(props, "spec"), spec_ref), "Job: spec is the AnyJobSpec component");
         json_decref(spec_ref);
         json_decref(job);
         size_t n = 0;

@@ -170,7 +170,31 @@ static void test_regression_and_file(void) {
         ok(csv_read(path, NULL, &ds, &err) < 0 && strstr(err.message, "cannot open"), "missing file");
 }
 
+/* Data to predict on and to evaluate on (compute/eval.c): no target column; a single class. */
+static void test_no_target_and_one_class(void) {
+        struct ft_error err = {0};
+        struct csv_options o = {.no_target = true};
+        struct dataset *ds = parse("a,b\n1,2\n3,4\n5,6\n", &o, &err);
+        ok(ds && ds->n == 3 && ds->n_features == 2 && !ds->labels && !ds->targets && !ds->target_name &&
+                   ds->x[5] == 6 && strcmp(ds->feature_names[1], "b") == 0,
+           "no_target: every column is a feature, no labels");
+        dataset_free(ds);
+        ds = parse("a\n1\n2\n", &o, &err);
+        ok(ds && ds->n_features == 1, "no_target: one column is enough");
+        dataset_free(ds);
+        ds = parse("a,b\n1,x\n", &o, &err);
+        ok(!ds, "no_target: a text column is an error, as any feature");
+        struct csv_options one = {0};
+        ds = parse("a,label\n1,cat\n2,cat\n", &one, &err);
+        ok(!ds && strcmp(err.param, "target") == 0, "a single class is refused for training");
+        one.one_class_ok = true;
+        ds = parse("a,label\n1,cat\n2,cat\n", &one, &err);
+        ok(ds && ds->n_classes == 1 && ds->labels[1] == 0, "one_class_ok: a single class is read");
+        dataset_free(ds);
+}
+
 int main(void) {
+        test_no_target_and_one_class();
         test_basic();
         test_dialects();
         test_missing();

@@ -102,6 +102,31 @@ int main(void) {
         jobspec_deinit(&s);
 
         /* failures: each names the field */
+        rejects("{\"model\": \"m\", \"training_file\": \"x\", \"task\": {\"type\": \"regression\"},"
+                " \"calibration\": {\"temperature_scaling\": true}}",
+                "calibration.temperature_scaling", "temperature scaling for regression");
+        rejects("{\"model\": \"m\", \"training_file\": \"x\", \"validation_split\": 0,"
+                " \"calibration\": {\"temperature_scaling\": true}}",
+                "calibration.temperature_scaling", "temperature scaling without validation data");
+        rejects("{\"model\": \"m\", \"training_file\": \"x\", \"calibration\": {\"temperature_scaling\": 1}}",
+                "calibration.temperature_scaling", "a non-boolean temperature_scaling");
+        rejects("{\"model\": \"m\", \"training_file\": \"x\", \"calibration\": {\"bins\": 10}}", "calibration.bins",
+                "an unknown calibration field");
+        {
+                struct jobspec c;
+                struct ft_error e;
+                int r = parse("{\"model\": \"m\", \"training_file\": \"x\", \"validation_file\": \"v\", "
+                              "\"validation_split\": 0,"
+                              " \"calibration\": {\"temperature_scaling\": true}}",
+                              &c, &e);
+                json_t *cj = r == 0 ? jobspec_to_json(&c) : NULL;
+                ok(r == 0 && c.calibration.temperature_scaling &&
+                           json_is_true(json_object_get(json_object_get(cj, "calibration"), "temperature_scaling")),
+                   "temperature scaling with a validation file parses and is echoed");
+                json_decref(cj);
+                if (r == 0)
+                        jobspec_deinit(&c);
+        }
         rejects("[1]", "", "a non-object");
         rejects("{\"training_file\": \"x\"}", "model", "a missing model");
         rejects("{\"model\": \"m\"}", "training_file", "a missing training file");

@@ -6,6 +6,10 @@
  * frozen tensors stay bit-identical; layer decay and multipliers give the
  * expected per-tensor rates on ResNet-18; a small run reaches a stated
  * accuracy. Not for: checkpoints and resume (test_train_resume.c). */
+#include <unistd.h>
+
+#include "compute/eval.h"
+#include "compute/job.h"
 #include "tests/tap.h"
 #include "tests/unit/train_fixture.h"
 
@@ -298,6 +302,63 @@ static void regression(struct compute_ctx *ctx) {
         table_free(ds);
 }
 
+/* Calibration in the final metrics (issue 19): ECE and 15 bins always; with calibration.temperature_scaling a
+ * temperature fitted on the validation split that does not raise its NLL, saved as finetuned.temperature. */
+static void calibration(struct compute_ctx *ctx) {
+        struct dataset *ds = blobs_new(240, 6, 3, 1.0, 21);
+        struct model *m = mlp_new(6, 16, 3, 0);
+        model_init(m, 2);
+        struct jobspec spec;
+        parse_job("{\"model\": \"mlp\", \"training_file\": \"x\", \"validation_split\": 0.3,"
+                  " \"hyperparameters\": {\"epochs\": 4, \"batch_size\": 16, \"learning_rate\": 0.05},"
+                  " \"calibration\": {\"temperature_scaling\": true}}",
+                  &spec);
+        struct train_result res;
+        struct ft_error err = {0};
+        is_int(train_run(&spec, m, ctx, ds, NULL, NULL, NULL, &res, &err), 0, "calibration: trains (%s)", err.message);
+        const struct train_calibration *c = &res.final.calibration;
+        uint64_t total = 0, total_after = 0;
+        for (size_t b = 0; b < METRICS_CALIBRATION_BINS; b++) {
+                total += c->before.count[b];
+                total_after += c->after.count[b];
+        }
+        ok(c->computed && total == res.final.cls.n_samples && total_after == total && c->before.ece >= 0 &&
+                   c->before.ece <= 1,
+           "calibration: ECE %.4f over 15 bins holding every validation sample", c->before.ece);
+        ok(c->scaled && c->temperature > 0.01 && c->temperature < 100 && c->nll_after <= c->nll_before + 1e-12,
+           "calibration: T = %.4f fitted, NLL %.4f -> %.4f", c->temperature, c->nll_before, c->nll_after);
+        json_t *fin = result_metrics(&res);
+        const json_t *cj = json_object_get(json_object_get(fin, "metrics"), "calibration");
+        ok(json_array_size(json_object_get(cj, "reliability")) == 15 &&
+                   json_is_object(json_object_get(cj, "temperature_scaling")),
+           "calibration: metrics.calibration has the diagram and temperature_scaling");
+        json_decref(fin);
+        char path[] = "/tmp/test_train_cal_XXXXXX";
+        int fd = mkstemp(path);
+        close(fd);
+        is_int(job_result_save(path, m, &spec, ds, &res, NULL, &err), 0, "calibration: the model saves");
+        struct eval_model em;
+        is_int(eval_model_open(path, NULL, 0, &em, &err), 0, "calibration: and opens for evaluation (%s)", err.message);
+        ok(em.has_temperature && fabs(em.temperature - c->temperature) < 1e-12,
+           "calibration: finetuned.temperature is T");
+        eval_model_deinit(&em);
+        unlink(path);
+        train_result_deinit(&res);
+        jobspec_deinit(&spec);
+
+        /* without the option: ECE, no temperature */
+        parse_job("{\"model\": \"mlp\", \"training_file\": \"x\", \"validation_split\": 0.3,"
+                  " \"hyperparameters\": {\"epochs\": 1, \"batch_size\": 16}}",
+                  &spec);
+        is_int(train_run(&spec, m, ctx, ds, NULL, NULL, NULL, &res, &err), 0, "calibration: trains without scaling");
+        ok(res.final.calibration.computed && !res.final.calibration.scaled && res.final.calibration.temperature == 1,
+           "calibration: reported, not scaled, T = 1");
+        train_result_deinit(&res);
+        jobspec_deinit(&spec);
+        model_free(m);
+        table_free(ds);
+}
+
 int main(void) {
         struct compute_ctx *ctx = NULL;
         struct ft_error err = {0};
@@ -307,6 +368,7 @@ int main(void) {
         layer_rates();
         reaches_accuracy(ctx);
         regression(ctx);
+        calibration(ctx);
         compute_ctx_free(ctx);
         return tap_done();
 }
