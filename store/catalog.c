@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define ACTIVE_STATES "('queued', 'running', 'cancelling')"
+#define ACTIVE_STATES "('queued', 'running', 'cancelling', 'paused')"
 
 /* ---- datasets --------------------------------------------------------------- */
 
