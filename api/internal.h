@@ -350,6 +350,8 @@ enum MHD_Result api_jobs_create(struct api_request *req);
 enum MHD_Result api_jobs_list(struct api_request *req);
 enum MHD_Result api_jobs_get(struct api_request *req);
 enum MHD_Result api_jobs_cancel(struct api_request *req);
+enum MHD_Result api_jobs_pause(struct api_request *req);
+enum MHD_Result api_jobs_resume(struct api_request *req);
 enum MHD_Result api_jobs_delete(struct api_request *req);
 enum MHD_Result api_jobs_events(struct api_request *req);
 enum MHD_Result api_jobs_checkpoints(struct api_request *req);

@@ -48,6 +48,10 @@ const struct api_field api_job_shape[] = {
         {"created_at", API_T_INT, .description = "Unix seconds"},
         {"started_at", API_T_INT, .nullable = true},
         {"finished_at", API_T_INT, .nullable = true},
+        {"pause_requested", API_T_BOOL,
+         .description = "running, asked to pause: it checkpoints and becomes paused within one batch"},
+        {"runtime_seconds", API_T_NUMBER,
+         .description = "running time of its earlier runs (pauses, restarts), what limits.max_runtime_seconds counts"},
         {"best", API_T_OBJECT, .nullable = true, .fields = api_job_best_shape,
          .description = "the best validation metric so far (api/best.c), null before the first epoch"},
         {NULL},
@@ -84,7 +88,7 @@ json_t *api_job_json(struct api_server *server, struct store *st, const struct s
                 progress = api_json_text(j->progress_json);
         json_t *spec = api_json_text(j->spec_json), *metrics = api_json_text(j->result_json);
         json_t *best = api_job_best_json(st, j, spec, metrics);
-        return json_pack("{s:s,s:s,s:s,s:i,s:i,s:s,s:s,s:s?,s:o,s:o,s:o,s:o,s:o,s:s?,s:I,s:o,s:o}", "id", j->id,
+        return json_pack("{s:s,s:s,s:s,s:i,s:i,s:s,s:s,s:s?,s:o,s:o,s:o,s:o,s:o,s:s?,s:I,s:o,s:o,s:b,s:f}", "id", j->id,
                          "object", "job", "state", store_job_state_name(j->state), "attempt", j->attempt,
                          "max_attempts", j->max_attempts, "model", j->model_id, "training_file", j->training_file,
                          "validation_file", j->validation_file[0] ? j->validation_file : NULL, "spec", spec, "progress",
@@ -92,7 +96,8 @@ json_t *api_job_json(struct api_server *server, struct store *st, const struct s
                          "result_model", j->result_model_id[0] ? j->result_model_id : NULL, "created_at",
                          (json_int_t)(j->created_at / 1000), "started_at",
                          j->started_at ? json_integer(j->started_at / 1000) : json_null(), "finished_at",
-                         j->finished_at ? json_integer(j->finished_at / 1000) : json_null());
+                         j->finished_at ? json_integer(j->finished_at / 1000) : json_null(), "pause_requested",
+                         j->pause_requested, "runtime_seconds", (double)j->runtime_ms / 1000.0);
 }
 
 /* A dataset a job spec names, as the store recorded it at upload: its typed facts for job_check, with the
@@ -277,6 +282,7 @@ enum MHD_Result api_jobs_create(struct api_request *req) {
                 .model_id = spec.model_ref,
                 .training_file = spec.training_file[0],
                 .validation_file = spec.validation_file[0],
+                .max_attempts = (int)spec.limits.max_attempts,
                 .idempotency_key = key,
                 .request_hash = hash,
         };
@@ -396,6 +402,41 @@ enum MHD_Result api_jobs_cancel(struct api_request *req) {
         json_t *body = api_job_json(req->server, st, job);
         store_job_free(job);
         return api_reply_json(req, MHD_HTTP_OK, body);
+}
+
+/* POST /v1/jobs/{id}/pause and /resume: the store's state change, answered with the job after it. */
+static enum MHD_Result pause_or_resume(struct api_request *req, bool pause) {
+        enum MHD_Result ret;
+        const char *id;
+        if (!api_path_id(req, 0, "job", "job", &id, &ret))
+                return ret;
+        if (req->body_size > 0) { /* an optional empty object */
+                json_t *j = api_request_json(req, (const struct api_field[]){{NULL}}, &ret);
+                if (!j)
+                        return ret;
+                json_decref(j);
+        }
+        struct store *st = api_store(req, &ret);
+        if (!st)
+                return ret;
+        struct store_job *job = NULL;
+        struct ft_error err = {0};
+        int r = pause ? store_job_pause(st, id, &job, &err) : store_job_resume(st, id, &job, &err);
+        if (r < 0) /* -EALREADY: 409 */
+                return api_reply_ft_error(req, r, &err);
+        log_info("job %s: %s (%s%s)", id, pause ? "pause requested" : "resumed", store_job_state_name(job->state),
+                 job->pause_requested ? ", pause requested" : "");
+        json_t *body = api_job_json(req->server, st, job);
+        store_job_free(job);
+        return api_reply_json(req, MHD_HTTP_OK, body);
+}
+
+enum MHD_Result api_jobs_pause(struct api_request *req) {
+        return pause_or_resume(req, true);
+}
+
+enum MHD_Result api_jobs_resume(struct api_request *req) {
+        return pause_or_resume(req, false);
 }
 
 /* DELETE /v1/jobs/{id}: a finished job with its events and checkpoints; the

@@ -60,7 +60,8 @@ static enum MHD_Result handle_version(struct api_request *req) {
         }
 
 static const struct api_query_param page_query[] = {PAGE_QUERY, {NULL}};
-const char *const api_job_states[] = {"queued", "running", "cancelling", "succeeded", "failed", "cancelled", NULL};
+const char *const api_job_states[] = {"queued", "running",   "cancelling", "succeeded",
+                                      "failed", "cancelled", "paused",     NULL};
 static const struct api_query_param jobs_query[] = {
         PAGE_QUERY,
         {"state", API_T_STRING, 0, 0, api_job_states, "only jobs in this state"},
@@ -172,9 +173,18 @@ const struct api_route api_routes[] = {
         {"POST", "/v1/jobs/{id}/cancel", api_jobs_cancel, .flags = API_ROUTE_JSON, .tag = "jobs", .errors = e_cancel,
          .reply = "Job",
          .summary = "cancel a job: a queued job at once, a running one within one batch; 409 if finished"},
+        {"POST", "/v1/jobs/{id}/pause", api_jobs_pause, .flags = API_ROUTE_JSON, .tag = "jobs", .errors = e_cancel,
+         .reply = "Job",
+         .summary = "pause a job: a queued one at once, a running one checkpoints within one batch and frees its "
+                    "worker (pause_requested until then); it stays paused until resumed; 409 if cancelling or "
+                    "finished"},
+        {"POST", "/v1/jobs/{id}/resume", api_jobs_resume, .flags = API_ROUTE_JSON, .tag = "jobs", .errors = e_cancel,
+         .reply = "Job",
+         .summary = "resume a paused job: queued again, it continues from its checkpoint and ends bit-identical to "
+                    "a run never paused (a pause not yet done is withdrawn); 409 unless paused"},
         {"DELETE", "/v1/jobs/{id}", api_jobs_delete, .tag = "jobs", .errors = e_delete, .reply = "Deleted",
          .summary = "delete a finished job with its events and checkpoints (the model it produced stays); 409 while "
-                    "queued, running or cancelling"},
+                    "queued, running, cancelling or paused"},
         {"GET", "/v1/jobs/{id}/events", api_jobs_events, .flags = API_ROUTE_STREAM, .query = events_query,
          .tag = "jobs", .errors = e_get, .reply = "EventList",
          .summary = "the job's events (status, epoch, checkpoint, metrics) as JSON, or as Server-Sent Events"},

@@ -132,6 +132,8 @@ void jobspec_init(struct jobspec *s) {
         s->hyperparameters.max_grad_norm = 0.0;
         s->hyperparameters.label_smoothing = 0.0;
         s->resources.ranks = 1;
+        s->limits.max_runtime_seconds = 0;
+        s->limits.max_attempts = 3;
         s->strategy.type = JOBSPEC_STRATEGY_FULL;
         s->strategy.train_batchnorm = true;
         s->strategy.layer_decay = 0.75;
@@ -677,6 +679,16 @@ static const struct field resources_fields[] = {
         {0},
 };
 
+static const struct field limits_fields[] = {
+        F_UINT("max_runtime_seconds", limits.max_runtime_seconds, 0, JOBSPEC_RUNTIME_MAX,
+               "running time allowed, summed over attempts and pauses excluded; past it the job stops within one batch "
+               "and fails with code 'timeout', keeping its checkpoints; 0: no limit"),
+        F_UINT("max_attempts", limits.max_attempts, 1, JOBSPEC_ATTEMPTS_MAX,
+               "the daemon runs a job whose worker died again, at most this many times in all; a pause or a daemon "
+               "restart does not count"),
+        {0},
+};
+
 static const struct field root_fields[] = {
         {.key = "model",
          .kind = K_CUSTOM,
@@ -708,6 +720,7 @@ static const struct field root_fields[] = {
         F_OBJ("early_stopping", early_fields, "giving the object turns early stopping on; null: off"),
         F_OBJ("checkpoint", checkpoint_fields, "how often checkpoints are written and how many stay"),
         F_OBJ("resources", resources_fields, "what one job runs on"),
+        F_OBJ("limits", limits_fields, "how long and how often a job may run"),
         {.key = "seed",
          .kind = K_U64,
          .off = OFF(seed),
@@ -851,7 +864,7 @@ json_t *jobspec_to_json(const struct jobspec *s) {
                 " s:{s:b s:b s:b s:o s:o s:o s:{s:I s:b}}"
                 " s:{s:I s:I s:f s:s s:f s:[ff] s:f s:f s:s s:f s:I s:f s:f s:f s:f}"
                 " s:{s:s s:o s:o s:b s:f s:o}"
-                " s:o s:{s:I s:I} s:{s:I} s:I s:s}",
+                " s:o s:{s:I s:I} s:{s:I} s:{s:I s:I} s:I s:s}",
                 "model", model, "training_file", file_ref_json(s->training_file), "validation_file",
                 file_ref_json(s->validation_file), "validation_split", s->validation_split, "task", "type",
                 jobspec_task_name(s->task.type), "target", s->task.target, "preprocess", "dropna", s->preprocess.dropna,
@@ -867,7 +880,9 @@ json_t *jobspec_to_json(const struct jobspec *s) {
                 "freeze", freeze, "trainable", trainable, "train_batchnorm", s->strategy.train_batchnorm, "layer_decay",
                 s->strategy.layer_decay, "lr_multipliers", mult, "early_stopping", early, "checkpoint", "every_epochs",
                 (json_int_t)s->checkpoint.every_epochs, "keep", (json_int_t)s->checkpoint.keep, "resources", "ranks",
-                (json_int_t)s->resources.ranks, "seed", (json_int_t)s->seed, "device", jobspec_device_name(s->device));
+                (json_int_t)s->resources.ranks, "limits", "max_runtime_seconds",
+                (json_int_t)s->limits.max_runtime_seconds, "max_attempts", (json_int_t)s->limits.max_attempts, "seed",
+                (json_int_t)s->seed, "device", jobspec_device_name(s->device));
 }
 
 /* ---- the schema ---------------------------------------------------------------- */

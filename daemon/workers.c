@@ -75,6 +75,11 @@ struct worker {
         double last_heartbeat, last_progress_write;
         int64_t lease_ms;
         bool cancel, lost;
+        bool pause; /* a pause was requested: checkpoint and stop, the job becomes paused */
+        bool timeout; /* limits.max_runtime_seconds ran out */
+        double claimed_at; /* monotonic, when this claim began running */
+        double runtime_before; /* seconds of earlier claims (the job's runtime_ms) */
+        double max_runtime; /* limits.max_runtime_seconds; 0: none */
         int64_t max_epoch_recorded;
         unsigned batch_size; /* for the samples/s metric */
         unsigned keep_checkpoints; /* the job's checkpoint.keep */
@@ -141,25 +146,45 @@ static void mark_lost(struct worker *w, int r, const struct ft_error *err) {
         }
 }
 
+/* A heartbeat: renews the lease and picks up a cancel or pause request. */
+static int heartbeat(struct worker *w, double now) {
+        struct store_job_signals sig = {0};
+        struct ft_error err = {0};
+        int r = store_job_heartbeat_with(w->store, w->job_id, w->attempt, w->lease_ms, &sig, &err);
+        if (r < 0) {
+                mark_lost(w, r, &err);
+                return r;
+        }
+        w->last_heartbeat = now;
+        w->cancel = w->cancel || sig.cancel;
+        w->pause = sig.pause; /* a resume before the worker stopped withdraws it */
+        return 0;
+}
+
 static bool cb_should_stop(void *userdata) {
         struct worker *w = userdata;
         sdnotify_progress_beat(w->slot); /* polled before every batch: a hung batch stops the watchdog */
-        if (w->lost || w->cancel)
+        if (w->lost || w->cancel || w->timeout)
                 return true;
         double now = ft_now_monotonic();
         bool due = now - w->last_heartbeat >= (double)w->lease_ms / 3000.0;
-        if (atomic_exchange(&w->check, false) || due) {
-                bool cancel = false;
-                struct ft_error err = {0};
-                int r = store_job_heartbeat(w->store, w->job_id, w->attempt, w->lease_ms, &cancel, &err);
-                if (r < 0)
-                        mark_lost(w, r, &err);
-                else
-                        w->last_heartbeat = now;
-                if (cancel)
-                        w->cancel = true;
-        }
-        return w->lost || w->cancel || atomic_load(&w->pool->stop);
+        if (atomic_exchange(&w->check, false) || due)
+                heartbeat(w, now);
+        if (w->max_runtime > 0 && w->runtime_before + (now - w->claimed_at) >= w->max_runtime)
+                w->timeout = true;
+        return w->lost || w->cancel || w->pause || w->timeout || atomic_load(&w->pool->stop);
+}
+
+/* This claim's running time into the job's (before it pauses, is released or finishes). */
+static void runtime_record(struct worker *w) {
+        if (w->lost || w->claimed_at <= 0)
+                return;
+        double s = ft_now_monotonic() - w->claimed_at;
+        struct ft_error err = {0};
+        int r = store_job_runtime_add(w->store, w->job_id, w->attempt, (int64_t)(s * 1000.0), &err);
+        if (r < 0)
+                mark_lost(w, r, &err);
+        w->claimed_at = 0;
 }
 
 /* One trainer event into the job's stream, serialised as every client reads it. */
@@ -286,20 +311,14 @@ static int cb_checkpoint(void *userdata, const struct train_checkpoint_info *inf
  * (temp_tag "a<attempt>"), so a stale writer never touches the live attempt's. */
 static int cb_before_checkpoint_commit(void *userdata, const struct train_checkpoint_info *info) {
         struct worker *w = userdata;
-        bool cancel = false;
-        struct ft_error err = {0};
-        int r = w->lost ? -ESTALE : store_job_heartbeat(w->store, w->job_id, w->attempt, w->lease_ms, &cancel, &err);
+        int r = w->lost ? -ESTALE : heartbeat(w, ft_now_monotonic());
         if (r < 0) {
-                mark_lost(w, r, &err);
                 if (r == -ESTALE)
                         log_warning("worker %u: %s: checkpoint at step %llu of attempt %d abandoned: the job "
                                     "belongs to a newer attempt",
                                     w->index, w->job_id, (unsigned long long)info->step, w->attempt);
                 return r;
         }
-        w->last_heartbeat = ft_now_monotonic();
-        if (cancel)
-                w->cancel = true;
         return 0;
 }
 
@@ -530,7 +549,10 @@ static void run_job(struct worker *w, struct store_job *job) {
         w->progress = NULL;
         pthread_mutex_unlock(&w->lock);
         w->attempt = job->attempt;
-        w->cancel = w->lost = false;
+        w->cancel = w->lost = w->pause = w->timeout = false;
+        w->claimed_at = ft_now_monotonic();
+        w->runtime_before = (double)job->runtime_ms / 1000.0;
+        w->max_runtime = 0;
         w->last_heartbeat = w->last_progress_write = ft_now_monotonic();
         w->lease_ms = w->pool->lease_ms;
         atomic_store(&w->check, false);
@@ -549,6 +571,7 @@ static void run_job(struct worker *w, struct store_job *job) {
         have_spec = true;
         w->batch_size = spec.hyperparameters.batch_size;
         w->keep_checkpoints = spec.checkpoint.keep;
+        w->max_runtime = spec.limits.max_runtime_seconds;
         api_metrics_job_start(job->id, spec.hyperparameters.epochs); /* -ENOSPC: no per-job series, totals count */
         w->metrics_started = true;
         r = load_dataset(w, job->training_file, "training_file", &spec, &train, &err);
@@ -607,8 +630,23 @@ static void run_job(struct worker *w, struct store_job *job) {
         if (w->lost)
                 goto out;
         if (r == -ECANCELED) {
+                runtime_record(w);
                 if (w->cancel) {
                         finish(w, STORE_JOB_CANCELLED, NULL, NULL);
+                } else if (w->timeout) {
+                        struct ft_error te = {0};
+                        ft_error_set(&te, -ETIME, "limits.max_runtime_seconds",
+                                     "the job ran for its 'limits.max_runtime_seconds' (%.0f s); its checkpoints stay",
+                                     w->max_runtime);
+                        fail(w, "timeout", &te);
+                } else if (w->pause && !atomic_load(&w->pool->stop)) {
+                        r = store_job_pause_done(w->store, job->id, w->attempt, &err);
+                        if (r == 0)
+                                w->final_state = "paused";
+                        else
+                                mark_lost(w, r, &err);
+                        log_info("worker %u: job %s paused%s%s", w->index, job->id, r < 0 ? ": " : "",
+                                 r < 0 ? err.message : "");
                 } else { /* the daemon is stopping: back to the queue, resumed at the next start */
                         r = store_job_release(w->store, job->id, w->attempt, &err);
                         if (r == 0)
@@ -622,6 +660,7 @@ static void run_job(struct worker *w, struct store_job *job) {
                 fail(w, r == -EINVAL ? "invalid_job" : "training_failed", &err);
                 goto out;
         }
+        runtime_record(w);
         char sha[STORE_SHA256_HEX] = "";
         char metrics_sha[STORE_SHA256_HEX] = "";
         r = save_result(w, m, train, &spec, &res, dir, sha, &err);

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# test_api_jobctl.sh - job control on the real daemon (issue 18): pause a running job (it checkpoints within one
+# batch, frees its worker, another job runs meanwhile), resume it, and it finishes with weights bit-identical to
+# an uninterrupted run of the same spec (sha256 of the tensor bytes); pause of a queued job, cancel and delete of a
+# paused one, 409s for the wrong states; limits.max_runtime_seconds (fails with 'timeout', its checkpoints stay)
+# and limits.max_attempts.
+#
+# The paused job is long enough (batch_size 1 over 3000 rows, 40 epochs) that the pause, sent as soon as the API
+# shows it past its first steps, lands mid-run on any machine; the test waits for states it observes, never for a
+# fixed time, and asserts no timing.
+. "$(dirname "$0")/lib.sh"
+
+J=(-H 'Content-Type: application/json')
+envelope() {
+        [ "$STATUS" = "$1" ] && [ "$(echo "$BODY" | jq -r .error.code)" = "$2" ] &&
+                { [ $# -lt 3 ] || [ "$(echo "$BODY" | jq -r .error.param)" = "$3" ]; }
+}
+wait_state() { # wait_state JOB STATE...: poll until the job is in one of the states (120 s at most)
+        local job=$1 i s; shift
+        for i in $(seq 1 1200); do
+                s=$(curl -s "$BASE/v1/jobs/$job" | jq -r .state)
+                for want in "$@"; do [ "$s" = "$want" ] && return 0; done
+                sleep 0.1
+        done
+        diag "job $job stuck in $s"
+        return 1
+}
+wait_steps() { # wait_steps JOB: until the job reports progress past its first steps
+        local i
+        for i in $(seq 1 1200); do
+                [ "$(curl -s "$BASE/v1/jobs/$1" | jq -r '.progress.step // 0')" -gt 2 ] && return 0
+                sleep 0.05
+        done
+        return 1
+}
+hlen() { od -An -tu8 -N8 "$1" | tr -d ' '; }
+weights_sha() { # weights_sha JOB: sha256 of the tensor bytes of its model.safetensors (the header names the job)
+        curl -s -o "$TMP/w-$1" "$BASE/v1/jobs/$1/artifacts/model.safetensors"
+        tail -c +$((9 + $(hlen "$TMP/w-$1"))) "$TMP/w-$1" | sha256sum | cut -d' ' -f1
+}
+
+awk 'BEGIN { print "a,b,c,d,label"; s = 3;
+        for (i = 0; i < 3000; i++) { s = (s * 1103515245 + 12345) % 2147483648; v = s / 2147483648;
+                printf "%.4f,%.4f,%.4f,%.4f,%d\n", v, 1 - v, v * v, i % 7 / 7, (v > 0.5) } }' >"$TMP/big.csv"
+
+start_daemon "$TMP/state" --workers 1 --threads 1; ok $? "daemon starts (1 worker)"
+http POST '/v1/datasets?name=big' --data-binary @"$TMP/big.csv"; ds=$(echo "$BODY" | jq -r .id)
+http POST /v1/models "${J[@]}" -d '{"name": "mlp", "preset": "mlp", "config": {"inputs": 4, "hidden": [32], "outputs": 2}}'
+mdl=$(echo "$BODY" | jq -r .id)
+[ "$STATUS" = 201 ]; ok $? "a dataset and a model"
+
+spec() { # spec EPOCHS BATCH [extra members]
+        echo "{\"model\": \"$mdl\", \"training_file\": \"$ds\", \"task\": {\"target\": \"label\"},
+              \"hyperparameters\": {\"epochs\": $1, \"batch_size\": $2, \"learning_rate\": 0.01, \"optimizer\": \"adam\"},
+              \"preprocess\": {\"shuffle\": true}, \"validation_split\": 0.1,
+              \"checkpoint\": {\"every_epochs\": 1, \"keep\": 2}, \"seed\": 5${3:+, $3}}"
+}
+
+# ---- pause and resume: bit-identical -------------------------------------------------------------
+http POST /v1/jobs "${J[@]}" -d "$(spec 40 1)"; ref=$(echo "$BODY" | jq -r .id)
+wait_state "$ref" succeeded failed cancelled && [ "$(curl -s "$BASE/v1/jobs/$ref" | jq -r .state)" = succeeded ]
+ok $? "the uninterrupted run succeeds ($ref)"
+ref_sha=$(weights_sha "$ref")
+
+http POST /v1/jobs "${J[@]}" -d "$(spec 40 1)"; job=$(echo "$BODY" | jq -r .id)
+wait_steps "$job"; ok $? "the second run is training"
+http POST "/v1/jobs/$job/pause" "${J[@]}" -d '{}'
+[ "$STATUS" = 200 ] && echo "$BODY" | jq -e '.state == "running" and .pause_requested == true or .state == "paused"' >/dev/null
+ok $? "POST pause -> 200, pause requested ($(echo "$BODY" | jq -c '{state, pause_requested}'))"
+wait_state "$job" paused; ok $? "the job becomes paused"
+http GET "/v1/jobs/$job"
+echo "$BODY" | jq -e '.state == "paused" and .pause_requested == false and .finished_at == null and .runtime_seconds > 0' >/dev/null
+ok $? "paused: not finished, no pause pending, its running time kept ($(echo "$BODY" | jq .runtime_seconds) s)"
+curl -s "$BASE/v1/jobs/$job/events?limit=1000" >"$TMP/ev1"
+http GET "/v1/jobs/$job/checkpoints"
+echo "$BODY" | jq -e '.data | last | .meta.partial == true' >/dev/null
+ok $? "the pause wrote a partial checkpoint, mid-epoch (within one batch): $(echo "$BODY" | jq -c '.data | last | {epoch, step, meta}')"
+jq -e '[.data[] | select(.type == "status") | .data.state] | .[-1] == "paused"' "$TMP/ev1" >/dev/null
+ok $? "its event stream says paused"
+http GET "/v1/jobs?state=paused"
+[ "$(echo "$BODY" | jq -r '.data | map(.id) | join(",")')" = "$job" ]; ok $? "?state=paused lists it"
+
+# the worker is free: another job runs to the end while this one stays paused
+http POST /v1/jobs "${J[@]}" -d "$(spec 1 64)"; other=$(echo "$BODY" | jq -r .id)
+wait_state "$other" succeeded failed; ok $? "the worker runs another job meanwhile"
+[ "$(curl -s "$BASE/v1/jobs/$job" | jq -r .state)" = paused ]; ok $? "and the paused job stays paused"
+
+http POST "/v1/jobs/$job/pause"; [ "$STATUS" = 200 ]; ok $? "pause of a paused job: 200, nothing changes"
+http DELETE "/v1/jobs/$job"; envelope 409 conflict id; ok $? "delete of a paused job -> 409"
+http DELETE "/v1/datasets/$ds"; envelope 409 conflict; ok $? "its dataset is in use -> 409"
+http POST "/v1/jobs/$job/resume" "${J[@]}" -d '{}'
+[ "$STATUS" = 200 ] && echo "$BODY" | jq -e '.state == "queued" or .state == "running"' >/dev/null; ok $? "POST resume -> 200 queued"
+http POST "/v1/jobs/$job/resume"; envelope 409 conflict id; ok $? "resume of a job that is not paused -> 409"
+wait_state "$job" succeeded failed cancelled && [ "$(curl -s "$BASE/v1/jobs/$job" | jq -r .state)" = succeeded ]
+ok $? "the resumed job succeeds"
+job_sha=$(weights_sha "$job")
+[ "$job_sha" = "$ref_sha" ]; ok $? "paused + resumed weights are bit-identical to the uninterrupted run (sha256 $job_sha)"
+curl -s "$BASE/v1/jobs/$job/events?limit=1000" >"$TMP/ev2"
+[ "$(jq -c '[.data[] | select(.type == "epoch") | .data.epoch]' "$TMP/ev2")" = "$(seq 1 40 | jq -sc .)" ]
+ok $? "every epoch's event exactly once across the pause"
+http GET "/v1/jobs/$job"; echo "$BODY" | jq -e '.attempt == 2 and .max_attempts == 4' >/dev/null
+ok $? "the pause did not use up an attempt (attempt 2 of max_attempts 3 + 1 refunded)"
+http POST "/v1/jobs/$job/pause"; envelope 409 conflict id; ok $? "pause of a succeeded job -> 409"
+http POST "/v1/jobs/job_000000000000000000000000/pause"; envelope 404 not_found; ok $? "pause of an unknown job -> 404"
+http POST "/v1/jobs/$job/pause" "${J[@]}" -d '{"now": true}'; envelope 400 invalid_request; ok $? "pause with a body member -> 400"
+
+# ---- a queued job pauses at once; cancel of a paused job ----------------------------------------------
+http POST /v1/jobs "${J[@]}" -d "$(spec 100000 64)"; busy=$(echo "$BODY" | jq -r .id)
+http POST /v1/jobs "${J[@]}" -d "$(spec 1 64)"; q=$(echo "$BODY" | jq -r .id)
+wait_state "$busy" running
+http POST "/v1/jobs/$q/pause"; [ "$STATUS" = 200 ] && [ "$(echo "$BODY" | jq -r .state)" = paused ]
+ok $? "a queued job pauses at once"
+http POST "/v1/jobs/$q/cancel"; [ "$STATUS" = 200 ] && [ "$(echo "$BODY" | jq -r .state)" = cancelled ]
+ok $? "cancel of a paused job: cancelled at once"
+http POST "/v1/jobs/$busy/cancel"; wait_state "$busy" cancelled
+
+# ---- limits -----------------------------------------------------------------------------------------------
+http POST /v1/jobs "${J[@]}" -d "$(spec 100000 64 '"limits": {"max_runtime_seconds": 1, "max_attempts": 5}')"
+lim=$(echo "$BODY" | jq -r .id)
+echo "$BODY" | jq -e '.max_attempts == 5 and .spec.limits == {"max_runtime_seconds": 1, "max_attempts": 5}' >/dev/null
+ok $? "limits echoed in the spec; max_attempts 5 on the job"
+wait_state "$lim" failed; ok $? "a job past limits.max_runtime_seconds fails"
+http GET "/v1/jobs/$lim"
+echo "$BODY" | jq -e '.error.code == "timeout" and .error.param == "limits.max_runtime_seconds" and .runtime_seconds >= 1' >/dev/null
+ok $? "with error code 'timeout' ($(echo "$BODY" | jq -c .error))"
+http GET "/v1/jobs/$lim/checkpoints"; [ "$(echo "$BODY" | jq '.data | length')" -ge 1 ]
+ok $? "and keeps its checkpoints ($(echo "$BODY" | jq '.data | length'))"
+http POST /v1/jobs "${J[@]}" -d "$(spec 1 64 '"limits": {"max_attempts": 0}')"
+envelope 400 invalid_request limits.max_attempts; ok $? "max_attempts 0 -> 400 param limits.max_attempts"
+http POST /v1/jobs "${J[@]}" -d "$(spec 1 64 '"limits": {"max_runtime_seconds": -1}')"
+envelope 400 invalid_request limits.max_runtime_seconds; ok $? "max_runtime_seconds -1 -> 400"
+
+stop_daemon; ok $? "daemon stops cleanly"
+done_testing
