@@ -315,6 +315,20 @@ async function main() {
                                    {timeout: LIVE_MS});
         ok(true, `the running job's page shows its best epoch: ${await page.evaluate(() => document.querySelector('#job-best').textContent)}`);
         await screenshot(page, artifacts, 'job-running');
+        // pause it from its page: it checkpoints and becomes paused; resume puts it back to work
+        await page.click('#pause-job');
+        await page.waitForFunction(() => document.querySelector('#job-state').textContent === 'paused', null,
+                                   {timeout: LIVE_MS});
+        const paused = await page.evaluate(() => ({
+                resume: !document.querySelector('#resume-job').hidden, pause: !document.querySelector('#pause-job').hidden,
+                cancel: !document.querySelector('#cancel-job').hidden, text: document.querySelector('#lbl-epoch').textContent}));
+        ok((await jobState(base, job2)) === 'paused' && paused.resume && !paused.pause && paused.cancel &&
+           paused.text.startsWith('paused'), `Pause: the job is paused (${paused.text}), Resume and Cancel offered`, paused);
+        await screenshot(page, artifacts, 'job-paused');
+        await page.click('#resume-job');
+        await page.waitForFunction(() => document.querySelector('#job-state').textContent === 'running', null,
+                                   {timeout: LIVE_MS});
+        ok((await jobState(base, job2)) === 'running', 'Resume: the job runs again');
         await page.click('#cancel-job');
         await page.waitForFunction(() => document.querySelector('#job-state').textContent === 'cancelled', null,
                                    {timeout: LIVE_MS});
