@@ -245,7 +245,17 @@ enum MHD_Result api_jobs_create(struct api_request *req) {
         int r = api_json_parse_body(req, &root, &err);
         if (r < 0)
                 return api_reply_ft_error(req, r, &err);
+        return api_jobs_submit(req, st, root, key);
+}
+
+enum MHD_Result api_jobs_submit(struct api_request *req, struct store *st, json_t *root, const char *key) {
+        struct ft_error err = {0};
         struct jobspec spec;
+        int r = api_from_checkpoint_resolve(req, st, root, &err);
+        if (r < 0) {
+                json_decref(root);
+                return api_reply_ft_error(req, r, &err);
+        }
         r = jobspec_parse(root, &spec, &err);
         if (r < 0) {
                 json_decref(root);

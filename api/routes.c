@@ -100,6 +100,8 @@ static const struct api_query_param upload_query[] = {
 #define e_jobs_create E(E_400, E_401, E_403, E_413, E_415, API_ERR_IDEMPOTENCY_MISMATCH, API_ERR_RATE_LIMITED)
 #define e_predict E(E_400, E_401, E_403, E_404, E_409, E_413, E_415)
 #define e_cancel E(E_401, E_403, E_404, E_409)
+#define e_clone                                                                                                        \
+        E(E_400, E_401, E_403, E_404, E_413, E_415, API_ERR_IDEMPOTENCY_MISMATCH, API_ERR_RATE_LIMITED)
 
 /* The parts of a dataset upload: datasets.c refuses any other. */
 static const struct api_field dataset_parts[] = {
@@ -182,6 +184,15 @@ const struct api_route api_routes[] = {
          .reply = "Job",
          .summary = "resume a paused job: queued again, it continues from its checkpoint and ends bit-identical to "
                     "a run never paused (a pause not yet done is withdrawn); 409 unless paused"},
+        {"POST", "/v1/jobs/{id}/clone", api_jobs_clone, .flags = API_ROUTE_JSON | API_ROUTE_IDEMPOTENT, .tag = "jobs",
+         .success = 201, .errors = e_clone, .body_schema = "JobSpec", .reply = "Job",
+         .summary = "a new job with this job's spec and a partial spec merged over it (RFC 7386: objects merge, "
+                    "null removes a field back to its default), validated and queued like POST /v1/jobs"},
+        {"POST", "/v1/jobs/{id}/checkpoints/{n}/model", api_jobs_checkpoint_model, .flags = API_ROUTE_JSON,
+         .body = api_checkpoint_model_fields, .tag = "jobs", .success = 201, .errors = e_create, .reply = "Model",
+         .summary = "register one of the job's checkpoints as a model (201; 200 with the same model when it was "
+                    "registered before): its weights, spec, preprocessing and classes, to predict with or to "
+                    "fine-tune from"},
         {"DELETE", "/v1/jobs/{id}", api_jobs_delete, .tag = "jobs", .errors = e_delete, .reply = "Deleted",
          .summary = "delete a finished job with its events and checkpoints (the model it produced stays); 409 while "
                     "queued, running, cancelling or paused"},

@@ -689,6 +689,24 @@ static const struct field limits_fields[] = {
         {0},
 };
 
+static const struct field from_checkpoint_fields[] = {
+        {.key = "job",
+         .kind = K_STRING,
+         .off = OFF(from_checkpoint.job),
+         .min_n = 1,
+         .size = sizeof(((struct jobspec *)0)->from_checkpoint.job),
+         .required = true,
+         .doc = "the job (job_...) whose checkpoint the weights come from"},
+        {.key = "checkpoint",
+         .kind = K_STRING,
+         .off = OFF(from_checkpoint.checkpoint),
+         .min_n = 1,
+         .size = sizeof(((struct jobspec *)0)->from_checkpoint.checkpoint),
+         .required = true,
+         .doc = "its id, as GET /v1/jobs/{id}/checkpoints lists it"},
+        {0},
+};
+
 static const struct field root_fields[] = {
         {.key = "model",
          .kind = K_CUSTOM,
@@ -721,6 +739,10 @@ static const struct field root_fields[] = {
         F_OBJ("checkpoint", checkpoint_fields, "how often checkpoints are written and how many stay"),
         F_OBJ("resources", resources_fields, "what one job runs on"),
         F_OBJ("limits", limits_fields, "how long and how often a job may run"),
+        F_OBJ("from_checkpoint", from_checkpoint_fields,
+              "the daemon: start from the weights of another job's checkpoint, registered as a model (as POST "
+              "/v1/jobs/{id}/checkpoints/{n}/model) that becomes 'model' (then omit 'model'); null: start from "
+              "'model'"),
         {.key = "seed",
          .kind = K_U64,
          .off = OFF(seed),
@@ -749,6 +771,8 @@ static int validate(const json_t *root, struct jobspec *s, struct ft_error *err)
                                 ns, nm);
         }
 
+        const json_t *fc = json_object_get(root, "from_checkpoint");
+        s->from_checkpoint.given = fc != NULL && !json_is_null(fc);
         const json_t *es = json_object_get(root, "early_stopping");
         s->early_stopping.enabled = es != NULL && !json_is_null(es);
         int r = jobspec_metric_mode(s->task.type, s->early_stopping.metric, &s->early_stopping.mode);
@@ -858,13 +882,16 @@ json_t *jobspec_to_json(const struct jobspec *s) {
                                             s->early_stopping.min_delta, "restore_best", s->early_stopping.restore_best)
                                 : json_null();
         const __typeof__(s->hyperparameters) *h = &s->hyperparameters;
+        json_t *from_ckpt = s->from_checkpoint.given ? json_pack("{s:s s:s}", "job", s->from_checkpoint.job,
+                                                                 "checkpoint", s->from_checkpoint.checkpoint)
+                                                     : json_null();
         return json_pack(
                 "{s:o s:o s:o s:f"
                 " s:{s:s s:s}"
                 " s:{s:b s:b s:b s:o s:o s:o s:{s:I s:b}}"
                 " s:{s:I s:I s:f s:s s:f s:[ff] s:f s:f s:s s:f s:I s:f s:f s:f s:f}"
                 " s:{s:s s:o s:o s:b s:f s:o}"
-                " s:o s:{s:I s:I} s:{s:I} s:{s:I s:I} s:I s:s}",
+                " s:o s:{s:I s:I} s:{s:I} s:{s:I s:I} s:o s:I s:s}",
                 "model", model, "training_file", file_ref_json(s->training_file), "validation_file",
                 file_ref_json(s->validation_file), "validation_split", s->validation_split, "task", "type",
                 jobspec_task_name(s->task.type), "target", s->task.target, "preprocess", "dropna", s->preprocess.dropna,
@@ -881,7 +908,8 @@ json_t *jobspec_to_json(const struct jobspec *s) {
                 s->strategy.layer_decay, "lr_multipliers", mult, "early_stopping", early, "checkpoint", "every_epochs",
                 (json_int_t)s->checkpoint.every_epochs, "keep", (json_int_t)s->checkpoint.keep, "resources", "ranks",
                 (json_int_t)s->resources.ranks, "limits", "max_runtime_seconds",
-                (json_int_t)s->limits.max_runtime_seconds, "max_attempts", (json_int_t)s->limits.max_attempts, "seed",
+                (json_int_t)s->limits.max_runtime_seconds, "max_attempts", (json_int_t)s->limits.max_attempts,
+                "from_checkpoint", from_ckpt, "seed",
                 (json_int_t)s->seed, "device", jobspec_device_name(s->device));
 }
 
@@ -1056,6 +1084,7 @@ json_t *jobspec_schema(void) {
         jobspec_init(d);
         json_t *plain = jobspec_to_json(d);
         d->early_stopping.enabled = true;
+        d->from_checkpoint.given = true;
         json_t *full = jobspec_to_json(d);
         free(d);
         json_t *s = plain && full ? object_schema(root_fields, plain, full, false) : NULL;

@@ -163,6 +163,14 @@ struct jobspec {
                 unsigned max_attempts; /* claims before a lost worker fails the job (the daemon's queue) */
         } limits;
 
+        /* "from_checkpoint": start from the weights of a checkpoint of another job (the daemon resolves it into
+         * the base model; finetuned train names the checkpoint's model.safetensors as "model" instead). */
+        struct {
+                bool given;
+                char job[JOBSPEC_NAME_MAX];
+                char checkpoint[32];
+        } from_checkpoint;
+
         uint64_t seed;
         enum jobspec_device device;
 };

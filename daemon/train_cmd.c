@@ -145,9 +145,14 @@ static void cli_on_progress(void *ud, const struct train_progress *p) {
         fflush(stderr);
 }
 
+static double run_deadline; /* limits.max_runtime_seconds as a monotonic time; 0: none */
+static bool timed_out;
+
 static bool cli_should_stop(void *ud) {
         (void)ud;
-        return stop_requested != 0;
+        if (run_deadline > 0 && ft_now_monotonic() >= run_deadline)
+                timed_out = true;
+        return stop_requested != 0 || timed_out;
 }
 
 /* ---- references --------------------------------------------------------------- */
@@ -353,6 +358,13 @@ int train_main(int argc, char **argv) {
                 fprintf(stderr, "finetuned train: '%s': %s\n", job_path, err.message);
                 goto out;
         }
+        if (spec.from_checkpoint.given) {
+                fprintf(stderr,
+                        "finetuned train: '%s': from_checkpoint: names a job of the daemon; here give the "
+                        "checkpoint's model.safetensors as 'model' (it carries its spec)\n",
+                        job_path);
+                goto out;
+        }
         /* 'device' first: a job that asks for a GPU it cannot have fails before reading its data */
         if (compute_ctx_new_on(threads, (enum compute_device)spec.device, 0, &ctx, &err) < 0) {
                 fprintf(stderr, "finetuned train: '%s': %s\n", job_path, err.message);
@@ -407,9 +419,20 @@ int train_main(int argc, char **argv) {
                 .resume_from = ckpt,
                 .collective = coll,
         };
+        if (spec.limits.max_runtime_seconds)
+                run_deadline = ft_now_monotonic() + spec.limits.max_runtime_seconds;
         r = train_run(&spec, m, ctx, train, val, &topt, report ? &cb : &quiet, &res, &err);
         if (cli.tty && cli.progress_len)
                 fprintf(stderr, "\n");
+        if (r == -ECANCELED && timed_out) {
+                if (report)
+                        fprintf(stderr,
+                                "finetuned train: timeout: 'limits.max_runtime_seconds' (%u s) ran out; the "
+                                "checkpoint stays: continue with --resume %s\n",
+                                spec.limits.max_runtime_seconds, out);
+                status = 124;
+                goto out;
+        }
         if (r == -ECANCELED) {
                 if (report)
                         fprintf(stderr, "finetuned train: stopped; continue with --resume %s\n", out);

@@ -1641,6 +1641,30 @@ int store_checkpoint_latest(struct store *s, const char *job_id, struct store_ch
         return r;
 }
 
+int store_checkpoint_get(struct store *s, const char *job_id, int64_t id, struct store_checkpoint **ret,
+                         struct ft_error *err) {
+        enum store_job_state state;
+        int r = job_state_locked(s, job_id ? job_id : "", &state, NULL, err);
+        if (r < 0)
+                return r;
+        sqlite3_stmt *st =
+                store_stmt(s, "SELECT " CHECKPOINT_COLS " FROM checkpoints WHERE job_id = ?1 AND id = ?2", err);
+        if (!st)
+                return -EIO;
+        sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, id);
+        r = sqlite3_step(st);
+        if (r == SQLITE_ROW)
+                r = checkpoint_from_row(st, ret, err);
+        else if (r == SQLITE_DONE)
+                r = ft_error_set(err, -ENOENT, "checkpoint", "job '%s' has no checkpoint %lld (any more)", job_id,
+                                 (long long)id);
+        else
+                r = store_db_error(s, err, "read checkpoint");
+        sqlite3_reset(st);
+        return r;
+}
+
 static int checkpoint_add(struct store *s, sqlite3_stmt *st, void *list, struct ft_error *err) {
         struct store_checkpoint_list *l = list;
         (void)s;

@@ -210,6 +210,10 @@ void store_model_list_deinit(struct store_model_list *l);
 int store_model_delete(struct store *s, const char *id, struct ft_error *err);
 int store_model_in_use(struct store *s, const char *id, bool *ret, struct ft_error *err);
 void store_model_free(struct store_model *m);
+/* The oldest model that job `source_job_id` produced with exactly these weights (a checkpoint promoted
+ * before): returns 1 and fills *ret, 0 when there is none. */
+int store_model_find_by_weights(struct store *s, const char *source_job_id, const char *weights_sha256,
+                                struct store_model **ret, struct ft_error *err);
 
 /* ---- jobs ------------------------------------------------------------------------ */
 
@@ -495,6 +499,10 @@ struct store_checkpoint_list {
 int store_checkpoint_list(struct store *s, const char *job_id, const struct store_page *page,
                           struct store_checkpoint_list *ret, struct ft_error *err);
 void store_checkpoint_list_deinit(struct store_checkpoint_list *l);
+/* One checkpoint of a job by its id: -ENOENT (param "checkpoint") when the job has no such checkpoint (never
+ * had, or pruned by keep), -ENOENT param "id" when the job does not exist. */
+int store_checkpoint_get(struct store *s, const char *job_id, int64_t id, struct store_checkpoint **ret,
+                         struct ft_error *err);
 void store_checkpoint_free(struct store_checkpoint *c);
 
 /* ---- waiting for changes ------------------------------------------------------------- */

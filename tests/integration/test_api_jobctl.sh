@@ -104,6 +104,56 @@ http POST "/v1/jobs/$job/pause"; envelope 409 conflict id; ok $? "pause of a suc
 http POST "/v1/jobs/job_000000000000000000000000/pause"; envelope 404 not_found; ok $? "pause of an unknown job -> 404"
 http POST "/v1/jobs/$job/pause" "${J[@]}" -d '{"now": true}'; envelope 400 invalid_request; ok $? "pause with a body member -> 400"
 
+# ---- a checkpoint as a model; warm starts; clones -------------------------------------------------------
+http GET "/v1/jobs/$ref/checkpoints"; ck=$(echo "$BODY" | jq -r '.data[-1].id')
+http POST "/v1/jobs/$ref/checkpoints/$ck/model" "${J[@]}" -d '{"name": "ref at its last checkpoint"}'
+cm=$(echo "$BODY" | jq -r .id)
+[ "$STATUS" = 201 ] && echo "$BODY" | jq -e --arg j "$ref" '.source == "job" and .source_job == $j and .has_weights and .name == "ref at its last checkpoint"' >/dev/null
+ok $? "POST .../checkpoints/$ck/model -> 201, a model from job $ref ($cm)"
+http POST "/v1/jobs/$ref/checkpoints/$ck/model"
+[ "$STATUS" = 200 ] && [ "$(echo "$BODY" | jq -r .id)" = "$cm" ]; ok $? "again: 200, the same model"
+curl -s -o "$TMP/cm.safetensors" "$BASE/v1/models/$cm/weights"
+[ "$(tail -c +$((9 + $(hlen "$TMP/cm.safetensors"))) "$TMP/cm.safetensors" | sha256sum | cut -d' ' -f1)" = "$ref_sha" ]
+ok $? "its weights are the job's final weights (the last checkpoint is the last epoch)"
+http POST "/v1/models/$cm/predict" "${J[@]}" -d '{"rows": [[0.9, 0.1, 0.81, 0.1], [0.1, 0.9, 0.01, 0.2]]}'
+[ "$STATUS" = 200 ] && [ "$(echo "$BODY" | jq -c '[.predictions[].label]')" = '["1","0"]' ]
+ok $? "it predicts with the job's preprocessing and class names ($(echo "$BODY" | jq -c '[.predictions[].label]'))"
+http POST "/v1/jobs/$ref/checkpoints/999999/model"; envelope 404 not_found checkpoint; ok $? "an unknown checkpoint -> 404"
+http POST "/v1/jobs/$ref/checkpoints/abc/model"; envelope 404 not_found checkpoint; ok $? "a checkpoint id that is no number -> 404"
+
+http POST /v1/jobs "${J[@]}" -d "{\"from_checkpoint\": {\"job\": \"$ref\", \"checkpoint\": \"$ck\"}, \"training_file\": \"$ds\",
+        \"task\": {\"target\": \"label\"}, \"hyperparameters\": {\"epochs\": 1, \"batch_size\": 64}}"
+warm=$(echo "$BODY" | jq -r .id)
+[ "$STATUS" = 201 ] && echo "$BODY" | jq -e --arg m "$cm" --arg j "$ref" '.model == $m and .spec.from_checkpoint.job == $j' >/dev/null
+ok $? "from_checkpoint: the job's model is the checkpoint's model ($warm)"
+wait_state "$warm" succeeded failed && [ "$(curl -s "$BASE/v1/jobs/$warm" | jq -r .state)" = succeeded ]
+ok $? "the warm-started job succeeds (accuracy $(curl -s "$BASE/v1/jobs/$warm" | jq .metrics.metrics.accuracy))"
+http POST /v1/jobs "${J[@]}" -d "{\"model\": \"$mdl\", \"from_checkpoint\": {\"job\": \"$ref\", \"checkpoint\": \"$ck\"}, \"training_file\": \"$ds\"}"
+envelope 400 invalid_request from_checkpoint; ok $? "model and from_checkpoint together -> 400"
+http POST /v1/jobs "${J[@]}" -d "{\"from_checkpoint\": {\"job\": \"$ref\", \"checkpoint\": \"999999\"}, \"training_file\": \"$ds\"}"
+envelope 400 invalid_request from_checkpoint.checkpoint; ok $? "from_checkpoint naming no checkpoint -> 400"
+http POST /v1/jobs "${J[@]}" -d "{\"from_checkpoint\": {\"job\": \"$ref\"}, \"training_file\": \"$ds\"}"
+envelope 400 invalid_request from_checkpoint.checkpoint; ok $? "from_checkpoint without its checkpoint -> 400"
+
+http POST "/v1/jobs/$ref/clone" "${J[@]}" -d '{"hyperparameters": {"epochs": 2, "batch_size": 64}, "seed": null}'
+cl=$(echo "$BODY" | jq -r .id)
+[ "$STATUS" = 201 ] && echo "$BODY" | jq -e --arg m "$mdl" '.state == "queued" and .model == $m and .spec.hyperparameters.epochs == 2 and .spec.hyperparameters.batch_size == 64 and .spec.hyperparameters.learning_rate == 0.01 and .spec.checkpoint.keep == 2 and .spec.seed == 42' >/dev/null
+ok $? "clone with a partial spec: merged over the original (epochs 2, batch 64; learning_rate, keep kept; seed null -> default 42)"
+wait_state "$cl" succeeded failed; ok $? "the clone runs"
+http POST "/v1/jobs/$ref/clone"
+[ "$STATUS" = 201 ] && [ "$(echo "$BODY" | jq -c .spec)" = "$(curl -s "$BASE/v1/jobs/$ref" | jq -c .spec)" ]
+ok $? "clone without a body: the same spec"
+http POST "/v1/jobs/$(echo "$BODY" | jq -r .id)/cancel"
+http POST "/v1/jobs/$ref/clone" "${J[@]}" -d '{"hyperparameters": {"epochs": 0}}'
+envelope 400 invalid_request hyperparameters.epochs; ok $? "a clone with an impossible value -> 400 param hyperparameters.epochs"
+http POST "/v1/jobs/$ref/clone" "${J[@]}" -d '[1]'; envelope 400 invalid_request; ok $? "a clone body that is no object -> 400"
+http POST "/v1/jobs/job_000000000000000000000000/clone"; envelope 404 not_found; ok $? "clone of an unknown job -> 404"
+http POST "/v1/jobs/$ref/clone" "${J[@]}" -H 'Idempotency-Key: clone-1' -d '{"hyperparameters": {"epochs": 1, "batch_size": 64}}'
+c1=$(echo "$BODY" | jq -r .id)
+http POST "/v1/jobs/$ref/clone" "${J[@]}" -H 'Idempotency-Key: clone-1' -d '{"hyperparameters": {"epochs": 1, "batch_size": 64}}'
+[ "$STATUS" = 200 ] && [ "$(echo "$BODY" | jq -r .id)" = "$c1" ]; ok $? "a clone retried with its Idempotency-Key -> 200, the same job"
+wait_state "$c1" succeeded failed
+
 # ---- a queued job pauses at once; cancel of a paused job ----------------------------------------------
 http POST /v1/jobs "${J[@]}" -d "$(spec 100000 64)"; busy=$(echo "$BODY" | jq -r .id)
 http POST /v1/jobs "${J[@]}" -d "$(spec 1 64)"; q=$(echo "$BODY" | jq -r .id)

@@ -1,0 +1,291 @@
+/* jobctl.c - warm starts and clones (issue 18): POST /v1/jobs/{id}/checkpoints/{n}/model (a checkpoint
+ * registered as a model, once per checkpoint: its model.safetensors carries the spec, preprocessing and
+ * classes), a job spec's from_checkpoint resolved into its "model" the same way, and POST /v1/jobs/{id}/clone
+ * (the job's echoed spec with a partial spec merged over it, RFC 7386, submitted as a new job).
+ * Not for: pause and resume (jobs.c, the store), running jobs (daemon/workers.c). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/internal.h"
+#include "common/log.h"
+#include "compute/data.h"
+#include "compute/model.h"
+#include "compute/safetensors.h"
+#include "store/store.h"
+
+#define CHECKPOINT_MODEL_MAX ((int64_t)16 << 30) /* bytes of one checkpoint's weights */
+#define CLONE_DEPTH_MAX 16 /* nesting of a merge patch */
+
+/* The body of POST .../checkpoints/{n}/model. */
+const struct api_field api_checkpoint_model_fields[] = {
+        {"name", API_T_STRING, .max_len = 200,
+         .description = "a name for the model (default: '<job> checkpoint <n> (epoch e, step s)')"},
+        {NULL},
+};
+
+static int parse_checkpoint_id(const char *text, int64_t *ret) {
+        char *end;
+        errno = 0;
+        long long v = text && *text ? strtoll(text, &end, 10) : -1;
+        if (!text || !*text || errno || *end || v < 1)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+/* A file into the blob store: *ret_sha256 its hash. */
+static int blob_from_fd(struct store *st, int fd, char ret_sha256[STORE_SHA256_HEX], struct ft_error *err) {
+        struct store_blob_writer *w = NULL;
+        char buf[1 << 16];
+        int r = store_blob_begin(st, CHECKPOINT_MODEL_MAX, &w, err);
+        if (r < 0)
+                return r;
+        for (;;) {
+                ssize_t n = read(fd, buf, sizeof(buf));
+                if (n < 0) {
+                        store_blob_abort(w);
+                        return ft_error_set(err, -EIO, NULL, "cannot read the checkpoint: %s", strerror(errno));
+                }
+                if (n == 0)
+                        break;
+                r = store_blob_write(w, buf, (size_t)n, err);
+                if (r < 0) {
+                        store_blob_abort(w);
+                        return r;
+                }
+        }
+        return store_blob_commit(w, ret_sha256, NULL, err);
+}
+
+/* Checkpoint `ckpt_id` of job `job_id` as a model: the one registered from it before (same job, same weights),
+ * or a new one named `name` (NULL: a default). *ret_created says which. -ENOENT (param "checkpoint") when the
+ * job has no such checkpoint or its files are gone; -EINVAL when its weights do not open as a model. */
+static int checkpoint_model(struct store *st, const char *job_id, int64_t ckpt_id, const char *name,
+                            struct store_model **ret, bool *ret_created, struct ft_error *err) {
+        struct store_checkpoint *c = NULL;
+        struct store_model *m = NULL;
+        struct model *built = NULL;
+        char path[PATH_MAX], blob[PATH_MAX], sha[STORE_SHA256_HEX], dflt[STORE_NAME_MAX];
+        int fd = -1;
+        int r = store_checkpoint_get(st, job_id, ckpt_id, &c, err);
+        if (r < 0)
+                return r;
+        if (!c->dir[0] || ft_path_join(path, sizeof(path), store_state_dir(st), c->dir, "model.safetensors", NULL) < 0) {
+                r = ft_error_set(err, -ENOENT, "checkpoint", "checkpoint %lld of job '%s' has no weights file",
+                                 (long long)ckpt_id, job_id);
+                goto out;
+        }
+        /* opened first: a checkpoint that keep prunes meanwhile stays readable through the descriptor */
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                r = ft_error_set(err, -ENOENT, "checkpoint", "checkpoint %lld of job '%s' is gone (pruned by keep)",
+                                 (long long)ckpt_id, job_id);
+                goto out;
+        }
+        r = blob_from_fd(st, fd, sha, err);
+        if (r < 0)
+                goto out;
+        r = store_model_find_by_weights(st, job_id, sha, &m, err);
+        if (r != 0) {
+                if (r == 1 && ret_created)
+                        *ret_created = false;
+                goto out;
+        }
+        /* the weights open as the model their spec describes, strictly */
+        r = store_blob_path(st, sha, blob, sizeof(blob), err);
+        if (r == 0)
+                r = st_model_open(blob, (size_t)CHECKPOINT_MODEL_MAX, &built, NULL, NULL, NULL, err);
+        if (r < 0) {
+                char inner[FT_ERROR_MSG_MAX];
+                snprintf(inner, sizeof(inner), "%s", err ? err->message : "");
+                r = ft_error_set(err, -EINVAL, "checkpoint", "checkpoint %lld does not open as a model: %s",
+                                 (long long)ckpt_id, inner);
+                goto out;
+        }
+        char *spec = json_dumps(model_spec(built), JSON_COMPACT | JSON_SORT_KEYS);
+        if (!name || !*name) {
+                snprintf(dflt, sizeof(dflt), "%s checkpoint %lld (epoch %d, step %lld)", job_id, (long long)ckpt_id,
+                         c->epoch, (long long)c->step);
+                name = dflt;
+        }
+        struct store_model_new mn = {.name = name,
+                                     .spec_json = spec ? spec : "{}",
+                                     .weights_sha256 = sha,
+                                     .source = STORE_MODEL_JOB,
+                                     .source_job_id = job_id};
+        r = spec ? store_model_create(st, &mn, &m, err) : ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        free(spec);
+        if (r == 0 && ret_created)
+                *ret_created = true;
+out:
+        if (fd >= 0)
+                close(fd);
+        model_free(built);
+        store_checkpoint_free(c);
+        if (r >= 0) {
+                *ret = m;
+                return 0;
+        }
+        store_model_free(m);
+        return r;
+}
+
+enum MHD_Result api_jobs_checkpoint_model(struct api_request *req) {
+        enum MHD_Result ret;
+        const char *id;
+        int64_t ckpt_id;
+        if (!api_path_id(req, 0, "job", "job", &id, &ret))
+                return ret;
+        if (parse_checkpoint_id(api_path_param(req, 1), &ckpt_id) < 0)
+                return api_reply_error(req, API_ERR_NOT_FOUND, "checkpoint",
+                                       "no checkpoint '%.32s' (checkpoint ids are the numbers GET "
+                                       "/v1/jobs/{id}/checkpoints lists)",
+                                       api_path_param(req, 1) ? api_path_param(req, 1) : "");
+        json_t *body = NULL;
+        if (req->body_size > 0) {
+                body = api_request_json(req, api_checkpoint_model_fields, &ret);
+                if (!body)
+                        return ret;
+        }
+        struct store *st = api_store(req, &ret);
+        if (!st) {
+                json_decref(body);
+                return ret;
+        }
+        struct store_model *m = NULL;
+        struct ft_error err = {0};
+        bool created = false;
+        int r = checkpoint_model(st, id, ckpt_id, json_string_value(json_object_get(body, "name")), &m, &created,
+                                 &err);
+        json_decref(body);
+        if (r < 0)
+                return api_reply_ft_error(req, r, &err);
+        if (created)
+                log_info("job %s: checkpoint %lld registered as model %s", id, (long long)ckpt_id, m->id);
+        char location[64];
+        snprintf(location, sizeof(location), "/v1/models/%s", m->id);
+        json_t *out = api_model_json(m);
+        store_model_free(m);
+        return api_reply_json_headers(req, created ? MHD_HTTP_CREATED : MHD_HTTP_OK, out,
+                                      (const char *const[]){"Location", location, NULL});
+}
+
+int api_from_checkpoint_resolve(struct api_request *req, struct store *st, json_t *root, struct ft_error *err) {
+        (void)req;
+        json_t *fc = json_object_get(root, "from_checkpoint");
+        if (!fc || json_is_null(fc))
+                return 0;
+        /* the shape is jobspec's to check (after this, with everything else); only what is needed here */
+        const char *job = json_string_value(json_object_get(fc, "job"));
+        const char *ckpt = json_string_value(json_object_get(fc, "checkpoint"));
+        if (!json_is_object(fc) || !job || !ckpt)
+                return 0; /* jobspec_parse names the field */
+        if (json_object_get(root, "model"))
+                return ft_error_set(err, -EINVAL, "from_checkpoint",
+                                    "give 'model' or 'from_checkpoint', not both: the checkpoint's weights become the "
+                                    "model");
+        int64_t id;
+        if (!api_id_valid(job, "job"))
+                return ft_error_set(err, -EINVAL, "from_checkpoint.job",
+                                    "'from_checkpoint.job' must be a job id ('job_...'), got '%.64s'", job);
+        if (parse_checkpoint_id(ckpt, &id) < 0)
+                return ft_error_set(err, -EINVAL, "from_checkpoint.checkpoint",
+                                    "'from_checkpoint.checkpoint' must be a checkpoint id (a number as a string), "
+                                    "got '%.32s'",
+                                    ckpt);
+        struct store_model *m = NULL;
+        int r = checkpoint_model(st, job, id, NULL, &m, NULL, err);
+        if (r == -ENOENT) { /* a body field: 400 */
+                char inner[FT_ERROR_MSG_MAX];
+                snprintf(inner, sizeof(inner), "%s", err ? err->message : "");
+                bool no_job = err && strcmp(err->param, "id") == 0;
+                return ft_error_set(err, -EINVAL, no_job ? "from_checkpoint.job" : "from_checkpoint.checkpoint",
+                                    "'from_checkpoint': %s", inner);
+        }
+        if (r < 0)
+                return r;
+        r = json_object_set_new(root, "model", json_string(m->id)) < 0 ? -ENOMEM : 0;
+        store_model_free(m);
+        return r < 0 ? ft_error_set(err, r, NULL, "out of memory") : 0;
+}
+
+/* RFC 7386 JSON merge patch of `patch` over `target` (in place): objects merge key by key, null removes a key,
+ * anything else replaces. */
+static int merge_patch(json_t *target, json_t *patch, int depth) {
+        const char *k;
+        json_t *v;
+        if (depth > CLONE_DEPTH_MAX)
+                return -E2BIG;
+        json_object_foreach(patch, k, v) {
+                json_t *t = json_object_get(target, k);
+                if (json_is_null(v)) {
+                        json_object_del(target, k);
+                } else if (json_is_object(v) && json_is_object(t)) {
+                        int r = merge_patch(t, v, depth + 1);
+                        if (r < 0)
+                                return r;
+                } else if (json_object_set(target, k, v) < 0) {
+                        return -ENOMEM;
+                }
+        }
+        return 0;
+}
+
+enum MHD_Result api_jobs_clone(struct api_request *req) {
+        enum MHD_Result ret;
+        const char *id;
+        if (!api_path_id(req, 0, "job", "job", &id, &ret))
+                return ret;
+        const char *key = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Idempotency-Key");
+        if (key && !api_idempotency_key_valid(key))
+                return api_reply_error(req, API_ERR_INVALID_REQUEST, "Idempotency-Key",
+                                       "'Idempotency-Key' must be 1 to 255 characters");
+        struct ft_error err = {0};
+        json_t *patch = NULL;
+        if (req->body_size > 0) {
+                int r = api_json_parse_body(req, &patch, &err);
+                if (r < 0)
+                        return api_reply_ft_error(req, r, &err);
+                if (!json_is_object(patch)) {
+                        json_decref(patch);
+                        return api_reply_error(req, API_ERR_INVALID_REQUEST, NULL,
+                                               "the body must be a JSON object: a partial job spec");
+                }
+        }
+        struct store *st = api_store(req, &ret);
+        if (!st) {
+                json_decref(patch);
+                return ret;
+        }
+        struct store_job *job = NULL;
+        int r = store_job_get(st, id, &job, &err);
+        if (r < 0) {
+                json_decref(patch);
+                return api_reply_ft_error(req, r, &err);
+        }
+        json_t *root = api_json_text(job->spec_json);
+        store_job_free(job);
+        if (!json_is_object(root)) {
+                json_decref(root);
+                json_decref(patch);
+                return api_reply_error(req, API_ERR_INTERNAL, NULL, "the job's spec cannot be read");
+        }
+        /* the original's warm start is already its model: a clone starts from that model unless the patch says
+         * otherwise */
+        json_object_del(root, "from_checkpoint");
+        if (patch && json_object_get(patch, "from_checkpoint") && !json_is_null(json_object_get(patch, "from_checkpoint")))
+                json_object_del(root, "model");
+        r = patch ? merge_patch(root, patch, 0) : 0;
+        json_decref(patch);
+        if (r < 0) {
+                json_decref(root);
+                return r == -E2BIG ? api_reply_error(req, API_ERR_INVALID_REQUEST, NULL, "the patch nests too deep")
+                                   : api_reply_error(req, API_ERR_INTERNAL, NULL, "out of memory");
+        }
+        return api_jobs_submit(req, st, root, key);
+}
