@@ -116,6 +116,41 @@ export function viewJob(params, id) {
         pauseBtn.onclick = action(pauseBtn, 'pause');
         const resumeBtn = h('button', {type: 'button', id: 'resume-job', hidden: true}, 'Resume');
         resumeBtn.onclick = action(resumeBtn, 'resume');
+        /* Clone: a dialog with a partial job spec (JSON) merged over this job's (POST .../clone, RFC 7386:
+         * null resets a field to its default); the new job's page opens. */
+        const clonePatch = h('textarea', {id: 'clone-patch', rows: 8, spellcheck: 'false', class: 'mono',
+                                          'aria-describedby': 'clone-help'},
+                             '{\n  "hyperparameters": {"learning_rate": 0.001}\n}');
+        const cloneError = h('p', {class: 'field-error', id: 'clone-error', role: 'alert'});
+        const cloneDialog = h('dialog', {id: 'clone-dialog', 'aria-labelledby': 'clone-title'},
+                h('form', {method: 'dialog', onsubmit: async (ev) => {
+                        ev.preventDefault();
+                        let patch;
+                        try {
+                                patch = JSON.parse(clonePatch.value.trim() || '{}');
+                        } catch (e) {
+                                cloneError.textContent = 'not JSON: ' + e.message;
+                                return;
+                        }
+                        try {
+                                const made = await api('POST', path + '/clone', {json: patch});
+                                cloneDialog.close();
+                                location.hash = '#/jobs/' + encodeURIComponent(made.id);
+                        } catch (e) {
+                                cloneError.textContent = e.message + (e.param ? ' (' + e.param + ')' : '');
+                        }
+                }},
+                  h('h2', {id: 'clone-title'}, 'Clone job'),
+                  h('p', {id: 'clone-help'}, 'A new job with this job\'s spec; the fields below replace its own ' +
+                    '(objects merge, null restores a default).'),
+                  h('label', {for: 'clone-patch'}, 'Changes (partial job spec, JSON)'), clonePatch, cloneError,
+                  h('div', {class: 'actions'},
+                    h('button', {type: 'submit', class: 'primary', id: 'clone-submit'}, 'Clone'),
+                    h('button', {type: 'button', onclick: () => cloneDialog.close()}, 'Close'))));
+        const cloneBtn = h('button', {type: 'button', id: 'clone-job', onclick: () => {
+                cloneError.textContent = '';
+                cloneDialog.showModal();
+        }}, 'Clone…');
         const dlModel = h('button', {type: 'button', id: 'download-model', hidden: true,
                                      onclick: () => download(path + '/artifacts/model.safetensors', id + '.safetensors').catch(reportError)},
                           'Download model');
@@ -157,7 +192,8 @@ export function viewJob(params, id) {
 
         setView('Job ' + id,
                 h('div', {class: 'toolbar'}, h('h1', {}, 'Job ', h('span', {class: 'mono'}, id)), badge,
-                  pauseBtn, resumeBtn, cancelBtn, dlModel, dlMetrics, compareLink, deleteBtn),
+                  pauseBtn, resumeBtn, cancelBtn, cloneBtn, dlModel, dlMetrics, compareLink, deleteBtn),
+                cloneDialog,
                 errorBox,
                 h('section', {class: 'card progress-card', id: 'job-progress'}, h('h2', {}, 'Progress'),
                   h('div', {class: 'progress'}, epochText, epochBar),
