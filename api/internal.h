@@ -205,8 +205,7 @@ struct api_query_param {
 bool api_query_check(struct api_request *req, enum MHD_Result *ret_mhd);
 /* One argument (key, value after URL unescaping) against a route's table: the
  * check api_query_check runs for each; no connection needed (tests/fuzz). */
-int api_query_arg_check(const struct api_query_param *params, const char *key, const char *value,
-                        struct ft_error *err);
+int api_query_arg_check(const struct api_query_param *params, const char *key, const char *value, struct ft_error *err);
 const char *api_query_get(struct api_request *req, const char *name);
 /* The {name} captures of the route, in order. */
 const char *api_path_param(struct api_request *req, unsigned i);
@@ -359,6 +358,9 @@ int api_from_checkpoint_resolve(struct api_request *req, struct store *st, json_
 enum MHD_Result api_jobs_checkpoint_model(struct api_request *req);
 extern const struct api_field api_checkpoint_model_fields[];
 enum MHD_Result api_jobs_clone(struct api_request *req);
+enum MHD_Result api_jobs_replay(struct api_request *req);
+/* A job's "replay" member: null, or {"of", "identical" (null until it succeeded), "differences"} (jobctl.c). */
+json_t *api_job_replay_json(struct store *st, const struct store_job *j);
 enum MHD_Result api_jobs_pause(struct api_request *req);
 enum MHD_Result api_jobs_resume(struct api_request *req);
 enum MHD_Result api_jobs_delete(struct api_request *req);

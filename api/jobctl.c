@@ -1,7 +1,9 @@
 /* jobctl.c - warm starts and clones (issue 18): POST /v1/jobs/{id}/checkpoints/{n}/model (a checkpoint
  * registered as a model, once per checkpoint: its model.safetensors carries the spec, preprocessing and
  * classes), a job spec's from_checkpoint resolved into its "model" the same way, and POST /v1/jobs/{id}/clone
- * (the job's echoed spec with a partial spec merged over it, RFC 7386, submitted as a new job).
+ * (the job's echoed spec with a partial spec merged over it, RFC 7386, submitted as a new job); POST
+ * /v1/jobs/{id}/replay (the same spec again, answered with whether it should be bit-identical, and each replay's
+ * job object says whether it was, from the two receipts the workers recorded).
  * Not for: pause and resume (jobs.c, the store), running jobs (daemon/workers.c). */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,8 +13,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
+
 #include "api/internal.h"
 #include "common/log.h"
+#include "compute/compute.h"
 #include "compute/data.h"
 #include "compute/model.h"
 #include "compute/safetensors.h"
@@ -75,7 +80,8 @@ static int checkpoint_model(struct store *st, const char *job_id, int64_t ckpt_i
         int r = store_checkpoint_get(st, job_id, ckpt_id, &c, err);
         if (r < 0)
                 return r;
-        if (!c->dir[0] || ft_path_join(path, sizeof(path), store_state_dir(st), c->dir, "model.safetensors", NULL) < 0) {
+        if (!c->dir[0] ||
+            ft_path_join(path, sizeof(path), store_state_dir(st), c->dir, "model.safetensors", NULL) < 0) {
                 r = ft_error_set(err, -ENOENT, "checkpoint", "checkpoint %lld of job '%s' has no weights file",
                                  (long long)ckpt_id, job_id);
                 goto out;
@@ -160,8 +166,7 @@ enum MHD_Result api_jobs_checkpoint_model(struct api_request *req) {
         struct store_model *m = NULL;
         struct ft_error err = {0};
         bool created = false;
-        int r = checkpoint_model(st, id, ckpt_id, json_string_value(json_object_get(body, "name")), &m, &created,
-                                 &err);
+        int r = checkpoint_model(st, id, ckpt_id, json_string_value(json_object_get(body, "name")), &m, &created, &err);
         json_decref(body);
         if (r < 0)
                 return api_reply_ft_error(req, r, &err);
@@ -278,7 +283,8 @@ enum MHD_Result api_jobs_clone(struct api_request *req) {
         /* the original's warm start is already its model: a clone starts from that model unless the patch says
          * otherwise */
         json_object_del(root, "from_checkpoint");
-        if (patch && json_object_get(patch, "from_checkpoint") && !json_is_null(json_object_get(patch, "from_checkpoint")))
+        if (patch && json_object_get(patch, "from_checkpoint") &&
+            !json_is_null(json_object_get(patch, "from_checkpoint")))
                 json_object_del(root, "model");
         r = patch ? merge_patch(root, patch, 0) : 0;
         json_decref(patch);
@@ -288,4 +294,195 @@ enum MHD_Result api_jobs_clone(struct api_request *req) {
                                    : api_reply_error(req, API_ERR_INTERNAL, NULL, "out of memory");
         }
         return api_jobs_submit(req, st, root, key);
+}
+
+/* ---- reproducibility receipts and replays ------------------------------------------------------------- */
+
+/* The receipt's parts a result depends on, besides result_sha256. */
+static const char *const receipt_inputs[] = {"seed",   "spec_sha256", "datasets", "base_model", "finetuned",
+                                             "onednn", "threads",     "device",   NULL};
+
+/* The names of the inputs two receipts disagree on, as a JSON array (new reference). */
+static json_t *receipt_differences(const json_t *a, const json_t *b) {
+        json_t *out = json_array();
+        for (size_t i = 0; out && receipt_inputs[i]; i++) {
+                const json_t *x = json_object_get(a, receipt_inputs[i]), *y = json_object_get(b, receipt_inputs[i]);
+                if (json_is_object(x) && json_is_object(y)) {
+                        const char *k;
+                        json_t *v;
+                        json_object_foreach((json_t *)x, k, v) {
+                                if (!json_equal(v, json_object_get(y, k))) {
+                                        char name[128];
+                                        snprintf(name, sizeof(name), "%s.%s", receipt_inputs[i], k);
+                                        json_array_append_new(out, json_string(name));
+                                }
+                        }
+                        json_object_foreach((json_t *)y, k, v) {
+                                if (!json_object_get(x, k)) {
+                                        char name[128];
+                                        snprintf(name, sizeof(name), "%s.%s", receipt_inputs[i], k);
+                                        json_array_append_new(out, json_string(name));
+                                }
+                        }
+                } else if (!(x == NULL && y == NULL) && (!x || !y || !json_equal(x, y))) {
+                        json_array_append_new(out, json_string(receipt_inputs[i]));
+                }
+        }
+        return out;
+}
+
+json_t *api_job_replay_json(struct store *st, const struct store_job *j) {
+        if (!j->replay_of[0])
+                return json_null();
+        struct store_job *orig = NULL;
+        json_t *mine = api_json_text(j->receipt_json), *theirs = NULL;
+        if (store_job_get(st, j->replay_of, &orig, NULL) == 0)
+                theirs = api_json_text(orig->receipt_json);
+        store_job_free(orig);
+        const char *a = json_string_value(json_object_get(mine, "result_sha256"));
+        const char *b = json_string_value(json_object_get(theirs, "result_sha256"));
+        json_t *identical = j->state != STORE_JOB_SUCCEEDED ? json_null()
+                            : a && b                        ? json_boolean(strcmp(a, b) == 0)
+                                                            : json_false();
+        json_t *diff =
+                json_is_object(mine) && json_is_object(theirs) ? receipt_differences(theirs, mine) : json_array();
+        json_decref(mine);
+        json_decref(theirs);
+        return json_pack("{s:s,s:o,s:o}", "of", j->replay_of, "identical", identical, "differences", diff);
+}
+
+/* Why a replay of `job` (succeeded, with `receipt`) cannot run at all (its inputs changed or are gone): a message
+ * into why, false; true when it can. */
+static bool replay_possible(struct store *st, const struct store_job *job, const json_t *receipt, char *why,
+                            size_t size) {
+        struct store_model *m = NULL;
+        const json_t *base = json_object_get(receipt, "base_model");
+        const char *want = json_string_value(json_object_get(base, "weights_sha256"));
+        if (store_model_get(st, job->model_id, &m, NULL) < 0) {
+                snprintf(why, size, "its base model '%s' was deleted", job->model_id);
+                return false;
+        }
+        bool same = want ? strcmp(want, m->weights_sha256) == 0 : m->weights_sha256[0] == '\0';
+        store_model_free(m);
+        if (!same) {
+                snprintf(why, size, "its base model '%s' has other weights now", job->model_id);
+                return false;
+        }
+        const char *keys[2] = {"training_file", "validation_file"};
+        for (int i = 0; i < 2; i++) {
+                const json_t *d = json_object_get(json_object_get(receipt, "datasets"), keys[i]);
+                const char *id = json_string_value(json_object_get(d, "id"));
+                struct store_dataset *ds = NULL;
+                if (!id)
+                        continue;
+                if (store_dataset_get(st, id, &ds, NULL) < 0) {
+                        snprintf(why, size, "its %s '%s' was deleted", keys[i], id);
+                        return false;
+                }
+                same = strcmp(ds->sha256, json_string_value(json_object_get(d, "sha256")) ?: "") == 0;
+                store_dataset_free(ds);
+                if (!same) {
+                        snprintf(why, size, "its %s '%s' holds other data now", keys[i], id);
+                        return false;
+                }
+        }
+        return true;
+}
+
+enum MHD_Result api_jobs_replay(struct api_request *req) {
+        enum MHD_Result ret;
+        const char *id;
+        if (!api_path_id(req, 0, "job", "job", &id, &ret))
+                return ret;
+        if (req->body_size > 0) { /* an optional empty object */
+                json_t *j = api_request_json(req, (const struct api_field[]){{NULL}}, &ret);
+                if (!j)
+                        return ret;
+                json_decref(j);
+        }
+        struct store *st = api_store(req, &ret);
+        if (!st)
+                return ret;
+        struct store_job *job = NULL, *made = NULL;
+        struct ft_error err = {0};
+        int r = store_job_get(st, id, &job, &err);
+        if (r < 0)
+                return api_reply_ft_error(req, r, &err);
+        json_t *receipt = api_json_text(job->receipt_json);
+        char why[256];
+        if (job->state != STORE_JOB_SUCCEEDED || !json_string_value(json_object_get(receipt, "result_sha256"))) {
+                ret = api_reply_error(req, API_ERR_CONFLICT, "id",
+                                      "job '%s' is %s%s: only a succeeded job with a receipt can be replayed", id,
+                                      store_job_state_name(job->state),
+                                      job->state == STORE_JOB_SUCCEEDED ? " without a receipt (finished before "
+                                                                          "receipts were recorded)"
+                                                                        : "");
+                goto out;
+        }
+        if (!replay_possible(st, job, receipt, why, sizeof(why))) {
+                ret = api_reply_error(req, API_ERR_CONFLICT, "id", "job '%s' cannot be replayed: %s", id, why);
+                goto out;
+        }
+        /* what would make this run differ: the receipt against this daemon */
+        const struct compute_runtime_info *rt = &req->server->runtime;
+        json_t *reasons = json_array();
+        const json_t *ft = json_object_get(receipt, "finetuned"), *dnnl = json_object_get(receipt, "onednn");
+        const char *v;
+        if ((v = json_string_value(json_object_get(ft, "version"))) && strcmp(v, FINETUNED_VERSION) != 0)
+                json_array_append_new(reasons, json_sprintf("finetuned %s ran it, this is %s", v, FINETUNED_VERSION));
+        if ((v = json_string_value(json_object_get(dnnl, "version"))) && strcmp(v, rt->onednn_version) != 0)
+                json_array_append_new(reasons, json_sprintf("oneDNN %s ran it, this is %s", v, rt->onednn_version));
+        if ((v = json_string_value(json_object_get(dnnl, "isa"))) && strcmp(v, rt->onednn_isa) != 0)
+                json_array_append_new(reasons, json_sprintf("it ran on ISA %s, this daemon's oneDNN uses %s (results "
+                                                            "differ in the last bits across ISAs)",
+                                                            v, rt->onednn_isa));
+        json_int_t threads = json_integer_value(json_object_get(receipt, "threads"));
+        if (req->server->opts.job_threads && threads && threads != (json_int_t)req->server->opts.job_threads)
+                json_array_append_new(reasons, json_sprintf("it ran with %lld threads, this daemon's workers use %u "
+                                                            "(the reductions split differently)",
+                                                            (long long)threads, req->server->opts.job_threads));
+        if ((v = json_string_value(json_object_get(receipt, "device"))) && strcmp(v, "cpu") != 0)
+                json_array_append_new(reasons, json_sprintf("it ran on %s; the GPU's kernels are not bit-reproducible "
+                                                            "across runs",
+                                                            v));
+        int64_t queued = 0;
+        r = store_job_count(st, STORE_JOB_STATE_BIT(STORE_JOB_QUEUED), &queued, &err);
+        if (r == 0 && queued >= (int64_t)req->server->opts.max_queued_jobs) {
+                json_decref(reasons);
+                ret = api_reply_error(req, API_ERR_RATE_LIMITED, NULL, "%lld jobs are queued: retry later",
+                                      (long long)queued);
+                goto out;
+        }
+        struct jobspec spec;
+        int attempts = 0;
+        if (r == 0 && jobspec_parse_string(job->spec_json, strlen(job->spec_json), &spec, &err) == 0) {
+                attempts = (int)spec.limits.max_attempts;
+                jobspec_deinit(&spec);
+        }
+        struct store_job_new jn = {.spec_json = job->spec_json,
+                                   .model_id = job->model_id,
+                                   .training_file = job->training_file,
+                                   .validation_file = job->validation_file,
+                                   .max_attempts = attempts,
+                                   .replay_of = job->id};
+        if (r == 0)
+                r = store_job_enqueue(st, &jn, &made, &err);
+        if (r < 0) {
+                json_decref(reasons);
+                ret = api_reply_ft_error(req, r == -ENOENT ? -EBUSY : r, &err);
+                goto out;
+        }
+        log_info("job %s queued: a replay of %s", made->id, id);
+        json_t *body = api_job_json(req->server, st, made);
+        json_t *verdict = json_object_get(body, "replay"); /* {of, identical: null, differences} */
+        json_object_set_new(verdict, "expect_identical", json_boolean(json_array_size(reasons) == 0));
+        json_object_set_new(verdict, "reasons", reasons);
+        char location[64];
+        snprintf(location, sizeof(location), "/v1/jobs/%s", made->id);
+        ret = api_reply_json_headers(req, MHD_HTTP_CREATED, body, (const char *const[]){"Location", location, NULL});
+out:
+        json_decref(receipt);
+        store_job_free(job);
+        store_job_free(made);
+        return ret;
 }

@@ -52,6 +52,15 @@ const struct api_field api_job_shape[] = {
          .description = "running, asked to pause: it checkpoints and becomes paused within one batch"},
         {"runtime_seconds", API_T_NUMBER,
          .description = "running time of its earlier runs (pauses, restarts), what limits.max_runtime_seconds counts"},
+        {"receipt", API_T_OBJECT, .nullable = true,
+         .description = "what makes it repeatable, recorded when it finished: seed, spec_sha256, datasets (id, "
+                        "sha256), base_model (id, weights_sha256), finetuned (version, build), onednn (version, "
+                        "isa), threads, device, result_sha256 (of the weights' tensor bytes)"},
+        {"replay_of", API_T_STRING, .id_prefix = "job", .nullable = true,
+         .description = "the job this one replays (POST /v1/jobs/{id}/replay)"},
+        {"replay", API_T_OBJECT, .nullable = true,
+         .description = "a replay's verdict: of, identical (the same result_sha256; null until it succeeded), "
+                        "differences (the receipt fields that differ)"},
         {"best", API_T_OBJECT, .nullable = true, .fields = api_job_best_shape,
          .description = "the best validation metric so far (api/best.c), null before the first epoch"},
         {NULL},
@@ -88,16 +97,18 @@ json_t *api_job_json(struct api_server *server, struct store *st, const struct s
                 progress = api_json_text(j->progress_json);
         json_t *spec = api_json_text(j->spec_json), *metrics = api_json_text(j->result_json);
         json_t *best = api_job_best_json(st, j, spec, metrics);
-        return json_pack("{s:s,s:s,s:s,s:i,s:i,s:s,s:s,s:s?,s:o,s:o,s:o,s:o,s:o,s:s?,s:I,s:o,s:o,s:b,s:f}", "id", j->id,
-                         "object", "job", "state", store_job_state_name(j->state), "attempt", j->attempt,
-                         "max_attempts", j->max_attempts, "model", j->model_id, "training_file", j->training_file,
-                         "validation_file", j->validation_file[0] ? j->validation_file : NULL, "spec", spec, "progress",
-                         progress, "metrics", metrics, "best", best, "error", api_json_text(j->error_json),
-                         "result_model", j->result_model_id[0] ? j->result_model_id : NULL, "created_at",
-                         (json_int_t)(j->created_at / 1000), "started_at",
-                         j->started_at ? json_integer(j->started_at / 1000) : json_null(), "finished_at",
-                         j->finished_at ? json_integer(j->finished_at / 1000) : json_null(), "pause_requested",
-                         j->pause_requested, "runtime_seconds", (double)j->runtime_ms / 1000.0);
+        json_t *replay = api_job_replay_json(st, j);
+        return json_pack(
+                "{s:s,s:s,s:s,s:i,s:i,s:s,s:s,s:s?,s:o,s:o,s:o,s:o,s:o,s:s?,s:I,s:o,s:o,s:b,s:f,s:o,s:s?,s:o}", "id",
+                j->id, "object", "job", "state", store_job_state_name(j->state), "attempt", j->attempt, "max_attempts",
+                j->max_attempts, "model", j->model_id, "training_file", j->training_file, "validation_file",
+                j->validation_file[0] ? j->validation_file : NULL, "spec", spec, "progress", progress, "metrics",
+                metrics, "best", best, "error", api_json_text(j->error_json), "result_model",
+                j->result_model_id[0] ? j->result_model_id : NULL, "created_at", (json_int_t)(j->created_at / 1000),
+                "started_at", j->started_at ? json_integer(j->started_at / 1000) : json_null(), "finished_at",
+                j->finished_at ? json_integer(j->finished_at / 1000) : json_null(), "pause_requested",
+                j->pause_requested, "runtime_seconds", (double)j->runtime_ms / 1000.0, "receipt",
+                api_json_text(j->receipt_json), "replay_of", j->replay_of[0] ? j->replay_of : NULL, "replay", replay);
 }
 
 /* A dataset a job spec names, as the store recorded it at upload: its typed facts for job_check, with the

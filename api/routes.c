@@ -100,8 +100,8 @@ static const struct api_query_param upload_query[] = {
 #define e_jobs_create E(E_400, E_401, E_403, E_413, E_415, API_ERR_IDEMPOTENCY_MISMATCH, API_ERR_RATE_LIMITED)
 #define e_predict E(E_400, E_401, E_403, E_404, E_409, E_413, E_415)
 #define e_cancel E(E_401, E_403, E_404, E_409)
-#define e_clone                                                                                                        \
-        E(E_400, E_401, E_403, E_404, E_413, E_415, API_ERR_IDEMPOTENCY_MISMATCH, API_ERR_RATE_LIMITED)
+#define e_replay E(E_400, E_401, E_403, E_404, E_409, API_ERR_RATE_LIMITED)
+#define e_clone E(E_400, E_401, E_403, E_404, E_413, E_415, API_ERR_IDEMPOTENCY_MISMATCH, API_ERR_RATE_LIMITED)
 
 /* The parts of a dataset upload: datasets.c refuses any other. */
 static const struct api_field dataset_parts[] = {
@@ -193,6 +193,11 @@ const struct api_route api_routes[] = {
          .summary = "register one of the job's checkpoints as a model (201; 200 with the same model when it was "
                     "registered before): its weights, spec, preprocessing and classes, to predict with or to "
                     "fine-tune from"},
+        {"POST", "/v1/jobs/{id}/replay", api_jobs_replay, .flags = API_ROUTE_JSON, .tag = "jobs", .success = 201,
+         .errors = e_replay, .reply = "Job",
+         .summary = "run a succeeded job again from its receipt: 201 with the new job and replay {of, "
+                    "expect_identical, reasons} (why it may differ: ISA, threads, versions, GPU); 409 when its data "
+                    "or base model changed; the new job's replay.identical says whether it was"},
         {"DELETE", "/v1/jobs/{id}", api_jobs_delete, .tag = "jobs", .errors = e_delete, .reply = "Deleted",
          .summary = "delete a finished job with its events and checkpoints (the model it produced stays); 409 while "
                     "queued, running, cancelling or paused"},

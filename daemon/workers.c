@@ -39,7 +39,11 @@
 
 #include <jansson.h>
 
+#include "config.h"
+
 #include "api/prometheus.h"
+#include "common/sha256.h"
+#include "compute/compute.h"
 #include "common/log.h"
 #include "daemon/sdnotify.h"
 #include "compute/context.h"
@@ -87,6 +91,7 @@ struct worker {
         int64_t batches_per_epoch; /* from the progress reports */
         bool metrics_started;
         const char *final_state; /* for the metrics: "succeeded", ..., "queued" when released */
+        json_t *receipt; /* the reproducibility receipt so far (inputs, runtime); NULL before the inputs load */
 };
 
 struct workers {
@@ -131,6 +136,10 @@ char *workers_progress(void *userdata, const char *job_id) {
                 pthread_mutex_unlock(&w->lock);
         }
         return out;
+}
+
+unsigned workers_threads(const struct workers *pool) {
+        return pool ? pool->threads : 0;
 }
 
 /* ---- trainer callbacks ------------------------------------------------------------- */
@@ -423,6 +432,64 @@ static int blob_from_file(struct worker *w, const char *path, char ret_sha[STORE
         return r;
 }
 
+/* sha256 of a safetensors file's tensor bytes (all after the header): the weights, whatever job id the header
+ * names, as `tail -c +$((9 + header length)) FILE | sha256sum` computes it. */
+static int weights_sha256(const char *path, char out[STORE_SHA256_HEX], struct ft_error *err) {
+        FILE *f = fopen(path, "rb");
+        uint8_t len8[8], d[SHA256_DIGEST_SIZE];
+        if (!f)
+                return ft_error_set(err, -errno, NULL, "cannot read '%s': %s", path, strerror(errno));
+        int r = fread(len8, 1, 8, f) == 8 ? 0 : -EIO;
+        uint64_t hlen = 0;
+        for (int i = 7; i >= 0; i--)
+                hlen = hlen << 8 | len8[i];
+        if (r == 0 && (hlen > (1u << 30) || fseeko(f, (off_t)(8 + hlen), SEEK_SET) < 0))
+                r = -EIO;
+        struct sha256_ctx c;
+        sha256_init(&c);
+        char buf[1 << 16];
+        size_t got;
+        while (r == 0 && (got = fread(buf, 1, sizeof(buf), f)) > 0)
+                sha256_update(&c, buf, got);
+        if (r == 0 && ferror(f))
+                r = -EIO;
+        fclose(f);
+        if (r < 0)
+                return ft_error_set(err, r, NULL, "cannot read the weights of '%s'", path);
+        sha256_final(&c, d);
+        sha256_to_hex(d, out);
+        return 0;
+}
+
+/* The receipt (docs/api.md "Reproducibility receipts"): what the result depends on, recorded before training. */
+static json_t *receipt_new(struct worker *w, const struct store_job *job, const struct jobspec *spec,
+                           const struct store_model *base, const struct compute_ctx *ctx, unsigned threads) {
+        struct compute_runtime_info rt;
+        compute_runtime_info(&rt);
+        uint8_t d[SHA256_DIGEST_SIZE];
+        char spec_sha[SHA256_HEX_SIZE];
+        sha256_buffer(job->spec_json, strlen(job->spec_json), d);
+        sha256_to_hex(d, spec_sha);
+        json_t *datasets = json_object();
+        const char *ids[2] = {job->training_file, job->validation_file},
+                   *keys[2] = {"training_file", "validation_file"};
+        for (int i = 0; i < 2 && datasets; i++) {
+                struct store_dataset *ds = NULL;
+                if (!ids[i][0] || store_dataset_get(w->store, ids[i], &ds, NULL) < 0)
+                        continue;
+                json_object_set_new(datasets, keys[i],
+                                    json_pack("{s:s,s:s,s:s?}", "id", ds->id, "sha256", ds->sha256, "labels_sha256",
+                                              ds->labels_sha256[0] ? ds->labels_sha256 : NULL));
+                store_dataset_free(ds);
+        }
+        return json_pack("{s:I,s:s,s:o,s:{s:s,s:s?},s:{s:s,s:s},s:{s:s,s:s},s:i,s:s,s:n}", "seed",
+                         (json_int_t)spec->seed, "spec_sha256", spec_sha, "datasets",
+                         datasets ? datasets : json_object(), "base_model", "id", base->id, "weights_sha256",
+                         base->weights_sha256[0] ? base->weights_sha256 : NULL, "finetuned", "version",
+                         FINETUNED_VERSION, "build", "C17, " __VERSION__, "onednn", "version", rt.onednn_version, "isa",
+                         rt.onednn_isa, "threads", (int)threads, "device", compute_ctx_device(ctx), "result_sha256");
+}
+
 /* The final model (compute/job writes it with its spec, preprocessing, class names, task and this job's id),
  * into the blob store. */
 static int save_result(struct worker *w, struct model *m, const struct dataset *train, const struct jobspec *spec,
@@ -434,6 +501,11 @@ static int save_result(struct worker *w, struct model *m, const struct dataset *
         if (r < 0)
                 return ft_error_set(err, r, NULL, "job directory path is too long");
         r = job_result_save(path, m, spec, train, res, w->job_id, err);
+        char wsha[STORE_SHA256_HEX];
+        if (r == 0)
+                r = weights_sha256(path, wsha, err);
+        if (r == 0 && w->receipt)
+                json_object_set_new(w->receipt, "result_sha256", json_string(wsha));
         return r < 0 ? r : blob_from_file(w, path, ret_sha, err);
 }
 
@@ -467,7 +539,11 @@ static void finish_with(struct worker *w, const struct store_job_outcome *o) {
         struct ft_error err = {0};
         char model_id[STORE_ID_MAX] = "";
         enum store_job_state state = o->state;
-        int r = store_job_finish_with(w->store, w->job_id, w->attempt, o, model_id, &err);
+        struct store_job_outcome with = *o;
+        char *receipt = w->receipt ? json_dumps(w->receipt, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        with.receipt_json = receipt;
+        int r = store_job_finish_with(w->store, w->job_id, w->attempt, &with, model_id, &err);
+        free(receipt);
         if (r < 0)
                 mark_lost(w, r, &err);
         else
@@ -561,6 +637,8 @@ static void run_job(struct worker *w, struct store_job *job) {
         w->batches_per_epoch = 0;
         w->metrics_started = false;
         w->final_state = NULL;
+        json_decref(w->receipt);
+        w->receipt = NULL;
         log_info("worker %u: job %s claimed (attempt %d)", w->index, job->id, job->attempt);
 
         int r = jobspec_parse_string(job->spec_json, strlen(job->spec_json), &spec, &err);
@@ -595,6 +673,7 @@ static void run_job(struct worker *w, struct store_job *job) {
                 fail(w, strcmp(err.param, "device") == 0 ? "device_unavailable" : "internal_error", &err);
                 goto out;
         }
+        w->receipt = receipt_new(w, job, &spec, base, ctx, threads);
         r = mkdir_p2(w->pool->state_dir, job->id, dir, sizeof(dir));
         if (r < 0) {
                 err.message[0] = '\0';
@@ -699,6 +778,8 @@ out:
         dataset_free(val);
         if (have_spec)
                 jobspec_deinit(&spec);
+        json_decref(w->receipt);
+        w->receipt = NULL;
         pthread_mutex_lock(&w->lock);
         w->job_id[0] = '\0';
         free(w->progress);

@@ -16,7 +16,7 @@
 #define JOB_COLS                                                                                                       \
         "id, spec_json, state, priority, attempt, max_attempts, lease_owner, lease_expires_at, model_id, "             \
         "training_file, validation_file, result_model_id, progress_json, result_json, error_json, created_at, "        \
-        "started_at, finished_at, last_epoch, metrics_sha256, pause_requested, runtime_ms"
+        "started_at, finished_at, last_epoch, metrics_sha256, pause_requested, runtime_ms, receipt_json, replay_of"
 
 #define MAX_ATTEMPTS_DEFAULT 3
 #define MAX_ATTEMPTS_LIMIT 100
@@ -61,6 +61,7 @@ void store_job_free(struct store_job *j) {
         free(j->progress_json);
         free(j->result_json);
         free(j->error_json);
+        free(j->receipt_json);
         free(j);
 }
 
@@ -90,7 +91,10 @@ static int job_from_row(sqlite3_stmt *st, struct store_job **ret, struct ft_erro
         store_col_copy(st, 19, j->metrics_sha256, sizeof(j->metrics_sha256));
         j->pause_requested = sqlite3_column_int(st, 20) != 0;
         j->runtime_ms = sqlite3_column_int64(st, 21);
-        if (!j->spec_json || !j->lease_owner || !j->progress_json || !j->result_json || !j->error_json) {
+        j->receipt_json = store_col_strdup(st, 22);
+        store_col_copy(st, 23, j->replay_of, sizeof(j->replay_of));
+        if (!j->spec_json || !j->lease_owner || !j->progress_json || !j->result_json || !j->error_json ||
+            !j->receipt_json) {
                 store_job_free(j);
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         }
@@ -293,13 +297,15 @@ static int enqueue_locked(struct store *s, const struct store_job_new *in, const
                 if (r == 0 && in->validation_file && *in->validation_file)
                         r = ref_exists(s, "SELECT 1 FROM datasets WHERE id = ?1", "validation_file", "dataset",
                                        in->validation_file, err);
+                if (r == 0 && in->replay_of && *in->replay_of)
+                        r = ref_exists(s, "SELECT 1 FROM jobs WHERE id = ?1", "replay_of", "job", in->replay_of, err);
                 if (r < 0)
                         return r;
                 sqlite3_stmt *st = store_stmt(
                         s,
                         "INSERT INTO jobs (id, spec_json, state, priority, attempt, max_attempts, model_id,"
-                        " training_file, validation_file, progress_json, result_json, error_json, created_at)"
-                        " VALUES (?1, ?2, 'queued', ?3, 0, ?4, ?5, ?6, ?7, '{}', 'null', 'null', ?8)",
+                        " training_file, validation_file, progress_json, result_json, error_json, created_at,"
+                        " replay_of) VALUES (?1, ?2, 'queued', ?3, 0, ?4, ?5, ?6, ?7, '{}', 'null', 'null', ?8, ?9)",
                         err);
                 if (!st)
                         return -EIO;
@@ -311,6 +317,7 @@ static int enqueue_locked(struct store *s, const struct store_job_new *in, const
                 sqlite3_bind_text(st, 6, in->training_file, -1, SQLITE_STATIC);
                 store_bind_text(st, 7, in->validation_file);
                 sqlite3_bind_int64(st, 8, store_now_ms());
+                store_bind_text(st, 9, in->replay_of);
                 r = store_step_done(s, st, err);
                 if (r < 0)
                         return r;
@@ -460,7 +467,8 @@ int store_job_enqueue(struct store *s, const struct store_job_new *in, struct st
             (r = store_check_string("training_file", in->training_file, STORE_ID_MAX - 1, true, err)) < 0 ||
             (r = store_check_string("validation_file", in->validation_file, STORE_ID_MAX - 1, false, err)) < 0 ||
             (r = store_check_string("idempotency_key", in->idempotency_key, STORE_KEY_MAX, false, err)) < 0 ||
-            (keyed && (r = store_check_string("request_hash", in->request_hash, 128, true, err)) < 0))
+            (keyed && (r = store_check_string("request_hash", in->request_hash, 128, true, err)) < 0) ||
+            (r = store_check_string("replay_of", in->replay_of, STORE_ID_MAX - 1, false, err)) < 0)
                 return r;
         if (max_attempts < 1 || max_attempts > MAX_ATTEMPTS_LIMIT)
                 return ft_error_set(err, -EINVAL, "max_attempts", "'max_attempts' must be between 1 and %d",
@@ -939,7 +947,8 @@ int store_job_finish_with(struct store *s, const char *id, int attempt, const st
         if (!store_job_state_is_terminal(state))
                 return ft_error_set(err, -EINVAL, "state", "a job can only finish as succeeded, failed or cancelled");
         if ((r = store_check_json(s, "result", result_json, false, err)) < 0 ||
-            (r = store_check_json(s, "error", error_json, false, err)) < 0)
+            (r = store_check_json(s, "error", error_json, false, err)) < 0 ||
+            (r = store_check_json(s, "receipt", o->receipt_json, false, err)) < 0)
                 return r;
         if (has_metrics && !sha256_hex_valid(o->metrics_sha256))
                 return ft_error_set(err, -EINVAL, "metrics", "'metrics' must be 64 lowercase hex digits");
@@ -963,7 +972,7 @@ int store_job_finish_with(struct store *s, const char *id, int attempt, const st
                 s,
                 "UPDATE jobs SET state = ?2, lease_owner = NULL, lease_expires_at = NULL, pause_requested = 0,"
                 " finished_at = ?3, result_json = ?4, error_json = ?5, result_model_id = ?6,"
-                " metrics_sha256 = ?7 WHERE id = ?1",
+                " metrics_sha256 = ?7, receipt_json = ?8 WHERE id = ?1",
                 err);
         if (!st) {
                 r = -EIO;
@@ -976,6 +985,7 @@ int store_job_finish_with(struct store *s, const char *id, int attempt, const st
         sqlite3_bind_text(st, 5, error_json && *error_json ? error_json : "null", -1, SQLITE_STATIC);
         store_bind_text(st, 6, model_id);
         store_bind_text(st, 7, has_metrics ? o->metrics_sha256 : NULL);
+        sqlite3_bind_text(st, 8, o->receipt_json && *o->receipt_json ? o->receipt_json : "null", -1, SQLITE_STATIC);
         r = store_step_done(s, st, err);
         if (r < 0)
                 goto fail;

@@ -166,10 +166,13 @@ static const char *const migrations[] = {
         /* 6 (becomes 7 at the merge with the webhooks branch): pause and resume (issue 18). The state 'paused'
          * (the CHECK is widened by migrate_paused_state before this runs), the flag a pause request sets on a
          * running job until its worker has checkpointed, the running time of earlier claims (max_runtime_seconds
-         * counts across pauses and restarts), its counter row, and the indexes of the jobs that hold their model
+         * counts across pauses and restarts), a finished job's reproducibility receipt and the job a replay
+         * repeats, its counter row, and the indexes of the jobs that hold their model
          * and datasets: a paused job holds them too. */
         "ALTER TABLE jobs ADD COLUMN pause_requested INTEGER NOT NULL DEFAULT 0;"
         "ALTER TABLE jobs ADD COLUMN runtime_ms INTEGER NOT NULL DEFAULT 0;"
+        "ALTER TABLE jobs ADD COLUMN receipt_json TEXT NOT NULL DEFAULT 'null';"
+        "ALTER TABLE jobs ADD COLUMN replay_of TEXT;"
         "INSERT INTO job_counts (state, n) VALUES ('paused', 0);"
         "DROP INDEX IF EXISTS jobs_active_model;"
         "DROP INDEX IF EXISTS jobs_active_train;"

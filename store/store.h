@@ -260,6 +260,8 @@ struct store_job {
         int64_t created_at, started_at, finished_at; /* started_at: first claim */
         bool pause_requested; /* running, asked to pause: the worker checkpoints and stops within one batch */
         int64_t runtime_ms; /* running time of its earlier claims (store_job_runtime_add), ms */
+        char *receipt_json; /* what makes it repeatable, as the worker recorded it at the finish; "null" before */
+        char replay_of[STORE_ID_MAX]; /* the job this one replays (POST /v1/jobs/{id}/replay), "" if none */
 };
 
 struct store_job_new {
@@ -274,6 +276,7 @@ struct store_job_new {
          * same key with a different hash is -EEXIST param "idempotency_key". */
         const char *idempotency_key; /* NULL/"": none; <= STORE_KEY_MAX */
         const char *request_hash; /* e.g. hex sha256 of the request body; required with a key */
+        const char *replay_of; /* NULL/"": none; else a job that must exist (-ENOENT param "replay_of") */
 };
 
 /* Enqueue a job (state queued, an event "status" {"state":"queued"} as seq 1).
@@ -359,6 +362,7 @@ struct store_job_outcome {
         const char *error_json; /* NULL: "null" */
         const struct store_model_new *model; /* NULL: none */
         const char *metrics_sha256; /* NULL/"": none */
+        const char *receipt_json; /* NULL: "null"; the job's reproducibility receipt */
 };
 int store_job_finish_with(struct store *s, const char *id, int attempt, const struct store_job_outcome *outcome,
                           char ret_model_id[STORE_ID_MAX], struct ft_error *err);

@@ -154,6 +154,34 @@ http POST "/v1/jobs/$ref/clone" "${J[@]}" -H 'Idempotency-Key: clone-1' -d '{"hy
 [ "$STATUS" = 200 ] && [ "$(echo "$BODY" | jq -r .id)" = "$c1" ]; ok $? "a clone retried with its Idempotency-Key -> 200, the same job"
 wait_state "$c1" succeeded failed
 
+# ---- reproducibility receipts and replays ------------------------------------------------------------------
+http GET /v1/version; ver=$BODY
+http GET "/v1/datasets/$ds"; ds_sha=$(echo "$BODY" | jq -r .sha256)
+http GET "/v1/jobs/$ref"
+echo "$BODY" | jq -e --arg r "$ref_sha" --arg d "$ds_sha" --argjson v "$ver" --arg m "$mdl" '.receipt as $x |
+        $x.seed == 5 and ($x.spec_sha256 | test("^[0-9a-f]{64}$")) and $x.datasets.training_file.sha256 == $d and
+        $x.base_model == {"id": $m, "weights_sha256": null} and $x.finetuned.version == $v.version and
+        ($x.finetuned.build | length > 0) and $x.onednn == $v.onednn and $x.threads == 1 and $x.device == "cpu" and
+        $x.result_sha256 == $r and .replay_of == null and .replay == null' >/dev/null
+ok $? "a finished job's receipt: seed, spec hash, dataset sha256, base weights, versions, ISA, threads, device, result sha256"
+[ "$(curl -s "$BASE/v1/jobs/$job" | jq -r .receipt.result_sha256)" = "$ref_sha" ]
+ok $? "the paused and resumed job's receipt has the same result sha256"
+http POST "/v1/jobs/$ref/replay"; rp=$(echo "$BODY" | jq -r .id)
+[ "$STATUS" = 201 ] && echo "$BODY" | jq -e --arg j "$ref" '.replay_of == $j and .replay.of == $j and .replay.expect_identical == true and .replay.reasons == [] and .replay.identical == null' >/dev/null
+ok $? "POST replay -> 201, expected bit-identical here ($(echo "$BODY" | jq -c .replay))"
+wait_state "$rp" succeeded failed
+http GET "/v1/jobs/$rp"
+echo "$BODY" | jq -e --arg r "$ref_sha" '.state == "succeeded" and .replay.identical == true and .replay.differences == [] and .receipt.result_sha256 == $r' >/dev/null
+ok $? "the replay finished bit-identical: $(echo "$BODY" | jq -c .replay)"
+[ "$(weights_sha "$rp")" = "$ref_sha" ]; ok $? "its weights' sha256 is the original's"
+head -n 200 "$TMP/big.csv" >"$TMP/small.csv"
+http POST '/v1/datasets?name=small' --data-binary @"$TMP/small.csv"; ds2=$(echo "$BODY" | jq -r .id)
+http POST /v1/jobs "${J[@]}" -d "{\"model\": \"$mdl\", \"training_file\": \"$ds2\", \"task\": {\"target\": \"label\"}, \"hyperparameters\": {\"epochs\": 1}}"
+gone=$(echo "$BODY" | jq -r .id); wait_state "$gone" succeeded
+http DELETE "/v1/datasets/$ds2"
+http POST "/v1/jobs/$gone/replay"; envelope 409 conflict id && echo "$BODY" | jq -r .error.message | grep -q "was deleted"
+ok $? "replay of a job whose data was deleted -> 409 saying why ($(echo "$BODY" | jq -r .error.message))"
+
 # ---- a queued job pauses at once; cancel of a paused job ----------------------------------------------
 http POST /v1/jobs "${J[@]}" -d "$(spec 100000 64)"; busy=$(echo "$BODY" | jq -r .id)
 http POST /v1/jobs "${J[@]}" -d "$(spec 1 64)"; q=$(echo "$BODY" | jq -r .id)
@@ -175,10 +203,19 @@ echo "$BODY" | jq -e '.error.code == "timeout" and .error.param == "limits.max_r
 ok $? "with error code 'timeout' ($(echo "$BODY" | jq -c .error))"
 http GET "/v1/jobs/$lim/checkpoints"; [ "$(echo "$BODY" | jq '.data | length')" -ge 1 ]
 ok $? "and keeps its checkpoints ($(echo "$BODY" | jq '.data | length'))"
+http POST "/v1/jobs/$lim/replay"; envelope 409 conflict id; ok $? "replay of a failed job -> 409 ($(echo "$BODY" | jq -r .error.message))"
 http POST /v1/jobs "${J[@]}" -d "$(spec 1 64 '"limits": {"max_attempts": 0}')"
 envelope 400 invalid_request limits.max_attempts; ok $? "max_attempts 0 -> 400 param limits.max_attempts"
 http POST /v1/jobs "${J[@]}" -d "$(spec 1 64 '"limits": {"max_runtime_seconds": -1}')"
 envelope 400 invalid_request limits.max_runtime_seconds; ok $? "max_runtime_seconds -1 -> 400"
 
+stop_daemon; ok $? "daemon stops cleanly"
+
+# a daemon whose workers use another thread count says the replay cannot be expected to be bit-identical, and why
+start_daemon "$TMP/state" --workers 1 --threads 2; ok $? "the daemon again, with --threads 2"
+http POST "/v1/jobs/$ref/replay"
+[ "$STATUS" = 201 ] && echo "$BODY" | jq -e '.replay.expect_identical == false and (.replay.reasons | length) == 1 and (.replay.reasons[0] | test("threads"))' >/dev/null
+ok $? "replay with other threads: not expected bit-identical ($(echo "$BODY" | jq -c .replay.reasons))"
+http POST "/v1/jobs/$(echo "$BODY" | jq -r .id)/cancel"
 stop_daemon; ok $? "daemon stops cleanly"
 done_testing
