@@ -359,6 +359,9 @@ enum MHD_Result api_jobs_checkpoint_model(struct api_request *req);
 extern const struct api_field api_checkpoint_model_fields[];
 enum MHD_Result api_jobs_clone(struct api_request *req);
 enum MHD_Result api_jobs_replay(struct api_request *req);
+/* POST /v1/jobs?dry_run=true once the spec passed every check of a submit: the estimate (jobctl.c). */
+struct jobspec;
+enum MHD_Result api_jobs_dry_run(struct api_request *req, struct store *st, const struct jobspec *spec);
 /* A job's "replay" member: null, or {"of", "identical" (null until it succeeded), "differences"} (jobctl.c). */
 json_t *api_job_replay_json(struct store *st, const struct store_job *j);
 enum MHD_Result api_jobs_pause(struct api_request *req);

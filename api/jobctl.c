@@ -3,11 +3,13 @@
  * classes), a job spec's from_checkpoint resolved into its "model" the same way, and POST /v1/jobs/{id}/clone
  * (the job's echoed spec with a partial spec merged over it, RFC 7386, submitted as a new job); POST
  * /v1/jobs/{id}/replay (the same spec again, answered with whether it should be bit-identical, and each replay's
- * job object says whether it was, from the two receipts the workers recorded).
+ * job object says whether it was, from the two receipts the workers recorded); POST /v1/jobs?dry_run=true's
+ * estimate (compute/estimate.h on the job's real data and model, on an HTTP thread, one at a time).
  * Not for: pause and resume (jobs.c, the store), running jobs (daemon/workers.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,8 @@
 #include "common/log.h"
 #include "compute/compute.h"
 #include "compute/data.h"
+#include "compute/estimate.h"
+#include "compute/job.h"
 #include "compute/model.h"
 #include "compute/safetensors.h"
 #include "store/store.h"
@@ -484,5 +488,96 @@ out:
         json_decref(receipt);
         store_job_free(job);
         store_job_free(made);
+        return ret;
+}
+
+/* ---- dry runs ---------------------------------------------------------------------------------------------- */
+
+static atomic_bool dry_running; /* one dry run at a time: it holds an HTTP thread and the CPU for seconds */
+
+static int dry_load(struct store *st, const struct jobspec *spec, const char *id, const char *param,
+                    struct dataset **ret, struct ft_error *err) {
+        struct store_dataset *d = NULL;
+        int r = store_dataset_get(st, id, &d, err);
+        if (r < 0)
+                return r;
+        struct job_data_source src = {
+                .path = d->path, .path2 = d->labels_path[0] ? d->labels_path : NULL, .label = id, .param = param};
+        r = job_data_open(spec, &src, ret, err);
+        store_dataset_free(d);
+        return r;
+}
+
+/* The job's base model as a worker builds it (daemon/workers.c build_model): its spec and weights, sized to the
+ * data. */
+static int dry_model(struct store *st, const struct jobspec *spec, const struct dataset *train, struct model **ret,
+                     struct ft_error *err) {
+        struct store_model *rec = NULL;
+        struct st_file *f = NULL;
+        json_t *mspec = NULL;
+        int r = store_model_get(st, spec->model_ref, &rec, err);
+        if (r == 0 && !(mspec = json_loads(rec->spec_json, 0, NULL)))
+                r = ft_error_set(err, -EINVAL, "model", "model '%s' has an unreadable spec", rec->id);
+        if (r == 0 && rec->weights_path[0])
+                r = st_file_open(rec->weights_path, 0, &f, err);
+        if (r == 0) {
+                struct job_model_source src = {.spec = mspec, .weights = f, .weights_label = rec->id};
+                r = job_model_build(spec, &src, train, ret, NULL, err);
+        }
+        st_file_free(f);
+        json_decref(mspec);
+        store_model_free(rec);
+        return r;
+}
+
+enum MHD_Result api_jobs_dry_run(struct api_request *req, struct store *st, const struct jobspec *spec) {
+        if (atomic_exchange(&dry_running, true))
+                return api_reply_error_headers(req, API_ERR_RATE_LIMITED, NULL,
+                                               (const char *const[]){"Retry-After", "5", NULL},
+                                               "another dry run is timing its batches: retry shortly");
+        struct ft_error err = {0};
+        struct dataset *train = NULL, *val = NULL;
+        struct model *m = NULL;
+        struct compute_ctx *ctx = NULL;
+        struct job_estimate e;
+        enum MHD_Result ret;
+        unsigned threads = req->server->opts.job_threads, workers = req->server->opts.job_workers;
+        uint64_t before = job_estimate_rss();
+        int r = dry_load(st, spec, spec->training_file[0], "training_file", &train, &err);
+        if (r == 0 && spec->validation_file[0][0])
+                r = dry_load(st, spec, spec->validation_file[0], "validation_file", &val, &err);
+        if (r == 0)
+                r = dry_model(st, spec, train, &m, &err);
+        if (r == 0)
+                r = compute_ctx_new_on((int)threads, (enum compute_device)spec->device, 0, &ctx, &err);
+        if (r == 0)
+                r = job_estimate_run(spec, m, ctx, train, val, &e, &err);
+        if (r < 0) {
+                ret = api_reply_ft_error(req, r == -ENOENT ? -EINVAL : r, &err);
+                goto out;
+        }
+        e.peak_memory_bytes = e.peak_memory_bytes > before ? e.peak_memory_bytes - before : 0;
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        int used = compute_ctx_threads(ctx);
+        json_t *warnings = json_array();
+        if (cores > 0 && workers && used > 0 && (long)workers * used > cores)
+                json_array_append_new(warnings,
+                                      json_sprintf("%u workers x %d threads exceed the %ld cores: jobs running at once "
+                                                   "slow each other down (this estimate is for one job alone)",
+                                                   workers, used, cores));
+        if (e.first_epoch_measured == false && e.batches_timed < ESTIMATE_STEPS)
+                json_array_append_new(warnings, json_string("few batches were timed: the estimate is rough"));
+        json_t *full = jobspec_to_json(spec);
+        json_t *body =
+                json_pack("{s:s,s:b,s:o,s:o,s:{s:i,s:I,s:s},s:o}", "object", "dry_run", "valid", true, "spec",
+                          full ? full : json_null(), "estimate", job_estimate_json(&e), "machine", "threads", used,
+                          "cores", (json_int_t)cores, "device", compute_ctx_device(ctx), "warnings", warnings);
+        ret = api_reply_json(req, MHD_HTTP_OK, body);
+out:
+        model_free(m); /* before its context: the model's primitives belong to it */
+        compute_ctx_free(ctx);
+        dataset_free(train);
+        dataset_free(val);
+        atomic_store(&dry_running, false);
         return ret;
 }

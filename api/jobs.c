@@ -275,6 +275,13 @@ enum MHD_Result api_jobs_submit(struct api_request *req, struct store *st, json_
         r = check_spec(st, &spec, &err);
         if (r < 0)
                 goto fail;
+        const char *dry = api_query_get(req, "dry_run");
+        if (dry && (strcmp(dry, "true") == 0 || strcmp(dry, "1") == 0)) {
+                enum MHD_Result dr = api_jobs_dry_run(req, st, &spec);
+                jobspec_deinit(&spec);
+                json_decref(root);
+                return dr;
+        }
 
         int64_t queued = 0;
         r = store_job_count(st, STORE_JOB_STATE_BIT(STORE_JOB_QUEUED), &queued, &err);

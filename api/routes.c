@@ -75,6 +75,12 @@ static const struct api_query_param events_query[] = {
          "Last-Event-ID or after, then pushes each new event, ending after the terminal status event"},
         {NULL},
 };
+static const struct api_query_param jobs_create_query[] = {
+        {"dry_run", API_T_BOOL, 0, 0, NULL,
+         "validate as a submit does, then time a few real batches on this machine and answer the estimate "
+         "(200, object dry_run) instead of queueing; one at a time (429 while another runs)"},
+        {NULL},
+};
 static const struct api_query_param upload_query[] = {
         {"name", API_T_STRING, 0, 0, NULL, "a name for the dataset (default: the file name or 'dataset')"},
         {NULL},
@@ -163,8 +169,8 @@ const struct api_route api_routes[] = {
                     "applying the preprocessing the model was trained with"},
 
         {"POST", "/v1/jobs", api_jobs_create, .flags = API_ROUTE_JSON | API_ROUTE_IDEMPOTENT, .tag = "jobs",
-         .success = 201, .errors = e_jobs_create, .body_schema = "JobSpec", .body = job_refs, .reply = "Job",
-         .summary = "create a fine-tuning job from a job spec (docs/job-spec.md)",
+         .query = jobs_create_query, .success = 201, .errors = e_jobs_create, .body_schema = "JobSpec",
+         .body = job_refs, .reply = "Job", .summary = "create a fine-tuning job from a job spec (docs/job-spec.md)",
          .description = "Validated before it is queued: every field, the model and dataset ids, the target "
                         "column. An Idempotency-Key header makes a retried POST return the original job "
                         "(422 if the body differs). 429 with Retry-After when too many jobs are queued."},

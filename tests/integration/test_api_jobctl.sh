@@ -192,6 +192,22 @@ http POST "/v1/jobs/$q/cancel"; [ "$STATUS" = 200 ] && [ "$(echo "$BODY" | jq -r
 ok $? "cancel of a paused job: cancelled at once"
 http POST "/v1/jobs/$busy/cancel"; wait_state "$busy" cancelled
 
+# ---- dry runs -----------------------------------------------------------------------------------------------
+n_before=$(curl -s "$BASE/v1/jobs?limit=100" | jq '.data | length')
+http POST '/v1/jobs?dry_run=true' "${J[@]}" -d "$(spec 6 16)"
+[ "$STATUS" = 200 ] && echo "$BODY" | jq -e '.object == "dry_run" and .valid and .spec.hyperparameters.epochs == 6 and
+        .estimate.seconds > 0 and .estimate.batches_per_epoch == 169 and .estimate.batches_total == 1014 and
+        .estimate.batches_timed >= 1 and .estimate.peak_memory_bytes >= 0 and .estimate.checkpoint_bytes > 0 and
+        .estimate.checkpoints_kept == 2 and .estimate.checkpoint_bytes_total == 2 * .estimate.checkpoint_bytes and
+        .machine.threads == 1 and .machine.device == "cpu" and .warnings == []' >/dev/null
+ok $? "POST /v1/jobs?dry_run=true -> 200 with the estimate ($(echo "$BODY" | jq -c '.estimate | {seconds, seconds_per_batch, peak_memory_bytes, checkpoint_bytes_total}'))"
+[ "$(curl -s "$BASE/v1/jobs?limit=100" | jq '.data | length')" = "$n_before" ]; ok $? "a dry run queues nothing"
+http POST '/v1/jobs?dry_run=true' "${J[@]}" -d "$(spec 0 16)"; envelope 400 invalid_request hyperparameters.epochs
+ok $? "a dry run validates like a submit: 400 param hyperparameters.epochs"
+http POST '/v1/jobs?dry_run=true' "${J[@]}" -d "{\"model\": \"$mdl\", \"training_file\": \"$ds\", \"task\": {\"target\": \"nope\"}}"
+envelope 400 invalid_request task.target; ok $? "and checks model and data against each other: 400 param task.target"
+http POST '/v1/jobs?dry_run=maybe' "${J[@]}" -d "$(spec 1 16)"; envelope 400 invalid_request dry_run; ok $? "dry_run=maybe -> 400"
+
 # ---- limits -----------------------------------------------------------------------------------------------
 http POST /v1/jobs "${J[@]}" -d "$(spec 100000 64 '"limits": {"max_runtime_seconds": 1, "max_attempts": 5}')"
 lim=$(echo "$BODY" | jq -r .id)
@@ -211,11 +227,41 @@ envelope 400 invalid_request limits.max_runtime_seconds; ok $? "max_runtime_seco
 
 stop_daemon; ok $? "daemon stops cleanly"
 
-# a daemon whose workers use another thread count says the replay cannot be expected to be bit-identical, and why
-start_daemon "$TMP/state" --workers 1 --threads 2; ok $? "the daemon again, with --threads 2"
+# a daemon whose workers use another thread count says the replay cannot be expected to be bit-identical, and why;
+# with more threads than cores a dry run warns
+T=$(($(nproc) + 1))
+start_daemon "$TMP/state" --workers 1 --threads $T; ok $? "the daemon again, with --threads $T (one more than the cores)"
+http POST '/v1/jobs?dry_run=true' "${J[@]}" -d "$(spec 1 64)"
+[ "$STATUS" = 200 ] && echo "$BODY" | jq -e '.warnings | length == 1 and (.[0] | test("exceed the [0-9]+ cores"))' >/dev/null
+ok $? "a dry run warns when workers x threads exceed the cores ($(echo "$BODY" | jq -c .warnings))"
 http POST "/v1/jobs/$ref/replay"
 [ "$STATUS" = 201 ] && echo "$BODY" | jq -e '.replay.expect_identical == false and (.replay.reasons | length) == 1 and (.replay.reasons[0] | test("threads"))' >/dev/null
 ok $? "replay with other threads: not expected bit-identical ($(echo "$BODY" | jq -c .replay.reasons))"
 http POST "/v1/jobs/$(echo "$BODY" | jq -r .id)/cancel"
 stop_daemon; ok $? "daemon stops cleanly"
+
+# ---- finetuned train --dry-run, and the estimate against the real run --------------------------------------------
+# This checks the estimator, so it needs a machine that is idle-ish: the dry run times the first epoch, the real
+# run takes all of them, and a machine whose load changes a lot between the two (other jobs starting) moves the
+# ratio. The bound (a factor of 2, the issue's) is not widened to hide that; the ratio is printed either way.
+cat >"$TMP/cli.json" <<JSON
+{"model": "mlp", "training_file": "big.csv", "task": {"target": "label"}, "validation_split": 0.1,
+ "hyperparameters": {"epochs": 8, "batch_size": 8}, "checkpoint": {"every_epochs": 0}, "seed": 3}
+JSON
+"$FINETUNED" train "$TMP/cli.json" --dry-run --threads 1 >"$TMP/dry.json"; rc=$?
+[ $rc -eq 0 ] && jq -e '.type == "dry_run" and .valid and .estimate.seconds > 0 and .estimate.batches_per_epoch == 338 and .warnings == []' "$TMP/dry.json" >/dev/null
+ok $? "finetuned train --dry-run prints the estimate ($(jq -c '.estimate | {seconds, first_epoch_measured}' "$TMP/dry.json"))"
+[ ! -e "$TMP/out-dry" ]; ok $? "and writes nothing"
+t0=$(date +%s.%N)
+"$FINETUNED" train "$TMP/cli.json" --out "$TMP/out-real" --threads 1 >/dev/null; rc=$?
+t1=$(date +%s.%N)
+real=$(echo "$t1 - $t0" | bc); est=$(jq .estimate.seconds "$TMP/dry.json")
+diag "dry run estimate ${est} s, real run ${real} s (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+[ $rc -eq 0 ] && echo "$est $real" | awk '{ exit !($1 <= 2 * $2 && $2 <= 2 * $1) }'
+ok $? "the estimate is within a factor of 2 of the real run (${est} s vs ${real} s)"
+"$FINETUNED" train "$TMP/cli.json" --dry-run --threads $T | jq -e '.warnings | length == 1' >/dev/null
+ok $? "--dry-run warns when --threads exceeds the cores"
+echo '{"model": "mlp", "training_file": "big.csv", "hyperparameters": {"epochs": 0}}' >"$TMP/bad.json"
+"$FINETUNED" train "$TMP/bad.json" --dry-run 2>"$TMP/bad.err"; rc=$?
+[ $rc -ne 0 ] && grep -q "hyperparameters.epochs" "$TMP/bad.err"; ok $? "--dry-run validates like a run (exit $rc)"
 done_testing
