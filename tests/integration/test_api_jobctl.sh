@@ -264,4 +264,11 @@ ok $? "--dry-run warns when --threads exceeds the cores"
 echo '{"model": "mlp", "training_file": "big.csv", "hyperparameters": {"epochs": 0}}' >"$TMP/bad.json"
 "$FINETUNED" train "$TMP/bad.json" --dry-run 2>"$TMP/bad.err"; rc=$?
 [ $rc -ne 0 ] && grep -q "hyperparameters.epochs" "$TMP/bad.err"; ok $? "--dry-run validates like a run (exit $rc)"
+echo '{"from_checkpoint": {"job": "job_000000000000000000000001", "checkpoint": "1"}, "model": "mlp", "training_file": "big.csv"}' >"$TMP/fc.json"
+"$FINETUNED" train "$TMP/fc.json" --out "$TMP/out-fc" 2>"$TMP/fc.err"; rc=$?
+[ $rc -ne 0 ] && grep -q "from_checkpoint" "$TMP/fc.err"; ok $? "finetuned train refuses from_checkpoint, pointing at model.safetensors"
+echo '{"model": "mlp", "training_file": "big.csv", "task": {"target": "label"}, "hyperparameters": {"epochs": 100000}, "limits": {"max_runtime_seconds": 1}}' >"$TMP/to.json"
+"$FINETUNED" train "$TMP/to.json" --out "$TMP/out-to" --threads 1 >/dev/null 2>"$TMP/to.err"; rc=$?
+[ $rc -eq 124 ] && grep -q "timeout" "$TMP/to.err" && ls "$TMP/out-to/checkpoints" | grep -q ckpt-
+ok $? "finetuned train past limits.max_runtime_seconds: exit 124, its checkpoint written"
 done_testing
