@@ -32,6 +32,8 @@ struct api_options {
          * NULL when this process is not running the job. May be NULL. */
         char *(*job_progress)(void *userdata, const char *job_id);
         void *job_progress_userdata;
+        unsigned job_threads; /* compute threads per job in this daemon's workers (replays, dry runs); 0: unknown */
+        unsigned job_workers; /* this daemon's workers, for a dry run's warning; 0: unknown */
 };
 
 /* Resolve host:port (numeric or a name such as localhost), create, bind and

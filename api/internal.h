@@ -366,6 +366,23 @@ enum MHD_Result api_jobs_create(struct api_request *req);
 enum MHD_Result api_jobs_list(struct api_request *req);
 enum MHD_Result api_jobs_get(struct api_request *req);
 enum MHD_Result api_jobs_cancel(struct api_request *req);
+/* The rest of POST /v1/jobs once the body is parsed: from_checkpoint, validation, the queue cap, the enqueue
+ * (with the Idempotency-Key `key`, may be NULL), the answer. Takes root. Clone uses it too. */
+enum MHD_Result api_jobs_submit(struct api_request *req, struct store *st, json_t *root, const char *key);
+/* jobctl.c: a spec's from_checkpoint into its "model" (the checkpoint registered as a model, once); a no-op
+ * without from_checkpoint. -EINVAL naming the field for what the client got wrong. */
+int api_from_checkpoint_resolve(struct api_request *req, struct store *st, json_t *root, struct ft_error *err);
+enum MHD_Result api_jobs_checkpoint_model(struct api_request *req);
+extern const struct api_field api_checkpoint_model_fields[];
+enum MHD_Result api_jobs_clone(struct api_request *req);
+enum MHD_Result api_jobs_replay(struct api_request *req);
+/* POST /v1/jobs?dry_run=true once the spec passed every check of a submit: the estimate (jobctl.c). */
+struct jobspec;
+enum MHD_Result api_jobs_dry_run(struct api_request *req, struct store *st, const struct jobspec *spec);
+/* A job's "replay" member: null, or {"of", "identical" (null until it succeeded), "differences"} (jobctl.c). */
+json_t *api_job_replay_json(struct store *st, const struct store_job *j);
+enum MHD_Result api_jobs_pause(struct api_request *req);
+enum MHD_Result api_jobs_resume(struct api_request *req);
 enum MHD_Result api_jobs_delete(struct api_request *req);
 enum MHD_Result api_jobs_events(struct api_request *req);
 enum MHD_Result api_jobs_checkpoints(struct api_request *req);

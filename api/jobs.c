@@ -53,6 +53,19 @@ const struct api_field api_job_shape[] = {
         {"created_at", API_T_INT, .description = "Unix seconds"},
         {"started_at", API_T_INT, .nullable = true},
         {"finished_at", API_T_INT, .nullable = true},
+        {"pause_requested", API_T_BOOL,
+         .description = "running, asked to pause: it checkpoints and becomes paused within one batch"},
+        {"runtime_seconds", API_T_NUMBER,
+         .description = "running time of its earlier runs (pauses, restarts), what limits.max_runtime_seconds counts"},
+        {"receipt", API_T_OBJECT, .nullable = true,
+         .description = "what makes it repeatable, recorded when it finished: seed, spec_sha256, datasets (id, "
+                        "sha256), base_model (id, weights_sha256), finetuned (version, build), onednn (version, "
+                        "isa), threads, device, result_sha256 (of the weights' tensor bytes)"},
+        {"replay_of", API_T_STRING, .id_prefix = "job", .nullable = true,
+         .description = "the job this one replays (POST /v1/jobs/{id}/replay)"},
+        {"replay", API_T_OBJECT, .nullable = true,
+         .description = "a replay's verdict: of, identical (the same result_sha256; null until it succeeded), "
+                        "differences (the receipt fields that differ)"},
         {"best", API_T_OBJECT, .nullable = true, .fields = api_job_best_shape,
          .description = "the best validation metric so far (api/best.c), null before the first epoch"},
         {NULL},
@@ -90,15 +103,18 @@ json_t *api_job_json(struct api_server *server, struct store *st, const struct s
         json_t *spec = api_json_text(j->spec_json), *metrics = api_json_text(j->result_json);
         json_t *best = api_job_best_json(st, j, spec, metrics);
         const char *kind = json_string_value(json_object_get(spec, "kind"));
+        json_t *replay = api_job_replay_json(st, j);
         json_t *out = json_pack(
-                "{s:s,s:s,s:s,s:i,s:i,s:s,s:s,s:s?,s:o,s:o,s:o,s:o,s:o,s:s?,s:I,s:o,s:o}", "id", j->id, "object", "job",
-                "state", store_job_state_name(j->state), "attempt", j->attempt, "max_attempts", j->max_attempts,
-                "model", j->model_id, "training_file", j->training_file, "validation_file",
+                "{s:s,s:s,s:s,s:i,s:i,s:s,s:s,s:s?,s:o,s:o,s:o,s:o,s:o,s:s?,s:I,s:o,s:o,s:b,s:f,s:o,s:s?,s:o}", "id",
+                j->id, "object", "job", "state", store_job_state_name(j->state), "attempt", j->attempt, "max_attempts",
+                j->max_attempts, "model", j->model_id, "training_file", j->training_file, "validation_file",
                 j->validation_file[0] ? j->validation_file : NULL, "spec", spec, "progress", progress, "metrics",
                 metrics, "best", best, "error", api_json_text(j->error_json), "result_model",
                 j->result_model_id[0] ? j->result_model_id : NULL, "created_at", (json_int_t)(j->created_at / 1000),
                 "started_at", j->started_at ? json_integer(j->started_at / 1000) : json_null(), "finished_at",
-                j->finished_at ? json_integer(j->finished_at / 1000) : json_null());
+                j->finished_at ? json_integer(j->finished_at / 1000) : json_null(), "pause_requested",
+                j->pause_requested, "runtime_seconds", (double)j->runtime_ms / 1000.0, "receipt",
+                api_json_text(j->receipt_json), "replay_of", j->replay_of[0] ? j->replay_of : NULL, "replay", replay);
         if (out)
                 json_object_set_new(
                         out, "kind",
@@ -251,7 +267,17 @@ enum MHD_Result api_jobs_create(struct api_request *req) {
         int r = api_json_parse_body(req, &root, &err);
         if (r < 0)
                 return api_reply_ft_error(req, r, &err);
+        return api_jobs_submit(req, st, root, key);
+}
+
+enum MHD_Result api_jobs_submit(struct api_request *req, struct store *st, json_t *root, const char *key) {
+        struct ft_error err = {0};
         struct jobspec spec;
+        int r = api_from_checkpoint_resolve(req, st, root, &err);
+        if (r < 0) {
+                json_decref(root);
+                return api_reply_ft_error(req, r, &err);
+        }
         r = jobspec_parse(root, &spec, &err);
         if (r < 0) {
                 json_decref(root);
@@ -260,6 +286,13 @@ enum MHD_Result api_jobs_create(struct api_request *req) {
         r = check_spec(st, &spec, &err);
         if (r < 0)
                 goto fail;
+        const char *dry = api_query_get(req, "dry_run");
+        if (dry && (strcmp(dry, "true") == 0 || strcmp(dry, "1") == 0)) {
+                enum MHD_Result dr = api_jobs_dry_run(req, st, &spec);
+                jobspec_deinit(&spec);
+                json_decref(root);
+                return dr;
+        }
 
         int64_t queued = 0;
         r = store_job_count(st, STORE_JOB_STATE_BIT(STORE_JOB_QUEUED), &queued, &err);
@@ -288,6 +321,7 @@ enum MHD_Result api_jobs_create(struct api_request *req) {
                 .model_id = spec.model_ref,
                 .training_file = spec.training_file[0],
                 .validation_file = spec.validation_file[0],
+                .max_attempts = (int)spec.limits.max_attempts,
                 .idempotency_key = key,
                 .request_hash = hash,
         };
@@ -407,6 +441,41 @@ enum MHD_Result api_jobs_cancel(struct api_request *req) {
         json_t *body = api_job_json(req->server, st, job);
         store_job_free(job);
         return api_reply_json(req, MHD_HTTP_OK, body);
+}
+
+/* POST /v1/jobs/{id}/pause and /resume: the store's state change, answered with the job after it. */
+static enum MHD_Result pause_or_resume(struct api_request *req, bool pause) {
+        enum MHD_Result ret;
+        const char *id;
+        if (!api_path_id(req, 0, "job", "job", &id, &ret))
+                return ret;
+        if (req->body_size > 0) { /* an optional empty object */
+                json_t *j = api_request_json(req, (const struct api_field[]){{NULL}}, &ret);
+                if (!j)
+                        return ret;
+                json_decref(j);
+        }
+        struct store *st = api_store(req, &ret);
+        if (!st)
+                return ret;
+        struct store_job *job = NULL;
+        struct ft_error err = {0};
+        int r = pause ? store_job_pause(st, id, &job, &err) : store_job_resume(st, id, &job, &err);
+        if (r < 0) /* -EALREADY: 409 */
+                return api_reply_ft_error(req, r, &err);
+        log_info("job %s: %s (%s%s)", id, pause ? "pause requested" : "resumed", store_job_state_name(job->state),
+                 job->pause_requested ? ", pause requested" : "");
+        json_t *body = api_job_json(req->server, st, job);
+        store_job_free(job);
+        return api_reply_json(req, MHD_HTTP_OK, body);
+}
+
+enum MHD_Result api_jobs_pause(struct api_request *req) {
+        return pause_or_resume(req, true);
+}
+
+enum MHD_Result api_jobs_resume(struct api_request *req) {
+        return pause_or_resume(req, false);
 }
 
 /* DELETE /v1/jobs/{id}: a finished job with its events and checkpoints; the

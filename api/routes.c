@@ -107,7 +107,8 @@ static enum MHD_Result handle_version(struct api_request *req) {
         }
 
 static const struct api_query_param page_query[] = {PAGE_QUERY, {NULL}};
-const char *const api_job_states[] = {"queued", "running", "cancelling", "succeeded", "failed", "cancelled", NULL};
+const char *const api_job_states[] = {"queued", "running",   "cancelling", "succeeded",
+                                      "failed", "cancelled", "paused",     NULL};
 static const struct api_query_param jobs_query[] = {
         PAGE_QUERY,
         {"state", API_T_STRING, 0, 0, api_job_states, "only jobs in this state"},
@@ -119,6 +120,12 @@ static const struct api_query_param events_query[] = {
         {"stream", API_T_BOOL, 0, 0, NULL,
          "true: answer text/event-stream (also chosen by Accept: text/event-stream); replays from "
          "Last-Event-ID or after, then pushes each new event, ending after the terminal status event"},
+        {NULL},
+};
+static const struct api_query_param jobs_create_query[] = {
+        {"dry_run", API_T_BOOL, 0, 0, NULL,
+         "validate as a submit does, then time a few real batches on this machine and answer the estimate "
+         "(200, object dry_run) instead of queueing; one at a time (429 while another runs)"},
         {NULL},
 };
 static const struct api_query_param upload_query[] = {
@@ -148,6 +155,8 @@ static const struct api_query_param upload_query[] = {
 #define e_cancel E(E_401, E_403, E_404, E_409)
 #define e_predictions                                                                                                  \
         E(E_400, E_401, E_403, E_404, E_409, E_413, E_415, API_ERR_IDEMPOTENCY_MISMATCH, API_ERR_RATE_LIMITED)
+#define e_replay E(E_400, E_401, E_403, E_404, E_409, API_ERR_RATE_LIMITED)
+#define e_clone E(E_400, E_401, E_403, E_404, E_413, E_415, API_ERR_IDEMPOTENCY_MISMATCH, API_ERR_RATE_LIMITED)
 
 /* The parts of a dataset upload: datasets.c refuses any other. */
 static const struct api_field dataset_parts[] = {
@@ -229,8 +238,8 @@ const struct api_route api_routes[] = {
                         "like a fine-tuning job; with labels its metrics are the evaluation's."},
 
         {"POST", "/v1/jobs", api_jobs_create, .flags = API_ROUTE_JSON | API_ROUTE_IDEMPOTENT, .tag = "jobs",
-         .success = 201, .errors = e_jobs_create, .body_schema = "JobSpec", .body = job_refs, .reply = "Job",
-         .summary = "create a fine-tuning job from a job spec (docs/job-spec.md)",
+         .query = jobs_create_query, .success = 201, .errors = e_jobs_create, .body_schema = "JobSpec",
+         .body = job_refs, .reply = "Job", .summary = "create a fine-tuning job from a job spec (docs/job-spec.md)",
          .description = "Validated before it is queued: every field, the model and dataset ids, the target "
                         "column. An Idempotency-Key header makes a retried POST return the original job "
                         "(422 if the body differs). 429 with Retry-After when too many jobs are queued."},
@@ -241,9 +250,32 @@ const struct api_route api_routes[] = {
         {"POST", "/v1/jobs/{id}/cancel", api_jobs_cancel, .flags = API_ROUTE_JSON, .tag = "jobs", .errors = e_cancel,
          .reply = "Job",
          .summary = "cancel a job: a queued job at once, a running one within one batch; 409 if finished"},
+        {"POST", "/v1/jobs/{id}/pause", api_jobs_pause, .flags = API_ROUTE_JSON, .tag = "jobs", .errors = e_cancel,
+         .reply = "Job",
+         .summary = "pause a job: a queued one at once, a running one checkpoints within one batch and frees its "
+                    "worker (pause_requested until then); it stays paused until resumed; 409 if cancelling or "
+                    "finished"},
+        {"POST", "/v1/jobs/{id}/resume", api_jobs_resume, .flags = API_ROUTE_JSON, .tag = "jobs", .errors = e_cancel,
+         .reply = "Job",
+         .summary = "resume a paused job: queued again, it continues from its checkpoint and ends bit-identical to "
+                    "a run never paused (a pause not yet done is withdrawn); 409 unless paused"},
+        {"POST", "/v1/jobs/{id}/clone", api_jobs_clone, .flags = API_ROUTE_JSON | API_ROUTE_IDEMPOTENT, .tag = "jobs",
+         .success = 201, .errors = e_clone, .body_schema = "JobSpec", .reply = "Job",
+         .summary = "a new job with this job's spec and a partial spec merged over it (RFC 7386: objects merge, "
+                    "null removes a field back to its default), validated and queued like POST /v1/jobs"},
+        {"POST", "/v1/jobs/{id}/checkpoints/{n}/model", api_jobs_checkpoint_model, .flags = API_ROUTE_JSON,
+         .body = api_checkpoint_model_fields, .tag = "jobs", .success = 201, .errors = e_create, .reply = "Model",
+         .summary = "register one of the job's checkpoints as a model (201; 200 with the same model when it was "
+                    "registered before): its weights, spec, preprocessing and classes, to predict with or to "
+                    "fine-tune from"},
+        {"POST", "/v1/jobs/{id}/replay", api_jobs_replay, .flags = API_ROUTE_JSON, .tag = "jobs", .success = 201,
+         .errors = e_replay, .reply = "Job",
+         .summary = "run a succeeded job again from its receipt: 201 with the new job and replay {of, "
+                    "expect_identical, reasons} (why it may differ: ISA, threads, versions, GPU); 409 when its data "
+                    "or base model changed; the new job's replay.identical says whether it was"},
         {"DELETE", "/v1/jobs/{id}", api_jobs_delete, .tag = "jobs", .errors = e_delete, .reply = "Deleted",
          .summary = "delete a finished job with its events and checkpoints (the model it produced stays); 409 while "
-                    "queued, running or cancelling"},
+                    "queued, running, cancelling or paused"},
         {"GET", "/v1/jobs/{id}/events", api_jobs_events, .flags = API_ROUTE_STREAM, .query = events_query,
          .tag = "jobs", .errors = e_get, .reply = "EventList",
          .summary = "the job's events (status, epoch, checkpoint, metrics) as JSON, or as Server-Sent Events"},

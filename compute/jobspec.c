@@ -132,6 +132,8 @@ void jobspec_init(struct jobspec *s) {
         s->hyperparameters.max_grad_norm = 0.0;
         s->hyperparameters.label_smoothing = 0.0;
         s->resources.ranks = 1;
+        s->limits.max_runtime_seconds = 0;
+        s->limits.max_attempts = 3;
         s->strategy.type = JOBSPEC_STRATEGY_FULL;
         s->strategy.train_batchnorm = true;
         s->strategy.layer_decay = 0.75;
@@ -684,6 +686,34 @@ static const struct field calibration_fields[] = {
         {0},
 };
 
+static const struct field limits_fields[] = {
+        F_UINT("max_runtime_seconds", limits.max_runtime_seconds, 0, JOBSPEC_RUNTIME_MAX,
+               "running time allowed, summed over attempts and pauses excluded; past it the job stops within one batch "
+               "and fails with code 'timeout', keeping its checkpoints; 0: no limit"),
+        F_UINT("max_attempts", limits.max_attempts, 1, JOBSPEC_ATTEMPTS_MAX,
+               "the daemon runs a job whose worker died again, at most this many times in all; a pause or a daemon "
+               "restart does not count"),
+        {0},
+};
+
+static const struct field from_checkpoint_fields[] = {
+        {.key = "job",
+         .kind = K_STRING,
+         .off = OFF(from_checkpoint.job),
+         .min_n = 1,
+         .size = sizeof(((struct jobspec *)0)->from_checkpoint.job),
+         .required = true,
+         .doc = "the job (job_...) whose checkpoint the weights come from"},
+        {.key = "checkpoint",
+         .kind = K_STRING,
+         .off = OFF(from_checkpoint.checkpoint),
+         .min_n = 1,
+         .size = sizeof(((struct jobspec *)0)->from_checkpoint.checkpoint),
+         .required = true,
+         .doc = "its id, as GET /v1/jobs/{id}/checkpoints lists it"},
+        {0},
+};
+
 static const struct field root_fields[] = {
         {.key = "model",
          .kind = K_CUSTOM,
@@ -716,6 +746,11 @@ static const struct field root_fields[] = {
         F_OBJ("checkpoint", checkpoint_fields, "how often checkpoints are written and how many stay"),
         F_OBJ("resources", resources_fields, "what one job runs on"),
         F_OBJ("calibration", calibration_fields, "calibration of the predicted probabilities"),
+        F_OBJ("limits", limits_fields, "how long and how often a job may run"),
+        F_OBJ("from_checkpoint", from_checkpoint_fields,
+              "the daemon: start from the weights of another job's checkpoint, registered as a model (as POST "
+              "/v1/jobs/{id}/checkpoints/{n}/model) that becomes 'model' (then omit 'model'); null: start from "
+              "'model'"),
         {.key = "seed",
          .kind = K_U64,
          .off = OFF(seed),
@@ -744,6 +779,8 @@ static int validate(const json_t *root, struct jobspec *s, struct ft_error *err)
                                 ns, nm);
         }
 
+        const json_t *fc = json_object_get(root, "from_checkpoint");
+        s->from_checkpoint.given = fc != NULL && !json_is_null(fc);
         const json_t *es = json_object_get(root, "early_stopping");
         s->early_stopping.enabled = es != NULL && !json_is_null(es);
         int r = jobspec_metric_mode(s->task.type, s->early_stopping.metric, &s->early_stopping.mode);
@@ -860,13 +897,16 @@ json_t *jobspec_to_json(const struct jobspec *s) {
                                             s->early_stopping.min_delta, "restore_best", s->early_stopping.restore_best)
                                 : json_null();
         const __typeof__(s->hyperparameters) *h = &s->hyperparameters;
+        json_t *from_ckpt = s->from_checkpoint.given ? json_pack("{s:s s:s}", "job", s->from_checkpoint.job,
+                                                                 "checkpoint", s->from_checkpoint.checkpoint)
+                                                     : json_null();
         json_t *doc = json_pack(
                 "{s:o s:o s:o s:f"
                 " s:{s:s s:s}"
                 " s:{s:b s:b s:b s:o s:o s:o s:{s:I s:b}}"
                 " s:{s:I s:I s:f s:s s:f s:[ff] s:f s:f s:s s:f s:I s:f s:f s:f s:f}"
                 " s:{s:s s:o s:o s:b s:f s:o}"
-                " s:o s:{s:I s:I} s:{s:I} s:I s:s}",
+                " s:o s:{s:I s:I} s:{s:I} s:{s:I s:I} s:o s:I s:s}",
                 "model", model, "training_file", file_ref_json(s->training_file), "validation_file",
                 file_ref_json(s->validation_file), "validation_split", s->validation_split, "task", "type",
                 jobspec_task_name(s->task.type), "target", s->task.target, "preprocess", "dropna", s->preprocess.dropna,
@@ -882,7 +922,10 @@ json_t *jobspec_to_json(const struct jobspec *s) {
                 "freeze", freeze, "trainable", trainable, "train_batchnorm", s->strategy.train_batchnorm, "layer_decay",
                 s->strategy.layer_decay, "lr_multipliers", mult, "early_stopping", early, "checkpoint", "every_epochs",
                 (json_int_t)s->checkpoint.every_epochs, "keep", (json_int_t)s->checkpoint.keep, "resources", "ranks",
-                (json_int_t)s->resources.ranks, "seed", (json_int_t)s->seed, "device", jobspec_device_name(s->device));
+                (json_int_t)s->resources.ranks, "limits", "max_runtime_seconds",
+                (json_int_t)s->limits.max_runtime_seconds, "max_attempts", (json_int_t)s->limits.max_attempts,
+                "from_checkpoint", from_ckpt, "seed",
+                (json_int_t)s->seed, "device", jobspec_device_name(s->device));
         if (doc &&
             json_object_set_new(doc, "calibration",
                                 json_pack("{s:b}", "temperature_scaling", s->calibration.temperature_scaling)) < 0) {
@@ -1063,6 +1106,7 @@ json_t *jobspec_schema(void) {
         jobspec_init(d);
         json_t *plain = jobspec_to_json(d);
         d->early_stopping.enabled = true;
+        d->from_checkpoint.given = true;
         json_t *full = jobspec_to_json(d);
         free(d);
         json_t *s = plain && full ? object_schema(root_fields, plain, full, false) : NULL;

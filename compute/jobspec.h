@@ -29,6 +29,8 @@
 #define JOBSPEC_BATCH_MAX 65536
 #define JOBSPEC_RESIZE_MAX 4096
 #define JOBSPEC_RANKS_MAX 1024 /* resources.ranks */
+#define JOBSPEC_RUNTIME_MAX (366u * 24 * 3600) /* limits.max_runtime_seconds: a year */
+#define JOBSPEC_ATTEMPTS_MAX 100 /* limits.max_attempts (the store's limit) */
 #define JOBSPEC_MODEL_SPEC_MAX 65536 /* bytes of an inline model spec, serialized */
 
 enum jobspec_task {
@@ -158,6 +160,20 @@ struct jobspec {
         struct {
                 bool temperature_scaling; /* fit a temperature on the validation split, save it with the model */
         } calibration;
+
+        struct {
+                unsigned max_runtime_seconds; /* running time (pauses excluded) before it fails with "timeout"; 0: none
+                                               */
+                unsigned max_attempts; /* claims before a lost worker fails the job (the daemon's queue) */
+        } limits;
+
+        /* "from_checkpoint": start from the weights of a checkpoint of another job (the daemon resolves it into
+         * the base model; finetuned train names the checkpoint's model.safetensors as "model" instead). */
+        struct {
+                bool given;
+                char job[JOBSPEC_NAME_MAX];
+                char checkpoint[32];
+        } from_checkpoint;
 
         uint64_t seed;
         enum jobspec_device device;

@@ -654,8 +654,18 @@ static int checkpoint_write(struct trainer *tr, bool partial, struct ft_error *e
                 remove_tree_files(tmp);
                 return ft_error_set(err, -ENAMETOOLONG, NULL, "checkpoint directory path is too long");
         }
+        /* the weights as a complete model file, like a job's result: the spec, the fitted preprocessing, the
+         * class names and the task, so a checkpoint can become a model that predicts (POST
+         * /v1/jobs/{id}/checkpoints/{n}/model) */
         ft_path_join(path, sizeof(path), tmp, "model.safetensors", NULL);
-        r = write_model_tensors(path, tr->m, NULL, err);
+        {
+                static char *const no_classes[1] = {NULL};
+                const struct dataset *d = tr->train_ds;
+                bool classify = tr->classification && d && d->class_names;
+                struct st_meta task = {"finetuned.task", jobspec_task_name(tr->spec->task.type)};
+                r = st_model_save_with(path, tr->m, &tr->t, classify ? d->class_names : no_classes,
+                                       classify ? d->n_classes : 0, &task, 1, err);
+        }
         if (r >= 0) {
                 ft_path_join(path, sizeof(path), tmp, "optimizer.safetensors", NULL);
                 r = write_optim_tensors(path, tr, err);

@@ -226,6 +226,8 @@ int serve_main(int argc, char **argv) {
                 goto out;
         }
         opts.job_progress_userdata = workers;
+        opts.job_threads = workers_threads(workers);
+        opts.job_workers = cfg.workers ? cfg.workers : 1;
         r = api_server_start(&opts, &server, &err);
         explicit_bzero(token, sizeof(token));
         if (r < 0) {

@@ -24,6 +24,7 @@
 
 #include "common/fileio.h"
 #include "compute/compute.h"
+#include "compute/estimate.h"
 #include "daemon/daemon.h"
 #include "daemon/dist.h"
 
@@ -38,7 +39,8 @@ static void on_signal(int sig) {
 }
 
 static void train_usage(FILE *out) {
-        fprintf(out, "Usage: finetuned train JOB.json --out DIR [--resume DIR] [--threads N] [--verbose]\n\n"
+        fprintf(out, "Usage: finetuned train JOB.json --out DIR [--resume DIR] [--threads N] [--verbose]\n"
+                     "       finetuned train JOB.json --dry-run [--threads N]\n\n"
                      "Run the fine-tuning job JOB.json (the job spec of docs/job-spec.md) in the\n"
                      "foreground. File references in the spec are paths, relative to JOB.json's\n"
                      "directory; \"model\" is a preset name, a .safetensors path or a model spec.\n"
@@ -54,6 +56,9 @@ static void train_usage(FILE *out) {
                      "  --collective-timeout SECONDS\n"
                      "                 under mpirun: how long one allreduce may wait for the other\n"
                      "                 ranks before the job fails (default 600)\n"
+                     "  --dry-run      check the job as a real run would, time a few real batches and\n"
+                     "                 print the estimate as one JSON object: expected seconds, peak\n"
+                     "                 memory, checkpoint bytes x keep, warnings; nothing is written\n"
                      "  -v, --verbose  after the first step, list on stderr the CPU ISA and the oneDNN\n"
                      "                 implementation of every primitive the job runs\n"
                      "  -h, --help     show this help\n");
@@ -145,9 +150,14 @@ static void cli_on_progress(void *ud, const struct train_progress *p) {
         fflush(stderr);
 }
 
+static double run_deadline; /* limits.max_runtime_seconds as a monotonic time; 0: none */
+static bool timed_out;
+
 static bool cli_should_stop(void *ud) {
         (void)ud;
-        return stop_requested != 0;
+        if (run_deadline > 0 && ft_now_monotonic() >= run_deadline)
+                timed_out = true;
+        return stop_requested != 0 || timed_out;
 }
 
 /* ---- references --------------------------------------------------------------- */
@@ -274,24 +284,50 @@ static int read_file(const char *path, size_t max, char **ret, size_t *ret_len, 
         return 0;
 }
 
+/* --dry-run: the estimate of compute/estimate.h as one JSON object on stdout (docs/job-spec.md "Dry runs"). */
+static int dry_run_print(const struct jobspec *spec, struct model *m, struct compute_ctx *ctx,
+                         const struct dataset *train, const struct dataset *val, int threads, uint64_t rss_before,
+                         struct ft_error *err) {
+        struct job_estimate e;
+        int r = job_estimate_run(spec, m, ctx, train, val, &e, err);
+        if (r < 0)
+                return r;
+        e.peak_memory_bytes = e.peak_memory_bytes > rss_before ? e.peak_memory_bytes - rss_before : 0;
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        json_t *warnings = json_array();
+        if (threads > 0 && cores > 0 && threads > cores)
+                json_array_append_new(warnings,
+                                      json_sprintf("--threads %d exceeds the %ld cores: threads wait for each "
+                                                   "other and the run is slower than with %ld",
+                                                   threads, cores, cores));
+        json_t *doc = json_pack("{s:s,s:b,s:o,s:i,s:o}", "type", "dry_run", "valid", true, "estimate",
+                                job_estimate_json(&e), "threads", compute_ctx_threads(ctx), "warnings", warnings);
+        char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+        json_decref(doc);
+        if (!text)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        printf("%s\n", text);
+        fflush(stdout);
+        free(text);
+        return 0;
+}
+
 int train_main(int argc, char **argv) {
         static const struct option opts[] = {
-                {"out", required_argument, NULL, 'o'},
-                {"resume", required_argument, NULL, 'r'},
-                {"threads", required_argument, NULL, 't'},
-                {"verbose", no_argument, NULL, 'v'},
-                {"help", no_argument, NULL, 'h'},
-                {"collective-timeout", required_argument, NULL, 'T'},
-                {0},
+                {"out", required_argument, NULL, 'o'},     {"resume", required_argument, NULL, 'r'},
+                {"threads", required_argument, NULL, 't'}, {"verbose", no_argument, NULL, 'v'},
+                {"help", no_argument, NULL, 'h'},          {"collective-timeout", required_argument, NULL, 'T'},
+                {"dry-run", no_argument, NULL, 'D'},       {0},
         };
         const char *out = NULL, *resume = NULL;
         int threads = 0, c;
         double coll_timeout = DIST_TIMEOUT_DEFAULT;
-        bool verbose = false;
+        bool verbose = false, dry_run = false;
         optind = 1;
         while ((c = getopt_long(argc, argv, "ho:v", opts, NULL)) != -1) {
                 switch (c) {
                 case 'v': verbose = true; break;
+                case 'D': dry_run = true; break;
                 case 'o': out = optarg; break;
                 case 'r': resume = optarg; break;
                 case 't': {
@@ -318,7 +354,7 @@ int train_main(int argc, char **argv) {
                 default: train_usage(stderr); return 2;
                 }
         }
-        if (argc - optind != 1 || !out) {
+        if (argc - optind != 1 || (!out && !dry_run)) {
                 train_usage(stderr);
                 return 2;
         }
@@ -337,6 +373,7 @@ int train_main(int argc, char **argv) {
         int status = 1, r;
         char base_dir[PATH_MAX], path[PATH_MAX], ckpt_dir[PATH_MAX];
 
+        uint64_t rss_before = job_estimate_rss(); /* the dry run's memory counts from here */
         jobspec_init(&spec);
         if (dist_launched()) {
                 if (dist_open(coll_timeout, &dist, &err) < 0) {
@@ -353,6 +390,13 @@ int train_main(int argc, char **argv) {
                 fprintf(stderr, "finetuned train: '%s': %s\n", job_path, err.message);
                 goto out;
         }
+        if (spec.from_checkpoint.given) {
+                fprintf(stderr,
+                        "finetuned train: '%s': from_checkpoint: names a job of the daemon; here give the "
+                        "checkpoint's model.safetensors as 'model' (it carries its spec)\n",
+                        job_path);
+                goto out;
+        }
         /* 'device' first: a job that asks for a GPU it cannot have fails before reading its data */
         if (compute_ctx_new_on(threads, (enum compute_device)spec.device, 0, &ctx, &err) < 0) {
                 fprintf(stderr, "finetuned train: '%s': %s\n", job_path, err.message);
@@ -367,6 +411,12 @@ int train_main(int argc, char **argv) {
         if (build_model(base_dir, &spec, train, &m, &err) < 0) {
                 fprintf(stderr, "finetuned train: %s%s%s\n", err.param[0] ? err.param : "", err.param[0] ? ": " : "",
                         err.message);
+                goto out;
+        }
+        if (dry_run) {
+                status = dry_run_print(&spec, m, ctx, train, val, threads, rss_before, &err) < 0 ? 1 : 0;
+                if (status)
+                        fprintf(stderr, "finetuned train: --dry-run: %s\n", err.message);
                 goto out;
         }
         if (fileio_mkdir_p(out, 0755, &err) < 0) {
@@ -407,9 +457,20 @@ int train_main(int argc, char **argv) {
                 .resume_from = ckpt,
                 .collective = coll,
         };
+        if (spec.limits.max_runtime_seconds)
+                run_deadline = ft_now_monotonic() + spec.limits.max_runtime_seconds;
         r = train_run(&spec, m, ctx, train, val, &topt, report ? &cb : &quiet, &res, &err);
         if (cli.tty && cli.progress_len)
                 fprintf(stderr, "\n");
+        if (r == -ECANCELED && timed_out) {
+                if (report)
+                        fprintf(stderr,
+                                "finetuned train: timeout: 'limits.max_runtime_seconds' (%u s) ran out; the "
+                                "checkpoint stays: continue with --resume %s\n",
+                                spec.limits.max_runtime_seconds, out);
+                status = 124;
+                goto out;
+        }
         if (r == -ECANCELED) {
                 if (report)
                         fprintf(stderr, "finetuned train: stopped; continue with --resume %s\n", out);

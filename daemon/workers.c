@@ -41,8 +41,12 @@
 
 #include <jansson.h>
 
+#include "config.h"
+
 #include "api/prometheus.h"
 #include "common/fileio.h"
+#include "common/sha256.h"
+#include "compute/compute.h"
 #include "common/log.h"
 #include "daemon/sdnotify.h"
 #include "compute/context.h"
@@ -79,6 +83,11 @@ struct worker {
         double last_heartbeat, last_progress_write;
         int64_t lease_ms;
         bool cancel, lost;
+        bool pause; /* a pause was requested: checkpoint and stop, the job becomes paused */
+        bool timeout; /* limits.max_runtime_seconds ran out */
+        double claimed_at; /* monotonic, when this claim began running */
+        double runtime_before; /* seconds of earlier claims (the job's runtime_ms) */
+        double max_runtime; /* limits.max_runtime_seconds; 0: none */
         int64_t max_epoch_recorded;
         unsigned batch_size; /* for the samples/s metric */
         unsigned keep_checkpoints; /* the job's checkpoint.keep */
@@ -86,6 +95,7 @@ struct worker {
         int64_t batches_per_epoch; /* from the progress reports */
         bool metrics_started;
         const char *final_state; /* for the metrics: "succeeded", ..., "queued" when released */
+        json_t *receipt; /* the reproducibility receipt so far (inputs, runtime); NULL before the inputs load */
 };
 
 struct workers {
@@ -134,6 +144,10 @@ char *workers_progress(void *userdata, const char *job_id) {
         return out;
 }
 
+unsigned workers_threads(const struct workers *pool) {
+        return pool ? pool->threads : 0;
+}
+
 /* ---- trainer callbacks ------------------------------------------------------------- */
 
 static void mark_lost(struct worker *w, int r, const struct ft_error *err) {
@@ -147,25 +161,45 @@ static void mark_lost(struct worker *w, int r, const struct ft_error *err) {
         }
 }
 
+/* A heartbeat: renews the lease and picks up a cancel or pause request. */
+static int heartbeat(struct worker *w, double now) {
+        struct store_job_signals sig = {0};
+        struct ft_error err = {0};
+        int r = store_job_heartbeat_with(w->store, w->job_id, w->attempt, w->lease_ms, &sig, &err);
+        if (r < 0) {
+                mark_lost(w, r, &err);
+                return r;
+        }
+        w->last_heartbeat = now;
+        w->cancel = w->cancel || sig.cancel;
+        w->pause = sig.pause; /* a resume before the worker stopped withdraws it */
+        return 0;
+}
+
 static bool cb_should_stop(void *userdata) {
         struct worker *w = userdata;
         sdnotify_progress_beat(w->slot); /* polled before every batch: a hung batch stops the watchdog */
-        if (w->lost || w->cancel)
+        if (w->lost || w->cancel || w->timeout)
                 return true;
         double now = ft_now_monotonic();
         bool due = now - w->last_heartbeat >= (double)w->lease_ms / 3000.0;
-        if (atomic_exchange(&w->check, false) || due) {
-                bool cancel = false;
-                struct ft_error err = {0};
-                int r = store_job_heartbeat(w->store, w->job_id, w->attempt, w->lease_ms, &cancel, &err);
-                if (r < 0)
-                        mark_lost(w, r, &err);
-                else
-                        w->last_heartbeat = now;
-                if (cancel)
-                        w->cancel = true;
-        }
-        return w->lost || w->cancel || atomic_load(&w->pool->stop);
+        if (atomic_exchange(&w->check, false) || due)
+                heartbeat(w, now);
+        if (w->max_runtime > 0 && w->runtime_before + (now - w->claimed_at) >= w->max_runtime)
+                w->timeout = true;
+        return w->lost || w->cancel || w->pause || w->timeout || atomic_load(&w->pool->stop);
+}
+
+/* This claim's running time into the job's (before it pauses, is released or finishes). */
+static void runtime_record(struct worker *w) {
+        if (w->lost || w->claimed_at <= 0)
+                return;
+        double s = ft_now_monotonic() - w->claimed_at;
+        struct ft_error err = {0};
+        int r = store_job_runtime_add(w->store, w->job_id, w->attempt, (int64_t)(s * 1000.0), &err);
+        if (r < 0)
+                mark_lost(w, r, &err);
+        w->claimed_at = 0;
 }
 
 /* One trainer event into the job's stream, serialised as every client reads it. */
@@ -292,20 +326,14 @@ static int cb_checkpoint(void *userdata, const struct train_checkpoint_info *inf
  * (temp_tag "a<attempt>"), so a stale writer never touches the live attempt's. */
 static int cb_before_checkpoint_commit(void *userdata, const struct train_checkpoint_info *info) {
         struct worker *w = userdata;
-        bool cancel = false;
-        struct ft_error err = {0};
-        int r = w->lost ? -ESTALE : store_job_heartbeat(w->store, w->job_id, w->attempt, w->lease_ms, &cancel, &err);
+        int r = w->lost ? -ESTALE : heartbeat(w, ft_now_monotonic());
         if (r < 0) {
-                mark_lost(w, r, &err);
                 if (r == -ESTALE)
                         log_warning("worker %u: %s: checkpoint at step %llu of attempt %d abandoned: the job "
                                     "belongs to a newer attempt",
                                     w->index, w->job_id, (unsigned long long)info->step, w->attempt);
                 return r;
         }
-        w->last_heartbeat = ft_now_monotonic();
-        if (cancel)
-                w->cancel = true;
         return 0;
 }
 
@@ -410,6 +438,64 @@ static int blob_from_file(struct worker *w, const char *path, char ret_sha[STORE
         return r;
 }
 
+/* sha256 of a safetensors file's tensor bytes (all after the header): the weights, whatever job id the header
+ * names, as `tail -c +$((9 + header length)) FILE | sha256sum` computes it. */
+static int weights_sha256(const char *path, char out[STORE_SHA256_HEX], struct ft_error *err) {
+        FILE *f = fopen(path, "rb");
+        uint8_t len8[8], d[SHA256_DIGEST_SIZE];
+        if (!f)
+                return ft_error_set(err, -errno, NULL, "cannot read '%s': %s", path, strerror(errno));
+        int r = fread(len8, 1, 8, f) == 8 ? 0 : -EIO;
+        uint64_t hlen = 0;
+        for (int i = 7; i >= 0; i--)
+                hlen = hlen << 8 | len8[i];
+        if (r == 0 && (hlen > (1u << 30) || fseeko(f, (off_t)(8 + hlen), SEEK_SET) < 0))
+                r = -EIO;
+        struct sha256_ctx c;
+        sha256_init(&c);
+        char buf[1 << 16];
+        size_t got;
+        while (r == 0 && (got = fread(buf, 1, sizeof(buf), f)) > 0)
+                sha256_update(&c, buf, got);
+        if (r == 0 && ferror(f))
+                r = -EIO;
+        fclose(f);
+        if (r < 0)
+                return ft_error_set(err, r, NULL, "cannot read the weights of '%s'", path);
+        sha256_final(&c, d);
+        sha256_to_hex(d, out);
+        return 0;
+}
+
+/* The receipt (docs/api.md "Reproducibility receipts"): what the result depends on, recorded before training. */
+static json_t *receipt_new(struct worker *w, const struct store_job *job, const struct jobspec *spec,
+                           const struct store_model *base, const struct compute_ctx *ctx, unsigned threads) {
+        struct compute_runtime_info rt;
+        compute_runtime_info(&rt);
+        uint8_t d[SHA256_DIGEST_SIZE];
+        char spec_sha[SHA256_HEX_SIZE];
+        sha256_buffer(job->spec_json, strlen(job->spec_json), d);
+        sha256_to_hex(d, spec_sha);
+        json_t *datasets = json_object();
+        const char *ids[2] = {job->training_file, job->validation_file},
+                   *keys[2] = {"training_file", "validation_file"};
+        for (int i = 0; i < 2 && datasets; i++) {
+                struct store_dataset *ds = NULL;
+                if (!ids[i][0] || store_dataset_get(w->store, ids[i], &ds, NULL) < 0)
+                        continue;
+                json_object_set_new(datasets, keys[i],
+                                    json_pack("{s:s,s:s,s:s?}", "id", ds->id, "sha256", ds->sha256, "labels_sha256",
+                                              ds->labels_sha256[0] ? ds->labels_sha256 : NULL));
+                store_dataset_free(ds);
+        }
+        return json_pack("{s:I,s:s,s:o,s:{s:s,s:s?},s:{s:s,s:s},s:{s:s,s:s},s:i,s:s,s:n}", "seed",
+                         (json_int_t)spec->seed, "spec_sha256", spec_sha, "datasets",
+                         datasets ? datasets : json_object(), "base_model", "id", base->id, "weights_sha256",
+                         base->weights_sha256[0] ? base->weights_sha256 : NULL, "finetuned", "version",
+                         FINETUNED_VERSION, "build", "C17, " __VERSION__, "onednn", "version", rt.onednn_version, "isa",
+                         rt.onednn_isa, "threads", (int)threads, "device", compute_ctx_device(ctx), "result_sha256");
+}
+
 /* The final model (compute/job writes it with its spec, preprocessing, class names, task and this job's id),
  * into the blob store. */
 static int save_result(struct worker *w, struct model *m, const struct dataset *train, const struct jobspec *spec,
@@ -421,6 +507,11 @@ static int save_result(struct worker *w, struct model *m, const struct dataset *
         if (r < 0)
                 return ft_error_set(err, r, NULL, "job directory path is too long");
         r = job_result_save(path, m, spec, train, res, w->job_id, err);
+        char wsha[STORE_SHA256_HEX];
+        if (r == 0)
+                r = weights_sha256(path, wsha, err);
+        if (r == 0 && w->receipt)
+                json_object_set_new(w->receipt, "result_sha256", json_string(wsha));
         return r < 0 ? r : blob_from_file(w, path, ret_sha, err);
 }
 
@@ -454,7 +545,11 @@ static void finish_with(struct worker *w, const struct store_job_outcome *o) {
         struct ft_error err = {0};
         char model_id[STORE_ID_MAX] = "";
         enum store_job_state state = o->state;
-        int r = store_job_finish_with(w->store, w->job_id, w->attempt, o, model_id, &err);
+        struct store_job_outcome with = *o;
+        char *receipt = w->receipt ? json_dumps(w->receipt, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        with.receipt_json = receipt;
+        int r = store_job_finish_with(w->store, w->job_id, w->attempt, &with, model_id, &err);
+        free(receipt);
         if (r < 0)
                 mark_lost(w, r, &err);
         else
@@ -737,7 +832,10 @@ static void run_job(struct worker *w, struct store_job *job) {
         w->progress = NULL;
         pthread_mutex_unlock(&w->lock);
         w->attempt = job->attempt;
-        w->cancel = w->lost = false;
+        w->cancel = w->lost = w->pause = w->timeout = false;
+        w->claimed_at = ft_now_monotonic();
+        w->runtime_before = (double)job->runtime_ms / 1000.0;
+        w->max_runtime = 0;
         w->last_heartbeat = w->last_progress_write = ft_now_monotonic();
         w->lease_ms = w->pool->lease_ms;
         atomic_store(&w->check, false);
@@ -746,6 +844,8 @@ static void run_job(struct worker *w, struct store_job *job) {
         w->batches_per_epoch = 0;
         w->metrics_started = false;
         w->final_state = NULL;
+        json_decref(w->receipt);
+        w->receipt = NULL;
         log_info("worker %u: job %s claimed (attempt %d)", w->index, job->id, job->attempt);
 
         json_t *raw = json_loads(job->spec_json, 0, NULL);
@@ -764,6 +864,7 @@ static void run_job(struct worker *w, struct store_job *job) {
         have_spec = true;
         w->batch_size = spec.hyperparameters.batch_size;
         w->keep_checkpoints = spec.checkpoint.keep;
+        w->max_runtime = spec.limits.max_runtime_seconds;
         api_metrics_job_start(job->id, spec.hyperparameters.epochs); /* -ENOSPC: no per-job series, totals count */
         w->metrics_started = true;
         r = load_dataset(w, job->training_file, "training_file", &spec, &train, &err);
@@ -787,6 +888,7 @@ static void run_job(struct worker *w, struct store_job *job) {
                 fail(w, strcmp(err.param, "device") == 0 ? "device_unavailable" : "internal_error", &err);
                 goto out;
         }
+        w->receipt = receipt_new(w, job, &spec, base, ctx, threads);
         r = mkdir_p2(w->pool->state_dir, job->id, dir, sizeof(dir));
         if (r < 0) {
                 err.message[0] = '\0';
@@ -822,8 +924,23 @@ static void run_job(struct worker *w, struct store_job *job) {
         if (w->lost)
                 goto out;
         if (r == -ECANCELED) {
+                runtime_record(w);
                 if (w->cancel) {
                         finish(w, STORE_JOB_CANCELLED, NULL, NULL);
+                } else if (w->timeout) {
+                        struct ft_error te = {0};
+                        ft_error_set(&te, -ETIME, "limits.max_runtime_seconds",
+                                     "the job ran for its 'limits.max_runtime_seconds' (%.0f s); its checkpoints stay",
+                                     w->max_runtime);
+                        fail(w, "timeout", &te);
+                } else if (w->pause && !atomic_load(&w->pool->stop)) {
+                        r = store_job_pause_done(w->store, job->id, w->attempt, &err);
+                        if (r == 0)
+                                w->final_state = "paused";
+                        else
+                                mark_lost(w, r, &err);
+                        log_info("worker %u: job %s paused%s%s", w->index, job->id, r < 0 ? ": " : "",
+                                 r < 0 ? err.message : "");
                 } else { /* the daemon is stopping: back to the queue, resumed at the next start */
                         r = store_job_release(w->store, job->id, w->attempt, &err);
                         if (r == 0)
@@ -841,6 +958,7 @@ static void run_job(struct worker *w, struct store_job *job) {
                 fail(w, r == -EINVAL ? "invalid_job" : "training_failed", &err);
                 goto out;
         }
+        runtime_record(w);
         char sha[STORE_SHA256_HEX] = "";
         char metrics_sha[STORE_SHA256_HEX] = "";
         r = save_result(w, m, train, &spec, &res, dir, sha, &err);
@@ -883,6 +1001,8 @@ out:
         dataset_free(val);
         if (have_spec)
                 jobspec_deinit(&spec);
+        json_decref(w->receipt);
+        w->receipt = NULL;
         pthread_mutex_lock(&w->lock);
         w->job_id[0] = '\0';
         free(w->progress);

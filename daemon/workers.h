@@ -31,3 +31,5 @@ void workers_stop(struct workers *w);
 /* The live progress JSON of job_id if a worker of this pool runs it
  * (malloc'd), else NULL. userdata is the struct workers. Thread-safe. */
 char *workers_progress(void *userdata, const char *job_id);
+/* The compute threads each worker runs a job with (--threads, or the cores shared among the workers). */
+unsigned workers_threads(const struct workers *pool);

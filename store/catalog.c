@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define ACTIVE_STATES "('queued', 'running', 'cancelling')"
+#define ACTIVE_STATES "('queued', 'running', 'cancelling', 'paused')"
 
 /* ---- datasets --------------------------------------------------------------- */
 
@@ -462,6 +462,30 @@ fail:
 
 int store_model_get(struct store *s, const char *id, struct store_model **ret, struct ft_error *err) {
         return model_get_locked(s, id ? id : "", ret, err);
+}
+
+int store_model_find_by_weights(struct store *s, const char *source_job_id, const char *weights_sha256,
+                                struct store_model **ret, struct ft_error *err) {
+        sqlite3_stmt *st = store_stmt(s,
+                                      "SELECT " MODEL_COLS " FROM models WHERE weights_sha256 = ?1 AND source = 'job'"
+                                      " AND source_job_id = ?2 ORDER BY seq LIMIT 1",
+                                      err);
+        if (!st)
+                return -EIO;
+        sqlite3_bind_text(st, 1, weights_sha256 ? weights_sha256 : "", -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, source_job_id ? source_job_id : "", -1, SQLITE_STATIC);
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW) {
+                r = model_from_row(s, st, ret, err);
+                if (r == 0)
+                        r = 1;
+        } else if (r == SQLITE_DONE) {
+                r = 0;
+        } else {
+                r = store_db_error(s, err, "find model");
+        }
+        sqlite3_reset(st);
+        return r;
 }
 
 static int model_add(struct store *s, sqlite3_stmt *st, void *list, struct ft_error *err) {

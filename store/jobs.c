@@ -16,7 +16,7 @@
 #define JOB_COLS                                                                                                       \
         "id, spec_json, state, priority, attempt, max_attempts, lease_owner, lease_expires_at, model_id, "             \
         "training_file, validation_file, result_model_id, progress_json, result_json, error_json, created_at, "        \
-        "started_at, finished_at, last_epoch, metrics_sha256"
+        "started_at, finished_at, last_epoch, metrics_sha256, pause_requested, runtime_ms, receipt_json, replay_of"
 
 #define MAX_ATTEMPTS_DEFAULT 3
 #define MAX_ATTEMPTS_LIMIT 100
@@ -27,6 +27,7 @@
 static const char *const state_names[STORE_JOB_STATE_COUNT] = {
         [STORE_JOB_QUEUED] = "queued",       [STORE_JOB_RUNNING] = "running", [STORE_JOB_CANCELLING] = "cancelling",
         [STORE_JOB_SUCCEEDED] = "succeeded", [STORE_JOB_FAILED] = "failed",   [STORE_JOB_CANCELLED] = "cancelled",
+        [STORE_JOB_PAUSED] = "paused",
 };
 
 const char *store_job_state_name(enum store_job_state st) {
@@ -60,6 +61,7 @@ void store_job_free(struct store_job *j) {
         free(j->progress_json);
         free(j->result_json);
         free(j->error_json);
+        free(j->receipt_json);
         free(j);
 }
 
@@ -87,7 +89,12 @@ static int job_from_row(sqlite3_stmt *st, struct store_job **ret, struct ft_erro
         j->finished_at = sqlite3_column_int64(st, 17);
         j->last_epoch = sqlite3_column_int64(st, 18);
         store_col_copy(st, 19, j->metrics_sha256, sizeof(j->metrics_sha256));
-        if (!j->spec_json || !j->lease_owner || !j->progress_json || !j->result_json || !j->error_json) {
+        j->pause_requested = sqlite3_column_int(st, 20) != 0;
+        j->runtime_ms = sqlite3_column_int64(st, 21);
+        j->receipt_json = store_col_strdup(st, 22);
+        store_col_copy(st, 23, j->replay_of, sizeof(j->replay_of));
+        if (!j->spec_json || !j->lease_owner || !j->progress_json || !j->result_json || !j->error_json ||
+            !j->receipt_json) {
                 store_job_free(j);
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         }
@@ -152,6 +159,22 @@ static int fence_locked(struct store *s, const char *id, int attempt, enum store
         if (ret_state)
                 *ret_state = st;
         return 0;
+}
+
+static int pause_requested_locked(struct store *s, const char *id, bool *ret, struct ft_error *err) {
+        sqlite3_stmt *st = store_stmt(s, "SELECT pause_requested FROM jobs WHERE id = ?1", err);
+        if (!st)
+                return -EIO;
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW) {
+                *ret = sqlite3_column_int(st, 0) != 0;
+                r = 0;
+        } else {
+                r = store_db_error(s, err, "read job");
+        }
+        sqlite3_reset(st);
+        return r;
 }
 
 /* ---- events (inside a transaction) ------------------------------------------------ */
@@ -274,13 +297,15 @@ static int enqueue_locked(struct store *s, const struct store_job_new *in, const
                 if (r == 0 && in->validation_file && *in->validation_file)
                         r = ref_exists(s, "SELECT 1 FROM datasets WHERE id = ?1", "validation_file", "dataset",
                                        in->validation_file, err);
+                if (r == 0 && in->replay_of && *in->replay_of)
+                        r = ref_exists(s, "SELECT 1 FROM jobs WHERE id = ?1", "replay_of", "job", in->replay_of, err);
                 if (r < 0)
                         return r;
                 sqlite3_stmt *st = store_stmt(
                         s,
                         "INSERT INTO jobs (id, spec_json, state, priority, attempt, max_attempts, model_id,"
-                        " training_file, validation_file, progress_json, result_json, error_json, created_at)"
-                        " VALUES (?1, ?2, 'queued', ?3, 0, ?4, ?5, ?6, ?7, '{}', 'null', 'null', ?8)",
+                        " training_file, validation_file, progress_json, result_json, error_json, created_at,"
+                        " replay_of) VALUES (?1, ?2, 'queued', ?3, 0, ?4, ?5, ?6, ?7, '{}', 'null', 'null', ?8, ?9)",
                         err);
                 if (!st)
                         return -EIO;
@@ -292,6 +317,7 @@ static int enqueue_locked(struct store *s, const struct store_job_new *in, const
                 sqlite3_bind_text(st, 6, in->training_file, -1, SQLITE_STATIC);
                 store_bind_text(st, 7, in->validation_file);
                 sqlite3_bind_int64(st, 8, store_now_ms());
+                store_bind_text(st, 9, in->replay_of);
                 r = store_step_done(s, st, err);
                 if (r < 0)
                         return r;
@@ -441,7 +467,8 @@ int store_job_enqueue(struct store *s, const struct store_job_new *in, struct st
             (r = store_check_string("training_file", in->training_file, STORE_ID_MAX - 1, true, err)) < 0 ||
             (r = store_check_string("validation_file", in->validation_file, STORE_ID_MAX - 1, false, err)) < 0 ||
             (r = store_check_string("idempotency_key", in->idempotency_key, STORE_KEY_MAX, false, err)) < 0 ||
-            (keyed && (r = store_check_string("request_hash", in->request_hash, 128, true, err)) < 0))
+            (keyed && (r = store_check_string("request_hash", in->request_hash, 128, true, err)) < 0) ||
+            (r = store_check_string("replay_of", in->replay_of, STORE_ID_MAX - 1, false, err)) < 0)
                 return r;
         if (max_attempts < 1 || max_attempts > MAX_ATTEMPTS_LIMIT)
                 return ft_error_set(err, -EINVAL, "max_attempts", "'max_attempts' must be between 1 and %d",
@@ -642,10 +669,11 @@ int store_job_count(struct store *s, unsigned states, int64_t *ret, struct ft_er
 /* Move a job to a terminal state (clearing its lease). */
 static int set_terminal_locked(struct store *s, const char *id, enum store_job_state state, const char *error_json,
                                struct ft_error *err) {
-        sqlite3_stmt *st = store_stmt(s,
-                                      "UPDATE jobs SET state = ?2, lease_owner = NULL, lease_expires_at = NULL,"
-                                      " finished_at = ?3, error_json = COALESCE(?4, error_json) WHERE id = ?1",
-                                      err);
+        sqlite3_stmt *st = store_stmt(
+                s,
+                "UPDATE jobs SET state = ?2, lease_owner = NULL, lease_expires_at = NULL, pause_requested = 0,"
+                " finished_at = ?3, error_json = COALESCE(?4, error_json) WHERE id = ?1",
+                err);
         if (!st)
                 return -EIO;
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -828,7 +856,17 @@ fail:
 
 int store_job_heartbeat(struct store *s, const char *id, int attempt, int64_t lease_ms, bool *ret_cancel,
                         struct ft_error *err) {
+        struct store_job_signals sig = {0};
+        int r = store_job_heartbeat_with(s, id, attempt, lease_ms, &sig, err);
+        if (r == 0 && ret_cancel)
+                *ret_cancel = sig.cancel;
+        return r;
+}
+
+int store_job_heartbeat_with(struct store *s, const char *id, int attempt, int64_t lease_ms,
+                             struct store_job_signals *ret, struct ft_error *err) {
         enum store_job_state state;
+        bool pause = false;
         int r = check_lease(lease_ms, err);
         if (r < 0)
                 return r;
@@ -836,6 +874,8 @@ int store_job_heartbeat(struct store *s, const char *id, int attempt, int64_t le
         if (r < 0)
                 return r;
         r = fence_locked(s, id, attempt, &state, err);
+        if (r == 0)
+                r = pause_requested_locked(s, id, &pause, err);
         if (r < 0)
                 goto fail;
         sqlite3_stmt *st = store_stmt(s, "UPDATE jobs SET lease_expires_at = ?2 WHERE id = ?1", err);
@@ -851,8 +891,8 @@ int store_job_heartbeat(struct store *s, const char *id, int attempt, int64_t le
         r = store_tx_commit(s, err);
         if (r < 0)
                 return r;
-        if (ret_cancel)
-                *ret_cancel = state == STORE_JOB_CANCELLING;
+        if (ret)
+                *ret = (struct store_job_signals){.cancel = state == STORE_JOB_CANCELLING, .pause = pause};
         return 0;
 fail:
         store_tx_rollback(s);
@@ -907,7 +947,8 @@ int store_job_finish_with(struct store *s, const char *id, int attempt, const st
         if (!store_job_state_is_terminal(state))
                 return ft_error_set(err, -EINVAL, "state", "a job can only finish as succeeded, failed or cancelled");
         if ((r = store_check_json(s, "result", result_json, false, err)) < 0 ||
-            (r = store_check_json(s, "error", error_json, false, err)) < 0)
+            (r = store_check_json(s, "error", error_json, false, err)) < 0 ||
+            (r = store_check_json(s, "receipt", o->receipt_json, false, err)) < 0)
                 return r;
         if (has_metrics && !sha256_hex_valid(o->metrics_sha256))
                 return ft_error_set(err, -EINVAL, "metrics", "'metrics' must be 64 lowercase hex digits");
@@ -927,11 +968,12 @@ int store_job_finish_with(struct store *s, const char *id, int attempt, const st
                 if (r < 0)
                         goto fail;
         }
-        sqlite3_stmt *st = store_stmt(s,
-                                      "UPDATE jobs SET state = ?2, lease_owner = NULL, lease_expires_at = NULL,"
-                                      " finished_at = ?3, result_json = ?4, error_json = ?5, result_model_id = ?6,"
-                                      " metrics_sha256 = ?7 WHERE id = ?1",
-                                      err);
+        sqlite3_stmt *st = store_stmt(
+                s,
+                "UPDATE jobs SET state = ?2, lease_owner = NULL, lease_expires_at = NULL, pause_requested = 0,"
+                " finished_at = ?3, result_json = ?4, error_json = ?5, result_model_id = ?6,"
+                " metrics_sha256 = ?7, receipt_json = ?8 WHERE id = ?1",
+                err);
         if (!st) {
                 r = -EIO;
                 goto fail;
@@ -943,6 +985,7 @@ int store_job_finish_with(struct store *s, const char *id, int attempt, const st
         sqlite3_bind_text(st, 5, error_json && *error_json ? error_json : "null", -1, SQLITE_STATIC);
         store_bind_text(st, 6, model_id);
         store_bind_text(st, 7, has_metrics ? o->metrics_sha256 : NULL);
+        sqlite3_bind_text(st, 8, o->receipt_json && *o->receipt_json ? o->receipt_json : "null", -1, SQLITE_STATIC);
         r = store_step_done(s, st, err);
         if (r < 0)
                 goto fail;
@@ -999,7 +1042,7 @@ int store_job_cancel(struct store *s, const char *id, struct store_job **ret, st
                 r = ft_error_set(err, -EALREADY, "id", "job '%s' already %s", id, state_names[state]);
                 goto fail;
         }
-        if (state == STORE_JOB_QUEUED) {
+        if (state == STORE_JOB_QUEUED || state == STORE_JOB_PAUSED) {
                 r = set_terminal_locked(s, id, STORE_JOB_CANCELLED, NULL, err);
                 if (r == 0)
                         r = store_event_status(s, id, STORE_JOB_CANCELLED, attempt, "cancel_requested", NULL, err);
@@ -1032,6 +1075,162 @@ int store_job_cancel(struct store *s, const char *id, struct store_job **ret, st
 fail:
         store_tx_rollback(s);
         return r;
+}
+
+/* ---- pause and resume ------------------------------------------------------------------- */
+
+/* Run one statement bound to (id) inside the open transaction. */
+static int job_exec_locked(struct store *s, const char *sql, const char *id, struct ft_error *err) {
+        sqlite3_stmt *st = store_stmt(s, sql, err);
+        if (!st)
+                return -EIO;
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        int r = store_step_done(s, st, err);
+        if (r == 0)
+                store_mark_changed(s, id, false);
+        return r;
+}
+
+/* The job after the change into *ret (when ret), then commit. */
+static int commit_with_job(struct store *s, const char *id, struct store_job **ret, struct ft_error *err) {
+        struct store_job *j = NULL;
+        int r = 0;
+        if (ret) {
+                r = job_get_locked(s, id, &j, err);
+                if (r < 0) {
+                        store_tx_rollback(s);
+                        return r;
+                }
+        }
+        r = store_tx_commit(s, err);
+        if (r < 0) {
+                store_job_free(j);
+                return r;
+        }
+        if (ret)
+                *ret = j;
+        return 0;
+}
+
+int store_job_pause(struct store *s, const char *id, struct store_job **ret, struct ft_error *err) {
+        enum store_job_state state;
+        bool requested = false;
+        int attempt;
+        id = id ? id : "";
+        int r = store_tx_begin(s, err);
+        if (r < 0)
+                return r;
+        r = job_state_locked(s, id, &state, &attempt, err);
+        if (r == 0 && state == STORE_JOB_RUNNING)
+                r = pause_requested_locked(s, id, &requested, err);
+        if (r < 0)
+                goto fail;
+        if (store_job_state_is_terminal(state) || state == STORE_JOB_CANCELLING) {
+                r = ft_error_set(err, -EALREADY, "id", "job '%s' is %s: only a queued or running job can be paused", id,
+                                 state_names[state]);
+                goto fail;
+        }
+        if (state == STORE_JOB_QUEUED) {
+                r = job_exec_locked(s, "UPDATE jobs SET state = 'paused', pause_requested = 0 WHERE id = ?1", id, err);
+                if (r == 0)
+                        r = store_event_status(s, id, STORE_JOB_PAUSED, attempt, "pause_requested", NULL, err);
+                store_mark_changed(s, NULL, true);
+        } else if (state == STORE_JOB_RUNNING && !requested) {
+                r = job_exec_locked(s, "UPDATE jobs SET pause_requested = 1 WHERE id = ?1", id, err);
+                if (r == 0)
+                        r = store_event_insert(s, id, "pause_requested", "{}", NULL, err);
+        }
+        if (r < 0)
+                goto fail;
+        return commit_with_job(s, id, ret, err);
+fail:
+        store_tx_rollback(s);
+        return r;
+}
+
+int store_job_resume(struct store *s, const char *id, struct store_job **ret, struct ft_error *err) {
+        enum store_job_state state;
+        bool requested = false;
+        int attempt;
+        id = id ? id : "";
+        int r = store_tx_begin(s, err);
+        if (r < 0)
+                return r;
+        r = job_state_locked(s, id, &state, &attempt, err);
+        if (r == 0 && state == STORE_JOB_RUNNING)
+                r = pause_requested_locked(s, id, &requested, err);
+        if (r < 0)
+                goto fail;
+        if (state == STORE_JOB_PAUSED) {
+                r = job_exec_locked(s, "UPDATE jobs SET state = 'queued' WHERE id = ?1", id, err);
+                if (r == 0)
+                        r = store_event_status(s, id, STORE_JOB_QUEUED, attempt, "resumed", NULL, err);
+                store_mark_changed(s, NULL, true);
+        } else if (state == STORE_JOB_RUNNING && requested) {
+                r = job_exec_locked(s, "UPDATE jobs SET pause_requested = 0 WHERE id = ?1", id, err);
+                if (r == 0)
+                        r = store_event_insert(s, id, "pause_withdrawn", "{}", NULL, err);
+        } else {
+                r = ft_error_set(err, -EALREADY, "id", "job '%s' is %s: only a paused job can be resumed", id,
+                                 state_names[state]);
+        }
+        if (r < 0)
+                goto fail;
+        return commit_with_job(s, id, ret, err);
+fail:
+        store_tx_rollback(s);
+        return r;
+}
+
+int store_job_pause_done(struct store *s, const char *id, int attempt, struct ft_error *err) {
+        enum store_job_state state;
+        int r = store_tx_begin(s, err);
+        if (r < 0)
+                return r;
+        r = fence_locked(s, id, attempt, &state, err);
+        if (r < 0)
+                goto fail;
+        if (state == STORE_JOB_CANCELLING) {
+                r = set_terminal_locked(s, id, STORE_JOB_CANCELLED, NULL, err);
+                if (r == 0)
+                        r = store_event_status(s, id, STORE_JOB_CANCELLED, attempt, "cancel_requested", NULL, err);
+        } else {
+                r = job_exec_locked(s,
+                                    "UPDATE jobs SET state = 'paused', pause_requested = 0, lease_owner = NULL,"
+                                    " lease_expires_at = NULL, max_attempts = max_attempts + 1 WHERE id = ?1",
+                                    id, err);
+                if (r == 0)
+                        r = store_event_status(s, id, STORE_JOB_PAUSED, attempt, "pause_requested", NULL, err);
+        }
+        if (r < 0)
+                goto fail;
+        return store_tx_commit(s, err);
+fail:
+        store_tx_rollback(s);
+        return r;
+}
+
+int store_job_runtime_add(struct store *s, const char *id, int attempt, int64_t ms, struct ft_error *err) {
+        if (ms < 0)
+                return ft_error_set(err, -EINVAL, "ms", "running time must not be negative");
+        int r = store_tx_begin(s, err);
+        if (r < 0)
+                return r;
+        r = fence_locked(s, id, attempt, NULL, err);
+        sqlite3_stmt *st =
+                r == 0 ? store_stmt(s, "UPDATE jobs SET runtime_ms = runtime_ms + ?2 WHERE id = ?1", err) : NULL;
+        if (r == 0 && !st)
+                r = -EIO;
+        if (r == 0) {
+                sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 2, ms);
+                r = store_step_done(s, st, err);
+        }
+        if (r < 0) {
+                store_tx_rollback(s);
+                return r;
+        }
+        return store_tx_commit(s, err);
 }
 
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
@@ -1448,6 +1647,30 @@ int store_checkpoint_latest(struct store *s, const char *job_id, struct store_ch
         } else {
                 r = store_db_error(s, err, "read checkpoint");
         }
+        sqlite3_reset(st);
+        return r;
+}
+
+int store_checkpoint_get(struct store *s, const char *job_id, int64_t id, struct store_checkpoint **ret,
+                         struct ft_error *err) {
+        enum store_job_state state;
+        int r = job_state_locked(s, job_id ? job_id : "", &state, NULL, err);
+        if (r < 0)
+                return r;
+        sqlite3_stmt *st =
+                store_stmt(s, "SELECT " CHECKPOINT_COLS " FROM checkpoints WHERE job_id = ?1 AND id = ?2", err);
+        if (!st)
+                return -EIO;
+        sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, id);
+        r = sqlite3_step(st);
+        if (r == SQLITE_ROW)
+                r = checkpoint_from_row(st, ret, err);
+        else if (r == SQLITE_DONE)
+                r = ft_error_set(err, -ENOENT, "checkpoint", "job '%s' has no checkpoint %lld (any more)", job_id,
+                                 (long long)id);
+        else
+                r = store_db_error(s, err, "read checkpoint");
         sqlite3_reset(st);
         return r;
 }

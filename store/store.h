@@ -210,12 +210,18 @@ void store_model_list_deinit(struct store_model_list *l);
 int store_model_delete(struct store *s, const char *id, struct ft_error *err);
 int store_model_in_use(struct store *s, const char *id, bool *ret, struct ft_error *err);
 void store_model_free(struct store_model *m);
+/* The oldest model that job `source_job_id` produced with exactly these weights (a checkpoint promoted
+ * before): returns 1 and fills *ret, 0 when there is none. */
+int store_model_find_by_weights(struct store *s, const char *source_job_id, const char *weights_sha256,
+                                struct store_model **ret, struct ft_error *err);
 
 /* ---- jobs ------------------------------------------------------------------------ */
 
 /* queued -> running -> succeeded | failed | cancelled; running -> cancelling ->
  * cancelled (or succeeded/failed if the worker finished first); queued ->
  * cancelled; running -> queued when the lease expires (attempt < max_attempts).
+ * Pause: queued -> paused at once; running (pause_requested) -> paused when the
+ * worker has checkpointed; paused -> queued on resume, -> cancelled on cancel.
  * A terminal state never changes. */
 enum store_job_state {
         STORE_JOB_QUEUED,
@@ -224,6 +230,7 @@ enum store_job_state {
         STORE_JOB_SUCCEEDED,
         STORE_JOB_FAILED,
         STORE_JOB_CANCELLED,
+        STORE_JOB_PAUSED, /* checkpointed and holding no worker until resumed (not terminal) */
         STORE_JOB_STATE_COUNT,
 };
 const char *store_job_state_name(enum store_job_state st); /* "queued", ... */
@@ -251,6 +258,10 @@ struct store_job {
         int64_t last_epoch; /* the highest epoch recorded with store_job_epoch_append (0: none) */
         char metrics_sha256[STORE_SHA256_HEX]; /* the blob of its metrics.json, "" when none */
         int64_t created_at, started_at, finished_at; /* started_at: first claim */
+        bool pause_requested; /* running, asked to pause: the worker checkpoints and stops within one batch */
+        int64_t runtime_ms; /* running time of its earlier claims (store_job_runtime_add), ms */
+        char *receipt_json; /* what makes it repeatable, as the worker recorded it at the finish; "null" before */
+        char replay_of[STORE_ID_MAX]; /* the job this one replays (POST /v1/jobs/{id}/replay), "" if none */
 };
 
 struct store_job_new {
@@ -265,6 +276,7 @@ struct store_job_new {
          * same key with a different hash is -EEXIST param "idempotency_key". */
         const char *idempotency_key; /* NULL/"": none; <= STORE_KEY_MAX */
         const char *request_hash; /* e.g. hex sha256 of the request body; required with a key */
+        const char *replay_of; /* NULL/"": none; else a job that must exist (-ENOENT param "replay_of") */
 };
 
 /* Enqueue a job (state queued, an event "status" {"state":"queued"} as seq 1).
@@ -350,9 +362,40 @@ struct store_job_outcome {
         const char *error_json; /* NULL: "null" */
         const struct store_model_new *model; /* NULL: none */
         const char *metrics_sha256; /* NULL/"": none */
+        const char *receipt_json; /* NULL: "null"; the job's reproducibility receipt */
 };
 int store_job_finish_with(struct store *s, const char *id, int attempt, const struct store_job_outcome *outcome,
                           char ret_model_id[STORE_ID_MAX], struct ft_error *err);
+
+/* ---- pause and resume (issue 18) ---------------------------------------------------- */
+
+/* Request a pause: queued -> paused at once; running -> pause_requested (the
+ * worker sees it on its heartbeat, checkpoints within one batch and calls
+ * store_job_pause_done); paused, or running with a pause requested already,
+ * stays so. -EALREADY (param "id", the state in the message) for a cancelling
+ * or terminal job. *ret (may be NULL) receives the job after the change. */
+int store_job_pause(struct store *s, const char *id, struct store_job **ret, struct ft_error *err);
+/* Undo a pause: paused -> queued (resumes from its newest checkpoint on the
+ * next claim); running with a pause requested -> the request is withdrawn.
+ * -EALREADY for any other state ("is not paused"). *ret as above. */
+int store_job_resume(struct store *s, const char *id, struct store_job **ret, struct ft_error *err);
+
+/* What a heartbeat tells the worker holding the job. */
+struct store_job_signals {
+        bool cancel; /* state cancelling */
+        bool pause; /* pause_requested */
+};
+/* store_job_heartbeat with both signals; ret may be NULL. */
+int store_job_heartbeat_with(struct store *s, const char *id, int attempt, int64_t lease_ms,
+                             struct store_job_signals *ret, struct ft_error *err);
+/* The worker's answer to a pause request, after its checkpoint is recorded:
+ * running -> paused, lease cleared, the flag cleared, and the claim refunded
+ * (max_attempts + 1, as store_job_release); a job that became cancelling
+ * meanwhile is cancelled instead. Fenced: -ESTALE. */
+int store_job_pause_done(struct store *s, const char *id, int attempt, struct ft_error *err);
+/* Add ms of running time to the job's runtime_ms (the worker, before it
+ * pauses, releases or finishes). Fenced: -ESTALE; ms < 0 is -EINVAL. */
+int store_job_runtime_add(struct store *s, const char *id, int attempt, int64_t ms, struct ft_error *err);
 
 /* Give a job back without failing it (graceful shutdown): running/cancelling ->
  * queued (cancelling -> cancelled), lease cleared; the released claim does not
@@ -460,6 +503,10 @@ struct store_checkpoint_list {
 int store_checkpoint_list(struct store *s, const char *job_id, const struct store_page *page,
                           struct store_checkpoint_list *ret, struct ft_error *err);
 void store_checkpoint_list_deinit(struct store_checkpoint_list *l);
+/* One checkpoint of a job by its id: -ENOENT (param "checkpoint") when the job has no such checkpoint (never
+ * had, or pruned by keep), -ENOENT param "id" when the job does not exist. */
+int store_checkpoint_get(struct store *s, const char *job_id, int64_t id, struct store_checkpoint **ret,
+                         struct ft_error *err);
 void store_checkpoint_free(struct store_checkpoint *c);
 
 /* ---- waiting for changes ------------------------------------------------------------- */

@@ -9,8 +9,10 @@ import { h } from './dom.js';
 import { isNum, fmtNum, fmtDuration } from './format.js';
 
 export const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
-export const STATES = ['queued', 'running', 'cancelling', 'succeeded', 'failed', 'cancelled'];
+export const STATES = ['queued', 'running', 'cancelling', 'paused', 'succeeded', 'failed', 'cancelled'];
 export const isLive = (job) => job.state === 'queued' || job.state === 'running';
+/* A cancel reaches it: live, or paused. */
+export const isCancellable = (job) => isLive(job) || job.state === 'paused';
 
 export function stateBadge(state) {
         return h('span', {class: 'state state-' + state, 'data-state': state}, state);

@@ -3,13 +3,13 @@
  * event stream (events.js), progress within the run and the epoch from the
  * job JSON polled every 1.5 s while it is live, its best epoch, the final
  * metrics with the per-class table and the confusion matrix, the setup it
- * was given (base model and data by name), downloads, cancel and delete.
+ * was given (base model and data by name), downloads, pause, resume, cancel and delete.
  *
  * Not for: the event stream's reconnects (events.js) or charts (charts.js). */
 import { api, ApiError, download, reportError, poll } from './api.js';
 import { h, setView } from './dom.js';
 import { isNum, fmtNum, fmtDuration, fmtTime } from './format.js';
-import { TERMINAL, isLive, stateBadge, jobStrategy, progressOf, isPredictions } from './job.js';
+import { TERMINAL, isLive, isCancellable, stateBadge, jobStrategy, progressOf, isPredictions } from './job.js';
 import { calibrationSection } from './calibration.js';
 import { followEvents } from './events.js';
 import { PALETTE, lineChart, chartPoint, chartCanvas, chartUpdate } from './charts.js';
@@ -102,6 +102,57 @@ export function viewJob(params, id) {
                                                        cancelBtn.disabled = false;
                                                }
                                        }}, 'Cancel job');
+        /* Pause (a queued or running job; a running one checkpoints within one batch) and resume (a paused one,
+         * or a pause its worker has not reached yet): POST .../pause | .../resume, the answer drawn at once. */
+        const action = (btn, verb) => async () => {
+                btn.disabled = true;
+                try {
+                        job = await api('POST', path + '/' + verb);
+                        render();
+                } catch (e) {
+                        reportError(e);
+                        btn.disabled = false;
+                }
+        };
+        const pauseBtn = h('button', {type: 'button', id: 'pause-job', hidden: true}, 'Pause');
+        pauseBtn.onclick = action(pauseBtn, 'pause');
+        const resumeBtn = h('button', {type: 'button', id: 'resume-job', hidden: true}, 'Resume');
+        resumeBtn.onclick = action(resumeBtn, 'resume');
+        /* Clone: a dialog with a partial job spec (JSON) merged over this job's (POST .../clone, RFC 7386:
+         * null resets a field to its default); the new job's page opens. */
+        const clonePatch = h('textarea', {id: 'clone-patch', rows: 8, spellcheck: 'false', class: 'mono',
+                                          'aria-describedby': 'clone-help'},
+                             '{\n  "hyperparameters": {"learning_rate": 0.001}\n}');
+        const cloneError = h('p', {class: 'field-error', id: 'clone-error', role: 'alert'});
+        const cloneDialog = h('dialog', {id: 'clone-dialog', 'aria-labelledby': 'clone-title'},
+                h('form', {method: 'dialog', onsubmit: async (ev) => {
+                        ev.preventDefault();
+                        let patch;
+                        try {
+                                patch = JSON.parse(clonePatch.value.trim() || '{}');
+                        } catch (e) {
+                                cloneError.textContent = 'not JSON: ' + e.message;
+                                return;
+                        }
+                        try {
+                                const made = await api('POST', path + '/clone', {json: patch});
+                                cloneDialog.close();
+                                location.hash = '#/jobs/' + encodeURIComponent(made.id);
+                        } catch (e) {
+                                cloneError.textContent = e.message + (e.param ? ' (' + e.param + ')' : '');
+                        }
+                }},
+                  h('h2', {id: 'clone-title'}, 'Clone job'),
+                  h('p', {id: 'clone-help'}, 'A new job with this job\'s spec; the fields below replace its own ' +
+                    '(objects merge, null restores a default).'),
+                  h('label', {for: 'clone-patch'}, 'Changes (partial job spec, JSON)'), clonePatch, cloneError,
+                  h('div', {class: 'actions'},
+                    h('button', {type: 'submit', class: 'primary', id: 'clone-submit'}, 'Clone'),
+                    h('button', {type: 'button', onclick: () => cloneDialog.close()}, 'Close'))));
+        const cloneBtn = h('button', {type: 'button', id: 'clone-job', onclick: () => {
+                cloneError.textContent = '';
+                cloneDialog.showModal();
+        }}, 'Clone…');
         const dlModel = h('button', {type: 'button', id: 'download-model', hidden: true,
                                      onclick: () => download(path + '/artifacts/model.safetensors', id + '.safetensors').catch(reportError)},
                           'Download model');
@@ -150,7 +201,8 @@ export function viewJob(params, id) {
 
         setView('Job ' + id,
                 h('div', {class: 'toolbar'}, h('h1', {}, 'Job ', h('span', {class: 'mono'}, id)), badge,
-                  cancelBtn, dlModel, dlPredictions, dlMetrics, compareLink, deleteBtn),
+                  pauseBtn, resumeBtn, cancelBtn, cloneBtn, dlModel, dlPredictions, dlMetrics, compareLink, deleteBtn),
+                cloneDialog,
                 errorBox,
                 h('section', {class: 'card progress-card', id: 'job-progress'}, h('h2', {}, 'Progress'),
                   h('div', {class: 'progress'}, epochText, epochBar),
@@ -215,6 +267,7 @@ export function viewJob(params, id) {
                                                      'all ' + pr.epochs + ' epochs') :
                         TERMINAL.has(job.state) ? job.state + (pr.epoch ? ' in epoch ' + pr.epoch + ' of ' + pr.epochs : ' before its first epoch') :
                         job.state === 'queued' ? 'queued: ' + pr.epochs + ' epochs' :
+                        job.state === 'paused' ? 'paused' + (pr.epoch ? ' in epoch ' + pr.epoch + ' of ' + pr.epochs : '') :
                         pr.epoch ? 'epoch ' + pr.epoch + ' of ' + pr.epochs : 'starting: ' + pr.epochs + ' epochs';
                 stepBar.value = job.state === 'succeeded' ? 1 : pr.within || 0;
                 stepText.textContent = isNum(p.batch) && p.batches && !TERMINAL.has(job.state) ?
@@ -272,8 +325,12 @@ export function viewJob(params, id) {
 
         function render() {
                 badge.replaceChildren(stateBadge(job.state));
-                cancelBtn.hidden = !isLive(job);
-                cancelBtn.disabled = !isLive(job);
+                cancelBtn.hidden = cancelBtn.disabled = !isCancellable(job);
+                const pausable = isLive(job) && !job.pause_requested;
+                pauseBtn.hidden = pauseBtn.disabled = !pausable;
+                const resumable = job.state === 'paused' || (job.state === 'running' && !!job.pause_requested);
+                resumeBtn.hidden = resumeBtn.disabled = !resumable;
+                resumeBtn.textContent = job.state === 'paused' ? 'Resume' : 'Resume (pausing…)';
                 dlModel.hidden = dlMetrics.hidden = job.state !== 'succeeded';
                 dlPredictions.hidden = !isPredictions(job) || job.state !== 'succeeded';
                 curves.hidden = isPredictions(job);

@@ -94,7 +94,7 @@ ok(differ.length === 0, `the ${withDefaults.length} schema defaults equal jobspe
 // Every field the parser writes out is in the schema, and every field of the
 // schema is in what the parser writes out: the echo of a spec with every
 // object given validates, and names every schema path.
-const full = {...MIN, early_stopping: {}, preprocess: {normalize: {mean: [0.5], std: [0.5]}, resize: [8, 8],
+const full = {...MIN, early_stopping: {}, from_checkpoint: {job: 'job_000000000000000000000001', checkpoint: '1'}, preprocess: {normalize: {mean: [0.5], std: [0.5]}, resize: [8, 8],
                                                        channels: 3}};
 const [fv] = parserVerdicts(bin, [full]);
 ok(fv.ok && validate(fv.spec), 'the parser\'s echo of a full spec validates against the schema',

@@ -36,11 +36,11 @@ static void test_migrations(void) {
         char *d = tmpdir_make("mig"), path[600];
 
         ok(store_open(d, &s, &err) == 0, "open on an empty directory creates the database");
-        is_int(store_schema_version(s), 5, "empty database migrated to version 5");
+        is_int(store_schema_version(s), 6, "empty database migrated to version 6");
         store_close(s);
         s = NULL;
         ok(store_open(d, &s, &err) == 0, "reopen an already migrated database");
-        is_int(store_schema_version(s), 5, "still version 5, nothing re-run");
+        is_int(store_schema_version(s), 6, "still version 6, nothing re-run");
         store_close(s);
         s = NULL;
 
@@ -51,7 +51,7 @@ static void test_migrations(void) {
                           " STRICT; INSERT INTO meta VALUES ('k', 'v'); PRAGMA user_version = 1;") == 0,
            "made a version 1 database");
         ok(store_open(d1, &s, &err) == 0, "version 1 database opens");
-        is_int(store_schema_version(s), 5, "version 1 migrated to 5");
+        is_int(store_schema_version(s), 6, "version 1 migrated to 6");
         store_close(s);
         s = NULL;
         sqlite3 *db;
@@ -157,7 +157,7 @@ static void test_migration_v2(void) {
         snprintf(path, sizeof(path), "%s/finetuned.db", d2);
         ok(raw_exec(path, v2_schema) == 0, "made a version 2 database with an IDX pair as two datasets");
         ok(store_open(d2, &s, &err) == 0, "it opens (%s)", err.message);
-        is_int(s ? store_schema_version(s) : 0, 5, "version 2 migrated to 5");
+        is_int(s ? store_schema_version(s) : 0, 6, "version 2 migrated to 6");
         if (!s) {
                 tmpdir_remove(d2);
                 free(d2);
@@ -195,6 +195,11 @@ static void test_migration_v2(void) {
                    store_job_count(s, 0, &all, &err) == 0 && all == 1,
            "migration 5 counted the queued job already there (%lld queued, %lld in all)", (long long)queued,
            (long long)all);
+        ok(store_job_pause(s, "job_old000000000000000000000", &j, &err) == 0 && j->state == STORE_JOB_PAUSED,
+           "migration 6 widened the state CHECK of an old table: its queued job pauses (%s)", err.message);
+        store_job_free(j);
+        j = NULL;
+        ok(store_job_resume(s, "job_old000000000000000000000", NULL, &err) == 0, "and resumes");
         bool orphan = true, labels = false;
         ok(store_blob_gc(s, 0, NULL, &err) == 0 &&
                    store_blob_exists(s, "4444444444444444444444444444444444444444444444444444444444444444", &orphan,
@@ -802,6 +807,81 @@ static void test_finish_cancel_release(struct store *s) {
 
 /* ---- delete ------------------------------------------------------------------------ */
 
+/* Pause and resume (issue 18): queued pauses at once, running pauses when the worker says its checkpoint is
+ * written, resume requeues, a paused job holds its references, cancel of a paused job is immediate. */
+static void test_pause_resume(struct store *s) {
+        struct ft_error err = {0};
+        struct store_job *j = NULL, *cur = NULL;
+        struct store_job_new in = job_new(&R);
+        struct store_job_signals sig = {0};
+        bool used = false;
+        int64_t n = -1;
+
+        drain_queue(s);
+        store_job_enqueue(s, &in, &j, &err);
+        ok(store_job_pause(s, j->id, &cur, &err) == 0 && cur->state == STORE_JOB_PAUSED && !cur->pause_requested,
+           "queued -> paused at once");
+        store_job_free(cur);
+        ok(store_job_claim(s, "w", 60000, &cur, &err) == 0, "a paused job is not claimed");
+        ok(store_job_count(s, STORE_JOB_STATE_BIT(STORE_JOB_PAUSED), &n, &err) == 0 && n == 1, "counted as paused");
+        ok(store_model_in_use(s, R.model, &used, &err) == 0 && used, "a paused job holds its model");
+        ok(store_job_pause(s, j->id, NULL, &err) == 0, "pausing a paused job is fine");
+        ok(store_job_resume(s, j->id, &cur, &err) == 0 && cur->state == STORE_JOB_QUEUED, "resume -> queued");
+        store_job_free(cur);
+        ok(store_job_resume(s, j->id, NULL, &err) == -EALREADY && strstr(err.message, "queued"),
+           "resume of a queued job refused (%s)", err.message);
+        store_job_free(j);
+
+        ok(store_job_claim(s, "w", 60000, &j, &err) == 1, "claimed");
+        ok(store_job_heartbeat_with(s, j->id, j->attempt, 60000, &sig, &err) == 0 && !sig.pause && !sig.cancel,
+           "no signal yet");
+        ok(store_job_pause(s, j->id, &cur, &err) == 0 && cur->state == STORE_JOB_RUNNING && cur->pause_requested,
+           "running: pause requested, still running");
+        store_job_free(cur);
+        ok(store_job_heartbeat_with(s, j->id, j->attempt, 60000, &sig, &err) == 0 && sig.pause && !sig.cancel,
+           "the heartbeat says pause");
+        ok(store_job_resume(s, j->id, &cur, &err) == 0 && cur->state == STORE_JOB_RUNNING && !cur->pause_requested,
+           "resume before the worker paused withdraws the request");
+        store_job_free(cur);
+        ok(store_job_heartbeat_with(s, j->id, j->attempt, 60000, &sig, &err) == 0 && !sig.pause, "no pause signal");
+        store_job_pause(s, j->id, NULL, &err);
+        ok(store_job_runtime_add(s, j->id, j->attempt, 1500, &err) == 0, "running time recorded");
+        ok(store_job_pause_done(s, j->id, j->attempt, &err) == 0, "the worker paused");
+        ok(store_job_get(s, j->id, &cur, &err) == 0 && cur->state == STORE_JOB_PAUSED && !cur->pause_requested &&
+                   cur->lease_owner[0] == '\0' && cur->max_attempts == 4 && cur->runtime_ms == 1500,
+           "paused: no lease, flag cleared, the claim refunded, 1.5 s of running time");
+        store_job_free(cur);
+        ok(store_job_pause_done(s, j->id, j->attempt, &err) == -ESTALE, "the fence holds after the pause");
+        ok(store_job_runtime_add(s, j->id, j->attempt, 1, &err) == -ESTALE, "so does the running time");
+        ok(store_job_resume(s, j->id, NULL, &err) == 0, "resumed");
+        store_job_free(j);
+        ok(store_job_claim(s, "w", 60000, &j, &err) == 1 && j->attempt == 2 && j->runtime_ms == 1500,
+           "claimed again as attempt 2, its running time kept");
+        ok(store_job_pause(s, j->id, NULL, &err) == 0 && store_job_cancel(s, j->id, NULL, &err) == 0,
+           "pause, then cancel");
+        ok(store_job_pause(s, j->id, NULL, &err) == -EALREADY, "a cancelling job cannot pause");
+        ok(store_job_pause_done(s, j->id, j->attempt, &err) == 0 && store_job_get(s, j->id, &cur, &err) == 0 &&
+                   cur->state == STORE_JOB_CANCELLED,
+           "cancel wins over the pause");
+        store_job_free(cur);
+        store_job_free(j);
+
+        /* a lease lost while a pause was asked for: requeued with the request, paused right after the resume */
+        store_job_enqueue(s, &in, NULL, &err);
+        store_job_claim(s, "w", 1, &j, &err);
+        store_job_pause(s, j->id, NULL, &err);
+        sleep_ms(5);
+        store_job_requeue_expired(s, NULL, &err);
+        store_job_free(j);
+        ok(store_job_claim(s, "w", 60000, &j, &err) == 1 && j->pause_requested, "the pause request survives a requeue");
+        store_job_pause_done(s, j->id, j->attempt, &err);
+        ok(store_job_cancel(s, j->id, &cur, &err) == 0 && cur->state == STORE_JOB_CANCELLED,
+           "paused -> cancelled at once");
+        store_job_free(cur);
+        ok(store_job_pause(s, j->id, NULL, &err) == -EALREADY, "a cancelled job cannot pause");
+        store_job_free(j);
+}
+
 static void test_job_delete(struct store *s) {
         struct ft_error err = {0};
         struct store_job *j = NULL, *cur = NULL;
@@ -1283,6 +1363,7 @@ int main(void) {
         test_claim_order_and_lists(s);
         test_lease_and_fencing(s);
         test_finish_cancel_release(s);
+        test_pause_resume(s);
         test_checkpoint_keep(s);
         test_epochs_and_metrics(s);
         test_event_best(s);

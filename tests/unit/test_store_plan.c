@@ -111,7 +111,7 @@ int main(void) {
         refs_make(s, &r);
         struct store_job_new in = job_new(&r);
         /* 600 jobs (75 of them deleted again): mostly queued, some running, cancelling, succeeded, failed, cancelled,
-         * interleaved */
+         * paused, interleaved */
         int made = 0;
         for (int i = 0; i < 600; i++) {
                 struct store_job *j = NULL;
@@ -119,7 +119,9 @@ int main(void) {
                 if (store_job_enqueue(s, &in, &j, &err) < 0)
                         break;
                 made++;
-                if (i % 4 == 1) {
+                if (i % 4 == 3 && i % 3 == 0) {
+                        store_job_pause(s, j->id, NULL, &err); /* paused, interleaved with the rest */
+                } else if (i % 4 == 1) {
                         store_job_cancel(s, j->id, NULL, &err);
                         if (i % 8 == 1)
                                 store_job_delete(s, j->id, &err);
