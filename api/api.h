@@ -7,6 +7,7 @@
 #pragma once
 
 #include "common/common.h"
+#include "common/netaddr.h"
 
 #define API_TOKEN_MAX 256 /* one token */
 #define API_TOKENS_MAX 16 /* tokens in one token file */
@@ -32,6 +33,8 @@ struct api_options {
          * NULL when this process is not running the job. May be NULL. */
         char *(*job_progress)(void *userdata, const char *job_id);
         void *job_progress_userdata;
+        /* Internal addresses a webhook URL may name (--webhook-allow); NULL: none. Copied at start. */
+        const struct netaddr_list *webhook_allow;
 };
 
 /* Resolve host:port (numeric or a name such as localhost), create, bind and
