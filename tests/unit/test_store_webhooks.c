@@ -1,9 +1,10 @@
 /* test_store_webhooks.c - the webhook outbox and job labels in the store: a
  * delivery row per subscribed endpoint written with the event itself (and
- * none for an endpoint that does not subscribe, none for a rolled-back
- * event), one msg_id per event across endpoints, the claim's lease and the
- * fenced result, retry and give-up, the endpoint cap, delete, prune; labels
- * stored, shown, filtered (one pair, two pairs, with a state), limits. */
+ * none for an endpoint that does not subscribe, none for an event the fence
+ * refuses), one msg_id per event across endpoints, the claim's lease and the
+ * fenced result (a second result for one claim is refused), retry and
+ * give-up, the endpoint cap, delete, prune; labels stored, shown, filtered
+ * (one pair, two pairs, with a state), limits. */
 #include <errno.h>
 #include <time.h>
 
@@ -86,6 +87,9 @@ int main(void) {
         ok(store_job_finish(s, j->id, c->attempt, STORE_JOB_SUCCEEDED, "{}", NULL, NULL, NULL, &err) == 0, "finish");
         ok(pending_for(s, a->id, "job.succeeded") == 1 && pending_for(s, b->id, "job.succeeded") == 1,
            "job.succeeded for both");
+        ok(store_job_epoch_append(s, j->id, c->attempt, 2, "{\"epoch\":2}", NULL, &err) == -ESTALE &&
+                   pending_for(s, a->id, "job.epoch") == 1,
+           "an epoch the fence refuses (the job is finished) leaves no delivery");
 
         struct store_webhook_delivery_list da = {0}, db = {0};
         store_webhook_deliveries(s, a->id, &(struct store_page){.limit = 10}, &da, &err);
