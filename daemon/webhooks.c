@@ -225,11 +225,20 @@ static void on_change(const char *job_id, void *userdata) {
         curl_multi_wakeup(w->multi);
 }
 
+/* Claim what is due, if anything: a read first, so that an idle sender never takes the write lock the workers
+ * and the API write under. */
 static void claim_more(struct webhooks *w) {
         if (w->in_flight >= WEBHOOKS_IN_FLIGHT)
                 return;
         struct store_webhook_delivery_list l = {0};
         struct ft_error err = {0};
+        int64_t due = 0;
+        if (store_webhook_next_due(w->store, &due, &err) < 0) {
+                log_warning("webhooks: cannot read the outbox: %s", err.message);
+                return;
+        }
+        if (due == 0 || due > ft_now_unix_ms())
+                return;
         if (store_webhook_claim(w->store, WEBHOOKS_IN_FLIGHT - w->in_flight, CLAIM_LEASE_MS, &l, &err) < 0) {
                 log_warning("webhooks: cannot claim deliveries: %s", err.message);
                 return;
