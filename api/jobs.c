@@ -1,8 +1,9 @@
 /* jobs.c - /v1/jobs: create (job spec validated with compute/jobspec.h plus
  * the checks that need the store: ids, then model and data against each other
  * with compute/job.h's job_check on the facts the store recorded), idempotent
- * retries, the queue cap, list, get, cancel, delete, events (JSON
- * or SSE), checkpoints and artifacts.
+ * retries, the queue cap, labels (metadata, suffix) and the metadata[KEY]
+ * list filter, list, get, cancel, delete, events (JSON or SSE), checkpoints
+ * and artifacts.
  * Not for: running jobs (daemon/workers.c), the SSE machinery (sse.c). */
 #include <limits.h>
 #include <math.h>

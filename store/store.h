@@ -1,5 +1,6 @@
 /* store.h - durable state: datasets, models, the job queue with leases, job
- * events, checkpoints, idempotency keys and the content-addressed blob store.
+ * events, checkpoints, idempotency keys, job labels, webhook endpoints with
+ * their outbox, and the content-addressed blob store.
  *
  * This is the contract the rest of finetuned sees. It is written so that a
  * PostgreSQL implementation could sit behind it later (several daemons sharing
@@ -39,7 +40,8 @@
  *   0 means "not yet". JSON fields are text (NUL-terminated), never NULL on a
  *   returned record except where noted.
  * - Ids are a prefix plus 24 lowercase hex characters from getrandom():
- *   "ds_", "mdl_", "job_". Lists are newest first unless noted.
+ *   "ds_", "mdl_", "job_", "wh_" (webhooks), "msg_" (webhook messages). Lists
+ *   are newest first unless noted.
  */
 #pragma once
 
