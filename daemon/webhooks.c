@@ -14,6 +14,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "api/prometheus.h"
 #include "common/base64.h"
 #include "common/log.h"
 #include "common/sha256.h"
@@ -115,6 +116,9 @@ static void record(struct webhooks *w, const struct store_webhook_delivery *d, b
                 if (now + wait_ms <= d->created_at + (int64_t)WEBHOOKS_RETRY_WINDOW_S * 1000)
                         a.retry_at = now + wait_ms;
         }
+        api_metrics_webhook_attempt(delivered    ? API_METRICS_WEBHOOK_DELIVERED
+                                    : a.retry_at ? API_METRICS_WEBHOOK_RETRY
+                                                 : API_METRICS_WEBHOOK_GIVEN_UP);
         struct ft_error err = {0};
         int r = store_webhook_attempt_done(w->store, d, &a, &err);
         if (r == -ESTALE)

@@ -197,6 +197,9 @@ curl -s --max-time 5 "$BASE/healthz" | jq -e '.status == "ok"' >/dev/null; ok $?
 timed_out() { curl -s "$BASE/v1/webhooks/$wh/deliveries" | jq -e --arg j "$job5" \
         '[.data[] | select(.job == $j and .attempts >= 1 and .state == "pending" and (.last_error // "" | test("[Tt]imeout|timed out")))] | length >= 1' >/dev/null; }
 wait_for 60 timed_out; ok $? "its deliveries time out and stay pending for a retry"
+metric() { curl -s "$BASE/metrics" | sed -n "s/^finetuned_webhook_attempts_total{result=\"$1\"} //p"; }
+[ "$(metric delivered)" -ge 4 ] && [ "$(metric retry)" -ge 1 ] && [ "$(metric given_up)" = 0 ]
+ok $? "GET /metrics counts this process's attempts: delivered $(metric delivered), retry $(metric retry), given_up $(metric given_up)"
 rm -f "$R/slow_ms"
 
 # ---- every request the receiver saw carried a valid signature --------------------------------------------
