@@ -7,6 +7,7 @@
 #pragma once
 
 #include "common/common.h"
+#include "common/netaddr.h"
 
 #define API_TOKEN_MAX 256 /* one token */
 #define API_TOKENS_MAX 16 /* tokens in one token file */
@@ -34,6 +35,8 @@ struct api_options {
         void *job_progress_userdata;
         unsigned job_threads; /* compute threads per job in this daemon's workers (replays, dry runs); 0: unknown */
         unsigned job_workers; /* this daemon's workers, for a dry run's warning; 0: unknown */
+        /* Internal addresses a webhook URL may name (--webhook-allow); NULL: none. Copied at start. */
+        const struct netaddr_list *webhook_allow;
 };
 
 /* Resolve host:port (numeric or a name such as localhost), create, bind and

@@ -212,7 +212,7 @@ enum MHD_Result api_reply_file(struct api_request *req, const char *path, const 
 
 const struct api_field api_deleted_shape[] = {
         {"id", API_T_STRING},
-        {"object", API_T_STRING, .choices = (const char *const[]){"dataset", "model", "job", NULL}},
+        {"object", API_T_STRING, .choices = (const char *const[]){"dataset", "model", "job", "webhook", NULL}},
         {"deleted", API_T_BOOL},
         {NULL},
 };

@@ -8,6 +8,7 @@
 #include <pthread.h>
 
 #include "api/api.h"
+#include "common/netaddr.h"
 #include "compute/compute.h"
 
 #define API_MAX_PATH_PARAMS 4
@@ -33,6 +34,7 @@ struct api_server {
         char *openapi; /* the generated OpenAPI document, built once at start */
         size_t openapi_len;
         struct conn_table *conns; /* server.c: every connection, for deadlines and caps */
+        struct netaddr_list webhook_allow; /* internal addresses a webhook URL may name (--webhook-allow) */
 };
 
 /* One file streamed from the request body (the raw body or one multipart
@@ -387,6 +389,28 @@ enum MHD_Result api_jobs_delete(struct api_request *req);
 enum MHD_Result api_jobs_events(struct api_request *req);
 enum MHD_Result api_jobs_checkpoints(struct api_request *req);
 enum MHD_Result api_jobs_artifact(struct api_request *req);
+/* Labels on jobs (jobs.c): the "metadata" object of POST /v1/jobs checked against OpenAI's limits (at most 16
+ * pairs, keys 1..64 bytes, string values up to 512) and the "suffix" of the model the job produces (1..64 of
+ * [A-Za-z0-9._-]); -EINVAL with param naming the member. No connection needed (tests/fuzz). */
+int api_job_labels_check(const json_t *metadata, const json_t *suffix, struct ft_error *err);
+extern const struct api_field api_job_create_fields[]; /* what POST /v1/jobs takes beside the JobSpec */
+
+/* Webhooks (webhooks.c). */
+extern const char *const api_webhook_event_types[]; /* NULL-terminated */
+extern const struct api_field api_webhook_create_fields[];
+extern const struct api_field api_webhook_shape[];
+extern const struct api_field api_webhook_created_shape[]; /* the create's answer: with the secret */
+extern const struct api_field api_webhook_delivery_shape[];
+extern const struct api_field api_webhook_test_shape[];
+/* The URL policy of an endpoint: http(s), no credentials, a host and port, and no internal address literal
+ * (localhost included) unless allow names it. -EINVAL with param "url". */
+int api_webhook_url_check(const char *url, const struct netaddr_list *allow, struct ft_error *err);
+enum MHD_Result api_webhooks_create(struct api_request *req);
+enum MHD_Result api_webhooks_list(struct api_request *req);
+enum MHD_Result api_webhooks_get(struct api_request *req);
+enum MHD_Result api_webhooks_delete(struct api_request *req);
+enum MHD_Result api_webhooks_test(struct api_request *req);
+enum MHD_Result api_webhooks_deliveries(struct api_request *req);
 /* The embedded dashboard (static.c): GET / and GET /static/{name}. */
 enum MHD_Result api_static_index(struct api_request *req);
 enum MHD_Result api_static_file(struct api_request *req);

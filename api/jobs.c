@@ -1,8 +1,9 @@
 /* jobs.c - /v1/jobs: create (job spec validated with compute/jobspec.h plus
  * the checks that need the store: ids, then model and data against each other
  * with compute/job.h's job_check on the facts the store recorded), idempotent
- * retries, the queue cap, list, get, cancel, delete, events (JSON
- * or SSE), checkpoints and artifacts.
+ * retries, the queue cap, labels (metadata, suffix) and the metadata[KEY]
+ * list filter, list, get, cancel, delete, events (JSON or SSE), checkpoints
+ * and artifacts.
  * Not for: running jobs (daemon/workers.c), the SSE machinery (sse.c). */
 #include <limits.h>
 #include <math.h>
@@ -68,8 +69,59 @@ const struct api_field api_job_shape[] = {
                         "differences (the receipt fields that differ)"},
         {"best", API_T_OBJECT, .nullable = true, .fields = api_job_best_shape,
          .description = "the best validation metric so far (api/best.c), null before the first epoch"},
+        {"metadata", API_T_OBJECT, .description = "the labels given at create ({} when none)"},
+        {"suffix", API_T_STRING, .nullable = true, .description = "names the model it produces"},
         {NULL},
 };
+
+const struct api_field api_job_create_fields[] = {
+        {"metadata", API_T_OBJECT,
+         .description = "labels: at most 16 string pairs, keys up to 64 characters, values up to 512; "
+                        "GET /v1/jobs?metadata[KEY]=VALUE lists the jobs that have one"},
+        {"suffix", API_T_STRING, .max_len = 64,
+         .description = "up to 64 of A-Z a-z 0-9 . _ -: the model the job produces is named "
+                        "'<base model name>:<suffix>'"},
+        {NULL},
+};
+
+int api_job_labels_check(const json_t *metadata, const json_t *suffix, struct ft_error *err) {
+        if (metadata && !json_is_null(metadata)) {
+                if (!json_is_object(metadata))
+                        return ft_error_set(err, -EINVAL, "metadata", "'metadata' must be an object of strings");
+                if (json_object_size(metadata) > STORE_METADATA_MAX)
+                        return ft_error_set(err, -EINVAL, "metadata", "'metadata' has %zu pairs: at most %d",
+                                            json_object_size(metadata), STORE_METADATA_MAX);
+                const char *k;
+                const json_t *v;
+                json_object_foreach((json_t *)metadata, k, v) {
+                        char param[FT_ERROR_PARAM_MAX];
+                        snprintf(param, sizeof(param), "metadata.%.64s", k);
+                        if (!*k || strlen(k) > STORE_METADATA_KEY_MAX)
+                                return ft_error_set(err, -EINVAL, "metadata",
+                                                    "'metadata' keys must be 1 to %d characters",
+                                                    STORE_METADATA_KEY_MAX);
+                        if (!json_is_string(v))
+                                return ft_error_set(err, -EINVAL, param, "'%s' must be a string", param);
+                        if (strlen(json_string_value(v)) > STORE_METADATA_VALUE_MAX ||
+                            strlen(json_string_value(v)) != json_string_length(v))
+                                return ft_error_set(err, -EINVAL, param,
+                                                    "'%s' must be at most %d characters (and no NUL)", param,
+                                                    STORE_METADATA_VALUE_MAX);
+                }
+        }
+        if (suffix && !json_is_null(suffix)) {
+                const char *t = json_string_value(suffix);
+                size_t n = t ? strlen(t) : 0;
+                bool good = t && n >= 1 && n <= STORE_SUFFIX_MAX - 1;
+                for (size_t i = 0; good && i < n; i++)
+                        good = (t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') ||
+                               (t[i] >= '0' && t[i] <= '9') || t[i] == '.' || t[i] == '_' || t[i] == '-';
+                if (!good)
+                        return ft_error_set(err, -EINVAL, "suffix",
+                                            "'suffix' must be 1 to 64 of the characters A-Z a-z 0-9 . _ -");
+        }
+        return 0;
+}
 
 const struct api_field api_event_shape[] = {
         {"seq", API_T_INT, .description = "per job, from 1, in order (the SSE id)"},
@@ -104,17 +156,23 @@ json_t *api_job_json(struct api_server *server, struct store *st, const struct s
         json_t *best = api_job_best_json(st, j, spec, metrics);
         const char *kind = json_string_value(json_object_get(spec, "kind"));
         json_t *replay = api_job_replay_json(st, j);
+        json_t *metadata = api_json_text(j->metadata_json);
+        if (!json_is_object(metadata)) {
+                json_decref(metadata);
+                metadata = json_object();
+        }
         json_t *out = json_pack(
-                "{s:s,s:s,s:s,s:i,s:i,s:s,s:s,s:s?,s:o,s:o,s:o,s:o,s:o,s:s?,s:I,s:o,s:o,s:b,s:f,s:o,s:s?,s:o}", "id",
-                j->id, "object", "job", "state", store_job_state_name(j->state), "attempt", j->attempt, "max_attempts",
-                j->max_attempts, "model", j->model_id, "training_file", j->training_file, "validation_file",
-                j->validation_file[0] ? j->validation_file : NULL, "spec", spec, "progress", progress, "metrics",
-                metrics, "best", best, "error", api_json_text(j->error_json), "result_model",
+                "{s:s,s:s,s:s,s:i,s:i,s:s,s:s,s:s?,s:o,s:o,s:o,s:o,s:o,s:s?,s:I,s:o,s:o,s:b,s:f,s:o,s:s?,s:o,s:o,s:s?}",
+                "id", j->id, "object", "job", "state", store_job_state_name(j->state), "attempt", j->attempt,
+                "max_attempts", j->max_attempts, "model", j->model_id, "training_file", j->training_file,
+                "validation_file", j->validation_file[0] ? j->validation_file : NULL, "spec", spec, "progress",
+                progress, "metrics", metrics, "best", best, "error", api_json_text(j->error_json), "result_model",
                 j->result_model_id[0] ? j->result_model_id : NULL, "created_at", (json_int_t)(j->created_at / 1000),
                 "started_at", j->started_at ? json_integer(j->started_at / 1000) : json_null(), "finished_at",
                 j->finished_at ? json_integer(j->finished_at / 1000) : json_null(), "pause_requested",
                 j->pause_requested, "runtime_seconds", (double)j->runtime_ms / 1000.0, "receipt",
-                api_json_text(j->receipt_json), "replay_of", j->replay_of[0] ? j->replay_of : NULL, "replay", replay);
+                api_json_text(j->receipt_json), "replay_of", j->replay_of[0] ? j->replay_of : NULL, "replay", replay,
+                "metadata", metadata, "suffix", j->suffix[0] ? j->suffix : NULL);
         if (out)
                 json_object_set_new(
                         out, "kind",
@@ -272,14 +330,36 @@ enum MHD_Result api_jobs_create(struct api_request *req) {
 
 enum MHD_Result api_jobs_submit(struct api_request *req, struct store *st, json_t *root, const char *key) {
         struct ft_error err = {0};
-        struct jobspec spec;
         int r = api_from_checkpoint_resolve(req, st, root, &err);
         if (r < 0) {
                 json_decref(root);
                 return api_reply_ft_error(req, r, &err);
         }
-        r = jobspec_parse(root, &spec, &err);
+        /* the labels are the API's, not the job spec's: checked here, the rest goes to jobspec_parse */
+        json_t *metadata = json_object_get(root, "metadata"), *suffix = json_object_get(root, "suffix");
+        r = api_job_labels_check(metadata, suffix, &err);
+        json_t *spec_root = r < 0 ? NULL : json_copy(root);
+        if (!spec_root) {
+                json_decref(root);
+                return api_reply_ft_error(req, r < 0 ? r : -ENOMEM, &err);
+        }
+        json_object_del(spec_root, "metadata");
+        json_object_del(spec_root, "suffix");
+        struct store_metadata_pair pairs[STORE_METADATA_MAX];
+        size_t n_pairs = 0;
+        char *metadata_text = NULL;
+        if (json_is_object(metadata)) {
+                const char *k;
+                json_t *v;
+                json_object_foreach(metadata, k, v) pairs[n_pairs++] =
+                        (struct store_metadata_pair){k, json_string_value(v)};
+                metadata_text = json_dumps(metadata, JSON_COMPACT);
+        }
+        struct jobspec spec;
+        r = jobspec_parse(spec_root, &spec, &err);
+        json_decref(spec_root);
         if (r < 0) {
+                free(metadata_text);
                 json_decref(root);
                 return api_reply_ft_error(req, -EINVAL, &err);
         }
@@ -324,10 +404,15 @@ enum MHD_Result api_jobs_submit(struct api_request *req, struct store *st, json_
                 .max_attempts = (int)spec.limits.max_attempts,
                 .idempotency_key = key,
                 .request_hash = hash,
+                .metadata = pairs,
+                .n_metadata = n_pairs,
+                .metadata_json = metadata_text,
+                .suffix = json_string_value(suffix),
         };
         struct store_job *job = NULL;
         if (queued >= (int64_t)req->server->opts.max_queued_jobs) {
                 free(spec_text);
+                free(metadata_text);
                 jobspec_deinit(&spec);
                 json_decref(root);
                 return api_reply_error_headers(req, API_ERR_RATE_LIMITED, NULL,
@@ -337,6 +422,8 @@ enum MHD_Result api_jobs_submit(struct api_request *req, struct store *st, json_
         }
         r = store_job_enqueue(st, &jn, &job, &err);
         free(spec_text);
+        free(metadata_text);
+        metadata_text = NULL;
         if (r == -EEXIST) {
                 jobspec_deinit(&spec);
                 json_decref(root);
@@ -360,9 +447,34 @@ enum MHD_Result api_jobs_submit(struct api_request *req, struct store *st, json_
                 req, replay ? MHD_HTTP_OK : MHD_HTTP_CREATED, body,
                 (const char *const[]){"Location", location, "Idempotent-Replayed", replay ? "true" : "false", NULL});
 fail:
+        free(metadata_text);
         jobspec_deinit(&spec);
         json_decref(root);
         return api_reply_ft_error(req, r, &err);
+}
+
+/* The metadata[KEY]=VALUE arguments of a list, in the order given. */
+struct metadata_args {
+        struct store_metadata_pair pairs[STORE_METADATA_FILTER_MAX];
+        char keys[STORE_METADATA_FILTER_MAX][STORE_METADATA_KEY_MAX + 1];
+        size_t n;
+        bool too_many;
+};
+
+static enum MHD_Result metadata_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+        struct metadata_args *a = cls;
+        (void)kind;
+        size_t n = strlen(key);
+        if (strncmp(key, "metadata[", 9) != 0 || n < 11 || key[n - 1] != ']')
+                return MHD_YES; /* api_query_check vetted the name already */
+        if (a->n == STORE_METADATA_FILTER_MAX) {
+                a->too_many = true;
+                return MHD_NO;
+        }
+        snprintf(a->keys[a->n], sizeof(a->keys[a->n]), "%.*s", (int)(n - 10), key + 9);
+        a->pairs[a->n] = (struct store_metadata_pair){a->keys[a->n], value ? value : ""};
+        a->n++;
+        return MHD_YES;
 }
 
 enum MHD_Result api_jobs_list(struct api_request *req) {
@@ -378,6 +490,13 @@ enum MHD_Result api_jobs_list(struct api_request *req) {
         enum store_job_state s;
         if (state && store_job_state_from_name(state, &s) == 0)
                 filter.states = STORE_JOB_STATE_BIT(s);
+        struct metadata_args margs = {0};
+        MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, metadata_arg, &margs);
+        if (margs.too_many)
+                return api_reply_error(req, API_ERR_INVALID_REQUEST, "metadata",
+                                       "filter by at most %d metadata[KEY]=VALUE pairs", STORE_METADATA_FILTER_MAX);
+        filter.metadata = margs.pairs;
+        filter.n_metadata = margs.n;
         struct store_job_list l = {0};
         struct ft_error err = {0};
         int r = store_job_list(st, &filter, &sp, &l, &err);

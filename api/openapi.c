@@ -29,6 +29,38 @@ static json_t *any_job_spec(void) {
         return json_pack("{s:[o,o]}", "anyOf", ref("schemas", "JobSpec"), ref("schemas", "PredictionsSpec"));
 }
 
+/* The body of POST /v1/jobs: the JobSpec and the API's own labels (jobs.c, api_job_create_fields). */
+static json_t *job_create_schema(void) {
+        json_t *s = jobspec_schema();
+        json_t *props = json_object_get(s, "properties");
+        if (!props) {
+                json_decref(s);
+                return NULL;
+        }
+        for (const struct api_field *f = api_job_create_fields; f->name; f++) {
+                json_t *p = api_schema_object((const struct api_field[]){*f, {NULL}}, API_SCHEMA_REFINE);
+                json_t *one = json_object_get(json_object_get(p, "properties"), f->name);
+                if (one)
+                        json_object_set(props, f->name, one);
+                json_decref(p);
+        }
+        json_t *md = json_object_get(props, "metadata");
+        if (md) {
+                json_object_set_new(md, "maxProperties", json_integer(16));
+                json_object_set_new(md, "propertyNames", json_pack("{s:i,s:i}", "minLength", 1, "maxLength", 64));
+                json_object_set_new(md, "additionalProperties",
+                                    json_pack("{s:s,s:i}", "type", "string", "maxLength", 512));
+        }
+        json_t *sfx = json_object_get(props, "suffix");
+        if (sfx)
+                json_object_set_new(sfx, "pattern", json_string("^[A-Za-z0-9._-]{1,64}$"));
+        json_object_set_new(s, "title", json_string("JobCreate"));
+        json_object_set_new(s, "description",
+                            json_string("POST /v1/jobs: a JobSpec, plus metadata (labels) and suffix (the name of "
+                                        "the model it produces), which belong to the API and not to finetuned train"));
+        return s;
+}
+
 /* components/schemas: each built from its table. */
 static const struct component {
         const char *name;
@@ -38,6 +70,7 @@ static const struct component {
         json_t *(*build)(void); /* or its own builder */
 } components[] = {
         {"JobSpec", .build = jobspec_schema},
+        {"JobCreate", .build = job_create_schema},
         {"Error", .build = api_error_schema},
         {"Job", api_job_shape},
         {"JobList", .list_of = "Job", .cursor = "string"},
@@ -57,6 +90,12 @@ static const struct component {
         {"Deleted", api_deleted_shape},
         {"Version", api_version_shape},
         {"Health", api_health_shape},
+        {"Webhook", api_webhook_shape},
+        {"WebhookCreated", api_webhook_created_shape},
+        {"WebhookList", .list_of = "Webhook", .cursor = "string"},
+        {"WebhookDelivery", api_webhook_delivery_shape},
+        {"WebhookDeliveryList", .list_of = "WebhookDelivery", .cursor = "string"},
+        {"WebhookTest", api_webhook_test_shape},
 };
 
 static json_t *schemas_build(void) {
@@ -119,6 +158,16 @@ static json_t *parameters(const struct api_route *r) {
                                                         "in", "path", "required", 1, "schema", "type", "string"));
         }
         for (const struct api_query_param *q = r->query; q && q->name; q++) {
+                if (q->type == API_T_OBJECT) { /* NAME[KEY]=VALUE */
+                        json_array_append_new(params, json_pack("{s:s,s:s,s:s,s:s,s:b,s:{s:s,s:{s:s,s:i},s:{s:i,s:i}}}",
+                                                                "name", q->name, "in", "query", "description",
+                                                                q->description ? q->description : "", "style",
+                                                                "deepObject", "explode", 1, "schema", "type", "object",
+                                                                "additionalProperties", "type", "string", "maxLength",
+                                                                (int)q->min, "propertyNames", "minLength", 1,
+                                                                "maxLength", (int)q->max));
+                        continue;
+                }
                 json_t *schema = json_pack("{s:s}", "type",
                                            q->type == API_T_INT    ? "integer"
                                            : q->type == API_T_BOOL ? "boolean"

@@ -58,6 +58,7 @@ static struct {
         const char *finish_names[MAX_FINISH_STATES];
         uint64_t finish_counts[MAX_FINISH_STATES];
         size_t n_finish;
+        uint64_t webhook_attempts[3]; /* by enum api_metrics_webhook_result */
 } reg = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static struct {
@@ -94,6 +95,14 @@ void api_disk_status(struct api_disk_status *ret) {
         ret->free_bytes = (uint64_t)v.f_bavail * v.f_frsize;
         ret->size_bytes = (uint64_t)v.f_blocks * v.f_frsize;
         ret->low = ret->free_bytes < ret->low_bytes;
+}
+
+void api_metrics_webhook_attempt(enum api_metrics_webhook_result result) {
+        if ((unsigned)result >= ARRAY_SIZE(reg.webhook_attempts))
+                return;
+        pthread_mutex_lock(&reg.lock);
+        reg.webhook_attempts[result]++;
+        pthread_mutex_unlock(&reg.lock);
 }
 
 const char *api_metrics_method_label(const char *method) {
@@ -435,6 +444,16 @@ static void render_jobs(struct out *o) {
         }
 }
 
+static void render_webhooks(struct out *o) {
+        static const char *const names[] = {"delivered", "retry", "given_up"};
+        header(o, "finetuned_webhook_attempts_total", "counter",
+               "Webhook deliveries attempted by this process, by outcome: delivered (2xx), retry (will be sent "
+               "again), given_up (the day of retries is over).");
+        for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+                put(o, "finetuned_webhook_attempts_total{result=\"%s\"} %llu\n", names[i],
+                    (unsigned long long)reg.webhook_attempts[i]);
+}
+
 /* The process collector's usual names, so stock dashboards work. */
 static void render_process(struct out *o) {
         long page = sysconf(_SC_PAGESIZE);
@@ -552,6 +571,7 @@ int api_metrics_render(char **ret, size_t *ret_size) {
         pthread_mutex_lock(&reg.lock);
         render_http(&o);
         render_jobs(&o);
+        render_webhooks(&o);
         uint64_t dropped = reg.http_dropped;
         pthread_mutex_unlock(&reg.lock);
         header(&o, "finetuned_http_requests_unrecorded_total", "counter",

@@ -7,6 +7,7 @@
  *   api/server.c   api_metrics_http_observe() once per finished request
  *   daemon/sdnotify.c api_metrics_jobs_set() from the store's counts, every tick
  *   daemon workers api_metrics_job_start / _progress / _epoch / _finish
+ *   daemon/webhooks.c api_metrics_webhook_attempt() once per delivery attempt
  *
  * Not for: logging, or anything the API returns as JSON (jobs' progress lives
  * in the store). Cardinality is bounded: route labels are route patterns,
@@ -70,6 +71,13 @@ struct api_disk_status {
         bool low; /* known && free_bytes < low_bytes */
 };
 void api_disk_status(struct api_disk_status *ret);
+/* One webhook delivery attempt ended (daemon/webhooks.c). */
+enum api_metrics_webhook_result {
+        API_METRICS_WEBHOOK_DELIVERED,
+        API_METRICS_WEBHOOK_RETRY,
+        API_METRICS_WEBHOOK_GIVEN_UP,
+};
+void api_metrics_webhook_attempt(enum api_metrics_webhook_result result);
 
 /* Render the whole registry in the Prometheus text exposition format.
  * *ret is NUL-terminated and malloc'ed (the caller frees). */

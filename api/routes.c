@@ -112,6 +112,9 @@ const char *const api_job_states[] = {"queued", "running",   "cancelling", "succ
 static const struct api_query_param jobs_query[] = {
         PAGE_QUERY,
         {"state", API_T_STRING, 0, 0, api_job_states, "only jobs in this state"},
+        /* min: the longest value, max: the longest KEY (api_query_arg_check) */
+        {"metadata", API_T_OBJECT, 512, 64, NULL,
+         "metadata[KEY]=VALUE: only jobs with that label (up to 4, all must match)"},
         {NULL},
 };
 static const struct api_query_param events_query[] = {
@@ -238,7 +241,7 @@ const struct api_route api_routes[] = {
                         "like a fine-tuning job; with labels its metrics are the evaluation's."},
 
         {"POST", "/v1/jobs", api_jobs_create, .flags = API_ROUTE_JSON | API_ROUTE_IDEMPOTENT, .tag = "jobs",
-         .query = jobs_create_query, .success = 201, .errors = e_jobs_create, .body_schema = "JobSpec",
+         .query = jobs_create_query, .success = 201, .errors = e_jobs_create, .body_schema = "JobCreate",
          .body = job_refs, .reply = "Job", .summary = "create a fine-tuning job from a job spec (docs/job-spec.md)",
          .description = "Validated before it is queued: every field, the model and dataset ids, the target "
                         "column. An Idempotency-Key header makes a retried POST return the original job "
@@ -286,6 +289,28 @@ const struct api_route api_routes[] = {
          .produces = (const char *const[]){"application/octet-stream", "application/json", "text/csv", NULL},
          .summary = "a finished job's artifact: 'model.safetensors' (loads with load_state_dict) or "
                     "'metrics.json'"},
+
+        {"POST", "/v1/webhooks", api_webhooks_create, .flags = API_ROUTE_JSON, .body = api_webhook_create_fields,
+         .tag = "webhooks", .success = 201, .errors = E(E_400, E_401, E_403, E_413, E_415), .reply = "WebhookCreated",
+         .summary = "register an endpoint for signed job events (Standard Webhooks); the answer carries its "
+                    "secret, the only time it is shown",
+         .description = "At most 16 endpoints. Events: job.queued, job.running, job.paused, job.succeeded, "
+                        "job.failed, job.cancelled, job.warning (the default set) and job.epoch (opt-in). Each "
+                        "is POSTed with webhook-id, webhook-timestamp and webhook-signature "
+                        "(v1,base64 HMAC-SHA256 of id.timestamp.body), retried with exponential backoff for a "
+                        "day (docs/api.md)."},
+        {"GET", "/v1/webhooks", api_webhooks_list, .query = page_query, .tag = "webhooks", .errors = e_list,
+         .reply = "WebhookList", .summary = "list webhook endpoints, newest first (no secrets)"},
+        {"GET", "/v1/webhooks/{id}", api_webhooks_get, .tag = "webhooks", .errors = e_get, .reply = "Webhook",
+         .summary = "one webhook endpoint (no secret)"},
+        {"DELETE", "/v1/webhooks/{id}", api_webhooks_delete, .tag = "webhooks", .errors = E(E_401, E_403, E_404),
+         .reply = "Deleted", .summary = "delete an endpoint with its delivery log; pending deliveries are dropped"},
+        {"POST", "/v1/webhooks/{id}/test", api_webhooks_test, .flags = API_ROUTE_JSON, .tag = "webhooks",
+         .success = 202, .errors = E(E_400, E_401, E_403, E_404), .reply = "WebhookTest",
+         .summary = "send a signed webhook.test event to the endpoint now (see its delivery log)"},
+        {"GET", "/v1/webhooks/{id}/deliveries", api_webhooks_deliveries, .query = page_query, .tag = "webhooks",
+         .errors = E(E_400, E_401, E_404), .reply = "WebhookDeliveryList",
+         .summary = "the endpoint's deliveries, newest first: state, attempts, last status and error, payload"},
 
         {"GET", "/", api_static_index, .flags = API_ROUTE_PUBLIC | API_ROUTE_BINARY, .tag = "dashboard",
          .produces = (const char *const[]){"text/html", NULL},

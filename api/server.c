@@ -780,6 +780,9 @@ int api_server_start(const struct api_options *opts, struct api_server **ret, st
         if (!server)
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         server->opts = *opts;
+        if (opts->webhook_allow)
+                server->webhook_allow = *opts->webhook_allow;
+        server->opts.webhook_allow = &server->webhook_allow;
         if (!server->opts.upload_max)
                 server->opts.upload_max = UPLOAD_DEFAULT_MAX;
         if (!server->opts.max_queued_jobs)

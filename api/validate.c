@@ -427,13 +427,27 @@ struct query_check {
 int api_query_arg_check(const struct api_query_param *params, const char *key, const char *value,
                         struct ft_error *err) {
         const struct api_query_param *q = params;
-        while (q && q->name && strcmp(q->name, key) != 0)
+        size_t kl = strlen(key);
+        /* API_T_OBJECT: a deepObject, NAME[SUBKEY]=VALUE (metadata[team]=vision) */
+        while (q && q->name &&
+               (q->type == API_T_OBJECT ? !(strncmp(key, q->name, strlen(q->name)) == 0 &&
+                                            key[strlen(q->name)] == '[' && key[kl - 1] == ']')
+                                        : strcmp(q->name, key) != 0))
                 q++;
         char param[64];
         snprintf(param, sizeof(param), "%.60s", key);
         if (!q || !q->name)
                 return ft_error_set(err, -EINVAL, param, "unknown query parameter '%.60s'", key);
         const char *v = value ? value : "";
+        if (q->type == API_T_OBJECT) {
+                size_t sub = kl - strlen(q->name) - 2;
+                if (sub < 1 || sub > (size_t)q->max || strlen(v) > (size_t)q->min)
+                        return ft_error_set(err, -EINVAL, param,
+                                            "query parameter '%s[KEY]' needs a KEY of 1 to %.0f characters and a "
+                                            "value of at most %.0f",
+                                            q->name, q->max, q->min);
+                return 0;
+        }
         if (q->type == API_T_INT) {
                 char *end;
                 errno = 0;

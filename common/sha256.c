@@ -1,5 +1,5 @@
-/* sha256.c - SHA-256 written from FIPS 180-4 section 6.2. Not for: anything
- * but hashing (no HMAC, no key derivation). */
+/* sha256.c - SHA-256 written from FIPS 180-4 section 6.2, and HMAC-SHA256
+ * from RFC 2104. Not for: key derivation or password hashing. */
 #include "common/sha256.h"
 
 #include <string.h>
@@ -133,4 +133,32 @@ int sha256_hex_valid(const char *s) {
                 if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
                         return 0;
         return s[64] == '\0';
+}
+
+void hmac_sha256_v(const void *key, size_t key_len, const void *const *msgs, const size_t *lens, size_t n,
+                   uint8_t out[HMAC_SHA256_SIZE]) {
+        uint8_t k[64] = {0}, pad[64], inner[SHA256_DIGEST_SIZE];
+        struct sha256_ctx c;
+
+        if (key_len > sizeof(k))
+                sha256_buffer(key, key_len, k); /* a key longer than the block is hashed first */
+        else if (key_len)
+                memcpy(k, key, key_len);
+        for (size_t i = 0; i < sizeof(pad); i++)
+                pad[i] = k[i] ^ 0x36;
+        sha256_init(&c);
+        sha256_update(&c, pad, sizeof(pad));
+        for (size_t i = 0; i < n; i++)
+                sha256_update(&c, msgs[i], lens[i]);
+        sha256_final(&c, inner);
+        for (size_t i = 0; i < sizeof(pad); i++)
+                pad[i] = k[i] ^ 0x5c;
+        sha256_init(&c);
+        sha256_update(&c, pad, sizeof(pad));
+        sha256_update(&c, inner, sizeof(inner));
+        sha256_final(&c, out);
+}
+
+void hmac_sha256(const void *key, size_t key_len, const void *msg, size_t msg_len, uint8_t out[HMAC_SHA256_SIZE]) {
+        hmac_sha256_v(key, key_len, (const void *const[]){msg}, (const size_t[]){msg_len}, 1, out);
 }

@@ -27,12 +27,14 @@ static const struct config_option {
         {"max-upload-mb", "FINETUNED_MAX_UPLOAD_MB"}, {"http-timeout", "FINETUNED_HTTP_TIMEOUT"},
         {"max-connections-per-ip", "FINETUNED_MAX_CONNECTIONS_PER_IP"}, {"lease", "FINETUNED_LEASE"},
         {"gpus", "FINETUNED_GPUS"}, {"disk-low-mb", "FINETUNED_DISK_LOW_MB"},
+        {"webhook-allow", "FINETUNED_WEBHOOK_ALLOW"},
 };
 
 static const char *const option_names[DAEMON_CONFIG_OPTION_COUNT + 1] = {
         "listen",        "state-dir",     "workers",      "threads",
         "log-level",     "token-file",    "log-file",     "max-queued-jobs",
-        "max-upload-mb", "http-timeout",  "max-connections-per-ip", "lease", "gpus", "disk-low-mb", NULL,
+        "max-upload-mb", "http-timeout",  "max-connections-per-ip", "lease", "gpus", "disk-low-mb", "webhook-allow",
+        NULL,
 };
 
 const char *const *config_option_names(void) {
@@ -183,6 +185,13 @@ static int set_option(struct daemon_config *cfg, const char *name, const char *v
                 return parse_uint(value, 1, 100000, name, &cfg->max_per_ip, err);
         if (strcmp(name, "gpus") == 0)
                 return parse_gpus(value, cfg, err);
+        if (strcmp(name, "webhook-allow") == 0) {
+                char why[160];
+                if (netaddr_list_parse(value, &cfg->webhook_allow, why, sizeof(why)) < 0)
+                        return ft_error_set(err, -EINVAL, name, "invalid webhook-allow '%.64s': %s", value, why);
+                snprintf(cfg->webhook_allow_text, sizeof(cfg->webhook_allow_text), "%s", value);
+                return 0;
+        }
         if (strcmp(name, "lease") == 0)
                 return parse_uint(value, 1, 3600, name, &cfg->lease_s, err);
         if (strcmp(name, "http-timeout") == 0)
@@ -404,6 +413,9 @@ void serve_usage(FILE *out) {
                 "                      like 0,1; worker i uses the (i mod count)th, so --workers\n"
                 "                      equal to the count is one worker per GPU (default none:\n"
                 "                      GPU 0; FINETUNED_GPUS)\n"
+                "  --webhook-allow LIST  internal addresses (CIDR list like 10.0.0.0/8,::1) that\n"
+                "                      webhooks may reach; loopback, private and link-local ones are\n"
+                "                      refused otherwise (default none; FINETUNED_WEBHOOK_ALLOW)\n"
                 "  --config FILE       configuration file (FINETUNED_CONFIG; default\n"
                 "                      $CONFIGURATION_DIRECTORY/" DAEMON_CONFIG_FILE_NAME ", else\n"
                 "                      " FINETUNED_SYSCONFDIR "/finetuned/" DAEMON_CONFIG_FILE_NAME
@@ -428,6 +440,7 @@ int config_parse_serve(int argc, char **argv, char *const *envp, struct daemon_c
                 {"http-timeout", required_argument, NULL, 0}, {"max-connections-per-ip", required_argument, NULL, 0},
                 {"lease", required_argument, NULL, 0},      {"gpus", required_argument, NULL, 0},
                 {"disk-low-mb", required_argument, NULL, 0},
+                {"webhook-allow", required_argument, NULL, 0},
                 {NULL, 0, NULL, 0},
         };
         /* Flags are collected first and applied last, so that --config (which
@@ -591,6 +604,9 @@ void config_option_format(const struct daemon_config *cfg, size_t index, char *b
         }
         case 13:
                 snprintf(buf, size, "%u", cfg->disk_low_mb);
+                return;
+        case 14:
+                snprintf(buf, size, "%s", cfg->webhook_allow_text);
                 return;
         default:
                 snprintf(buf, size, "?");

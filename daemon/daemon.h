@@ -8,6 +8,7 @@
 
 #include "common/common.h"
 #include "common/log.h"
+#include "common/netaddr.h"
 
 #define DAEMON_DEFAULT_HOST "127.0.0.1"
 #define DAEMON_DEFAULT_PORT "8080"
@@ -21,7 +22,7 @@
 #define DAEMON_CONFIG_FILE_MAX (64u * 1024) /* bytes; a longer file is refused */
 #define DAEMON_CONFIG_LINE_MAX 4096
 #define DAEMON_CONFIG_ORIGIN_MAX 48
-#define DAEMON_CONFIG_OPTION_COUNT 14
+#define DAEMON_CONFIG_OPTION_COUNT 15
 #define DAEMON_MAX_GPUS 64 /* --gpus entries; GPU numbers are 0 .. DAEMON_MAX_GPUS - 1 */
 
 struct daemon_config {
@@ -46,6 +47,9 @@ struct daemon_config {
         int gpus[DAEMON_MAX_GPUS]; /* --gpus: worker i uses gpus[i % n_gpus] */
         unsigned n_gpus;           /* 0: "none" (every worker asks for GPU 0) */
         unsigned disk_low_mb;      /* /healthz is degraded below this many MiB free on the state disk (0: never) */
+        /* --webhook-allow: internal addresses webhooks may reach anyway (CIDR list; default none) */
+        struct netaddr_list webhook_allow;
+        char webhook_allow_text[NETADDR_TEXT_MAX + 1];
 };
 
 /* Defaults, before the environment and flags are applied. */

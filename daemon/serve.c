@@ -17,6 +17,7 @@
 #include "config.h"
 #include "daemon/daemon.h"
 #include "daemon/sdnotify.h"
+#include "daemon/webhooks.h"
 #include "daemon/workers.h"
 #include "store/store.h"
 
@@ -125,6 +126,7 @@ int serve_main(int argc, char **argv) {
         struct store *store = NULL;
         struct api_server *server = NULL;
         struct workers *workers = NULL;
+        struct webhooks *webhooks = NULL;
         int listen_fd = -1, status = 1;
         char bound[128];
 
@@ -209,6 +211,7 @@ int serve_main(int argc, char **argv) {
                 .upload_max = (uint64_t)cfg.max_upload_mb << 20,
                 .max_queued_jobs = cfg.max_queued_jobs,
                 .job_progress = workers_progress,
+                .webhook_allow = &cfg.webhook_allow,
         };
         api_disk_configure(cfg.state_dir, (uint64_t)cfg.disk_low_mb << 20);
         struct workers_options wopts = {
@@ -220,6 +223,13 @@ int serve_main(int argc, char **argv) {
                 .lease_ms = (int64_t)cfg.lease_s * 1000,
         };
         r = workers_start(&wopts, &workers, &err);
+        if (r < 0) {
+                close(listen_fd);
+                log_error("%s", err.message);
+                goto out;
+        }
+        r = webhooks_start(&(struct webhooks_options){.state_dir = cfg.state_dir, .allow = &cfg.webhook_allow},
+                           &webhooks, &err);
         if (r < 0) {
                 close(listen_fd);
                 log_error("%s", err.message);
@@ -291,6 +301,7 @@ out:
         /* HTTP first (no new jobs or cancels), then the workers hand their jobs back. */
         api_server_stop(server);
         workers_stop(workers);
+        webhooks_stop(webhooks); /* after the workers: their last events are in the outbox for the next start */
         store_close(store);
         close(lock_fd); /* the next daemon may start */
         if (status == 0)

@@ -977,7 +977,10 @@ static void run_job(struct worker *w, struct store_job *job) {
         json_decref(mdoc);
         char *mspec = json_dumps(model_spec(m), JSON_COMPACT | JSON_SORT_KEYS);
         char name[STORE_NAME_MAX];
-        snprintf(name, sizeof(name), "%.200s (fine-tuned by %s)", base->name, job->id);
+        if (job->suffix[0]) /* the job's "suffix" (POST /v1/jobs) names it */
+                snprintf(name, sizeof(name), "%.180s:%s", base->name, job->suffix);
+        else
+                snprintf(name, sizeof(name), "%.200s (fine-tuned by %s)", base->name, job->id);
         struct store_model_new mn = {.name = name,
                                      .spec_json = mspec,
                                      .weights_sha256 = sha,

@@ -10,7 +10,7 @@
 #include "common/sha256.h"
 #include "store/store.h"
 
-#define STMT_CACHE_MAX 96
+#define STMT_CACHE_MAX 128
 #define PENDING_JOBS_MAX 64 /* one enqueue batch (jobs.c ENQUEUE_BATCH_MAX) names each of its jobs */
 
 struct notifier;
@@ -98,3 +98,17 @@ int store_event_status(struct store *s, const char *job_id, enum store_job_state
                        const char *worker, struct ft_error *err);
 /* Model insert inside an open transaction (catalog.c). */
 int store_model_insert(struct store *s, const struct store_model_new *in, char id[STORE_ID_MAX], struct ft_error *err);
+
+/* Webhook outbox (webhooks.c): inside the transaction that appends event `seq` of job_id, write one delivery per
+ * endpoint subscribed to its webhook type (none: nothing but one indexed probe). state: a status event's state. */
+int store_webhook_outbox_locked(struct store *s, const char *job_id, int64_t seq, const char *event_type,
+                                enum store_job_state state, const char *data_json, int64_t created_at,
+                                struct ft_error *err);
+/* Labels (metadata.c): a job's pairs, inside the enqueue transaction (job_seq: its row). */
+int store_job_metadata_insert_locked(struct store *s, int64_t job_seq, const struct store_metadata_pair *pairs,
+                                     size_t n, struct ft_error *err);
+int store_job_metadata_check(const struct store_metadata_pair *pairs, size_t n, const char *param,
+                             struct ft_error *err);
+/* The job list's query when it filters by labels: ?1 cursor seq, ?2 limit + 1, ?3.. key, value pairs. */
+int store_job_list_metadata_sql(unsigned states, size_t n_pairs, const char *cols, char *buf, size_t size,
+                                struct ft_error *err);

@@ -16,7 +16,8 @@
 #define JOB_COLS                                                                                                       \
         "id, spec_json, state, priority, attempt, max_attempts, lease_owner, lease_expires_at, model_id, "             \
         "training_file, validation_file, result_model_id, progress_json, result_json, error_json, created_at, "        \
-        "started_at, finished_at, last_epoch, metrics_sha256, pause_requested, runtime_ms, receipt_json, replay_of"
+        "started_at, finished_at, last_epoch, metrics_sha256, pause_requested, runtime_ms, receipt_json, replay_of,"        \
+        " metadata_json, suffix"
 
 #define MAX_ATTEMPTS_DEFAULT 3
 #define MAX_ATTEMPTS_LIMIT 100
@@ -62,6 +63,7 @@ void store_job_free(struct store_job *j) {
         free(j->result_json);
         free(j->error_json);
         free(j->receipt_json);
+        free(j->metadata_json);
         free(j);
 }
 
@@ -93,8 +95,10 @@ static int job_from_row(sqlite3_stmt *st, struct store_job **ret, struct ft_erro
         j->runtime_ms = sqlite3_column_int64(st, 21);
         j->receipt_json = store_col_strdup(st, 22);
         store_col_copy(st, 23, j->replay_of, sizeof(j->replay_of));
+        j->metadata_json = store_col_strdup(st, 24);
+        store_col_copy(st, 25, j->suffix, sizeof(j->suffix));
         if (!j->spec_json || !j->lease_owner || !j->progress_json || !j->result_json || !j->error_json ||
-            !j->receipt_json) {
+            !j->receipt_json || !j->metadata_json) {
                 store_job_free(j);
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         }
@@ -188,18 +192,25 @@ int store_event_insert(struct store *s, const char *job_id, const char *type, co
                                       err);
         if (!st)
                 return -EIO;
+        const char *data = data_json && *data_json ? data_json : "{}";
+        int64_t now = store_now_ms(), seq = 0;
         sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, data_json && *data_json ? data_json : "{}", -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, store_now_ms());
+        sqlite3_bind_text(st, 3, data, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, now);
         int r = sqlite3_step(st);
-        if (r == SQLITE_ROW && ret_seq)
-                *ret_seq = sqlite3_column_int64(st, 0);
-        if (r == SQLITE_ROW)
+        if (r == SQLITE_ROW) {
+                seq = sqlite3_column_int64(st, 0);
                 r = sqlite3_step(st);
+        }
         sqlite3_reset(st);
         if (r != SQLITE_DONE)
                 return store_db_error(s, err, "append event");
+        r = store_webhook_outbox_locked(s, job_id, seq, type, STORE_JOB_STATE_COUNT, data, now, err);
+        if (r < 0)
+                return r;
+        if (ret_seq)
+                *ret_seq = seq;
         store_mark_changed(s, job_id, false);
         return 0;
 }
@@ -210,7 +221,8 @@ int store_event_status(struct store *s, const char *job_id, enum store_job_state
                 s,
                 "INSERT INTO events (job_id, seq, type, data_json, created_at) VALUES (?1,"
                 " (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE job_id = ?1), 'status',"
-                " json_patch(json_object('state', ?2, 'attempt', ?3), json_object('reason', ?4, 'worker', ?5)), ?6)",
+                " json_patch(json_object('state', ?2, 'attempt', ?3), json_object('reason', ?4, 'worker', ?5)), ?6)"
+                " RETURNING seq, data_json",
                 err);
         if (!st)
                 return -EIO;
@@ -219,8 +231,25 @@ int store_event_status(struct store *s, const char *job_id, enum store_job_state
         sqlite3_bind_int(st, 3, attempt);
         store_bind_text(st, 4, reason);
         store_bind_text(st, 5, worker);
-        sqlite3_bind_int64(st, 6, store_now_ms());
-        int r = store_step_done(s, st, err);
+        int64_t now = store_now_ms();
+        sqlite3_bind_int64(st, 6, now);
+        int64_t seq = 0;
+        char *data = NULL;
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW) {
+                seq = sqlite3_column_int64(st, 0);
+                data = store_col_strdup(st, 1);
+                r = sqlite3_step(st);
+        }
+        sqlite3_reset(st);
+        if (r != SQLITE_DONE) {
+                free(data);
+                return store_db_error(s, err, "append status event");
+        }
+        if (!data)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        r = store_webhook_outbox_locked(s, job_id, seq, "status", state, data, now, err);
+        free(data);
         if (r < 0)
                 return r;
         store_mark_changed(s, job_id, false);
@@ -305,7 +334,9 @@ static int enqueue_locked(struct store *s, const struct store_job_new *in, const
                         s,
                         "INSERT INTO jobs (id, spec_json, state, priority, attempt, max_attempts, model_id,"
                         " training_file, validation_file, progress_json, result_json, error_json, created_at,"
-                        " replay_of) VALUES (?1, ?2, 'queued', ?3, 0, ?4, ?5, ?6, ?7, '{}', 'null', 'null', ?8, ?9)",
+                        " replay_of, metadata_json, suffix)"
+                        " VALUES (?1, ?2, 'queued', ?3, 0, ?4, ?5, ?6, ?7, '{}', 'null', 'null', ?8, ?9, ?10, ?11)"
+                        " RETURNING seq",
                         err);
                 if (!st)
                         return -EIO;
@@ -318,7 +349,19 @@ static int enqueue_locked(struct store *s, const struct store_job_new *in, const
                 store_bind_text(st, 7, in->validation_file);
                 sqlite3_bind_int64(st, 8, store_now_ms());
                 store_bind_text(st, 9, in->replay_of);
-                r = store_step_done(s, st, err);
+                sqlite3_bind_text(st, 10, in->metadata_json && *in->metadata_json ? in->metadata_json : "{}", -1,
+                                  SQLITE_STATIC);
+                sqlite3_bind_text(st, 11, in->suffix ? in->suffix : "", -1, SQLITE_STATIC);
+                int64_t job_seq = 0;
+                r = sqlite3_step(st);
+                if (r == SQLITE_ROW) {
+                        job_seq = sqlite3_column_int64(st, 0);
+                        r = sqlite3_step(st);
+                }
+                sqlite3_reset(st);
+                if (r != SQLITE_DONE)
+                        return store_db_error(s, err, "insert job");
+                r = store_job_metadata_insert_locked(s, job_seq, in->metadata, in->n_metadata, err);
                 if (r < 0)
                         return r;
                 r = store_event_status(s, id, STORE_JOB_QUEUED, 0, NULL, NULL, err);
@@ -468,7 +511,10 @@ int store_job_enqueue(struct store *s, const struct store_job_new *in, struct st
             (r = store_check_string("validation_file", in->validation_file, STORE_ID_MAX - 1, false, err)) < 0 ||
             (r = store_check_string("idempotency_key", in->idempotency_key, STORE_KEY_MAX, false, err)) < 0 ||
             (keyed && (r = store_check_string("request_hash", in->request_hash, 128, true, err)) < 0) ||
-            (r = store_check_string("replay_of", in->replay_of, STORE_ID_MAX - 1, false, err)) < 0)
+            (r = store_check_string("replay_of", in->replay_of, STORE_ID_MAX - 1, false, err)) < 0 ||
+            (r = store_job_metadata_check(in->metadata, in->n_metadata, "metadata", err)) < 0 ||
+            (r = store_check_json(s, "metadata", in->metadata_json, false, err)) < 0 ||
+            (r = store_check_string("suffix", in->suffix, STORE_SUFFIX_MAX - 1, false, err)) < 0)
                 return r;
         if (max_attempts < 1 || max_attempts > MAX_ATTEMPTS_LIMIT)
                 return ft_error_set(err, -EINVAL, "max_attempts", "'max_attempts' must be between 1 and %d",
@@ -600,7 +646,10 @@ int store_job_list(struct store *s, const struct store_job_filter *filter, const
         int r = store_page_limit(page, &limit, err);
         if (r < 0)
                 return r;
-        r = store_job_list_sql(filter ? filter->states : 0, sql, sizeof(sql), err);
+        if (filter && filter->n_metadata)
+                r = store_job_list_metadata_sql(filter->states, filter->n_metadata, JOB_COLS, sql, sizeof(sql), err);
+        else
+                r = store_job_list_sql(filter ? filter->states : 0, sql, sizeof(sql), err);
         if (r < 0)
                 return r;
         if (page && page->after && *page->after) {
@@ -612,6 +661,10 @@ int store_job_list(struct store *s, const struct store_job_filter *filter, const
                 return store_db_error(s, err, "prepare job list");
         sqlite3_bind_int64(st, 1, after);
         sqlite3_bind_int(st, 2, (int)limit + 1);
+        for (size_t i = 0; filter && i < filter->n_metadata; i++) {
+                sqlite3_bind_text(st, 3 + 2 * (int)i, filter->metadata[i].key, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 4 + 2 * (int)i, filter->metadata[i].value, -1, SQLITE_STATIC);
+        }
         l.items = calloc(limit, sizeof(*l.items));
         r = l.items ? store_page_rows(s, st, limit, job_add, &l, &l.has_more, "list jobs", err)
                     : ft_error_set(err, -ENOMEM, NULL, "out of memory");
@@ -1248,6 +1301,7 @@ int store_job_delete(struct store *s, const char *id, struct ft_error *err) {
                 "DELETE FROM events WHERE job_id = ?1",
                 "DELETE FROM checkpoints WHERE job_id = ?1",
                 "DELETE FROM idempotency_keys WHERE job_id = ?1",
+                "DELETE FROM job_metadata WHERE job_seq = (SELECT seq FROM jobs WHERE id = ?1)",
                 "DELETE FROM jobs WHERE id = ?1",
         };
         enum store_job_state state;

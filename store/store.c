@@ -163,7 +163,7 @@ static const char *const migrations[] = {
         "  UPDATE job_counts SET n = n - 1 WHERE state = OLD.state;"
         "  UPDATE job_counts SET n = n + 1 WHERE state = NEW.state; END;",
 
-        /* 6 (becomes 7 at the merge with the webhooks branch): pause and resume (issue 18). The state 'paused'
+        /* 6: pause and resume (issue 18). The state 'paused'
          * (the CHECK is widened by migrate_paused_state before this runs), the flag a pause request sets on a
          * running job until its worker has checkpointed, the running time of earlier claims (max_runtime_seconds
          * counts across pauses and restarts), a finished job's reproducibility receipt and the job a replay
@@ -183,6 +183,47 @@ static const char *const migrations[] = {
         "  WHERE state IN ('queued', 'running', 'cancelling', 'paused');"
         "CREATE INDEX jobs_active_valid ON jobs(validation_file)"
         "  WHERE state IN ('queued', 'running', 'cancelling', 'paused');",
+        /* 7 (issue 18): labels on jobs (metadata as shown, plus one row per pair for ?metadata[key]=value lists,
+         * read backwards along job_metadata_kv), the suffix of the model a job produces, webhook endpoints and
+         * their outbox: one delivery row per (event, endpoint), written in the transaction of the event itself
+         * and kept as the delivery log. Plain SQL: event types are a ",a,b," text matched with LIKE. */
+        "ALTER TABLE jobs ADD COLUMN metadata_json TEXT NOT NULL DEFAULT '{}';"
+        "ALTER TABLE jobs ADD COLUMN suffix TEXT NOT NULL DEFAULT '';"
+        "CREATE TABLE job_metadata ("
+        "  job_seq INTEGER NOT NULL,"
+        "  key TEXT NOT NULL,"
+        "  value TEXT NOT NULL,"
+        "  PRIMARY KEY (job_seq, key)"
+        ") STRICT;"
+        "CREATE INDEX job_metadata_kv ON job_metadata(key, value, job_seq);"
+        "CREATE TABLE webhook_endpoints ("
+        "  seq INTEGER PRIMARY KEY,"
+        "  id TEXT NOT NULL UNIQUE,"
+        "  url TEXT NOT NULL,"
+        "  description TEXT NOT NULL,"
+        "  event_types TEXT NOT NULL,"
+        "  secret TEXT NOT NULL,"
+        "  created_at INTEGER NOT NULL"
+        ") STRICT;"
+        "CREATE TABLE webhook_deliveries ("
+        "  seq INTEGER PRIMARY KEY,"
+        "  msg_id TEXT NOT NULL,"
+        "  endpoint_id TEXT NOT NULL,"
+        "  event_type TEXT NOT NULL,"
+        "  job_id TEXT NOT NULL,"
+        "  payload TEXT NOT NULL,"
+        "  state TEXT NOT NULL CHECK (state IN ('pending', 'succeeded', 'failed')),"
+        "  attempts INTEGER NOT NULL,"
+        "  next_attempt_at INTEGER NOT NULL,"
+        "  last_status INTEGER NOT NULL,"
+        "  last_error TEXT NOT NULL,"
+        "  created_at INTEGER NOT NULL,"
+        "  updated_at INTEGER NOT NULL,"
+        "  UNIQUE (endpoint_id, msg_id)"
+        ") STRICT;"
+        "CREATE INDEX webhook_deliveries_due ON webhook_deliveries(state, next_attempt_at);"
+        "CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries(endpoint_id, seq);"
+        "CREATE INDEX webhook_deliveries_done ON webhook_deliveries(updated_at) WHERE state <> 'pending';",
 };
 
 static int exec_sql(struct store *s, const char *sql, struct ft_error *err);

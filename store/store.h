@@ -1,5 +1,6 @@
 /* store.h - durable state: datasets, models, the job queue with leases, job
- * events, checkpoints, idempotency keys and the content-addressed blob store.
+ * events, checkpoints, idempotency keys, job labels, webhook endpoints with
+ * their outbox, and the content-addressed blob store.
  *
  * This is the contract the rest of finetuned sees. It is written so that a
  * PostgreSQL implementation could sit behind it later (several daemons sharing
@@ -39,7 +40,8 @@
  *   0 means "not yet". JSON fields are text (NUL-terminated), never NULL on a
  *   returned record except where noted.
  * - Ids are a prefix plus 24 lowercase hex characters from getrandom():
- *   "ds_", "mdl_", "job_". Lists are newest first unless noted.
+ *   "ds_", "mdl_", "job_", "wh_" (webhooks), "msg_" (webhook messages). Lists
+ *   are newest first unless noted.
  */
 #pragma once
 
@@ -57,6 +59,7 @@ struct store;
 #define STORE_KEY_MAX 256 /* bytes, for idempotency keys */
 #define STORE_EVENT_TYPE_MAX 64 /* bytes, for event types */
 #define STORE_JSON_MAX (1 << 20) /* bytes, for any one JSON text field */
+#define STORE_SUFFIX_MAX 65 /* a job's model suffix: 64 bytes + NUL */
 
 /* ---- opening --------------------------------------------------------------- */
 
@@ -262,6 +265,19 @@ struct store_job {
         int64_t runtime_ms; /* running time of its earlier claims (store_job_runtime_add), ms */
         char *receipt_json; /* what makes it repeatable, as the worker recorded it at the finish; "null" before */
         char replay_of[STORE_ID_MAX]; /* the job this one replays (POST /v1/jobs/{id}/replay), "" if none */
+        char *metadata_json; /* the labels as a JSON object of strings, "{}" when none */
+        char suffix[STORE_SUFFIX_MAX]; /* names the model the job produces; "" when none */
+};
+
+/* Labels on a job (OpenAI's limits): at most 16 pairs, keys 1..64 bytes,
+ * values 0..512 bytes. */
+#define STORE_METADATA_MAX 16
+#define STORE_METADATA_KEY_MAX 64
+#define STORE_METADATA_VALUE_MAX 512
+#define STORE_METADATA_FILTER_MAX 4 /* pairs one list may filter by */
+struct store_metadata_pair {
+        const char *key;
+        const char *value;
 };
 
 struct store_job_new {
@@ -277,6 +293,12 @@ struct store_job_new {
         const char *idempotency_key; /* NULL/"": none; <= STORE_KEY_MAX */
         const char *request_hash; /* e.g. hex sha256 of the request body; required with a key */
         const char *replay_of; /* NULL/"": none; else a job that must exist (-ENOENT param "replay_of") */
+        /* Labels: the pairs (distinct keys, within the limits above: -EINVAL param "metadata") and the same
+         * pairs as the JSON object shown back (NULL: "{}"); NULL/0: none. */
+        const struct store_metadata_pair *metadata;
+        size_t n_metadata;
+        const char *metadata_json;
+        const char *suffix; /* NULL/"": none; <= 64 bytes */
 };
 
 /* Enqueue a job (state queued, an event "status" {"state":"queued"} as seq 1).
@@ -288,6 +310,9 @@ int store_job_get(struct store *s, const char *id, struct store_job **ret, struc
 
 struct store_job_filter {
         unsigned states; /* OR of STORE_JOB_STATE_BIT(); 0: all */
+        /* only jobs with every one of these labels (key = value), at most STORE_METADATA_FILTER_MAX */
+        const struct store_metadata_pair *metadata;
+        size_t n_metadata;
 };
 struct store_job_list {
         struct store_job **items;
@@ -586,3 +611,113 @@ int store_blob_gc(struct store *s, int64_t min_age_ms, int *ret_removed, struct 
 
 /* Forget idempotency keys older than max_age_ms (e.g. 24 h). */
 int store_idempotency_prune(struct store *s, int64_t max_age_ms, int *ret_removed, struct ft_error *err);
+
+/* ---- webhooks ------------------------------------------------------------------------- */
+
+/* Endpoints that receive job events as signed HTTP POSTs (the Standard
+ * Webhooks scheme; the signing and sending is daemon/webhooks.c's). Every
+ * event a job gets (store_event_append, the store's own status events) whose
+ * webhook type an endpoint subscribes to becomes a delivery row for that
+ * endpoint in the same transaction as the event: the outbox, which is also
+ * the delivery log. Webhook types: "job.<state>" for a status event
+ * (queued, running, paused, succeeded, failed, cancelled: see
+ * store_webhook_type_of), "job.epoch" for an epoch event, "job.warning" for a
+ * warning event; "webhook.test" for store_webhook_test. */
+#define STORE_WEBHOOKS_MAX 16 /* endpoints per store */
+#define STORE_WEBHOOK_URL_MAX 2048 /* bytes */
+#define STORE_WEBHOOK_DESCRIPTION_MAX 256
+#define STORE_WEBHOOK_SECRET_MAX 128
+#define STORE_WEBHOOK_TYPES_MAX 512 /* bytes of the comma-separated type list */
+
+/* The webhook type of a job event, or NULL when no webhook carries it. state: the state a status event
+ * reports (ignored for other types). */
+const char *store_webhook_type_of(const char *event_type, enum store_job_state state);
+
+struct store_webhook {
+        char id[STORE_ID_MAX]; /* "wh_..." */
+        char *url;
+        char *description;
+        char *event_types; /* comma-separated, e.g. "job.succeeded,job.failed" */
+        char *secret; /* "whsec_..." */
+        int64_t created_at;
+};
+struct store_webhook_new {
+        const char *url; /* required, <= STORE_WEBHOOK_URL_MAX (the caller checks scheme and host) */
+        const char *description; /* NULL: "" */
+        const char *event_types; /* required: comma-separated types, no spaces */
+        const char *secret; /* required */
+};
+/* -ENOSPC (param "url") when STORE_WEBHOOKS_MAX endpoints exist already (checked in the transaction). */
+int store_webhook_create(struct store *s, const struct store_webhook_new *in, struct store_webhook **ret,
+                         struct ft_error *err);
+int store_webhook_get(struct store *s, const char *id, struct store_webhook **ret, struct ft_error *err);
+struct store_webhook_list {
+        struct store_webhook **items;
+        size_t n;
+        bool has_more;
+};
+int store_webhook_list(struct store *s, const struct store_page *page, struct store_webhook_list *ret,
+                       struct ft_error *err);
+void store_webhook_list_deinit(struct store_webhook_list *l);
+/* Delete the endpoint and its deliveries (pending ones are never sent). -ENOENT if absent. */
+int store_webhook_delete(struct store *s, const char *id, struct ft_error *err);
+void store_webhook_free(struct store_webhook *w);
+
+enum store_delivery_state {
+        STORE_DELIVERY_PENDING, /* not yet delivered: due at next_attempt_at */
+        STORE_DELIVERY_SUCCEEDED, /* a 2xx answer */
+        STORE_DELIVERY_FAILED, /* given up (the sender's retry window ran out) */
+};
+const char *store_delivery_state_name(enum store_delivery_state st); /* "pending", ... */
+
+struct store_webhook_delivery {
+        int64_t seq; /* per store, increasing */
+        char msg_id[STORE_ID_MAX]; /* "msg_...": the webhook-id, one per event (the same for every endpoint and
+                                    * every retry) */
+        char webhook_id[STORE_ID_MAX];
+        char event_type[STORE_EVENT_TYPE_MAX]; /* "job.succeeded", ... */
+        char job_id[STORE_ID_MAX]; /* "" for webhook.test */
+        char *payload; /* the JSON body, fixed when the event happened */
+        enum store_delivery_state state;
+        int attempts; /* sends started so far */
+        int64_t next_attempt_at; /* pending: when it is due (a claimed one: when the claim lapses) */
+        int last_status; /* HTTP status of the last answer, 0 when none */
+        char *last_error; /* why the last attempt failed, "" */
+        int64_t created_at, updated_at;
+        char *url, *secret; /* store_webhook_claim only (NULL elsewhere): where and with what to send it */
+};
+struct store_webhook_delivery_list {
+        struct store_webhook_delivery **items;
+        size_t n;
+        bool has_more;
+};
+/* A delivery of webhook.test to the endpoint, due now; *ret_msg_id (may be NULL) receives its webhook-id. */
+int store_webhook_test(struct store *s, const char *id, char ret_msg_id[STORE_ID_MAX], struct ft_error *err);
+/* The endpoint's deliveries, newest first; page.after is a msg_id of this endpoint. -ENOENT for no endpoint. */
+int store_webhook_deliveries(struct store *s, const char *id, const struct store_page *page,
+                             struct store_webhook_delivery_list *ret, struct ft_error *err);
+void store_webhook_delivery_list_deinit(struct store_webhook_delivery_list *l);
+void store_webhook_delivery_free(struct store_webhook_delivery *d);
+
+/* Sender side. Claim up to max (1..STORE_PAGE_MAX) pending deliveries due by now, oldest due first, with their
+ * endpoint's url and secret: each gets attempts += 1 and next_attempt_at = now + lease_ms, so a sender that
+ * dies mid-send leaves it to be claimed again when the lease lapses (at least once; the msg_id lets the
+ * receiver drop the duplicate). */
+int store_webhook_claim(struct store *s, unsigned max, int64_t lease_ms, struct store_webhook_delivery_list *ret,
+                        struct ft_error *err);
+/* What one attempt at a claimed delivery came to: delivered (2xx), or not, with the answer's status (0: none),
+ * why, and when to try again (0: never, the delivery is failed). Fenced by the claim (seq, attempts and lease
+ * as store_webhook_claim returned them): -ESTALE when it was lost (the lease lapsed and it was claimed again,
+ * a result was written already, or the endpoint was deleted). */
+struct store_webhook_attempt {
+        bool delivered;
+        int status;
+        const char *error; /* NULL: "" */
+        int64_t retry_at;
+};
+int store_webhook_attempt_done(struct store *s, const struct store_webhook_delivery *claimed,
+                               const struct store_webhook_attempt *a, struct ft_error *err);
+/* The earliest next_attempt_at of a pending delivery (*ret 0 when none). */
+int store_webhook_next_due(struct store *s, int64_t *ret, struct ft_error *err);
+/* Drop delivered and failed deliveries last updated more than max_age_ms ago. */
+int store_webhook_prune(struct store *s, int64_t max_age_ms, int *ret_removed, struct ft_error *err);

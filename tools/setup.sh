@@ -10,6 +10,7 @@ packages=(
         gcc libc6-dev make meson ninja-build pkg-config cmake xxd
         libmicrohttpd-dev libjansson-dev libsqlite3-dev zlib1g-dev libsystemd-dev libdnnl-dev
         libopenmpi-dev openmpi-bin
+        libcurl4-openssl-dev # the webhook sender
         # tests (fakeroot: test_ops_systemd applies tmpfiles.d ownership as a normal user;
         # iproute2: test_dist_netns joins two network namespaces with a veth pair)
         curl jq bc sqlite3 dataset-fashion-mnist systemd prometheus socat fakeroot iproute2

@@ -1,5 +1,5 @@
 /* router.js - the hash router: #/jobs, #/jobs/{id}, #/submit, #/datasets,
- * #/models, #/models/{id}/explain, #/compare (with ?query arguments) each map to one view function,
+ * #/models, #/models/{id}/explain, #/compare (with ?query arguments), #/webhooks each map to one view function,
  * which draws into <main> and may return a teardown (close streams, stop
  * polls, destroy charts) that runs before the next view. Marks the current
  * navigation link; anything else is a "not found" page.
@@ -13,6 +13,7 @@ import { viewDatasets } from './view-datasets.js';
 import { viewModels } from './view-models.js';
 import { viewCompare } from './view-compare.js';
 import { viewExplain } from './view-explain.js';
+import { viewWebhooks } from './view-webhooks.js';
 
 /* [pattern over the path after "#/", view(params, ...captures), navigation entry] */
 const ROUTES = [
@@ -23,6 +24,7 @@ const ROUTES = [
         [/^models$/, viewModels, 'models'],
         [/^models\/([^/?]+)\/explain$/, viewExplain, 'models'],
         [/^compare$/, viewCompare, 'compare'],
+        [/^webhooks$/, viewWebhooks, 'webhooks'],
 ];
 
 let cleanup = null; /* the current view's teardown */

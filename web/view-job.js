@@ -378,6 +378,14 @@ export function viewJob(params, id) {
                                 h('dt', {}, 'created'), h('dd', {}, fmtTime(job.created_at)),
                                 h('dt', {}, 'started'), h('dd', {}, fmtTime(job.started_at)),
                                 h('dt', {}, 'finished'), h('dd', {}, fmtTime(job.finished_at)));
+                const labels = Object.entries(job.metadata || {});
+                facts.append(h('dt', {}, 'labels'),
+                             h('dd', {id: 'job-metadata'},
+                               labels.length ? h('ul', {class: 'labels'},
+                                                 labels.map(([k, v]) => h('li', {'data-key': k}, k + ' = ' + v)))
+                                             : '—'));
+                if (job.suffix)
+                        facts.append(h('dt', {}, 'model suffix'), h('dd', {id: 'job-suffix', class: 'mono'}, job.suffix));
                 if (job.result_model)
                         facts.append(h('dt', {}, 'produced model'),
                                      h('dd', {id: 'result-model'}, refLabel('model', job.result_model, {href: '#/models'})));

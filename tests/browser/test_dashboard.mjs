@@ -86,7 +86,7 @@ async function main() {
         }));
         ok(info.title === 'Jobs · finetuned', 'the page opens on the jobs list', info.title);
         ok(!!info.chart, `Chart.js ${info.chart} loaded from the daemon`);
-        ok(info.nav.join(',') === 'Jobs,New job,Datasets,Models,Compare', 'navigation lists every view', info.nav);
+        ok(info.nav.join(',') === 'Jobs,New job,Datasets,Models,Compare,Webhooks', 'navigation lists every view', info.nav);
         await page.waitForFunction(() => document.querySelector('#version').textContent.startsWith('finetuned '));
         ok(true, 'the header shows the daemon version');
 

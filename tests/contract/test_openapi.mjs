@@ -69,8 +69,12 @@ async function main() {
         }));
         ok(vague.length === 0, `every answer of the ${ops.length} operations has a schema`, vague.map((o) => o[0]));
         const jobsPost = doc.paths['/v1/jobs'].post.requestBody.content['application/json'].schema;
-        ok(jobsPost.allOf && jobsPost.allOf[0].$ref === '#/components/schemas/JobSpec',
-           'POST /v1/jobs takes the JobSpec schema (narrowed to ids)');
+        ok(jobsPost.allOf && jobsPost.allOf[0].$ref === '#/components/schemas/JobCreate',
+           'POST /v1/jobs takes the JobCreate schema (narrowed to ids)');
+        const specSchema = doc.components.schemas.JobSpec, create = doc.components.schemas.JobCreate;
+        ok(Object.keys(specSchema.properties).every((k) => k in create.properties) && create.properties.metadata &&
+                   create.properties.suffix && !specSchema.properties.metadata && create.additionalProperties === false,
+           'JobCreate is the JobSpec plus metadata and suffix (issue 18), which finetuned train does not take');
         ok(!JSON.stringify(doc).includes('see docs/job-spec.md"'), 'no request body is a pointer to prose');
 
         // ---- a session, every exchange checked against the document ------------------------------
@@ -294,6 +298,28 @@ async function main() {
                 bad.append('colour', 'red');
                 await call('POST', '/v1/models', {body: bad, expect: 400});
         }
+
+        // webhooks (issue 18): create (with its secret), list, get, test-send, deliveries, delete; labels on jobs
+        const hook = await call('POST', '/v1/webhooks', {json: {url: 'https://example.com/hook',
+                                                                 event_types: ['job.succeeded', 'job.epoch']},
+                                                          expect: 201});
+        const WH = hook.json && hook.json.id;
+        ok(requestSchema('POST', '/v1/webhooks')({url: 'https://example.com/hook', event_types: ['job.failed']}) &&
+           !requestSchema('POST', '/v1/webhooks')({url: 'https://example.com/hook', secret: 'x'}),
+           'POST /v1/webhooks: the request schema takes url and event_types, no secret');
+        await call('POST', '/v1/webhooks', {json: {url: 'http://127.0.0.1/hook'}, expect: 400});
+        await call('GET', '/v1/webhooks');
+        await call('GET', `/v1/webhooks/${WH}`);
+        await call('POST', `/v1/webhooks/${WH}/test`, {expect: 202});
+        await call('GET', `/v1/webhooks/${WH}/deliveries?limit=5`);
+        await call('GET', '/v1/webhooks/wh_nothere/deliveries', {expect: 404});
+        const labelled = {...spec, metadata: {team: 'vision'}, suffix: 'contract'};
+        ok(requestSchema('POST', '/v1/jobs')(labelled) &&
+           !requestSchema('POST', '/v1/jobs')({...spec, metadata: {team: 3}}),
+           'POST /v1/jobs: the request schema takes metadata of strings and a suffix');
+        await call('POST', '/v1/jobs', {json: labelled, expect: 201});
+        await call('GET', '/v1/jobs?metadata%5Bteam%5D=vision&limit=5');
+        await call('DELETE', `/v1/webhooks/${WH}`);
 
         // a long job, cancelled; deletes
         const long = await call('POST', '/v1/jobs', {json: {...spec, hyperparameters: {epochs: 100000}}});

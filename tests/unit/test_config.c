@@ -85,5 +85,20 @@ int main(void) {
            "bad environment value names the variable: %s", err.message);
 
         ok(parse(&cfg, noenv, &usage, &err, ARGC("--help"), ARGV("--help")) == 0, "--help parses");
+        /* --webhook-allow (issue 18): a CIDR list, checked when read; FINETUNED_WEBHOOK_ALLOW too */
+        ok(parse(&cfg, noenv, &usage, &err, ARGC("--webhook-allow", "127.0.0.1/32, 10.0.0.0/8,fd00::/8"),
+                 ARGV("--webhook-allow", "127.0.0.1/32, 10.0.0.0/8,fd00::/8")) == 0 &&
+                   cfg.webhook_allow.n == 3 && cfg.webhook_allow.items[1].prefix == 8,
+           "--webhook-allow parses a CIDR list");
+        ok(parse(&cfg, noenv, &usage, &err, ARGC("--webhook-allow", "10.0.0.0/40"),
+                 ARGV("--webhook-allow", "10.0.0.0/40")) < 0 &&
+                   !usage && strstr(err.message, "webhook-allow"),
+           "a bad prefix is refused: %s", err.message);
+        char *wenv[] = {"FINETUNED_WEBHOOK_ALLOW=192.168.1.0/24", NULL};
+        ok(parse(&cfg, wenv, &usage, &err, 1, (char *[]){"serve", NULL}) == 0 && cfg.webhook_allow.n == 1 &&
+                   cfg.webhook_allow.items[0].prefix == 24,
+           "FINETUNED_WEBHOOK_ALLOW");
+        config_init(&cfg);
+        ok(cfg.webhook_allow.n == 0, "default: no internal address allowed");
         return tap_done();
 }

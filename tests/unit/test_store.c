@@ -36,11 +36,11 @@ static void test_migrations(void) {
         char *d = tmpdir_make("mig"), path[600];
 
         ok(store_open(d, &s, &err) == 0, "open on an empty directory creates the database");
-        is_int(store_schema_version(s), 6, "empty database migrated to version 6");
+        is_int(store_schema_version(s), 7, "empty database migrated to version 7");
         store_close(s);
         s = NULL;
         ok(store_open(d, &s, &err) == 0, "reopen an already migrated database");
-        is_int(store_schema_version(s), 6, "still version 6, nothing re-run");
+        is_int(store_schema_version(s), 7, "still version 7, nothing re-run");
         store_close(s);
         s = NULL;
 
@@ -51,7 +51,7 @@ static void test_migrations(void) {
                           " STRICT; INSERT INTO meta VALUES ('k', 'v'); PRAGMA user_version = 1;") == 0,
            "made a version 1 database");
         ok(store_open(d1, &s, &err) == 0, "version 1 database opens");
-        is_int(store_schema_version(s), 6, "version 1 migrated to 6");
+        is_int(store_schema_version(s), 7, "version 1 migrated to 7");
         store_close(s);
         s = NULL;
         sqlite3 *db;
@@ -157,7 +157,7 @@ static void test_migration_v2(void) {
         snprintf(path, sizeof(path), "%s/finetuned.db", d2);
         ok(raw_exec(path, v2_schema) == 0, "made a version 2 database with an IDX pair as two datasets");
         ok(store_open(d2, &s, &err) == 0, "it opens (%s)", err.message);
-        is_int(s ? store_schema_version(s) : 0, 6, "version 2 migrated to 6");
+        is_int(s ? store_schema_version(s) : 0, 7, "version 2 migrated to 7");
         if (!s) {
                 tmpdir_remove(d2);
                 free(d2);

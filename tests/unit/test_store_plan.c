@@ -2,7 +2,8 @@
  * query store_job_list runs for every state filter (all 64 subsets, first page and after a cursor), before and
  * after ANALYZE, has no full scan of jobs and no sort of the matching rows; the pages those queries return are
  * the filtered table newest first, without gaps or repeats. A negative control shows the checker catches the
- * old "state IN (...) ORDER BY seq" form. Not for: timings (bench/store_bench.c measures those). */
+ * old "state IN (...) ORDER BY seq" form. The lists filtered by labels (metadata[KEY]=VALUE, issue 18) walk
+ * job_metadata_kv the same way. Not for: timings (bench/store_bench.c measures those). */
 #include <sqlite3.h>
 
 #include "store/internal.h"
@@ -53,6 +54,23 @@ static void check_all_filters(sqlite3 *db, const char *when) {
                         diag("states 0x%x (%s): %s", states, when, bad);
         }
         is_int(bounded, 1 << STORE_JOB_STATE_COUNT, "every state filter's list is an index search, no sort (%s)", when);
+
+        /* with labels (issue 18): led by job_metadata_kv, whatever the states, 1 to 4 pairs */
+        int labelled = 0, n = 0;
+        for (unsigned states = 0; states < (1u << STORE_JOB_STATE_COUNT); states++)
+                for (size_t pairs = 1; pairs <= STORE_METADATA_FILTER_MAX; pairs++, n++) {
+                        char sql[STORE_JOB_LIST_SQL_MAX], bad[1024] = "";
+                        struct ft_error err = {0};
+                        if (store_job_list_metadata_sql(states, pairs, "jobs.id", sql, sizeof(sql), &err) < 0) {
+                                diag("labels: %s", err.message);
+                                continue;
+                        }
+                        if (plan_bounded(db, sql, bad, sizeof(bad)) && strstr(bad, "job_metadata_kv"))
+                                labelled++;
+                        else
+                                diag("states 0x%x, %zu pairs (%s): %s", states, pairs, when, bad);
+                }
+        is_int(labelled, n, "every labelled list walks job_metadata_kv, no sort, no scan of jobs (%s)", when);
 }
 
 /* Page through the list with a filter and compare with the whole table filtered here. */
@@ -113,9 +131,12 @@ int main(void) {
         /* 600 jobs (75 of them deleted again): mostly queued, some running, cancelling, succeeded, failed, cancelled,
          * paused, interleaved */
         int made = 0;
+        struct store_metadata_pair labels[] = {{"team", "vision"}, {"run", "1"}};
         for (int i = 0; i < 600; i++) {
                 struct store_job *j = NULL;
                 in.priority = i % 5 == 0;
+                in.metadata = i % 3 == 0 ? labels : NULL; /* a third of the jobs are labelled */
+                in.n_metadata = i % 3 == 0 ? 2 : 0;
                 if (store_job_enqueue(s, &in, &j, &err) < 0)
                         break;
                 made++;
