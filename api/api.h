@@ -32,6 +32,8 @@ struct api_options {
          * NULL when this process is not running the job. May be NULL. */
         char *(*job_progress)(void *userdata, const char *job_id);
         void *job_progress_userdata;
+        /* The workers run jobs with resources.ranks above 1 (serve --mpirun); false: such jobs get a 400. */
+        bool distributed;
 };
 
 /* Resolve host:port (numeric or a name such as localhost), create, bind and

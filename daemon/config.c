@@ -13,6 +13,8 @@
 
 #include "config.h"
 #include "daemon/daemon.h"
+#include "daemon/dist.h"
+#include "daemon/launcher.h"
 
 /* The options every source can set: flag "--NAME", file key "NAME",
  * environment variable ENV. The index is the one of cfg->origin[]. */
@@ -26,13 +28,13 @@ static const struct config_option {
         {"log-file", "FINETUNED_LOG_FILE"},     {"max-queued-jobs", "FINETUNED_MAX_QUEUED_JOBS"},
         {"max-upload-mb", "FINETUNED_MAX_UPLOAD_MB"}, {"http-timeout", "FINETUNED_HTTP_TIMEOUT"},
         {"max-connections-per-ip", "FINETUNED_MAX_CONNECTIONS_PER_IP"}, {"lease", "FINETUNED_LEASE"},
-        {"gpus", "FINETUNED_GPUS"},
+        {"gpus", "FINETUNED_GPUS"},             {"mpirun", "FINETUNED_MPIRUN"},
 };
 
 static const char *const option_names[DAEMON_CONFIG_OPTION_COUNT + 1] = {
         "listen",        "state-dir",     "workers",      "threads",
         "log-level",     "token-file",    "log-file",     "max-queued-jobs",
-        "max-upload-mb", "http-timeout",  "max-connections-per-ip", "lease", "gpus", NULL,
+        "max-upload-mb", "http-timeout",  "max-connections-per-ip", "lease", "gpus", "mpirun", NULL,
 };
 
 const char *const *config_option_names(void) {
@@ -182,6 +184,17 @@ static int set_option(struct daemon_config *cfg, const char *name, const char *v
                 return parse_uint(value, 1, 100000, name, &cfg->max_per_ip, err);
         if (strcmp(name, "gpus") == 0)
                 return parse_gpus(value, cfg, err);
+        if (strcmp(name, "mpirun") == 0) {
+                int r = launcher_template_check(value, err);
+                if (r < 0)
+                        return r;
+                if (value[0] && !dist_available())
+                        return ft_error_set(err, -EINVAL, name,
+                                            "'mpirun' needs data-parallel training, which this build does not have "
+                                            "(rebuild with -Dmpi=enabled and Open MPI installed)");
+                snprintf(cfg->mpirun, sizeof(cfg->mpirun), "%s", value);
+                return 0;
+        }
         if (strcmp(name, "lease") == 0)
                 return parse_uint(value, 1, 3600, name, &cfg->lease_s, err);
         if (strcmp(name, "http-timeout") == 0)
@@ -399,6 +412,10 @@ void serve_usage(FILE *out) {
                 "                      like 0,1; worker i uses the (i mod count)th, so --workers\n"
                 "                      equal to the count is one worker per GPU (default none:\n"
                 "                      GPU 0; FINETUNED_GPUS)\n"
+                "  --mpirun TEMPLATE   run jobs with resources.ranks above 1 under this MPI\n"
+                "                      launcher: words without a shell, {ranks} replaced, e.g.\n"
+                "                      'mpirun -np {ranks} --hostfile FILE' (default none: such\n"
+                "                      jobs are refused; FINETUNED_MPIRUN)\n"
                 "  --config FILE       configuration file (FINETUNED_CONFIG; default\n"
                 "                      $CONFIGURATION_DIRECTORY/" DAEMON_CONFIG_FILE_NAME ", else\n"
                 "                      " FINETUNED_SYSCONFDIR "/finetuned/" DAEMON_CONFIG_FILE_NAME
@@ -422,6 +439,7 @@ int config_parse_serve(int argc, char **argv, char *const *envp, struct daemon_c
                 {"max-queued-jobs", required_argument, NULL, 0}, {"max-upload-mb", required_argument, NULL, 0},
                 {"http-timeout", required_argument, NULL, 0}, {"max-connections-per-ip", required_argument, NULL, 0},
                 {"lease", required_argument, NULL, 0},      {"gpus", required_argument, NULL, 0},
+                {"mpirun", required_argument, NULL, 0},
                 {NULL, 0, NULL, 0},
         };
         /* Flags are collected first and applied last, so that --config (which
@@ -583,6 +601,9 @@ void config_option_format(const struct daemon_config *cfg, size_t index, char *b
                         o += (size_t)snprintf(buf + o, size - o, "%s%d", i ? "," : "", cfg->gpus[i]);
                 return;
         }
+        case 13:
+                snprintf(buf, size, "%s", cfg->mpirun);
+                return;
         default:
                 snprintf(buf, size, "?");
         }

@@ -208,6 +208,7 @@ int serve_main(int argc, char **argv) {
                 .upload_max = (uint64_t)cfg.max_upload_mb << 20,
                 .max_queued_jobs = cfg.max_queued_jobs,
                 .job_progress = workers_progress,
+                .distributed = cfg.mpirun[0] != 0,
         };
         struct workers_options wopts = {
                 .state_dir = cfg.state_dir,
@@ -216,6 +217,7 @@ int serve_main(int argc, char **argv) {
                 .gpus = cfg.gpus,
                 .n_gpus = cfg.n_gpus,
                 .lease_ms = (int64_t)cfg.lease_s * 1000,
+                .mpirun = cfg.mpirun,
         };
         r = workers_start(&wopts, &workers, &err);
         if (r < 0) {

@@ -54,6 +54,10 @@ static void train_usage(FILE *out) {
                      "  --collective-timeout SECONDS\n"
                      "                 under mpirun: how long one allreduce may wait for the other\n"
                      "                 ranks before the job fails (default 600)\n"
+                     "  --progress-events\n"
+                     "                 also print a \"progress\" event per batch on stdout (the\n"
+                     "                 daemon's MPI launcher reads them)\n"
+                     "  --job-id ID    record ID as the job in model.safetensors' metadata\n"
                      "  -v, --verbose  after the first step, list on stderr the CPU ISA and the oneDNN\n"
                      "                 implementation of every primitive the job runs\n"
                      "  -h, --help     show this help\n");
@@ -62,6 +66,7 @@ static void train_usage(FILE *out) {
 struct cli {
         bool tty;
         bool verbose;
+        bool progress_events; /* --progress-events: progress as NDJSON too */
         size_t progress_len;
 };
 
@@ -130,6 +135,8 @@ static int cli_on_runtime(void *ud, const struct train_runtime *rt) {
 
 static void cli_on_progress(void *ud, const struct train_progress *p) {
         struct cli *c = ud;
+        if (c->progress_events)
+                (void)cli_print(c, &(struct train_event){TRAIN_EVENT_PROGRESS, .progress = p});
         if (!c->tty)
                 return;
         char line[256];
@@ -282,12 +289,14 @@ int train_main(int argc, char **argv) {
                 {"verbose", no_argument, NULL, 'v'},
                 {"help", no_argument, NULL, 'h'},
                 {"collective-timeout", required_argument, NULL, 'T'},
+                {"progress-events", no_argument, NULL, 'P'},
+                {"job-id", required_argument, NULL, 'J'},
                 {0},
         };
-        const char *out = NULL, *resume = NULL;
+        const char *out = NULL, *resume = NULL, *job_id = NULL;
         int threads = 0, c;
         double coll_timeout = DIST_TIMEOUT_DEFAULT;
-        bool verbose = false;
+        bool verbose = false, progress_events = false;
         optind = 1;
         while ((c = getopt_long(argc, argv, "ho:v", opts, NULL)) != -1) {
                 switch (c) {
@@ -314,6 +323,18 @@ int train_main(int argc, char **argv) {
                         }
                         break;
                 }
+                case 'P': progress_events = true; break;
+                case 'J':
+                        if (!optarg[0] || strlen(optarg) > 64 || strspn(optarg, "abcdefghijklmnopqrstuvwxyz"
+                                                                                "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+                                                                         strlen(optarg)) {
+                                fprintf(stderr, "finetuned train: --job-id '%.80s' is not 1 to 64 letters, digits, "
+                                                "'_' or '-'\n",
+                                        optarg);
+                                return 2;
+                        }
+                        job_id = optarg;
+                        break;
                 case 'h': train_usage(stdout); return 0;
                 default: train_usage(stderr); return 2;
                 }
@@ -383,7 +404,7 @@ int train_main(int argc, char **argv) {
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
 
-        struct cli cli = {.tty = report && isatty(STDERR_FILENO), .verbose = verbose};
+        struct cli cli = {.tty = report && isatty(STDERR_FILENO), .verbose = verbose, .progress_events = progress_events};
         struct train_callbacks quiet = {.should_stop = cli_should_stop}; /* ranks other than 0 */
         struct train_callbacks cb = {
                 .userdata = &cli,
@@ -426,7 +447,7 @@ int train_main(int argc, char **argv) {
                 goto out;
         }
         ft_path_join(path, sizeof(path), out, "model.safetensors", NULL); /* fits: checked above */
-        if (job_result_save(path, m, &spec, train, &res, NULL, &err) < 0) {
+        if (job_result_save(path, m, &spec, train, &res, job_id, &err) < 0) {
                 fprintf(stderr, "finetuned train: %s\n", err.message);
                 goto out;
         }
