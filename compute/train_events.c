@@ -170,7 +170,8 @@ int train_progress_from_json(const json_t *j, struct train_progress *ret) {
             epochs > UINT_MAX)
                 return -EINVAL;
         const json_t *eta = json_object_get(j, "eta_seconds"), *loss = json_object_get(j, "train_loss");
-        if ((eta && !json_is_number(eta) && !json_is_null(eta)) || (loss && !json_is_number(loss) && !json_is_null(loss)))
+        if ((eta && !json_is_number(eta) && !json_is_null(eta)) ||
+            (loss && !json_is_number(loss) && !json_is_null(loss)))
                 return -EINVAL;
         *ret = (struct train_progress){
                 .epoch = (unsigned)epoch,

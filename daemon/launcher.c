@@ -256,8 +256,7 @@ int launcher_run(const char *tmpl, unsigned ranks, char *const *args, const stru
                                 if (c == '\n') {
                                         if (!pb->overflow && pb->len && cb->on_line) {
                                                 pb->data[pb->len] = '\0';
-                                                if (cb->on_line(cb->userdata, pb->data, pb->len) != 0 &&
-                                                    !term_sent) {
+                                                if (cb->on_line(cb->userdata, pb->data, pb->len) != 0 && !term_sent) {
                                                         kill(-pid, SIGTERM);
                                                         term_sent = true;
                                                         term_at = ft_now_monotonic();

@@ -22,7 +22,7 @@
 #include "common/common.h"
 
 #define LAUNCHER_TEMPLATE_MAX 1024 /* bytes of the --mpirun template */
-#define LAUNCHER_ARGS_MAX 64       /* words of the template */
+#define LAUNCHER_ARGS_MAX 64 /* words of the template */
 #define LAUNCHER_LINE_MAX ((size_t)1 << 20) /* a longer stdout line is dropped whole */
 #define LAUNCHER_GRACE_S 60.0 /* after SIGTERM, how long the ranks get to checkpoint before SIGKILL */
 

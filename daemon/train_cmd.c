@@ -325,11 +325,12 @@ int train_main(int argc, char **argv) {
                 }
                 case 'P': progress_events = true; break;
                 case 'J':
-                        if (!optarg[0] || strlen(optarg) > 64 || strspn(optarg, "abcdefghijklmnopqrstuvwxyz"
-                                                                                "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
-                                                                         strlen(optarg)) {
-                                fprintf(stderr, "finetuned train: --job-id '%.80s' is not 1 to 64 letters, digits, "
-                                                "'_' or '-'\n",
+                        if (!optarg[0] || strlen(optarg) > 64 ||
+                            strspn(optarg, "abcdefghijklmnopqrstuvwxyz"
+                                           "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != strlen(optarg)) {
+                                fprintf(stderr,
+                                        "finetuned train: --job-id '%.80s' is not 1 to 64 letters, digits, "
+                                        "'_' or '-'\n",
                                         optarg);
                                 return 2;
                         }
@@ -404,7 +405,8 @@ int train_main(int argc, char **argv) {
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
 
-        struct cli cli = {.tty = report && isatty(STDERR_FILENO), .verbose = verbose, .progress_events = progress_events};
+        struct cli cli = {
+                .tty = report && isatty(STDERR_FILENO), .verbose = verbose, .progress_events = progress_events};
         struct train_callbacks quiet = {.should_stop = cli_should_stop}; /* ranks other than 0 */
         struct train_callbacks cb = {
                 .userdata = &cli,

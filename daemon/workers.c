@@ -574,8 +574,8 @@ static int dist_on_line(void *userdata, char *line, size_t len) {
                 r = record_event_json(w, type, j);
         }
         if (r == -EINVAL)
-                log_warning("worker %u: %s: rank 0 printed an unreadable '%s' event: %.200s", w->index, w->job_id,
-                            type, line);
+                log_warning("worker %u: %s: rank 0 printed an unreadable '%s' event: %.200s", w->index, w->job_id, type,
+                            line);
         json_decref(j);
         return 0; /* a lost lease or a cancel is seen by dist_poll right after */
 }
@@ -624,8 +624,8 @@ static int dist_job_file(struct worker *w, const struct store_job *job, const st
 }
 
 /* The run's model.safetensors and metrics.json into the blob store, and the job finished with them. */
-static int dist_finish(struct worker *w, const struct store_job *job, const struct store_model *base,
-                       const char *out, struct ft_error *err) {
+static int dist_finish(struct worker *w, const struct store_job *job, const struct store_model *base, const char *out,
+                       struct ft_error *err) {
         char path[PATH_MAX], sha[STORE_SHA256_HEX] = "", metrics_sha[STORE_SHA256_HEX] = "";
         char *mspec = NULL, *metrics = NULL;
         struct st_file *f = NULL;
@@ -736,8 +736,9 @@ static void run_distributed(struct worker *w, struct store_job *job, const struc
         struct dist_run d = {.w = w, .out = out};
         struct launcher_callbacks cb = {.userdata = &d, .on_line = dist_on_line, .poll = dist_poll};
         for (int launch = 0;; launch++) {
-                char *args[16] = {exe,        "train",   jobfile,     "--out",   out, "--threads", threads,
-                                  "--progress-events", "--job-id", (char *)job->id};
+                char *args[16] = {exe,        "train",        jobfile, "--out",
+                                  out,        "--threads",    threads, "--progress-events",
+                                  "--job-id", (char *)job->id};
                 size_t k = 10;
                 store_checkpoint_free(ckpt);
                 ckpt = NULL;
@@ -781,11 +782,12 @@ static void run_distributed(struct worker *w, struct store_job *job, const struc
                 if (launch < DIST_RELAUNCHES) {
                         log_warning("worker %u: job %s: the MPI launcher %s (%s); relaunching from the newest "
                                     "checkpoint (%d of %d)",
-                                    w->index, job->id, how, lr.message[0] ? lr.message : "it said nothing",
-                                    launch + 1, DIST_RELAUNCHES);
+                                    w->index, job->id, how, lr.message[0] ? lr.message : "it said nothing", launch + 1,
+                                    DIST_RELAUNCHES);
                         continue;
                 }
-                ft_error_set(&err, -EIO, NULL, "the data-parallel run over %u ranks failed %d times; the MPI launcher %s: %s",
+                ft_error_set(&err, -EIO, NULL,
+                             "the data-parallel run over %u ranks failed %d times; the MPI launcher %s: %s",
                              spec->resources.ranks, DIST_RELAUNCHES + 1, how,
                              lr.message[0] ? lr.message : "it said nothing on stderr");
                 fail(w, "training_failed", &err);
