@@ -22,6 +22,11 @@
  * through train_event_json, Prometheus from the typed events, the model and
  * metrics.json into the blob store.
  *
+ * Data-parallel jobs (resources.ranks above 1) run as `finetuned train` under
+ * the --mpirun launcher (daemon/launcher.c) instead of in the worker's thread;
+ * rank 0's NDJSON goes through the same callbacks, the lease and cancel the
+ * same way (run_distributed).
+ *
  * Not for: HTTP, the training loop (compute/train.c), loading data or sizing
  * models (compute/job.c).
  */
