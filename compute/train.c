@@ -1237,8 +1237,12 @@ static int run_epoch(struct trainer *tr, struct ft_error *err) {
                 if (r >= 0 && !tr->coll)
                         r = model_backward(tr->m, tr->d_out, err);
                 if (r >= 0 && !tr->runtime_sent) {
+                        /* data-parallel: this rank's shard is the batch its plans run */
+                        size_t rows = tr->coll ? b.n * (size_t)(tr->coll->rank + 1) / (size_t)tr->coll->size -
+                                                         b.n * (size_t)tr->coll->rank / (size_t)tr->coll->size
+                                               : b.n;
                         tr->runtime_sent = true;
-                        r = emit_runtime(tr, (int)b.n, err);
+                        r = rows ? emit_runtime(tr, (int)rows, err) : 0;
                 }
                 if (r < 0)
                         return r;

@@ -92,6 +92,9 @@ http GET "/v1/jobs/$dj"; echo "$BODY" >"$TMP/dj.json"
         [ "$(jq '[.data[] | select(.type == "metrics")] | length' "$TMP/dj.events")" = 1 ] &&
         [ "$(jq '[.data[] | select(.type == "checkpoint")] | length' "$TMP/dj.events")" = 2 ]
 ok $? "its stream: epochs 1 and 2, a checkpoint each, one metrics event ($(jq -c '[.data[].type]' "$TMP/dj.events"))"
+jq -e '[.data[] | select(.type == "runtime")] | length == 1 and .[0].data.batch == 14 and .[0].data.primitives > 0' \
+        "$TMP/dj.events" >/dev/null
+ok $? "and rank 0's runtime event, for its shard of 14 rows ($(jq -c '[.data[] | select(.type == "runtime") | .data.batch]' "$TMP/dj.events"))"
 same_losses "$TMP/ref.events" "$TMP/dj.events"
 ok $? "every epoch's losses equal the one-process job's within 1e-5 relative"
 jq -e -n --slurpfile a "$TMP/ref.json" --slurpfile b "$TMP/dj.json" \
