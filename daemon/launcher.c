@@ -207,6 +207,7 @@ int launcher_run(const char *tmpl, unsigned ranks, char *const *args, const stru
                         _exit(127);
                 if (dup2(devnull, 0) < 0 || dup2(out_pipe[1], 1) < 0 || dup2(err_pipe[1], 2) < 0)
                         _exit(127);
+                close_range(3, ~0U, 0); /* the daemon's database, sockets and the like stay with the daemon */
                 execv(prog, argv);
                 _exit(127);
         }

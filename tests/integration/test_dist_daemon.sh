@@ -113,6 +113,11 @@ http GET "/v1/jobs/$cj"
 echo "$BODY" | jq -e '.state == "running" and .progress.type == "progress" and .progress.epochs == 100000' >/dev/null
 ok $? "its live progress comes from rank 0 ($(echo "$BODY" | jq -c .progress))"
 [ -n "$(rank_pid "$S" 0)" ] && [ -n "$(rank_pid "$S" 1)" ]; ok $? "two ranks run it"
+leaked=
+for p in $(ranks_of "$S"); do
+        leaked+=$(ls -l "/proc/$p/fd" 2>/dev/null | grep -E "finetuned\.(db|lock)" | sed "s/^/$p: /")
+done
+[ -z "$leaked" ]; ok $? "the launcher and ranks hold none of the daemon's database or lock files ($leaked)"
 http POST "/v1/jobs/$cj/cancel"
 wait_for 60 state_is "$cj" cancelled; ok $? "cancel: the job is cancelled"
 wait_for 10 no_ranks "$S"; ok $? "and the launcher and its ranks are gone ($(ranks_of "$S"))"
