@@ -37,6 +37,8 @@ struct api_options {
         unsigned job_workers; /* this daemon's workers, for a dry run's warning; 0: unknown */
         /* Internal addresses a webhook URL may name (--webhook-allow); NULL: none. Copied at start. */
         const struct netaddr_list *webhook_allow;
+        /* The workers run jobs with resources.ranks above 1 (serve --mpirun); false: such jobs get a 400. */
+        bool distributed;
 };
 
 /* Resolve host:port (numeric or a name such as localhost), create, bind and

@@ -253,7 +253,7 @@ static int stored_facts_load(struct store *st, const struct jobspec *spec, const
 
 /* Everything that can be known before queueing: the ids, then model and data against each other with the
  * check the trainer applies (job_check), on the facts the store recorded. */
-static int check_spec(struct store *st, const struct jobspec *spec, struct ft_error *err) {
+static int check_spec(struct store *st, const struct jobspec *spec, bool distributed, struct ft_error *err) {
         if (spec->model_spec)
                 return ft_error_set(err, -EINVAL, "model",
                                     "'model' must be a model id: register an inline spec with POST /v1/models first");
@@ -264,10 +264,11 @@ static int check_spec(struct store *st, const struct jobspec *spec, struct ft_er
         if (spec->training_file[1][0] || spec->validation_file[1][0])
                 return ft_error_set(err, -EINVAL, spec->training_file[1][0] ? "training_file" : "validation_file",
                                     "name one dataset id: an IDX dataset uploaded as images + labels is one dataset");
-        if (spec->resources.ranks > 1) /* issue 17: the worker's MPI launcher is not built yet */
+        if (spec->resources.ranks > 1 && !distributed) /* the workers need an MPI launcher (serve --mpirun) */
                 return ft_error_set(err, -EINVAL, "resources.ranks",
-                                    "'resources.ranks' %u: the daemon runs each job in one process; train "
-                                    "data-parallel with `mpirun -np %u finetuned train JOB.json`",
+                                    "'resources.ranks' %u: this daemon has no MPI launcher (serve --mpirun) and runs "
+                                    "each job in one process; train data-parallel with `mpirun -np %u finetuned "
+                                    "train JOB.json`",
                                     spec->resources.ranks, spec->resources.ranks);
 
         struct stored_facts train = {0}, val = {0};
@@ -363,7 +364,7 @@ enum MHD_Result api_jobs_submit(struct api_request *req, struct store *st, json_
                 json_decref(root);
                 return api_reply_ft_error(req, -EINVAL, &err);
         }
-        r = check_spec(st, &spec, &err);
+        r = check_spec(st, &spec, req->server->opts.distributed, &err);
         if (r < 0)
                 goto fail;
         const char *dry = api_query_get(req, "dry_run");

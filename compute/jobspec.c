@@ -676,6 +676,9 @@ static const struct field resources_fields[] = {
         F_UINT("ranks", resources.ranks, 1, JOBSPEC_RANKS_MAX,
                "data-parallel MPI ranks: the daemon starts its launcher (--mpirun) around finetuned train; "
                "needs a build with MPI"),
+        F_BOOL("sync_batchnorm", resources.sync_batchnorm,
+               "data-parallel: BatchNorm layers use the whole global batch's statistics (SyncBatchNorm); false: "
+               "each rank's own (DDP's default)"),
         {0},
 };
 
@@ -906,7 +909,7 @@ json_t *jobspec_to_json(const struct jobspec *s) {
                 " s:{s:b s:b s:b s:o s:o s:o s:{s:I s:b}}"
                 " s:{s:I s:I s:f s:s s:f s:[ff] s:f s:f s:s s:f s:I s:f s:f s:f s:f}"
                 " s:{s:s s:o s:o s:b s:f s:o}"
-                " s:o s:{s:I s:I} s:{s:I} s:{s:I s:I} s:o s:I s:s}",
+                " s:o s:{s:I s:I} s:{s:I s:b} s:{s:I s:I} s:o s:I s:s}",
                 "model", model, "training_file", file_ref_json(s->training_file), "validation_file",
                 file_ref_json(s->validation_file), "validation_split", s->validation_split, "task", "type",
                 jobspec_task_name(s->task.type), "target", s->task.target, "preprocess", "dropna", s->preprocess.dropna,
@@ -922,7 +925,7 @@ json_t *jobspec_to_json(const struct jobspec *s) {
                 "freeze", freeze, "trainable", trainable, "train_batchnorm", s->strategy.train_batchnorm, "layer_decay",
                 s->strategy.layer_decay, "lr_multipliers", mult, "early_stopping", early, "checkpoint", "every_epochs",
                 (json_int_t)s->checkpoint.every_epochs, "keep", (json_int_t)s->checkpoint.keep, "resources", "ranks",
-                (json_int_t)s->resources.ranks, "limits", "max_runtime_seconds",
+                (json_int_t)s->resources.ranks, "sync_batchnorm", s->resources.sync_batchnorm, "limits", "max_runtime_seconds",
                 (json_int_t)s->limits.max_runtime_seconds, "max_attempts", (json_int_t)s->limits.max_attempts,
                 "from_checkpoint", from_ckpt, "seed",
                 (json_int_t)s->seed, "device", jobspec_device_name(s->device));

@@ -155,6 +155,7 @@ struct jobspec {
 
         struct {
                 unsigned ranks; /* data-parallel MPI ranks (the daemon's launcher); 1: one process */
+                bool sync_batchnorm; /* BatchNorm statistics over the global batch (SyncBatchNorm); false: per rank */
         } resources;
 
         struct {

@@ -1023,6 +1023,10 @@ void model_set_frozen_bn_eval(struct model *m, bool on) {
         m->frozen_bn_eval = on;
 }
 
+void model_set_bn_sync(struct model *m, const struct model_bn_sync *sync) {
+        m->bn_sync = sync;
+}
+
 bool nn_node_trainable(const struct model *m, const struct node *n) {
         return nn_param_grad(m, n->weight) || nn_param_grad(m, n->bias);
 }

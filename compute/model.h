@@ -135,6 +135,16 @@ int model_freeze(struct model *m, const char *pattern, bool frozen, size_t *ret_
 /* When on, a BatchNorm layer whose weight and bias are both frozen uses its running statistics during training
  * forward and does not update them (train_batchnorm=false). Off by default. */
 void model_set_frozen_bn_eval(struct model *m, bool on);
+/* Data-parallel SyncBatchNorm: while set, every BatchNorm layer of a training forward normalizes with the
+ * statistics of all replicas' batches (its per-channel sums go through allreduce_f64, in place, summed over the
+ * replicas) and its backward sums the gradient's statistics the same way; every replica must then run the same
+ * forwards and backwards. The backward's result is for this replica's mean loss, like a local one. NULL: each
+ * replica's own statistics (the default). sync must outlive the setting. */
+struct model_bn_sync {
+        void *userdata;
+        int (*allreduce_f64)(void *userdata, double *buf, size_t n, struct ft_error *err);
+};
+void model_set_bn_sync(struct model *m, const struct model_bn_sync *sync);
 
 /* Inference mode (on) for a model that only predicts: plans made from then on run forward_inference primitives
  * (no pooling or fused-ReLU workspaces, no batch-statistics BatchNorm), keep an activation only until its last

@@ -84,6 +84,7 @@ struct model {
         float *params_span, *grads_span; /* every parameter's data, every parameter's grad: n_span floats each */
         size_t n_span;
         bool frozen_bn_eval;
+        const struct model_bn_sync *bn_sync; /* model_set_bn_sync; NULL: per replica */
         bool inference; /* model_set_inference: plans are forward_inference only */
         bool input_grad; /* model_set_input_grad: plans compute the input's gradient and no parameter's */
         bool input_grad_ready; /* the last backward ran in that mode: model_input_grad has it */

@@ -46,6 +46,7 @@ struct trainer {
         const struct train_callbacks *cb;
         const struct train_options *opt;
         const struct train_collective *coll; /* opt->collective: data-parallel, else NULL */
+        struct model_bn_sync bn_sync; /* resources.sync_batchnorm over coll (model_set_bn_sync) */
         bool classification;
         bool runtime_sent; /* the "runtime" event of this run */
 
@@ -1143,6 +1144,13 @@ static int shard_step(struct trainer *tr, const struct data_batch *b, float *ret
         const struct train_collective *c = tr->coll;
         size_t lo = b->n * (size_t)c->rank / (size_t)c->size, hi = b->n * (size_t)(c->rank + 1) / (size_t)c->size;
         size_t row = b->c * b->h * b->w;
+        /* SyncBatchNorm's allreduces run inside every replica's forward and backward: each needs rows */
+        if (tr->spec->resources.sync_batchnorm && b->n < (size_t)c->size)
+                return ft_error_set(err, -EINVAL, "resources.sync_batchnorm",
+                                    "'resources.sync_batchnorm': a batch of %zu rows cannot give each of %d ranks a "
+                                    "row; make 'hyperparameters.batch_size', and the epoch's last batch, at least "
+                                    "the rank count",
+                                    b->n, c->size);
         struct data_batch s = {
                 .n = hi - lo,
                 .c = b->c,
@@ -1242,8 +1250,12 @@ static int run_epoch(struct trainer *tr, struct ft_error *err) {
                 if (r >= 0 && !tr->coll)
                         r = model_backward(tr->m, tr->d_out, err);
                 if (r >= 0 && !tr->runtime_sent) {
+                        /* data-parallel: this rank's shard is the batch its plans run */
+                        size_t rows = tr->coll ? b.n * (size_t)(tr->coll->rank + 1) / (size_t)tr->coll->size -
+                                                         b.n * (size_t)tr->coll->rank / (size_t)tr->coll->size
+                                               : b.n;
                         tr->runtime_sent = true;
-                        r = emit_runtime(tr, (int)b.n, err);
+                        r = rows ? emit_runtime(tr, (int)rows, err) : 0;
                 }
                 if (r < 0)
                         return r;
@@ -1362,6 +1374,10 @@ int train_run(const struct jobspec *spec, struct model *m, struct compute_ctx *c
         r = model_prepare(m, ctx, tr.max_batch, err);
         if (r < 0)
                 goto fail;
+        if (tr.coll && spec->resources.sync_batchnorm) {
+                tr.bn_sync = (struct model_bn_sync){tr.coll->userdata, tr.coll->allreduce_f64};
+                model_set_bn_sync(m, &tr.bn_sync);
+        }
         r = setup_optim(&tr, err);
         if (r < 0)
                 goto fail;
@@ -1400,10 +1416,12 @@ int train_run(const struct jobspec *spec, struct model *m, struct compute_ctx *c
         res.stopped_early = tr.stopped_early;
         res.transform = tr.t;
         memset(&tr.t, 0, sizeof(tr.t));
+        model_set_bn_sync(m, NULL);
         trainer_deinit(&tr);
         *ret = res;
         return 0;
 fail:
+        model_set_bn_sync(m, NULL);
         trainer_deinit(&tr);
         train_result_deinit(&res);
         return r;

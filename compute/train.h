@@ -174,6 +174,9 @@ json_t *train_event_json(const struct train_event *ev);
 /* An "epoch" object back into its struct (checkpoints keep the history as state.json, a file): 0, or -EINVAL
  * when a field is missing or of the wrong type. */
 int train_epoch_from_json(const json_t *j, bool classification, struct train_epoch *ret);
+/* A "progress" object back into its struct (the daemon reads `finetuned train --progress-events` under its MPI
+ * launcher): 0, or -EINVAL when a field is missing or of the wrong type. */
+int train_progress_from_json(const json_t *j, struct train_progress *ret);
 
 struct train_callbacks {
         void *userdata;

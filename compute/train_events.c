@@ -4,6 +4,7 @@
  *
  * Not for: producing the events (train.c), deciding where they go (the callbacks' owners).
  */
+#include <limits.h>
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
@@ -160,5 +161,31 @@ int train_epoch_from_json(const json_t *j, bool classification, struct train_epo
                 *(double *)((char *)&e + m->offset) = json_number_value(v);
         }
         *ret = e;
+        return 0;
+}
+
+int train_progress_from_json(const json_t *j, struct train_progress *ret) {
+        json_int_t epoch = 0, epochs = 0, step = 0, steps = 0, batch = 0, batches = 0;
+        if (json_unpack((json_t *)j, "{s:I s:I s:I s:I s:I s:I}", "epoch", &epoch, "epochs", &epochs, "step", &step,
+                        "steps", &steps, "batch", &batch, "batches", &batches) < 0 ||
+            epoch < 0 || epochs < 0 || step < 0 || steps < 0 || batch < 0 || batches < 0 || epoch > UINT_MAX ||
+            epochs > UINT_MAX)
+                return -EINVAL;
+        const json_t *eta = json_object_get(j, "eta_seconds"), *loss = json_object_get(j, "train_loss");
+        if ((eta && !json_is_number(eta) && !json_is_null(eta)) ||
+            (loss && !json_is_number(loss) && !json_is_null(loss)))
+                return -EINVAL;
+        *ret = (struct train_progress){
+                .epoch = (unsigned)epoch,
+                .epochs = (unsigned)epochs,
+                .step = (uint64_t)step,
+                .steps = (uint64_t)steps,
+                .batch = (size_t)batch,
+                .batches = (size_t)batches,
+                .has_eta = json_is_number(eta),
+                .eta_seconds = json_is_number(eta) ? json_number_value(eta) : 0,
+                .has_loss = json_is_number(loss),
+                .train_loss = json_is_number(loss) ? json_number_value(loss) : 0,
+        };
         return 0;
 }

@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "daemon/daemon.h"
+#include "daemon/launcher.h"
 
 /* The options every source can set: flag "--NAME", file key "NAME",
  * environment variable ENV. The index is the one of cfg->origin[]. */
@@ -27,14 +28,14 @@ static const struct config_option {
         {"max-upload-mb", "FINETUNED_MAX_UPLOAD_MB"}, {"http-timeout", "FINETUNED_HTTP_TIMEOUT"},
         {"max-connections-per-ip", "FINETUNED_MAX_CONNECTIONS_PER_IP"}, {"lease", "FINETUNED_LEASE"},
         {"gpus", "FINETUNED_GPUS"}, {"disk-low-mb", "FINETUNED_DISK_LOW_MB"},
-        {"webhook-allow", "FINETUNED_WEBHOOK_ALLOW"},
+        {"webhook-allow", "FINETUNED_WEBHOOK_ALLOW"}, {"mpirun", "FINETUNED_MPIRUN"},
 };
 
 static const char *const option_names[DAEMON_CONFIG_OPTION_COUNT + 1] = {
         "listen",        "state-dir",     "workers",      "threads",
         "log-level",     "token-file",    "log-file",     "max-queued-jobs",
         "max-upload-mb", "http-timeout",  "max-connections-per-ip", "lease", "gpus", "disk-low-mb", "webhook-allow",
-        NULL,
+        "mpirun", NULL,
 };
 
 const char *const *config_option_names(void) {
@@ -190,6 +191,13 @@ static int set_option(struct daemon_config *cfg, const char *name, const char *v
                 if (netaddr_list_parse(value, &cfg->webhook_allow, why, sizeof(why)) < 0)
                         return ft_error_set(err, -EINVAL, name, "invalid webhook-allow '%.64s': %s", value, why);
                 snprintf(cfg->webhook_allow_text, sizeof(cfg->webhook_allow_text), "%s", value);
+                return 0;
+        }
+        if (strcmp(name, "mpirun") == 0) {
+                int r = launcher_template_check(value, err);
+                if (r < 0)
+                        return r; /* a build without MPI takes it too and refuses the jobs (jobspec) */
+                snprintf(cfg->mpirun, sizeof(cfg->mpirun), "%s", value);
                 return 0;
         }
         if (strcmp(name, "lease") == 0)
@@ -416,6 +424,10 @@ void serve_usage(FILE *out) {
                 "  --webhook-allow LIST  internal addresses (CIDR list like 10.0.0.0/8,::1) that\n"
                 "                      webhooks may reach; loopback, private and link-local ones are\n"
                 "                      refused otherwise (default none; FINETUNED_WEBHOOK_ALLOW)\n"
+                "  --mpirun TEMPLATE   run jobs with resources.ranks above 1 under this MPI\n"
+                "                      launcher: words without a shell, {ranks} replaced, e.g.\n"
+                "                      'mpirun -np {ranks} --hostfile FILE' (default none: such\n"
+                "                      jobs are refused; FINETUNED_MPIRUN)\n"
                 "  --config FILE       configuration file (FINETUNED_CONFIG; default\n"
                 "                      $CONFIGURATION_DIRECTORY/" DAEMON_CONFIG_FILE_NAME ", else\n"
                 "                      " FINETUNED_SYSCONFDIR "/finetuned/" DAEMON_CONFIG_FILE_NAME
@@ -441,6 +453,7 @@ int config_parse_serve(int argc, char **argv, char *const *envp, struct daemon_c
                 {"lease", required_argument, NULL, 0},      {"gpus", required_argument, NULL, 0},
                 {"disk-low-mb", required_argument, NULL, 0},
                 {"webhook-allow", required_argument, NULL, 0},
+                {"mpirun", required_argument, NULL, 0},
                 {NULL, 0, NULL, 0},
         };
         /* Flags are collected first and applied last, so that --config (which
@@ -607,6 +620,9 @@ void config_option_format(const struct daemon_config *cfg, size_t index, char *b
                 return;
         case 14:
                 snprintf(buf, size, "%s", cfg->webhook_allow_text);
+                return;
+        case 15:
+                snprintf(buf, size, "%s", cfg->mpirun);
                 return;
         default:
                 snprintf(buf, size, "?");

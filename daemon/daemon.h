@@ -22,7 +22,7 @@
 #define DAEMON_CONFIG_FILE_MAX (64u * 1024) /* bytes; a longer file is refused */
 #define DAEMON_CONFIG_LINE_MAX 4096
 #define DAEMON_CONFIG_ORIGIN_MAX 48
-#define DAEMON_CONFIG_OPTION_COUNT 15
+#define DAEMON_CONFIG_OPTION_COUNT 16
 #define DAEMON_MAX_GPUS 64 /* --gpus entries; GPU numbers are 0 .. DAEMON_MAX_GPUS - 1 */
 
 struct daemon_config {
@@ -50,6 +50,7 @@ struct daemon_config {
         /* --webhook-allow: internal addresses webhooks may reach anyway (CIDR list; default none) */
         struct netaddr_list webhook_allow;
         char webhook_allow_text[NETADDR_TEXT_MAX + 1];
+        char mpirun[1025];         /* --mpirun: the MPI launcher template (daemon/launcher.h); "": none */
 };
 
 /* Defaults, before the environment and flags are applied. */

@@ -38,6 +38,7 @@ struct dist {
         pthread_t watchdog;
         bool watchdog_started;
         atomic_bool quit;
+        pid_t parent; /* the launcher (mpirun, or Open MPI's orted on another host); 0: not watched */
         /* when the collective in progress began (CLOCK_MONOTONIC ns), 0 when none; and what it is */
         atomic_llong since;
         const char *_Atomic what;
@@ -54,6 +55,14 @@ static void *watchdog_main(void *arg) {
         while (!atomic_load(&d->quit)) {
                 struct timespec nap = {0, 100 * 1000 * 1000};
                 nanosleep(&nap, NULL);
+                if (d->parent && getppid() != d->parent) {
+                        /* the launcher is gone (killed with the daemon that ran it): a rank left alone would go
+                         * on training and writing its --out beside the job's next attempt */
+                        fprintf(stderr, "finetuned train: rank %d of %d: the MPI launcher is gone; giving up\n",
+                                d->coll.rank, d->coll.size);
+                        fflush(stderr);
+                        _exit(1);
+                }
                 long long since = atomic_load(&d->since);
                 if (since && (double)(now_ns() - since) / 1e9 > d->timeout) {
                         /* the other ranks never came: one died or hangs. MPI cannot be called from here (the
@@ -141,6 +150,7 @@ int dist_open(double timeout, struct dist **ret, struct ft_error *err) {
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         }
         d->timeout = timeout;
+        d->parent = getppid() > 1 ? getppid() : 0;
         d->coll = (struct train_collective){
                 .rank = rank,
                 .size = size,

@@ -2,7 +2,8 @@
  * process is one rank of an `mpirun` job, MPI_Init/MPI_Finalize, and the
  * collectives compute/train's struct train_collective asks for, each guarded
  * by a watchdog so that a rank that died or hangs ends the job with an error
- * instead of a hang (MPI_ERRORS_RETURN turns MPI failures into errors).
+ * instead of a hang (MPI_ERRORS_RETURN turns MPI failures into errors). The
+ * watchdog also ends the rank when its launcher (its parent) is gone.
  *
  * Not for: the training itself (compute/train.c splits batches and calls the
  * collectives), launching mpirun (daemon/launcher.c), or anything when the

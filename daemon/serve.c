@@ -212,6 +212,7 @@ int serve_main(int argc, char **argv) {
                 .max_queued_jobs = cfg.max_queued_jobs,
                 .job_progress = workers_progress,
                 .webhook_allow = &cfg.webhook_allow,
+                .distributed = cfg.mpirun[0] != 0,
         };
         api_disk_configure(cfg.state_dir, (uint64_t)cfg.disk_low_mb << 20);
         struct workers_options wopts = {
@@ -221,6 +222,7 @@ int serve_main(int argc, char **argv) {
                 .gpus = cfg.gpus,
                 .n_gpus = cfg.n_gpus,
                 .lease_ms = (int64_t)cfg.lease_s * 1000,
+                .mpirun = cfg.mpirun,
         };
         r = workers_start(&wopts, &workers, &err);
         if (r < 0) {

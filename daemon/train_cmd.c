@@ -59,6 +59,10 @@ static void train_usage(FILE *out) {
                      "  --dry-run      check the job as a real run would, time a few real batches and\n"
                      "                 print the estimate as one JSON object: expected seconds, peak\n"
                      "                 memory, checkpoint bytes x keep, warnings; nothing is written\n"
+                     "  --progress-events\n"
+                     "                 also print a \"progress\" event per batch on stdout (the\n"
+                     "                 daemon's MPI launcher reads them)\n"
+                     "  --job-id ID    record ID as the job in model.safetensors' metadata\n"
                      "  -v, --verbose  after the first step, list on stderr the CPU ISA and the oneDNN\n"
                      "                 implementation of every primitive the job runs\n"
                      "  -h, --help     show this help\n");
@@ -67,6 +71,7 @@ static void train_usage(FILE *out) {
 struct cli {
         bool tty;
         bool verbose;
+        bool progress_events; /* --progress-events: progress as NDJSON too */
         size_t progress_len;
 };
 
@@ -135,6 +140,8 @@ static int cli_on_runtime(void *ud, const struct train_runtime *rt) {
 
 static void cli_on_progress(void *ud, const struct train_progress *p) {
         struct cli *c = ud;
+        if (c->progress_events)
+                (void)cli_print(c, &(struct train_event){TRAIN_EVENT_PROGRESS, .progress = p});
         if (!c->tty)
                 return;
         char line[256];
@@ -314,15 +321,21 @@ static int dry_run_print(const struct jobspec *spec, struct model *m, struct com
 
 int train_main(int argc, char **argv) {
         static const struct option opts[] = {
-                {"out", required_argument, NULL, 'o'},     {"resume", required_argument, NULL, 'r'},
-                {"threads", required_argument, NULL, 't'}, {"verbose", no_argument, NULL, 'v'},
-                {"help", no_argument, NULL, 'h'},          {"collective-timeout", required_argument, NULL, 'T'},
-                {"dry-run", no_argument, NULL, 'D'},       {0},
+                {"out", required_argument, NULL, 'o'},
+                {"resume", required_argument, NULL, 'r'},
+                {"threads", required_argument, NULL, 't'},
+                {"verbose", no_argument, NULL, 'v'},
+                {"help", no_argument, NULL, 'h'},
+                {"collective-timeout", required_argument, NULL, 'T'},
+                {"progress-events", no_argument, NULL, 'P'},
+                {"job-id", required_argument, NULL, 'J'},
+                {"dry-run", no_argument, NULL, 'D'},
+                {0},
         };
-        const char *out = NULL, *resume = NULL;
+        const char *out = NULL, *resume = NULL, *job_id = NULL;
         int threads = 0, c;
         double coll_timeout = DIST_TIMEOUT_DEFAULT;
-        bool verbose = false, dry_run = false;
+        bool verbose = false, dry_run = false, progress_events = false;
         optind = 1;
         while ((c = getopt_long(argc, argv, "ho:v", opts, NULL)) != -1) {
                 switch (c) {
@@ -350,6 +363,19 @@ int train_main(int argc, char **argv) {
                         }
                         break;
                 }
+                case 'P': progress_events = true; break;
+                case 'J':
+                        if (!optarg[0] || strlen(optarg) > 64 ||
+                            strspn(optarg, "abcdefghijklmnopqrstuvwxyz"
+                                           "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != strlen(optarg)) {
+                                fprintf(stderr,
+                                        "finetuned train: --job-id '%.80s' is not 1 to 64 letters, digits, "
+                                        "'_' or '-'\n",
+                                        optarg);
+                                return 2;
+                        }
+                        job_id = optarg;
+                        break;
                 case 'h': train_usage(stdout); return 0;
                 default: train_usage(stderr); return 2;
                 }
@@ -433,7 +459,8 @@ int train_main(int argc, char **argv) {
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
 
-        struct cli cli = {.tty = report && isatty(STDERR_FILENO), .verbose = verbose};
+        struct cli cli = {
+                .tty = report && isatty(STDERR_FILENO), .verbose = verbose, .progress_events = progress_events};
         struct train_callbacks quiet = {.should_stop = cli_should_stop}; /* ranks other than 0 */
         struct train_callbacks cb = {
                 .userdata = &cli,
@@ -487,7 +514,7 @@ int train_main(int argc, char **argv) {
                 goto out;
         }
         ft_path_join(path, sizeof(path), out, "model.safetensors", NULL); /* fits: checked above */
-        if (job_result_save(path, m, &spec, train, &res, NULL, &err) < 0) {
+        if (job_result_save(path, m, &spec, train, &res, job_id, &err) < 0) {
                 fprintf(stderr, "finetuned train: %s\n", err.message);
                 goto out;
         }

@@ -22,6 +22,11 @@
  * through train_event_json, Prometheus from the typed events, the model and
  * metrics.json into the blob store.
  *
+ * Data-parallel jobs (resources.ranks above 1) run as `finetuned train` under
+ * the --mpirun launcher (daemon/launcher.c) instead of in the worker's thread;
+ * rank 0's NDJSON goes through the same callbacks, the lease and cancel the
+ * same way (run_distributed).
+ *
  * Not for: HTTP, the training loop (compute/train.c), loading data or sizing
  * models (compute/job.c).
  */
@@ -48,6 +53,7 @@
 #include "common/sha256.h"
 #include "compute/compute.h"
 #include "common/log.h"
+#include "daemon/launcher.h"
 #include "daemon/sdnotify.h"
 #include "compute/context.h"
 #include "compute/data.h"
@@ -57,6 +63,7 @@
 #include "compute/model.h"
 #include "compute/safetensors.h"
 #include "compute/train.h"
+#include "common/fileio.h"
 #include "store/store.h"
 
 #define PROGRESS_DB_INTERVAL_S 1.0
@@ -104,6 +111,7 @@ struct workers {
         int gpus[64]; /* --gpus: worker i uses gpus[i % n_gpus]; none: GPU 0 */
         unsigned n_gpus;
         int64_t lease_ms;
+        char mpirun[LAUNCHER_TEMPLATE_MAX + 1]; /* --mpirun template; "": jobs with ranks above 1 are not run */
         atomic_bool stop;
         /* A job's checkpoint or result did not fit: no worker claims until this many bytes are free (0: go). */
         _Atomic uint64_t disk_need;
@@ -202,23 +210,31 @@ static void runtime_record(struct worker *w) {
         w->claimed_at = 0;
 }
 
-/* One trainer event into the job's stream, serialised as every client reads it. */
-static int record_event(struct worker *w, const struct train_event *ev) {
+/* One event (train_event_json's object) into the job's stream, serialised as every client reads it. */
+static int record_event_json(struct worker *w, const char *type, const json_t *j) {
         if (w->lost)
                 return -ESTALE;
-        json_t *j = train_event_json(ev);
         char *data = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
-        json_decref(j);
         if (!data)
                 return -ENOMEM;
         struct ft_error err = {0};
-        int r = store_event_append(w->store, w->job_id, w->attempt, train_event_type_name(ev->type), data, NULL, &err);
+        int r = store_event_append(w->store, w->job_id, w->attempt, type, data, NULL, &err);
         free(data);
         if (r < 0) {
                 mark_lost(w, r, &err);
                 return r;
         }
         return 0;
+}
+
+/* One trainer event into the job's stream. */
+static int record_event(struct worker *w, const struct train_event *ev) {
+        if (w->lost)
+                return -ESTALE;
+        json_t *j = train_event_json(ev);
+        int r = j ? record_event_json(w, train_event_type_name(ev->type), j) : -ENOMEM;
+        json_decref(j);
+        return r;
 }
 
 static int cb_epoch(void *userdata, const struct train_epoch *e) {
@@ -814,6 +830,281 @@ out:
         store_dataset_free(d);
 }
 
+/* ---- data-parallel jobs: `finetuned train` under the MPI launcher --------------------- */
+
+/* A launch that fails (a rank died, the launcher failed) is run again from the job's newest checkpoint this
+ * many times within the claim; then the job fails with the launcher's message. */
+#define DIST_RELAUNCHES 2
+
+struct dist_run {
+        struct worker *w;
+        const char *out; /* the run's --out: its checkpoints are out/checkpoints/ckpt-<step> */
+};
+
+/* rank 0's NDJSON back into the trainer's events, through the same callbacks a local job's trainer calls */
+static int dist_on_line(void *userdata, char *line, size_t len) {
+        struct dist_run *d = userdata;
+        struct worker *w = d->w;
+        json_t *j = json_loadb(line, len, 0, NULL);
+        const char *type = json_string_value(json_object_get(j, "type"));
+        int r = 0;
+        if (!type) {
+                log_info("worker %u: %s: rank 0: %.300s", w->index, w->job_id, line);
+        } else if (strcmp(type, "epoch") == 0) {
+                struct train_epoch e;
+                r = train_epoch_from_json(j, json_object_get(j, "val_accuracy") != NULL, &e);
+                if (r == 0)
+                        r = cb_epoch(w, &e);
+        } else if (strcmp(type, "progress") == 0) {
+                struct train_progress p;
+                r = train_progress_from_json(j, &p);
+                if (r == 0)
+                        cb_progress(w, &p);
+        } else if (strcmp(type, "checkpoint") == 0) {
+                json_int_t epoch = 0, step = 0;
+                int partial = 0;
+                char name[48], path[PATH_MAX];
+                r = json_unpack(j, "{s:I s:I s:b}", "epoch", &epoch, "step", &step, "partial", &partial) < 0 ||
+                                    epoch < 0 || step < 0
+                            ? -EINVAL
+                            : 0;
+                snprintf(name, sizeof(name), "ckpt-%llu", (unsigned long long)step);
+                if (r == 0 && ft_path_join(path, sizeof(path), d->out, "checkpoints", name, NULL) >= 0)
+                        r = cb_checkpoint(w, &(struct train_checkpoint_info){
+                                                     .path = path,
+                                                     .epoch = (unsigned)epoch,
+                                                     .step = (uint64_t)step,
+                                                     .partial = partial,
+                                             });
+        } else if (strcmp(type, "early_stopping") == 0 || strcmp(type, "metrics") == 0 ||
+                   strcmp(type, "runtime") == 0) {
+                r = record_event_json(w, type, j);
+        }
+        if (r == -EINVAL)
+                log_warning("worker %u: %s: rank 0 printed an unreadable '%s' event: %.200s", w->index, w->job_id, type,
+                            line);
+        json_decref(j);
+        return 0; /* a lost lease or a cancel is seen by dist_poll right after */
+}
+
+static enum launcher_action dist_poll(void *userdata) {
+        struct dist_run *d = userdata;
+        if (!cb_should_stop(d->w))
+                return LAUNCHER_CONTINUE;
+        return d->w->lost ? LAUNCHER_KILL : LAUNCHER_STOP; /* another attempt owns the job: no checkpoint */
+}
+
+/* A store dataset as `finetuned train` names data: its blob's path, or [images, labels] for IDX. */
+static int dist_dataset_ref(struct worker *w, const char *id, json_t **ret, struct ft_error *err) {
+        struct store_dataset *d = NULL;
+        int r = store_dataset_get(w->store, id, &d, err);
+        if (r < 0)
+                return r;
+        *ret = d->labels_path[0] ? json_pack("[s s]", d->path, d->labels_path) : json_string(d->path);
+        store_dataset_free(d);
+        return *ret ? 0 : ft_error_set(err, -ENOMEM, NULL, "out of memory");
+}
+
+/* The job file of the run: the job's spec with its ids replaced by the files they name (the datasets' blobs;
+ * the base model's spec with "weights": its blob). */
+static int dist_job_file(struct worker *w, const struct store_job *job, const struct store_model *base,
+                         const char *path, struct ft_error *err) {
+        json_t *doc = json_loads(job->spec_json, 0, NULL), *ref = NULL;
+        json_t *model = json_loads(base->spec_json, 0, NULL);
+        int r = doc && model ? 0 : ft_error_set(err, -EINVAL, NULL, "the job's spec cannot be read");
+        if (r == 0 && (r = dist_dataset_ref(w, job->training_file, &ref, err)) == 0)
+                json_object_set_new(doc, "training_file", ref);
+        if (r == 0 && job->validation_file[0] && (r = dist_dataset_ref(w, job->validation_file, &ref, err)) == 0)
+                json_object_set_new(doc, "validation_file", ref);
+        if (r == 0 && base->weights_path[0])
+                json_object_set_new(model, "weights", json_string(base->weights_path));
+        if (r == 0) {
+                json_object_set(doc, "model", model);
+                char *text = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(17));
+                r = text ? fileio_write_atomic(path, text, strlen(text), 0600, err)
+                         : ft_error_set(err, -ENOMEM, NULL, "out of memory");
+                free(text);
+        }
+        json_decref(model);
+        json_decref(doc);
+        return r;
+}
+
+/* The run's model.safetensors and metrics.json into the blob store, and the job finished with them. */
+static int dist_finish(struct worker *w, const struct store_job *job, const struct store_model *base, const char *out,
+                       struct ft_error *err) {
+        char path[PATH_MAX], sha[STORE_SHA256_HEX] = "", metrics_sha[STORE_SHA256_HEX] = "";
+        char *mspec = NULL, *metrics = NULL;
+        struct st_file *f = NULL;
+        json_t *spec = NULL, *mdoc = NULL;
+        int r = ft_path_join(path, sizeof(path), out, "model.safetensors", NULL) < 0 ? -ENAMETOOLONG : 0;
+        if (r == 0)
+                r = st_file_open(path, 0, &f, err);
+        if (r == 0) {
+                const char *text = st_file_metadata(f, ST_META_SPEC);
+                spec = text ? json_loads(text, 0, NULL) : NULL;
+                mspec = spec ? json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+                if (!mspec)
+                        r = ft_error_set(err, -EINVAL, NULL, "the run's model.safetensors has no model spec");
+        }
+        st_file_free(f);
+        if (r == 0)
+                r = blob_from_file(w, path, sha, err);
+        if (r == 0 && ft_path_join(path, sizeof(path), out, "metrics.json", NULL) < 0)
+                r = -ENAMETOOLONG;
+        if (r == 0) {
+                json_error_t jerr;
+                mdoc = json_load_file(path, 0, &jerr);
+                if (mdoc)
+                        json_object_del(mdoc, "history"); /* the job's result is metrics.json without it */
+                metrics = mdoc ? json_dumps(mdoc, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+                if (!metrics)
+                        r = ft_error_set(err, -EINVAL, NULL, "the run's metrics.json cannot be read: %s", jerr.text);
+        }
+        if (r == 0)
+                r = blob_from_file(w, path, metrics_sha, err);
+        if (r == 0) {
+                char name[STORE_NAME_MAX];
+                snprintf(name, sizeof(name), "%.200s (fine-tuned by %s)", base->name, job->id);
+                struct store_model_new mn = {.name = name,
+                                             .spec_json = mspec,
+                                             .weights_sha256 = sha,
+                                             .source = STORE_MODEL_JOB,
+                                             .source_job_id = job->id};
+                finish_with(w, &(struct store_job_outcome){.state = STORE_JOB_SUCCEEDED,
+                                                           .result_json = metrics,
+                                                           .model = &mn,
+                                                           .metrics_sha256 = metrics_sha});
+        }
+        free(metrics);
+        free(mspec);
+        json_decref(mdoc);
+        json_decref(spec);
+        return r;
+}
+
+/* Stopped before or during a launch: a cancel finishes the job, a stopping daemon gives it back to the queue. */
+static void dist_stopped(struct worker *w, const struct store_job *job) {
+        struct ft_error err = {0};
+        if (w->lost)
+                return;
+        if (w->cancel) {
+                finish(w, STORE_JOB_CANCELLED, NULL, NULL);
+                return;
+        }
+        int r = store_job_release(w->store, job->id, w->attempt, &err);
+        if (r == 0)
+                w->final_state = "queued";
+        log_info("worker %u: job %s released for the next start%s%s", w->index, job->id, r < 0 ? ": " : "",
+                 r < 0 ? err.message : "");
+}
+
+/* A job with resources.ranks above 1: `finetuned train` under the --mpirun template, its events into the job's
+ * stream, the lease kept, cancel and stop forwarded as SIGTERM to the launcher's process group; each launch
+ * resumes from the job's newest checkpoint, as a requeued local job does. */
+static void run_distributed(struct worker *w, struct store_job *job, const struct jobspec *spec) {
+        struct ft_error err = {0};
+        struct store_model *base = NULL;
+        struct store_checkpoint *ckpt = NULL;
+        char dir[PATH_MAX], out[PATH_MAX], jobfile[PATH_MAX], resume[PATH_MAX], exe[PATH_MAX], threads[16];
+        int r;
+
+        if (!w->pool->mpirun[0]) { /* the API refuses these jobs; one queued before a restart without --mpirun */
+                ft_error_set(&err, -EINVAL, "resources.ranks",
+                             "'resources.ranks' %u: this daemon has no MPI launcher (start it with --mpirun)",
+                             spec->resources.ranks);
+                fail(w, "invalid_job", &err);
+                return;
+        }
+        r = mkdir_p2(w->pool->state_dir, job->id, dir, sizeof(dir));
+        if (r == 0 && (ft_path_join(out, sizeof(out), dir, "ranks", NULL) < 0 ||
+                       ft_path_join(jobfile, sizeof(jobfile), dir, "ranks-job.json", NULL) < 0))
+                r = -ENAMETOOLONG;
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+        if (r == 0 && n <= 0)
+                r = -errno;
+        if (r < 0) {
+                ft_error_set(&err, r, NULL, "cannot prepare the job's directory: %s", strerror(-r));
+                fail(w, "internal_error", &err);
+                return;
+        }
+        exe[n] = '\0';
+        snprintf(threads, sizeof(threads), "%u", w->pool->threads);
+        r = store_model_get(w->store, job->model_id, &base, &err);
+        if (r < 0) {
+                fail(w, "invalid_model", &err);
+                return;
+        }
+        r = dist_job_file(w, job, base, jobfile, &err);
+        if (r < 0) {
+                fail(w, "invalid_data", &err);
+                goto out;
+        }
+        struct dist_run d = {.w = w, .out = out};
+        struct launcher_callbacks cb = {.userdata = &d, .on_line = dist_on_line, .poll = dist_poll};
+        for (int launch = 0;; launch++) {
+                char *args[16] = {exe,        "train",        jobfile, "--out",
+                                  out,        "--threads",    threads, "--progress-events",
+                                  "--job-id", (char *)job->id};
+                size_t k = 10;
+                store_checkpoint_free(ckpt);
+                ckpt = NULL;
+                if (store_checkpoint_latest(w->store, job->id, &ckpt, NULL) == 1 && ckpt->dir[0] &&
+                    ft_path_join(resume, sizeof(resume), w->pool->state_dir, ckpt->dir, NULL) >= 0) {
+                        args[k++] = "--resume";
+                        args[k++] = resume;
+                        log_info("worker %u: job %s resumes from %s (epoch %d)", w->index, job->id, ckpt->dir,
+                                 ckpt->epoch);
+                }
+                w->last_heartbeat = 0;
+                if (cb_should_stop(w)) {
+                        dist_stopped(w, job);
+                        goto out;
+                }
+                struct launcher_result lr;
+                log_info("worker %u: job %s: starting %u ranks (%s)", w->index, job->id, spec->resources.ranks,
+                         w->pool->mpirun);
+                r = launcher_run(w->pool->mpirun, spec->resources.ranks, args, &cb, &lr, &err);
+                if (r < 0) {
+                        fail(w, "internal_error", &err);
+                        goto out;
+                }
+                if (w->lost)
+                        goto out;
+                if (lr.stopped || w->cancel || atomic_load(&w->pool->stop)) {
+                        dist_stopped(w, job);
+                        goto out;
+                }
+                if (!lr.signaled && lr.exit_status == 0) {
+                        r = dist_finish(w, job, base, out, &err);
+                        if (r < 0)
+                                fail(w, "internal_error", &err);
+                        goto out;
+                }
+                char how[64];
+                if (lr.signaled)
+                        snprintf(how, sizeof(how), "was killed by signal %d", lr.signal);
+                else
+                        snprintf(how, sizeof(how), "exited with status %d", lr.exit_status);
+                if (launch < DIST_RELAUNCHES) {
+                        log_warning("worker %u: job %s: the MPI launcher %s (%s); relaunching from the newest "
+                                    "checkpoint (%d of %d)",
+                                    w->index, job->id, how, lr.message[0] ? lr.message : "it said nothing", launch + 1,
+                                    DIST_RELAUNCHES);
+                        continue;
+                }
+                ft_error_set(&err, -EIO, NULL,
+                             "the data-parallel run over %u ranks failed %d times; the MPI launcher %s: %s",
+                             spec->resources.ranks, DIST_RELAUNCHES + 1, how,
+                             lr.message[0] ? lr.message : "it said nothing on stderr");
+                fail(w, "training_failed", &err);
+                goto out;
+        }
+out:
+        store_checkpoint_free(ckpt);
+        store_model_free(base);
+}
+
 static void run_job(struct worker *w, struct store_job *job) {
         struct ft_error err = {0};
         struct jobspec spec;
@@ -867,6 +1158,10 @@ static void run_job(struct worker *w, struct store_job *job) {
         w->max_runtime = spec.limits.max_runtime_seconds;
         api_metrics_job_start(job->id, spec.hyperparameters.epochs); /* -ENOSPC: no per-job series, totals count */
         w->metrics_started = true;
+        if (spec.resources.ranks > 1) { /* data-parallel: `finetuned train` under the MPI launcher */
+                run_distributed(w, job, &spec);
+                goto out;
+        }
         r = load_dataset(w, job->training_file, "training_file", &spec, &train, &err);
         if (r == 0 && job->validation_file[0])
                 r = load_dataset(w, job->validation_file, "validation_file", &spec, &val, &err);
@@ -1055,6 +1350,7 @@ int workers_start(const struct workers_options *opts, struct workers **ret, stru
                 pool->gpus[i] = opts->gpus[i];
         pool->threads = opts->threads ? opts->threads : (unsigned)FT_MAX(1, cores / (long)pool->n);
         pool->lease_ms = opts->lease_ms ? opts->lease_ms : 30000;
+        snprintf(pool->mpirun, sizeof(pool->mpirun), "%s", opts->mpirun ? opts->mpirun : "");
         pool->w = calloc(pool->n, sizeof(*pool->w));
         int r = pool->w ? 0 : -ENOMEM;
         for (unsigned i = 0; r == 0 && i < pool->n; i++) {

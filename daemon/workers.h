@@ -17,6 +17,9 @@ struct workers_options {
         const int *gpus; /* --gpus: worker i uses GPU gpus[i % n_gpus] for "auto" and "cuda" jobs */
         unsigned n_gpus; /* 0: every worker uses GPU 0 */
         int64_t lease_ms; /* lease length; renewed every lease_ms / 3 (0: 30000) */
+        /* --mpirun: the launcher template ("mpirun -np {ranks} --hostfile FILE") that jobs with
+         * resources.ranks above 1 run `finetuned train` under; NULL or "": such jobs fail */
+        const char *mpirun;
 };
 
 /* Start the threads. They claim queued jobs at once; a job whose lease expired
