@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/fileio.h"
+#include "compute/diagnostics.h"
 
 /* ---- data ------------------------------------------------------------------------ */
 
@@ -432,6 +433,13 @@ json_t *job_metrics_json(const struct train_result *res, bool history) {
                         json_decref(doc);
                         return NULL;
                 }
+        /* the file's per-example diagnostics (compute/diagnostics.h), every example included */
+        if (res->diagnostics && res->final.class_names &&
+            json_object_set_new(doc, "diagnostics", diag_report_json(res->diagnostics, res->final.class_names, true)) <
+                    0) {
+                json_decref(doc);
+                return NULL;
+        }
         return doc;
 }
 

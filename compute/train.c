@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "common/fileio.h"
+#include "compute/diagnostics.h"
 #include "compute/job.h"
 #include "compute/loss.h"
 #include "compute/metrics.h"
@@ -68,6 +69,7 @@ struct trainer {
         size_t best_bytes;
         int32_t *pred_cls, *true_cls; /* eval: n_eval */
         float *pred_reg, *true_reg;
+        float *logits; /* the final evaluation's [n_eval, n_out] for the diagnostics, or NULL */
 
         /* progress of the run (all in checkpoints) */
         unsigned epoch; /* completed epochs */
@@ -1014,6 +1016,8 @@ static int evaluate(struct trainer *tr, double *ret_loss, size_t *ret_n, struct 
                 if (r < 0)
                         return r;
                 loss_sum += (double)loss * (double)b.n;
+                if (tr->logits)
+                        memcpy(tr->logits + n * tr->n_out, out, b.n * tr->n_out * sizeof(float));
                 for (size_t i = 0; i < b.n; i++) {
                         const float *row = out + i * tr->n_out;
                         if (tr->classification) {
@@ -1255,10 +1259,32 @@ static int run_epoch(struct trainer *tr, struct ft_error *err) {
         return end_of_epoch(tr, ft_now_monotonic() - tr->epoch_start, err);
 }
 
+/* The per-example diagnostics of the final evaluation (compute/diagnostics.h), into res->diagnostics. */
+static int final_diagnostics(struct trainer *tr, size_t n, struct train_result *res, struct ft_error *err) {
+        struct diag_report *d = calloc(1, sizeof(*d));
+        if (!d)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        const struct dataset *ds = tr->n_val ? tr->val_ds : tr->train_ds;
+        int r = diag_compute(tr->logits, tr->true_cls, tr->n_val ? tr->val_idx : tr->train_idx, ds->lines, n,
+                             tr->n_out, d, err);
+        if (r < 0) {
+                free(d);
+                return r;
+        }
+        d->on_validation = tr->n_val > 0;
+        res->diagnostics = d;
+        return 0;
+}
+
 static int final_metrics(struct trainer *tr, struct train_result *res, struct ft_error *err) {
         struct train_final *f = &res->final;
-        size_t n;
+        size_t n, n_eval = tr->n_val ? tr->n_val : tr->n_train;
+        if (tr->classification && n_eval <= DIAG_EXAMPLES_MAX && n_eval * tr->n_out <= DIAG_LOGITS_MAX &&
+            !(tr->logits = malloc(FT_MAX(n_eval * tr->n_out, 1) * sizeof(float))))
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         int r = evaluate(tr, &f->loss, &n, err);
+        if (r >= 0 && tr->logits && n > 0)
+                r = final_diagnostics(tr, n, res, err);
         if (r == -ECANCELED) /* the last epoch's checkpoint resumes straight into this evaluation */
                 return ft_error_set(err, -ECANCELED, NULL, "training was cancelled");
         if (r < 0)
@@ -1304,6 +1330,7 @@ static void trainer_deinit(struct trainer *tr) {
         free(tr->true_cls);
         free(tr->pred_reg);
         free(tr->true_reg);
+        free(tr->logits);
         free(tr->history);
         data_transform_deinit(&tr->t);
 }
@@ -1312,6 +1339,7 @@ void train_result_deinit(struct train_result *r) {
         if (!r)
                 return;
         metrics_classification_deinit(&r->final.cls);
+        diag_report_free(r->diagnostics);
         free(r->history);
         data_transform_deinit(&r->transform);
         memset(r, 0, sizeof(*r));

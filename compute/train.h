@@ -46,6 +46,8 @@
 
 #define TRAIN_PROGRESS_HZ 4
 
+struct diag_report; /* compute/diagnostics.h */
+
 /* ---- events ------------------------------------------------------------------ */
 
 /* One epoch's report. The val_* fields hold values only when `validated` (there was validation data); which
@@ -221,6 +223,9 @@ struct train_result {
         unsigned best_epoch; /* 0 when early stopping is off */
         unsigned epochs_run;
         bool stopped_early;
+        /* Classification: the final evaluation's per-example diagnostics (compute/diagnostics.h; owned), NULL
+         * for regression or above DIAG_EXAMPLES_MAX / DIAG_LOGITS_MAX. */
+        struct diag_report *diagnostics;
         /* The preprocessing fitted on the training split (standardization statistics, image transform), to
          * save with the model. Release with data_transform_deinit (train_result_deinit does). */
         struct data_transform transform;

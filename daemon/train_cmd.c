@@ -24,6 +24,7 @@
 
 #include "common/fileio.h"
 #include "compute/compute.h"
+#include "compute/diagnostics.h"
 #include "daemon/daemon.h"
 #include "daemon/dist.h"
 
@@ -43,7 +44,7 @@ static void train_usage(FILE *out) {
                      "foreground. File references in the spec are paths, relative to JOB.json's\n"
                      "directory; \"model\" is a preset name, a .safetensors path or a model spec.\n"
                      "Events go to stdout as NDJSON; a progress line goes to stderr when it is a\n"
-                     "terminal. DIR receives model.safetensors, metrics.json and checkpoints/.\n"
+                     "terminal. DIR receives model.safetensors, metrics.json, examples.csv (classification) and checkpoints/.\n"
                      "SIGINT/SIGTERM stop within one batch after writing a checkpoint (exit 130).\n"
                      "Under `mpirun -np N` the ranks train one job data-parallel; rank 0 alone\n"
                      "prints events and writes DIR.\n\n"
@@ -433,6 +434,11 @@ int train_main(int argc, char **argv) {
         (void)chmod(path, 0644);
         ft_path_join(path, sizeof(path), out, "metrics.json", NULL);
         if (job_metrics_write(path, &res, &err) < 0) {
+                fprintf(stderr, "finetuned train: %s\n", err.message);
+                goto out;
+        }
+        ft_path_join(path, sizeof(path), out, "examples.csv", NULL); /* per-example diagnostics */
+        if (res.diagnostics && diag_csv_write(path, res.diagnostics, train->class_names, &err) < 0) {
                 fprintf(stderr, "finetuned train: %s\n", err.message);
                 goto out;
         }
