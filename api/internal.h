@@ -354,6 +354,13 @@ enum MHD_Result api_jobs_delete(struct api_request *req);
 enum MHD_Result api_jobs_events(struct api_request *req);
 enum MHD_Result api_jobs_checkpoints(struct api_request *req);
 enum MHD_Result api_jobs_artifact(struct api_request *req);
+/* per-example diagnostics (diagnostics.c) */
+enum MHD_Result api_jobs_diagnostics(struct api_request *req);
+enum MHD_Result api_jobs_examples(struct api_request *req);
+enum MHD_Result api_jobs_examples_csv(struct api_request *req);
+extern const char *const api_examples_orders[];
+extern const struct api_field api_example_shape[]; /* api_jobs_examples (diagnostics.c) */
+extern const struct api_field api_diagnostics_shape[]; /* api_jobs_diagnostics (diagnostics.c) */
 /* The embedded dashboard (static.c): GET / and GET /static/{name}. */
 enum MHD_Result api_static_index(struct api_request *req);
 enum MHD_Result api_static_file(struct api_request *req);

@@ -495,9 +495,12 @@ enum MHD_Result api_jobs_artifact(struct api_request *req) {
         struct store *st;
         struct store_job *job = NULL;
         const char *name = api_path_param(req, 1);
+        if (name && strcmp(name, "examples.csv") == 0) /* per-example diagnostics (diagnostics.c) */
+                return api_jobs_examples_csv(req);
         if (!name || (strcmp(name, "model.safetensors") != 0 && strcmp(name, "metrics.json") != 0))
                 return api_reply_error(req, API_ERR_NOT_FOUND, "name",
-                                       "no artifact '%.64s' (there are 'model.safetensors' and 'metrics.json')",
+                                       "no artifact '%.64s' (there are 'model.safetensors', 'metrics.json' and "
+                                       "'examples.csv')",
                                        name ? name : "");
         if (job_load(req, &st, &job, &ret) < 0)
                 return ret;

@@ -74,6 +74,17 @@ static const struct api_query_param events_query[] = {
          "Last-Event-ID or after, then pushes each new event, ending after the terminal status event"},
         {NULL},
 };
+static const struct api_query_param examples_query[] = {
+        {"order", API_T_STRING, 0, 0, api_examples_orders,
+         "index (dataset order, the default), loss (highest first), confident_mistakes (mistakes only, by "
+         "p_predicted, highest first), suspected (suspected label errors only, by p_label, lowest first)"},
+        {"label", API_T_STRING, 0, 0, NULL, "only examples the data labels with this class"},
+        {"predicted", API_T_STRING, 0, 0, NULL, "only examples predicted as this class (with label: one cell of the "
+                                                 "confusion matrix)"},
+        {"limit", API_T_INT, 1, 1000, NULL, "examples per page (default 100)"},
+        {"after", API_T_INT, 0, 9e15, NULL, "the position of the last example of the previous page (next_after)"},
+        {NULL},
+};
 static const struct api_query_param upload_query[] = {
         {"name", API_T_STRING, 0, 0, NULL, "a name for the dataset (default: the file name or 'dataset')"},
         {NULL},
@@ -181,9 +192,18 @@ const struct api_route api_routes[] = {
         {"GET", "/v1/jobs/{id}/checkpoints", api_jobs_checkpoints, .query = page_query, .tag = "jobs", .errors = e_get,
          .reply = "CheckpointList", .summary = "the job's checkpoints, oldest first"},
         {"GET", "/v1/jobs/{id}/artifacts/{name}", api_jobs_artifact, .flags = API_ROUTE_BINARY, .tag = "jobs",
-         .errors = e_get, .produces = (const char *const[]){"application/octet-stream", "application/json", NULL},
+         .errors = e_get,
+         .produces = (const char *const[]){"application/octet-stream", "application/json", "text/csv", NULL},
          .summary = "a finished job's artifact: 'model.safetensors' (loads with load_state_dict) or "
-                    "'metrics.json'"},
+                    "'metrics.json' or 'examples.csv' (classification: per-example diagnostics as CSV)"},
+        {"GET", "/v1/jobs/{id}/diagnostics", api_jobs_diagnostics, .tag = "jobs", .errors = E(E_401, E_404, E_409),
+         .reply = "Diagnostics",
+         .summary = "a finished classification job's per-example diagnostics: highest losses, most confident "
+                    "mistakes, suspected label errors (docs/diagnostics.md)"},
+        {"GET", "/v1/jobs/{id}/examples", api_jobs_examples, .query = examples_query, .tag = "jobs",
+         .errors = E(E_400, E_401, E_404, E_409), .reply = "ExampleList",
+         .summary = "every evaluated example with its label, prediction, probabilities and loss; sorted, "
+                    "filtered by class pair and paged"},
 
         {"GET", "/", api_static_index, .flags = API_ROUTE_PUBLIC | API_ROUTE_BINARY, .tag = "dashboard",
          .produces = (const char *const[]){"text/html", NULL},
