@@ -30,6 +30,8 @@
 
 #include "common/fileio.h"
 #include "compute/diagnostics.h"
+#include "compute/guards.h"
+#include "compute/imbalance.h"
 #include "compute/job.h"
 #include "compute/loss.h"
 #include "compute/metrics.h"
@@ -70,6 +72,8 @@ struct trainer {
         int32_t *pred_cls, *true_cls; /* eval: n_eval */
         float *pred_reg, *true_reg;
         float *logits; /* the final evaluation's [n_eval, n_out] for the diagnostics, or NULL */
+        float *class_w; /* hyperparameters.class_weights resolved: [n_out] for the training loss, or NULL */
+        struct guards guards; /* training-health guards (guards.h) */
 
         /* progress of the run (all in checkpoints) */
         unsigned epoch; /* completed epochs */
@@ -383,6 +387,26 @@ static int setup_data(struct trainer *tr, const struct dataset *train, const str
                         return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         }
         return 0;
+}
+
+/* The class weights of the training loss (imbalance.h) and the training-health guards (guards.h). */
+static int setup_health(struct trainer *tr, struct ft_error *err) {
+        if (tr->classification && tr->spec->class_weights) {
+                size_t *counts = calloc(tr->n_out, sizeof(size_t));
+                tr->class_w = malloc(tr->n_out * sizeof(float));
+                if (!counts || !tr->class_w) {
+                        free(counts);
+                        return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+                }
+                for (size_t i = 0; i < tr->n_train; i++)
+                        counts[tr->train_ds->labels[tr->train_idx[i]]]++;
+                int r = imbalance_class_weights(tr->spec, tr->train_ds->class_names, counts, tr->n_out, tr->class_w,
+                                                err);
+                free(counts);
+                if (r < 0)
+                        return r;
+        }
+        return guards_init(&tr->guards, tr->spec, tr->m, err);
 }
 
 static int setup_optim(struct trainer *tr, struct ft_error *err) {
@@ -965,7 +989,19 @@ static int optimizer_step(struct trainer *tr, struct ft_error *err) {
 static int batch_loss(struct trainer *tr, const struct data_batch *b, const float *out, float *loss, float *d_out,
                       struct ft_error *err) {
         if (tr->classification) {
-                struct loss_ce_options o = {.label_smoothing = (float)tr->spec->hyperparameters.label_smoothing};
+                /* class weights weigh the training loss only (d_out: a training step); a batch whose classes all
+                 * weigh 0 teaches nothing, rather than dividing by zero */
+                const float *cw = d_out ? tr->class_w : NULL;
+                struct loss_ce_options o = {.label_smoothing = (float)tr->spec->hyperparameters.label_smoothing,
+                                            .class_weights = cw};
+                float wsum = 0;
+                for (size_t i = 0; cw && i < b->n; i++)
+                        wsum += cw[b->labels[i]];
+                if (cw && !(wsum > 0)) {
+                        *loss = 0;
+                        memset(d_out, 0, b->n * tr->n_out * sizeof(float));
+                        return 0;
+                }
                 return loss_cross_entropy(out, b->labels, (int)b->n, (int)tr->n_out, &o, loss, d_out, err);
         }
         return loss_mse(out, b->targets, (int)b->n, 1, loss, d_out, err);
@@ -1111,6 +1147,9 @@ static int end_of_epoch(struct trainer *tr, double train_seconds, struct ft_erro
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         if (tr->cb && tr->cb->on_epoch && (r = callback_result(tr->cb->on_epoch(tr->cb->userdata, &e), err)) < 0)
                 return r;
+        if (tr->cb && (r = guards_epoch(&tr->guards, tr->m, tr->history, tr->n_history, tr->cb->on_warning,
+                                        tr->cb->userdata, err)) < 0)
+                return r;
         if (tr->stopped_early && tr->cb && tr->cb->on_early_stop) {
                 struct train_early_stop stop = {tr->epoch, tr->best_epoch, es->metric, tr->best_value};
                 if ((r = callback_result(tr->cb->on_early_stop(tr->cb->userdata, &stop), err)) < 0)
@@ -1225,13 +1264,15 @@ static int run_epoch(struct trainer *tr, struct ft_error *err) {
                         if (r >= 0)
                                 r = batch_loss(tr, &b, out, &loss, tr->d_out, err);
                 }
+                struct train_warning bad = {0};
                 if (r >= 0 && !isfinite(loss))
-                        r = ft_error_set(err, -EDOM, "hyperparameters.learning_rate",
-                                         "the training loss became %f at epoch %u step %llu: lower "
-                                         "'hyperparameters.learning_rate' or set 'hyperparameters.max_grad_norm'",
-                                         (double)loss, tr->epoch + 1, (unsigned long long)tr->step + 1);
+                        r = guards_loss_nonfinite(tr->m, loss, tr->epoch + 1, tr->batch + 1, tr->step + 1, &bad, err);
                 if (r >= 0 && !tr->coll)
                         r = model_backward(tr->m, tr->d_out, err);
+                if (r >= 0 && tr->spec->guards.nonfinite)
+                        r = guards_gradients(tr->m, tr->epoch + 1, tr->batch + 1, tr->step + 1, &bad, err);
+                if (r == -EDOM && bad.code && tr->cb && tr->cb->on_warning) /* the guard's event, then the failure */
+                        (void)tr->cb->on_warning(tr->cb->userdata, &bad);
                 if (r >= 0 && !tr->runtime_sent) {
                         tr->runtime_sent = true;
                         r = emit_runtime(tr, (int)b.n, err);
@@ -1331,6 +1372,8 @@ static void trainer_deinit(struct trainer *tr) {
         free(tr->pred_reg);
         free(tr->true_reg);
         free(tr->logits);
+        free(tr->class_w);
+        guards_deinit(&tr->guards);
         free(tr->history);
         data_transform_deinit(&tr->t);
 }
@@ -1371,6 +1414,9 @@ int train_run(const struct jobspec *spec, struct model *m, struct compute_ctx *c
         if (r < 0)
                 goto fail;
         r = setup_optim(&tr, err);
+        if (r < 0)
+                goto fail;
+        r = setup_health(&tr, err);
         if (r < 0)
                 goto fail;
         model_rng_set(m, &(struct model_rng_state){spec->seed, 0});

@@ -99,6 +99,12 @@ static int cli_on_early_stop(void *ud, const struct train_early_stop *es) {
         return cli_print(ud, &(struct train_event){TRAIN_EVENT_EARLY_STOP, .early_stop = es});
 }
 
+/* A training-health guard (compute/guards.h): the event on stdout, the message on stderr. */
+static int cli_on_warning(void *ud, const struct train_warning *w) {
+        fprintf(stderr, "finetuned train: warning: %s: %s\n", w->code, w->message);
+        return cli_print(ud, &(struct train_event){TRAIN_EVENT_WARNING, .warning = w});
+}
+
 static int cli_on_final(void *ud, const struct train_final *f) {
         return cli_print(ud, &(struct train_event){TRAIN_EVENT_FINAL, .final = f});
 }
@@ -392,6 +398,7 @@ int train_main(int argc, char **argv) {
                 .on_progress = cli_on_progress,
                 .on_checkpoint = cli_on_checkpoint,
                 .on_early_stop = cli_on_early_stop,
+                .on_warning = cli_on_warning,
                 .on_final = cli_on_final,
                 .on_runtime = cli_on_runtime,
                 .should_stop = cli_should_stop,

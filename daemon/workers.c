@@ -215,6 +215,10 @@ static int cb_early_stop(void *userdata, const struct train_early_stop *es) {
         return record_event(userdata, &(struct train_event){TRAIN_EVENT_EARLY_STOP, .early_stop = es});
 }
 
+static int cb_warning(void *userdata, const struct train_warning *wn) {
+        return record_event(userdata, &(struct train_event){TRAIN_EVENT_WARNING, .warning = wn});
+}
+
 static int cb_final(void *userdata, const struct train_final *f) {
         return record_event(userdata, &(struct train_event){TRAIN_EVENT_FINAL, .final = f});
 }
@@ -598,6 +602,7 @@ static void run_job(struct worker *w, struct store_job *job) {
                 .on_progress = cb_progress,
                 .on_checkpoint = cb_checkpoint,
                 .on_early_stop = cb_early_stop,
+                .on_warning = cb_warning,
                 .on_final = cb_final,
                 .on_runtime = cb_runtime,
                 .should_stop = cb_should_stop,
