@@ -10,7 +10,10 @@
 #include <string.h>
 
 #include "api/internal.h"
+#include "common/log.h"
 #include "compute/diagnostics.h"
+#include "compute/imbalance.h"
+#include "compute/train.h"
 #include "store/store.h"
 
 #define EXAMPLES_LIMIT_DEFAULT 100
@@ -209,4 +212,59 @@ enum MHD_Result api_jobs_examples(struct api_request *req) {
         json_t *body = api_page_envelope(data, more, "position");
         json_object_set_new(body, "total", json_integer((json_int_t)k));
         return api_reply_json(req, MHD_HTTP_OK, body);
+}
+
+/* ---- at submit: the training data's classes ---------------------------------------------------------------- */
+
+int api_jobs_class_check(const struct jobspec *spec, const json_t *schema, const char *stored_target, char *warning,
+                         size_t size, struct ft_error *err) {
+        warning[0] = '\0';
+        if (spec->task.type != JOBSPEC_TASK_CLASSIFICATION)
+                return 0;
+        /* the upload's summary counts the classes of its target (a CSV's last column, an IDX's labels) */
+        if (spec->task.target[0] && stored_target && stored_target[0] && strcmp(spec->task.target, stored_target) != 0)
+                return 0;
+        const json_t *classes = json_object_get(schema, "classes");
+        size_t n = json_array_size(classes);
+        if (n < 2)
+                return 0;
+        char **names = calloc(n, sizeof(char *));
+        size_t *counts = calloc(n, sizeof(size_t));
+        float *w = calloc(n, sizeof(float));
+        int r = names && counts && w ? 0 : -ENOMEM;
+        for (size_t c = 0; r == 0 && c < n; c++) {
+                const json_t *e = json_array_get(classes, c);
+                names[c] = (char *)json_string_value(json_object_get(e, "name"));
+                json_int_t k = json_integer_value(json_object_get(e, "count"));
+                counts[c] = k > 0 ? (size_t)k : 0;
+                if (!names[c])
+                        r = -ENOENT; /* not a summary this code wrote: nothing to check */
+        }
+        if (r == 0 && spec->class_weights)
+                r = imbalance_class_weights(spec, names, counts, n, w, err);
+        size_t lo, hi;
+        if (r == 0 && imbalance_detect(counts, n, &lo, &hi))
+                snprintf(warning, size,
+                         "the training data is imbalanced: its smallest class '%.64s' has %zu rows, fewer than a "
+                         "tenth of its largest '%.64s' (%zu rows)%s",
+                         names[lo], counts[lo], names[hi], counts[hi],
+                         spec->class_weights ? "" : ": consider hyperparameters.class_weights \"balanced\"");
+        free(names);
+        free(counts);
+        free(w);
+        if (r == -ENOENT)
+                return 0;
+        return r == -ENOMEM ? ft_error_set(err, r, NULL, "out of memory") : r;
+}
+
+void api_jobs_warn(struct store *st, const char *job_id, const char *code, const char *message) {
+        struct train_warning w = {.code = code, .message = message};
+        json_t *j = train_event_json(&(struct train_event){TRAIN_EVENT_WARNING, .warning = &w});
+        char *data = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        struct ft_error err = {0};
+        if (!data || store_event_append(st, job_id, 0, "warning", data, NULL, &err) < 0)
+                log_error("job %s: cannot record the '%s' warning: %s", job_id, code,
+                          data ? err.message : "out of memory");
+        free(data);
 }

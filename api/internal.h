@@ -359,6 +359,12 @@ enum MHD_Result api_jobs_diagnostics(struct api_request *req);
 enum MHD_Result api_jobs_examples(struct api_request *req);
 enum MHD_Result api_jobs_examples_csv(struct api_request *req);
 extern const char *const api_examples_orders[];
+/* At submit: the class_weights against the training data's classes (400 for a class it lacks), and the
+ * "class_imbalance" warning's message into warning[size] ("" when balanced enough). */
+int api_jobs_class_check(const struct jobspec *spec, const json_t *schema, const char *stored_target, char *warning,
+                         size_t size, struct ft_error *err);
+/* Record a "warning" event of the job (logged when the store refuses it). */
+void api_jobs_warn(struct store *st, const char *job_id, const char *code, const char *message);
 extern const struct api_field api_example_shape[]; /* api_jobs_examples (diagnostics.c) */
 extern const struct api_field api_diagnostics_shape[]; /* api_jobs_diagnostics (diagnostics.c) */
 /* The embedded dashboard (static.c): GET / and GET /static/{name}. */

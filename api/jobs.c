@@ -168,7 +168,8 @@ static int stored_facts_load(struct store *st, const struct jobspec *spec, const
 
 /* Everything that can be known before queueing: the ids, then model and data against each other with the
  * check the trainer applies (job_check), on the facts the store recorded. */
-static int check_spec(struct store *st, const struct jobspec *spec, struct ft_error *err) {
+static int check_spec(struct store *st, const struct jobspec *spec, char *warning, size_t warning_size,
+                      struct ft_error *err) {
         if (spec->model_spec)
                 return ft_error_set(err, -EINVAL, "model",
                                     "'model' must be a model id: register an inline spec with POST /v1/models first");
@@ -203,6 +204,8 @@ static int check_spec(struct store *st, const struct jobspec *spec, struct ft_er
         r = job_model_facts_for(mspec, spec, &train.f, &mf, err);
         if (r == 0)
                 r = job_check(spec, &mf, &train.f, val.d ? &val.f : NULL, err);
+        if (r == 0) /* class_weights and class imbalance (diagnostics.c) */
+                r = api_jobs_class_check(spec, train.schema, train.d->target, warning, warning_size, err);
 out:
         json_decref(mspec);
         stored_facts_deinit(&train);
@@ -246,7 +249,8 @@ enum MHD_Result api_jobs_create(struct api_request *req) {
                 json_decref(root);
                 return api_reply_ft_error(req, -EINVAL, &err);
         }
-        r = check_spec(st, &spec, &err);
+        char warning[512] = "";
+        r = check_spec(st, &spec, warning, sizeof(warning), &err);
         if (r < 0)
                 goto fail;
 
@@ -307,6 +311,8 @@ enum MHD_Result api_jobs_create(struct api_request *req) {
         json_decref(root);
         if (!replay)
                 log_info("job %s queued (model %s, data %s)", job->id, job->model_id, job->training_file);
+        if (!replay && warning[0])
+                api_jobs_warn(st, job->id, "class_imbalance", warning);
         char location[64];
         snprintf(location, sizeof(location), "/v1/jobs/%s", job->id);
         json_t *body = api_job_json(req->server, st, job);

@@ -142,5 +142,52 @@ rjob=$(echo "$BODY" | jq -r .id); wait_state "$rjob" succeeded failed
 http GET "/v1/jobs/$rjob/diagnostics"; envelope 404 not_found id; ok $? "a regression job has no diagnostics: 404"
 http GET "/v1/jobs/$rjob/artifacts/examples.csv"; envelope 404 not_found; ok $? "... nor examples.csv"
 
+# ---- imbalanced data and class_weights at submit ----------------------------------------------------------
+awk 'BEGIN { print "x,cls"; for (i = 0; i < 220; i++) printf "%d,%s\n", i, (i % 22 == 0 ? "rare" : "common") }' \
+        >"$TMP/imb.csv"
+http POST '/v1/datasets?name=imb' --data-binary @"$TMP/imb.csv"; ids=$(echo "$BODY" | jq -r .id)
+http POST /v1/models "${J[@]}" -d '{"preset": "mlp", "config": {"inputs": 1, "hidden": [4], "outputs": 2}}'
+imdl=$(echo "$BODY" | jq -r .id)
+http POST /v1/jobs "${J[@]}" -d "{\"model\": \"$imdl\", \"training_file\": \"$ids\", \"hyperparameters\": {\"epochs\": 1,
+        \"class_weights\": {\"rare\": 5, \"unicorn\": 2}}}"
+envelope 400 invalid_request hyperparameters.class_weights; ok $? "class_weights naming a class the data lacks -> 400"
+http POST /v1/jobs "${J[@]}" -d "{\"model\": \"$imdl\", \"training_file\": \"$ids\", \"hyperparameters\": {\"epochs\": 1}}"
+ijob=$(echo "$BODY" | jq -r .id)
+http GET "/v1/jobs/$ijob/events"
+echo "$BODY" | jq -e '[.data[] | select(.type == "warning")] | length == 1 and .[0].data.code == "class_imbalance"
+        and .[0].data.epoch == 0 and (.[0].data.message | test("smallest class .rare. has 10 rows"))' >/dev/null
+ok $? "10 'rare' rows against 210: a class_imbalance warning event at submit"
+http POST /v1/jobs "${J[@]}" -d "{\"model\": \"$imdl\", \"training_file\": \"$ids\", \"hyperparameters\": {\"epochs\": 1,
+        \"class_weights\": \"balanced\"}}"
+bjob=$(echo "$BODY" | jq -r .id)
+[ "$STATUS" = 201 ] && echo "$BODY" | jq -e '.spec.hyperparameters.class_weights == "balanced"' >/dev/null
+ok $? "class_weights balanced is accepted and echoed"
+wait_state "$ijob" succeeded failed; wait_state "$bjob" succeeded failed
+http GET "/v1/jobs/$bjob"; [ "$(echo "$BODY" | jq -r .state)" = succeeded ]; ok $? "... and trains"
+
+# ---- training-health guards on the daemon ----------------------------------------------------------------------
+http POST /v1/jobs "${J[@]}" -d "{\"model\": \"$mdl\", \"training_file\": \"$ds\", $(echo "$common" | sed 's/"learning_rate": 0.01/"learning_rate": 1e-7/; s/"epochs": 5/"epochs": 7/')}"
+gjob=$(echo "$BODY" | jq -r .id); wait_state "$gjob" succeeded failed
+http GET "/v1/jobs/$gjob/events?limit=1000"
+echo "$BODY" | jq -e '[.data[] | select(.type == "warning") | .data] | length == 1 and .[0].code == "loss_not_decreasing"
+        and .[0].epoch == 6' >/dev/null
+ok $? "learning_rate 1e-7: a 'loss_not_decreasing' warning event at epoch 6"
+http GET "/v1/jobs/$job/events?limit=1000"
+[ "$(echo "$BODY" | jq '[.data[] | select(.type == "warning")] | length')" = 0 ]; ok $? "the healthy job: no warning"
+awk 'BEGIN { print "a,b,y"; for (i = 0; i < 40; i++) printf "%s,%s,%d\n", (i % 2 ? "3e38" : "-3e38"), "3e38", i % 2 }' >"$TMP/big.csv"
+http POST '/v1/datasets?name=big' --data-binary @"$TMP/big.csv"; bds=$(echo "$BODY" | jq -r .id)
+http POST /v1/models "${J[@]}" -d '{"preset": "mlp", "config": {"inputs": 2, "hidden": [8], "outputs": 2}}'
+bmdl=$(echo "$BODY" | jq -r .id)
+http POST /v1/jobs "${J[@]}" -d "{\"model\": \"$bmdl\", \"training_file\": \"$bds\", \"preprocess\": {\"standardize\": false},
+        \"hyperparameters\": {\"epochs\": 2}}"
+njob=$(echo "$BODY" | jq -r .id); wait_state "$njob" succeeded failed
+http GET "/v1/jobs/$njob"
+echo "$BODY" | jq -e '.state == "failed" and (.error.message | test("epoch 1 batch 1"))' >/dev/null
+ok $? "features of 3e38: the job fails at once: $(echo "$BODY" | jq -r .error.message | head -c 160)"
+http GET "/v1/jobs/$njob/events?limit=1000"
+echo "$BODY" | jq -e '[.data[] | select(.type == "warning") | .data] | length == 1 and .[0].code == "nonfinite"
+        and .[0].batch == 1' >/dev/null
+ok $? "... with a 'nonfinite' warning event naming batch 1"
+
 stop_daemon; ok $? "daemon stops"
 done_testing
