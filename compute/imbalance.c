@@ -28,13 +28,13 @@ int imbalance_class_weights(const struct jobspec *spec, char *const *names, cons
                                             json_array_size(cw), n);
                 for (size_t c = 0; c < n; c++)
                         ret_w[c] = (float)json_number_value(json_array_get(cw, c));
-                return 0;
+        } else {
+                for (size_t c = 0; c < n; c++)
+                        ret_w[c] = 1.0f;
         }
-        for (size_t c = 0; c < n; c++)
-                ret_w[c] = 1.0f;
         const char *key;
         const json_t *v;
-        json_object_foreach((json_t *)cw, key, v) {
+        json_object_foreach((json_t *)(json_is_object(cw) ? cw : NULL), key, v) {
                 size_t c = 0;
                 while (c < n && strcmp(names[c], key) != 0)
                         c++;

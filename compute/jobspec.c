@@ -260,18 +260,16 @@ static int parse_class_weights(const json_t *v, struct jobspec *s, const char *p
         const char *key;
         const json_t *w;
         size_t i;
-        double sum = 0;
         if (json_is_object(v)) {
                 json_object_foreach((json_t *)v, key, w) {
                         param_member(p, sizeof(p), param, key);
-                        if (strlen(key) >= JOBSPEC_NAME_MAX)
-                                return ft_error_set(err, -EINVAL, param, "'%s' names a class longer than %d bytes",
+                        if (!key[0] || strlen(key) >= JOBSPEC_NAME_MAX)
+                                return ft_error_set(err, -EINVAL, param, "'%s': a class name has 1 to %d bytes",
                                                     param, JOBSPEC_NAME_MAX - 1);
                         if (!json_is_number(w) || !(json_number_value(w) >= 0) ||
                             json_number_value(w) > JOBSPEC_CLASS_WEIGHT_MAX)
                                 return ft_error_set(err, -EINVAL, p, "'%s' must be a number from 0 to %g", p,
                                                     JOBSPEC_CLASS_WEIGHT_MAX);
-                        sum += json_number_value(w);
                 }
         } else {
                 json_array_foreach(v, i, w) {
@@ -280,11 +278,8 @@ static int parse_class_weights(const json_t *v, struct jobspec *s, const char *p
                             json_number_value(w) > JOBSPEC_CLASS_WEIGHT_MAX)
                                 return ft_error_set(err, -EINVAL, p, "'%s' must be a number from 0 to %g", p,
                                                     JOBSPEC_CLASS_WEIGHT_MAX);
-                        sum += json_number_value(w);
                 }
         }
-        if (json_is_array(v) && !(sum > 0))
-                return ft_error_set(err, -EINVAL, param, "'%s': the weights sum to zero", param);
         s->class_weights = json_deep_copy(v);
         return s->class_weights ? 0 : ft_error_set(err, -ENOMEM, param, "out of memory");
 }
@@ -293,9 +288,10 @@ static int class_weights_schema(const struct field *f, json_t *schema) {
         json_t *num = json_pack("{s:s,s:i,s:f}", "type", "number", "minimum", 0, "maximum", JOBSPEC_CLASS_WEIGHT_MAX);
         return json_object_set_new(
                 schema, "anyOf",
-                json_pack("[{s:s},{s:s,s:[s]},{s:s,s:i,s:I,s:O},{s:s,s:i,s:I,s:o}]", "type", "null", "type", "string",
+                json_pack("[{s:s},{s:s,s:[s]},{s:s,s:i,s:I,s:{s:i,s:I},s:O},{s:s,s:i,s:I,s:o}]", "type", "null", "type", "string",
                           "enum", "balanced", "type", "object", "minProperties", 1, "maxProperties",
-                          (json_int_t)JOBSPEC_CLASS_WEIGHTS_MAX, "additionalProperties", num, "type", "array",
+                          (json_int_t)JOBSPEC_CLASS_WEIGHTS_MAX, "propertyNames", "minLength", 1, "maxLength",
+                          (json_int_t)JOBSPEC_NAME_MAX - 1, "additionalProperties", num, "type", "array",
                           "minItems", 1, "maxItems", (json_int_t)JOBSPEC_CLASS_WEIGHTS_MAX, "items", num));
 }
 

@@ -95,14 +95,19 @@ static void refusals(void) {
         ok(imbalance_class_weights(&spec, names, counts, 2, w, &err) == -EINVAL && strstr(err.message, "3 weights"),
            "an array of the wrong length: -EINVAL (%s)", err.message);
         jobspec_deinit(&spec);
+        parse_job("{\"model\": \"m\", \"training_file\": \"x\", \"hyperparameters\": {\"class_weights\": [0, 0]}}",
+                  &spec);
+        ok(imbalance_class_weights(&spec, names, counts, 2, w, &err) == -EINVAL && strstr(err.message, "weighs 0"),
+           "every class weighing 0: -EINVAL (%s)", err.message);
+        jobspec_deinit(&spec);
         static const struct {
                 const char *cw, *param;
         } bad[] = {
                 {"\"even\"", "hyperparameters.class_weights"},
                 {"{\"cat\": -1}", "hyperparameters.class_weights.cat"},
                 {"[1, \"x\"]", "hyperparameters.class_weights[1]"},
-                {"[0, 0]", "hyperparameters.class_weights"},
                 {"{}", "hyperparameters.class_weights"},
+                {"{\"\": 1}", "hyperparameters.class_weights"},
                 {"3", "hyperparameters.class_weights"},
                 {"[1e7]", "hyperparameters.class_weights[0]"},
         };
