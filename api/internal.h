@@ -197,6 +197,7 @@ struct api_query_param {
         double min, max;
         const char *const *choices;
         const char *description;
+        size_t max_len; /* API_T_STRING: longest value (0: 128) */
 };
 
 /* Refuse query arguments the route does not declare, and those with a bad
@@ -367,6 +368,8 @@ int api_jobs_class_check(const struct jobspec *spec, const json_t *schema, const
 void api_jobs_warn(struct store *st, const char *job_id, const char *code, const char *message);
 extern const struct api_field api_example_shape[]; /* api_jobs_examples (diagnostics.c) */
 extern const struct api_field api_diagnostics_shape[]; /* api_jobs_diagnostics (diagnostics.c) */
+enum MHD_Result api_datasets_images(struct api_request *req); /* images.c */
+extern const struct api_field api_images_shape[];
 /* The embedded dashboard (static.c): GET / and GET /static/{name}. */
 enum MHD_Result api_static_index(struct api_request *req);
 enum MHD_Result api_static_file(struct api_request *req);
