@@ -189,5 +189,24 @@ echo "$BODY" | jq -e '[.data[] | select(.type == "warning") | .data] | length ==
         and .[0].batch == 1' >/dev/null
 ok $? "... with a 'nonfinite' warning event naming batch 1"
 
+# ---- images by index (the dashboard's grid) ------------------------------------------------------------------
+printf '\x00\x00\x08\x03\x00\x00\x00\x02\x00\x00\x00\x02\x00\x00\x00\x02\x00\x01\x02\x03\xfc\xfd\xfe\xff' >"$TMP/t-images-idx3-ubyte"
+printf '\x00\x00\x08\x01\x00\x00\x00\x02\x07\x03' >"$TMP/t-labels-idx1-ubyte"
+http POST '/v1/datasets?name=tiny' -F images=@"$TMP/t-images-idx3-ubyte" -F labels=@"$TMP/t-labels-idx1-ubyte"
+tds=$(echo "$BODY" | jq -r .id)
+http GET "/v1/datasets/$tds/images?indices=1,0"
+[ "$STATUS" = 200 ] && echo "$BODY" | jq -e '.channels == 1 and .height == 2 and .width == 2
+        and [.images[] | {index, label: .label, pixels}] == [{"index": 1, "label": "3", "pixels": "/P3+/w=="},
+                                                     {"index": 0, "label": "7", "pixels": "AAECAw=="}]' >/dev/null
+ok $? "GET images?indices=1,0: each image's bytes (base64) and label, in the order asked"
+http GET "/v1/datasets/$tds/images?indices=2"; envelope 400 invalid_request indices; ok $? "an index past the end -> 400"
+http GET "/v1/datasets/$tds/images?indices=1,x"; envelope 400 invalid_request indices; ok $? "a malformed list -> 400"
+http GET "/v1/datasets/$tds/images"; envelope 400 invalid_request indices; ok $? "no indices -> 400"
+http GET "/v1/datasets/$tds/images?indices=$(seq -s, 0 100 | sed 's/[0-9]*/0/g')"
+envelope 400 invalid_request indices; ok $? "101 indices -> 400"
+http GET "/v1/datasets/$tds/images?indices=$(printf '0%.0s,' $(seq 1 99))0"
+[ "$STATUS" = 200 ] && [ "$(echo "$BODY" | jq '.images | length')" = 100 ]; ok $? "100 indices -> 200"
+http GET "/v1/datasets/$ds/images?indices=0"; envelope 400 invalid_request id; ok $? "a CSV dataset has no images -> 400"
+
 stop_daemon; ok $? "daemon stops"
 done_testing
