@@ -76,6 +76,7 @@ struct worker {
         int64_t lease_ms;
         bool cancel, lost;
         int64_t max_epoch_recorded;
+        int64_t replayed_through; /* epochs of the stream before this attempt (their warnings too) */
         unsigned batch_size; /* for the samples/s metric */
         unsigned keep_checkpoints; /* the job's checkpoint.keep */
         int64_t last_step; /* batches counted so far ((epoch - 1) * batches + batch); -1: none yet */
@@ -216,6 +217,10 @@ static int cb_early_stop(void *userdata, const struct train_early_stop *es) {
 }
 
 static int cb_warning(void *userdata, const struct train_warning *wn) {
+        struct worker *w = userdata;
+        /* an epoch's warnings follow its epoch event: an epoch a resumed run repeats has had them recorded */
+        if (wn->epoch > 0 && (int64_t)wn->epoch <= w->replayed_through)
+                return 0;
         return record_event(userdata, &(struct train_event){TRAIN_EVENT_WARNING, .warning = wn});
 }
 
@@ -539,6 +544,7 @@ static void run_job(struct worker *w, struct store_job *job) {
         w->lease_ms = w->pool->lease_ms;
         atomic_store(&w->check, false);
         w->max_epoch_recorded = job->last_epoch; /* epochs a resumed run repeats are already in the stream */
+        w->replayed_through = job->last_epoch;
         w->last_step = -1;
         w->batches_per_epoch = 0;
         w->metrics_started = false;
