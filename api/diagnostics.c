@@ -242,13 +242,8 @@ int api_jobs_class_check(const struct jobspec *spec, const json_t *schema, const
         }
         if (r == 0 && spec->class_weights)
                 r = imbalance_class_weights(spec, names, counts, n, w, err);
-        size_t lo, hi;
-        if (r == 0 && imbalance_detect(counts, n, &lo, &hi))
-                snprintf(warning, size,
-                         "the training data is imbalanced: its smallest class '%.64s' has %zu rows, fewer than a "
-                         "tenth of its largest '%.64s' (%zu rows)%s",
-                         names[lo], counts[lo], names[hi], counts[hi],
-                         spec->class_weights ? "" : ": consider hyperparameters.class_weights \"balanced\"");
+        if (r == 0)
+                imbalance_message(names, counts, n, spec->class_weights != NULL, warning, size);
         free(names);
         free(counts);
         free(w);

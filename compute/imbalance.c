@@ -5,6 +5,7 @@
 #include "compute/imbalance.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -69,5 +70,17 @@ bool imbalance_detect(const size_t *counts, size_t n, size_t *ret_min, size_t *r
                 *ret_min = lo;
         if (ret_max)
                 *ret_max = hi;
+        return true;
+}
+
+bool imbalance_message(char *const *names, const size_t *counts, size_t n, bool has_weights, char *buf, size_t size) {
+        size_t lo, hi;
+        if (!imbalance_detect(counts, n, &lo, &hi))
+                return false;
+        snprintf(buf, size,
+                 "the training data is imbalanced: its smallest class '%.64s' has %zu rows, fewer than a tenth of its "
+                 "largest '%.64s' (%zu rows)%s",
+                 names[lo], counts[lo], names[hi], counts[hi],
+                 has_weights ? "" : ": consider hyperparameters.class_weights \"balanced\"");
         return true;
 }

@@ -9,7 +9,8 @@
  * The weights go into the training loss as CrossEntropyLoss(weight=) (compute/loss.h); the validation loss and the
  * final metrics stay unweighted, so they compare between jobs (docs/decisions.md).
  *
- * Not for: the loss itself (loss.h), the warning's delivery (api/jobs.c stores it, train.c does not warn).
+ * Not for: the loss itself (loss.h), the warning's delivery (the daemon stores it at submit, `finetuned train`
+ * prints it before training; train.c does not warn).
  */
 #pragma once
 
@@ -30,3 +31,6 @@ int imbalance_class_weights(const struct jobspec *spec, char *const *names, cons
 
 /* Whether counts[n] (n >= 2) are imbalanced by the rule above; the smallest and largest class when so. */
 bool imbalance_detect(const size_t *counts, size_t n, size_t *ret_min, size_t *ret_max);
+/* The "class_imbalance" warning's message into buf (true), or false when the classes are balanced enough; the
+ * message suggests class_weights unless has_weights. The one wording of the daemon (at submit) and the CLI. */
+bool imbalance_message(char *const *names, const size_t *counts, size_t n, bool has_weights, char *buf, size_t size);

@@ -25,6 +25,7 @@
 #include "common/fileio.h"
 #include "compute/compute.h"
 #include "compute/diagnostics.h"
+#include "compute/imbalance.h"
 #include "daemon/daemon.h"
 #include "daemon/dist.h"
 
@@ -99,9 +100,14 @@ static int cli_on_early_stop(void *ud, const struct train_early_stop *es) {
         return cli_print(ud, &(struct train_event){TRAIN_EVENT_EARLY_STOP, .early_stop = es});
 }
 
-/* A training-health guard (compute/guards.h): the event on stdout, the message on stderr. */
+/* A training-health guard (compute/guards.h) or the data's imbalance: the event on stdout, and on a terminal the
+ * message on stderr. */
 static int cli_on_warning(void *ud, const struct train_warning *w) {
-        fprintf(stderr, "finetuned train: warning: %s: %s\n", w->code, w->message);
+        struct cli *c = ud;
+        if (c->tty) { /* a person is watching; otherwise stderr stays for errors and the event says it */
+                cli_clear(c);
+                fprintf(stderr, "finetuned train: warning: %s: %s\n", w->code, w->message);
+        }
         return cli_print(ud, &(struct train_event){TRAIN_EVENT_WARNING, .warning = w});
 }
 
@@ -415,6 +421,11 @@ int train_main(int argc, char **argv) {
                 .resume_from = ckpt,
                 .collective = coll,
         };
+        char imbalance[512]; /* the daemon says it at submit; here before the first epoch */
+        if (report && spec.task.type == JOBSPEC_TASK_CLASSIFICATION &&
+            imbalance_message(train->class_names, train->class_counts, train->n_classes, spec.class_weights != NULL,
+                              imbalance, sizeof(imbalance)))
+                (void)cli_on_warning(&cli, &(struct train_warning){.code = "class_imbalance", .message = imbalance});
         r = train_run(&spec, m, ctx, train, val, &topt, report ? &cb : &quiet, &res, &err);
         if (cli.tty && cli.progress_len)
                 fprintf(stderr, "\n");

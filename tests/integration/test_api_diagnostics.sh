@@ -162,6 +162,12 @@ http POST /v1/jobs "${J[@]}" -d "{\"model\": \"$imdl\", \"training_file\": \"$id
 bjob=$(echo "$BODY" | jq -r .id)
 [ "$STATUS" = 201 ] && echo "$BODY" | jq -e '.spec.hyperparameters.class_weights == "balanced"' >/dev/null
 ok $? "class_weights balanced is accepted and echoed"
+mkdir -p "$TMP/icli" && cp "$TMP/imb.csv" "$TMP/icli/"
+echo '{"model": "mlp", "training_file": "imb.csv", "hyperparameters": {"epochs": 1}}' >"$TMP/icli/job.json"
+"$FINETUNED" train "$TMP/icli/job.json" --out "$TMP/icli/out" --threads 1 >"$TMP/icli/events.ndjson" 2>"$TMP/icli/err"
+jq -s -e '[.[] | select(.type == "warning")] | length == 1 and .[0].code == "class_imbalance" and .[0].epoch == 0' \
+        "$TMP/icli/events.ndjson" >/dev/null && [ ! -s "$TMP/icli/err" ]
+ok $? "finetuned train prints the same class_imbalance warning event (stderr stays empty off a terminal)"
 wait_state "$ijob" succeeded failed; wait_state "$bjob" succeeded failed
 http GET "/v1/jobs/$bjob"; [ "$(echo "$BODY" | jq -r .state)" = succeeded ]; ok $? "... and trains"
 
