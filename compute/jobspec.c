@@ -264,8 +264,8 @@ static int parse_class_weights(const json_t *v, struct jobspec *s, const char *p
                 json_object_foreach((json_t *)v, key, w) {
                         param_member(p, sizeof(p), param, key);
                         if (!key[0] || strlen(key) >= JOBSPEC_NAME_MAX)
-                                return ft_error_set(err, -EINVAL, param, "'%s': a class name has 1 to %d bytes",
-                                                    param, JOBSPEC_NAME_MAX - 1);
+                                return ft_error_set(err, -EINVAL, param, "'%s': a class name has 1 to %d bytes", param,
+                                                    JOBSPEC_NAME_MAX - 1);
                         if (!json_is_number(w) || !(json_number_value(w) >= 0) ||
                             json_number_value(w) > JOBSPEC_CLASS_WEIGHT_MAX)
                                 return ft_error_set(err, -EINVAL, p, "'%s' must be a number from 0 to %g", p,
@@ -288,11 +288,11 @@ static int class_weights_schema(const struct field *f, json_t *schema) {
         json_t *num = json_pack("{s:s,s:i,s:f}", "type", "number", "minimum", 0, "maximum", JOBSPEC_CLASS_WEIGHT_MAX);
         return json_object_set_new(
                 schema, "anyOf",
-                json_pack("[{s:s},{s:s,s:[s]},{s:s,s:i,s:I,s:{s:i,s:I},s:O},{s:s,s:i,s:I,s:o}]", "type", "null", "type", "string",
-                          "enum", "balanced", "type", "object", "minProperties", 1, "maxProperties",
+                json_pack("[{s:s},{s:s,s:[s]},{s:s,s:i,s:I,s:{s:i,s:I},s:O},{s:s,s:i,s:I,s:o}]", "type", "null", "type",
+                          "string", "enum", "balanced", "type", "object", "minProperties", 1, "maxProperties",
                           (json_int_t)JOBSPEC_CLASS_WEIGHTS_MAX, "propertyNames", "minLength", 1, "maxLength",
-                          (json_int_t)JOBSPEC_NAME_MAX - 1, "additionalProperties", num, "type", "array",
-                          "minItems", 1, "maxItems", (json_int_t)JOBSPEC_CLASS_WEIGHTS_MAX, "items", num));
+                          (json_int_t)JOBSPEC_NAME_MAX - 1, "additionalProperties", num, "type", "array", "minItems", 1,
+                          "maxItems", (json_int_t)JOBSPEC_CLASS_WEIGHTS_MAX, "items", num));
 }
 
 /* early_stopping.metric: a string here; validate() checks it against the
@@ -1175,7 +1175,8 @@ json_t *jobspec_schema(void) {
                             "checked too: preprocess.normalize.std has as many entries as mean; "
                             "early_stopping.metric is reported for task.type, and a val_* metric needs validation "
                             "data; hyperparameters.warmup_epochs <= epochs and min_lr <= learning_rate; "
-                            "hyperparameters.label_smoothing and class_weights are for classification only; strategy.freeze and "
+                            "hyperparameters.label_smoothing and class_weights are for classification only; "
+                            "strategy.freeze and "
                             "strategy.trainable are not both given."));
         return s;
 }

@@ -1306,8 +1306,8 @@ static int final_diagnostics(struct trainer *tr, size_t n, struct train_result *
         if (!d)
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         const struct dataset *ds = tr->n_val ? tr->val_ds : tr->train_ds;
-        int r = diag_compute(tr->logits, tr->true_cls, tr->n_val ? tr->val_idx : tr->train_idx, ds->lines, n,
-                             tr->n_out, d, err);
+        int r = diag_compute(tr->logits, tr->true_cls, tr->n_val ? tr->val_idx : tr->train_idx, ds->lines, n, tr->n_out,
+                             d, err);
         if (r < 0) {
                 free(d);
                 return r;
