@@ -199,6 +199,7 @@ struct api_query_param {
         double min, max;
         const char *const *choices;
         const char *description;
+        size_t max_len; /* API_T_STRING: longest value (0: 128) */
 };
 
 /* Refuse query arguments the route does not declare, and those with a bad
@@ -411,6 +412,21 @@ enum MHD_Result api_webhooks_get(struct api_request *req);
 enum MHD_Result api_webhooks_delete(struct api_request *req);
 enum MHD_Result api_webhooks_test(struct api_request *req);
 enum MHD_Result api_webhooks_deliveries(struct api_request *req);
+/* per-example diagnostics (diagnostics.c) */
+enum MHD_Result api_jobs_diagnostics(struct api_request *req);
+enum MHD_Result api_jobs_examples(struct api_request *req);
+enum MHD_Result api_jobs_examples_csv(struct api_request *req);
+extern const char *const api_examples_orders[];
+/* At submit: the class_weights against the training data's classes (400 for a class it lacks), and the
+ * "class_imbalance" warning's message into warning[size] ("" when balanced enough). */
+int api_jobs_class_check(const struct jobspec *spec, const json_t *schema, const char *stored_target, char *warning,
+                         size_t size, struct ft_error *err);
+/* Record a "warning" event of the job (logged when the store refuses it). */
+void api_jobs_warn(struct store *st, const char *job_id, const char *code, const char *message);
+extern const struct api_field api_example_shape[]; /* api_jobs_examples (diagnostics.c) */
+extern const struct api_field api_diagnostics_shape[]; /* api_jobs_diagnostics (diagnostics.c) */
+enum MHD_Result api_datasets_images(struct api_request *req); /* images.c */
+extern const struct api_field api_images_shape[];
 /* The embedded dashboard (static.c): GET / and GET /static/{name}. */
 enum MHD_Result api_static_index(struct api_request *req);
 enum MHD_Result api_static_file(struct api_request *req);

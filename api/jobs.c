@@ -253,7 +253,8 @@ static int stored_facts_load(struct store *st, const struct jobspec *spec, const
 
 /* Everything that can be known before queueing: the ids, then model and data against each other with the
  * check the trainer applies (job_check), on the facts the store recorded. */
-static int check_spec(struct store *st, const struct jobspec *spec, bool distributed, struct ft_error *err) {
+static int check_spec(struct store *st, const struct jobspec *spec, bool distributed, char *warning,
+                      size_t warning_size, struct ft_error *err) {
         if (spec->model_spec)
                 return ft_error_set(err, -EINVAL, "model",
                                     "'model' must be a model id: register an inline spec with POST /v1/models first");
@@ -289,6 +290,8 @@ static int check_spec(struct store *st, const struct jobspec *spec, bool distrib
         r = job_model_facts_for(mspec, spec, &train.f, &mf, err);
         if (r == 0)
                 r = job_check(spec, &mf, &train.f, val.d ? &val.f : NULL, err);
+        if (r == 0) /* class_weights and class imbalance (diagnostics.c) */
+                r = api_jobs_class_check(spec, train.schema, train.d->target, warning, warning_size, err);
 out:
         json_decref(mspec);
         stored_facts_deinit(&train);
@@ -364,7 +367,8 @@ enum MHD_Result api_jobs_submit(struct api_request *req, struct store *st, json_
                 json_decref(root);
                 return api_reply_ft_error(req, -EINVAL, &err);
         }
-        r = check_spec(st, &spec, req->server->opts.distributed, &err);
+        char warning[512] = "";
+        r = check_spec(st, &spec, req->server->opts.distributed, warning, sizeof(warning), &err);
         if (r < 0)
                 goto fail;
         const char *dry = api_query_get(req, "dry_run");
@@ -440,6 +444,8 @@ enum MHD_Result api_jobs_submit(struct api_request *req, struct store *st, json_
         json_decref(root);
         if (!replay)
                 log_info("job %s queued (model %s, data %s)", job->id, job->model_id, job->training_file);
+        if (!replay && warning[0])
+                api_jobs_warn(st, job->id, "class_imbalance", warning);
         char location[64];
         snprintf(location, sizeof(location), "/v1/jobs/%s", job->id);
         json_t *body = api_job_json(req->server, st, job);
@@ -718,11 +724,13 @@ enum MHD_Result api_jobs_artifact(struct api_request *req) {
         struct store *st;
         struct store_job *job = NULL;
         const char *name = api_path_param(req, 1);
+        if (name && strcmp(name, "examples.csv") == 0) /* per-example diagnostics (diagnostics.c) */
+                return api_jobs_examples_csv(req);
         if (!name || (strcmp(name, "model.safetensors") != 0 && strcmp(name, "metrics.json") != 0 &&
                       strcmp(name, "predictions.csv") != 0))
                 return api_reply_error(req, API_ERR_NOT_FOUND, "name",
-                                       "no artifact '%.64s' (there are 'model.safetensors', 'metrics.json' and, of a "
-                                       "predictions job, 'predictions.csv')",
+                                       "no artifact '%.64s' (there are 'model.safetensors', 'metrics.json', "
+                                       "'examples.csv' and, of a predictions job, 'predictions.csv')",
                                        name ? name : "");
         if (job_load(req, &st, &job, &ret) < 0)
                 return ret;

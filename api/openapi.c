@@ -87,6 +87,10 @@ static const struct component {
         {"Evaluation", api_evaluation_shape},
         {"PredictionsSpec", api_predictions_spec_shape},
         {"AnyJobSpec", .build = any_job_spec},
+        {"Diagnostics", api_diagnostics_shape},
+        {"Example", api_example_shape},
+        {"ExampleList", .list_of = "Example", .cursor = "integer"},
+        {"Images", api_images_shape},
         {"Deleted", api_deleted_shape},
         {"Version", api_version_shape},
         {"Health", api_health_shape},
@@ -177,7 +181,8 @@ static json_t *parameters(const struct api_route *r) {
                         json_object_set_new(schema, "maximum", json_integer((json_int_t)q->max));
                 }
                 if (q->type == API_T_STRING)
-                        json_object_set_new(schema, "maxLength", json_integer(128));
+                        json_object_set_new(schema, "maxLength",
+                                            json_integer((json_int_t)(q->max_len ? q->max_len : 128)));
                 if (q->choices) {
                         json_t *e = json_array();
                         for (const char *const *c = q->choices; *c; c++)

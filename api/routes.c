@@ -131,6 +131,21 @@ static const struct api_query_param jobs_create_query[] = {
          "(200, object dry_run) instead of queueing; one at a time (429 while another runs)"},
         {NULL},
 };
+static const struct api_query_param examples_query[] = {
+        {"order", API_T_STRING, 0, 0, api_examples_orders,
+         "index (dataset order, the default), loss (highest first), confident_mistakes (mistakes only, by "
+         "p_predicted, highest first), suspected (suspected label errors only, by p_label, lowest first)"},
+        {"label", API_T_STRING, 0, 0, NULL, "only examples the data labels with this class", 1024},
+        {"predicted", API_T_STRING, 0, 0, NULL,
+         "only examples predicted as this class (with label: one cell of the confusion matrix)", 1024},
+        {"limit", API_T_INT, 1, 1000, NULL, "examples per page (default 100)"},
+        {"after", API_T_INT, 0, 9e15, NULL, "the position of the last example of the previous page (next_after)"},
+        {NULL},
+};
+static const struct api_query_param images_query[] = {
+        {"indices", API_T_STRING, 0, 0, NULL, "1 to 100 image indices (0-based), separated by commas", 1400},
+        {NULL},
+};
 static const struct api_query_param upload_query[] = {
         {"name", API_T_STRING, 0, 0, NULL, "a name for the dataset (default: the file name or 'dataset')"},
         {NULL},
@@ -199,6 +214,10 @@ const struct api_route api_routes[] = {
          .reply = "DatasetList", .summary = "list datasets, newest first (cursor pagination)"},
         {"GET", "/v1/datasets/{id}", api_datasets_get, .tag = "datasets", .errors = e_get, .reply = "Dataset",
          .summary = "one dataset with its schema"},
+        {"GET", "/v1/datasets/{id}/images", api_datasets_images, .query = images_query, .tag = "datasets",
+         .errors = E(E_400, E_401, E_404), .reply = "Images",
+         .summary = "an IDX dataset's images by index (the dashboard's per-example grid): the file's bytes as "
+                    "base64, with their labels"},
         {"DELETE", "/v1/datasets/{id}", api_datasets_delete, .tag = "datasets", .errors = e_delete, .reply = "Deleted",
          .summary = "delete a dataset; 409 while a queued or running job uses it"},
 
@@ -288,7 +307,15 @@ const struct api_route api_routes[] = {
          .errors = e_get,
          .produces = (const char *const[]){"application/octet-stream", "application/json", "text/csv", NULL},
          .summary = "a finished job's artifact: 'model.safetensors' (loads with load_state_dict) or "
-                    "'metrics.json'"},
+                    "'metrics.json' or 'examples.csv' (classification: per-example diagnostics as CSV)"},
+        {"GET", "/v1/jobs/{id}/diagnostics", api_jobs_diagnostics, .tag = "jobs", .errors = E(E_401, E_404, E_409),
+         .reply = "Diagnostics",
+         .summary = "a finished classification job's per-example diagnostics: highest losses, most confident "
+                    "mistakes, suspected label errors (docs/diagnostics.md)"},
+        {"GET", "/v1/jobs/{id}/examples", api_jobs_examples, .query = examples_query, .tag = "jobs",
+         .errors = E(E_400, E_401, E_404, E_409), .reply = "ExampleList",
+         .summary = "every evaluated example with its label, prediction, probabilities and loss; sorted, "
+                    "filtered by class pair and paged"},
 
         {"POST", "/v1/webhooks", api_webhooks_create, .flags = API_ROUTE_JSON, .body = api_webhook_create_fields,
          .tag = "webhooks", .success = 201, .errors = E(E_400, E_401, E_403, E_413, E_415), .reply = "WebhookCreated",

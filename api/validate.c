@@ -460,7 +460,7 @@ int api_query_arg_check(const struct api_query_param *params, const char *key, c
                 if (strcmp(v, "true") && strcmp(v, "false") && strcmp(v, "1") && strcmp(v, "0"))
                         return ft_error_set(err, -EINVAL, param, "query parameter '%s' must be true or false", q->name);
         } else {
-                if (strlen(v) > 128)
+                if (strlen(v) > (q->max_len ? q->max_len : 128))
                         return ft_error_set(err, -EINVAL, param, "query parameter '%s' is too long", q->name);
                 if (q->choices) {
                         const char *const *c = q->choices;

@@ -60,6 +60,8 @@ struct dataset {
         size_t rows_read; /* data rows in the file, dropped ones included */
         size_t rows_dropped; /* dropna */
         size_t missing_values; /* missing cells seen */
+        size_t *lines; /* CSV: the 1-based file line each row starts on (header = line 1), so a report can name
+                        * the row a user fixes; NULL for IDX (an image's index is its position) */
 };
 
 void dataset_free(struct dataset *ds);

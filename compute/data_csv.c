@@ -425,6 +425,10 @@ int csv_parse(const char *bytes, size_t size, const char *label, const struct cs
                                         goto oom;
                                 ds->targets = tg;
                         }
+                        size_t *ln = realloc(ds->lines, nc * sizeof(size_t));
+                        if (!ln)
+                                goto oom;
+                        ds->lines = ln;
                         cap_rows = nc;
                 }
                 float *row = ds->x + ds->n * ds->n_features;
@@ -494,10 +498,12 @@ int csv_parse(const char *bytes, size_t size, const char *label, const struct cs
                         goto fail;
                 }
                 ds->rows_read++;
-                if (drop)
+                if (drop) {
                         ds->rows_dropped++;
-                else
+                } else {
+                        ds->lines[ds->n] = line;
                         ds->n++;
+                }
         }
         if (ds->rows_read == 0) {
                 r = ft_error_set(err, -ENODATA, NULL, "'%s' has a header but no data rows", label);

@@ -32,6 +32,7 @@ void dataset_free(struct dataset *ds) {
         free(ds->pixels);
         free(ds->labels);
         free(ds->targets);
+        free(ds->lines);
         free(ds->source);
         free(ds);
 }

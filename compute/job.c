@@ -12,6 +12,7 @@
 
 #include "common/fileio.h"
 #include "compute/eval.h"
+#include "compute/diagnostics.h"
 
 /* ---- data ------------------------------------------------------------------------ */
 
@@ -437,6 +438,13 @@ json_t *job_metrics_json(const struct train_result *res, bool history) {
                         json_decref(doc);
                         return NULL;
                 }
+        /* the file's per-example diagnostics (compute/diagnostics.h), every example included */
+        if (res->diagnostics && res->final.class_names &&
+            json_object_set_new(doc, "diagnostics", diag_report_json(res->diagnostics, res->final.class_names, true)) <
+                    0) {
+                json_decref(doc);
+                return NULL;
+        }
         return doc;
 }
 

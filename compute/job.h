@@ -127,7 +127,8 @@ int job_result_save(const char *path, struct model *m, const struct jobspec *spe
                     const struct train_result *res, const char *job_id, struct ft_error *err);
 
 /* The metrics document (new reference, NULL when out of memory): {"split", "best_epoch", "epochs_run",
- * "stopped_early", "metrics": {...}} and, with history, "history": [epoch events]. The daemon keeps it without
+ * "stopped_early", "metrics": {...}} and, with history, "history": [epoch events] and, for classification,
+ * "diagnostics" (diag_report_json with every example). The daemon keeps it without
  * history as the job's "metrics"; metrics.json (CLI and daemon artifact) is it with history. */
 json_t *job_metrics_json(const struct train_result *res, bool history);
 /* metrics.json at path (atomically, mode 0644): job_metrics_json with history, indented. */

@@ -147,12 +147,20 @@ void jobspec_init(struct jobspec *s) {
         s->checkpoint.keep = 3;
         s->seed = 42;
         s->device = JOBSPEC_DEVICE_AUTO;
+        s->class_weights = NULL;
+        s->guards.nonfinite = true;
+        s->guards.plateau_epochs = 5;
+        s->guards.plateau_min_delta = 1e-3;
+        s->guards.overfit_epochs = 3;
+        s->guards.frozen = true;
+        s->guards.divergence_factor = 3.0;
 }
 
 void jobspec_deinit(struct jobspec *s) {
         if (!s)
                 return;
         json_decref(s->model_spec);
+        json_decref(s->class_weights);
         jobspec_init(s);
 }
 
@@ -224,6 +232,69 @@ static int model_schema(const struct field *f, json_t *schema) {
                           "type", "object", "description",
                           "an inline model spec (docs/model-spec.md), at most 65536 bytes as compact JSON; "
                           "finetuned train only: the API takes a model id"));
+}
+
+/* hyperparameters.class_weights: null, "balanced", {class: weight} or [weight, ...]; each weight finite, >= 0 and
+ * at most JOBSPEC_CLASS_WEIGHT_MAX. Which classes exist is known only with the data (compute/imbalance.h). */
+static int parse_class_weights(const json_t *v, struct jobspec *s, const char *param, struct ft_error *err) {
+        json_decref(s->class_weights);
+        s->class_weights = NULL;
+        if (json_is_null(v))
+                return 0;
+        if (json_is_string(v)) {
+                if (strcmp(json_string_value(v), "balanced") != 0)
+                        return ft_error_set(err, -EINVAL, param,
+                                            "'%s' must be \"balanced\", an object of class weights or an array, "
+                                            "not '%.64s'",
+                                            param, json_string_value(v));
+                s->class_weights = json_incref((json_t *)v);
+                return 0;
+        }
+        if (!json_is_object(v) && !json_is_array(v))
+                return ft_error_set(err, -EINVAL, param,
+                                    "'%s' must be \"balanced\", an object {class: weight} or an array of weights",
+                                    param);
+        size_t n = json_is_object(v) ? json_object_size(v) : json_array_size(v);
+        if (n == 0 || n > JOBSPEC_CLASS_WEIGHTS_MAX)
+                return ft_error_set(err, -EINVAL, param, "'%s' must have 1 to %d entries", param,
+                                    JOBSPEC_CLASS_WEIGHTS_MAX);
+        char p[FT_ERROR_PARAM_MAX];
+        const char *key;
+        const json_t *w;
+        size_t i;
+        if (json_is_object(v)) {
+                json_object_foreach((json_t *)v, key, w) {
+                        param_member(p, sizeof(p), param, key);
+                        if (!key[0] || strlen(key) >= JOBSPEC_NAME_MAX)
+                                return ft_error_set(err, -EINVAL, param, "'%s': a class name has 1 to %d bytes", param,
+                                                    JOBSPEC_NAME_MAX - 1);
+                        if (!json_is_number(w) || !(json_number_value(w) >= 0) ||
+                            json_number_value(w) > JOBSPEC_CLASS_WEIGHT_MAX)
+                                return ft_error_set(err, -EINVAL, p, "'%s' must be a number from 0 to %g", p,
+                                                    JOBSPEC_CLASS_WEIGHT_MAX);
+                }
+        } else {
+                json_array_foreach(v, i, w) {
+                        snprintf(p, sizeof(p), "%s[%zu]", param, i);
+                        if (!json_is_number(w) || !(json_number_value(w) >= 0) ||
+                            json_number_value(w) > JOBSPEC_CLASS_WEIGHT_MAX)
+                                return ft_error_set(err, -EINVAL, p, "'%s' must be a number from 0 to %g", p,
+                                                    JOBSPEC_CLASS_WEIGHT_MAX);
+                }
+        }
+        s->class_weights = json_deep_copy(v);
+        return s->class_weights ? 0 : ft_error_set(err, -ENOMEM, param, "out of memory");
+}
+
+static int class_weights_schema(const struct field *f, json_t *schema) {
+        json_t *num = json_pack("{s:s,s:i,s:f}", "type", "number", "minimum", 0, "maximum", JOBSPEC_CLASS_WEIGHT_MAX);
+        return json_object_set_new(
+                schema, "anyOf",
+                json_pack("[{s:s},{s:s,s:[s]},{s:s,s:i,s:I,s:{s:i,s:I},s:O},{s:s,s:i,s:I,s:o}]", "type", "null", "type",
+                          "string", "enum", "balanced", "type", "object", "minProperties", 1, "maxProperties",
+                          (json_int_t)JOBSPEC_CLASS_WEIGHTS_MAX, "propertyNames", "minLength", 1, "maxLength",
+                          (json_int_t)JOBSPEC_NAME_MAX - 1, "additionalProperties", num, "type", "array", "minItems", 1,
+                          "maxItems", (json_int_t)JOBSPEC_CLASS_WEIGHTS_MAX, "items", num));
 }
 
 /* early_stopping.metric: a string here; validate() checks it against the
@@ -622,6 +693,13 @@ static const struct field hyper_fields[] = {
               "clip the global L2 norm of the gradients; 0: no clipping"),
         F_NUM("label_smoothing", hyperparameters.label_smoothing, 0, false, 1, true,
               "as CrossEntropyLoss(label_smoothing=); classification only"),
+        {.key = "class_weights",
+         .kind = K_CUSTOM,
+         .custom = parse_class_weights,
+         .schema = class_weights_schema,
+         .doc = "classification: weights of the classes in the loss, as CrossEntropyLoss(weight=): \"balanced\" "
+                "(n_samples / (n_classes * count), scikit-learn's), {class: weight} (others weigh 1) or [weight, "
+                "...] in class order; null: every class weighs 1"},
         {0},
 };
 
@@ -669,6 +747,25 @@ static const struct field checkpoint_fields[] = {
         F_UINT("every_epochs", checkpoint.every_epochs, 0, JOBSPEC_EPOCHS_MAX,
                "write a checkpoint every N epochs (and at the last and an early stop); 0: never"),
         F_UINT("keep", checkpoint.keep, 0, JOBSPEC_EPOCHS_MAX, "the newest N checkpoints stay; 0: all"),
+        {0},
+};
+
+static const struct field guards_fields[] = {
+        F_BOOL("nonfinite", guards.nonfinite,
+               "check every step's gradients: a NaN or Inf gradient fails the job naming the epoch, the batch and "
+               "the first tensor that went bad (a NaN or Inf loss always fails it)"),
+        F_UINT("plateau_epochs", guards.plateau_epochs, 0, JOBSPEC_EPOCHS_MAX,
+               "warn 'loss_not_decreasing' when the training loss of this many epochs in a row is not below the "
+               "best before them by plateau_min_delta (relative); 0: off"),
+        F_NUM("plateau_min_delta", guards.plateau_min_delta, 0, false, 1, false,
+              "the relative improvement plateau_epochs counts as one"),
+        F_UINT("overfit_epochs", guards.overfit_epochs, 0, JOBSPEC_EPOCHS_MAX,
+               "warn 'overfitting' when the validation loss rose and the training loss fell in each of this many "
+               "epochs in a row, naming the epoch of the lowest validation loss; 0: off"),
+        F_BOOL("frozen", guards.frozen, "warn 'frozen_tensor_changed' when a frozen parameter's bytes change"),
+        F_NUM("divergence_factor", guards.divergence_factor, 0, false, 1e6, false,
+              "warn 'diverging' when an epoch's training loss is above both the first epoch's and this factor "
+              "times the lowest before it (the learning rate is too high); 0: off"),
         {0},
 };
 
@@ -754,6 +851,7 @@ static const struct field root_fields[] = {
               "the daemon: start from the weights of another job's checkpoint, registered as a model (as POST "
               "/v1/jobs/{id}/checkpoints/{n}/model) that becomes 'model' (then omit 'model'); null: start from "
               "'model'"),
+        F_OBJ("guards", guards_fields, "training-health rules, each reported as a 'warning' event"),
         {.key = "seed",
          .kind = K_U64,
          .off = OFF(seed),
@@ -813,6 +911,9 @@ static int validate(const json_t *root, struct jobspec *s, struct ft_error *err)
         if (s->strategy.n_freeze && s->strategy.n_trainable)
                 return ft_error_set(err, -EINVAL, "strategy.trainable",
                                     "'strategy.trainable' cannot be combined with 'strategy.freeze': give one");
+        if (s->task.type == JOBSPEC_TASK_REGRESSION && s->class_weights)
+                return ft_error_set(err, -EINVAL, "hyperparameters.class_weights",
+                                    "'hyperparameters.class_weights' applies to classification only");
         if (s->task.type == JOBSPEC_TASK_REGRESSION && s->hyperparameters.label_smoothing > 0)
                 return ft_error_set(err, -EINVAL, "hyperparameters.label_smoothing",
                                     "'hyperparameters.label_smoothing' applies to classification only");
@@ -875,6 +976,22 @@ static json_t *file_ref_json(const char ref[2][JOBSPEC_REF_MAX]) {
         return json_pack("[ss]", ref[0], ref[1]);
 }
 
+/* class_weights and guards (issue 19), added to what jobspec_to_json packs; steals doc. */
+static json_t *jobspec_to_json_diagnose(const struct jobspec *s, json_t *doc) {
+        const __typeof__(s->guards) *g = &s->guards;
+        json_t *guards = json_pack("{s:b s:I s:f s:I s:b s:f}", "nonfinite", g->nonfinite, "plateau_epochs",
+                                   (json_int_t)g->plateau_epochs, "plateau_min_delta", g->plateau_min_delta,
+                                   "overfit_epochs", (json_int_t)g->overfit_epochs, "frozen", g->frozen,
+                                   "divergence_factor", g->divergence_factor);
+        if (!guards || json_object_set_new(doc, "guards", guards) < 0 ||
+            json_object_set_new(json_object_get(doc, "hyperparameters"), "class_weights",
+                                s->class_weights ? json_deep_copy(s->class_weights) : json_null()) < 0) {
+                json_decref(doc);
+                return NULL;
+        }
+        return doc;
+}
+
 json_t *jobspec_to_json(const struct jobspec *s) {
         json_t *freeze = json_array(), *trainable = json_array(), *mult = json_object();
         for (size_t i = 0; i < s->strategy.n_freeze; i++)
@@ -935,7 +1052,7 @@ json_t *jobspec_to_json(const struct jobspec *s) {
                 json_decref(doc);
                 return NULL;
         }
-        return doc;
+        return doc ? jobspec_to_json_diagnose(s, doc) : NULL;
 }
 
 /* ---- the schema ---------------------------------------------------------------- */
@@ -1126,7 +1243,8 @@ json_t *jobspec_schema(void) {
                             "checked too: preprocess.normalize.std has as many entries as mean; "
                             "early_stopping.metric is reported for task.type, and a val_* metric needs validation "
                             "data; hyperparameters.warmup_epochs <= epochs and min_lr <= learning_rate; "
-                            "hyperparameters.label_smoothing is for classification only; strategy.freeze and "
+                            "hyperparameters.label_smoothing and class_weights are for classification only; "
+                            "strategy.freeze and "
                             "strategy.trainable are not both given."));
         return s;
 }

@@ -32,6 +32,8 @@
 #define JOBSPEC_RUNTIME_MAX (366u * 24 * 3600) /* limits.max_runtime_seconds: a year */
 #define JOBSPEC_ATTEMPTS_MAX 100 /* limits.max_attempts (the store's limit) */
 #define JOBSPEC_MODEL_SPEC_MAX 65536 /* bytes of an inline model spec, serialized */
+#define JOBSPEC_CLASS_WEIGHTS_MAX 100000 /* hyperparameters.class_weights entries (DATA_CLASSES_MAX) */
+#define JOBSPEC_CLASS_WEIGHT_MAX 1e6
 
 enum jobspec_task {
         JOBSPEC_TASK_CLASSIFICATION,
@@ -178,6 +180,21 @@ struct jobspec {
 
         uint64_t seed;
         enum jobspec_device device;
+
+        /* hyperparameters.class_weights (classification): NULL (none), the string "balanced", an object
+         * {class name: weight} (a class not named weighs 1) or an array of weights in class order; owned. Resolved
+         * against the data's classes by compute/imbalance.h. */
+        json_t *class_weights;
+
+        /* "guards": training-health rules (docs/job-spec.md "guards"), each off-switchable. */
+        struct {
+                bool nonfinite; /* a NaN/Inf gradient fails the run naming epoch, batch and tensor */
+                unsigned plateau_epochs; /* "loss_not_decreasing" after this many epochs; 0: off */
+                double plateau_min_delta; /* relative improvement that counts */
+                unsigned overfit_epochs; /* "overfitting" after this many epochs; 0: off */
+                bool frozen; /* "frozen_tensor_changed" */
+                double divergence_factor; /* "diverging": train loss > factor x its lowest; 0: off */
+        } guards;
 };
 
 /* Fill spec with every default (docs/job-spec.md). model and training_file

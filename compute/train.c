@@ -29,6 +29,9 @@
 #include <unistd.h>
 
 #include "common/fileio.h"
+#include "compute/diagnostics.h"
+#include "compute/guards.h"
+#include "compute/imbalance.h"
 #include "compute/job.h"
 #include "compute/loss.h"
 #include "compute/metrics.h"
@@ -70,6 +73,8 @@ struct trainer {
         int32_t *pred_cls, *true_cls; /* eval: n_eval */
         float *eval_logits; /* the final evaluation's outputs (n_eval * n_out) for calibration, else NULL */
         float *pred_reg, *true_reg;
+        float *class_w; /* hyperparameters.class_weights resolved: [n_out] for the training loss, or NULL */
+        struct guards guards; /* training-health guards (guards.h) */
 
         /* progress of the run (all in checkpoints) */
         unsigned epoch; /* completed epochs */
@@ -383,6 +388,26 @@ static int setup_data(struct trainer *tr, const struct dataset *train, const str
                         return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         }
         return 0;
+}
+
+/* The class weights of the training loss (imbalance.h) and the training-health guards (guards.h). */
+static int setup_health(struct trainer *tr, struct ft_error *err) {
+        if (tr->classification && tr->spec->class_weights) {
+                size_t *counts = calloc(tr->n_out, sizeof(size_t));
+                tr->class_w = malloc(tr->n_out * sizeof(float));
+                if (!counts || !tr->class_w) {
+                        free(counts);
+                        return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+                }
+                for (size_t i = 0; i < tr->n_train; i++)
+                        counts[tr->train_ds->labels[tr->train_idx[i]]]++;
+                int r = imbalance_class_weights(tr->spec, tr->train_ds->class_names, counts, tr->n_out, tr->class_w,
+                                                err);
+                free(counts);
+                if (r < 0)
+                        return r;
+        }
+        return guards_init(&tr->guards, tr->spec, tr->m, err);
 }
 
 static int setup_optim(struct trainer *tr, struct ft_error *err) {
@@ -975,7 +1000,19 @@ static int optimizer_step(struct trainer *tr, struct ft_error *err) {
 static int batch_loss(struct trainer *tr, const struct data_batch *b, const float *out, float *loss, float *d_out,
                       struct ft_error *err) {
         if (tr->classification) {
-                struct loss_ce_options o = {.label_smoothing = (float)tr->spec->hyperparameters.label_smoothing};
+                /* class weights weigh the training loss only (d_out: a training step); a batch whose classes all
+                 * weigh 0 teaches nothing, rather than dividing by zero */
+                const float *cw = d_out ? tr->class_w : NULL;
+                struct loss_ce_options o = {.label_smoothing = (float)tr->spec->hyperparameters.label_smoothing,
+                                            .class_weights = cw};
+                float wsum = 0;
+                for (size_t i = 0; cw && i < b->n; i++)
+                        wsum += cw[b->labels[i]];
+                if (cw && !(wsum > 0)) {
+                        *loss = 0;
+                        memset(d_out, 0, b->n * tr->n_out * sizeof(float));
+                        return 0;
+                }
                 return loss_cross_entropy(out, b->labels, (int)b->n, (int)tr->n_out, &o, loss, d_out, err);
         }
         return loss_mse(out, b->targets, (int)b->n, 1, loss, d_out, err);
@@ -1121,6 +1158,9 @@ static int end_of_epoch(struct trainer *tr, double train_seconds, struct ft_erro
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         if (tr->cb && tr->cb->on_epoch && (r = callback_result(tr->cb->on_epoch(tr->cb->userdata, &e), err)) < 0)
                 return r;
+        if (tr->cb && (r = guards_epoch(&tr->guards, tr->m, tr->history, tr->n_history, tr->cb->on_warning,
+                                        tr->cb->userdata, err)) < 0)
+                return r;
         if (tr->stopped_early && tr->cb && tr->cb->on_early_stop) {
                 struct train_early_stop stop = {tr->epoch, tr->best_epoch, es->metric, tr->best_value};
                 if ((r = callback_result(tr->cb->on_early_stop(tr->cb->userdata, &stop), err)) < 0)
@@ -1242,13 +1282,15 @@ static int run_epoch(struct trainer *tr, struct ft_error *err) {
                         if (r >= 0)
                                 r = batch_loss(tr, &b, out, &loss, tr->d_out, err);
                 }
+                struct train_warning bad = {0};
                 if (r >= 0 && !isfinite(loss))
-                        r = ft_error_set(err, -EDOM, "hyperparameters.learning_rate",
-                                         "the training loss became %f at epoch %u step %llu: lower "
-                                         "'hyperparameters.learning_rate' or set 'hyperparameters.max_grad_norm'",
-                                         (double)loss, tr->epoch + 1, (unsigned long long)tr->step + 1);
+                        r = guards_loss_nonfinite(tr->m, loss, tr->epoch + 1, tr->batch + 1, tr->step + 1, &bad, err);
                 if (r >= 0 && !tr->coll)
                         r = model_backward(tr->m, tr->d_out, err);
+                if (r >= 0 && tr->spec->guards.nonfinite)
+                        r = guards_gradients(tr->m, tr->epoch + 1, tr->batch + 1, tr->step + 1, &bad, err);
+                if (r == -EDOM && bad.code && tr->cb && tr->cb->on_warning) /* the guard's event, then the failure */
+                        (void)tr->cb->on_warning(tr->cb->userdata, &bad);
                 if (r >= 0 && !tr->runtime_sent) {
                         /* data-parallel: this rank's shard is the batch its plans run */
                         size_t rows = tr->coll ? b.n * (size_t)(tr->coll->rank + 1) / (size_t)tr->coll->size -
@@ -1280,13 +1322,35 @@ static int run_epoch(struct trainer *tr, struct ft_error *err) {
         return end_of_epoch(tr, ft_now_monotonic() - tr->epoch_start, err);
 }
 
+/* The per-example diagnostics of the final evaluation (compute/diagnostics.h), into res->diagnostics. */
+static int final_diagnostics(struct trainer *tr, size_t n, struct train_result *res, struct ft_error *err) {
+        struct diag_report *d = calloc(1, sizeof(*d));
+        if (!d)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        const struct dataset *ds = tr->n_val ? tr->val_ds : tr->train_ds;
+        int r = diag_compute(tr->eval_logits, tr->true_cls, tr->n_val ? tr->val_idx : tr->train_idx, ds->lines, n, tr->n_out,
+                             d, err);
+        if (r < 0) {
+                free(d);
+                return r;
+        }
+        d->on_validation = tr->n_val > 0;
+        res->diagnostics = d;
+        return 0;
+}
+
 static int final_metrics(struct trainer *tr, struct train_result *res, struct ft_error *err) {
         struct train_final *f = &res->final;
-        size_t n;
-        size_t n_eval = tr->n_val ? tr->n_val : tr->n_train;
-        if (tr->classification && tr->n_out >= 2 && !(tr->eval_logits = malloc(n_eval * tr->n_out * sizeof(float))))
+        size_t n, n_eval = tr->n_val ? tr->n_val : tr->n_train;
+        /* one copy of the final evaluation's outputs, for the calibration (two or more classes) and the
+         * per-example diagnostics (within their caps) */
+        bool calibrate = tr->classification && tr->n_out >= 2;
+        bool diagnose = tr->classification && n_eval <= DIAG_EXAMPLES_MAX && n_eval * tr->n_out <= DIAG_LOGITS_MAX;
+        if ((calibrate || diagnose) && !(tr->eval_logits = malloc(FT_MAX(n_eval * tr->n_out, 1) * sizeof(float))))
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         int r = evaluate(tr, &f->loss, &n, err);
+        if (r >= 0 && diagnose && tr->eval_logits && n > 0)
+                r = final_diagnostics(tr, n, res, err);
         if (r == -ECANCELED) /* the last epoch's checkpoint resumes straight into this evaluation */
                 return ft_error_set(err, -ECANCELED, NULL, "training was cancelled");
         if (r < 0)
@@ -1302,7 +1366,7 @@ static int final_metrics(struct trainer *tr, struct train_result *res, struct ft
                 r = metrics_classification_compute(tr->true_cls, tr->pred_cls, n, tr->n_out, &f->cls, err);
         else
                 r = metrics_regression_compute(tr->true_reg, tr->pred_reg, n, &f->reg, err);
-        if (r == 0 && tr->eval_logits && n)
+        if (r == 0 && calibrate && tr->eval_logits && n)
                 r = train_calibration(tr->spec, tr->eval_logits, tr->true_cls, n, tr->n_out, f->on_validation,
                                       &f->calibration, err);
         if (r < 0)
@@ -1336,6 +1400,8 @@ static void trainer_deinit(struct trainer *tr) {
         free(tr->eval_logits);
         free(tr->pred_reg);
         free(tr->true_reg);
+        free(tr->class_w);
+        guards_deinit(&tr->guards);
         free(tr->history);
         data_transform_deinit(&tr->t);
 }
@@ -1344,6 +1410,7 @@ void train_result_deinit(struct train_result *r) {
         if (!r)
                 return;
         metrics_classification_deinit(&r->final.cls);
+        diag_report_free(r->diagnostics);
         free(r->history);
         data_transform_deinit(&r->transform);
         memset(r, 0, sizeof(*r));
@@ -1379,6 +1446,9 @@ int train_run(const struct jobspec *spec, struct model *m, struct compute_ctx *c
                 model_set_bn_sync(m, &tr.bn_sync);
         }
         r = setup_optim(&tr, err);
+        if (r < 0)
+                goto fail;
+        r = setup_health(&tr, err);
         if (r < 0)
                 goto fail;
         model_rng_set(m, &(struct model_rng_state){spec->seed, 0});

@@ -30,6 +30,8 @@
  * "implementations", "reference", ...} after each run's first training step (model_kernels_report)
  *   {"type": "progress", "epoch", "epochs", "step", "steps", "batch", "batches", "eta_seconds", "train_loss"}
  *                                               at most TRAIN_PROGRESS_HZ times a second
+ *   {"type": "warning", "code", "epoch", "message", ["tensor",] ["batch",] ["best_epoch"]}
+ *                                               a training-health guard fired (compute/guards.h)
  */
 #pragma once
 
@@ -46,6 +48,8 @@
 #include "compute/model.h"
 
 #define TRAIN_PROGRESS_HZ 4
+
+struct diag_report; /* compute/diagnostics.h */
 
 /* ---- events ------------------------------------------------------------------ */
 
@@ -129,6 +133,17 @@ struct train_final {
         struct train_calibration calibration; /* classification */
 };
 
+/* A training-health guard's report (compute/guards.h), or the data's (a class imbalance at submit). */
+struct train_warning {
+        const char *code; /* "nonfinite", "loss_not_decreasing", "overfitting", "frozen_tensor_changed",
+                           * "diverging", "class_imbalance" */
+        unsigned epoch; /* the epoch it concerns (1-based), 0: before training */
+        const char *message; /* what happened and what to do, for a person */
+        const char *tensor; /* nonfinite, frozen_tensor_changed: the tensor's name; else NULL */
+        size_t batch; /* nonfinite: the batch of the epoch (1-based); else 0 */
+        unsigned best_epoch; /* overfitting: the epoch with the lowest validation loss; else 0 */
+};
+
 /* What the first training step of a run ran on. */
 struct train_runtime {
         const char *backend; /* compute_ctx_backend_name */
@@ -150,6 +165,7 @@ enum train_event_type {
         TRAIN_EVENT_EARLY_STOP,
         TRAIN_EVENT_FINAL,
         TRAIN_EVENT_RUNTIME,
+        TRAIN_EVENT_WARNING,
 };
 
 /* Any one event, for the serialiser. */
@@ -162,10 +178,12 @@ struct train_event {
                 const struct train_early_stop *early_stop;
                 const struct train_final *final;
                 const struct train_runtime *runtime;
+                const struct train_warning *warning;
         };
 };
 
-/* The event's "type" on the wire: "epoch", "progress", "checkpoint", "early_stopping", "metrics", "runtime". */
+/* The event's "type" on the wire: "epoch", "progress", "checkpoint", "early_stopping", "metrics", "runtime",
+ * "warning". */
 const char *train_event_type_name(enum train_event_type type);
 /* The event as its wire object (the formats above, keys in that order); a new reference, NULL when out of
  * memory. The one struct -> JSON step: the CLI's NDJSON, the daemon's stored events and progress, checkpoints'
@@ -192,6 +210,9 @@ struct train_callbacks {
         int (*on_final)(void *userdata, const struct train_final *f);
         /* After the run's first training step. */
         int (*on_runtime)(void *userdata, const struct train_runtime *rt);
+        /* A training-health guard fired (compute/guards.h): after that epoch's on_epoch, or right before the run
+         * fails with the nonfinite guard's error. A negative return aborts the run. NULL: not reported. */
+        int (*on_warning)(void *userdata, const struct train_warning *w);
         /* Polled before every training and validation batch; true stops the run within that batch: a partial
          * checkpoint is written (when checkpoints are on) and train_run returns -ECANCELED. During the final
          * evaluation no checkpoint is written: the last epoch's checkpoint resumes straight into it. */
@@ -244,6 +265,9 @@ struct train_result {
         unsigned best_epoch; /* 0 when early stopping is off */
         unsigned epochs_run;
         bool stopped_early;
+        /* Classification: the final evaluation's per-example diagnostics (compute/diagnostics.h; owned), NULL
+         * for regression or above DIAG_EXAMPLES_MAX / DIAG_LOGITS_MAX. */
+        struct diag_report *diagnostics;
         /* The preprocessing fitted on the training split (standardization statistics, image transform), to
          * save with the model. Release with data_transform_deinit (train_result_deinit does). */
         struct data_transform transform;

@@ -63,6 +63,7 @@ const char *train_event_type_name(enum train_event_type type) {
         case TRAIN_EVENT_EARLY_STOP: return "early_stopping";
         case TRAIN_EVENT_FINAL: return "metrics";
         case TRAIN_EVENT_RUNTIME: return "runtime";
+        case TRAIN_EVENT_WARNING: return "warning";
         }
         return "unknown";
 }
@@ -118,6 +119,18 @@ static json_t *runtime_json(const struct train_runtime *rt) {
         return o;
 }
 
+static json_t *warning_json(const struct train_warning *w) {
+        json_t *o = json_pack("{s:s s:s s:I s:s}", "type", "warning", "code", w->code, "epoch", (json_int_t)w->epoch,
+                              "message", w->message ? w->message : "");
+        if (o && w->tensor)
+                json_object_set_new(o, "tensor", json_string(w->tensor));
+        if (o && w->batch)
+                json_object_set_new(o, "batch", json_integer((json_int_t)w->batch));
+        if (o && w->best_epoch)
+                json_object_set_new(o, "best_epoch", json_integer((json_int_t)w->best_epoch));
+        return o;
+}
+
 json_t *train_event_json(const struct train_event *ev) {
         switch (ev->type) {
         case TRAIN_EVENT_EPOCH: return epoch_json(ev->epoch);
@@ -132,6 +145,7 @@ json_t *train_event_json(const struct train_event *ev) {
                                  ev->early_stop->best_value);
         case TRAIN_EVENT_FINAL: return final_json(ev->final);
         case TRAIN_EVENT_RUNTIME: return runtime_json(ev->runtime);
+        case TRAIN_EVENT_WARNING: return warning_json(ev->warning);
         }
         return NULL;
 }

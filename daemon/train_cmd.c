@@ -25,6 +25,8 @@
 #include "common/fileio.h"
 #include "compute/compute.h"
 #include "compute/estimate.h"
+#include "compute/diagnostics.h"
+#include "compute/imbalance.h"
 #include "daemon/daemon.h"
 #include "daemon/dist.h"
 
@@ -45,7 +47,8 @@ static void train_usage(FILE *out) {
                      "foreground. File references in the spec are paths, relative to JOB.json's\n"
                      "directory; \"model\" is a preset name, a .safetensors path or a model spec.\n"
                      "Events go to stdout as NDJSON; a progress line goes to stderr when it is a\n"
-                     "terminal. DIR receives model.safetensors, metrics.json and checkpoints/.\n"
+                     "terminal. DIR receives model.safetensors, metrics.json, examples.csv (classification) and "
+                     "checkpoints/.\n"
                      "SIGINT/SIGTERM stop within one batch after writing a checkpoint (exit 130).\n"
                      "Under `mpirun -np N` the ranks train one job data-parallel; rank 0 alone\n"
                      "prints events and writes DIR.\n\n"
@@ -106,6 +109,17 @@ static int cli_on_checkpoint(void *ud, const struct train_checkpoint_info *info)
 
 static int cli_on_early_stop(void *ud, const struct train_early_stop *es) {
         return cli_print(ud, &(struct train_event){TRAIN_EVENT_EARLY_STOP, .early_stop = es});
+}
+
+/* A training-health guard (compute/guards.h) or the data's imbalance: the event on stdout, and on a terminal the
+ * message on stderr. */
+static int cli_on_warning(void *ud, const struct train_warning *w) {
+        struct cli *c = ud;
+        if (c->tty) { /* a person is watching; otherwise stderr stays for errors and the event says it */
+                cli_clear(c);
+                fprintf(stderr, "finetuned train: warning: %s: %s\n", w->code, w->message);
+        }
+        return cli_print(ud, &(struct train_event){TRAIN_EVENT_WARNING, .warning = w});
 }
 
 static int cli_on_final(void *ud, const struct train_final *f) {
@@ -468,6 +482,7 @@ int train_main(int argc, char **argv) {
                 .on_progress = cli_on_progress,
                 .on_checkpoint = cli_on_checkpoint,
                 .on_early_stop = cli_on_early_stop,
+                .on_warning = cli_on_warning,
                 .on_final = cli_on_final,
                 .on_runtime = cli_on_runtime,
                 .should_stop = cli_should_stop,
@@ -486,6 +501,11 @@ int train_main(int argc, char **argv) {
         };
         if (spec.limits.max_runtime_seconds)
                 run_deadline = ft_now_monotonic() + spec.limits.max_runtime_seconds;
+        char imbalance[512]; /* the daemon says it at submit; here before the first epoch */
+        if (report && spec.task.type == JOBSPEC_TASK_CLASSIFICATION &&
+            imbalance_message(train->class_names, train->class_counts, train->n_classes, spec.class_weights != NULL,
+                              imbalance, sizeof(imbalance)))
+                (void)cli_on_warning(&cli, &(struct train_warning){.code = "class_imbalance", .message = imbalance});
         r = train_run(&spec, m, ctx, train, val, &topt, report ? &cb : &quiet, &res, &err);
         if (cli.tty && cli.progress_len)
                 fprintf(stderr, "\n");
@@ -521,6 +541,11 @@ int train_main(int argc, char **argv) {
         (void)chmod(path, 0644);
         ft_path_join(path, sizeof(path), out, "metrics.json", NULL);
         if (job_metrics_write(path, &res, &err) < 0) {
+                fprintf(stderr, "finetuned train: %s\n", err.message);
+                goto out;
+        }
+        ft_path_join(path, sizeof(path), out, "examples.csv", NULL); /* per-example diagnostics */
+        if (res.diagnostics && diag_csv_write(path, res.diagnostics, train->class_names, &err) < 0) {
                 fprintf(stderr, "finetuned train: %s\n", err.message);
                 goto out;
         }

@@ -96,6 +96,7 @@ struct worker {
         double runtime_before; /* seconds of earlier claims (the job's runtime_ms) */
         double max_runtime; /* limits.max_runtime_seconds; 0: none */
         int64_t max_epoch_recorded;
+        int64_t replayed_through; /* epochs of the stream before this attempt (their warnings too) */
         unsigned batch_size; /* for the samples/s metric */
         unsigned keep_checkpoints; /* the job's checkpoint.keep */
         int64_t last_step; /* batches counted so far ((epoch - 1) * batches + batch); -1: none yet */
@@ -269,6 +270,14 @@ static int cb_epoch(void *userdata, const struct train_epoch *e) {
 
 static int cb_early_stop(void *userdata, const struct train_early_stop *es) {
         return record_event(userdata, &(struct train_event){TRAIN_EVENT_EARLY_STOP, .early_stop = es});
+}
+
+static int cb_warning(void *userdata, const struct train_warning *wn) {
+        struct worker *w = userdata;
+        /* an epoch's warnings follow its epoch event: an epoch a resumed run repeats has had them recorded */
+        if (wn->epoch > 0 && (int64_t)wn->epoch <= w->replayed_through)
+                return 0;
+        return record_event(userdata, &(struct train_event){TRAIN_EVENT_WARNING, .warning = wn});
 }
 
 static int cb_final(void *userdata, const struct train_final *f) {
@@ -1131,6 +1140,7 @@ static void run_job(struct worker *w, struct store_job *job) {
         w->lease_ms = w->pool->lease_ms;
         atomic_store(&w->check, false);
         w->max_epoch_recorded = job->last_epoch; /* epochs a resumed run repeats are already in the stream */
+        w->replayed_through = job->last_epoch;
         w->last_step = -1;
         w->batches_per_epoch = 0;
         w->metrics_started = false;
@@ -1210,6 +1220,7 @@ static void run_job(struct worker *w, struct store_job *job) {
                 .on_progress = cb_progress,
                 .on_checkpoint = cb_checkpoint,
                 .on_early_stop = cb_early_stop,
+                .on_warning = cb_warning,
                 .on_final = cb_final,
                 .on_runtime = cb_runtime,
                 .should_stop = cb_should_stop,

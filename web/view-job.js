@@ -14,6 +14,7 @@ import { calibrationSection } from './calibration.js';
 import { followEvents } from './events.js';
 import { PALETTE, lineChart, chartPoint, chartCanvas, chartUpdate } from './charts.js';
 import { resolve, lookup, refLabel } from './catalog.js';
+import { examplesSection } from './view-examples.js';
 
 const POLL_MS = 1500;
 /* Fields of an epoch event that are not a per-epoch number worth a column. */
@@ -67,8 +68,9 @@ function perClassTable(perClass) {
                                                        cols.map((c) => h('td', {class: 'num'}, fmtNum(r[c])))))));
 }
 
-/* confusion_matrix: {labels, matrix}, rows the true classes; a heat map whose colours only add to the numbers. */
-function confusionTable(cm) {
+/* confusion_matrix: {labels, matrix}, rows the true classes; a heat map whose colours only add to the numbers.
+ * onPick(true, predicted), when given, makes each cell a button that shows its examples (view-examples.js). */
+function confusionTable(cm, onPick) {
         if (!cm || !Array.isArray(cm.matrix) || !cm.matrix.length)
                 return null;
         const names = cm.labels, m = cm.matrix;
@@ -82,8 +84,11 @@ function confusionTable(cm) {
                                  const t = v / max;
                                  const bg = i === j ? 'rgba(26,127,55,' + (0.08 + 0.85 * t) + ')' :
                                                       'rgba(207,34,46,' + (t > 0 ? 0.1 + 0.85 * t : 0.03) + ')';
+                                 const text = onPick ? h('button', {type: 'button', class: 'cell-pick',
+                                                                    'data-true': names[i], 'data-pred': names[j],
+                                                                    onclick: () => onPick(names[i], names[j])}, fmtNum(v)) : fmtNum(v);
                                  return h('td', {style: 'background:' + bg + ';color:' + (t > 0.55 ? '#fff' : 'inherit'),
-                                                 title: 'true ' + names[i] + ', predicted ' + names[j] + ': ' + v}, fmtNum(v));
+                                                 title: 'true ' + names[i] + ', predicted ' + names[j] + ': ' + v}, text);
                          })))));
 }
 
@@ -298,7 +303,9 @@ export function viewJob(params, id) {
                 const pc = perClassTable(m.per_class);
                 if (pc)
                         byClass.push(h('h3', {}, 'Per class'), h('div', {class: 'table-wrap'}, pc));
-                const cm = confusionTable(m.confusion_matrix);
+                /* per-example diagnostics of a classification job: the matrix's cells pick their examples */
+                const ex = m.confusion_matrix ? examplesSection(job, job.validation_file || job.training_file) : null;
+                const cm = confusionTable(m.confusion_matrix, ex ? ex.pick : null);
                 if (cm)
                         byClass.push(h('h3', {}, 'Confusion matrix'), h('div', {class: 'table-wrap'}, cm));
                 const cal = calibrationSection(m.calibration);
@@ -321,6 +328,8 @@ export function viewJob(params, id) {
                         where.push('stopped early after ' + r.epochs_run + ' epochs');
                 results.replaceChildren(h('h2', {id: 'results-title'}, 'Final metrics (' + where.join(', ') + ')'),
                                         h('div', {class: 'results-grid'}, h('div', {}, ...overall), h('div', {}, ...byClass)));
+                if (ex)
+                        results.append(ex.node);
         }
 
         function render() {

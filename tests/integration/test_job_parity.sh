@@ -92,7 +92,7 @@ same_model "$TMP/cli/wine/model.safetensors" "$TMP/d-$DJOB/model.safetensors" "$
 ok $? "CSV: the same model file (tensor bytes identical; header identical but for finetuned.job)"
 diff <(untimed "$TMP/cli/wine/metrics.json") <(untimed "$TMP/d-$DJOB/metrics.json") >&2
 ok $? "CSV: the same metrics.json (up to epoch wall times)"
-jq -e '(keys == ["best_epoch", "epochs_run", "history", "metrics", "split", "stopped_early"])
+jq -e '(keys == ["best_epoch", "diagnostics", "epochs_run", "history", "metrics", "split", "stopped_early"])
        and .split == "validation" and .epochs_run == 3 and (.history | length) == 3
        and (.metrics.accuracy | type) == "number"' "$TMP/cli/wine/metrics.json" >/dev/null
 ok $? "metrics.json: split, best_epoch, epochs_run, stopped_early, metrics and history, both ways"
@@ -101,7 +101,7 @@ a_cli=$(jq .metrics.accuracy "$TMP/cli/wine/metrics.json"); a_d=$(jq .metrics.ac
 [ "$a_cli" != null ] && [ "$a_cli" = "$a_d" ] && jq -e '.final == null' "$TMP/cli/wine/metrics.json" >/dev/null
 ok $? "jq .metrics.accuracy: $a_cli from finetuned train, $a_d from the daemon; no .final"
 http GET "/v1/jobs/$DJOB"
-echo "$BODY" | jq -e --slurpfile m "$TMP/d-$DJOB/metrics.json" '.metrics == ($m[0] | del(.history))' >/dev/null
+echo "$BODY" | jq -e --slurpfile m "$TMP/d-$DJOB/metrics.json" '.metrics == ($m[0] | del(.history, .diagnostics))' >/dev/null
 ok $? "the job's metrics are metrics.json without its history"
 http GET "/v1/jobs/$DJOB/events?limit=1000"
 echo "$BODY" | jq -c '[.data[] | select(.type == "epoch" or .type == "metrics") | .data

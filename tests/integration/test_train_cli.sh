@@ -31,9 +31,9 @@ ok $? "model.safetensors and metrics.json (3 classes) written"
 # metrics.json is the daemon's document (issue 21): the README's `jq .metrics.accuracy` works on it
 jq -e --slurpfile ev "$TMP/events.ndjson" '
         ($ev | map(select(.type == "metrics"))[0] | del(.type)) as $final
-        | (keys == ["best_epoch", "epochs_run", "history", "metrics", "split", "stopped_early"])
+        | (keys == ["best_epoch", "diagnostics", "epochs_run", "history", "metrics", "split", "stopped_early"])
         and .split == "validation" and (.metrics.accuracy | type) == "number"
-        and del(.history) == $final
+        and del(.history, .diagnostics) == $final
         and .history == ($ev | map(select(.type == "epoch")))
         and (.history | length) == .epochs_run' "$TMP/out/metrics.json" >/dev/null
 ok $? "metrics.json: split, best_epoch, epochs_run, stopped_early, metrics as the final event; history the epoch events"

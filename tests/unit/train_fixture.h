@@ -141,6 +141,10 @@ static __attribute__((unused)) int capture_final(void *ud, const struct train_fi
         return capture_event(ud, &(struct train_event){TRAIN_EVENT_FINAL, .final = f});
 }
 
+static __attribute__((unused)) int capture_warning(void *ud, const struct train_warning *w) {
+        return capture_event(ud, &(struct train_event){TRAIN_EVENT_WARNING, .warning = w});
+}
+
 static __attribute__((unused)) int capture_runtime(void *ud, const struct train_runtime *rt) {
         return capture_event(ud, &(struct train_event){TRAIN_EVENT_RUNTIME, .runtime = rt});
 }
@@ -182,6 +186,7 @@ static __attribute__((unused)) struct train_callbacks capture_callbacks(struct c
                 .on_early_stop = capture_early_stop,
                 .on_final = capture_final,
                 .on_runtime = capture_runtime,
+                .on_warning = capture_warning,
                 .should_stop = capture_should_stop,
         };
 }
