@@ -10,6 +10,8 @@ packages=(
         gcc libc6-dev make meson ninja-build pkg-config cmake xxd
         libmicrohttpd-dev libjansson-dev libsqlite3-dev zlib1g-dev libsystemd-dev libdnnl-dev
         libopenmpi-dev openmpi-bin
+        # PostgreSQL store: libpq to build; the server for its tests (tools/pg-test-server.sh)
+        libpq-dev postgresql
         # tests (fakeroot: test_ops_systemd applies tmpfiles.d ownership as a normal user)
         curl jq bc sqlite3 dataset-fashion-mnist systemd prometheus socat fakeroot
         # dashboard
