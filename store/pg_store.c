@@ -142,7 +142,7 @@ struct pg_listener {
         pthread_t thread;
         struct notifier *n;
         char url[STORE_URL_MAX];
-        char instance[32];
+        char instance[48]; /* "<token>.<pid>" as in the payloads of this process */
         int stop_pipe[2];
 };
 
@@ -243,28 +243,31 @@ void pg_tx_rollback(struct store *s) {
         s->pending_queue = false;
 }
 
-/* NOTIFY inside the transaction is delivered by the server only if it commits. Payload: "<instance> <job id>",
- * "<instance> *" for "anything", "<instance> " for the queue; the listener drops its own instance's (they were
+/* NOTIFY inside the transaction is delivered by the server only if it commits. Payload: "<me> <job id>",
+ * "<me> *" for "anything", "<me> " for the queue, <me> being "<instance token>.<pid>"; the listener drops its
+ * own process's (they were
  * signalled locally right after COMMIT, on the writer's thread, as store.h promises). */
 static int pg_notify_pending(struct store *s, struct ft_error *err) {
-        char payload[STORE_ID_MAX + 32];
+        char payload[STORE_ID_MAX + 64], me[48];
         struct pg_args a = {0};
         int r = 0;
+        /* the pid too: a child forked after the listener started shares the token, not the listener */
+        snprintf(me, sizeof(me), "%s.%d", s->pg_instance, (int)getpid());
         if (s->pending_overflow) {
-                snprintf(payload, sizeof(payload), "%s *", s->pg_instance);
+                snprintf(payload, sizeof(payload), "%s *", me);
                 a = (struct pg_args){0};
                 pg_arg_str(&a, payload);
                 r = pg_exec(s, err, "notify", "SELECT pg_notify('" PG_CHANNEL "', $1)", &a);
         } else {
                 for (size_t i = 0; r == 0 && i < s->n_pending; i++) {
-                        snprintf(payload, sizeof(payload), "%s %s", s->pg_instance, s->pending[i]);
+                        snprintf(payload, sizeof(payload), "%s %s", me, s->pending[i]);
                         a = (struct pg_args){0};
                         pg_arg_str(&a, payload);
                         r = pg_exec(s, err, "notify", "SELECT pg_notify('" PG_CHANNEL "', $1)", &a);
                 }
         }
         if (r == 0 && s->pending_queue) {
-                snprintf(payload, sizeof(payload), "%s ", s->pg_instance);
+                snprintf(payload, sizeof(payload), "%s ", me);
                 a = (struct pg_args){0};
                 pg_arg_str(&a, payload);
                 r = pg_exec(s, err, "notify", "SELECT pg_notify('" PG_CHANNEL "', $1)", &a);
@@ -363,7 +366,7 @@ static void *listener_start(struct notifier *n, void *userdata) {
                 return NULL;
         l->n = n;
         snprintf(l->url, sizeof(l->url), "%s", s->url);
-        snprintf(l->instance, sizeof(l->instance), "%s", s->pg_instance);
+        snprintf(l->instance, sizeof(l->instance), "%s.%d", s->pg_instance, (int)getpid());
         if (pipe(l->stop_pipe) < 0) {
                 free(l);
                 return NULL;

@@ -1043,6 +1043,43 @@ static int cmp_id(const void *a, const void *b) {
         return strcmp(a, b);
 }
 
+/* PostgreSQL: a commit by another process (its own connection, as another daemon would) wakes this process's
+ * waiters through LISTEN/NOTIFY, for a job and for the queue. */
+static void test_pg_cross_process(struct store *s) {
+        struct ft_error err = {0};
+        struct store_job *j = NULL;
+        struct store_job_new in = job_new(&R);
+        drain_queue(s);
+        ok(store_job_enqueue(s, &in, &j, &err) == 0, "enqueue a job to write to from another process");
+        uint64_t gen = store_job_generation(s, j->id), qgen = store_queue_generation(s);
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+                struct store *cs = NULL;
+                sleep_ms(300); /* let the parent block first */
+                if (fixture_open(dir, &cs, &err) < 0 ||
+                    store_event_append(cs, j->id, 0, "note", "{\"from\":\"child\"}", NULL, &err) < 0)
+                        _exit(3);
+                sleep_ms(300);
+                if (store_job_enqueue(cs, &in, NULL, &err) < 0)
+                        _exit(4);
+                store_close(cs);
+                _exit(0);
+        }
+        uint64_t now = 0;
+        ok(store_job_wait(s, j->id, gen, 10000, &now) == 1, "the job's waiter woke for the other process's event");
+        struct store_event_list l = {0};
+        ok(store_event_list(s, j->id, 0, 0, &l, &err) == 0 && l.n == 2 && strcmp(l.items[1].type, "note") == 0,
+           "and finds the event there (%zu events)", l.n);
+        store_event_list_deinit(&l);
+        ok(store_queue_wait(s, qgen, 10000, NULL) == 1, "the queue's waiter woke for the other process's enqueue");
+        int status = 0;
+        waitpid(pid, &status, 0);
+        ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the other process wrote without errors (%d)", status);
+        store_job_free(j);
+        drain_queue(s);
+}
+
 static void test_concurrent_claims(struct store *s) {
         struct ft_error err = {0};
         struct claimer cl[CLAIM_THREADS] = {0};
@@ -1323,6 +1360,8 @@ int main(void) {
         test_event_best(s);
         test_job_delete(s);
         test_notifier(s);
+        if (fixture_is_pg())
+                test_pg_cross_process(s);
         test_concurrent_claims(s);
         test_concurrent_enqueue();
         test_process_claims(s);
