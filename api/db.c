@@ -25,7 +25,8 @@ struct store *api_store_thread(struct api_server *server, struct ft_error *err) 
                 ft_error_set(err, -ENOMEM, NULL, "out of memory");
                 return NULL;
         }
-        int r = store_open(server->opts.state_dir, &ts->store, err);
+        int r = store_open_with(server->opts.state_dir, &(struct store_options){.url = server->opts.store_url},
+                                &ts->store, err);
         if (r < 0) {
                 free(ts);
                 return NULL;

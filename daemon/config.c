@@ -27,12 +27,13 @@ static const struct config_option {
         {"max-upload-mb", "FINETUNED_MAX_UPLOAD_MB"}, {"http-timeout", "FINETUNED_HTTP_TIMEOUT"},
         {"max-connections-per-ip", "FINETUNED_MAX_CONNECTIONS_PER_IP"}, {"lease", "FINETUNED_LEASE"},
         {"gpus", "FINETUNED_GPUS"},
+        {"store", "FINETUNED_STORE"},
 };
 
 static const char *const option_names[DAEMON_CONFIG_OPTION_COUNT + 1] = {
         "listen",        "state-dir",     "workers",      "threads",
         "log-level",     "token-file",    "log-file",     "max-queued-jobs",
-        "max-upload-mb", "http-timeout",  "max-connections-per-ip", "lease", "gpus", NULL,
+        "max-upload-mb", "http-timeout",  "max-connections-per-ip", "lease", "gpus", "store", NULL,
 };
 
 const char *const *config_option_names(void) {
@@ -182,6 +183,18 @@ static int set_option(struct daemon_config *cfg, const char *name, const char *v
                 return parse_uint(value, 1, 100000, name, &cfg->max_per_ip, err);
         if (strcmp(name, "gpus") == 0)
                 return parse_gpus(value, cfg, err);
+        if (strcmp(name, "store") == 0) {
+                if (*value && strncmp(value, "postgresql://", 13) != 0 && strncmp(value, "postgres://", 11) != 0)
+                        return ft_error_set(err, -EINVAL, name,
+                                            "invalid store '%.64s': expected a postgresql:// URL, or empty for SQLite"
+                                            " in the state directory",
+                                            value);
+                if (strlen(value) >= sizeof(cfg->store_url))
+                        return ft_error_set(err, -EINVAL, name, "store URL is longer than %d bytes",
+                                            DAEMON_STORE_URL_MAX - 1);
+                snprintf(cfg->store_url, sizeof(cfg->store_url), "%s", value);
+                return 0;
+        }
         if (strcmp(name, "lease") == 0)
                 return parse_uint(value, 1, 3600, name, &cfg->lease_s, err);
         if (strcmp(name, "http-timeout") == 0)
@@ -399,6 +412,9 @@ void serve_usage(FILE *out) {
                 "                      like 0,1; worker i uses the (i mod count)th, so --workers\n"
                 "                      equal to the count is one worker per GPU (default none:\n"
                 "                      GPU 0; FINETUNED_GPUS)\n"
+                "  --store URL         postgresql://... to share one queue and its files with other\n"
+                "                      daemons (default: SQLite in the state directory;\n"
+                "                      FINETUNED_STORE)\n"
                 "  --config FILE       configuration file (FINETUNED_CONFIG; default\n"
                 "                      $CONFIGURATION_DIRECTORY/" DAEMON_CONFIG_FILE_NAME ", else\n"
                 "                      " FINETUNED_SYSCONFDIR "/finetuned/" DAEMON_CONFIG_FILE_NAME
@@ -422,6 +438,7 @@ int config_parse_serve(int argc, char **argv, char *const *envp, struct daemon_c
                 {"max-queued-jobs", required_argument, NULL, 0}, {"max-upload-mb", required_argument, NULL, 0},
                 {"http-timeout", required_argument, NULL, 0}, {"max-connections-per-ip", required_argument, NULL, 0},
                 {"lease", required_argument, NULL, 0},      {"gpus", required_argument, NULL, 0},
+                {"store", required_argument, NULL, 0},
                 {NULL, 0, NULL, 0},
         };
         /* Flags are collected first and applied last, so that --config (which
@@ -581,6 +598,16 @@ void config_option_format(const struct daemon_config *cfg, size_t index, char *b
                         snprintf(buf, size, "none");
                 for (unsigned i = 0; i < cfg->n_gpus && o < size; i++)
                         o += (size_t)snprintf(buf + o, size - o, "%s%d", i ? "," : "", cfg->gpus[i]);
+                return;
+        }
+        case 13: {
+                /* a password in the URL is not printed: "postgresql://user:***@host/db" */
+                const char *at = strchr(cfg->store_url, '@'), *scheme = strstr(cfg->store_url, "://");
+                const char *colon = scheme ? strchr(scheme + 3, ':') : NULL;
+                if (at && colon && colon < at)
+                        snprintf(buf, size, "%.*s:***%s", (int)(colon - cfg->store_url), cfg->store_url, at);
+                else
+                        snprintf(buf, size, "%s", cfg->store_url);
                 return;
         }
         default:

@@ -20,7 +20,8 @@
 #define DAEMON_CONFIG_FILE_MAX (64u * 1024) /* bytes; a longer file is refused */
 #define DAEMON_CONFIG_LINE_MAX 4096
 #define DAEMON_CONFIG_ORIGIN_MAX 48
-#define DAEMON_CONFIG_OPTION_COUNT 13
+#define DAEMON_CONFIG_OPTION_COUNT 14
+#define DAEMON_STORE_URL_MAX 1024 /* bytes, NUL included */
 #define DAEMON_MAX_GPUS 64 /* --gpus entries; GPU numbers are 0 .. DAEMON_MAX_GPUS - 1 */
 
 struct daemon_config {
@@ -44,6 +45,7 @@ struct daemon_config {
         unsigned lease_s;          /* a claimed job's lease; a dead daemon's jobs are requeued after it */
         int gpus[DAEMON_MAX_GPUS]; /* --gpus: worker i uses gpus[i % n_gpus] */
         unsigned n_gpus;           /* 0: "none" (every worker asks for GPU 0) */
+        char store_url[DAEMON_STORE_URL_MAX]; /* --store: "" = SQLite in the state directory, else postgresql://... */
 };
 
 /* Defaults, before the environment and flags are applied. */

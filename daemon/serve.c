@@ -187,7 +187,7 @@ int serve_main(int argc, char **argv) {
                           cfg.listen_host);
                 return 1;
         }
-        r = store_open(cfg.state_dir, &store, &err);
+        r = store_open_with(cfg.state_dir, &(struct store_options){.url = cfg.store_url}, &store, &err);
         if (r < 0) {
                 log_error("%s", err.message);
                 return 1;
@@ -200,6 +200,7 @@ int serve_main(int argc, char **argv) {
         struct api_options opts = {
                 .listen_fd = listen_fd,
                 .state_dir = cfg.state_dir,
+                .store_url = cfg.store_url,
                 .http_threads = 4,
                 .max_connections = 512,
                 .max_connections_per_ip = cfg.max_per_ip,
@@ -211,6 +212,7 @@ int serve_main(int argc, char **argv) {
         };
         struct workers_options wopts = {
                 .state_dir = cfg.state_dir,
+                .store_url = cfg.store_url,
                 .n = cfg.workers,
                 .threads = cfg.threads,
                 .gpus = cfg.gpus,
@@ -231,9 +233,10 @@ int serve_main(int argc, char **argv) {
                 log_error("%s", err.message);
                 goto out;
         }
-        log_notice("finetuned %s listening on http://%s (state %s, schema v%d, %u worker%s, auth %s)",
-                   FINETUNED_VERSION, bound, cfg.state_dir, store_schema_version(store), cfg.workers,
-                   cfg.workers == 1 ? "" : "s", cfg.token_file[0] ? "bearer token" : "off (loopback)");
+        log_notice("finetuned %s listening on http://%s (state %s, store %s, schema v%d, %u worker%s, auth %s)",
+                   FINETUNED_VERSION, bound, cfg.state_dir, store_is_shared(store) ? "postgresql" : "sqlite",
+                   store_schema_version(store), cfg.workers, cfg.workers == 1 ? "" : "s",
+                   cfg.token_file[0] ? "bearer token" : "off (loopback)");
         if (cfg.config_file[0])
                 log_info("configuration file %s", cfg.config_file);
         char ready[160];

@@ -86,6 +86,7 @@ struct worker {
 
 struct workers {
         char state_dir[PATH_MAX];
+        char store_url[1024];
         unsigned n, threads;
         int gpus[64]; /* --gpus: worker i uses gpus[i % n_gpus]; none: GPU 0 */
         unsigned n_gpus;
@@ -698,6 +699,11 @@ int workers_start(const struct workers_options *opts, struct workers **ret, stru
                 free(pool);
                 return ft_error_set(err, -ENAMETOOLONG, "state-dir", "state directory path is too long");
         }
+        if (opts->store_url && strlen(opts->store_url) >= sizeof(pool->store_url)) {
+                free(pool);
+                return ft_error_set(err, -EINVAL, "store", "store URL is too long");
+        }
+        snprintf(pool->store_url, sizeof(pool->store_url), "%s", opts->store_url ? opts->store_url : "");
         pool->n = opts->n ? opts->n : 1;
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         pool->n_gpus = FT_MIN(opts->n_gpus, ARRAY_SIZE(pool->gpus));
@@ -713,7 +719,8 @@ int workers_start(const struct workers_options *opts, struct workers **ret, stru
                 pthread_mutex_init(&pool->w[i].lock, NULL);
         }
         if (r == 0)
-                r = store_open(pool->state_dir, &pool->sub_store, err);
+                r = store_open_with(pool->state_dir, &(struct store_options){.url = pool->store_url}, &pool->sub_store,
+                                    err);
         if (r == 0)
                 r = store_subscribe(pool->sub_store, on_change, pool, &pool->sub, err);
         char host[64] = "host";
@@ -725,7 +732,7 @@ int workers_start(const struct workers_options *opts, struct workers **ret, stru
                 snprintf(name, sizeof(name), "worker %u", i);
                 w->slot = sdnotify_progress_add(name);
                 snprintf(w->id, sizeof(w->id), "%.60s:%d:w%u", host, (int)getpid(), i);
-                r = store_open(pool->state_dir, &w->store, err);
+                r = store_open_with(pool->state_dir, &(struct store_options){.url = pool->store_url}, &w->store, err);
         }
         for (unsigned i = 0; r == 0 && i < pool->n; i++) {
                 r = -pthread_create(&pool->w[i].thread, NULL, worker_main, &pool->w[i]);
