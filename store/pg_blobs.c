@@ -139,8 +139,9 @@ static int materialize(struct store *s, const char *sha, Oid oid, int64_t size, 
                 return ft_error_set(err, -ENOMEM, NULL, "out of memory");
         }
         sha256_init(&hash);
-        r = pg_tx_begin(s, err);
-        if (r < 0)
+        /* large objects are read inside a transaction: the caller's, or one of our own */
+        bool own_tx = !s->in_tx;
+        if (own_tx && (r = pg_tx_begin(s, err)) < 0)
                 goto out;
         int lo = lo_open(PG(s), oid, INV_READ);
         if (lo < 0)
@@ -159,7 +160,8 @@ static int materialize(struct store *s, const char *sha, Oid oid, int64_t size, 
         }
         if (lo >= 0)
                 lo_close(PG(s), lo);
-        pg_tx_rollback(s); /* read only */
+        if (own_tx)
+                pg_tx_rollback(s); /* read only */
         if (r < 0)
                 goto out;
         sha256_final(&hash, digest);

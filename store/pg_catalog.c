@@ -57,12 +57,24 @@ int pg_dataset_get(struct store *s, const char *id, struct store_dataset **ret, 
         int r = pg_query(s, &res, err, "read dataset", "SELECT " DATASET_COLS " FROM datasets WHERE id = $1", &a);
         if (r < 0)
                 return r;
+        struct store_dataset *d = NULL;
         if (PQntuples(res) == 1)
-                r = dataset_from_row(s, res, 0, ret, err);
+                r = dataset_from_row(s, res, 0, &d, err);
         else
                 r = ft_error_set(err, -ENOENT, "id", "dataset '%.64s' does not exist", id ? id : "");
         PQclear(res);
-        return r;
+        /* the files are in the database: make sure the paths the record names exist here (the local cache) */
+        char path[PATH_MAX];
+        if (r == 0)
+                r = pg_blob_path(s, d->sha256, path, sizeof(path), err);
+        if (r == 0 && d->labels_sha256[0])
+                r = pg_blob_path(s, d->labels_sha256, path, sizeof(path), err);
+        if (r < 0) {
+                store_dataset_free(d);
+                return r;
+        }
+        *ret = d;
+        return 0;
 }
 
 static int blob_known(struct store *s, const char *sha, const char *param, struct ft_error *err) {
@@ -333,12 +345,21 @@ int pg_model_get(struct store *s, const char *id, struct store_model **ret, stru
         int r = pg_query(s, &res, err, "read model", "SELECT " MODEL_COLS " FROM models WHERE id = $1", &a);
         if (r < 0)
                 return r;
+        struct store_model *m = NULL;
         if (PQntuples(res) == 1)
-                r = model_from_row(s, res, 0, ret, err);
+                r = model_from_row(s, res, 0, &m, err);
         else
                 r = ft_error_set(err, -ENOENT, "id", "model '%.64s' does not exist", id ? id : "");
         PQclear(res);
-        return r;
+        char path[PATH_MAX];
+        if (r == 0 && m->weights_sha256[0])
+                r = pg_blob_path(s, m->weights_sha256, path, sizeof(path), err);
+        if (r < 0) {
+                store_model_free(m);
+                return r;
+        }
+        *ret = m;
+        return 0;
 }
 
 int pg_model_insert(struct store *s, const struct store_model_new *in, char id[STORE_ID_MAX], struct ft_error *err) {
