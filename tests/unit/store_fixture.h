@@ -57,7 +57,7 @@ __attribute__((unused)) static bool fixture_is_pg(void) {
 #include <libpq-fe.h>
 
 __attribute__((unused)) static int fixture_pg_url(const char *dir, char *url, size_t size) {
-        const char *host = getenv("FT_TEST_PG_HOST"), *base = strrchr(dir, '/');
+        const char *host = getenv("FT_TEST_PG_HOST"), *base = strrchr(dir, '/'); /* the database is dir's name */
         char admin[600], sql[300];
         base = base ? base + 1 : dir;
         snprintf(admin, sizeof(admin), "postgresql:///postgres?host=%s", host);
@@ -80,18 +80,25 @@ __attribute__((unused)) static int fixture_pg_url(const char *dir, char *url, si
 }
 #endif
 
-/* store_open_with on the backend under test. */
-__attribute__((unused)) static int fixture_open_with(const char *dir, struct store_options opts, struct store **ret,
-                                                     struct ft_error *err) {
+/* store_open_with on the backend under test; PostgreSQL: the database of db_dir (NULL: dir), so two state
+ * directories can share one database as two daemons would. */
+__attribute__((unused)) static int fixture_open_sharing(const char *dir, const char *db_dir, struct store_options opts,
+                                                        struct store **ret, struct ft_error *err) {
 #ifdef HAVE_LIBPQ
         char url[1200];
         if (fixture_is_pg()) {
-                if (fixture_pg_url(dir, url, sizeof(url)) < 0)
+                if (fixture_pg_url(db_dir ? db_dir : dir, url, sizeof(url)) < 0)
                         return ft_error_set(err, -EIO, NULL, "cannot create a test database for '%s'", dir);
                 opts.url = url;
         }
 #endif
+        (void)db_dir;
         return store_open_with(dir, &opts, ret, err);
+}
+
+__attribute__((unused)) static int fixture_open_with(const char *dir, struct store_options opts, struct store **ret,
+                                                     struct ft_error *err) {
+        return fixture_open_sharing(dir, NULL, opts, ret, err);
 }
 
 __attribute__((unused)) static int fixture_open(const char *dir, struct store **ret, struct ft_error *err) {
