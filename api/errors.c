@@ -167,6 +167,11 @@ enum MHD_Result api_reply_ft_error(struct api_request *req, int r, const struct 
         case -EAGAIN:
                 return api_reply_error_headers(req, API_ERR_RATE_LIMITED, param,
                                                (const char *const[]){"Retry-After", "5", NULL}, "%s", msg);
+        case -ENOTCONN: /* the shared store (PostgreSQL) is unreachable: the next request reconnects */
+                log_warning("%s %s: %s", req->method, req->url, msg);
+                return api_reply_error_headers(req, API_ERR_UNAVAILABLE, NULL,
+                                               (const char *const[]){"Retry-After", "1", NULL}, "%s",
+                                               "the database cannot be reached; retry later");
         default:
                 log_error("%s %s: %s (%s)", req->method, req->url, msg, strerror(-r));
                 return api_reply_error(req, API_ERR_INTERNAL, NULL, "internal error");

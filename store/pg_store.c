@@ -157,8 +157,11 @@ int pg_error(struct store *s, PGresult *res, struct ft_error *err, const char *w
         size_t n = strlen(clean);
         while (n && (clean[n - 1] == '\n' || clean[n - 1] == ' '))
                 clean[--n] = '\0';
-        if (PQstatus(s->pg) != CONNECTION_OK)
-                return ft_error_set(err, -EIO, NULL, "database connection lost (%s): %s", what, clean);
+        /* Unreachable, not broken: the connection is gone, or the server said so (class 08 connection exception,
+         * 57P01..03 shutting down / starting up), or libpq failed without a server error (no SQLSTATE). */
+        const char *code = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        if (PQstatus(s->pg) != CONNECTION_OK || !code || strncmp(code, "08", 2) == 0 || strncmp(code, "57P0", 4) == 0)
+                return ft_error_set(err, -ENOTCONN, NULL, "database connection lost (%s): %s", what, clean);
         return ft_error_set(err, -EIO, NULL, "database error (%s): %s", what, clean);
 }
 
@@ -309,6 +312,11 @@ static void listener_deliver(struct pg_listener *l, const char *payload) {
         }
 }
 
+static void quiet(void *arg, const char *message) {
+        (void)arg;
+        (void)message;
+}
+
 static void *listener_main(void *arg) {
         struct pg_listener *l = arg;
         PGconn *c = NULL;
@@ -317,6 +325,7 @@ static void *listener_main(void *arg) {
                         if (c)
                                 PQfinish(c);
                         c = PQconnectdb(l->url);
+                        PQsetNoticeProcessor(c, quiet, NULL);
                         PGresult *res = PQstatus(c) == CONNECTION_OK ? PQexec(c, "LISTEN " PG_CHANNEL) : NULL;
                         bool ok = res && PQresultStatus(res) == PGRES_COMMAND_OK;
                         PQclear(res);
@@ -450,8 +459,9 @@ int pg_open(struct store *s, const char *url, const struct store_options *opts, 
                 size_t n = strlen(msg);
                 while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
                         msg[--n] = '\0';
-                return ft_error_set(err, -EIO, "store", "cannot connect to the PostgreSQL store: %s", msg);
+                return ft_error_set(err, -ENOTCONN, "store", "cannot connect to the PostgreSQL store: %s", msg);
         }
+        PQsetNoticeProcessor(s->pg, quiet, NULL); /* the store never logs: errors come back as results */
         PQclear(PQexec(s->pg, "SET client_min_messages = warning"));
         if (opts && opts->relaxed_sync) /* survives a crash of the daemon, not of the server (tests, benchmarks) */
                 PQclear(PQexec(s->pg, "SET synchronous_commit = off"));

@@ -26,6 +26,10 @@
  *     -EALREADY   the job is already in a terminal state
  *     -EFBIG      a blob grew past its size cap
  *     -EIO        the database or the file system failed
+ *     -EOPNOTSUPP not implemented by this backend (PostgreSQL) yet
+ *     -ENOTCONN   the shared database cannot be reached (PostgreSQL restarting,
+ *                 network): nothing was committed, retry later; the next call
+ *                 re-establishes the connection
  * - Threads: a struct store is one connection and belongs to one thread at a
  *   time. Open one per thread; store_open on an already-migrated database is
  *   cheap. Connections to the same state directory in one process share one

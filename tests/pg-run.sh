@@ -25,5 +25,6 @@ if [ $rc != 0 ]; then
 fi
 echo "# PostgreSQL test server up in $(( ($(date +%s%N) - t0) / 1000000 )) ms at $host"
 export FT_TEST_PG_HOST=$host
+export FT_TEST_PG_DIR=$dir # for a test that stops and starts the server (tools/pg-test-server.sh stop|start)
 export PGUSER=postgres # the server's superuser (trust authentication on its socket only)
 "$@"

@@ -3,7 +3,8 @@
 # no TCP (listen_addresses=''), run as a non-root user (runuser -u postgres when started as root: initdb
 # refuses root). Nothing of it outlives `stop`.
 #   tools/pg-test-server.sh start DIR   prints the socket directory (libpq's host=) on stdout
-#   tools/pg-test-server.sh stop DIR
+#   tools/pg-test-server.sh stop DIR    (immediate: like a crash of the server)
+#   tools/pg-test-server.sh start DIR   again after a stop: the same data, the same socket
 # Exit 77 (the TAP/meson "skip" code) with a message when the PostgreSQL server binaries are not installed.
 # Not for: production (fsync=off: a crash of the machine may lose it; it is thrown away anyway).
 set -euo pipefail
@@ -45,8 +46,10 @@ start)
                 chown -R postgres: "$dir"
                 chmod 755 "$dir"
         fi
-        as_user "$bindir/initdb" -D "$dir/data" -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8 \
-                >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
+        if [ ! -d "$dir/data" ]; then
+                as_user "$bindir/initdb" -D "$dir/data" -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8 \
+                        >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
+        fi
         # max_connections: every daemon thread holds a connection (HTTP threads, workers, SSE hub, listener)
         as_user "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
                 -o "-k $dir/sock -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
