@@ -41,6 +41,7 @@
 
 #include "api/prometheus.h"
 #include "common/log.h"
+#include "daemon/ckpt_archive.h"
 #include "daemon/sdnotify.h"
 #include "compute/context.h"
 #include "compute/data.h"
@@ -273,7 +274,21 @@ static int cb_checkpoint(void *userdata, const struct train_checkpoint_info *inf
                 .meta_json = meta,
                 .keep = (int)w->keep_checkpoints}; /* the trainer removes the directories of the dropped rows */
         struct ft_error err = {0};
-        int r = store_checkpoint_add(w->store, w->job_id, w->attempt, &cn, NULL, &err);
+        char sha[STORE_SHA256_HEX];
+        int r = 0;
+        if (store_is_shared(w->store)) {
+                /* another daemon may resume the job: the checkpoint goes into the shared store as one blob, and
+                 * the directory stays here as its local copy (ckpt_archive.h) */
+                r = ckpt_archive_pack(w->store, info->path, sha, &err);
+                if (r < 0) {
+                        log_error("worker %u: %s: cannot store checkpoint '%s': %s", w->index, w->job_id, rel,
+                                  err.message);
+                        return r;
+                }
+                cn.dir = NULL;
+                cn.blob_sha256 = sha;
+        }
+        r = store_checkpoint_add(w->store, w->job_id, w->attempt, &cn, NULL, &err);
         if (r < 0) {
                 mark_lost(w, r, &err);
                 return r;
@@ -588,6 +603,20 @@ static void run_job(struct worker *w, struct store_job *job) {
                 if (ft_path_join(resume, sizeof(resume), w->pool->state_dir, ckpt->dir, NULL) >= 0)
                         topt.resume_from = resume; /* else start over: the checkpoint cannot be named */
                 log_info("worker %u: job %s resumes from %s (epoch %d)", w->index, job->id, ckpt->dir, ckpt->epoch);
+        } else if (ckpt && ckpt->blob_sha256[0]) {
+                /* a shared store's checkpoint: unpacked where the trainer wrote it, on whichever daemon resumes */
+                char name[48];
+                snprintf(name, sizeof(name), "ckpt-%lld", (long long)ckpt->step);
+                struct ft_error uerr = {0};
+                if (ft_path_join(resume, sizeof(resume), dir, name, NULL) >= 0 &&
+                    ckpt_archive_unpack(w->store, ckpt->blob_sha256, resume, &uerr) == 0) {
+                        topt.resume_from = resume;
+                        log_info("worker %u: job %s resumes from checkpoint blob %.12s (epoch %d)", w->index, job->id,
+                                 ckpt->blob_sha256, ckpt->epoch);
+                } else {
+                        log_warning("worker %u: job %s starts over: checkpoint %.12s: %s", w->index, job->id,
+                                    ckpt->blob_sha256, uerr.message);
+                }
         }
         /* Loading and building may have taken a while: renew before the first batch. */
         w->last_heartbeat = 0;
