@@ -233,10 +233,10 @@ int serve_main(int argc, char **argv) {
                 log_error("%s", err.message);
                 goto out;
         }
-        log_notice("finetuned %s listening on http://%s (state %s, store %s, schema v%d, %u worker%s, auth %s)",
-                   FINETUNED_VERSION, bound, cfg.state_dir, store_is_shared(store) ? "postgresql" : "sqlite",
-                   store_schema_version(store), cfg.workers, cfg.workers == 1 ? "" : "s",
-                   cfg.token_file[0] ? "bearer token" : "off (loopback)");
+        log_notice("finetuned %s listening on http://%s (state %s, schema v%d, %u worker%s, auth %s, store %s)",
+                   FINETUNED_VERSION, bound, cfg.state_dir, store_schema_version(store), cfg.workers,
+                   cfg.workers == 1 ? "" : "s", cfg.token_file[0] ? "bearer token" : "off (loopback)",
+                   store_is_shared(store) ? "postgresql" : "sqlite");
         if (cfg.config_file[0])
                 log_info("configuration file %s", cfg.config_file);
         char ready[160];
