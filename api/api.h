@@ -19,6 +19,7 @@ struct api_server;
 struct api_options {
         int listen_fd; /* a bound, listening socket (api_listen); owned by the server from start */
         const char *state_dir; /* the daemon's state directory */
+        const char *store_url; /* NULL/"": SQLite in state_dir; else the shared PostgreSQL store (--store) */
         unsigned http_threads; /* libmicrohttpd thread pool size */
         unsigned max_connections;
         unsigned max_connections_per_ip; /* 0: unlimited */

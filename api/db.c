@@ -25,7 +25,8 @@ struct store *api_store_thread(struct api_server *server, struct ft_error *err) 
                 ft_error_set(err, -ENOMEM, NULL, "out of memory");
                 return NULL;
         }
-        int r = store_open(server->opts.state_dir, &ts->store, err);
+        int r = store_open_with(server->opts.state_dir, &(struct store_options){.url = server->opts.store_url},
+                                &ts->store, err);
         if (r < 0) {
                 free(ts);
                 return NULL;
@@ -43,7 +44,9 @@ struct store *api_store(struct api_request *req, enum MHD_Result *ret_mhd) {
         struct store *s = api_store_thread(req->server, &err);
         if (!s) {
                 log_error("cannot open the store: %s", err.message);
-                *ret_mhd = api_reply_error(req, API_ERR_UNAVAILABLE, NULL, "the database is unavailable");
+                *ret_mhd = api_reply_error_headers(req, API_ERR_UNAVAILABLE, NULL,
+                                                   (const char *const[]){"Retry-After", "1", NULL},
+                                                   "the database is unavailable");
         }
         return s;
 }

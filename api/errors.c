@@ -29,6 +29,8 @@ static const struct {
                                           "Idempotency-Key reused with a different body"},
         [API_ERR_RATE_LIMITED] = {"rate_limited", 429, "too many queued jobs; retry after Retry-After seconds"},
         [API_ERR_INTERNAL] = {"internal_error", 500, "internal error (logged by the daemon)"},
+        [API_ERR_NOT_IMPLEMENTED] = {"not_implemented", 501,
+                                     "this daemon's store cannot do it yet (a feature not ported to PostgreSQL)"},
         [API_ERR_INSUFFICIENT_STORAGE] = {"insufficient_storage", 507,
                                           "the daemon's disk is full: nothing was stored; retry when space is freed"},
         [API_ERR_UNAVAILABLE] = {"unavailable", 503, "the store cannot be reached; retry later"},
@@ -172,9 +174,15 @@ enum MHD_Result api_reply_ft_error(struct api_request *req, int r, const struct 
         case -EDOM: return api_reply_error(req, API_ERR_INVALID_REQUEST, param, "%s", msg);
         case -EFBIG:
         case -E2BIG: return api_reply_error(req, API_ERR_PAYLOAD_TOO_LARGE, param, "%s", msg);
+        case -EOPNOTSUPP: return api_reply_error(req, API_ERR_NOT_IMPLEMENTED, param, "%s", msg);
         case -EAGAIN:
                 return api_reply_error_headers(req, API_ERR_RATE_LIMITED, param,
                                                (const char *const[]){"Retry-After", "5", NULL}, "%s", msg);
+        case -ENOTCONN: /* the shared store (PostgreSQL) is unreachable: the next request reconnects */
+                log_warning("%s %s: %s", req->method, req->url, msg);
+                return api_reply_error_headers(req, API_ERR_UNAVAILABLE, NULL,
+                                               (const char *const[]){"Retry-After", "1", NULL}, "%s",
+                                               "the database cannot be reached; retry later");
         default:
                 log_error("%s %s: %s (%s)", req->method, req->url, msg, strerror(-r));
                 return api_reply_error(req, API_ERR_INTERNAL, NULL, "internal error");

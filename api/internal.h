@@ -85,6 +85,7 @@ enum api_error_code {
         API_ERR_IDEMPOTENCY_MISMATCH, /* 422 */
         API_ERR_RATE_LIMITED, /* 429 */
         API_ERR_INTERNAL, /* 500 */
+        API_ERR_NOT_IMPLEMENTED, /* 501: not with this store backend yet (PostgreSQL) */
         API_ERR_UNAVAILABLE, /* 503 */
         API_ERR_INSUFFICIENT_STORAGE, /* 507 */
         _API_ERR_MAX,

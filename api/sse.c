@@ -101,7 +101,8 @@ int api_sse_hub_new(struct api_server *server, struct api_sse_hub **ret) {
         pthread_condattr_init(&ca);
         pthread_cond_init(&hub->cond, &ca);
         pthread_condattr_destroy(&ca);
-        int r = store_open(server->opts.state_dir, &hub->store, &err);
+        int r = store_open_with(server->opts.state_dir, &(struct store_options){.url = server->opts.store_url},
+                                &hub->store, &err);
         if (r == 0)
                 r = store_subscribe(hub->store, on_store_change, hub, &hub->sub, &err);
         if (r < 0) {

@@ -29,13 +29,14 @@ static const struct config_option {
         {"max-connections-per-ip", "FINETUNED_MAX_CONNECTIONS_PER_IP"}, {"lease", "FINETUNED_LEASE"},
         {"gpus", "FINETUNED_GPUS"}, {"disk-low-mb", "FINETUNED_DISK_LOW_MB"},
         {"webhook-allow", "FINETUNED_WEBHOOK_ALLOW"}, {"mpirun", "FINETUNED_MPIRUN"},
+        {"store", "FINETUNED_STORE"},
 };
 
 static const char *const option_names[DAEMON_CONFIG_OPTION_COUNT + 1] = {
         "listen",        "state-dir",     "workers",      "threads",
         "log-level",     "token-file",    "log-file",     "max-queued-jobs",
         "max-upload-mb", "http-timeout",  "max-connections-per-ip", "lease", "gpus", "disk-low-mb", "webhook-allow",
-        "mpirun", NULL,
+        "mpirun", "store", NULL,
 };
 
 const char *const *config_option_names(void) {
@@ -198,6 +199,18 @@ static int set_option(struct daemon_config *cfg, const char *name, const char *v
                 if (r < 0)
                         return r; /* a build without MPI takes it too and refuses the jobs (jobspec) */
                 snprintf(cfg->mpirun, sizeof(cfg->mpirun), "%s", value);
+                return 0;
+        }
+        if (strcmp(name, "store") == 0) {
+                if (*value && strncmp(value, "postgresql://", 13) != 0 && strncmp(value, "postgres://", 11) != 0)
+                        return ft_error_set(err, -EINVAL, name,
+                                            "invalid store '%.64s': expected a postgresql:// URL, or empty for SQLite"
+                                            " in the state directory",
+                                            value);
+                if (strlen(value) >= sizeof(cfg->store_url))
+                        return ft_error_set(err, -EINVAL, name, "store URL is longer than %d bytes",
+                                            DAEMON_STORE_URL_MAX - 1);
+                snprintf(cfg->store_url, sizeof(cfg->store_url), "%s", value);
                 return 0;
         }
         if (strcmp(name, "lease") == 0)
@@ -428,6 +441,9 @@ void serve_usage(FILE *out) {
                 "                      launcher: words without a shell, {ranks} replaced, e.g.\n"
                 "                      'mpirun -np {ranks} --hostfile FILE' (default none: such\n"
                 "                      jobs are refused; FINETUNED_MPIRUN)\n"
+                "  --store URL         postgresql://... to share one queue and its files with other\n"
+                "                      daemons (default: SQLite in the state directory;\n"
+                "                      FINETUNED_STORE)\n"
                 "  --config FILE       configuration file (FINETUNED_CONFIG; default\n"
                 "                      $CONFIGURATION_DIRECTORY/" DAEMON_CONFIG_FILE_NAME ", else\n"
                 "                      " FINETUNED_SYSCONFDIR "/finetuned/" DAEMON_CONFIG_FILE_NAME
@@ -454,6 +470,7 @@ int config_parse_serve(int argc, char **argv, char *const *envp, struct daemon_c
                 {"disk-low-mb", required_argument, NULL, 0},
                 {"webhook-allow", required_argument, NULL, 0},
                 {"mpirun", required_argument, NULL, 0},
+                {"store", required_argument, NULL, 0},
                 {NULL, 0, NULL, 0},
         };
         /* Flags are collected first and applied last, so that --config (which
@@ -624,6 +641,16 @@ void config_option_format(const struct daemon_config *cfg, size_t index, char *b
         case 15:
                 snprintf(buf, size, "%s", cfg->mpirun);
                 return;
+        case 16: {
+                /* a password in the URL is not printed: "postgresql://user:***@host/db" */
+                const char *at = strchr(cfg->store_url, '@'), *scheme = strstr(cfg->store_url, "://");
+                const char *colon = scheme ? strchr(scheme + 3, ':') : NULL;
+                if (at && colon && colon < at)
+                        snprintf(buf, size, "%.*s:***%s", (int)(colon - cfg->store_url), cfg->store_url, at);
+                else
+                        snprintf(buf, size, "%s", cfg->store_url);
+                return;
+        }
         default:
                 snprintf(buf, size, "?");
         }

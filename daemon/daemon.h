@@ -22,7 +22,8 @@
 #define DAEMON_CONFIG_FILE_MAX (64u * 1024) /* bytes; a longer file is refused */
 #define DAEMON_CONFIG_LINE_MAX 4096
 #define DAEMON_CONFIG_ORIGIN_MAX 48
-#define DAEMON_CONFIG_OPTION_COUNT 16
+#define DAEMON_CONFIG_OPTION_COUNT 17
+#define DAEMON_STORE_URL_MAX 1024 /* bytes, NUL included */
 #define DAEMON_MAX_GPUS 64 /* --gpus entries; GPU numbers are 0 .. DAEMON_MAX_GPUS - 1 */
 
 struct daemon_config {
@@ -51,6 +52,7 @@ struct daemon_config {
         struct netaddr_list webhook_allow;
         char webhook_allow_text[NETADDR_TEXT_MAX + 1];
         char mpirun[1025];         /* --mpirun: the MPI launcher template (daemon/launcher.h); "": none */
+        char store_url[DAEMON_STORE_URL_MAX]; /* --store: "" = SQLite in the state directory, else postgresql://... */
 };
 
 /* Defaults, before the environment and flags are applied. */

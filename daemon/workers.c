@@ -54,6 +54,7 @@
 #include "compute/compute.h"
 #include "common/log.h"
 #include "daemon/launcher.h"
+#include "daemon/ckpt_archive.h"
 #include "daemon/sdnotify.h"
 #include "compute/context.h"
 #include "compute/data.h"
@@ -108,6 +109,7 @@ struct worker {
 
 struct workers {
         char state_dir[PATH_MAX];
+        char store_url[1024];
         unsigned n, threads;
         int gpus[64]; /* --gpus: worker i uses gpus[i % n_gpus]; none: GPU 0 */
         unsigned n_gpus;
@@ -337,7 +339,21 @@ static int cb_checkpoint(void *userdata, const struct train_checkpoint_info *inf
                 .meta_json = meta,
                 .keep = (int)w->keep_checkpoints}; /* the trainer removes the directories of the dropped rows */
         struct ft_error err = {0};
-        int r = store_checkpoint_add(w->store, w->job_id, w->attempt, &cn, NULL, &err);
+        char sha[STORE_SHA256_HEX];
+        int r = 0;
+        if (store_is_shared(w->store)) {
+                /* another daemon may resume the job: the checkpoint goes into the shared store as one blob, and
+                 * the directory stays here as its local copy (ckpt_archive.h) */
+                r = ckpt_archive_pack(w->store, info->path, sha, &err);
+                if (r < 0) {
+                        log_error("worker %u: %s: cannot store checkpoint '%s': %s", w->index, w->job_id, rel,
+                                  err.message);
+                        return r;
+                }
+                cn.dir = NULL;
+                cn.blob_sha256 = sha;
+        }
+        r = store_checkpoint_add(w->store, w->job_id, w->attempt, &cn, NULL, &err);
         if (r < 0) {
                 mark_lost(w, r, &err);
                 return r;
@@ -1209,6 +1225,20 @@ static void run_job(struct worker *w, struct store_job *job) {
                 if (ft_path_join(resume, sizeof(resume), w->pool->state_dir, ckpt->dir, NULL) >= 0)
                         topt.resume_from = resume; /* else start over: the checkpoint cannot be named */
                 log_info("worker %u: job %s resumes from %s (epoch %d)", w->index, job->id, ckpt->dir, ckpt->epoch);
+        } else if (ckpt && ckpt->blob_sha256[0]) {
+                /* a shared store's checkpoint: unpacked where the trainer wrote it, on whichever daemon resumes */
+                char name[48];
+                snprintf(name, sizeof(name), "ckpt-%lld", (long long)ckpt->step);
+                struct ft_error uerr = {0};
+                if (ft_path_join(resume, sizeof(resume), dir, name, NULL) >= 0 &&
+                    ckpt_archive_unpack(w->store, ckpt->blob_sha256, resume, &uerr) == 0) {
+                        topt.resume_from = resume;
+                        log_info("worker %u: job %s resumes from checkpoint blob %.12s (epoch %d)", w->index, job->id,
+                                 ckpt->blob_sha256, ckpt->epoch);
+                } else {
+                        log_warning("worker %u: job %s starts over: checkpoint %.12s: %s", w->index, job->id,
+                                    ckpt->blob_sha256, uerr.message);
+                }
         }
         /* Loading and building may have taken a while: renew before the first batch. */
         w->last_heartbeat = 0;
@@ -1354,6 +1384,11 @@ int workers_start(const struct workers_options *opts, struct workers **ret, stru
                 free(pool);
                 return ft_error_set(err, -ENAMETOOLONG, "state-dir", "state directory path is too long");
         }
+        if (opts->store_url && strlen(opts->store_url) >= sizeof(pool->store_url)) {
+                free(pool);
+                return ft_error_set(err, -EINVAL, "store", "store URL is too long");
+        }
+        snprintf(pool->store_url, sizeof(pool->store_url), "%s", opts->store_url ? opts->store_url : "");
         pool->n = opts->n ? opts->n : 1;
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         pool->n_gpus = FT_MIN(opts->n_gpus, ARRAY_SIZE(pool->gpus));
@@ -1370,7 +1405,8 @@ int workers_start(const struct workers_options *opts, struct workers **ret, stru
                 pthread_mutex_init(&pool->w[i].lock, NULL);
         }
         if (r == 0)
-                r = store_open(pool->state_dir, &pool->sub_store, err);
+                r = store_open_with(pool->state_dir, &(struct store_options){.url = pool->store_url}, &pool->sub_store,
+                                    err);
         if (r == 0)
                 r = store_subscribe(pool->sub_store, on_change, pool, &pool->sub, err);
         char host[64] = "host";
@@ -1382,7 +1418,7 @@ int workers_start(const struct workers_options *opts, struct workers **ret, stru
                 snprintf(name, sizeof(name), "worker %u", i);
                 w->slot = sdnotify_progress_add(name);
                 snprintf(w->id, sizeof(w->id), "%.60s:%d:w%u", host, (int)getpid(), i);
-                r = store_open(pool->state_dir, &w->store, err);
+                r = store_open_with(pool->state_dir, &(struct store_options){.url = pool->store_url}, &w->store, err);
         }
         for (unsigned i = 0; r == 0 && i < pool->n; i++) {
                 r = -pthread_create(&pool->w[i].thread, NULL, worker_main, &pool->w[i]);

@@ -12,6 +12,7 @@ struct workers;
 
 struct workers_options {
         const char *state_dir;
+        const char *store_url; /* NULL/"": SQLite in state_dir; else the shared PostgreSQL store */
         unsigned n; /* threads, each running one job at a time (>= 1) */
         unsigned threads; /* OpenMP threads per worker; 0: cores / n */
         const int *gpus; /* --gpus: worker i uses GPU gpus[i % n_gpus] for "auto" and "cuda" jobs */

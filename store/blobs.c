@@ -97,6 +97,28 @@ int store_blob_commit(struct store_blob_writer *b, char ret_sha256[STORE_SHA256_
         r = fileio_mkdir_p(dir, 0755, err);
         if (r < 0)
                 goto fail_abort;
+#ifdef HAVE_LIBPQ
+        if (s->pg) {
+                /* The local file is the cache entry; the row and the large object come after it (a file without a
+                 * row is an orphan store_blob_gc removes). */
+                if (stat(path, &stbuf) == 0 && stbuf.st_size == size)
+                        fileio_writer_abort(b->w);
+                else if ((r = fileio_writer_commit(b->w, path, err)) < 0) {
+                        b->w = NULL;
+                        goto fail_abort;
+                }
+                b->w = NULL;
+                r = pg_blob_commit_row(s, sha, size, path, err);
+                free(b);
+                if (r < 0)
+                        return r;
+                if (ret_sha256)
+                        memcpy(ret_sha256, sha, SHA256_HEX_SIZE);
+                if (ret_size)
+                        *ret_size = size;
+                return 0;
+        }
+#endif
         /* Rename and row insert happen under the database write lock, so that
          * garbage collection (which also holds it) never sees a renamed file
          * without its row, nor deletes a file a concurrent commit relies on. */
@@ -152,6 +174,7 @@ fail_abort:
 int store_blob_path(struct store *s, const char *sha256, char *buf, size_t size, struct ft_error *err) {
         if (!sha256_hex_valid(sha256))
                 return ft_error_set(err, -EINVAL, "sha256", "'sha256' must be 64 lowercase hex digits");
+        STORE_PG(s, pg_blob_path(s, sha256, buf, size, err));
         int r = blob_row_locked(s, sha256, NULL, err);
         if (r == -ENOENT)
                 return ft_error_set(err, -ENOENT, "sha256", "blob '%s' does not exist", sha256);
@@ -166,6 +189,7 @@ int store_blob_exists(struct store *s, const char *sha256, bool *ret, int64_t *r
         int64_t size = 0;
         if (!sha256_hex_valid(sha256))
                 return ft_error_set(err, -EINVAL, "sha256", "'sha256' must be 64 lowercase hex digits");
+        STORE_PG(s, pg_blob_exists(s, sha256, ret, ret_size, err));
         int r = blob_row_locked(s, sha256, &size, err);
         if (r < 0 && r != -ENOENT)
                 return r;
@@ -250,6 +274,7 @@ int store_blob_gc(struct store *s, int64_t min_age_ms, int *ret_removed, struct 
         int removed = 0, r;
         int64_t cutoff = store_now_ms() - (min_age_ms > 0 ? min_age_ms : 0);
 
+        STORE_PG(s, pg_blob_gc(s, min_age_ms, ret_removed, err));
         r = store_tx_begin(s, err);
         if (r < 0)
                 return r;

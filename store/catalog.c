@@ -88,6 +88,7 @@ static int dataset_get_locked(struct store *s, const char *id, struct store_data
 
 int store_dataset_create(struct store *s, const struct store_dataset_new *in, struct store_dataset **ret,
                          struct ft_error *err) {
+        STORE_PG(s, pg_dataset_create(s, in, ret, err));
         char id[STORE_ID_MAX];
         int r;
 
@@ -188,6 +189,7 @@ fail:
 }
 
 int store_dataset_get(struct store *s, const char *id, struct store_dataset **ret, struct ft_error *err) {
+        STORE_PG(s, pg_dataset_get(s, id, ret, err));
         return dataset_get_locked(s, id ? id : "", ret, err);
 }
 
@@ -201,6 +203,7 @@ static int dataset_add(struct store *s, sqlite3_stmt *st, void *list, struct ft_
 
 int store_dataset_list(struct store *s, const struct store_page *page, struct store_dataset_list *ret,
                        struct ft_error *err) {
+        STORE_PG(s, pg_dataset_list(s, page, ret, err));
         struct store_dataset_list l = {0};
         unsigned limit;
         int64_t after = INT64_MAX;
@@ -262,10 +265,12 @@ static const char model_in_use_sql[] =
         "SELECT EXISTS (SELECT 1 FROM jobs WHERE model_id = ?1 AND state IN " ACTIVE_STATES ")";
 
 int store_dataset_in_use(struct store *s, const char *id, bool *ret, struct ft_error *err) {
+        STORE_PG(s, pg_dataset_in_use(s, id, ret, err));
         return in_use_locked(s, dataset_in_use_sql, id, ret, err);
 }
 
 int store_model_in_use(struct store *s, const char *id, bool *ret, struct ft_error *err) {
+        STORE_PG(s, pg_model_in_use(s, id, ret, err));
         return in_use_locked(s, model_in_use_sql, id, ret, err);
 }
 
@@ -302,6 +307,7 @@ fail:
 }
 
 int store_dataset_delete(struct store *s, const char *id, struct ft_error *err) {
+        STORE_PG(s, pg_dataset_delete(s, id, err));
         return delete_row(s, "dataset", dataset_in_use_sql, "DELETE FROM datasets WHERE id = ?1", id ? id : "", err);
 }
 
@@ -386,6 +392,7 @@ static int exists_locked(struct store *s, const char *sql, const char *key, bool
 }
 
 int store_model_insert(struct store *s, const struct store_model_new *in, char id[STORE_ID_MAX], struct ft_error *err) {
+        STORE_PG(s, pg_model_insert(s, in, id, err));
         bool found;
         int r;
 
@@ -434,6 +441,7 @@ int store_model_insert(struct store *s, const struct store_model_new *in, char i
 
 int store_model_create(struct store *s, const struct store_model_new *in, struct store_model **ret,
                        struct ft_error *err) {
+        STORE_PG(s, pg_model_create(s, in, ret, err));
         char id[STORE_ID_MAX];
         struct store_model *m = NULL;
         int r = store_tx_begin(s, err);
@@ -461,11 +469,13 @@ fail:
 }
 
 int store_model_get(struct store *s, const char *id, struct store_model **ret, struct ft_error *err) {
+        STORE_PG(s, pg_model_get(s, id, ret, err));
         return model_get_locked(s, id ? id : "", ret, err);
 }
 
 int store_model_find_by_weights(struct store *s, const char *source_job_id, const char *weights_sha256,
                                 struct store_model **ret, struct ft_error *err) {
+        STORE_PG_UNSUPPORTED(s, "store_model_find_by_weights", err);
         sqlite3_stmt *st = store_stmt(s,
                                       "SELECT " MODEL_COLS " FROM models WHERE weights_sha256 = ?1 AND source = 'job'"
                                       " AND source_job_id = ?2 ORDER BY seq LIMIT 1",
@@ -498,6 +508,7 @@ static int model_add(struct store *s, sqlite3_stmt *st, void *list, struct ft_er
 
 int store_model_list(struct store *s, const struct store_page *page, struct store_model_list *ret,
                      struct ft_error *err) {
+        STORE_PG(s, pg_model_list(s, page, ret, err));
         struct store_model_list l = {0};
         unsigned limit;
         int64_t after = INT64_MAX;
@@ -537,5 +548,6 @@ void store_model_list_deinit(struct store_model_list *l) {
 }
 
 int store_model_delete(struct store *s, const char *id, struct ft_error *err) {
+        STORE_PG(s, pg_model_delete(s, id, err));
         return delete_row(s, "model", model_in_use_sql, "DELETE FROM models WHERE id = ?1", id ? id : "", err);
 }

@@ -3,8 +3,9 @@
  * waiters, and callbacks for code that cannot block. Shared by every struct
  * store opened on the same state directory in this process.
  *
- * Not for: cross-process wake-ups. A PostgreSQL store would feed the same
- * functions from LISTEN/NOTIFY on a dedicated connection. */
+ * Not for: cross-process wake-ups themselves: a PostgreSQL store attaches a
+ * LISTEN thread (pg_store.c) that feeds notifier_signal with other daemons'
+ * commits; a SQLite store has none. */
 #include "store/internal.h"
 
 #include <pthread.h>
@@ -33,6 +34,10 @@ struct notifier {
          * returning means "never called again" */
         pthread_mutex_t subs_lock;
         struct store_subscription *subs;
+        /* the cross-process feed (PostgreSQL's LISTEN thread), stopped with the last reference */
+        void *listener;
+        void (*listener_stop)(void *listener);
+        char listener_token[32];
 };
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -92,10 +97,24 @@ void notifier_release(struct notifier *n) {
                         break;
                 }
         pthread_mutex_unlock(&registry_lock);
+        if (n->listener)
+                n->listener_stop(n->listener);
         pthread_cond_destroy(&n->cond);
         pthread_mutex_destroy(&n->lock);
         pthread_mutex_destroy(&n->subs_lock);
         free(n);
+}
+
+void notifier_listen(struct notifier *n, void *(*start)(struct notifier *n, void *userdata), void (*stop)(void *),
+                     void *userdata, char *token, size_t token_size) {
+        pthread_mutex_lock(&registry_lock);
+        if (!n->listener) {
+                snprintf(n->listener_token, sizeof(n->listener_token), "%s", token);
+                n->listener = start(n, userdata);
+                n->listener_stop = stop;
+        }
+        snprintf(token, token_size, "%s", n->listener_token);
+        pthread_mutex_unlock(&registry_lock);
 }
 
 void notifier_signal(struct notifier *n, const char (*jobs)[STORE_ID_MAX], size_t n_jobs, bool all_jobs, bool queue) {

@@ -123,6 +123,7 @@ static int job_get_locked(struct store *s, const char *id, struct store_job **re
 }
 
 int store_job_get(struct store *s, const char *id, struct store_job **ret, struct ft_error *err) {
+        STORE_PG(s, pg_job_get(s, id, ret, err));
         return job_get_locked(s, id ? id : "", ret, err);
 }
 
@@ -519,6 +520,13 @@ int store_job_enqueue(struct store *s, const struct store_job_new *in, struct st
         if (max_attempts < 1 || max_attempts > MAX_ATTEMPTS_LIMIT)
                 return ft_error_set(err, -EINVAL, "max_attempts", "'max_attempts' must be between 1 and %d",
                                     MAX_ATTEMPTS_LIMIT);
+#ifdef HAVE_LIBPQ
+        /* labels, suffixes and replays are SQLite-only so far (migrations 6 and 7 have no PostgreSQL twin yet) */
+        if (s->pg && (in->n_metadata || (in->suffix && *in->suffix) || (in->replay_of && *in->replay_of)))
+                return pg_unsupported(in->n_metadata ? "metadata" : in->replay_of && *in->replay_of ? "replay" : "suffix",
+                                      err);
+#endif
+        STORE_PG(s, pg_job_enqueue(s, in, ret, err));
         r = store_id_new("job_", req.id, err);
         if (r < 0)
                 return r;
@@ -638,6 +646,11 @@ int store_job_list_sql(unsigned states, char *buf, size_t size, struct ft_error 
 
 int store_job_list(struct store *s, const struct store_job_filter *filter, const struct store_page *page,
                    struct store_job_list *ret, struct ft_error *err) {
+#ifdef HAVE_LIBPQ
+        if (s->pg && filter && filter->n_metadata)
+                return pg_unsupported("metadata filters", err);
+#endif
+        STORE_PG(s, pg_job_list(s, filter, page, ret, err));
         struct store_job_list l = {0};
         char sql[STORE_JOB_LIST_SQL_MAX];
         sqlite3_stmt *st = NULL;
@@ -699,6 +712,7 @@ int store_job_count_sql(unsigned states, char *buf, size_t size, struct ft_error
 }
 
 int store_job_count(struct store *s, unsigned states, int64_t *ret, struct ft_error *err) {
+        STORE_PG(s, pg_job_count(s, states, ret, err));
         char sql[256];
         sqlite3_stmt *st = NULL;
         int r = store_job_count_sql(states, sql, sizeof(sql), err);
@@ -818,6 +832,7 @@ static int requeue_expired_locked(struct store *s, int *ret_count, struct ft_err
 }
 
 int store_job_requeue_expired(struct store *s, int *ret_count, struct ft_error *err) {
+        STORE_PG(s, pg_job_requeue_expired(s, ret_count, err));
         int count = 0;
         int r = store_tx_begin(s, err);
         if (r < 0)
@@ -851,6 +866,7 @@ int store_job_claim(struct store *s, const char *worker_id, int64_t lease_ms, st
         if ((r = store_check_string("worker_id", worker_id, STORE_NAME_MAX, true, err)) < 0 ||
             (r = check_lease(lease_ms, err)) < 0)
                 return r;
+        STORE_PG(s, pg_job_claim(s, worker_id, lease_ms, ret, err));
         r = store_tx_begin(s, err);
         if (r < 0)
                 return r;
@@ -923,6 +939,15 @@ int store_job_heartbeat_with(struct store *s, const char *id, int attempt, int64
         int r = check_lease(lease_ms, err);
         if (r < 0)
                 return r;
+#ifdef HAVE_LIBPQ
+        if (s->pg) { /* no pause on PostgreSQL yet (store_job_pause refuses): only the cancel */
+                bool cancel = false;
+                r = pg_job_heartbeat(s, id, attempt, lease_ms, &cancel, err);
+                if (r == 0 && ret)
+                        *ret = (struct store_job_signals){.cancel = cancel};
+                return r;
+        }
+#endif
         r = store_tx_begin(s, err);
         if (r < 0)
                 return r;
@@ -957,6 +982,7 @@ int store_job_progress_set(struct store *s, const char *id, int attempt, const c
         int r = store_check_json(s, "progress", progress_json, true, err);
         if (r < 0)
                 return r;
+        STORE_PG(s, pg_job_progress_set(s, id, attempt, progress_json, err));
         r = store_tx_begin(s, err);
         if (r < 0)
                 return r;
@@ -1005,6 +1031,7 @@ int store_job_finish_with(struct store *s, const char *id, int attempt, const st
                 return r;
         if (has_metrics && !sha256_hex_valid(o->metrics_sha256))
                 return ft_error_set(err, -EINVAL, "metrics", "'metrics' must be 64 lowercase hex digits");
+        STORE_PG(s, pg_job_finish_with(s, id, attempt, o, ret_model_id, err));
         r = store_tx_begin(s, err);
         if (r < 0)
                 return r;
@@ -1057,6 +1084,7 @@ fail:
 }
 
 int store_job_release(struct store *s, const char *id, int attempt, struct ft_error *err) {
+        STORE_PG(s, pg_job_release(s, id, attempt, err));
         enum store_job_state state;
         int r = store_tx_begin(s, err);
         if (r < 0)
@@ -1082,6 +1110,7 @@ fail:
 }
 
 int store_job_cancel(struct store *s, const char *id, struct store_job **ret, struct ft_error *err) {
+        STORE_PG(s, pg_job_cancel(s, id, ret, err));
         enum store_job_state state;
         struct store_job *j = NULL;
         int attempt;
@@ -1166,6 +1195,7 @@ static int commit_with_job(struct store *s, const char *id, struct store_job **r
 }
 
 int store_job_pause(struct store *s, const char *id, struct store_job **ret, struct ft_error *err) {
+        STORE_PG_UNSUPPORTED(s, "store_job_pause", err);
         enum store_job_state state;
         bool requested = false;
         int attempt;
@@ -1202,6 +1232,7 @@ fail:
 }
 
 int store_job_resume(struct store *s, const char *id, struct store_job **ret, struct ft_error *err) {
+        STORE_PG_UNSUPPORTED(s, "store_job_resume", err);
         enum store_job_state state;
         bool requested = false;
         int attempt;
@@ -1236,6 +1267,7 @@ fail:
 }
 
 int store_job_pause_done(struct store *s, const char *id, int attempt, struct ft_error *err) {
+        STORE_PG_UNSUPPORTED(s, "store_job_pause_done", err);
         enum store_job_state state;
         int r = store_tx_begin(s, err);
         if (r < 0)
@@ -1264,6 +1296,7 @@ fail:
 }
 
 int store_job_runtime_add(struct store *s, const char *id, int attempt, int64_t ms, struct ft_error *err) {
+        STORE_PG_UNSUPPORTED(s, "store_job_runtime_add", err);
         if (ms < 0)
                 return ft_error_set(err, -EINVAL, "ms", "running time must not be negative");
         int r = store_tx_begin(s, err);
@@ -1297,6 +1330,7 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
 }
 
 int store_job_delete(struct store *s, const char *id, struct ft_error *err) {
+        STORE_PG(s, pg_job_delete(s, id, err));
         static const char *const deletes[] = {
                 "DELETE FROM events WHERE job_id = ?1",
                 "DELETE FROM checkpoints WHERE job_id = ?1",
@@ -1345,6 +1379,7 @@ fail:
 }
 
 int store_job_dirs_sweep(struct store *s, int *ret_removed, struct ft_error *err) {
+        STORE_PG(s, pg_job_dirs_sweep(s, ret_removed, err));
         char dir[PATH_MAX], path[PATH_MAX];
         int removed = 0;
         if (ft_path_join(dir, sizeof(dir), s->state_dir, "jobs", NULL) < 0)
@@ -1393,6 +1428,7 @@ int store_event_append(struct store *s, const char *job_id, int attempt, const c
         if ((r = store_check_string("type", type, STORE_EVENT_TYPE_MAX - 1, true, err)) < 0 ||
             (r = store_check_json(s, "data", data_json, false, err)) < 0)
                 return r;
+        STORE_PG(s, pg_event_append(s, job_id, attempt, type, data_json, ret_seq, err));
         r = store_tx_begin(s, err);
         if (r < 0)
                 return r;
@@ -1428,6 +1464,7 @@ int store_job_epoch_append(struct store *s, const char *job_id, int attempt, int
                 return r;
         if (epoch < 1)
                 return ft_error_set(err, -EINVAL, "epoch", "'epoch' must be 1 or more");
+        STORE_PG(s, pg_job_epoch_append(s, job_id, attempt, epoch, data_json, ret_seq, err));
         r = store_tx_begin(s, err);
         if (r < 0)
                 return r;
@@ -1469,6 +1506,7 @@ int store_event_list(struct store *s, const char *job_id, int64_t after_seq, uns
                 return ft_error_set(err, -EINVAL, "limit", "'limit' must be between 1 and 1000");
         if (after_seq < 0)
                 return ft_error_set(err, -EINVAL, "after", "'after' must not be negative");
+        STORE_PG(s, pg_event_list(s, job_id, after_seq, limit, ret, err));
         r = job_state_locked(s, job_id ? job_id : "", &state, NULL, err);
         if (r < 0)
                 return r;
@@ -1534,6 +1572,7 @@ int store_event_best(struct store *s, const char *job_id, const char *field, boo
         for (const char *c = field; *c; c++) /* a plain key: no JSON path syntax */
                 if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
                         return ft_error_set(err, -EINVAL, "field", "'field' must be a plain key, got '%.64s'", field);
+        STORE_PG(s, pg_event_best(s, job_id, field, maximize, epoch, after_seq, ret, err));
         snprintf(path, sizeof(path), "$.%s", field);
         /* One row always: the newest seq, and the best epoch event when there is one. */
         sqlite3_stmt *st = store_stmt(s,
@@ -1617,6 +1656,7 @@ int store_checkpoint_add(struct store *s, const char *job_id, int attempt, const
                 return ft_error_set(err, -EINVAL, "blob_sha256", "'blob_sha256' must be 64 lowercase hex digits");
         if (in->epoch < 0 || in->step < 0)
                 return ft_error_set(err, -EINVAL, "epoch", "'epoch' and 'step' must not be negative");
+        STORE_PG(s, pg_checkpoint_add(s, job_id, attempt, in, ret_id, err));
         r = store_tx_begin(s, err);
         if (r < 0)
                 return r;
@@ -1686,6 +1726,7 @@ fail:
 }
 
 int store_checkpoint_latest(struct store *s, const char *job_id, struct store_checkpoint **ret, struct ft_error *err) {
+        STORE_PG(s, pg_checkpoint_latest(s, job_id, ret, err));
         sqlite3_stmt *st = store_stmt(
                 s, "SELECT " CHECKPOINT_COLS " FROM checkpoints WHERE job_id = ?1 ORDER BY id DESC LIMIT 1", err);
         if (!st)
@@ -1707,6 +1748,7 @@ int store_checkpoint_latest(struct store *s, const char *job_id, struct store_ch
 
 int store_checkpoint_get(struct store *s, const char *job_id, int64_t id, struct store_checkpoint **ret,
                          struct ft_error *err) {
+        STORE_PG_UNSUPPORTED(s, "store_checkpoint_get", err);
         enum store_job_state state;
         int r = job_state_locked(s, job_id ? job_id : "", &state, NULL, err);
         if (r < 0)
@@ -1755,6 +1797,7 @@ int store_checkpoint_list(struct store *s, const char *job_id, const struct stor
                         return ft_error_set(err, -EINVAL, "after", "'after' must be a checkpoint id");
                 after = v;
         }
+        STORE_PG(s, pg_checkpoint_list(s, job_id, page, ret, err));
         r = job_state_locked(s, job_id ? job_id : "", &state, NULL, err);
         if (r < 0)
                 return r;
@@ -1791,6 +1834,7 @@ void store_checkpoint_list_deinit(struct store_checkpoint_list *l) {
 /* ---- idempotency keys ------------------------------------------------------------------ */
 
 int store_idempotency_prune(struct store *s, int64_t max_age_ms, int *ret_removed, struct ft_error *err) {
+        STORE_PG(s, pg_idempotency_prune(s, max_age_ms, ret_removed, err));
         int r = store_tx_begin(s, err);
         if (r < 0)
                 return r;

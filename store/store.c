@@ -347,10 +347,61 @@ int store_open(const char *state_dir, struct store **ret, struct ft_error *err) 
         return store_open_with(state_dir, NULL, ret, err);
 }
 
+bool store_url_is_pg(const char *url) {
+        return url && (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0);
+}
+
+bool store_pg_available(void) {
+#ifdef HAVE_LIBPQ
+        return true;
+#else
+        return false;
+#endif
+}
+
+bool store_is_shared(struct store *s) {
+        return s->pg != NULL;
+}
+
+static int open_pg(const char *state_dir, const struct store_options *opts, struct store **ret, struct ft_error *err) {
+#ifdef HAVE_LIBPQ
+        struct store *s = calloc(1, sizeof(*s));
+        if (!s)
+                return ft_error_set(err, -ENOMEM, NULL, "out of memory");
+        if (ft_path_join(s->state_dir, sizeof(s->state_dir), state_dir, NULL) < 0 ||
+            ft_path_join(s->blob_dir, sizeof(s->blob_dir) - 80, state_dir, "blobs", NULL) < 0 ||
+            ft_path_join(s->tmp_dir, sizeof(s->tmp_dir), state_dir, "blobs", "tmp", NULL) < 0) {
+                free(s);
+                return ft_error_set(err, -ENAMETOOLONG, NULL, "state directory path is too long");
+        }
+        int r = pg_open(s, opts->url, opts, err);
+        if (r < 0) {
+                store_close(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+#else
+        (void)state_dir;
+        (void)opts;
+        (void)ret;
+        return ft_error_set(err, -EOPNOTSUPP, "store",
+                            "this finetuned was built without PostgreSQL support (meson option postgresql)");
+#endif
+}
+
 int store_open_with(const char *state_dir, const struct store_options *opts, struct store **ret, struct ft_error *err) {
         char path[PATH_MAX];
         struct store *s;
         int r;
+
+        if (opts && opts->url && *opts->url) {
+                if (!store_url_is_pg(opts->url))
+                        return ft_error_set(err, -EINVAL, "store",
+                                            "'store' must be a postgresql:// URL (or empty for SQLite in the state"
+                                            " directory)");
+                return open_pg(state_dir, opts, ret, err);
+        }
 
         if (snprintf(path, sizeof(path), "%s/finetuned.db", state_dir) >= (int)sizeof(path) - 64)
                 return ft_error_set(err, -ENAMETOOLONG, NULL, "state directory path is too long");
@@ -416,6 +467,9 @@ void store_close(struct store *s) {
         for (size_t i = 0; i < s->n_cache; i++)
                 sqlite3_finalize(s->cache[i].st);
         sqlite3_close_v2(s->db);
+#ifdef HAVE_LIBPQ
+        pg_close(s);
+#endif
         notifier_release(s->notifier);
         free(s);
 }

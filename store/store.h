@@ -2,10 +2,12 @@
  * events, checkpoints, idempotency keys, job labels, webhook endpoints with
  * their outbox, and the content-addressed blob store.
  *
- * This is the contract the rest of finetuned sees. It is written so that a
- * PostgreSQL implementation could sit behind it later (several daemons sharing
- * one queue: SELECT ... FOR UPDATE SKIP LOCKED for the claim, LISTEN/NOTIFY for
- * the change notifications); no SQLite type appears here. Only SQLite is built.
+ * This is the contract the rest of finetuned sees, for both backends: SQLite
+ * in the state directory (the default), or PostgreSQL shared by several daemons
+ * (store_options.url "postgresql://...": SELECT ... FOR UPDATE SKIP LOCKED for
+ * the claim, LISTEN/NOTIFY for the change notifications, blobs as large
+ * objects with a local cache). No database type appears here. A function the
+ * PostgreSQL backend does not implement yet returns -EOPNOTSUPP there.
  *
  * Not for: HTTP, JSON validation of job specs (the store keeps JSON text as the
  * caller gives it), training. The store never logs and never exits.
@@ -25,6 +27,10 @@
  *     -EALREADY   the job is already in a terminal state
  *     -EFBIG      a blob grew past its size cap
  *     -EIO        the database or the file system failed
+ *     -EOPNOTSUPP not implemented by this backend (PostgreSQL) yet
+ *     -ENOTCONN   the shared database cannot be reached (PostgreSQL restarting,
+ *                 network): nothing was committed, retry later; the next call
+ *                 re-establishes the connection
  * - Threads: a struct store is one connection and belongs to one thread at a
  *   time. Open one per thread; store_open on an already-migrated database is
  *   cheap. Connections to the same state directory in one process share one
@@ -69,6 +75,9 @@ struct store_options {
          * the process (WAL), but not a power loss. For tests and benchmarks only;
          * blob files are fsynced either way. */
         bool relaxed_sync;
+        /* NULL or "": SQLite in the state directory. "postgresql://..." (libpq's URI form): that database, shared
+         * with other daemons; the state directory then holds only the blob cache and job directories. */
+        const char *url;
 };
 
 /* Open (creating if needed) "<state_dir>/finetuned.db", enable WAL and apply
@@ -79,6 +88,10 @@ int store_open(const char *state_dir, struct store **ret, struct ft_error *err);
 int store_open_with(const char *state_dir, const struct store_options *opts, struct store **ret, struct ft_error *err);
 void store_close(struct store *s); /* NULL is a no-op */
 
+/* Whether this build can open a postgresql:// store (meson option postgresql). */
+bool store_pg_available(void);
+/* Whether the store is PostgreSQL. */
+bool store_is_shared(struct store *s);
 /* The schema version after migrations (PRAGMA user_version). */
 int store_schema_version(struct store *s);
 /* The state directory this store was opened on (owned by s). */

@@ -193,11 +193,13 @@ static int webhook_get_locked(struct store *s, const char *id, struct store_webh
 }
 
 int store_webhook_get(struct store *s, const char *id, struct store_webhook **ret, struct ft_error *err) {
+        STORE_PG_UNSUPPORTED(s, "store_webhook_get", err);
         return webhook_get_locked(s, id, ret, err);
 }
 
 int store_webhook_create(struct store *s, const struct store_webhook_new *in, struct store_webhook **ret,
                          struct ft_error *err) {
+        STORE_PG_UNSUPPORTED(s, "store_webhook_create", err);
         char id[STORE_ID_MAX], types[STORE_WEBHOOK_TYPES_MAX + 3];
         int r;
         if ((r = store_check_string("url", in->url, STORE_WEBHOOK_URL_MAX, true, err)) < 0 ||
@@ -273,6 +275,7 @@ static int webhook_add(struct store *s, sqlite3_stmt *st, void *list, struct ft_
 
 int store_webhook_list(struct store *s, const struct store_page *page, struct store_webhook_list *ret,
                        struct ft_error *err) {
+        STORE_PG_UNSUPPORTED(s, "store_webhook_list", err);
         struct store_webhook_list l = {0};
         unsigned limit;
         int64_t after = INT64_MAX;
@@ -313,6 +316,7 @@ void store_webhook_list_deinit(struct store_webhook_list *l) {
 }
 
 int store_webhook_delete(struct store *s, const char *id, struct ft_error *err) {
+        STORE_PG_UNSUPPORTED(s, "store_webhook_delete", err);
         int r = store_tx_begin(s, err);
         if (r < 0)
                 return r;
@@ -342,6 +346,7 @@ fail:
 }
 
 int store_webhook_test(struct store *s, const char *id, char ret_msg_id[STORE_ID_MAX], struct ft_error *err) {
+        STORE_PG_UNSUPPORTED(s, "store_webhook_test", err);
         char msg_id[STORE_ID_MAX], when[32], payload[PAYLOAD_FIXED_MAX];
         int64_t now = store_now_ms();
         int r = store_id_new("msg_", msg_id, err);
@@ -444,6 +449,7 @@ void store_webhook_delivery_list_deinit(struct store_webhook_delivery_list *l) {
 
 int store_webhook_deliveries(struct store *s, const char *id, const struct store_page *page,
                              struct store_webhook_delivery_list *ret, struct ft_error *err) {
+        STORE_PG_UNSUPPORTED(s, "store_webhook_deliveries", err);
         struct store_webhook_delivery_list l = {0};
         struct store_webhook *w = NULL;
         unsigned limit;
@@ -495,6 +501,7 @@ int store_webhook_deliveries(struct store *s, const char *id, const struct store
 
 int store_webhook_claim(struct store *s, unsigned max, int64_t lease_ms, struct store_webhook_delivery_list *ret,
                         struct ft_error *err) {
+        STORE_PG_UNSUPPORTED(s, "store_webhook_claim", err);
         struct store_webhook_delivery_list l = {0};
         if (max == 0 || max > STORE_PAGE_MAX || lease_ms <= 0)
                 return ft_error_set(err, -EINVAL, "max", "claim 1 to %d deliveries with a positive lease",
@@ -568,6 +575,7 @@ fail:
 
 int store_webhook_attempt_done(struct store *s, const struct store_webhook_delivery *claimed,
                                const struct store_webhook_attempt *a, struct ft_error *err) {
+        STORE_PG_UNSUPPORTED(s, "store_webhook_attempt_done", err);
         sqlite3_stmt *st = store_stmt(s,
                                       "UPDATE webhook_deliveries SET state = ?3, next_attempt_at = ?4,"
                                       " last_status = ?5, last_error = ?6, updated_at = ?7"
@@ -599,6 +607,7 @@ int store_webhook_attempt_done(struct store *s, const struct store_webhook_deliv
 }
 
 int store_webhook_next_due(struct store *s, int64_t *ret, struct ft_error *err) {
+        STORE_PG_UNSUPPORTED(s, "store_webhook_next_due", err);
         sqlite3_stmt *st =
                 store_stmt(s, "SELECT MIN(next_attempt_at) FROM webhook_deliveries WHERE state = 'pending'", err);
         if (!st)
@@ -611,6 +620,7 @@ int store_webhook_next_due(struct store *s, int64_t *ret, struct ft_error *err) 
 }
 
 int store_webhook_prune(struct store *s, int64_t max_age_ms, int *ret_removed, struct ft_error *err) {
+        STORE_PG_UNSUPPORTED(s, "store_webhook_prune", err);
         sqlite3_stmt *st =
                 store_stmt(s, "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND updated_at < ?1", err);
         if (!st)

@@ -14,6 +14,8 @@ packages=(
         # tests (fakeroot: test_ops_systemd applies tmpfiles.d ownership as a normal user;
         # iproute2: test_dist_netns joins two network namespaces with a veth pair)
         curl jq bc sqlite3 dataset-fashion-mnist systemd prometheus socat fakeroot iproute2
+        # PostgreSQL store: libpq to build; the server for its tests (tools/pg-test-server.sh)
+        libpq-dev postgresql
         # dashboard
         libjs-chart.js
         # browser tests: Debian's chromium driven by playwright-core from npm (tests/browser)

@@ -23,10 +23,21 @@ done_testing() { echo "1..$TAP_N"; [ "$TAP_FAILED" -eq 0 ]; }
 
 # start_daemon STATE_DIR [extra flags...]: starts finetuned serve on
 # 127.0.0.1:0, waits until it logs its address, sets DAEMON_PID and BASE.
+# Under tests/pg-run.sh (FT_TEST_PG_HOST set) the daemon gets --store on a PostgreSQL database of the state
+# directory's own (created on first use, so a restart on the same directory finds its data).
+store_flags() { # store_flags STATE_DIR: sets STORE_FLAGS
+        STORE_FLAGS=()
+        [ -n "${FT_TEST_PG_HOST:-}" ] || return 0
+        local db
+        db=${FT_TEST_PG_DB:-ft_$(basename "$1" | tr -c 'A-Za-z0-9_\n' _)} # FT_TEST_PG_DB: one database for several
+        createdb -h "$FT_TEST_PG_HOST" "$db" 2>/dev/null || true
+        STORE_FLAGS=(--store "postgresql:///$db?host=$FT_TEST_PG_HOST")
+}
 start_daemon() {
         local state=$1; shift
         LOG="$TMP/daemon.$RANDOM.log"
-        "$FINETUNED" serve --listen 127.0.0.1:0 --state-dir "$state" "$@" 2>"$LOG" &
+        store_flags "$state"
+        "$FINETUNED" serve --listen 127.0.0.1:0 --state-dir "$state" "${STORE_FLAGS[@]}" "$@" 2>"$LOG" &
         DAEMON_PID=$!
         local i
         for i in $(seq 1 600); do

@@ -2,6 +2,7 @@
  * directory, and a dataset + model to point jobs at. Header-only. */
 #pragma once
 
+#include <errno.h>
 #include <ftw.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -42,6 +43,66 @@ __attribute__((unused)) static char *tmpdir_make_on(const char *tag, bool on_dis
 
 __attribute__((unused)) static char *tmpdir_make(const char *tag) {
         return tmpdir_make_on(tag, false);
+}
+
+/* The backend under test: SQLite in the directory, or, when FT_TEST_PG_HOST names the socket directory of a
+ * PostgreSQL server (tools/pg-test-server.sh, which tests/pg-run.sh starts around the test), a database of its
+ * own for each directory, created on first use, so a test that opens one directory twice gets the same data. */
+__attribute__((unused)) static bool fixture_is_pg(void) {
+        const char *h = getenv("FT_TEST_PG_HOST");
+        return h && *h;
+}
+
+#ifdef HAVE_LIBPQ
+#include <libpq-fe.h>
+
+__attribute__((unused)) static int fixture_pg_url(const char *dir, char *url, size_t size) {
+        const char *host = getenv("FT_TEST_PG_HOST"), *base = strrchr(dir, '/'); /* the database is dir's name */
+        char admin[600], sql[300];
+        base = base ? base + 1 : dir;
+        snprintf(admin, sizeof(admin), "postgresql:///postgres?host=%s", host);
+        PGconn *c = PQconnectdb(admin);
+        if (PQstatus(c) != CONNECTION_OK) {
+                printf("# cannot connect to the test server: %s", PQerrorMessage(c));
+                PQfinish(c);
+                return -1;
+        }
+        snprintf(sql, sizeof(sql), "CREATE DATABASE \"%s\"", base);
+        PGresult *res = PQexec(c, sql);
+        const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        bool ok = PQresultStatus(res) == PGRES_COMMAND_OK || (code && strcmp(code, "42P04") == 0); /* exists */
+        PQclear(res);
+        PQfinish(c);
+        if (!ok)
+                return -1;
+        snprintf(url, size, "postgresql:///%s?host=%s", base, host);
+        return 0;
+}
+#endif
+
+/* store_open_with on the backend under test; PostgreSQL: the database of db_dir (NULL: dir), so two state
+ * directories can share one database as two daemons would. */
+__attribute__((unused)) static int fixture_open_sharing(const char *dir, const char *db_dir, struct store_options opts,
+                                                        struct store **ret, struct ft_error *err) {
+#ifdef HAVE_LIBPQ
+        char url[1200];
+        if (fixture_is_pg()) {
+                if (fixture_pg_url(db_dir ? db_dir : dir, url, sizeof(url)) < 0)
+                        return ft_error_set(err, -EIO, NULL, "cannot create a test database for '%s'", dir);
+                opts.url = url;
+        }
+#endif
+        (void)db_dir;
+        return store_open_with(dir, &opts, ret, err);
+}
+
+__attribute__((unused)) static int fixture_open_with(const char *dir, struct store_options opts, struct store **ret,
+                                                     struct ft_error *err) {
+        return fixture_open_sharing(dir, NULL, opts, ret, err);
+}
+
+__attribute__((unused)) static int fixture_open(const char *dir, struct store **ret, struct ft_error *err) {
+        return fixture_open_with(dir, (struct store_options){0}, ret, err);
 }
 
 struct refs {

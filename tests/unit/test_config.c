@@ -100,5 +100,21 @@ int main(void) {
            "FINETUNED_WEBHOOK_ALLOW");
         config_init(&cfg);
         ok(cfg.webhook_allow.n == 0, "default: no internal address allowed");
+        /* --store: a postgresql:// URL (flag or FINETUNED_STORE), empty for SQLite; anything else refused */
+        is_str(cfg.store_url, "", "default store: SQLite in the state directory");
+        ok(parse(&cfg, noenv, &usage, &err, ARGC("--store", "postgresql:///ft?host=/run/pg"),
+                 ARGV("--store", "postgresql:///ft?host=/run/pg")) == 0,
+           "--store postgresql://");
+        is_str(cfg.store_url, "postgresql:///ft?host=/run/pg", "store URL kept");
+        char *store_env[] = {"FINETUNED_STORE=postgres://db.example/ft", NULL};
+        ok(parse(&cfg, store_env, &usage, &err, 1, (char *[]){"serve", NULL}) == 0, "FINETUNED_STORE");
+        is_str(cfg.store_url, "postgres://db.example/ft", "store URL from the environment");
+        ok(parse(&cfg, noenv, &usage, &err, ARGC("--store", "mysql://x"), ARGV("--store", "mysql://x")) < 0 && !usage &&
+                   strcmp(err.param, "store") == 0,
+           "--store mysql:// refused: %s", err.message);
+        char shown[1100];
+        snprintf(cfg.store_url, sizeof(cfg.store_url), "postgresql://ft:s3cret@db.example/ft");
+        config_option_format(&cfg, 16, shown, sizeof(shown));
+        is_str(shown, "postgresql://ft:***@db.example/ft", "--check-config does not print the password");
         return tap_done();
 }

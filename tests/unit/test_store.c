@@ -215,6 +215,37 @@ static void test_migration_v2(void) {
         free(d2);
 }
 
+/* PostgreSQL: an empty database is migrated to the same version as SQLite's, a second open re-runs nothing,
+ * and a newer version is refused. */
+static void test_pg_migrations(void) {
+        struct ft_error err = {0};
+        struct store *s = NULL;
+        char *d = tmpdir_make("pgmig");
+        ok(fixture_open(d, &s, &err) == 0, "open on an empty database creates the schema (%s)", err.message);
+        is_int(store_schema_version(s), 5, "empty database migrated to version 5");
+        ok(store_is_shared(s), "the store is the shared (PostgreSQL) one");
+        store_close(s);
+        s = NULL;
+        ok(fixture_open(d, &s, &err) == 0, "reopen an already migrated database");
+        is_int(store_schema_version(s), 5, "still version 5, nothing re-run");
+        store_close(s);
+        s = NULL;
+#ifdef HAVE_LIBPQ
+        char url[1200];
+        fixture_pg_url(d, url, sizeof(url));
+        PGconn *c = PQconnectdb(url);
+        PQclear(PQexec(c, "UPDATE schema_version SET version = 99"));
+        PQfinish(c);
+        ok(fixture_open(d, &s, &err) == -EPROTO, "newer schema refused");
+        ok(strstr(err.message, "newer") != NULL, "message says newer: %s", err.message);
+#endif
+        ok(store_open_with(d, &(struct store_options){.url = "mysql://x"}, &s, &err) == -EINVAL,
+           "a URL that is not postgresql:// is refused");
+        is_str(err.param, "store", "param store");
+        tmpdir_remove(d);
+        free(d);
+}
+
 static void test_catalog(struct store *s) {
         struct ft_error err = {0};
         struct store_dataset *d = NULL;
@@ -1008,7 +1039,7 @@ static void test_notifier(struct store *s) {
         struct store_subscription *sub = NULL;
 
         drain_queue(s);
-        ok(store_open(dir, &s2, &err) == 0, "second connection for the waiter");
+        ok(fixture_open(dir, &s2, &err) == 0, "second connection for the waiter");
         ok(store_subscribe(s, on_change, NULL, &sub, &err) == 0, "subscribed");
         struct store_job_new in = job_new(&R);
         store_job_enqueue(s, &in, NULL, &err);
@@ -1059,7 +1090,7 @@ static void *claim_thread(void *p) {
         struct store *s = NULL;
         char worker[32];
         snprintf(worker, sizeof(worker), "worker-%d", c->index);
-        if (store_open(dir, &s, &err) < 0) {
+        if (fixture_open(dir, &s, &err) < 0) {
                 c->errors++;
                 snprintf(c->errmsg, sizeof(c->errmsg), "%s", err.message);
                 return NULL;
@@ -1090,6 +1121,43 @@ static void *claim_thread(void *p) {
 
 static int cmp_id(const void *a, const void *b) {
         return strcmp(a, b);
+}
+
+/* PostgreSQL: a commit by another process (its own connection, as another daemon would) wakes this process's
+ * waiters through LISTEN/NOTIFY, for a job and for the queue. */
+static void test_pg_cross_process(struct store *s) {
+        struct ft_error err = {0};
+        struct store_job *j = NULL;
+        struct store_job_new in = job_new(&R);
+        drain_queue(s);
+        ok(store_job_enqueue(s, &in, &j, &err) == 0, "enqueue a job to write to from another process");
+        uint64_t gen = store_job_generation(s, j->id), qgen = store_queue_generation(s);
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+                struct store *cs = NULL;
+                sleep_ms(300); /* let the parent block first */
+                if (fixture_open(dir, &cs, &err) < 0 ||
+                    store_event_append(cs, j->id, 0, "note", "{\"from\":\"child\"}", NULL, &err) < 0)
+                        _exit(3);
+                sleep_ms(300);
+                if (store_job_enqueue(cs, &in, NULL, &err) < 0)
+                        _exit(4);
+                store_close(cs);
+                _exit(0);
+        }
+        uint64_t now = 0;
+        ok(store_job_wait(s, j->id, gen, 10000, &now) == 1, "the job's waiter woke for the other process's event");
+        struct store_event_list l = {0};
+        ok(store_event_list(s, j->id, 0, 0, &l, &err) == 0 && l.n == 2 && strcmp(l.items[1].type, "note") == 0,
+           "and finds the event there (%zu events)", l.n);
+        store_event_list_deinit(&l);
+        ok(store_queue_wait(s, qgen, 10000, NULL) == 1, "the queue's waiter woke for the other process's enqueue");
+        int status = 0;
+        waitpid(pid, &status, 0);
+        ok(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the other process wrote without errors (%d)", status);
+        store_job_free(j);
+        drain_queue(s);
 }
 
 static void test_concurrent_claims(struct store *s) {
@@ -1155,7 +1223,7 @@ static void *enqueue_thread(void *p) {
         struct enqueuer *e = p;
         struct ft_error err = {0};
         struct store *s = NULL;
-        if (store_open(e->dir, &s, &err) < 0) {
+        if (fixture_open(e->dir, &s, &err) < 0) {
                 e->wrong = ENQ_EACH;
                 snprintf(e->errmsg, sizeof(e->errmsg), "%s", err.message);
                 return NULL;
@@ -1220,7 +1288,7 @@ static void test_concurrent_enqueue(void) {
         struct refs saved = R;
         struct enqueuer *e = calloc(ENQ_THREADS, sizeof(*e));
         pthread_t t[ENQ_THREADS];
-        if (store_open(d, &s, &err) < 0) {
+        if (fixture_open(d, &s, &err) < 0) {
                 ok(0, "open: %s", err.message);
                 return;
         }
@@ -1299,7 +1367,7 @@ static void test_process_claims(struct store *s) {
                         struct store_job *j;
                         close(pfd[0]);
                         FILE *out = fdopen(pfd[1], "w");
-                        if (store_open(dir, &cs, &err) < 0)
+                        if (fixture_open(dir, &cs, &err) < 0)
                                 _exit(3);
                         int r;
                         while ((r = store_job_claim(cs, "proc", 60000, &j, &err)) == 1) {
@@ -1349,11 +1417,15 @@ int main(void) {
         struct ft_error err = {0};
         struct store *s = NULL;
 
-        test_migrations();
-        test_migration_v2();
+        if (fixture_is_pg()) { /* the SQLite file's own migrations; PostgreSQL's are test_pg_migrations */
+                test_pg_migrations();
+        } else {
+                test_migrations();
+                test_migration_v2();
+        }
 
         dir = tmpdir_make("store");
-        if (store_open(dir, &s, &err) < 0) {
+        if (fixture_open(dir, &s, &err) < 0) {
                 printf("Bail out! %s\n", err.message);
                 return 1;
         }
@@ -1369,6 +1441,8 @@ int main(void) {
         test_event_best(s);
         test_job_delete(s);
         test_notifier(s);
+        if (fixture_is_pg())
+                test_pg_cross_process(s);
         test_concurrent_claims(s);
         test_concurrent_enqueue();
         test_process_claims(s);

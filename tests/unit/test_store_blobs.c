@@ -143,7 +143,7 @@ static void test_blobs(const char *dir) {
         int64_t size = 0;
         bool exists = true;
 
-        if (store_open(dir, &s, &err) < 0) {
+        if (fixture_open(dir, &s, &err) < 0) {
                 printf("Bail out! %s\n", err.message);
                 exit(1);
         }
@@ -193,7 +193,7 @@ static void test_blobs(const char *dir) {
         if (pid == 0) {
                 struct store *cs = NULL;
                 struct store_blob_writer *cw = NULL;
-                if (store_open(dir, &cs, NULL) < 0 || store_blob_begin(cs, 0, &cw, NULL) < 0)
+                if (fixture_open(dir, &cs, NULL) < 0 || store_blob_begin(cs, 0, &cw, NULL) < 0)
                         _exit(1);
                 store_blob_write(cw, "interrupted", 11, NULL);
                 store_blob_write(cw, data, sizeof(data), NULL); /* flushes to the file */
@@ -261,11 +261,84 @@ static void test_blobs(const char *dir) {
         store_close(s);
 }
 
+#ifdef HAVE_LIBPQ
+static int64_t pg_count(const char *db_dir, const char *sql) {
+        char url[1200];
+        fixture_pg_url(db_dir, url, sizeof(url));
+        PGconn *c = PQconnectdb(url);
+        PGresult *res = PQexec(c, sql);
+        int64_t n = PQresultStatus(res) == PGRES_TUPLES_OK ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -1;
+        PQclear(res);
+        PQfinish(c);
+        return n;
+}
+
+/* PostgreSQL: two state directories on one database (two daemons). A blob committed through one is a large
+ * object that the other reads into its own cache, streamed in 1 MiB chunks and checked by hash; a cache file of
+ * the wrong size is fetched again; the same bytes committed through the other are one large object; gc drops the
+ * row with its large object, and each side's gc drops its now unreferenced cache file. */
+static void test_pg_shared(void) {
+        struct ft_error err = {0};
+        struct store *s1 = NULL, *s2 = NULL;
+        struct store_blob_writer *w = NULL;
+        char *d1 = tmpdir_make("pgb1"), *d2 = tmpdir_make("pgb2");
+        char sha[STORE_SHA256_HEX], sha2[STORE_SHA256_HEX], want[SHA256_HEX_SIZE], path[1024], got[SHA256_HEX_SIZE];
+        static char data[(3 << 20) + 123];
+        bool exists = false;
+        int removed = 0;
+
+        ok(fixture_open(d1, &s1, &err) == 0 && fixture_open_sharing(d2, d1, (struct store_options){0}, &s2, &err) == 0,
+           "two stores, two state directories, one database (%s)", err.message);
+        for (size_t i = 0; i < sizeof(data); i++)
+                data[i] = (char)(i * 2654435761u >> 11);
+        hex_of(data, sizeof(data), want);
+        ok(store_blob_begin(s1, 0, &w, &err) == 0 && store_blob_write(w, data, sizeof(data), &err) == 0 &&
+                   store_blob_commit(w, sha, NULL, &err) == 0,
+           "3 MiB + 123 bytes committed through the first");
+        is_int(pg_count(d1, "SELECT count(*) FROM pg_largeobject_metadata"), 1, "one large object");
+        ok(store_blob_exists(s2, sha, &exists, NULL, &err) == 0 && exists, "the second knows the blob");
+        ok(store_blob_path(s2, sha, path, sizeof(path), &err) == 0 && strncmp(path, d2, strlen(d2)) == 0,
+           "its path is in the second's own state directory (%s)", err.message);
+        void *map = NULL;
+        size_t n = 0;
+        ok(fileio_map(path, sizeof(data) + 1, &map, &n, &err) == 0 && n == sizeof(data), "the cache file is whole");
+        if (map)
+                hex_of(map, n, got);
+        fileio_unmap(map, n);
+        is_str(map ? got : "", want, "and has the blob's hash");
+        ok(truncate(path, 10) == 0, "truncate the cache file");
+        ok(store_blob_path(s2, sha, path, sizeof(path), &err) == 0, "path again");
+        struct stat st;
+        ok(stat(path, &st) == 0 && st.st_size == (off_t)sizeof(data),
+           "a cache file of the wrong size is fetched again");
+        ok(store_blob_begin(s2, 0, &w, &err) == 0 && store_blob_write(w, data, sizeof(data), &err) == 0 &&
+                   store_blob_commit(w, sha2, NULL, &err) == 0 && strcmp(sha, sha2) == 0,
+           "the same bytes committed through the second");
+        is_int(pg_count(d1, "SELECT count(*) FROM pg_largeobject_metadata"), 1, "still one large object");
+        ok(store_blob_gc(s1, 0, &removed, &err) == 0 && removed >= 1, "gc through the first (%d removed)", removed);
+        is_int(pg_count(d1, "SELECT count(*) FROM pg_largeobject_metadata"), 0, "the large object is gone");
+        ok(store_blob_exists(s2, sha, &exists, NULL, &err) == 0 && !exists, "the second no longer knows it");
+        ok(access(path, F_OK) == 0, "its cache file is still there");
+        ok(store_blob_gc(s2, 0, &removed, &err) == 0 && removed == 1 && access(path, F_OK) < 0,
+           "until the second's gc removes it (%d)", removed);
+        store_close(s1);
+        store_close(s2);
+        tmpdir_remove(d1);
+        tmpdir_remove(d2);
+        free(d1);
+        free(d2);
+}
+#endif
+
 int main(void) {
         char *dir = tmpdir_make("blobs");
         test_sha256();
         test_fileio(dir);
         test_blobs(dir);
+#ifdef HAVE_LIBPQ
+        if (fixture_is_pg())
+                test_pg_shared();
+#endif
         tmpdir_remove(dir);
         free(dir);
         return tap_done();
