@@ -154,7 +154,7 @@ uint64_t job_estimate_rss(void) {
 }
 
 json_t *job_estimate_json(const struct job_estimate *e) {
-        return json_pack("{s:f,s:b,s:f,s:I,s:I,s:I,s:i,s:I,s:I,s:i,s:I}", "seconds", round(e->seconds * 10) / 10,
+        return json_pack("{s:f,s:b,s:f,s:I,s:I,s:I,s:i,s:I,s:I,s:i,s:I}", "seconds", round(e->seconds * 1000) / 1000,
                          "first_epoch_measured", e->first_epoch_measured, "seconds_per_batch", e->seconds_per_batch,
                          "batches_per_epoch", (json_int_t)e->batches_per_epoch, "batches_total",
                          (json_int_t)e->batches_total, "validation_batches_per_epoch",
