@@ -2,7 +2,10 @@
 // a job on a CSV whose rarer class has under a tenth of the other's rows shows its class_imbalance warning
 // event in the page's notice; once it succeeded its reproducibility receipt sits in a collapsed section with
 // the seed and result_sha256 the API gives, and the Replay button queues a replay and opens it, whose page
-// says (once it succeeded) that the result is bit-identical. Screenshots: job-warnings.png, job-replay.png.
+// says (once it succeeded) that the result is bit-identical; the models page evaluates the result model on
+// the dataset (the API's accuracy, log loss, ROC-AUC, ECE); the submit form's Estimate shows a dry run's
+// estimate and queues nothing. Screenshots: job-warnings.png, job-replay.png, models-evaluate.png,
+// submit-estimate.png.
 //
 //   node test_job_page.mjs FINETUNED_BINARY ARTIFACTS_DIR
 //
@@ -61,6 +64,46 @@ async function main() {
         const line = await page.textContent('#job-replay');
         ok(line.includes(id) && /bit-identical/.test(line), 'the replay\'s page says its result is bit-identical to the original\'s', line);
         await screenshot(page, artifacts, 'job-replay');
+        // the models page evaluates the result model on the dataset: the table shows the API's numbers
+        const result = api.json.result_model;
+        await page.goto(base + '/#/models');
+        await page.waitForSelector(`#evaluate-form:not([hidden]) #evaluate-model option[value="${result}"]`, {state: 'attached', timeout: 30000});
+        await page.selectOption('#evaluate-model', result);
+        await page.selectOption('#evaluate-dataset', ds.id);
+        await page.click('#evaluate-run');
+        await page.waitForSelector('#evaluate-table', {timeout: 60000});
+        const shown = await page.$$eval('#evaluate-table tbody tr', (rows) =>
+                Object.fromEntries(rows.map((r) => [r.dataset.metric, r.querySelector('td').textContent])));
+        const ev = await json(base, 'POST', `/v1/models/${result}/evaluate`, {dataset: ds.id, curve_points: 2});
+        const m = ev.json.metrics;
+        const near = (t, v) => Math.abs(Number(t) - v) <= 1e-4 + 1e-3 * Math.abs(v);
+        ok(near(shown.accuracy, m.accuracy) && near(shown['log loss'], m.log_loss) &&
+           near(shown['ROC-AUC (macro)'], m.roc_auc.macro) && near(shown['calibration ECE'], m.calibration.ece),
+           'Evaluate on a dataset: accuracy, log loss, macro ROC-AUC and ECE as the API answers them', {shown, api: {
+                   accuracy: m.accuracy, log_loss: m.log_loss, roc_auc: m.roc_auc.macro, ece: m.calibration.ece}});
+        await screenshot(page, artifacts, 'models-evaluate');
+
+        // the submit form's Estimate: a dry run of the same spec, nothing queued
+        const before = (await json(base, 'GET', '/v1/jobs?limit=100')).json.data.length;
+        await page.goto(base + `/#/submit?dataset=${ds.id}&model=${mdl.json.id}`);
+        await page.waitForFunction((d) => document.querySelector('#f-training_file').value === d, ds.id, {timeout: 30000});
+        let dry = null;
+        page.on('request', (r) => {
+                if (r.url().includes('/v1/jobs?dry_run=true') && r.method() === 'POST')
+                        dry = JSON.parse(r.postData());
+        });
+        await page.click('#estimate-job');
+        await page.waitForSelector('#estimate-seconds', {timeout: 120000});
+        const est = await page.evaluate(() => ({seconds: Number(document.querySelector('#estimate-seconds').dataset.seconds),
+                                                memory: document.querySelector('#estimate-memory').textContent,
+                                                checkpoints: document.querySelector('#estimate-checkpoints').textContent,
+                                                warnings: document.querySelector('#estimate-warnings').textContent}));
+        const after = (await json(base, 'GET', '/v1/jobs?limit=100')).json.data.length;
+        ok(dry && dry.model === mdl.json.id && dry.training_file === ds.id && est.seconds > 0 && /MiB/.test(est.memory) &&
+           /MiB/.test(est.checkpoints) && est.warnings.length > 0 && after === before,
+           'Estimate posts the form\'s spec as a dry run and shows seconds, peak memory, checkpoints, warnings; no job queued',
+           {dry: dry && {model: dry.model, training_file: dry.training_file}, est, before, after});
+        await screenshot(page, artifacts, 'submit-estimate');
         const errors = cons.take();
         ok(errors.length === 0, 'no console errors', errors.join('\n'));
         const code = await daemon.stop();
