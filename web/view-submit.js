@@ -162,12 +162,12 @@ export function viewSubmit(params) {
         /* a dry run's answer: {estimate: {seconds, peak_memory_bytes, checkpoint_bytes_total, ...}, warnings} */
         function showEstimate(d) {
                 const e = d.estimate || {};
-                const mib = (b) => (typeof b === 'number' ? (b / 1048576).toFixed(b < 1048576 ? 3 : 1) + ' MiB' : '—');
+                const mib = (b) => (typeof b !== 'number' ? '—' : b < 1048576 ? (b / 1024).toFixed(1) + ' KiB' : (b / 1048576).toFixed(1) + ' MiB');
                 const warnings = Array.isArray(d.warnings) ? d.warnings : [];
                 estimateBox.replaceChildren(h('h2', {}, 'Estimate (nothing was queued)'),
                         h('dl', {class: 'kv', id: 'estimate-facts'},
                           h('dt', {}, 'whole run'), h('dd', {id: 'estimate-seconds', 'data-seconds': e.seconds},
-                                                      (e.seconds < 60 ? Number(e.seconds).toFixed(1) + ' s' : fmtDuration(e.seconds)) + ' (' + e.batches_total + ' batches' +
+                                                      (e.seconds < 60 ? Number(e.seconds).toFixed(e.seconds < 1 ? 3 : 1) + ' s' : fmtDuration(e.seconds)) + ' (' + e.batches_total + ' batches' +
                                                       (e.first_epoch_measured ? ', the first epoch timed whole' : ', ' + e.batches_timed + ' batches timed') + ')'),
                           h('dt', {}, 'peak memory'), h('dd', {id: 'estimate-memory'}, mib(e.peak_memory_bytes)),
                           h('dt', {}, 'checkpoints'), h('dd', {id: 'estimate-checkpoints'},

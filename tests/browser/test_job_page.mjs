@@ -99,8 +99,8 @@ async function main() {
                                                 checkpoints: document.querySelector('#estimate-checkpoints').textContent,
                                                 warnings: document.querySelector('#estimate-warnings').textContent}));
         const after = (await json(base, 'GET', '/v1/jobs?limit=100')).json.data.length;
-        ok(dry && dry.model === mdl.json.id && dry.training_file === ds.id && est.seconds > 0 && /MiB/.test(est.memory) &&
-           /MiB/.test(est.checkpoints) && est.warnings.length > 0 && after === before,
+        ok(dry && dry.model === mdl.json.id && dry.training_file === ds.id && est.seconds > 0 && /[KM]iB/.test(est.memory) &&
+           /[KM]iB/.test(est.checkpoints) && est.warnings.length > 0 && after === before,
            'Estimate posts the form\'s spec as a dry run and shows seconds, peak memory, checkpoints, warnings; no job queued',
            {dry: dry && {model: dry.model, training_file: dry.training_file}, est, before, after});
         await screenshot(page, artifacts, 'submit-estimate');
