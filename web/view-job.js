@@ -343,8 +343,8 @@ export function viewJob(params, id) {
                 if (pc)
                         byClass.push(h('h3', {}, 'Per class'), h('div', {class: 'table-wrap'}, pc));
                 /* per-example diagnostics of a classification job: the matrix's cells pick their examples */
-                const ex = m.confusion_matrix && !isPredictions(job) ? /* a predictions job has no diagnostics */
-                        examplesSection(job, job.validation_file || job.training_file) : null;
+                const ex = m.confusion_matrix && !isPredictions(job) /* a predictions job has no per-example diagnostics */
+                        ? examplesSection(job, job.validation_file || job.training_file) : null;
                 const cm = confusionTable(m.confusion_matrix, ex ? ex.pick : null);
                 if (cm)
                         byClass.push(h('h3', {}, 'Confusion matrix'), h('div', {class: 'table-wrap'}, cm));
