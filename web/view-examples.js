@@ -4,7 +4,8 @@
  * filtered to one cell of the confusion matrix (view-job.js's cells call
  * pick()), and paged; for an IDX dataset the images themselves in a grid, each
  * with its true and predicted class and their probabilities, for a CSV a table
- * with the line to fix. Reads GET /v1/jobs/{id}/diagnostics, /examples and
+ * with the line to fix; each image links to the saliency page of the job's result model for it
+ * (#/models/{id}/explain?dataset=..&index=N, view-explain.js). Reads GET /v1/jobs/{id}/diagnostics, /examples and
  * GET /v1/datasets/{id}/images (docs/diagnostics.md).
  *
  * Not for: the rest of the job page (view-job.js). */
@@ -54,6 +55,15 @@ export function examplesSection(job, dataset) {
         let label = null, predicted = null, after = null, images = null, seq = 0;
 
         order.addEventListener('change', () => load(true));
+
+        /* the image as a link to its saliency map under the job's result model (none: the image alone) */
+        function explainLink(index, canvas) {
+                if (!job.result_model)
+                        return canvas;
+                const q = new URLSearchParams({dataset, index: String(index)});
+                return h('a', {href: '#/models/' + encodeURIComponent(job.result_model) + '/explain?' + q, class: 'ex-explain',
+                               title: 'explain #' + index + ' (saliency map)'}, canvas);
+        }
 
         function pick(l, p) {
                 label = l;
@@ -110,7 +120,7 @@ export function examplesSection(job, dataset) {
                                 const img = byIndex.get(e.index);
                                 grid.append(h('li', {class: 'ex-tile' + (e.correct ? '' : ' wrong') + (e.suspected ? ' suspect' : ''),
                                                      'data-index': e.index, 'data-label': e.label, 'data-predicted': e.predicted},
-                                        h('figure', {}, img ? imageCanvas(img, pix.channels, pix.height, pix.width) : null,
+                                        h('figure', {}, img ? explainLink(e.index, imageCanvas(img, pix.channels, pix.height, pix.width)) : null,
                                           h('figcaption', {}, h('span', {class: 'mono'}, '#' + e.index), ' ', caption(e),
                                             e.suspected ? h('span', {class: 'suspect-note'}, ' · label suspected, maybe ' + e.suggested) : null))));
                         }

@@ -3,6 +3,8 @@
  * POST /v1/models/{id}/explain as predict takes images; the answer's per-pixel map is drawn over the image on a
  * canvas (red: pixels that pushed towards the class, blue: against, opacity by the square root of strength, scaled to the map's
  * largest magnitude), beside the image alone, with the class explained, the prediction and the method.
+ * With ?dataset=ds_..&index=N (the per-example grid's links, view-examples.js) the image is instead that
+ * image of the IDX dataset (GET /v1/datasets/{id}/images?indices=N), explained as soon as it has loaded.
  *
  * Not for: the numbers (api/explain.c, compute/explain.c); models' list (view-models.js). */
 import { api, reportError, ApiError } from './api.js';
@@ -77,6 +79,7 @@ export function viewExplain(params, id) {
                                      'aria-label': 'saliency map over the image'});
         const result = h('dl', {id: 'explain-result', class: 'kv'});
         const legend = h('p', {class: 'muted', id: 'explain-legend'});
+        const source = h('p', {id: 'explain-source', hidden: true});
         let shape = null, pixels = null;
         const form = h('form', {id: 'explain-form', class: 'card explain-form'},
                 h('div', {class: 'explain-fields'},
@@ -88,7 +91,7 @@ export function viewExplain(params, id) {
                 run);
         setView('Explain', h('h1', {}, 'Explain an image'),
                 h('p', {}, 'Model ', refLabel('model', id), ': which pixels drive its score for a class.'),
-                form, status,
+                source, form, status,
                 h('div', {class: 'saliency-pair'}, h('figure', {}, input, h('figcaption', {}, 'input')),
                   h('figure', {}, overlay, h('figcaption', {}, 'saliency over the input'))),
                 legend, result);
@@ -161,6 +164,43 @@ export function viewExplain(params, id) {
                 shape = inp;
                 file.disabled = false;
                 status.textContent = `Choose an image; it is scaled to the model's input, ${inp.join('×')}.`;
+                const ds = params.get('dataset'), index = params.get('index');
+                if (ds && index !== null)
+                        return fromDataset(ds, index);
         }).catch(reportError);
+
+        /* image `index` of dataset `ds` as the model takes it, then explained */
+        async function fromDataset(ds, index) {
+                status.textContent = `Loading image #${index} of ${ds}…`;
+                let pix;
+                try {
+                        pix = await api('GET', `/v1/datasets/${encodeURIComponent(ds)}/images?indices=${encodeURIComponent(index)}`);
+                } catch (e) {
+                        status.textContent = e instanceof ApiError ? e.message : String(e);
+                        if (!(e instanceof ApiError))
+                                reportError(e);
+                        return;
+                }
+                const img = pix.images[0], c = pix.channels, hh = pix.height, ww = pix.width;
+                const bytes = Array.from(atob(img.pixels), (ch) => ch.charCodeAt(0));
+                if (c === shape[0] && hh === shape[1] && ww === shape[2]) {
+                        pixels = bytes;
+                } else { /* another size or channel count: scaled as a chosen file would be */
+                        const cv = h('canvas', {width: ww, height: hh});
+                        const g = cv.getContext('2d'), data = g.createImageData(ww, hh), plane = hh * ww;
+                        for (let i = 0; i < plane; i++) {
+                                const r = bytes[i], gr = c === 3 ? bytes[plane + i] : r, b = c === 3 ? bytes[2 * plane + i] : r;
+                                data.data.set([r, gr, b, 255], 4 * i);
+                        }
+                        g.putImageData(data, 0, 0);
+                        pixels = pixelsOf(cv, shape[0], shape[1], shape[2]);
+                }
+                draw(input, pixels, shape[0], shape[1], shape[2], scale(), null);
+                source.replaceChildren('Image ', h('span', {class: 'mono'}, '#' + index), ' of ', refLabel('dataset', ds),
+                                       img.label !== undefined && img.label !== null ? ' (labelled ' + img.label + ')' : '');
+                source.hidden = false;
+                run.disabled = false;
+                form.requestSubmit();
+        }
         return null;
 }

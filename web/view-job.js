@@ -3,7 +3,10 @@
  * event stream (events.js), progress within the run and the epoch from the
  * job JSON polled every 1.5 s while it is live, its best epoch, the final
  * metrics with the per-class table and the confusion matrix, the setup it
- * was given (base model and data by name), downloads, pause, resume, cancel and delete.
+ * was given (base model and data by name), downloads, pause, resume, cancel and delete; the job's
+ * `warning` events (training-health guards, class_imbalance, disk_full) as a notice that grows as they
+ * arrive; its reproducibility receipt (collapsed), a Replay button that opens the new job, and for a
+ * replay whether its result came out identical (or which receipt fields differ).
  *
  * Not for: the event stream's reconnects (events.js) or charts (charts.js). */
 import { api, ApiError, download, reportError, poll } from './api.js';
@@ -167,6 +170,18 @@ export function viewJob(params, id) {
         const dlPredictions = h('button', {type: 'button', id: 'download-predictions', hidden: true,
                                            onclick: () => download(path + '/artifacts/predictions.csv', id + '-predictions.csv').catch(reportError)},
                                 'Download predictions.csv');
+        const replayBtn = h('button', {type: 'button', id: 'replay-job', hidden: true,
+                                       title: 'queue the same spec on the same model and data as a new job',
+                                       onclick: async () => {
+                                               replayBtn.disabled = true;
+                                               try {
+                                                       const r = await api('POST', path + '/replay');
+                                                       location.hash = '#/jobs/' + encodeURIComponent(r.id);
+                                               } catch (e) {
+                                                       reportError(e);
+                                                       replayBtn.disabled = false;
+                                               }
+                                       }}, 'Replay');
         const compareLink = h('a', {class: 'button', href: '#/compare?ids=' + encodeURIComponent(id)}, 'Compare with…');
         const deleteBtn = h('button', {type: 'button', class: 'danger', id: 'delete-job', hidden: true,
                                        onclick: async () => {
@@ -198,6 +213,14 @@ export function viewJob(params, id) {
         const epochs = new Map(); /* epoch -> its event's data */
 
         const setup = h('section', {class: 'card', id: 'job-setup'});
+        /* warning events, one item each (a reconnected stream may send one again: shown once) */
+        const warnList = h('ul', {id: 'job-warning-list'});
+        const warnings = h('section', {class: 'card warning-box', id: 'job-warnings', role: 'status', hidden: true,
+                                       'aria-labelledby': 'warnings-title'},
+                           h('h2', {id: 'warnings-title'}, 'Warnings'), warnList);
+        const warnSeen = new Set();
+        const replayLine = h('p', {id: 'job-replay', hidden: true});
+        const receipt = h('details', {id: 'job-receipt', hidden: true}, h('summary', {}, 'Reproducibility receipt'));
         /* per-epoch curves and numbers: hidden for a predictions job, which has no epochs */
         const curves = h('div', {id: 'job-curves'}, h('h2', {}, 'Curves'),
                          h('div', {class: 'charts'}, loss.box, metric.box),
@@ -206,16 +229,30 @@ export function viewJob(params, id) {
 
         setView('Job ' + id,
                 h('div', {class: 'toolbar'}, h('h1', {}, 'Job ', h('span', {class: 'mono'}, id)), badge,
-                  pauseBtn, resumeBtn, cancelBtn, cloneBtn, dlModel, dlPredictions, dlMetrics, compareLink, deleteBtn),
+                  pauseBtn, resumeBtn, cancelBtn, cloneBtn, replayBtn, dlModel, dlPredictions, dlMetrics, compareLink, deleteBtn),
                 cloneDialog,
                 errorBox,
+                warnings,
+                replayLine,
                 h('section', {class: 'card progress-card', id: 'job-progress'}, h('h2', {}, 'Progress'),
                   h('div', {class: 'progress'}, epochText, epochBar),
                   h('div', {class: 'progress'}, stepText, stepBar), etaText, bestLine),
                 curves,
                 results,
                 h('h2', {}, 'Setup'),
-                setup);
+                setup,
+                receipt);
+
+        /* A warning event: {code, message, ...} (epoch, class, ... by code). */
+        function onWarning(w) {
+                const key = JSON.stringify(w);
+                if (warnSeen.has(key))
+                        return;
+                warnSeen.add(key);
+                warnList.append(h('li', {'data-code': w.code || ''}, h('span', {class: 'mono'}, w.code || 'warning'), ': ',
+                                  w.message || '', isNum(w.epoch) && w.epoch > 0 ? ' (epoch ' + w.epoch + ')' : ''));
+                warnings.hidden = false;
+        }
 
         /* An epoch event: {epoch, epochs, step, train_loss, val_loss, val_accuracy, ..., lr, seconds, samples_per_sec}. */
         function onEpoch(e) {
@@ -245,6 +282,8 @@ export function viewJob(params, id) {
         function onEvent(data, type) {
                 if (type === 'epoch')
                         onEpoch(data);
+                else if (type === 'warning')
+                        onWarning(data);
                 else if (type === 'status' && job) {
                         job.state = data.state;
                         if (isNum(data.attempt))
@@ -349,7 +388,9 @@ export function viewJob(params, id) {
                 if (isPredictions(job)) /* metrics.json exists for a labelled dataset only */
                         dlMetrics.hidden = dlMetrics.hidden || !(job.metrics && job.metrics.labelled);
                 deleteBtn.hidden = !TERMINAL.has(job.state);
+                replayBtn.hidden = job.state !== 'succeeded' || !job.receipt || isPredictions(job);
                 renderProgress();
+                renderReplay();
                 if (job.error) {
                         errorBox.hidden = false;
                         errorBox.textContent = 'failed: ' + job.error.message + (job.error.param ? ' (' + job.error.param + ')' : '');
@@ -364,6 +405,33 @@ export function viewJob(params, id) {
                         renderSetup();
                 }
                 renderResults();
+        }
+
+        /* the receipt (drawn once it is there: an open <details> stays open) and a replay's verdict */
+        function renderReplay() {
+                if (job.receipt && receipt.dataset.sha !== String(job.receipt.result_sha256)) {
+                        receipt.dataset.sha = String(job.receipt.result_sha256);
+                        receipt.replaceChildren(h('summary', {}, 'Reproducibility receipt'), kvList(job.receipt));
+                        receipt.hidden = false;
+                }
+                const r = job.replay;
+                if (!r) {
+                        replayLine.hidden = true;
+                        return;
+                }
+                const of = h('a', {href: '#/jobs/' + encodeURIComponent(r.of), class: 'mono'}, r.of);
+                const diffs = Array.isArray(r.differences) ? r.differences : [];
+                let verdict;
+                if (r.identical === true)
+                        verdict = ': the result is bit-identical.';
+                else if (r.identical === false)
+                        verdict = ': the result differs' + (diffs.length ? '; receipt fields that differ: ' + diffs.join(', ') : '') + '.';
+                else
+                        verdict = r.expect_identical === false ? ': not expected to be identical (' + (r.reasons || []).join('; ') + ').' :
+                                                                 ': the comparison comes when it has succeeded.';
+                replayLine.dataset.identical = String(r.identical);
+                replayLine.replaceChildren('Replay of ', of, verdict);
+                replayLine.hidden = false;
         }
 
         function renderSetup() {

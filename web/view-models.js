@@ -3,12 +3,14 @@
  * it came from (a preset, an upload, or a link to the job that produced it),
  * its weights (download), a link to fine-tune it and, for an image model with weights, to explain an image
  * with it (view-explain.js); and a form that runs a model with weights over a whole dataset
- * (POST /v1/models/{id}/predictions, issue 18), opening the predictions job it queues.
+ * (POST /v1/models/{id}/predictions, issue 18), opening the predictions job it queues; and one that
+ * evaluates a model on a labelled dataset while the reader waits (POST /v1/models/{id}/evaluate) and
+ * shows accuracy, log loss, macro ROC-AUC and the calibration ECE (regression: MSE, RMSE, MAE, R²).
  *
  * Not for: registering models (the submit form does it for presets). */
 import { api, ApiError, listAll, download, reportError } from './api.js';
 import { h, setView, headRow } from './dom.js';
-import { fmtTime } from './format.js';
+import { fmtTime, fmtNum } from './format.js';
 import { remember, refLabel } from './catalog.js';
 
 const WEIGHTED = /linear|conv|batchnorm|block/; /* layer types that have parameters */
@@ -66,11 +68,66 @@ function predictForm() {
         }};
 }
 
+/* The "evaluate on a dataset" form: the same choices as predict, the answer's headline numbers in a table. */
+function evaluateForm() {
+        const modelSel = h('select', {id: 'evaluate-model', name: 'model'});
+        const dsSel = h('select', {id: 'evaluate-dataset', name: 'dataset'});
+        const err = h('p', {class: 'field-error', id: 'evaluate-error', role: 'alert'});
+        const out = h('div', {id: 'evaluate-result', 'aria-live': 'polite'});
+        const button = h('button', {type: 'submit', id: 'evaluate-run'}, 'Evaluate');
+        const show = (ev) => {
+                const m = ev.metrics || {};
+                const rows = m.mse !== undefined ?
+                        [['MSE', m.mse], ['RMSE', m.rmse], ['MAE', m.mae], ['R²', m.r2]] :
+                        [['accuracy', m.accuracy], ['log loss', m.log_loss], ['ROC-AUC (macro)', m.roc_auc ? m.roc_auc.macro : null],
+                         ['calibration ECE', m.calibration ? m.calibration.ece : null]];
+                out.replaceChildren(h('table', {id: 'evaluate-table'},
+                        h('caption', {}, ev.samples + ' rows of ', refLabel('dataset', ev.dataset), ' by ', refLabel('model', ev.model)),
+                        headRow(['Metric', 'Value'], {1: 'num'}),
+                        h('tbody', {}, rows.map(([k, v]) => h('tr', {'data-metric': k}, h('th', {scope: 'row'}, k),
+                                                              h('td', {class: 'num'}, v === null || v === undefined ? '—' : fmtNum(v)))))));
+        };
+        const form = h('form', {class: 'card', id: 'evaluate-form', 'aria-labelledby': 'evaluate-title',
+                                onsubmit: async (e) => {
+                                        e.preventDefault();
+                                        err.textContent = '';
+                                        out.replaceChildren(h('p', {class: 'muted'}, 'Evaluating…'));
+                                        button.disabled = true;
+                                        try {
+                                                show(await api('POST', '/v1/models/' + encodeURIComponent(modelSel.value) + '/evaluate',
+                                                               {json: {dataset: dsSel.value, curve_points: 2}}));
+                                        } catch (ex) {
+                                                out.replaceChildren();
+                                                if (ex instanceof ApiError)
+                                                        err.textContent = ex.message;
+                                                else
+                                                        reportError(ex);
+                                        } finally {
+                                                button.disabled = false;
+                                        }
+                                }},
+                         h('h2', {id: 'evaluate-title'}, 'Evaluate on a dataset'),
+                         h('p', {class: 'muted'}, 'Runs the model over every row of a labelled dataset now, without a job.'),
+                         h('div', {class: 'toolbar'},
+                           h('label', {for: 'evaluate-model'}, 'Model'), modelSel,
+                           h('label', {for: 'evaluate-dataset'}, 'Dataset'), dsSel, button),
+                         err, out);
+        return {form, fill(models, datasets) {
+                modelSel.replaceChildren(...models.filter((m) => m.has_weights).map((m) =>
+                        h('option', {value: m.id}, m.name + ' (' + m.id + ')')));
+                dsSel.replaceChildren(...datasets.filter((d) => d.labels !== null || !(d.schema && d.schema.image_shape))
+                        .map((d) => h('option', {value: d.id}, d.name + ' (' + d.id + ')')));
+                form.hidden = !modelSel.options.length || !dsSel.options.length;
+        }};
+}
+
 export function viewModels() {
         const tbody = h('tbody');
         const predict = predictForm();
         predict.form.hidden = true;
-        setView('Models', h('h1', {}, 'Models'), predict.form,
+        const evaluate = evaluateForm();
+        evaluate.form.hidden = true;
+        setView('Models', h('h1', {}, 'Models'), predict.form, evaluate.form,
                 h('div', {class: 'table-wrap'},
                   h('table', {id: 'models-table'},
                     headRow(['Model', 'Architecture', 'Produced by', 'Weights', 'Created', ''], {4: 'hide-narrow'}),
@@ -96,7 +153,9 @@ export function viewModels() {
                                   : null))));
                 if (!items.length)
                         tbody.append(h('tr', {}, h('td', {colspan: 6, class: 'empty'}, 'No models yet.')));
-                predict.fill(items, await listAll('/v1/datasets', 500));
+                const datasets = await listAll('/v1/datasets', 500);
+                predict.fill(items, datasets);
+                evaluate.fill(items, datasets);
         }
         load().catch(reportError);
         return null;

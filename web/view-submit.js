@@ -4,11 +4,14 @@
  * strategy, early stopping, preprocessing, seed; the defaults are the job
  * spec's (docs/job-spec.md). Datasets and models are listed by name. An API
  * error appears next to the field its param names. A retry of the same spec
- * reuses its Idempotency-Key.
+ * reuses its Idempotency-Key. "Estimate" posts the same spec to POST
+ * /v1/jobs?dry_run=true and shows the daemon's measured estimate (seconds,
+ * peak memory, checkpoint bytes, warnings) without queueing anything.
  *
  * Not for: what the spec means (compute/jobspec.c validates it). */
 import { api, ApiError, listAll, reportError } from './api.js';
 import { h, $, setView } from './dom.js';
+import { fmtDuration } from './format.js';
 import { datasetColumns, presetConfig, uploadDataset } from './dataset.js';
 import { remember, optionLabels } from './catalog.js';
 
@@ -113,6 +116,9 @@ export function viewSubmit(params) {
         const dsId = h('span', {class: 'mono'}), valId = h('span', {class: 'mono'}), modelId = h('span', {class: 'mono'});
         const formError = h('p', {class: 'form-error', role: 'alert'});
         const submitBtn = h('button', {type: 'submit', class: 'primary', id: 'submit-job'}, 'Start fine-tuning');
+        const estimateBtn = h('button', {type: 'submit', id: 'estimate-job',
+                                         title: 'time a few real batches on the daemon and estimate the whole run'}, 'Estimate');
+        const estimateBox = h('section', {class: 'card', id: 'job-estimate', 'aria-live': 'polite', hidden: true});
         const form = h('form', {class: 'grid', id: 'job-form', novalidate: true},
                 h('fieldset', {}, h('legend', {}, 'Data'),
                   field('training_file', 'Training data', dsSelect, dsId),
@@ -150,7 +156,27 @@ export function viewSubmit(params) {
                   field('preprocess.dropna', 'Drop rows with missing values', f.dropna),
                   field('seed', 'Seed', f.seed)),
                 formError,
-                h('div', {class: 'actions'}, submitBtn, h('a', {class: 'button', href: '#/jobs'}, 'Cancel')));
+                estimateBox,
+                h('div', {class: 'actions'}, submitBtn, estimateBtn, h('a', {class: 'button', href: '#/jobs'}, 'Cancel')));
+
+        /* a dry run's answer: {estimate: {seconds, peak_memory_bytes, checkpoint_bytes_total, ...}, warnings} */
+        function showEstimate(d) {
+                const e = d.estimate || {};
+                const mib = (b) => (typeof b !== 'number' ? '—' : b < 1048576 ? (b / 1024).toFixed(1) + ' KiB' : (b / 1048576).toFixed(1) + ' MiB');
+                const warnings = Array.isArray(d.warnings) ? d.warnings : [];
+                estimateBox.replaceChildren(h('h2', {}, 'Estimate (nothing was queued)'),
+                        h('dl', {class: 'kv', id: 'estimate-facts'},
+                          h('dt', {}, 'whole run'), h('dd', {id: 'estimate-seconds', 'data-seconds': e.seconds},
+                                                      (e.seconds < 60 ? Number(e.seconds).toFixed(e.seconds < 1 ? 3 : 1) + ' s' : fmtDuration(e.seconds)) + ' (' + e.batches_total + ' batches' +
+                                                      (e.first_epoch_measured ? ', the first epoch timed whole' : ', ' + e.batches_timed + ' batches timed') + ')'),
+                          h('dt', {}, 'peak memory'), h('dd', {id: 'estimate-memory'}, mib(e.peak_memory_bytes)),
+                          h('dt', {}, 'checkpoints'), h('dd', {id: 'estimate-checkpoints'},
+                                                        mib(e.checkpoint_bytes_total) + ' (' + e.checkpoints_kept + ' × ' + mib(e.checkpoint_bytes) + ')')),
+                        warnings.length ? h('ul', {id: 'estimate-warnings'}, warnings.map((w) => h('li', {}, typeof w === 'string' ? w :
+                                                                                                   (w.message || JSON.stringify(w)))))
+                                        : h('p', {class: 'muted', id: 'estimate-warnings'}, 'no warnings'));
+                estimateBox.hidden = false;
+        }
         setView('New job', h('h1', {}, 'New fine-tuning job'), form);
 
         const datasets = new Map(); /* id -> dataset, the ones a job can train on */
@@ -200,7 +226,8 @@ export function viewSubmit(params) {
                 ev.preventDefault();
                 showFieldError(form, null);
                 formError.textContent = '';
-                submitBtn.disabled = true;
+                const dry = ev.submitter === estimateBtn;
+                submitBtn.disabled = estimateBtn.disabled = true;
                 try {
                         let training = dsSelect.value;
                         if (upload.files.length) {
@@ -281,18 +308,26 @@ export function viewSubmit(params) {
                                         delete spec.hyperparameters[k];
                         /* The same spec sent again (a retry after a lost answer) reuses its
                          * Idempotency-Key, so the daemon answers with the job it already made. */
+                        if (dry) {
+                                estimateBox.replaceChildren(h('p', {class: 'muted'}, 'Timing a few batches on the daemon…'));
+                                estimateBox.hidden = false;
+                                showEstimate(await api('POST', '/v1/jobs?dry_run=true', {json: spec}));
+                                return;
+                        }
                         const body = JSON.stringify(spec);
                         if (!lastPost || lastPost.body !== body)
                                 lastPost = {body, key: 'dash-' + Date.now().toString(36) + '-' + Math.random().toString(36).slice(2, 10)};
                         const job = await api('POST', '/v1/jobs', {json: spec, headers: {'Idempotency-Key': lastPost.key}});
                         location.hash = '#/jobs/' + encodeURIComponent(job.id);
                 } catch (e) {
+                        if (dry)
+                                estimateBox.hidden = true;
                         if (!(e instanceof ApiError))
                                 reportError(e);
                         else
                                 showFieldError(form, e);
                 } finally {
-                        submitBtn.disabled = false;
+                        submitBtn.disabled = estimateBtn.disabled = false;
                 }
         });
         return null;

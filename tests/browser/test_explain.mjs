@@ -3,8 +3,10 @@
 // (and not a tabular one), a PNG of a test image is chosen in the file input, the page sends it as the API takes
 // images (the same pixels the IDX file holds), draws the image and the heatmap over it on canvases (red and blue
 // pixels where the map is strongest, the image alone elsewhere), names the class explained and the prediction,
-// and shows the API's error for an unknown class next to the form. Screenshots: explain-ig.png (integrated
-// gradients, the predicted class), explain-gxi.png (gradient x input for class 0), explain-narrow.png (390 px).
+// and shows the API's error for an unknown class next to the form; the job page's example tiles link here with
+// ?dataset&index, and the page then explains that image of the dataset. Screenshots: explain-ig.png (integrated
+// gradients, the predicted class), explain-gxi.png (gradient x input for class 0), explain-from-dataset.png (an
+// example tile of the job page opened it), explain-narrow.png (390 px).
 //
 //   node test_explain.mjs FINETUNED_BINARY ARTIFACTS_DIR
 //
@@ -172,6 +174,29 @@ async function main() {
         await page.waitForFunction(() => /not one of the model's/.test(document.querySelector('#explain-status').textContent),
                                    null, {timeout: 60000});
         ok(true, 'an unknown class: the API\'s error shows in the page\'s status line');
+        // the job page's per-example grid links each image to this page for the result model; it explains at once
+        await page.goto(base + '/#/jobs/' + done.id);
+        await page.waitForSelector('#ex-grid a.ex-explain', {timeout: 60000});
+        const href = await page.getAttribute('#ex-grid li:first-child a.ex-explain', 'href');
+        const idx = Number(await page.getAttribute('#ex-grid li:first-child', 'data-index'));
+        ok(href === `#/models/${tuned}/explain?dataset=${ds.id}&index=${idx}`,
+           'an example tile links to the result model\'s explain page with its dataset and index', href);
+        sent = null;
+        await page.click('#ex-grid li:first-child a.ex-explain');
+        await page.waitForFunction(() => document.querySelector('#explain-status') &&
+                                         document.querySelector('#explain-status').textContent === 'Done.', null, {timeout: 120000});
+        const wantIdx = Array.from(sub.pixels(idx));
+        ok(sent && sent.images[0].length === 784 && sent.images[0].every((v, i) => v === wantIdx[i]),
+           `the page took image #${idx} from the dataset (GET /images) and sent exactly its pixels`, sent && sent.images[0].length);
+        const src = await page.textContent('#explain-source');
+        ok(src.includes('#' + idx) && src.includes('fmnist-1000'), 'the page names the image and its dataset', src);
+        await screenshot(page, artifacts, 'explain-from-dataset');
+        await page.goto(base + `/#/models/${tuned}/explain?dataset=${ds.id}&index=99999`);
+        await page.waitForFunction(() => /indices|index/.test(document.querySelector('#explain-status').textContent),
+                                   null, {timeout: 30000});
+        ok(true, 'an index past the dataset: the API\'s error shows in the status line');
+        await page.goto(base + `/#/models/${tuned}/explain`);
+        await page.waitForFunction(() => !document.querySelector('#explain-file').disabled, null, {timeout: 30000});
         await page.setViewportSize({width: 390, height: 800});
         await page.waitForTimeout(200);
         const over = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
