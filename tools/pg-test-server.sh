@@ -6,7 +6,9 @@
 #   tools/pg-test-server.sh stop DIR    (immediate: like a crash of the server)
 #   tools/pg-test-server.sh start DIR   again after a stop: the same data, the same socket
 # Exit 77 (the TAP/meson "skip" code) with a message when the PostgreSQL server binaries are not installed.
-# Not for: production (fsync=off: a crash of the machine may lose it; it is thrown away anyway).
+# Not for: production (fsync=off: a crash of the machine may lose it; it is thrown away anyway). Commits
+# stay synchronous (synchronous_commit is not turned off): a commit is in the server's WAL when the client
+# hears of it, so an immediate stop (test_pg_restart) loses no acknowledged job.
 set -euo pipefail
 
 cmd=${1:-}
@@ -52,7 +54,7 @@ start)
         fi
         # max_connections: every daemon thread holds a connection (HTTP threads, workers, SSE hub, listener)
         as_user "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-                -o "-k $dir/sock -c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+                -o "-k $dir/sock -c listen_addresses='' -c fsync=off -c full_page_writes=off -c max_connections=300" \
                 start >/dev/null || { cat "$dir/server.log" >&2; exit 1; }
         echo "$dir/sock"
         ;;
