@@ -177,6 +177,19 @@ int pg_query(struct store *s, PGresult **ret, struct ft_error *err, const char *
         pg_revive(s);
         PGresult *res = PQexecParams(s->pg, sql, a ? a->n : 0, NULL, a ? a->v : NULL, NULL, NULL, 0);
         ExecStatusType st = PQresultStatus(res);
+        /* An idle connection to a server that restarted looks fine until it is used: the first statement finds
+         * it dead. Outside a transaction, a BEGIN or a SELECT changed nothing, so reconnect and run it once more
+         * instead of answering 503 while the server is back (each HTTP thread has a connection of its own). */
+        if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && !s->in_tx &&
+            (strncmp(sql, "BEGIN", 5) == 0 || strncmp(sql, "SELECT", 6) == 0)) {
+                struct ft_error why = {0};
+                if (pg_error(s, res, &why, what) == -ENOTCONN) {
+                        PQclear(res);
+                        PQreset(s->pg);
+                        res = PQexecParams(s->pg, sql, a ? a->n : 0, NULL, a ? a->v : NULL, NULL, NULL, 0);
+                        st = PQresultStatus(res);
+                }
+        }
         if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
                 int r = pg_error(s, res, err, what);
                 const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);

@@ -67,8 +67,9 @@ for i in $(seq 1 600); do
 done
 missing=0 unfinished=0
 while read -r id; do
-        s=$(curl -s "$BASE/v1/jobs/$id" | jq -r .state)
-        [ "$s" = null ] && missing=$((missing + 1))
+        got=$(curl -s "$BASE/v1/jobs/$id")
+        s=$(echo "$got" | jq -r .state)
+        [ "$s" = null ] && { missing=$((missing + 1)); diag "missing $id: $got; in the database: $("${PSQL[@]}" -d "$db" -c "SELECT state FROM jobs WHERE id = '$id'")"; }
         [ "$s" = succeeded ] || unfinished=$((unfinished + 1))
 done <"$TMP/acked"
 [ "$missing" = 0 ] && [ "$unfinished" = 0 ]
