@@ -161,6 +161,11 @@ cleanup() {
                 [ -n "$left" ] || break
                 sleep 0.5
         done
+        # What the command mounted itself (`ip netns add` binds /run/netns), deepest first, then ours.
+        awk -v r="$R/" 'index($2, r) == 1 { print length($2), $2 }' /proc/mounts | sort -rn | cut -d' ' -f2- |
+                while read -r p; do
+                        case " ${mounted[*]} " in *" $p "*) ;; *) umount "$p" 2>/dev/null || umount -l "$p" || true ;; esac
+                done
         for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do
                 umount "${mounted[i]}" 2>/dev/null || umount -l "${mounted[i]}" || true
         done
@@ -181,6 +186,9 @@ mnt() { # mnt TARGET mount-args...
         mount "${@:2}" "$R$1"
         mounted+=("$R$1")
 }
+# The root is a mount point, as / is on a machine: `ip netns exec` and `ip -n` make / a slave mount
+# (mount --make-rslave /), which fails with EINVAL on a directory that is not one.
+mnt "" --bind "$R"
 mnt /proc -t proc proc
 mnt /sys -t sysfs sysfs
 mnt /dev --bind /dev

@@ -240,25 +240,25 @@ ok $? "replay with other threads: not expected bit-identical ($(echo "$BODY" | j
 http POST "/v1/jobs/$(echo "$BODY" | jq -r .id)/cancel"
 stop_daemon; ok $? "daemon stops cleanly"
 
-# ---- finetuned train --dry-run, and the estimate against the real run --------------------------------------------
-# This checks the estimator, so it needs a machine that is idle-ish: the dry run times the first epoch, the real
-# run takes all of them, and a machine whose load changes a lot between the two (other jobs starting) moves the
-# ratio. The bound (a factor of 2, the issue's) is not widened to hide that; the ratio is printed either way.
+# ---- finetuned train --dry-run ------------------------------------------------------------------------------------
+# How close the estimate comes to the real run is a timing, so it is measured in bench/estimate_bench.sh (the issue's
+# factor of 2), never asserted here; this checks what the estimate is made of.
 cat >"$TMP/cli.json" <<JSON
 {"model": "mlp", "training_file": "big.csv", "task": {"target": "label"}, "validation_split": 0.1,
  "hyperparameters": {"epochs": 8, "batch_size": 8}, "checkpoint": {"every_epochs": 0}, "seed": 3}
 JSON
 "$FINETUNED" train "$TMP/cli.json" --dry-run --threads 1 >"$TMP/dry.json"; rc=$?
-[ $rc -eq 0 ] && jq -e '.type == "dry_run" and .valid and .estimate.seconds > 0 and .estimate.batches_per_epoch == 338 and .warnings == []' "$TMP/dry.json" >/dev/null
+[ $rc -eq 0 ] && jq -e '.type == "dry_run" and .valid and .estimate.seconds > 0 and .estimate.batches_per_epoch == 338 and
+        .estimate.batches_total == 8 * 338 and .estimate.seconds_per_batch > 0 and .warnings == []' "$TMP/dry.json" >/dev/null
 ok $? "finetuned train --dry-run prints the estimate ($(jq -c '.estimate | {seconds, first_epoch_measured}' "$TMP/dry.json"))"
+# the whole first epoch timed, or its batches priced: the total is 8 epochs of it either way
+jq -e '.estimate | if .first_epoch_measured then .seconds > 0
+        else ((.seconds - 8 * .seconds_per_batch * .batches_per_epoch) >= -0.001) end' "$TMP/dry.json" >/dev/null
+ok $? "the estimate is 8 epochs of the timed first one ($(jq -c .estimate "$TMP/dry.json"))"
 [ ! -e "$TMP/out-dry" ]; ok $? "and writes nothing"
-t0=$(date +%s.%N)
-"$FINETUNED" train "$TMP/cli.json" --out "$TMP/out-real" --threads 1 >/dev/null; rc=$?
-t1=$(date +%s.%N)
-real=$(echo "$t1 - $t0" | bc); est=$(jq .estimate.seconds "$TMP/dry.json")
-diag "dry run estimate ${est} s, real run ${real} s (load: $(cut -d' ' -f1-3 /proc/loadavg))"
-[ $rc -eq 0 ] && echo "$est $real" | awk '{ exit !($1 <= 2 * $2 && $2 <= 2 * $1) }'
-ok $? "the estimate is within a factor of 2 of the real run (${est} s vs ${real} s)"
+"$FINETUNED" train "$TMP/cli.json" --out "$TMP/out-real" --threads 1 >"$TMP/real.ndjson"; rc=$?
+[ $rc -eq 0 ] && [ "$(jq -c 'select(.type == "epoch") | .epoch' "$TMP/real.ndjson" | wc -l)" = 8 ]
+ok $? "the real run trains the 8 epochs the estimate counted"
 "$FINETUNED" train "$TMP/cli.json" --dry-run --threads $T | jq -e '.warnings | length == 1' >/dev/null
 ok $? "--dry-run warns when --threads exceeds the cores"
 echo '{"model": "mlp", "training_file": "big.csv", "hyperparameters": {"epochs": 0}}' >"$TMP/bad.json"
