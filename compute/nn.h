@@ -110,6 +110,7 @@ struct compute_ctx {
         void *backend;
         const char *device; /* "cpu", "cuda" (compute_ctx_device) */
         char device_reason[COMPUTE_DEVICE_REASON_MAX];
+        unsigned fp_mode_saved; /* the creating thread's MXCSR before the context (compute_ctx_free restores it) */
 };
 
 /* value shape helpers */
